@@ -1,0 +1,276 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/task"
+)
+
+// Labels the agent keeps on each sandbox.
+const (
+	LabelTaskARN = "vessel.task-arn"
+	LabelCluster = "vessel.cluster"
+	LabelHost    = "vessel.host"
+)
+
+// Config configures an agent.
+type Config struct {
+	// Host is what the agent registers. Host.ID is required and must be
+	// stable across restarts, so that the agent finds its tasks again.
+	Host agentproto.Host
+	// ControlPlane is the control plane, in process or over HTTP. Required.
+	ControlPlane agentproto.ControlPlane
+	// Runtimes by name. At least one is required; Host.DefaultRuntime must
+	// be one of them (the first registered if empty).
+	Runtimes map[string]runtime.Runtime
+	// HeartbeatInterval defaults to 5 s.
+	HeartbeatInterval time.Duration
+	// RetryInterval is the pause after a failed call to the control plane;
+	// 1 s by default.
+	RetryInterval time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// Agent runs the tasks placed on one host.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	workers map[string]*worker
+	wg      sync.WaitGroup
+}
+
+// New checks cfg and returns an agent; nothing starts until Run.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Host.ID == "" {
+		return nil, errdefs.InvalidArgument("agent: Host.ID is required")
+	}
+	if cfg.ControlPlane == nil {
+		return nil, errdefs.InvalidArgument("agent: ControlPlane is required")
+	}
+	if len(cfg.Runtimes) == 0 {
+		return nil, errdefs.InvalidArgument("agent: at least one runtime is required")
+	}
+	if len(cfg.Host.Runtimes) == 0 {
+		for name := range cfg.Runtimes {
+			cfg.Host.Runtimes = append(cfg.Host.Runtimes, name)
+		}
+	}
+	for _, name := range cfg.Host.Runtimes {
+		if cfg.Runtimes[name] == nil {
+			return nil, errdefs.InvalidArgument("agent: host offers runtime %q but none is configured", name)
+		}
+	}
+	if cfg.Host.DefaultRuntime == "" {
+		cfg.Host.DefaultRuntime = cfg.Host.Runtimes[0]
+	}
+	if cfg.Runtimes[cfg.Host.DefaultRuntime] == nil {
+		return nil, errdefs.InvalidArgument("agent: default runtime %q is not configured", cfg.Host.DefaultRuntime)
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 5 * time.Second
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger.With("host", cfg.Host.ID), workers: map[string]*worker{}}, nil
+}
+
+// Run registers the host and reconciles until ctx is done. Sandboxes keep
+// running after Run returns; Run waits for its own goroutines.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.wg.Wait()
+	for {
+		err := a.cfg.ControlPlane.RegisterHost(ctx, a.cfg.Host)
+		if err == nil {
+			break
+		}
+		a.log.Warn("registering host failed; retrying", "err", err)
+		if sleep(ctx, a.cfg.RetryInterval) != nil {
+			return nil
+		}
+	}
+	a.log.Info("host registered", "runtimes", a.cfg.Host.Runtimes, "default_runtime", a.cfg.Host.DefaultRuntime)
+
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.heartbeat(ctx)
+	}()
+
+	adopted, err := a.listSandboxes(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: listing sandboxes: %w", err)
+	}
+	var rev int64
+	first := true
+	for ctx.Err() == nil {
+		as, err := a.cfg.ControlPlane.Assignments(ctx, a.cfg.Host.ID, rev)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			a.log.Warn("fetching assignments failed; retrying", "err", err)
+			sleep(ctx, a.cfg.RetryInterval)
+			continue
+		}
+		rev = as.Revision
+		a.apply(ctx, as.Tasks, adopted)
+		if first {
+			a.deleteOrphans(ctx, as.Tasks, adopted)
+			adopted = nil
+			first = false
+		}
+	}
+	return nil
+}
+
+type sandboxRef struct {
+	rt   runtime.Runtime
+	info runtime.SandboxInfo
+}
+
+func (a *Agent) listSandboxes(ctx context.Context) (map[string]sandboxRef, error) {
+	out := map[string]sandboxRef{}
+	for _, rt := range a.cfg.Runtimes {
+		infos, err := rt.List(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("runtime %s: %w", rt.Name(), err)
+		}
+		for _, in := range infos {
+			out[in.ID] = sandboxRef{rt: rt, info: in}
+		}
+	}
+	return out, nil
+}
+
+// deleteOrphans removes sandboxes whose task is no longer placed here: it
+// stopped, or was removed, while the agent was away.
+func (a *Agent) deleteOrphans(ctx context.Context, tasks []task.Task, adopted map[string]sandboxRef) {
+	placed := map[string]bool{}
+	for _, t := range tasks {
+		placed[t.ID] = true
+	}
+	for id, ref := range adopted {
+		if placed[id] {
+			continue
+		}
+		a.log.Info("deleting sandbox whose task is no longer placed on this host", "task", id, "runtime", ref.rt.Name())
+		if err := ref.rt.Delete(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+			a.log.Error("deleting orphan sandbox failed", "task", id, "err", err)
+		}
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := a.cfg.ControlPlane.Heartbeat(ctx, a.cfg.Host.ID)
+		if errdefs.IsNotFound(err) {
+			err = a.cfg.ControlPlane.RegisterHost(ctx, a.cfg.Host)
+		}
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("heartbeat failed", "err", err)
+		}
+	}
+}
+
+// apply starts a worker for each new task and hands updates to the others.
+// Workers whose task left the set tear their sandbox down.
+func (a *Agent) apply(ctx context.Context, tasks []task.Task, adopted map[string]sandboxRef) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seen := map[string]bool{}
+	for i := range tasks {
+		t := tasks[i].Clone()
+		seen[t.ID] = true
+		if w, ok := a.workers[t.ID]; ok {
+			w.update(t)
+			continue
+		}
+		rtName := t.Runtime
+		if rtName == "" {
+			rtName = a.cfg.Host.DefaultRuntime
+		}
+		rt := a.cfg.Runtimes[rtName]
+		var ref *sandboxRef
+		if r, ok := adopted[t.ID]; ok {
+			ref = &r
+			rt = r.rt
+		}
+		w := &worker{agent: a, rt: rt, rtName: rtName, task: t, adopted: ref,
+			updates: make(chan *task.Task, 1), gone: make(chan struct{}),
+			log: a.log.With("task", t.ID, "cluster", t.Cluster)}
+		a.workers[t.ID] = w
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			w.run(ctx)
+			a.mu.Lock()
+			if a.workers[t.ID] == w {
+				delete(a.workers, t.ID)
+			}
+			a.mu.Unlock()
+		}()
+	}
+	for id, w := range a.workers {
+		if !seen[id] {
+			w.markGone()
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// report sends a status update, retrying while the control plane is
+// unreachable. It gives up when ctx is done, or when the control plane
+// refuses the update (the task is no longer ours).
+func (a *Agent) report(ctx context.Context, u agentproto.StatusUpdate) error {
+	if u.At.IsZero() {
+		u.At = a.cfg.Now()
+	}
+	for {
+		err := a.cfg.ControlPlane.ReportStatus(ctx, a.cfg.Host.ID, u)
+		if err == nil {
+			return nil
+		}
+		if errdefs.IsConflict(err) || errdefs.IsNotFound(err) || errdefs.IsInvalidArgument(err) || errors.Is(err, context.Canceled) {
+			return err
+		}
+		a.log.Warn("reporting status failed; retrying", "task", u.TaskID, "status", u.LastStatus, "err", err)
+		if sleep(ctx, a.cfg.RetryInterval) != nil {
+			return ctx.Err()
+		}
+	}
+}

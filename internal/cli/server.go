@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/server"
+	"vessel.dev/vessel/internal/store/bolt"
+)
+
+// serverOptions are the flags of `vessel server`.
+type serverOptions struct {
+	listen               string
+	noAgent              bool
+	subnets              []string
+	pendingTimeout       time.Duration
+	stoppedTaskRetention time.Duration
+	hostTimeout          time.Duration
+	logLevel             string
+	host                 hostOptions
+}
+
+func newServerCommand(g *globals) *cobra.Command {
+	o := &serverOptions{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the control plane, with an in-process host agent unless --no-agent",
+		Long: `Runs Vessel's control plane: the ECS- and EKS-compatible API (SigV4-signed),
+the embedded store (bbolt in the data directory), the scheduler and the task
+lifecycle, and, unless --no-agent, a host agent for this machine.
+
+On first start it creates an access key pair in the data directory and prints
+how to use it; ` + "`vessel credentials`" + ` prints it again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, g, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", DefaultListen, "address the API listens on")
+	f.BoolVar(&o.noAgent, "no-agent", false, "run the control plane only; hosts join with `vessel agent --server URL`")
+	f.StringSliceVar(&o.subnets, "subnet", []string{server.DefaultSubnet}, "subnets the control plane knows (repeatable)")
+	f.DurationVar(&o.pendingTimeout, "pending-timeout", 5*time.Minute, "how long a task waits for capacity before it is stopped with TaskFailedToStart")
+	f.DurationVar(&o.stoppedTaskRetention, "stopped-task-retention", time.Hour, "how long STOPPED tasks stay visible")
+	f.DurationVar(&o.hostTimeout, "host-timeout", time.Minute, "how long a host may miss heartbeats before its tasks are stopped")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	o.host.addFlags(cmd)
+	return cmd
+}
+
+func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
+	log, err := newLogger(o.logLevel)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	keys, created, err := auth.LoadOrCreate(g.dataDir)
+	if err != nil {
+		return err
+	}
+	st, err := bolt.Open(bolt.Config{Path: filepath.Join(g.dataDir, "vessel.db")})
+	if err != nil {
+		return fmt.Errorf("opening the store in %s: %w (is another vessel server using this data directory?)", g.dataDir, err)
+	}
+	defer st.Close()
+	srv, err := server.New(server.Config{Store: st, Keys: keys, Region: g.region, Subnets: o.subnets,
+		PendingTimeout: o.pendingTimeout, StoppedTaskRetention: o.stoppedTaskRetention,
+		HostTimeout: o.hostTimeout, Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.listen, err)
+	}
+	endpoint := "http://" + ln.Addr().String()
+	out := cmd.ErrOrStderr()
+	if created {
+		fmt.Fprintf(out, "Created an access key in %s. To use the aws CLI or SDKs against Vessel:\n\n%s\n",
+			filepath.Join(g.dataDir, auth.CredentialsFile), auth.ExportLines(keys[0], endpoint, g.region))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var wg sync.WaitGroup
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("API server failed", "err", err)
+			stop()
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.Run(ctx)
+	}()
+	if !o.noAgent {
+		a, names, err := o.host.newAgent(g.dataDir, srv, log)
+		if err != nil {
+			stop()
+			httpSrv.Close()
+			wg.Wait()
+			return err
+		}
+		fmt.Fprintf(out, "Runtimes on this host: %s\n", strings.Join(names, "; "))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.Run(ctx); err != nil {
+				log.Error("host agent stopped", "err", err)
+			}
+		}()
+	}
+	log.Info("vessel server ready", "endpoint", endpoint, "data_dir", g.dataDir)
+	fmt.Fprintf(out, "Vessel is listening on %s\n", endpoint)
+	<-ctx.Done()
+	log.Info("shutting down; sandboxes keep running and are adopted on the next start")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	httpSrv.Shutdown(shutdownCtx)
+	wg.Wait()
+	return nil
+}

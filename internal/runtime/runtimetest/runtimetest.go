@@ -1,0 +1,308 @@
+// Package runtimetest is the conformance suite every runtime back end must
+// pass. It speaks only the runtime.Runtime interface and portable shell
+// commands (sh -c "exit 3", sleep, trap), so the same cases run against sim
+// and real sandboxes.
+//
+//	runtimetest.Run(t, runtimetest.Harness{
+//		New:    func(t *testing.T, dir string) runtime.Runtime { ... },
+//		Image:  "busybox",
+//	})
+package runtimetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/runtime"
+)
+
+// Harness tells the suite how to make the runtime under test.
+type Harness struct {
+	// New returns a runtime keeping its state in dir. Calling it again with
+	// the same dir stands for an agent restart: the new runtime must find
+	// the sandboxes the old one made.
+	New func(t *testing.T, dir string) runtime.Runtime
+	// Image is the image every container of the suite uses; it must have
+	// /bin/sh and sleep.
+	Image string
+	// Timeout bounds each blocking call; 30 s by default.
+	Timeout time.Duration
+}
+
+type suite struct {
+	Harness
+	t   *testing.T
+	rt  runtime.Runtime
+	dir string
+	n   int
+}
+
+// Run runs the conformance suite.
+func Run(t *testing.T, h Harness) {
+	if h.Timeout == 0 {
+		h.Timeout = 30 * time.Second
+	}
+	cases := []struct {
+		name string
+		fn   func(*suite)
+	}{
+		{"ExitCodes", testExitCodes},
+		{"WaitAfterExitAndTwice", testWaitAfterExit},
+		{"SIGTERMStops", testSIGTERM},
+		{"SIGKILLAfterIgnoredSIGTERM", testSIGKILL},
+		{"SignalExitedContainerIsNotAnError", testSignalExited},
+		{"SeveralContainersInOneSandbox", testSeveralContainers},
+		{"ErrorsForMissingThings", testMissing},
+		{"AdoptionAfterRestart", testAdoption},
+		{"DeleteLeavesNothing", testDelete},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := &suite{Harness: h, t: t, dir: dir, rt: h.New(t, dir)}
+			c.fn(s)
+		})
+	}
+}
+
+func (s *suite) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.Timeout)
+}
+
+// sandbox creates a sandbox with the given containers (name → args) and
+// registers its deletion.
+func (s *suite) sandbox(containers ...runtime.ContainerSpec) string {
+	s.t.Helper()
+	s.n++
+	id := fmt.Sprintf("rt-%s-%d", time.Now().Format("150405"), s.n)
+	for i := range containers {
+		containers[i].Image = s.Image
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if err := s.rt.Create(ctx, runtime.Spec{ID: id, MilliCPU: 250, MemoryMiB: 512,
+		Containers: containers, Labels: map[string]string{"suite": "runtimetest"}}); err != nil {
+		s.t.Fatalf("Create(%s): %v", id, err)
+	}
+	s.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+		defer cancel()
+		if err := s.rt.Delete(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+			s.t.Errorf("cleanup Delete(%s): %v", id, err)
+		}
+	})
+	return id
+}
+
+func sh(name, script string) runtime.ContainerSpec {
+	return runtime.ContainerSpec{Name: name, Args: []string{"/bin/sh", "-c", script}}
+}
+
+func (s *suite) start(id, c string) {
+	s.t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if err := s.rt.Start(ctx, id, c); err != nil {
+		s.t.Fatalf("Start(%s, %s): %v", id, c, err)
+	}
+}
+
+func (s *suite) wait(id, c string) runtime.ExitStatus {
+	s.t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	st, err := s.rt.Wait(ctx, id, c)
+	if err != nil {
+		s.t.Fatalf("Wait(%s, %s): %v", id, c, err)
+	}
+	return st
+}
+
+// running asserts that the container has not exited within d.
+func (s *suite) running(id, c string, d time.Duration) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	st, err := s.rt.Wait(ctx, id, c)
+	if err == nil {
+		s.t.Fatalf("container %s/%s exited with %d, want it still running", id, c, st.Code)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		s.t.Fatalf("Wait(%s, %s) = %v, want the context's deadline", id, c, err)
+	}
+}
+
+func (s *suite) signal(id, c string, sig syscall.Signal) {
+	s.t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if err := s.rt.Signal(ctx, id, c, sig); err != nil {
+		s.t.Fatalf("Signal(%s, %s, %v): %v", id, c, sig, err)
+	}
+}
+
+func testExitCodes(s *suite) {
+	for _, code := range []int{0, 1, 3, 42} {
+		id := s.sandbox(sh("app", fmt.Sprintf("exit %d", code)))
+		s.start(id, "app")
+		if st := s.wait(id, "app"); st.Code != code {
+			s.t.Errorf("exit %d: got code %d", code, st.Code)
+		}
+	}
+}
+
+func testWaitAfterExit(s *suite) {
+	id := s.sandbox(sh("app", "sleep 0.2; exit 7"))
+	s.start(id, "app")
+	first := s.wait(id, "app")
+	second := s.wait(id, "app")
+	if first.Code != 7 || second.Code != 7 {
+		s.t.Fatalf("codes %d then %d, want 7 twice", first.Code, second.Code)
+	}
+	if first.ExitedAt.IsZero() {
+		s.t.Errorf("ExitedAt not set")
+	}
+}
+
+func testSIGTERM(s *suite) {
+	id := s.sandbox(sh("app", "sleep 1000"))
+	s.start(id, "app")
+	s.running(id, "app", 300*time.Millisecond)
+	s.signal(id, "app", syscall.SIGTERM)
+	if st := s.wait(id, "app"); st.Code != 143 {
+		s.t.Fatalf("SIGTERM: code %d, want 143", st.Code)
+	}
+}
+
+func testSIGKILL(s *suite) {
+	id := s.sandbox(sh("app", "trap '' TERM; while true; do sleep 1; done"))
+	s.start(id, "app")
+	s.running(id, "app", 300*time.Millisecond)
+	s.signal(id, "app", syscall.SIGTERM)
+	s.running(id, "app", 500*time.Millisecond)
+	s.signal(id, "app", syscall.SIGKILL)
+	if st := s.wait(id, "app"); st.Code != 137 {
+		s.t.Fatalf("SIGKILL: code %d, want 137", st.Code)
+	}
+}
+
+func testSignalExited(s *suite) {
+	id := s.sandbox(sh("app", "exit 0"))
+	s.start(id, "app")
+	s.wait(id, "app")
+	s.signal(id, "app", syscall.SIGTERM)
+	if st := s.wait(id, "app"); st.Code != 0 {
+		s.t.Fatalf("signal after exit changed the code to %d", st.Code)
+	}
+}
+
+func testSeveralContainers(s *suite) {
+	id := s.sandbox(sh("main", "sleep 1000"), sh("side", "exit 5"))
+	s.start(id, "main")
+	s.start(id, "side")
+	if st := s.wait(id, "side"); st.Code != 5 {
+		s.t.Fatalf("side: code %d, want 5", st.Code)
+	}
+	s.running(id, "main", 200*time.Millisecond)
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if err := s.rt.Start(ctx, id, "side"); !errdefs.IsConflict(err) {
+		s.t.Errorf("second Start of a container = %v, want a conflict", err)
+	}
+}
+
+func testMissing(s *suite) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if _, err := s.rt.Wait(ctx, "no-such-sandbox", "app"); !errdefs.IsNotFound(err) {
+		s.t.Errorf("Wait on a missing sandbox = %v, want not found", err)
+	}
+	if err := s.rt.Delete(ctx, "no-such-sandbox"); !errdefs.IsNotFound(err) {
+		s.t.Errorf("Delete of a missing sandbox = %v, want not found", err)
+	}
+	id := s.sandbox(sh("app", "exit 0"))
+	if err := s.rt.Start(ctx, id, "nope"); !errdefs.IsNotFound(err) {
+		s.t.Errorf("Start of a missing container = %v, want not found", err)
+	}
+	err := s.rt.Create(ctx, runtime.Spec{ID: id, MilliCPU: 250, MemoryMiB: 512,
+		Containers: []runtime.ContainerSpec{{Name: "app", Image: s.Image, Args: []string{"true"}}}})
+	if !errdefs.IsAlreadyExists(err) {
+		s.t.Errorf("Create of an existing sandbox = %v, want already exists", err)
+	}
+}
+
+func testAdoption(s *suite) {
+	running := s.sandbox(sh("app", "sleep 1000"))
+	exiting := s.sandbox(sh("app", "sleep 0.5; exit 9"))
+	s.start(running, "app")
+	s.start(exiting, "app")
+
+	// The agent goes away; a new one starts on the same state.
+	s.rt = s.New(s.t, s.dir)
+	time.Sleep(700 * time.Millisecond) // let "exiting" exit while nobody waits
+
+	ctx, cancel := s.ctx()
+	defer cancel()
+	infos, err := s.rt.List(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	found := map[string]runtime.SandboxInfo{}
+	for _, in := range infos {
+		found[in.ID] = in
+	}
+	for _, id := range []string{running, exiting} {
+		in, ok := found[id]
+		if !ok {
+			s.t.Fatalf("sandbox %s not listed after restart (listed %d)", id, len(infos))
+		}
+		if in.Labels["suite"] != "runtimetest" {
+			s.t.Errorf("sandbox %s lost its labels: %v", id, in.Labels)
+		}
+	}
+	if st := s.wait(exiting, "app"); st.Code != 9 {
+		s.t.Errorf("exit code of a container that exited while the agent was away: %d, want 9", st.Code)
+	}
+	s.running(running, "app", 200*time.Millisecond)
+	s.signal(running, "app", syscall.SIGTERM)
+	if st := s.wait(running, "app"); st.Code != 143 {
+		s.t.Errorf("adopted container: SIGTERM gave %d, want 143", st.Code)
+	}
+}
+
+func testDelete(s *suite) {
+	id := s.sandbox(sh("app", "sleep 1000"))
+	s.start(id, "app")
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if err := s.rt.Delete(ctx, id); err != nil {
+		s.t.Fatalf("Delete of a running sandbox: %v", err)
+	}
+	infos, err := s.rt.List(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, in := range infos {
+		if in.ID == id {
+			s.t.Fatalf("sandbox %s still listed after Delete", id)
+		}
+	}
+	if _, err := s.rt.Wait(ctx, id, "app"); !errdefs.IsNotFound(err) {
+		s.t.Errorf("Wait after Delete = %v, want not found", err)
+	}
+	// A fresh runtime on the same state must not find it either.
+	again, err := s.New(s.t, s.dir).List(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, in := range again {
+		if in.ID == id {
+			s.t.Fatalf("deleted sandbox %s came back after restart", id)
+		}
+	}
+}

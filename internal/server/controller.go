@@ -1,0 +1,304 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"vessel.dev/vessel/api"
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/scheduler"
+	"vessel.dev/vessel/internal/store"
+	"vessel.dev/vessel/internal/task"
+)
+
+// ProfileDeletingMinimum is how long a deleted profile stays DELETING at
+// least, so that clients see the state as on EKS.
+const ProfileDeletingMinimum = 2 * time.Second
+
+// controller runs a pass whenever something changes and at least every
+// ControllerInterval.
+func (s *Server) controller(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.ControllerInterval)
+	defer tick.Stop()
+	for {
+		pulse := s.pulseChan()
+		if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("controller pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-pulse:
+		case <-tick.C:
+		}
+	}
+}
+
+// reconcile is one controller pass over every task, host and profile.
+func (s *Server) reconcile(ctx context.Context) error {
+	now := s.cfg.Now()
+	hosts, _, _, err := listJSON[hostRecord](ctx, s.store, prefixHosts)
+	if err != nil {
+		return err
+	}
+	if err := s.catchUp(ctx); err != nil {
+		return err
+	}
+	tasks, _, err := s.tasks.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.reconcileProfiles(ctx, tasks, now); err != nil {
+		return err
+	}
+	ready := map[string]bool{}
+	known := map[string]bool{}
+	for _, h := range hosts {
+		known[h.ID] = true
+		ready[h.ID] = s.hostAlive(h.ID, now)
+	}
+
+	snap := scheduler.Snapshot{}
+	for _, h := range hosts {
+		snap.Hosts = append(snap.Hosts, scheduler.Host{ID: h.ID,
+			Capacity:           scheduler.Resources{MilliCPU: h.MilliCPU, MemoryMiB: h.MemoryMiB},
+			CPUAllocationRatio: h.CPUAllocationRatio, MemoryAllocationRatio: h.MemoryAllocationRatio,
+			Runtimes: h.Runtimes, Subnets: h.Subnets, Ready: ready[h.ID]})
+	}
+	counts := map[task.Status]int{}
+	var pending []*task.Task
+	for _, t := range tasks {
+		counts[t.LastStatus]++
+		switch {
+		case t.Stopped():
+			if now.Sub(t.StoppedAt) > s.cfg.StoppedTaskRetention {
+				if err := s.store.Delete(ctx, taskKey(t.ID), store.AnyRevision); err != nil && !errdefs.IsNotFound(err) {
+					return err
+				}
+				s.forgetUnplaced(t.ID)
+			}
+		case t.HostID == "":
+			t = t.Clone() // the cache's copy is shared
+			if err := s.reconcileUnplaced(ctx, t, now); err != nil {
+				return err
+			}
+			if !t.Stopped() && t.DesiredStatus == task.StatusRunning {
+				pending = append(pending, t)
+			}
+		default:
+			snap.Placed = append(snap.Placed, scheduler.Placed{TaskID: t.ID, HostID: t.HostID,
+				Size: scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB}})
+			if !known[t.HostID] || (!ready[t.HostID] && now.Sub(s.started) > s.cfg.HostTimeout) {
+				if err := s.stopOnLostHost(ctx, t, now); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	s.metrics.setTaskCounts(counts)
+	if len(pending) == 0 {
+		return nil
+	}
+	// Oldest first.
+	sort.SliceStable(pending, func(i, j int) bool { return pending[i].CreatedAt.Before(pending[j].CreatedAt) })
+	byID := map[string]*task.Task{}
+	for _, t := range pending {
+		byID[t.ID] = t
+		snap.Pending = append(snap.Pending, scheduler.Request{TaskID: t.ID,
+			Size:    scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB},
+			Runtime: t.Runtime, Subnets: t.Subnets})
+	}
+	start := time.Now()
+	plan := scheduler.Schedule(snap)
+	s.metrics.schedulerSeconds.Observe(time.Since(start).Seconds())
+	for _, p := range plan.Placements {
+		if err := s.applyPlacement(ctx, byID[p.TaskID], p, hosts); err != nil {
+			return err
+		}
+	}
+	s.unplacedMu.Lock()
+	for _, u := range plan.Unplaced {
+		s.unplaced[u.TaskID] = u.Reason + ": " + u.Message
+	}
+	s.unplacedMu.Unlock()
+	return nil
+}
+
+// catchUp waits until the task cache reflects every write made so far, so
+// that a placement is never planned from a stale view of a host's tasks.
+func (s *Server) catchUp(ctx context.Context) error {
+	_, rev, err := s.store.List(ctx, keyMetaVersion)
+	if err != nil {
+		return err
+	}
+	for {
+		pulse := s.pulseChan()
+		if s.tasks.revision() >= rev {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-pulse:
+		case <-time.After(time.Second):
+			// The watch may be re-listing; look again.
+		}
+	}
+}
+
+func (s *Server) forgetUnplaced(id string) {
+	s.unplacedMu.Lock()
+	delete(s.unplaced, id)
+	s.unplacedMu.Unlock()
+}
+
+// reconcileUnplaced moves an unplaced task: PROVISIONING → PENDING, a stop
+// asked for before placement → STOPPED, and a task that waited too long →
+// STOPPED with TaskFailedToStart.
+func (s *Server) reconcileUnplaced(ctx context.Context, t *task.Task, now time.Time) error {
+	updated, err := s.updateTask(ctx, t.ID, func(t *task.Task) (bool, error) {
+		if t.HostID != "" || t.Stopped() {
+			return false, nil
+		}
+		if t.DesiredStatus == task.StatusStopped {
+			return true, t.Advance(task.StatusStopped, now)
+		}
+		if now.Sub(t.CreatedAt) > s.cfg.PendingTimeout {
+			s.unplacedMu.Lock()
+			why := s.unplaced[t.ID]
+			s.unplacedMu.Unlock()
+			if why == "" {
+				why = "no host could take it"
+			}
+			t.RequestStop(task.StopCodeTaskFailedToStart,
+				fmt.Sprintf("%s: the task waited %s for capacity: %s", task.ReasonResourceInitialization, s.cfg.PendingTimeout, why), now)
+			return true, t.Advance(task.StatusStopped, now)
+		}
+		if t.LastStatus == task.StatusProvisioning {
+			return true, t.Advance(task.StatusPending, now)
+		}
+		return false, nil
+	})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	*t = *updated
+	if t.Stopped() {
+		s.forgetUnplaced(t.ID)
+	}
+	return nil
+}
+
+// applyPlacement binds a pending task to a host, unless it changed meanwhile.
+func (s *Server) applyPlacement(ctx context.Context, t *task.Task, p scheduler.Placement, hosts []hostRecord) error {
+	var host *hostRecord
+	for i := range hosts {
+		if hosts[i].ID == p.HostID {
+			host = &hosts[i]
+		}
+	}
+	placed := false
+	_, err := s.updateTask(ctx, t.ID, func(t *task.Task) (bool, error) {
+		placed = false
+		if t.HostID != "" || t.DesiredStatus != task.StatusRunning || t.Stopped() {
+			return false, nil
+		}
+		placed = true
+		t.HostID = p.HostID
+		t.Subnet = p.Subnet
+		if t.Subnet == "" && len(t.Subnets) > 0 {
+			t.Subnet = t.Subnets[0]
+		}
+		if t.Runtime == "" && host != nil {
+			t.Runtime = host.DefaultRuntime
+		}
+		return true, nil
+	})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err == nil && placed {
+		s.metrics.placements.Inc()
+		s.forgetUnplaced(t.ID)
+		s.log.Debug("task placed", "task", t.ID, "host", p.HostID, "subnet", p.Subnet)
+	}
+	return err
+}
+
+// stopOnLostHost stops a task whose host is gone or silent for longer than
+// HostTimeout: its sandbox is out of reach, so the task is STOPPED at once
+// and a service (or a controller in Kubernetes) may replace it.
+func (s *Server) stopOnLostHost(ctx context.Context, t *task.Task, now time.Time) error {
+	_, err := s.updateTask(ctx, t.ID, func(t *task.Task) (bool, error) {
+		if t.Stopped() {
+			return false, nil
+		}
+		t.RequestStop(task.StopCodeTerminationNotice,
+			fmt.Sprintf("Host %s stopped sending heartbeats for more than %s; its tasks were stopped", t.HostID, s.cfg.HostTimeout), now)
+		return true, t.Advance(task.StatusStopped, now)
+	})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err == nil {
+		s.log.Warn("task stopped: its host is lost", "task", t.ID, "host", t.HostID)
+	}
+	return err
+}
+
+// reconcileProfiles makes CREATING profiles ACTIVE and removes DELETING
+// ones once the tasks they placed are stopped.
+func (s *Server) reconcileProfiles(ctx context.Context, tasks []*task.Task, now time.Time) error {
+	profiles, revs, _, err := listJSON[profileRecord](ctx, s.store, prefixProfiles)
+	if err != nil {
+		return err
+	}
+	for i, p := range profiles {
+		key := profileKey(p.Cluster, p.Name)
+		switch p.Status {
+		case api.FargateProfileStatusCreating:
+			p.Status = api.FargateProfileStatusActive
+			p.StatusChangedAt = now
+			if _, err := putJSON(ctx, s.store, key, p, revs[i]); err != nil && !errdefs.IsConflict(err) {
+				return err
+			}
+		case api.FargateProfileStatusDeleting:
+			busy := false
+			for _, t := range tasks {
+				if t.Cluster != p.Cluster || t.Stopped() || !hasTag(t.Tags, TagProfile, p.Name) {
+					continue
+				}
+				busy = true
+				if t.DesiredStatus != task.StatusStopped {
+					_, err := s.updateTask(ctx, t.ID, func(t *task.Task) (bool, error) {
+						return t.RequestStop(task.StopCodeUserInitiated,
+							"Fargate profile "+p.Name+" was deleted", now), nil
+					})
+					if err != nil && !errdefs.IsNotFound(err) {
+						return err
+					}
+				}
+			}
+			if !busy && now.Sub(p.StatusChangedAt) >= ProfileDeletingMinimum {
+				if err := s.store.Delete(ctx, key, revs[i]); err != nil && !errdefs.IsConflict(err) && !errdefs.IsNotFound(err) {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func hasTag(tags []task.Tag, key, value string) bool {
+	for _, t := range tags {
+		if t.Key == key && t.Value == value {
+			return true
+		}
+	}
+	return false
+}

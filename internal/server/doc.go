@@ -1,0 +1,17 @@
+// Package server is Vessel's control plane: the ECS JSON and EKS REST API
+// (SigV4-authenticated), the host registry and agent protocol, and the
+// lifecycle controller that places tasks with the scheduler, stops what
+// cannot start, declares silent hosts lost and removes stopped tasks after
+// their retention.
+//
+// The store is the only truth: every handler and the controller read and
+// write it with revision checks, so a crash between two writes loses nothing
+// and a restarted server carries on from what is stored.
+//
+// It may import store, scheduler, task, sizing, profile, auth, agentproto
+// and api; nothing imports it but the CLI.
+//
+//	srv, err := server.New(server.Config{Store: st, Keys: keys})
+//	go srv.Run(ctx)                        // controller
+//	http.ListenAndServe(addr, srv.Handler())
+package server

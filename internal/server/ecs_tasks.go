@@ -1,0 +1,499 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"vessel.dev/vessel/api"
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/sizing"
+	"vessel.dev/vessel/internal/store"
+	"vessel.dev/vessel/internal/task"
+)
+
+// MaxRunTaskCount is the most tasks one RunTask launches, as in ECS.
+const MaxRunTaskCount = 10
+
+// TagRuntime is the task definition (or RunTask) tag that picks a runtime.
+const TagRuntime = "vessel:runtime"
+
+// RunTask launches count tasks of a task definition.
+func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTaskOutput, error) {
+	count := int32(1)
+	if in.Count != nil {
+		count = *in.Count
+	}
+	if count < 1 || count > MaxRunTaskCount {
+		return nil, errdefs.InvalidArgument("count %d is out of range: RunTask launches 1 to %d tasks", count, MaxRunTaskCount)
+	}
+	if in.LaunchType != "" && in.LaunchType != api.LaunchTypeFargate {
+		return nil, errdefs.InvalidArgument("launchType %q is not supported: the accepted value is FARGATE", in.LaunchType)
+	}
+	if len(in.CapacityProviderStrategy) > 0 {
+		for _, c := range in.CapacityProviderStrategy {
+			if cp := deref(c.CapacityProvider); cp != "FARGATE" {
+				return nil, errdefs.InvalidArgument("capacity provider %q is not supported: the accepted provider is FARGATE", cp)
+			}
+		}
+	}
+	if len(deref(in.StartedBy)) > 128 {
+		return nil, errdefs.InvalidArgument("startedBy is %d characters long; at most 128 are accepted", len(deref(in.StartedBy)))
+	}
+	if len(deref(in.Group)) > 255 {
+		return nil, errdefs.InvalidArgument("group is longer than 255 characters")
+	}
+	cluster := clusterName(in.Cluster)
+	if _, err := s.getCluster(ctx, cluster); err != nil {
+		return nil, err
+	}
+	rec, _, err := s.getTaskDef(ctx, deref(in.TaskDefinition))
+	if err != nil {
+		return nil, err
+	}
+	def := &rec.Def
+	if def.Status != api.TaskDefinitionStatusActive {
+		return nil, clientException(errdefs.InvalidArgument(
+			"TaskDefinition is inactive: %s was deregistered; run an ACTIVE revision", deref(def.TaskDefinitionArn)))
+	}
+	tags, err := tagsFromAPI(in.Tags)
+	if err != nil {
+		return nil, err
+	}
+	subnets, err := s.taskSubnets(in.NetworkConfiguration)
+	if err != nil {
+		return nil, err
+	}
+	template, err := s.resolveTask(def, rec.Tags, in.Overrides)
+	if err != nil {
+		return nil, err
+	}
+	template.Cluster = cluster
+	template.Subnets = subnets
+	template.StartedBy = deref(in.StartedBy)
+	template.Group = deref(in.Group)
+	if template.Group == "" {
+		template.Group = "family:" + template.Family
+	}
+	template.Tags = tags
+	for _, t := range tags {
+		if t.Key == TagRuntime {
+			template.Runtime = t.Value
+		}
+	}
+	if in.Overrides != nil {
+		raw, err := json.Marshal(in.Overrides)
+		if err != nil {
+			return nil, err
+		}
+		template.Overrides = raw
+	}
+
+	out := &api.RunTaskOutput{Tasks: []api.Task{}, Failures: []api.Failure{}}
+	now := s.cfg.Now()
+	for i := int32(0); i < count; i++ {
+		t := template.Clone()
+		t.ID = newID()
+		t.ARN = s.taskARN(cluster, t.ID)
+		t.LastStatus = task.StatusProvisioning
+		t.DesiredStatus = task.StatusRunning
+		t.CreatedAt = now
+		t.Version = 1
+		for j := range t.Containers {
+			t.Containers[j].LastStatus = task.StatusPending
+		}
+		if _, err := putJSON(ctx, s.store, taskKey(t.ID), t, store.MustNotExist); err != nil {
+			out.Failures = append(out.Failures, api.Failure{Arn: ptr(t.ARN), Reason: ptr("ServerException"), Detail: ptr(err.Error())})
+			continue
+		}
+		s.metrics.tasksLaunched.Inc()
+		s.metrics.observeTask(t)
+		out.Tasks = append(out.Tasks, s.taskOut(t))
+	}
+	s.notify()
+	return out, nil
+}
+
+// taskSubnets checks the awsvpc subnets of a RunTask.
+func (s *Server) taskSubnets(nc *api.NetworkConfiguration) ([]string, error) {
+	if nc == nil || nc.AwsvpcConfiguration == nil {
+		return nil, nil
+	}
+	vpc := nc.AwsvpcConfiguration
+	if vpc.AssignPublicIP == api.AssignPublicIPEnabled {
+		return nil, errdefs.InvalidArgument("assignPublicIp ENABLED is not supported: subnets are private")
+	}
+	if len(vpc.Subnets) > 16 {
+		return nil, errdefs.InvalidArgument("%d subnets given; at most 16 are accepted", len(vpc.Subnets))
+	}
+	for _, sn := range vpc.Subnets {
+		if !slices.Contains(s.cfg.Subnets, sn) {
+			return nil, errdefs.InvalidArgument("subnet %q is not known: the accepted subnets are %s", sn, strings.Join(s.cfg.Subnets, ", "))
+		}
+	}
+	return slices.Clone(vpc.Subnets), nil
+}
+
+// resolveTask turns a task definition and overrides into the task's
+// containers and provisioned size.
+func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api.TaskOverride) (*task.Task, error) {
+	cpu, err := sizing.ParseECSCPU(deref(def.Cpu))
+	if err != nil {
+		return nil, err
+	}
+	mem, err := sizing.ParseECSMemory(deref(def.Memory))
+	if err != nil {
+		return nil, err
+	}
+	if ov != nil && ov.Cpu != nil {
+		if cpu, err = sizing.ParseECSCPU(*ov.Cpu); err != nil {
+			return nil, clientException(err)
+		}
+	}
+	if ov != nil && ov.Memory != nil {
+		if mem, err = sizing.ParseECSMemory(*ov.Memory); err != nil {
+			return nil, clientException(err)
+		}
+	}
+	if err := sizing.ValidateTask(cpu, mem); err != nil {
+		return nil, clientException(err)
+	}
+	t := &task.Task{TaskDefinitionArn: deref(def.TaskDefinitionArn), Family: deref(def.Family),
+		CPUUnits: cpu, MemoryMiB: mem, EphemeralStorageGiB: DefaultEphemeralStorageGiB}
+	if def.EphemeralStorage != nil {
+		t.EphemeralStorageGiB = def.EphemeralStorage.SizeInGiB
+	}
+	if ov != nil && ov.EphemeralStorage != nil {
+		es := ov.EphemeralStorage.SizeInGiB
+		if es < MinEphemeralStorageGiB || es > MaxEphemeralStorageGiB {
+			return nil, errdefs.InvalidArgument("overrides.ephemeralStorage.sizeInGiB %d is out of range: accepted values are %d..%d",
+				es, MinEphemeralStorageGiB, MaxEphemeralStorageGiB)
+		}
+		t.EphemeralStorageGiB = es
+	}
+	for _, tg := range defTags {
+		if deref(tg.Key) == TagRuntime {
+			t.Runtime = deref(tg.Value)
+		}
+	}
+	overrides := map[string]*api.ContainerOverride{}
+	if ov != nil {
+		for i := range ov.ContainerOverrides {
+			co := &ov.ContainerOverrides[i]
+			name := deref(co.Name)
+			found := false
+			for _, c := range def.ContainerDefinitions {
+				found = found || deref(c.Name) == name
+			}
+			if !found {
+				return nil, errdefs.InvalidArgument("containerOverrides names container %q, which is not in %s", name, t.TaskDefinitionArn)
+			}
+			overrides[name] = co
+		}
+	}
+	var cpuSum int64
+	for _, cd := range def.ContainerDefinitions {
+		c := task.Container{Name: deref(cd.Name), Image: deref(cd.Image), EntryPoint: cd.EntryPoint,
+			Command: cd.Command, WorkingDir: deref(cd.WorkingDirectory), User: deref(cd.User),
+			Essential: deref(cd.Essential), CPUUnits: int64(cd.Cpu)}
+		if cd.Memory != nil {
+			c.MemoryMiB = int64(*cd.Memory)
+		}
+		if cd.StopTimeout != nil {
+			c.StopTimeout, _ = task.ClampStopTimeout(*cd.StopTimeout)
+		}
+		env := map[string]string{}
+		for _, kv := range cd.Environment {
+			env[deref(kv.Name)] = deref(kv.Value)
+		}
+		if co := overrides[c.Name]; co != nil {
+			if co.Command != nil {
+				c.Command = co.Command
+			}
+			for _, kv := range co.Environment {
+				if deref(kv.Name) == "" {
+					return nil, errdefs.InvalidArgument("containerOverrides[%s].environment has an entry with no name", c.Name)
+				}
+				env[deref(kv.Name)] = deref(kv.Value)
+			}
+			if co.Cpu != nil {
+				c.CPUUnits = int64(*co.Cpu)
+			}
+			if co.Memory != nil {
+				c.MemoryMiB = int64(*co.Memory)
+			}
+		}
+		if c.MemoryMiB > mem {
+			return nil, clientException(errdefs.InvalidArgument("container %q: memory %d MiB exceeds the task's %d MiB", c.Name, c.MemoryMiB, mem))
+		}
+		cpuSum += c.CPUUnits
+		if len(env) > 0 {
+			c.Environment = env
+		}
+		t.Containers = append(t.Containers, c)
+	}
+	if cpuSum > cpu {
+		return nil, clientException(errdefs.InvalidArgument("the containers' cpu adds up to %d units, more than the task's %d", cpuSum, cpu))
+	}
+	return t, nil
+}
+
+// taskOut renders a task in its ECS shape.
+func (s *Server) taskOut(t *task.Task) api.Task {
+	out := api.Task{
+		TaskArn:            ptr(t.ARN),
+		ClusterArn:         ptr(s.clusterARN(t.Cluster)),
+		TaskDefinitionArn:  ptr(t.TaskDefinitionArn),
+		LastStatus:         ptr(string(t.LastStatus)),
+		DesiredStatus:      ptr(string(t.DesiredStatus)),
+		Cpu:                ptr(strconv.FormatInt(t.CPUUnits, 10)),
+		Memory:             ptr(strconv.FormatInt(t.MemoryMiB, 10)),
+		LaunchType:         api.LaunchTypeFargate,
+		PlatformVersion:    ptr("1.4.0"),
+		PlatformFamily:     ptr("Linux"),
+		Version:            t.Version,
+		CreatedAt:          api.NewTimestamp(t.CreatedAt),
+		ConnectivityAt:     api.NewTimestamp(t.ConnectivityAt),
+		PullStartedAt:      api.NewTimestamp(t.PullStartedAt),
+		PullStoppedAt:      api.NewTimestamp(t.PullStoppedAt),
+		StartedAt:          api.NewTimestamp(t.StartedAt),
+		StoppingAt:         api.NewTimestamp(t.StoppingAt),
+		ExecutionStoppedAt: api.NewTimestamp(t.ExecutionStoppedAt),
+		StoppedAt:          api.NewTimestamp(t.StoppedAt),
+		StopCode:           t.StopCode,
+		EphemeralStorage:   &api.EphemeralStorage{SizeInGiB: t.EphemeralStorageGiB},
+		Tags:               tagsToAPI(t.Tags),
+		HealthStatus:       api.HealthStatusUnknown,
+		Containers:         []api.Container{},
+	}
+	if !t.ConnectivityAt.IsZero() {
+		out.Connectivity = api.ConnectivityConnected
+	}
+	if t.StoppedReason != "" {
+		out.StoppedReason = ptr(t.StoppedReason)
+	}
+	if t.StartedBy != "" {
+		out.StartedBy = ptr(t.StartedBy)
+	}
+	if t.Group != "" {
+		out.Group = ptr(t.Group)
+	}
+	if len(t.Overrides) > 0 {
+		var ov api.TaskOverride
+		if json.Unmarshal(t.Overrides, &ov) == nil {
+			out.Overrides = &ov
+		}
+	} else {
+		out.Overrides = &api.TaskOverride{ContainerOverrides: []api.ContainerOverride{}}
+	}
+	runtime := t.Runtime
+	if runtime != "" {
+		out.Attributes = append(out.Attributes, api.Attribute{Name: ptr(TagRuntime), Value: ptr(runtime)})
+	}
+	if t.HostID != "" {
+		out.Attributes = append(out.Attributes, api.Attribute{Name: ptr("vessel:host"), Value: ptr(t.HostID)})
+	}
+	// The awsvpc network interface, as ECS shows it.
+	eni := api.Attachment{ID: ptr(t.ID[:8] + "-eni"), Type: ptr("ElasticNetworkInterface"), Status: ptr(attachmentStatus(t))}
+	if t.Subnet != "" {
+		eni.Details = append(eni.Details, api.KeyValuePair{Name: ptr("subnetId"), Value: ptr(t.Subnet)})
+	}
+	if t.IP != "" {
+		eni.Details = append(eni.Details, api.KeyValuePair{Name: ptr("privateIPv4Address"), Value: ptr(t.IP)})
+	}
+	out.Attachments = []api.Attachment{eni}
+	for _, c := range t.Containers {
+		ac := api.Container{
+			ContainerArn: ptr(s.containerARN(t.Cluster, t.ID, c.Name)),
+			TaskArn:      ptr(t.ARN),
+			Name:         ptr(c.Name),
+			Image:        ptr(c.Image),
+			LastStatus:   ptr(string(c.LastStatus)),
+			HealthStatus: api.HealthStatusUnknown,
+			Cpu:          ptr(strconv.FormatInt(c.CPUUnits, 10)),
+		}
+		if c.MemoryMiB > 0 {
+			ac.Memory = ptr(strconv.FormatInt(c.MemoryMiB, 10))
+		}
+		if c.ExitCode != nil {
+			ac.ExitCode = ptr(int32(*c.ExitCode))
+		}
+		if c.Reason != "" {
+			ac.Reason = ptr(c.Reason)
+		}
+		if c.RuntimeID != "" {
+			ac.RuntimeID = ptr(c.RuntimeID)
+		}
+		if c.ImageDigest != "" {
+			ac.ImageDigest = ptr(c.ImageDigest)
+		}
+		if t.IP != "" {
+			ac.NetworkInterfaces = []api.NetworkInterface{{AttachmentID: eni.ID, PrivateIpv4Address: ptr(t.IP)}}
+		}
+		out.Containers = append(out.Containers, ac)
+	}
+	return out
+}
+
+func attachmentStatus(t *task.Task) string {
+	switch {
+	case t.LastStatus == task.StatusProvisioning:
+		return "PRECREATED"
+	case t.LastStatus == task.StatusStopped:
+		return "DELETED"
+	case t.LastStatus.Before(task.StatusDeprovisioning):
+		return "ATTACHED"
+	}
+	return "DETACHING"
+}
+
+// taskID resolves a task ID or ARN.
+func taskID(ref string) string { return lastSegment(ref) }
+
+// StopTask asks a task to stop: desiredStatus becomes STOPPED and the host
+// agent walks it down (SIGTERM, then SIGKILL after the stop timeout).
+func (s *Server) StopTask(ctx context.Context, in *api.StopTaskInput) (*api.StopTaskOutput, error) {
+	ref := deref(in.Task)
+	if ref == "" {
+		return nil, errdefs.InvalidArgument("task is required: give a task ID or ARN")
+	}
+	reason := deref(in.Reason)
+	if err := task.ValidateStopReason(reason); err != nil {
+		return nil, err
+	}
+	if reason == "" {
+		reason = "Task stopped by user"
+	}
+	cluster := clusterName(in.Cluster)
+	if _, err := s.getCluster(ctx, cluster); err != nil {
+		return nil, err
+	}
+	id := taskID(ref)
+	t, err := s.updateTask(ctx, id, func(t *task.Task) (bool, error) {
+		if t.Cluster != cluster {
+			return false, errdefs.NotFound("task %s is not in cluster %s", id, cluster)
+		}
+		return t.RequestStop(task.StopCodeUserInitiated, reason, s.cfg.Now()), nil
+	})
+	if errdefs.IsNotFound(err) {
+		return nil, errdefs.InvalidArgument("The referenced task was not found: %s in cluster %s", ref, cluster)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.notify()
+	out := s.taskOut(t)
+	return &api.StopTaskOutput{Task: &out}, nil
+}
+
+// DescribeTasks describes up to 100 tasks; unknown ones are failures.
+func (s *Server) DescribeTasks(ctx context.Context, in *api.DescribeTasksInput) (*api.DescribeTasksOutput, error) {
+	if len(in.Tasks) == 0 || len(in.Tasks) > 100 {
+		return nil, errdefs.InvalidArgument("tasks has %d entries; 1 to 100 task IDs or ARNs are accepted", len(in.Tasks))
+	}
+	cluster := clusterName(in.Cluster)
+	if _, err := s.getCluster(ctx, cluster); err != nil {
+		return nil, err
+	}
+	withTags := includesTags(in.Include)
+	out := &api.DescribeTasksOutput{Tasks: []api.Task{}, Failures: []api.Failure{}}
+	for _, ref := range in.Tasks {
+		var t task.Task
+		_, err := getJSON(ctx, s.store, taskKey(taskID(ref)), &t)
+		if errdefs.IsNotFound(err) || (err == nil && t.Cluster != cluster) {
+			out.Failures = append(out.Failures, api.Failure{Arn: ptr(ref), Reason: ptr("MISSING")})
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		at := s.taskOut(&t)
+		if !withTags {
+			at.Tags = nil
+		}
+		out.Tasks = append(out.Tasks, at)
+	}
+	return out, nil
+}
+
+// ListTasks lists task ARNs of a cluster, newest first, with ECS's filters.
+func (s *Server) ListTasks(ctx context.Context, in *api.ListTasksInput) (*api.ListTasksOutput, error) {
+	cluster := clusterName(in.Cluster)
+	if _, err := s.getCluster(ctx, cluster); err != nil {
+		return nil, err
+	}
+	desired := in.DesiredStatus
+	switch desired {
+	case "", api.DesiredStatusRunning, api.DesiredStatusPending, api.DesiredStatusStopped:
+	default:
+		return nil, errdefs.InvalidArgument("desiredStatus %q is not valid: accepted values are RUNNING, PENDING, STOPPED", desired)
+	}
+	if in.LaunchType != "" && in.LaunchType != api.LaunchTypeFargate {
+		return nil, errdefs.InvalidArgument("launchType %q is not valid here: the accepted value is FARGATE", in.LaunchType)
+	}
+	if in.ContainerInstance != nil {
+		return nil, errdefs.InvalidArgument("containerInstance is not supported: Fargate tasks run on no container instance")
+	}
+	tasks, _, err := s.listTasks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	family := deref(in.Family)
+	if family != "" && strings.HasPrefix(family, "arn:") {
+		family, _, _ = parseTaskDefRef(family)
+	}
+	startedBy := deref(in.StartedBy)
+	service := deref(in.ServiceName)
+	var picked []task.Task
+	for _, t := range tasks {
+		if t.Cluster != cluster {
+			continue
+		}
+		if family != "" && t.Family != family {
+			continue
+		}
+		if startedBy != "" && t.StartedBy != startedBy {
+			continue
+		}
+		if service != "" && t.Group != "service:"+service {
+			continue
+		}
+		switch desired {
+		case "", api.DesiredStatusRunning:
+			// ECS lists tasks whose desired status is RUNNING by default.
+			if t.DesiredStatus != task.StatusRunning {
+				continue
+			}
+		case api.DesiredStatusPending:
+			if t.DesiredStatus != task.StatusRunning || !t.LastStatus.Before(task.StatusRunning) {
+				continue
+			}
+		case api.DesiredStatusStopped:
+			if t.DesiredStatus != task.StatusStopped {
+				continue
+			}
+		}
+		picked = append(picked, t)
+	}
+	// Page over keys that sort newest first and stay stable across pages.
+	keys := make([]string, len(picked))
+	arns := map[string]string{}
+	for i, t := range picked {
+		k := strconv.FormatInt(1<<62-t.CreatedAt.UnixNano(), 10) + "/" + t.ID
+		keys[i] = k
+		arns[k] = t.ARN
+	}
+	sort.Strings(keys)
+	pg, next, err := page(keys, in.NextToken, in.MaxResults, 100)
+	if err != nil {
+		return nil, err
+	}
+	out := &api.ListTasksOutput{TaskArns: []string{}, NextToken: next}
+	for _, k := range pg {
+		out.TaskArns = append(out.TaskArns, arns[k])
+	}
+	return out, nil
+}

@@ -1,0 +1,231 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/store"
+	"vessel.dev/vessel/internal/task"
+)
+
+var _ agentproto.ControlPlane = (*Server)(nil)
+
+// RegisterHost implements agentproto.ControlPlane.
+func (s *Server) RegisterHost(ctx context.Context, h agentproto.Host) error {
+	if h.ID == "" {
+		return errdefs.InvalidArgument("host ID is required")
+	}
+	if h.MilliCPU <= 0 || h.MemoryMiB <= 0 {
+		return errdefs.InvalidArgument("host %s: capacity must be positive (got %d milli-CPU, %d MiB)", h.ID, h.MilliCPU, h.MemoryMiB)
+	}
+	if len(h.Runtimes) == 0 {
+		return errdefs.InvalidArgument("host %s offers no runtime", h.ID)
+	}
+	if h.DefaultRuntime != "" && !slices.Contains(h.Runtimes, h.DefaultRuntime) {
+		return errdefs.InvalidArgument("host %s: default runtime %q is not among its runtimes %v", h.ID, h.DefaultRuntime, h.Runtimes)
+	}
+	if len(h.Subnets) == 0 {
+		h.Subnets = slices.Clone(s.cfg.Subnets)
+	}
+	if _, err := putJSON(ctx, s.store, hostKey(h.ID), hostRecord{Host: h, RegisteredAt: s.cfg.Now()}, store.AnyRevision); err != nil {
+		return err
+	}
+	s.hbMu.Lock()
+	s.heartbeats[h.ID] = s.cfg.Now()
+	s.hbMu.Unlock()
+	s.log.Info("host registered", "host", h.ID, "cpu_milli", h.MilliCPU, "memory_mib", h.MemoryMiB, "runtimes", h.Runtimes)
+	s.notify()
+	return nil
+}
+
+// Heartbeat implements agentproto.ControlPlane. Heartbeats are kept in
+// memory: after a control plane restart a host counts as alive for
+// HostTimeout before its silence is held against it.
+func (s *Server) Heartbeat(ctx context.Context, hostID string) error {
+	if _, err := s.store.Get(ctx, hostKey(hostID)); err != nil {
+		if errdefs.IsNotFound(err) {
+			return errdefs.NotFound("host %s is not registered", hostID)
+		}
+		return err
+	}
+	s.hbMu.Lock()
+	s.heartbeats[hostID] = s.cfg.Now()
+	s.hbMu.Unlock()
+	return nil
+}
+
+func (s *Server) hostAlive(id string, now time.Time) bool {
+	s.hbMu.Lock()
+	last, ok := s.heartbeats[id]
+	s.hbMu.Unlock()
+	if !ok {
+		return now.Sub(s.started) <= s.cfg.HostTimeout
+	}
+	return now.Sub(last) <= s.cfg.HostTimeout
+}
+
+// Assignments implements agentproto.ControlPlane.
+func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (agentproto.Assignments, error) {
+	for {
+		pulse := s.pulseChan()
+		tasks, rev, err := s.tasks.snapshot(ctx)
+		if err != nil {
+			return agentproto.Assignments{}, err
+		}
+		out := agentproto.Assignments{Tasks: []task.Task{}, Revision: rev}
+		for _, t := range tasks {
+			if t.HostID == hostID && !t.Stopped() {
+				out.Tasks = append(out.Tasks, *t.Clone())
+			}
+		}
+		if rev != after {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return out, nil
+		case <-pulse:
+		}
+	}
+}
+
+// ReportStatus implements agentproto.ControlPlane.
+func (s *Server) ReportStatus(ctx context.Context, hostID string, u agentproto.StatusUpdate) error {
+	if u.LastStatus != "" && !u.LastStatus.Valid() {
+		return errdefs.InvalidArgument("unknown status %q", u.LastStatus)
+	}
+	at := u.At
+	if at.IsZero() {
+		at = s.cfg.Now()
+	}
+	_, err := s.updateTask(ctx, u.TaskID, func(t *task.Task) (bool, error) {
+		if t.HostID != hostID {
+			return false, errdefs.Conflict("task %s is not placed on host %s", t.ID, hostID)
+		}
+		if t.Stopped() {
+			return false, nil
+		}
+		changed := false
+		if u.Runtime != "" && t.Runtime != u.Runtime {
+			t.Runtime, changed = u.Runtime, true
+		}
+		if u.IP != "" && t.IP != u.IP {
+			t.IP, changed = u.IP, true
+		}
+		if !u.PullStartedAt.IsZero() && t.PullStartedAt.IsZero() {
+			t.PullStartedAt, changed = u.PullStartedAt, true
+		}
+		if !u.PullStoppedAt.IsZero() && t.PullStoppedAt.IsZero() {
+			t.PullStoppedAt, changed = u.PullStoppedAt, true
+		}
+		if u.StopCode != "" || u.StoppedReason != "" {
+			if t.DesiredStatus != task.StatusStopped {
+				t.RequestStop(u.StopCode, u.StoppedReason, at)
+				changed = true
+			} else if t.StoppedReason == "" && u.StoppedReason != "" {
+				t.StoppedReason, changed = u.StoppedReason, true
+			}
+		}
+		for _, cu := range u.Containers {
+			c := t.Container(cu.Name)
+			if c == nil {
+				return false, errdefs.InvalidArgument("task %s has no container %q", t.ID, cu.Name)
+			}
+			if cu.LastStatus != "" && c.LastStatus.Before(cu.LastStatus) {
+				c.LastStatus, changed = cu.LastStatus, true
+			}
+			if cu.ExitCode != nil && c.ExitCode == nil {
+				code := *cu.ExitCode
+				c.ExitCode, changed = &code, true
+			}
+			if cu.Reason != "" && c.Reason == "" {
+				c.Reason, changed = cu.Reason, true
+				if t.StoppedReason == "" || t.StopCode == task.StopCodeEssentialContainerExited {
+					// An OOM kill names the task's reason too.
+					t.StoppedReason = cu.Reason
+				}
+			}
+			if cu.RuntimeID != "" && c.RuntimeID != cu.RuntimeID {
+				c.RuntimeID, changed = cu.RuntimeID, true
+			}
+			if cu.ImageDigest != "" && c.ImageDigest != cu.ImageDigest {
+				c.ImageDigest, changed = cu.ImageDigest, true
+			}
+		}
+		if u.LastStatus != "" && t.LastStatus.Before(u.LastStatus) {
+			if err := t.Advance(u.LastStatus, at); err != nil {
+				return false, err
+			}
+			changed = true
+		}
+		return changed, nil
+	})
+	if err == nil {
+		s.notify()
+	}
+	return err
+}
+
+// The agent protocol over HTTP, for `vessel agent --server URL`.
+
+func (s *Server) routeAgent(mux *http.ServeMux) {
+	mux.HandleFunc("POST /agent/v1/hosts", func(w http.ResponseWriter, r *http.Request) {
+		var h agentproto.Host
+		if !decodeAgent(w, r, &h) {
+			return
+		}
+		writeAgent(w, nil, s.RegisterHost(r.Context(), h))
+	})
+	mux.HandleFunc("POST /agent/v1/hosts/{id}/heartbeat", func(w http.ResponseWriter, r *http.Request) {
+		writeAgent(w, nil, s.Heartbeat(r.Context(), r.PathValue("id")))
+	})
+	mux.HandleFunc("GET /agent/v1/hosts/{id}/assignments", func(w http.ResponseWriter, r *http.Request) {
+		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+		wait := agentproto.DefaultLongPoll
+		if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && d > 0 && d <= 5*time.Minute {
+			wait = d
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		defer cancel()
+		as, err := s.Assignments(ctx, r.PathValue("id"), after)
+		writeAgent(w, as, err)
+	})
+	mux.HandleFunc("POST /agent/v1/hosts/{id}/status", func(w http.ResponseWriter, r *http.Request) {
+		var u agentproto.StatusUpdate
+		if !decodeAgent(w, r, &u) {
+			return
+		}
+		writeAgent(w, nil, s.ReportStatus(r.Context(), r.PathValue("id"), u))
+	})
+}
+
+func decodeAgent(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(r.Body)
+	if err == nil {
+		err = json.Unmarshal(body, v)
+	}
+	if err != nil {
+		writeAgent(w, nil, errdefs.InvalidArgument("bad agent request body: %v", err))
+		return false
+	}
+	return true
+}
+
+func writeAgent(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		agentproto.WriteError(w, err)
+		return
+	}
+	if v == nil {
+		v = struct{}{}
+	}
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,252 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"sync"
+	"time"
+
+	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/store"
+)
+
+// DefaultCluster always exists.
+const DefaultCluster = "default"
+
+// DefaultSubnet is the subnet tasks use when they name none.
+const DefaultSubnet = "subnet-default"
+
+// Config configures the control plane.
+type Config struct {
+	// Store holds everything. Required.
+	Store store.Store
+	// Keys are the access keys that may sign requests. Required.
+	Keys []auth.Key
+	// Region and AccountID appear in ARNs; us-east-1 and a fixed
+	// 12-digit account by default.
+	Region    string
+	AccountID string
+	// Subnets the control plane knows; DefaultSubnet when empty.
+	Subnets []string
+	// StoppedTaskRetention is how long STOPPED tasks stay visible; 1 h by
+	// default.
+	StoppedTaskRetention time.Duration
+	// PendingTimeout is how long a task may wait for capacity before it is
+	// stopped with TaskFailedToStart; 5 min by default.
+	PendingTimeout time.Duration
+	// HostTimeout is how long a host may miss heartbeats before it is lost
+	// and its tasks stopped; 60 s by default.
+	HostTimeout time.Duration
+	// ControllerInterval is the controller's periodic pass; 1 s by default.
+	// It also runs whenever tasks or hosts change.
+	ControllerInterval time.Duration
+	Logger             *slog.Logger
+	Now                func() time.Time
+}
+
+// Server is the control plane.
+type Server struct {
+	cfg     Config
+	store   store.Store
+	log     *slog.Logger
+	verify  *auth.Verifier
+	metrics *metrics
+	started time.Time
+
+	// pulse is closed and replaced whenever a task or host changes; the
+	// controller and agents' long polls wait on it.
+	pulseMu sync.Mutex
+	pulse   chan struct{}
+
+	// unplaced remembers why pending tasks could not be placed, for the
+	// message of a later TaskFailedToStart.
+	unplacedMu sync.Mutex
+	unplaced   map[string]string
+
+	// tasks mirrors the stored tasks for the controller and long polls.
+	tasks *taskCache
+
+	// heartbeats are kept in memory; only registration is stored, so that
+	// heartbeats cost no disk writes.
+	hbMu       sync.Mutex
+	heartbeats map[string]time.Time
+}
+
+// New checks cfg and returns a control plane; nothing runs until Run and
+// Handler are used.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errdefs.InvalidArgument("server: Store is required")
+	}
+	if len(cfg.Keys) == 0 {
+		return nil, errdefs.InvalidArgument("server: at least one access key is required")
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.AccountID == "" {
+		cfg.AccountID = "000000000000"
+	}
+	if len(cfg.AccountID) != 12 {
+		return nil, errdefs.InvalidArgument("server: AccountID %q must have 12 digits", cfg.AccountID)
+	}
+	if len(cfg.Subnets) == 0 {
+		cfg.Subnets = []string{DefaultSubnet}
+	}
+	if cfg.StoppedTaskRetention <= 0 {
+		cfg.StoppedTaskRetention = time.Hour
+	}
+	if cfg.PendingTimeout <= 0 {
+		cfg.PendingTimeout = 5 * time.Minute
+	}
+	if cfg.HostTimeout <= 0 {
+		cfg.HostTimeout = 60 * time.Second
+	}
+	if cfg.ControllerInterval <= 0 {
+		cfg.ControllerInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, verify: v, metrics: newMetrics(),
+		started: cfg.Now(), pulse: make(chan struct{}), unplaced: map[string]string{},
+		heartbeats: map[string]time.Time{}, tasks: newTaskCache()}
+	if err := s.ensureDefaultCluster(context.Background()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Handler returns the HTTP handler: /healthz and /metrics unauthenticated,
+// everything else SigV4-signed: the ECS JSON API (POST / with X-Amz-Target),
+// the EKS REST API (/clusters...) and the agent protocol (/agent/v1/...).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	api := http.NewServeMux()
+	api.HandleFunc("POST /{$}", s.serveECS)
+	s.routeEKS(api)
+	s.routeAgent(api)
+	mux.Handle("/", s.verify.Middleware(api, s.writeAuthError))
+	return s.metrics.instrument(mux)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if _, _, err := s.store.List(r.Context(), "meta/"); err != nil {
+		http.Error(w, "store unavailable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	fmt.Fprintln(w, "ok")
+}
+
+// notify wakes the controller and agents' long polls.
+func (s *Server) notify() {
+	s.pulseMu.Lock()
+	close(s.pulse)
+	s.pulse = make(chan struct{})
+	s.pulseMu.Unlock()
+}
+
+func (s *Server) pulseChan() <-chan struct{} {
+	s.pulseMu.Lock()
+	defer s.pulseMu.Unlock()
+	return s.pulse
+}
+
+// Run runs the controller and the store watch until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.watchStore(ctx)
+	}()
+	s.controller(ctx)
+	wg.Wait()
+	return nil
+}
+
+// watchStore keeps the task cache and turns store changes, including those
+// made by other control plane replicas, into pulses.
+func (s *Server) watchStore(ctx context.Context) {
+	for ctx.Err() == nil {
+		kvs, rev, err := s.store.List(ctx, prefixTasks)
+		if err != nil {
+			s.log.Error("store watch: listing failed", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		s.tasks.reset(kvs, rev)
+		s.notify()
+		ch, err := s.store.Watch(ctx, "", rev)
+		if err != nil {
+			s.log.Error("store watch failed", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		for ev := range ch {
+			s.tasks.apply(ev)
+			// Coalesce: apply what is already queued before waking anyone.
+			for more := true; more; {
+				select {
+				case ev, ok := <-ch:
+					if !ok {
+						more = false
+						break
+					}
+					s.tasks.apply(ev)
+				default:
+					more = false
+				}
+			}
+			s.notify()
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// newID returns a 32-hex-digit ID, as ECS task IDs are.
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// newToken returns a short random string for resource IDs.
+func newToken(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	out := make([]byte, n)
+	for i := range out {
+		k, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		if err != nil {
+			panic(err)
+		}
+		out[i] = alphabet[k.Int64()]
+	}
+	return string(out)
+}

@@ -1,0 +1,115 @@
+// Package store is Vessel's storage interface: a small, ordered key-value
+// store with revisions and watches. It knows nothing of what it stores (the
+// control plane keeps JSON documents under prefixes such as "tasks/") nor of
+// replication. Back ends live in sub-packages: bolt (the embedded default, a
+// bbolt file in the data directory) and, later, etcd. storetest is the
+// conformance suite every back end must pass.
+//
+// This package must not import any other Vessel package except errdefs.
+//
+// Usage:
+//
+//	s, _ := bolt.Open(bolt.Config{Path: filepath.Join(dataDir, "vessel.db")})
+//	rev, err := s.Put(ctx, "tasks/abc", data, store.MustNotExist)
+//	kv, err := s.Get(ctx, "tasks/abc")
+//	_, err = s.Put(ctx, "tasks/abc", newData, kv.Revision) // errdefs.ErrConflict if changed meanwhile
+package store
+
+import "context"
+
+// Revision preconditions for Put and Delete.
+const (
+	// AnyRevision makes Put and Delete unconditional.
+	AnyRevision int64 = -1
+	// MustNotExist makes Put succeed only if the key does not exist yet.
+	MustNotExist int64 = 0
+)
+
+// KV is one stored value. Revision is the store-wide revision at which the
+// value was last written; revisions only grow, and are never 0 for a stored
+// value.
+//
+// Values returned by a Store are shared: callers must not modify Value.
+type KV struct {
+	Key      string
+	Value    []byte
+	Revision int64
+}
+
+// EventType says what happened to a key.
+type EventType int
+
+const (
+	// EventPut is a create or an update.
+	EventPut EventType = iota + 1
+	// EventDelete is a deletion; KV.Value is nil and KV.Revision is the
+	// revision of the deletion.
+	EventDelete
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventPut:
+		return "put"
+	case EventDelete:
+		return "delete"
+	}
+	return "unknown"
+}
+
+// Event is one change seen by a watch.
+type Event struct {
+	Type EventType
+	KV   KV
+}
+
+// Store is an ordered key-value store with revisions.
+//
+// Keys are non-empty UTF-8 strings; "/" has no special meaning beyond being
+// used in prefixes by convention. All methods are safe for concurrent use.
+// An empty or malformed key, or a precondition below AnyRevision, is an
+// error of kind errdefs.ErrInvalidArgument.
+type Store interface {
+	// Get returns the value of key. It does not block on other readers.
+	// Returns an error of kind errdefs.ErrNotFound if the key does not exist.
+	Get(ctx context.Context, key string) (KV, error)
+
+	// List returns every key that starts with prefix, in key order, and the
+	// store's current revision: the listing reflects every change up to and
+	// including it, so Watch(ctx, prefix, rev) continues from it without
+	// missing or repeating a change. An empty prefix lists everything. A
+	// prefix that matches nothing returns an empty slice and no error.
+	List(ctx context.Context, prefix string) ([]KV, int64, error)
+
+	// Put writes value under key and returns the new revision.
+	//
+	// expectedRevision is a precondition: AnyRevision writes unconditionally;
+	// MustNotExist requires that the key does not exist (else an error of
+	// kind errdefs.ErrAlreadyExists); any positive value requires that the
+	// key's current revision equals it (else errdefs.ErrConflict, or
+	// errdefs.ErrNotFound if the key does not exist). The store keeps its own
+	// copy of value.
+	Put(ctx context.Context, key string, value []byte, expectedRevision int64) (int64, error)
+
+	// Delete removes key. expectedRevision works as for Put (MustNotExist is
+	// not meaningful and is treated as AnyRevision). Returns an error of kind
+	// errdefs.ErrNotFound if the key does not exist.
+	Delete(ctx context.Context, key string, expectedRevision int64) error
+
+	// Watch returns a channel of the changes to keys under prefix made after
+	// revision afterRevision (use the revision returned by List to watch
+	// without missing or repeating a change). It does not block. Returns an
+	// error of kind errdefs.ErrConflict if changes after afterRevision are no
+	// longer kept (the caller must List again). The channel is closed when
+	// ctx is done or the store is closed; a watcher that falls too far behind
+	// has its channel closed too, and must List and watch again. Events
+	// arrive in revision order. A negative afterRevision is an error of kind
+	// errdefs.ErrInvalidArgument; one beyond the current revision is
+	// accepted and only changes after it are sent.
+	Watch(ctx context.Context, prefix string, afterRevision int64) (<-chan Event, error)
+
+	// Close releases the store. Later calls of the other methods return an
+	// error of kind errdefs.ErrUnavailable; open watch channels are closed.
+	// Closing again does nothing and returns nil.
+	Close() error
+}

@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var vesselBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vessel-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	vesselBin = filepath.Join(dir, "vessel")
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	build := exec.Command("go", "build", "-o", vesselBin, "./cmd/vessel")
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building vessel:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is a running `vessel server`.
+type server struct {
+	t        *testing.T
+	dataDir  string
+	endpoint string
+	addr     string
+	cmd      *exec.Cmd
+	log      *bytes.Buffer
+	extra    []string
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServer starts vessel server on a fresh data directory.
+func startServer(t *testing.T, extra ...string) *server {
+	t.Helper()
+	s := &server{t: t, dataDir: t.TempDir(), addr: freeAddr(t), extra: extra}
+	s.endpoint = "http://" + s.addr
+	s.start()
+	t.Cleanup(func() { s.kill(syscall.SIGTERM) })
+	return s
+}
+
+func (s *server) start() {
+	s.t.Helper()
+	args := append([]string{"server", "--data-dir", s.dataDir, "--listen", s.addr}, s.extra...)
+	s.cmd = exec.Command(vesselBin, args...)
+	s.log = &bytes.Buffer{}
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.endpoint + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("vessel server did not become healthy:\n%s", s.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill stops the server with sig and waits for it.
+func (s *server) kill(sig syscall.Signal) {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+// keys returns the access key the server created.
+func (s *server) keys() (string, string) {
+	s.t.Helper()
+	data, err := os.ReadFile(filepath.Join(s.dataDir, "credentials.json"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var keys []struct {
+		AccessKeyID     string `json:"accessKeyId"`
+		SecretAccessKey string `json:"secretAccessKey"`
+	}
+	if err := json.Unmarshal(data, &keys); err != nil || len(keys) == 0 {
+		s.t.Fatalf("credentials file: %v", err)
+	}
+	return keys[0].AccessKeyID, keys[0].SecretAccessKey
+}
+
+// awsEnv is a clean environment for the aws CLI signed with the server's key.
+func (s *server) awsEnv(secretOverride string) []string {
+	id, secret := s.keys()
+	if secretOverride != "" {
+		secret = secretOverride
+	}
+	home := s.t.TempDir()
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home,
+		"AWS_ACCESS_KEY_ID=" + id, "AWS_SECRET_ACCESS_KEY=" + secret, "AWS_DEFAULT_REGION=us-east-1",
+		"AWS_CONFIG_FILE=" + filepath.Join(home, "config"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "credentials"),
+		"AWS_PAGER=", "AWS_MAX_ATTEMPTS=1"}
+}
+
+// aws runs the aws CLI against the server and decodes its JSON output.
+func (s *server) aws(out any, args ...string) {
+	s.t.Helper()
+	stdout, stderr, err := s.awsRaw("", args...)
+	if err != nil {
+		s.t.Fatalf("aws %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	if out != nil {
+		if err := json.Unmarshal(stdout, out); err != nil {
+			s.t.Fatalf("aws %s: decoding %q: %v", strings.Join(args, " "), stdout, err)
+		}
+	}
+}
+
+func (s *server) awsRaw(secret string, args ...string) ([]byte, string, error) {
+	s.t.Helper()
+	awsPath, err := exec.LookPath("aws")
+	if err != nil {
+		s.t.Fatalf("the aws CLI is required (Debian package awscli; the README's test command installs it): %v", err)
+	}
+	cmd := exec.Command(awsPath, append(args, "--endpoint-url", s.endpoint, "--output", "json")...)
+	cmd.Env = s.awsEnv(secret)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	return stdout.Bytes(), stderr.String(), err
+}
+
+// vessel runs a vessel user command against the server.
+func (s *server) vessel(args ...string) (string, string, int) {
+	s.t.Helper()
+	cmd := exec.Command(vesselBin, append(args, "--endpoint", s.endpoint, "--data-dir", s.dataDir)...)
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatalf("vessel %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// ecsTask is the part of an ECS task the tests read.
+type ecsTask struct {
+	TaskArn       string `json:"taskArn"`
+	LastStatus    string `json:"lastStatus"`
+	DesiredStatus string `json:"desiredStatus"`
+	StopCode      string `json:"stopCode"`
+	StoppedReason string `json:"stoppedReason"`
+	Containers    []struct {
+		Name     string `json:"name"`
+		ExitCode *int   `json:"exitCode"`
+	} `json:"containers"`
+}
+
+func (s *server) describeTasks(arns ...string) []ecsTask {
+	s.t.Helper()
+	var out struct {
+		Tasks []ecsTask `json:"tasks"`
+	}
+	s.aws(&out, append([]string{"ecs", "describe-tasks", "--tasks"}, arns...)...)
+	return out.Tasks
+}
+
+// waitStatus polls with the aws CLI until the task reaches status.
+func (s *server) waitStatus(arn, status string, timeout time.Duration) ecsTask {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ts := s.describeTasks(arn)
+		if len(ts) == 1 && ts[0].LastStatus == status {
+			return ts[0]
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("task %s: %+v, want %s after %s\nserver log:\n%s", arn, ts, status, timeout, s.log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
