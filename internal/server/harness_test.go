@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -60,7 +62,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	srv, err := server.New(server.Config{Store: st, Keys: keys, ControllerInterval: 50 * time.Millisecond,
-		PendingTimeout: o.pendingTimeout, StoppedTaskRetention: o.retention, HostTimeout: o.hostTimeout})
+		PendingTimeout: o.pendingTimeout, StoppedTaskRetention: o.retention, HostTimeout: o.hostTimeout,
+		Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +84,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		}
 		a, err := agent.New(agent.Config{
 			Host:         agentproto.Host{ID: "h1", MilliCPU: o.hostMilliCPU, MemoryMiB: o.hostMemoryMiB, Runtimes: []string{"sim"}},
-			ControlPlane: srv, Runtimes: map[string]runtime.Runtime{"sim": rt}, HeartbeatInterval: 100 * time.Millisecond})
+			ControlPlane: srv, Runtimes: map[string]runtime.Runtime{"sim": rt}, HeartbeatInterval: 100 * time.Millisecond,
+			Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,4 +207,13 @@ func doRaw(t *testing.T, req *http.Request) (int, string, string) {
 		t.Errorf("error body type %q differs from X-Amzn-ErrorType %q", out.Type, code)
 	}
 	return resp.StatusCode, code, out.Message
+}
+
+// quietLogger logs warnings and errors only, unless VESSEL_TEST_LOG=debug.
+func quietLogger() *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("VESSEL_TEST_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
