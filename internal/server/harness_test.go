@@ -2,12 +2,12 @@ package server_test
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
