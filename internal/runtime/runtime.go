@@ -2,18 +2,43 @@ package runtime
 
 import (
 	"context"
+	"io"
 	"syscall"
 	"time"
 )
 
-// Spec describes a sandbox to create.
+// Spec describes a sandbox to create. The agent prepares what a sandbox
+// needs from outside (image layers, network namespace, /etc files, a log
+// directory) so that runtimes stay free of images and networking.
 type Spec struct {
 	// ID names the sandbox; it is the task's ID.
 	ID string
 	// MilliCPU and MemoryMiB are the provisioned size the whole sandbox is
-	// limited to.
+	// limited to: CPU quota, memory without swap beyond it.
 	MilliCPU  int64
 	MemoryMiB int64
+	// PidsLimit bounds the processes of the whole sandbox; 0 means the
+	// runtime's default.
+	PidsLimit int64
+	// EphemeralStorageGiB bounds the sandbox's writable layers; 0 means the
+	// runtime's default (20 GiB, as Fargate).
+	EphemeralStorageGiB int
+	// NetNSPath is the network namespace every container of the sandbox
+	// joins (awsvpc: one IP per task, sidecars on localhost). Empty means
+	// the runtime's own isolated namespace with loopback only.
+	NetNSPath string
+	// Hostname is the sandbox's hostname.
+	Hostname string
+	// EtcDir holds hosts, hostname and resolv.conf, bind-mounted read-only
+	// into every container. Empty means the runtime writes minimal ones.
+	EtcDir string
+	// LogDir receives one log file per container, <name>.log, in the
+	// format described by LogLine. The runtime never deletes it: logs
+	// outlive the sandbox.
+	LogDir string
+	// LogMaxBytes caps each container's log file (the runtime rotates or
+	// truncates beyond it); 0 means the runtime's default.
+	LogMaxBytes int64
 	// Containers run inside the sandbox, each started separately with Start.
 	Containers []ContainerSpec
 	// Labels are kept with the sandbox and returned by List (the agent keeps
@@ -23,12 +48,41 @@ type Spec struct {
 
 // ContainerSpec is one container of a sandbox.
 type ContainerSpec struct {
-	Name       string
-	Image      string
+	Name  string
+	Image string
+	// Layers are the image's unpacked layers, bottom first, to be stacked
+	// read-only under a writable layer of the container's own.
+	Layers     []string
 	Args       []string
 	Env        []string // KEY=VALUE
 	WorkingDir string
 	User       string
+	// NofileSoft/NofileHard are RLIMIT_NOFILE (and NPROC); zero means the
+	// runtime's defaults (1024 / the most the host allows up to 65535).
+	NofileSoft, NofileHard uint64
+}
+
+// LogLine is the format of container log files: one line per output line,
+// "<RFC3339Nano time> <stdout|stderr> <F|P> <text>", where P marks a partial
+// line continued by the next (the CRI log format that conmon writes).
+const LogLine = "<RFC3339Nano> <stream> <F|P> <text>"
+
+// Execer is the optional ability to run a command in a running container.
+type Execer interface {
+	// Exec runs args in the container, wiring the given streams, and
+	// blocks until the command exits; it returns the exit code. A missing
+	// sandbox or container is an error of kind errdefs.ErrNotFound.
+	Exec(ctx context.Context, id, container string, p ExecProcess) (int, error)
+}
+
+// ExecProcess is a command to run with Exec.
+type ExecProcess struct {
+	Args   []string
+	Env    []string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	TTY    bool
 }
 
 // ExitStatus is how a container ended.
