@@ -10,8 +10,31 @@ import (
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/image"
+	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/task"
+)
+
+// Images is what the agent needs of the host's image cache.
+type Images interface {
+	// Get returns a cached image; errdefs.ErrNotFound if it is not cached.
+	Get(ctx context.Context, ref string) (*image.Image, error)
+	// Pull fetches an image into the cache (downloading only missing layers).
+	Pull(ctx context.Context, ref string, o image.PullOptions) (*image.Image, error)
+}
+
+// Network is what the agent needs of the host's task networking.
+type Network interface {
+	Attach(ctx context.Context, taskID, subnet, hostname string) (*network.Attachment, error)
+	Detach(ctx context.Context, taskID string) error
+	Reconcile(ctx context.Context, keep func(taskID string) bool) error
+}
+
+// Image pull behaviours, as the ECS agent's ECS_IMAGE_PULL_BEHAVIOR.
+const (
+	PullPreferCached = "prefer-cached" // use a cached image; pull only what is missing
+	PullAlways       = "always"        // ask the registry every time (layers still come from the cache)
 )
 
 // Labels the agent keeps on each sandbox.
@@ -36,8 +59,25 @@ type Config struct {
 	// RetryInterval is the pause after a failed call to the control plane;
 	// 1 s by default.
 	RetryInterval time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Images and Network serve runtimes that run real processes; they may
+	// be nil when only simulated runtimes are configured.
+	Images  Images
+	Network Network
+	// PullBehavior is PullPreferCached (default) or PullAlways.
+	PullBehavior string
+	// InsecureRegistries are registry hosts reached over plain HTTP.
+	InsecureRegistries []string
+	// LogDir keeps each task's container logs in LogDir/<task ID>/, beyond
+	// the task's end; required with real runtimes.
+	LogDir string
+	// LogMaxBytes caps the logs kept per task (split between its
+	// containers); 10 MiB by default.
+	LogMaxBytes int64
+	// LogRetention is how long the logs of a finished task are kept; 1 h
+	// by default (as the control plane keeps STOPPED tasks).
+	LogRetention time.Duration
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Agent runs the tasks placed on one host.
@@ -83,6 +123,27 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = time.Second
 	}
+	switch cfg.PullBehavior {
+	case "":
+		cfg.PullBehavior = PullPreferCached
+	case PullPreferCached, PullAlways:
+	default:
+		return nil, errdefs.InvalidArgument("agent: pull behavior %q is not known: use %s or %s", cfg.PullBehavior, PullPreferCached, PullAlways)
+	}
+	if cfg.LogMaxBytes <= 0 {
+		cfg.LogMaxBytes = 10 << 20
+	}
+	if cfg.LogRetention <= 0 {
+		cfg.LogRetention = time.Hour
+	}
+	for name, rt := range cfg.Runtimes {
+		if sim, ok := rt.(runtime.Simulated); ok && sim.Simulated() {
+			continue
+		}
+		if cfg.Images == nil || cfg.Network == nil || cfg.LogDir == "" {
+			return nil, errdefs.InvalidArgument("agent: runtime %q runs real processes: Images, Network and LogDir are required", name)
+		}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -91,6 +152,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	return &Agent{cfg: cfg, log: cfg.Logger.With("host", cfg.Host.ID), workers: map[string]*worker{}}, nil
 }
+
+// HostID is the ID the agent registers its host under.
+func (a *Agent) HostID() string { return a.cfg.Host.ID }
 
 // Run registers the host and reconciles until ctx is done. Sandboxes keep
 // running after Run returns; Run waits for its own goroutines.
@@ -131,11 +195,19 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		rev = as.Revision
-		a.apply(ctx, as.Tasks, adopted)
 		if first {
 			a.deleteOrphans(ctx, as.Tasks, adopted)
+			a.reconcileNetwork(ctx, as.Tasks)
+		}
+		a.apply(ctx, as.Tasks, adopted)
+		if first {
 			adopted = nil
 			first = false
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				a.collectLogs(ctx)
+			}()
 		}
 	}
 	return nil
@@ -175,6 +247,22 @@ func (a *Agent) deleteOrphans(ctx context.Context, tasks []task.Task, adopted ma
 		if err := ref.rt.Delete(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 			a.log.Error("deleting orphan sandbox failed", "task", id, "err", err)
 		}
+	}
+}
+
+// reconcileNetwork frees the addresses and namespaces of tasks that are no
+// longer placed here (they stopped while the agent was away, or a crash
+// struck between a lease and its use).
+func (a *Agent) reconcileNetwork(ctx context.Context, tasks []task.Task) {
+	if a.cfg.Network == nil {
+		return
+	}
+	placed := map[string]bool{}
+	for _, t := range tasks {
+		placed[t.ID] = true
+	}
+	if err := a.cfg.Network.Reconcile(ctx, func(id string) bool { return placed[id] }); err != nil {
+		a.log.Warn("network reconcile found problems; affected tasks are re-attached when they start", "err", err)
 	}
 }
 

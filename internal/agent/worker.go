@@ -2,15 +2,19 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/image"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/task"
 )
@@ -27,6 +31,11 @@ type worker struct {
 	updates  chan *task.Task
 	gone     chan struct{}
 	goneOnce sync.Once
+
+	// State of the containers, owned by the worker's goroutine.
+	started map[string]bool
+	exited  map[string]runtime.ExitStatus
+	health  map[string]string
 }
 
 // update hands the worker the latest version of its task, dropping an
@@ -47,10 +56,20 @@ func (w *worker) update(t *task.Task) {
 
 func (w *worker) markGone() { w.goneOnce.Do(func() { close(w.gone) }) }
 
+func (w *worker) simulated() bool {
+	s, ok := w.rt.(runtime.Simulated)
+	return ok && s.Simulated()
+}
+
 type exitEvent struct {
 	name string
 	st   runtime.ExitStatus
 	err  error
+}
+
+type healthEvent struct {
+	name   string
+	status string
 }
 
 func (w *worker) report(ctx context.Context, u agentproto.StatusUpdate) error {
@@ -65,16 +84,23 @@ func (w *worker) report(ctx context.Context, u agentproto.StatusUpdate) error {
 	return err
 }
 
+// fail stops the task with a stop code and reason, then tears it down.
+func (w *worker) fail(ctx context.Context, code, reason string) {
+	w.report(ctx, agentproto.StatusUpdate{StopCode: code, StoppedReason: reason})
+	w.stop(ctx)
+}
+
 func (w *worker) run(ctx context.Context) {
 	t := w.task
 	exists := w.adopted != nil
-	started := map[string]bool{}
-	exited := map[string]runtime.ExitStatus{}
+	w.started = map[string]bool{}
+	w.exited = map[string]runtime.ExitStatus{}
+	w.health = map[string]string{}
 	if exists {
 		for _, c := range w.adopted.info.Containers {
-			started[c.Name] = c.Started
+			w.started[c.Name] = c.Started
 			if c.Exit != nil {
-				exited[c.Name] = *c.Exit
+				w.exited[c.Name] = *c.Exit
 			}
 		}
 		w.log.Info("adopted sandbox", "runtime", w.rt.Name(), "status", t.LastStatus)
@@ -82,16 +108,15 @@ func (w *worker) run(ctx context.Context) {
 
 	switch {
 	case t.DesiredStatus == task.StatusStopped && !exists:
-		w.finish(ctx, nil)
+		w.finish(ctx)
 		return
 	case !exists && !t.LastStatus.Before(task.StatusRunning):
 		// The task ran here but its sandbox is gone (the host rebooted).
-		w.report(ctx, agentproto.StatusUpdate{StopCode: task.StopCodeEssentialContainerExited,
-			StoppedReason: task.ReasonCannotInspectContainer + ": the task's sandbox is no longer on host " + w.agent.cfg.Host.ID})
-		w.finish(ctx, nil)
+		w.fail(ctx, task.StopCodeEssentialContainerExited,
+			task.ReasonCannotInspectContainer+": the task's sandbox is no longer on host "+w.agent.cfg.Host.ID)
 		return
 	case t.DesiredStatus == task.StatusStopped:
-		w.stop(ctx, started, exited)
+		w.stop(ctx)
 		return
 	}
 
@@ -100,85 +125,259 @@ func (w *worker) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			w.report(ctx, agentproto.StatusUpdate{StopCode: task.StopCodeTaskFailedToStart, StoppedReason: err.Error()})
-			w.finish(ctx, nil)
+			w.fail(ctx, task.StopCodeTaskFailedToStart, err.Error())
 			return
 		}
 	}
-	// Start what is not started yet (a new sandbox, or one adopted half-way).
-	if t.LastStatus.Before(task.StatusRunning) {
-		for _, c := range t.Containers {
-			if started[c.Name] {
-				continue
-			}
-			if err := w.rt.Start(ctx, t.ID, c.Name); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				w.report(ctx, agentproto.StatusUpdate{StopCode: task.StopCodeTaskFailedToStart,
-					StoppedReason: fmt.Sprintf("%s: container %s: %v", task.ReasonCannotStartContainer, c.Name, err)})
-				w.stop(ctx, started, exited)
-				return
-			}
-			started[c.Name] = true
-		}
-		u := agentproto.StatusUpdate{LastStatus: task.StatusRunning}
-		for _, c := range t.Containers {
-			u.Containers = append(u.Containers, agentproto.ContainerUpdate{Name: c.Name,
-				LastStatus: task.StatusRunning, RuntimeID: t.ID + "/" + c.Name})
-		}
-		if w.report(ctx, u) != nil && ctx.Err() != nil {
-			return
-		}
-	}
-	w.watch(ctx, started, exited)
+	w.watch(ctx)
 }
 
-// create is the ACTIVATING phase: image pull and sandbox creation.
+// create is the ACTIVATING phase: images, network, sandbox.
 func (w *worker) create(ctx context.Context) error {
 	t := w.task
-	now := w.agent.cfg.Now()
-	if err := w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusActivating, PullStartedAt: now}); err != nil {
+	cfg := &w.agent.cfg
+	if err := w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusActivating, PullStartedAt: cfg.Now()}); err != nil {
 		return err
 	}
 	spec := runtime.Spec{ID: t.ID, MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB,
-		Labels: map[string]string{LabelTaskARN: t.ARN, LabelCluster: t.Cluster, LabelHost: w.agent.cfg.Host.ID}}
+		EphemeralStorageGiB: int(t.EphemeralStorageGiB),
+		Labels:              map[string]string{LabelTaskARN: t.ARN, LabelCluster: t.Cluster, LabelHost: cfg.Host.ID}}
+	var digests []agentproto.ContainerUpdate
 	for _, c := range t.Containers {
-		env := make([]string, 0, len(c.Environment))
-		for k, v := range c.Environment {
-			env = append(env, k+"="+v)
+		cs := runtime.ContainerSpec{Name: c.Name, Image: c.Image, Args: c.Args(), WorkingDir: c.WorkingDir, User: c.User}
+		env := map[string]string{}
+		if !w.simulated() {
+			img, err := w.pull(ctx, &c)
+			if err != nil {
+				return fmt.Errorf("%s: pulling %s for container %s: %v", task.ReasonCannotPullContainer, c.Image, c.Name, err)
+			}
+			digests = append(digests, agentproto.ContainerUpdate{Name: c.Name, ImageDigest: img.Digest})
+			cs.Layers = img.Layers
+			cs.Args = resolveArgs(&c, img.Config)
+			if cs.WorkingDir == "" {
+				cs.WorkingDir = img.Config.WorkingDir
+			}
+			if cs.User == "" {
+				cs.User = img.Config.User
+			}
+			for _, kv := range img.Config.Env {
+				if k, v, ok := strings.Cut(kv, "="); ok {
+					env[k] = v
+				}
+			}
+			if len(cs.Args) == 0 {
+				return fmt.Errorf("%s: container %s: neither the task nor image %s gives a command to run", task.ReasonCannotStartContainer, c.Name, c.Image)
+			}
 		}
-		sort.Strings(env)
-		spec.Containers = append(spec.Containers, runtime.ContainerSpec{Name: c.Name, Image: c.Image,
-			Args: c.Args(), Env: env, WorkingDir: c.WorkingDir, User: c.User})
+		for k, v := range c.Environment {
+			env[k] = v
+		}
+		for k, v := range env {
+			cs.Env = append(cs.Env, k+"="+v)
+		}
+		sort.Strings(cs.Env)
+		spec.Containers = append(spec.Containers, cs)
 	}
-	// Image pulls belong to the runtimes that need images; the pull window
-	// closes when the sandbox exists.
+	w.report(ctx, agentproto.StatusUpdate{PullStoppedAt: cfg.Now(), Containers: digests})
+
+	if !w.simulated() {
+		subnet := t.Subnet
+		att, err := cfg.Network.Attach(ctx, t.ID, subnet, "")
+		if err != nil {
+			return fmt.Errorf("%s: attaching the task to subnet %s: %v", task.ReasonResourceInitialization, subnet, err)
+		}
+		spec.NetNSPath, spec.EtcDir, spec.Hostname = att.NetNSPath, att.EtcDir, att.Hostname
+		w.report(ctx, agentproto.StatusUpdate{IP: att.IP.String()})
+		spec.LogDir = w.agent.taskLogDir(t.ID)
+		if err := os.MkdirAll(spec.LogDir, 0o700); err != nil {
+			return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
+		}
+		spec.LogMaxBytes = cfg.LogMaxBytes / int64(len(spec.Containers))
+	}
 	if err := w.rt.Create(ctx, spec); err != nil && !errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
 	}
-	w.report(ctx, agentproto.StatusUpdate{PullStoppedAt: w.agent.cfg.Now()})
 	return nil
 }
 
-// waitAll starts a waiter per started container that has not exited.
-func (w *worker) waitAll(ctx context.Context, started map[string]bool, exited map[string]runtime.ExitStatus) <-chan exitEvent {
-	ch := make(chan exitEvent, len(w.task.Containers))
-	id := w.task.ID
-	for _, c := range w.task.Containers {
-		if !started[c.Name] {
-			continue
-		}
-		if st, ok := exited[c.Name]; ok {
-			ch <- exitEvent{name: c.Name, st: st}
-			continue
-		}
-		go func(name string) {
-			st, err := w.rt.Wait(ctx, id, name)
-			ch <- exitEvent{name: name, st: st, err: err}
-		}(c.Name)
+// resolveArgs applies ECS's rules: the task's entryPoint replaces the
+// image's ENTRYPOINT, its command replaces CMD, and a new entry point drops
+// the image's CMD.
+func resolveArgs(c *task.Container, ic image.ImageConfig) []string {
+	ep := c.EntryPoint
+	if len(ep) == 0 {
+		ep = ic.Entrypoint
 	}
-	return ch
+	cmd := c.Command
+	if len(cmd) == 0 && len(c.EntryPoint) == 0 {
+		cmd = ic.Cmd
+	}
+	return append(append([]string(nil), ep...), cmd...)
+}
+
+// pull gets the container's image into the host's cache, reporting
+// progress while it runs.
+func (w *worker) pull(ctx context.Context, c *task.Container) (*image.Image, error) {
+	cfg := &w.agent.cfg
+	if cfg.PullBehavior == PullPreferCached {
+		if img, err := cfg.Images.Get(ctx, c.Image); err == nil {
+			return img, nil
+		}
+	}
+	o := image.PullOptions{}
+	if c.RegistryAuth != nil {
+		o.Auth = image.Auth{Username: c.RegistryAuth.Username, Password: c.RegistryAuth.Password}
+	}
+	for _, r := range cfg.InsecureRegistries {
+		if strings.HasPrefix(c.Image, r+"/") {
+			o.Insecure = true
+		}
+	}
+	var mu sync.Mutex
+	var last time.Time
+	o.Progress = func(p image.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < 500*time.Millisecond && p.LayersDone < p.LayersTotal {
+			return
+		}
+		last = time.Now()
+		text := fmt.Sprintf("%s: %d/%d layers, %.1f/%.1f MB", c.Name, p.LayersDone, p.LayersTotal,
+			float64(p.BytesDone)/1e6, float64(p.BytesTotal)/1e6)
+		go w.report(ctx, agentproto.StatusUpdate{PullProgress: text})
+	}
+	return cfg.Images.Pull(ctx, c.Image, o)
+}
+
+// depsMet says whether c may start, and whether it never can (a
+// dependency ended the wrong way).
+func (w *worker) depsMet(c *task.Container) (ok bool, never string) {
+	for _, d := range c.DependsOn {
+		st, exited := w.exited[d.Container]
+		switch d.Condition {
+		case task.ConditionStart:
+			if !w.started[d.Container] {
+				return false, ""
+			}
+		case task.ConditionComplete:
+			if !exited {
+				return false, ""
+			}
+		case task.ConditionSuccess:
+			if !exited {
+				return false, ""
+			}
+			if st.Code != 0 {
+				return false, fmt.Sprintf("dependency %s exited with code %d, and %s waits for its SUCCESS", d.Container, st.Code, c.Name)
+			}
+		case task.ConditionHealthy:
+			switch w.health[d.Container] {
+			case task.HealthHealthy:
+			case task.HealthUnhealthy:
+				return false, fmt.Sprintf("dependency %s is UNHEALTHY, and %s waits for it to be HEALTHY", d.Container, c.Name)
+			default:
+				if exited {
+					return false, fmt.Sprintf("dependency %s exited before it was HEALTHY", d.Container)
+				}
+				return false, ""
+			}
+		}
+	}
+	return true, ""
+}
+
+// startReady starts every container whose dependencies are met. It
+// returns an error when a container cannot start or never will.
+func (w *worker) startReady(ctx context.Context, exits chan<- exitEvent, healths chan<- healthEvent) error {
+	for progress := true; progress; {
+		progress = false
+		for i := range w.task.Containers {
+			c := &w.task.Containers[i]
+			if w.started[c.Name] {
+				continue
+			}
+			ok, never := w.depsMet(c)
+			if never != "" {
+				return fmt.Errorf("%s: %s", task.ReasonCannotStartContainer, never)
+			}
+			if !ok {
+				continue
+			}
+			if err := w.rt.Start(ctx, w.task.ID, c.Name); err != nil {
+				return fmt.Errorf("%s: container %s: %v", task.ReasonCannotStartContainer, c.Name, err)
+			}
+			w.started[c.Name] = true
+			progress = true
+			w.waitFor(ctx, c.Name, exits)
+			w.checkHealth(ctx, c, healths)
+			w.report(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{{Name: c.Name,
+				LastStatus: task.StatusRunning, RuntimeID: w.task.ID + "-" + c.Name}}})
+		}
+	}
+	return nil
+}
+
+// waitFor sends the container's exit on exits.
+func (w *worker) waitFor(ctx context.Context, name string, exits chan<- exitEvent) {
+	id := w.task.ID
+	go func() {
+		st, err := w.rt.Wait(ctx, id, name)
+		if ctx.Err() == nil {
+			exits <- exitEvent{name: name, st: st, err: err}
+		}
+	}()
+}
+
+// checkHealth runs the container's health check, as ECS does: the first
+// success makes it HEALTHY, Retries failures in a row UNHEALTHY; failures
+// within StartPeriod do not count.
+func (w *worker) checkHealth(ctx context.Context, c *task.Container, healths chan<- healthEvent) {
+	hc := c.HealthCheck
+	ex, ok := w.rt.(runtime.Execer)
+	if hc == nil || !ok || len(hc.Command) < 2 {
+		return
+	}
+	args := hc.Command[1:]
+	if hc.Command[0] == "CMD-SHELL" {
+		args = []string{"/bin/sh", "-c", strings.Join(hc.Command[1:], " ")}
+	}
+	id, name := w.task.ID, c.Name
+	go func() {
+		begun := time.Now()
+		failures := 0
+		status := task.HealthUnknown
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(hc.Interval):
+			}
+			cctx, cancel := context.WithTimeout(ctx, hc.Timeout)
+			code, err := ex.Exec(cctx, id, name, runtime.ExecProcess{Args: args})
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			next := status
+			if err == nil && code == 0 {
+				failures = 0
+				next = task.HealthHealthy
+			} else if time.Since(begun) >= hc.StartPeriod {
+				failures++
+				if failures >= hc.Retries {
+					next = task.HealthUnhealthy
+				}
+			}
+			if next != status {
+				status = next
+				select {
+				case healths <- healthEvent{name: name, status: status}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
 }
 
 func containerReason(st runtime.ExitStatus) string {
@@ -188,17 +387,37 @@ func containerReason(st runtime.ExitStatus) string {
 	return ""
 }
 
-// watch is the RUNNING phase: it reports container exits and stops the task
-// when an essential container exits or a stop is asked for.
-func (w *worker) watch(ctx context.Context, started map[string]bool, exited map[string]runtime.ExitStatus) {
+// watch is the RUNNING phase: it starts containers as their dependencies
+// allow, reports exits and health, and stops the task when an essential
+// container exits or a stop is asked for.
+func (w *worker) watch(ctx context.Context) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	exits := w.waitAll(wctx, started, exited)
-	reported := map[string]bool{}
-	pending := 0
+	exits := make(chan exitEvent, len(w.task.Containers))
+	healths := make(chan healthEvent, len(w.task.Containers))
 	for _, c := range w.task.Containers {
-		if started[c.Name] {
-			pending++
+		if !w.started[c.Name] {
+			continue
+		}
+		if st, ok := w.exited[c.Name]; ok {
+			exits <- exitEvent{name: c.Name, st: st}
+			delete(w.exited, c.Name) // re-added when the event is handled
+			continue
+		}
+		w.waitFor(wctx, c.Name, exits)
+		w.checkHealth(wctx, &w.task.Containers[indexOf(w.task, c.Name)], healths)
+	}
+	if err := w.startReady(wctx, exits, healths); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		cancel()
+		w.fail(ctx, task.StopCodeTaskFailedToStart, err.Error())
+		return
+	}
+	if w.task.LastStatus.Before(task.StatusRunning) {
+		if w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusRunning}) != nil && ctx.Err() != nil {
+			return
 		}
 	}
 	for {
@@ -213,40 +432,56 @@ func (w *worker) watch(ctx context.Context, started map[string]bool, exited map[
 			w.task = t
 			if t.DesiredStatus == task.StatusStopped {
 				cancel()
-				w.stop(ctx, started, exited)
+				w.stop(ctx)
+				return
+			}
+		case h := <-healths:
+			w.health[h.name] = h.status
+			w.report(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{{Name: h.name, HealthStatus: h.status}}})
+			if err := w.startReady(wctx, exits, healths); err != nil {
+				cancel()
+				w.fail(ctx, task.StopCodeTaskFailedToStart, err.Error())
 				return
 			}
 		case ev := <-exits:
-			pending--
 			if ev.err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				w.log.Error("waiting for container failed", "container", ev.name, "err", ev.err)
-				w.report(ctx, agentproto.StatusUpdate{StopCode: task.StopCodeEssentialContainerExited,
-					StoppedReason: fmt.Sprintf("%s: container %s: %v", task.ReasonCannotInspectContainer, ev.name, ev.err)})
 				cancel()
-				w.stop(ctx, started, exited)
+				w.fail(ctx, task.StopCodeEssentialContainerExited,
+					fmt.Sprintf("%s: container %s: %v", task.ReasonCannotInspectContainer, ev.name, ev.err))
 				return
 			}
-			exited[ev.name] = ev.st
-			if !reported[ev.name] {
-				reported[ev.name] = true
-				w.reportExit(ctx, ev.name, ev.st)
-			}
+			w.exited[ev.name] = ev.st
+			w.reportExit(ctx, ev.name, ev.st)
 			c := w.task.Container(ev.name)
-			if (c != nil && c.Essential) || pending == 0 {
+			if (c != nil && c.Essential) || len(w.exited) == len(w.task.Containers) {
 				reason := fmt.Sprintf("Essential container in task exited (%s exited with code %d)", ev.name, ev.st.Code)
 				if r := containerReason(ev.st); r != "" {
 					reason = r
 				}
-				w.report(ctx, agentproto.StatusUpdate{StopCode: task.StopCodeEssentialContainerExited, StoppedReason: reason})
 				cancel()
-				w.stop(ctx, started, exited)
+				w.fail(ctx, task.StopCodeEssentialContainerExited, reason)
+				return
+			}
+			if err := w.startReady(wctx, exits, healths); err != nil {
+				cancel()
+				w.fail(ctx, task.StopCodeTaskFailedToStart, err.Error())
 				return
 			}
 		}
 	}
+}
+
+func indexOf(t *task.Task, name string) int {
+	for i := range t.Containers {
+		if t.Containers[i].Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 func (w *worker) reportExit(ctx context.Context, name string, st runtime.ExitStatus) {
@@ -256,8 +491,9 @@ func (w *worker) reportExit(ctx context.Context, name string, st runtime.ExitSta
 }
 
 // stop walks DEACTIVATING → STOPPING → DEPROVISIONING → STOPPED: SIGTERM,
-// SIGKILL after each container's stop timeout, then the sandbox is deleted.
-func (w *worker) stop(ctx context.Context, started map[string]bool, exited map[string]runtime.ExitStatus) {
+// SIGKILL after each container's stop timeout, then the sandbox and its
+// network are released.
+func (w *worker) stop(ctx context.Context) {
 	t := w.task
 	if t.LastStatus.Before(task.StatusDeactivating) {
 		w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusDeactivating})
@@ -266,89 +502,89 @@ func (w *worker) stop(ctx context.Context, started map[string]bool, exited map[s
 		w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusStopping})
 	}
 	var running []task.Container
-	var longest time.Duration
 	for _, c := range t.Containers {
-		if started[c.Name] {
-			if _, done := exited[c.Name]; !done {
-				running = append(running, c)
-				timeout := c.StopTimeout
-				if timeout <= 0 {
-					timeout = task.DefaultStopTimeout
-				}
-				longest = max(longest, timeout)
-			}
+		if _, done := w.exited[c.Name]; w.started[c.Name] && !done {
+			running = append(running, c)
 		}
 	}
-	if len(running) > 0 {
-		wctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		results := make(chan exitEvent, len(running))
-		for _, c := range running {
-			if err := w.rt.Signal(ctx, t.ID, c.Name, syscall.SIGTERM); err != nil {
-				w.log.Warn("SIGTERM failed", "container", c.Name, "err", err)
-			}
-			timeout := c.StopTimeout
-			if timeout <= 0 {
-				timeout = task.DefaultStopTimeout
-			}
-			go func(name string, timeout time.Duration) {
-				tctx, tcancel := context.WithTimeout(wctx, timeout)
-				st, err := w.rt.Wait(tctx, t.ID, name)
-				tcancel()
-				if err != nil && wctx.Err() == nil {
-					// The stop timeout passed: SIGKILL, then wait for good.
-					w.log.Info("stop timeout passed; sending SIGKILL", "container", name, "timeout", timeout)
-					if kerr := w.rt.Signal(wctx, t.ID, name, syscall.SIGKILL); kerr != nil {
-						w.log.Warn("SIGKILL failed", "container", name, "err", kerr)
-					}
-					kctx, kcancel := context.WithTimeout(wctx, 30*time.Second)
-					st, err = w.rt.Wait(kctx, t.ID, name)
-					kcancel()
-				}
-				results <- exitEvent{name: name, st: st, err: err}
-			}(c.Name, timeout)
+	results := make(chan exitEvent, len(running))
+	for _, c := range running {
+		if err := w.rt.Signal(ctx, t.ID, c.Name, syscall.SIGTERM); err != nil {
+			w.log.Warn("SIGTERM failed", "container", c.Name, "err", err)
 		}
-		for range running {
-			select {
-			case <-ctx.Done():
-				return
-			case ev := <-results:
-				if ev.err != nil {
-					w.log.Error("container did not stop", "container", ev.name, "err", ev.err)
-					continue
+		timeout := c.StopTimeout
+		if timeout <= 0 {
+			timeout = task.DefaultStopTimeout
+		}
+		go func(name string, timeout time.Duration) {
+			tctx, tcancel := context.WithTimeout(ctx, timeout)
+			st, err := w.rt.Wait(tctx, t.ID, name)
+			tcancel()
+			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				// The stop timeout passed: SIGKILL, then wait for good.
+				w.log.Info("stop timeout passed; sending SIGKILL", "container", name, "timeout", timeout)
+				if kerr := w.rt.Signal(ctx, t.ID, name, syscall.SIGKILL); kerr != nil {
+					w.log.Warn("SIGKILL failed", "container", name, "err", kerr)
 				}
-				exited[ev.name] = ev.st
-				w.reportExit(ctx, ev.name, ev.st)
+				kctx, kcancel := context.WithTimeout(ctx, 30*time.Second)
+				st, err = w.rt.Wait(kctx, t.ID, name)
+				kcancel()
 			}
+			results <- exitEvent{name: name, st: st, err: err}
+		}(c.Name, timeout)
+	}
+	for range running {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-results:
+			if ev.err != nil {
+				w.log.Error("container did not stop", "container", ev.name, "err", ev.err)
+				continue
+			}
+			w.exited[ev.name] = ev.st
+			w.reportExit(ctx, ev.name, ev.st)
 		}
 	}
 	if ctx.Err() != nil {
 		return
 	}
-	w.finish(ctx, exited)
+	w.finish(ctx)
 }
 
-// finish is DEPROVISIONING → STOPPED: the sandbox and what it held are
-// released before the task is reported STOPPED.
-func (w *worker) finish(ctx context.Context, exited map[string]runtime.ExitStatus) {
+// finish is DEPROVISIONING → STOPPED: the sandbox, its file systems and its
+// IP are released before the task is reported STOPPED.
+func (w *worker) finish(ctx context.Context) {
 	if w.task.LastStatus.Before(task.StatusDeprovisioning) {
 		w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusDeprovisioning})
 	}
-	if err := w.rt.Delete(ctx, w.task.ID); err != nil && !errdefs.IsNotFound(err) {
+	if err := w.release(ctx); err != nil {
 		if ctx.Err() != nil {
 			return
 		}
-		w.log.Error("deleting sandbox failed", "err", err)
+		w.log.Error("releasing the sandbox failed", "err", err)
 		w.report(ctx, agentproto.StatusUpdate{StoppedReason: fmt.Sprintf("%s: %v", task.ReasonCannotStopContainer, err)})
 	}
 	w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusStopped})
 	w.log.Info("task stopped")
 }
 
+// release deletes the sandbox and detaches the task from its subnet.
+func (w *worker) release(ctx context.Context) error {
+	err := w.rt.Delete(ctx, w.task.ID)
+	if errdefs.IsNotFound(err) {
+		err = nil
+	}
+	if n := w.agent.cfg.Network; n != nil && !w.simulated() {
+		err = errors.Join(err, n.Detach(ctx, w.task.ID))
+	}
+	return err
+}
+
 // teardown removes the sandbox of a task the control plane no longer places
 // here (it was stopped without us, e.g. its host was declared lost).
 func (w *worker) teardown(ctx context.Context) {
-	if err := w.rt.Delete(ctx, w.task.ID); err != nil && !errdefs.IsNotFound(err) && ctx.Err() == nil {
-		w.log.Error("deleting sandbox of a task no longer placed here failed", "err", err)
+	if err := w.release(ctx); err != nil && ctx.Err() == nil {
+		w.log.Error("releasing a task no longer placed here failed", "err", err)
 	}
 }

@@ -21,16 +21,20 @@ type Host struct {
 	DefaultRuntime string   `json:"defaultRuntime"`
 	Subnets        []string `json:"subnets,omitempty"`
 	AgentVersion   string   `json:"agentVersion,omitempty"`
+	// LogsEndpoint is where the agent serves its tasks' logs over HTTP
+	// (SigV4-signed); empty for an agent inside the server's process.
+	LogsEndpoint string `json:"logsEndpoint,omitempty"`
 }
 
 // ContainerUpdate is what an agent observed of one container.
 type ContainerUpdate struct {
-	Name        string      `json:"name"`
-	LastStatus  task.Status `json:"lastStatus,omitempty"`
-	ExitCode    *int        `json:"exitCode,omitempty"`
-	Reason      string      `json:"reason,omitempty"`
-	RuntimeID   string      `json:"runtimeId,omitempty"`
-	ImageDigest string      `json:"imageDigest,omitempty"`
+	Name         string      `json:"name"`
+	LastStatus   task.Status `json:"lastStatus,omitempty"`
+	ExitCode     *int        `json:"exitCode,omitempty"`
+	Reason       string      `json:"reason,omitempty"`
+	RuntimeID    string      `json:"runtimeId,omitempty"`
+	ImageDigest  string      `json:"imageDigest,omitempty"`
+	HealthStatus string      `json:"healthStatus,omitempty"`
 }
 
 // StatusUpdate is an agent's report about one task. Zero fields are left as
@@ -47,6 +51,8 @@ type StatusUpdate struct {
 	StoppedReason string    `json:"stoppedReason,omitempty"`
 	PullStartedAt time.Time `json:"pullStartedAt,omitzero"`
 	PullStoppedAt time.Time `json:"pullStoppedAt,omitzero"`
+	// PullProgress replaces the task's pull progress text when set.
+	PullProgress string `json:"pullProgress,omitempty"`
 	// At is when the agent observed the change.
 	At time.Time `json:"at"`
 }

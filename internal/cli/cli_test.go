@@ -172,7 +172,11 @@ func TestRunAttachedExitsWithContainerCode(t *testing.T) {
 	if !errors.As(err, &ec) || ec != 3 {
 		t.Fatalf("run returned %v, want exit code 3\nstderr:\n%s", err, errOut)
 	}
-	id := taskIDFrom(t, out)
+	if out != "" {
+		t.Errorf("an attached run prints only the task's output on stdout (none on sim), got %q", out)
+	}
+	// The task ID comes first on stderr, so that stdout holds the task's output only.
+	id := taskIDFrom(t, strings.SplitN(errOut, "\n", 2)[0]+"\n")
 	for _, want := range []string{id[:8] + "  PROVISIONING", id[:8] + "  RUNNING", id[:8] + "  STOPPED (EssentialContainerExited"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)

@@ -15,7 +15,10 @@ import (
 
 	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/image"
+	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/runtime/sim"
 )
 
@@ -29,6 +32,10 @@ type hostOptions struct {
 	simCreateDelay        time.Duration
 	simStartDelay         time.Duration
 	hostSubnets           []string
+	subnets               []string
+	pullBehavior          string
+	insecureRegistries    []string
+	logMaxBytes           int64
 }
 
 func (o *hostOptions) addFlags(cmd *cobra.Command) {
@@ -39,14 +46,24 @@ func (o *hostOptions) addFlags(cmd *cobra.Command) {
 	f.Float64Var(&o.memoryAllocationRatio, "memory-allocation-ratio", 1.0, "allocatable memory = physical memory × this ratio")
 	f.DurationVar(&o.simCreateDelay, "sim-create-delay", 20*time.Millisecond, "sim runtime: time a sandbox takes to create")
 	f.DurationVar(&o.simStartDelay, "sim-start-delay", 10*time.Millisecond, "sim runtime: time a container takes to start")
-	f.StringSliceVar(&o.hostSubnets, "host-subnet", nil, "subnets this host reaches (default: all the control plane knows)")
+	f.StringSliceVar(&o.hostSubnets, "host-subnet", nil, "names of the subnets this host serves (default: all of --subnet)")
+	f.StringSliceVar(&o.subnets, "subnet", []string{DefaultSubnet}, "subnets as NAME=CIDR[,nat] (repeatable); private unless ,nat")
+	f.StringVar(&o.pullBehavior, "image-pull-behavior", agent.PullPreferCached, "prefer-cached (use a cached image) or always (ask the registry each time)")
+	f.StringSliceVar(&o.insecureRegistries, "insecure-registry", nil, "registry hosts reached over plain HTTP (repeatable)")
+	f.Int64Var(&o.logMaxBytes, "log-max-bytes", 10<<20, "logs kept per task, in bytes, split between its containers")
 }
 
-// probeRuntimes makes every runtime this build has and says which work.
-// Only sim exists so far; real runtimes join it as they land.
-func (o *hostOptions) probeRuntimes(dataDir string) (map[string]runtime.Runtime, []string, error) {
+// probeRuntimes makes every runtime this build has and says which work on
+// this host and why the others don't.
+func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (map[string]runtime.Runtime, []string, error) {
 	rts := map[string]runtime.Runtime{}
 	var report []string
+	if rt, err := runc.New(runc.Config{StateDir: filepath.Join(dataDir, "sandboxes", "runc"), Logger: log}); err != nil {
+		report = append(report, "runc: unavailable: "+err.Error())
+	} else {
+		rts["runc"] = rt
+		report = append(report, "runc: works (namespaces, cgroups, seccomp)")
+	}
 	simRT, err := sim.New(sim.Config{StateDir: filepath.Join(dataDir, "sandboxes", sim.Name),
 		CreateDelay: o.simCreateDelay, StartDelay: o.simStartDelay})
 	if err != nil {
@@ -66,7 +83,7 @@ var strongest = []string{"microvm", "gvisor", "runc", sim.Name}
 
 // newAgent builds the host agent for this machine.
 func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *slog.Logger) (*agent.Agent, []string, error) {
-	rts, report, err := o.probeRuntimes(dataDir)
+	rts, report, err := o.probeRuntimes(dataDir, log)
 	if err != nil {
 		return nil, report, err
 	}
@@ -98,11 +115,30 @@ func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *
 			names = append(names, name)
 		}
 	}
-	a, err := agent.New(agent.Config{
+	subnets, err := parseSubnets(o.subnets)
+	if err != nil {
+		return nil, report, err
+	}
+	hostSubnets := o.hostSubnets
+	if len(hostSubnets) == 0 {
+		hostSubnets = subnetNames(subnets)
+	}
+	cfg := agent.Config{
 		Host: agentproto.Host{ID: id, MilliCPU: cpu, MemoryMiB: mem,
 			CPUAllocationRatio: o.cpuAllocationRatio, MemoryAllocationRatio: o.memoryAllocationRatio,
-			Runtimes: names, DefaultRuntime: def, Subnets: o.hostSubnets},
-		ControlPlane: cp, Runtimes: rts, Logger: log})
+			Runtimes: names, DefaultRuntime: def, Subnets: hostSubnets},
+		ControlPlane: cp, Runtimes: rts, Logger: log, PullBehavior: o.pullBehavior,
+		InsecureRegistries: o.insecureRegistries, LogMaxBytes: o.logMaxBytes,
+		LogDir: filepath.Join(dataDir, "logs")}
+	if len(names) > 1 || names[0] != sim.Name {
+		if cfg.Images, err = image.Open(image.Config{Root: filepath.Join(dataDir, "images"), Logger: log}); err != nil {
+			return nil, report, err
+		}
+		if cfg.Network, err = network.Open(network.Config{StateDir: filepath.Join(dataDir, "network"), Subnets: subnets, Logger: log}); err != nil {
+			return nil, report, err
+		}
+	}
+	a, err := agent.New(cfg)
 	report = append(report, "default: "+def)
 	return a, report, err
 }

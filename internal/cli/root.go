@@ -72,6 +72,8 @@ func NewRootCommand() *cobra.Command {
 		newStopCommand(g),
 		newProfileCommand(g),
 		newCredentialsCommand(g),
+		newLogsCommand(g),
+		newImageCommand(g),
 		NewSizeCommand(),
 	)
 	return root

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/errdefs"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -158,7 +160,7 @@ func (o *runOptions) run(cmd *cobra.Command, g *globals, image string, command [
 	if o.detach {
 		return o.runDetached(ctx, cmd, c, t)
 	}
-	return o.runAttached(ctx, cmd, c, t)
+	return o.runAttached(ctx, cmd, g, c, t)
 }
 
 // taskDefinition returns the ARN of the latest ACTIVE revision of family if
@@ -276,14 +278,14 @@ func (o *runOptions) runDetached(ctx context.Context, cmd *cobra.Command, c *ecs
 
 // runAttached follows the task to STOPPED, printing each status, and
 // returns the essential container's exit code.
-func (o *runOptions) runAttached(ctx context.Context, cmd *cobra.Command, c *ecs.Client, t *types.Task) error {
+func (o *runOptions) runAttached(ctx context.Context, cmd *cobra.Command, g *globals, c *ecs.Client, t *types.Task) error {
 	arn := aws.ToString(t.TaskArn)
 	id := taskIDOf(arn)
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	interrupts := make(chan os.Signal, 2)
 	signal.Notify(interrupts, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(interrupts)
-	fmt.Fprintln(stdout, id)
+	fmt.Fprintln(stderr, id)
 	var deadline <-chan time.Time
 	if o.waitTimeout > 0 {
 		timer := time.NewTimer(o.waitTimeout)
@@ -293,8 +295,38 @@ func (o *runOptions) runAttached(ctx context.Context, cmd *cobra.Command, c *ecs
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 
+	// Output: once the task runs, its logs stream to stdout until it ends.
+	logsDone := make(chan struct{})
+	logsStarted := false
+	startLogs := func() {
+		if logsStarted {
+			return
+		}
+		logsStarted = true
+		go func() {
+			defer close(logsDone)
+			q := agentproto.EncodeLogQuery(agentproto.LogOptions{Follow: true})
+			multi := len(t.Containers) > 1
+			err := g.streamLogs(ctx, o.cluster, arn, q, func(l agentproto.LogLine) error {
+				return printLogLine(stdout, l, false, multi)
+			})
+			if err != nil && !errdefs.IsNotFound(err) {
+				fmt.Fprintf(stderr, "vessel: following the task's output: %v\n", err)
+			}
+		}()
+	}
+	lastProgress := ""
 	last, sawRunning := "", false
 	show := func(t *types.Task) {
+		for _, a := range t.Attributes {
+			if aws.ToString(a.Name) == "vessel:pull-progress" && aws.ToString(a.Value) != lastProgress {
+				lastProgress = aws.ToString(a.Value)
+				fmt.Fprintf(stderr, "%s  pulling %s\n", shortID(id), lastProgress)
+			}
+		}
+		if t.StartedAt != nil {
+			startLogs()
+		}
 		s := aws.ToString(t.LastStatus)
 		if s != last && t.StartedAt != nil && last != statusRunning && statusAfterRunning(s) && !sawRunning {
 			// Polling missed RUNNING, but startedAt says the task got there.
@@ -337,6 +369,12 @@ func (o *runOptions) runAttached(ctx context.Context, cmd *cobra.Command, c *ecs
 			}
 			t = next
 			show(t)
+		}
+	}
+	if logsStarted {
+		select {
+		case <-logsDone:
+		case <-time.After(5 * time.Second):
 		}
 	}
 	ec := essentialContainer(ctx, c, newDefCache(), t)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -19,17 +20,18 @@ import (
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/store/bolt"
+	"vessel.dev/vessel/internal/task"
 )
 
 // serverOptions are the flags of `vessel server`.
 type serverOptions struct {
 	listen               string
 	noAgent              bool
-	subnets              []string
 	pendingTimeout       time.Duration
 	stoppedTaskRetention time.Duration
 	hostTimeout          time.Duration
 	logLevel             string
+	registryCredentials  string
 	host                 hostOptions
 }
 
@@ -50,11 +52,11 @@ how to use it; ` + "`vessel credentials`" + ` prints it again.`,
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", DefaultListen, "address the API listens on")
 	f.BoolVar(&o.noAgent, "no-agent", false, "run the control plane only; hosts join with `vessel agent --server URL`")
-	f.StringSliceVar(&o.subnets, "subnet", []string{server.DefaultSubnet}, "subnets the control plane knows (repeatable)")
 	f.DurationVar(&o.pendingTimeout, "pending-timeout", 5*time.Minute, "how long a task waits for capacity before it is stopped with TaskFailedToStart")
 	f.DurationVar(&o.stoppedTaskRetention, "stopped-task-retention", time.Hour, "how long STOPPED tasks stay visible")
 	f.DurationVar(&o.hostTimeout, "host-timeout", time.Minute, "how long a host may miss heartbeats before its tasks are stopped")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.registryCredentials, "registry-credentials", "", `JSON file of registry credentials, {"NAME or registry host": {"username": "...", "password": "..."}}: what task definitions' repositoryCredentials name, and the execution role's credentials per registry`)
 	o.host.addFlags(cmd)
 	return cmd
 }
@@ -76,8 +78,17 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 		return fmt.Errorf("opening the store in %s: %w (is another vessel server using this data directory?)", g.dataDir, err)
 	}
 	defer st.Close()
-	srv, err := server.New(server.Config{Store: st, Keys: keys, Region: g.region, Subnets: o.subnets,
-		PendingTimeout: o.pendingTimeout, StoppedTaskRetention: o.stoppedTaskRetention,
+	subnets, err := parseSubnets(o.host.subnets)
+	if err != nil {
+		return err
+	}
+	creds, err := loadRegistryCredentials(o.registryCredentials)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{Store: st, Keys: keys, Region: g.region, Subnets: subnetNames(subnets),
+		RegistryCredentials: creds,
+		PendingTimeout:      o.pendingTimeout, StoppedTaskRetention: o.stoppedTaskRetention,
 		HostTimeout: o.hostTimeout, Logger: log})
 	if err != nil {
 		return err
@@ -119,6 +130,7 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 			return err
 		}
 		fmt.Fprintf(out, "Runtimes on this host: %s\n", strings.Join(names, "; "))
+		srv.SetLocalLogSource(a.HostID(), a)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -136,4 +148,25 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	httpSrv.Shutdown(shutdownCtx)
 	wg.Wait()
 	return nil
+}
+
+// loadRegistryCredentials reads the --registry-credentials file.
+func loadRegistryCredentials(path string) (map[string]task.RegistryAuth, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("registry credentials: %w", err)
+	}
+	var creds map[string]task.RegistryAuth
+	if err := json.Unmarshal(data, &creds); err != nil {
+		return nil, fmt.Errorf("registry credentials %s: %v; expected {\"NAME or host\": {\"username\": \"...\", \"password\": \"...\"}}", path, err)
+	}
+	for name, c := range creds {
+		if c.Username == "" {
+			return nil, fmt.Errorf("registry credentials %s: %q has no username", path, name)
+		}
+	}
+	return creds, nil
 }

@@ -147,3 +147,9 @@ type Runtime interface {
 	// the caller's.
 	List(ctx context.Context) ([]SandboxInfo, error)
 }
+
+// Simulated is implemented by runtimes whose sandboxes run no process: the
+// agent pulls no image, wires no network and collects no logs for them.
+type Simulated interface {
+	Simulated() bool
+}

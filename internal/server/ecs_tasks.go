@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/errdefs"
@@ -205,6 +206,17 @@ func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api
 		if cd.StopTimeout != nil {
 			c.StopTimeout, _ = task.ClampStopTimeout(*cd.StopTimeout)
 		}
+		for _, d := range cd.DependsOn {
+			c.DependsOn = append(c.DependsOn, task.Dependency{Container: deref(d.ContainerName), Condition: d.Condition})
+		}
+		if hc := cd.HealthCheck; hc != nil {
+			c.HealthCheck = healthCheck(hc)
+		}
+		auth, err := s.registryAuth(&cd)
+		if err != nil {
+			return nil, err
+		}
+		c.RegistryAuth = auth
 		env := map[string]string{}
 		for _, kv := range cd.Environment {
 			env[deref(kv.Name)] = deref(kv.Value)
@@ -239,6 +251,58 @@ func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api
 		return nil, clientException(errdefs.InvalidArgument("the containers' cpu adds up to %d units, more than the task's %d", cpuSum, cpu))
 	}
 	return t, nil
+}
+
+// healthCheck turns an ECS health check into the task's, with ECS's
+// defaults: every 30 s, 5 s timeout, 3 retries, no start period.
+func healthCheck(hc *api.HealthCheck) *task.HealthCheck {
+	secs := func(p *int32, def int32) time.Duration {
+		if p == nil || *p <= 0 {
+			return time.Duration(def) * time.Second
+		}
+		return time.Duration(*p) * time.Second
+	}
+	out := &task.HealthCheck{Command: hc.Command, Interval: secs(hc.Interval, 30), Timeout: secs(hc.Timeout, 5),
+		Retries: 3, StartPeriod: secs(hc.StartPeriod, 0)}
+	if hc.Retries != nil && *hc.Retries > 0 {
+		out.Retries = int(*hc.Retries)
+	}
+	return out
+}
+
+// registryAuth resolves the credentials to pull a container's image:
+// repositoryCredentials names a credential configured on the server;
+// otherwise the execution role's credential for the image's registry host
+// is used, if any.
+func (s *Server) registryAuth(cd *api.ContainerDefinition) (*task.RegistryAuth, error) {
+	if rc := cd.RepositoryCredentials; rc != nil {
+		name := lastSegment(deref(rc.CredentialsParameter))
+		if a, ok := s.cfg.RegistryCredentials[name]; ok {
+			return &a, nil
+		}
+		known := make([]string, 0, len(s.cfg.RegistryCredentials))
+		for k := range s.cfg.RegistryCredentials {
+			known = append(known, k)
+		}
+		sort.Strings(known)
+		return nil, clientException(errdefs.InvalidArgument(
+			"container %q: repositoryCredentials %q names no registry credential configured on the server (configured: %s)",
+			deref(cd.Name), deref(rc.CredentialsParameter), strings.Join(known, ", ")))
+	}
+	host := registryHost(deref(cd.Image))
+	if a, ok := s.cfg.RegistryCredentials[host]; ok {
+		return &a, nil
+	}
+	return nil, nil
+}
+
+// registryHost returns the registry part of an image reference.
+func registryHost(ref string) string {
+	first, _, ok := strings.Cut(ref, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return first
+	}
+	return "index.docker.io"
 }
 
 // taskOut renders a task in its ECS shape.
@@ -296,6 +360,10 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 	if t.HostID != "" {
 		out.Attributes = append(out.Attributes, api.Attribute{Name: ptr("vessel:host"), Value: ptr(t.HostID)})
 	}
+	if t.PullProgress != "" && t.LastStatus == task.StatusActivating {
+		out.Attributes = append(out.Attributes, api.Attribute{Name: ptr("vessel:pull-progress"), Value: ptr(t.PullProgress)})
+	}
+	out.HealthStatus = taskHealth(t)
 	// The awsvpc network interface, as ECS shows it.
 	eni := api.Attachment{ID: ptr(t.ID[:8] + "-eni"), Type: ptr("ElasticNetworkInterface"), Status: ptr(attachmentStatus(t))}
 	if t.Subnet != "" {
@@ -330,12 +398,35 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 		if c.ImageDigest != "" {
 			ac.ImageDigest = ptr(c.ImageDigest)
 		}
+		if c.HealthStatus != "" {
+			ac.HealthStatus = c.HealthStatus
+		}
 		if t.IP != "" {
 			ac.NetworkInterfaces = []api.NetworkInterface{{AttachmentID: eni.ID, PrivateIpv4Address: ptr(t.IP)}}
 		}
 		out.Containers = append(out.Containers, ac)
 	}
 	return out
+}
+
+// taskHealth is the task's health as ECS derives it from its essential
+// containers that have health checks.
+func taskHealth(t *task.Task) string {
+	status := api.HealthStatusUnknown
+	for _, c := range t.Containers {
+		if !c.Essential || c.HealthCheck == nil {
+			continue
+		}
+		switch c.HealthStatus {
+		case task.HealthUnhealthy:
+			return api.HealthStatusUnhealthy
+		case task.HealthHealthy:
+			status = api.HealthStatusHealthy
+		default:
+			return api.HealthStatusUnknown
+		}
+	}
+	return status
 }
 
 func attachmentStatus(t *task.Task) string {

@@ -543,3 +543,81 @@ func TestStoppedTasksExpire(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestDependsOnAndHealthChecks(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := ctx(t)
+	reg := func(family string, defs ...ecstypes.ContainerDefinition) string {
+		out, err := e.ecs.RegisterTaskDefinition(c, &ecs.RegisterTaskDefinitionInput{Family: aws.String(family),
+			Cpu: aws.String("256"), Memory: aws.String("512"), ContainerDefinitions: defs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *out.TaskDefinition.TaskDefinitionArn
+	}
+	dep := func(name string, cond ecstypes.ContainerCondition) []ecstypes.ContainerDependency {
+		return []ecstypes.ContainerDependency{{ContainerName: aws.String(name), Condition: cond}}
+	}
+	// An init container that completes, then the app; a sidecar that must
+	// be healthy first.
+	good := reg("ordered",
+		ecstypes.ContainerDefinition{Name: aws.String("init"), Image: aws.String("busybox"), Essential: aws.Bool(false),
+			Command: []string{"sh", "-c", "sleep 0.3; exit 0"}},
+		ecstypes.ContainerDefinition{Name: aws.String("sidecar"), Image: aws.String("busybox"), Essential: aws.Bool(false),
+			Command: []string{"sleep", "1000"}, HealthCheck: &ecstypes.HealthCheck{Command: []string{"CMD", "true"},
+				Interval: aws.Int32(5), Retries: aws.Int32(1)}},
+		ecstypes.ContainerDefinition{Name: aws.String("app"), Image: aws.String("busybox"), Command: []string{"sleep", "1000"},
+			DependsOn:   append(dep("init", ecstypes.ContainerConditionSuccess), dep("sidecar", ecstypes.ContainerConditionHealthy)...),
+			HealthCheck: &ecstypes.HealthCheck{Command: []string{"CMD-SHELL", "exit 0"}, Interval: aws.Int32(5)}},
+	)
+	arn := e.run(good)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tk := e.describe(arn)
+		byName := map[string]ecstypes.Container{}
+		for _, ct := range tk.Containers {
+			byName[aws.ToString(ct.Name)] = ct
+		}
+		if aws.ToString(byName["app"].LastStatus) == "RUNNING" {
+			if code := byName["init"].ExitCode; code == nil || *code != 0 {
+				t.Fatalf("app started before init completed: init exit %v", code)
+			}
+			if byName["sidecar"].HealthStatus != ecstypes.HealthStatusHealthy {
+				t.Fatalf("app started before the sidecar was healthy: %s", byName["sidecar"].HealthStatus)
+			}
+			if byName["app"].HealthStatus == ecstypes.HealthStatusHealthy && tk.HealthStatus == ecstypes.HealthStatusHealthy {
+				break
+			}
+		}
+		if aws.ToString(tk.LastStatus) == "STOPPED" {
+			t.Fatalf("task stopped: %s", aws.ToString(tk.StoppedReason))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app never reached RUNNING and HEALTHY: %+v", byName)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A dependency that fails its SUCCESS condition: the task cannot start.
+	bad := reg("broken",
+		ecstypes.ContainerDefinition{Name: aws.String("init"), Image: aws.String("busybox"), Essential: aws.Bool(false),
+			Command: []string{"exit", "2"}},
+		ecstypes.ContainerDefinition{Name: aws.String("app"), Image: aws.String("busybox"), Command: []string{"sleep", "1000"},
+			DependsOn: dep("init", ecstypes.ContainerConditionSuccess)},
+	)
+	stopped := e.waitStatus(e.run(bad), "STOPPED")
+	if stopped.StopCode != ecstypes.TaskStopCodeTaskFailedToStart || !strings.Contains(aws.ToString(stopped.StoppedReason), "init exited with code 2") {
+		t.Fatalf("stopCode %s reason %q", stopped.StopCode, aws.ToString(stopped.StoppedReason))
+	}
+	// A non-essential container exiting leaves the task running.
+	side := reg("sidecar-exits",
+		ecstypes.ContainerDefinition{Name: aws.String("helper"), Image: aws.String("busybox"), Essential: aws.Bool(false), Command: []string{"exit", "1"}},
+		ecstypes.ContainerDefinition{Name: aws.String("app"), Image: aws.String("busybox"), Command: []string{"sleep", "1000"}},
+	)
+	sarn := e.run(side)
+	e.waitStatus(sarn, "RUNNING")
+	time.Sleep(300 * time.Millisecond)
+	if tk := e.describe(sarn); aws.ToString(tk.LastStatus) != "RUNNING" {
+		t.Fatalf("a non-essential exit stopped the task: %s", aws.ToString(tk.StoppedReason))
+	}
+}

@@ -125,6 +125,9 @@ func (s *Server) ReportStatus(ctx context.Context, hostID string, u agentproto.S
 		if !u.PullStoppedAt.IsZero() && t.PullStoppedAt.IsZero() {
 			t.PullStoppedAt, changed = u.PullStoppedAt, true
 		}
+		if u.PullProgress != "" && t.PullProgress != u.PullProgress && t.LastStatus == task.StatusActivating {
+			t.PullProgress, changed = u.PullProgress, true
+		}
 		if u.StopCode != "" || u.StoppedReason != "" {
 			if t.DesiredStatus != task.StatusStopped {
 				t.RequestStop(u.StopCode, u.StoppedReason, at)
@@ -157,6 +160,9 @@ func (s *Server) ReportStatus(ctx context.Context, hostID string, u agentproto.S
 			}
 			if cu.ImageDigest != "" && c.ImageDigest != cu.ImageDigest {
 				c.ImageDigest, changed = cu.ImageDigest, true
+			}
+			if cu.HealthStatus != "" && c.HealthStatus != cu.HealthStatus {
+				c.HealthStatus, changed = cu.HealthStatus, true
 			}
 		}
 		if u.LastStatus != "" && t.LastStatus.Before(u.LastStatus) {

@@ -14,6 +14,7 @@ import (
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/store"
+	"vessel.dev/vessel/internal/task"
 )
 
 // DefaultCluster always exists.
@@ -34,6 +35,10 @@ type Config struct {
 	AccountID string
 	// Subnets the control plane knows; DefaultSubnet when empty.
 	Subnets []string
+	// RegistryCredentials are the execution role's registry credentials,
+	// by name (what a task definition's repositoryCredentials names) or by
+	// registry host (used for any image of that registry).
+	RegistryCredentials map[string]task.RegistryAuth
 	// StoppedTaskRetention is how long STOPPED tasks stay visible; 1 h by
 	// default.
 	StoppedTaskRetention time.Duration
@@ -71,6 +76,8 @@ type Server struct {
 
 	// tasks mirrors the stored tasks for the controller and long polls.
 	tasks *taskCache
+
+	logs logSources
 
 	// heartbeats are kept in memory; only registration is stored, so that
 	// heartbeats cost no disk writes.
@@ -141,6 +148,7 @@ func (s *Server) Handler() http.Handler {
 	api.HandleFunc("POST /{$}", s.serveECS)
 	s.routeEKS(api)
 	s.routeAgent(api)
+	s.routeLogs(api)
 	mux.Handle("/", s.verify.Middleware(api, s.writeAuthError))
 	return s.metrics.instrument(mux)
 }

@@ -89,13 +89,61 @@ type Container struct {
 	CPUUnits    int64         `json:"cpu,omitempty"`
 	MemoryMiB   int64         `json:"memory,omitempty"`
 	StopTimeout time.Duration `json:"stopTimeout,omitempty"`
+	// DependsOn orders start-up: each condition must hold before this
+	// container starts.
+	DependsOn []Dependency `json:"dependsOn,omitempty"`
+	// HealthCheck, when set, runs inside the container and sets
+	// HealthStatus.
+	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
+	// RegistryAuth are the credentials to pull Image with, resolved by the
+	// control plane from repositoryCredentials or the execution role's
+	// registry credentials. Never shown by the API.
+	RegistryAuth *RegistryAuth `json:"registryAuth,omitempty"`
 
 	// Observed state, reported by the host agent.
-	LastStatus  Status `json:"lastStatus,omitempty"`
-	ExitCode    *int   `json:"exitCode,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-	RuntimeID   string `json:"runtimeId,omitempty"`
-	ImageDigest string `json:"imageDigest,omitempty"`
+	LastStatus   Status `json:"lastStatus,omitempty"`
+	ExitCode     *int   `json:"exitCode,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+	RuntimeID    string `json:"runtimeId,omitempty"`
+	ImageDigest  string `json:"imageDigest,omitempty"`
+	HealthStatus string `json:"healthStatus,omitempty"`
+}
+
+// Dependency conditions, as ECS's dependsOn.
+const (
+	ConditionStart    = "START"
+	ConditionComplete = "COMPLETE"
+	ConditionSuccess  = "SUCCESS"
+	ConditionHealthy  = "HEALTHY"
+)
+
+// Health statuses, as ECS reports them.
+const (
+	HealthUnknown   = "UNKNOWN"
+	HealthHealthy   = "HEALTHY"
+	HealthUnhealthy = "UNHEALTHY"
+)
+
+// Dependency is one dependsOn entry.
+type Dependency struct {
+	Container string `json:"container"`
+	Condition string `json:"condition"`
+}
+
+// HealthCheck is a container health check, as ECS defines it: Command is
+// ["CMD", args...] or ["CMD-SHELL", script].
+type HealthCheck struct {
+	Command     []string      `json:"command"`
+	Interval    time.Duration `json:"interval"`
+	Timeout     time.Duration `json:"timeout"`
+	Retries     int           `json:"retries"`
+	StartPeriod time.Duration `json:"startPeriod"`
+}
+
+// RegistryAuth are basic credentials for an image registry.
+type RegistryAuth struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
 }
 
 // Args is the container's full argument vector: entry point then command.
@@ -149,6 +197,9 @@ type Task struct {
 	Subnet string `json:"subnet,omitempty"`
 	// IP is the task's private address, reported by the host agent.
 	IP string `json:"ip,omitempty"`
+	// PullProgress is the host agent's latest word on the image pull
+	// ("2/3 layers, 12.5/40.1 MB"), while ACTIVATING.
+	PullProgress string `json:"pullProgress,omitempty"`
 
 	StopCode      string `json:"stopCode,omitempty"`
 	StoppedReason string `json:"stoppedReason,omitempty"`
@@ -184,6 +235,16 @@ func (t *Task) Clone() *Task {
 		if ct.ExitCode != nil {
 			code := *ct.ExitCode
 			ct.ExitCode = &code
+		}
+		ct.DependsOn = append([]Dependency(nil), ct.DependsOn...)
+		if ct.HealthCheck != nil {
+			hc := *ct.HealthCheck
+			hc.Command = append([]string(nil), hc.Command...)
+			ct.HealthCheck = &hc
+		}
+		if ct.RegistryAuth != nil {
+			ra := *ct.RegistryAuth
+			ct.RegistryAuth = &ra
 		}
 		c.Containers[i] = ct
 	}

@@ -173,7 +173,10 @@ func (s *server) awsRaw(secret string, args ...string) ([]byte, string, error) {
 // vessel runs a vessel user command against the server.
 func (s *server) vessel(args ...string) (string, string, int) {
 	s.t.Helper()
-	cmd := exec.Command(vesselBin, append(args, "--endpoint", s.endpoint, "--data-dir", s.dataDir)...)
+	// Global flags go right after the verb, before any "--" that starts a
+	// container's command.
+	full := append([]string{args[0], "--endpoint", s.endpoint, "--data-dir", s.dataDir}, args[1:]...)
+	cmd := exec.Command(vesselBin, full...)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -1,10 +1,24 @@
 // Package runtimetest is the conformance suite every runtime back end must
-// pass. It speaks only the runtime.Runtime interface and portable shell
-// commands (sh -c "exit 3", sleep, trap), so the same cases run against sim
-// and real sandboxes.
+// pass. It speaks only the runtime.Runtime interface (and runtime.Execer
+// where the runtime has it) and portable shell commands (sh -c "exit 3",
+// sleep, trap, echo, dd, nc), so the same cases run against sim and real
+// sandboxes.
+//
+// Every back end is checked for exit codes, signals (SIGTERM, SIGKILL after
+// an ignored SIGTERM), several containers per sandbox, errors for missing
+// things, adoption by a new runtime on the same state, and Delete. With
+// Harness.Real, the suite also checks output (read from <LogDir>/<name>.log
+// in the CRI format), environment, working directory and user, exec, the
+// memory limit (OOMKilled, 137), the CPU quota (a busy loop in 0.25 vCPU
+// uses < 40 % of a CPU), the pids limit, and, with Harness.Network, TCP
+// between two sandboxes. With Harness.Leftovers, every Delete is followed by
+// a check that nothing of the sandbox is left on the host.
 //
 //	runtimetest.Run(t, runtimetest.Harness{
-//		New:    func(t *testing.T, dir string) runtime.Runtime { ... },
-//		Image:  "busybox",
+//		New:       func(t *testing.T, dir string) runtime.Runtime { ... },
+//		Image:     "busybox",
+//		Real:      true,
+//		Prepare:   func(t *testing.T, spec *runtime.Spec) { /* layers */ },
+//		Leftovers: func(t *testing.T, id string) []string { ... },
 //	})
 package runtimetest

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -19,18 +21,37 @@ type Harness struct {
 	// the sandboxes the old one made.
 	New func(t *testing.T, dir string) runtime.Runtime
 	// Image is the image every container of the suite uses; it must have
-	// /bin/sh and sleep.
+	// /bin/sh, sleep, echo, pwd, id, dd, yes, nc and a user "nobody"
+	// (65534:65534) in /etc/passwd (busybox has them all).
 	Image string
 	// Timeout bounds each blocking call; 30 s by default.
 	Timeout time.Duration
+
+	// Real is set for runtimes that run real processes: the suite then
+	// also checks output, environment, limits and exec. Others skip those
+	// cases.
+	Real bool
+	// Prepare, if set, completes each spec before Create: image layers,
+	// and anything else the runtime needs. The suite has already set ID,
+	// size, containers, labels and a LogDir of its own.
+	Prepare func(t *testing.T, spec *runtime.Spec)
+	// Network, if set, gives the sandbox a network (sets NetNSPath and
+	// EtcDir) and returns its address; it registers its own cleanup. The
+	// reachability case is skipped without it.
+	Network func(t *testing.T, spec *runtime.Spec) netip.Addr
+	// Leftovers, if set, lists what of sandbox id is still on the host
+	// (processes, mounts, cgroups, devices...). The suite calls it after
+	// every Delete and fails on anything listed.
+	Leftovers func(t *testing.T, id string) []string
 }
 
 type suite struct {
 	Harness
-	t   *testing.T
-	rt  runtime.Runtime
-	dir string
-	n   int
+	t    *testing.T
+	rt   runtime.Runtime
+	dir  string
+	logs string // each sandbox's LogDir is logs/<id>
+	n    int
 }
 
 // Run runs the conformance suite.
@@ -51,11 +72,18 @@ func Run(t *testing.T, h Harness) {
 		{"ErrorsForMissingThings", testMissing},
 		{"AdoptionAfterRestart", testAdoption},
 		{"DeleteLeavesNothing", testDelete},
+		{"Output", testOutput},
+		{"EnvWorkingDirUser", testEnv},
+		{"Exec", testExec},
+		{"MemoryLimitKills", testOOM},
+		{"CPUQuota", testCPUQuota},
+		{"PidsLimit", testPidsLimit},
+		{"NetworkBetweenSandboxes", testNetwork},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			s := &suite{Harness: h, t: t, dir: dir, rt: h.New(t, dir)}
+			s := &suite{Harness: h, t: t, dir: dir, logs: t.TempDir(), rt: h.New(t, dir)}
 			c.fn(s)
 		})
 	}
@@ -65,30 +93,64 @@ func (s *suite) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.Timeout)
 }
 
-// sandbox creates a sandbox with the given containers (name → args) and
-// registers its deletion.
+// sandbox creates a sandbox of 0.25 vCPU / 512 MiB with the given
+// containers and registers its deletion.
 func (s *suite) sandbox(containers ...runtime.ContainerSpec) string {
+	s.t.Helper()
+	return s.sandboxWith(nil, containers...).ID
+}
+
+// sandboxWith is sandbox with a chance to change the spec (after the
+// harness's Prepare) before Create; it returns the spec created.
+func (s *suite) sandboxWith(change func(*runtime.Spec), containers ...runtime.ContainerSpec) runtime.Spec {
 	s.t.Helper()
 	s.n++
 	id := fmt.Sprintf("rt-%s-%d", time.Now().Format("150405"), s.n)
 	for i := range containers {
 		containers[i].Image = s.Image
 	}
+	spec := runtime.Spec{ID: id, MilliCPU: 250, MemoryMiB: 512, Containers: containers,
+		LogDir: filepath.Join(s.logs, id), Labels: map[string]string{"suite": "runtimetest"}}
+	if s.Prepare != nil {
+		s.Prepare(s.t, &spec)
+	}
+	if change != nil {
+		change(&spec)
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if err := s.rt.Create(ctx, runtime.Spec{ID: id, MilliCPU: 250, MemoryMiB: 512,
-		Containers: containers, Labels: map[string]string{"suite": "runtimetest"}}); err != nil {
+	if err := s.rt.Create(ctx, spec); err != nil {
 		s.t.Fatalf("Create(%s): %v", id, err)
 	}
 	s.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
 		defer cancel()
-		if err := s.rt.Delete(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+		err := s.rt.Delete(ctx, id)
+		if err != nil && !errdefs.IsNotFound(err) {
 			s.t.Errorf("cleanup Delete(%s): %v", id, err)
 		}
+		s.leftovers(id)
 	})
-	return id
+	return spec
 }
+
+// leftovers fails the test if the harness finds anything of sandbox id
+// still on the host.
+func (s *suite) leftovers(id string) {
+	s.t.Helper()
+	if s.Leftovers == nil {
+		return
+	}
+	for _, l := range s.Leftovers(s.t, id) {
+		s.t.Errorf("sandbox %s left behind: %s", id, l)
+	}
+}
+
+// service runs until it is signalled, and ends with 143 on SIGTERM. It
+// handles SIGTERM itself because a container's main process may be PID 1 of
+// its namespace, which the kernel does not end on a signal it has no
+// handler for (as on Fargate and Docker without an init process).
+const service = "trap 'exit 143' TERM; while true; do sleep 0.1; done"
 
 func sh(name, script string) runtime.ContainerSpec {
 	return runtime.ContainerSpec{Name: name, Args: []string{"/bin/sh", "-c", script}}
@@ -161,7 +223,7 @@ func testWaitAfterExit(s *suite) {
 }
 
 func testSIGTERM(s *suite) {
-	id := s.sandbox(sh("app", "sleep 1000"))
+	id := s.sandbox(sh("app", service))
 	s.start(id, "app")
 	s.running(id, "app", 300*time.Millisecond)
 	s.signal(id, "app", syscall.SIGTERM)
@@ -177,8 +239,8 @@ func testSIGKILL(s *suite) {
 	s.signal(id, "app", syscall.SIGTERM)
 	s.running(id, "app", 500*time.Millisecond)
 	s.signal(id, "app", syscall.SIGKILL)
-	if st := s.wait(id, "app"); st.Code != 137 {
-		s.t.Fatalf("SIGKILL: code %d, want 137", st.Code)
+	if st := s.wait(id, "app"); st.Code != 137 || st.OOMKilled {
+		s.t.Fatalf("SIGKILL: code %d, OOMKilled %v; want 137 and false", st.Code, st.OOMKilled)
 	}
 }
 
@@ -220,15 +282,19 @@ func testMissing(s *suite) {
 	if err := s.rt.Start(ctx, id, "nope"); !errdefs.IsNotFound(err) {
 		s.t.Errorf("Start of a missing container = %v, want not found", err)
 	}
-	err := s.rt.Create(ctx, runtime.Spec{ID: id, MilliCPU: 250, MemoryMiB: 512,
-		Containers: []runtime.ContainerSpec{{Name: "app", Image: s.Image, Args: []string{"true"}}}})
+	again := runtime.Spec{ID: id, MilliCPU: 250, MemoryMiB: 512, LogDir: filepath.Join(s.logs, id+"-again"),
+		Containers: []runtime.ContainerSpec{{Name: "app", Image: s.Image, Args: []string{"true"}}}}
+	if s.Prepare != nil {
+		s.Prepare(s.t, &again)
+	}
+	err := s.rt.Create(ctx, again)
 	if !errdefs.IsAlreadyExists(err) {
 		s.t.Errorf("Create of an existing sandbox = %v, want already exists", err)
 	}
 }
 
 func testAdoption(s *suite) {
-	running := s.sandbox(sh("app", "sleep 1000"))
+	running := s.sandbox(sh("app", service))
 	exiting := s.sandbox(sh("app", "sleep 0.5; exit 9"))
 	s.start(running, "app")
 	s.start(exiting, "app")
@@ -267,8 +333,9 @@ func testAdoption(s *suite) {
 }
 
 func testDelete(s *suite) {
-	id := s.sandbox(sh("app", "sleep 1000"))
+	id := s.sandbox(sh("app", "sleep 1000"), sh("side", service), sh("never", "sleep 1000"))
 	s.start(id, "app")
+	s.start(id, "side")
 	ctx, cancel := s.ctx()
 	defer cancel()
 	if err := s.rt.Delete(ctx, id); err != nil {
@@ -286,6 +353,7 @@ func testDelete(s *suite) {
 	if _, err := s.rt.Wait(ctx, id, "app"); !errdefs.IsNotFound(err) {
 		s.t.Errorf("Wait after Delete = %v, want not found", err)
 	}
+	s.leftovers(id)
 	// A fresh runtime on the same state must not find it either.
 	again, err := s.New(s.t, s.dir).List(ctx)
 	if err != nil {

@@ -415,3 +415,28 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
+
+// Simulated implements runtime.Simulated.
+func (r *Runtime) Simulated() bool { return true }
+
+var _ runtime.Execer = (*Runtime)(nil)
+
+// Exec implements runtime.Execer: the command runs no process; it exits
+// with the code its arguments say (as a container's do), at once.
+func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.ExecProcess) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sb, c, err := r.get(id, container)
+	if err != nil {
+		return 0, err
+	}
+	r.settle(sb, c)
+	if c.StartedAt.IsZero() || c.Exit != nil {
+		return 0, errdefs.Conflict("container %q of sandbox %s is not running", container, id)
+	}
+	b := parse(p.Args)
+	if !b.exits {
+		return 0, errdefs.InvalidArgument("sim: exec of %v would never end; use exit N, true, false or sleep", p.Args)
+	}
+	return b.exitCode, nil
+}

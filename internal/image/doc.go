@@ -1,0 +1,72 @@
+// Package image is the host agent's image cache: it turns an image
+// reference into read-only unpacked layers that a runtime stacks with
+// overlayfs (runc today; gVisor and micro-VMs build their root file systems
+// from the same directories).
+//
+// It owns one directory (Config.Root, e.g. <data-dir>/images):
+//
+//	blobs/sha256/<hex>    compressed blobs, manifests and configs, by digest (verified)
+//	layers/sha256/<hex>   unpacked layers, named by diff ID (the uncompressed digest, verified)
+//	images/<sha256(ref)>.json  one record per reference: manifest digest, config, layers
+//	tmp/                  work in progress; emptied by Open
+//
+// A layer is unpacked into tmp/ and renamed into layers/ only once
+// complete, so a crash never leaves a half-unpacked layer that looks done.
+// Pulls of the same layer are serialised by a per-layer lock; a second pull
+// of a cached image fetches the manifest only, and falls back to the cache
+// when the registry is unreachable (never when it refuses access).
+//
+// It imports go-containerregistry, errdefs and x/sys, and must not import
+// server, agent, runtime or any other Vessel package above it.
+//
+// Usage:
+//
+//	s, err := image.Open(image.Config{Root: filepath.Join(dataDir, "images"), Logger: log})
+//	img, err := s.Pull(ctx, "busybox", image.PullOptions{Auth: image.Auth{Username: u, Password: p}})
+//	// lowerdir is top layer first:
+//	lower := slices.Clone(img.Layers); slices.Reverse(lower)
+//	opts := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=...,workdir=..."
+//	imgs, err := s.Import(ctx, "/srv/offline/app.tar") // OCI layout dir/tar or docker save
+//	err = s.Remove(ctx, "busybox") // deletes layers and blobs no other image uses
+//
+// # Safe unpacking
+//
+// Layers are hostile input. Every entry is extracted relative to an open
+// file descriptor of the layer directory, opening each parent component with
+// O_NOFOLLOW and creating files with O_CREAT|O_EXCL|O_NOFOLLOW, so nothing
+// outside Root is ever written and no symlink on the host is followed. The
+// rules, which hold for every layer whatever its origin:
+//
+//   - Names are cleaned; a leading "/" is dropped (absolute names are
+//     relative to the layer root, as in Docker); a name that climbs out of
+//     the root ("../../etc/x", "/../x") is refused with *UnsafeLayerError.
+//   - Symlinks are created as written, but one whose target leads outside
+//     the root is refused. The check is lexical: relative targets are
+//     resolved from the link's own directory, absolute ones from the layer
+//     root (so "abs -> /etc" is allowed: it means the container's /etc).
+//   - An entry whose parent path crosses a symlink or a non-directory
+//     ("abs/passwd" after "abs -> /etc") is refused: a layer never writes
+//     through a link, even one that stays inside.
+//   - Hard links must name an entry extracted earlier in the same layer,
+//     inside the root; others are refused.
+//   - An entry replacing an earlier one of the same layer removes it first
+//     (directories over directories are merged).
+//   - Character and block devices are skipped with a warning (neutralised):
+//     a container gets its devices from the runtime, never from an image.
+//   - setuid and setgid bits are cleared on files (neutralised); setgid on
+//     directories (group inheritance) and the sticky bit are kept.
+//   - Extended attributes recorded in the tar (PAX SCHILY.xattr, including
+//     security.capability file capabilities and any trusted.overlay.*) are
+//     not applied (neutralised).
+//   - FIFOs are created; ownership is applied with lchown semantics, file
+//     modes otherwise kept, modification times kept.
+//   - OCI whiteouts become overlayfs ones: ".wh.<name>" is a 0:0 character
+//     device named <name>, ".wh..wh..opq" sets trusted.overlay.opaque=y on
+//     its directory; other ".wh..wh." AUFS metadata is ignored.
+//   - Each layer's uncompressed size is bounded by Config.MaxLayerSize
+//     (10 GiB by default), so a decompression bomb fails with
+//     errdefs.ErrLimitExceeded.
+//
+// OCI layout tars given to Import may hold only directories and regular
+// files.
+package image

@@ -1,0 +1,525 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/errdefs"
+)
+
+// Auth holds registry credentials. The zero value pulls anonymously. They
+// are sent as HTTP basic auth, or exchanged for a bearer token when the
+// registry answers with a Bearer challenge.
+type Auth struct {
+	Username, Password string
+}
+
+// Progress reports how far a pull has come. Bytes are compressed bytes;
+// layers already in the cache count as done at once.
+type Progress struct {
+	LayersDone, LayersTotal int
+	BytesDone, BytesTotal   int64
+}
+
+// PullOptions tunes one Pull.
+type PullOptions struct {
+	Auth Auth
+	// Insecure talks plain HTTP to the registry (a test registry on
+	// 127.0.0.1, which go-containerregistry also treats as plain HTTP by
+	// itself).
+	Insecure bool
+	// Progress, if set, is called as bytes arrive, one call at a time,
+	// from the pulling goroutines. It must not block.
+	Progress func(Progress)
+}
+
+// source says how an image's layers are read.
+type source int
+
+const (
+	// fromBlobs: layers' compressed blobs are copied into the cache (and
+	// verified), then unpacked from there. Registries and OCI layouts.
+	fromBlobs source = iota
+	// fromUncompressed: layers are unpacked straight from their
+	// uncompressed stream; no blob is kept. docker save tarballs, whose
+	// layers are stored uncompressed.
+	fromUncompressed
+)
+
+// Pull resolves ref at its registry (for an index, the Store's platform),
+// downloads the layers that are not cached yet, unpacks them, and records
+// the image. It blocks until done or ctx ends. A second Pull of a cached
+// image fetches only the manifest. If the registry cannot be reached (a
+// network error or a 5xx answer) and ref is cached, the cached image is
+// returned; a refusal (401, 403, 404) is never papered over by the cache.
+//
+// Errors: errdefs.ErrInvalidArgument for a malformed reference, refused
+// credentials or an unsafe layer (errors.As *UnsafeLayerError);
+// errdefs.ErrNotFound if the registry has no such image;
+// errdefs.ErrUnavailable if the registry is unreachable and ref is not
+// cached; errdefs.ErrLimitExceeded for a layer over MaxLayerSize. The
+// returned Image is the caller's.
+func (s *Store) Pull(ctx context.Context, ref string, o PullOptions) (*Image, error) {
+	var nopts []name.Option
+	if o.Insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	r, err := normalise(ref, nopts...)
+	if err != nil {
+		return nil, err
+	}
+	s.gc.RLock()
+	defer s.gc.RUnlock()
+
+	var auth authn.Authenticator = authn.Anonymous
+	if o.Auth.Username != "" || o.Auth.Password != "" {
+		auth = &authn.Basic{Username: o.Auth.Username, Password: o.Auth.Password}
+	}
+	ropts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuth(auth),
+		remote.WithPlatform(s.platform),
+	}
+	if s.transport != nil {
+		ropts = append(ropts, remote.WithTransport(s.transport))
+	}
+	img, err := remote.Image(r, ropts...)
+	if err != nil {
+		return s.pullFailed(ctx, r, err)
+	}
+	return s.add(ctx, r.Name(), img, fromBlobs, o.Progress)
+}
+
+// kindError keeps both an errdefs kind and the underlying cause.
+type kindError struct {
+	kind  error
+	msg   string
+	cause error
+}
+
+func (e *kindError) Error() string   { return e.msg + ": " + e.cause.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.cause} }
+
+func (s *Store) pullFailed(ctx context.Context, r name.Reference, err error) (*Image, error) {
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("pull %s: %w", r.Name(), ctx.Err())
+	}
+	reg := r.Context().RegistryStr()
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch {
+		case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden:
+			return nil, &kindError{errdefs.ErrInvalidArgument, fmt.Sprintf("pull %s: registry %s refused access (%d %s); pass credentials (Auth) that may pull this repository", r.Name(), reg, te.StatusCode, http.StatusText(te.StatusCode)), err}
+		case te.StatusCode == http.StatusNotFound:
+			return nil, &kindError{errdefs.ErrNotFound, fmt.Sprintf("pull %s: registry %s has no such image; check the repository name and tag", r.Name(), reg), err}
+		case te.StatusCode < 500:
+			return nil, fmt.Errorf("pull %s: %w", r.Name(), err)
+		}
+	} else if !isNetworkError(err) {
+		return nil, fmt.Errorf("pull %s: %w", r.Name(), err)
+	}
+	// The registry is unreachable or failing: fall back to the cache.
+	if img, gerr := s.Get(ctx, r.Name()); gerr == nil {
+		s.log.Warn("registry unreachable; using cached image", "ref", r.Name(), "digest", img.Digest, "err", err)
+		return img, nil
+	}
+	return nil, &kindError{errdefs.ErrUnavailable, fmt.Sprintf("pull %s: registry %s is unreachable and the image is not cached", r.Name(), reg), err}
+}
+
+func isNetworkError(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe) ||
+		errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ECONNRESET) ||
+		errors.Is(err, unix.EHOSTUNREACH) || errors.Is(err, unix.ENETUNREACH) ||
+		errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// progressTracker serialises Progress callbacks.
+type progressTracker struct {
+	mu sync.Mutex
+	p  Progress
+	fn func(Progress)
+}
+
+func (t *progressTracker) add(bytes int64, layers int) {
+	if t.fn == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.p.BytesDone += bytes
+	t.p.LayersDone += layers
+	t.fn(t.p)
+}
+
+func sha256Digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// add caches img's manifest, config and layers and records it under ref.
+// The caller holds s.gc shared.
+func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, progress func(Progress)) (*Image, error) {
+	d, err := img.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("image %s: manifest digest: %w", ref, err)
+	}
+	digest := d.String()
+	rawManifest, err := img.RawManifest()
+	if err != nil {
+		return nil, fmt.Errorf("image %s: manifest: %w", ref, err)
+	}
+	if got := sha256Digest(rawManifest); got != digest {
+		return nil, fmt.Errorf("image %s: manifest has digest %s, expected %s", ref, got, digest)
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(rawManifest))
+	if err != nil {
+		return nil, fmt.Errorf("image %s: parse manifest: %w", ref, err)
+	}
+	cfgDigest := m.Config.Digest.String()
+	cfgPath, err := s.blobPath(cfgDigest)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", ref, err)
+	}
+	// A cached config is read from disk: a second pull fetches no blob.
+	rawConfig, err := os.ReadFile(cfgPath)
+	if err != nil || sha256Digest(rawConfig) != cfgDigest {
+		if rawConfig, err = img.RawConfigFile(); err != nil {
+			return nil, fmt.Errorf("image %s: config: %w", ref, err)
+		}
+		if got := sha256Digest(rawConfig); got != cfgDigest {
+			return nil, fmt.Errorf("image %s: config has digest %s, but the manifest says %s", ref, got, cfgDigest)
+		}
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawConfig))
+	if err != nil {
+		return nil, fmt.Errorf("image %s: parse config: %w", ref, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("image %s: manifest lists %d layers but the config lists %d diff IDs", ref, len(m.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	rec := &record{
+		Ref:          ref,
+		Digest:       digest,
+		ConfigDigest: cfgDigest,
+		Config: ImageConfig{
+			Entrypoint: cfg.Config.Entrypoint,
+			Cmd:        cfg.Config.Cmd,
+			Env:        cfg.Config.Env,
+			WorkingDir: cfg.Config.WorkingDir,
+			User:       cfg.Config.User,
+		},
+		Stored: time.Now().UTC(),
+		Blobs:  []string{digest, cfgDigest},
+	}
+	pt := &progressTracker{fn: progress}
+	pt.p.LayersTotal = len(m.Layers)
+	for i, l := range m.Layers {
+		lr := layerRecord{
+			Digest:    l.Digest.String(),
+			DiffID:    cfg.RootFS.DiffIDs[i].String(),
+			Size:      l.Size,
+			MediaType: string(l.MediaType),
+		}
+		if _, err := digestHex(lr.DiffID); err != nil {
+			return nil, fmt.Errorf("image %s: layer %d: %w", ref, i, err)
+		}
+		if _, err := digestHex(lr.Digest); err != nil {
+			return nil, fmt.Errorf("image %s: layer %d: %w", ref, i, err)
+		}
+		rec.Layers = append(rec.Layers, lr)
+		rec.Size += l.Size
+		if src == fromBlobs {
+			rec.Blobs = append(rec.Blobs, lr.Digest)
+		}
+	}
+	pt.p.BytesTotal = rec.Size
+	pt.add(0, 0)
+
+	// Fetch and unpack the layers, a few at a time.
+	sem := make(chan struct{}, s.concurrency)
+	errs := make([]error, len(rec.Layers))
+	var wg sync.WaitGroup
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i, lr := range rec.Layers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-lctx.Done():
+				errs[i] = lctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			if err := s.ensureLayer(lctx, img, lr, src, pt); err != nil {
+				errs[i] = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	// Report the first real error, not the cancellations it caused.
+	var first error
+	for _, err := range errs {
+		if err != nil && (first == nil || errors.Is(first, context.Canceled)) {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, fmt.Errorf("image %s: %w", ref, first)
+	}
+
+	// Manifest and config go in only now, so a failed pull leaves none.
+	for _, b := range []struct {
+		d   string
+		raw []byte
+	}{{digest, rawManifest}, {cfgDigest, rawConfig}} {
+		if err := s.writeBlob(b.d, b.raw); err != nil {
+			return nil, fmt.Errorf("image %s: %w", ref, err)
+		}
+	}
+	if err := s.writeRecord(rec); err != nil {
+		return nil, fmt.Errorf("image %s: write record: %w", ref, err)
+	}
+	s.log.Info("image cached", "ref", ref, "digest", digest, "layers", len(rec.Layers), "size", rec.Size)
+	return s.image(rec), nil
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+// writeBlob stores small verified content (manifest, config).
+func (s *Store) writeBlob(d string, b []byte) error {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return err
+	}
+	if exists(p) {
+		return nil
+	}
+	return writeFileAtomic(s.tmpDir(), p, b)
+}
+
+// ensureLayer makes sure the layer lr is unpacked under Root/layers. Only
+// one goroutine unpacks a given layer; the others wait and then find it.
+func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, src source, pt *progressTracker) error {
+	dir, _ := s.layerPath(lr.DiffID)
+	if exists(dir) {
+		pt.add(lr.Size, 1)
+		return nil
+	}
+	unlock, err := s.locks.lock(ctx, "layer:"+lr.DiffID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if exists(dir) {
+		pt.add(lr.Size, 1)
+		return nil
+	}
+	h, err := v1.NewHash(lr.Digest)
+	if err != nil {
+		return err
+	}
+	layer, err := img.LayerByDigest(h)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", lr.Digest, err)
+	}
+
+	var r io.Reader
+	name := lr.Digest
+	badBlob := func() {} // drops a blob whose content turned out unusable
+	switch src {
+	case fromBlobs:
+		blob, err := s.ensureBlob(ctx, lr.Digest, lr.Size, layer.Compressed, func(n int64) { pt.add(n, 0) })
+		if err != nil {
+			return err
+		}
+		badBlob = func() { os.Remove(blob) }
+		f, err := os.Open(blob)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		dr, closeDec, err := decompress(f)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", lr.Digest, err)
+		}
+		defer closeDec()
+		r = dr
+	case fromUncompressed:
+		name = lr.DiffID
+		rc, err := layer.Uncompressed()
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", lr.DiffID, err)
+		}
+		defer rc.Close()
+		r = rc
+	}
+
+	tmp, err := os.MkdirTemp(s.tmpDir(), "layer-")
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(tmp)
+		}
+	}()
+	// The layer root is the container's "/" unless the tar says otherwise.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	hr := newHashingReader(r)
+	start := time.Now()
+	if err := unpack(ctx, hr, tmp, unpackOptions{layer: name, limit: s.limit, log: s.log}); err != nil {
+		var ue *UnsafeLayerError
+		if errors.As(err, &ue) || errors.Is(err, errdefs.ErrLimitExceeded) {
+			badBlob()
+		}
+		return err
+	}
+	if got := hr.digest(); got != lr.DiffID {
+		badBlob()
+		return fmt.Errorf("layer %s: uncompressed content has digest %s, but the image config says %s", name, got, lr.DiffID)
+	}
+	// Make the content durable before the rename makes it look complete.
+	if fd, err := unix.Open(tmp, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		unix.Syncfs(fd)
+		unix.Close(fd)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if exists(dir) { // unpacked by someone else meanwhile
+			os.RemoveAll(tmp)
+			done = true
+			pt.add(0, 1)
+			return nil
+		}
+		return fmt.Errorf("layer %s: %w", name, err)
+	}
+	done = true
+	if src == fromUncompressed {
+		pt.add(lr.Size, 0)
+	}
+	pt.add(0, 1)
+	s.log.Debug("layer unpacked", "layer", name, "diffID", lr.DiffID, "took", time.Since(start))
+	return nil
+}
+
+// ensureBlob makes sure the blob d is in Root/blobs, fetching and verifying
+// it if needed, and returns its path. onBytes is told about bytes as they
+// arrive (or the whole size at once for a cached blob).
+func (s *Store) ensureBlob(ctx context.Context, d string, size int64, fetch func() (io.ReadCloser, error), onBytes func(int64)) (string, error) {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return "", err
+	}
+	if st, err := os.Stat(p); err == nil && (size <= 0 || st.Size() == size) {
+		onBytes(st.Size())
+		return p, nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	rc, err := fetch()
+	if err != nil {
+		return "", fmt.Errorf("blob %s: %w", d, err)
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp(s.tmpDir(), "blob-")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	hr := newHashingReader(&ctxReader{ctx: ctx, r: rc})
+	buf := make([]byte, 128<<10)
+	for {
+		n, rerr := hr.Read(buf)
+		if n > 0 {
+			if _, err := f.Write(buf[:n]); err != nil {
+				return "", fmt.Errorf("blob %s: %w", d, err)
+			}
+			onBytes(int64(n))
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return "", fmt.Errorf("blob %s: download: %w", d, rerr)
+		}
+	}
+	if got := hr.digest(); got != d {
+		return "", fmt.Errorf("blob %s: received content has digest %s; the registry sent corrupt or tampered data", d, got)
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(f.Name(), p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// decompress detects gzip and zstd by their magic numbers; anything else is
+// taken as an uncompressed tar.
+func decompress(r io.Reader) (io.Reader, func(), error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, _ := br.Peek(4)
+	switch {
+	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gzip: %w", err)
+		}
+		return gz, func() { gz.Close() }, nil
+	case bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr, zr.Close, nil
+	}
+	return br, func() {}, nil
+}

@@ -1,0 +1,266 @@
+package network
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"vessel.dev/vessel/internal/errdefs"
+)
+
+// lease is one task's address, as persisted in leases.json.
+type lease struct {
+	TaskID   string       `json:"taskId"`
+	Subnet   string       `json:"subnet"`
+	CIDR     netip.Prefix `json:"cidr"`
+	IP       netip.Addr   `json:"ip"`
+	Hostname string       `json:"hostname"`
+	HostVeth string       `json:"hostVeth"`
+	// Attached is set once the namespace, veth and /etc files are in place.
+	Attached bool      `json:"attached"`
+	LeasedAt time.Time `json:"leasedAt"`
+}
+
+// leaseFile is the on-disk form of the leases.
+type leaseFile struct {
+	Version int `json:"version"`
+	// Last is the last address handed out per subnet, for round robin.
+	Last   map[string]netip.Addr `json:"last"`
+	Leases map[string]*lease     `json:"leases"`
+}
+
+const leaseFileVersion = 1
+
+func (m *Manager) load() error {
+	m.leases = map[string]*lease{}
+	m.last = map[string]netip.Addr{}
+	b, err := os.ReadFile(m.leasePath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("network: read leases: %w", err)
+	}
+	var f leaseFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("network: %s is corrupt (%v); move it away to start with no leases, after detaching every task by hand", m.leasePath, err)
+	}
+	if f.Version != leaseFileVersion {
+		return fmt.Errorf("network: %s has version %d; this build reads version %d", m.leasePath, f.Version, leaseFileVersion)
+	}
+	for id, l := range f.Leases {
+		if l == nil || l.TaskID != id || !l.IP.IsValid() {
+			return fmt.Errorf("network: %s: lease %q is malformed", m.leasePath, id)
+		}
+		m.leases[id] = l
+	}
+	for s, a := range f.Last {
+		m.last[s] = a
+	}
+	return nil
+}
+
+// persistLocked writes the leases durably: temp file, fsync, rename, fsync of
+// the directory. m.mu must be held.
+func (m *Manager) persistLocked() error {
+	b, err := json.MarshalIndent(leaseFile{Version: leaseFileVersion, Last: m.last, Leases: m.leases}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileDurable(m.leasePath, b, 0o600); err != nil {
+		return fmt.Errorf("network: write leases: %w", err)
+	}
+	return nil
+}
+
+func writeFileDurable(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// allocate leases an address on sub to taskID and writes the lease to disk
+// before returning it.
+func (m *Manager) allocate(sub *subnetState, taskID, hostname string) (*lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, m.errClosed()
+	}
+	used := map[netip.Addr]bool{}
+	vethInUse := map[string]bool{}
+	for _, l := range m.leases {
+		if l.Subnet == sub.Name || sub.CIDR.Contains(l.IP) {
+			used[l.IP] = true
+		}
+		vethInUse[l.HostVeth] = true
+	}
+	ip, ok := nextFree(sub.CIDR, m.last[sub.Name], used)
+	if !ok {
+		return nil, errdefs.LimitExceeded("network: subnet %q (%s) is full: all %d task addresses are leased; use a larger subnet or detach tasks",
+			sub.Name, sub.CIDR, usableCount(sub.CIDR))
+	}
+	veth, err := newVethName(vethInUse)
+	if err != nil {
+		return nil, err
+	}
+	if hostname == "" {
+		hostname = defaultHostname(ip)
+	}
+	l := &lease{
+		TaskID:   taskID,
+		Subnet:   sub.Name,
+		CIDR:     sub.CIDR,
+		IP:       ip,
+		Hostname: hostname,
+		HostVeth: veth,
+		LeasedAt: now().UTC(),
+	}
+	prevLast, hadLast := m.last[sub.Name]
+	m.leases[taskID] = l
+	m.last[sub.Name] = ip
+	if err := m.persistLocked(); err != nil {
+		delete(m.leases, taskID)
+		if hadLast {
+			m.last[sub.Name] = prevLast
+		} else {
+			delete(m.last, sub.Name)
+		}
+		return nil, err
+	}
+	c := *l
+	return &c, nil
+}
+
+func (m *Manager) markAttached(taskID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.leases[taskID]
+	if !ok {
+		return errdefs.NotFound("network: lease of task %s vanished during attach", taskID)
+	}
+	if l.Attached {
+		return nil
+	}
+	l.Attached = true
+	if err := m.persistLocked(); err != nil {
+		l.Attached = false
+		return err
+	}
+	return nil
+}
+
+// release deletes the task's lease and writes the leases durably.
+func (m *Manager) release(taskID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.leases[taskID]
+	if !ok {
+		return nil
+	}
+	delete(m.leases, taskID)
+	if err := m.persistLocked(); err != nil {
+		m.leases[taskID] = l
+		return err
+	}
+	return nil
+}
+
+// newVethName returns "vh" and 8 random hex digits not used by a lease.
+func newVethName(inUse map[string]bool) (string, error) {
+	for range 16 {
+		var b [4]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		n := "vh" + hex.EncodeToString(b[:])
+		if !inUse[n] && !linkExists(n) {
+			return n, nil
+		}
+	}
+	return "", errors.New("network: could not pick a free veth name")
+}
+
+func addrToU32(a netip.Addr) uint32 { b := a.As4(); return binary.BigEndian.Uint32(b[:]) }
+func u32ToAddr(v uint32) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+// taskRange returns the first and last address a task may get in p: the
+// network address, the gateway (network+1) and the broadcast address are
+// skipped.
+func taskRange(p netip.Prefix) (first, last uint32) {
+	network := addrToU32(p.Masked().Addr())
+	size := uint32(1) << (32 - p.Bits())
+	return network + 2, network + size - 2
+}
+
+func usableCount(p netip.Prefix) int {
+	first, last := taskRange(p)
+	if last < first {
+		return 0
+	}
+	return int(last - first + 1)
+}
+
+// nextFree returns the lowest free address after last (wrapping around), so
+// that an address just released is not handed out again at once.
+func nextFree(p netip.Prefix, last netip.Addr, used map[netip.Addr]bool) (netip.Addr, bool) {
+	first, end := taskRange(p)
+	if end < first {
+		return netip.Addr{}, false
+	}
+	n := end - first + 1
+	start := first
+	if last.IsValid() && last.Is4() && p.Contains(last) {
+		if v := addrToU32(last); v >= first && v < end {
+			start = v + 1
+		}
+	}
+	for i := uint32(0); i < n; i++ {
+		v := start + i
+		if v > end {
+			v -= n
+		}
+		if a := u32ToAddr(v); !used[a] {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}

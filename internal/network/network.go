@@ -1,0 +1,569 @@
+package network
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"vessel.dev/vessel/internal/errdefs"
+)
+
+// Subnet is a range of task addresses on the host, bridged together.
+type Subnet struct {
+	// Name identifies the subnet, e.g. "subnet-default".
+	Name string
+	// CIDR is an IPv4 prefix of length 8 to 30; its first usable address is
+	// the gateway (on the host's bridge), the rest go to tasks.
+	CIDR netip.Prefix
+	// NAT masquerades the subnet's traffic leaving the host through any
+	// interface but its bridge. Off by default.
+	NAT bool
+}
+
+// Config configures a Manager.
+type Config struct {
+	// StateDir holds leases, namespaces and /etc files, e.g.
+	// <data-dir>/network. Required.
+	StateDir string
+	// Subnets that tasks may attach to. Names and CIDRs must not repeat or
+	// overlap.
+	Subnets []Subnet
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// DNSServers are written to each task's resolv.conf. When empty, the
+	// host's non-loopback nameservers are used, and if it has none, the
+	// subnet's gateway (a DNS server listening there is not part of this
+	// package yet).
+	DNSServers []string
+	// SearchDomains are written to each task's resolv.conf.
+	SearchDomains []string
+}
+
+// Attachment is a task's place on a subnet. Values returned are copies the
+// caller owns.
+type Attachment struct {
+	TaskID string
+	Subnet string
+	// IP is the task's address, Prefix the subnet's CIDR.
+	IP      netip.Addr
+	Prefix  netip.Prefix
+	Gateway netip.Addr
+	// NetNSPath is the bind-mounted network namespace to run the task in.
+	NetNSPath string
+	// HostVeth is the host side of the task's veth pair, a port of the bridge.
+	HostVeth string
+	Hostname string
+	// EtcDir holds hosts, hostname and resolv.conf for bind-mounting.
+	EtcDir string
+}
+
+// Manager attaches tasks to subnets. Its methods are safe for concurrent
+// use; Attach and Detach of different tasks run concurrently, those of one
+// task one after the other.
+type Manager struct {
+	log       *slog.Logger
+	stateDir  string
+	leasePath string
+	netnsDir  string
+	etcDir    string
+	subnets   map[string]*subnetState
+	dns       []netip.Addr
+	search    []string
+
+	mu     sync.Mutex // guards leases, last, closed and writes of leasePath
+	leases map[string]*lease
+	last   map[string]netip.Addr // last address handed out, per subnet
+	closed bool
+
+	taskMu   [64]sync.Mutex // striped by task ID
+	bridgeMu sync.Mutex     // serializes bridge and NAT setup
+
+	// Seams for tests.
+	hostResolvConf   string
+	newIPTables      func() (iptablesAPI, error)
+	enableForwarding func() error
+}
+
+type subnetState struct {
+	Subnet
+	bridge  string
+	gateway netip.Addr
+}
+
+// Open validates cfg, creates StateDir and loads the leases. It creates
+// nothing else on the host; bridges appear with the first Attach.
+func Open(cfg Config) (*Manager, error) {
+	if cfg.StateDir == "" {
+		return nil, errdefs.InvalidArgument("network: Config.StateDir is required (e.g. <data-dir>/network)")
+	}
+	dir, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return nil, errdefs.InvalidArgument("network: StateDir %q: %v", cfg.StateDir, err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	m := &Manager{
+		log:              log.With("component", "network"),
+		stateDir:         dir,
+		leasePath:        filepath.Join(dir, "leases.json"),
+		netnsDir:         filepath.Join(dir, "netns"),
+		etcDir:           filepath.Join(dir, "etc"),
+		subnets:          map[string]*subnetState{},
+		hostResolvConf:   "/etc/resolv.conf",
+		newIPTables:      newIPTables,
+		enableForwarding: enableIPv4Forwarding,
+	}
+	bridges := map[string]string{}
+	for _, s := range cfg.Subnets {
+		st, err := checkSubnet(s)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := m.subnets[s.Name]; dup {
+			return nil, errdefs.InvalidArgument("network: subnet name %q is configured twice; names must be unique", s.Name)
+		}
+		for _, o := range m.subnets {
+			if o.CIDR.Overlaps(s.CIDR) {
+				return nil, errdefs.InvalidArgument("network: subnet %q (%s) overlaps subnet %q (%s); CIDRs must be disjoint", s.Name, s.CIDR, o.Name, o.CIDR)
+			}
+		}
+		if other, dup := bridges[st.bridge]; dup {
+			return nil, errdefs.InvalidArgument("network: subnets %q and %q hash to the same bridge name %s; rename one", other, s.Name, st.bridge)
+		}
+		bridges[st.bridge] = s.Name
+		m.subnets[s.Name] = st
+	}
+	for _, d := range cfg.DNSServers {
+		a, err := netip.ParseAddr(strings.TrimSpace(d))
+		if err != nil {
+			return nil, errdefs.InvalidArgument("network: DNS server %q is not an IP address", d)
+		}
+		m.dns = append(m.dns, a)
+	}
+	for _, d := range cfg.SearchDomains {
+		if !validHostname(d) {
+			return nil, errdefs.InvalidArgument("network: search domain %q is not a valid DNS name", d)
+		}
+		m.search = append(m.search, d)
+	}
+	for _, d := range []string{dir, m.netnsDir, m.etcDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("network: create state directory: %w", err)
+		}
+	}
+	if err := m.load(); err != nil {
+		return nil, err
+	}
+	for id, l := range m.leases {
+		if _, ok := m.subnets[l.Subnet]; !ok {
+			m.log.Warn("lease on a subnet that is no longer configured; Reconcile will report or free it",
+				"task", id, "subnet", l.Subnet, "ip", l.IP)
+		}
+	}
+	return m, nil
+}
+
+func checkSubnet(s Subnet) (*subnetState, error) {
+	if s.Name == "" {
+		return nil, errdefs.InvalidArgument("network: a subnet has no name (e.g. \"subnet-default\")")
+	}
+	if !s.CIDR.IsValid() || !s.CIDR.Addr().Is4() {
+		return nil, errdefs.InvalidArgument("network: subnet %q: CIDR %v is not an IPv4 prefix such as 10.89.0.0/16", s.Name, s.CIDR)
+	}
+	if s.CIDR.Bits() < 8 || s.CIDR.Bits() > 30 {
+		return nil, errdefs.InvalidArgument("network: subnet %q: prefix length /%d is not accepted; use /8 to /30", s.Name, s.CIDR.Bits())
+	}
+	if s.CIDR != s.CIDR.Masked() {
+		return nil, errdefs.InvalidArgument("network: subnet %q: CIDR %s has host bits set; use %s", s.Name, s.CIDR, s.CIDR.Masked())
+	}
+	return &subnetState{Subnet: s, bridge: bridgeName(s), gateway: s.CIDR.Addr().Next()}, nil
+}
+
+// bridgeName derives the subnet's bridge name: "vsl-" and 11 hex digits of a
+// hash of its name and CIDR (15 characters, the kernel's limit).
+func bridgeName(s Subnet) string {
+	h := sha256.Sum256([]byte(s.Name + "\x00" + s.CIDR.String()))
+	return "vsl-" + hex.EncodeToString(h[:])[:11]
+}
+
+var taskIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func checkTaskID(id string) error {
+	if !taskIDRE.MatchString(id) {
+		return errdefs.InvalidArgument("network: task ID %q is not accepted; use 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit", id)
+	}
+	return nil
+}
+
+func validHostname(h string) bool {
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// defaultHostname is Fargate's style: ip-10-89-0-2.
+func defaultHostname(ip netip.Addr) string {
+	return "ip-" + strings.ReplaceAll(ip.String(), ".", "-")
+}
+
+func (m *Manager) lockTask(id string) func() {
+	h := fnv.New32a()
+	io.WriteString(h, id)
+	mu := &m.taskMu[h.Sum32()%uint32(len(m.taskMu))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+func (m *Manager) netnsPath(taskID string) string { return filepath.Join(m.netnsDir, taskID) }
+func (m *Manager) etcPath(taskID string) string   { return filepath.Join(m.etcDir, taskID) }
+
+func (m *Manager) attachment(l *lease) *Attachment {
+	a := &Attachment{
+		TaskID:    l.TaskID,
+		Subnet:    l.Subnet,
+		IP:        l.IP,
+		Prefix:    l.CIDR,
+		Gateway:   l.CIDR.Addr().Next(),
+		NetNSPath: m.netnsPath(l.TaskID),
+		HostVeth:  l.HostVeth,
+		Hostname:  l.Hostname,
+		EtcDir:    m.etcPath(l.TaskID),
+	}
+	return a
+}
+
+func (m *Manager) errClosed() error {
+	return errdefs.Unavailable("network: manager is closed")
+}
+
+// Attach gives taskID an address on subnet, a network namespace wired to the
+// subnet's bridge and /etc files, and returns them. It blocks while it sets
+// them up (tens of milliseconds). hostname defaults to "ip-a-b-c-d".
+//
+// Attach is idempotent per task: a second call returns the existing
+// attachment (ErrConflict if it names another subnet or hostname). If the
+// existing attachment is found broken (say, its veth was deleted), Attach
+// rebuilds the missing pieces with the same address, keeping the namespace
+// if it still exists.
+//
+// The lease is written to disk before the address is used. An unknown subnet
+// gives ErrNotFound, a full one ErrLimitExceeded. If Attach fails, nothing is
+// left behind, not even the lease (ctx is checked between steps).
+func (m *Manager) Attach(ctx context.Context, taskID, subnet, hostname string) (*Attachment, error) {
+	if err := checkTaskID(taskID); err != nil {
+		return nil, err
+	}
+	if hostname != "" && !validHostname(hostname) {
+		return nil, errdefs.InvalidArgument("network: hostname %q is not a valid DNS name (letters, digits, '-' and '.')", hostname)
+	}
+	sub, ok := m.subnets[subnet]
+	if !ok {
+		return nil, errdefs.NotFound("network: subnet %q is not configured; configured subnets: %s", subnet, strings.Join(m.subnetNames(), ", "))
+	}
+	unlock := m.lockTask(taskID)
+	defer unlock()
+
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, m.errClosed()
+	}
+	var existing *lease
+	if l, ok := m.leases[taskID]; ok {
+		c := *l
+		existing = &c
+	}
+	m.mu.Unlock()
+
+	if existing != nil {
+		if existing.Subnet != subnet {
+			return nil, errdefs.Conflict("network: task %s is already attached to subnet %q; detach it before attaching it to %q", taskID, existing.Subnet, subnet)
+		}
+		if hostname != "" && hostname != existing.Hostname {
+			return nil, errdefs.Conflict("network: task %s is already attached with hostname %q, not %q", taskID, existing.Hostname, hostname)
+		}
+		if existing.Attached {
+			problems := m.verify(existing)
+			if len(problems) == 0 {
+				return m.attachment(existing), nil
+			}
+			m.log.Warn("attachment is broken; rebuilding it", "task", taskID, "ip", existing.IP, "problems", problems)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	br, err := m.ensureSubnet(sub)
+	if err != nil {
+		return nil, err
+	}
+
+	l := existing
+	if l == nil {
+		if l, err = m.allocate(sub, taskID, hostname); err != nil {
+			return nil, err
+		}
+	}
+
+	fail := func(err error) (*Attachment, error) {
+		if terr := m.teardown(l.TaskID, l.HostVeth); terr != nil {
+			m.log.Error("cleaning up after failed attach", "task", taskID, "err", terr)
+			return nil, errors.Join(err, terr)
+		}
+		if rerr := m.release(taskID); rerr != nil {
+			m.log.Error("releasing lease after failed attach", "task", taskID, "err", rerr)
+		}
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	if err := m.plumb(l, sub, br); err != nil {
+		return fail(fmt.Errorf("network: attach task %s: %w", taskID, err))
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	if err := writeEtcFiles(m.etcPath(taskID), l.IP, l.Hostname, m.nameservers(sub), m.search); err != nil {
+		return fail(fmt.Errorf("network: attach task %s: %w", taskID, err))
+	}
+	if err := m.markAttached(taskID); err != nil {
+		return fail(err)
+	}
+	m.log.Info("task attached", "task", taskID, "subnet", subnet, "ip", l.IP, "veth", l.HostVeth)
+	l.Attached = true
+	return m.attachment(l), nil
+}
+
+// Detach removes the task's veth, namespace and /etc files and then releases
+// its lease. Missing pieces are not an error, nor is an unknown task. It
+// blocks while it tears down. A process still running in the namespace keeps
+// an isolated namespace with no interfaces but lo.
+func (m *Manager) Detach(ctx context.Context, taskID string) error {
+	if err := checkTaskID(taskID); err != nil {
+		return err
+	}
+	unlock := m.lockTask(taskID)
+	defer unlock()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return m.errClosed()
+	}
+	veth := ""
+	l, ok := m.leases[taskID]
+	if ok {
+		veth = l.HostVeth
+	}
+	m.mu.Unlock()
+	if err := m.teardown(taskID, veth); err != nil {
+		return fmt.Errorf("network: detach task %s: %w", taskID, err)
+	}
+	if !ok {
+		return nil
+	}
+	if err := m.release(taskID); err != nil {
+		return err
+	}
+	m.log.Info("task detached", "task", taskID, "ip", l.IP)
+	return nil
+}
+
+// Get returns the task's attachment, a copy. A task whose lease was written
+// but whose attach never finished is not returned.
+func (m *Manager) Get(taskID string) (*Attachment, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.leases[taskID]
+	if !ok || !l.Attached {
+		return nil, false
+	}
+	return m.attachment(l), true
+}
+
+// List returns every finished attachment, sorted by task ID.
+func (m *Manager) List() []Attachment {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Attachment, 0, len(m.leases))
+	for _, l := range m.leases {
+		if l.Attached {
+			out = append(out, *m.attachment(l))
+		}
+	}
+	slices.SortFunc(out, func(a, b Attachment) int { return strings.Compare(a.TaskID, b.TaskID) })
+	return out
+}
+
+// BrokenAttachment is a kept task whose plumbing is not what its lease says.
+type BrokenAttachment struct {
+	TaskID   string
+	Problems []string
+}
+
+// ReconcileError lists the kept attachments Reconcile found broken. Calling
+// Attach again for such a task rebuilds it with the same address.
+type ReconcileError struct {
+	Broken []BrokenAttachment
+}
+
+func (e *ReconcileError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "network: %d broken attachment(s):", len(e.Broken))
+	for _, t := range e.Broken {
+		fmt.Fprintf(&b, " task %s: %s;", t.TaskID, strings.Join(t.Problems, ", "))
+	}
+	return strings.TrimSuffix(b.String(), ";")
+}
+
+// Reconcile is for after an agent restart. It detaches every leased or
+// attached task for which keep returns false (including leases whose attach
+// never finished), removes namespaces, /etc directories and veths on this
+// manager's bridges that no lease accounts for, and verifies the rest: the
+// namespace is mounted, the veth is up on the right bridge, eth0 has the
+// address and the default route, the /etc files exist. Broken kept tasks are
+// returned in a *ReconcileError (joined with any teardown errors); nothing is
+// rebuilt. keep is called without locks held.
+func (m *Manager) Reconcile(ctx context.Context, keep func(taskID string) bool) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return m.errClosed()
+	}
+	var snapshot []lease
+	for _, l := range m.leases {
+		snapshot = append(snapshot, *l)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(snapshot, func(a, b lease) int { return strings.Compare(a.TaskID, b.TaskID) })
+
+	var errs []error
+	var broken []BrokenAttachment
+	leased := map[string]bool{}
+	for i := range snapshot {
+		l := &snapshot[i]
+		leased[l.TaskID] = true
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !keep(l.TaskID) {
+			m.log.Info("freeing attachment of a task that is gone", "task", l.TaskID, "ip", l.IP, "attached", l.Attached)
+			if err := m.Detach(ctx, l.TaskID); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		var problems []string
+		if !l.Attached {
+			problems = append(problems, "attach never finished")
+		}
+		problems = append(problems, m.verify(l)...)
+		if len(problems) > 0 {
+			m.log.Warn("attachment is broken", "task", l.TaskID, "ip", l.IP, "problems", problems)
+			broken = append(broken, BrokenAttachment{TaskID: l.TaskID, Problems: problems})
+		}
+	}
+
+	// Leftovers no lease accounts for (e.g. the lease file was lost).
+	for _, dir := range []string{m.netnsDir, m.etcDir} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network: reconcile: %w", err))
+			continue
+		}
+		for _, e := range entries {
+			id := e.Name()
+			if leased[id] || checkTaskID(id) != nil {
+				continue
+			}
+			leased[id] = true
+			if keep(id) {
+				broken = append(broken, BrokenAttachment{TaskID: id, Problems: []string{"has a namespace or /etc files but no lease"}})
+				continue
+			}
+			if err := m.removeLeftovers(id); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := m.removeOrphanVeths(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(broken) > 0 {
+		errs = append(errs, &ReconcileError{Broken: broken})
+	}
+	return errors.Join(errs...)
+}
+
+// removeLeftovers tears down what a task with no lease left behind, unless
+// an Attach running meanwhile has leased it (leases come before namespaces).
+func (m *Manager) removeLeftovers(taskID string) error {
+	unlock := m.lockTask(taskID)
+	defer unlock()
+	m.mu.Lock()
+	_, leased := m.leases[taskID]
+	m.mu.Unlock()
+	if leased {
+		return nil
+	}
+	m.log.Info("removing leftovers of a task with no lease", "task", taskID)
+	return m.teardown(taskID, "")
+}
+
+// Close stops the manager. Attachments stay in place on the host (sandboxes
+// outlive the agent); the next Open picks them up again.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
+
+func (m *Manager) subnetNames() []string {
+	var names []string
+	for n := range m.subnets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (m *Manager) nameservers(sub *subnetState) []netip.Addr {
+	if len(m.dns) > 0 {
+		return m.dns
+	}
+	if ns := hostNameservers(m.hostResolvConf); len(ns) > 0 {
+		return ns
+	}
+	return []netip.Addr{sub.gateway}
+}
+
+// now is a seam for tests.
+var now = time.Now

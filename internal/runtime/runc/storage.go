@@ -1,0 +1,199 @@
+package runc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// setupStorage gives the sandbox its writable space at <dir>/rw: a sparse
+// file of sizeGiB formatted ext4 and loop-mounted, so that the containers'
+// writes are bounded. Where that fails (no loop devices, no mkfs.ext4), it
+// falls back to a plain directory with no size limit and logs a warning.
+// It returns "loop" or "dir".
+func (r *Runtime) setupStorage(ctx context.Context, dir string, sizeGiB int) (string, error) {
+	rw, img := filepath.Join(dir, "rw"), filepath.Join(dir, "rw.img")
+	if err := os.Mkdir(rw, 0o700); err != nil {
+		return "", err
+	}
+	err := func() error {
+		f, err := os.OpenFile(img, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		err = f.Truncate(int64(sizeGiB) << 30)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		// No journal (the data does not outlive the sandbox), lazy
+		// inode-table init: about 20 ms for 20 GiB.
+		if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
+			"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", img).CombinedOutput(); err != nil {
+			return fmt.Errorf("mkfs.ext4: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		// mount(8) finds a free loop device and sets it to detach itself
+		// when unmounted (autoclear).
+		if out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "loop,noatime", img, rw).CombinedOutput(); err != nil {
+			return fmt.Errorf("loop mount: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}()
+	if err != nil {
+		r.log.Warn("runc: ephemeral storage is a plain directory without a size limit", "dir", rw, "err", err)
+		os.Remove(img)
+		return "dir", nil
+	}
+	return "loop", nil
+}
+
+// teardownStorage unmounts the sandbox's loop file system and makes sure its
+// loop device is gone.
+func (r *Runtime) teardownStorage(dir string) error {
+	rw, img := filepath.Join(dir, "rw"), filepath.Join(dir, "rw.img")
+	if err := unmount(rw); err != nil {
+		return err
+	}
+	// Autoclear detaches the device once unmounted, possibly a moment later.
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		devs := loopDevicesOf(img)
+		if len(devs) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			for _, d := range devs {
+				if fd, err := unix.Open(d, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+					unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
+					unix.Close(fd)
+				}
+			}
+			if devs := loopDevicesOf(img); len(devs) > 0 {
+				return fmt.Errorf("loop devices %s still back %s", strings.Join(devs, ", "), img)
+			}
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// unmount unmounts path if it is a mount point, detaching it lazily when it
+// stays busy.
+func unmount(path string) error {
+	for i := 0; ; i++ {
+		err := unix.Unmount(path, 0)
+		switch {
+		case err == nil:
+			continue // stacked mounts: unmount until none is left
+		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT):
+			return nil // not a mount point (any more)
+		case errors.Is(err, unix.EBUSY) && i < 50:
+			time.Sleep(20 * time.Millisecond)
+		case errors.Is(err, unix.EBUSY):
+			if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("unmount %s: %w", path, err)
+			}
+			return nil
+		default:
+			return fmt.Errorf("unmount %s: %w", path, err)
+		}
+	}
+}
+
+// mountsUnder lists the mount points at or below dir in this process's
+// mount namespace.
+func mountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		if mnt := unescapeMount(fields[4]); mnt == dir || strings.HasPrefix(mnt, dir+"/") {
+			out = append(out, mnt)
+		}
+	}
+	return out
+}
+
+// loopDevicesOf lists the loop devices backed by file.
+func loopDevicesOf(file string) []string {
+	matches, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var out []string
+	for _, m := range matches {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			continue
+		}
+		b := strings.TrimSuffix(strings.TrimSpace(string(data)), " (deleted)")
+		if b == file {
+			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(m))))
+		}
+	}
+	return out
+}
+
+// Leftovers lists what of sandbox id is still on the host: its directory,
+// mounts, loop devices, cgroups, runc state, and processes (conmons and
+// containers) that mention it. After Delete it must be empty. Tests and the
+// agent's self-checks use it.
+func (r *Runtime) Leftovers(id string) []string {
+	var out []string
+	dir := r.sandboxDir(id)
+	if _, err := os.Stat(dir); err == nil {
+		out = append(out, "directory "+dir)
+	}
+	for _, m := range mountsUnder(dir) {
+		out = append(out, "mount "+m)
+	}
+	for _, d := range loopDevicesOf(filepath.Join(dir, "rw.img")) {
+		out = append(out, "loop device "+d)
+	}
+	out = append(out, r.cg.leftovers(id)...)
+	if entries, _ := os.ReadDir(r.runcRoot); len(entries) > 0 {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), id+"-") {
+				out = append(out, "runc state "+filepath.Join(r.runcRoot, e.Name()))
+			}
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		cmdline := strings.ReplaceAll(string(data), "\x00", " ")
+		if strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, " "+id+"-") {
+			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+cmdline)
+		}
+	}
+	// Container processes whose command line does not name the sandbox:
+	// those still in its cgroups.
+	for _, h := range r.cg.all {
+		filepath.WalkDir(filepath.Join(h, taskPath(id)), func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.Name() == "cgroup.procs" {
+				if data, _ := os.ReadFile(path); len(strings.TrimSpace(string(data))) > 0 {
+					out = append(out, "processes in "+path+": "+strings.Join(strings.Fields(string(data)), " "))
+				}
+			}
+			return nil
+		})
+	}
+	return out
+}

@@ -1,0 +1,222 @@
+package runtimetest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"vessel.dev/vessel/internal/runtime"
+)
+
+// The cases of this file run real processes; a runtime without them (sim)
+// skips them.
+
+func (s *suite) needReal() {
+	s.t.Helper()
+	if !s.Real {
+		s.t.Skip("sim runs no process")
+	}
+}
+
+// output returns what a container wrote to stdout and stderr, read from its
+// log file <LogDir>/<name>.log in the CRI format (runtime.LogLine), with
+// partial lines joined.
+func (s *suite) output(spec runtime.Spec, name string) (stdout, stderr string) {
+	s.t.Helper()
+	path := filepath.Join(spec.LogDir, name+".log")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		s.t.Fatalf("container log: %v", err)
+	}
+	var out, errs strings.Builder
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), " ", 4)
+		if len(f) < 3 {
+			s.t.Fatalf("log line %q is not in the CRI format %q", sc.Text(), runtime.LogLine)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, f[0]); err != nil {
+			s.t.Fatalf("log line %q: time: %v", sc.Text(), err)
+		}
+		text := ""
+		if len(f) == 4 {
+			text = f[3]
+		}
+		if f[2] == "F" {
+			text += "\n"
+		}
+		switch f[1] {
+		case "stdout":
+			out.WriteString(text)
+		case "stderr":
+			errs.WriteString(text)
+		default:
+			s.t.Fatalf("log line %q: stream %q", sc.Text(), f[1])
+		}
+	}
+	return out.String(), errs.String()
+}
+
+// run creates a sandbox with one container "app" running script, starts it
+// and waits for its end.
+func (s *suite) run(change func(*runtime.Spec), script string) (runtime.Spec, runtime.ExitStatus) {
+	s.t.Helper()
+	spec := s.sandboxWith(change, sh("app", script))
+	s.start(spec.ID, "app")
+	return spec, s.wait(spec.ID, "app")
+}
+
+func testOutput(s *suite) {
+	s.needReal()
+	spec, st := s.run(nil, "echo hello; echo oops >&2; echo world; exit 4")
+	if st.Code != 4 {
+		s.t.Errorf("code %d, want 4", st.Code)
+	}
+	out, errs := s.output(spec, "app")
+	if out != "hello\nworld\n" || errs != "oops\n" {
+		s.t.Errorf("stdout %q, stderr %q; want \"hello\\nworld\\n\" and \"oops\\n\"", out, errs)
+	}
+}
+
+func testEnv(s *suite) {
+	s.needReal()
+	spec, st := s.run(func(sp *runtime.Spec) {
+		sp.Containers[0].Env = []string{"GREETING=hello there"}
+		sp.Containers[0].WorkingDir = "/tmp"
+		sp.Containers[0].User = "nobody"
+	}, `echo "greeting=$GREETING"; pwd; echo "ids=$(id -u):$(id -g)"`)
+	if st.Code != 0 {
+		s.t.Fatalf("code %d, want 0", st.Code)
+	}
+	out, _ := s.output(spec, "app")
+	want := "greeting=hello there\n/tmp\nids=65534:65534\n"
+	if out != want {
+		s.t.Errorf("stdout %q, want %q", out, want)
+	}
+}
+
+func testExec(s *suite) {
+	s.needReal()
+	ex, ok := s.rt.(runtime.Execer)
+	if !ok {
+		s.t.Skip("runtime has no exec")
+	}
+	id := s.sandbox(sh("app", service))
+	s.start(id, "app")
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := s.ctx()
+	defer cancel()
+	code, err := ex.Exec(ctx, id, "app", runtime.ExecProcess{
+		Args:   []string{"/bin/sh", "-c", "echo out-$X; echo err >&2; exit 3"},
+		Env:    []string{"X=1"},
+		Stdout: &stdout, Stderr: &stderr,
+	})
+	if err != nil {
+		s.t.Fatalf("Exec: %v", err)
+	}
+	if code != 3 || stdout.String() != "out-1\n" || stderr.String() != "err\n" {
+		s.t.Errorf("Exec: code %d, stdout %q, stderr %q; want 3, \"out-1\\n\", \"err\\n\"", code, stdout.String(), stderr.String())
+	}
+	if _, err := ex.Exec(ctx, id, "nope", runtime.ExecProcess{Args: []string{"true"}}); err == nil {
+		s.t.Errorf("Exec in a missing container succeeded")
+	}
+	s.signal(id, "app", syscall.SIGTERM)
+	s.wait(id, "app")
+}
+
+func testOOM(s *suite) {
+	s.needReal()
+	// dd allocates a 256 MiB buffer and fills it, in a 64 MiB sandbox.
+	_, st := s.run(func(sp *runtime.Spec) { sp.MemoryMiB = 64 },
+		"dd if=/dev/zero of=/dev/null bs=256M count=1")
+	if st.Code != 137 || !st.OOMKilled {
+		s.t.Fatalf("code %d, OOMKilled %v; want 137 and true", st.Code, st.OOMKilled)
+	}
+}
+
+func testCPUQuota(s *suite) {
+	s.needReal()
+	// A busy process in a 0.25 vCPU sandbox; the container measures its CPU
+	// time (fields 14 and 15 of /proc/PID/stat, in ticks of 1/100 s) against
+	// /proc/uptime over about a second.
+	script := `yes > /dev/null & p=$!
+sleep 0.3
+read -r u0 rest < /proc/uptime
+read -r _ _ _ _ _ _ _ _ _ _ _ _ _ ut0 st0 rest < /proc/$p/stat
+sleep 1
+read -r u1 rest < /proc/uptime
+read -r _ _ _ _ _ _ _ _ _ _ _ _ _ ut1 st1 rest < /proc/$p/stat
+echo "$((ut1 + st1 - ut0 - st0)) $u0 $u1"
+kill $p`
+	spec, st := s.run(nil, script)
+	out, errs := s.output(spec, "app")
+	if st.Code != 0 {
+		s.t.Fatalf("code %d; stdout %q, stderr %q", st.Code, out, errs)
+	}
+	var ticks int
+	var u0, u1 float64
+	if _, err := fmt.Sscanf(out, "%d %g %g", &ticks, &u0, &u1); err != nil || u1 <= u0 {
+		s.t.Fatalf("measure: %q: %v", out, err)
+	}
+	share := float64(ticks) / 100 / (u1 - u0)
+	s.t.Logf("a busy loop in a 0.25 vCPU sandbox used %.0f%% of a CPU", share*100)
+	if share >= 0.40 {
+		s.t.Errorf("a busy loop in a 0.25 vCPU sandbox used %.0f%% of a CPU, want < 40%%", share*100)
+	}
+}
+
+func testPidsLimit(s *suite) {
+	s.needReal()
+	// A subshell starts background sleeps until fork fails, then the main
+	// shell counts the processes of its PID namespace.
+	script := `( i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done ) 2>/dev/null
+n=0; for d in /proc/[0-9]*; do n=$((n+1)); done
+echo "$n"`
+	spec, st := s.run(func(sp *runtime.Spec) { sp.PidsLimit = 32 }, script)
+	out, errs := s.output(spec, "app")
+	if st.Code != 0 {
+		s.t.Fatalf("code %d; stdout %q, stderr %q", st.Code, out, errs)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		s.t.Fatalf("process count %q: %v", out, err)
+	}
+	s.t.Logf("%d processes ran at once in a sandbox limited to 32", n)
+	if n > 32 || n < 8 {
+		s.t.Errorf("%d processes ran at once with PidsLimit 32, want between 8 and 32", n)
+	}
+}
+
+func testNetwork(s *suite) {
+	s.needReal()
+	if s.Network == nil {
+		s.t.Skip("the harness provides no network")
+	}
+	var addr string
+	server := s.sandboxWith(func(sp *runtime.Spec) { addr = s.Network(s.t, sp).String() },
+		sh("app", "nc -l -p 8080"))
+	s.start(server.ID, "app")
+	client := s.sandboxWith(func(sp *runtime.Spec) { s.Network(s.t, sp) },
+		sh("app", fmt.Sprintf(`i=0; while [ $i -lt 100 ]; do
+  echo hello-over-tcp | nc %s 8080 && exit 0
+  i=$((i+1)); sleep 0.1
+done; exit 1`, addr)))
+	s.start(client.ID, "app")
+	if st := s.wait(client.ID, "app"); st.Code != 0 {
+		_, errs := s.output(client, "app")
+		s.t.Fatalf("client: code %d, stderr %q", st.Code, errs)
+	}
+	if st := s.wait(server.ID, "app"); st.Code != 0 {
+		s.t.Fatalf("server: code %d", st.Code)
+	}
+	if out, _ := s.output(server, "app"); out != "hello-over-tcp\n" {
+		s.t.Errorf("server received %q, want \"hello-over-tcp\\n\"", out)
+	}
+}
