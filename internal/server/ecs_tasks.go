@@ -276,7 +276,11 @@ func healthCheck(hc *api.HealthCheck) *task.HealthCheck {
 // is used, if any.
 func (s *Server) registryAuth(cd *api.ContainerDefinition) (*task.RegistryAuth, error) {
 	if rc := cd.RepositoryCredentials; rc != nil {
-		name := lastSegment(deref(rc.CredentialsParameter))
+		name := deref(rc.CredentialsParameter)
+		if strings.HasPrefix(name, "arn:") {
+			// arn:aws:secretsmanager:<region>:<account>:secret:<name>
+			name = name[strings.LastIndexAny(name, ":/")+1:]
+		}
 		if a, ok := s.cfg.RegistryCredentials[name]; ok {
 			return &a, nil
 		}

@@ -14,6 +14,7 @@ import (
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/smithy-go"
 
+	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -620,4 +621,53 @@ func TestDependsOnAndHealthChecks(t *testing.T) {
 	if tk := e.describe(sarn); aws.ToString(tk.LastStatus) != "RUNNING" {
 		t.Fatalf("a non-essential exit stopped the task: %s", aws.ToString(tk.StoppedReason))
 	}
+}
+
+func TestRegistryCredentialsResolution(t *testing.T) {
+	e := newEnvWith(t, envOptions{noAgent: true}, func(c *server.Config) {
+		c.RegistryCredentials = map[string]task.RegistryAuth{
+			"private-registry":    {Username: "ci", Password: "s3cret"},
+			"registry.example.io": {Username: "role", Password: "r0le"},
+		}
+	})
+	c := ctx(t)
+	reg := func(image string, rc *ecstypes.RepositoryCredentials) (string, error) {
+		out, err := e.ecs.RegisterTaskDefinition(c, &ecs.RegisterTaskDefinitionInput{Family: aws.String("creds"),
+			Cpu: aws.String("256"), Memory: aws.String("512"),
+			ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String(image), RepositoryCredentials: rc}}})
+		if err != nil {
+			return "", err
+		}
+		return *out.TaskDefinition.TaskDefinitionArn, nil
+	}
+	stored := func(arn string) *task.RegistryAuth {
+		var tk task.Task
+		kv, err := e.st.Get(c, "tasks/"+arn[strings.LastIndex(arn, "/")+1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.Unmarshal(kv.Value, &tk)
+		return tk.Containers[0].RegistryAuth
+	}
+	named, _ := reg("other.example.io/app:1", &ecstypes.RepositoryCredentials{CredentialsParameter: aws.String("arn:aws:secretsmanager:us-east-1:000000000000:secret:private-registry")})
+	if a := stored(e.run(named)); a == nil || a.Username != "ci" {
+		t.Fatalf("repositoryCredentials by name resolved to %+v", a)
+	}
+	byHost, _ := reg("registry.example.io/team/app:2", nil)
+	arn := e.run(byHost)
+	if a := stored(arn); a == nil || a.Username != "role" {
+		t.Fatalf("the execution role's credentials for the registry host resolved to %+v", a)
+	}
+	// Never shown by the API.
+	body := e.rawECSBody("DescribeTasks", `{"tasks":["`+arn+`"]}`)
+	if !strings.Contains(body, arn) || strings.Contains(body, "r0le") || strings.Contains(body, "registryAuth") {
+		t.Fatalf("DescribeTasks must describe the task without its registry credentials:\n%s", body)
+	}
+	none, _ := reg("docker.io/library/busybox", nil)
+	if a := stored(e.run(none)); a != nil {
+		t.Fatalf("an image of a registry with no credential got %+v", a)
+	}
+	unknown, _ := reg("busybox", &ecstypes.RepositoryCredentials{CredentialsParameter: aws.String("nope")})
+	_, err := e.ecs.RunTask(c, &ecs.RunTaskInput{TaskDefinition: aws.String(unknown)})
+	wantAPIError(t, err, "ClientException", "nope", "private-registry")
 }

@@ -52,6 +52,12 @@ type envOptions struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
+	return newEnvWith(t, o, nil)
+}
+
+// newEnvWith is newEnv with a hook to adjust the server's configuration.
+func newEnvWith(t *testing.T, o envOptions, configure func(*server.Config)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	st, err := bolt.Open(bolt.Config{Path: filepath.Join(dir, "vessel.db")})
 	if err != nil {
@@ -61,9 +67,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Store: st, Keys: keys, ControllerInterval: 50 * time.Millisecond,
+	cfg := server.Config{Store: st, Keys: keys, ControllerInterval: 50 * time.Millisecond,
 		PendingTimeout: o.pendingTimeout, StoppedTaskRetention: o.retention, HostTimeout: o.hostTimeout,
-		Logger: quietLogger()})
+		Logger: quietLogger()}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +197,31 @@ func (e *env) rawECS(op, body string) (int, string, string) {
 		e.t.Fatal(err)
 	}
 	return doRaw(e.t, req)
+}
+
+// rawECSBody sends a signed ECS request by hand and returns the body of
+// its successful answer.
+func (e *env) rawECSBody(op, body string) string {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.url+"/", strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "AmazonEC2ContainerServiceV20141113."+op)
+	if err := auth.SignRequest(context.Background(), req, e.key, "us-east-1", "ecs", []byte(body), time.Now()); err != nil {
+		e.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		e.t.Fatalf("%s: HTTP %d: %s", op, resp.StatusCode, data)
+	}
+	return string(data)
 }
 
 func doRaw(t *testing.T, req *http.Request) (int, string, string) {
