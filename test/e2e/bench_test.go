@@ -166,15 +166,20 @@ func bareBundle(b *testing.B) string {
 }
 
 func bareRun(b *testing.B, bundle, id string) {
+	// The detached container inherits runc's stdio: give it /dev/null, or
+	// reading its output would wait for the container to end.
 	cmd := exec.Command("runc", "--root", filepath.Join(bundle, "state"), "run", "-d", "--bundle", bundle, id)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("runc run %s: %v %s", id, err, out)
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("runc run %s: %v", id, err)
 	}
 }
 
 func bareCleanup(bundle string, n int) {
 	out, _ := exec.Command("runc", "--root", filepath.Join(bundle, "state"), "list", "-q").Output()
+	for _, id := range strings.Fields(string(out)) {
+		exec.Command("runc", "--root", filepath.Join(bundle, "state"), "kill", id, "KILL").Run()
+	}
+	time.Sleep(200 * time.Millisecond)
 	for _, id := range strings.Fields(string(out)) {
 		exec.Command("runc", "--root", filepath.Join(bundle, "state"), "delete", "-f", id).Run()
 	}

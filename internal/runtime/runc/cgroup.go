@@ -251,3 +251,19 @@ func (cg *cgroups) leftovers(id string) []string {
 	}
 	return out
 }
+
+// processes lists the processes still in the sandbox's cgroups.
+func (cg *cgroups) processes(id string) []string {
+	var out []string
+	for _, h := range cg.all {
+		filepath.WalkDir(filepath.Join(h, taskPath(id)), func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.Name() == "cgroup.procs" {
+				if data, _ := os.ReadFile(path); len(strings.TrimSpace(string(data))) > 0 {
+					out = append(out, "processes in "+path+": "+strings.Join(strings.Fields(string(data)), " "))
+				}
+			}
+			return nil
+		})
+	}
+	return out
+}

@@ -84,6 +84,15 @@
 //     without initProcessEnabled: it ends on SIGTERM only if it handles it.
 //     There is no init process yet.
 //
+// # Shared with other OCI runtimes
+//
+// The host-side building blocks are exported for back ends that run the
+// same bundles with another OCI runtime (gvisor): OCISpec and BundleParams,
+// ResolveUser, CheckSpec, ValidName, WriteEtc, MountOverlay,
+// SetupStorage/TeardownStorage, Cgroups (DetectCgroups, Create, OOMKills,
+// Remove, Leftovers), Conmon (one container's conmon and the runtime's
+// create behind it) and small process helpers (shared.go, conmon.go).
+//
 // This package imports runtime and errdefs; it must not import the agent,
 // the server or network (tests use network to wire two sandboxes).
 //

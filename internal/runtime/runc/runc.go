@@ -1,7 +1,6 @@
 package runc
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -337,7 +336,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 		return fmt.Errorf("runc runtime: sandbox %s: %w", spec.ID, err)
 	}
 	rec.OOMBase = r.cg.oomKills(taskPath(spec.ID))
-	if rec.Storage, err = r.setupStorage(ctx, dir, spec.EphemeralStorageGiB); err != nil {
+	if rec.Storage, err = SetupStorage(ctx, r.log, dir, spec.EphemeralStorageGiB); err != nil {
 		return fmt.Errorf("runc runtime: sandbox %s: %w", spec.ID, err)
 	}
 	for _, sub := range []string{"exits", "sockets", "containers"} {
@@ -400,16 +399,11 @@ func (r *Runtime) prepareContainer(spec runtime.Spec, c runtime.ContainerSpec, e
 			return fmt.Errorf("runc runtime: %w", err)
 		}
 	}
-	lower := make([]string, 0, len(c.Layers))
-	for i := len(c.Layers) - 1; i >= 0; i-- { // top first
-		lower = append(lower, c.Layers[i])
-	}
-	opts := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + upper + ",workdir=" + work
-	if len(opts) >= os.Getpagesize() {
-		return errdefs.InvalidArgument("sandbox %s: container %q has too many layers (%d) for one overlay mount", spec.ID, c.Name, len(c.Layers))
-	}
-	if err := unix.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("runc runtime: container %q: overlay mount: %w", c.Name, err)
+	if err := mountOverlay(rootfs, c.Layers, upper, work); err != nil {
+		if errdefs.IsInvalidArgument(err) {
+			return errdefs.InvalidArgument("sandbox %s: container %q: %v", spec.ID, c.Name, err)
+		}
+		return fmt.Errorf("runc runtime: container %q: %w", c.Name, err)
 	}
 	user, err := resolveUser(rootfs, c.User)
 	if err != nil {
@@ -452,70 +446,17 @@ func (r *Runtime) Start(ctx context.Context, id, name string) error {
 	return nil
 }
 
-// syncMessage is what conmon writes on its sync pipe (API version 1): the
-// container's PID, or -1 and a message.
-type syncMessage struct {
-	Data    int    `json:"data"`
-	Message string `json:"message"`
-}
-
 func (r *Runtime) launch(ctx context.Context, rec *record, name string) error {
 	id := rec.Spec.ID
-	b, sb, rid := r.bundleDir(id, name), r.sandboxDir(id), runcID(id, name)
-	args := []string{
-		"--api-version", "1",
-		"-c", rid, "-u", rid, "-n", name,
-		"-r", r.cfg.RuncPath,
-		"-b", b,
-		"-p", filepath.Join(b, "pidfile"),
-		"--conmon-pidfile", filepath.Join(b, "conmon.pid"),
-		"-l", "k8s-file:" + r.logPath(rec, name),
-		"--log-size-max", strconv.FormatInt(rec.Spec.LogMaxBytes, 10),
-		"--exit-dir", filepath.Join(sb, "exits"),
-		"--persist-dir", filepath.Join(b, "persist"),
-		"--socket-dir-path", filepath.Join(sb, "sockets"),
-		"--runtime-arg", "--root=" + r.runcRoot,
-		"--exit-delay", "0",
+	rid := runcID(id, name)
+	c := Conmon{
+		Path: r.cfg.ConmonPath, Runtime: r.cfg.RuncPath, RuntimeArgs: []string{"--root=" + r.runcRoot},
+		ID: rid, Name: name, Bundle: r.bundleDir(id, name),
+		LogPath: r.logPath(rec, name), LogMaxBytes: rec.Spec.LogMaxBytes,
+		ExitDir: filepath.Join(r.sandboxDir(id), "exits"), SocketDir: filepath.Join(r.sandboxDir(id), "sockets"),
 	}
-	errFile, err := os.Create(filepath.Join(b, "conmon.err"))
-	if err != nil {
+	if _, err := c.Create(ctx); err != nil {
 		return err
-	}
-	defer errFile.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer pr.Close()
-	cmd := exec.Command(r.cfg.ConmonPath, args...)
-	cmd.Dir = b
-	cmd.Env = []string{defaultPath, "_OCI_SYNCPIPE=3"}
-	cmd.Stdout, cmd.Stderr = errFile, errFile
-	cmd.ExtraFiles = []*os.File{pw}
-	err = cmd.Start()
-	pw.Close()
-	if err != nil {
-		return fmt.Errorf("conmon: %w", err)
-	}
-	// conmon forks its monitor and its first process exits at once.
-	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("conmon: %w: %s", err, readTail(errFile.Name()))
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	pr.SetReadDeadline(deadline)
-	line, err := bufio.NewReader(pr).ReadBytes('\n')
-	if err != nil {
-		return fmt.Errorf("conmon gave no container PID: %w: %s", err, readTail(errFile.Name()))
-	}
-	var msg syncMessage
-	if err := json.Unmarshal(line, &msg); err != nil {
-		return fmt.Errorf("conmon: unexpected sync message %q", line)
-	}
-	if msg.Data <= 0 {
-		return fmt.Errorf("runc create failed: %s %s", msg.Message, readTail(errFile.Name()))
 	}
 	if out, err := r.runc(ctx, "start", rid); err != nil {
 		return fmt.Errorf("runc start: %w: %s", err, out)
@@ -716,7 +657,7 @@ func (r *Runtime) destroy(ctx context.Context, rec *record) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := r.teardownStorage(dir); err != nil {
+	if err := TeardownStorage(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := r.cg.remove(id, names); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,14 +13,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/errdefs"
 )
 
-// setupStorage gives the sandbox its writable space at <dir>/rw: a sparse
+// SetupStorage gives the sandbox its writable space at <dir>/rw: a sparse
 // file of sizeGiB formatted ext4 and loop-mounted, so that the containers'
 // writes are bounded. Where that fails (no loop devices, no mkfs.ext4), it
 // falls back to a plain directory with no size limit and logs a warning.
 // It returns "loop" or "dir".
-func (r *Runtime) setupStorage(ctx context.Context, dir string, sizeGiB int) (string, error) {
+func SetupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int) (string, error) {
 	rw, img := filepath.Join(dir, "rw"), filepath.Join(dir, "rw.img")
 	if err := os.Mkdir(rw, 0o700); err != nil {
 		return "", err
@@ -50,16 +53,16 @@ func (r *Runtime) setupStorage(ctx context.Context, dir string, sizeGiB int) (st
 		return nil
 	}()
 	if err != nil {
-		r.log.Warn("runc: ephemeral storage is a plain directory without a size limit", "dir", rw, "err", err)
+		log.Warn("ephemeral storage is a plain directory without a size limit", "dir", rw, "err", err)
 		os.Remove(img)
 		return "dir", nil
 	}
 	return "loop", nil
 }
 
-// teardownStorage unmounts the sandbox's loop file system and makes sure its
+// TeardownStorage unmounts the sandbox's loop file system and makes sure its
 // loop device is gone.
-func (r *Runtime) teardownStorage(dir string) error {
+func TeardownStorage(dir string) error {
 	rw, img := filepath.Join(dir, "rw"), filepath.Join(dir, "rw.img")
 	if err := unmount(rw); err != nil {
 		return err
@@ -84,6 +87,23 @@ func (r *Runtime) teardownStorage(dir string) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// mountOverlay mounts layers (bottom first) under a writable upper
+// directory at rootfs.
+func mountOverlay(rootfs string, layers []string, upper, work string) error {
+	lower := make([]string, 0, len(layers))
+	for i := len(layers) - 1; i >= 0; i-- { // top first
+		lower = append(lower, layers[i])
+	}
+	opts := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if len(opts) >= os.Getpagesize() {
+		return errdefs.InvalidArgument("too many layers (%d) for one overlay mount", len(layers))
+	}
+	if err := unix.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("overlay mount: %w", err)
+	}
+	return nil
 }
 
 // unmount unmounts path if it is a mount point, detaching it lazily when it
@@ -185,15 +205,6 @@ func (r *Runtime) Leftovers(id string) []string {
 	}
 	// Container processes whose command line does not name the sandbox:
 	// those still in its cgroups.
-	for _, h := range r.cg.all {
-		filepath.WalkDir(filepath.Join(h, taskPath(id)), func(path string, d os.DirEntry, err error) error {
-			if err == nil && d.Name() == "cgroup.procs" {
-				if data, _ := os.ReadFile(path); len(strings.TrimSpace(string(data))) > 0 {
-					out = append(out, "processes in "+path+": "+strings.Join(strings.Fields(string(data)), " "))
-				}
-			}
-			return nil
-		})
-	}
+	out = append(out, r.cg.processes(id)...)
 	return out
 }

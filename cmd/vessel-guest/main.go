@@ -1,0 +1,33 @@
+// Command vessel-guest is the micro-VM runtime's small static binary. As
+// PID 1 of a VM (from the initramfs) it is the guest agent; on the host,
+// "vessel-guest monitor <config>" is the per-VM monitor that holds the
+// control channel. Build it with CGO_ENABLED=0.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"vessel.dev/vessel/internal/guest"
+)
+
+func main() {
+	if os.Args[0] == guest.ContainerInitArg {
+		err := guest.ContainerInit(os.Args)
+		fmt.Fprintln(os.Stderr, "vessel-guest: container:", err)
+		os.Exit(127)
+	}
+	if os.Getpid() == 1 {
+		guest.Main()
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "monitor" {
+		if err := guest.RunMonitor(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "vessel-guest monitor:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	fmt.Fprintln(os.Stderr, "usage: vessel-guest monitor <config.json>  (as PID 1 of a VM: the guest agent)")
+	os.Exit(2)
+}

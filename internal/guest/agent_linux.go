@@ -1,0 +1,952 @@
+package guest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside the guest.
+const (
+	modulesDir = "/lib/modules"
+	rwMount    = "/rw"
+	imagesDir  = "/images"
+	rootsDir   = "/containers"
+	cgroupDir  = "/sys/fs/cgroup"
+	taskCgroup = "/sys/fs/cgroup/task"
+	etcDir     = "/run/etc"
+	defaultEnv = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	logChunk   = 16 << 10
+)
+
+// Main is the guest agent's entry point as PID 1 of the VM. It never
+// returns; on a fatal error it powers the VM off.
+func Main() {
+	a := &agent{containers: map[string]*container{}, execs: map[uint64]*process{}, waits: map[int]chan unix.WaitStatus{}}
+	if err := a.boot(); err != nil {
+		fatal(err)
+	}
+	a.serve()
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "vessel-guest: "+format+"\n", args...)
+}
+
+func fatal(err error) {
+	logf("fatal: %v", err)
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {}
+}
+
+type agent struct {
+	conn  *Conn
+	port  *os.File
+	out   chan Msg
+	hello chan struct{} // closed on the first hello
+
+	mu         sync.Mutex
+	cfg        *Config
+	ready      bool
+	setupErr   string
+	containers map[string]*container
+	execs      map[uint64]*process
+
+	// reapMu is held while starting a process and while reaping, so that
+	// a process is registered in waits before it can be reaped.
+	reapMu sync.Mutex
+	waits  map[int]chan unix.WaitStatus
+}
+
+type container struct {
+	spec      Container
+	root      string
+	cgroup    string
+	started   bool
+	exited    bool
+	code      int
+	oom       bool
+	exitedAt  time.Time
+	pid       int
+	oomBefore int64
+}
+
+type process struct {
+	pid   int
+	stdin *os.File
+}
+
+func (a *agent) boot() error {
+	mounts := []struct {
+		src, dst, fstype string
+		flags            uintptr
+		data             string
+	}{
+		{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"},
+		{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+		{"cgroup2", cgroupDir, "cgroup2", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	}
+	for _, m := range mounts {
+		os.MkdirAll(m.dst, 0o755)
+		if err := unix.Mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s: %w", m.dst, err)
+		}
+	}
+	// The console may be missing from the initramfs: log there once /dev is up.
+	if f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
+		os.Stderr = f
+		os.Stdout = f
+	}
+	os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0o644)
+	// Allocations are bounded by the containers' memory cgroup, not by
+	// the VM's small RAM: a process may reserve more than the VM has and
+	// is OOM-killed when it touches more than the task's memory, as on a
+	// host with runc.
+	os.WriteFile("/proc/sys/vm/overcommit_memory", []byte("1"), 0o644)
+	if err := loadModules(); err != nil {
+		return err
+	}
+	unix.Sethostname([]byte("localhost"))
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		netlink.LinkSetUp(lo)
+	}
+	go a.reap()
+	path, err := findPort(PortName, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	a.port, err = os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	a.conn = NewConn(eofRetry{a.port}, a.port)
+	a.out = make(chan Msg, 4096)
+	a.hello = make(chan struct{})
+	go a.write()
+	return nil
+}
+
+// loadModules loads the kernel modules of the initramfs in the order of
+// modules.order (dependencies first).
+func loadModules() error {
+	order, err := os.ReadFile(filepath.Join(modulesDir, "modules.order"))
+	if err != nil {
+		return fmt.Errorf("modules: %w", err)
+	}
+	for _, name := range strings.Fields(string(order)) {
+		data, err := os.ReadFile(filepath.Join(modulesDir, name+".ko"))
+		if err != nil {
+			return fmt.Errorf("module %s: %w", name, err)
+		}
+		if err := unix.InitModule(data, ""); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("load module %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// findPort waits for the virtio-serial port called name and returns its
+// device.
+func findPort(name string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ports, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+		for _, p := range ports {
+			if data, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(data)) == name {
+				dev := "/dev/" + filepath.Base(filepath.Dir(p))
+				if _, err := os.Stat(dev); err == nil {
+					return dev, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no virtio-serial port %q", name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// eofRetry turns the EOF a virtio-serial port returns while no host is
+// connected into a wait.
+type eofRetry struct{ f *os.File }
+
+func (r eofRetry) Read(p []byte) (int, error) {
+	for {
+		n, err := r.f.Read(p)
+		if n > 0 || (err != nil && err != io.EOF) {
+			return n, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// write sends queued messages once the host has said hello, retrying a
+// message while the host side is away.
+func (a *agent) write() {
+	<-a.hello
+	for m := range a.out {
+		for {
+			if err := a.conn.Send(m); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func (a *agent) send(m Msg) { a.out <- m }
+
+func (a *agent) serve() {
+	for {
+		m, err := a.conn.Recv()
+		if err != nil {
+			logf("control channel: %v", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		a.handle(m)
+	}
+}
+
+func (a *agent) reply(id uint64, err error) {
+	m := Msg{Op: EvReply, ID: id}
+	if err != nil {
+		m.Error = err.Error()
+	}
+	a.send(m)
+}
+
+func (a *agent) handle(m Msg) {
+	switch m.Op {
+	case OpHello:
+		a.mu.Lock()
+		first := a.cfg == nil
+		if first {
+			a.cfg = m.Config
+		}
+		a.mu.Unlock()
+		select {
+		case <-a.hello:
+		default:
+			close(a.hello)
+		}
+		if first {
+			ev := Msg{Op: EvReady}
+			if err := a.setup(); err != nil {
+				ev.Error = err.Error()
+				a.setupErr = ev.Error
+			}
+			a.send(ev)
+			return
+		}
+		a.send(Msg{Op: EvState, State: a.state(), Error: a.setupErr})
+	case OpStart:
+		a.reply(m.ID, a.start(m.Container))
+	case OpSignal:
+		a.reply(m.ID, a.signal(m.Container, syscall.Signal(m.Signal)))
+	case OpExec:
+		go a.exec(m)
+	case OpStdin:
+		a.mu.Lock()
+		p := a.execs[m.ID]
+		a.mu.Unlock()
+		if p != nil && p.stdin != nil {
+			if len(m.Data) > 0 {
+				p.stdin.Write(m.Data)
+			}
+			if m.EOF {
+				p.stdin.Close()
+			}
+		}
+	default:
+		a.reply(m.ID, fmt.Errorf("unknown operation %q", m.Op))
+	}
+}
+
+func (a *agent) state() []ContainerState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []ContainerState
+	for _, c := range a.containers {
+		out = append(out, ContainerState{Name: c.spec.Name, Started: c.started, Exited: c.exited,
+			Code: c.code, OOMKilled: c.oom, ExitedAt: c.exitedAt})
+	}
+	return out
+}
+
+// disks maps the virtio-blk serials to their devices.
+func disks() map[string]string {
+	out := map[string]string{}
+	serials, _ := filepath.Glob("/sys/block/vd*/serial")
+	for _, s := range serials {
+		if data, err := os.ReadFile(s); err == nil {
+			out[strings.TrimSpace(string(data))] = "/dev/" + filepath.Base(filepath.Dir(s))
+		}
+	}
+	return out
+}
+
+func (a *agent) setup() error {
+	cfg := a.cfg
+	if cfg == nil {
+		return errors.New("hello without a configuration")
+	}
+	if cfg.Hostname != "" {
+		unix.Sethostname([]byte(cfg.Hostname))
+	}
+	if err := setupNet(cfg.Net); err != nil {
+		return err
+	}
+	// Disks: "rw" (ext4, formatted by the host) and one read-only image per
+	// distinct image of the task.
+	want := map[string]bool{"rw": true}
+	for _, c := range cfg.Containers {
+		want[c.Disk] = true
+	}
+	var devs map[string]string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		devs = disks()
+		missing := ""
+		for d := range want {
+			if devs[d] == "" {
+				missing = d
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no disk with serial %q (found %v)", missing, devs)
+		}
+	}
+	os.MkdirAll(rwMount, 0o755)
+	if err := unix.Mount(devs["rw"], rwMount, "ext4", unix.MS_NOATIME, ""); err != nil {
+		return fmt.Errorf("mount the writable disk %s: %w", devs["rw"], err)
+	}
+	for d := range want {
+		if d == "rw" {
+			continue
+		}
+		dir := filepath.Join(imagesDir, d)
+		os.MkdirAll(dir, 0o755)
+		var err error
+		for _, fs := range []string{"erofs", "ext4"} {
+			if err = unix.Mount(devs[d], dir, fs, unix.MS_RDONLY, ""); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("mount image disk %s (%s): %w", d, devs[d], err)
+		}
+	}
+	os.MkdirAll(etcDir, 0o755)
+	for name, data := range cfg.Etc {
+		if err := os.WriteFile(filepath.Join(etcDir, filepath.Base(name)), data, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := setupCgroups(cfg); err != nil {
+		return err
+	}
+	for _, spec := range cfg.Containers {
+		c, err := a.prepare(spec)
+		if err != nil {
+			return fmt.Errorf("container %s: %w", spec.Name, err)
+		}
+		a.mu.Lock()
+		a.containers[spec.Name] = c
+		a.mu.Unlock()
+	}
+	return nil
+}
+
+func setupNet(n *NetConfig) error {
+	if n == nil {
+		return nil
+	}
+	var eth netlink.Link
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if eth, err = netlink.LinkByName("eth0"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("network: eth0: %w", err)
+		}
+	}
+	addr, err := netlink.ParseAddr(n.Address)
+	if err != nil {
+		return fmt.Errorf("network: address %q: %w", n.Address, err)
+	}
+	if err := netlink.AddrReplace(eth, addr); err != nil {
+		return fmt.Errorf("network: set %s on eth0: %w", n.Address, err)
+	}
+	if err := netlink.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("network: eth0 up: %w", err)
+	}
+	if n.Gateway != "" {
+		gw := net.ParseIP(n.Gateway)
+		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+			return fmt.Errorf("network: default route via %s: %w", n.Gateway, err)
+		}
+	}
+	return nil
+}
+
+// setupCgroups makes the cgroup all containers run under, with the task's
+// fractional CPU (a quota of a 100 ms period) and its pids limit.
+func setupCgroups(cfg *Config) error {
+	if err := os.WriteFile(filepath.Join(cgroupDir, "cgroup.subtree_control"), []byte("+cpu +memory +pids"), 0o644); err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	if err := os.MkdirAll(taskCgroup, 0o755); err != nil {
+		return err
+	}
+	files := [][2]string{{"cgroup.subtree_control", "+cpu +memory +pids"}}
+	if cfg.MemoryMiB > 0 {
+		files = append(files, [2]string{"memory.max", strconv.FormatInt(cfg.MemoryMiB<<20, 10)})
+		files = append(files, [2]string{"memory.swap.max", "0"})
+	}
+	if cfg.MilliCPU > 0 {
+		files = append(files, [2]string{"cpu.max", fmt.Sprintf("%d 100000", cfg.MilliCPU*100)})
+	}
+	if cfg.PidsLimit > 0 {
+		files = append(files, [2]string{"pids.max", strconv.FormatInt(cfg.PidsLimit, 10)})
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(taskCgroup, f[0]), []byte(f[1]), 0o644); err != nil && f[0] != "memory.swap.max" {
+			return fmt.Errorf("cgroups: %s: %w", f[0], err)
+		}
+	}
+	return nil
+}
+
+// prepare mounts a container's root: an overlay of its image under an
+// upper directory on the writable disk, with /proc, /sys, /dev and the /etc
+// files of the sandbox.
+func (a *agent) prepare(spec Container) (*container, error) {
+	root := filepath.Join(rootsDir, spec.Name)
+	upper, work := filepath.Join(rwMount, spec.Name, "upper"), filepath.Join(rwMount, spec.Name, "work")
+	for _, d := range []string{root, upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", filepath.Join(imagesDir, spec.Disk), upper, work)
+	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
+		return nil, fmt.Errorf("overlay: %w", err)
+	}
+	sub := []struct {
+		src, dst, fstype string
+		flags            uintptr
+		data             string
+	}{
+		{"proc", "proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"sysfs", "sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY, ""},
+		{"/dev", "dev", "", unix.MS_BIND | unix.MS_REC, ""},
+		{"tmpfs", "run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+	}
+	for _, m := range sub {
+		dst := filepath.Join(root, m.dst)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return nil, err
+		}
+		if err := unix.Mount(m.src, dst, m.fstype, m.flags, m.data); err != nil {
+			return nil, fmt.Errorf("mount %s: %w", dst, err)
+		}
+	}
+	os.MkdirAll(filepath.Join(root, "tmp"), 0o1777)
+	os.Chmod(filepath.Join(root, "tmp"), 0o1777)
+	entries, _ := os.ReadDir(etcDir)
+	for _, e := range entries {
+		src, dst := filepath.Join(etcDir, e.Name()), filepath.Join(root, "etc", e.Name())
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		if _, err := os.Lstat(dst); err != nil {
+			if err := os.WriteFile(dst, nil, 0o644); err != nil {
+				return nil, err
+			}
+		}
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			return nil, fmt.Errorf("bind %s: %w", dst, err)
+		}
+		unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
+	}
+	cg := filepath.Join(taskCgroup, spec.Name)
+	if err := os.MkdirAll(cg, 0o755); err != nil {
+		return nil, err
+	}
+	return &container{spec: spec, root: root, cgroup: cg}, nil
+}
+
+// reap collects every child and orphan (the agent is PID 1) and hands
+// the statuses of the processes it started to their waiters.
+func (a *agent) reap() {
+	ch := make(chan os.Signal, 32)
+	signal.Notify(ch, unix.SIGCHLD)
+	for range ch {
+		a.reapMu.Lock()
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+			if w := a.waits[pid]; w != nil {
+				w <- ws
+				delete(a.waits, pid)
+			}
+		}
+		a.reapMu.Unlock()
+	}
+}
+
+// spawn starts a process in a container's root and cgroup and returns its
+// pid and a channel for its wait status.
+func (a *agent) spawn(c *container, args, env []string, files []uintptr, main bool) (int, chan unix.WaitStatus, error) {
+	if len(args) == 0 {
+		return 0, nil, errors.New("no command")
+	}
+	uid, gid, home, err := lookupUser(c.root, c.spec.User)
+	if err != nil {
+		return 0, nil, err
+	}
+	env = withDefaults(env, home)
+	path, err := lookPath(c.root, args[0], env)
+	if err != nil {
+		return 0, nil, err
+	}
+	dir := c.spec.WorkingDir
+	if dir == "" {
+		dir = "/"
+	}
+	cgfd, err := unix.Open(c.cgroup, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer unix.Close(cgfd)
+	attr := &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: &syscall.SysProcAttr{
+		Chroot: c.root, Setsid: true, UseCgroupFD: true, CgroupFD: cgfd,
+		Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}},
+	}}
+	exe, argv := path, args
+	if main {
+		// The main process is PID 1 of a PID and mount namespace of its
+		// own (as with runc): the agent's binary starts there as
+		// "vessel-ctr", mounts /proc of the new namespace and execs it.
+		exe = "/init"
+		argv = append([]string{ContainerInitArg, c.root, dir, strconv.FormatUint(uint64(uid), 10),
+			strconv.FormatUint(uint64(gid), 10), path}, args...)
+		attr.Dir = "/"
+		attr.Sys.Chroot = ""
+		attr.Sys.Credential = nil
+		attr.Sys.Cloneflags = unix.CLONE_NEWPID | unix.CLONE_NEWNS
+	}
+	var syncR, syncW *os.File
+	if main {
+		// fd 3 of the container init closes when it execs the command
+		// (or carries its error), so that start returns once the command
+		// runs.
+		if syncR, syncW, err = os.Pipe(); err != nil {
+			return 0, nil, err
+		}
+		defer syncR.Close()
+		attr.Files = append(append([]uintptr(nil), files...), syncW.Fd())
+	}
+	ch := make(chan unix.WaitStatus, 1)
+	a.reapMu.Lock()
+	pid, err := syscall.ForkExec(exe, argv, attr)
+	if err == nil {
+		a.waits[pid] = ch
+	}
+	a.reapMu.Unlock()
+	if syncW != nil {
+		syncW.Close()
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("start %s: %w", args[0], err)
+	}
+	if syncR != nil {
+		msg, _ := io.ReadAll(syncR)
+		if len(msg) > 0 {
+			return 0, nil, fmt.Errorf("start %s: %s", args[0], msg)
+		}
+	}
+	// The agent's OOM immunity is inherited: give it up (before the
+	// process can allocate much: it has just been forked).
+	os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte("0"), 0o644)
+	if c.spec.NofileSoft > 0 || c.spec.NofileHard > 0 {
+		lim := unix.Rlimit{Cur: c.spec.NofileSoft, Max: c.spec.NofileHard}
+		unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil)
+	}
+	return pid, ch, nil
+}
+
+func withDefaults(env []string, home string) []string {
+	has := func(k string) bool {
+		for _, e := range env {
+			if strings.HasPrefix(e, k+"=") {
+				return true
+			}
+		}
+		return false
+	}
+	out := append([]string(nil), env...)
+	if !has("PATH") {
+		out = append(out, defaultEnv)
+	}
+	if !has("HOME") {
+		out = append(out, "HOME="+home)
+	}
+	if !has("HOSTNAME") {
+		if h, err := os.Hostname(); err == nil {
+			out = append(out, "HOSTNAME="+h)
+		}
+	}
+	return out
+}
+
+// lookPath finds name in the container's PATH, as seen from its root.
+func lookPath(root, name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := strings.TrimPrefix(defaultEnv, "PATH=")
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, d := range filepath.SplitList(path) {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(filepath.Join(root, p)); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: executable file not found in $PATH", name)
+}
+
+// lookupUser resolves "name", "uid", "name:group" or "uid:gid" with the
+// container's /etc/passwd and /etc/group.
+func lookupUser(root, user string) (uid, gid uint32, home string, err error) {
+	home = "/root"
+	if user == "" {
+		return 0, 0, home, nil
+	}
+	u, g, hasGroup := strings.Cut(user, ":")
+	passwd, _ := os.ReadFile(filepath.Join(root, "etc/passwd"))
+	found := false
+	for _, line := range strings.Split(string(passwd), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 7 || (f[0] != u && f[2] != u) {
+			continue
+		}
+		pu, _ := strconv.ParseUint(f[2], 10, 32)
+		pg, _ := strconv.ParseUint(f[3], 10, 32)
+		uid, gid, home, found = uint32(pu), uint32(pg), f[5], true
+		break
+	}
+	if !found {
+		n, perr := strconv.ParseUint(u, 10, 32)
+		if perr != nil {
+			return 0, 0, "", fmt.Errorf("user %q not found in /etc/passwd", u)
+		}
+		uid, gid, home = uint32(n), uint32(n), "/"
+	}
+	if hasGroup {
+		groups, _ := os.ReadFile(filepath.Join(root, "etc/group"))
+		gfound := false
+		for _, line := range strings.Split(string(groups), "\n") {
+			f := strings.Split(line, ":")
+			if len(f) >= 3 && (f[0] == g || f[2] == g) {
+				n, _ := strconv.ParseUint(f[2], 10, 32)
+				gid, gfound = uint32(n), true
+				break
+			}
+		}
+		if !gfound {
+			n, perr := strconv.ParseUint(g, 10, 32)
+			if perr != nil {
+				return 0, 0, "", fmt.Errorf("group %q not found in /etc/group", g)
+			}
+			gid = uint32(n)
+		}
+	}
+	return uid, gid, home, nil
+}
+
+// oomKills is the count of OOM kills in a cgroup.
+func oomKills(cgroup string) int64 {
+	data, _ := os.ReadFile(filepath.Join(cgroup, "memory.events"))
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func exitCode(ws unix.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+func (a *agent) container(name string) (*container, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.ready && a.cfg == nil {
+		return nil, errors.New("sandbox not set up")
+	}
+	c := a.containers[name]
+	if c == nil {
+		return nil, fmt.Errorf("container %q not found", name)
+	}
+	return c, nil
+}
+
+func (a *agent) start(name string) error {
+	c, err := a.container(name)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if c.started {
+		a.mu.Unlock()
+		return fmt.Errorf("container %q already started", name)
+	}
+	c.started = true
+	a.mu.Unlock()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	null, _ := os.Open("/dev/null")
+	c.oomBefore = oomKills(c.cgroup)
+	pid, ch, err := a.spawn(c, c.spec.Args, c.spec.Env, []uintptr{null.Fd(), outW.Fd(), errW.Fd()}, true)
+	null.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		a.mu.Lock()
+		c.started = false
+		a.mu.Unlock()
+		return err
+	}
+	a.mu.Lock()
+	c.pid = pid
+	a.mu.Unlock()
+	a.send(Msg{Op: EvStarted, Container: name})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a.pump(name, "stdout", outR) }()
+	go func() { defer wg.Done(); a.pump(name, "stderr", errR) }()
+	go func() {
+		ws := <-ch
+		at := time.Now()
+		code := exitCode(ws)
+		oom := code == 137 && oomKills(c.cgroup) > c.oomBefore
+		// What the main process left behind ends with it, as when a
+		// container's PID namespace loses its init.
+		os.WriteFile(filepath.Join(c.cgroup, "cgroup.kill"), []byte("1"), 0o644)
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			outR.Close()
+			errR.Close()
+		}
+		a.mu.Lock()
+		c.exited, c.code, c.oom, c.exitedAt = true, code, oom, at
+		a.mu.Unlock()
+		a.send(Msg{Op: EvExit, Container: name, Code: code, OOMKilled: oom, Time: at})
+	}()
+	return nil
+}
+
+// pump sends a container's output as log lines: one message per line,
+// lines longer than logChunk split into partial ones.
+func (a *agent) pump(name, stream string, r *os.File) {
+	defer r.Close()
+	br := bufio.NewReaderSize(r, logChunk)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			full := line[len(line)-1] == '\n'
+			text := bytes.TrimSuffix(line, []byte("\n"))
+			a.send(Msg{Op: EvLog, Container: name, Stream: stream, Data: append([]byte(nil), text...), Partial: !full, Time: time.Now()})
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return
+		}
+	}
+}
+
+func (a *agent) signal(name string, sig syscall.Signal) error {
+	c, err := a.container(name)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	pid, running := c.pid, c.started && !c.exited
+	a.mu.Unlock()
+	if !running || pid == 0 {
+		return nil
+	}
+	if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+func (a *agent) exec(m Msg) {
+	c, err := a.container(m.Container)
+	if err != nil {
+		a.reply(m.ID, err)
+		return
+	}
+	a.mu.Lock()
+	running := c.started && !c.exited
+	a.mu.Unlock()
+	if !running {
+		a.reply(m.ID, fmt.Errorf("container %q is not running", m.Container))
+		return
+	}
+	outR, outW, _ := os.Pipe()
+	errR, errW, _ := os.Pipe()
+	var inR, inW *os.File
+	if m.Stdin {
+		inR, inW, _ = os.Pipe()
+	} else {
+		inR, _ = os.Open("/dev/null")
+	}
+	a.mu.Lock()
+	a.execs[m.ID] = &process{stdin: inW}
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.execs, m.ID)
+		a.mu.Unlock()
+	}()
+	env := append(append([]string(nil), c.spec.Env...), m.Env...)
+	_, ch, err := a.spawn(c, m.Args, env, []uintptr{inR.Fd(), outW.Fd(), errW.Fd()}, false)
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		if inW != nil {
+			inW.Close()
+		}
+		a.reply(m.ID, err)
+		return
+	}
+	a.reply(m.ID, nil)
+	var wg sync.WaitGroup
+	for _, s := range []struct {
+		name string
+		r    *os.File
+	}{{"stdout", outR}, {"stderr", errR}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.r.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := s.r.Read(buf)
+				if n > 0 {
+					a.send(Msg{Op: EvOutput, ID: m.ID, Stream: s.name, Data: append([]byte(nil), buf[:n]...)})
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	ws := <-ch
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	a.send(Msg{Op: EvExecExit, ID: m.ID, Code: exitCode(ws)})
+}
+
+// ContainerInitArg is argv[0] of the agent's binary started as a
+// container's main process: "vessel-ctr root dir uid gid path args...".
+const ContainerInitArg = "vessel-ctr"
+
+// ContainerInit runs in a new PID and mount namespace: it mounts the
+// namespace's /proc in the container's root, enters the root, takes the
+// container's user and execs its command. It returns only on error.
+func ContainerInit(argv []string) (err error) {
+	unix.CloseOnExec(3)
+	defer func() {
+		if err != nil {
+			unix.Write(3, []byte(err.Error()))
+		}
+	}()
+	if len(argv) < 7 {
+		return errors.New("usage: vessel-ctr root dir uid gid path args...")
+	}
+	root, dir, path, args := argv[1], argv[2], argv[5], argv[6:]
+	uid, _ := strconv.Atoi(argv[3])
+	gid, _ := strconv.Atoi(argv[4])
+	if err := unix.Mount("", "/", "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("private mounts: %w", err)
+	}
+	proc := filepath.Join(root, "proc")
+	unix.Unmount(proc, unix.MNT_DETACH)
+	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	if err := unix.Chroot(root); err != nil {
+		return err
+	}
+	if err := unix.Chdir(dir); err != nil {
+		return err
+	}
+	if err := unix.Setgroups(nil); err != nil {
+		return err
+	}
+	if err := unix.Setgid(gid); err != nil {
+		return err
+	}
+	if err := unix.Setuid(uid); err != nil {
+		return err
+	}
+	if err := unix.Exec(path, args, os.Environ()); err != nil {
+		return fmt.Errorf("exec %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,45 @@
+package guest
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestConnRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	c := NewConn(&buf, &buf)
+	in := Msg{Op: EvLog, Container: "app", Stream: "stdout", Data: []byte("hello \x00 world"), Partial: true}
+	if err := c.Send(in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Op != in.Op || string(out.Data) != string(in.Data) || !out.Partial || out.Container != "app" {
+		t.Errorf("got %+v, want %+v", out, in)
+	}
+}
+
+func TestLookupUser(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "etc/group"), []byte("root:x:0:\nstaff:x:50:\n"), 0o644)
+	for _, c := range []struct {
+		user     string
+		uid, gid uint32
+		bad      bool
+	}{
+		{"", 0, 0, false}, {"nobody", 65534, 65534, false}, {"65534", 65534, 65534, false},
+		{"nobody:staff", 65534, 50, false}, {"1000:1000", 1000, 1000, false},
+		{"ghost", 0, 0, true}, {"nobody:ghosts", 0, 0, true},
+	} {
+		uid, gid, _, err := lookupUser(root, c.user)
+		if (err != nil) != c.bad || (!c.bad && (uid != c.uid || gid != c.gid)) {
+			t.Errorf("lookupUser(%q) = %d:%d, %v; want %d:%d (error %v)", c.user, uid, gid, err, c.uid, c.gid, c.bad)
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package guest
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+)
+
+// PortName is the virtio-serial port of the control channel; the guest finds
+// it as /dev/vportNpM whose /sys/class/virtio-ports/*/name says so (there is
+// no udev to make /dev/virtio-ports/vessel.ctl).
+const PortName = "vessel.ctl"
+
+// Operations and events of the control protocol. Each message is one JSON
+// line of Msg. The host (the monitor) speaks first with OpHello; the guest
+// sends nothing before it, because QEMU drops what the guest writes while
+// no client is connected to the socket.
+const (
+	// Host to guest.
+	OpHello  = "hello"  // Config on the first one; the guest answers EvReady or EvState
+	OpStart  = "start"  // Container; answered by EvReply
+	OpSignal = "signal" // Container, Signal; answered by EvReply
+	OpExec   = "exec"   // Container, Args, Env, Stdin; EvReply, EvOutput..., EvExecExit
+	OpStdin  = "stdin"  // ID, Data (an empty Data with EOF closes stdin)
+
+	// Guest to host.
+	EvReady    = "ready"     // the sandbox is set up (Error if it could not be)
+	EvState    = "state"     // State: every container, sent on a later hello
+	EvReply    = "reply"     // ID, Error
+	EvLog      = "log"       // Container, Stream, Data, Partial
+	EvStarted  = "started"   // Container
+	EvExit     = "exit"      // Container, Code, OOMKilled, Time
+	EvOutput   = "output"    // ID, Stream, Data (exec output)
+	EvExecExit = "exec-exit" // ID, Code
+)
+
+// Msg is one line of the control protocol; the fields used depend on Op.
+type Msg struct {
+	Op        string           `json:"op"`
+	ID        uint64           `json:"id,omitempty"`
+	Container string           `json:"c,omitempty"`
+	Stream    string           `json:"s,omitempty"`
+	Data      []byte           `json:"d,omitempty"`
+	Partial   bool             `json:"p,omitempty"`
+	EOF       bool             `json:"eof,omitempty"`
+	Code      int              `json:"code,omitempty"`
+	OOMKilled bool             `json:"oom,omitempty"`
+	Time      time.Time        `json:"t,omitzero"`
+	Signal    int              `json:"sig,omitempty"`
+	Args      []string         `json:"args,omitempty"`
+	Env       []string         `json:"env,omitempty"`
+	Stdin     bool             `json:"stdin,omitempty"`
+	Error     string           `json:"error,omitempty"`
+	Config    *Config          `json:"config,omitempty"`
+	State     []ContainerState `json:"state,omitempty"`
+}
+
+// Config is what the guest needs to set the sandbox up, sent with the first
+// OpHello.
+type Config struct {
+	Hostname string `json:"hostname,omitempty"`
+	// MilliCPU, MemoryMiB and PidsLimit are enforced inside the guest with
+	// a cgroup of all containers (the VM has MilliCPU rounded up as vCPUs
+	// and MemoryMiB plus the guest's own overhead as memory).
+	MilliCPU  int64 `json:"milliCPU"`
+	MemoryMiB int64 `json:"memoryMiB"`
+	PidsLimit int64 `json:"pidsLimit"`
+	// Net is nil for a sandbox with loopback only.
+	Net *NetConfig `json:"net,omitempty"`
+	// Etc holds hosts, hostname and resolv.conf, bind-mounted read-only
+	// into every container.
+	Etc        map[string][]byte `json:"etc,omitempty"`
+	Containers []Container       `json:"containers"`
+}
+
+// NetConfig is eth0's configuration.
+type NetConfig struct {
+	Address string `json:"address"` // CIDR, e.g. 10.89.3.7/24
+	Gateway string `json:"gateway,omitempty"`
+}
+
+// Container is one container of the sandbox. Its root is an overlay of the
+// read-only image disk whose virtio-blk serial is Disk, under an upper
+// directory on the writable disk (serial "rw").
+type Container struct {
+	Name       string   `json:"name"`
+	Disk       string   `json:"disk"`
+	Args       []string `json:"args"`
+	Env        []string `json:"env,omitempty"`
+	WorkingDir string   `json:"workingDir,omitempty"`
+	User       string   `json:"user,omitempty"`
+	NofileSoft uint64   `json:"nofileSoft,omitempty"`
+	NofileHard uint64   `json:"nofileHard,omitempty"`
+}
+
+// ContainerState is a container's state as the guest knows it.
+type ContainerState struct {
+	Name      string    `json:"name"`
+	Started   bool      `json:"started"`
+	Exited    bool      `json:"exited"`
+	Code      int       `json:"code"`
+	OOMKilled bool      `json:"oom,omitempty"`
+	ExitedAt  time.Time `json:"exitedAt,omitzero"`
+}
+
+// Conn reads and writes messages on a stream; Send is safe for concurrent
+// use.
+type Conn struct {
+	mu  sync.Mutex
+	w   io.Writer
+	enc *json.Encoder
+	r   *bufio.Reader
+}
+
+// NewConn returns a Conn on rw.
+func NewConn(r io.Reader, w io.Writer) *Conn {
+	return &Conn{w: w, enc: json.NewEncoder(w), r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// Send writes one message.
+func (c *Conn) Send(m Msg) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.enc.Encode(m)
+}
+
+// Recv reads one message.
+func (c *Conn) Recv() (Msg, error) {
+	var m Msg
+	line, err := c.r.ReadBytes('\n')
+	if err != nil {
+		return m, err
+	}
+	err = json.Unmarshal(line, &m)
+	return m, err
+}

@@ -1,0 +1,840 @@
+package microvm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/guest"
+	"vessel.dev/vessel/internal/runtime"
+)
+
+// Name is the runtime's name.
+const Name = "microvm"
+
+// Defaults of the provisioned sandbox beyond its size.
+const (
+	DefaultPidsLimit           = 1024
+	DefaultEphemeralStorageGiB = 20
+	DefaultLogMaxBytes         = 10 << 20
+	// qemuOverheadMiB is what the QEMU process may use beyond the guest's
+	// memory (device emulation, the TCG translation cache) before its
+	// cgroup's limit.
+	qemuOverheadMiB = 256
+	// guestOverheadMiB is the guest's memory beyond the task's: the
+	// kernel, the initramfs and the agent. The containers are held to the
+	// task's memory by a cgroup inside the guest.
+	guestOverheadMiB = 128
+	pollInterval     = 50 * time.Millisecond
+	bootTimeout      = 60 * time.Second
+)
+
+// Config configures the microvm runtime.
+type Config struct {
+	// StateDir holds one directory per sandbox and the cache of root
+	// images and initramfs (<data-dir>/sandboxes/microvm). Required.
+	StateDir string
+	// QEMUPath is qemu-system-x86_64, found in PATH by default.
+	QEMUPath string
+	// KernelPath is the guest's ELF vmlinux (scripts/build-guest-kernel).
+	// Required.
+	KernelPath string
+	// ModulesDir holds the guest kernel's modules and modules.order;
+	// <dir of KernelPath>/modules by default.
+	ModulesDir string
+	// InitramfsPath, if set, is used as it is; otherwise the runtime builds
+	// one from ModulesDir and GuestBinary and caches it in StateDir.
+	InitramfsPath string
+	// GuestBinary is the static vessel-guest binary: the VM's PID 1 and,
+	// on the host, each VM's monitor. Required.
+	GuestBinary string
+	// Accel is "kvm", "tcg" or "" (probe KVM, fall back to tcg).
+	Accel string
+	// SkipBootProbe skips booting a probe VM in New.
+	SkipBootProbe bool
+	// Logger receives warnings; slog.Default() by default.
+	Logger *slog.Logger
+}
+
+// Runtime runs each sandbox in a QEMU microvm of its own.
+type Runtime struct {
+	cfg        Config
+	log        *slog.Logger
+	cg         *cgroups
+	accel      string
+	initrdPath string
+	mkfsErofs  string
+
+	imgMu sync.Mutex
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+	// netns remembers each sandbox's namespace for Leftovers after Delete.
+	netns map[string]string
+}
+
+var (
+	_ runtime.Runtime = (*Runtime)(nil)
+	_ runtime.Execer  = (*Runtime)(nil)
+)
+
+var bootProbed sync.Map // key → error (nil once a probe VM booted)
+
+// New checks the host (QEMU, kernel, guest binary, KVM), picks the
+// accelerator, builds the initramfs and boots a probe VM to the guest
+// agent (once per process and configuration). Errors of kind
+// errdefs.ErrUnavailable say why this host cannot run it.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.StateDir == "" || cfg.KernelPath == "" || cfg.GuestBinary == "" {
+		return nil, errdefs.InvalidArgument("microvm runtime: StateDir, KernelPath and GuestBinary are required")
+	}
+	for _, p := range []*string{&cfg.StateDir, &cfg.KernelPath, &cfg.GuestBinary} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return nil, errdefs.InvalidArgument("microvm runtime: %q: %v", *p, err)
+		}
+		*p = abs
+	}
+	if cfg.ModulesDir == "" {
+		cfg.ModulesDir = filepath.Join(filepath.Dir(cfg.KernelPath), "modules")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.QEMUPath == "" {
+		cfg.QEMUPath = "qemu-system-x86_64"
+	}
+	q, err := exec.LookPath(cfg.QEMUPath)
+	if err != nil {
+		return nil, errdefs.Unavailable("microvm runtime: QEMU not found (install qemu-system-x86 or set QEMUPath): %v", err)
+	}
+	cfg.QEMUPath = q
+	for _, f := range []string{cfg.KernelPath, cfg.GuestBinary} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, errdefs.Unavailable("microvm runtime: %v (scripts/build-guest-kernel builds the kernel)", err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return nil, errdefs.Unavailable("the microvm runtime needs root (cgroups, network namespaces)")
+	}
+	r := &Runtime{cfg: cfg, log: cfg.Logger, locks: map[string]*sync.Mutex{}, netns: map[string]string{}}
+	if r.mkfsErofs, err = exec.LookPath("mkfs.erofs"); err != nil {
+		return nil, errdefs.Unavailable("microvm runtime: mkfs.erofs not found (install erofs-utils)")
+	}
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		return nil, errdefs.Unavailable("microvm runtime: mkfs.ext4 not found (install e2fsprogs)")
+	}
+	if r.cg, err = detectCgroups(); err != nil {
+		return nil, errdefs.Unavailable("microvm runtime: %v", err)
+	}
+	switch cfg.Accel {
+	case AccelKVM, AccelTCG:
+		r.accel = cfg.Accel
+	case AccelAuto:
+		ok, why := probeKVM(cfg.QEMUPath, cfg.KernelPath)
+		if ok {
+			r.accel = AccelKVM
+		} else {
+			r.accel = AccelTCG
+			if why != "cached" {
+				r.log.Warn("microvm: KVM is not usable here; VMs run under TCG emulation (correct but slow)", "reason", why)
+			}
+		}
+	default:
+		return nil, errdefs.InvalidArgument("microvm runtime: Accel %q: want kvm, tcg or empty", cfg.Accel)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("microvm runtime: %w", err)
+	}
+	if r.initrdPath, err = r.initramfs(); err != nil {
+		return nil, errdefs.Unavailable("microvm runtime: initramfs: %v", err)
+	}
+	if !cfg.SkipBootProbe {
+		key := strings.Join([]string{cfg.QEMUPath, cfg.KernelPath, filepath.Base(r.initrdPath), r.accel}, "\x00")
+		v, done := bootProbed.Load(key)
+		if !done {
+			perr := r.bootProbe()
+			bootProbed.Store(key, perr)
+			v = perr
+		}
+		if perr, _ := v.(error); perr != nil {
+			return nil, errdefs.Unavailable("microvm runtime: a probe VM did not boot to the guest agent: %v", perr)
+		}
+	}
+	return r, nil
+}
+
+// Accel returns the accelerator the runtime's VMs use, "kvm" or "tcg".
+func (r *Runtime) Accel() string { return r.accel }
+
+// bootProbe boots a VM with no container to the guest agent and removes it.
+func (r *Runtime) bootProbe() error {
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	id := fmt.Sprintf(".probe-%d", os.Getpid())
+	start := time.Now()
+	err := r.Create(ctx, runtime.Spec{ID: id, MilliCPU: 1000, MemoryMiB: 256, EphemeralStorageGiB: 1,
+		LogDir: filepath.Join(r.cfg.StateDir, id+"-logs")})
+	if err == nil {
+		r.log.Info("microvm: probe VM booted to the guest agent", "accel", r.accel, "took", time.Since(start).Round(time.Millisecond))
+	}
+	r.Delete(context.Background(), id)
+	os.RemoveAll(filepath.Join(r.cfg.StateDir, id+"-logs"))
+	return err
+}
+
+// Name implements runtime.Runtime.
+func (r *Runtime) Name() string { return Name }
+
+func (r *Runtime) lock(id string) func() {
+	r.mu.Lock()
+	l := r.locks[id]
+	if l == nil {
+		l = &sync.Mutex{}
+		r.locks[id] = l
+	}
+	r.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// record is a sandbox's file, <sandbox>/sandbox.json.
+type record struct {
+	Spec      runtime.Spec    `json:"spec"`
+	CreatedAt time.Time       `json:"createdAt"`
+	Ready     bool            `json:"ready"`
+	Accel     string          `json:"accel"`
+	Net       *netState       `json:"net,omitempty"`
+	Disks     []vmDisk        `json:"disks,omitempty"`
+	Started   map[string]bool `json:"started,omitempty"`
+}
+
+func (rec *record) has(name string) bool {
+	for _, c := range rec.Spec.Containers {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Runtime) dir(id string) string { return filepath.Join(r.cfg.StateDir, id) }
+
+func (r *Runtime) save(rec *record) error {
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(r.dir(rec.Spec.ID), "sandbox.json")
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+func (r *Runtime) load(id string) (*record, error) {
+	if id == "" || strings.ContainsAny(id, "/\x00") || id == "cache" {
+		return nil, errdefs.NotFound("sandbox %q not found", id)
+	}
+	data, err := os.ReadFile(filepath.Join(r.dir(id), "sandbox.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errdefs.NotFound("sandbox %q not found", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", id, err)
+	}
+	return &rec, nil
+}
+
+func validate(spec runtime.Spec) error {
+	if spec.ID == "" || strings.ContainsAny(spec.ID, "/\x00 ") || spec.ID == "cache" || spec.ID == "." || spec.ID == ".." {
+		return errdefs.InvalidArgument("sandbox ID %q: want a non-empty name without '/' or spaces", spec.ID)
+	}
+	if spec.MilliCPU <= 0 || spec.MemoryMiB <= 0 {
+		return errdefs.InvalidArgument("sandbox %s: MilliCPU and MemoryMiB must be positive (got %d, %d)", spec.ID, spec.MilliCPU, spec.MemoryMiB)
+	}
+	seen := map[string]bool{}
+	for _, c := range spec.Containers {
+		if c.Name == "" || strings.ContainsAny(c.Name, "/\x00 ") || seen[c.Name] {
+			return errdefs.InvalidArgument("sandbox %s: container name %q is empty, has '/' or repeats", spec.ID, c.Name)
+		}
+		seen[c.Name] = true
+		if len(c.Layers) == 0 || len(c.Args) == 0 {
+			return errdefs.InvalidArgument("sandbox %s: container %s needs image layers and args", spec.ID, c.Name)
+		}
+	}
+	return nil
+}
+
+// Create implements runtime.Runtime: it builds the disks, takes eth0's
+// address for the guest, starts QEMU (daemonized, in the sandbox's cgroup
+// and network namespace) and the VM's monitor, and returns once the guest
+// agent has set the sandbox up.
+func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
+	if err := validate(spec); err != nil {
+		return err
+	}
+	unlock := r.lock(spec.ID)
+	defer unlock()
+	dir := r.dir(spec.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if os.IsExist(err) {
+			return errdefs.AlreadyExists("sandbox %q already exists", spec.ID)
+		}
+		return err
+	}
+	if spec.PidsLimit == 0 {
+		spec.PidsLimit = DefaultPidsLimit
+	}
+	if spec.EphemeralStorageGiB == 0 {
+		spec.EphemeralStorageGiB = DefaultEphemeralStorageGiB
+	}
+	if spec.LogMaxBytes == 0 {
+		spec.LogMaxBytes = DefaultLogMaxBytes
+	}
+	if spec.LogDir == "" {
+		spec.LogDir = filepath.Join(dir, "logs")
+	}
+	rec := &record{Spec: spec, CreatedAt: time.Now(), Accel: r.accel}
+	if err := r.save(rec); err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	defer func() {
+		if err != nil {
+			r.teardown(rec)
+		}
+	}()
+	// Disks: the writable one, then one read-only root image per
+	// distinct layer list.
+	rw := filepath.Join(dir, "rw.img")
+	if err := writableDisk(ctx, rw, spec.EphemeralStorageGiB); err != nil {
+		return err
+	}
+	rec.Disks = []vmDisk{{Serial: "rw", Path: rw}}
+	gcfg := guest.Config{Hostname: spec.Hostname, MilliCPU: spec.MilliCPU, MemoryMiB: spec.MemoryMiB, PidsLimit: spec.PidsLimit}
+	diskOf := map[string]string{}
+	for _, c := range spec.Containers {
+		key := imageKey(c.Layers)
+		if diskOf[key] == "" {
+			img, err := r.rootImage(ctx, c.Layers)
+			if err != nil {
+				return fmt.Errorf("container %s: root image: %w", c.Name, err)
+			}
+			diskOf[key] = fmt.Sprintf("img%d", len(diskOf))
+			rec.Disks = append(rec.Disks, vmDisk{Serial: diskOf[key], Path: img, ReadOnly: true})
+		}
+		gcfg.Containers = append(gcfg.Containers, guest.Container{Name: c.Name, Disk: diskOf[key],
+			Args: c.Args, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
+			NofileSoft: c.NofileSoft, NofileHard: c.NofileHard})
+	}
+	if gcfg.Etc, err = etcFiles(spec); err != nil {
+		return err
+	}
+	mac := ""
+	if spec.NetNSPath != "" {
+		r.mu.Lock()
+		r.netns[spec.ID] = spec.NetNSPath
+		r.mu.Unlock()
+		st, err := takeEth0(spec.NetNSPath)
+		rec.Net = st // saved even when partly done, to give back on failure
+		if err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
+		mac = st.MAC
+		gcfg.Net = guestNet(st)
+	}
+	if err := r.save(rec); err != nil {
+		return err
+	}
+	mcfg := guest.MonitorConfig{Control: filepath.Join(dir, "ctl.sock"), Listen: filepath.Join(dir, "mon.sock"),
+		LogDir: spec.LogDir, LogMaxBytes: spec.LogMaxBytes, ExitDir: filepath.Join(dir, "exits"),
+		StartedDir: filepath.Join(dir, "started"), ReadyFile: filepath.Join(dir, "ready"), Guest: gcfg}
+	data, _ := json.Marshal(mcfg)
+	if err := os.WriteFile(filepath.Join(dir, "monitor.json"), data, 0o600); err != nil {
+		return err
+	}
+	if err := r.startQEMU(ctx, rec, mac); err != nil {
+		return err
+	}
+	if spec.NetNSPath != "" {
+		if err := attachTap(spec.NetNSPath); err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
+	}
+	if err := r.startMonitor(dir); err != nil {
+		return err
+	}
+	if err := r.waitReady(ctx, dir); err != nil {
+		return err
+	}
+	rec.Ready = true
+	return r.save(rec)
+}
+
+// etcFiles are the hosts, hostname and resolv.conf of the sandbox.
+func etcFiles(spec runtime.Spec) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	if spec.EtcDir != "" {
+		for _, n := range []string{"hosts", "hostname", "resolv.conf"} {
+			data, err := os.ReadFile(filepath.Join(spec.EtcDir, n))
+			if err == nil {
+				out[n] = data
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	host := spec.Hostname
+	if host == "" {
+		host = "localhost"
+	}
+	out["hosts"] = []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	out["hostname"] = []byte(host + "\n")
+	out["resolv.conf"] = []byte("")
+	return out, nil
+}
+
+// startQEMU runs QEMU daemonized: a shell writes itself into the sandbox's
+// cgroups and execs QEMU (through nsenter into the network namespace), so
+// that every byte QEMU allocates is charged to the sandbox.
+func (r *Runtime) startQEMU(ctx context.Context, rec *record, mac string) error {
+	spec := rec.Spec
+	dir := r.dir(spec.ID)
+	vcpus := (spec.MilliCPU + 999) / 1000
+	// Under KVM the host quota is the fractional vCPU. Under TCG one guest
+	// vCPU costs a host CPU and more, so the host quota is whole vCPUs
+	// and the fraction is enforced inside the guest (its cgroup).
+	quota := spec.MilliCPU
+	if r.accel == AccelTCG {
+		quota = vcpus * 1000
+	}
+	memMiB := spec.MemoryMiB + guestOverheadMiB
+	procs, err := r.cg.create(spec.ID, quota, (memMiB+qemuOverheadMiB)<<20, 512)
+	if err != nil {
+		return err
+	}
+	args := r.qemuArgs(dir, vcpus, memMiB, rec.Disks, mac)
+	cmd := append([]string{r.cfg.QEMUPath}, args...)
+	if spec.NetNSPath != "" {
+		cmd = append([]string{"nsenter", "--net=" + spec.NetNSPath, "--"}, cmd...)
+	}
+	script := `for p in $VESSEL_CGROUP_PROCS; do echo $$ > "$p" || exit 1; done; exec "$@"`
+	c := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "sh"}, cmd...)...)
+	c.Env = append(os.Environ(), "VESSEL_CGROUP_PROCS="+strings.Join(procs, " "))
+	c.Dir = dir
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("qemu: %w: %s", err, bytes.TrimSpace(out.Bytes()))
+	}
+	if pid := readPid(filepath.Join(dir, "qemu.pid")); pid == 0 {
+		return fmt.Errorf("qemu wrote no pid file: %s", bytes.TrimSpace(out.Bytes()))
+	}
+	return nil
+}
+
+// startMonitor starts the VM's monitor (the guest binary's "monitor"
+// mode) in a session of its own, so that it outlives the agent.
+func (r *Runtime) startMonitor(dir string) error {
+	logf, err := os.OpenFile(filepath.Join(dir, "monitor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	c := exec.Command(r.cfg.GuestBinary, "monitor", filepath.Join(dir, "monitor.json"))
+	c.Stdout, c.Stderr = logf, logf
+	c.Dir = dir
+	c.Env = []string{"GOGC=50"}
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("monitor: %w", err)
+	}
+	go c.Wait() // reaped here while this process lives; init's after
+	return os.WriteFile(filepath.Join(dir, "monitor.pid"), []byte(strconv.Itoa(c.Process.Pid)), 0o600)
+}
+
+// waitReady waits for the guest's answer to the monitor's hello.
+func (r *Runtime) waitReady(ctx context.Context, dir string) error {
+	ctx, cancel := context.WithTimeout(ctx, bootTimeout)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "ready")); err == nil {
+			if len(data) > 0 {
+				return fmt.Errorf("guest: %s", data)
+			}
+			return nil
+		}
+		if !alive(readPid(filepath.Join(dir, "qemu.pid")), dir) {
+			return fmt.Errorf("the VM stopped while booting; console: %s", tail(filepath.Join(dir, "console.log")))
+		}
+		if !alive(readPid(filepath.Join(dir, "monitor.pid")), "monitor") {
+			return fmt.Errorf("the VM's monitor stopped: %s", tail(filepath.Join(dir, "monitor.log")))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the guest agent did not answer: %w; console: %s", ctx.Err(), tail(filepath.Join(dir, "console.log")))
+		case <-t.C:
+		}
+	}
+}
+
+func tail(path string) string {
+	data, _ := os.ReadFile(path)
+	if len(data) > 1500 {
+		data = data[len(data)-1500:]
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func readPid(path string) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
+// alive reports whether pid runs (not a zombie) with mark in its command
+// line, which guards against a reused pid.
+func alive(pid int, mark string) bool {
+	if pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmdline), mark) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return false
+	}
+	return true
+}
+
+// request sends one request to the VM's monitor and returns the connection
+// for its answers.
+func (r *Runtime) request(ctx context.Context, id string, m guest.Msg) (*guest.Conn, net.Conn, error) {
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "unix", filepath.Join(r.dir(id), "mon.sock"))
+	if err != nil {
+		return nil, nil, errdefs.Unavailable("sandbox %s: its VM monitor is not reachable: %v", id, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
+	conn := guest.NewConn(raw, raw)
+	if err := conn.Send(m); err != nil {
+		raw.Close()
+		return nil, nil, err
+	}
+	return conn, raw, nil
+}
+
+// call is request for operations answered by one reply.
+func (r *Runtime) call(ctx context.Context, id string, m guest.Msg) error {
+	conn, raw, err := r.request(ctx, id, m)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	resp, err := conn.Recv()
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %s: %w", id, m.Op, err)
+	}
+	if resp.Error != "" {
+		return fmt.Errorf("sandbox %s: %s: %s", id, m.Op, resp.Error)
+	}
+	return nil
+}
+
+// Start implements runtime.Runtime.
+func (r *Runtime) Start(ctx context.Context, id, container string) error {
+	unlock := r.lock(id)
+	defer unlock()
+	rec, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	if !rec.has(container) {
+		return errdefs.NotFound("container %q not found in sandbox %s", container, id)
+	}
+	if rec.Started[container] {
+		return errdefs.Conflict("container %s of sandbox %s was already started", container, id)
+	}
+	if err := r.call(ctx, id, guest.Msg{Op: guest.OpStart, Container: container}); err != nil {
+		return err
+	}
+	if rec.Started == nil {
+		rec.Started = map[string]bool{}
+	}
+	rec.Started[container] = true
+	return r.save(rec)
+}
+
+func (r *Runtime) exitOf(id, container string) (*runtime.ExitStatus, error) {
+	data, err := os.ReadFile(filepath.Join(r.dir(id), "exits", container))
+	if err != nil {
+		return nil, err
+	}
+	var s guest.ContainerState
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, err
+	}
+	return &runtime.ExitStatus{Code: s.Code, OOMKilled: s.OOMKilled, ExitedAt: s.ExitedAt}, nil
+}
+
+// Wait implements runtime.Runtime: it polls the exit file the monitor
+// writes, and checks now and then that the VM still runs.
+func (r *Runtime) Wait(ctx context.Context, id, container string) (runtime.ExitStatus, error) {
+	rec, err := r.load(id)
+	if err != nil {
+		return runtime.ExitStatus{}, err
+	}
+	if !rec.has(container) {
+		return runtime.ExitStatus{}, errdefs.NotFound("container %q not found in sandbox %s", container, id)
+	}
+	dir := r.dir(id)
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		if st, err := r.exitOf(id, container); err == nil {
+			return *st, nil
+		}
+		if i%20 == 19 {
+			if _, err := os.Stat(dir); err != nil {
+				return runtime.ExitStatus{}, errdefs.NotFound("sandbox %q not found", id)
+			}
+			if !alive(readPid(filepath.Join(dir, "qemu.pid")), dir) {
+				if st, err := r.exitOf(id, container); err == nil {
+					return *st, nil
+				}
+				return runtime.ExitStatus{}, errdefs.Unavailable("sandbox %s: its VM is not running", id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return runtime.ExitStatus{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Signal implements runtime.Runtime.
+func (r *Runtime) Signal(ctx context.Context, id, container string, sig syscall.Signal) error {
+	rec, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	if !rec.has(container) {
+		return errdefs.NotFound("container %q not found in sandbox %s", container, id)
+	}
+	if _, err := r.exitOf(id, container); err == nil {
+		return nil
+	}
+	return r.call(ctx, id, guest.Msg{Op: guest.OpSignal, Container: container, Signal: int(sig)})
+}
+
+// Exec implements runtime.Execer. TTYs are not supported yet.
+func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.ExecProcess) (int, error) {
+	rec, err := r.load(id)
+	if err != nil {
+		return -1, err
+	}
+	if !rec.has(container) {
+		return -1, errdefs.NotFound("container %q not found in sandbox %s", container, id)
+	}
+	if p.TTY {
+		return -1, errdefs.InvalidArgument("exec with a TTY is not supported by the microvm runtime yet")
+	}
+	if len(p.Args) == 0 {
+		return -1, errdefs.InvalidArgument("exec needs a command")
+	}
+	conn, raw, err := r.request(ctx, id, guest.Msg{Op: guest.OpExec, ID: 1, Container: container,
+		Args: p.Args, Env: p.Env, Stdin: p.Stdin != nil})
+	if err != nil {
+		return -1, err
+	}
+	defer raw.Close()
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
+	for {
+		m, err := conn.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return -1, ctx.Err()
+			}
+			return -1, fmt.Errorf("sandbox %s: exec: %w", id, err)
+		}
+		switch m.Op {
+		case guest.EvReply:
+			if m.Error != "" {
+				return -1, fmt.Errorf("sandbox %s: exec: %s", id, m.Error)
+			}
+			if p.Stdin != nil {
+				go func() {
+					buf := make([]byte, 32<<10)
+					for {
+						n, err := p.Stdin.Read(buf)
+						if n > 0 {
+							if conn.Send(guest.Msg{Op: guest.OpStdin, Data: buf[:n]}) != nil {
+								return
+							}
+						}
+						if err != nil {
+							conn.Send(guest.Msg{Op: guest.OpStdin, EOF: true})
+							return
+						}
+					}
+				}()
+			}
+		case guest.EvOutput:
+			w := p.Stdout
+			if m.Stream == "stderr" {
+				w = p.Stderr
+			}
+			if w != nil {
+				w.Write(m.Data)
+			}
+		case guest.EvExecExit:
+			return m.Code, nil
+		}
+	}
+}
+
+// Delete implements runtime.Runtime.
+func (r *Runtime) Delete(ctx context.Context, id string) error {
+	unlock := r.lock(id)
+	defer unlock()
+	rec, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	return r.teardown(rec)
+}
+
+// teardown stops the VM and its monitor, gives eth0 back, removes the
+// cgroups and the sandbox directory (never LogDir).
+func (r *Runtime) teardown(rec *record) error {
+	dir := r.dir(rec.Spec.ID)
+	var errs []error
+	for _, p := range []struct{ file, mark string }{{"qemu.pid", dir}, {"monitor.pid", "monitor"}} {
+		pid := readPid(filepath.Join(dir, p.file))
+		if !alive(pid, p.mark) {
+			continue
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+		deadline := time.Now().Add(5 * time.Second)
+		for alive(pid, p.mark) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if alive(pid, p.mark) {
+			errs = append(errs, fmt.Errorf("%s %d did not stop", p.file, pid))
+		}
+	}
+	if err := giveBackEth0(rec.Net); err != nil {
+		errs = append(errs, fmt.Errorf("network: %w", err))
+	}
+	if err := r.cg.remove(rec.Spec.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// List implements runtime.Runtime.
+func (r *Runtime) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
+	entries, err := os.ReadDir(r.cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []runtime.SandboxInfo
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == "cache" || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		rec, err := r.load(e.Name())
+		if err != nil || !rec.Ready {
+			continue
+		}
+		info := runtime.SandboxInfo{ID: rec.Spec.ID, Labels: map[string]string{}}
+		for k, v := range rec.Spec.Labels {
+			info.Labels[k] = v
+		}
+		for _, c := range rec.Spec.Containers {
+			st := runtime.ContainerState{Name: c.Name, Started: rec.Started[c.Name]}
+			if _, err := os.Stat(filepath.Join(r.dir(rec.Spec.ID), "started", c.Name)); err == nil {
+				st.Started = true
+			}
+			if ex, err := r.exitOf(rec.Spec.ID, c.Name); err == nil {
+				st.Exit, st.Started = ex, true
+			}
+			info.Containers = append(info.Containers, st)
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Leftovers lists what of sandbox id is still on the host: its directory,
+// processes (QEMU, monitor) that mention it, cgroups, and br0/tap0 in its
+// network namespace. After Delete it must be empty.
+func (r *Runtime) Leftovers(id string) []string {
+	var out []string
+	dir := r.dir(id)
+	if _, err := os.Stat(dir); err == nil {
+		out = append(out, "directory "+dir)
+	}
+	out = append(out, r.cg.leftovers(id)...)
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		cmdline := strings.ReplaceAll(string(data), "\x00", " ")
+		if strings.Contains(cmdline, dir+"/") {
+			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+cmdline)
+		}
+	}
+	r.mu.Lock()
+	ns := r.netns[id]
+	r.mu.Unlock()
+	if ns != "" {
+		if _, err := os.Stat(ns); err == nil {
+			out = append(out, netLeftovers(ns)...)
+		}
+	}
+	return out
+}

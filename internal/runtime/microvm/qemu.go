@@ -1,0 +1,168 @@
+package microvm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Accelerators.
+const (
+	AccelAuto = ""
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg"
+)
+
+// kvmProbeTimeout bounds the KVM probe: a working KVM prints the kernel's
+// first line in milliseconds.
+const kvmProbeTimeout = 3 * time.Second
+
+var probeCache struct {
+	sync.Mutex
+	accel map[string]string
+}
+
+// probeKVM boots the guest kernel under KVM, with no initramfs, and reports
+// whether it printed anything on its serial console within the timeout.
+// QEMU is killed either way: a KVM guest that hangs must not hang a task.
+// The answer is kept for the life of the process.
+func probeKVM(qemu, kernel string) (bool, string) {
+	key := qemu + "\x00" + kernel
+	probeCache.Lock()
+	defer probeCache.Unlock()
+	if a, ok := probeCache.accel[key]; ok {
+		return a == AccelKVM, "cached"
+	}
+	if probeCache.accel == nil {
+		probeCache.accel = map[string]string{}
+	}
+	ok, why := func() (bool, string) {
+		if _, err := os.Stat("/dev/kvm"); err != nil {
+			return false, "no /dev/kvm"
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), kvmProbeTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, qemu, "-M", "microvm,acpi=on,isa-serial=on", "-nodefaults", "-no-user-config",
+			"-display", "none", "-cpu", "host", "-m", "128", "-accel", "kvm", "-no-reboot",
+			"-kernel", kernel, "-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1 "+tscArg(),
+			"-serial", "stdio")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return false, err.Error()
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			return false, err.Error()
+		}
+		defer cmd.Wait()
+		defer cmd.Process.Kill()
+		got := make(chan bool, 1)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), "Linux version") {
+					got <- true
+					return
+				}
+			}
+			got <- false
+		}()
+		select {
+		case ok := <-got:
+			if !ok {
+				return false, "QEMU ended: " + strings.TrimSpace(stderr.String())
+			}
+			return true, "the kernel started under KVM"
+		case <-ctx.Done():
+			return false, fmt.Sprintf("a KVM guest printed nothing in %s (hung)", kvmProbeTimeout)
+		}
+	}()
+	a := AccelTCG
+	if ok {
+		a = AccelKVM
+	}
+	probeCache.accel[key] = a
+	return ok, why
+}
+
+// tscArg gives the guest the host's TSC frequency: without it, about one
+// boot in five hangs calibrating the TSC under emulation.
+func tscArg() string {
+	if khz := hostTSCkHz(); khz > 0 {
+		return "tsc_early_khz=" + strconv.FormatInt(khz, 10)
+	}
+	return ""
+}
+
+func hostTSCkHz() int64 {
+	if data, err := os.ReadFile("/sys/devices/system/cpu/cpu0/tsc_freq_khz"); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil {
+			return n
+		}
+	}
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "cpu MHz" {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				return int64(f * 1000)
+			}
+		}
+	}
+	return 0
+}
+
+// vmDisk is one virtio-blk disk of a VM; the guest finds it by serial.
+type vmDisk struct {
+	Serial   string `json:"serial"`
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"readOnly"`
+}
+
+// qemuArgs is QEMU's command line for a sandbox.
+func (r *Runtime) qemuArgs(dir string, vcpus, memMiB int64, disks []vmDisk, mac string) []string {
+	accel := r.accel
+	if accel == AccelTCG {
+		// Bound the translation cache (1 GiB by default) to keep an idle
+		// VM's footprint small.
+		accel = "tcg,tb-size=64"
+	}
+	cpu := "max"
+	if r.accel == AccelKVM {
+		cpu = "host"
+	}
+	args := []string{
+		"-M", "microvm,acpi=on,isa-serial=on,rtc=on", "-nodefaults", "-no-user-config",
+		"-display", "none", "-accel", accel, "-cpu", cpu,
+		"-m", strconv.FormatInt(memMiB, 10), "-smp", strconv.FormatInt(vcpus, 10),
+		"-kernel", r.cfg.KernelPath, "-initrd", r.initrdPath,
+		"-append", "console=ttyS0 quiet panic=-1 pci=off " + tscArg(),
+		"-no-reboot",
+		"-chardev", "file,id=con,path=" + filepath.Join(dir, "console.log"), "-serial", "chardev:con",
+		"-device", "virtio-serial-device",
+		"-chardev", "socket,id=ctl,path=" + filepath.Join(dir, "ctl.sock") + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=ctl,name=vessel.ctl",
+		"-daemonize", "-pidfile", filepath.Join(dir, "qemu.pid"),
+	}
+	for i, d := range disks {
+		id := fmt.Sprintf("d%d", i)
+		drive := "id=" + id + ",file=" + d.Path + ",format=raw,if=none,cache=unsafe"
+		if d.ReadOnly {
+			drive = "id=" + id + ",file=" + d.Path + ",format=raw,if=none,readonly=on"
+		}
+		args = append(args, "-drive", drive, "-device", "virtio-blk-device,drive="+id+",serial="+d.Serial)
+	}
+	if mac != "" {
+		args = append(args, "-netdev", "tap,id=n0,ifname="+tapLink+",script=no,downscript=no",
+			"-device", "virtio-net-device,netdev=n0,mac="+mac)
+	}
+	return args
+}

@@ -1,0 +1,135 @@
+package runc
+
+import (
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"vessel.dev/vessel/internal/runtime"
+)
+
+// This file exports the host-side building blocks of this back end for
+// other OCI runtimes that run the same bundles (the gvisor back end): spec
+// checks, the OCI bundle, cgroups, ephemeral storage, conmon (Conmon) and
+// process helpers. They hold no state of a Runtime.
+
+// BundleParams is what goes into one container's config.json beyond its
+// ContainerSpec.
+type BundleParams struct {
+	ID, Name   string // the sandbox and the container
+	Rootfs     string
+	Hostname   string
+	NetNSPath  string
+	EtcDir     string // hosts, hostname, resolv.conf, bind-mounted read-only
+	HostNofile uint64 // the agent's RLIMIT_NOFILE hard limit
+	HostNproc  uint64 // the agent's RLIMIT_NPROC hard limit
+	User       specs.User
+}
+
+// OCISpec returns the container's OCI spec as the runc back end runs it:
+// default capabilities, no new privileges, masked paths, the seccomp
+// deny-list, rlimits, the /etc bind mounts, and the cgroup
+// vessel/<ID>/<Name> under the sandbox's.
+func OCISpec(c runtime.ContainerSpec, p BundleParams) *specs.Spec {
+	return ociSpec(c, bundleParams{id: p.ID, name: p.Name, rootfs: p.Rootfs, hostname: p.Hostname,
+		netnsPath: p.NetNSPath, etcDir: p.EtcDir, hostNofile: p.HostNofile, hostNproc: p.HostNproc, user: p.User})
+}
+
+// ResolveUser turns a container's User ("", "uid", "uid:gid", "name",
+// "name:group") into numeric IDs read from the image in rootfs.
+func ResolveUser(rootfs, user string) (specs.User, error) { return resolveUser(rootfs, user) }
+
+// ValidName checks a sandbox ID or container name.
+func ValidName(s string) error { return validName(s) }
+
+// CheckSpec validates a spec for Create; errors are of kind
+// errdefs.ErrInvalidArgument.
+func CheckSpec(spec *runtime.Spec) error { return checkSpec(spec) }
+
+// WriteEtc writes minimal hosts, hostname and resolv.conf into dir.
+func WriteEtc(dir, hostname string) error { return writeEtc(dir, hostname) }
+
+// MountOverlay mounts layers (bottom first) read-only under upper/work at
+// rootfs.
+func MountOverlay(rootfs string, layers []string, upper, work string) error {
+	return mountOverlay(rootfs, layers, upper, work)
+}
+
+// Unmount unmounts path until it is no mount point, detaching it lazily
+// when it stays busy.
+func Unmount(path string) error { return unmount(path) }
+
+// MountsUnder lists the mount points at or below dir.
+func MountsUnder(dir string) []string { return mountsUnder(dir) }
+
+// LoopDevicesOf lists the loop devices backed by file.
+func LoopDevicesOf(file string) []string { return loopDevicesOf(file) }
+
+// ReadPid reads a PID file; 0 when missing or malformed.
+func ReadPid(path string) int { return readPid(path) }
+
+// ProcessAlive reports whether pid runs (not a zombie) with command name
+// comm.
+func ProcessAlive(pid int, comm string) bool { return processAlive(pid, comm) }
+
+// ReadTail returns the last 2000 bytes of a file, trimmed.
+func ReadTail(path string) string { return readTail(path) }
+
+// DefaultPath is the PATH given to containers without one.
+const DefaultPath = defaultPath
+
+// Cgroups is the host's cgroup layout and the sandboxes' cgroups in it:
+// vessel/<id> limited to the sandbox's size, containers' under it.
+type Cgroups struct{ cg *cgroups }
+
+// Limits is a sandbox's provisioned size as written to its cgroup.
+type Limits struct {
+	MilliCPU    int64
+	MemoryBytes int64
+	Pids        int64
+	// CPUPeriodMicros is the CFS period the quota applies to; 100 ms
+	// (runc's) by default.
+	CPUPeriodMicros int64
+}
+
+// DetectCgroups finds the host's cgroup hierarchies (v2, v1 or hybrid).
+func DetectCgroups() (*Cgroups, error) {
+	cg, err := detectCgroups()
+	if err != nil {
+		return nil, err
+	}
+	return &Cgroups{cg}, nil
+}
+
+// V2 reports whether the host uses the unified hierarchy only.
+func (c *Cgroups) V2() bool { return c.cg.v2 }
+
+// Hierarchies lists every hierarchy's mount point.
+func (c *Cgroups) Hierarchies() []string { return append([]string(nil), c.cg.all...) }
+
+// Create makes the sandbox's cgroup vessel/<id> and writes its limits.
+func (c *Cgroups) Create(id string, l Limits) error {
+	period := l.CPUPeriodMicros
+	if period == 0 {
+		period = cpuPeriodMicros
+	}
+	return c.cg.create(id, limits{milliCPU: l.MilliCPU, memory: l.MemoryBytes, pids: l.Pids, cpuPeriod: period})
+}
+
+// OOMKills returns the OOM kills the kernel counted in the cgroup at rel
+// (relative to the memory hierarchy, e.g. SandboxCgroup(id)).
+func (c *Cgroups) OOMKills(rel string) int64 { return c.cg.oomKills(rel) }
+
+// Remove deletes the cgroups of the named children of vessel/<id>, then
+// vessel/<id>, from every hierarchy.
+func (c *Cgroups) Remove(id string, children []string) error { return c.cg.remove(id, children) }
+
+// Leftovers lists the sandbox's cgroup directories that still exist, and
+// the processes still in them.
+func (c *Cgroups) Leftovers(id string) []string {
+	out := c.cg.leftovers(id)
+	return append(out, c.cg.processes(id)...)
+}
+
+// SandboxCgroup is the cgroup path of sandbox id relative to a hierarchy's
+// root; ContainerCgroup the one of its container name.
+func SandboxCgroup(id string) string         { return taskPath(id) }
+func ContainerCgroup(id, name string) string { return containerPath(id, name) }
