@@ -29,9 +29,11 @@ ensure_go() {
   fi
 }
 
-# build_vessel builds bin/vessel.
+# build_vessel builds bin/vessel and, next to it, the static micro-VM guest
+# agent bin/vessel-guest.
 build_vessel() {
   ensure_go
-  log "building bin/vessel"
-  (cd "$VESSEL_ROOT" && go build -o bin/vessel ./cmd/vessel)
+  log "building bin/vessel and bin/vessel-guest"
+  (cd "$VESSEL_ROOT" && go build -o bin/vessel ./cmd/vessel &&
+    CGO_ENABLED=0 go build -o bin/vessel-guest ./cmd/vessel-guest)
 }

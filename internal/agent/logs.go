@@ -92,32 +92,36 @@ func (a *Agent) Logs(ctx context.Context, taskID string, o agentproto.LogOptions
 		return errdefs.NotFound("no logs of task %s on host %s", taskID, a.cfg.Host.ID)
 	}
 	dir := a.taskLogDir(taskID)
-	entries, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
 		return errdefs.NotFound("no logs of task %s on host %s (it ran on a simulated runtime, or its logs expired)", taskID, a.cfg.Host.ID)
 	}
-	if err != nil {
-		return err
-	}
-	var files []*logFile
-	var names []string
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".log")
-		if !ok {
-			continue
+	// Containers' files appear as they first write; look for new ones on
+	// every round.
+	files := map[string]*logFile{}
+	var order []*logFile
+	scan := func() error {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !os.IsNotExist(err) {
+			return err
 		}
-		names = append(names, name)
-		if o.Container == "" || o.Container == name {
-			files = append(files, &logFile{container: name, path: filepath.Join(dir, e.Name())})
+		for _, e := range entries {
+			name, ok := strings.CutSuffix(e.Name(), ".log")
+			if !ok || files[name] != nil || (o.Container != "" && o.Container != name) {
+				continue
+			}
+			f := &logFile{container: name, path: filepath.Join(dir, e.Name())}
+			files[name] = f
+			order = append(order, f)
 		}
-	}
-	if len(files) == 0 {
-		return errdefs.NotFound("task %s has no container %q with logs (containers: %s)", taskID, o.Container, strings.Join(names, ", "))
+		return nil
 	}
 	first := true
 	for {
+		if err := scan(); err != nil {
+			return err
+		}
 		var batch []agentproto.LogLine
-		for _, f := range files {
+		for _, f := range order {
 			lines, err := f.read()
 			if err != nil {
 				return err

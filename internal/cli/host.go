@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +20,8 @@ import (
 	"vessel.dev/vessel/internal/image"
 	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/gvisor"
+	"vessel.dev/vessel/internal/runtime/microvm"
 	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/runtime/sim"
 )
@@ -36,6 +40,11 @@ type hostOptions struct {
 	pullBehavior          string
 	insecureRegistries    []string
 	logMaxBytes           int64
+	runscPath             string
+	guestKernel           string
+	guestBinary           string
+	microvmAccel          string
+	offer                 []string
 }
 
 func (o *hostOptions) addFlags(cmd *cobra.Command) {
@@ -51,6 +60,35 @@ func (o *hostOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.pullBehavior, "image-pull-behavior", agent.PullPreferCached, "prefer-cached (use a cached image) or always (ask the registry each time)")
 	f.StringSliceVar(&o.insecureRegistries, "insecure-registry", nil, "registry hosts reached over plain HTTP (repeatable)")
 	f.Int64Var(&o.logMaxBytes, "log-max-bytes", 10<<20, "logs kept per task, in bytes, split between its containers")
+	f.StringVar(&o.runscPath, "runsc", "", "gVisor's runsc (default: the one scripts/build-runsc built in the cache)")
+	f.StringVar(&o.guestKernel, "guest-kernel", "", "micro-VM guest kernel, an ELF vmlinux (default: the one scripts/build-guest-kernel put in the cache)")
+	f.StringVar(&o.guestBinary, "guest-binary", "", "the static vessel-guest binary (default: vessel-guest next to this binary)")
+	f.StringSliceVar(&o.offer, "runtimes", nil, "runtimes this host offers, if they work (default: microvm, gvisor, runc, sim)")
+	f.StringVar(&o.microvmAccel, "microvm-accel", "", "micro-VM accelerator: kvm, tcg, or empty to probe KVM and fall back to emulation")
+}
+
+// cacheDir is where the project's scripts build heavy tools: $VESSEL_CACHE,
+// else .cache next to the directory holding this binary (bin/vessel →
+// .cache).
+func cacheDir() string {
+	if d := os.Getenv("VESSEL_CACHE"); d != "" {
+		return d
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ".cache"
+	}
+	return filepath.Join(filepath.Dir(filepath.Dir(exe)), ".cache")
+}
+
+// newestMatch returns the last path matching pattern, or "".
+func newestMatch(pattern string) string {
+	m, _ := filepath.Glob(pattern)
+	if len(m) == 0 {
+		return ""
+	}
+	sort.Strings(m)
+	return m[len(m)-1]
 }
 
 // probeRuntimes makes every runtime this build has and says which work on
@@ -58,11 +96,48 @@ func (o *hostOptions) addFlags(cmd *cobra.Command) {
 func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (map[string]runtime.Runtime, []string, error) {
 	rts := map[string]runtime.Runtime{}
 	var report []string
-	if rt, err := runc.New(runc.Config{StateDir: filepath.Join(dataDir, "sandboxes", "runc"), Logger: log}); err != nil {
+	wanted := func(name string) bool {
+		return len(o.offer) == 0 || slices.Contains(o.offer, name) || o.runtime == name
+	}
+	for _, name := range o.offer {
+		if !slices.Contains(strongest, name) {
+			return nil, nil, fmt.Errorf("runtime %q is not known: the runtimes are %s", name, strings.Join(strongest, ", "))
+		}
+	}
+	if !wanted(microvm.Name) {
+		report = append(report, "microvm: not offered (--runtimes)")
+	} else if rt, err := o.newMicroVM(dataDir, log); err != nil {
+		report = append(report, "microvm: unavailable: "+err.Error())
+	} else {
+		rts[microvm.Name] = rt
+		how := "KVM"
+		if rt.Accel() != microvm.AccelKVM {
+			how = "emulation (TCG): correct but slow; KVM is missing or did not pass its probe"
+		}
+		report = append(report, "microvm: works, one QEMU micro-VM per task with its own kernel, under "+how)
+	}
+	if !wanted(gvisor.Name) {
+		report = append(report, "gvisor: not offered (--runtimes)")
+	} else if rt, err := o.newGVisor(dataDir, log); err != nil {
+		report = append(report, "gvisor: unavailable: "+err.Error())
+	} else {
+		rts[gvisor.Name] = rt
+		report = append(report, "gvisor: works (runsc, a user-space kernel per task)")
+	}
+	if !wanted(runc.Name) {
+		report = append(report, "runc: not offered (--runtimes)")
+	} else if rt, err := runc.New(runc.Config{StateDir: filepath.Join(dataDir, "sandboxes", "runc"), Logger: log}); err != nil {
 		report = append(report, "runc: unavailable: "+err.Error())
 	} else {
 		rts["runc"] = rt
 		report = append(report, "runc: works (namespaces, cgroups, seccomp)")
+	}
+	if !wanted(sim.Name) {
+		report = append(report, "sim: not offered (--runtimes)")
+		if len(rts) == 0 {
+			return nil, report, fmt.Errorf("no runtime works on this host: %s", strings.Join(report, "; "))
+		}
+		return rts, report, nil
 	}
 	simRT, err := sim.New(sim.Config{StateDir: filepath.Join(dataDir, "sandboxes", sim.Name),
 		CreateDelay: o.simCreateDelay, StartDelay: o.simStartDelay})
@@ -76,6 +151,38 @@ func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (map[strin
 		return nil, report, fmt.Errorf("no runtime works on this host: %s", strings.Join(report, "; "))
 	}
 	return rts, report, nil
+}
+
+func (o *hostOptions) newGVisor(dataDir string, log *slog.Logger) (*gvisor.Runtime, error) {
+	runsc := o.runscPath
+	if runsc == "" {
+		runsc = newestMatch(filepath.Join(cacheDir(), "runsc", "*", "runsc"))
+	}
+	if runsc == "" {
+		return nil, fmt.Errorf("no runsc: build it with scripts/build-runsc, or pass --runsc")
+	}
+	return gvisor.New(gvisor.Config{StateDir: filepath.Join(dataDir, "sandboxes", gvisor.Name), RunscPath: runsc, Logger: log})
+}
+
+func (o *hostOptions) newMicroVM(dataDir string, log *slog.Logger) (*microvm.Runtime, error) {
+	kernel := o.guestKernel
+	if kernel == "" {
+		kernel = newestMatch(filepath.Join(cacheDir(), "guest-kernel", "*", "vmlinux"))
+	}
+	if kernel == "" {
+		return nil, fmt.Errorf("no guest kernel: build it with scripts/build-guest-kernel, or pass --guest-kernel")
+	}
+	guest := o.guestBinary
+	if guest == "" {
+		if exe, err := os.Executable(); err == nil {
+			guest = filepath.Join(filepath.Dir(exe), "vessel-guest")
+		}
+	}
+	if _, err := os.Stat(guest); err != nil {
+		return nil, fmt.Errorf("no guest agent binary at %s: build it with CGO_ENABLED=0 go build -o bin/vessel-guest ./cmd/vessel-guest, or pass --guest-binary", guest)
+	}
+	return microvm.New(microvm.Config{StateDir: filepath.Join(dataDir, "sandboxes", microvm.Name), KernelPath: kernel,
+		GuestBinary: guest, Accel: o.microvmAccel, Logger: log})
 }
 
 // strongest lists runtimes from strongest isolation to weakest.

@@ -19,8 +19,12 @@ import (
 // MaxRunTaskCount is the most tasks one RunTask launches, as in ECS.
 const MaxRunTaskCount = 10
 
-// TagRuntime is the task definition (or RunTask) tag that picks a runtime.
+// TagRuntime is the RunTask, task definition or cluster tag that picks a
+// runtime.
 const TagRuntime = "vessel:runtime"
+
+// Runtimes are the sandbox runtimes a task may ask for, strongest first.
+var Runtimes = []string{"microvm", "gvisor", "runc", "sim"}
 
 // RunTask launches count tasks of a task definition.
 func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTaskOutput, error) {
@@ -48,7 +52,8 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 		return nil, errdefs.InvalidArgument("group is longer than 255 characters")
 	}
 	cluster := clusterName(in.Cluster)
-	if _, err := s.getCluster(ctx, cluster); err != nil {
+	cl, err := s.getCluster(ctx, cluster)
+	if err != nil {
 		return nil, err
 	}
 	rec, _, err := s.getTaskDef(ctx, deref(in.TaskDefinition))
@@ -80,10 +85,23 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 		template.Group = "family:" + template.Family
 	}
 	template.Tags = tags
+	// The runtime: RunTask's tag, else the task definition's, else the
+	// cluster's default, else the host's.
 	for _, t := range tags {
 		if t.Key == TagRuntime {
 			template.Runtime = t.Value
 		}
+	}
+	if template.Runtime == "" {
+		for _, t := range cl.Tags {
+			if t.Key == TagRuntime {
+				template.Runtime = t.Value
+			}
+		}
+	}
+	if template.Runtime != "" && !slices.Contains(Runtimes, template.Runtime) {
+		return nil, errdefs.InvalidArgument("runtime %q (tag %s) is not known: the runtimes are %s",
+			template.Runtime, TagRuntime, strings.Join(Runtimes, ", "))
 	}
 	if in.Overrides != nil {
 		raw, err := json.Marshal(in.Overrides)

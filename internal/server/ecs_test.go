@@ -671,3 +671,33 @@ func TestRegistryCredentialsResolution(t *testing.T) {
 	_, err := e.ecs.RunTask(c, &ecs.RunTaskInput{TaskDefinition: aws.String(unknown)})
 	wantAPIError(t, err, "ClientException", "nope", "private-registry")
 }
+
+func TestRuntimeChoice(t *testing.T) {
+	e := newEnv(t, envOptions{noAgent: true})
+	c := ctx(t)
+	def := e.register("rt", "256", "512", "true")
+	_, err := e.ecs.RunTask(c, &ecs.RunTaskInput{TaskDefinition: aws.String(def),
+		Tags: []ecstypes.Tag{{Key: aws.String("vessel:runtime"), Value: aws.String("docker")}}})
+	wantAPIError(t, err, "InvalidParameterException", "docker", "microvm, gvisor, runc, sim")
+	if _, err := e.ecs.CreateCluster(c, &ecs.CreateClusterInput{ClusterName: aws.String("isolated"),
+		Tags: []ecstypes.Tag{{Key: aws.String("vessel:runtime"), Value: aws.String("gvisor")}}}); err != nil {
+		t.Fatal(err)
+	}
+	runtimeOf := func(tk ecstypes.Task) string {
+		for _, a := range tk.Attributes {
+			if aws.ToString(a.Name) == "vessel:runtime" {
+				return aws.ToString(a.Value)
+			}
+		}
+		return ""
+	}
+	out, err := e.ecs.RunTask(c, &ecs.RunTaskInput{TaskDefinition: aws.String(def), Cluster: aws.String("isolated")})
+	if err != nil || runtimeOf(out.Tasks[0]) != "gvisor" {
+		t.Fatalf("the cluster's default runtime: %v %+v", err, out)
+	}
+	out, err = e.ecs.RunTask(c, &ecs.RunTaskInput{TaskDefinition: aws.String(def), Cluster: aws.String("isolated"),
+		Tags: []ecstypes.Tag{{Key: aws.String("vessel:runtime"), Value: aws.String("microvm")}}})
+	if err != nil || runtimeOf(out.Tasks[0]) != "microvm" {
+		t.Fatalf("RunTask's tag wins over the cluster's: %v %+v", err, out)
+	}
+}

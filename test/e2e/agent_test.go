@@ -26,7 +26,7 @@ func TestRemoteAgent(t *testing.T) {
 	id, secret := s.keys()
 	var log bytes.Buffer
 	agent := exec.Command(vesselBin, "agent", "--server", s.endpoint, "--data-dir", t.TempDir(),
-		"--host-id", "far-away-host", "--runtime", "sim")
+		"--host-id", "far-away-host", "--runtime", "sim", "--runtimes", "sim")
 	agent.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+id, "AWS_SECRET_ACCESS_KEY="+secret)
 	agent.Stdout, agent.Stderr = &log, &log
 	if err := agent.Start(); err != nil {
@@ -56,17 +56,22 @@ func TestRemoteAgent(t *testing.T) {
 	}
 
 	// A wrong key is refused: the agent cannot join.
-	bad := exec.Command(vesselBin, "agent", "--server", s.endpoint, "--data-dir", t.TempDir(), "--runtime", "sim")
+	bad := exec.Command(vesselBin, "agent", "--server", s.endpoint, "--data-dir", t.TempDir(), "--runtime", "sim", "--runtimes", "sim")
 	bad.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+id, "AWS_SECRET_ACCESS_KEY=not-the-secret-not-the-secret-not-the-se")
 	var badLog bytes.Buffer
 	bad.Stdout, bad.Stderr = &badLog, &badLog
 	if err := bad.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	refused := func() bool {
+		return bytes.Contains(badLog.Bytes(), []byte("InvalidSignatureException")) || bytes.Contains(badLog.Bytes(), []byte("signature"))
+	}
+	for deadline := time.Now().Add(15 * time.Second); !refused() && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
 	bad.Process.Signal(syscall.SIGTERM)
 	bad.Wait()
-	if !bytes.Contains(badLog.Bytes(), []byte("InvalidSignatureException")) && !bytes.Contains(badLog.Bytes(), []byte("signature")) {
+	if !refused() {
 		t.Fatalf("an agent with a wrong secret must be refused; its log:\n%s", badLog.String())
 	}
 }

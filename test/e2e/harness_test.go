@@ -10,13 +10,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-var vesselBin string
+var vesselBin, repoRoot string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "vessel-e2e-bin")
@@ -33,6 +34,19 @@ func TestMain(m *testing.M) {
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building vessel:", err)
 		os.Exit(1)
+	}
+	// The micro-VM guest agent, static, next to vessel where it looks.
+	guest := exec.Command("go", "build", "-o", filepath.Join(dir, "vessel-guest"), "./cmd/vessel-guest")
+	guest.Dir = root
+	guest.Env = append(os.Environ(), "CGO_ENABLED=0")
+	guest.Stdout, guest.Stderr = os.Stderr, os.Stderr
+	if err := guest.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building vessel-guest:", err)
+		os.Exit(1)
+	}
+	repoRoot = root
+	if os.Getenv("VESSEL_CACHE") == "" {
+		os.Setenv("VESSEL_CACHE", filepath.Join(root, ".cache"))
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -63,6 +77,11 @@ func freeAddr(t *testing.T) string {
 // startServer starts vessel server on a fresh data directory.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
+	if !slices.Contains(extra, "--runtimes") {
+		// Probing micro-VMs and gVisor costs seconds: offer only what the
+		// test uses unless it says otherwise.
+		extra = append(extra, "--runtimes", "sim,runc")
+	}
 	s := &server{t: t, dataDir: t.TempDir(), addr: freeAddr(t), extra: extra}
 	s.endpoint = "http://" + s.addr
 	s.start()

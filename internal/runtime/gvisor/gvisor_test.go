@@ -9,7 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
@@ -176,6 +179,29 @@ func TestConformance(t *testing.T) {
 		Network: attach,
 		Leftovers: func(t *testing.T, id string) []string {
 			return current.Leftovers(id)
+		},
+		HostCPU: func(t *testing.T, id string) time.Duration {
+			// The host's accounting of the task cgroup, which holds the
+			// sentry, gofers and stubs.
+			for _, p := range []string{"/sys/fs/cgroup/cpuacct/vessel/" + id + "/cpuacct.usage",
+				"/sys/fs/cgroup/cpu,cpuacct/vessel/" + id + "/cpuacct.usage"} {
+				if b, err := os.ReadFile(p); err == nil {
+					n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+					if err == nil {
+						return time.Duration(n)
+					}
+				}
+			}
+			if b, err := os.ReadFile("/sys/fs/cgroup/vessel/" + id + "/cpu.stat"); err == nil {
+				for _, line := range strings.Split(string(b), "\n") {
+					if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+						n, _ := strconv.ParseInt(v, 10, 64)
+						return time.Duration(n) * time.Microsecond
+					}
+				}
+			}
+			t.Fatalf("no CPU accounting found for sandbox %s", id)
+			return 0
 		},
 	})
 }

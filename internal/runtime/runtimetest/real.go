@@ -155,6 +155,10 @@ read -r u1 rest < /proc/uptime
 read -r _ _ _ _ _ _ _ _ _ _ _ _ _ ut1 st1 rest < /proc/$p/stat
 echo "$((ut1 + st1 - ut0 - st0)) $u0 $u1"
 kill $p`
+	if s.HostCPU != nil {
+		testCPUQuotaFromHost(s)
+		return
+	}
 	spec, st := s.run(nil, script)
 	out, errs := s.output(spec, "app")
 	if st.Code != 0 {
@@ -218,5 +222,24 @@ done; exit 1`, addr)))
 	}
 	if out, _ := s.output(server, "app"); out != "hello-over-tcp\n" {
 		s.t.Errorf("server received %q, want \"hello-over-tcp\\n\"", out)
+	}
+}
+
+// testCPUQuotaFromHost runs a busy loop and reads the sandbox's CPU time
+// from the host over about two seconds.
+func testCPUQuotaFromHost(s *suite) {
+	id := s.sandbox(sh("app", "yes > /dev/null"))
+	s.start(id, "app")
+	time.Sleep(500 * time.Millisecond)
+	c0, w0 := s.HostCPU(s.t, id), time.Now()
+	time.Sleep(2 * time.Second)
+	c1, w1 := s.HostCPU(s.t, id), time.Now()
+	share := float64(c1-c0) / float64(w1.Sub(w0))
+	s.t.Logf("a busy loop in a 0.25 vCPU sandbox used %.0f%% of a CPU (host accounting)", share*100)
+	if share >= 0.40 {
+		s.t.Errorf("a busy loop in a 0.25 vCPU sandbox used %.0f%% of a CPU, want < 40%%", share*100)
+	}
+	if share < 0.05 {
+		s.t.Errorf("a busy loop used only %.0f%% of a CPU: the measurement is broken", share*100)
 	}
 }

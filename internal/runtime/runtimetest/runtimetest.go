@@ -43,6 +43,11 @@ type Harness struct {
 	// (processes, mounts, cgroups, devices...). The suite calls it after
 	// every Delete and fails on anything listed.
 	Leftovers func(t *testing.T, id string) []string
+	// HostCPU, if set, returns the CPU time the host has charged to the
+	// whole sandbox so far. The CPU quota case then measures from the host
+	// rather than from inside the sandbox, for runtimes whose own clock
+	// accounting is coarse (gVisor counts 10 ms ticks).
+	HostCPU func(t *testing.T, id string) time.Duration
 }
 
 type suite struct {
