@@ -112,7 +112,7 @@ func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (map[strin
 		rts[microvm.Name] = rt
 		how := "KVM"
 		if rt.Accel() != microvm.AccelKVM {
-			how = "emulation (TCG): correct but slow; KVM is missing or did not pass its probe"
+			how = "emulation (TCG), correct but slow: KVM is missing or failed its probe"
 		}
 		report = append(report, "microvm: works, one QEMU micro-VM per task with its own kernel, under "+how)
 	}
