@@ -182,7 +182,9 @@ func (w *worker) create(ctx context.Context) error {
 
 	if !w.simulated() {
 		subnet := t.Subnet
+		began := time.Now()
 		att, err := cfg.Network.Attach(ctx, t.ID, subnet, "")
+		w.log.Debug("network attached", "took", time.Since(began))
 		if err != nil {
 			return fmt.Errorf("%s: attaching the task to subnet %s: %v", task.ReasonResourceInitialization, subnet, err)
 		}
@@ -194,9 +196,11 @@ func (w *worker) create(ctx context.Context) error {
 		}
 		spec.LogMaxBytes = cfg.LogMaxBytes / int64(len(spec.Containers))
 	}
+	began := time.Now()
 	if err := w.rt.Create(ctx, spec); err != nil && !errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
 	}
+	w.log.Debug("sandbox created", "took", time.Since(began))
 	return nil
 }
 
@@ -303,9 +307,11 @@ func (w *worker) startReady(ctx context.Context, exits chan<- exitEvent, healths
 			if !ok {
 				continue
 			}
+			began := time.Now()
 			if err := w.rt.Start(ctx, w.task.ID, c.Name); err != nil {
 				return fmt.Errorf("%s: container %s: %v", task.ReasonCannotStartContainer, c.Name, err)
 			}
+			w.log.Debug("container started", "container", c.Name, "took", time.Since(began))
 			w.started[c.Name] = true
 			progress = true
 			w.waitFor(ctx, c.Name, exits)
