@@ -194,6 +194,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			sleep(ctx, a.cfg.RetryInterval)
 			continue
 		}
+		if ctx.Err() != nil {
+			// Shutting down: the set may be stale and workers are gone;
+			// starting new ones now would tear down sandboxes that must
+			// outlive the agent.
+			break
+		}
 		rev = as.Revision
 		if first {
 			a.deleteOrphans(ctx, as.Tasks, adopted)
@@ -290,6 +296,9 @@ func (a *Agent) heartbeat(ctx context.Context) {
 func (a *Agent) apply(ctx context.Context, tasks []task.Task, adopted map[string]sandboxRef) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
 	seen := map[string]bool{}
 	for i := range tasks {
 		t := tasks[i].Clone()

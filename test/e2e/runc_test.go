@@ -204,6 +204,28 @@ func TestRuncEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("GracefulRestartWhileStopping", func(t *testing.T) {
+		// sleep is PID 1 and ignores SIGTERM: the task stays STOPPING for its
+		// 2 s stop timeout. The server is stopped meanwhile; it must exit at
+		// once, leave the sandbox alone, and finish the stop when it is back.
+		arn := runImage(t, c, "stubborn", img, "512", "sleep", "1000")
+		waitFor(t, c, arn, "RUNNING", 60*time.Second)
+		if _, err := c.StopTask(context.Background(), &ecs.StopTaskInput{Task: aws.String(arn)}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, c, arn, "STOPPING", 30*time.Second)
+		began := time.Now()
+		s.kill(syscall.SIGTERM)
+		if took := time.Since(began); took > 8*time.Second {
+			t.Fatalf("vessel server took %s to shut down with a task STOPPING", took)
+		}
+		s.start()
+		st := waitFor(t, c, arn, "STOPPED", 60*time.Second)
+		if code := st.Containers[0].ExitCode; code == nil || *code != 137 {
+			t.Fatalf("exit code %v, want 137 (SIGKILL after the stop timeout), reason %q", code, aws.ToString(st.StoppedReason))
+		}
+	})
+
 	t.Run("SurvivesServerKill", func(t *testing.T) {
 		arn := runImage(t, c, "survivor", img, "512", "sh", "-c", "echo before the crash; sleep 4; echo after the crash; exit 5")
 		waitFor(t, c, arn, "RUNNING", 60*time.Second)

@@ -1,0 +1,143 @@
+package admission
+
+import (
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"vessel.dev/vessel/internal/errdefs"
+)
+
+// RejectPrefix starts every rejection message, as on EKS.
+const RejectPrefix = "Pod not supported on Fargate: "
+
+// DaemonSetMessage is the problem reported for a DaemonSet's pod.
+const DaemonSetMessage = "DaemonSet pods are not supported on Fargate"
+
+// AllowedCapabilities may be added to a container; Fargate allows SYS_PTRACE.
+var AllowedCapabilities = []string{"SYS_PTRACE"}
+
+// GPUResources are the extended resources that ask for a GPU.
+var GPUResources = []corev1.ResourceName{"nvidia.com/gpu", "amd.com/gpu"}
+
+// RejectedError lists why a pod cannot run on Vessel. It matches
+// errdefs.ErrInvalidArgument with errors.Is.
+type RejectedError struct {
+	// Problems are the message's groups, in the order Error joins them.
+	Problems []string
+}
+
+func (e *RejectedError) Error() string {
+	return RejectPrefix + strings.Join(e.Problems, ", ")
+}
+
+// Unwrap makes a RejectedError an errdefs.ErrInvalidArgument.
+func (e *RejectedError) Unwrap() error { return errdefs.ErrInvalidArgument }
+
+// Validate checks a pod bound for Vessel (schedulerName vessel-scheduler)
+// and returns a *RejectedError listing every problem, or nil. Pods bound
+// for other schedulers are always accepted. Validate does not change pod.
+//
+// The groups, in this order: "fields not supported: HostNetwork, HostPID,
+// HostIPC"; "invalid SecurityContext fields: Privileged, Capabilities
+// added: NET_ADMIN, SYS_ADMIN"; "port contains HostIP or HostPort";
+// "volumes not supported: <name> is of an unsupported volume Type" (one per
+// hostPath volume); "resources not supported: nvidia.com/gpu"; "runtime not
+// supported: <name> (use one of runc, gvisor, microvm)"; DaemonSetMessage.
+func Validate(pod *corev1.Pod) error {
+	if pod.Spec.SchedulerName != SchedulerName {
+		return nil
+	}
+	var problems []string
+	spec := &pod.Spec
+
+	var fields []string
+	if spec.HostNetwork {
+		fields = append(fields, "HostNetwork")
+	}
+	if spec.HostPID {
+		fields = append(fields, "HostPID")
+	}
+	if spec.HostIPC {
+		fields = append(fields, "HostIPC")
+	}
+	if len(fields) > 0 {
+		problems = append(problems, "fields not supported: "+strings.Join(fields, ", "))
+	}
+
+	var privileged, hostPort bool
+	var caps, gpus []string
+	check := func(sc *corev1.SecurityContext, ports []corev1.ContainerPort, res corev1.ResourceRequirements) {
+		if sc != nil && sc.Privileged != nil && *sc.Privileged {
+			privileged = true
+		}
+		if sc != nil && sc.Capabilities != nil {
+			for _, c := range sc.Capabilities.Add {
+				name := strings.TrimPrefix(strings.ToUpper(string(c)), "CAP_")
+				if !slices.Contains(AllowedCapabilities, name) && !slices.Contains(caps, string(c)) {
+					caps = append(caps, string(c))
+				}
+			}
+		}
+		for _, p := range ports {
+			if p.HostPort != 0 || p.HostIP != "" {
+				hostPort = true
+			}
+		}
+		for _, g := range GPUResources {
+			_, req := res.Requests[g]
+			_, lim := res.Limits[g]
+			if (req || lim) && !slices.Contains(gpus, string(g)) {
+				gpus = append(gpus, string(g))
+			}
+		}
+	}
+	for _, c := range spec.InitContainers {
+		check(c.SecurityContext, c.Ports, c.Resources)
+	}
+	for _, c := range spec.Containers {
+		check(c.SecurityContext, c.Ports, c.Resources)
+	}
+	for _, c := range spec.EphemeralContainers {
+		check(c.SecurityContext, c.Ports, c.Resources)
+	}
+	if spec.Resources != nil {
+		check(nil, nil, *spec.Resources)
+	}
+
+	var sc []string
+	if privileged {
+		sc = append(sc, "Privileged")
+	}
+	if len(caps) > 0 {
+		sc = append(sc, "Capabilities added: "+strings.Join(caps, ", "))
+	}
+	if len(sc) > 0 {
+		problems = append(problems, "invalid SecurityContext fields: "+strings.Join(sc, ", "))
+	}
+	if hostPort {
+		problems = append(problems, "port contains HostIP or HostPort")
+	}
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			problems = append(problems, "volumes not supported: "+v.Name+" is of an unsupported volume Type")
+		}
+	}
+	if len(gpus) > 0 {
+		problems = append(problems, "resources not supported: "+strings.Join(gpus, ", "))
+	}
+	if rt := RuntimeOf(pod); rt != "" && !slices.Contains(Runtimes, rt) {
+		problems = append(problems, "runtime not supported: "+rt+" (use one of "+strings.Join(Runtimes, ", ")+")")
+	}
+	for _, o := range pod.OwnerReferences {
+		if o.Kind == "DaemonSet" {
+			problems = append(problems, DaemonSetMessage)
+			break
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return &RejectedError{Problems: problems}
+}
