@@ -16,11 +16,17 @@ import (
 	"time"
 )
 
+// frontProxyName is the only name kube-apiserver accepts request headers
+// (X-Remote-User, ...) from, so that the admin certificate, signed by the
+// same CA, cannot pass them.
+const frontProxyName = "front-proxy-client"
+
 // pki holds the paths of the certificates and keys of one cluster, all PEM.
 type pki struct {
 	caCert, caKey           string // signs the serving and client certificates
 	servingCert, servingKey string // kube-apiserver's, for 127.0.0.1, ::1 and localhost
 	adminCert, adminKey     string // client certificate in group system:masters
+	proxyCert, proxyKey     string // kube-apiserver's client certificate towards aggregated APIs
 	saKey, saPub            string // service-account token signing key pair
 }
 
@@ -32,6 +38,7 @@ func newPKI(dir string) (*pki, error) {
 		caCert: filepath.Join(dir, "ca.crt"), caKey: filepath.Join(dir, "ca.key"),
 		servingCert: filepath.Join(dir, "apiserver.crt"), servingKey: filepath.Join(dir, "apiserver.key"),
 		adminCert: filepath.Join(dir, "admin.crt"), adminKey: filepath.Join(dir, "admin.key"),
+		proxyCert: filepath.Join(dir, "front-proxy-client.crt"), proxyKey: filepath.Join(dir, "front-proxy-client.key"),
 		saKey: filepath.Join(dir, "sa.key"), saPub: filepath.Join(dir, "sa.pub"),
 	}
 	now := time.Now().Add(-time.Hour) // tolerate a little clock skew
@@ -93,6 +100,13 @@ func newPKI(dir string) (*pki, error) {
 	}
 	if err := leaf(p.adminCert, p.adminKey, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "vessel-admin", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return nil, err
+	}
+
+	if err := leaf(p.proxyCert, p.proxyKey, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: frontProxyName},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
 		return nil, err

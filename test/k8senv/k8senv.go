@@ -302,27 +302,54 @@ func (c *Cluster) startEtcd() (string, error) {
 	return url, err
 }
 
+// noRouteArgs let kube-apiserver start on a machine (or in a network
+// namespace) with no default route, where it finds no address to advertise.
+// It refuses to advertise a loopback address while it keeps the endpoints of
+// the "kubernetes" Service, so that Service gets none.
+var noRouteArgs = []string{"--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"}
+
+// startAPIServer starts kube-apiserver against etcd and waits for /readyz.
+// It lets kube-apiserver pick the address it advertises (that of the default
+// route), and falls back to noRouteArgs where there is none.
 func (c *Cluster) startAPIServer(etcdURL string) error {
+	err := c.tryAPIServer(etcdURL, nil)
+	var exited *errExited
+	if errors.As(err, &exited) && strings.Contains(tailFile(exited.log, 30), "no default routes found") {
+		err = c.tryAPIServer(etcdURL, noRouteArgs)
+	}
+	return err
+}
+
+func (c *Cluster) tryAPIServer(etcdURL string, extra []string) error {
 	return retryPortClash(func() (*process, error) {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		c.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
-		p, err := c.start("kube-apiserver",
-			"--etcd-servers="+etcdURL,
+		p, err := c.start("kube-apiserver", append([]string{
+			"--etcd-servers=" + etcdURL,
 			"--bind-address=127.0.0.1",
-			"--secure-port="+strconv.Itoa(port),
-			"--tls-cert-file="+c.pki.servingCert,
-			"--tls-private-key-file="+c.pki.servingKey,
-			"--client-ca-file="+c.pki.caCert,
+			"--secure-port=" + strconv.Itoa(port),
+			"--tls-cert-file=" + c.pki.servingCert,
+			"--tls-private-key-file=" + c.pki.servingKey,
+			"--client-ca-file=" + c.pki.caCert,
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-			"--service-account-key-file="+c.pki.saPub,
-			"--service-account-signing-key-file="+c.pki.saKey,
+			"--service-account-key-file=" + c.pki.saPub,
+			"--service-account-signing-key-file=" + c.pki.saKey,
 			"--authorization-mode=RBAC",
 			"--service-cluster-ip-range=10.96.0.0/16",
 			"--allow-privileged=true",
-		)
+			// The aggregation layer's front proxy, as kubeadm sets it up;
+			// without it the controller manager logs errors in a loop.
+			"--requestheader-client-ca-file=" + c.pki.caCert,
+			"--requestheader-allowed-names=" + frontProxyName,
+			"--requestheader-username-headers=X-Remote-User",
+			"--requestheader-group-headers=X-Remote-Group",
+			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+			"--proxy-client-cert-file=" + c.pki.proxyCert,
+			"--proxy-client-key-file=" + c.pki.proxyKey,
+		}, extra...)...)
 		if err != nil {
 			return nil, err
 		}
@@ -421,11 +448,12 @@ type process struct {
 	err  error         // how it exited, once done is closed
 }
 
-// start starts the named binary with args, its output appended to
-// Dir/NAME.log, and records it to be stopped with the cluster.
+// start starts the named binary with args, its output written to
+// Dir/NAME.log (emptied first: it keeps the last try), and records it to be
+// stopped with the cluster.
 func (c *Cluster) start(name string, args ...string) (*process, error) {
 	logPath := filepath.Join(c.Dir, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}

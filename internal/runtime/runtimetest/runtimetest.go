@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -110,7 +111,9 @@ func (s *suite) sandbox(containers ...runtime.ContainerSpec) string {
 func (s *suite) sandboxWith(change func(*runtime.Spec), containers ...runtime.ContainerSpec) runtime.Spec {
 	s.t.Helper()
 	s.n++
-	id := fmt.Sprintf("rt-%s-%d", time.Now().Format("150405"), s.n)
+	// Unique across the suites of several runtimes running at once: their
+	// cleanups look for processes and cgroups by sandbox ID.
+	id := fmt.Sprintf("rt-%s-%d-%d", time.Now().Format("150405"), os.Getpid(), s.n)
 	for i := range containers {
 		containers[i].Image = s.Image
 	}

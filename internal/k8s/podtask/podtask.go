@@ -1,0 +1,289 @@
+package podtask
+
+import (
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/sizing"
+	"vessel.dev/vessel/internal/task"
+)
+
+// Placeholders the host agent replaces in a container's Environment,
+// EntryPoint and Command once the task's IP is known.
+const (
+	PlaceholderPodIP    = "__VESSEL_POD_IP__"
+	PlaceholderNodeName = "__VESSEL_NODE_NAME__"
+)
+
+// Tag keys Convert puts on the task.
+const (
+	TagPodNamespace = "vessel:pod-namespace"
+	TagPodName      = "vessel:pod-name"
+	TagPodUID       = "vessel:pod-uid"
+	TagProfile      = "vessel:profile"
+)
+
+// LabelFargateProfile is the pod label naming the profile that took it; the
+// profile tag falls back to it when Inputs.Profile is empty.
+const LabelFargateProfile = "eks.amazonaws.com/fargate-profile"
+
+// StartedBy is the task's startedBy for pods.
+const StartedBy = "vessel-scheduler"
+
+// DefaultEphemeralStorageGiB is what a pod's sandbox gets, as on Fargate.
+const DefaultEphemeralStorageGiB = 20
+
+// Inputs is what Convert needs besides the pod, resolved by the caller.
+// Convert does not change it.
+type Inputs struct {
+	// ConfigMaps and Secrets of the pod's namespace, by name, holding at
+	// least those the pod refers to.
+	ConfigMaps map[string]map[string]string
+	Secrets    map[string]map[string][]byte
+
+	// PodIP is the task's IP when already known; "" writes PlaceholderPodIP.
+	PodIP string
+	// NodeName is the pod's virtual node; "" uses pod.spec.nodeName, then
+	// PlaceholderNodeName.
+	NodeName string
+
+	// KubernetesServiceHost and KubernetesServicePort are the address of the
+	// API server as pods see it (the default/kubernetes service); no
+	// KUBERNETES_* variables are set when the host is "".
+	KubernetesServiceHost string
+	KubernetesServicePort int32
+
+	// ClusterName is the Vessel cluster the task runs in.
+	ClusterName string
+	// Profile is the profile that took the pod ("" = the pod's
+	// eks.amazonaws.com/fargate-profile label).
+	Profile string
+	// Subnets the task may be placed in (the profile's).
+	Subnets []string
+	// Runtime is the sandbox runtime ("" = the host's default).
+	Runtime string
+}
+
+// Convert returns the task that runs pod. The task has no ID, ARN or
+// placement yet; LastStatus is PROVISIONING and DesiredStatus RUNNING, as
+// RunTask creates them. Errors: a *sizing.TooLargeError for a pod larger
+// than every size; errdefs.ErrNotFound for a missing, non-optional config
+// map, secret or key; errdefs.ErrInvalidArgument for an unsupported volume
+// type, field path or resource. Messages name the container and variable
+// or volume. Convert does not change pod or in.
+func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
+	size, err := sizing.ForPodSpec(&pod.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkVolumes(pod, in); err != nil {
+		return nil, err
+	}
+	stop := stopTimeout(pod.Spec.TerminationGracePeriodSeconds)
+	profileName := in.Profile
+	if profileName == "" {
+		profileName = pod.Labels[LabelFargateProfile]
+	}
+
+	t := &task.Task{
+		Cluster:             in.ClusterName,
+		CPUUnits:            size.CPUUnits(),
+		MemoryMiB:           size.MemoryMiB,
+		EphemeralStorageGiB: DefaultEphemeralStorageGiB,
+		Runtime:             in.Runtime,
+		Subnets:             append([]string(nil), in.Subnets...),
+		LastStatus:          task.StatusProvisioning,
+		DesiredStatus:       task.StatusRunning,
+		StartedBy:           StartedBy,
+		Tags: []task.Tag{
+			{Key: TagPodNamespace, Value: pod.Namespace},
+			{Key: TagPodName, Value: pod.Name},
+			{Key: TagPodUID, Value: string(pod.UID)},
+		},
+	}
+	if profileName != "" {
+		t.Tags = append(t.Tags, task.Tag{Key: TagProfile, Value: profileName})
+	}
+
+	r := &resolver{pod: pod, in: in, size: size}
+	var prev *task.Dependency // what the next container waits for
+	for _, c := range pod.Spec.InitContainers {
+		tc, err := r.container(&c)
+		if err != nil {
+			return nil, err
+		}
+		tc.StopTimeout = stop
+		if prev != nil {
+			tc.DependsOn = []task.Dependency{*prev}
+		}
+		cond := task.ConditionSuccess
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			cond = task.ConditionStart // a sidecar: later containers wait for it to start
+		}
+		prev = &task.Dependency{Container: c.Name, Condition: cond}
+		t.Containers = append(t.Containers, tc)
+	}
+	for _, c := range pod.Spec.Containers {
+		tc, err := r.container(&c)
+		if err != nil {
+			return nil, err
+		}
+		tc.Essential = true
+		tc.StopTimeout = stop
+		if prev != nil {
+			tc.DependsOn = []task.Dependency{*prev}
+		}
+		t.Containers = append(t.Containers, tc)
+	}
+	return t, nil
+}
+
+// CapacityProvisioned returns the value of the CapacityProvisioned pod
+// annotation for a task Convert made: "0.25vCPU 0.5GB".
+func CapacityProvisioned(t *task.Task) string {
+	return sizing.Size{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB}.String()
+}
+
+// stopTimeout maps terminationGracePeriodSeconds to a StopTimeout:
+// default 30 s, clamped to 1..120 s.
+func stopTimeout(grace *int64) time.Duration {
+	if grace == nil {
+		return task.DefaultStopTimeout
+	}
+	d := time.Duration(*grace) * time.Second
+	return min(max(d, time.Second), task.MaxStopTimeout)
+}
+
+// resolver resolves one pod's containers.
+type resolver struct {
+	pod  *corev1.Pod
+	in   Inputs
+	size sizing.Size
+}
+
+func (r *resolver) container(c *corev1.Container) (task.Container, error) {
+	env, err := r.env(c)
+	if err != nil {
+		return task.Container{}, err
+	}
+	tc := task.Container{
+		Name:        c.Name,
+		Image:       c.Image,
+		EntryPoint:  expandAll(c.Command, env),
+		Command:     expandAll(c.Args, env),
+		Environment: env,
+		WorkingDir:  c.WorkingDir,
+		User:        user(r.pod.Spec.SecurityContext, c.SecurityContext),
+	}
+	return tc, nil
+}
+
+// user returns "uid" or "uid:gid" from the container's security context,
+// falling back to the pod's, or "" to keep the image's user.
+func user(pod *corev1.PodSecurityContext, c *corev1.SecurityContext) string {
+	var uid, gid *int64
+	if pod != nil {
+		uid, gid = pod.RunAsUser, pod.RunAsGroup
+	}
+	if c != nil {
+		if c.RunAsUser != nil {
+			uid = c.RunAsUser
+		}
+		if c.RunAsGroup != nil {
+			gid = c.RunAsGroup
+		}
+	}
+	if uid == nil {
+		return "" // a group alone cannot be given without a user
+	}
+	u := strconv.FormatInt(*uid, 10)
+	if gid != nil {
+		u += ":" + strconv.FormatInt(*gid, 10)
+	}
+	return u
+}
+
+// checkVolumes accepts the volume types Vessel can provide and checks that
+// the config maps and secrets they need were resolved.
+func checkVolumes(pod *corev1.Pod, in Inputs) error {
+	for _, v := range pod.Spec.Volumes {
+		vs := v.VolumeSource
+		switch {
+		case vs.EmptyDir != nil, vs.DownwardAPI != nil:
+		case vs.ConfigMap != nil:
+			if err := needConfigMap(in, vs.ConfigMap.Name, vs.ConfigMap.Optional, v.Name); err != nil {
+				return err
+			}
+		case vs.Secret != nil:
+			if err := needSecret(in, vs.Secret.SecretName, vs.Secret.Optional, v.Name); err != nil {
+				return err
+			}
+		case vs.Projected != nil:
+			for i, s := range vs.Projected.Sources {
+				switch {
+				case s.ConfigMap != nil:
+					if err := needConfigMap(in, s.ConfigMap.Name, s.ConfigMap.Optional, v.Name); err != nil {
+						return err
+					}
+				case s.Secret != nil:
+					if err := needSecret(in, s.Secret.Name, s.Secret.Optional, v.Name); err != nil {
+						return err
+					}
+				case s.DownwardAPI != nil, s.ServiceAccountToken != nil:
+				default:
+					return errdefs.InvalidArgument(
+						"volume %q: projected source %d is of an unsupported type; Vessel supports configMap, secret, downwardAPI and serviceAccountToken sources",
+						v.Name, i)
+				}
+			}
+		default:
+			return errdefs.InvalidArgument(
+				"volume %q is of an unsupported volume type (%s); Vessel supports emptyDir, configMap, secret, downwardAPI and projected volumes",
+				v.Name, volumeType(vs))
+		}
+	}
+	return nil
+}
+
+func needConfigMap(in Inputs, name string, optional *bool, volume string) error {
+	if _, ok := in.ConfigMaps[name]; ok || isTrue(optional) {
+		return nil
+	}
+	return errdefs.NotFound("volume %q: configmap %q not found; create it or mark the volume optional", volume, name)
+}
+
+func needSecret(in Inputs, name string, optional *bool, volume string) error {
+	if _, ok := in.Secrets[name]; ok || isTrue(optional) {
+		return nil
+	}
+	return errdefs.NotFound("volume %q: secret %q not found; create it or mark the volume optional", volume, name)
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+// volumeType names a volume source for error messages.
+func volumeType(vs corev1.VolumeSource) string {
+	switch {
+	case vs.HostPath != nil:
+		return "hostPath"
+	case vs.PersistentVolumeClaim != nil:
+		return "persistentVolumeClaim"
+	case vs.Ephemeral != nil:
+		return "ephemeral"
+	case vs.NFS != nil:
+		return "nfs"
+	case vs.CSI != nil:
+		return "csi"
+	case vs.Image != nil:
+		return "image"
+	case vs.ISCSI != nil:
+		return "iscsi"
+	case vs.FC != nil:
+		return "fc"
+	default:
+		return "unknown"
+	}
+}
