@@ -62,6 +62,8 @@ type server struct {
 	cmd      *exec.Cmd
 	log      *bytes.Buffer
 	extra    []string
+	// subnet is the task subnet of a server on a real runtime.
+	subnet string
 }
 
 func freeAddr(t *testing.T) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,10 @@ func (h hostState) String() string {
 		h.processes, h.mounts, h.cgroups, h.netns, h.veths, h.leases)
 }
 
-func snapshotHost(t *testing.T, dataDir string) hostState {
+// snapshotHost looks at what the server on dataDir could leave behind.
+// Veths count only on the bridges of subnet: other test packages running at
+// the same time make their own.
+func snapshotHost(t *testing.T, dataDir, subnet string) hostState {
 	t.Helper()
 	var h hostState
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
@@ -52,10 +56,17 @@ func snapshotHost(t *testing.T, dataDir string) hostState {
 			}
 		}
 	}
-	for _, root := range []string{"/sys/fs/cgroup/memory/vessel", "/sys/fs/cgroup/pids/vessel", "/sys/fs/cgroup/cpu,cpuacct/vessel", "/sys/fs/cgroup/vessel"} {
+	// Cgroups of this server's tasks (other packages' sandboxes come and go).
+	tasks := map[string]bool{}
+	if entries, err := os.ReadDir(filepath.Join(dataDir, "logs")); err == nil {
+		for _, e := range entries {
+			tasks[e.Name()] = true
+		}
+	}
+	for _, root := range []string{"/sys/fs/cgroup/memory/vessel", "/sys/fs/cgroup/pids/vessel", "/sys/fs/cgroup/cpu/vessel", "/sys/fs/cgroup/cpu,cpuacct/vessel", "/sys/fs/cgroup/vessel"} {
 		entries, _ := os.ReadDir(root)
 		for _, e := range entries {
-			if e.IsDir() {
+			if e.IsDir() && tasks[e.Name()] {
 				h.cgroups = append(h.cgroups, filepath.Join(root, e.Name()))
 			}
 		}
@@ -64,9 +75,19 @@ func snapshotHost(t *testing.T, dataDir string) hostState {
 	for _, e := range entries {
 		h.netns = append(h.netns, e.Name())
 	}
+	_, cidr, _ := net.ParseCIDR(subnet)
 	links, _ := netlink.LinkList()
+	ours := map[int]bool{}
 	for _, l := range links {
-		if l.Type() == "veth" && strings.HasPrefix(l.Attrs().Name, "vh") {
+		addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+		for _, a := range addrs {
+			if cidr != nil && cidr.Contains(a.IP) {
+				ours[l.Attrs().Index] = true
+			}
+		}
+	}
+	for _, l := range links {
+		if l.Type() == "veth" && strings.HasPrefix(l.Attrs().Name, "vh") && ours[l.Attrs().MasterIndex] {
 			h.veths = append(h.veths, l.Attrs().Name)
 		}
 	}
@@ -93,7 +114,7 @@ func TestNothingLeftBehind(t *testing.T) {
 	reg := newRegistry(t)
 	img := reg.push("busybox:1", []string{"true"}, busyboxLayer(t))
 	c := s.ecsClient()
-	before := snapshotHost(t, s.dataDir)
+	before := snapshotHost(t, s.dataDir, s.subnet)
 
 	_, err := c.RegisterTaskDefinition(context.Background(), &ecs.RegisterTaskDefinitionInput{Family: aws.String("many"),
 		Cpu: aws.String("256"), Memory: aws.String("512"),
@@ -118,9 +139,9 @@ func TestNothingLeftBehind(t *testing.T) {
 			t.Fatalf("task %s: exit %v, reason %q", arn, code, aws.ToString(st.StoppedReason))
 		}
 	}
-	after := snapshotHost(t, s.dataDir)
-	if len(after.processes) > len(before.processes) || len(after.mounts) > len(before.mounts) ||
-		len(after.cgroups) > len(before.cgroups) || len(after.netns) > 0 || len(after.veths) > len(before.veths) || after.leases > 0 {
+	after := snapshotHost(t, s.dataDir, s.subnet)
+	if len(after.processes) > 0 || len(after.mounts) > 0 || len(after.cgroups) > 0 || len(after.netns) > 0 ||
+		len(after.veths) > 0 || after.leases > 0 {
 		t.Fatalf("left behind after 50 tasks:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }

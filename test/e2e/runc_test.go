@@ -58,6 +58,7 @@ func startRuncServer(t *testing.T, extra ...string) *server {
 	requireRoot(t)
 	cidr := freeSubnet(t)
 	s := startServer(t, append([]string{"--runtime", "runc", "--subnet", "subnet-default=" + cidr}, extra...)...)
+	s.subnet = cidr
 	t.Cleanup(func() {
 		if s.cmd != nil {
 			stopAll(t, s)
