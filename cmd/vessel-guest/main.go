@@ -26,6 +26,8 @@ func main() {
 			fmt.Fprintln(os.Stderr, "vessel-guest monitor:", err)
 			os.Exit(1)
 		}
+		// Say why it ended, so that a runtime waiting on it can tell.
+		fmt.Fprintln(os.Stderr, "vessel-guest monitor: the VM's control channel closed")
 		return
 	}
 	fmt.Fprintln(os.Stderr, "usage: vessel-guest monitor <config.json>  (as PID 1 of a VM: the guest agent)")

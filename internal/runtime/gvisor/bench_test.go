@@ -2,7 +2,6 @@ package gvisor_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/runtimetest"
 )
 
 // BenchmarkCreateStart measures Create+Start of a one-container sandbox
@@ -36,7 +36,7 @@ func BenchmarkCreateStart(b *testing.B) {
 
 func benchCreateStart(b *testing.B, milliCPU int64) {
 	runsc := runscPath(b)
-	layer := busyboxLayer(b)
+	layer := runtimetest.BusyboxLayer(b)
 	rt := newRuntime(b, runsc, b.TempDir())
 	ctx := context.Background()
 
@@ -46,15 +46,7 @@ func benchCreateStart(b *testing.B, milliCPU int64) {
 	if out, err := exec.Command(runsc, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
 		b.Fatalf("runsc spec: %v: %s", err, out)
 	}
-	var cfg map[string]any
-	data, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
-	json.Unmarshal(data, &cfg)
-	cfg["root"] = map[string]any{"path": layer, "readonly": true}
-	proc := cfg["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"sleep", "1000"}
-	data, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644)
+	runtimetest.BareBundle(b, filepath.Join(bundle, "config.json"), layer)
 	bareFlags := []string{"--root=" + filepath.Join(bare, "root"), "--platform=systrap", "--network=none",
 		"--gofer-network-namespace=new"}
 
@@ -75,7 +67,7 @@ func benchCreateStart(b *testing.B, milliCPU int64) {
 		time.Sleep(300 * time.Millisecond) // idle
 		r, p := memOf(cgroupProcs(id))
 		sbRSS, sbPSS = sbRSS+r, sbPSS+p
-		r, p = memOf(monitorProcs(rt, id))
+		r, p = memOf(runtimetest.LeftoverProcesses(rt.Leftovers(id), "conmon", "/monitor"))
 		monRSS, monPSS = monRSS+r, monPSS+p
 		if err := rt.Delete(ctx, id); err != nil {
 			b.Fatal(err)
@@ -117,23 +109,6 @@ func cgroupProcs(id string) []int {
 		}
 		return nil
 	})
-	return pids
-}
-
-// monitorProcs lists the sandbox's conmons and monitors.
-func monitorProcs(rt interface{ Leftovers(string) []string }, id string) []int {
-	var pids []int
-	for _, l := range rt.Leftovers(id) {
-		pid, rest, ok := strings.Cut(strings.TrimPrefix(l, "process "), ":")
-		if !ok || !strings.HasPrefix(l, "process ") {
-			continue
-		}
-		if strings.Contains(rest, "conmon") || strings.Contains(rest, "/monitor") {
-			if n, err := strconv.Atoi(pid); err == nil {
-				pids = append(pids, n)
-			}
-		}
-	}
 	return pids
 }
 

@@ -26,7 +26,14 @@
 //
 // The OCI bundles, the overlay root file systems, the ephemeral storage,
 // the cgroups and conmon are the runc back end's (runc.OCISpec,
-// runc.Conmon, runc.Cgroups, ...); this package adds what differs.
+// runc.Conmon, runc.Cgroups, ...), and so is the conmon-backed core:
+// runc.Sandboxes keeps the records, locks and exit files and does Create's
+// and Start's frames, Wait, List, Signal, Exec and Delete with runsc as
+// the OCI runtime. This package adds what differs: the two cgroups, the
+// pause root container and its boot, the sub-containers' bundles
+// (subContainer: annotations, pids, runtime and monitor scripts), the
+// OOM rule, destroy's order and killCgroup, and runsc's state in
+// Leftovers.
 //
 // # How a sandbox runs
 //
@@ -50,7 +57,8 @@
 // runs "runsc wait" and exits with the container's code (128+signal when
 // signalled); conmon (a subreaper) reaps it and writes the exit file.
 // Wait, adoption after an agent restart, List, logs (conmon's k8s-file,
-// CRI format) and Leftovers then work as in the runc back end. Signal is
+// CRI format) and Leftovers then work as in the runc back end (the same
+// runc.Sandboxes code). Signal is
 // "runsc kill", Exec "runsc exec" (no TTY yet). Delete runs "runsc delete
 // --force" on every sub-container and then on the root container (which
 // takes the sentry and gofers with it), SIGKILLs whatever is still in the

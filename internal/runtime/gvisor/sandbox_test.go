@@ -14,6 +14,7 @@ import (
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/gvisor"
 	"vessel.dev/vessel/internal/runtime/runc"
+	"vessel.dev/vessel/internal/runtime/runtimetest"
 )
 
 // TestCrossRuntimeNetwork puts a runc sandbox and a gvisor sandbox on one
@@ -21,13 +22,13 @@ import (
 // kernel's, gVisor's netstack) over the same bridge, in both directions.
 func TestCrossRuntimeNetwork(t *testing.T) {
 	runsc := runscPath(t)
-	layer := busyboxLayer(t)
+	layer := runtimetest.BusyboxLayer(t)
 	gv := newRuntime(t, runsc, t.TempDir())
 	rc, err := runc.New(runc.Config{StateDir: t.TempDir()})
 	if err != nil {
 		t.Skipf("no runc runtime: %v", err)
 	}
-	_, attach := testNetwork(t)
+	attach := runtimetest.Networking(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	logs := t.TempDir()
@@ -95,7 +96,7 @@ done; exit 1`, msg, addr)
 // conformance suite measures it from inside, by gVisor's accounting).
 func TestLimitsBindTheSandbox(t *testing.T) {
 	runsc := runscPath(t)
-	layer := busyboxLayer(t)
+	layer := runtimetest.BusyboxLayer(t)
 	rt := newRuntime(t, runsc, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -137,12 +138,7 @@ func TestLimitsBindTheSandbox(t *testing.T) {
 	if len(strings.Fields(string(procs))) < 2 {
 		t.Errorf("sandbox cgroup holds %q, want the sentry and its gofer at least", procs)
 	}
-	if err := rt.Delete(ctx, spec.ID); err != nil {
-		t.Fatal(err)
-	}
-	if left := rt.Leftovers(spec.ID); len(left) > 0 {
-		t.Errorf("left behind: %q", left)
-	}
+	runtimetest.DeleteLeavesNothing(t, ctx, rt, spec.ID)
 }
 
 // TestConfinement checks what a container is allowed inside the sandbox:
@@ -151,7 +147,7 @@ func TestLimitsBindTheSandbox(t *testing.T) {
 // task's PidsLimit as RLIMIT_NPROC, read-only /etc files.
 func TestConfinement(t *testing.T) {
 	runsc := runscPath(t)
-	layer := busyboxLayer(t)
+	layer := runtimetest.BusyboxLayer(t)
 	rt := newRuntime(t, runsc, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -165,44 +161,19 @@ echo "etc-hostname $(cat /etc/hostname)"`
 	spec := runtime.Spec{ID: "conf-1", MilliCPU: 1000, MemoryMiB: 256, LogDir: logs, Hostname: "box",
 		EphemeralStorageGiB: 1, PidsLimit: 100,
 		Containers: []runtime.ContainerSpec{{Name: "app", Layers: []string{layer}, Args: []string{"/bin/sh", "-c", script}}}}
-	if err := rt.Create(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Delete(ctx, spec.ID)
-	if err := rt.Start(ctx, spec.ID, "app"); err != nil {
-		t.Fatal(err)
-	}
-	if left := rt.Leftovers(spec.ID); len(left) < 4 {
-		t.Errorf("Leftovers of a running sandbox = %q; want its directory, mounts, cgroups and processes", left)
-	}
-	st, err := rt.Wait(ctx, spec.ID, "app")
-	if err != nil || st.Code != 0 {
-		t.Fatalf("Wait = %+v, %v", st, err)
-	}
-	data, _ := os.ReadFile(filepath.Join(logs, "app.log"))
-	var out strings.Builder
-	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if f := strings.SplitN(l, " ", 4); len(f) == 4 {
-			out.WriteString(f[3] + "\n")
-		}
-	}
-	t.Logf("inside the sandbox:\n%s", out.String())
+	out := runtimetest.RunApp(t, ctx, rt, spec)
+	t.Logf("inside the sandbox:\n%s", out)
 	for _, want := range []string{
 		// runc's set without CAP_NET_RAW: runsc drops it unless --net-raw
 		// (no raw sockets in the sandbox's netstack).
 		"CapEff:\t00000000a80405fb", "CapBnd:\t00000000a80405fb", "NoNewPrivs:\t1", "Seccomp:\t2",
 		"nofile 1024 ", "nproc 100", "mount-refused", "etc-ro", "etc-hostname box",
 	} {
-		if !strings.Contains(out.String(), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("container output lacks %q", want)
 		}
 	}
-	if err := rt.Delete(ctx, spec.ID); err != nil {
-		t.Fatal(err)
-	}
-	if left := rt.Leftovers(spec.ID); len(left) > 0 {
-		t.Errorf("left behind: %q", left)
-	}
+	runtimetest.DeleteLeavesNothing(t, ctx, rt, spec.ID)
 }
 
 // TestNewRejects checks New's errors: a missing RunscPath is the caller's

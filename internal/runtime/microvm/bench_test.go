@@ -15,6 +15,7 @@ import (
 	"vessel.dev/vessel/internal/guest"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/microvm"
+	"vessel.dev/vessel/internal/runtime/runtimetest"
 )
 
 // BenchmarkCreateStart measures, in one run, Create+Start of a
@@ -25,7 +26,7 @@ import (
 // KVM) every figure is one of emulation; the accelerator is logged.
 func BenchmarkCreateStart(b *testing.B) {
 	needVM(b)
-	layer := busyboxLayer(b)
+	layer := runtimetest.BusyboxLayer(b)
 	dir := b.TempDir()
 	rt := newRuntime(b, dir)
 	b.Logf("accelerator: %s", rt.Accel())
@@ -125,14 +126,8 @@ func pidIn(path string) int {
 
 // rss is a process's resident set in bytes.
 func rss(pid int) int64 {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	kib, _ := runtimetest.ResidentKiB(pid)
+	return kib << 10
 }
 
 var _ = microvm.Name

@@ -2,17 +2,15 @@ package runc_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/runtimetest"
 )
 
 // BenchmarkCreateStart measures Create+Start of a one-container sandbox
@@ -25,7 +23,7 @@ import (
 //	sudo go test -run '^$' -bench CreateStart -benchtime 20x ./internal/runtime/runc/
 func BenchmarkCreateStart(b *testing.B) {
 	needRunc(b)
-	layer := busyboxLayer(b)
+	layer := runtimetest.BusyboxLayer(b)
 	rt := newRuntime(b, b.TempDir())
 	ctx := context.Background()
 
@@ -35,15 +33,10 @@ func BenchmarkCreateStart(b *testing.B) {
 		b.Fatalf("runc spec: %v: %s", err, out)
 	}
 	os.Mkdir(bundle, 0o755)
-	var cfg map[string]any
-	data, _ := os.ReadFile(filepath.Join(bare, "config.json"))
-	json.Unmarshal(data, &cfg)
-	cfg["root"] = map[string]any{"path": layer, "readonly": true}
-	proc := cfg["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"sleep", "1000"}
-	data, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644)
+	if err := os.Rename(filepath.Join(bare, "config.json"), filepath.Join(bundle, "config.json")); err != nil {
+		b.Fatal(err)
+	}
+	runtimetest.BareBundle(b, filepath.Join(bundle, "config.json"), layer)
 	runcRoot := filepath.Join(bare, "root")
 
 	var vessel, baseline time.Duration
@@ -89,20 +82,9 @@ func BenchmarkCreateStart(b *testing.B) {
 
 // conmonRSS returns the resident set of the sandbox's conmon, in KiB.
 func conmonRSS(b *testing.B, rt interface{ Leftovers(string) []string }, id string) int {
-	for _, l := range rt.Leftovers(id) {
-		pid, rest, ok := strings.Cut(strings.TrimPrefix(l, "process "), ":")
-		if !ok || !strings.HasPrefix(l, "process ") || !strings.Contains(rest, "conmon") {
-			continue
-		}
-		status, err := os.ReadFile("/proc/" + pid + "/status")
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-				n, _ := strconv.Atoi(f[1])
-				return n
-			}
+	for _, pid := range runtimetest.LeftoverProcesses(rt.Leftovers(id), "conmon") {
+		if kib, ok := runtimetest.ResidentKiB(pid); ok {
+			return int(kib)
 		}
 	}
 	b.Fatalf("no conmon found for %s", id)

@@ -2,6 +2,7 @@ package runc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -113,4 +115,36 @@ func (c Conmon) Create(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("%s create failed: %s %s", filepath.Base(c.Runtime), msg.Message, readTail(errFile.Name()))
 	}
 	return msg.Data, nil
+}
+
+func readTail(path string) string {
+	data, _ := os.ReadFile(path)
+	if len(data) > 2000 {
+		data = data[len(data)-2000:]
+	}
+	return string(bytes.TrimSpace(data))
+}
+
+func readPid(path string) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
+// processAlive reports whether pid runs (not a zombie) with the given
+// command name, which guards against a reused PID.
+func processAlive(pid int, comm string) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || close < open || close+2 >= len(s) {
+		return false
+	}
+	return s[open+1:close] == comm && s[close+2] != 'Z' && s[close+2] != 'X'
 }

@@ -93,6 +93,19 @@
 // Remove, Leftovers), Conmon (one container's conmon and the runtime's
 // create behind it) and small process helpers (shared.go, conmon.go).
 //
+// Sandboxes (sandboxes.go) is the conmon-backed core both back ends run
+// on: the sandboxes' directories and records (Record, sandbox.json written
+// atomically), the per-sandbox lock, Create's and Start's frames, Prepare
+// (storage, directories, /etc, root file systems and bundles), Wait, List,
+// Signal, Exec and Delete, exit-status reading, and the common end of a
+// destroy (WaitConmon, TearDown) and of Leftovers. A back end fills in its
+// OCI runtime's commands (Command, Run), its setup (the callback of
+// Create: cgroups, OOM baseline, and for gvisor the root container), its
+// Destroy and its OOM rule (OOMKilled), and its Runtime's methods delegate
+// to it. Runtime here is the thin runc one: cgroup vessel/<id> with its
+// containers' under it, conmon running runc, "runc start", "runc kill
+// --all" and "runc delete" in destroy, runc's state in Leftovers.
+//
 // This package imports runtime and errdefs; it must not import the agent,
 // the server or network (tests use network to wire two sandboxes).
 //

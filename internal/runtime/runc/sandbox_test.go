@@ -2,8 +2,6 @@ package runc_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/runtimetest"
 )
 
 // TestConfinement checks what a container is allowed: the default
@@ -19,7 +18,7 @@ import (
 // namespace and mount calls, Fargate's file limits clamped to the host's.
 func TestConfinement(t *testing.T) {
 	needRunc(t)
-	layer := busyboxLayer(t)
+	layer := runtimetest.BusyboxLayer(t)
 	rt := newRuntime(t, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -33,27 +32,7 @@ hostname_file=$(cat /etc/hostname); echo "etc-hostname $hostname_file"`
 	spec := runtime.Spec{ID: "conf-1", MilliCPU: 1000, MemoryMiB: 256, LogDir: logs, Hostname: "box",
 		EphemeralStorageGiB: 1,
 		Containers:          []runtime.ContainerSpec{{Name: "app", Layers: []string{layer}, Args: []string{"/bin/sh", "-c", script}}}}
-	if err := rt.Create(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Delete(ctx, spec.ID)
-	if err := rt.Start(ctx, spec.ID, "app"); err != nil {
-		t.Fatal(err)
-	}
-	if left := rt.Leftovers(spec.ID); len(left) < 4 {
-		t.Errorf("Leftovers of a running sandbox = %q; want its directory, mounts, cgroups and processes", left)
-	}
-	st, err := rt.Wait(ctx, spec.ID, "app")
-	if err != nil || st.Code != 0 {
-		t.Fatalf("Wait = %+v, %v", st, err)
-	}
-	data, _ := os.ReadFile(filepath.Join(logs, "app.log"))
-	var out strings.Builder
-	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if f := strings.SplitN(l, " ", 4); len(f) == 4 {
-			out.WriteString(f[3] + "\n")
-		}
-	}
+	out := runtimetest.RunApp(t, ctx, rt, spec)
 	var hard uint64 = 65535
 	if h := hostNofileHard(t); h < hard {
 		hard = h
@@ -62,16 +41,11 @@ hostname_file=$(cat /etc/hostname); echo "etc-hostname $hostname_file"`
 		"CapEff:\t00000000a80425fb", "CapBnd:\t00000000a80425fb", "NoNewPrivs:\t1", "Seccomp:\t2",
 		"nofile 1024 " + strconv.FormatUint(hard, 10), "mount-refused", "kcore-masked", "procsys-ro", "etc-hostname box",
 	} {
-		if !strings.Contains(out.String(), want+"\n") {
-			t.Errorf("container output lacks %q:\n%s", want, out.String())
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("container output lacks %q:\n%s", want, out)
 		}
 	}
-	if err := rt.Delete(ctx, spec.ID); err != nil {
-		t.Fatal(err)
-	}
-	if left := rt.Leftovers(spec.ID); len(left) > 0 {
-		t.Errorf("left behind: %q", left)
-	}
+	runtimetest.DeleteLeavesNothing(t, ctx, rt, spec.ID)
 }
 
 func hostNofileHard(t *testing.T) uint64 {

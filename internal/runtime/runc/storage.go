@@ -173,38 +173,16 @@ func loopDevicesOf(file string) []string {
 // containers) that mention it. After Delete it must be empty. Tests and the
 // agent's self-checks use it.
 func (r *Runtime) Leftovers(id string) []string {
-	var out []string
-	dir := r.sandboxDir(id)
-	if _, err := os.Stat(dir); err == nil {
-		out = append(out, "directory "+dir)
-	}
-	for _, m := range mountsUnder(dir) {
-		out = append(out, "mount "+m)
-	}
-	for _, d := range loopDevicesOf(filepath.Join(dir, "rw.img")) {
-		out = append(out, "loop device "+d)
-	}
-	out = append(out, r.cg.leftovers(id)...)
+	var state []string
 	if entries, _ := os.ReadDir(r.runcRoot); len(entries) > 0 {
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), id+"-") {
-				out = append(out, "runc state "+filepath.Join(r.runcRoot, e.Name()))
+				state = append(state, "runc state "+filepath.Join(r.runcRoot, e.Name()))
 			}
 		}
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		data, err := os.ReadFile(p)
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		cmdline := strings.ReplaceAll(string(data), "\x00", " ")
-		if strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, " "+id+"-") {
-			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+cmdline)
-		}
-	}
-	// Container processes whose command line does not name the sandbox:
-	// those still in its cgroups.
-	out = append(out, r.cg.processes(id)...)
-	return out
+	dir := r.sb.SandboxDir(id)
+	return r.sb.Leftovers(id, state, func(cmdline string) bool {
+		return strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, " "+id+"-")
+	})
 }

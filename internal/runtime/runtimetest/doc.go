@@ -21,4 +21,19 @@
 //		Prepare:   func(t *testing.T, spec *runtime.Spec) { /* layers */ },
 //		Leftovers: func(t *testing.T, id string) []string { ... },
 //	})
+//
+// The harnesses of the real back ends share their set-up: BusyboxLayer
+// builds the image layer, WithLayer is their Prepare and Networking their
+// Network (a network manager on a FreeSubnet); RunApp and
+// DeleteLeavesNothing serve their own tests, BareBundle, LeftoverProcesses
+// and ResidentKiB their benchmarks.
+//
+//	layer := runtimetest.BusyboxLayer(t)
+//	runtimetest.Run(t, runtimetest.Harness{
+//		New:     ...,
+//		Image:   "busybox",
+//		Real:    true,
+//		Prepare: runtimetest.WithLayer(layer),
+//		Network: runtimetest.Networking(t),
+//	})
 package runtimetest

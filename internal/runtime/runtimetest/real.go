@@ -220,7 +220,15 @@ done; exit 1`, addr)))
 	if st := s.wait(server.ID, "app"); st.Code != 0 {
 		s.t.Fatalf("server: code %d", st.Code)
 	}
-	if out, _ := s.output(server, "app"); out != "hello-over-tcp\n" {
+	// The monitor may write the exit code a moment before the last output
+	// reaches the log file.
+	var out string
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if out, _ = s.output(server, "app"); out != "" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if out != "hello-over-tcp\n" {
 		s.t.Errorf("server received %q, want \"hello-over-tcp\\n\"", out)
 	}
 }

@@ -1,0 +1,707 @@
+package runc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/runtime"
+)
+
+// pollInterval is how often Wait looks for a container's exit file.
+const pollInterval = 50 * time.Millisecond
+
+// Sandboxes is the conmon-backed core of a back end that runs each
+// container of a sandbox under a conmon of its own with an OCI runtime
+// (runc here, runsc in the gvisor back end). It owns the sandboxes'
+// directories under StateDir and what is the same in both back ends:
+//
+//	<StateDir>/<id>/sandbox.json          the Record, written atomically
+//	<StateDir>/<id>/containers/<name>/    the bundle, with conmon's conmon.pid
+//	<StateDir>/<id>/exits/<id>-<name>     the exit code conmon writes
+//	<StateDir>/<id>/sockets/, logs/, etc/ conmon's sockets, default logs and /etc
+//
+// and on top of them the per-sandbox lock, Create's frame, Wait, List,
+// Delete, Signal, Exec and the common part of Delete and Leftovers. The
+// back end fills in what differs (its OCI runtime's commands, how a
+// sandbox is set up, destroyed and found OOM-killed) in the fields below,
+// before the first call; they are not changed after. A Sandboxes is safe
+// for concurrent use.
+type Sandboxes struct {
+	// Name is the back end's name ("runc", "gvisor"): errors start with
+	// "<Name> runtime:", log messages with "<Name>:".
+	Name string
+	// StateDir holds one directory per sandbox; RuntimeRoot is the OCI
+	// runtime's own state directory in it (no sandbox).
+	StateDir    string
+	RuntimeRoot string
+	Log         *slog.Logger
+	// HostNofile and HostNproc are the agent's hard RLIMIT_NOFILE and
+	// RLIMIT_NPROC (HostLimits), which bound the containers'.
+	HostNofile, HostNproc uint64
+	// Cgroups holds the sandboxes' cgroups; TearDown removes them.
+	Cgroups *Cgroups
+	// Command returns the OCI runtime's command about sandbox id, its
+	// global flags first, then args (Exec runs "exec" with it).
+	Command func(ctx context.Context, id string, args ...string) *exec.Cmd
+	// Run runs an OCI runtime command about sandbox id and returns its
+	// combined output, trimmed (Signal's "kill", State's "state").
+	Run func(ctx context.Context, id string, args ...string) ([]byte, error)
+	// OOMKilled reports whether container name, which ended with code 137,
+	// was killed by the OOM killer.
+	OOMKilled func(rec *Record, name string) bool
+	// Destroy kills what runs in the sandbox and removes everything it
+	// holds, usually ending with TearDown. It must work on a sandbox in any
+	// state, also one whose Create failed half-way, and is called with the
+	// sandbox's lock held.
+	Destroy func(ctx context.Context, rec *Record) error
+
+	mu    sync.Mutex
+	locks map[string]*idLock
+}
+
+type idLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// Record is a sandbox's file, <sandbox>/sandbox.json.
+type Record struct {
+	Spec      runtime.Spec    `json:"spec"`
+	CreatedAt time.Time       `json:"createdAt"`
+	Ready     bool            `json:"ready"` // Create finished
+	Storage   string          `json:"storage,omitempty"`
+	OOMBase   int64           `json:"oomBase"` // OOM kills counted in the sandbox's cgroup(s) at Create
+	Started   map[string]bool `json:"started,omitempty"`
+}
+
+// Container returns the spec of the sandbox's container name.
+func (rec *Record) Container(name string) (runtime.ContainerSpec, bool) {
+	for _, c := range rec.Spec.Containers {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return runtime.ContainerSpec{}, false
+}
+
+// Names lists the sandbox's containers' names, in the spec's order.
+func (rec *Record) Names() []string {
+	var names []string
+	for _, c := range rec.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	return names
+}
+
+// ContainerID is a container's ID for the OCI runtime and conmon.
+func ContainerID(id, name string) string { return id + "-" + name }
+
+// SandboxDir is sandbox id's directory.
+func (s *Sandboxes) SandboxDir(id string) string { return filepath.Join(s.StateDir, id) }
+
+// BundleDir is the OCI bundle directory of container name.
+func (s *Sandboxes) BundleDir(id, name string) string {
+	return filepath.Join(s.SandboxDir(id), "containers", name)
+}
+
+func (s *Sandboxes) exitFile(id, name string) string {
+	return filepath.Join(s.SandboxDir(id), "exits", ContainerID(id, name))
+}
+
+// LogPath is where container name's log goes: <LogDir>/<name>.log, or the
+// sandbox's logs/ when the spec has no LogDir.
+func (s *Sandboxes) LogPath(rec *Record, name string) string {
+	dir := rec.Spec.LogDir
+	if dir == "" {
+		dir = filepath.Join(s.SandboxDir(rec.Spec.ID), "logs")
+	}
+	return filepath.Join(dir, name+".log")
+}
+
+// Conmon returns container name's conmon, with the sandbox's bundle, log,
+// exit and socket paths filled in; the caller sets Path, Runtime and
+// RuntimeArgs.
+func (s *Sandboxes) Conmon(rec *Record, name string) Conmon {
+	id := rec.Spec.ID
+	return Conmon{
+		ID: ContainerID(id, name), Name: name, Bundle: s.BundleDir(id, name),
+		LogPath: s.LogPath(rec, name), LogMaxBytes: rec.Spec.LogMaxBytes,
+		ExitDir: filepath.Join(s.SandboxDir(id), "exits"), SocketDir: filepath.Join(s.SandboxDir(id), "sockets"),
+	}
+}
+
+// errorf formats an error of the back end: "<Name> runtime: ...".
+func (s *Sandboxes) errorf(format string, args ...any) error {
+	return fmt.Errorf(s.Name+" runtime: "+format, args...)
+}
+
+// Lock serialises Create, Start and Delete of sandbox id; it blocks until
+// the lock is free and returns the function that frees it.
+func (s *Sandboxes) Lock(id string) func() {
+	s.mu.Lock()
+	if s.locks == nil {
+		s.locks = map[string]*idLock{}
+	}
+	l := s.locks[id]
+	if l == nil {
+		l = &idLock{}
+		s.locks[id] = l
+	}
+	l.refs++
+	s.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		s.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.locks, id)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Save writes the sandbox's record atomically (a temporary file, synced,
+// then renamed).
+func (s *Sandboxes) Save(rec *Record) error {
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.SandboxDir(rec.Spec.ID), "sandbox.json")
+	f, err := os.CreateTemp(filepath.Dir(path), ".sandbox-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// Load reads sandbox id's record; an error of kind errdefs.ErrNotFound
+// when there is none. The record is the caller's.
+func (s *Sandboxes) Load(id string) (*Record, error) {
+	if validName(id) != nil {
+		return nil, errdefs.NotFound("sandbox %s not found", id)
+	}
+	data, err := os.ReadFile(filepath.Join(s.SandboxDir(id), "sandbox.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errdefs.NotFound("sandbox %s not found", id)
+	}
+	if err != nil {
+		return nil, s.errorf("%w", err)
+	}
+	rec := &Record{}
+	if err := json.Unmarshal(data, rec); err != nil {
+		return nil, s.errorf("sandbox %s: %w", id, err)
+	}
+	if rec.Started == nil {
+		rec.Started = map[string]bool{}
+	}
+	return rec, nil
+}
+
+// LoadContainer is Load, with an error of kind errdefs.ErrNotFound also
+// when the sandbox has no container name.
+func (s *Sandboxes) LoadContainer(id, name string) (*Record, error) {
+	rec, err := s.Load(id)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := rec.Container(name); !ok {
+		return nil, errdefs.NotFound("container %q not found in sandbox %s", name, id)
+	}
+	return rec, nil
+}
+
+// Create is the frame of runtime.Runtime's Create: it checks the spec,
+// fills its defaults, makes the sandbox's directory and writes its record
+// first (so that Delete can clean up after a Create that failed or crashed
+// half-way), then calls setup with the sandbox's lock held, and marks the
+// record ready. When setup fails, Destroy cleans up.
+func (s *Sandboxes) Create(ctx context.Context, spec runtime.Spec, setup func(rec *Record) error) (err error) {
+	if err := validName(spec.ID); err == nil {
+		if _, err := os.Stat(s.SandboxDir(spec.ID)); err == nil {
+			return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
+		}
+	}
+	if err := checkSpec(&spec); err != nil {
+		return err
+	}
+	if spec.PidsLimit == 0 {
+		spec.PidsLimit = DefaultPidsLimit
+	}
+	if spec.EphemeralStorageGiB == 0 {
+		spec.EphemeralStorageGiB = DefaultEphemeralStorageGiB
+	}
+	if spec.LogMaxBytes == 0 {
+		spec.LogMaxBytes = DefaultLogMaxBytes
+	}
+	if spec.Hostname == "" {
+		spec.Hostname = spec.ID
+	}
+	unlock := s.Lock(spec.ID)
+	defer unlock()
+	dir := s.SandboxDir(spec.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if os.IsExist(err) {
+			return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
+		}
+		return s.errorf("%w", err)
+	}
+	rec := &Record{Spec: spec, CreatedAt: time.Now().UTC(), Started: map[string]bool{}}
+	if err := s.Save(rec); err != nil {
+		os.RemoveAll(dir)
+		return s.errorf("%w", err)
+	}
+	defer func() {
+		if err != nil {
+			if derr := s.Destroy(context.WithoutCancel(ctx), rec); derr != nil {
+				s.Log.Warn(s.Name+": cleanup after a failed Create", "task", spec.ID, "err", derr)
+			}
+		}
+	}()
+	if err := setup(rec); err != nil {
+		return err
+	}
+	rec.Ready = true
+	if err := s.Save(rec); err != nil {
+		return s.errorf("%w", err)
+	}
+	return nil
+}
+
+// Prepare sets up what the sandbox's containers run on: the ephemeral
+// storage (rec.Storage); the directories exits, sockets, containers and
+// extraDirs, and the log directory; hosts, hostname and resolv.conf in
+// etc/ when the spec has no EtcDir; and for each container its root file
+// system (the image's layers under upper and work in rw/<name>) and its
+// bundle, whose OCI spec (OCISpec's) adjust may change before it is
+// written; adjust may be nil.
+func (s *Sandboxes) Prepare(ctx context.Context, rec *Record, extraDirs []string,
+	adjust func(sandbox runtime.Spec, c runtime.ContainerSpec, bundle string, oci *specs.Spec) error) (err error) {
+	spec := rec.Spec
+	dir := s.SandboxDir(spec.ID)
+	if rec.Storage, err = SetupStorage(ctx, s.Log, dir, spec.EphemeralStorageGiB); err != nil {
+		return s.errorf("sandbox %s: %w", spec.ID, err)
+	}
+	for _, sub := range append([]string{"exits", "sockets", "containers"}, extraDirs...) {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
+			return s.errorf("%w", err)
+		}
+	}
+	logDir := spec.LogDir
+	if logDir == "" {
+		logDir = filepath.Join(dir, "logs")
+	}
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return s.errorf("log directory: %w", err)
+	}
+	etcDir := spec.EtcDir
+	if etcDir == "" {
+		etcDir = filepath.Join(dir, "etc")
+		if err := writeEtc(etcDir, spec.Hostname); err != nil {
+			return s.errorf("%w", err)
+		}
+	}
+	for _, c := range spec.Containers {
+		b, oci, err := s.prepareContainer(spec, c, etcDir)
+		if err != nil {
+			return err
+		}
+		if adjust != nil {
+			if err := adjust(spec, c, b, oci); err != nil {
+				return err
+			}
+		}
+		if err := s.WriteSpec(b, oci); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepareContainer makes container c's bundle directory, mounts its root
+// file system and resolves its user in the image; it returns the bundle
+// directory and the container's OCI spec.
+func (s *Sandboxes) prepareContainer(spec runtime.Spec, c runtime.ContainerSpec, etcDir string) (string, *specs.Spec, error) {
+	b := s.BundleDir(spec.ID, c.Name)
+	rootfs := filepath.Join(b, "rootfs")
+	rw := filepath.Join(s.SandboxDir(spec.ID), "rw", c.Name)
+	upper, work := filepath.Join(rw, "upper"), filepath.Join(rw, "work")
+	for _, d := range []string{rootfs, upper, work, filepath.Join(b, "persist")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", nil, s.errorf("%w", err)
+		}
+	}
+	if err := mountOverlay(rootfs, c.Layers, upper, work); err != nil {
+		if errdefs.IsInvalidArgument(err) {
+			return "", nil, errdefs.InvalidArgument("sandbox %s: container %q: %v", spec.ID, c.Name, err)
+		}
+		return "", nil, s.errorf("container %q: %w", c.Name, err)
+	}
+	user, err := resolveUser(rootfs, c.User)
+	if err != nil {
+		return "", nil, err
+	}
+	return b, ociSpec(c, bundleParams{id: spec.ID, name: c.Name, rootfs: rootfs, hostname: spec.Hostname,
+		netnsPath: spec.NetNSPath, etcDir: etcDir, hostNofile: s.HostNofile, hostNproc: s.HostNproc, user: user}), nil
+}
+
+// WriteSpec writes an OCI spec to <bundle>/config.json.
+func (s *Sandboxes) WriteSpec(bundle string, spec *specs.Spec) error {
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
+		return s.errorf("%w", err)
+	}
+	return nil
+}
+
+// Start is the frame of runtime.Runtime's Start: with the sandbox's lock
+// held, it checks that the sandbox is ready and the container not started
+// yet, and records it as started before launch runs.
+func (s *Sandboxes) Start(id, name string, launch func(rec *Record) error) error {
+	unlock := s.Lock(id)
+	defer unlock()
+	rec, err := s.LoadContainer(id, name)
+	if err != nil {
+		return err
+	}
+	if !rec.Ready {
+		return errdefs.Conflict("sandbox %s is not fully created", id)
+	}
+	if rec.Started[name] {
+		return errdefs.Conflict("container %q of sandbox %s was already started", name, id)
+	}
+	rec.Started[name] = true
+	if err := s.Save(rec); err != nil {
+		return s.errorf("%w", err)
+	}
+	return launch(rec)
+}
+
+// ExitStatus reads a container's exit file; ok is false while it runs.
+// OOMKilled decides about a code of 137.
+func (s *Sandboxes) ExitStatus(rec *Record, name string) (st runtime.ExitStatus, ok bool, err error) {
+	path := s.exitFile(rec.Spec.ID, name)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, s.errorf("%w", err)
+	}
+	code, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return st, false, s.errorf("exit file %s holds %q", path, data)
+	}
+	st.Code = code
+	if fi, err := os.Stat(path); err == nil {
+		st.ExitedAt = fi.ModTime().UTC()
+	}
+	if code == 137 {
+		st.OOMKilled = s.OOMKilled(rec, name)
+	}
+	return st, true, nil
+}
+
+// conmonAlive reports whether the container's conmon still runs.
+func (s *Sandboxes) conmonAlive(id, name string) bool {
+	pid := readPid(filepath.Join(s.BundleDir(id, name), "conmon.pid"))
+	return pid > 0 && processAlive(pid, "conmon")
+}
+
+// Wait implements runtime.Runtime's Wait. It polls the container's exit
+// file, which conmon writes when the container (or its monitor) ends,
+// every 50 ms.
+func (s *Sandboxes) Wait(ctx context.Context, id, name string) (runtime.ExitStatus, error) {
+	ticker := time.NewTicker(pollInterval)
+	defer ticker.Stop()
+	for n := 0; ; n++ {
+		rec, err := s.LoadContainer(id, name)
+		if err != nil {
+			return runtime.ExitStatus{}, err
+		}
+		st, ok, err := s.ExitStatus(rec, name)
+		if err != nil || ok {
+			return st, err
+		}
+		// About every second, make sure a started container still has its
+		// monitor: without it no exit code would ever come.
+		if rec.Started[name] && n%20 == 19 && !s.conmonAlive(id, name) {
+			if st, ok, err := s.ExitStatus(rec, name); err != nil || ok {
+				return st, err
+			}
+			if _, err := os.Stat(filepath.Join(s.BundleDir(id, name), "conmon.pid")); err == nil {
+				return runtime.ExitStatus{}, errdefs.Unavailable("container %q of sandbox %s lost its monitor (conmon) without an exit code", name, id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return runtime.ExitStatus{}, ctx.Err()
+		case <-ticker.C:
+		}
+	}
+}
+
+// State returns the OCI runtime's status of container cid of sandbox id
+// ("created", "running", "stopped", ...) or "" when the runtime does not
+// know it.
+func (s *Sandboxes) State(ctx context.Context, id, cid string) string {
+	out, err := s.Run(ctx, id, "state", cid)
+	if err != nil {
+		return ""
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(out, &st) != nil {
+		return ""
+	}
+	return st.Status
+}
+
+// Signal implements runtime.Runtime's Signal with the OCI runtime's
+// "kill": nothing for a container not started or already ended.
+func (s *Sandboxes) Signal(ctx context.Context, id, name string, sig syscall.Signal) error {
+	rec, err := s.LoadContainer(id, name)
+	if err != nil {
+		return err
+	}
+	if !rec.Started[name] {
+		return nil
+	}
+	if _, ok, _ := s.ExitStatus(rec, name); ok {
+		return nil
+	}
+	cid := ContainerID(id, name)
+	out, err := s.Run(ctx, id, "kill", cid, strconv.Itoa(int(sig)))
+	if err != nil {
+		if _, ok, _ := s.ExitStatus(rec, name); ok {
+			return nil
+		}
+		if st := s.State(ctx, id, cid); st == "stopped" || st == "" {
+			return nil
+		}
+		return s.errorf("kill %s/%s: %w: %s", id, name, err, out)
+	}
+	return nil
+}
+
+// Exec implements runtime.Execer with the OCI runtime's "exec": the
+// process gets the container's environment plus p.Env. It is a child of
+// the agent (not of conmon), so it ends if the agent does. TTYs are not
+// supported yet.
+func (s *Sandboxes) Exec(ctx context.Context, id, name string, p runtime.ExecProcess) (int, error) {
+	if p.TTY {
+		return -1, errdefs.InvalidArgument("exec with a TTY is not supported by the %s runtime yet; run without one", s.Name)
+	}
+	if len(p.Args) == 0 {
+		return -1, errdefs.InvalidArgument("exec needs a command to run")
+	}
+	rec, err := s.LoadContainer(id, name)
+	if err != nil {
+		return -1, err
+	}
+	if !rec.Started[name] {
+		return -1, errdefs.Conflict("container %q of sandbox %s has not been started", name, id)
+	}
+	if _, ok, _ := s.ExitStatus(rec, name); ok {
+		return -1, errdefs.Conflict("container %q of sandbox %s has exited", name, id)
+	}
+	args := []string{"exec"}
+	for _, e := range p.Env {
+		args = append(args, "--env", e)
+	}
+	args = append(args, ContainerID(id, name))
+	args = append(args, p.Args...)
+	cmd := s.Command(ctx, id, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.Stdin, p.Stdout, p.Stderr
+	cmd.WaitDelay = 5 * time.Second
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ctx.Err() == nil {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return -1, s.errorf("exec in %s/%s: %w", id, name, err)
+	}
+	return 0, nil
+}
+
+// Delete implements runtime.Runtime's Delete: Destroy with the sandbox's
+// lock held.
+func (s *Sandboxes) Delete(ctx context.Context, id string) error {
+	unlock := s.Lock(id)
+	defer unlock()
+	rec, err := s.Load(id)
+	if err != nil {
+		return err
+	}
+	return s.Destroy(ctx, rec)
+}
+
+// WaitConmon waits (10 s at most) for container name's conmon to exit once
+// what it watches is gone, and SIGKILLs it after that, logging that it did
+// not exit after what happened ("its container was killed").
+func (s *Sandboxes) WaitConmon(id, name, after string) {
+	pid := readPid(filepath.Join(s.BundleDir(id, name), "conmon.pid"))
+	for deadline := time.Now().Add(10 * time.Second); pid > 0 && processAlive(pid, "conmon"); {
+		if time.Now().After(deadline) {
+			s.Log.Warn(s.Name+": conmon did not exit after "+after+"; killing it", "task", id, "container", name, "pid", pid)
+			unix.Kill(pid, unix.SIGKILL)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TearDown is the end of a Destroy, once nothing runs in the sandbox any
+// more: it unmounts the containers' root file systems and the ephemeral
+// storage, removes the cgroups of vessel/<id>'s children (and then
+// vessel/<id>), and, when all went well and nothing is mounted under it
+// any more, the sandbox's directory. errs are the Destroy's errors so
+// far; the result joins them with TearDown's.
+func (s *Sandboxes) TearDown(rec *Record, cgroupChildren []string, errs []error) error {
+	id, dir := rec.Spec.ID, s.SandboxDir(rec.Spec.ID)
+	for _, n := range rec.Names() {
+		if err := unmount(filepath.Join(s.BundleDir(id, n), "rootfs")); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := TeardownStorage(dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.Cgroups.Remove(id, cgroupChildren); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if left := mountsUnder(dir); len(left) > 0 {
+			errs = append(errs, fmt.Errorf("still mounted: %s", strings.Join(left, ", ")))
+		} else if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s.errorf("delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// List implements runtime.Runtime's List: the sandboxes with a record in
+// StateDir, by ID, with their containers' Started and Exit. The slice is
+// the caller's.
+func (s *Sandboxes) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
+	entries, err := os.ReadDir(s.StateDir)
+	if err != nil {
+		return nil, s.errorf("%w", err)
+	}
+	out := []runtime.SandboxInfo{}
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == s.RuntimeRoot || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		rec, err := s.Load(e.Name())
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		info := runtime.SandboxInfo{ID: rec.Spec.ID, Labels: map[string]string{}}
+		for k, v := range rec.Spec.Labels {
+			info.Labels[k] = v
+		}
+		for _, c := range rec.Spec.Containers {
+			cs := runtime.ContainerState{Name: c.Name, Started: rec.Started[c.Name]}
+			if st, ok, err := s.ExitStatus(rec, c.Name); err == nil && ok {
+				cs.Exit = &st
+			}
+			info.Containers = append(info.Containers, cs)
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Leftovers lists what of sandbox id is still on the host: its directory,
+// mounts, loop devices and cgroup directories, then runtimeState (what the
+// back end found of it in its OCI runtime's state), the processes whose
+// command line (arguments joined by spaces) mentions reports, and the
+// processes still in its cgroups. The slice is the caller's.
+func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cmdline string) bool) []string {
+	var out []string
+	dir := s.SandboxDir(id)
+	if _, err := os.Stat(dir); err == nil {
+		out = append(out, "directory "+dir)
+	}
+	for _, m := range mountsUnder(dir) {
+		out = append(out, "mount "+m)
+	}
+	for _, d := range loopDevicesOf(filepath.Join(dir, "rw.img")) {
+		out = append(out, "loop device "+d)
+	}
+	out = append(out, s.Cgroups.cg.leftovers(id)...)
+	out = append(out, runtimeState...)
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		cmdline := strings.ReplaceAll(string(data), "\x00", " ")
+		if mentions(cmdline) {
+			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+cmdline)
+		}
+	}
+	// Processes whose command line does not name the sandbox: those still
+	// in its cgroups.
+	return append(out, s.Cgroups.cg.processes(id)...)
+}
+
+// HostLimits returns the agent's hard RLIMIT_NOFILE and RLIMIT_NPROC,
+// which a container's cannot exceed (root lacks CAP_SYS_RESOURCE in some
+// hosts).
+func HostLimits() (nofile, nproc uint64, err error) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, 0, err
+	}
+	nofile = rl.Max
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &rl); err != nil {
+		return 0, 0, err
+	}
+	return nofile, rl.Max, nil
+}

@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkIsolatedRuntimes measures RunTask → RUNNING (startedAt −
+// createdAt, p50/p99) on the gvisor and microvm runtimes through the built
+// server, each next to its bare runtime measured in the same run: bare
+// `runsc run --detach` of a bundle over the same root file system, and the
+// server's own probe boot of the same kernel and initramfs to the guest
+// agent (QEMU alone, no task). It also prints the host memory of an idle
+// sandbox. Run it with
+//
+//	go test -run x -bench IsolatedRuntimes -benchtime 1x ./test/e2e/
+func BenchmarkIsolatedRuntimes(b *testing.B) {
+	t := &testing.T{}
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	for _, script := range []string{"build-runsc", "build-guest-kernel"} {
+		if out, err := exec.Command(repoRoot + "/scripts/" + script).CombinedOutput(); err != nil {
+			b.Fatalf("scripts/%s: %v %s", script, err, out)
+		}
+	}
+	cidr := freeSubnet(t)
+	s := &server{t: t, dataDir: b.TempDir(), addr: freeAddr(t),
+		extra: []string{"--runtimes", "microvm,gvisor", "--subnet", "subnet-default=" + cidr,
+			"--cpu-allocation-ratio", "64", "--memory-allocation-ratio", "4"}}
+	s.endpoint = "http://" + s.addr
+	s.start()
+	b.Cleanup(func() {
+		stopAllB(s.ecsClient())
+		s.kill(15)
+		removeBridges(cidr)
+	})
+	for deadline := time.Now().Add(120 * time.Second); !strings.Contains(s.log.String(), "Runtimes on this host") && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	reg := newRegistry(t)
+	img := reg.push("busybox:1", []string{"sleep", "3600"}, busyboxLayer(t))
+	c := s.ecsClient()
+	ctx := context.Background()
+	p := func(d []time.Duration, q float64) time.Duration {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[min(len(d)-1, int(q*float64(len(d))))]
+	}
+	runtimeLatency := func(rt string, n int) []time.Duration {
+		family := "idle-" + rt
+		if _, err := c.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{Family: aws.String(family),
+			Cpu: aws.String("1024"), Memory: aws.String("2048"),
+			ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String(img), StopTimeout: aws.Int32(1)}},
+			Tags:                 []ecstypes.Tag{{Key: aws.String("vessel:runtime"), Value: aws.String(rt)}}}); err != nil {
+			b.Fatal(err)
+		}
+		warm := runOneB(b, c, family) // image cache and root image
+		waitForB(b, c, warm, "RUNNING")
+		stopAllB(c)
+		var out []time.Duration
+		for i := 0; i < n; i++ {
+			tk := waitForB(b, c, runOneB(b, c, family), "RUNNING")
+			out = append(out, tk.StartedAt.Sub(*tk.CreatedAt))
+		}
+		return out
+	}
+
+	// gVisor next to bare runsc.
+	gv := runtimeLatency("gvisor", 20)
+	gvMem := sandboxMemory(s.dataDir, []string{"runsc", "conmon"}, 20)
+	stopAllB(c)
+	runsc := newestCached(repoRoot + "/.cache/runsc/*/runsc")
+	bundle := bareBundle(b)
+	var bare []time.Duration
+	for i := 0; i < 20; i++ {
+		id := fmt.Sprintf("bare-gv-%d", i)
+		start := time.Now()
+		cmd := exec.Command(runsc, "--root", filepath.Join(bundle, "runsc-state"), "--network=none", "--platform=systrap",
+			"run", "--detach", "--bundle", bundle, id)
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("runsc run %s: %v", id, err)
+		}
+		bare = append(bare, time.Since(start))
+	}
+	for i := 0; i < 20; i++ {
+		exec.Command(runsc, "--root", filepath.Join(bundle, "runsc-state"), "delete", "--force", fmt.Sprintf("bare-gv-%d", i)).Run()
+	}
+	// runsc leaves a mount of its gofers' network namespace in its root.
+	unix.Unmount(filepath.Join(bundle, "runsc-state", "null-netns"), unix.MNT_DETACH)
+	fmt.Printf("gvisor   RunTask→RUNNING p50 %v p99 %v   bare runsc run --detach p50 %v p99 %v   ratio p50 %.2f×   idle sandbox %.1f MiB RSS\n",
+		p(gv, .5), p(gv, .99), p(bare, .5), p(bare, .99), float64(p(gv, .5))/float64(p(bare, .5)), gvMem)
+
+	// The micro-VM next to the server's own probe boot of the same kernel
+	// and initramfs.
+	mv := runtimeLatency("microvm", 8)
+	mvMem := sandboxMemory(s.dataDir, []string{"qemu-system", "vessel-guest"}, 8)
+	boot := probeBoot(s.log.String())
+	accel := "TCG (emulation)"
+	if strings.Contains(s.log.String(), "under KVM") {
+		accel = "KVM"
+	}
+	fmt.Printf("microvm  RunTask→RUNNING p50 %v p99 %v   bare QEMU boot to the guest agent %v   ratio p50 %.2f×   idle sandbox %.1f MiB RSS   [%s]\n",
+		p(mv, .5), p(mv, .99), boot, float64(p(mv, .5))/float64(boot), mvMem, accel)
+}
+
+// probeBoot reads the boot time of the server's probe VM from its log.
+func probeBoot(log string) time.Duration {
+	m := regexp.MustCompile(`probe VM booted to the guest agent.*took=([0-9.]+[a-zµ]+)`).FindStringSubmatch(log)
+	if m == nil {
+		return 0
+	}
+	d, _ := time.ParseDuration(m[1])
+	return d
+}
+
+func newestCached(pattern string) string {
+	m, _ := filepath.Glob(pattern)
+	sort.Strings(m)
+	if len(m) == 0 {
+		return "runsc"
+	}
+	return m[len(m)-1]
+}
+
+// sandboxMemory is the RSS of the processes (by command name part) that
+// belong to the server's data directory, per sandbox.
+func sandboxMemory(dataDir string, names []string, n int) float64 {
+	var kib int64
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmd, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(cmd), dataDir) {
+			continue
+		}
+		match := false
+		for _, name := range names {
+			match = match || strings.Contains(strings.SplitN(string(cmd), "\x00", 2)[0], name)
+		}
+		if !match {
+			continue
+		}
+		status, err := os.ReadFile(filepath.Join(filepath.Dir(p), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				var k int64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &k)
+				kib += k
+			}
+		}
+	}
+	return float64(kib) / 1024 / float64(n)
+}
