@@ -96,8 +96,10 @@
 //     VM is the isolation boundary. RLIMIT_NOFILE is set with prlimit just
 //     after start; no TTY for exec yet.
 //
-// This package imports runtime, errdefs and guest; it must not import the
-// agent, the server or network (tests use network).
+// This package imports runtime, errdefs, guest and runc (for runc's host
+// helpers: cgroup layout and writes, PID files, atomic writes, the ext4
+// image of the writable disk); it must not import the agent, the server or
+// network (tests use network).
 //
 //	rt, err := microvm.New(microvm.Config{StateDir: filepath.Join(dataDir, "sandboxes", "microvm"),
 //		KernelPath: ".cache/guest-kernel/<version>/vmlinux", GuestBinary: "bin/vessel-guest"})

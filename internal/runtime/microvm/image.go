@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/runtime/runc"
 )
 
 // imageKey names a root image by the image's layer list.
@@ -76,23 +78,7 @@ func (r *Runtime) rootImage(ctx context.Context, layers []string) (string, error
 // formatted ext4 on the host (no journal, lazy inode tables: ≈20 ms), where
 // the guest keeps each container's upper and work directories.
 func writableDisk(ctx context.Context, path string, sizeGiB int) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	err = f.Truncate(int64(sizeGiB) << 30)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
-		"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", path).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("mkfs.ext4: %w: %s", err, bytes.TrimSpace(out))
-	}
-	return nil
+	return runc.MakeExt4Image(ctx, path, sizeGiB)
 }
 
 // initramfs returns the initramfs the VMs boot: the guest binary as /init

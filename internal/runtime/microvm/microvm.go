@@ -22,16 +22,18 @@ import (
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/guest"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/runc"
 )
 
 // Name is the runtime's name.
 const Name = "microvm"
 
-// Defaults of the provisioned sandbox beyond its size.
+// Defaults of the provisioned sandbox beyond its size: runc's (Create
+// fills them in with runc.FillDefaults).
 const (
-	DefaultPidsLimit           = 1024
-	DefaultEphemeralStorageGiB = 20
-	DefaultLogMaxBytes         = 10 << 20
+	DefaultPidsLimit           = runc.DefaultPidsLimit
+	DefaultEphemeralStorageGiB = runc.DefaultEphemeralStorageGiB
+	DefaultLogMaxBytes         = runc.DefaultLogMaxBytes
 	// qemuOverheadMiB is what the QEMU process may use beyond the guest's
 	// memory (device emulation, the TCG translation cache) before its
 	// cgroup's limit.
@@ -239,11 +241,7 @@ func (r *Runtime) save(rec *record) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(r.dir(rec.Spec.ID), "sandbox.json")
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return runc.WriteFileAtomic(filepath.Join(r.dir(rec.Spec.ID), "sandbox.json"), data)
 }
 
 func (r *Runtime) load(id string) (*record, error) {
@@ -301,15 +299,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 		}
 		return err
 	}
-	if spec.PidsLimit == 0 {
-		spec.PidsLimit = DefaultPidsLimit
-	}
-	if spec.EphemeralStorageGiB == 0 {
-		spec.EphemeralStorageGiB = DefaultEphemeralStorageGiB
-	}
-	if spec.LogMaxBytes == 0 {
-		spec.LogMaxBytes = DefaultLogMaxBytes
-	}
+	runc.FillDefaults(&spec)
 	if spec.LogDir == "" {
 		spec.LogDir = filepath.Join(dir, "logs")
 	}
@@ -448,7 +438,7 @@ func (r *Runtime) startQEMU(ctx context.Context, rec *record, mac string) error 
 	if err := c.Run(); err != nil {
 		return fmt.Errorf("qemu: %w: %s", err, bytes.TrimSpace(out.Bytes()))
 	}
-	if pid := readPid(filepath.Join(dir, "qemu.pid")); pid == 0 {
+	if pid := runc.ReadPid(filepath.Join(dir, "qemu.pid")); pid == 0 {
 		return fmt.Errorf("qemu wrote no pid file: %s", bytes.TrimSpace(out.Bytes()))
 	}
 	return nil
@@ -487,10 +477,10 @@ func (r *Runtime) waitReady(ctx context.Context, dir string) error {
 			}
 			return nil
 		}
-		if !alive(readPid(filepath.Join(dir, "qemu.pid")), dir) {
+		if !alive(runc.ReadPid(filepath.Join(dir, "qemu.pid")), dir) {
 			return fmt.Errorf("the VM stopped while booting; console: %s", tail(filepath.Join(dir, "console.log")))
 		}
-		if !alive(readPid(filepath.Join(dir, "monitor.pid")), "monitor") {
+		if !alive(runc.ReadPid(filepath.Join(dir, "monitor.pid")), "monitor") {
 			return fmt.Errorf("the VM's monitor stopped: %s", tail(filepath.Join(dir, "monitor.log")))
 		}
 		select {
@@ -509,17 +499,9 @@ func tail(path string) string {
 	return strings.TrimSpace(string(data))
 }
 
-func readPid(path string) int {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-	return pid
-}
-
 // alive reports whether pid runs (not a zombie) with mark in its command
-// line, which guards against a reused pid.
+// line, which guards against a reused pid. (runc.ProcessAlive matches the
+// command name instead, which is the same for every QEMU.)
 func alive(pid int, mark string) bool {
 	if pid <= 0 {
 		return false
@@ -528,14 +510,7 @@ func alive(pid int, mark string) bool {
 	if err != nil || !strings.Contains(string(cmdline), mark) {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
-	}
-	return true
+	return runc.ProcessRunning(pid)
 }
 
 // request sends one request to the VM's monitor and returns the connection
@@ -631,7 +606,7 @@ func (r *Runtime) Wait(ctx context.Context, id, container string) (runtime.ExitS
 			if _, err := os.Stat(dir); err != nil {
 				return runtime.ExitStatus{}, errdefs.NotFound("sandbox %q not found", id)
 			}
-			if !alive(readPid(filepath.Join(dir, "qemu.pid")), dir) {
+			if !alive(runc.ReadPid(filepath.Join(dir, "qemu.pid")), dir) {
 				if st, err := r.exitOf(id, container); err == nil {
 					return *st, nil
 				}
@@ -745,7 +720,7 @@ func (r *Runtime) teardown(rec *record) error {
 	dir := r.dir(rec.Spec.ID)
 	var errs []error
 	for _, p := range []struct{ file, mark string }{{"qemu.pid", dir}, {"monitor.pid", "monitor"}} {
-		pid := readPid(filepath.Join(dir, p.file))
+		pid := runc.ReadPid(filepath.Join(dir, p.file))
 		if !alive(pid, p.mark) {
 			continue
 		}

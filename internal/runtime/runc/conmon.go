@@ -137,14 +137,21 @@ func readPid(path string) int {
 // processAlive reports whether pid runs (not a zombie) with the given
 // command name, which guards against a reused PID.
 func processAlive(pid int, comm string) bool {
+	c, running := procStat(pid)
+	return running && c == comm
+}
+
+// procStat returns pid's command name from /proc/<pid>/stat and whether it
+// runs: it exists and is neither a zombie nor dead.
+func procStat(pid int) (comm string, running bool) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return "", false
 	}
 	s := string(data)
 	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
 	if open < 0 || close < open || close+2 >= len(s) {
-		return false
+		return "", false
 	}
-	return s[open+1:close] == comm && s[close+2] != 'Z' && s[close+2] != 'X'
+	return s[open+1 : close], s[close+2] != 'Z' && s[close+2] != 'X'
 }

@@ -92,6 +92,11 @@
 // SetupStorage/TeardownStorage, Cgroups (DetectCgroups, Create, OOMKills,
 // Remove, Leftovers), Conmon (one container's conmon and the runtime's
 // create behind it) and small process helpers (shared.go, conmon.go).
+// The microvm back end uses the lower-level ones for a cgroup of its own
+// (Cgroups' Controller and Hierarchies, WriteCgroupFile, RemoveCgroupDir),
+// its spec's defaults (FillDefaults), its PID files (ReadPid,
+// ProcessRunning), its record (WriteFileAtomic) and its writable disk
+// (MakeExt4Image).
 //
 // Sandboxes (sandboxes.go) is the conmon-backed core both back ends run
 // on: the sandboxes' directories and records (Record, sandbox.json written

@@ -183,8 +183,15 @@ func (s *Sandboxes) Save(rec *Record) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(s.SandboxDir(rec.Spec.ID), "sandbox.json")
-	f, err := os.CreateTemp(filepath.Dir(path), ".sandbox-*.json")
+	return writeFileAtomic(filepath.Join(s.SandboxDir(rec.Spec.ID), "sandbox.json"), data)
+}
+
+// writeFileAtomic writes data to path through a temporary file of mode
+// 0600 beside it (".<name>-*<ext>"), synced, then renamed over path.
+func writeFileAtomic(path string, data []byte) error {
+	base := filepath.Base(path)
+	ext := filepath.Ext(base)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+strings.TrimSuffix(base, ext)+"-*"+ext)
 	if err != nil {
 		return err
 	}
@@ -253,15 +260,7 @@ func (s *Sandboxes) Create(ctx context.Context, spec runtime.Spec, setup func(re
 	if err := checkSpec(&spec); err != nil {
 		return err
 	}
-	if spec.PidsLimit == 0 {
-		spec.PidsLimit = DefaultPidsLimit
-	}
-	if spec.EphemeralStorageGiB == 0 {
-		spec.EphemeralStorageGiB = DefaultEphemeralStorageGiB
-	}
-	if spec.LogMaxBytes == 0 {
-		spec.LogMaxBytes = DefaultLogMaxBytes
-	}
+	fillDefaults(&spec)
 	if spec.Hostname == "" {
 		spec.Hostname = spec.ID
 	}
@@ -294,6 +293,21 @@ func (s *Sandboxes) Create(ctx context.Context, spec runtime.Spec, setup func(re
 		return s.errorf("%w", err)
 	}
 	return nil
+}
+
+// fillDefaults sets the spec's unset pids limit, ephemeral storage and log
+// size to DefaultPidsLimit, DefaultEphemeralStorageGiB and
+// DefaultLogMaxBytes.
+func fillDefaults(spec *runtime.Spec) {
+	if spec.PidsLimit == 0 {
+		spec.PidsLimit = DefaultPidsLimit
+	}
+	if spec.EphemeralStorageGiB == 0 {
+		spec.EphemeralStorageGiB = DefaultEphemeralStorageGiB
+	}
+	if spec.LogMaxBytes == 0 {
+		spec.LogMaxBytes = DefaultLogMaxBytes
+	}
 }
 
 // Prepare sets up what the sandbox's containers run on: the ephemeral

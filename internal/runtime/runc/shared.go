@@ -1,6 +1,8 @@
 package runc
 
 import (
+	"context"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"vessel.dev/vessel/internal/runtime"
@@ -44,6 +46,10 @@ func ValidName(s string) error { return validName(s) }
 // errdefs.ErrInvalidArgument.
 func CheckSpec(spec *runtime.Spec) error { return checkSpec(spec) }
 
+// FillDefaults sets the spec's unset PidsLimit, EphemeralStorageGiB and
+// LogMaxBytes to this package's defaults (those of Fargate).
+func FillDefaults(spec *runtime.Spec) { fillDefaults(spec) }
+
 // WriteEtc writes minimal hosts, hostname and resolv.conf into dir.
 func WriteEtc(dir, hostname string) error { return writeEtc(dir, hostname) }
 
@@ -69,6 +75,24 @@ func ReadPid(path string) int { return readPid(path) }
 // ProcessAlive reports whether pid runs (not a zombie) with command name
 // comm.
 func ProcessAlive(pid int, comm string) bool { return processAlive(pid, comm) }
+
+// ProcessRunning reports whether pid exists and is neither a zombie nor
+// dead, whatever its command.
+func ProcessRunning(pid int) bool {
+	_, running := procStat(pid)
+	return running
+}
+
+// WriteFileAtomic writes data to path through a synced temporary file of
+// mode 0600 in path's directory, renamed over path.
+func WriteFileAtomic(path string, data []byte) error { return writeFileAtomic(path, data) }
+
+// MakeExt4Image creates path (which must not exist) as a sparse file of
+// sizeGiB formatted ext4 without a journal, as SetupStorage does before it
+// mounts it.
+func MakeExt4Image(ctx context.Context, path string, sizeGiB int) error {
+	return makeExt4Image(ctx, path, sizeGiB)
+}
 
 // ReadTail returns the last 2000 bytes of a file, trimmed.
 func ReadTail(path string) string { return readTail(path) }
@@ -102,6 +126,11 @@ func DetectCgroups() (*Cgroups, error) {
 // V2 reports whether the host uses the unified hierarchy only.
 func (c *Cgroups) V2() bool { return c.cg.v2 }
 
+// Controller returns the mount point of the v1 hierarchy that carries
+// controller ("cpu", "cpuacct", "memory" or "pids"); "" on a v2-only host
+// or when it is not mounted.
+func (c *Cgroups) Controller(controller string) string { return c.cg.v1[controller] }
+
 // Hierarchies lists every hierarchy's mount point.
 func (c *Cgroups) Hierarchies() []string { return append([]string(nil), c.cg.all...) }
 
@@ -128,6 +157,18 @@ func (c *Cgroups) Leftovers(id string) []string {
 	out := c.cg.leftovers(id)
 	return append(out, c.cg.processes(id)...)
 }
+
+// CgroupRoot is where the cgroup file systems are mounted (on a v2-only
+// host, the unified hierarchy itself).
+const CgroupRoot = cgroupRoot
+
+// WriteCgroupFile writes value to a cgroup control file; the error names
+// both.
+func WriteCgroupFile(path, value string) error { return writeFile(path, value) }
+
+// RemoveCgroupDir removes one cgroup directory, retrying for up to 3 s
+// while the kernel still holds it busy; a missing one is no error.
+func RemoveCgroupDir(dir string) error { return rmdirRetry(dir) }
 
 // SandboxCgroup is the cgroup path of sandbox id relative to a hierarchy's
 // root; ContainerCgroup the one of its container name.

@@ -28,22 +28,8 @@ func SetupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int
 		return "", err
 	}
 	err := func() error {
-		f, err := os.OpenFile(img, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
+		if err := makeExt4Image(ctx, img, sizeGiB); err != nil {
 			return err
-		}
-		err = f.Truncate(int64(sizeGiB) << 30)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-		// No journal (the data does not outlive the sandbox), lazy
-		// inode-table init: about 20 ms for 20 GiB.
-		if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
-			"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", img).CombinedOutput(); err != nil {
-			return fmt.Errorf("mkfs.ext4: %w: %s", err, strings.TrimSpace(string(out)))
 		}
 		// mount(8) finds a free loop device and sets it to detach itself
 		// when unmounted (autoclear).
@@ -58,6 +44,28 @@ func SetupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int
 		return "dir", nil
 	}
 	return "loop", nil
+}
+
+// makeExt4Image creates path (which must not exist) as a sparse file of
+// sizeGiB and formats it ext4: no journal (the data does not outlive the
+// sandbox), lazy inode-table init: about 20 ms for 20 GiB.
+func makeExt4Image(ctx context.Context, path string, sizeGiB int) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(int64(sizeGiB) << 30)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
+		"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", path).CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // TeardownStorage unmounts the sandbox's loop file system and makes sure its
