@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -60,6 +61,9 @@ func probeKVM(qemu, kernel string) (bool, string) {
 		}
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
+		// A probe guest that hangs must not outlive a process killed in the
+		// middle of the probe.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			return false, err.Error()
 		}
