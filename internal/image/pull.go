@@ -16,6 +16,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"vessel.dev/vessel/internal/fsutil"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -323,7 +324,7 @@ func (s *Store) writeBlob(d string, b []byte) error {
 	if exists(p) {
 		return nil
 	}
-	return writeFileAtomic(s.tmpDir(), p, b)
+	return fsutil.WriteFileAtomic(p, b, s.tmpDir())
 }
 
 // ensureLayer makes sure the layer lr is unpacked under Root/layers. Only

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"vessel.dev/vessel/internal/fsutil"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -264,29 +265,7 @@ func (s *Store) writeRecord(rec *record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.tmpDir(), s.recordPath(rec.Ref), b)
-}
-
-// writeFileAtomic writes b to a temporary file in tmpDir, syncs it and
-// renames it to dst.
-func writeFileAtomic(tmpDir, dst string, b []byte) error {
-	f, err := os.CreateTemp(tmpDir, "write-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), dst)
+	return fsutil.WriteFileAtomic(s.recordPath(rec.Ref), b, s.tmpDir())
 }
 
 func (s *Store) records() ([]*record, error) {

@@ -37,17 +37,7 @@ func BenchmarkIsolatedRuntimes(b *testing.B) {
 			b.Fatalf("scripts/%s: %v %s", script, err, out)
 		}
 	}
-	cidr := freeSubnet(t)
-	s := &server{t: t, dataDir: b.TempDir(), addr: freeAddr(t),
-		extra: []string{"--runtimes", "microvm,gvisor", "--subnet", "subnet-default=" + cidr,
-			"--cpu-allocation-ratio", "64", "--memory-allocation-ratio", "4"}}
-	s.endpoint = "http://" + s.addr
-	s.start()
-	b.Cleanup(func() {
-		stopAllB(s.ecsClient())
-		s.kill(15)
-		removeBridges(cidr)
-	})
+	s := startBenchServer(b, "--runtimes", "microvm,gvisor")
 	for deadline := time.Now().Add(120 * time.Second); !strings.Contains(s.log.String(), "Runtimes on this host") && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -188,11 +188,17 @@ func bareCleanup(bundle string, n int) {
 // Benchmark helpers over *testing.B.
 
 func startRuncServerB(b *testing.B) *server {
+	return startBenchServer(b, "--runtime", "runc")
+}
+
+// startBenchServer starts vessel server for a benchmark on a subnet of its
+// own with generous allocation ratios, and stops everything afterwards.
+func startBenchServer(b *testing.B, runtimes ...string) *server {
 	t := &testing.T{}
 	cidr := freeSubnet(t)
 	s := &server{t: t, dataDir: b.TempDir(), addr: freeAddr(t),
-		extra: []string{"--runtime", "runc", "--subnet", "subnet-default=" + cidr,
-			"--cpu-allocation-ratio", "64", "--memory-allocation-ratio", "4"}}
+		extra: append(runtimes, "--subnet", "subnet-default="+cidr,
+			"--cpu-allocation-ratio", "64", "--memory-allocation-ratio", "4")}
 	s.endpoint = "http://" + s.addr
 	s.start()
 	b.Cleanup(func() {

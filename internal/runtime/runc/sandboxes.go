@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"vessel.dev/vessel/internal/fsutil"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -183,31 +184,7 @@ func (s *Sandboxes) Save(rec *Record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.SandboxDir(rec.Spec.ID), "sandbox.json"), data)
-}
-
-// writeFileAtomic writes data to path through a temporary file of mode
-// 0600 beside it (".<name>-*<ext>"), synced, then renamed over path.
-func writeFileAtomic(path string, data []byte) error {
-	base := filepath.Base(path)
-	ext := filepath.Ext(base)
-	f, err := os.CreateTemp(filepath.Dir(path), "."+strings.TrimSuffix(base, ext)+"-*"+ext)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return fsutil.WriteFileAtomic(filepath.Join(s.SandboxDir(rec.Spec.ID), "sandbox.json"), data, "")
 }
 
 // Load reads sandbox id's record; an error of kind errdefs.ErrNotFound

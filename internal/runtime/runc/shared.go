@@ -2,6 +2,7 @@ package runc
 
 import (
 	"context"
+	"vessel.dev/vessel/internal/fsutil"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -85,7 +86,7 @@ func ProcessRunning(pid int) bool {
 
 // WriteFileAtomic writes data to path through a synced temporary file of
 // mode 0600 in path's directory, renamed over path.
-func WriteFileAtomic(path string, data []byte) error { return writeFileAtomic(path, data) }
+func WriteFileAtomic(path string, data []byte) error { return fsutil.WriteFileAtomic(path, data, "") }
 
 // MakeExt4Image creates path (which must not exist) as a sparse file of
 // sizeGiB formatted ext4 without a journal, as SetupStorage does before it

@@ -1,0 +1,38 @@
+// Package fsutil holds the file-system helpers several of Vessel's packages
+// need the same way. It imports nothing of Vessel's.
+package fsutil
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// WriteFileAtomic writes data to path so that a crash leaves either the old
+// file or the new one, never a part: a temporary file (mode 0600, named
+// ".<name>-*<ext>") in tmpDir — beside path when tmpDir is "" — is written,
+// synced and renamed over path. tmpDir must be on path's file system.
+func WriteFileAtomic(path string, data []byte, tmpDir string) error {
+	if tmpDir == "" {
+		tmpDir = filepath.Dir(path)
+	}
+	base := filepath.Base(path)
+	ext := filepath.Ext(base)
+	f, err := os.CreateTemp(tmpDir, "."+strings.TrimSuffix(base, ext)+"-*"+ext)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
