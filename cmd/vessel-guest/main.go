@@ -1,7 +1,3 @@
-// Command vessel-guest is the micro-VM runtime's small static binary. As
-// PID 1 of a VM (from the initramfs) it is the guest agent; on the host,
-// "vessel-guest monitor <config>" is the per-VM monitor that holds the
-// control channel. Build it with CGO_ENABLED=0.
 package main
 
 import (

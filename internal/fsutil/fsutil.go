@@ -1,5 +1,3 @@
-// Package fsutil holds the file-system helpers several of Vessel's packages
-// need the same way. It imports nothing of Vessel's.
 package fsutil
 
 import (
