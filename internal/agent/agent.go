@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -70,14 +71,22 @@ type Config struct {
 	// LogDir keeps each task's container logs in LogDir/<task ID>/, beyond
 	// the task's end; required with real runtimes.
 	LogDir string
+	// TaskDir keeps each task's own files (its volumes) in
+	// TaskDir/<task ID>/ while it runs; by default "tasks" beside LogDir.
+	TaskDir string
 	// LogMaxBytes caps the logs kept per task (split between its
 	// containers); 10 MiB by default.
 	LogMaxBytes int64
 	// LogRetention is how long the logs of a finished task are kept; 1 h
 	// by default (as the control plane keeps STOPPED tasks).
 	LogRetention time.Duration
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// RestartBackoff is the first delay before a container is restarted in
+	// place (tasks with a RestartPolicy), doubled for each restart in a row
+	// up to MaxRestartBackoff; 10 s and 5 min by default, as the kubelet.
+	RestartBackoff    time.Duration
+	MaxRestartBackoff time.Duration
+	Logger            *slog.Logger
+	Now               func() time.Time
 }
 
 // Agent runs the tasks placed on one host.
@@ -135,6 +144,18 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.LogRetention <= 0 {
 		cfg.LogRetention = time.Hour
+	}
+	if cfg.TaskDir == "" && cfg.LogDir != "" {
+		cfg.TaskDir = filepath.Join(filepath.Dir(filepath.Clean(cfg.LogDir)), "tasks")
+	}
+	if cfg.RestartBackoff <= 0 {
+		cfg.RestartBackoff = DefaultRestartBackoff
+	}
+	if cfg.MaxRestartBackoff <= 0 {
+		cfg.MaxRestartBackoff = DefaultMaxRestartBackoff
+	}
+	if cfg.MaxRestartBackoff < cfg.RestartBackoff {
+		return nil, errdefs.InvalidArgument("agent: MaxRestartBackoff %s is below RestartBackoff %s", cfg.MaxRestartBackoff, cfg.RestartBackoff)
 	}
 	for name, rt := range cfg.Runtimes {
 		if sim, ok := rt.(runtime.Simulated); ok && sim.Simulated() {
@@ -204,6 +225,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if first {
 			a.deleteOrphans(ctx, as.Tasks, adopted)
 			a.reconcileNetwork(ctx, as.Tasks)
+			a.reconcileTaskDirs(as.Tasks)
 		}
 		a.apply(ctx, as.Tasks, adopted)
 		if first {

@@ -36,6 +36,10 @@ type worker struct {
 	started map[string]bool
 	exited  map[string]runtime.ExitStatus
 	health  map[string]string
+	// runs holds restarts in place and probes (RestartPolicy).
+	runs runState
+	// ip is the task's address, once attached here.
+	ip string
 }
 
 // update hands the worker the latest version of its task, dropping an
@@ -96,8 +100,14 @@ func (w *worker) run(ctx context.Context) {
 	w.started = map[string]bool{}
 	w.exited = map[string]runtime.ExitStatus{}
 	w.health = map[string]string{}
+	w.runs = newRunState(len(t.Containers))
+	for _, c := range t.Containers {
+		w.runs.restarts[c.Name] = c.RestartCount
+		w.runs.started[c.Name] = c.StartedAt
+	}
 	if exists {
 		for _, c := range w.adopted.info.Containers {
+			w.runs.restarts[c.Name] = max(w.runs.restarts[c.Name], c.Restarts)
 			w.started[c.Name] = c.Started
 			if c.Exit != nil {
 				w.exited[c.Name] = *c.Exit
@@ -142,9 +152,39 @@ func (w *worker) create(ctx context.Context) error {
 	spec := runtime.Spec{ID: t.ID, MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB,
 		EphemeralStorageGiB: int(t.EphemeralStorageGiB),
 		Labels:              map[string]string{LabelTaskARN: t.ARN, LabelCluster: t.Cluster, LabelHost: cfg.Host.ID}}
+	if err := t.ValidateVolumes(); err != nil {
+		return fmt.Errorf("%s: %v", task.ReasonCannotCreateVolume, err)
+	}
+	var mounts map[string][]runtime.Mount
+	if !w.simulated() {
+		// The network first: it does not depend on the images, and the
+		// IP reported early lets the control plane (and the Kubernetes
+		// bridge) show it while the images are pulled.
+		subnet := t.Subnet
+		began := time.Now()
+		att, err := cfg.Network.Attach(ctx, t.ID, subnet, "")
+		w.log.Debug("network attached", "took", time.Since(began))
+		if err != nil {
+			return fmt.Errorf("%s: attaching the task to subnet %s: %v", task.ReasonResourceInitialization, subnet, err)
+		}
+		spec.NetNSPath, spec.EtcDir, spec.Hostname = att.NetNSPath, att.EtcDir, att.Hostname
+		w.ip = att.IP.String()
+		w.report(ctx, agentproto.StatusUpdate{IP: w.ip})
+		spec.LogDir = w.agent.taskLogDir(t.ID)
+		if err := os.MkdirAll(spec.LogDir, 0o700); err != nil {
+			return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
+		}
+		spec.LogMaxBytes = cfg.LogMaxBytes / int64(max(len(t.Containers), 1))
+		if mounts, err = w.prepareVolumes(t); err != nil {
+			return fmt.Errorf("%s: %v", task.ReasonCannotCreateVolume, err)
+		}
+	}
 	var digests []agentproto.ContainerUpdate
 	for _, c := range t.Containers {
-		cs := runtime.ContainerSpec{Name: c.Name, Image: c.Image, Args: c.Args(), WorkingDir: c.WorkingDir, User: c.User}
+		// A simulated sandbox has no IP: its placeholders stay.
+		c := task.ExpandPlaceholders(c, w.ip)
+		cs := runtime.ContainerSpec{Name: c.Name, Image: c.Image, Args: c.Args(), WorkingDir: c.WorkingDir, User: c.User,
+			Mounts: mounts[c.Name]}
 		env := map[string]string{}
 		if !w.simulated() {
 			img, err := w.pull(ctx, &c)
@@ -179,23 +219,6 @@ func (w *worker) create(ctx context.Context) error {
 		spec.Containers = append(spec.Containers, cs)
 	}
 	w.report(ctx, agentproto.StatusUpdate{PullStoppedAt: cfg.Now(), Containers: digests})
-
-	if !w.simulated() {
-		subnet := t.Subnet
-		began := time.Now()
-		att, err := cfg.Network.Attach(ctx, t.ID, subnet, "")
-		w.log.Debug("network attached", "took", time.Since(began))
-		if err != nil {
-			return fmt.Errorf("%s: attaching the task to subnet %s: %v", task.ReasonResourceInitialization, subnet, err)
-		}
-		spec.NetNSPath, spec.EtcDir, spec.Hostname = att.NetNSPath, att.EtcDir, att.Hostname
-		w.report(ctx, agentproto.StatusUpdate{IP: att.IP.String()})
-		spec.LogDir = w.agent.taskLogDir(t.ID)
-		if err := os.MkdirAll(spec.LogDir, 0o700); err != nil {
-			return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
-		}
-		spec.LogMaxBytes = cfg.LogMaxBytes / int64(len(spec.Containers))
-	}
 	began := time.Now()
 	if err := w.rt.Create(ctx, spec); err != nil && !errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
@@ -316,8 +339,9 @@ func (w *worker) startReady(ctx context.Context, exits chan<- exitEvent, healths
 			progress = true
 			w.waitFor(ctx, c.Name, exits)
 			w.checkHealth(ctx, c, healths)
-			w.report(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{{Name: c.Name,
-				LastStatus: task.StatusRunning, RuntimeID: w.task.ID + "-" + c.Name}}})
+			u := agentproto.ContainerUpdate{Name: c.Name, LastStatus: task.StatusRunning, RuntimeID: w.task.ID + "-" + c.Name}
+			w.beginRun(ctx, c, w.agent.cfg.Now(), false, &u)
+			w.report(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{u}})
 		}
 	}
 	return nil
@@ -411,7 +435,21 @@ func (w *worker) watch(ctx context.Context) {
 			continue
 		}
 		w.waitFor(wctx, c.Name, exits)
-		w.checkHealth(wctx, &w.task.Containers[indexOf(w.task, c.Name)], healths)
+		tc := &w.task.Containers[indexOf(w.task, c.Name)]
+		w.checkHealth(wctx, tc, healths)
+		// An adopted run: probes start over (the startup probe only if it
+		// had not passed), and a restart the agent made but did not
+		// report before it went away is reported now.
+		began := tc.StartedAt
+		if began.IsZero() {
+			began = w.agent.cfg.Now()
+		}
+		u := agentproto.ContainerUpdate{Name: c.Name, LastStatus: task.StatusRunning}
+		if n := w.runs.restarts[c.Name]; n > tc.RestartCount {
+			u.RestartCount = n
+		}
+		w.beginRun(wctx, tc, began, tc.Started, &u)
+		w.report(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{u}})
 	}
 	if err := w.startReady(wctx, exits, healths); err != nil {
 		if ctx.Err() != nil {
@@ -449,6 +487,14 @@ func (w *worker) watch(ctx context.Context) {
 				w.fail(ctx, task.StopCodeTaskFailedToStart, err.Error())
 				return
 			}
+		case ev := <-w.runs.probeEvents:
+			w.onProbe(wctx, ev)
+		case name := <-w.runs.restartDue:
+			if err := w.restart(ctx, wctx, name, exits); err != nil {
+				cancel()
+				w.fail(ctx, task.StopCodeEssentialContainerExited, err.Error())
+				return
+			}
 		case ev := <-exits:
 			if ev.err != nil {
 				if ctx.Err() != nil {
@@ -461,9 +507,18 @@ func (w *worker) watch(ctx context.Context) {
 				return
 			}
 			w.exited[ev.name] = ev.st
+			w.endRun(ev.name)
 			w.reportExit(ctx, ev.name, ev.st)
 			c := w.task.Container(ev.name)
-			if (c != nil && c.Essential) || len(w.exited) == len(w.task.Containers) {
+			if w.task.RestartPolicy != "" {
+				// Kubernetes: restart in place, or stop once nothing runs
+				// or will restart.
+				if done, reason := w.afterExit(wctx, ev.name, ev.st); done {
+					cancel()
+					w.fail(ctx, task.StopCodeEssentialContainerExited, reason)
+					return
+				}
+			} else if (c != nil && c.Essential) || len(w.exited) == len(w.task.Containers) {
 				reason := fmt.Sprintf("Essential container in task exited (%s exited with code %d)", ev.name, ev.st.Code)
 				if r := containerReason(ev.st); r != "" {
 					reason = r
@@ -493,7 +548,8 @@ func indexOf(t *task.Task, name string) int {
 func (w *worker) reportExit(ctx context.Context, name string, st runtime.ExitStatus) {
 	code := st.Code
 	w.report(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{{
-		Name: name, LastStatus: task.StatusStopped, ExitCode: &code, Reason: containerReason(st)}}})
+		Name: name, LastStatus: task.StatusStopped, ExitCode: &code, Reason: containerReason(st),
+		FinishedAt: st.ExitedAt, Ready: boolp(false), Started: boolp(false)}}})
 }
 
 // stop walks DEACTIVATING → STOPPING → DEPROVISIONING → STOPPED: SIGTERM,
@@ -575,11 +631,16 @@ func (w *worker) finish(ctx context.Context) {
 	w.log.Info("task stopped")
 }
 
-// release deletes the sandbox and detaches the task from its subnet.
+// release deletes the sandbox, removes the task's volumes and detaches the
+// task from its subnet.
 func (w *worker) release(ctx context.Context) error {
 	err := w.rt.Delete(ctx, w.task.ID)
 	if errdefs.IsNotFound(err) {
 		err = nil
+	}
+	if err == nil {
+		// The containers are gone: their volumes may go too.
+		err = w.agent.releaseVolumes(w.task.ID)
 	}
 	if n := w.agent.cfg.Network; n != nil && !w.simulated() {
 		err = errors.Join(err, n.Detach(ctx, w.task.ID))

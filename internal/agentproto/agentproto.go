@@ -35,6 +35,22 @@ type ContainerUpdate struct {
 	RuntimeID    string      `json:"runtimeId,omitempty"`
 	ImageDigest  string      `json:"imageDigest,omitempty"`
 	HealthStatus string      `json:"healthStatus,omitempty"`
+	// RestartCount greater than the task's says the container was
+	// restarted in place: its run starts over (status, exit code, reason
+	// and FinishedAt are cleared before this update applies) and the Last*
+	// fields describe the run that ended.
+	RestartCount int `json:"restartCount,omitempty"`
+	// Ready and Started are the probes' verdicts (nil: unchanged).
+	Ready   *bool `json:"ready,omitempty"`
+	Started *bool `json:"started,omitempty"`
+	// StartedAt and FinishedAt are the current run's start and end.
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	// The previous run's end, with a RestartCount.
+	LastExitCode   *int      `json:"lastExitCode,omitempty"`
+	LastReason     string    `json:"lastReason,omitempty"`
+	LastStartedAt  time.Time `json:"lastStartedAt,omitzero"`
+	LastFinishedAt time.Time `json:"lastFinishedAt,omitzero"`
 }
 
 // StatusUpdate is an agent's report about one task. Zero fields are left as

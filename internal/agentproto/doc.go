@@ -4,6 +4,12 @@
 // implements ControlPlane directly for its in-process agent and serves the
 // same interface over HTTP, SigV4-signed, for `vessel agent --server URL`.
 //
-// This package imports task, errdefs and auth only; the agent and the server
-// both import it, never the reverse.
+// Besides the calls of ControlPlane, an agent that runs apart from the
+// server serves its tasks' logs (LogsClient, ServeLogs) and execs
+// (ExecClient, ServeExec: SPDY streams, as `kubectl exec`) on its
+// LogsEndpoint; the server's public API relays both.
+//
+// This package imports task, errdefs, auth and runtime (for the exec's
+// process and terminal types) only; the agent and the server both import
+// it, never the reverse.
 package agentproto

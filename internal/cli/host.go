@@ -45,6 +45,9 @@ type hostOptions struct {
 	guestBinary           string
 	microvmAccel          string
 	offer                 []string
+	// endpoint is where a remote agent serves its tasks' logs and execs
+	// (set by `vessel agent`, not a flag of its own).
+	endpoint string
 }
 
 func (o *hostOptions) addFlags(cmd *cobra.Command) {
@@ -233,10 +236,10 @@ func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *
 	cfg := agent.Config{
 		Host: agentproto.Host{ID: id, MilliCPU: cpu, MemoryMiB: mem,
 			CPUAllocationRatio: o.cpuAllocationRatio, MemoryAllocationRatio: o.memoryAllocationRatio,
-			Runtimes: names, DefaultRuntime: def, Subnets: hostSubnets},
+			Runtimes: names, DefaultRuntime: def, Subnets: hostSubnets, LogsEndpoint: o.endpoint},
 		ControlPlane: cp, Runtimes: rts, Logger: log, PullBehavior: o.pullBehavior,
 		InsecureRegistries: o.insecureRegistries, LogMaxBytes: o.logMaxBytes,
-		LogDir: filepath.Join(dataDir, "logs")}
+		LogDir: filepath.Join(dataDir, "logs"), TaskDir: filepath.Join(dataDir, "tasks")}
 	if len(names) > 1 || names[0] != sim.Name {
 		if cfg.Images, err = image.Open(image.Config{Root: filepath.Join(dataDir, "images"), Logger: log}); err != nil {
 			return nil, report, err

@@ -73,8 +73,10 @@ func NewRootCommand() *cobra.Command {
 		newProfileCommand(g),
 		newCredentialsCommand(g),
 		newLogsCommand(g),
+		newExecCommand(g),
 		newImageCommand(g),
 		NewSizeCommand(),
+		newK8sCommand(g),
 	)
 	return root
 }

@@ -33,6 +33,7 @@ type serverOptions struct {
 	logLevel             string
 	registryCredentials  string
 	host                 hostOptions
+	k8s                  k8sOptions
 }
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -58,6 +59,7 @@ how to use it; ` + "`vessel credentials`" + ` prints it again.`,
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.registryCredentials, "registry-credentials", "", `JSON file of registry credentials, {"NAME or registry host": {"username": "...", "password": "..."}}: what task definitions' repositoryCredentials name, and the execution role's credentials per registry`)
 	o.host.addFlags(cmd)
+	o.k8s.addFlags(cmd, true)
 	return cmd
 }
 
@@ -121,6 +123,14 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 		defer wg.Done()
 		srv.Run(ctx)
 	}()
+	if o.k8s.kubeconfig != "" {
+		if err := startBridge(ctx, &wg, g, &o.k8s, srv, log, stop); err != nil {
+			stop()
+			httpSrv.Close()
+			wg.Wait()
+			return err
+		}
+	}
 	if !o.noAgent {
 		a, names, err := o.host.newAgent(g.dataDir, srv, log)
 		if err != nil {
@@ -131,6 +141,7 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 		}
 		fmt.Fprintf(out, "Runtimes on this host: %s\n", strings.Join(names, "; "))
 		srv.SetLocalLogSource(a.HostID(), a)
+		srv.SetLocalExecer(a.HostID(), a)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -18,6 +18,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/pty"
 )
 
 // Paths inside the guest.
@@ -89,6 +91,9 @@ type container struct {
 type process struct {
 	pid   int
 	stdin *os.File
+	// tty is the terminal's controlling side of an exec with a TTY: input
+	// is written to it, sizes set on it, and its stdin is nil.
+	tty *os.File
 }
 
 func (a *agent) boot() error {
@@ -262,6 +267,8 @@ func (a *agent) handle(m Msg) {
 		a.send(Msg{Op: EvState, State: a.state(), Error: a.setupErr})
 	case OpStart:
 		a.reply(m.ID, a.start(m.Container))
+	case OpRestart:
+		a.reply(m.ID, a.restart(m.Container))
 	case OpSignal:
 		a.reply(m.ID, a.signal(m.Container, syscall.Signal(m.Signal)))
 	case OpExec:
@@ -270,13 +277,26 @@ func (a *agent) handle(m Msg) {
 		a.mu.Lock()
 		p := a.execs[m.ID]
 		a.mu.Unlock()
-		if p != nil && p.stdin != nil {
+		switch {
+		case p != nil && p.tty != nil:
+			// A terminal has no end of input: EOF is not passed on.
+			if len(m.Data) > 0 {
+				p.tty.Write(m.Data)
+			}
+		case p != nil && p.stdin != nil:
 			if len(m.Data) > 0 {
 				p.stdin.Write(m.Data)
 			}
 			if m.EOF {
 				p.stdin.Close()
 			}
+		}
+	case OpResize:
+		a.mu.Lock()
+		p := a.execs[m.ID]
+		a.mu.Unlock()
+		if p != nil && p.tty != nil {
+			pty.SetSize(p.tty, m.Width, m.Height)
 		}
 	default:
 		a.reply(m.ID, fmt.Errorf("unknown operation %q", m.Op))
@@ -364,6 +384,9 @@ func (a *agent) setup() error {
 		if err := os.WriteFile(filepath.Join(etcDir, filepath.Base(name)), data, 0o644); err != nil {
 			return err
 		}
+	}
+	if err := setupVolumes(cfg.Volumes); err != nil {
+		return err
 	}
 	if err := setupCgroups(cfg); err != nil {
 		return err
@@ -491,6 +514,9 @@ func (a *agent) prepare(spec Container) (*container, error) {
 		}
 		unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
 	}
+	if err := mountVolumes(root, spec.Mounts); err != nil {
+		return nil, err
+	}
 	cg := filepath.Join(taskCgroup, spec.Name)
 	if err := os.MkdirAll(cg, 0o755); err != nil {
 		return nil, err
@@ -548,6 +574,11 @@ func (a *agent) spawn(c *container, args, env []string, files []uintptr, main bo
 		Chroot: c.root, Setsid: true, UseCgroupFD: true, CgroupFD: cgfd,
 		Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}},
 	}}
+	if len(files) > 0 && isTerminal(files[0]) {
+		// An exec with a TTY: its terminal becomes the controlling one of
+		// its session, for job control and SIGWINCH.
+		attr.Sys.Setctty, attr.Sys.Ctty = true, 0
+	}
 	exe, argv := path, args
 	if main {
 		// The main process is PID 1 of a PID and mount namespace of its
@@ -792,6 +823,35 @@ func (a *agent) start(name string) error {
 	return nil
 }
 
+// restart runs an exited container again: its root, writable layer and
+// cgroup are kept, as a kubelet keeps the pod sandbox.
+func (a *agent) restart(name string) error {
+	c, err := a.container(name)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	switch {
+	case !c.started:
+		a.mu.Unlock()
+		return fmt.Errorf("container %q was never started", name)
+	case !c.exited:
+		a.mu.Unlock()
+		return fmt.Errorf("container %q still runs", name)
+	}
+	code, oom, at := c.code, c.oom, c.exitedAt
+	c.started, c.exited, c.code, c.oom, c.exitedAt, c.pid = false, false, 0, false, time.Time{}, 0
+	a.mu.Unlock()
+	if err := a.start(name); err != nil {
+		// It did not start: it stays the exited container it was.
+		a.mu.Lock()
+		c.started, c.exited, c.code, c.oom, c.exitedAt = true, true, code, oom, at
+		a.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
 // pump sends a container's output as log lines: one message per line,
 // lines longer than logChunk split into partial ones.
 func (a *agent) pump(name, stream string, r *os.File) {
@@ -840,46 +900,65 @@ func (a *agent) exec(m Msg) {
 		a.reply(m.ID, fmt.Errorf("container %q is not running", m.Container))
 		return
 	}
-	outR, outW, _ := os.Pipe()
-	errR, errW, _ := os.Pipe()
-	var inR, inW *os.File
-	if m.Stdin {
-		inR, inW, _ = os.Pipe()
+	var files []uintptr
+	var outputs []execOutput
+	proc := &process{}
+	var children []*os.File // the child's ends, closed once it started
+	if m.TTY {
+		ptmx, tty, err := pty.Open()
+		if err != nil {
+			a.reply(m.ID, err)
+			return
+		}
+		if m.Width > 0 && m.Height > 0 {
+			pty.SetSize(ptmx, m.Width, m.Height)
+		}
+		proc.tty = ptmx
+		files = []uintptr{tty.Fd(), tty.Fd(), tty.Fd()}
+		children = append(children, tty)
+		outputs = append(outputs, execOutput{"stdout", pty.Reader(ptmx), ptmx})
 	} else {
-		inR, _ = os.Open("/dev/null")
+		outR, outW, _ := os.Pipe()
+		errR, errW, _ := os.Pipe()
+		var inR *os.File
+		if m.Stdin {
+			inR, proc.stdin, _ = os.Pipe()
+		} else {
+			inR, _ = os.Open("/dev/null")
+		}
+		files = []uintptr{inR.Fd(), outW.Fd(), errW.Fd()}
+		children = append(children, inR, outW, errW)
+		outputs = append(outputs, execOutput{"stdout", outR, outR}, execOutput{"stderr", errR, errR})
 	}
 	a.mu.Lock()
-	a.execs[m.ID] = &process{stdin: inW}
+	a.execs[m.ID] = proc
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
 		delete(a.execs, m.ID)
 		a.mu.Unlock()
+		if proc.stdin != nil {
+			proc.stdin.Close()
+		}
 	}()
 	env := append(append([]string(nil), c.spec.Env...), m.Env...)
-	_, ch, err := a.spawn(c, m.Args, env, []uintptr{inR.Fd(), outW.Fd(), errW.Fd()}, false)
-	inR.Close()
-	outW.Close()
-	errW.Close()
+	_, ch, err := a.spawn(c, m.Args, env, files, false)
+	for _, f := range children {
+		f.Close()
+	}
 	if err != nil {
-		outR.Close()
-		errR.Close()
-		if inW != nil {
-			inW.Close()
+		for _, o := range outputs {
+			o.f.Close()
 		}
 		a.reply(m.ID, err)
 		return
 	}
 	a.reply(m.ID, nil)
 	var wg sync.WaitGroup
-	for _, s := range []struct {
-		name string
-		r    *os.File
-	}{{"stdout", outR}, {"stderr", errR}} {
+	for _, s := range outputs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer s.r.Close()
 			buf := make([]byte, 32<<10)
 			for {
 				n, err := s.r.Read(buf)
@@ -898,8 +977,25 @@ func (a *agent) exec(m Msg) {
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
+		// Something the command left behind holds its output: cut it off.
+	}
+	for _, o := range outputs {
+		o.f.Close()
 	}
 	a.send(Msg{Op: EvExecExit, ID: m.ID, Code: exitCode(ws)})
+}
+
+// execOutput is one output of an exec: read from r, closed with f.
+type execOutput struct {
+	name string
+	r    io.Reader
+	f    *os.File
+}
+
+// isTerminal reports whether fd is a terminal.
+func isTerminal(fd uintptr) bool {
+	_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+	return err == nil
 }
 
 // ContainerInitArg is argv[0] of the agent's binary started as a

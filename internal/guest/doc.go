@@ -43,7 +43,8 @@
 // # Protocol
 //
 // JSON lines of Msg in both directions (see the Op and Ev constants): the
-// host sends hello, start, signal, exec and stdin; the guest sends ready or
+// host sends hello, start, restart (an exited container runs again on the
+// same root and writable layer), signal, exec and stdin; the guest sends ready or
 // state (to a later hello: every container's state, so that a new monitor
 // catches up), reply, started, log (one line of a container's stdout or
 // stderr; lines over 16 KiB are split and marked partial), exit, output and

@@ -229,7 +229,7 @@ func (m *monitor) client(raw net.Conn) {
 		return
 	}
 	switch req.Op {
-	case OpStart, OpSignal, OpExec:
+	case OpStart, OpRestart, OpSignal, OpExec:
 	default:
 		conn.Send(Msg{Op: EvReply, ID: req.ID, Error: fmt.Sprintf("unknown operation %q", req.Op)})
 		raw.Close()
@@ -253,7 +253,8 @@ func (m *monitor) client(raw net.Conn) {
 	if req.Op != OpExec {
 		return
 	}
-	// Stdin of an exec: relayed until the client closes.
+	// Stdin and terminal sizes of an exec: relayed until the client
+	// closes.
 	for {
 		in, err := conn.Recv()
 		if err != nil {
@@ -262,12 +263,16 @@ func (m *monitor) client(raw net.Conn) {
 			}
 			return
 		}
-		if in.Op == OpStdin {
+		switch in.Op {
+		case OpStdin:
 			in.ID = id
 			m.guest.Send(in)
 			if in.EOF {
 				req.Stdin = false
 			}
+		case OpResize:
+			in.ID = id
+			m.guest.Send(in)
 		}
 	}
 }

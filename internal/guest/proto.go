@@ -19,11 +19,15 @@ const PortName = "vessel.ctl"
 // no client is connected to the socket.
 const (
 	// Host to guest.
-	OpHello  = "hello"  // Config on the first one; the guest answers EvReady or EvState
-	OpStart  = "start"  // Container; answered by EvReply
-	OpSignal = "signal" // Container, Signal; answered by EvReply
-	OpExec   = "exec"   // Container, Args, Env, Stdin; EvReply, EvOutput..., EvExecExit
-	OpStdin  = "stdin"  // ID, Data (an empty Data with EOF closes stdin)
+	OpHello = "hello" // Config on the first one; the guest answers EvReady or EvState
+	OpStart = "start" // Container; answered by EvReply
+	// OpRestart starts an exited container again (same root and writable
+	// layer); answered by EvReply, then EvStarted and, later, EvExit.
+	OpRestart = "restart"
+	OpSignal  = "signal" // Container, Signal; answered by EvReply
+	OpExec    = "exec"   // Container, Args, Env, Stdin, TTY, Width, Height; EvReply, EvOutput..., EvExecExit
+	OpStdin   = "stdin"  // ID, Data (an empty Data with EOF closes stdin)
+	OpResize  = "resize" // ID, Width, Height: an exec's terminal size
 
 	// Guest to host.
 	EvReady    = "ready"     // the sandbox is set up (Error if it could not be)
@@ -52,6 +56,9 @@ type Msg struct {
 	Args      []string         `json:"args,omitempty"`
 	Env       []string         `json:"env,omitempty"`
 	Stdin     bool             `json:"stdin,omitempty"`
+	TTY       bool             `json:"tty,omitempty"`
+	Width     uint16           `json:"w,omitempty"`
+	Height    uint16           `json:"h,omitempty"`
 	Error     string           `json:"error,omitempty"`
 	Config    *Config          `json:"config,omitempty"`
 	State     []ContainerState `json:"state,omitempty"`
@@ -71,8 +78,11 @@ type Config struct {
 	Net *NetConfig `json:"net,omitempty"`
 	// Etc holds hosts, hostname and resolv.conf, bind-mounted read-only
 	// into every container.
-	Etc        map[string][]byte `json:"etc,omitempty"`
-	Containers []Container       `json:"containers"`
+	Etc map[string][]byte `json:"etc,omitempty"`
+	// Volumes are made before the containers, which mount them with
+	// Container.Mounts (volumes.go).
+	Volumes    []Volume    `json:"volumes,omitempty"`
+	Containers []Container `json:"containers"`
 }
 
 // NetConfig is eth0's configuration.
@@ -93,6 +103,7 @@ type Container struct {
 	User       string   `json:"user,omitempty"`
 	NofileSoft uint64   `json:"nofileSoft,omitempty"`
 	NofileHard uint64   `json:"nofileHard,omitempty"`
+	Mounts     []Mount  `json:"mounts,omitempty"`
 }
 
 // ContainerState is a container's state as the guest knows it.

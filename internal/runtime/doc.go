@@ -5,7 +5,10 @@
 // runtimetest is the conformance suite every back end must pass.
 //
 // Sandboxes outlive the agent that made them: a new agent finds them with
-// List and carries on with Wait, Signal and Delete.
+// List and carries on with Wait, Signal and Delete. Optional abilities are
+// small interfaces found by type assertion: Execer (run a command in a
+// container) and Restarter (run an exited container again, keeping its
+// writable layer, as a kubelet restarts a container in its pod sandbox).
 //
 // This package must not import the agent, the server or the CLI.
 //

@@ -60,6 +60,23 @@ type ContainerSpec struct {
 	// NofileSoft/NofileHard are RLIMIT_NOFILE (and NPROC); zero means the
 	// runtime's defaults (1024 / the most the host allows up to 65535).
 	NofileSoft, NofileHard uint64
+	// Mounts are host directories the agent prepared (the task's volumes)
+	// to bind into the container, in order. Several containers may mount
+	// the same Source, and must then see each other's writes. Simulated
+	// runtimes ignore them.
+	Mounts []Mount
+}
+
+// Mount binds a host directory into a container.
+type Mount struct {
+	// Source is an absolute host path: a directory the agent made under
+	// its own data directory, never one the task named.
+	Source string
+	// Destination is an absolute, clean path inside the container; the
+	// runtime resolves it inside the container's root (symbolic links in
+	// the image cannot lead it out) and makes it when missing.
+	Destination string
+	ReadOnly    bool
 }
 
 // LogLine is the format of container log files: one line per output line,
@@ -69,20 +86,54 @@ const LogLine = "<RFC3339Nano> <stream> <F|P> <text>"
 
 // Execer is the optional ability to run a command in a running container.
 type Execer interface {
-	// Exec runs args in the container, wiring the given streams, and
-	// blocks until the command exits; it returns the exit code. A missing
-	// sandbox or container is an error of kind errdefs.ErrNotFound.
+	// Exec runs p.Args in the container, wiring the given streams, and
+	// blocks until the command exits and its output is written; it
+	// returns the exit code (128+signal for a signalled command). It does
+	// not wait for the end of p.Stdin, which the caller still owns. A
+	// missing sandbox or container is an error of kind
+	// errdefs.ErrNotFound, a container not running one of kind
+	// errdefs.ErrConflict.
 	Exec(ctx context.Context, id, container string, p ExecProcess) (int, error)
+}
+
+// Restarter is the optional ability to run a container again after it has
+// exited, as a kubelet restarts a container in its pod sandbox.
+type Restarter interface {
+	// Restart starts container again with the same spec, keeping its
+	// root file system's writable layer, and returns once it runs. The new
+	// run's output is appended to the same log; from then on Wait reports
+	// the new run's exit. A container that was never started, or that
+	// still runs, is an error of kind errdefs.ErrConflict; a missing
+	// sandbox or container is errdefs.ErrNotFound.
+	Restart(ctx context.Context, id, container string) error
 }
 
 // ExecProcess is a command to run with Exec.
 type ExecProcess struct {
-	Args   []string
-	Env    []string
-	Stdin  io.Reader
+	Args []string
+	// Env is added to the container's environment.
+	Env []string
+	// Stdin, when not nil, is copied to the command's standard input; its
+	// end (io.EOF) closes that input. Nil means an empty input.
+	Stdin io.Reader
+	// Stdout and Stderr receive the command's output; nil discards it.
 	Stdout io.Writer
 	Stderr io.Writer
-	TTY    bool
+	// TTY runs the command on a pseudo-terminal: Stdout receives the
+	// terminal's output (stdout and stderr merged, with the terminal's
+	// "\r\n" line ends), Stderr is not used, and the end of Stdin is not
+	// passed on (a terminal has no end of input: send ^D instead).
+	TTY bool
+	// Resize, with TTY, delivers the terminal's sizes: a size already
+	// waiting when Exec starts is the initial one, later ones resize the
+	// terminal as they come. Nil keeps the runtime's default size.
+	Resize <-chan TerminalSize
+}
+
+// TerminalSize is the size of an exec's terminal, in characters.
+type TerminalSize struct {
+	Width  uint16 `json:"width"`
+	Height uint16 `json:"height"`
 }
 
 // ExitStatus is how a container ended.
@@ -101,6 +152,8 @@ type ContainerState struct {
 	Started bool
 	// Exit is nil while the container runs (or was never started).
 	Exit *ExitStatus
+	// Restarts counts the container's Restart calls that succeeded.
+	Restarts int
 }
 
 // SandboxInfo is what List reports of each sandbox.

@@ -8,8 +8,11 @@
 // write it with revision checks, so a crash between two writes loses nothing
 // and a restarted server carries on from what is stored.
 //
-// It may import store, scheduler, task, sizing, profile, auth, agentproto
-// and api; nothing imports it but the CLI.
+// Logs and execs of a task are relayed from its host: the in-process
+// agent's (SetLocalLogSource, SetLocalExecer) or a remote agent's endpoint.
+//
+// It may import store, scheduler, task, sizing, profile, auth, agentproto,
+// runtime (its types only) and api; nothing imports it but the CLI.
 //
 //	srv, err := server.New(server.Config{Store: st, Keys: keys})
 //	go srv.Run(ctx)                        // controller

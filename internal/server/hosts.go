@@ -141,6 +141,29 @@ func (s *Server) ReportStatus(ctx context.Context, hostID string, u agentproto.S
 			if c == nil {
 				return false, errdefs.InvalidArgument("task %s has no container %q", t.ID, cu.Name)
 			}
+			if cu.RestartCount > c.RestartCount {
+				// Restarted in place: a new run starts over.
+				c.RestartCount, changed = cu.RestartCount, true
+				c.LastStatus, c.ExitCode, c.Reason, c.FinishedAt = "", nil, "", time.Time{}
+				c.LastExitCode, c.LastReason = nil, cu.LastReason
+				if cu.LastExitCode != nil {
+					code := *cu.LastExitCode
+					c.LastExitCode = &code
+				}
+				c.LastStartedAt, c.LastFinishedAt = cu.LastStartedAt, cu.LastFinishedAt
+			}
+			if cu.Ready != nil && c.Ready != *cu.Ready {
+				c.Ready, changed = *cu.Ready, true
+			}
+			if cu.Started != nil && c.Started != *cu.Started {
+				c.Started, changed = *cu.Started, true
+			}
+			if !cu.StartedAt.IsZero() && !c.StartedAt.Equal(cu.StartedAt) {
+				c.StartedAt, changed = cu.StartedAt, true
+			}
+			if !cu.FinishedAt.IsZero() && !c.FinishedAt.Equal(cu.FinishedAt) {
+				c.FinishedAt, changed = cu.FinishedAt, true
+			}
 			if cu.LastStatus != "" && c.LastStatus.Before(cu.LastStatus) {
 				c.LastStatus, changed = cu.LastStatus, true
 			}
@@ -150,7 +173,7 @@ func (s *Server) ReportStatus(ctx context.Context, hostID string, u agentproto.S
 			}
 			if cu.Reason != "" && c.Reason == "" {
 				c.Reason, changed = cu.Reason, true
-				if t.StoppedReason == "" || t.StopCode == task.StopCodeEssentialContainerExited {
+				if t.RestartPolicy == "" && (t.StoppedReason == "" || t.StopCode == task.StopCodeEssentialContainerExited) {
 					// An OOM kill names the task's reason too.
 					t.StoppedReason = cu.Reason
 				}

@@ -77,7 +77,8 @@ type Server struct {
 	// tasks mirrors the stored tasks for the controller and long polls.
 	tasks *taskCache
 
-	logs logSources
+	logs  logSources
+	execs execers
 
 	// heartbeats are kept in memory; only registration is stored, so that
 	// heartbeats cost no disk writes.
@@ -149,6 +150,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeEKS(api)
 	s.routeAgent(api)
 	s.routeLogs(api)
+	s.routeExec(api)
 	mux.Handle("/", s.verify.Middleware(api, s.writeAuthError))
 	return s.metrics.instrument(mux)
 }

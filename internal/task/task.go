@@ -95,10 +95,19 @@ type Container struct {
 	// HealthCheck, when set, runs inside the container and sets
 	// HealthStatus.
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
+	// LivenessProbe, ReadinessProbe and StartupProbe are Kubernetes probes,
+	// run by the host agent: a failing liveness probe restarts the
+	// container (per the task's RestartPolicy), readiness sets Ready, and
+	// the startup probe holds the other two back until it passes.
+	LivenessProbe  *Probe `json:"livenessProbe,omitempty"`
+	ReadinessProbe *Probe `json:"readinessProbe,omitempty"`
+	StartupProbe   *Probe `json:"startupProbe,omitempty"`
 	// RegistryAuth are the credentials to pull Image with, resolved by the
 	// control plane from repositoryCredentials or the execution role's
 	// registry credentials. Never shown by the API.
 	RegistryAuth *RegistryAuth `json:"registryAuth,omitempty"`
+	// MountPoints mount the task's Volumes into the container.
+	MountPoints []MountPoint `json:"mountPoints,omitempty"`
 
 	// Observed state, reported by the host agent.
 	LastStatus   Status `json:"lastStatus,omitempty"`
@@ -107,6 +116,24 @@ type Container struct {
 	RuntimeID    string `json:"runtimeId,omitempty"`
 	ImageDigest  string `json:"imageDigest,omitempty"`
 	HealthStatus string `json:"healthStatus,omitempty"`
+	// RestartCount is how many times the agent restarted the container in
+	// place (RestartPolicy).
+	RestartCount int `json:"restartCount,omitempty"`
+	// Ready is set while the readiness probe passes, or while the container
+	// runs when it has none; Started once the startup probe has passed (or
+	// the container runs when it has none).
+	Ready   bool `json:"ready,omitempty"`
+	Started bool `json:"started,omitempty"`
+	// StartedAt and FinishedAt are when the current run of the container
+	// started and, once it exited, ended.
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	// The previous run's end, for a restarted container (Kubernetes'
+	// lastState.terminated).
+	LastExitCode   *int      `json:"lastExitCode,omitempty"`
+	LastReason     string    `json:"lastReason,omitempty"`
+	LastStartedAt  time.Time `json:"lastStartedAt,omitzero"`
+	LastFinishedAt time.Time `json:"lastFinishedAt,omitzero"`
 }
 
 // Dependency conditions, as ECS's dependsOn.
@@ -178,12 +205,21 @@ type Task struct {
 	// Subnets the task may be placed in (empty = the cluster's default).
 	Subnets []string `json:"subnets,omitempty"`
 
+	// RestartPolicy is "" for ECS's behaviour (an essential container's
+	// exit stops the task) or a Kubernetes pod's restartPolicy
+	// (RestartAlways, RestartOnFailure, RestartNever): essential containers
+	// that exit are restarted in place, with back-off, while the task stays
+	// RUNNING; it stops once none will be restarted and all have exited.
+	RestartPolicy string `json:"restartPolicy,omitempty"`
+
 	LastStatus    Status `json:"lastStatus"`
 	DesiredStatus Status `json:"desiredStatus"`
 	// Version grows by one on every change, as ECS's task version.
 	Version int64 `json:"version"`
 
 	Containers []Container `json:"containers"`
+	// Volumes are the task's storage its containers mount (volume.go).
+	Volumes []Volume `json:"volumes,omitempty"`
 
 	StartedBy string `json:"startedBy,omitempty"`
 	Group     string `json:"group,omitempty"`
@@ -237,6 +273,7 @@ func (t *Task) Clone() *Task {
 			ct.ExitCode = &code
 		}
 		ct.DependsOn = append([]Dependency(nil), ct.DependsOn...)
+		ct.MountPoints = append([]MountPoint(nil), ct.MountPoints...)
 		if ct.HealthCheck != nil {
 			hc := *ct.HealthCheck
 			hc.Command = append([]string(nil), hc.Command...)
@@ -246,8 +283,16 @@ func (t *Task) Clone() *Task {
 			ra := *ct.RegistryAuth
 			ct.RegistryAuth = &ra
 		}
+		if ct.LastExitCode != nil {
+			code := *ct.LastExitCode
+			ct.LastExitCode = &code
+		}
+		ct.LivenessProbe = ct.LivenessProbe.Clone()
+		ct.ReadinessProbe = ct.ReadinessProbe.Clone()
+		ct.StartupProbe = ct.StartupProbe.Clone()
 		c.Containers[i] = ct
 	}
+	c.Volumes = cloneVolumes(t.Volumes)
 	return &c
 }
 

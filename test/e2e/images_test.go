@@ -21,7 +21,8 @@ import (
 
 // busyboxApplets are linked to /bin/busybox in test images.
 var busyboxApplets = []string{"sh", "echo", "sleep", "cat", "env", "pwd", "yes", "true", "false", "head", "tail",
-	"dd", "id", "nc", "wget", "ls", "ps", "hostname", "ip", "ifconfig", "grep", "printf", "seq", "test", "["}
+	"dd", "id", "nc", "wget", "ls", "ps", "hostname", "ip", "ifconfig", "grep", "printf", "seq", "test", "[",
+	"uname", "mkdir", "httpd", "stty", "tty", "nslookup"}
 
 // tarEntry is one entry of a test layer.
 type tarEntry struct {
@@ -80,11 +81,11 @@ func busyboxLayer(t *testing.T) v1.Layer {
 
 // testRegistry is an in-process OCI registry on loopback.
 type testRegistry struct {
-	t    *testing.T
+	t    testing.TB
 	host string
 }
 
-func newRegistry(t *testing.T) *testRegistry {
+func newRegistry(t testing.TB) *testRegistry {
 	t.Helper()
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)

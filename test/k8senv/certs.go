@@ -27,6 +27,7 @@ type pki struct {
 	servingCert, servingKey string // kube-apiserver's, for 127.0.0.1, ::1 and localhost
 	adminCert, adminKey     string // client certificate in group system:masters
 	proxyCert, proxyKey     string // kube-apiserver's client certificate towards aggregated APIs
+	kubeletCert, kubeletKey string // kube-apiserver's client certificate towards kubelets
 	saKey, saPub            string // service-account token signing key pair
 }
 
@@ -40,6 +41,7 @@ func newPKI(dir string) (*pki, error) {
 		adminCert: filepath.Join(dir, "admin.crt"), adminKey: filepath.Join(dir, "admin.key"),
 		proxyCert: filepath.Join(dir, "front-proxy-client.crt"), proxyKey: filepath.Join(dir, "front-proxy-client.key"),
 		saKey: filepath.Join(dir, "sa.key"), saPub: filepath.Join(dir, "sa.pub"),
+		kubeletCert: filepath.Join(dir, "apiserver-kubelet-client.crt"), kubeletKey: filepath.Join(dir, "apiserver-kubelet-client.key"),
 	}
 	now := time.Now().Add(-time.Hour) // tolerate a little clock skew
 	notAfter := now.Add(10 * 24 * time.Hour)
@@ -107,6 +109,15 @@ func newPKI(dir string) (*pki, error) {
 
 	if err := leaf(p.proxyCert, p.proxyKey, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: frontProxyName},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return nil, err
+	}
+
+	// As kubeadm issues it: the API server's identity towards kubelets,
+	// which authorize it for nodes/proxy.
+	if err := leaf(p.kubeletCert, p.kubeletKey, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
 		return nil, err

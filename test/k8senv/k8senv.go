@@ -349,6 +349,8 @@ func (c *Cluster) tryAPIServer(etcdURL string, extra []string) error {
 			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 			"--proxy-client-cert-file=" + c.pki.proxyCert,
 			"--proxy-client-key-file=" + c.pki.proxyKey,
+			"--kubelet-client-certificate=" + c.pki.kubeletCert,
+			"--kubelet-client-key=" + c.pki.kubeletKey,
 		}, extra...)...)
 		if err != nil {
 			return nil, err

@@ -35,30 +35,65 @@
 //     address: the sandbox is the node) become PlaceholderPodIP, which the
 //     host agent must replace in Environment, EntryPoint and Command once the
 //     IP is assigned. spec.nodeName likewise becomes PlaceholderNodeName
-//     unless Inputs.NodeName (or pod.spec.nodeName) is set.
+//     unless Inputs.NodeName (or pod.spec.nodeName) is set. The constants
+//     are task's: the agent applies task.ExpandPlaceholders, which writes
+//     the node name as task.NodeNameForIP (the bridge's node names).
 //   - Init containers run first, in order: each depends on the previous one
 //     with SUCCESS and the app containers on the last one with SUCCESS. Init
 //     containers are not essential; app containers are. Sidecars (init
 //     containers with restartPolicy Always) are non-essential containers
-//     that what follows depends on with START. Since app containers are
-//     essential, the first to exit stops the task: Vessel does not restart
-//     containers in place (restartPolicy is applied to the pod's phase only).
+//     that what follows depends on with START. Init containers and sidecars
+//     are not restarted in place: an init container's failure fails the
+//     task, as before.
+//   - restartPolicy (default Always) becomes Task.RestartPolicy: the host
+//     agent restarts app containers in place, as the kubelet does (Always:
+//     any exit, OnFailure: a non-zero exit; back-off 10 s doubling to
+//     5 min), and the task stops only when no app container runs or will
+//     be restarted.
+//   - Probes of app containers: livenessProbe, readinessProbe and
+//     startupProbe with exec, httpGet (path, scheme, host, headers) or
+//     tcpSocket handlers and their timings (initialDelaySeconds,
+//     periodSeconds, timeoutSeconds, successThreshold, failureThreshold;
+//     zero takes Kubernetes' defaults in the agent). A port may be a
+//     number or the name of one of the container's ports; an unknown name
+//     and grpc probes are an errdefs.ErrInvalidArgument naming the
+//     container. The task is checked with task.ValidateRestartAndProbes.
 //   - Stop timeout: terminationGracePeriodSeconds (default 30) becomes each
 //     container's StopTimeout, clamped to 1..120 s. Kubernetes allows longer
 //     grace periods; Vessel's stop path, like ECS's, does not. 0 (kill at
 //     once) becomes 1 s, since the agent reads 0 as "default".
 //   - Tags: vessel:pod-namespace, vessel:pod-name, vessel:pod-uid,
 //     vessel:profile.
-//   - Volumes: emptyDir, configMap, secret, downwardAPI and projected
-//     (configMap, secret, downwardAPI, serviceAccountToken sources) are
-//     accepted, and their config maps and secrets must be in Inputs unless
-//     optional; anything else is an errdefs.ErrInvalidArgument naming the
-//     volume. Only validation happens here: the task model has no volumes
-//     yet, and mounting them (and minting service account tokens) is the
-//     bridge's job.
+//   - Volumes become task.Volumes, resolved now as the kubelet would
+//     materialize them: emptyDir stays an emptyDir (medium "" or Memory,
+//     sizeLimit rounded up to MiB); configMap and secret volumes become
+//     their files (all keys, or items; mode over defaultMode over 0644;
+//     a missing, optional config map, secret or key is left out, a
+//     non-optional one is an errdefs.ErrNotFound); downwardAPI files hold
+//     metadata.name/namespace/uid, labels and annotations (key="value"
+//     lines, or one ['<key>']) and resourceFieldRef values (containerName
+//     required); projected volumes combine configMap, secret, downwardAPI
+//     and serviceAccountToken sources, later sources replacing a path. A
+//     serviceAccountToken source writes Inputs.ServiceAccountToken (the
+//     bridge's TokenRequest for the pod's service account; "" is an
+//     errdefs.ErrInvalidArgument). The kube-api-access-* volume admission
+//     injects is such a projected volume (token, ca.crt from the
+//     kube-root-ca.crt config map, namespace): it needs no special case,
+//     and Inputs.ClusterCA stands in for that config map when ConfigMaps
+//     lacks it. Other volume types are an errdefs.ErrInvalidArgument naming
+//     the volume.
+//   - volumeMounts become MountPoints (mountPath cleaned, subPath, and
+//     subPathExpr expanded with the container's environment). Volumes of
+//     files are mounted read-only whatever the mount says, as the kubelet
+//     does. The task is then checked with task.ValidateVolumes: item paths
+//     and sub-paths must stay inside their volume. Files are written once,
+//     when the task starts: later changes to a config map or secret (and
+//     token rotation) do not reach a running task.
 //
-// Not mapped (the bridge's job or later): ports, probes (readiness and
-// liveness become health checks later), per-container limits, hostname and
+// Not mapped (the bridge's job or later): ports (other than to resolve a
+// probe's named port), probes of sidecars (init containers with
+// restartPolicy Always), grpc probes and a probe's own
+// terminationGracePeriodSeconds, per-container limits, hostname and
 // HOSTNAME, service links other than the kubernetes service, image pull
 // secrets (RegistryAuth), ephemeral containers.
 //
@@ -66,7 +101,8 @@
 //
 //	t, err := podtask.Convert(pod, podtask.Inputs{ConfigMaps: cms, Secrets: secs,
 //		KubernetesServiceHost: "10.96.0.1", KubernetesServicePort: 443,
-//		ClusterName: "default", Profile: p.Name, Subnets: p.Subnets, Runtime: rt})
+//		ClusterName: "default", Profile: p.Name, Subnets: p.Subnets, Runtime: rt,
+//		ServiceAccountToken: tok, ClusterCA: ca})
 //	var tooLarge *sizing.TooLargeError
 //	if errors.As(err, &tooLarge) { /* Pending, reason tooLarge.Reason */ }
 //	pod.Annotations[sizing.AnnotationCapacityProvisioned] = podtask.CapacityProvisioned(t)

@@ -6,16 +6,15 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/sizing"
 	"vessel.dev/vessel/internal/task"
 )
 
 // Placeholders the host agent replaces in a container's Environment,
-// EntryPoint and Command once the task's IP is known.
+// EntryPoint and Command once the task's IP is known (task.ExpandPlaceholders).
 const (
-	PlaceholderPodIP    = "__VESSEL_POD_IP__"
-	PlaceholderNodeName = "__VESSEL_NODE_NAME__"
+	PlaceholderPodIP    = task.PlaceholderPodIP
+	PlaceholderNodeName = task.PlaceholderNodeName
 )
 
 // Tag keys Convert puts on the task.
@@ -65,6 +64,14 @@ type Inputs struct {
 	Subnets []string
 	// Runtime is the sandbox runtime ("" = the host's default).
 	Runtime string
+
+	// ServiceAccountToken is the token of the pod's service account, got
+	// from the TokenRequest API, written where a projected volume has a
+	// serviceAccountToken source; "" makes such a volume an error.
+	ServiceAccountToken string
+	// ClusterCA is the cluster's CA bundle (PEM), the ca.crt of the
+	// kube-root-ca.crt config map when ConfigMaps does not hold it.
+	ClusterCA []byte
 }
 
 // Convert returns the task that runs pod. The task has no ID, ARN or
@@ -77,9 +84,6 @@ type Inputs struct {
 func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 	size, err := sizing.ForPodSpec(&pod.Spec)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkVolumes(pod, in); err != nil {
 		return nil, err
 	}
 	stop := stopTimeout(pod.Spec.TerminationGracePeriodSeconds)
@@ -108,7 +112,11 @@ func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 		t.Tags = append(t.Tags, task.Tag{Key: TagProfile, Value: profileName})
 	}
 
+	t.RestartPolicy = restartPolicy(pod.Spec.RestartPolicy)
 	r := &resolver{pod: pod, in: in, size: size}
+	if t.Volumes, err = r.volumes(); err != nil {
+		return nil, err
+	}
 	var prev *task.Dependency // what the next container waits for
 	for _, c := range pod.Spec.InitContainers {
 		tc, err := r.container(&c)
@@ -133,10 +141,19 @@ func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 		}
 		tc.Essential = true
 		tc.StopTimeout = stop
+		if err := probes(&c, &tc); err != nil {
+			return nil, err
+		}
 		if prev != nil {
 			tc.DependsOn = []task.Dependency{*prev}
 		}
 		t.Containers = append(t.Containers, tc)
+	}
+	if err := t.ValidateVolumes(); err != nil {
+		return nil, err
+	}
+	if err := t.ValidateRestartAndProbes(); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
@@ -178,6 +195,9 @@ func (r *resolver) container(c *corev1.Container) (task.Container, error) {
 		WorkingDir:  c.WorkingDir,
 		User:        user(r.pod.Spec.SecurityContext, c.SecurityContext),
 	}
+	if tc.MountPoints, err = r.mounts(c, env); err != nil {
+		return task.Container{}, err
+	}
 	return tc, nil
 }
 
@@ -204,62 +224,6 @@ func user(pod *corev1.PodSecurityContext, c *corev1.SecurityContext) string {
 		u += ":" + strconv.FormatInt(*gid, 10)
 	}
 	return u
-}
-
-// checkVolumes accepts the volume types Vessel can provide and checks that
-// the config maps and secrets they need were resolved.
-func checkVolumes(pod *corev1.Pod, in Inputs) error {
-	for _, v := range pod.Spec.Volumes {
-		vs := v.VolumeSource
-		switch {
-		case vs.EmptyDir != nil, vs.DownwardAPI != nil:
-		case vs.ConfigMap != nil:
-			if err := needConfigMap(in, vs.ConfigMap.Name, vs.ConfigMap.Optional, v.Name); err != nil {
-				return err
-			}
-		case vs.Secret != nil:
-			if err := needSecret(in, vs.Secret.SecretName, vs.Secret.Optional, v.Name); err != nil {
-				return err
-			}
-		case vs.Projected != nil:
-			for i, s := range vs.Projected.Sources {
-				switch {
-				case s.ConfigMap != nil:
-					if err := needConfigMap(in, s.ConfigMap.Name, s.ConfigMap.Optional, v.Name); err != nil {
-						return err
-					}
-				case s.Secret != nil:
-					if err := needSecret(in, s.Secret.Name, s.Secret.Optional, v.Name); err != nil {
-						return err
-					}
-				case s.DownwardAPI != nil, s.ServiceAccountToken != nil:
-				default:
-					return errdefs.InvalidArgument(
-						"volume %q: projected source %d is of an unsupported type; Vessel supports configMap, secret, downwardAPI and serviceAccountToken sources",
-						v.Name, i)
-				}
-			}
-		default:
-			return errdefs.InvalidArgument(
-				"volume %q is of an unsupported volume type (%s); Vessel supports emptyDir, configMap, secret, downwardAPI and projected volumes",
-				v.Name, volumeType(vs))
-		}
-	}
-	return nil
-}
-
-func needConfigMap(in Inputs, name string, optional *bool, volume string) error {
-	if _, ok := in.ConfigMaps[name]; ok || isTrue(optional) {
-		return nil
-	}
-	return errdefs.NotFound("volume %q: configmap %q not found; create it or mark the volume optional", volume, name)
-}
-
-func needSecret(in Inputs, name string, optional *bool, volume string) error {
-	if _, ok := in.Secrets[name]; ok || isTrue(optional) {
-		return nil
-	}
-	return errdefs.NotFound("volume %q: secret %q not found; create it or mark the volume optional", volume, name)
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }

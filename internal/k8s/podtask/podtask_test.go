@@ -35,6 +35,7 @@ func baseInputs() Inputs {
 		ConfigMaps:  map[string]map[string]string{"cm": {"k": "cm-v", "A": "1"}},
 		Secrets:     map[string]map[string][]byte{"sec": {"pw": []byte("s3cret"), "B": []byte("2")}},
 		ClusterName: "default", Subnets: []string{"10.0.1.0/24"}, Runtime: "gvisor",
+		ServiceAccountToken: "tok",
 	}
 }
 
@@ -264,6 +265,9 @@ func TestConvertVolumes(t *testing.T) {
 			errdefs.IsInvalidArgument, `volume "p": projected source 0 is of an unsupported type`},
 		{"pvc", []corev1.Volume{vol("data", corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "c"}})},
 			errdefs.IsInvalidArgument, `volume "data" is of an unsupported volume type (persistentVolumeClaim)`},
+		{"serviceAccountToken without a token", []corev1.Volume{vol("p", corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}}}}})},
+			errdefs.IsInvalidArgument, `volume "p": a serviceAccountToken source needs the pod's token`},
 		{"hostPath", []corev1.Volume{vol("h", corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}})},
 			errdefs.IsInvalidArgument, "(hostPath); Vessel supports emptyDir, configMap, secret, downwardAPI and projected"},
 	}
@@ -271,7 +275,11 @@ func TestConvertVolumes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pod := basePod()
 			pod.Spec.Volumes = tt.vols
-			_, err := Convert(pod, baseInputs())
+			in := baseInputs()
+			if strings.Contains(tt.name, "without a token") {
+				in.ServiceAccountToken = ""
+			}
+			_, err := Convert(pod, in)
 			if tt.kind == nil {
 				if err != nil {
 					t.Fatalf("Convert = %v", err)

@@ -19,6 +19,7 @@ const (
 	ReasonError                  = "Error"
 	ReasonOOMKilled              = "OOMKilled"
 	ReasonContainerStatusUnknown = "ContainerStatusUnknown"
+	ReasonCrashLoopBackOff       = "CrashLoopBackOff"
 )
 
 // PodStatusFor returns pod's status as task t shows it. It keeps from
@@ -194,29 +195,36 @@ func containerStatus(t *task.Task, c corev1.Container, initDone, stopped bool) c
 	if status == "" {
 		status = t.LastStatus
 	}
+	cs.RestartCount = int32(tc.RestartCount)
+	if tc.LastExitCode != nil {
+		cs.LastTerminationState.Terminated = terminated(*tc.LastExitCode, tc.LastReason, tc.LastStartedAt, tc.LastFinishedAt)
+	}
 	switch {
+	case tc.ExitCode != nil && !stopped && t.DesiredStatus != task.StatusStopped && tc.Essential &&
+		task.Restarts(t.RestartPolicy, *tc.ExitCode):
+		// The agent restarts it after a back-off: the kubelet shows the
+		// exit as the last state meanwhile.
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonCrashLoopBackOff,
+			Message: "back-off restarting failed container " + c.Name}
+		cs.LastTerminationState.Terminated = terminated(*tc.ExitCode, tc.Reason, firstSet(tc.StartedAt, t.StartedAt), tc.FinishedAt)
 	case tc.ExitCode != nil:
-		code := int32(*tc.ExitCode)
-		reason := ReasonError
-		switch {
-		case strings.HasPrefix(tc.Reason, task.ReasonOutOfMemory):
-			reason = ReasonOOMKilled
-		case code == 0:
-			reason = ReasonCompleted
-		}
-		cs.State.Terminated = &corev1.ContainerStateTerminated{
-			ExitCode: code, Reason: reason, Message: tc.Reason,
-			StartedAt:  metaTime(t.StartedAt),
-			FinishedAt: metaTime(firstSet(t.ExecutionStoppedAt, t.StoppingAt, t.StoppedAt)),
-		}
+		cs.State.Terminated = terminated(*tc.ExitCode, tc.Reason, firstSet(tc.StartedAt, t.StartedAt),
+			firstSet(tc.FinishedAt, t.ExecutionStoppedAt, t.StoppingAt, t.StoppedAt))
 	case stopped || status == task.StatusStopped:
 		cs.State.Terminated = unknownTermination(t)
 	case status == task.StatusRunning || !status.Before(task.StatusRunning):
-		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metaTime(t.StartedAt)}
+		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metaTime(firstSet(tc.StartedAt, t.StartedAt))}
 		started := true
+		if tc.StartupProbe != nil {
+			started = tc.Started
+		}
 		cs.Started = &started
 		cs.Ready = tc.HealthStatus != task.HealthUnhealthy &&
 			(tc.HealthCheck == nil || tc.HealthStatus == task.HealthHealthy)
+		if tc.ReadinessProbe != nil || tc.StartupProbe != nil {
+			// The agent's probes decide.
+			cs.Ready = cs.Ready && tc.Ready && started
+		}
 	default:
 		w := &corev1.ContainerStateWaiting{Reason: waiting}
 		if t.PullProgress != "" && waiting == ReasonContainerCreating {
@@ -229,6 +237,20 @@ func containerStatus(t *task.Task, c corev1.Container, initDone, stopped bool) c
 		cs.Started = &f
 	}
 	return cs
+}
+
+// terminated is a container's end as the kubelet shows it: the reason is
+// OOMKilled, Completed (code 0) or Error, the message the task's reason.
+func terminated(code int, reason string, started, finished time.Time) *corev1.ContainerStateTerminated {
+	r := ReasonError
+	switch {
+	case strings.HasPrefix(reason, task.ReasonOutOfMemory):
+		r = ReasonOOMKilled
+	case code == 0:
+		r = ReasonCompleted
+	}
+	return &corev1.ContainerStateTerminated{ExitCode: int32(code), Reason: r, Message: reason,
+		StartedAt: metaTime(started), FinishedAt: metaTime(finished)}
 }
 
 // unknownTermination is what the kubelet reports for a container of a

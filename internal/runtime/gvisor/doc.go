@@ -27,8 +27,8 @@
 // The OCI bundles, the overlay root file systems, the ephemeral storage,
 // the cgroups and conmon are the runc back end's (runc.OCISpec,
 // runc.Conmon, runc.Cgroups, ...), and so is the conmon-backed core:
-// runc.Sandboxes keeps the records, locks and exit files and does Create's
-// and Start's frames, Wait, List, Signal, Exec and Delete with runsc as
+// runc.Sandboxes keeps the records, locks and exit files and does Create's,
+// Start's and Restart's frames, Wait, List, Signal, Exec and Delete with runsc as
 // the OCI runtime. This package adds what differs: the two cgroups, the
 // pause root container and its boot, the sub-containers' bundles
 // (subContainer: annotations, pids, runtime and monitor scripts), the
@@ -59,7 +59,8 @@
 // Wait, adoption after an agent restart, List, logs (conmon's k8s-file,
 // CRI format) and Leftovers then work as in the runc back end (the same
 // runc.Sandboxes code). Signal is
-// "runsc kill", Exec "runsc exec" (no TTY yet). Delete runs "runsc delete
+// "runsc kill", Exec "runsc exec" (with a TTY, on a host pty of the
+// agent's, which runsc sees on its stdin and hands to the sandbox). Delete runs "runsc delete
 // --force" on every sub-container and then on the root container (which
 // takes the sentry and gofers with it), SIGKILLs whatever is still in the
 // sandbox's cgroups, kills the monitors, waits for the conmons, unmounts,
@@ -79,6 +80,10 @@
 //     to the container's processes: Seccomp: 2 inside),
 //     --gofer-network-namespace=new (the default shares one namespace
 //     bind-mounted at <root>/null-netns, which outlives every sandbox),
+//     --overlay2=none (root file system writes reach the overlay's upper
+//     directory on the host through the gofer, rather than a sentry-side
+//     upper layer discarded with the container: Restart keeps the
+//     writable layer, as runc's does),
 //     --log and --debug-log into the sandbox's directory.
 //   - The sandbox is booted at Create, not at the first Start: Create then
 //     reports a sandbox that cannot boot, and Start only adds a

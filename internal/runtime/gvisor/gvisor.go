@@ -83,8 +83,9 @@ type Runtime struct {
 }
 
 var (
-	_ runtime.Runtime = (*Runtime)(nil)
-	_ runtime.Execer  = (*Runtime)(nil)
+	_ runtime.Runtime   = (*Runtime)(nil)
+	_ runtime.Execer    = (*Runtime)(nil)
+	_ runtime.Restarter = (*Runtime)(nil)
 )
 
 // New checks that runsc and conmon are there and that runsc can start a
@@ -212,6 +213,11 @@ func (r *Runtime) globalFlags(id string) []string {
 		// The gofers get a new empty network namespace each, instead of
 		// one shared namespace bind-mounted into the state root.
 		"--gofer-network-namespace=new",
+		// Root file system writes go through the gofer to the overlay's
+		// upper directory on the host (the default, root:self, keeps them
+		// in a file the sentry discards with the container), so that a
+		// restarted container keeps its writable layer, as with runc.
+		"--overlay2=none",
 		"--log=" + filepath.Join(sb, "runsc.log"),
 		"--debug-log=" + filepath.Join(sb, "runsc-debug") + "/",
 	}
@@ -392,6 +398,26 @@ func (r *Runtime) Start(ctx context.Context, id, name string) error {
 		c.Path, c.Runtime = r.cfg.ConmonPath, filepath.Join(c.Bundle, "runtime")
 		if _, err := c.Create(ctx); err != nil {
 			return fmt.Errorf("gvisor runtime: start %s/%s: %w %s", id, name, err, runc.ReadTail(filepath.Join(r.sandboxDir(id), "runsc.log")))
+		}
+		return nil
+	})
+}
+
+// Restart implements runtime.Restarter: "runsc delete" of the ended
+// sub-container, then a new conmon that adds it to the sandbox again, as
+// Start does (same bundle, same overlay root with its writable layer).
+func (r *Runtime) Restart(ctx context.Context, id, name string) error {
+	return r.sb.Restart(id, name, func(rec *runc.Record) error {
+		cid := containerID(id, name)
+		if out, err := r.runsc(ctx, id, "delete", "--force", cid); err != nil && r.sb.State(ctx, id, cid) != "" {
+			return fmt.Errorf("runsc delete: %w: %s", err, out)
+		}
+		return nil
+	}, func(rec *runc.Record) error {
+		c := r.sb.Conmon(rec, name)
+		c.Path, c.Runtime = r.cfg.ConmonPath, filepath.Join(c.Bundle, "runtime")
+		if _, err := c.Create(ctx); err != nil {
+			return fmt.Errorf("gvisor runtime: restart %s/%s: %w %s", id, name, err, runc.ReadTail(filepath.Join(r.sandboxDir(id), "runsc.log")))
 		}
 		return nil
 	})

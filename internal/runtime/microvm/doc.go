@@ -83,6 +83,14 @@
 //     stay right. Delete restores eth0. While a VM runs, the namespace's
 //     eth0 has no address: a check of the namespace that expects one (the
 //     network manager's reconciliation) must know this runtime.
+//   - Volumes (ContainerSpec.Mounts): the host directories are copied into
+//     the guest's configuration like the /etc files (at most 16 MiB of
+//     files: config maps, secrets, tokens), made under /rw/.volumes in the
+//     guest (a tmpfs of the same size when the host's is a tmpfs: a memory
+//     emptyDir) and bind-mounted into the containers, destinations resolved
+//     inside each container's root. A source below another becomes a
+//     sub-path of its volume, so containers share it. Writes stay in the VM:
+//     they never reach the host's directory.
 //   - Control channel: virtio-serial, JSON lines (internal/guest). The
 //     monitor is the guest binary in "monitor" mode (a small static Go
 //     process, ≈4 MiB RSS idle), so the host needs no other helper binary.
@@ -94,7 +102,8 @@
 //     the VM; exec'd processes run in its root and cgroup but not its PID
 //     namespace. No seccomp profile or capability drop inside the VM: the
 //     VM is the isolation boundary. RLIMIT_NOFILE is set with prlimit just
-//     after start; no TTY for exec yet.
+//     after start. An exec with a TTY gets a pseudo-terminal of the guest
+//     agent's, sized and resized by OpResize messages.
 //
 // This package imports runtime, errdefs, guest and runc (for runc's host
 // helpers: cgroup layout and writes, PID files, atomic writes, the ext4

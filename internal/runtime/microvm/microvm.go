@@ -90,8 +90,9 @@ type Runtime struct {
 }
 
 var (
-	_ runtime.Runtime = (*Runtime)(nil)
-	_ runtime.Execer  = (*Runtime)(nil)
+	_ runtime.Runtime   = (*Runtime)(nil)
+	_ runtime.Execer    = (*Runtime)(nil)
+	_ runtime.Restarter = (*Runtime)(nil)
 )
 
 var bootProbed sync.Map // key → error (nil once a probe VM booted)
@@ -223,6 +224,8 @@ type record struct {
 	Net       *netState       `json:"net,omitempty"`
 	Disks     []vmDisk        `json:"disks,omitempty"`
 	Started   map[string]bool `json:"started,omitempty"`
+	// Restarts counts each container's restarts (runtime.Restarter).
+	Restarts map[string]int `json:"restarts,omitempty"`
 }
 
 func (rec *record) has(name string) bool {
@@ -277,6 +280,9 @@ func validate(spec runtime.Spec) error {
 		seen[c.Name] = true
 		if len(c.Layers) == 0 || len(c.Args) == 0 {
 			return errdefs.InvalidArgument("sandbox %s: container %s needs image layers and args", spec.ID, c.Name)
+		}
+		if err := runtime.CheckMounts(spec.ID, c); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -337,6 +343,9 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 			NofileSoft: c.NofileSoft, NofileHard: c.NofileHard})
 	}
 	if gcfg.Etc, err = etcFiles(spec); err != nil {
+		return err
+	}
+	if gcfg.Volumes, err = guestVolumes(spec, gcfg.Containers); err != nil {
 		return err
 	}
 	mac := ""
@@ -573,6 +582,44 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 	return r.save(rec)
 }
 
+// Restart implements runtime.Restarter: the guest runs the exited
+// container again on the same root and writable layer; the monitor
+// appends its output to the same log. The exit file of the last run is
+// removed first (and put back if the guest cannot restart it).
+func (r *Runtime) Restart(ctx context.Context, id, container string) error {
+	unlock := r.lock(id)
+	defer unlock()
+	rec, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	if !rec.has(container) {
+		return errdefs.NotFound("container %q not found in sandbox %s", container, id)
+	}
+	if !rec.Started[container] {
+		return errdefs.Conflict("container %q of sandbox %s was never started; Start it first", container, id)
+	}
+	exitFile := filepath.Join(r.dir(id), "exits", container)
+	last, err := os.ReadFile(exitFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", container, id)
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(exitFile); err != nil {
+		return err
+	}
+	if err := r.call(ctx, id, guest.Msg{Op: guest.OpRestart, Container: container}); err != nil {
+		return errors.Join(err, runc.WriteFileAtomic(exitFile, last))
+	}
+	if rec.Restarts == nil {
+		rec.Restarts = map[string]int{}
+	}
+	rec.Restarts[container]++
+	return r.save(rec)
+}
+
 func (r *Runtime) exitOf(id, container string) (*runtime.ExitStatus, error) {
 	data, err := os.ReadFile(filepath.Join(r.dir(id), "exits", container))
 	if err != nil {
@@ -636,7 +683,10 @@ func (r *Runtime) Signal(ctx context.Context, id, container string, sig syscall.
 	return r.call(ctx, id, guest.Msg{Op: guest.OpSignal, Container: container, Signal: int(sig)})
 }
 
-// Exec implements runtime.Execer. TTYs are not supported yet.
+// Exec implements runtime.Execer: the guest agent runs the command in the
+// container's root and cgroup (on a pseudo-terminal of the guest's with
+// p.TTY), relaying its input, output, terminal sizes and exit through the
+// monitor.
 func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.ExecProcess) (int, error) {
 	rec, err := r.load(id)
 	if err != nil {
@@ -645,20 +695,29 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 	if !rec.has(container) {
 		return -1, errdefs.NotFound("container %q not found in sandbox %s", container, id)
 	}
-	if p.TTY {
-		return -1, errdefs.InvalidArgument("exec with a TTY is not supported by the microvm runtime yet")
-	}
 	if len(p.Args) == 0 {
 		return -1, errdefs.InvalidArgument("exec needs a command")
 	}
-	conn, raw, err := r.request(ctx, id, guest.Msg{Op: guest.OpExec, ID: 1, Container: container,
-		Args: p.Args, Env: p.Env, Stdin: p.Stdin != nil})
+	req := guest.Msg{Op: guest.OpExec, ID: 1, Container: container,
+		Args: p.Args, Env: p.Env, Stdin: p.Stdin != nil, TTY: p.TTY}
+	if p.TTY {
+		select {
+		case sz, ok := <-p.Resize:
+			if ok {
+				req.Width, req.Height = sz.Width, sz.Height
+			}
+		default:
+		}
+	}
+	conn, raw, err := r.request(ctx, id, req)
 	if err != nil {
 		return -1, err
 	}
 	defer raw.Close()
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
+	done := make(chan struct{})
+	defer close(done)
 	for {
 		m, err := conn.Recv()
 		if err != nil {
@@ -671,6 +730,20 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 		case guest.EvReply:
 			if m.Error != "" {
 				return -1, fmt.Errorf("sandbox %s: exec: %s", id, m.Error)
+			}
+			if p.TTY && p.Resize != nil {
+				go func() {
+					for {
+						select {
+						case sz, ok := <-p.Resize:
+							if !ok || conn.Send(guest.Msg{Op: guest.OpResize, Width: sz.Width, Height: sz.Height}) != nil {
+								return
+							}
+						case <-done:
+							return
+						}
+					}
+				}()
 			}
 			if p.Stdin != nil {
 				go func() {
@@ -767,7 +840,7 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
 			info.Labels[k] = v
 		}
 		for _, c := range rec.Spec.Containers {
-			st := runtime.ContainerState{Name: c.Name, Started: rec.Started[c.Name]}
+			st := runtime.ContainerState{Name: c.Name, Started: rec.Started[c.Name], Restarts: rec.Restarts[c.Name]}
 			if _, err := os.Stat(filepath.Join(r.dir(rec.Spec.ID), "started", c.Name)); err == nil {
 				st.Started = true
 			}

@@ -36,7 +36,9 @@
 // container's memory cgroup (v1 memory.oom_control, v2 memory.events) or
 // more than at Create in the sandbox's. Signal is "runc kill"; Exec is "runc
 // exec" (the process inherits the container's user, capabilities, limits
-// and seccomp profile; no TTY yet: ErrInvalidArgument). Delete kills
+// and seccomp profile; the process is a process.json made from the
+// container's, so that a TTY is sized before the command runs; runc runs on
+// a host pty of the agent's and relays it). Delete kills
 // everything ("runc kill --all", then "runc delete --force"), waits for the
 // conmons, unmounts the overlays and the loop file system (the loop device
 // is set to clear itself), removes the cgroups from every hierarchy, and

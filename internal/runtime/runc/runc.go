@@ -51,8 +51,9 @@ type Runtime struct {
 }
 
 var (
-	_ runtime.Runtime = (*Runtime)(nil)
-	_ runtime.Execer  = (*Runtime)(nil)
+	_ runtime.Runtime   = (*Runtime)(nil)
+	_ runtime.Execer    = (*Runtime)(nil)
+	_ runtime.Restarter = (*Runtime)(nil)
 )
 
 // New checks that runc and conmon are there and work, and returns the
@@ -95,7 +96,7 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	r := &Runtime{cfg: cfg, cg: cg, runcRoot: filepath.Join(dir, "runc-root")}
 	r.sb = &Sandboxes{Name: Name, StateDir: dir, RuntimeRoot: "runc-root", Log: cfg.Logger, Cgroups: &Cgroups{cg},
-		Command: r.command, Run: r.runc, OOMKilled: r.oomKilled, Destroy: r.destroy}
+		Command: r.command, ExecProcessFile: true, Run: r.runc, OOMKilled: r.oomKilled, Destroy: r.destroy}
 	if err := os.MkdirAll(r.runcRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("runc runtime: %w", err)
 	}
@@ -143,6 +144,9 @@ func checkSpec(spec *runtime.Spec) error {
 					spec.ID, l, c.Name)
 			}
 		}
+		if err := runtime.CheckMounts(spec.ID, c); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -183,6 +187,26 @@ func (r *Runtime) Start(ctx context.Context, id, name string) error {
 	return r.sb.Start(id, name, func(rec *Record) error {
 		if err := r.launch(ctx, rec, name); err != nil {
 			return fmt.Errorf("runc runtime: start %s/%s: %w", id, name, err)
+		}
+		return nil
+	})
+}
+
+// Restart implements runtime.Restarter: "runc delete" of the ended
+// container (its root file system, an overlay mounted by the sandbox, and
+// its writable layer stay), then a new conmon and "runc start" as in Start.
+// conmon appends to the container's log.
+func (r *Runtime) Restart(ctx context.Context, id, name string) error {
+	return r.sb.Restart(id, name, func(rec *Record) error {
+		if out, err := r.runc(ctx, id, "delete", "--force", ContainerID(id, name)); err != nil && r.sb.State(ctx, id, ContainerID(id, name)) != "" {
+			return fmt.Errorf("runc delete: %w: %s", err, out)
+		}
+		// An OOM kill of the last run must not mark the next run's 137.
+		rec.OOMBase = r.cg.oomKills(taskPath(id))
+		return nil
+	}, func(rec *Record) error {
+		if err := r.launch(ctx, rec, name); err != nil {
+			return fmt.Errorf("runc runtime: restart %s/%s: %w", id, name, err)
 		}
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/pty"
 	"vessel.dev/vessel/internal/runtime"
 )
 
@@ -60,6 +62,13 @@ type Sandboxes struct {
 	// Command returns the OCI runtime's command about sandbox id, its
 	// global flags first, then args (Exec runs "exec" with it).
 	Command func(ctx context.Context, id string, args ...string) *exec.Cmd
+	// ExecProcessFile makes Exec describe the process in a process.json
+	// ("exec --process": the container's process with the exec's args,
+	// env, terminal and console size) rather than in flags, for an OCI
+	// runtime that sizes the terminal it makes from it before the process
+	// runs (runc). Without it, "exec" gets flags and a terminal as its
+	// stdin, which runsc hands to the process as it is.
+	ExecProcessFile bool
 	// Run runs an OCI runtime command about sandbox id and returns its
 	// combined output, trimmed (Signal's "kill", State's "state").
 	Run func(ctx context.Context, id string, args ...string) ([]byte, error)
@@ -89,6 +98,8 @@ type Record struct {
 	Storage   string          `json:"storage,omitempty"`
 	OOMBase   int64           `json:"oomBase"` // OOM kills counted in the sandbox's cgroup(s) at Create
 	Started   map[string]bool `json:"started,omitempty"`
+	// Restarts counts each container's restarts (runtime.Restarter).
+	Restarts map[string]int `json:"restarts,omitempty"`
 }
 
 // Container returns the spec of the sandbox's container name.
@@ -399,6 +410,58 @@ func (s *Sandboxes) Start(id, name string, launch func(rec *Record) error) error
 	return launch(rec)
 }
 
+// Restart is the frame of runtime.Restarter's Restart: with the sandbox's
+// lock held, it checks that the container was started and has exited,
+// waits for its conmon to go, calls clean (which removes the ended
+// container from the OCI runtime's state), removes the exit file, counts
+// the restart in the record and calls launch. When clean or launch fails,
+// the exit file is put back, so that the container still shows as exited.
+func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *Record) error) error {
+	unlock := s.Lock(id)
+	defer unlock()
+	rec, err := s.LoadContainer(id, name)
+	if err != nil {
+		return err
+	}
+	if !rec.Started[name] {
+		return errdefs.Conflict("container %q of sandbox %s was never started; Start it first", name, id)
+	}
+	if _, ok, err := s.ExitStatus(rec, name); err != nil {
+		return err
+	} else if !ok {
+		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", name, id)
+	}
+	s.WaitConmon(id, name, "its container exited")
+	exitFile := s.exitFile(id, name)
+	last, err := os.ReadFile(exitFile)
+	if err != nil {
+		return s.errorf("%w", err)
+	}
+	putBack := func(err error) error {
+		if werr := os.WriteFile(exitFile, last, 0o600); werr != nil {
+			err = errors.Join(err, werr)
+		}
+		return err
+	}
+	if err := clean(rec); err != nil {
+		return s.errorf("restart %s/%s: %w", id, name, err)
+	}
+	if err := os.Remove(exitFile); err != nil {
+		return s.errorf("%w", err)
+	}
+	if rec.Restarts == nil {
+		rec.Restarts = map[string]int{}
+	}
+	rec.Restarts[name]++
+	if err := s.Save(rec); err != nil {
+		return putBack(s.errorf("%w", err))
+	}
+	if err := launch(rec); err != nil {
+		return putBack(err)
+	}
+	return nil
+}
+
 // ExitStatus reads a container's exit file; ok is false while it runs.
 // OOMKilled decides about a code of 137.
 func (s *Sandboxes) ExitStatus(rec *Record, name string) (st runtime.ExitStatus, ok bool, err error) {
@@ -509,12 +572,12 @@ func (s *Sandboxes) Signal(ctx context.Context, id, name string, sig syscall.Sig
 
 // Exec implements runtime.Execer with the OCI runtime's "exec": the
 // process gets the container's environment plus p.Env. It is a child of
-// the agent (not of conmon), so it ends if the agent does. TTYs are not
-// supported yet.
+// the agent (not of conmon), so it ends if the agent does. With p.TTY the
+// OCI runtime runs on a pseudo-terminal of Exec's (its controlling
+// terminal, so that a resize reaches it as SIGWINCH): runc relays it to a
+// terminal of the container's, sized before the process runs from the
+// process.json; runsc gives it to the process.
 func (s *Sandboxes) Exec(ctx context.Context, id, name string, p runtime.ExecProcess) (int, error) {
-	if p.TTY {
-		return -1, errdefs.InvalidArgument("exec with a TTY is not supported by the %s runtime yet; run without one", s.Name)
-	}
 	if len(p.Args) == 0 {
 		return -1, errdefs.InvalidArgument("exec needs a command to run")
 	}
@@ -528,16 +591,124 @@ func (s *Sandboxes) Exec(ctx context.Context, id, name string, p runtime.ExecPro
 	if _, ok, _ := s.ExitStatus(rec, name); ok {
 		return -1, errdefs.Conflict("container %q of sandbox %s has exited", name, id)
 	}
-	args := []string{"exec"}
-	for _, e := range p.Env {
-		args = append(args, "--env", e)
+	var size *runtime.TerminalSize
+	if p.TTY {
+		select {
+		case sz, ok := <-p.Resize:
+			if ok {
+				size = &sz
+			}
+		default:
+		}
 	}
-	args = append(args, ContainerID(id, name))
-	args = append(args, p.Args...)
+	args := []string{"exec"}
+	if s.ExecProcessFile {
+		file, err := s.writeExecProcess(id, name, p, size)
+		if err != nil {
+			return -1, err
+		}
+		defer os.Remove(file)
+		args = append(args, "--process", file, ContainerID(id, name))
+	} else {
+		for _, e := range p.Env {
+			args = append(args, "--env", e)
+		}
+		args = append(args, ContainerID(id, name))
+		args = append(args, p.Args...)
+	}
 	cmd := s.Command(ctx, id, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.Stdin, p.Stdout, p.Stderr
 	cmd.WaitDelay = 5 * time.Second
-	err = cmd.Run()
+	var output sync.WaitGroup
+	var ptmx *os.File
+	if p.TTY {
+		var tty *os.File
+		if ptmx, tty, err = pty.Open(); err != nil {
+			return -1, s.errorf("exec in %s/%s: %w", id, name, err)
+		}
+		defer ptmx.Close()
+		defer tty.Close()
+		if size != nil {
+			pty.SetSize(ptmx, size.Width, size.Height)
+		}
+		if s.ExecProcessFile {
+			// runc relays this terminal to one of the container's: raw
+			// from the start, as runc only makes it so once the process
+			// runs, and the process's first output would get a second \r.
+			// (runsc hands it to the process as its own terminal.)
+			pty.SetRaw(tty)
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+		if err := cmd.Start(); err != nil {
+			return -1, s.errorf("exec in %s/%s: %w", id, name, err)
+		}
+		tty.Close()
+		out := p.Stdout
+		if out == nil {
+			out = io.Discard
+		}
+		output.Add(1)
+		go func() {
+			defer output.Done()
+			io.Copy(out, pty.Reader(ptmx))
+		}()
+		if p.Stdin != nil {
+			go io.Copy(ptmx, p.Stdin)
+		}
+		if p.Resize != nil {
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				for {
+					select {
+					case sz, ok := <-p.Resize:
+						if !ok {
+							return
+						}
+						pty.SetSize(ptmx, sz.Width, sz.Height)
+					case <-stop:
+						return
+					}
+				}
+			}()
+		}
+	} else {
+		cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
+		if p.Stdin != nil {
+			// A pipe of Exec's own, so that Wait does not wait for the end
+			// of p.Stdin, which may never come.
+			r, w, err := os.Pipe()
+			if err != nil {
+				return -1, s.errorf("exec in %s/%s: %w", id, name, err)
+			}
+			defer w.Close()
+			cmd.Stdin = r
+			go func() {
+				io.Copy(w, p.Stdin)
+				w.Close()
+			}()
+			defer r.Close()
+		}
+		if err := cmd.Start(); err != nil {
+			return -1, s.errorf("exec in %s/%s: %w", id, name, err)
+		}
+		if r, ok := cmd.Stdin.(*os.File); ok {
+			r.Close()
+		}
+	}
+	err = cmd.Wait()
+	if ptmx != nil {
+		// The output ends once the OCI runtime (the terminal's last
+		// holder) is gone; a background process that kept it is cut off.
+		done := make(chan struct{})
+		go func() { output.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			ptmx.Close()
+			<-done
+		}
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ctx.Err() == nil {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -545,10 +716,49 @@ func (s *Sandboxes) Exec(ctx context.Context, id, name string, p runtime.ExecPro
 		}
 		return ee.ExitCode(), nil
 	}
+	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil {
+		// The command ended well; something it left behind held on to its
+		// output.
+		return cmd.ProcessState.ExitCode(), nil
+	}
 	if err != nil {
 		return -1, s.errorf("exec in %s/%s: %w", id, name, err)
 	}
 	return 0, nil
+}
+
+// writeExecProcess writes the process.json of an exec in container name of
+// sandbox id, next to its bundle's config.json, and returns its path: the
+// container's process (user, cwd, capabilities, limits...) with p's args,
+// its env added, and p's terminal of the given size.
+func (s *Sandboxes) writeExecProcess(id, name string, p runtime.ExecProcess, size *runtime.TerminalSize) (string, error) {
+	bundle := s.BundleDir(id, name)
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return "", s.errorf("exec in %s/%s: %w", id, name, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil || spec.Process == nil {
+		return "", s.errorf("exec in %s/%s: the bundle's config.json has no process: %v", id, name, err)
+	}
+	proc := *spec.Process
+	proc.Args = p.Args
+	proc.Env = append(append([]string(nil), proc.Env...), p.Env...)
+	proc.Terminal = p.TTY
+	proc.ConsoleSize = nil
+	if size != nil && size.Width > 0 && size.Height > 0 {
+		proc.ConsoleSize = &specs.Box{Width: uint(size.Width), Height: uint(size.Height)}
+	}
+	f, err := os.CreateTemp(bundle, "exec-*.json")
+	if err != nil {
+		return "", s.errorf("exec in %s/%s: %w", id, name, err)
+	}
+	defer f.Close()
+	if err := json.NewEncoder(f).Encode(proc); err != nil {
+		os.Remove(f.Name())
+		return "", s.errorf("exec in %s/%s: %w", id, name, err)
+	}
+	return f.Name(), nil
 }
 
 // Delete implements runtime.Runtime's Delete: Destroy with the sandbox's
@@ -635,7 +845,7 @@ func (s *Sandboxes) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
 			info.Labels[k] = v
 		}
 		for _, c := range rec.Spec.Containers {
-			cs := runtime.ContainerState{Name: c.Name, Started: rec.Started[c.Name]}
+			cs := runtime.ContainerState{Name: c.Name, Started: rec.Started[c.Name], Restarts: rec.Restarts[c.Name]}
 			if st, ok, err := s.ExitStatus(rec, c.Name); err == nil && ok {
 				cs.Exit = &st
 			}

@@ -6,11 +6,19 @@
 //
 // Every back end is checked for exit codes, signals (SIGTERM, SIGKILL after
 // an ignored SIGTERM), several containers per sandbox, errors for missing
-// things, adoption by a new runtime on the same state, and Delete. With
+// things, adoption by a new runtime on the same state, restarting an exited
+// container (runtime.Restarter: the new run's exit, the restart count in
+// List, conflicts for a running or never started one), and Delete. With
 // Harness.Real, the suite also checks output (read from <LogDir>/<name>.log
-// in the CRI format), environment, working directory and user, exec, the
+// in the CRI format; a restarted container's runs go to the same log and
+// keep its writable layer), environment, working directory and user, exec
+// (separate stdout and stderr, exit codes, stdin to its end, a TTY with its
+// size), the
 // memory limit (OOMKilled, 137), the CPU quota (a busy loop in 0.25 vCPU
-// uses < 40 % of a CPU), the pids limit, and, with Harness.Network, TCP
+// uses < 40 % of a CPU), the pids limit, volumes (ContainerSpec.Mounts:
+// files read at the mount path, a single file mounted on its own, a
+// read-only mount refusing writes, two containers sharing a tmpfs
+// directory), and, with Harness.Network, TCP
 // between two sandboxes. With Harness.Leftovers, every Delete is followed by
 // a check that nothing of the sandbox is left on the host.
 //

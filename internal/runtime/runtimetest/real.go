@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -126,6 +127,109 @@ func testExec(s *suite) {
 	}
 	if _, err := ex.Exec(ctx, id, "nope", runtime.ExecProcess{Args: []string{"true"}}); err == nil {
 		s.t.Errorf("Exec in a missing container succeeded")
+	}
+	s.signal(id, "app", syscall.SIGTERM)
+	s.wait(id, "app")
+}
+
+// execer returns the runtime's Execer, or skips the case.
+func (s *suite) execer() runtime.Execer {
+	s.t.Helper()
+	s.needReal()
+	ex, ok := s.rt.(runtime.Execer)
+	if !ok {
+		s.t.Skip("runtime has no exec")
+	}
+	return ex
+}
+
+func testExecStdin(s *suite) {
+	ex := s.execer()
+	id := s.sandbox(sh("app", service))
+	s.start(id, "app")
+	ctx, cancel := s.ctx()
+	defer cancel()
+	// cat echoes its input and ends at the input's end.
+	var stdout, stderr bytes.Buffer
+	code, err := ex.Exec(ctx, id, "app", runtime.ExecProcess{
+		Args:  []string{"cat"},
+		Stdin: strings.NewReader("line one\nline two\n"), Stdout: &stdout, Stderr: &stderr,
+	})
+	if err != nil {
+		s.t.Fatalf("Exec cat: %v", err)
+	}
+	if code != 0 || stdout.String() != "line one\nline two\n" {
+		s.t.Errorf("Exec cat: code %d, stdout %q, stderr %q; want 0 and the input back", code, stdout.String(), stderr.String())
+	}
+	// Input that arrives in pieces, read as it comes, and an exit code.
+	inR, inW := io.Pipe()
+	go func() {
+		inW.Write([]byte("first\n"))
+		time.Sleep(200 * time.Millisecond)
+		inW.Write([]byte("second\n"))
+		inW.Close()
+	}()
+	stdout.Reset()
+	code, err = ex.Exec(ctx, id, "app", runtime.ExecProcess{
+		Args:  []string{"sh", "-c", "read a; read b; echo \"$b-$a\"; read c || exit 7"},
+		Stdin: inR, Stdout: &stdout,
+	})
+	if err != nil {
+		s.t.Fatalf("Exec read: %v", err)
+	}
+	if code != 7 || stdout.String() != "second-first\n" {
+		s.t.Errorf("Exec read: code %d, stdout %q; want 7, \"second-first\\n\"", code, stdout.String())
+	}
+	// A signalled command's code, and a command that ends without reading
+	// an input that never ends.
+	never, _ := io.Pipe()
+	defer never.Close()
+	code, err = ex.Exec(ctx, id, "app", runtime.ExecProcess{Args: []string{"/bin/sh", "-c", "kill -9 $$"}, Stdin: never})
+	if err != nil || code != 137 {
+		s.t.Errorf("Exec kill -9: code %d, err %v; want 137", code, err)
+	}
+	s.signal(id, "app", syscall.SIGTERM)
+	s.wait(id, "app")
+	if _, err := ex.Exec(ctx, id, "app", runtime.ExecProcess{Args: []string{"true"}}); err == nil {
+		s.t.Errorf("Exec in an exited container succeeded")
+	}
+}
+
+func testExecTTY(s *suite) {
+	ex := s.execer()
+	id := s.sandbox(sh("app", service))
+	s.start(id, "app")
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resize := make(chan runtime.TerminalSize, 1)
+	resize <- runtime.TerminalSize{Width: 91, Height: 27}
+	var stdout, stderr bytes.Buffer
+	code, err := ex.Exec(ctx, id, "app", runtime.ExecProcess{
+		Args: []string{"/bin/sh", "-c", "stty size; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo on-a-tty; echo to-stderr >&2; exit 4"},
+		TTY:  true, Resize: resize, Stdout: &stdout, Stderr: &stderr,
+	})
+	if err != nil {
+		s.t.Fatalf("Exec with a TTY: %v", err)
+	}
+	out := strings.ReplaceAll(stdout.String(), "\r\n", "\n")
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if code != 4 || len(lines) != 3 || lines[0] != "27 91" || lines[1] != "on-a-tty" || lines[2] != "to-stderr" {
+		s.t.Errorf("Exec with a TTY: code %d, output %q; want 4, \"27 91\", on-a-tty and to-stderr", code, stdout.String())
+	}
+	if stderr.Len() != 0 {
+		s.t.Errorf("Exec with a TTY wrote %q to Stderr; the terminal carries all output", stderr.String())
+	}
+	// Input typed on the terminal reaches the command; its echo comes back.
+	var typed bytes.Buffer
+	inR, inW := io.Pipe()
+	defer inW.Close()
+	go inW.Write([]byte("typed\r"))
+	code, err = ex.Exec(ctx, id, "app", runtime.ExecProcess{
+		Args: []string{"/bin/sh", "-c", "read x; echo \"got-$x\""},
+		TTY:  true, Stdin: inR, Stdout: &typed,
+	})
+	if err != nil || code != 0 || !strings.Contains(typed.String(), "got-typed") {
+		s.t.Errorf("Exec with a TTY and input: code %d, err %v, output %q; want 0 and got-typed", code, err, typed.String())
 	}
 	s.signal(id, "app", syscall.SIGTERM)
 	s.wait(id, "app")

@@ -77,14 +77,21 @@ func Run(t *testing.T, h Harness) {
 		{"SeveralContainersInOneSandbox", testSeveralContainers},
 		{"ErrorsForMissingThings", testMissing},
 		{"AdoptionAfterRestart", testAdoption},
+		{"RestartExitedContainer", testRestart},
+		{"RestartConflicts", testRestartConflicts},
 		{"DeleteLeavesNothing", testDelete},
 		{"Output", testOutput},
 		{"EnvWorkingDirUser", testEnv},
 		{"Exec", testExec},
+		{"ExecStdin", testExecStdin},
+		{"ExecTTY", testExecTTY},
 		{"MemoryLimitKills", testOOM},
 		{"CPUQuota", testCPUQuota},
 		{"PidsLimit", testPidsLimit},
 		{"NetworkBetweenSandboxes", testNetwork},
+		{"VolumeFiles", testVolumeFiles},
+		{"VolumeReadOnly", testVolumeReadOnly},
+		{"VolumeSharedBetweenContainers", testVolumeShared},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -372,4 +379,108 @@ func testDelete(s *suite) {
 			s.t.Fatalf("deleted sandbox %s came back after restart", id)
 		}
 	}
+}
+
+func (s *suite) restarter() runtime.Restarter {
+	s.t.Helper()
+	r, ok := s.rt.(runtime.Restarter)
+	if !ok {
+		s.t.Fatalf("runtime %s does not implement runtime.Restarter", s.rt.Name())
+	}
+	return r
+}
+
+func (s *suite) restarts(id, c string) int {
+	s.t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	infos, err := s.rt.List(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, in := range infos {
+		for _, cs := range in.Containers {
+			if in.ID == id && cs.Name == c {
+				return cs.Restarts
+			}
+		}
+	}
+	s.t.Fatalf("container %s/%s not listed", id, c)
+	return 0
+}
+
+// testRestart restarts an exited container twice: the new run keeps the
+// writable layer, its output goes to the same log, and Wait reports its
+// exit; an adopting runtime still counts the restarts.
+func testRestart(s *suite) {
+	// Real runtimes: the first run leaves a file in the writable layer, the
+	// next ones see it. Sim only knows the exit code and timing.
+	script := "sleep 0.3; exit 3"
+	if s.Real {
+		script = "if [ -e /root/ran ]; then echo again; sleep 0.3; exit 5; fi; touch /root/ran; echo first; exit 3"
+	}
+	spec := s.sandboxWith(nil, sh("app", script))
+	id := spec.ID
+	s.start(id, "app")
+	if st := s.wait(id, "app"); st.Code != 3 {
+		s.t.Fatalf("first run: code %d, want 3", st.Code)
+	}
+	want := 3
+	if s.Real {
+		want = 5
+	}
+	for i := 1; i <= 2; i++ {
+		ctx, cancel := s.ctx()
+		err := s.restarter().Restart(ctx, id, "app")
+		cancel()
+		if err != nil {
+			s.t.Fatalf("Restart #%d: %v", i, err)
+		}
+		s.running(id, "app", 100*time.Millisecond)
+		st := s.wait(id, "app")
+		if st.Code != want {
+			s.t.Fatalf("run after restart #%d: code %d, want %d", i, st.Code, want)
+		}
+		if st.ExitedAt.IsZero() {
+			s.t.Errorf("run after restart #%d: ExitedAt not set", i)
+		}
+		if n := s.restarts(id, "app"); n != i {
+			s.t.Errorf("List after restart #%d: Restarts %d, want %d", i, n, i)
+		}
+	}
+	if s.Real {
+		if out, _ := s.output(spec, "app"); out != "first\nagain\nagain\n" {
+			s.t.Errorf("log after two restarts: stdout %q, want \"first\\nagain\\nagain\\n\"", out)
+		}
+	}
+	// A new agent finds the count.
+	s.rt = s.New(s.t, s.dir)
+	if n := s.restarts(id, "app"); n != 2 {
+		s.t.Errorf("List after an agent restart: Restarts %d, want 2", n)
+	}
+	if st := s.wait(id, "app"); st.Code != want {
+		s.t.Errorf("Wait after an agent restart: code %d, want %d", st.Code, want)
+	}
+}
+
+// testRestartConflicts: only an exited container can be restarted.
+func testRestartConflicts(s *suite) {
+	id := s.sandbox(sh("app", service), sh("never", "exit 0"))
+	s.start(id, "app")
+	ctx, cancel := s.ctx()
+	defer cancel()
+	r := s.restarter()
+	if err := r.Restart(ctx, id, "app"); !errdefs.IsConflict(err) {
+		s.t.Errorf("Restart of a running container = %v, want a conflict", err)
+	}
+	if err := r.Restart(ctx, id, "never"); !errdefs.IsConflict(err) {
+		s.t.Errorf("Restart of a container never started = %v, want a conflict", err)
+	}
+	if err := r.Restart(ctx, id, "nope"); !errdefs.IsNotFound(err) {
+		s.t.Errorf("Restart of a missing container = %v, want not found", err)
+	}
+	if err := r.Restart(ctx, "no-such-sandbox", "app"); !errdefs.IsNotFound(err) {
+		s.t.Errorf("Restart in a missing sandbox = %v, want not found", err)
+	}
+	s.running(id, "app", 100*time.Millisecond)
 }

@@ -39,12 +39,16 @@ type Runtime struct {
 	sandboxes map[string]*sandbox
 }
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var (
+	_ runtime.Runtime   = (*Runtime)(nil)
+	_ runtime.Restarter = (*Runtime)(nil)
+)
 
 type containerState struct {
 	Spec      runtime.ContainerSpec `json:"spec"`
 	StartedAt time.Time             `json:"startedAt,omitzero"`
 	Exit      *runtime.ExitStatus   `json:"exit,omitempty"`
+	Restarts  int                   `json:"restarts,omitempty"`
 }
 
 type sandbox struct {
@@ -293,6 +297,35 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 	return nil
 }
 
+// Restart implements runtime.Restarter: the container's behaviour runs
+// again from now.
+func (r *Runtime) Restart(ctx context.Context, id, container string) error {
+	if err := sleepCtx(ctx, r.cfg.StartDelay); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sb, c, err := r.get(id, container)
+	if err != nil {
+		return err
+	}
+	r.settle(sb, c)
+	if c.StartedAt.IsZero() {
+		return errdefs.Conflict("container %q of sandbox %s was never started; Start it first", container, id)
+	}
+	if c.Exit == nil {
+		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", container, id)
+	}
+	c.StartedAt, c.Exit = r.cfg.Now(), nil
+	c.Restarts++
+	r.settle(sb, c)
+	if err := r.save(sb); err != nil {
+		return fmt.Errorf("sim runtime: %w", err)
+	}
+	r.notify(sb)
+	return nil
+}
+
 // Wait implements runtime.Runtime.
 func (r *Runtime) Wait(ctx context.Context, id, container string) (runtime.ExitStatus, error) {
 	for {
@@ -403,7 +436,7 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
 		for _, name := range sb.Order {
 			c := sb.Containers[name]
 			r.settle(sb, c)
-			st := runtime.ContainerState{Name: name, Started: !c.StartedAt.IsZero()}
+			st := runtime.ContainerState{Name: name, Started: !c.StartedAt.IsZero(), Restarts: c.Restarts}
 			if c.Exit != nil {
 				e := *c.Exit
 				st.Exit = &e

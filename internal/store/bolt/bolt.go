@@ -62,6 +62,11 @@ type Store struct {
 	// write serialises write transactions together with publishing their
 	// events, so that events are published in revision order.
 	write sync.Mutex
+	// pending are writes waiting for the next commit: whoever takes write
+	// commits every pending write in one transaction (one fsync), so that
+	// concurrent writers share the cost of the disk flush.
+	pendMu  sync.Mutex
+	pending []*writeOp
 
 	// mu guards the history ring, histFrom and watchers.
 	mu sync.Mutex
@@ -217,31 +222,31 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, expectedRevis
 	buf := make([]byte, 8+len(value))
 	copy(buf[8:], value)
 
-	s.write.Lock()
-	defer s.write.Unlock()
 	var rev int64
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.commit(func(tx *bbolt.Tx) (store.Event, error) {
 		kvb := tx.Bucket(bucketKV)
 		cur := kvb.Get([]byte(key))
 		switch {
 		case expectedRevision == store.MustNotExist && cur != nil:
-			return errdefs.AlreadyExists("key %q already exists at revision %d; put with its revision to update it", key, curRev(cur))
+			return store.Event{}, errdefs.AlreadyExists("key %q already exists at revision %d; put with its revision to update it", key, curRev(cur))
 		case expectedRevision > 0 && cur == nil:
-			return errdefs.NotFound("key %q not found; put with store.MustNotExist to create it", key)
+			return store.Event{}, errdefs.NotFound("key %q not found; put with store.MustNotExist to create it", key)
 		case expectedRevision > 0 && curRev(cur) != expectedRevision:
-			return errdefs.Conflict("key %q is at revision %d, not the expected %d; get it again and retry", key, curRev(cur), expectedRevision)
+			return store.Event{}, errdefs.Conflict("key %q is at revision %d, not the expected %d; get it again and retry", key, curRev(cur), expectedRevision)
 		}
 		var err error
 		if rev, err = bumpRev(tx); err != nil {
-			return err
+			return store.Event{}, err
 		}
 		binary.BigEndian.PutUint64(buf[:8], uint64(rev))
-		return kvb.Put([]byte(key), buf)
+		if err := kvb.Put([]byte(key), buf); err != nil {
+			return store.Event{}, err
+		}
+		return store.Event{Type: store.EventPut, KV: store.KV{Key: key, Value: buf[8:], Revision: rev}}, nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	s.publish(store.Event{Type: store.EventPut, KV: store.KV{Key: key, Value: buf[8:], Revision: rev}})
 	return rev, nil
 }
 
@@ -257,29 +262,72 @@ func (s *Store) Delete(ctx context.Context, key string, expectedRevision int64) 
 	if err := checkRev(expectedRevision); err != nil {
 		return err
 	}
-	s.write.Lock()
-	defer s.write.Unlock()
-	var rev int64
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	return s.commit(func(tx *bbolt.Tx) (store.Event, error) {
 		kvb := tx.Bucket(bucketKV)
 		cur := kvb.Get([]byte(key))
 		if cur == nil {
-			return errdefs.NotFound("key %q not found", key)
+			return store.Event{}, errdefs.NotFound("key %q not found", key)
 		}
 		if expectedRevision > 0 && curRev(cur) != expectedRevision {
-			return errdefs.Conflict("key %q is at revision %d, not the expected %d; get it again and retry", key, curRev(cur), expectedRevision)
+			return store.Event{}, errdefs.Conflict("key %q is at revision %d, not the expected %d; get it again and retry", key, curRev(cur), expectedRevision)
 		}
-		var err error
-		if rev, err = bumpRev(tx); err != nil {
-			return err
+		rev, err := bumpRev(tx)
+		if err != nil {
+			return store.Event{}, err
 		}
-		return kvb.Delete([]byte(key))
+		if err := kvb.Delete([]byte(key)); err != nil {
+			return store.Event{}, err
+		}
+		return store.Event{Type: store.EventDelete, KV: store.KV{Key: key, Revision: rev}}, nil
 	})
-	if err != nil {
-		return err
+}
+
+// writeOp is one write waiting for a commit. apply checks its
+// preconditions before it changes anything, so that a failed write leaves
+// the shared transaction as it found it (but for the revision counter,
+// whose gaps are harmless).
+type writeOp struct {
+	apply func(tx *bbolt.Tx) (store.Event, error)
+	ev    store.Event
+	err   error
+	done  chan struct{}
+}
+
+// commit applies one write as part of the next group commit and returns
+// once it is on disk and its event published. Writes are applied and
+// published in the order they joined the group, so revisions and events
+// stay in order.
+func (s *Store) commit(apply func(tx *bbolt.Tx) (store.Event, error)) error {
+	op := &writeOp{apply: apply, done: make(chan struct{})}
+	s.pendMu.Lock()
+	s.pending = append(s.pending, op)
+	s.pendMu.Unlock()
+
+	s.write.Lock()
+	s.pendMu.Lock()
+	batch := s.pending
+	s.pending = nil
+	s.pendMu.Unlock()
+	if len(batch) > 0 { // else an earlier leader committed op already
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			for _, o := range batch {
+				o.ev, o.err = o.apply(tx)
+			}
+			return nil
+		})
+		for _, o := range batch {
+			if err != nil && o.err == nil {
+				o.err = err
+			}
+			if o.err == nil {
+				s.publish(o.ev)
+			}
+			close(o.done)
+		}
 	}
-	s.publish(store.Event{Type: store.EventDelete, KV: store.KV{Key: key, Revision: rev}})
-	return nil
+	s.write.Unlock()
+	<-op.done
+	return op.err
 }
 
 // Watch implements store.Store.

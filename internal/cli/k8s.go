@@ -1,0 +1,178 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"vessel.dev/vessel/internal/k8s/bridge"
+	"vessel.dev/vessel/internal/server"
+)
+
+// k8sOptions are the flags that connect Vessel to a Kubernetes cluster,
+// shared by `vessel server` and `vessel k8s`.
+type k8sOptions struct {
+	kubeconfig      string
+	cluster         string
+	address         string
+	webhookPort     int
+	kubeletPort     int
+	kubeletClientCA string
+}
+
+func (o *k8sOptions) addFlags(cmd *cobra.Command, withKubeconfig bool) {
+	f := cmd.Flags()
+	if withKubeconfig {
+		f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the Kubernetes cluster whose pods Vessel runs (enables the bridge)")
+	}
+	f.StringVar(&o.cluster, "k8s-cluster", server.DefaultCluster, "the Vessel (EKS) cluster whose Fargate profiles select the Kubernetes cluster's pods")
+	f.StringVar(&o.address, "k8s-address", "", "the address the Kubernetes API server reaches this host at, for the webhooks and the nodes' kubelet API (default: the address of the host's default route)")
+	f.IntVar(&o.webhookPort, "webhook-port", bridge.DefaultWebhookPort, "port of the pod webhooks")
+	f.IntVar(&o.kubeletPort, "kubelet-port", bridge.DefaultKubeletPort, "port of the kubelet API the bridge serves for its nodes")
+	f.StringVar(&o.kubeletClientCA, "kubelet-client-ca", "", "PEM file of the CA of the API server's kubelet client certificates (default: the kubeconfig's CA)")
+}
+
+func (o *k8sOptions) restConfig() (*rest.Config, error) {
+	if o.kubeconfig == "" {
+		return nil, fmt.Errorf("--kubeconfig is required")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("reading kubeconfig %s: %w", o.kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+// hostAddress is the address of the host's default route, or loopback
+// when there is none. No packet is sent: a UDP socket is only connected.
+func (o *k8sOptions) hostAddress() string {
+	if o.address != "" {
+		return o.address
+	}
+	conn, err := net.Dial("udp", "192.0.2.1:9")
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer conn.Close()
+	return conn.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+func certDir(dataDir string) string { return filepath.Join(dataDir, "k8s") }
+
+func newK8sCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "k8s",
+		Short: "Connect Vessel to a Kubernetes cluster (EKS-on-Fargate semantics)",
+		Long: `Vessel gives any Kubernetes cluster what EKS gives with Fargate: pods that a
+Fargate profile selects are handed by a webhook to Vessel's scheduler, each
+runs in a sandbox of its own and shows up as a node of its own.
+
+  vessel k8s install --kubeconfig FILE      creates the webhooks, RBAC and RuntimeClasses
+  vessel server --kubeconfig FILE           runs the bridge with the control plane
+  vessel k8s uninstall --kubeconfig FILE    removes what install created`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(newK8sInstallCommand(g), newK8sUninstallCommand())
+	return cmd
+}
+
+func newK8sInstallCommand(g *globals) *cobra.Command {
+	o := &k8sOptions{}
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "Create the namespace, RBAC, RuntimeClasses and pod webhooks the bridge needs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.restConfig()
+			if err != nil {
+				return err
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			ca, err := bridge.EnsureCA(certDir(g.dataDir))
+			if err != nil {
+				return err
+			}
+			url := bridge.WebhookURL(o.hostAddress(), o.webhookPort)
+			if err := bridge.Install(context.Background(), cs, bridge.InstallOptions{WebhookURL: url, CABundle: ca, Cluster: o.cluster}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Installed: namespace %s, RBAC %s, RuntimeClasses %v, webhooks calling %s.\n"+
+				"Run the bridge with: vessel server --kubeconfig %s\n", bridge.Namespace, bridge.ClusterRoleName,
+				bridge.RuntimeClasses, url, o.kubeconfig)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (required)")
+	cmd.Flags().StringVar(&o.address, "k8s-address", "", "the address the API server reaches the bridge at (default: the address of the host's default route)")
+	cmd.Flags().IntVar(&o.webhookPort, "webhook-port", bridge.DefaultWebhookPort, "port the bridge serves the webhooks on")
+	cmd.Flags().StringVar(&o.cluster, "cluster", server.DefaultCluster, "the Vessel (EKS) cluster this Kubernetes cluster is")
+	return cmd
+}
+
+func newK8sUninstallCommand() *cobra.Command {
+	o := &k8sOptions{}
+	cmd := &cobra.Command{
+		Use:   "uninstall",
+		Short: "Remove what `vessel k8s install` created",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.restConfig()
+			if err != nil {
+				return err
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			if err := bridge.Uninstall(context.Background(), cs); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "Uninstalled the Vessel webhooks, RBAC, RuntimeClasses and namespace.")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (required)")
+	return cmd
+}
+
+// startBridge runs the Kubernetes bridge beside the control plane of
+// `vessel server --kubeconfig`.
+func startBridge(ctx context.Context, wg *sync.WaitGroup, g *globals, o *k8sOptions, srv *server.Server, log *slog.Logger, stop func()) error {
+	cfg, err := o.restConfig()
+	if err != nil {
+		return err
+	}
+	var clientCA []byte
+	if o.kubeletClientCA != "" {
+		if clientCA, err = os.ReadFile(o.kubeletClientCA); err != nil {
+			return fmt.Errorf("reading --kubelet-client-ca: %w", err)
+		}
+	}
+	b, err := bridge.New(bridge.Config{Kube: cfg, Cluster: o.cluster, ControlPlane: srv, CertDir: certDir(g.dataDir),
+		Address: o.hostAddress(), WebhookPort: o.webhookPort, KubeletPort: o.kubeletPort, KubeletClientCA: clientCA,
+		Logger: log})
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := b.Run(ctx); err != nil {
+			log.Error("Kubernetes bridge stopped", "err", err)
+			stop()
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,548 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"vessel.dev/vessel/test/k8senv"
+)
+
+// kubePod is the part of a pod the tests read.
+type kubePod struct {
+	Metadata struct {
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		NodeName      string `json:"nodeName"`
+		SchedulerName string `json:"schedulerName"`
+	} `json:"spec"`
+	Status struct {
+		Phase             string `json:"phase"`
+		PodIP             string `json:"podIP"`
+		ContainerStatuses []struct {
+			Name  string `json:"name"`
+			Ready bool   `json:"ready"`
+		} `json:"containerStatuses"`
+	} `json:"status"`
+}
+
+type kubeNode struct {
+	Metadata struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		Taints []struct {
+			Key    string `json:"key"`
+			Effect string `json:"effect"`
+		} `json:"taints"`
+	} `json:"spec"`
+	Status struct {
+		Capacity   map[string]string `json:"capacity"`
+		Conditions []struct {
+			Type   string `json:"type"`
+			Status string `json:"status"`
+		} `json:"conditions"`
+	} `json:"status"`
+}
+
+// bridgeEnv is a real cluster with Vessel's bridge attached.
+type bridgeEnv struct {
+	t       *testing.T
+	cluster *k8senv.Cluster
+	server  *server
+	image   string
+	// webhookPort is the port the bridge serves its webhooks on.
+	webhookPort string
+}
+
+func freePort(t *testing.T) string {
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	return port
+}
+
+// startBridge starts kube-apiserver, etcd and kube-controller-manager, a
+// Vessel server bridging them on the given runtime, and installs the
+// bridge with the built binary.
+func startBridge(t *testing.T, runtimeFlags ...string) *bridgeEnv {
+	t.Helper()
+	requireRoot(t)
+	c := k8senv.Start(t)
+	c.StartControllerManager(t)
+	reg := newRegistry(t)
+	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
+	webhookPort := freePort(t)
+	args := append([]string{"--kubeconfig", c.Kubeconfig, "--k8s-address", "127.0.0.1",
+		"--webhook-port", webhookPort, "--kubelet-port", freePort(t)}, runtimeFlags...)
+	s := startRuncServer(t, args...)
+	out, stderr, code := s.vessel("k8s", "install", "--kubeconfig", c.Kubeconfig, "--k8s-address", "127.0.0.1", "--webhook-port", webhookPort)
+	if code != 0 {
+		t.Fatalf("vessel k8s install: exit %d\n%s%s", code, out, stderr)
+	}
+	e := &bridgeEnv{t: t, cluster: c, server: s, image: img, webhookPort: webhookPort}
+	e.eventually(60*time.Second, "the bridge to run", func() (bool, string) {
+		return strings.Contains(s.log.String(), "Kubernetes bridge running"), ""
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("vessel server log:\n%s", tail(s.log.String(), 80))
+			ev, _ := c.Kubectl("get", "events", "-A", "--sort-by=.lastTimestamp")
+			t.Logf("events:\n%s", tail(ev, 60))
+		}
+	})
+	// The default service account must exist before pods can be created.
+	e.eventually(60*time.Second, "the default service account", func() (bool, string) {
+		out, err := c.Kubectl("get", "serviceaccount", "default", "-o", "name")
+		return err == nil, out
+	})
+	return e
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (e *bridgeEnv) kubectl(args ...string) string {
+	e.t.Helper()
+	out, err := e.cluster.Kubectl(args...)
+	if err != nil {
+		e.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (e *bridgeEnv) apply(manifest string) (string, error) {
+	return e.cluster.KubectlInput([]byte(manifest), "apply", "-f", "-")
+}
+
+func (e *bridgeEnv) eventually(timeout time.Duration, what string, f func() (bool, string)) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, msg := f()
+		if ok {
+			return
+		}
+		last = msg
+		time.Sleep(250 * time.Millisecond)
+	}
+	e.t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
+}
+
+func (e *bridgeEnv) pods(ns, selector string) []kubePod {
+	e.t.Helper()
+	var list struct{ Items []kubePod }
+	out := e.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		e.t.Fatalf("decoding pods: %v\n%s", err, out)
+	}
+	return list.Items
+}
+
+func (e *bridgeEnv) vesselNodes() []kubeNode {
+	e.t.Helper()
+	var list struct{ Items []kubeNode }
+	out := e.kubectl("get", "nodes", "-l", "vessel.dev/compute-type=vessel", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		e.t.Fatalf("decoding nodes: %v\n%s", err, out)
+	}
+	return list.Items
+}
+
+const webDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: %d
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: web
+        image: %s
+        command: ["sh", "-c", "mkdir -p /www && echo hello from $(POD_NAME) > /www/index.html && echo web started on $(POD_IP) && exec httpd -f -p 8080 -h /www"]
+        env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        - name: POD_IP
+          valueFrom: {fieldRef: {fieldPath: status.podIP}}
+        ports:
+        - containerPort: 8080
+        resources:
+          requests: {cpu: 300m, memory: 1Gi}
+`
+
+// TestKubernetesBridge is the bridge end to end, driven by the built
+// kubectl: a profile selects default/app=web, a Deployment's pods each run
+// in a sandbox on a node of their own, logs, exec and port-forward work,
+// other pods are left alone, unsafe pods are refused, and scaling to zero
+// removes pods and nodes.
+func TestKubernetesBridge(t *testing.T) {
+	e := startBridge(t)
+	out, stderr, code := e.server.vessel("profile", "create", "web", "--namespace", "default", "--labels", "app=web", "--wait")
+	if code != 0 {
+		t.Fatalf("profile create: %s%s", out, stderr)
+	}
+
+	if out, err := e.apply(fmt.Sprintf(webDeployment, 3, e.image)); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	var pods []kubePod
+	e.eventually(120*time.Second, "three web pods Running on vessel-ip nodes", func() (bool, string) {
+		pods = e.pods("default", "app=web")
+		running := 0
+		for _, p := range pods {
+			if p.Status.Phase == "Running" && strings.HasPrefix(p.Spec.NodeName, "vessel-ip-") {
+				running++
+			}
+		}
+		return running == 3 && len(pods) == 3, fmt.Sprintf("%d of %d running", running, len(pods))
+	})
+	nodeNames := map[string]bool{}
+	for _, p := range pods {
+		if got := p.Metadata.Annotations["CapacityProvisioned"]; got != "0.5vCPU 2GB" {
+			t.Errorf("pod %s: CapacityProvisioned %q, want \"0.5vCPU 2GB\"", p.Metadata.Name, got)
+		}
+		if p.Spec.SchedulerName != "vessel-scheduler" || p.Metadata.Labels["eks.amazonaws.com/fargate-profile"] != "web" {
+			t.Errorf("pod %s: scheduler %q, profile label %q", p.Metadata.Name, p.Spec.SchedulerName, p.Metadata.Labels["eks.amazonaws.com/fargate-profile"])
+		}
+		if want := "vessel-ip-" + strings.ReplaceAll(p.Status.PodIP, ".", "-"); p.Spec.NodeName != want {
+			t.Errorf("pod %s with IP %s is on node %s, want %s", p.Metadata.Name, p.Status.PodIP, p.Spec.NodeName, want)
+		}
+		nodeNames[p.Spec.NodeName] = true
+	}
+	if len(nodeNames) != 3 {
+		t.Errorf("the three pods share nodes: %v", nodeNames)
+	}
+	nodes := e.vesselNodes()
+	if len(nodes) != 3 {
+		t.Fatalf("%d Vessel nodes, want 3", len(nodes))
+	}
+	for _, n := range nodes {
+		if n.Metadata.Labels["eks.amazonaws.com/compute-type"] != "fargate" || n.Status.Capacity["pods"] != "1" ||
+			n.Status.Capacity["cpu"] != "500m" || n.Status.Capacity["memory"] != "2Gi" {
+			t.Errorf("node %s: labels %v capacity %v", n.Metadata.Name, n.Metadata.Labels, n.Status.Capacity)
+		}
+		ready := false
+		for _, c := range n.Status.Conditions {
+			ready = ready || c.Type == "Ready" && c.Status == "True"
+		}
+		if !ready {
+			t.Errorf("node %s is not Ready: %+v", n.Metadata.Name, n.Status.Conditions)
+		}
+	}
+
+	pod := pods[0]
+	// The events a kubelet emits, from the scheduler and the pod's node.
+	e.eventually(30*time.Second, "the pod's events", func() (bool, string) {
+		out, _ := e.cluster.Kubectl("get", "events", "--field-selector", "involvedObject.name="+pod.Metadata.Name,
+			"-o", "jsonpath={range .items[*]}{.reason}{\" \"}{end}")
+		for _, r := range []string{"Scheduled", "Pulling", "Pulled", "Created", "Started"} {
+			if !strings.Contains(out, r) {
+				return false, out
+			}
+		}
+		return true, out
+	})
+	// kubectl logs goes through the API server to the bridge's kubelet API.
+	e.eventually(30*time.Second, "kubectl logs", func() (bool, string) {
+		out, _ := e.cluster.Kubectl("logs", pod.Metadata.Name)
+		return strings.Contains(out, "web started on "+pod.Status.PodIP), out
+	})
+	// kubectl exec, with the command's output and exit code.
+	cmd := exec.Command(e.cluster.Bin("kubectl"), "--kubeconfig", e.cluster.Kubeconfig, "exec", pod.Metadata.Name, "--",
+		"sh", "-c", "cat /www/index.html; exit 3")
+	execOut, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(execOut), "hello from "+pod.Metadata.Name) {
+		t.Errorf("kubectl exec: err %v, output %q; want exit 3 and the page", err, execOut)
+	}
+	// kubectl exec -i with stdin.
+	cmd = exec.Command(e.cluster.Bin("kubectl"), "--kubeconfig", e.cluster.Kubeconfig, "exec", "-i", pod.Metadata.Name, "--", "cat")
+	cmd.Stdin = strings.NewReader("piped through exec\n")
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "piped through exec" {
+		t.Errorf("kubectl exec -i cat: err %v, output %q", err, out)
+	}
+	// kubectl port-forward reaches the pod's port.
+	local := freePort(t)
+	pf := exec.Command(e.cluster.Bin("kubectl"), "--kubeconfig", e.cluster.Kubeconfig, "port-forward", "pod/"+pod.Metadata.Name, local+":8080")
+	pfLog := &strings.Builder{}
+	pf.Stdout, pf.Stderr = pfLog, pfLog
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pf.Process.Kill(); pf.Wait() })
+	e.eventually(30*time.Second, "kubectl port-forward", func() (bool, string) {
+		resp, err := http.Get("http://127.0.0.1:" + local + "/index.html")
+		if err != nil {
+			return false, err.Error() + " " + pfLog.String()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), "hello from "+pod.Metadata.Name), string(body)
+	})
+
+	// A pod no profile selects stays with the default scheduler (and,
+	// with no regular node here, Pending).
+	e.kubectl("create", "namespace", "other")
+	if out, err := e.apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: elsewhere, namespace: other, labels: {app: web}}
+spec:
+  containers: [{name: c, image: %s, command: ["sleep", "60"]}]
+`, e.image)); err != nil {
+		t.Fatalf("creating a pod in other: %v\n%s", err, out)
+	}
+	time.Sleep(3 * time.Second)
+	other := e.pods("other", "app=web")
+	if len(other) != 1 || other[0].Spec.NodeName != "" || other[0].Status.Phase != "Pending" ||
+		other[0].Spec.SchedulerName != "default-scheduler" {
+		t.Errorf("the pod in namespace other: %+v; want Pending for the default scheduler", other)
+	}
+
+	// A privileged pod the profile would take is refused.
+	out, err = e.apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: privileged, namespace: default, labels: {app: web}}
+spec:
+  containers:
+  - {name: c, image: %s, command: ["sleep", "60"], securityContext: {privileged: true}}
+`, e.image))
+	if err != nil {
+		out += err.Error()
+	}
+	if err == nil || !strings.Contains(strings.ToLower(out), "privileged") || !strings.Contains(out, "not supported on Fargate") {
+		t.Errorf("a privileged pod was not refused with a clear message: err %v\n%s", err, out)
+	}
+
+	// Scaling to zero removes the pods and their nodes.
+	e.kubectl("scale", "deployment/web", "--replicas=0")
+	e.eventually(90*time.Second, "the web pods and their nodes to be gone", func() (bool, string) {
+		p, n := e.pods("default", "app=web"), e.vesselNodes()
+		return len(p) == 0 && len(n) == 0, fmt.Sprintf("%d pods, %d nodes", len(p), len(n))
+	})
+}
+
+// podEvents returns the reasons and messages of a pod's events.
+func (e *bridgeEnv) podEvents(ns, name string) string {
+	out, _ := e.cluster.Kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name="+name,
+		"-o", "jsonpath={range .items[*]}{.reason}{\": \"}{.message}{\"\\n\"}{end}")
+	return out
+}
+
+func (e *bridgeEnv) pod(ns, name string) kubePod {
+	e.t.Helper()
+	var p kubePod
+	out := e.kubectl("get", "pod", "-n", ns, name, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		e.t.Fatalf("decoding pod: %v\n%s", err, out)
+	}
+	return p
+}
+
+func (e *bridgeEnv) waitRunning(ns, name string) kubePod {
+	e.t.Helper()
+	var p kubePod
+	e.eventually(120*time.Second, "pod "+ns+"/"+name+" Running on a Vessel node", func() (bool, string) {
+		p = e.pod(ns, name)
+		return p.Status.Phase == "Running" && strings.HasPrefix(p.Spec.NodeName, "vessel-"),
+			fmt.Sprintf("phase %s node %q; events:\n%s", p.Status.Phase, p.Spec.NodeName, e.podEvents(ns, name))
+	})
+	return p
+}
+
+func (e *bridgeEnv) profile(args ...string) {
+	e.t.Helper()
+	out, stderr, code := e.server.vessel(append([]string{"profile"}, args...)...)
+	if code != 0 {
+		e.t.Fatalf("vessel profile %v: %s%s", args, out, stderr)
+	}
+}
+
+const simplePod = `apiVersion: v1
+kind: Pod
+metadata: {name: %s, namespace: %s, labels: {app: %s}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: %s
+    command: ["sh", "-c", "echo up; exec sleep 3600"]
+    resources: {requests: {cpu: %s, memory: 256Mi}}
+`
+
+// TestKubernetesBridgeBehaviours covers what the scheduler does beyond the
+// happy path: pods that arrive before their profile, pods too large for
+// any size, profile deletion, and a restart of the bridge.
+func TestKubernetesBridgeBehaviours(t *testing.T) {
+	e := startBridge(t)
+
+	t.Run("PodBeforeProfile", func(t *testing.T) {
+		e.t = t
+		e.kubectl("create", "namespace", "late")
+		if out, err := e.apply(fmt.Sprintf(simplePod, "early", "late", "batch", e.image, "250m")); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		time.Sleep(2 * time.Second)
+		if p := e.pod("late", "early"); p.Spec.NodeName != "" || p.Spec.SchedulerName != "default-scheduler" {
+			t.Fatalf("the pod was placed before any profile matched it: %+v", p)
+		}
+		e.profile("create", "late", "--namespace", "late", "--wait")
+		p := e.waitRunning("late", "early")
+		if p.Metadata.Labels["eks.amazonaws.com/fargate-profile"] != "late" || p.Metadata.Annotations["CapacityProvisioned"] != "0.25vCPU 0.5GB" {
+			t.Errorf("the late pod: labels %v annotations %v", p.Metadata.Labels, p.Metadata.Annotations)
+		}
+	})
+
+	t.Run("MissedWebhook", func(t *testing.T) {
+		e.t = t
+		// A pod created while the webhook is away goes to the default
+		// scheduler; with no node for it, the bridge takes it.
+		e.kubectl("delete", "mutatingwebhookconfiguration", "vessel-pod-mutator")
+		if out, err := e.apply(fmt.Sprintf(simplePod, "unseen", "late", "batch", e.image, "250m")); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if p := e.pod("late", "unseen"); p.Spec.SchedulerName != "default-scheduler" {
+			t.Fatalf("the webhook changed the pod: %+v", p)
+		}
+		p := e.waitRunning("late", "unseen")
+		if p.Metadata.Labels["eks.amazonaws.com/fargate-profile"] != "late" {
+			t.Errorf("the pod the bridge took has labels %v", p.Metadata.Labels)
+		}
+		if out, stderr, code := e.server.vessel("k8s", "install", "--kubeconfig", e.cluster.Kubeconfig, "--k8s-address", "127.0.0.1",
+			"--webhook-port", e.webhookPort); code != 0 {
+			t.Fatalf("install again: %s%s", out, stderr)
+		}
+		e.kubectl("delete", "pod", "-n", "late", "unseen", "--wait=true")
+	})
+
+	t.Run("TooLarge", func(t *testing.T) {
+		e.t = t
+		e.kubectl("create", "namespace", "big")
+		e.profile("create", "big", "--namespace", "big", "--wait")
+		if out, err := e.apply(fmt.Sprintf(simplePod, "huge", "big", "huge", e.image, "20")); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		e.eventually(30*time.Second, "a FailedScheduling event naming the largest size", func() (bool, string) {
+			ev := e.podEvents("big", "huge")
+			return strings.Contains(ev, "FailedScheduling") && strings.Contains(ev, "POD_CPU_MEM_EXCEEDS_MAX_FARGATE_SIZE") &&
+				strings.Contains(ev, "16vCPU"), ev
+		})
+		if p := e.pod("big", "huge"); p.Spec.NodeName != "" || p.Status.Phase != "Pending" {
+			t.Errorf("the huge pod is not Pending: %+v", p)
+		}
+	})
+
+	t.Run("BridgeRestart", func(t *testing.T) {
+		e.t = t
+		before := e.waitRunning("late", "early")
+		e.server.kill(syscall.SIGKILL)
+		e.server.start()
+		time.Sleep(3 * time.Second) // a few rounds of the bridge
+		after := e.waitRunning("late", "early")
+		if after.Spec.NodeName != before.Spec.NodeName || after.Status.PodIP != before.Status.PodIP {
+			t.Errorf("after a restart the pod moved: %s/%s -> %s/%s", before.Spec.NodeName, before.Status.PodIP,
+				after.Spec.NodeName, after.Status.PodIP)
+		}
+		if n := e.vesselNodes(); len(n) != 1 {
+			t.Errorf("%d Vessel nodes after the restart, want 1", len(n))
+		}
+		e.eventually(30*time.Second, "logs after the restart", func() (bool, string) {
+			out, _ := e.cluster.Kubectl("logs", "-n", "late", "early")
+			return strings.Contains(out, "up"), out
+		})
+	})
+
+	t.Run("ProfileDeletion", func(t *testing.T) {
+		e.t = t
+		if out, err := e.apply(fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: batch, namespace: late}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: worker}}
+  template:
+    metadata: {labels: {app: worker}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers: [{name: w, image: %s, command: ["sleep", "3600"]}]
+`, e.image)); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var first string
+		e.eventually(60*time.Second, "the worker Running", func() (bool, string) {
+			ps := e.pods("late", "app=worker")
+			if len(ps) == 1 && ps[0].Status.Phase == "Running" {
+				first = ps[0].Metadata.Name
+				return true, ""
+			}
+			return false, fmt.Sprint(ps)
+		})
+		e.profile("delete", "late", "--wait", "--wait-timeout", "60s")
+		// The pods the profile placed are stopped and deleted; the
+		// replacement waits for a profile.
+		e.eventually(60*time.Second, "the worker replaced by a Pending pod", func() (bool, string) {
+			ps := e.pods("late", "app=worker")
+			return len(ps) == 1 && ps[0].Metadata.Name != first && ps[0].Spec.NodeName == "" && ps[0].Status.Phase == "Pending",
+				fmt.Sprint(ps)
+		})
+		e.eventually(60*time.Second, "the nodes of deleted pods removed", func() (bool, string) {
+			n := e.vesselNodes()
+			return len(n) == 0, fmt.Sprint(len(n), " nodes")
+		})
+	})
+}
+
+// TestKubernetesRuntimeClasses runs pods under the RuntimeClasses `vessel
+// k8s install` creates: each lands in the runtime it names, as the node's
+// label and the kernel the pod sees show.
+func TestKubernetesRuntimeClasses(t *testing.T) {
+	requireRoot(t)
+	buildTools(t)
+	e := startBridge(t, "--runtimes", "microvm,gvisor,runc,sim")
+	e.profile("create", "sandboxes", "--namespace", "default", "--labels", "app=sandboxed", "--wait")
+	hostKernel, _ := exec.Command("uname", "-r").Output()
+	for _, rc := range []string{"microvm", "gvisor"} {
+		manifest := fmt.Sprintf(simplePod, rc, "default", "sandboxed", e.image, "250m")
+		manifest = strings.Replace(manifest, "spec:\n", "spec:\n  runtimeClassName: "+rc+"\n", 1)
+		if out, err := e.apply(manifest); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
+	for _, rc := range []string{"microvm", "gvisor"} {
+		p := e.waitRunning("default", rc)
+		var node kubeNode
+		if err := json.Unmarshal([]byte(e.kubectl("get", "node", p.Spec.NodeName, "-o", "json")), &node); err != nil {
+			t.Fatal(err)
+		}
+		if got := node.Metadata.Labels["vessel.dev/runtime"]; got != rc {
+			t.Errorf("pod %s runs on a node labelled runtime %q", rc, got)
+		}
+		kernel := e.kubectl("exec", rc, "--", "uname", "-r")
+		if strings.TrimSpace(kernel) == strings.TrimSpace(string(hostKernel)) {
+			t.Errorf("pod %s sees the host's kernel %s: it is not in its own sandbox", rc, kernel)
+		}
+		t.Logf("runtimeClassName %s: node %s, kernel %s", rc, p.Spec.NodeName, strings.TrimSpace(kernel))
+	}
+}
