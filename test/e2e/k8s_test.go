@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -73,8 +77,9 @@ func freePort(t *testing.T) string {
 }
 
 // startBridge starts kube-apiserver, etcd and kube-controller-manager, a
-// Vessel server bridging them on the given runtime, and installs the
-// bridge with the built binary.
+// Vessel server bridging them, and installs the bridge with the built
+// binary. Without runtime flags the server runs as the README starts it,
+// on the host's default runtime; with --runtimes it defaults to runc.
 func startBridge(t *testing.T, runtimeFlags ...string) *bridgeEnv {
 	t.Helper()
 	requireRoot(t)
@@ -85,7 +90,15 @@ func startBridge(t *testing.T, runtimeFlags ...string) *bridgeEnv {
 	webhookPort := freePort(t)
 	args := append([]string{"--kubeconfig", c.Kubeconfig, "--k8s-address", "127.0.0.1",
 		"--webhook-port", webhookPort, "--kubelet-port", freePort(t)}, runtimeFlags...)
-	s := startRuncServer(t, args...)
+	var s *server
+	if slices.Contains(runtimeFlags, "--runtimes") {
+		s = startRuncServer(t, args...)
+	} else {
+		// The README's default: every runtime offered, the host's
+		// strongest that works chosen (a micro-VM here).
+		buildTools(t)
+		s = startSubnetServer(t, append(args, "--runtimes", "microvm,gvisor,runc,sim")...)
+	}
 	out, stderr, code := s.vessel("k8s", "install", "--kubeconfig", c.Kubeconfig, "--k8s-address", "127.0.0.1", "--webhook-port", webhookPort)
 	if code != 0 {
 		t.Fatalf("vessel k8s install: exit %d\n%s%s", code, out, stderr)
@@ -245,6 +258,7 @@ func TestKubernetesBridge(t *testing.T) {
 			n.Status.Capacity["cpu"] != "500m" || n.Status.Capacity["memory"] != "2Gi" {
 			t.Errorf("node %s: labels %v capacity %v", n.Metadata.Name, n.Metadata.Labels, n.Status.Capacity)
 		}
+		t.Logf("node %s runs its pod under %s", n.Metadata.Name, n.Metadata.Labels["vessel.dev/runtime"])
 		ready := false
 		for _, c := range n.Status.Conditions {
 			ready = ready || c.Type == "Ready" && c.Status == "True"
@@ -396,7 +410,7 @@ spec:
 // happy path: pods that arrive before their profile, pods too large for
 // any size, profile deletion, and a restart of the bridge.
 func TestKubernetesBridgeBehaviours(t *testing.T) {
-	e := startBridge(t)
+	e := startBridge(t, "--runtimes", "sim,runc")
 
 	t.Run("PodBeforeProfile", func(t *testing.T) {
 		e.t = t
@@ -435,6 +449,103 @@ func TestKubernetesBridgeBehaviours(t *testing.T) {
 			t.Fatalf("install again: %s%s", out, stderr)
 		}
 		e.kubectl("delete", "pod", "-n", "late", "unseen", "--wait=true")
+	})
+
+	t.Run("PodFaithfully", func(t *testing.T) {
+		e.t = t
+		manifest := fmt.Sprintf(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config, namespace: late}
+data: {greeting: hello-from-configmap}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: app-secret, namespace: late}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: faithful, namespace: late, labels: {app: faithful, tier: web}}
+spec:
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: init
+    image: %[1]s
+    command: ["sh", "-c", "echo written-by-init > /shared/init.txt"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  containers:
+  - name: main
+    image: %[1]s
+    command: ["sh", "-c", "mkdir -p /www && echo ok > /www/healthz && exec httpd -f -p 8080 -h /www"]
+    env:
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: app-secret, key: password}}}
+    - {name: MY_NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    volumeMounts:
+    - {name: config, mountPath: /config}
+    - {name: podinfo, mountPath: /podinfo}
+    - {name: shared, mountPath: /shared}
+    readinessProbe:
+      httpGet: {path: /healthz, port: 8080}
+      periodSeconds: 1
+    livenessProbe:
+      exec: {command: ["cat", "/www/healthz"]}
+      periodSeconds: 2
+  volumes:
+  - {name: config, configMap: {name: app-config}}
+  - {name: shared, emptyDir: {}}
+  - name: podinfo
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher, namespace: late, labels: {app: crasher}}
+spec:
+  containers:
+  - {name: c, image: %[1]s, command: ["sh", "-c", "echo run at $(date +%%s); exit 1"]}
+`, e.image)
+		e.profile("create", "late2", "--namespace", "late", "--wait")
+		if out, err := e.apply(manifest); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		p := e.waitRunning("late", "faithful")
+		e.eventually(60*time.Second, "the readiness probe to make the pod Ready", func() (bool, string) {
+			out, _ := e.cluster.Kubectl("get", "pod", "-n", "late", "faithful", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+			return out == "True", out
+		})
+		checks := map[string]string{
+			"cat /config/greeting": "hello-from-configmap",
+			"echo $PASSWORD":       "s3cret",
+			"echo $MY_NODE":        p.Spec.NodeName,
+			"cat /shared/init.txt": "written-by-init",
+			"cat /podinfo/labels":  `tier="web"`,
+			"echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT":                            "10.96.0.1:443",
+			"cat /var/run/secrets/kubernetes.io/serviceaccount/namespace":                       "late",
+			"test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token-present": "token-present",
+			"grep -c BEGIN /var/run/secrets/kubernetes.io/serviceaccount/ca.crt":                "1",
+			"touch /config/x 2>/dev/null && echo writable || echo read-only":                    "read-only",
+		}
+		for cmd, want := range checks {
+			out, err := e.cluster.Kubectl("exec", "-n", "late", "faithful", "-c", "main", "--", "sh", "-c", cmd)
+			if err != nil || !strings.Contains(out, want) {
+				t.Errorf("in the pod, %q gave %q (err %v), want %q", cmd, out, err, want)
+			}
+		}
+		// restartPolicy Always: the container is restarted in place, the
+		// count shows, and --previous gives the run before.
+		e.eventually(60*time.Second, "the crasher restarted", func() (bool, string) {
+			out, _ := e.cluster.Kubectl("get", "pod", "-n", "late", "crasher", "-o", "jsonpath={.status.containerStatuses[0].restartCount}")
+			n, _ := strconv.Atoi(out)
+			return n >= 1, out
+		})
+		prev, err := e.cluster.Kubectl("logs", "-n", "late", "crasher", "--previous")
+		if err != nil || !strings.Contains(prev, "run at") {
+			t.Errorf("kubectl logs --previous: %q (err %v)", prev, err)
+		}
+		if cur := e.pod("late", "crasher"); cur.Status.Phase != "Running" {
+			t.Errorf("the crasher pod is %s, want Running (it restarts in place)", cur.Status.Phase)
+		}
+		e.kubectl("delete", "pod", "-n", "late", "crasher", "faithful", "--wait=true")
+		e.profile("delete", "late2", "--wait", "--wait-timeout", "60s")
 	})
 
 	t.Run("TooLarge", func(t *testing.T) {
@@ -545,4 +656,59 @@ func TestKubernetesRuntimeClasses(t *testing.T) {
 		}
 		t.Logf("runtimeClassName %s: node %s, kernel %s", rc, p.Spec.NodeName, strings.TrimSpace(kernel))
 	}
+}
+
+// TestKubernetesLostHost: when the host running a pod's sandbox stops
+// sending heartbeats, its node turns NotReady, and after the host timeout
+// the pod is replaced by its controller; the replacement runs once a host
+// is back.
+func TestKubernetesLostHost(t *testing.T) {
+	e := startBridge(t, "--runtimes", "sim", "--no-agent", "--host-timeout", "8s")
+	s := e.server
+	id, secret := s.keys()
+	var log bytes.Buffer
+	agent := exec.Command(vesselBin, "agent", "--server", s.endpoint, "--data-dir", t.TempDir(),
+		"--host-id", "far-host", "--runtime", "sim", "--runtimes", "sim")
+	agent.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+id, "AWS_SECRET_ACCESS_KEY="+secret)
+	agent.Stdout, agent.Stderr = &log, &log
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		agent.Process.Signal(syscall.SIGCONT)
+		agent.Process.Signal(syscall.SIGTERM)
+		agent.Wait()
+	})
+	e.profile("create", "web", "--namespace", "default", "--labels", "app=web", "--wait")
+	if out, err := e.apply(fmt.Sprintf(webDeployment, 1, e.image)); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var first kubePod
+	e.eventually(60*time.Second, "the pod Running on the remote host", func() (bool, string) {
+		ps := e.pods("default", "app=web")
+		if len(ps) == 1 && ps[0].Status.Phase == "Running" {
+			first = ps[0]
+			return true, ""
+		}
+		return false, fmt.Sprint(ps)
+	})
+
+	agent.Process.Signal(syscall.SIGSTOP) // the host goes silent
+	e.eventually(30*time.Second, "the node NotReady", func() (bool, string) {
+		out, _ := e.cluster.Kubectl("get", "node", first.Spec.NodeName, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+		return out == "False" || out == "Unknown", out
+	})
+	e.eventually(60*time.Second, "the pod replaced", func() (bool, string) {
+		ps := e.pods("default", "app=web")
+		return len(ps) == 1 && ps[0].Metadata.Name != first.Metadata.Name, fmt.Sprint(ps)
+	})
+	agent.Process.Signal(syscall.SIGCONT) // the host is back
+	e.eventually(60*time.Second, "the replacement Running", func() (bool, string) {
+		ps := e.pods("default", "app=web")
+		return len(ps) == 1 && ps[0].Metadata.Name != first.Metadata.Name && ps[0].Status.Phase == "Running", fmt.Sprint(ps)
+	})
+	e.eventually(30*time.Second, "the lost pod's node removed", func() (bool, string) {
+		out, _ := e.cluster.Kubectl("get", "node", first.Spec.NodeName, "-o", "name")
+		return strings.TrimSpace(out) == "", out
+	})
 }

@@ -55,9 +55,17 @@ func freeSubnet(t *testing.T) string {
 // stops every task and removes the subnet's bridge when the test ends.
 func startRuncServer(t *testing.T, extra ...string) *server {
 	t.Helper()
+	return startSubnetServer(t, append([]string{"--runtime", "runc"}, extra...)...)
+}
+
+// startSubnetServer starts vessel server with real runtimes on a subnet of
+// its own, and stops every task and removes the subnet's bridge when the
+// test ends.
+func startSubnetServer(t *testing.T, extra ...string) *server {
+	t.Helper()
 	requireRoot(t)
 	cidr := freeSubnet(t)
-	s := startServer(t, append([]string{"--runtime", "runc", "--subnet", "subnet-default=" + cidr}, extra...)...)
+	s := startServer(t, append([]string{"--subnet", "subnet-default=" + cidr}, extra...)...)
 	s.subnet = cidr
 	t.Cleanup(func() {
 		if s.cmd != nil {
