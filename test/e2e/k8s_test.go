@@ -285,6 +285,16 @@ func TestKubernetesBridge(t *testing.T) {
 		out, _ := e.cluster.Kubectl("logs", pod.Metadata.Name)
 		return strings.Contains(out, "web started on "+pod.Status.PodIP), out
 	})
+	for _, args := range [][]string{{"--tail=1"}, {"--since=10m", "--timestamps"}, {"--limit-bytes=5"}} {
+		out, err := e.cluster.Kubectl(append([]string{"logs", pod.Metadata.Name}, args...)...)
+		want := "web started on "
+		if args[0] == "--limit-bytes=5" {
+			want = "web s"
+		}
+		if err != nil || !strings.Contains(out, want) || args[0] == "--limit-bytes=5" && len(out) > 6 {
+			t.Errorf("kubectl logs %v: %q (err %v)", args, out, err)
+		}
+	}
 	// kubectl exec, with the command's output and exit code.
 	cmd := exec.Command(e.cluster.Bin("kubectl"), "--kubeconfig", e.cluster.Kubeconfig, "exec", pod.Metadata.Name, "--",
 		"sh", "-c", "cat /www/index.html; exit 3")
