@@ -666,6 +666,16 @@ func TestKubernetesRuntimeClasses(t *testing.T) {
 		}
 		t.Logf("runtimeClassName %s: node %s, kernel %s", rc, p.Spec.NodeName, strings.TrimSpace(kernel))
 	}
+
+	// A profile's vessel:runtime tag is the default of the pods it takes.
+	e.profile("create", "isolated", "--namespace", "default", "--labels", "app=isolated", "--tag", "vessel:runtime=gvisor", "--wait")
+	if out, err := e.apply(fmt.Sprintf(simplePod, "by-profile", "default", "isolated", e.image, "250m")); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	p := e.waitRunning("default", "by-profile")
+	if got := e.kubectl("get", "node", p.Spec.NodeName, "-o", "jsonpath={.metadata.labels.vessel\\.dev/runtime}"); got != "gvisor" {
+		t.Errorf("the pod of a profile tagged vessel:runtime=gvisor runs under %q", got)
+	}
 }
 
 // TestKubernetesLostHost: when the host running a pod's sandbox stops
