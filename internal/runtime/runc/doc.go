@@ -8,6 +8,7 @@
 //	<StateDir>/<id>/sandbox.json          the record: spec, labels, started containers,
 //	                                      OOM-kill baseline (written atomically, first)
 //	<StateDir>/<id>/rw.img                sparse ext4 file of EphemeralStorageGiB (20 default)
+//	<StateDir>/.ext4-pool/<N>g-*.img      formatted images kept ready (4 per size)
 //	<StateDir>/<id>/rw/                   ... loop-mounted here; <name>/upper, <name>/work
 //	<StateDir>/<id>/containers/<name>/    the OCI bundle: config.json, rootfs/ (overlay),
 //	                                      pidfile, conmon.pid, conmon.err, persist/

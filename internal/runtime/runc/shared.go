@@ -90,9 +90,10 @@ func WriteFileAtomic(path string, data []byte) error { return fsutil.WriteFileAt
 
 // MakeExt4Image creates path (which must not exist) as a sparse file of
 // sizeGiB formatted ext4 without a journal, as SetupStorage does before it
-// mounts it.
+// mounts it: taken from the pool of formatted images beside path's
+// sandbox directory when one is ready.
 func MakeExt4Image(ctx context.Context, path string, sizeGiB int) error {
-	return makeExt4Image(ctx, path, sizeGiB)
+	return takeExt4Image(ctx, path, sizeGiB)
 }
 
 // ReadTail returns the last 2000 bytes of a file, trimmed.
