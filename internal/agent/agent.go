@@ -27,7 +27,7 @@ type Images interface {
 
 // Network is what the agent needs of the host's task networking.
 type Network interface {
-	Attach(ctx context.Context, taskID, subnet, hostname string) (*network.Attachment, error)
+	Attach(ctx context.Context, taskID, subnet string, o network.AttachOptions) (*network.Attachment, error)
 	Detach(ctx context.Context, taskID string) error
 	Reconcile(ctx context.Context, keep func(taskID string) bool) error
 }

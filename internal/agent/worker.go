@@ -162,7 +162,7 @@ func (w *worker) create(ctx context.Context) error {
 		// bridge) show it while the images are pulled.
 		subnet := t.Subnet
 		began := time.Now()
-		att, err := cfg.Network.Attach(ctx, t.ID, subnet, "")
+		att, err := cfg.Network.Attach(ctx, t.ID, subnet, attachOptions(t))
 		w.log.Debug("network attached", "took", time.Since(began))
 		if err != nil {
 			return fmt.Errorf("%s: attaching the task to subnet %s: %v", task.ReasonResourceInitialization, subnet, err)

@@ -48,6 +48,9 @@ type hostOptions struct {
 	// endpoint is where a remote agent serves its tasks' logs and execs
 	// (set by `vessel agent`, not a flag of its own).
 	endpoint string
+	// gatewayDNS says a DNS server answers on each subnet's gateway (set
+	// by `vessel server`; network.Config.GatewayDNS).
+	gatewayDNS bool
 }
 
 func (o *hostOptions) addFlags(cmd *cobra.Command) {
@@ -244,7 +247,7 @@ func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *
 		if cfg.Images, err = image.Open(image.Config{Root: filepath.Join(dataDir, "images"), Logger: log}); err != nil {
 			return nil, report, err
 		}
-		if cfg.Network, err = network.Open(network.Config{StateDir: filepath.Join(dataDir, "network"), Subnets: subnets, Logger: log}); err != nil {
+		if cfg.Network, err = network.Open(network.Config{StateDir: filepath.Join(dataDir, "network"), Subnets: subnets, GatewayDNS: o.gatewayDNS, Logger: log}); err != nil {
 			return nil, report, err
 		}
 	}

@@ -6,14 +6,18 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/k8s/bridge"
 	"vessel.dev/vessel/internal/server"
 )
@@ -27,6 +31,8 @@ type k8sOptions struct {
 	webhookPort     int
 	kubeletPort     int
 	kubeletClientCA string
+	clusterDNS      []string
+	clusterDomain   string
 }
 
 func (o *k8sOptions) addFlags(cmd *cobra.Command, withKubeconfig bool) {
@@ -39,6 +45,8 @@ func (o *k8sOptions) addFlags(cmd *cobra.Command, withKubeconfig bool) {
 	f.IntVar(&o.webhookPort, "webhook-port", bridge.DefaultWebhookPort, "port of the pod webhooks")
 	f.IntVar(&o.kubeletPort, "kubelet-port", bridge.DefaultKubeletPort, "port of the kubelet API the bridge serves for its nodes")
 	f.StringVar(&o.kubeletClientCA, "kubelet-client-ca", "", "PEM file of the CA of the API server's kubelet client certificates (default: the kubeconfig's CA)")
+	f.StringSliceVar(&o.clusterDNS, "cluster-dns", nil, "DNS server addresses of pods with dnsPolicy ClusterFirst, as the kubelet's --cluster-dns (default: the ClusterIP of the kube-system/kube-dns Service)")
+	f.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain, as the kubelet's --cluster-domain")
 }
 
 func (o *k8sOptions) restConfig() (*rest.Config, error) {
@@ -78,10 +86,12 @@ runs in a sandbox of its own and shows up as a node of its own.
 
   vessel k8s install --kubeconfig FILE      creates the webhooks, RBAC and RuntimeClasses
   vessel server --kubeconfig FILE           runs the bridge with the control plane
+  vessel k8s bridge --kubeconfig FILE --server URL
+                                            runs the bridge apart, against a control plane
   vessel k8s uninstall --kubeconfig FILE    removes what install created`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newK8sInstallCommand(g), newK8sUninstallCommand())
+	cmd.AddCommand(newK8sInstallCommand(g), newK8sUninstallCommand(), newK8sBridgeCommand(g))
 	return cmd
 }
 
@@ -162,7 +172,7 @@ func startBridge(ctx context.Context, wg *sync.WaitGroup, g *globals, o *k8sOpti
 	}
 	b, err := bridge.New(bridge.Config{Kube: cfg, Cluster: o.cluster, ControlPlane: srv, CertDir: certDir(g.dataDir),
 		Address: o.hostAddress(), WebhookPort: o.webhookPort, KubeletPort: o.kubeletPort, KubeletClientCA: clientCA,
-		Logger: log})
+		ClusterDNS: o.clusterDNS, ClusterDomain: o.clusterDomain, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -175,4 +185,63 @@ func startBridge(ctx context.Context, wg *sync.WaitGroup, g *globals, o *k8sOpti
 		}
 	}()
 	return nil
+}
+
+func newK8sBridgeCommand(g *globals) *cobra.Command {
+	o := &k8sOptions{}
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "bridge --kubeconfig FILE [--server URL]",
+		Short: "Run the Kubernetes bridge apart from the control plane",
+		Long: `Runs the bridge (webhooks, scheduler, virtual nodes and their kubelet API)
+against a control plane elsewhere, over its SigV4-signed API: the access key
+comes from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the data directory.
+Port-forward dials pod IPs from this host, so run it where the task subnets
+are routed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			cfg, err := o.restConfig()
+			if err != nil {
+				return err
+			}
+			key := auth.Key{AccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}
+			if key.AccessKeyID == "" {
+				keys, err := auth.Load(g.dataDir)
+				if err != nil {
+					return fmt.Errorf("no access key: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or give the server's --data-dir: %w", err)
+				}
+				key = keys[0]
+			}
+			client, err := agentproto.NewClient(g.endpoint, key, g.region)
+			if err != nil {
+				return err
+			}
+			var clientCA []byte
+			if o.kubeletClientCA != "" {
+				if clientCA, err = os.ReadFile(o.kubeletClientCA); err != nil {
+					return fmt.Errorf("reading --kubelet-client-ca: %w", err)
+				}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			remote := bridge.NewRemote(client, o.cluster, log)
+			go remote.Run(ctx)
+			b, err := bridge.New(bridge.Config{Kube: cfg, Cluster: o.cluster, ControlPlane: remote, CertDir: certDir(g.dataDir),
+				Address: o.hostAddress(), WebhookPort: o.webhookPort, KubeletPort: o.kubeletPort, KubeletClientCA: clientCA,
+				Logger: log})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Kubernetes bridge for control plane %s\n", g.endpoint)
+			return b.Run(ctx)
+		},
+	}
+	o.addFlags(cmd, true)
+	cmd.Flags().StringVar(&g.endpoint, "server", g.endpoint, "control plane URL (same as --endpoint)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
 }

@@ -68,6 +68,7 @@ func NewRootCommand() *cobra.Command {
 		newAgentCommand(g),
 		newRunCommand(g),
 		newPsCommand(g),
+		newServiceCommand(g),
 		newDescribeCommand(g),
 		newStopCommand(g),
 		newProfileCommand(g),

@@ -34,6 +34,7 @@ type serverOptions struct {
 	registryCredentials  string
 	host                 hostOptions
 	k8s                  k8sOptions
+	dns                  dnsOptions
 }
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -60,6 +61,7 @@ how to use it; ` + "`vessel credentials`" + ` prints it again.`,
 	f.StringVar(&o.registryCredentials, "registry-credentials", "", `JSON file of registry credentials, {"NAME or registry host": {"username": "...", "password": "..."}}: what task definitions' repositoryCredentials name, and the execution role's credentials per registry`)
 	o.host.addFlags(cmd)
 	o.k8s.addFlags(cmd, true)
+	o.dns.addFlags(cmd)
 	return cmd
 }
 
@@ -88,10 +90,14 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	if err != nil {
 		return err
 	}
+	dns, err := o.dns.plan(subnets)
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(server.Config{Store: st, Keys: keys, Region: g.region, Subnets: subnetNames(subnets),
 		RegistryCredentials: creds,
 		PendingTimeout:      o.pendingTimeout, StoppedTaskRetention: o.stoppedTaskRetention,
-		HostTimeout: o.hostTimeout, Logger: log})
+		HostTimeout: o.hostTimeout, TaskDNS: dns.taskDNS, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -123,6 +129,13 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 		defer wg.Done()
 		srv.Run(ctx)
 	}()
+	if err := dns.start(ctx, srv, log); err != nil {
+		stop()
+		httpSrv.Close()
+		wg.Wait()
+		return err
+	}
+	o.host.gatewayDNS = dns.gatewayDNS()
 	if o.k8s.kubeconfig != "" {
 		if err := startBridge(ctx, &wg, g, &o.k8s, srv, log, stop); err != nil {
 			stop()

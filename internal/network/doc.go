@@ -17,6 +17,10 @@
 //     address and a default route via the gateway;
 //   - /etc files per task in <StateDir>/etc/<taskID>/ (hosts, hostname,
 //     resolv.conf) for the runtime to bind-mount into the sandbox;
+//     resolv.conf names Config.DNSServers (else the host's non-loopback
+//     resolvers, else the gateway) unless the task brings its own DNS
+//     (AttachOptions.DNS; with no nameservers, the gateway under
+//     Config.GatewayDNS, where vessel server's DNS server answers);
 //   - the IP leases, in <StateDir>/leases.json, written durably before an
 //     address is used, so that a crash never hands one address out twice;
 //   - for a subnet with NAT on, an iptables MASQUERADE rule (and
@@ -38,7 +42,7 @@
 //	// after a restart, before adopting sandboxes:
 //	err = m.Reconcile(ctx, func(taskID string) bool { return sandboxes.Has(taskID) })
 //	// per task:
-//	a, err := m.Attach(ctx, taskID, "subnet-default", "")
+//	a, err := m.Attach(ctx, taskID, "subnet-default", network.AttachOptions{})
 //	// start the sandbox in a.NetNSPath, bind-mount a.EtcDir/{hosts,hostname,resolv.conf}
 //	...
 //	err = m.Detach(ctx, taskID)

@@ -7,10 +7,48 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"vessel.dev/vessel/internal/errdefs"
 )
 
+// resolvConf is the content of a task's resolv.conf.
+type resolvConf struct {
+	nameservers []netip.Addr
+	search      []string
+	options     []string
+}
+
+// checkDNS checks a task's DNS wishes and returns them as a resolvConf
+// (nameservers nil when none are given). Errors are ErrInvalidArgument.
+func checkDNS(d *DNS) (resolvConf, error) {
+	var rc resolvConf
+	if d == nil {
+		return rc, nil
+	}
+	for _, ns := range d.Nameservers {
+		a, err := netip.ParseAddr(strings.TrimSpace(ns))
+		if err != nil {
+			return rc, errdefs.InvalidArgument("network: DNS nameserver %q is not an IP address", ns)
+		}
+		rc.nameservers = append(rc.nameservers, a)
+	}
+	for _, s := range d.Searches {
+		if !validHostname(strings.TrimSuffix(s, ".")) {
+			return rc, errdefs.InvalidArgument("network: search domain %q is not a valid DNS name", s)
+		}
+		rc.search = append(rc.search, s)
+	}
+	for _, o := range d.Options {
+		if o == "" || strings.ContainsAny(o, " \t\r\n#;") {
+			return rc, errdefs.InvalidArgument("network: resolv.conf option %q is not one word such as ndots:5", o)
+		}
+		rc.options = append(rc.options, o)
+	}
+	return rc, nil
+}
+
 // writeEtcFiles writes hosts, hostname and resolv.conf into dir.
-func writeEtcFiles(dir string, ip netip.Addr, hostname string, nameservers []netip.Addr, search []string) error {
+func writeEtcFiles(dir string, ip netip.Addr, hostname string, r resolvConf) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create /etc directory: %w", err)
 	}
@@ -24,11 +62,14 @@ func writeEtcFiles(dir string, ip netip.Addr, hostname string, nameservers []net
 		ip.String() + "\t" + names + "\n"
 
 	var rc strings.Builder
-	for _, ns := range nameservers {
+	for _, ns := range r.nameservers {
 		fmt.Fprintf(&rc, "nameserver %s\n", ns)
 	}
-	if len(search) > 0 {
-		fmt.Fprintf(&rc, "search %s\n", strings.Join(search, " "))
+	if len(r.search) > 0 {
+		fmt.Fprintf(&rc, "search %s\n", strings.Join(r.search, " "))
+	}
+	if len(r.options) > 0 {
+		fmt.Fprintf(&rc, "options %s\n", strings.Join(r.options, " "))
 	}
 	files := map[string]string{
 		"hosts":       hosts,

@@ -203,7 +203,7 @@ func checkTCP(t *testing.T, what, listenNS string, listenIP netip.Addr, dialNS s
 
 func mustAttach(t *testing.T, m *Manager, id, subnet string) *Attachment {
 	t.Helper()
-	a, err := m.Attach(t.Context(), id, subnet, "")
+	a, err := m.Attach(t.Context(), id, subnet, AttachOptions{})
 	if err != nil {
 		t.Fatalf("Attach(%s): %v", id, err)
 	}
@@ -214,7 +214,7 @@ func TestAttachConnectivity(t *testing.T) {
 	sub := testSubnet(t, 24)
 	m, dir := newTest(t, sub)
 	a := mustAttach(t, m, "task-a", sub.Name)
-	b, err := m.Attach(t.Context(), "task-b", sub.Name, "b.example.internal")
+	b, err := m.Attach(t.Context(), "task-b", sub.Name, AttachOptions{Hostname: "b.example.internal"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,11 +287,11 @@ func TestAttachConnectivity(t *testing.T) {
 
 	// Idempotent: the same attachment again; conflicts for another
 	// subnet or hostname.
-	again, err := m.Attach(t.Context(), "task-a", sub.Name, "")
+	again, err := m.Attach(t.Context(), "task-a", sub.Name, AttachOptions{})
 	if err != nil || *again != *a {
 		t.Fatalf("second Attach: %v %+v, want %+v", err, again, a)
 	}
-	if _, err := m.Attach(t.Context(), "task-b", sub.Name, "other"); !errdefs.IsConflict(err) {
+	if _, err := m.Attach(t.Context(), "task-b", sub.Name, AttachOptions{Hostname: "other"}); !errdefs.IsConflict(err) {
 		t.Fatalf("Attach with another hostname: %v", err)
 	}
 	if got, ok := m.Get("task-a"); !ok || *got != *a {
@@ -312,7 +312,7 @@ func TestAttachTwoSubnets(t *testing.T) {
 	m, _ := newTest(t, s1, s2)
 	a := mustAttach(t, m, "task-1", s1.Name)
 	b := mustAttach(t, m, "task-2", s2.Name)
-	if _, err := m.Attach(t.Context(), "task-1", s2.Name, ""); !errdefs.IsConflict(err) {
+	if _, err := m.Attach(t.Context(), "task-1", s2.Name, AttachOptions{}); !errdefs.IsConflict(err) {
 		t.Fatalf("Attach to another subnet: %v", err)
 	}
 	if a.Gateway == b.Gateway || bridgeName(s1) == bridgeName(s2) {
@@ -469,7 +469,7 @@ func TestSubnetFull(t *testing.T) {
 	if want := sub.CIDR.Addr().Next().Next(); only.IP != want {
 		t.Fatalf("got %s, want %s", only.IP, want)
 	}
-	_, err := m.Attach(t.Context(), "one-too-many", sub.Name, "")
+	_, err := m.Attach(t.Context(), "one-too-many", sub.Name, AttachOptions{})
 	if !errors.Is(err, errdefs.ErrLimitExceeded) {
 		t.Fatalf("Attach on a full subnet: %v, want limit exceeded", err)
 	}
@@ -628,7 +628,7 @@ func TestConcurrentAttachDetach(t *testing.T) {
 	atts := make([]*Attachment, n)
 	errs := make([]error, n)
 	for i := range n {
-		wg.Go(func() { atts[i], errs[i] = m.Attach(t.Context(), fmt.Sprintf("c%02d", i), sub.Name, "") })
+		wg.Go(func() { atts[i], errs[i] = m.Attach(t.Context(), fmt.Sprintf("c%02d", i), sub.Name, AttachOptions{}) })
 	}
 	wg.Wait()
 	seen := map[netip.Addr]string{}
@@ -688,7 +688,7 @@ func TestNAT(t *testing.T) {
 	m.newIPTables = func() (iptablesAPI, error) {
 		return nil, errors.New(`exec: "iptables": executable file not found in $PATH`)
 	}
-	_, err := m.Attach(t.Context(), "n1", sub.Name, "")
+	_, err := m.Attach(t.Context(), "n1", sub.Name, AttachOptions{})
 	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "apt-get install iptables") {
 		t.Fatalf("NAT without iptables: %v", err)
 	}
@@ -720,4 +720,51 @@ func leasesOnDisk2(t *testing.T, dir string) map[string]*lease {
 		return nil
 	}
 	return leasesOnDisk(t, dir)
+}
+
+func TestAttachWithDNS(t *testing.T) {
+	sub := testSubnet(t, 24)
+	m, _ := newTest(t, sub)
+	own, err := m.Attach(t.Context(), "own", sub.Name, AttachOptions{DNS: &DNS{
+		Nameservers: []string{"10.1.2.3"}, Searches: []string{"default.vessel.local"}, Options: []string{"ndots:2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(own.EtcDir, "resolv.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "nameserver 10.1.2.3\nsearch default.vessel.local\noptions ndots:2\n"; string(got) != want {
+		t.Errorf("resolv.conf = %q, want %q", got, want)
+	}
+	// Search domains alone keep the manager's nameservers.
+	m.dns = []netip.Addr{netip.MustParseAddr("10.9.9.9")}
+	m.search = []string{"manager.example"}
+	part, err := m.Attach(t.Context(), "part", sub.Name, AttachOptions{DNS: &DNS{Searches: []string{"a.example"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = os.ReadFile(filepath.Join(part.EtcDir, "resolv.conf"))
+	if want := "nameserver 10.9.9.9\nsearch a.example\n"; string(got) != want {
+		t.Errorf("resolv.conf = %q, want %q", got, want)
+	}
+	// With a DNS server on the gateway, that is the nameserver.
+	m.gwDNS = true
+	gw, err := m.Attach(t.Context(), "gw", sub.Name, AttachOptions{DNS: &DNS{Searches: []string{"a.example"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = os.ReadFile(filepath.Join(gw.EtcDir, "resolv.conf"))
+	if want := "nameserver " + gw.Gateway.String() + "\nsearch a.example\n"; string(got) != want {
+		t.Errorf("resolv.conf = %q, want %q", got, want)
+	}
+	// Tasks without DNS of their own keep the manager's.
+	plain := mustAttach(t, m, "plain", sub.Name)
+	got, _ = os.ReadFile(filepath.Join(plain.EtcDir, "resolv.conf"))
+	if want := "nameserver 10.9.9.9\nsearch manager.example\n"; string(got) != want {
+		t.Errorf("resolv.conf = %q, want %q", got, want)
+	}
+	if _, err := m.Attach(t.Context(), "bad", sub.Name, AttachOptions{DNS: &DNS{Nameservers: []string{"x"}}}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("bad nameserver: %v, want invalid argument", err)
+	}
 }

@@ -50,6 +50,11 @@ type Config struct {
 	DNSServers []string
 	// SearchDomains are written to each task's resolv.conf.
 	SearchDomains []string
+	// GatewayDNS says a DNS server answers on each subnet's gateway, port
+	// 53 (vessel server's, internal/discovery): a task whose own DNS names
+	// no nameservers gets its subnet's gateway. Tasks without DNS of their
+	// own are unaffected.
+	GatewayDNS bool
 }
 
 // Attachment is a task's place on a subnet. Values returned are copies the
@@ -70,6 +75,25 @@ type Attachment struct {
 	EtcDir string
 }
 
+// AttachOptions are a task's wishes for its attachment.
+type AttachOptions struct {
+	// Hostname defaults to "ip-a-b-c-d".
+	Hostname string
+	// DNS, when set, is the task's resolv.conf instead of the manager's
+	// (Config.DNSServers and SearchDomains, or the host's resolvers).
+	DNS *DNS
+}
+
+// DNS is a task's own resolver configuration.
+type DNS struct {
+	// Nameservers are IP addresses. Empty gives the subnet's gateway with
+	// Config.GatewayDNS, else the manager's nameservers.
+	Nameservers []string
+	// Searches are search domains, Options resolv.conf options ("ndots:5").
+	Searches []string
+	Options  []string
+}
+
 // Manager attaches tasks to subnets. Its methods are safe for concurrent
 // use; Attach and Detach of different tasks run concurrently, those of one
 // task one after the other.
@@ -82,6 +106,7 @@ type Manager struct {
 	subnets   map[string]*subnetState
 	dns       []netip.Addr
 	search    []string
+	gwDNS     bool
 
 	mu     sync.Mutex // guards leases, last, closed and writes of leasePath
 	leases map[string]*lease
@@ -124,6 +149,7 @@ func Open(cfg Config) (*Manager, error) {
 		netnsDir:         filepath.Join(dir, "netns"),
 		etcDir:           filepath.Join(dir, "etc"),
 		subnets:          map[string]*subnetState{},
+		gwDNS:            cfg.GatewayDNS,
 		hostResolvConf:   "/etc/resolv.conf",
 		newIPTables:      newIPTables,
 		enableForwarding: enableIPv4Forwarding,
@@ -264,7 +290,8 @@ func (m *Manager) errClosed() error {
 
 // Attach gives taskID an address on subnet, a network namespace wired to the
 // subnet's bridge and /etc files, and returns them. It blocks while it sets
-// them up (tens of milliseconds). hostname defaults to "ip-a-b-c-d".
+// them up (tens of milliseconds). o.Hostname defaults to "ip-a-b-c-d"; o.DNS
+// replaces the manager's resolv.conf for this task.
 //
 // Attach is idempotent per task: a second call returns the existing
 // attachment (ErrConflict if it names another subnet or hostname). If the
@@ -275,12 +302,17 @@ func (m *Manager) errClosed() error {
 // The lease is written to disk before the address is used. An unknown subnet
 // gives ErrNotFound, a full one ErrLimitExceeded. If Attach fails, nothing is
 // left behind, not even the lease (ctx is checked between steps).
-func (m *Manager) Attach(ctx context.Context, taskID, subnet, hostname string) (*Attachment, error) {
+func (m *Manager) Attach(ctx context.Context, taskID, subnet string, o AttachOptions) (*Attachment, error) {
 	if err := checkTaskID(taskID); err != nil {
 		return nil, err
 	}
+	hostname := o.Hostname
 	if hostname != "" && !validHostname(hostname) {
 		return nil, errdefs.InvalidArgument("network: hostname %q is not a valid DNS name (letters, digits, '-' and '.')", hostname)
+	}
+	rc, err := checkDNS(o.DNS)
+	if err != nil {
+		return nil, err
 	}
 	sub, ok := m.subnets[subnet]
 	if !ok {
@@ -351,7 +383,17 @@ func (m *Manager) Attach(ctx context.Context, taskID, subnet, hostname string) (
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	if err := writeEtcFiles(m.etcPath(taskID), l.IP, l.Hostname, m.nameservers(sub), m.search); err != nil {
+	switch {
+	case rc.nameservers != nil:
+	case o.DNS != nil && m.gwDNS:
+		rc.nameservers = []netip.Addr{sub.gateway}
+	default:
+		rc.nameservers = m.nameservers(sub)
+	}
+	if o.DNS == nil {
+		rc.search = m.search
+	}
+	if err := writeEtcFiles(m.etcPath(taskID), l.IP, l.Hostname, rc); err != nil {
 		return fail(fmt.Errorf("network: attach task %s: %w", taskID, err))
 	}
 	if err := m.markAttached(taskID); err != nil {

@@ -107,8 +107,11 @@ func TestNextFree(t *testing.T) {
 func TestEtcFiles(t *testing.T) {
 	dir := t.TempDir()
 	ip := netip.MustParseAddr("10.89.1.2")
-	err := writeEtcFiles(filepath.Join(dir, "etc"), ip, "web.internal",
-		[]netip.Addr{netip.MustParseAddr("10.89.1.1")}, []string{"svc.local", "local"})
+	err := writeEtcFiles(filepath.Join(dir, "etc"), ip, "web.internal", resolvConf{
+		nameservers: []netip.Addr{netip.MustParseAddr("10.89.1.1")},
+		search:      []string{"svc.local", "local"},
+		options:     []string{"ndots:5", "edns0"},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +131,31 @@ func TestEtcFiles(t *testing.T) {
 	if got := read("hostname"); got != "web.internal\n" {
 		t.Errorf("hostname = %q", got)
 	}
-	if got, want := read("resolv.conf"), "nameserver 10.89.1.1\nsearch svc.local local\n"; got != want {
+	if got, want := read("resolv.conf"), "nameserver 10.89.1.1\nsearch svc.local local\noptions ndots:5 edns0\n"; got != want {
 		t.Errorf("resolv.conf = %q, want %q", got, want)
+	}
+}
+
+func TestCheckDNS(t *testing.T) {
+	rc, err := checkDNS(&DNS{Nameservers: []string{"10.0.0.1", " fd00::53"}, Searches: []string{"default.vessel.local."}, Options: []string{"ndots:5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.nameservers) != 2 || rc.nameservers[1] != netip.MustParseAddr("fd00::53") || rc.search[0] != "default.vessel.local." || rc.options[0] != "ndots:5" {
+		t.Errorf("checkDNS = %+v", rc)
+	}
+	if rc, err := checkDNS(&DNS{Searches: []string{"a.b"}}); err != nil || rc.nameservers != nil {
+		t.Errorf("no nameservers: %+v, %v; want nil nameservers (the manager's)", rc, err)
+	}
+	for _, bad := range []*DNS{
+		{Nameservers: []string{"dns.example.com"}},
+		{Searches: []string{"bad domain"}},
+		{Options: []string{"ndots:5 rotate"}},
+		{Options: []string{""}},
+	} {
+		if _, err := checkDNS(bad); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("checkDNS(%+v) = %v, want invalid argument", bad, err)
+		}
 	}
 }
 
@@ -189,21 +215,21 @@ func TestInvalidTaskIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"", "..", "../x", "a/b", ".hidden", strings.Repeat("x", 200)} {
-		if _, err := m.Attach(t.Context(), id, "a", ""); !errdefs.IsInvalidArgument(err) {
+		if _, err := m.Attach(t.Context(), id, "a", AttachOptions{}); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("Attach(%q): %v, want invalid argument", id, err)
 		}
 		if err := m.Detach(t.Context(), id); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("Detach(%q): %v, want invalid argument", id, err)
 		}
 	}
-	if _, err := m.Attach(t.Context(), "t1", "a", "bad host\n"); !errdefs.IsInvalidArgument(err) {
+	if _, err := m.Attach(t.Context(), "t1", "a", AttachOptions{Hostname: "bad host\n"}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("bad hostname: %v", err)
 	}
-	if _, err := m.Attach(t.Context(), "t1", "nope", ""); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "configured subnets: a") {
+	if _, err := m.Attach(t.Context(), "t1", "nope", AttachOptions{}); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "configured subnets: a") {
 		t.Errorf("unknown subnet: %v", err)
 	}
 	m.Close()
-	if _, err := m.Attach(t.Context(), "t1", "a", ""); !errors.Is(err, errdefs.ErrUnavailable) {
+	if _, err := m.Attach(t.Context(), "t1", "a", AttachOptions{}); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Errorf("after Close: %v", err)
 	}
 }

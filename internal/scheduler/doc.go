@@ -1,6 +1,7 @@
 // Package scheduler decides where pending tasks run. It owns the placement
 // rules: allocatable capacity (physical capacity × allocation ratio), the
-// runtime and subnet constraints, bin-packing, and the reasons a task could
+// runtime and subnet constraints, bin-packing, spreading a group of tasks
+// (an ECS service's) across subnets and hosts, and the reasons a task could
 // not be placed (RESOURCE:CPU, RESOURCE:MEMORY, RUNTIME, SUBNET, NO_HOST).
 //
 // It is a pure function in the manner of Nomad's scheduler: a read-only

@@ -82,6 +82,10 @@ type Placed struct {
 	TaskID string
 	HostID string
 	Size   Resources
+	// Subnet and Spread, when Spread is set, count the task for the spread
+	// of later requests with the same Spread key.
+	Subnet string
+	Spread string
 }
 
 // Request is a task waiting to be placed.
@@ -94,6 +98,11 @@ type Request struct {
 	// Subnets lists the subnets the task may join, preferred first; the task
 	// needs a host that reaches any one of them. Empty accepts any host.
 	Subnets []string
+	// Spread, when set, names a group of tasks (an ECS service) to spread:
+	// the task goes to the subnet, then the host, holding the fewest tasks
+	// of the group (Placed and earlier placements of this plan), and only
+	// among equals to the fullest host.
+	Spread string
 }
 
 // Snapshot is the scheduler's read-only view of the fleet. Schedule never
@@ -160,7 +169,14 @@ func Schedule(s Snapshot) Plan {
 			plan.Unplaced = append(plan.Unplaced, Unplaced{TaskID: r.TaskID, Reason: c.reason, Message: c.message})
 			continue
 		}
-		h, subnet, ok := sc.place(c, r.Size)
+		var h int32
+		var subnet string
+		var ok bool
+		if r.Spread != "" {
+			h, subnet, ok = sc.placeSpread(c, r)
+		} else {
+			h, subnet, ok = sc.place(c, r.Size)
+		}
 		if !ok {
 			reason, msg := sc.diagnose(c, r.Size)
 			plan.Unplaced = append(plan.Unplaced, Unplaced{TaskID: r.TaskID, Reason: reason, Message: msg})
@@ -226,6 +242,15 @@ type scheduler struct {
 
 	minCPU, minMem int64 // smallest valid pending request; a host with less free is dead
 	version        int   // placements made so far
+
+	hostOf  []*Host                 // by host index
+	spreads map[string]*spreadCount // by Spread key; nil when no request spreads
+}
+
+// spreadCount counts the tasks of one Spread key by host index and subnet.
+type spreadCount struct {
+	hosts   map[int32]int
+	subnets map[string]int
 }
 
 func newScheduler(s *Snapshot) *scheduler {
@@ -262,6 +287,23 @@ func newScheduler(s *Snapshot) *scheduler {
 	for i := range s.Hosts {
 		if j, ok := index[s.Hosts[i].ID]; ok && j >= 0 && hostOf[j] == nil {
 			hostOf[j] = &s.Hosts[i]
+		}
+	}
+	sc.hostOf = hostOf
+	for i := range s.Pending {
+		if k := s.Pending[i].Spread; k != "" && sc.spreads[k] == nil {
+			if sc.spreads == nil {
+				sc.spreads = make(map[string]*spreadCount)
+			}
+			sc.spreads[k] = &spreadCount{hosts: map[int32]int{}, subnets: map[string]int{}}
+		}
+	}
+	for _, p := range s.Placed {
+		if sp := sc.spreads[p.Spread]; p.Spread != "" && sp != nil {
+			if i, ok := index[p.HostID]; ok && i >= 0 {
+				sp.hosts[int32(i)]++
+			}
+			sp.subnets[p.Subnet]++
 		}
 	}
 	byKey := make(map[string]int32)
@@ -480,6 +522,70 @@ func (sc *scheduler) place(c *constraint, size Resources) (int32, string, bool) 
 		g.head++
 		g.touched = append(g.touched, best)
 	}
+	sc.version++
+	return best, bestSubnet, true
+}
+
+// placeSpread is place for a request with a Spread key: among c's live
+// groups it looks at every host that fits r (not only each group's head, as
+// identical hosts may hold different numbers of the key's tasks) and picks
+// the least-used subnet, then the least-used host, then the fullest host,
+// then the smallest ID. It costs one look per host.
+func (sc *scheduler) placeSpread(c *constraint, r *Request) (int32, string, bool) {
+	sp := sc.spreads[r.Spread]
+	size := r.Size
+	best := int32(-1)
+	var bestSubnet string
+	var bestSub, bestHost int
+	var bestScore float64
+	consider := func(h int32, fallback string) {
+		hs := &sc.hosts[h]
+		if size.MilliCPU > hs.freeCPU || size.MemoryMiB > hs.freeMem {
+			return
+		}
+		subnet := fallback
+		subCount := sp.subnets[subnet]
+		for _, w := range r.Subnets {
+			if n := sp.subnets[w]; n < subCount && slices.Contains(sc.hostOf[h].Subnets, w) {
+				subnet, subCount = w, n
+			}
+		}
+		hostCount := sp.hosts[h]
+		score := max(float64(hs.allocCPU-hs.freeCPU+size.MilliCPU)*hs.invCPU,
+			float64(hs.allocMem-hs.freeMem+size.MemoryMiB)*hs.invMem)
+		better := best < 0 || subCount < bestSub ||
+			(subCount == bestSub && (hostCount < bestHost ||
+				(hostCount == bestHost && (score > bestScore || (score == bestScore && hs.id < sc.hosts[best].id)))))
+		if better {
+			best, bestSubnet, bestSub, bestHost, bestScore = h, subnet, subCount, hostCount, score
+		}
+	}
+	for _, cand := range c.live {
+		g := &sc.groups[cand.group]
+		for _, h := range g.members[g.head:] {
+			consider(h, cand.subnet)
+		}
+		for _, h := range g.touched {
+			consider(h, cand.subnet)
+		}
+	}
+	if best < 0 {
+		return -1, "", false
+	}
+	hs := &sc.hosts[best]
+	hs.freeCPU -= size.MilliCPU
+	hs.freeMem -= size.MemoryMiB
+	g := &sc.groups[hs.group]
+	if j := slices.Index(g.members[g.head:], best); j >= 0 {
+		// Keep the untouched run sorted: move best to its front, then out.
+		j += g.head
+		copy(g.members[g.head+1:j+1], g.members[g.head:j])
+		g.members[g.head] = best
+		g.head++
+		g.touched = append(g.touched, best)
+	}
+	sp.hosts[best]++
+	sp.subnets[bestSubnet]++
 	sc.version++
 	return best, bestSubnet, true
 }

@@ -147,7 +147,7 @@ func TestSchedule(t *testing.T) {
 		{
 			name: "bin-packing prefers the fuller host",
 			s: Snapshot{Hosts: []Host{host("h1", 4000, 4096), host("h2", 4000, 4096)},
-				Placed:  []Placed{{"old", "h2", Resources{1000, 1024}}},
+				Placed:  []Placed{{TaskID: "old", HostID: "h2", Size: Resources{1000, 1024}}},
 				Pending: []Request{req("t1", 1000, 1024)}},
 			want: want{placed: []Placement{{"t1", "h2", "a"}}},
 		},
@@ -170,13 +170,13 @@ func TestSchedule(t *testing.T) {
 		},
 		{
 			name: "placed tasks on unknown hosts are ignored",
-			s: Snapshot{Hosts: []Host{host("h1", 1000, 1024)}, Placed: []Placed{{"old", "gone", Resources{1000, 1024}}},
+			s: Snapshot{Hosts: []Host{host("h1", 1000, 1024)}, Placed: []Placed{{TaskID: "old", HostID: "gone", Size: Resources{1000, 1024}}},
 				Pending: []Request{req("t1", 1000, 1024)}},
 			want: want{placed: []Placement{{"t1", "h1", "a"}}},
 		},
 		{
 			name: "already over-allocated host takes nothing",
-			s: Snapshot{Hosts: []Host{host("h1", 1000, 1024)}, Placed: []Placed{{"old", "h1", Resources{2000, 512}}},
+			s: Snapshot{Hosts: []Host{host("h1", 1000, 1024)}, Placed: []Placed{{TaskID: "old", HostID: "h1", Size: Resources{2000, 512}}},
 				Pending: []Request{req("t1", 0, 256)}},
 			want: want{unplaced: map[string]string{"t1": ReasonCPU}},
 		},
@@ -531,7 +531,7 @@ func TestRandomSnapshots(t *testing.T) {
 
 func TestSnapshotNotModified(t *testing.T) {
 	s := SyntheticSnapshot(50, 2000)
-	s.Placed = []Placed{{"old", "host-00001", Resources{1000, 1024}}}
+	s.Placed = []Placed{{TaskID: "old", HostID: "host-00001", Size: Resources{1000, 1024}}}
 	orig := cloneSnapshot(s)
 	Schedule(s)
 	if !reflect.DeepEqual(s, orig) {
@@ -572,5 +572,40 @@ func TestAllocationsDoNotGrowWithTasks(t *testing.T) {
 	t.Logf("allocations: %v for 500 tasks, %v for 5000", a, b)
 	if b > a+20 {
 		t.Errorf("allocations grew from %v to %v with ten times the tasks", a, b)
+	}
+}
+
+// TestSpread: requests with a Spread key go to the least-used subnet, then
+// the least-used host, counting tasks already placed; others bin-pack.
+func TestSpread(t *testing.T) {
+	two := func(id string) Host {
+		return with(host(id, 8000, 16384), func(h *Host) { h.Subnets = []string{"a", "b"} })
+	}
+	s := Snapshot{
+		Hosts:  []Host{two("h1"), two("h2"), two("h3")},
+		Placed: []Placed{{TaskID: "old", HostID: "h1", Size: Resources{250, 512}, Subnet: "a", Spread: "svc"}},
+	}
+	for i := 0; i < 5; i++ {
+		s.Pending = append(s.Pending, Request{TaskID: fmt.Sprint("t", i), Size: Resources{250, 512}, Subnets: []string{"a", "b"}, Spread: "svc"})
+	}
+	s.Pending = append(s.Pending, Request{TaskID: "packed", Size: Resources{250, 512}, Subnets: []string{"a", "b"}})
+	plan := Schedule(s)
+	if len(plan.Unplaced) != 0 {
+		t.Fatalf("unplaced: %+v", plan.Unplaced)
+	}
+	hosts, subnets := map[string]int{"h1": 1}, map[string]int{"a": 1}
+	for _, p := range plan.Placements[:5] {
+		hosts[p.HostID]++
+		subnets[p.Subnet]++
+	}
+	if hosts["h1"] != 2 || hosts["h2"] != 2 || hosts["h3"] != 2 {
+		t.Errorf("tasks per host %v, want 2 each", hosts)
+	}
+	if subnets["a"] != 3 || subnets["b"] != 3 {
+		t.Errorf("tasks per subnet %v, want 3 each", subnets)
+	}
+	// The fullest host takes the task that does not spread.
+	if p := plan.Placements[5]; p.HostID != "h1" {
+		t.Errorf("the unspread task went to %s, want h1 (the fullest, by ID)", p.HostID)
 	}
 }

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/errdefs"
-	"vessel.dev/vessel/internal/profile"
 	"vessel.dev/vessel/internal/sizing"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
@@ -19,16 +21,7 @@ import (
 // ECS API cannot express, so it hands them over as task.Task values.
 
 // FargateProfile is what the bridge needs of a stored profile.
-type FargateProfile struct {
-	Cluster   string
-	Name      string
-	Selectors []profile.Selector
-	Subnets   []string
-	Tags      map[string]string
-	// Status is CREATING, ACTIVE or DELETING.
-	Status    string
-	CreatedAt time.Time
-}
+type FargateProfile = agentproto.FargateProfile
 
 // FargateProfiles returns the profiles of an EKS cluster, in name order.
 func (s *Server) FargateProfiles(ctx context.Context, cluster string) ([]FargateProfile, error) {
@@ -131,3 +124,87 @@ func (s *Server) Changes() <-chan struct{} { return s.pulseChan() }
 // HostAlive reports whether the host has sent a heartbeat within the host
 // timeout.
 func (s *Server) HostAlive(hostID string) bool { return s.hostAlive(hostID, s.cfg.Now()) }
+
+// bridgeLongPoll bounds how long a task watch waits for a change; hosts'
+// heartbeats are no store changes, so it is also how late a remote bridge
+// may learn that a host went silent.
+const bridgeLongPoll = 10 * time.Second
+
+// routeBridge serves the bridge protocol (agentproto's bridge routes) for
+// a Kubernetes bridge running apart from the control plane.
+func (s *Server) routeBridge(mux *http.ServeMux) {
+	mux.HandleFunc("GET /vessel/v1/clusters/{cluster}/fargate-profiles", func(w http.ResponseWriter, r *http.Request) {
+		s.metrics.setOperation(r, "vessel:BridgeProfiles")
+		ps, err := s.FargateProfiles(r.Context(), r.PathValue("cluster"))
+		writeAgent(w, ps, err)
+	})
+	mux.HandleFunc("POST /vessel/v1/tasks", func(w http.ResponseWriter, r *http.Request) {
+		s.metrics.setOperation(r, "vessel:SubmitTask")
+		var t task.Task
+		if !decodeAgent(w, r, &t) {
+			return
+		}
+		out, err := s.SubmitTask(r.Context(), &t)
+		writeAgent(w, out, err)
+	})
+	mux.HandleFunc("POST /vessel/v1/clusters/{cluster}/tasks/{id}/stop", func(w http.ResponseWriter, r *http.Request) {
+		s.metrics.setOperation(r, "vessel:StopTaskWith")
+		var in agentproto.StopRequest
+		if !decodeAgent(w, r, &in) {
+			return
+		}
+		if err := task.ValidateStopReason(in.Reason); err != nil {
+			writeAgent(w, nil, err)
+			return
+		}
+		err := s.StopTaskWith(r.Context(), r.PathValue("cluster"), taskID(r.PathValue("id")), in.Code, in.Reason)
+		writeAgent(w, struct{}{}, err)
+	})
+	mux.HandleFunc("GET /vessel/v1/tasks", func(w http.ResponseWriter, r *http.Request) {
+		s.metrics.setOperation(r, "vessel:WatchTasks")
+		q := r.URL.Query()
+		after, err := strconv.ParseInt(q.Get("after"), 10, 64)
+		if err != nil && q.Get("after") != "" {
+			writeAgent(w, nil, errdefs.InvalidArgument("after %q is not a revision", q.Get("after")))
+			return
+		}
+		out, err := s.watchTasks(r.Context(), q.Get("cluster"), q.Get("startedBy"), after)
+		writeAgent(w, out, err)
+	})
+}
+
+// watchTasks waits until the task cache has moved past revision after (or
+// the long poll ends) and returns the matching tasks and the hosts' state.
+func (s *Server) watchTasks(ctx context.Context, cluster, startedBy string, after int64) (agentproto.TaskWatch, error) {
+	if cluster == "" {
+		cluster = DefaultCluster
+	}
+	deadline := time.NewTimer(bridgeLongPoll)
+	defer deadline.Stop()
+	for {
+		pulse := s.pulseChan()
+		ts, rev, err := s.tasks.snapshot(ctx)
+		if err != nil {
+			return agentproto.TaskWatch{}, err
+		}
+		if rev > after {
+			out := agentproto.TaskWatch{Revision: rev, Tasks: []task.Task{}, Hosts: map[string]bool{}}
+			for _, t := range ts {
+				if t.Cluster == cluster && (startedBy == "" || t.StartedBy == startedBy) {
+					out.Tasks = append(out.Tasks, *t.Clone())
+					if t.HostID != "" {
+						out.Hosts[t.HostID] = s.HostAlive(t.HostID)
+					}
+				}
+			}
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return agentproto.TaskWatch{}, ctx.Err()
+		case <-deadline.C:
+			after = -1 // answer with what there is
+		case <-pulse:
+		}
+	}
+}

@@ -53,6 +53,9 @@ func (s *Server) reconcile(ctx context.Context) error {
 	if err := s.reconcileProfiles(ctx, tasks, now); err != nil {
 		return err
 	}
+	if err := s.reconcileServices(ctx, tasks, now); err != nil {
+		return err
+	}
 	ready := map[string]bool{}
 	known := map[string]bool{}
 	for _, h := range hosts {
@@ -89,7 +92,8 @@ func (s *Server) reconcile(ctx context.Context) error {
 			}
 		default:
 			snap.Placed = append(snap.Placed, scheduler.Placed{TaskID: t.ID, HostID: t.HostID,
-				Size: scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB}})
+				Size:   scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB},
+				Subnet: t.Subnet, Spread: spreadKey(t)})
 			if !known[t.HostID] || (!ready[t.HostID] && now.Sub(s.started) > s.cfg.HostTimeout) {
 				if err := s.stopOnLostHost(ctx, t, now); err != nil {
 					return err
@@ -108,7 +112,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 		byID[t.ID] = t
 		snap.Pending = append(snap.Pending, scheduler.Request{TaskID: t.ID,
 			Size:    scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB},
-			Runtime: t.Runtime, Subnets: t.Subnets})
+			Runtime: t.Runtime, Subnets: t.Subnets, Spread: spreadKey(t)})
 	}
 	start := time.Now()
 	plan := scheduler.Schedule(snap)

@@ -2,7 +2,8 @@
 // (SigV4-authenticated), the host registry and agent protocol, and the
 // lifecycle controller that places tasks with the scheduler, stops what
 // cannot start, declares silent hosts lost and removes stopped tasks after
-// their retention.
+// their retention, and the ECS service scheduler (desired counts, rolling
+// deployments, the circuit breaker) that runs in the same pass.
 //
 // The store is the only truth: every handler and the controller read and
 // write it with revision checks, so a crash between two writes loses nothing

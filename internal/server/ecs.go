@@ -44,6 +44,11 @@ func (s *Server) ecsOps() map[string]ecsOp {
 		"StopTask":                   op(s.StopTask),
 		"DescribeTasks":              op(s.DescribeTasks),
 		"ListTasks":                  op(s.ListTasks),
+		"CreateService":              op(s.CreateService),
+		"UpdateService":              op(s.UpdateService),
+		"DeleteService":              op(s.DeleteService),
+		"DescribeServices":           op(s.DescribeServices),
+		"ListServices":               op(s.ListServices),
 	}
 }
 

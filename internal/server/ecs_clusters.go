@@ -144,6 +144,15 @@ func (s *Server) DescribeClusters(ctx context.Context, in *api.DescribeClustersI
 			return nil, err
 		}
 		cl := s.clusterOut(c, api.ClusterStatusActive, tasks)
+		services, _, _, err := listJSON[serviceRecord](ctx, s.store, prefixServices+name+"/")
+		if err != nil {
+			return nil, err
+		}
+		for _, sv := range services {
+			if sv.Status == api.ServiceStatusActive {
+				cl.ActiveServicesCount++
+			}
+		}
 		out.Clusters = append(out.Clusters, cl)
 	}
 	return out, nil
@@ -192,6 +201,16 @@ func (s *Server) DeleteCluster(ctx context.Context, in *api.DeleteClusterInput) 
 		if t.Cluster == name && !t.Stopped() {
 			return nil, &apiError{code: api.ECSClusterContainsTasksException, kind: errdefs.ErrConflict,
 				msg: "The cluster cannot be deleted while tasks are active: stop them first (task " + t.ID + " is " + string(t.LastStatus) + ")"}
+		}
+	}
+	services, _, _, err := listJSON[serviceRecord](ctx, s.store, prefixServices+name+"/")
+	if err != nil {
+		return nil, err
+	}
+	for _, sv := range services {
+		if sv.Status != api.ServiceStatusInactive {
+			return nil, &apiError{code: api.ECSClusterContainsServicesException, kind: errdefs.ErrConflict,
+				msg: "The cluster cannot be deleted while services are active: delete service " + sv.Name + " first (it is " + sv.Status + ")"}
 		}
 	}
 	profiles, _, _, err := listJSON[profileRecord](ctx, s.store, prefixProfiles+name+"/")

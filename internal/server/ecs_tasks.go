@@ -85,6 +85,14 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 		template.Group = "family:" + template.Family
 	}
 	template.Tags = tags
+	if s.cfg.TaskDNS != nil {
+		// Fargate rejects a task definition's dnsServers and
+		// dnsSearchDomains, so there is nothing of the user's to keep.
+		template.DNS = s.cfg.TaskDNS(cluster)
+		if err := template.DNS.Validate(); err != nil {
+			return nil, err
+		}
+	}
 	// The runtime: RunTask's tag, else the task definition's, else the
 	// cluster's default, else the host's.
 	for _, t := range tags {

@@ -21,6 +21,7 @@ const (
 	prefixTasks    = "tasks/"    // tasks/<id>
 	prefixHosts    = "hosts/"    // hosts/<id>
 	prefixProfiles = "profiles/" // profiles/<cluster>/<name>
+	prefixServices = "services/" // services/<cluster>/<name> (serviceRecord, services.go)
 	keyMetaVersion = "meta/version"
 )
 
@@ -31,6 +32,7 @@ func taskDefKey(family string, rev int32) string {
 	return fmt.Sprintf("%s%s/%010d", prefixTaskDefs, family, rev)
 }
 func profileKey(cluster, name string) string { return prefixProfiles + cluster + "/" + name }
+func serviceKey(cluster, name string) string { return prefixServices + cluster + "/" + name }
 
 // clusterRecord is a stored cluster.
 type clusterRecord struct {
@@ -162,6 +164,9 @@ func (s *Server) taskARN(cluster, id string) string {
 }
 func (s *Server) taskDefARN(family string, rev int32) string {
 	return s.arn("ecs", fmt.Sprintf("task-definition/%s:%d", family, rev))
+}
+func (s *Server) serviceARN(cluster, name string) string {
+	return s.arn("ecs", "service/"+cluster+"/"+name)
 }
 func (s *Server) containerARN(cluster, taskID, name string) string {
 	return s.arn("ecs", "container/"+cluster+"/"+taskID+"/"+name)

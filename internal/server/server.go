@@ -51,8 +51,13 @@ type Config struct {
 	// ControllerInterval is the controller's periodic pass; 1 s by default.
 	// It also runs whenever tasks or hosts change.
 	ControllerInterval time.Duration
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// TaskDNS, when set, gives the resolver configuration of an ECS task
+	// of the cluster (RunTask): the control plane's DNS server and the
+	// cluster's zone as search domain (internal/discovery). nil, or a nil
+	// result, leaves tasks with their host's resolvers.
+	TaskDNS func(cluster string) *task.DNSConfig
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Server is the control plane.
@@ -151,6 +156,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeAgent(api)
 	s.routeLogs(api)
 	s.routeExec(api)
+	s.routeBridge(api)
 	mux.Handle("/", s.verify.Middleware(api, s.writeAuthError))
 	return s.metrics.instrument(mux)
 }

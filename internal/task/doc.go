@@ -27,6 +27,10 @@
 // tcpSocket, with Kubernetes' defaults from WithDefaults);
 // ValidateRestartAndProbes checks both.
 //
+// A task may carry a DNS config (nameservers, search domains, resolv.conf
+// options; DNSConfig.Validate checks it) that the host agent writes into the
+// task's resolv.conf instead of the host's resolvers.
+//
 // This package imports nothing of Vessel's but errdefs; the control plane,
 // the agent and the API layer all speak it.
 //

@@ -220,6 +220,9 @@ type Task struct {
 	Containers []Container `json:"containers"`
 	// Volumes are the task's storage its containers mount (volume.go).
 	Volumes []Volume `json:"volumes,omitempty"`
+	// DNS, when set, is the task's resolver configuration (dns.go);
+	// otherwise the task gets its host's resolvers.
+	DNS *DNSConfig `json:"dns,omitempty"`
 
 	StartedBy string `json:"startedBy,omitempty"`
 	Group     string `json:"group,omitempty"`
@@ -293,6 +296,7 @@ func (t *Task) Clone() *Task {
 		c.Containers[i] = ct
 	}
 	c.Volumes = cloneVolumes(t.Volumes)
+	c.DNS = t.DNS.Clone()
 	return &c
 }
 

@@ -732,3 +732,69 @@ func TestKubernetesLostHost(t *testing.T) {
 		return strings.TrimSpace(out) == "", out
 	})
 }
+
+// TestKubernetesRemoteBridge runs the bridge as its own process against a
+// control plane over its API (`vessel k8s bridge --server URL`).
+func TestKubernetesRemoteBridge(t *testing.T) {
+	requireRoot(t)
+	c := k8senv.Start(t)
+	c.StartControllerManager(t)
+	reg := newRegistry(t)
+	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
+	s := startRuncServer(t, "--runtimes", "sim,runc")
+	id, secret := s.keys()
+	bridgeDir, webhookPort := t.TempDir(), freePort(t)
+	var log bytes.Buffer
+	b := exec.Command(vesselBin, "k8s", "bridge", "--kubeconfig", c.Kubeconfig, "--server", s.endpoint, "--data-dir", bridgeDir,
+		"--k8s-address", "127.0.0.1", "--webhook-port", webhookPort, "--kubelet-port", freePort(t))
+	b.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+id, "AWS_SECRET_ACCESS_KEY="+secret)
+	b.Stdout, b.Stderr = &log, &log
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.Process.Signal(syscall.SIGTERM)
+		b.Wait()
+		if t.Failed() {
+			t.Logf("bridge log:\n%s", tail(log.String(), 60))
+		}
+	})
+	install := exec.Command(vesselBin, "k8s", "install", "--kubeconfig", c.Kubeconfig, "--data-dir", bridgeDir,
+		"--k8s-address", "127.0.0.1", "--webhook-port", webhookPort)
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	e := &bridgeEnv{t: t, cluster: c, server: s, image: img, webhookPort: webhookPort}
+	e.eventually(60*time.Second, "the bridge to run", func() (bool, string) {
+		return strings.Contains(log.String(), "Kubernetes bridge running"), log.String()
+	})
+	e.eventually(60*time.Second, "the default service account", func() (bool, string) {
+		out, err := c.Kubectl("get", "serviceaccount", "default", "-o", "name")
+		return err == nil, out
+	})
+	e.profile("create", "web", "--namespace", "default", "--labels", "app=web", "--wait")
+	if out, err := e.apply(fmt.Sprintf(webDeployment, 1, img)); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var pod kubePod
+	e.eventually(90*time.Second, "the pod Running on a vessel-ip node", func() (bool, string) {
+		ps := e.pods("default", "app=web")
+		if len(ps) == 1 && ps[0].Status.Phase == "Running" && strings.HasPrefix(ps[0].Spec.NodeName, "vessel-ip-") {
+			pod = ps[0]
+			return true, ""
+		}
+		return false, fmt.Sprint(ps)
+	})
+	e.eventually(30*time.Second, "kubectl logs through the remote bridge", func() (bool, string) {
+		out, _ := c.Kubectl("logs", pod.Metadata.Name)
+		return strings.Contains(out, "web started on "+pod.Status.PodIP), out
+	})
+	if out, err := c.Kubectl("exec", pod.Metadata.Name, "--", "cat", "/www/index.html"); err != nil || !strings.Contains(out, "hello from "+pod.Metadata.Name) {
+		t.Errorf("kubectl exec through the remote bridge: %q (err %v)", out, err)
+	}
+	e.kubectl("scale", "deployment/web", "--replicas=0")
+	e.eventually(60*time.Second, "the pod and its node gone", func() (bool, string) {
+		p, n := e.pods("default", "app=web"), e.vesselNodes()
+		return len(p) == 0 && len(n) == 0, fmt.Sprintf("%d pods, %d nodes", len(p), len(n))
+	})
+}

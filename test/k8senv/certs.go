@@ -168,3 +168,49 @@ func writeKey(path string, key *ecdsa.PrivateKey) error {
 	}
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
 }
+
+// clientCert writes a client certificate for cn in groups, signed by the
+// cluster's CA, as PATH.crt and PATH.key, and returns their paths.
+func (p *pki) clientCert(path, cn string, groups ...string) (certPath, keyPath string, err error) {
+	caPEM, err := os.ReadFile(p.caCert)
+	if err != nil {
+		return "", "", err
+	}
+	caKeyPEM, err := os.ReadFile(p.caKey)
+	if err != nil {
+		return "", "", err
+	}
+	cb, _ := pem.Decode(caPEM)
+	kb, _ := pem.Decode(caKeyPEM)
+	if cb == nil || kb == nil {
+		return "", "", fmt.Errorf("no PEM in %s or %s", p.caCert, p.caKey)
+	}
+	ca, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return "", "", err
+	}
+	caKey, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return "", "", err
+	}
+	key, err := newKey()
+	if err != nil {
+		return "", "", err
+	}
+	now := time.Now().Add(-time.Hour)
+	der, err := sign(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn, Organization: groups},
+		NotBefore:   now,
+		NotAfter:    now.Add(10 * 24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, ca, key.Public(), caKey)
+	if err != nil {
+		return "", "", err
+	}
+	certPath, keyPath = path+".crt", path+".key"
+	if err := writeCert(certPath, der); err != nil {
+		return "", "", err
+	}
+	return certPath, keyPath, writeKey(keyPath, key)
+}

@@ -39,12 +39,13 @@ type Cluster struct {
 	URL        string // kube-apiserver's address, https://127.0.0.1:PORT
 	Dir        string // certificates, data, kubeconfig and process logs
 
-	assets  string // directory of the binaries
-	pki     *pki
-	client  *http.Client // trusts the cluster's CA, presents the admin certificate
-	mu      sync.Mutex
-	procs   []*process
-	manager bool
+	assets    string // directory of the binaries
+	pki       *pki
+	client    *http.Client // trusts the cluster's CA, presents the admin certificate
+	mu        sync.Mutex
+	procs     []*process
+	manager   bool
+	scheduler bool
 }
 
 // Start starts etcd and kube-apiserver for the test and returns once
@@ -165,7 +166,8 @@ func (c *Cluster) KubectlInput(stdin []byte, args ...string) (string, error) {
 }
 
 // Bin returns the path of one of the cluster's binaries: "kubectl",
-// "kube-apiserver", "kube-controller-manager" or "etcd".
+// "kube-apiserver", "kube-controller-manager", "etcd", and for StartNode
+// "kube-scheduler", "kubelet" and "kube-proxy".
 func (c *Cluster) Bin(name string) string { return filepath.Join(c.assets, name) }
 
 var assets struct {
@@ -306,11 +308,15 @@ func (c *Cluster) startEtcd() (string, error) {
 // namespace) with no default route, where it finds no address to advertise.
 // It refuses to advertise a loopback address while it keeps the endpoints of
 // the "kubernetes" Service, so that Service gets none.
-var noRouteArgs = []string{"--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"}
+var noRouteArgs = []string{"--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none", "--bind-address=127.0.0.1"}
 
 // startAPIServer starts kube-apiserver against etcd and waits for /readyz.
 // It lets kube-apiserver pick the address it advertises (that of the default
-// route), and falls back to noRouteArgs where there is none.
+// route) and listens on all addresses, so that the endpoint of the
+// "kubernetes" Service (that address) answers pods that reach the Service
+// through a node's kube-proxy; it falls back to noRouteArgs (loopback
+// only) where there is no default route. Clients of the test use
+// 127.0.0.1.
 func (c *Cluster) startAPIServer(etcdURL string) error {
 	err := c.tryAPIServer(etcdURL, nil)
 	var exited *errExited
@@ -329,7 +335,7 @@ func (c *Cluster) tryAPIServer(etcdURL string, extra []string) error {
 		c.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
 		p, err := c.start("kube-apiserver", append([]string{
 			"--etcd-servers=" + etcdURL,
-			"--bind-address=127.0.0.1",
+			"--bind-address=0.0.0.0", // noRouteArgs narrow it to loopback
 			"--secure-port=" + strconv.Itoa(port),
 			"--tls-cert-file=" + c.pki.servingCert,
 			"--tls-private-key-file=" + c.pki.servingKey,
@@ -337,7 +343,10 @@ func (c *Cluster) tryAPIServer(etcdURL string, extra []string) error {
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + c.pki.saPub,
 			"--service-account-signing-key-file=" + c.pki.saKey,
-			"--authorization-mode=RBAC",
+			// As kubeadm and EKS: nodes' kubelets are authorized by the
+			// Node authorizer and limited by NodeRestriction.
+			"--authorization-mode=Node,RBAC",
+			"--enable-admission-plugins=NodeRestriction",
 			"--service-cluster-ip-range=10.96.0.0/16",
 			"--allow-privileged=true",
 			// The aggregation layer's front proxy, as kubeadm sets it up;
@@ -454,13 +463,18 @@ type process struct {
 // Dir/NAME.log (emptied first: it keeps the last try), and records it to be
 // stopped with the cluster.
 func (c *Cluster) start(name string, args ...string) (*process, error) {
+	return c.startBin(name, c.Bin(name), args...)
+}
+
+// startBin is start for a binary at path, logged as name.
+func (c *Cluster) startBin(name, path string, args ...string) (*process, error) {
 	logPath := filepath.Join(c.Dir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer logFile.Close() // the child has its own copy
-	cmd := exec.Command(c.Bin(name), args...)
+	cmd := exec.Command(path, args...)
 	cmd.Dir = c.Dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = procAttr()

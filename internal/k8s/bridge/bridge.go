@@ -79,6 +79,15 @@ type Config struct {
 	// = the ClusterIP of default/kubernetes and its port.
 	KubernetesServiceHost string
 	KubernetesServicePort int32
+	// ClusterDNS are the DNS servers of pods with dnsPolicy ClusterFirst,
+	// the kubelet's --cluster-dns; empty = the ClusterIP of the
+	// kube-system/kube-dns Service, looked up for each pod (none while it
+	// does not exist: such pods get their host's resolvers, as with a
+	// kubelet that has no cluster DNS).
+	ClusterDNS []string
+	// ClusterDomain is the cluster's DNS domain, the kubelet's
+	// --cluster-domain; "" = cluster.local.
+	ClusterDomain string
 	// Resync is how often pods waiting for a profile are looked at again;
 	// 5 s by default.
 	Resync time.Duration
@@ -142,6 +151,9 @@ func New(cfg Config) (*Bridge, error) {
 		return nil, errors.New("bridge: a certificate directory is required")
 	case cfg.Address == "":
 		return nil, errors.New("bridge: the address the API server reaches this host at is required")
+	}
+	if err := (&task.DNSConfig{Nameservers: cfg.ClusterDNS, Searches: nonEmpty(cfg.ClusterDomain)}).Validate(); err != nil {
+		return nil, fmt.Errorf("bridge: cluster DNS: %w", err)
 	}
 	if cfg.Cluster == "" {
 		cfg.Cluster = server.DefaultCluster

@@ -150,11 +150,15 @@ func (b *Bridge) containerLogs(ctx context.Context, namespace, name, container s
 		if !ok {
 			return nil, vkerrdefs.InvalidInputf("previous terminated container %q in pod %q not found", container, name)
 		}
+		// The run's start and end are stamped by the agent, its lines by
+		// the container's monitor: a second of slack either side keeps the
+		// run's first and last lines in (runs are at least the restart
+		// back-off, 10 s, apart).
 		lo.Follow, lo.Tail = false, 0
-		if lo.Since.Before(prevStart) {
-			lo.Since = prevStart
+		if from := prevStart.Add(-previousSlack); lo.Since.Before(from) {
+			lo.Since = from
 		}
-		until = prevEnd
+		until = prevEnd.Add(previousSlack)
 	}
 	pr, pw := io.Pipe()
 	go func() {
@@ -182,6 +186,9 @@ func (b *Bridge) containerLogs(ctx context.Context, namespace, name, container s
 }
 
 var errStopLogs = errors.New("past the previous run")
+
+// previousSlack widens the window of a previous run's logs.
+const previousSlack = time.Second
 
 type limitReadCloser struct {
 	io.Reader

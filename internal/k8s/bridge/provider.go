@@ -35,7 +35,7 @@ func (p *podProvider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		notify(q)
 		return nil
 	}
-	b.kubeletEvents(pod, nil, t)
+	b.kubeletEvents(pod, t)
 	notify(b.podWithStatus(pod, t))
 	return nil
 }

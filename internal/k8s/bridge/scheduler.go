@@ -305,7 +305,11 @@ func (b *Bridge) inputs(ctx context.Context, pod *corev1.Pod, prof admission.Pro
 		ConfigMaps: map[string]map[string]string{}, Secrets: map[string]map[string][]byte{},
 		KubernetesServiceHost: b.kubeServiceHost, KubernetesServicePort: b.kubeServicePort,
 		ClusterName: b.cfg.Cluster, Profile: prof.Name, Subnets: prof.Subnets, ClusterCA: b.kubeCA,
-		Runtime: admission.RuntimeOf(pod),
+		Runtime: admission.RuntimeOf(pod), ClusterDomain: b.cfg.ClusterDomain,
+	}
+	var err error
+	if in.ClusterDNS, err = b.clusterDNS(ctx); err != nil {
+		return in, err
 	}
 	if in.Runtime == "" {
 		in.Runtime = prof.Runtime

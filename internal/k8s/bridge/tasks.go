@@ -103,7 +103,7 @@ func (b *Bridge) taskChanged(ctx context.Context, old, t *task.Task, notify func
 	if pod == nil || pod.UID != types.UID(tagValue(t.Tags, podtask.TagPodUID)) {
 		return // not bound yet: bind() reports the status once it is
 	}
-	b.kubeletEvents(pod, old, t)
+	b.kubeletEvents(pod, t)
 	b.log.Debug("pod status", "pod", podKey(pod), "task", t.LastStatus)
 	if notify != nil {
 		notify(b.podWithStatus(pod, t))
@@ -136,9 +136,9 @@ func (b *Bridge) podWithStatus(pod *corev1.Pod, t *task.Task) *corev1.Pod {
 	return p
 }
 
-// kubeletEvents emits, once each, the events a kubelet would for the
-// transitions from old to t.
-func (b *Bridge) kubeletEvents(pod *corev1.Pod, old, t *task.Task) {
+// kubeletEvents emits, once each, the events a kubelet would for what
+// task t has been through so far.
+func (b *Bridge) kubeletEvents(pod *corev1.Pod, t *task.Task) {
 	rec := b.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: pod.Spec.NodeName})
 	b.mu.Lock()
 	seen := b.emitted[pod.UID]
@@ -178,7 +178,6 @@ func (b *Bridge) kubeletEvents(pod *corev1.Pod, old, t *task.Task) {
 			}
 		}
 	}
-	_ = old
 }
 
 func tagValue(tags []task.Tag, key string) string {

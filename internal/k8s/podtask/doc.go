@@ -89,6 +89,15 @@
 //     and sub-paths must stay inside their volume. Files are written once,
 //     when the task starts: later changes to a config map or secret (and
 //     token rotation) do not reach a running task.
+//   - DNS: dnsPolicy and dnsConfig become Task.DNS as the kubelet forms a
+//     pod's resolv.conf. ClusterFirst (the default): Inputs.ClusterDNS (the
+//     kube-dns Service's ClusterIP), the searches <ns>.svc.<domain>
+//     svc.<domain> <domain> (Inputs.ClusterDomain, default cluster.local)
+//     and ndots:5; with no ClusterDNS, like Default. Default: the host's
+//     resolvers (Task.DNS nil). None: dnsConfig alone. dnsConfig's
+//     nameservers and searches are appended, its options replace those of
+//     the same name; a result no resolver takes (a nameserver that is not
+//     an IP, ...) is an errdefs.ErrInvalidArgument.
 //
 // Not mapped (the bridge's job or later): ports (other than to resolve a
 // probe's named port), probes of sidecars (init containers with
@@ -102,7 +111,8 @@
 //	t, err := podtask.Convert(pod, podtask.Inputs{ConfigMaps: cms, Secrets: secs,
 //		KubernetesServiceHost: "10.96.0.1", KubernetesServicePort: 443,
 //		ClusterName: "default", Profile: p.Name, Subnets: p.Subnets, Runtime: rt,
-//		ServiceAccountToken: tok, ClusterCA: ca})
+//		ServiceAccountToken: tok, ClusterCA: ca,
+//		ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"})
 //	var tooLarge *sizing.TooLargeError
 //	if errors.As(err, &tooLarge) { /* Pending, reason tooLarge.Reason */ }
 //	pod.Annotations[sizing.AnnotationCapacityProvisioned] = podtask.CapacityProvisioned(t)

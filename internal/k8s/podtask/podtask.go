@@ -72,6 +72,14 @@ type Inputs struct {
 	// ClusterCA is the cluster's CA bundle (PEM), the ca.crt of the
 	// kube-root-ca.crt config map when ConfigMaps does not hold it.
 	ClusterCA []byte
+
+	// ClusterDNS are the addresses of the cluster's DNS service (the
+	// kube-dns Service's ClusterIP), the kubelet's --cluster-dns; none
+	// makes dnsPolicy ClusterFirst fall back to the host's resolvers, as
+	// the kubelet does.
+	ClusterDNS []string
+	// ClusterDomain is the cluster's DNS domain ("" = DefaultClusterDomain).
+	ClusterDomain string
 }
 
 // Convert returns the task that runs pod. The task has no ID, ARN or
@@ -79,7 +87,7 @@ type Inputs struct {
 // RunTask creates them. Errors: a *sizing.TooLargeError for a pod larger
 // than every size; errdefs.ErrNotFound for a missing, non-optional config
 // map, secret or key; errdefs.ErrInvalidArgument for an unsupported volume
-// type, field path or resource. Messages name the container and variable
+// type, field path or resource, or a dnsConfig a resolver cannot take. Messages name the container and variable
 // or volume. Convert does not change pod or in.
 func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 	size, err := sizing.ForPodSpec(&pod.Spec)
@@ -113,6 +121,7 @@ func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 	}
 
 	t.RestartPolicy = restartPolicy(pod.Spec.RestartPolicy)
+	t.DNS = dns(pod, in)
 	r := &resolver{pod: pod, in: in, size: size}
 	if t.Volumes, err = r.volumes(); err != nil {
 		return nil, err
@@ -153,6 +162,9 @@ func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 		return nil, err
 	}
 	if err := t.ValidateRestartAndProbes(); err != nil {
+		return nil, err
+	}
+	if err := t.DNS.Validate(); err != nil {
 		return nil, err
 	}
 	return t, nil

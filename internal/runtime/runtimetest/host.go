@@ -138,7 +138,7 @@ func Networking(tb testing.TB) func(t *testing.T, spec *runtime.Spec) netip.Addr
 		nm.Close()
 	})
 	return func(t *testing.T, spec *runtime.Spec) netip.Addr {
-		a, err := nm.Attach(context.Background(), spec.ID, "t", "")
+		a, err := nm.Attach(context.Background(), spec.ID, "t", network.AttachOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,16 @@
+package agent
+
+import (
+	"vessel.dev/vessel/internal/network"
+	"vessel.dev/vessel/internal/task"
+)
+
+// attachOptions are what the task asks of its network attachment: its own
+// resolv.conf when it carries a DNS config.
+func attachOptions(t *task.Task) network.AttachOptions {
+	var o network.AttachOptions
+	if t.DNS != nil {
+		o.DNS = &network.DNS{Nameservers: t.DNS.Nameservers, Searches: t.DNS.Searches, Options: t.DNS.Options}
+	}
+	return o
+}

@@ -1,0 +1,77 @@
+package discovery
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	"vessel.dev/vessel/internal/task"
+)
+
+// index is what the server answers from: built from one snapshot of the
+// tasks, never changed afterwards.
+type index struct {
+	// zones are the known cluster zones, fully qualified ("default.vessel.local.").
+	zones map[string]bool
+	// names maps a fully qualified name to the addresses it answers.
+	names map[string][]target
+}
+
+// target is one task behind a name.
+type target struct {
+	ip   netip.Addr
+	name string // the task's own name, fully qualified: the SRV target
+}
+
+// buildIndex indexes the tasks under domain (lower case, no trailing dot).
+func buildIndex(tasks []*task.Task, domain string) *index {
+	ix := &index{zones: map[string]bool{}, names: map[string][]target{}}
+	for _, t := range tasks {
+		zone, ok := ClusterZone(t.Cluster, domain)
+		if !ok {
+			continue
+		}
+		ix.zones[zone+"."] = true
+		if !reachable(t) {
+			continue
+		}
+		ip, err := netip.ParseAddr(t.IP)
+		if err != nil {
+			continue
+		}
+		id, ok := label(t.ID)
+		if !ok {
+			continue
+		}
+		own := id + "." + zone + "."
+		tg := target{ip: ip, name: own}
+		ix.names[own] = append(ix.names[own], tg)
+		svc, ok := strings.CutPrefix(t.Group, ServiceGroupPrefix)
+		if !ok || !Serving(t) {
+			continue
+		}
+		if s, ok := label(svc); ok {
+			name := s + "." + zone + "."
+			ix.names[name] = append(ix.names[name], tg)
+		}
+	}
+	for _, ts := range ix.names {
+		slices.SortFunc(ts, func(a, b target) int { return a.ip.Compare(b.ip) })
+	}
+	return ix
+}
+
+// zoneOf returns the cluster zone that holds name (fully qualified, lower
+// case), or "" when no known cluster's zone does.
+func (ix *index) zoneOf(name string) string {
+	for {
+		if ix.zones[name] {
+			return name
+		}
+		_, rest, ok := strings.Cut(name, ".")
+		if !ok || rest == "" {
+			return ""
+		}
+		name = rest
+	}
+}
