@@ -19,6 +19,14 @@ func (s *server) ecsClient() *ecs.Client {
 	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(s.endpoint) })
 }
 
+// ecsClientRetrying is ecsClient with the SDK's standard retries, for
+// benchmarks that poll a loaded host for minutes.
+func (s *server) ecsClientRetrying() *ecs.Client {
+	id, secret := s.keys()
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""), RetryMaxAttempts: 5}
+	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(s.endpoint) })
+}
+
 func registerDef(t *testing.T, c *ecs.Client, family, cpu, mem string, stopTimeout int32, cmd ...string) {
 	t.Helper()
 	cd := ecstypes.ContainerDefinition{Name: aws.String("app"), Image: aws.String("busybox"), Command: cmd}
