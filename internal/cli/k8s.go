@@ -19,6 +19,8 @@ import (
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/k8s/bridge"
+	"vessel.dev/vessel/internal/k8s/kubeproxy"
+	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/server"
 )
 
@@ -33,6 +35,7 @@ type k8sOptions struct {
 	kubeletClientCA string
 	clusterDNS      []string
 	clusterDomain   string
+	kubeProxy       string
 }
 
 func (o *k8sOptions) addFlags(cmd *cobra.Command, withKubeconfig bool) {
@@ -45,6 +48,7 @@ func (o *k8sOptions) addFlags(cmd *cobra.Command, withKubeconfig bool) {
 	f.IntVar(&o.webhookPort, "webhook-port", bridge.DefaultWebhookPort, "port of the pod webhooks")
 	f.IntVar(&o.kubeletPort, "kubelet-port", bridge.DefaultKubeletPort, "port of the kubelet API the bridge serves for its nodes")
 	f.StringVar(&o.kubeletClientCA, "kubelet-client-ca", "", "PEM file of the CA of the API server's kubelet client certificates (default: the kubeconfig's CA)")
+
 	f.StringSliceVar(&o.clusterDNS, "cluster-dns", nil, "DNS server addresses of pods with dnsPolicy ClusterFirst, as the kubelet's --cluster-dns (default: the ClusterIP of the kube-system/kube-dns Service)")
 	f.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain, as the kubelet's --cluster-domain")
 }
@@ -244,4 +248,28 @@ are routed.`,
 	cmd.Flags().StringVar(&g.endpoint, "server", g.endpoint, "control plane URL (same as --endpoint)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
+}
+
+// startKubeProxy runs the real kube-proxy for this host's sandboxes.
+func startKubeProxy(ctx context.Context, wg *sync.WaitGroup, dataDir string, o *k8sOptions, hostID string, subnets []network.Subnet, log *slog.Logger) error {
+	if o.kubeconfig == "" {
+		return fmt.Errorf("--kube-proxy needs --kubeconfig")
+	}
+	cidrs := make([]string, 0, len(subnets))
+	for _, s := range subnets {
+		cidrs = append(cidrs, s.CIDR.String())
+	}
+	cfg := kubeproxy.Config{Binary: o.kubeProxy, Kubeconfig: o.kubeconfig, HostnameOverride: hostID, NodeIP: o.hostAddress(),
+		ClusterCIDRs: cidrs, Dir: filepath.Join(dataDir, "kube-proxy"), Logger: log}
+	if _, err := os.Stat(cfg.Binary); err != nil {
+		return fmt.Errorf("--kube-proxy: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := kubeproxy.Run(ctx, cfg); err != nil {
+			log.Error("kube-proxy stopped", "err", err)
+		}
+	}()
+	return nil
 }

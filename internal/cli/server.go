@@ -61,6 +61,7 @@ how to use it; ` + "`vessel credentials`" + ` prints it again.`,
 	f.StringVar(&o.registryCredentials, "registry-credentials", "", `JSON file of registry credentials, {"NAME or registry host": {"username": "...", "password": "..."}}: what task definitions' repositoryCredentials name, and the execution role's credentials per registry`)
 	o.host.addFlags(cmd)
 	o.k8s.addFlags(cmd, true)
+	cmd.Flags().StringVar(&o.k8s.kubeProxy, "kube-proxy", "", "kube-proxy binary to run on this host with --kubeconfig, so that its sandboxes reach the cluster's ClusterIP Services (not on a host that is also a regular node: it runs one already)")
 	o.dns.addFlags(cmd)
 	return cmd
 }
@@ -162,6 +163,14 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 				log.Error("host agent stopped", "err", err)
 			}
 		}()
+		if o.k8s.kubeProxy != "" {
+			if err := startKubeProxy(ctx, &wg, g.dataDir, &o.k8s, a.HostID(), subnets, log); err != nil {
+				stop()
+				httpSrv.Close()
+				wg.Wait()
+				return err
+			}
+		}
 	}
 	log.Info("vessel server ready", "endpoint", endpoint, "data_dir", g.dataDir)
 	fmt.Fprintf(out, "Vessel is listening on %s\n", endpoint)

@@ -107,6 +107,20 @@ func startBridge(t *testing.T, runtimeFlags ...string) *bridgeEnv {
 	e.eventually(60*time.Second, "the bridge to run", func() (bool, string) {
 		return strings.Contains(s.log.String(), "Kubernetes bridge running"), ""
 	})
+	// Before the server stops (cleanups run last first): remove the
+	// workloads, so that no controller starts pods while it goes down.
+	t.Cleanup(func() {
+		if s.cmd == nil {
+			return
+		}
+		c.Kubectl("delete", "deployments,pods", "--all", "--all-namespaces", "--wait=false")
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			out, err := c.Kubectl("get", "nodes", "-l", "vessel.dev/compute-type=vessel", "-o", "name")
+			if err == nil && strings.TrimSpace(out) == "" {
+				break
+			}
+		}
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("vessel server log:\n%s", tail(s.log.String(), 80))
@@ -145,11 +159,15 @@ func (e *bridgeEnv) apply(manifest string) (string, error) {
 
 func (e *bridgeEnv) eventually(timeout time.Duration, what string, f func() (bool, string)) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
+	began := time.Now()
+	deadline := began.Add(timeout)
 	last := ""
 	for time.Now().Before(deadline) {
 		ok, msg := f()
 		if ok {
+			if took := time.Since(began); took > 10*time.Second {
+				e.t.Logf("waited %s for %s", took.Round(100*time.Millisecond), what)
+			}
 			return
 		}
 		last = msg
@@ -797,4 +815,58 @@ func TestKubernetesRemoteBridge(t *testing.T) {
 		p, n := e.pods("default", "app=web"), e.vesselNodes()
 		return len(p) == 0 && len(n) == 0, fmt.Sprintf("%d pods, %d nodes", len(p), len(n))
 	})
+}
+
+// TestKubernetesServicesOnVesselHost: a host that is only a Vessel host
+// runs the real kube-proxy (`vessel server --kube-proxy`), so its pods
+// reach ClusterIP Services, here one whose endpoints are other Vessel pods
+// on the same bridge.
+func TestKubernetesServicesOnVesselHost(t *testing.T) {
+	requireRoot(t)
+	assets, err := k8senv.Assets(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeProxy := assets + "/kube-proxy"
+	e := startBridge(t, "--runtimes", "sim,runc", "--kube-proxy", kubeProxy)
+	t.Cleanup(func() {
+		// kube-proxy leaves its rules when it stops, as on any node.
+		exec.Command(kubeProxy, "--cleanup", "--v=0").Run()
+	})
+	e.profile("create", "web", "--namespace", "default", "--labels", "app=web", "--wait")
+	if out, err := e.apply(fmt.Sprintf(webDeployment, 2, e.image) + `---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: default, labels: {app: web, role: client}}
+spec:
+  containers: [{name: c, image: ` + e.image + `, command: ["sleep", "3600"]}]
+`); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	e.waitRunning("default", "client")
+	ip := strings.TrimSpace(e.kubectl("get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"))
+	e.eventually(60*time.Second, "the Service's endpoints to be the Vessel pods", func() (bool, string) {
+		out, _ := e.cluster.Kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=web",
+			"-o", "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}")
+		return len(strings.Fields(out)) >= 2, out
+	})
+	// The client pod (itself on Vessel) reaches the ClusterIP; both
+	// backends answer in turn.
+	seen := map[string]bool{}
+	e.eventually(60*time.Second, "both web pods answering through the ClusterIP", func() (bool, string) {
+		out, _ := e.cluster.Kubectl("exec", "client", "--", "sh", "-c",
+			fmt.Sprintf(`printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 3 %s 80`, ip))
+		if i := strings.Index(out, "hello from "); i >= 0 {
+			seen[strings.Fields(out[i:])[2]] = true
+		}
+		return len(seen) >= 2, out
+	})
+	t.Logf("ClusterIP %s answered from %v", ip, seen)
 }
