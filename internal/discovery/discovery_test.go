@@ -206,6 +206,29 @@ func TestTaskNamesAndRecordTypes(t *testing.T) {
 		t.Errorf("SRV additional %v", a)
 	}
 
+	// Declared ports: every port under the service's name, a named port
+	// under _<name>._<proto>.
+	web := task.Container{Name: "web", Essential: true, Ports: []task.Port{
+		{Name: "http", ContainerPort: 8080, Protocol: "tcp"}, {Name: "metrics", ContainerPort: 9090, Protocol: "tcp"}}}
+	api := running("89abcd", "default", "service:api", "10.0.0.3", web)
+	src.update(api.ID, func(t *task.Task) { *t = *api })
+	eventually(t, s, "api.default.vessel.local", "10.0.0.3")
+	all := query(t, s, "udp", "api.default.vessel.local", dns.TypeSRV)
+	var ports []int
+	for _, rr := range all.Answer {
+		ports = append(ports, int(rr.(*dns.SRV).Port))
+	}
+	if slices.Sort(ports); !slices.Equal(ports, []int{8080, 9090}) {
+		t.Errorf("SRV ports of api: %v, want 8080 and 9090", ports)
+	}
+	named := query(t, s, "udp", "_http._tcp.api.default.vessel.local", dns.TypeSRV)
+	if len(named.Answer) != 1 || named.Answer[0].(*dns.SRV).Port != 8080 || named.Answer[0].(*dns.SRV).Target != "89abcd.default.vessel.local." {
+		t.Errorf("SRV _http._tcp.api: %v", named.Answer)
+	}
+	if none := query(t, s, "udp", "_grpc._tcp.api.default.vessel.local", dns.TypeSRV); none.Rcode != dns.RcodeNameError {
+		t.Errorf("an undeclared port name answered %v", none)
+	}
+
 	// A name with no records of the type: NOERROR, no answer, the SOA.
 	aaaa := query(t, s, "udp", "web.default.vessel.local", dns.TypeAAAA)
 	if aaaa.Rcode != dns.RcodeSuccess || len(aaaa.Answer) != 0 || len(aaaa.Ns) != 1 {

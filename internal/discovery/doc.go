@@ -8,9 +8,11 @@
 //     serving (Serving): RUNNING, not asked to stop, with an address, and
 //     healthy (every essential container with a health check HEALTHY,
 //     every container with a readiness probe ready; containers without
-//     either count as healthy). SRV questions get one record per task, port
-//     0 (tasks carry no port mappings yet), naming the task, with its
-//     address as additional record;
+//     either count as healthy). SRV questions get one record per task and
+//     declared port (ECS portMappings, pod container ports; port 0 for a
+//     task that declares none), naming the task, with its address as
+//     additional record; a named port is also published as
+//     "_<port-name>._<protocol>.<service>.<cluster>.vessel.local";
 //   - "<task-id>.<cluster>.vessel.local": the task's address while it is
 //     RUNNING and not asked to stop, whatever its health.
 //

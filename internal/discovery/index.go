@@ -21,6 +21,9 @@ type index struct {
 type target struct {
 	ip   netip.Addr
 	name string // the task's own name, fully qualified: the SRV target
+	// ports are what SRV answers for this name: every port of the task's
+	// containers, or the one port a _<name>._<proto> name stands for.
+	ports []uint16
 }
 
 // buildIndex indexes the tasks under domain (lower case, no trailing dot).
@@ -45,14 +48,34 @@ func buildIndex(tasks []*task.Task, domain string) *index {
 		}
 		own := id + "." + zone + "."
 		tg := target{ip: ip, name: own}
+		for _, c := range t.Containers {
+			for _, p := range c.Ports {
+				tg.ports = append(tg.ports, uint16(p.ContainerPort))
+			}
+		}
 		ix.names[own] = append(ix.names[own], tg)
 		svc, ok := strings.CutPrefix(t.Group, ServiceGroupPrefix)
 		if !ok || !Serving(t) {
 			continue
 		}
-		if s, ok := label(svc); ok {
-			name := s + "." + zone + "."
-			ix.names[name] = append(ix.names[name], tg)
+		s, ok := label(svc)
+		if !ok {
+			continue
+		}
+		name := s + "." + zone + "."
+		ix.names[name] = append(ix.names[name], tg)
+		// Named ports, as RFC 2782 and Kubernetes name them:
+		// _<port>._<protocol>.<service>.<zone>.
+		for _, c := range t.Containers {
+			for _, p := range c.Ports {
+				pn, ok1 := label(p.Name)
+				proto, ok2 := label(p.Protocol)
+				if !ok1 || !ok2 {
+					continue
+				}
+				n := "_" + pn + "._" + proto + "." + name
+				ix.names[n] = append(ix.names[n], target{ip: ip, name: own, ports: []uint16{uint16(p.ContainerPort)}})
+			}
 		}
 	}
 	for _, ts := range ix.names {

@@ -378,10 +378,16 @@ func (s *Server) answer(r *dns.Msg, name string) *dns.Msg {
 			}
 		}
 	case q.Qtype == dns.TypeSRV:
-		// No ports are known: one SRV per task, port 0, naming the task,
-		// whose address comes along.
+		// One SRV per task and port, naming the task, whose address comes
+		// along; a task that declares no port gets one with port 0.
 		for _, t := range targets {
-			m.Answer = append(m.Answer, &dns.SRV{Hdr: s.hdr(q.Name, dns.TypeSRV), Priority: 0, Weight: 10, Port: 0, Target: t.name})
+			ports := t.ports
+			if len(ports) == 0 {
+				ports = []uint16{0}
+			}
+			for _, port := range ports {
+				m.Answer = append(m.Answer, &dns.SRV{Hdr: s.hdr(q.Name, dns.TypeSRV), Priority: 0, Weight: 10, Port: port, Target: t.name})
+			}
 			if t.ip.Is4() {
 				m.Extra = append(m.Extra, &dns.A{Hdr: s.hdr(t.name, dns.TypeA), A: t.ip.AsSlice()})
 			}

@@ -235,6 +235,16 @@ func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api
 		for _, d := range cd.DependsOn {
 			c.DependsOn = append(c.DependsOn, task.Dependency{Container: deref(d.ContainerName), Condition: d.Condition})
 		}
+		for _, pm := range cd.PortMappings {
+			if pm.ContainerPort == nil {
+				continue // a port range: no single port to publish
+			}
+			proto := strings.ToLower(pm.Protocol)
+			if proto == "" {
+				proto = "tcp"
+			}
+			c.Ports = append(c.Ports, task.Port{Name: deref(pm.Name), ContainerPort: *pm.ContainerPort, Protocol: proto})
+		}
 		if hc := cd.HealthCheck; hc != nil {
 			c.HealthCheck = healthCheck(hc)
 		}

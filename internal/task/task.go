@@ -108,6 +108,9 @@ type Container struct {
 	RegistryAuth *RegistryAuth `json:"registryAuth,omitempty"`
 	// MountPoints mount the task's Volumes into the container.
 	MountPoints []MountPoint `json:"mountPoints,omitempty"`
+	// Ports are the ports the container listens on (the task's IP is
+	// its own: awsvpc), named for service discovery's SRV records.
+	Ports []Port `json:"ports,omitempty"`
 
 	// Observed state, reported by the host agent.
 	LastStatus   Status `json:"lastStatus,omitempty"`
@@ -134,6 +137,16 @@ type Container struct {
 	LastReason     string    `json:"lastReason,omitempty"`
 	LastStartedAt  time.Time `json:"lastStartedAt,omitzero"`
 	LastFinishedAt time.Time `json:"lastFinishedAt,omitzero"`
+}
+
+// Port is a port a container listens on.
+type Port struct {
+	// Name is the port's name ("" for none): SRV records are published
+	// under _<name>._<protocol>.
+	Name          string `json:"name,omitempty"`
+	ContainerPort int32  `json:"containerPort"`
+	// Protocol is "tcp" or "udp".
+	Protocol string `json:"protocol"`
 }
 
 // Dependency conditions, as ECS's dependsOn.
@@ -277,6 +290,7 @@ func (t *Task) Clone() *Task {
 		}
 		ct.DependsOn = append([]Dependency(nil), ct.DependsOn...)
 		ct.MountPoints = append([]MountPoint(nil), ct.MountPoints...)
+		ct.Ports = append([]Port(nil), ct.Ports...)
 		if ct.HealthCheck != nil {
 			hc := *ct.HealthCheck
 			hc.Command = append([]string(nil), hc.Command...)

@@ -2,6 +2,7 @@ package podtask
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -209,6 +210,13 @@ func (r *resolver) container(c *corev1.Container) (task.Container, error) {
 	}
 	if tc.MountPoints, err = r.mounts(c, env); err != nil {
 		return task.Container{}, err
+	}
+	for _, p := range c.Ports {
+		proto := strings.ToLower(string(p.Protocol))
+		if proto == "" {
+			proto = "tcp"
+		}
+		tc.Ports = append(tc.Ports, task.Port{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: proto})
 	}
 	return tc, nil
 }

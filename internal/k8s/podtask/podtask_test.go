@@ -299,3 +299,19 @@ func fmtErr(err error) string {
 	}
 	return err.Error()
 }
+
+func TestConvertPorts(t *testing.T) {
+	pod := basePod()
+	pod.Spec.Containers[0].Ports = []corev1.ContainerPort{
+		{Name: "http", ContainerPort: 8080},
+		{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
+	}
+	tk, err := Convert(pod, baseInputs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []task.Port{{Name: "http", ContainerPort: 8080, Protocol: "tcp"}, {Name: "dns", ContainerPort: 53, Protocol: "udp"}}
+	if got := tk.Containers[0].Ports; !reflect.DeepEqual(got, want) {
+		t.Errorf("ports %+v, want %+v", got, want)
+	}
+}
