@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vessel.dev/vessel/internal/fsutil"
 )
 
 // How long a node may take to become Ready, and kube-scheduler healthy.
@@ -716,21 +718,7 @@ func pidsWithArg(s string) []int {
 func unmountUnder(dir string) error {
 	var errs []error
 	for try := 0; try < 5; try++ {
-		data, err := os.ReadFile("/proc/self/mountinfo")
-		if err != nil {
-			return err
-		}
-		var points []string
-		for _, line := range strings.Split(string(data), "\n") {
-			fields := strings.Fields(line)
-			if len(fields) < 5 {
-				continue
-			}
-			p := unescapeMount(fields[4])
-			if p == dir || strings.HasPrefix(p, dir+"/") {
-				points = append(points, p)
-			}
-		}
+		points := fsutil.MountsUnder(dir)
 		if len(points) == 0 {
 			return nil
 		}
@@ -742,25 +730,6 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // removeKubeChains deletes the KUBE-* chains left in every table (the

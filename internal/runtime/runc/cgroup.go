@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/fsutil"
 )
 
 // cgroupRoot is where cgroup file systems are mounted.
@@ -55,7 +57,7 @@ func detectCgroups() (*cgroups, error) {
 		if len(fields) < 5 || len(pfields) < 3 {
 			continue
 		}
-		mnt := unescapeMount(fields[4])
+		mnt := fsutil.UnescapeMountPath(fields[4])
 		if !strings.HasPrefix(mnt, cgroupRoot+"/") {
 			continue
 		}
@@ -81,24 +83,6 @@ func detectCgroups() (*cgroups, error) {
 		}
 	}
 	return cg, nil
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // taskPath is the cgroup path of a sandbox, relative to a hierarchy's root;

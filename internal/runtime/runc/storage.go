@@ -1,7 +1,6 @@
 package runc
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/fsutil"
 )
 
 // SetupStorage gives the sandbox its writable space at <dir>/rw: a sparse
@@ -247,25 +247,7 @@ func unmount(path string) error {
 
 // mountsUnder lists the mount points at or below dir in this process's
 // mount namespace.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		if mnt := unescapeMount(fields[4]); mnt == dir || strings.HasPrefix(mnt, dir+"/") {
-			out = append(out, mnt)
-		}
-	}
-	return out
-}
+func mountsUnder(dir string) []string { return fsutil.MountsUnder(dir) }
 
 // loopDevicesOf lists the loop devices backed by file.
 func loopDevicesOf(file string) []string {
