@@ -64,6 +64,15 @@ func (o *k8sOptions) restConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
+// clientset returns a client of the --kubeconfig cluster.
+func (o *k8sOptions) clientset() (*kubernetes.Clientset, error) {
+	cfg, err := o.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
 // hostAddress is the address of the host's default route, or loopback
 // when there is none. No packet is sent: a UDP socket is only connected.
 func (o *k8sOptions) hostAddress() string {
@@ -106,11 +115,7 @@ func newK8sInstallCommand(g *globals) *cobra.Command {
 		Short: "Create the namespace, RBAC, RuntimeClasses and pod webhooks the bridge needs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := o.restConfig()
-			if err != nil {
-				return err
-			}
-			cs, err := kubernetes.NewForConfig(cfg)
+			cs, err := o.clientset()
 			if err != nil {
 				return err
 			}
@@ -142,11 +147,7 @@ func newK8sUninstallCommand() *cobra.Command {
 		Short: "Remove what `vessel k8s install` created",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := o.restConfig()
-			if err != nil {
-				return err
-			}
-			cs, err := kubernetes.NewForConfig(cfg)
+			cs, err := o.clientset()
 			if err != nil {
 				return err
 			}
