@@ -129,6 +129,7 @@ type Bridge struct {
 	kubeServiceHost string
 	kubeServicePort int32
 	clientCAs       *x509.CertPool
+	access          sarCache
 	kubeCA          []byte
 }
 
@@ -198,7 +199,7 @@ func New(cfg Config) (*Bridge, error) {
 	b := &Bridge{cfg: cfg, log: cfg.Logger.With("component", "k8s-bridge"), kube: cs,
 		tasks: map[types.UID]*task.Task{}, placing: map[types.UID]*placement{}, nodes: map[string]*virtualNode{},
 		bound: map[string]*corev1.Pod{}, emitted: map[types.UID]map[string]bool{}, lastWarning: map[types.UID]string{},
-		clientCAs: pool, kubeCA: kubeCA,
+		clientCAs: pool, kubeCA: kubeCA, access: sarCache{ans: map[string]time.Time{}},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "vessel-scheduler"}),

@@ -69,10 +69,8 @@ func (b *Bridge) serveKubeletAPI(ctx context.Context) error {
 // sarCache remembers SubjectAccessReview answers for a short while.
 type sarCache struct {
 	mu  sync.Mutex
-	ans map[string]time.Time
+	ans map[string]time.Time // user|groups|verb → allowed until
 }
-
-var accessCache = &sarCache{ans: map[string]time.Time{}}
 
 // authorize checks the client's certificate subject against the API
 // server's authorizer for nodes/proxy.
@@ -89,9 +87,9 @@ func (b *Bridge) authorize(next http.Handler) http.Handler {
 			verb = "create"
 		}
 		key := user + "|" + strings.Join(groups, ",") + "|" + verb
-		accessCache.mu.Lock()
-		until, ok := accessCache.ans[key]
-		accessCache.mu.Unlock()
+		b.access.mu.Lock()
+		until, ok := b.access.ans[key]
+		b.access.mu.Unlock()
 		if !ok || time.Now().After(until) {
 			sar, err := b.kube.AuthorizationV1().SubjectAccessReviews().Create(r.Context(), &authorizationv1.SubjectAccessReview{
 				Spec: authorizationv1.SubjectAccessReviewSpec{User: user, Groups: groups,
@@ -105,9 +103,9 @@ func (b *Bridge) authorize(next http.Handler) http.Handler {
 				http.Error(w, fmt.Sprintf("Forbidden (user=%s, verb=%s, resource=nodes, subresource=proxy)", user, verb), http.StatusForbidden)
 				return
 			}
-			accessCache.mu.Lock()
-			accessCache.ans[key] = time.Now().Add(time.Minute)
-			accessCache.mu.Unlock()
+			b.access.mu.Lock()
+			b.access.ans[key] = time.Now().Add(time.Minute)
+			b.access.mu.Unlock()
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -260,4 +258,28 @@ func (b *Bridge) portForward(ctx context.Context, namespace, name string, port i
 		return nil
 	}
 	return err
+}
+
+// setResize forwards terminal size changes to an exec.
+func setResize(p *runtime.ExecProcess, ch <-chan api.TermSize) {
+	if ch == nil {
+		return
+	}
+	out := make(chan runtime.TerminalSize, 1)
+	p.Resize = out
+	go func() {
+		defer close(out)
+		for s := range ch {
+			out <- runtime.TerminalSize{Width: s.Width, Height: s.Height}
+		}
+	}()
+}
+
+// previousRun returns when the container's previous run started and
+// ended, for `kubectl logs --previous`.
+func previousRun(c *task.Container) (start, end time.Time, ok bool) {
+	if c.LastFinishedAt.IsZero() {
+		return time.Time{}, time.Time{}, false
+	}
+	return c.LastStartedAt, c.LastFinishedAt, true
 }

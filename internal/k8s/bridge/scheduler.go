@@ -226,8 +226,7 @@ func (b *Bridge) place(ctx context.Context, key string) (retry bool, err error) 
 		p.taskID = st.ID
 	}
 	b.mu.Unlock()
-	b.log.Debug("pod handed to the control plane", "pod", key, "task", st.ID, "size", podtask.CapacityProvisioned(t),
-		"since_created", time.Since(pod.CreationTimestamp.Time))
+	b.log.Debug("pod handed to the control plane", "pod", key, "task", st.ID, "size", podtask.CapacityProvisioned(t))
 	return false, nil
 }
 
@@ -242,7 +241,7 @@ func (b *Bridge) profileFor(ctx context.Context, pod *corev1.Pod) (admission.Pro
 	if err != nil {
 		return admission.Profile{}, false, err
 	}
-	active, _ := b.activeProfiles(ctx)
+	active := activeOf(all)
 	ours := pod.Spec.SchedulerName == admission.SchedulerName
 	if ours {
 		if want := pod.Labels[admission.LabelFargateProfile]; want != "" {
@@ -347,7 +346,7 @@ func (b *Bridge) inputs(ctx context.Context, pod *corev1.Pod, prof admission.Pro
 		if err != nil {
 			return in, err
 		}
-		setToken(&in, tok)
+		in.ServiceAccountToken = tok
 	}
 	return in, nil
 }
@@ -452,7 +451,7 @@ func (b *Bridge) bind(ctx context.Context, p *placement, t *task.Task) {
 	pod := p.pod
 	began := time.Now()
 	defer func() {
-		b.log.Debug("pod bound", "pod", podKey(pod), "took", time.Since(began), "since_created", time.Since(pod.CreationTimestamp.Time))
+		b.log.Debug("pod bound", "pod", podKey(pod), "took", time.Since(began))
 	}()
 	release := func() {
 		b.mu.Lock()

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +13,7 @@ import (
 
 	"vessel.dev/vessel/internal/k8s/podtask"
 	"vessel.dev/vessel/internal/k8s/vnode"
+	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -126,7 +128,7 @@ func (b *Bridge) taskChanged(ctx context.Context, old, t *task.Task, notify func
 // evicted says whether Vessel, not the pod's owner, stopped the task.
 func evicted(t *task.Task) bool {
 	return t.StopCode == task.StopCodeTerminationNotice ||
-		(t.StopCode == task.StopCodeUserInitiated && len(t.StoppedReason) > 15 && t.StoppedReason[:15] == "Fargate profile")
+		t.StopCode == task.StopCodeUserInitiated && strings.HasPrefix(t.StoppedReason, server.ProfileDeletedReason)
 }
 
 // podWithStatus returns a copy of pod with the status t gives it.

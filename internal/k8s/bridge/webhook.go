@@ -64,12 +64,18 @@ func (b *Bridge) validate(_ context.Context, review *admissionv1.AdmissionReview
 }
 
 // activeProfiles returns the cluster's ACTIVE profiles in the webhook's
-// terms. A profile's default runtime is its vessel:runtime tag.
+// terms.
 func (b *Bridge) activeProfiles(ctx context.Context) ([]admission.Profile, error) {
 	ps, err := b.cfg.ControlPlane.FargateProfiles(ctx, b.cfg.Cluster)
 	if err != nil {
 		return nil, err
 	}
+	return activeOf(ps), nil
+}
+
+// activeOf keeps the ACTIVE profiles; a profile's default runtime is its
+// vessel:runtime tag.
+func activeOf(ps []server.FargateProfile) []admission.Profile {
 	out := make([]admission.Profile, 0, len(ps))
 	for _, p := range ps {
 		if p.Status != statusActive {
@@ -78,7 +84,7 @@ func (b *Bridge) activeProfiles(ctx context.Context) ([]admission.Profile, error
 		out = append(out, admission.Profile{Name: p.Name, Selectors: p.Selectors, Subnets: p.Subnets,
 			Runtime: p.Tags[server.TagRuntime]})
 	}
-	return out, nil
+	return out
 }
 
 const statusActive = "ACTIVE"
