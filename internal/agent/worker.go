@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -216,6 +217,7 @@ func (w *worker) create(ctx context.Context) error {
 			cs.Env = append(cs.Env, k+"="+v)
 		}
 		sort.Strings(cs.Env)
+		cs.Security = containerSecurity(t, &c)
 		spec.Containers = append(spec.Containers, cs)
 	}
 	w.report(ctx, agentproto.StatusUpdate{PullStoppedAt: cfg.Now(), Containers: digests})
@@ -225,6 +227,23 @@ func (w *worker) create(ctx context.Context) error {
 	}
 	w.log.Debug("sandbox created", "took", time.Since(began))
 	return nil
+}
+
+// containerSecurity is the runtime's confinement of one container of t:
+// its settings, with the task's fsGroup as a supplemental group.
+func containerSecurity(t *task.Task, c *task.Container) runtime.Security {
+	sec := c.Security
+	out := runtime.Security{Capabilities: sec.Capabilities()}
+	if sec != nil {
+		out.ReadOnlyRootfs = sec.ReadOnlyRootFilesystem
+		out.RunAsNonRoot = sec.RunAsNonRoot
+		out.SupplementalGroups = append(out.SupplementalGroups, sec.SupplementalGroups...)
+		out.Init = sec.InitProcess
+	}
+	if t.FSGroup != nil && !slices.Contains(out.SupplementalGroups, *t.FSGroup) {
+		out.SupplementalGroups = append(out.SupplementalGroups, *t.FSGroup)
+	}
+	return out
 }
 
 // resolveArgs applies ECS's rules: the task's entryPoint replaces the

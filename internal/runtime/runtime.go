@@ -65,6 +65,32 @@ type ContainerSpec struct {
 	// the same Source, and must then see each other's writes. Simulated
 	// runtimes ignore them.
 	Mounts []Mount
+	// Security is how the container is confined beyond the sandbox.
+	Security Security
+}
+
+// Security is a container's confinement. Every runtime gives a container
+// exactly this, inside a micro-VM as on the host: the capabilities
+// listed (bounding, effective, permitted), no_new_privs, the default
+// seccomp allow-list (package seccomp) for those capabilities, masked and
+// read-only /proc and /sys paths, and a minimal /dev.
+type Security struct {
+	// Capabilities are the container's capabilities with the CAP_ prefix;
+	// nil means the default set (task.DefaultCapabilities), an empty
+	// non-nil slice none at all.
+	Capabilities []string
+	// ReadOnlyRootfs mounts the container's root file system read-only.
+	ReadOnlyRootfs bool
+	// RunAsNonRoot makes Start fail, with an error of kind
+	// errdefs.ErrInvalidArgument whose message is the kubelet's ("container
+	// has runAsNonRoot and image will run as root"), when the container's
+	// user resolves to uid 0.
+	RunAsNonRoot bool
+	// SupplementalGroups are added to the process's groups.
+	SupplementalGroups []uint32
+	// Init runs a small init as PID 1 of the container, which runs Args as
+	// its child, forwards signals to it and reaps zombies.
+	Init bool
 }
 
 // Mount binds a host directory into a container.
@@ -77,6 +103,12 @@ type Mount struct {
 	// the image cannot lead it out) and makes it when missing.
 	Destination string
 	ReadOnly    bool
+	// SubPath, when set, is a relative path inside Source to bind instead
+	// of Source itself. Source is writable by the sandbox, so the runtime
+	// resolves SubPath at every start and restart of the container inside
+	// Source without following any symbolic link, and binds what it
+	// opened (never a path that could have been swapped meanwhile).
+	SubPath string
 }
 
 // LogLine is the format of container log files: one line per output line,

@@ -111,6 +111,9 @@ type Container struct {
 	// Ports are the ports the container listens on (the task's IP is
 	// its own: awsvpc), named for service discovery's SRV records.
 	Ports []Port `json:"ports,omitempty"`
+	// Security holds the container's security settings (security.go);
+	// nil is the default sandbox.
+	Security *Security `json:"security,omitempty"`
 
 	// Observed state, reported by the host agent.
 	LastStatus   Status `json:"lastStatus,omitempty"`
@@ -236,6 +239,10 @@ type Task struct {
 	// DNS, when set, is the task's resolver configuration (dns.go);
 	// otherwise the task gets its host's resolvers.
 	DNS *DNSConfig `json:"dns,omitempty"`
+	// FSGroup, when set, owns the task's volumes (group, setgid
+	// directories) and is a supplemental group of every container, as a
+	// pod's securityContext.fsGroup.
+	FSGroup *uint32 `json:"fsGroup,omitempty"`
 
 	StartedBy string `json:"startedBy,omitempty"`
 	Group     string `json:"group,omitempty"`
@@ -291,6 +298,7 @@ func (t *Task) Clone() *Task {
 		ct.DependsOn = append([]Dependency(nil), ct.DependsOn...)
 		ct.MountPoints = append([]MountPoint(nil), ct.MountPoints...)
 		ct.Ports = append([]Port(nil), ct.Ports...)
+		ct.Security = ct.Security.Clone()
 		if ct.HealthCheck != nil {
 			hc := *ct.HealthCheck
 			hc.Command = append([]string(nil), hc.Command...)
@@ -311,6 +319,10 @@ func (t *Task) Clone() *Task {
 	}
 	c.Volumes = cloneVolumes(t.Volumes)
 	c.DNS = t.DNS.Clone()
+	if t.FSGroup != nil {
+		g := *t.FSGroup
+		c.FSGroup = &g
+	}
 	return &c
 }
 
