@@ -28,19 +28,6 @@ var defaultCaps = []string{
 	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
-// maskedPaths and readonlyPaths are runc spec's defaults plus the few more
-// Docker masks.
-var maskedPaths = []string{
-	"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
-	"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-	"/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-	"/sys/devices/virtual/powercap",
-}
-
-var readonlyPaths = []string{
-	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-}
-
 // deniedSyscalls fail with EPERM: the calls Docker's default profile does
 // not allow a container without extra capabilities. Names unknown to the
 // host's libseccomp (e.g. 32-bit only calls) are skipped by runc.
@@ -166,8 +153,8 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) *specs.Spec {
 				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
 				{Type: specs.CgroupNamespace}, netns,
 			},
-			MaskedPaths:   maskedPaths,
-			ReadonlyPaths: readonlyPaths,
+			MaskedPaths:   runtime.MaskedPaths,
+			ReadonlyPaths: runtime.ReadonlyPaths,
 			Seccomp:       seccompProfile(),
 		},
 	}
