@@ -8,8 +8,8 @@
 package seccomp
 
 import (
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	mobyseccomp "github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Profile returns the default allow-list for a container with the given
