@@ -403,6 +403,9 @@ func (s *Sandboxes) Start(id, name string, launch func(rec *Record) error) error
 	if rec.Started[name] {
 		return errdefs.Conflict("container %q of sandbox %s was already started", name, id)
 	}
+	if err := s.bindSubPaths(rec, name); err != nil {
+		return s.errorf("start %s/%s: %w", id, name, err)
+	}
 	rec.Started[name] = true
 	if err := s.Save(rec); err != nil {
 		return s.errorf("%w", err)
@@ -444,6 +447,9 @@ func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *Record) err
 		return err
 	}
 	if err := clean(rec); err != nil {
+		return s.errorf("restart %s/%s: %w", id, name, err)
+	}
+	if err := s.bindSubPaths(rec, name); err != nil {
 		return s.errorf("restart %s/%s: %w", id, name, err)
 	}
 	if err := os.Remove(exitFile); err != nil {
@@ -797,6 +803,9 @@ func (s *Sandboxes) WaitConmon(id, name, after string) {
 func (s *Sandboxes) TearDown(rec *Record, cgroupChildren []string, errs []error) error {
 	id, dir := rec.Spec.ID, s.SandboxDir(rec.Spec.ID)
 	for _, n := range rec.Names() {
+		if err := s.unbindSubPaths(id, n); err != nil {
+			errs = append(errs, err)
+		}
 		if err := unmount(filepath.Join(s.BundleDir(id, n), "rootfs")); err != nil {
 			errs = append(errs, err)
 		}

@@ -167,13 +167,13 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) *specs.Spec {
 	// The task's volumes, after the defaults so that one may cover a
 	// default mount (an emptyDir at /dev/shm). runc resolves each
 	// destination inside rootfs and makes it when missing.
-	for _, m := range c.Mounts {
+	for i, m := range c.Mounts {
 		mode := "rw"
 		if m.ReadOnly {
 			mode = "ro"
 		}
 		s.Mounts = append(s.Mounts, specs.Mount{
-			Destination: m.Destination, Type: "bind", Source: m.Source,
+			Destination: m.Destination, Type: "bind", Source: mountSource(p.rootfs, i, m),
 			Options: []string{"rbind", "rprivate", mode, "nosuid", "nodev"},
 		})
 	}

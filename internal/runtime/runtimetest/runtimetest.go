@@ -92,6 +92,8 @@ func Run(t *testing.T, h Harness) {
 		{"VolumeFiles", testVolumeFiles},
 		{"VolumeReadOnly", testVolumeReadOnly},
 		{"VolumeSharedBetweenContainers", testVolumeShared},
+		{"VolumeSubPathSwappedBeforeStart", testSubPathSwappedBeforeStart},
+		{"VolumeSubPathSwappedBeforeRestart", testSubPathSwappedBeforeRestart},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"golang.org/x/sys/unix"
 
@@ -44,14 +45,16 @@ func testVolumeFiles(s *suite) {
 			// One file on its own, over a path that does not exist in
 			// the image, under directories that do not either.
 			{Source: filepath.Join(dir, "conf", "app.yaml"), Destination: "/srv/app/app.yaml", ReadOnly: true},
+			// The same as a sub-path of the volume.
+			{Source: dir, SubPath: "conf/app.yaml", Destination: "/srv/sub/app.yaml", ReadOnly: true},
 		}
-	}, `cat /etc/vessel-config/greeting; cat /etc/vessel-config/conf/app.yaml; cat /srv/app/app.yaml`)
+	}, `cat /etc/vessel-config/greeting; cat /etc/vessel-config/conf/app.yaml; cat /srv/app/app.yaml; cat /srv/sub/app.yaml`)
 	if st.Code != 0 {
 		out, errs := s.output(spec, "app")
 		s.t.Fatalf("code %d, want 0 (stdout %q, stderr %q)", st.Code, out, errs)
 	}
 	out, _ := s.output(spec, "app")
-	if want := "hello from a volume\nlevel: debug\nlevel: debug\n"; out != want {
+	if want := "hello from a volume\nlevel: debug\nlevel: debug\nlevel: debug\n"; out != want {
 		s.t.Errorf("stdout %q, want %q", out, want)
 	}
 }
@@ -110,4 +113,155 @@ func testVolumeShared(s *suite) {
 	if st.Code != 0 || out != "hello from the writer\n" {
 		s.t.Errorf("reader: code %d, stdout %q, stderr %q; want 0 and the writer's message", st.Code, out, strings.TrimSpace(errs))
 	}
+}
+
+// The sub-path cases are CVE-2017-1002101's class: a container replaces
+// a directory of a shared volume by a symbolic link (to "/", to a host
+// directory outside the volume) and another container, or the same one
+// restarted, mounts that directory as a sub-path. The runtime must resolve
+// the sub-path inside the volume at each start without following the link:
+// the container then fails to start, or sees the volume's directory, never
+// what the link points to.
+
+// subPathSwap is the script of the container that swaps sub-path x of the
+// volume at /vol for a symbolic link to the host directory hostDir, or to
+// "/" when hostDir is "".
+func subPathSwap(hostDir string) string {
+	to := "/"
+	if hostDir != "" {
+		to = hostDir
+	}
+	return `rm -rf /vol/x && ln -s ` + to + ` /vol/x && ls -la /vol`
+}
+
+// subPathCheck is the script of a container that mounts sub-path x at
+// /sub: it prints ESCAPED when it sees the host's secret file (secret is
+// its host path; the link leads to "/" or to the secret's directory) and ROOT when it sees a root file system (etc and proc).
+func subPathCheck(secret string) string {
+	return `ls /sub; if [ -e "/sub` + secret + `" ] || [ -e /sub/` + filepath.Base(secret) + ` ]; then echo ESCAPED; fi
+if [ -d /sub/etc ] && [ -d /sub/proc ]; then echo ROOT; fi
+echo checked`
+}
+
+// subPathVolume makes a volume with a directory x holding a file "mine",
+// and, outside it, a host directory holding a file "secret"; it returns
+// the volume and the secret's host path.
+func (s *suite) subPathVolume() (vol, secret string) {
+	s.t.Helper()
+	vol = s.volumeDir(0o777)
+	if err := os.Mkdir(filepath.Join(vol, "x"), 0o777); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(vol, "x", "mine"), []byte("mine\n"), 0o666); err != nil {
+		s.t.Fatal(err)
+	}
+	secret = filepath.Join(s.t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("host secret\n"), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	return vol, secret
+}
+
+// subPathMount is how a container mounts sub-path x of vol at /sub.
+func subPathMount(vol string) runtime.Mount {
+	return runtime.Mount{Source: vol, SubPath: "x", Destination: "/sub"}
+}
+
+// sub is the suite for subtest t, on the same runtime.
+func (s *suite) sub(t *testing.T) *suite {
+	c := *s
+	c.t = t
+	return &c
+}
+
+// startOrRefuse starts (or restarts) container name; it reports whether
+// the runtime refused, which is what a sub-path swapped for a link should
+// get.
+func (s *suite) startOrRefuse(id, name string, restart bool) bool {
+	s.t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	var err error
+	if restart {
+		err = s.restarter().Restart(ctx, id, name)
+	} else {
+		err = s.rt.Start(ctx, id, name)
+	}
+	if err != nil {
+		s.t.Logf("%s refused: %v", name, err)
+		return true
+	}
+	return false
+}
+
+// checkNoEscape fails when container name saw the host's secret or a root
+// file system through its sub-path mount; a container that exited
+// non-zero because its mount failed is fine.
+func (s *suite) checkNoEscape(spec runtime.Spec, name string) {
+	s.t.Helper()
+	st := s.wait(spec.ID, name)
+	out, errs := s.output(spec, name)
+	if strings.Contains(out, "ESCAPED") || strings.Contains(out, "ROOT") {
+		s.t.Fatalf("%s saw outside the volume through its sub-path (code %d):\n%s%s", name, st.Code, out, errs)
+	}
+	s.t.Logf("%s: code %d, stdout %q, stderr %q", name, st.Code, out, errs)
+}
+
+// testSubPathSwappedBeforeStart: an init container swaps x for a link,
+// then the next container mounts x.
+func testSubPathSwappedBeforeStart(s *suite) {
+	s.needReal()
+	for _, to := range []string{"host-dir", "root"} {
+		s.t.Run(to, func(t *testing.T) {
+			s := s.sub(t)
+			vol, secret := s.subPathVolume()
+			hostDir := filepath.Dir(secret)
+			if to == "root" {
+				hostDir = ""
+			}
+			init := sh("init", subPathSwap(hostDir))
+			init.Mounts = []runtime.Mount{{Source: vol, Destination: "/vol"}}
+			app := sh("app", subPathCheck(secret))
+			app.Mounts = []runtime.Mount{subPathMount(vol)}
+			spec := s.sandboxWith(nil, init, app)
+			s.start(spec.ID, "init")
+			if st := s.wait(spec.ID, "init"); st.Code != 0 {
+				out, errs := s.output(spec, "init")
+				s.t.Fatalf("init: code %d: %s%s", st.Code, out, errs)
+			}
+			if s.startOrRefuse(spec.ID, "app", false) {
+				return
+			}
+			s.checkNoEscape(spec, "app")
+		})
+	}
+}
+
+// testSubPathSwappedBeforeRestart: the container mounting x runs once and
+// sees its directory; another container swaps x for a link; the first one
+// restarts.
+func testSubPathSwappedBeforeRestart(s *suite) {
+	s.needReal()
+	vol, secret := s.subPathVolume()
+	app := sh("app", subPathCheck(secret)+"; cat /sub/mine")
+	app.Mounts = []runtime.Mount{subPathMount(vol)}
+	swap := sh("swap", subPathSwap(filepath.Dir(secret)))
+	swap.Mounts = []runtime.Mount{{Source: vol, Destination: "/vol"}}
+	spec := s.sandboxWith(nil, app, swap)
+	s.start(spec.ID, "app")
+	if st := s.wait(spec.ID, "app"); st.Code != 0 {
+		s.t.Fatalf("app's first run: code %d", st.Code)
+	}
+	if out, _ := s.output(spec, "app"); !strings.Contains(out, "mine\nchecked\nmine\n") {
+		s.t.Fatalf("app's first run did not see its sub-path: %q", out)
+	}
+	s.start(spec.ID, "swap")
+	if st := s.wait(spec.ID, "swap"); st.Code != 0 {
+		out, errs := s.output(spec, "swap")
+		s.t.Fatalf("swap: code %d: %s%s", st.Code, out, errs)
+	}
+	if s.startOrRefuse(spec.ID, "app", true) {
+		return
+	}
+	s.checkNoEscape(spec, "app")
 }
