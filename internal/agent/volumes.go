@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,8 +20,17 @@ import (
 // A task's volumes live on the host in <TaskDir>/<task ID>/volumes/<name>:
 // an emptyDir is a directory (mode 0777, so that any user of the image may
 // write), or a tmpfs for the Memory medium; a Files volume is a directory
-// holding its files with their modes. The runtimes bind them into the
-// containers; release unmounts and removes them.
+// holding its files with their modes. When the task has a disk emptyDir,
+// volumes/ is an ext4 file system of the task's ephemeral storage
+// (volumes.img, loop-mounted), so the task's writes there are bounded by
+// it, not by the host's disk. The runtimes bind the volumes into the
+// containers, resolving a mount's sub-path inside its volume at each start
+// (runtime.Mount.SubPath); release unmounts and removes them.
+
+// defaultEphemeralStorageGiB sizes a task's disk volumes when the task
+// names no ephemeral storage (the runtimes' default for its writable
+// layer).
+const defaultEphemeralStorageGiB = 20
 
 // taskDir is the host directory of one task's own files.
 func (a *Agent) taskDir(id string) string { return filepath.Join(a.cfg.TaskDir, id) }
@@ -28,7 +38,7 @@ func (a *Agent) taskDir(id string) string { return filepath.Join(a.cfg.TaskDir, 
 // prepareVolumes materializes the task's volumes and returns each
 // container's mounts by container name. It starts from an empty task
 // directory, so nothing a task wrote before (a symbolic link) is in the way.
-func (w *worker) prepareVolumes(t *task.Task) (map[string][]runtime.Mount, error) {
+func (w *worker) prepareVolumes(ctx context.Context, t *task.Task) (map[string][]runtime.Mount, error) {
 	if len(t.Volumes) == 0 {
 		return nil, nil
 	}
@@ -45,29 +55,67 @@ func (w *worker) prepareVolumes(t *task.Task) (map[string][]runtime.Mount, error
 			return nil, err
 		}
 	}
+	if hasDiskEmptyDir(t) {
+		size := int(t.EphemeralStorageGiB)
+		if size <= 0 {
+			size = defaultEphemeralStorageGiB
+		}
+		if err := boundVolumes(ctx, dir, size); err != nil {
+			return nil, fmt.Errorf("bounding the task's volumes to its %d GiB of ephemeral storage: %w", size, err)
+		}
+	}
 	for _, v := range t.Volumes {
-		if err := makeVolume(filepath.Join(root, v.Name), v, t.MemoryMiB); err != nil {
+		if err := makeVolume(filepath.Join(root, v.Name), v, t.MemoryMiB, t.FSGroup); err != nil {
 			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 		}
 	}
 	out := map[string][]runtime.Mount{}
 	for _, c := range t.Containers {
 		for _, mp := range c.MountPoints {
-			src := filepath.Join(root, mp.SourceVolume)
+			m := runtime.Mount{Source: filepath.Join(root, mp.SourceVolume), Destination: mp.ContainerPath, ReadOnly: mp.ReadOnly}
 			if mp.SubPath != "" {
 				var err error
-				if src, err = subPath(src, mp.SubPath, t.Volume(mp.SourceVolume).EmptyDir != nil); err != nil {
+				if m.SubPath, err = subPath(m.Source, mp.SubPath, t.Volume(mp.SourceVolume).EmptyDir != nil, t.FSGroup); err != nil {
 					return nil, fmt.Errorf("container %q: volume %q: subPath %q: %w", c.Name, mp.SourceVolume, mp.SubPath, err)
 				}
 			}
-			out[c.Name] = append(out[c.Name], runtime.Mount{Source: src, Destination: mp.ContainerPath, ReadOnly: mp.ReadOnly})
+			out[c.Name] = append(out[c.Name], m)
 		}
 	}
 	return out, nil
 }
 
-// makeVolume makes one volume's directory at dir and fills it.
-func makeVolume(dir string, v task.Volume, taskMemMiB int64) error {
+// hasDiskEmptyDir reports whether the task has an emptyDir on disk.
+func hasDiskEmptyDir(t *task.Task) bool {
+	for _, v := range t.Volumes {
+		if v.EmptyDir != nil && v.EmptyDir.Medium != task.MediumMemory {
+			return true
+		}
+	}
+	return false
+}
+
+// boundVolumes mounts a fresh ext4 file system of sizeGiB, kept in
+// <dir>/volumes.img, at <dir>/volumes.
+func boundVolumes(ctx context.Context, dir string, sizeGiB int) error {
+	img, root := filepath.Join(dir, "volumes.img"), filepath.Join(dir, "volumes")
+	if err := fsutil.MakeExt4Image(ctx, img, sizeGiB); err != nil {
+		return err
+	}
+	if err := fsutil.MountLoop(ctx, img, root); err != nil {
+		return err
+	}
+	// The root of the file system is the agent's, as the directory it
+	// covers was; mkfs's lost+found is not a volume.
+	if err := os.Chmod(root, 0o711); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(root, "lost+found"))
+}
+
+// makeVolume makes one volume's directory at dir and fills it; with an
+// fsGroup, the volume is then group-owned by it (setOwnership).
+func makeVolume(dir string, v task.Volume, taskMemMiB int64, fsGroup *uint32) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
@@ -82,7 +130,10 @@ func makeVolume(dir string, v task.Volume, taskMemMiB int64) error {
 				return fmt.Errorf("mounting a tmpfs of %d MiB: %w", size, err)
 			}
 		}
-		return os.Chmod(dir, 0o777)
+		if err := os.Chmod(dir, 0o777); err != nil {
+			return err
+		}
+		return setOwnership(dir, fsGroup, false)
 	}
 	// Files: every path is resolved inside the volume (os.Root), so no
 	// path and no symbolic link can lead out of it.
@@ -113,41 +164,71 @@ func makeVolume(dir string, v task.Volume, taskMemMiB int64) error {
 			return fmt.Errorf("file %q: %w", f.Path, err)
 		}
 	}
-	return nil
+	return setOwnership(dir, fsGroup, true)
 }
 
-// subPath resolves rel inside the volume at dir, making it a directory
-// when missing (0777 in an emptyDir), and returns its host path. A file of
-// the volume may be mounted on its own (a config map key as one file).
-func subPath(dir, rel string, emptyDir bool) (string, error) {
-	r, err := os.OpenRoot(dir)
-	if err != nil {
-		return "", err
+// setOwnership gives the volume at dir to group fsGroup as the kubelet
+// does: every file and directory group-owned by it, directories setgid
+// (what the containers make inside stays the group's) and group rwx,
+// files group rw; a read-only volume (Files: config maps, secrets) gets
+// group r and x only. Nothing but the agent has written to dir yet, and
+// nothing is followed: links are not made by the agent and are skipped.
+func setOwnership(dir string, fsGroup *uint32, readOnly bool) error {
+	if fsGroup == nil {
+		return nil
 	}
-	defer r.Close()
-	rel = filepath.FromSlash(filepath.Clean(rel))
-	fi, err := r.Lstat(rel)
+	gid := int(*fsGroup)
+	fileMask, dirMask := os.FileMode(0o060), os.FileMode(0o070)
+	if readOnly {
+		fileMask, dirMask = 0o040, 0o050
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(p, -1, gid); err != nil {
+			return err
+		}
+		mode := fi.Mode()&(fs.ModePerm|fs.ModeSticky) | fileMask
+		if d.IsDir() {
+			mode = fi.Mode()&(fs.ModePerm|fs.ModeSticky) | dirMask | fs.ModeSetgid
+		}
+		return os.Chmod(p, mode)
+	})
+}
+
+// subPath checks sub-path rel of the volume at dir and returns it, slash
+// separated, for the runtime to resolve at each start. A missing sub-path
+// is made a directory (0777 in an emptyDir, setgid with an fsGroup),
+// without following any symbolic link on the way; an existing one must be
+// a directory or a regular file (a config map key mounted on its own).
+func subPath(dir, rel string, emptyDir bool, fsGroup *uint32) (string, error) {
+	rel = filepath.Clean(filepath.FromSlash(rel))
+	f, err := fsutil.OpenBeneath(dir, rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		perm := fs.FileMode(0o755)
 		if emptyDir {
 			perm = 0o777
 		}
-		if err = r.MkdirAll(rel, perm); err == nil {
-			err = r.Chmod(rel, perm)
+		if fsGroup != nil {
+			perm |= fs.ModeSetgid
 		}
-		if err == nil {
-			fi, err = r.Lstat(rel)
+		if err = fsutil.MkdirAllBeneath(dir, rel, perm); err == nil {
+			f, err = fsutil.OpenBeneath(dir, rel)
 		}
 	}
 	if err != nil {
 		return "", err
 	}
-	if !fi.IsDir() && !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("is neither a directory nor a regular file")
-	}
-	// os.Root has resolved every component inside the volume, and nothing
-	// but the agent writes there before the containers start.
-	return filepath.Join(dir, rel), nil
+	f.Close()
+	return filepath.ToSlash(rel), nil
 }
 
 // releaseVolumes unmounts and removes the task's directory.

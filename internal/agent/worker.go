@@ -176,7 +176,7 @@ func (w *worker) create(ctx context.Context) error {
 			return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
 		}
 		spec.LogMaxBytes = cfg.LogMaxBytes / int64(max(len(t.Containers), 1))
-		if mounts, err = w.prepareVolumes(t); err != nil {
+		if mounts, err = w.prepareVolumes(ctx, t); err != nil {
 			return fmt.Errorf("%s: %v", task.ReasonCannotCreateVolume, err)
 		}
 	}
