@@ -20,16 +20,20 @@ type Volume struct {
 // VolumeEntry is one directory or regular file of a Volume.
 type VolumeEntry struct {
 	// Path is relative to the volume, slash-separated, without "..".
-	Path string      `json:"path"`
-	Dir  bool        `json:"dir,omitempty"`
+	Path string `json:"path"`
+	Dir  bool   `json:"dir,omitempty"`
+	// Mode is the permission bits, with setgid (an fsGroup's directories).
 	Mode fs.FileMode `json:"mode"`
-	Data []byte      `json:"data,omitempty"`
+	// GID is the owning group (the task's fsGroup, or 0).
+	GID  uint32 `json:"gid,omitempty"`
+	Data []byte `json:"data,omitempty"`
 }
 
 // Mount binds a volume (or a directory of it) into a container.
 type Mount struct {
 	Volume string `json:"volume"`
-	// SubPath is a directory of the volume ("" = its root).
+	// SubPath is a directory or file of the volume ("" = its root),
+	// resolved inside it without following any symbolic link.
 	SubPath     string `json:"subPath,omitempty"`
 	Destination string `json:"destination"`
 	ReadOnly    bool   `json:"readOnly,omitempty"`

@@ -3,6 +3,7 @@ package guest
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/fsutil"
 )
 
 // volumesDir holds the sandbox's volumes on the writable disk (a memory
@@ -40,18 +43,21 @@ func setupVolumes(vols []Volume) error {
 				}
 			}
 			p := filepath.Join(dir, filepath.FromSlash(e.Path))
+			mode := e.Mode & (fs.ModePerm | fs.ModeSetgid | fs.ModeSticky)
 			var err error
 			if e.Dir {
-				if err = os.MkdirAll(p, 0o755); err == nil {
-					err = os.Chmod(p, e.Mode.Perm())
-				}
+				err = os.MkdirAll(p, 0o755)
 			} else {
 				// Parents are listed before their files, and nothing else
 				// writes here before the containers start: no symbolic
 				// link can be in the way.
-				if err = os.WriteFile(p, e.Data, 0o600); err == nil {
-					err = os.Chmod(p, e.Mode.Perm())
-				}
+				err = os.WriteFile(p, e.Data, 0o600)
+			}
+			if err == nil && e.GID != 0 {
+				err = os.Lchown(p, -1, int(e.GID))
+			}
+			if err == nil {
+				err = os.Chmod(p, mode)
 			}
 			if err != nil {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
@@ -74,19 +80,30 @@ func checkRel(p string) error {
 // making the missing directories.
 func mountVolumes(root string, mounts []Mount) error {
 	for _, m := range mounts {
-		src := filepath.Join(volumesDir, m.Volume)
+		if checkRel(m.Volume) != nil || strings.Contains(m.Volume, "/") {
+			return fmt.Errorf("mount at %s: volume name %q is not a plain name", m.Destination, m.Volume)
+		}
+		sub := "."
 		if m.SubPath != "" {
 			if err := checkRel(m.SubPath); err != nil {
 				return fmt.Errorf("mount at %s: %w", m.Destination, err)
 			}
-			src = filepath.Join(src, filepath.FromSlash(m.SubPath))
+			sub = m.SubPath
 		}
 		if !path.IsAbs(m.Destination) || path.Clean(m.Destination) != m.Destination || m.Destination == "/" {
 			return fmt.Errorf("mount destination %q must be an absolute, clean path", m.Destination)
 		}
 		rel := strings.TrimPrefix(m.Destination, "/")
-		fi, err := os.Stat(src)
+		// The sub-path is resolved inside the volume, which containers
+		// write to, without following any link, and bound by descriptor:
+		// a link there (to the guest agent's root) fails the mount.
+		src, err := fsutil.OpenBeneath(filepath.Join(volumesDir, m.Volume), sub)
 		if err != nil {
+			return fmt.Errorf("mount at %s: sub-path %q of its volume: %w", m.Destination, m.SubPath, err)
+		}
+		fi, err := src.Stat()
+		if err != nil {
+			src.Close()
 			return fmt.Errorf("mount at %s: %w", m.Destination, err)
 		}
 		var fd int
@@ -96,11 +113,13 @@ func mountVolumes(root string, mounts []Mount) error {
 			fd, err = mkfileInRoot(root, rel)
 		}
 		if err != nil {
+			src.Close()
 			return fmt.Errorf("mount at %s: %w", m.Destination, err)
 		}
 		target := "/proc/self/fd/" + strconv.Itoa(fd)
-		err = unix.Mount(src, target, "", unix.MS_BIND, "")
+		err = unix.Mount("/proc/self/fd/"+strconv.Itoa(int(src.Fd())), target, "", unix.MS_BIND, "")
 		unix.Close(fd)
+		src.Close()
 		if err != nil {
 			return fmt.Errorf("mount %s at %s: %w", m.Volume, m.Destination, err)
 		}

@@ -2,11 +2,14 @@ package microvm
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -86,6 +89,11 @@ func guestVolumes(spec runtime.Spec, gcs []guest.Container) ([]guest.Volume, err
 				d := where[filepath.Dir(m.Source)]
 				w = [2]string{d[0], strings.TrimPrefix(d[1]+"/"+filepath.Base(m.Source), "/")}
 			}
+			// A mount's own sub-path is resolved by the guest, inside its
+			// copy of the volume, without following any link.
+			if m.SubPath != "" {
+				w[1] = path.Join(w[1], m.SubPath)
+			}
 			gcs[i].Mounts = append(gcs[i].Mounts, guest.Mount{Volume: w[0], SubPath: w[1],
 				Destination: m.Destination, ReadOnly: m.ReadOnly})
 		}
@@ -94,8 +102,10 @@ func guestVolumes(spec runtime.Spec, gcs []guest.Container) ([]guest.Volume, err
 }
 
 // readVolume reads a host volume directory: its directories and regular
-// files (symbolic links and special files are not copied), and whether it
-// is a tmpfs.
+// files with their modes (setgid kept) and groups (an fsGroup), symbolic
+// links and special files left out, and whether it is a tmpfs. The
+// sandbox never writes to the host's directory (the guest has its copy),
+// and files are opened without following a link all the same.
 func readVolume(name, dir string) (guest.Volume, int, error) {
 	v := guest.Volume{Name: name}
 	var st unix.Statfs_t
@@ -118,20 +128,35 @@ func readVolume(name, dir string) (guest.Volume, int, error) {
 		if err != nil {
 			return err
 		}
+		mode := info.Mode() & (fs.ModePerm | fs.ModeSetgid | fs.ModeSticky)
+		var gid uint32
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			gid = st.Gid
+		}
 		switch {
 		case d.IsDir():
-			v.Entries = append(v.Entries, guest.VolumeEntry{Path: filepath.ToSlash(rel), Dir: true, Mode: info.Mode().Perm()})
+			v.Entries = append(v.Entries, guest.VolumeEntry{Path: filepath.ToSlash(rel), Dir: true, Mode: mode, GID: gid})
 		case info.Mode().IsRegular():
 			if size += int(info.Size()); size > maxVolumeBytes {
 				return fmt.Errorf("holds more than %d bytes of files", maxVolumeBytes)
 			}
-			data, err := os.ReadFile(p)
+			data, err := readNoFollow(p)
 			if err != nil {
 				return err
 			}
-			v.Entries = append(v.Entries, guest.VolumeEntry{Path: filepath.ToSlash(rel), Mode: info.Mode().Perm(), Data: data})
+			v.Entries = append(v.Entries, guest.VolumeEntry{Path: filepath.ToSlash(rel), Mode: mode, GID: gid, Data: data})
 		}
 		return nil
 	})
 	return v, size, err
+}
+
+// readNoFollow reads the regular file at p, refusing a symbolic link.
+func readNoFollow(p string) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

@@ -92,6 +92,7 @@ func Run(t *testing.T, h Harness) {
 		{"VolumeFiles", testVolumeFiles},
 		{"VolumeReadOnly", testVolumeReadOnly},
 		{"VolumeSharedBetweenContainers", testVolumeShared},
+		{"VolumeOwnership", testVolumeOwnership},
 		{"VolumeSubPathSwappedBeforeStart", testSubPathSwappedBeforeStart},
 		{"VolumeSubPathSwappedBeforeRestart", testSubPathSwappedBeforeRestart},
 	}

@@ -265,3 +265,32 @@ func testSubPathSwappedBeforeRestart(s *suite) {
 	}
 	s.checkNoEscape(spec, "app")
 }
+
+// testVolumeOwnership: a volume's group and setgid bit (a task's fsGroup,
+// which the agent sets on the host) are what the container sees, also in
+// a runtime that copies volumes in.
+func testVolumeOwnership(s *suite) {
+	s.needReal()
+	dir := s.volumeDir(0o775)
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o770); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "d", "f"), []byte("x"), 0o640); err != nil {
+		s.t.Fatal(err)
+	}
+	for p, mode := range map[string]os.FileMode{".": 0o775 | os.ModeSetgid, "d": 0o770 | os.ModeSetgid, "d/f": 0o640} {
+		if err := os.Lchown(filepath.Join(dir, p), -1, 2345); err != nil {
+			s.t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, p), mode); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	spec, st := s.run(func(sp *runtime.Spec) {
+		sp.Containers[0].Mounts = []runtime.Mount{{Source: dir, Destination: "/vol"}}
+	}, `stat -c '%a %g' /vol /vol/d /vol/d/f`)
+	out, errs := s.output(spec, "app")
+	if want := "2775 2345\n2770 2345\n640 2345\n"; st.Code != 0 || out != want {
+		s.t.Errorf("code %d, stdout %q, stderr %q; want 0 and %q", st.Code, out, errs, want)
+	}
+}
