@@ -1,12 +1,14 @@
 package guest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -65,7 +67,13 @@ func RunMonitor(configPath string) error {
 	if err != nil {
 		return err
 	}
-	m := &monitor{cfg: cfg, guest: NewConn(conn, conn), logs: map[string]*os.File{}, routes: map[uint64]*route{}}
+	m := &monitor{cfg: cfg, guest: NewConn(conn, conn), logs: map[string]*os.File{}, routes: map[uint64]*route{},
+		names: map[string]bool{}}
+	for _, c := range cfg.Guest.Containers {
+		if c.Name != "" && c.Name != "." && c.Name != ".." && !strings.ContainsAny(c.Name, "/\x00") {
+			m.names[c.Name] = true
+		}
+	}
 	g := cfg.Guest
 	if err := m.guest.Send(Msg{Op: OpHello, Config: &g}); err != nil {
 		return err
@@ -83,9 +91,16 @@ func RunMonitor(configPath string) error {
 	return err
 }
 
+// The guest is on the sandbox's side of the wall: what it sends is
+// untrusted. A container name it sends is used (as a file name in
+// LogDir, ExitDir and StartedDir) only when it is one of the sandbox's
+// containers, as the runtime configured them; a log line's stream must
+// be stdout or stderr, and its data cannot start a line of its own.
 type monitor struct {
 	cfg   MonitorConfig
 	guest *Conn
+	// names are the sandbox's containers, from the configuration.
+	names map[string]bool
 
 	mu     sync.Mutex
 	next   uint64
@@ -112,6 +127,9 @@ func (m *monitor) readGuest() error {
 			writeAtomic(m.cfg.ReadyFile, []byte(msg.Error))
 		case EvState:
 			for _, s := range msg.State {
+				if !m.names[s.Name] {
+					continue
+				}
 				if s.Started {
 					writeAtomic(filepath.Join(m.cfg.StartedDir, s.Name), nil)
 				}
@@ -123,10 +141,17 @@ func (m *monitor) readGuest() error {
 				writeAtomic(m.cfg.ReadyFile, []byte(msg.Error))
 			}
 		case EvLog:
-			m.writeLog(msg)
+			if m.names[msg.Container] && (msg.Stream == "stdout" || msg.Stream == "stderr") {
+				m.writeLog(msg)
+			}
 		case EvStarted:
-			writeAtomic(filepath.Join(m.cfg.StartedDir, msg.Container), nil)
+			if m.names[msg.Container] {
+				writeAtomic(filepath.Join(m.cfg.StartedDir, msg.Container), nil)
+			}
 		case EvExit:
+			if !m.names[msg.Container] {
+				continue
+			}
 			m.closeLog(msg.Container)
 			m.writeExit(ContainerState{Name: msg.Container, Started: true, Exited: true, Code: msg.Code,
 				OOMKilled: msg.OOMKilled, ExitedAt: time.Now()})
@@ -183,14 +208,17 @@ func (m *monitor) writeLog(msg Msg) {
 	if msg.Partial {
 		tag = "P"
 	}
-	line := make([]byte, 0, len(msg.Data)+64)
+	// The guest splits output into lines; a newline inside one would
+	// start a line the monitor did not stamp: it is escaped.
+	data := bytes.ReplaceAll(msg.Data, []byte("\n"), []byte(`\n`))
+	line := make([]byte, 0, len(data)+64)
 	line = time.Now().UTC().AppendFormat(line, time.RFC3339Nano)
 	line = append(line, ' ')
 	line = append(line, msg.Stream...)
 	line = append(line, ' ')
 	line = append(line, tag...)
 	line = append(line, ' ')
-	line = append(line, msg.Data...)
+	line = append(line, data...)
 	line = append(line, '\n')
 	if m.cfg.LogMaxBytes > 0 {
 		if st, err := f.Stat(); err == nil && st.Size()+int64(len(line)) > m.cfg.LogMaxBytes {

@@ -3,6 +3,7 @@ package guest
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -137,13 +138,31 @@ func (c *Conn) Send(m Msg) error {
 	return c.enc.Encode(m)
 }
 
-// Recv reads one message.
+// MaxMessageBytes bounds one message (a line of JSON): the guest's
+// configuration, with up to 16 MiB of volume files base64-encoded, is the
+// largest. The other side of a Conn may be hostile (the guest, for the
+// host's monitor), so Recv reads no more than this of one message.
+const MaxMessageBytes = 32 << 20
+
+// Recv reads one message; one longer than MaxMessageBytes is an error
+// (the connection is then unusable).
 func (c *Conn) Recv() (Msg, error) {
 	var m Msg
-	line, err := c.r.ReadBytes('\n')
-	if err != nil {
-		return m, err
+	var line []byte
+	for {
+		part, err := c.r.ReadSlice('\n')
+		if len(line)+len(part) > MaxMessageBytes {
+			return m, fmt.Errorf("a message longer than %d bytes", MaxMessageBytes)
+		}
+		line = append(line, part...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return m, err
+		}
+		break
 	}
-	err = json.Unmarshal(line, &m)
+	err := json.Unmarshal(line, &m)
 	return m, err
 }
