@@ -72,10 +72,18 @@ func (w *worker) prepareVolumes(ctx context.Context, t *task.Task) (map[string][
 	out := map[string][]runtime.Mount{}
 	for _, c := range t.Containers {
 		for _, mp := range c.MountPoints {
-			m := runtime.Mount{Source: filepath.Join(root, mp.SourceVolume), Destination: mp.ContainerPath, ReadOnly: mp.ReadOnly}
+			v := t.Volume(mp.SourceVolume)
+			if v == nil {
+				return nil, fmt.Errorf("container %q mounts volume %q, which the task does not have", c.Name, mp.SourceVolume)
+			}
+			// A Files volume (config maps, secrets) is always mounted
+			// read-only, as the kubelet does: its files are the agent's,
+			// and writes there would not be bounded as an emptyDir's are.
+			m := runtime.Mount{Source: filepath.Join(root, mp.SourceVolume), Destination: mp.ContainerPath,
+				ReadOnly: mp.ReadOnly || v.EmptyDir == nil}
 			if mp.SubPath != "" {
 				var err error
-				if m.SubPath, err = subPath(m.Source, mp.SubPath, t.Volume(mp.SourceVolume).EmptyDir != nil, t.FSGroup); err != nil {
+				if m.SubPath, err = subPath(m.Source, mp.SubPath, v.EmptyDir != nil, t.FSGroup); err != nil {
 					return nil, fmt.Errorf("container %q: volume %q: subPath %q: %w", c.Name, mp.SourceVolume, mp.SubPath, err)
 				}
 			}

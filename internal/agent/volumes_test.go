@@ -35,6 +35,10 @@ func TestPrepareVolumes(t *testing.T) {
 			{SourceVolume: "conf", ContainerPath: "/etc/app", ReadOnly: true},
 			{SourceVolume: "conf", ContainerPath: "/etc/app.yaml", ReadOnly: true, SubPath: "app.yaml"},
 			{SourceVolume: "shm", ContainerPath: "/dev/shm"},
+			// A Files volume is always read-only (as the kubelet mounts
+			// config maps and secrets since CVE-2017-1002102): its files are
+			// the agent's, and it is not bounded as an emptyDir is.
+			{SourceVolume: "conf", ContainerPath: "/etc/app-rw"},
 		}}},
 	}
 	mounts, err := w.prepareVolumes(context.Background(), tk)
@@ -48,6 +52,7 @@ func TestPrepareVolumes(t *testing.T) {
 		{Source: filepath.Join(root, "conf"), Destination: "/etc/app", ReadOnly: true},
 		{Source: filepath.Join(root, "conf"), SubPath: "app.yaml", Destination: "/etc/app.yaml", ReadOnly: true},
 		{Source: filepath.Join(root, "shm"), Destination: "/dev/shm"},
+		{Source: filepath.Join(root, "conf"), Destination: "/etc/app-rw", ReadOnly: true},
 	}
 	got := mounts["app"]
 	if len(got) != len(want) {
