@@ -10,8 +10,14 @@
 // (task.ExpandPlaceholders) with its IP and node name, and materializes its
 // volumes in Config.TaskDir/<task ID>/volumes (an emptyDir as a 0777
 // directory or, for the Memory medium, a size-limited tmpfs; files with
-// their modes, every path resolved inside its volume) for the runtime to
-// bind into the containers; they are removed when the sandbox is deleted.
+// their modes, every path resolved inside its volume, always mounted
+// read-only; group-owned by the task's fsGroup, setgid, when it has one)
+// for the runtime to bind into the containers; they are removed when the
+// sandbox is deleted. With a disk emptyDir, volumes/ is an ext4 file of
+// the task's ephemeral storage, loop-mounted, so the task's writes there
+// are bounded. A mount's sub-path is passed as runtime.Mount.SubPath: the
+// runtime resolves it inside the volume at every start, following no
+// link (the agent only makes it when missing, the same way).
 //
 // A task with a RestartPolicy (a Kubernetes pod's) keeps RUNNING while its
 // essential containers exit: each is restarted in place

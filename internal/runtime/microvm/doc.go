@@ -89,8 +89,13 @@
 //     guest (a tmpfs of the same size when the host's is a tmpfs: a memory
 //     emptyDir) and bind-mounted into the containers, destinations resolved
 //     inside each container's root. A source below another becomes a
-//     sub-path of its volume, so containers share it. Writes stay in the VM:
-//     they never reach the host's directory.
+//     sub-path of its volume, so containers share it; a Mount.SubPath is
+//     passed on and the guest opens it inside its copy of the volume
+//     without following any link (fsutil.OpenBeneath) and binds the
+//     descriptor, at boot, before any container runs. Group and setgid
+//     bits (a task's fsGroup) are kept. Writes stay in the VM, on its
+//     writable disk of EphemeralStorageGiB (or the tmpfs): they never
+//     reach the host's directory, which is never copied back.
 //   - Control channel: virtio-serial, JSON lines (internal/guest). The
 //     monitor is the guest binary in "monitor" mode (a small static Go
 //     process, ≈4 MiB RSS idle), so the host needs no other helper binary.

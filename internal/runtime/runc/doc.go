@@ -11,7 +11,9 @@
 //	<StateDir>/.ext4-pool/<N>g-*.img      formatted images kept ready (4 per size)
 //	<StateDir>/<id>/rw/                   ... loop-mounted here; <name>/upper, <name>/work
 //	<StateDir>/<id>/containers/<name>/    the OCI bundle: config.json, rootfs/ (overlay),
-//	                                      pidfile, conmon.pid, conmon.err, persist/
+//	                                      pidfile, conmon.pid, conmon.err, persist/,
+//	                                      subpaths/<i>: mount i's sub-path, bound at each
+//	                                      start (the spec's bind source; subpath.go)
 //	<StateDir>/<id>/exits/<id>-<name>     the exit code, written by conmon
 //	<StateDir>/<id>/sockets/              conmon's attach sockets (unused)
 //	<StateDir>/<id>/etc/                  hosts, hostname, resolv.conf when Spec.EtcDir is empty
