@@ -222,7 +222,7 @@ func newEnv(t *testing.T, base time.Duration) *env {
 	a, err := agent.New(agent.Config{
 		Host:         agentproto.Host{ID: "h1", MilliCPU: 2000, MemoryMiB: 4096, Runtimes: []string{"runc"}},
 		ControlPlane: cp, Runtimes: map[string]runtime.Runtime{"runc": rt},
-		Images: images{layer}, Network: nm, LogDir: filepath.Join(dir, "logs"),
+		Images: images{layer}, Network: nm, LogDir: filepath.Join(dir, "logs"), TaskDir: filepath.Join(dir, "tasks"),
 		RestartBackoff: base, MaxRestartBackoff: 8 * base, Logger: logger,
 	})
 	if err != nil {

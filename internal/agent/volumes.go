@@ -60,8 +60,11 @@ func (w *worker) prepareVolumes(ctx context.Context, t *task.Task) (map[string][
 		if size <= 0 {
 			size = defaultEphemeralStorageGiB
 		}
+		// Where loop devices or mkfs.ext4 are missing, the volumes stay on
+		// the host's disk, as the runtimes' writable layers do then.
 		if err := boundVolumes(ctx, dir, size); err != nil {
-			return nil, fmt.Errorf("bounding the task's volumes to its %d GiB of ephemeral storage: %w", size, err)
+			w.agent.log.Warn("the task's disk volumes are not bounded by its ephemeral storage", "task", t.ID, "size_gib", size, "err", err)
+			os.Remove(filepath.Join(dir, "volumes.img"))
 		}
 	}
 	for _, v := range t.Volumes {
