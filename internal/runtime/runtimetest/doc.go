@@ -16,9 +16,12 @@
 // size), the
 // memory limit (OOMKilled, 137), the CPU quota (a busy loop in 0.25 vCPU
 // uses < 40 % of a CPU), the pids limit, volumes (ContainerSpec.Mounts:
-// files read at the mount path, a single file mounted on its own, a
-// read-only mount refusing writes, two containers sharing a tmpfs
-// directory), and, with Harness.Network, TCP
+// files read at the mount path, a single file mounted on its own or as a
+// sub-path, a read-only mount refusing writes, two containers sharing a
+// tmpfs directory, group and setgid bits kept, and a sub-path that another
+// container swapped for a symbolic link to "/" or to a host directory
+// before the next start or a restart: the start fails or the container sees
+// the volume's directory, never the host's), and, with Harness.Network, TCP
 // between two sandboxes. With Harness.Leftovers, every Delete is followed by
 // a check that nothing of the sandbox is left on the host.
 //
