@@ -19,6 +19,11 @@ func CheckMounts(id string, c ContainerSpec) error {
 			return errdefs.InvalidArgument("sandbox %s: container %q: mount source %q must be an absolute, clean host path without ',' or ':'",
 				id, c.Name, m.Source)
 		}
+		if sp := m.SubPath; sp != "" && (path.IsAbs(sp) || path.Clean(sp) != sp || sp == "." || sp == ".." ||
+			strings.HasPrefix(sp, "../") || strings.ContainsRune(sp, 0)) {
+			return errdefs.InvalidArgument("sandbox %s: container %q: mount at %s: sub-path %q must be a relative, clean path inside its volume",
+				id, c.Name, m.Destination, sp)
+		}
 		d := m.Destination
 		if !path.IsAbs(d) || path.Clean(d) != d || d == "/" || strings.ContainsRune(d, 0) {
 			return errdefs.InvalidArgument("sandbox %s: container %q: mount destination %q must be an absolute, clean path other than /",
