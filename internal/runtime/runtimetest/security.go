@@ -343,15 +343,23 @@ func testEtcPasswdNotRegular(s *suite) {
 		s.t.Fatal(err)
 	}
 	passwdFIFO, groupFIFO := fifo("passwd"), fifo("group")
+	// A volume over /etc whose passwd is a named pipe: nothing in the image
+	// shows it, the runtime meets it only when the container starts.
+	etcVolume := s.volumeDir(0o755)
+	if err := unix.Mkfifo(filepath.Join(etcVolume, "passwd"), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
 	cases := []struct {
 		name, layer, user string
+		mounts            []runtime.Mount
 	}{
-		{"passwd FIFO, image's user", passwdFIFO, ""},
-		{"passwd FIFO, user by name", passwdFIFO, "nobody"},
-		{"passwd FIFO, user by number", passwdFIFO, "1234"},
-		{"group FIFO, group by name", groupFIFO, "nobody:nogroup"},
-		{"group FIFO, user by number", groupFIFO, "1234:1234"},
-		{"passwd a link to /dev/urandom, user by number", urandom, "1234"},
+		{"passwd FIFO, image's user", passwdFIFO, "", nil},
+		{"passwd FIFO, user by name", passwdFIFO, "nobody", nil},
+		{"passwd FIFO, user by number", passwdFIFO, "1234", nil},
+		{"group FIFO, group by name", groupFIFO, "nobody:nogroup", nil},
+		{"group FIFO, user by number", groupFIFO, "1234:1234", nil},
+		{"passwd a link to /dev/urandom, user by number", urandom, "1234", nil},
+		{"passwd FIFO in a volume over /etc, user by number", "", "1234", []runtime.Mount{{Source: etcVolume, Destination: "/etc"}}},
 	}
 	for _, c := range cases {
 		s.n++
@@ -361,7 +369,10 @@ func testEtcPasswdNotRegular(s *suite) {
 		if s.Prepare != nil {
 			s.Prepare(s.t, &spec)
 		}
-		spec.Containers[0].Layers = append(spec.Containers[0].Layers, c.layer)
+		if c.layer != "" {
+			spec.Containers[0].Layers = append(spec.Containers[0].Layers, c.layer)
+		}
+		spec.Containers[0].Mounts = c.mounts
 		// Twice the suite's timeout: the runtime must bound its own wait.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*s.Timeout)
 		err := s.rt.Create(ctx, spec)
