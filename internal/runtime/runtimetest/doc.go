@@ -21,8 +21,13 @@
 // tmpfs directory, group and setgid bits kept, and a sub-path that another
 // container swapped for a symbolic link to "/" or to a host directory
 // before the next start or a restart: the start fails or the container sees
-// the volume's directory, never the host's), and, with Harness.Network, TCP
-// between two sandboxes. With Harness.Leftovers, every Delete is followed by
+// the volume's directory, never the host's), the security settings
+// (security.go: capabilities, no_new_privs and seccomp mode, a call outside
+// the seccomp allow-list, a read-only root, runAsNonRoot, supplemental
+// groups, a uid without a passwd entry, an init that reaps and forwards
+// SIGTERM, a process budget per sandbox rather than per uid, an image whose
+// /etc/passwd is a named pipe), and, with Harness.Network, TCP between two
+// sandboxes. With Harness.Leftovers, every Delete is followed by
 // a check that nothing of the sandbox is left on the host.
 //
 //	runtimetest.Run(t, runtimetest.Harness{
