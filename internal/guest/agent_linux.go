@@ -144,7 +144,7 @@ func (a *agent) boot() error {
 	if err != nil {
 		return err
 	}
-	a.conn = NewConn(eofRetry{a.port}, a.port)
+	a.conn = NewConnLimit(eofRetry{a.port}, a.port, MaxConfigMsg)
 	a.out = make(chan Msg, 4096)
 	a.hello = make(chan struct{})
 	go a.write()

@@ -3,6 +3,8 @@ package guest
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -116,6 +118,24 @@ type ContainerState struct {
 	ExitedAt  time.Time `json:"exitedAt,omitzero"`
 }
 
+// MaxMsg bounds one message line read from a peer that is not trusted
+// (the monitor reading a guest). The guest's messages are small: log lines
+// of at most 16 KiB and exec output of 32 KiB, base64-encoded in JSON.
+const MaxMsg = 1 << 20
+
+// MaxConfigMsg bounds the lines the guest reads from the host: the hello
+// carries the sandbox's configuration with its volumes' files (at most
+// 16 MiB, base64-encoded).
+const MaxConfigMsg = 64 << 20
+
+// ErrMsgTooLong is returned by Recv for a line over the Conn's limit; the
+// line has been read and dropped, and the next Recv reads the next one.
+var ErrMsgTooLong = fmt.Errorf("%w: over the size limit", ErrBadMsg)
+
+// ErrBadMsg is the kind of Recv's errors for one line that was dropped
+// (over the limit, or not a message); the stream itself is still good.
+var ErrBadMsg = errors.New("control channel: message dropped")
+
 // Conn reads and writes messages on a stream; Send is safe for concurrent
 // use.
 type Conn struct {
@@ -123,11 +143,16 @@ type Conn struct {
 	w   io.Writer
 	enc *json.Encoder
 	r   *bufio.Reader
+	max int
 }
 
-// NewConn returns a Conn on rw.
-func NewConn(r io.Reader, w io.Writer) *Conn {
-	return &Conn{w: w, enc: json.NewEncoder(w), r: bufio.NewReaderSize(r, 64<<10)}
+// NewConn returns a Conn on r and w that reads lines of at most MaxMsg
+// bytes.
+func NewConn(r io.Reader, w io.Writer) *Conn { return NewConnLimit(r, w, MaxMsg) }
+
+// NewConnLimit returns a Conn that reads lines of at most max bytes.
+func NewConnLimit(r io.Reader, w io.Writer, max int) *Conn {
+	return &Conn{w: w, enc: json.NewEncoder(w), r: bufio.NewReaderSize(r, 64<<10), max: max}
 }
 
 // Send writes one message.
@@ -137,13 +162,34 @@ func (c *Conn) Send(m Msg) error {
 	return c.enc.Encode(m)
 }
 
-// Recv reads one message.
+// Recv reads one message. A line over the limit is read to its end
+// without being kept, and Recv returns ErrMsgTooLong for it.
 func (c *Conn) Recv() (Msg, error) {
 	var m Msg
-	line, err := c.r.ReadBytes('\n')
-	if err != nil {
-		return m, err
+	var line []byte
+	tooLong := false
+	for {
+		chunk, err := c.r.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > c.max {
+				tooLong, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return m, err
+		}
+		break
 	}
-	err = json.Unmarshal(line, &m)
-	return m, err
+	if tooLong {
+		return m, ErrMsgTooLong
+	}
+	if err := json.Unmarshal(line, &m); err != nil {
+		return Msg{}, fmt.Errorf("%w: %v", ErrBadMsg, err)
+	}
+	return m, nil
 }

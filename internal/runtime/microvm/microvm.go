@@ -274,8 +274,8 @@ func validate(spec runtime.Spec) error {
 	}
 	seen := map[string]bool{}
 	for _, c := range spec.Containers {
-		if c.Name == "" || strings.ContainsAny(c.Name, "/\x00 ") || seen[c.Name] {
-			return errdefs.InvalidArgument("sandbox %s: container name %q is empty, has '/' or repeats", spec.ID, c.Name)
+		if c.Name == "" || c.Name == "." || c.Name == ".." || strings.ContainsAny(c.Name, "/\\\x00 ") || seen[c.Name] {
+			return errdefs.InvalidArgument("sandbox %s: container name %q: want a unique name without '/', '\\' or spaces, not \".\" or \"..\"", spec.ID, c.Name)
 		}
 		seen[c.Name] = true
 		if len(c.Layers) == 0 || len(c.Args) == 0 {
