@@ -106,7 +106,49 @@ type Container struct {
 	NofileSoft uint64   `json:"nofileSoft,omitempty"`
 	NofileHard uint64   `json:"nofileHard,omitempty"`
 	Mounts     []Mount  `json:"mounts,omitempty"`
+	// Security is the container's confinement (runtime.Security as the
+	// guest applies it, to its main process and every exec).
+	Security Security `json:"security"`
 }
+
+// Security is what the guest gives a container's processes, as runc does
+// on the host: exactly Capabilities as bounding, effective and permitted
+// set (none inherited or ambient), no_new_privs, the seccomp filter,
+// pivot_root into its root, a minimal /dev, masked and read-only /proc
+// and /sys paths, and its own mount, PID, IPC and UTS namespaces.
+type Security struct {
+	// Capabilities are capability numbers (linux/capability.h); the host
+	// resolves the names and the default set.
+	Capabilities []int `json:"capabilities"`
+	// Seccomp is the compiled filter (classic BPF for x86_64) the host
+	// made of the runtime's seccomp profile; loaded last before exec.
+	Seccomp        []SockFilter `json:"seccomp,omitempty"`
+	ReadOnlyRootfs bool         `json:"readOnlyRootfs,omitempty"`
+	// RunAsNonRoot fails the start (with RunAsNonRootError) when the
+	// user resolves to uid 0.
+	RunAsNonRoot       bool     `json:"runAsNonRoot,omitempty"`
+	SupplementalGroups []uint32 `json:"supplementalGroups,omitempty"`
+	// Init runs the guest binary as PID 1 of the container ("vessel-init"),
+	// which runs the command as its child, forwards signals to it and
+	// reaps zombies.
+	Init bool `json:"init,omitempty"`
+	// MaskedPaths and ReadonlyPaths are runtime.MaskedPaths and
+	// runtime.ReadonlyPaths.
+	MaskedPaths   []string `json:"maskedPaths,omitempty"`
+	ReadonlyPaths []string `json:"readonlyPaths,omitempty"`
+}
+
+// SockFilter is one classic BPF instruction (struct sock_filter).
+type SockFilter struct {
+	Code uint16 `json:"c"`
+	Jt   uint8  `json:"t"`
+	Jf   uint8  `json:"f"`
+	K    uint32 `json:"k"`
+}
+
+// RunAsNonRootError is the start's error for a container that must not
+// run as root and would: the kubelet's message.
+const RunAsNonRootError = "container has runAsNonRoot and image will run as root"
 
 // ContainerState is a container's state as the guest knows it.
 type ContainerState struct {
