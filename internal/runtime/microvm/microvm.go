@@ -338,9 +338,13 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 			diskOf[key] = fmt.Sprintf("img%d", len(diskOf))
 			rec.Disks = append(rec.Disks, vmDisk{Serial: diskOf[key], Path: img, ReadOnly: true})
 		}
+		sec, err := guestSecurity(c.Security)
+		if err != nil {
+			return fmt.Errorf("container %s: %w", c.Name, err)
+		}
 		gcfg.Containers = append(gcfg.Containers, guest.Container{Name: c.Name, Disk: diskOf[key],
 			Args: c.Args, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
-			NofileSoft: c.NofileSoft, NofileHard: c.NofileHard})
+			NofileSoft: c.NofileSoft, NofileHard: c.NofileHard, Security: sec})
 	}
 	if gcfg.Etc, err = etcFiles(spec); err != nil {
 		return err
@@ -573,6 +577,9 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 		return errdefs.Conflict("container %s of sandbox %s was already started", container, id)
 	}
 	if err := r.call(ctx, id, guest.Msg{Op: guest.OpStart, Container: container}); err != nil {
+		if strings.Contains(err.Error(), guest.RunAsNonRootError) {
+			return errdefs.InvalidArgument("container %s of sandbox %s: %s", container, id, guest.RunAsNonRootError)
+		}
 		return err
 	}
 	if rec.Started == nil {
