@@ -30,7 +30,11 @@ type MonitorConfig struct {
 	// ReadyFile is written when the guest has set the sandbox up: empty,
 	// or the guest's error.
 	ReadyFile string `json:"readyFile"`
-	Guest     Config `json:"guest"`
+	// ConsoleLog is the VM's console file (QEMU appends to it); the
+	// monitor empties it when it is over ConsoleMaxBytes.
+	ConsoleLog      string `json:"consoleLog,omitempty"`
+	ConsoleMaxBytes int64  `json:"consoleMaxBytes,omitempty"`
+	Guest           Config `json:"guest"`
 }
 
 // RunMonitor is the host-side monitor of one VM (vessel-guest monitor
@@ -86,6 +90,9 @@ func RunMonitor(configPath string) error {
 		return err
 	}
 	go m.accept(ln)
+	stopConsole := make(chan struct{})
+	defer close(stopConsole)
+	go capConsole(cfg.ConsoleLog, cfg.ConsoleMaxBytes, stopConsole)
 	err = m.readGuest()
 	ln.Close()
 	os.Remove(cfg.Listen)
@@ -374,6 +381,27 @@ func (m *monitor) client(raw net.Conn) {
 		case OpResize:
 			in.ID = id
 			m.guest.Send(in)
+		}
+	}
+}
+
+// capConsole empties the console log whenever it is over max bytes
+// (checked every second): what the guest writes to its console is bounded
+// by max plus one second of output.
+func capConsole(path string, max int64, stop chan struct{}) {
+	if path == "" || max <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if st, err := os.Lstat(path); err == nil && st.Mode().IsRegular() && st.Size() > max {
+			os.Truncate(path, 0)
 		}
 	}
 }
