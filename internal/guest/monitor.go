@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,10 @@ import (
 type MonitorConfig struct {
 	// Control is QEMU's socket of the control channel (server side).
 	Control string `json:"control"`
+	// CgroupProcs are the cgroup.procs files of the sandbox's cgroups:
+	// the monitor writes itself into them first thing, so that it is
+	// charged to the task, beside QEMU.
+	CgroupProcs []string `json:"cgroupProcs,omitempty"`
 	// Listen is the monitor's own socket, where the runtime sends start,
 	// signal and exec requests (one request per connection, Msg lines).
 	Listen string `json:"listen"`
@@ -49,6 +54,11 @@ func RunMonitor(configPath string) error {
 	var cfg MonitorConfig
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return fmt.Errorf("%s: %w", configPath, err)
+	}
+	for _, p := range cfg.CgroupProcs {
+		if err := os.WriteFile(p, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return fmt.Errorf("join the sandbox's cgroup: %w", err)
+		}
 	}
 	m := &monitor{cfg: cfg, names: map[string]bool{}, logs: map[string]*os.File{}, routes: map[uint64]*route{}}
 	for _, c := range cfg.Guest.Containers {

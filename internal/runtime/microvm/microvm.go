@@ -405,12 +405,13 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 		LogDir: spec.LogDir, LogMaxBytes: spec.LogMaxBytes, ExitDir: filepath.Join(dir, "exits"),
 		ConsoleLog: filepath.Join(dir, "console.log"), ConsoleMaxBytes: r.cfg.ConsoleMaxBytes,
 		StartedDir: filepath.Join(dir, "started"), ReadyFile: filepath.Join(dir, "ready"), Guest: gcfg}
-	data, _ := json.Marshal(mcfg)
-	if err := os.WriteFile(filepath.Join(dir, "monitor.json"), data, 0o600); err != nil {
-		return err
-	}
 	procs, err := r.startQEMU(ctx, rec, mac)
 	if err != nil {
+		return err
+	}
+	mcfg.CgroupProcs = procs
+	data, _ := json.Marshal(mcfg)
+	if err := os.WriteFile(filepath.Join(dir, "monitor.json"), data, 0o600); err != nil {
 		return err
 	}
 	if spec.NetNSPath != "" {
@@ -418,7 +419,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 			return fmt.Errorf("network: %w", err)
 		}
 	}
-	if err := r.startMonitor(dir, procs); err != nil {
+	if err := r.startMonitor(dir); err != nil {
 		return err
 	}
 	if err := r.waitReady(ctx, dir); err != nil {
@@ -497,18 +498,18 @@ func (r *Runtime) startQEMU(ctx context.Context, rec *record, mac string) ([]str
 }
 
 // startMonitor starts the VM's monitor (the guest binary's "monitor"
-// mode) in a session of its own, so that it outlives the agent, and in
-// the sandbox's cgroups (procs), beside QEMU.
-func (r *Runtime) startMonitor(dir string, procs []string) error {
+// mode) in a session of its own, so that it outlives the agent; it joins
+// the sandbox's cgroups itself (MonitorConfig.CgroupProcs), beside QEMU.
+func (r *Runtime) startMonitor(dir string) error {
 	logf, err := os.OpenFile(filepath.Join(dir, "monitor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	c := exec.Command("/bin/sh", "-c", inCgroupScript, "sh", r.cfg.GuestBinary, "monitor", filepath.Join(dir, "monitor.json"))
+	c := exec.Command(r.cfg.GuestBinary, "monitor", filepath.Join(dir, "monitor.json"))
 	c.Stdout, c.Stderr = logf, logf
 	c.Dir = dir
-	c.Env = []string{"GOGC=50", "VESSEL_CGROUP_PROCS=" + strings.Join(procs, " ")}
+	c.Env = []string{"GOGC=50"}
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := c.Start(); err != nil {
 		return fmt.Errorf("monitor: %w", err)
