@@ -2,6 +2,7 @@ package microvm
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -114,6 +115,9 @@ func compileSeccomp(p *specs.LinuxSeccomp) ([]guest.SockFilter, error) {
 		bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: uint32(arch.X32.SeccompMask), SkipFalse: 1},
 		bpf.RetConstant{Val: retErrno(uint(unix.ENOSYS))},
 	}
+	// Each call's rules, in the profile's order (only the order among
+	// one call's rules matters), then the default action.
+	bodies := map[uint32][]bpf.Instruction{}
 	for _, rule := range p.Syscalls {
 		ret, err := action(rule.Action, rule.ErrnoRet)
 		if err != nil {
@@ -124,13 +128,26 @@ func compileSeccomp(p *specs.LinuxSeccomp) ([]guest.SockFilter, error) {
 			if !ok {
 				continue
 			}
-			block, err := ruleBlock(uint32(nr), rule.Args, ret)
+			block, err := ruleBlock(rule.Args, ret)
 			if err != nil {
 				return nil, fmt.Errorf("syscall %s: %w", name, err)
 			}
-			prog = append(prog, block...)
+			bodies[uint32(nr)] = append(bodies[uint32(nr)], block...)
 		}
 	}
+	nrs := make([]uint32, 0, len(bodies))
+	for nr, b := range bodies {
+		if len(b) > 250 {
+			return nil, fmt.Errorf("syscall %d: too many rules", nr)
+		}
+		bodies[nr] = append(b, bpf.RetConstant{Val: def})
+		nrs = append(nrs, nr)
+	}
+	slices.Sort(nrs)
+	// A binary search on the call's number (A holds it) down to short
+	// runs of compares, as libseccomp builds a tree: a call costs a few
+	// dozen instructions, not the whole list.
+	prog = append(prog, searchTree(nrs, bodies)...)
 	prog = append(prog, bpf.RetConstant{Val: def})
 	if len(prog) > 4096 {
 		return nil, fmt.Errorf("%d instructions: over the kernel's 4096", len(prog))
@@ -150,14 +167,37 @@ func compileSeccomp(p *specs.LinuxSeccomp) ([]guest.SockFilter, error) {
 // match), patched once the block is complete.
 const fail = 0xff
 
-// ruleBlock is one rule for one call: load the call's number, compare,
+// searchTree finds the call's number among nrs (sorted) and runs its
+// body; a number not there falls through past the tree.
+func searchTree(nrs []uint32, bodies map[uint32][]bpf.Instruction) []bpf.Instruction {
+	if len(nrs) <= 4 {
+		var out []bpf.Instruction
+		for _, nr := range nrs {
+			b := bodies[nr]
+			out = append(out, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: uint8(len(b))})
+			out = append(out, b...)
+		}
+		return out
+	}
+	mid := len(nrs) / 2
+	left := searchTree(nrs[:mid], bodies)
+	right := searchTree(nrs[mid:], bodies)
+	// A < nrs[mid]: the left half, which falls through past the right
+	// one when it does not hold the call.
+	out := []bpf.Instruction{
+		bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: nrs[mid], SkipTrue: 0, SkipFalse: 1},
+		bpf.Jump{Skip: uint32(len(left) + 1)},
+	}
+	out = append(out, left...)
+	out = append(out, bpf.Jump{Skip: uint32(len(right))})
+	return append(out, right...)
+}
+
+// ruleBlock is one rule for one call (whose number has been matched):
 // check each argument condition (each a 64-bit compare as two 32-bit
 // words), return the action; any mismatch jumps past the block.
-func ruleBlock(nr uint32, args []specs.LinuxSeccompArg, ret uint32) ([]bpf.Instruction, error) {
-	b := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: 0, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: fail},
-	}
+func ruleBlock(args []specs.LinuxSeccompArg, ret uint32) ([]bpf.Instruction, error) {
+	var b []bpf.Instruction
 	for _, a := range args {
 		if a.Index > 5 {
 			return nil, fmt.Errorf("argument index %d: want 0 to 5", a.Index)

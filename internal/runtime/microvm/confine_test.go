@@ -1,17 +1,23 @@
 package microvm
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"os/exec"
 	goruntime "runtime"
+	"slices"
 	"testing"
 	"unsafe"
 
+	"github.com/elastic/go-seccomp-bpf/arch"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/guest"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/seccomp"
 )
 
 // TestMain lets the test binary serve as a process that loads a compiled
@@ -102,5 +108,106 @@ func TestSeccompFilter(t *testing.T) {
 	}
 	if len(sec.Capabilities) != 14 {
 		t.Errorf("default capabilities %v, want the 14 of the default set", sec.Capabilities)
+	}
+}
+
+// TestSeccompFilterMatchesProfile runs the compiled filter (x/net/bpf's
+// interpreter) for every x86_64 call with arguments around every value the
+// profile compares, and checks its answer against the profile read
+// directly: the first rule naming the call whose conditions all hold.
+func TestSeccompFilterMatchesProfile(t *testing.T) {
+	for _, caps := range [][]string{nil, {"CAP_SYS_ADMIN", "CAP_SYS_PTRACE"}, {}} {
+		names := capabilityNames(runtime.Security{Capabilities: caps})
+		profile, err := seccomp.Profile(names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		filter, err := compileSeccomp(profile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := make([]bpf.RawInstruction, len(filter))
+		for i, f := range filter {
+			raw[i] = bpf.RawInstruction{Op: f.Code, Jt: f.Jt, Jf: f.Jf, K: f.K}
+		}
+		insts, ok := bpf.Disassemble(raw)
+		if !ok {
+			t.Fatal("the filter does not disassemble")
+		}
+		vm, err := bpf.NewVM(insts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		samples := []uint64{0, 1, 0xffffffff, 1 << 32, 0xffffffffffffffff}
+		for _, r := range profile.Syscalls {
+			for _, a := range r.Args {
+				samples = append(samples, a.Value, a.Value+1, a.Value-1, a.ValueTwo, a.Value|a.ValueTwo)
+			}
+		}
+		want := func(name string, args [6]uint64) uint32 {
+			for _, r := range profile.Syscalls {
+				if !slices.Contains(r.Names, name) {
+					continue
+				}
+				match := true
+				for _, a := range r.Args {
+					v := args[a.Index]
+					switch a.Op {
+					case specs.OpEqualTo:
+						match = match && v == a.Value
+					case specs.OpNotEqual:
+						match = match && v != a.Value
+					case specs.OpLessThan:
+						match = match && v < a.Value
+					case specs.OpLessEqual:
+						match = match && v <= a.Value
+					case specs.OpGreaterThan:
+						match = match && v > a.Value
+					case specs.OpGreaterEqual:
+						match = match && v >= a.Value
+					case specs.OpMaskedEqual:
+						match = match && v&a.Value == a.ValueTwo
+					}
+				}
+				if !match {
+					continue
+				}
+				if r.Action == specs.ActAllow {
+					return unix.SECCOMP_RET_ALLOW
+				}
+				e := uint(unix.EPERM)
+				if r.ErrnoRet != nil {
+					e = *r.ErrnoRet
+				}
+				return unix.SECCOMP_RET_ERRNO | uint32(e)
+			}
+			return unix.SECCOMP_RET_ERRNO | uint32(*profile.DefaultErrnoRet)
+		}
+		checked := 0
+		for name, nr := range arch.X86_64.SyscallNames {
+			for i, v := range samples {
+				var args [6]uint64
+				args[0], args[1] = v, samples[(i+1)%len(samples)]
+				data := make([]byte, 64)
+				// The interpreter loads words big-endian; the kernel's
+				// seccomp_data is native (little-endian) with 64-bit
+				// arguments as low word, high word.
+				binary.BigEndian.PutUint32(data[0:], uint32(nr))
+				binary.BigEndian.PutUint32(data[4:], uint32(arch.X86_64.ID))
+				for j, a := range args {
+					binary.BigEndian.PutUint32(data[16+8*j:], uint32(a))
+					binary.BigEndian.PutUint32(data[20+8*j:], uint32(a>>32))
+				}
+				got, err := vm.Run(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w := want(name, args); uint32(got) != w {
+					t.Fatalf("caps %v: %s(%#x, %#x): filter %#x, profile %#x", caps, name, args[0], args[1], uint32(got), w)
+				}
+				checked++
+			}
+		}
+		t.Logf("caps %v: %d calls checked, %d instructions", caps, checked, len(filter))
 	}
 }
