@@ -419,10 +419,11 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 			return fmt.Errorf("network: %w", err)
 		}
 	}
-	if err := r.startMonitor(dir); err != nil {
+	monDone, err := r.startMonitor(dir)
+	if err != nil {
 		return err
 	}
-	if err := r.waitReady(ctx, dir); err != nil {
+	if err := r.waitReady(ctx, dir, monDone); err != nil {
 		return err
 	}
 	rec.Ready = true
@@ -500,10 +501,11 @@ func (r *Runtime) startQEMU(ctx context.Context, rec *record, mac string) ([]str
 // startMonitor starts the VM's monitor (the guest binary's "monitor"
 // mode) in a session of its own, so that it outlives the agent; it joins
 // the sandbox's cgroups itself (MonitorConfig.CgroupProcs), beside QEMU.
-func (r *Runtime) startMonitor(dir string) error {
+// The returned channel gets how the monitor ended, should it end.
+func (r *Runtime) startMonitor(dir string) (<-chan error, error) {
 	logf, err := os.OpenFile(filepath.Join(dir, "monitor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer logf.Close()
 	c := exec.Command(r.cfg.GuestBinary, "monitor", filepath.Join(dir, "monitor.json"))
@@ -512,14 +514,22 @@ func (r *Runtime) startMonitor(dir string) error {
 	c.Env = []string{"GOGC=50"}
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := c.Start(); err != nil {
-		return fmt.Errorf("monitor: %w", err)
+		return nil, fmt.Errorf("monitor: %w", err)
 	}
-	go c.Wait() // reaped here while this process lives; init's after
-	return os.WriteFile(filepath.Join(dir, "monitor.pid"), []byte(strconv.Itoa(c.Process.Pid)), 0o600)
+	// Reaped here while this process lives (init's after).
+	done := make(chan error, 1)
+	go func() {
+		err := c.Wait()
+		if err == nil {
+			err = errors.New("exited")
+		}
+		done <- err
+	}()
+	return done, os.WriteFile(filepath.Join(dir, "monitor.pid"), []byte(strconv.Itoa(c.Process.Pid)), 0o600)
 }
 
 // waitReady waits for the guest's answer to the monitor's hello.
-func (r *Runtime) waitReady(ctx context.Context, dir string) error {
+func (r *Runtime) waitReady(ctx context.Context, dir string, monDone <-chan error) error {
 	ctx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
 	t := time.NewTicker(20 * time.Millisecond)
@@ -534,10 +544,9 @@ func (r *Runtime) waitReady(ctx context.Context, dir string) error {
 		if !alive(runc.ReadPid(filepath.Join(dir, "qemu.pid")), dir) {
 			return fmt.Errorf("the VM stopped while booting; console: %s", tail(filepath.Join(dir, "console.log")))
 		}
-		if !alive(runc.ReadPid(filepath.Join(dir, "monitor.pid")), "monitor") {
-			return fmt.Errorf("the VM's monitor stopped: %s", tail(filepath.Join(dir, "monitor.log")))
-		}
 		select {
+		case err := <-monDone:
+			return fmt.Errorf("the VM's monitor stopped (%v): %s", err, tail(filepath.Join(dir, "monitor.log")))
 		case <-ctx.Done():
 			return fmt.Errorf("the guest agent did not answer: %w; console: %s", ctx.Err(), tail(filepath.Join(dir, "console.log")))
 		case <-t.C:
