@@ -8,6 +8,9 @@ import (
 )
 
 func main() {
+	if os.Args[0] == guest.InitArg {
+		os.Exit(guest.InitMain(os.Args))
+	}
 	if os.Args[0] == guest.ContainerInitArg {
 		err := guest.ContainerInit(os.Args)
 		fmt.Fprintln(os.Stderr, "vessel-guest: container:", err)

@@ -97,6 +97,9 @@ type process struct {
 }
 
 func (a *agent) boot() error {
+	if err := leaveRootfs(); err != nil {
+		return fmt.Errorf("leave the initramfs root: %w", err)
+	}
 	mounts := []struct {
 		src, dst, fstype string
 		flags            uintptr
@@ -144,7 +147,7 @@ func (a *agent) boot() error {
 	if err != nil {
 		return err
 	}
-	a.conn = NewConn(eofRetry{a.port}, a.port)
+	a.conn = NewConnLimit(eofRetry{a.port}, a.port, MaxConfigMsg)
 	a.out = make(chan Msg, 4096)
 	a.hello = make(chan struct{})
 	go a.write()
@@ -479,14 +482,16 @@ func (a *agent) prepare(spec Container) (*container, error) {
 	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
+	// /proc is mounted by each process's vessel-ctr in its own mount
+	// namespace (masked there); /sys is read-only and masked here; /dev
+	// is a minimal one of the container's own.
+	os.MkdirAll(filepath.Join(root, "proc"), 0o555)
 	sub := []struct {
 		src, dst, fstype string
 		flags            uintptr
 		data             string
 	}{
-		{"proc", "proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 		{"sysfs", "sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY, ""},
-		{"/dev", "dev", "", unix.MS_BIND | unix.MS_REC, ""},
 		{"tmpfs", "run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
 	}
 	for _, m := range sub {
@@ -497,6 +502,15 @@ func (a *agent) prepare(spec Container) (*container, error) {
 		if err := unix.Mount(m.src, dst, m.fstype, m.flags, m.data); err != nil {
 			return nil, fmt.Errorf("mount %s: %w", dst, err)
 		}
+	}
+	if err := maskPaths(root, "/sys/", spec.Security.MaskedPaths, spec.Security.ReadonlyPaths); err != nil {
+		return nil, err
+	}
+	if err := makeDev(filepath.Join(root, "dev")); err != nil {
+		return nil, err
+	}
+	if err := writeSecurity(spec); err != nil {
+		return nil, err
 	}
 	os.MkdirAll(filepath.Join(root, "tmp"), 0o1777)
 	os.Chmod(filepath.Join(root, "tmp"), 0o1777)
@@ -561,6 +575,9 @@ func (a *agent) spawn(c *container, args, env []string, files []uintptr, main bo
 	if err != nil {
 		return 0, nil, err
 	}
+	if main && c.spec.Security.RunAsNonRoot && uid == 0 {
+		return 0, nil, errors.New(RunAsNonRootError)
+	}
 	dir := c.spec.WorkingDir
 	if dir == "" {
 		dir = "/"
@@ -570,39 +587,37 @@ func (a *agent) spawn(c *container, args, env []string, files []uintptr, main bo
 		return 0, nil, err
 	}
 	defer unix.Close(cgfd)
-	attr := &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: &syscall.SysProcAttr{
-		Chroot: c.root, Setsid: true, UseCgroupFD: true, CgroupFD: cgfd,
-		Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}},
+	// Every process of a container, its main one and each exec, starts
+	// as the agent's binary "vessel-ctr" in a mount namespace of its own,
+	// which confines it as runc would (ContainerInit) and execs the
+	// command. The main process is also PID 1 of its own PID namespace
+	// and has its own IPC and UTS namespaces; an exec stays in the VM's
+	// (it sees the VM's processes, as before).
+	mode := "exec"
+	flags := uintptr(unix.CLONE_NEWNS)
+	if main {
+		mode = "main"
+		flags |= unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
+	}
+	attr := &syscall.ProcAttr{Dir: "/", Env: env, Files: files, Sys: &syscall.SysProcAttr{
+		Setsid: true, UseCgroupFD: true, CgroupFD: cgfd, Cloneflags: flags,
 	}}
 	if len(files) > 0 && isTerminal(files[0]) {
 		// An exec with a TTY: its terminal becomes the controlling one of
 		// its session, for job control and SIGWINCH.
 		attr.Sys.Setctty, attr.Sys.Ctty = true, 0
 	}
-	exe, argv := path, args
-	if main {
-		// The main process is PID 1 of a PID and mount namespace of its
-		// own (as with runc): the agent's binary starts there as
-		// "vessel-ctr", mounts /proc of the new namespace and execs it.
-		exe = "/init"
-		argv = append([]string{ContainerInitArg, c.root, dir, strconv.FormatUint(uint64(uid), 10),
-			strconv.FormatUint(uint64(gid), 10), path}, args...)
-		attr.Dir = "/"
-		attr.Sys.Chroot = ""
-		attr.Sys.Credential = nil
-		attr.Sys.Cloneflags = unix.CLONE_NEWPID | unix.CLONE_NEWNS
+	exe := "/init"
+	argv := append([]string{ContainerInitArg, mode, c.spec.Name, c.root, dir, strconv.FormatUint(uint64(uid), 10),
+		strconv.FormatUint(uint64(gid), 10), path}, args...)
+	// fd 3 of vessel-ctr closes when it execs the command (or carries
+	// its error), so that start returns once the command runs.
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return 0, nil, err
 	}
-	var syncR, syncW *os.File
-	if main {
-		// fd 3 of the container init closes when it execs the command
-		// (or carries its error), so that start returns once the command
-		// runs.
-		if syncR, syncW, err = os.Pipe(); err != nil {
-			return 0, nil, err
-		}
-		defer syncR.Close()
-		attr.Files = append(append([]uintptr(nil), files...), syncW.Fd())
-	}
+	defer syncR.Close()
+	attr.Files = append(append([]uintptr(nil), files...), syncW.Fd())
 	ch := make(chan unix.WaitStatus, 1)
 	a.reapMu.Lock()
 	pid, err := syscall.ForkExec(exe, argv, attr)
@@ -610,17 +625,12 @@ func (a *agent) spawn(c *container, args, env []string, files []uintptr, main bo
 		a.waits[pid] = ch
 	}
 	a.reapMu.Unlock()
-	if syncW != nil {
-		syncW.Close()
-	}
+	syncW.Close()
 	if err != nil {
 		return 0, nil, fmt.Errorf("start %s: %w", args[0], err)
 	}
-	if syncR != nil {
-		msg, _ := io.ReadAll(syncR)
-		if len(msg) > 0 {
-			return 0, nil, fmt.Errorf("start %s: %s", args[0], msg)
-		}
+	if msg, _ := io.ReadAll(io.LimitReader(syncR, 4096)); len(msg) > 0 {
+		return 0, nil, fmt.Errorf("start %s: %s", args[0], msg)
 	}
 	// The agent's OOM immunity is inherited: give it up (before the
 	// process can allocate much: it has just been forked).
@@ -684,7 +694,10 @@ func lookupUser(root, user string) (uid, gid uint32, home string, err error) {
 		return 0, 0, home, nil
 	}
 	u, g, hasGroup := strings.Cut(user, ":")
-	passwd, _ := os.ReadFile(filepath.Join(root, "etc/passwd"))
+	passwd, err := readEtcFile(root, "etc/passwd")
+	if err != nil {
+		return 0, 0, "", err
+	}
 	found := false
 	for _, line := range strings.Split(string(passwd), "\n") {
 		f := strings.Split(line, ":")
@@ -701,10 +714,14 @@ func lookupUser(root, user string) (uid, gid uint32, home string, err error) {
 		if perr != nil {
 			return 0, 0, "", fmt.Errorf("user %q not found in /etc/passwd", u)
 		}
-		uid, gid, home = uint32(n), uint32(n), "/"
+		// As runc: a uid without an entry has group 0.
+		uid, gid, home = uint32(n), 0, "/"
 	}
 	if hasGroup {
-		groups, _ := os.ReadFile(filepath.Join(root, "etc/group"))
+		groups, err := readEtcFile(root, "etc/group")
+		if err != nil {
+			return 0, 0, "", err
+		}
 		gfound := false
 		for _, line := range strings.Split(string(groups), "\n") {
 			f := strings.Split(line, ":")
@@ -996,53 +1013,4 @@ type execOutput struct {
 func isTerminal(fd uintptr) bool {
 	_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
 	return err == nil
-}
-
-// ContainerInitArg is argv[0] of the agent's binary started as a
-// container's main process: "vessel-ctr root dir uid gid path args...".
-const ContainerInitArg = "vessel-ctr"
-
-// ContainerInit runs in a new PID and mount namespace: it mounts the
-// namespace's /proc in the container's root, enters the root, takes the
-// container's user and execs its command. It returns only on error.
-func ContainerInit(argv []string) (err error) {
-	unix.CloseOnExec(3)
-	defer func() {
-		if err != nil {
-			unix.Write(3, []byte(err.Error()))
-		}
-	}()
-	if len(argv) < 7 {
-		return errors.New("usage: vessel-ctr root dir uid gid path args...")
-	}
-	root, dir, path, args := argv[1], argv[2], argv[5], argv[6:]
-	uid, _ := strconv.Atoi(argv[3])
-	gid, _ := strconv.Atoi(argv[4])
-	if err := unix.Mount("", "/", "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("private mounts: %w", err)
-	}
-	proc := filepath.Join(root, "proc")
-	unix.Unmount(proc, unix.MNT_DETACH)
-	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount /proc: %w", err)
-	}
-	if err := unix.Chroot(root); err != nil {
-		return err
-	}
-	if err := unix.Chdir(dir); err != nil {
-		return err
-	}
-	if err := unix.Setgroups(nil); err != nil {
-		return err
-	}
-	if err := unix.Setgid(gid); err != nil {
-		return err
-	}
-	if err := unix.Setuid(uid); err != nil {
-		return err
-	}
-	if err := unix.Exec(path, args, os.Environ()); err != nil {
-		return fmt.Errorf("exec %s: %w", path, err)
-	}
-	return nil
 }

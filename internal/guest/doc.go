@@ -21,24 +21,43 @@
 //     the host formatted, and "img0", "img1"...: one read-only erofs (or
 //     ext4) root image per distinct image of the task,
 //   - makes each container's root an overlay of its image disk under
-//     /rw/<name>/{upper,work}, with /proc, /sys (read-only), /dev, /run and
-//     the sandbox's hosts, hostname and resolv.conf bound read-only,
+//     /rw/<name>/{upper,work}, with /sys (read-only, masked), a minimal
+//     /dev, /run and the sandbox's hosts, hostname and resolv.conf bound
+//     read-only,
 //   - makes cgroup /task with the task's CPU quota (MilliCPU of a 100 ms
 //     period), memory (memory.max = the task's memory; the VM has 128 MiB
 //     more for the kernel and the agent; overcommit is on so that a large
 //     allocation fails by OOM kill, 137, as with runc) and pids limit, and
 //     /task/<name> per container,
 //
-// and answers "ready" (or the error). A container's main process starts in
-// a new PID and mount namespace (it is PID 1 there, as with runc) in its
-// cgroup (clone3 with CLONE_INTO_CGROUP), chrooted to its root, as its
-// user; exec'd processes run chrooted in the same cgroup but outside the
-// PID namespace (they see the VM's process list). When a main process
-// ends, whatever it left in its cgroup is killed (cgroup.kill), its output
-// is drained, and the exit is reported: the code, 128+signal for a
-// signalled process, OOMKilled from the cgroup's memory.events. The agent
-// reaps every process (one wait4(-1) loop; starting a process and
-// registering it happen under one lock so that no status is lost).
+// and answers "ready" (or the error). Before all that it moves the
+// initramfs's files onto a tmpfs over / (as switch_root does), because
+// pivot_root fails in a namespace whose root is the kernel's rootfs.
+//
+// # Containers are confined as runc confines them
+//
+// Every process of a container (its main process and each exec) starts as
+// the agent's binary "vessel-ctr" in a mount namespace of its own (the main
+// process also in its own PID, IPC and UTS namespaces, as PID 1 there), in
+// the container's cgroup, and confines itself before exec'ing the command
+// (ContainerInit): a fresh /proc with the runtime's masked paths (an empty
+// read-only tmpfs or /dev/null over them) and read-only paths, /dev/mqueue,
+// the root read-only if asked, pivot_root into the root (the VM's own
+// mounts are detached, not merely out of a chroot's reach), the capability
+// bounding set, the user's uid, gid and exactly the supplemental groups of
+// Security, then exactly Security.Capabilities as effective and permitted
+// set (none inheritable or ambient), no_new_privs, and the seccomp filter
+// (compiled on the host from the runtime's allow-list) as the last step.
+// /dev is a tmpfs of the container's own with null, zero, full, random,
+// urandom, tty, a devpts instance with ptmx, shm, mqueue and the fd links
+// (no disk of the VM); /sys is read-only with its masked paths. With
+// Security.Init the guest binary is the container's PID 1 ("vessel-init":
+// runs the command as its child, forwards signals, reaps zombies, exits
+// with the command's status). RunAsNonRoot fails the start with the
+// kubelet's message when the user resolves to uid 0. /etc/passwd and
+// /etc/group are read inside the root (openat2 RESOLVE_IN_ROOT),
+// non-blocking, as regular files of at most 4 MiB: a FIFO there cannot
+// hang the agent; a numeric uid without an entry gets gid 0, as with runc.
 //
 // # Protocol
 //
@@ -59,7 +78,17 @@
 // with the host's time on arrival, capped at LogMaxBytes by truncation),
 // exit statuses to <sandbox>/exits/<name>, started markers and the ready
 // file, and serves the runtime's requests on <sandbox>/mon.sock (one per
-// connection). It ends when the VM's side of the channel closes. An idle
+// connection). It ends when the VM's side of the channel closes.
+//
+// Everything the guest sends is untrusted. The monitor reads lines of at
+// most MaxMsg (1 MiB; a longer one is read to its end without being kept
+// and dropped), accepts only the container names of its own configuration
+// (files are opened through os.Root of its directories), the streams
+// stdout and stderr, and log data without a newline; any other message is
+// dropped and logged (the first 20). The sandbox's own containers go on
+// being served: a guest that misbehaves harms only itself. The monitor
+// also empties the VM's console log when it grows past ConsoleMaxBytes.
+// An idle
 // monitor is a small Go process (see the runtime's benchmark for its RSS).
 //
 // This package imports neither runtime nor any other Vessel package, to

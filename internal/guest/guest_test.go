@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestConnRoundTrip(t *testing.T) {
@@ -41,5 +43,41 @@ func TestLookupUser(t *testing.T) {
 		if (err != nil) != c.bad || (!c.bad && (uid != c.uid || gid != c.gid)) {
 			t.Errorf("lookupUser(%q) = %d:%d, %v; want %d:%d (error %v)", c.user, uid, gid, err, c.uid, c.gid, c.bad)
 		}
+	}
+}
+
+// TestLookupUserHostileFiles: an image whose /etc/passwd or /etc/group
+// is a FIFO (or not a regular file) must not hang the agent; a numeric
+// uid missing from /etc/passwd gets gid 0, as with runc.
+func TestLookupUserHostileFiles(t *testing.T) {
+	for _, name := range []string{"passwd", "group"} {
+		root := t.TempDir()
+		os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+		if name == "group" {
+			os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("app:x:1000:1000::/home/app:/bin/sh\n"), 0o644)
+		}
+		if err := syscall.Mkfifo(filepath.Join(root, "etc", name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, _, _, err := lookupUser(root, "app:staff")
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("/etc/%s a FIFO: lookup of app:staff succeeded", name)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("/etc/%s a FIFO: the user lookup hangs", name)
+		}
+	}
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+	uid, gid, _, err := lookupUser(root, "1234")
+	if err != nil || uid != 1234 || gid != 0 {
+		t.Errorf("lookupUser(1234) with no passwd entry = %d:%d, %v; want 1234:0", uid, gid, err)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +18,10 @@ import (
 type MonitorConfig struct {
 	// Control is QEMU's socket of the control channel (server side).
 	Control string `json:"control"`
+	// CgroupProcs are the cgroup.procs files of the sandbox's cgroups:
+	// the monitor writes itself into them first thing, so that it is
+	// charged to the task, beside QEMU.
+	CgroupProcs []string `json:"cgroupProcs,omitempty"`
 	// Listen is the monitor's own socket, where the runtime sends start,
 	// signal and exec requests (one request per connection, Msg lines).
 	Listen string `json:"listen"`
@@ -31,7 +35,11 @@ type MonitorConfig struct {
 	// ReadyFile is written when the guest has set the sandbox up: empty,
 	// or the guest's error.
 	ReadyFile string `json:"readyFile"`
-	Guest     Config `json:"guest"`
+	// ConsoleLog is the VM's console file (QEMU appends to it); the
+	// monitor empties it when it is over ConsoleMaxBytes.
+	ConsoleLog      string `json:"consoleLog,omitempty"`
+	ConsoleMaxBytes int64  `json:"consoleMaxBytes,omitempty"`
+	Guest           Config `json:"guest"`
 }
 
 // RunMonitor is the host-side monitor of one VM (vessel-guest monitor
@@ -47,10 +55,29 @@ func RunMonitor(configPath string) error {
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return fmt.Errorf("%s: %w", configPath, err)
 	}
-	for _, d := range []string{cfg.LogDir, cfg.ExitDir, cfg.StartedDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	for _, p := range cfg.CgroupProcs {
+		if err := os.WriteFile(p, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return fmt.Errorf("join the sandbox's cgroup: %w", err)
+		}
+	}
+	m := &monitor{cfg: cfg, names: map[string]bool{}, logs: map[string]*os.File{}, routes: map[uint64]*route{}}
+	for _, c := range cfg.Guest.Containers {
+		if !safeName(c.Name) {
+			return fmt.Errorf("%s: container name %q: want a plain file name", configPath, c.Name)
+		}
+		m.names[c.Name] = true
+	}
+	for _, d := range []struct {
+		path string
+		root **os.Root
+	}{{cfg.LogDir, &m.logDir}, {cfg.ExitDir, &m.exitDir}, {cfg.StartedDir, &m.startedDir}} {
+		if err := os.MkdirAll(d.path, 0o755); err != nil {
 			return err
 		}
+		if *d.root, err = os.OpenRoot(d.path); err != nil {
+			return err
+		}
+		defer (*d.root).Close()
 	}
 	var conn net.Conn
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -67,18 +94,15 @@ func RunMonitor(configPath string) error {
 	if err != nil {
 		return err
 	}
-	m := &monitor{cfg: cfg, guest: NewConn(conn, conn), logs: map[string]*os.File{}, routes: map[uint64]*route{},
-		names: map[string]bool{}}
-	for _, c := range cfg.Guest.Containers {
-		if c.Name != "" && c.Name != "." && c.Name != ".." && !strings.ContainsAny(c.Name, "/\x00") {
-			m.names[c.Name] = true
-		}
-	}
+	m.guest = NewConn(conn, conn)
 	g := cfg.Guest
 	if err := m.guest.Send(Msg{Op: OpHello, Config: &g}); err != nil {
 		return err
 	}
 	go m.accept(ln)
+	stopConsole := make(chan struct{})
+	defer close(stopConsole)
+	go capConsole(cfg.ConsoleLog, cfg.ConsoleMaxBytes, stopConsole)
 	err = m.readGuest()
 	ln.Close()
 	os.Remove(cfg.Listen)
@@ -87,20 +111,32 @@ func RunMonitor(configPath string) error {
 		r.conn.Send(Msg{Op: EvReply, ID: r.clientID, Error: "the VM's control channel closed"})
 		r.raw.Close()
 	}
+	for name, f := range m.logs {
+		f.Close()
+		delete(m.logs, name)
+	}
 	m.mu.Unlock()
 	return err
 }
 
-// The guest is on the sandbox's side of the wall: what it sends is
-// untrusted. A container name it sends is used (as a file name in
-// LogDir, ExitDir and StartedDir) only when it is one of the sandbox's
-// containers, as the runtime configured them; a log line's stream must
-// be stdout or stderr, and its data cannot start a line of its own.
+// safeName reports whether name can be a file name in the monitor's
+// directories: not empty, ".", "..", nor with a separator or NUL.
+func safeName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00") && len(name) <= 255
+}
+
+// maxRefusalLogs bounds what a hostile guest can make the monitor write to
+// its own log.
+const maxRefusalLogs = 20
+
 type monitor struct {
 	cfg   MonitorConfig
 	guest *Conn
-	// names are the sandbox's containers, from the configuration.
-	names map[string]bool
+	// names are the sandbox's containers: the only names the guest's
+	// messages may carry. Files are opened only below these roots.
+	names                       map[string]bool
+	logDir, exitDir, startedDir *os.Root
+	refusals                    int
 
 	mu     sync.Mutex
 	next   uint64
@@ -116,40 +152,87 @@ type route struct {
 	exec     bool
 }
 
+// refuse logs a message of the guest that the monitor drops. Everything
+// the guest sends is untrusted: a message naming a container the sandbox
+// does not have, an unknown stream, a line over MaxMsg or one that is not
+// JSON is dropped (the guest, not the host, is what misbehaves; the
+// sandbox's own containers go on being served).
+func (m *monitor) refuse(format string, args ...any) {
+	m.refusals++
+	switch {
+	case m.refusals <= maxRefusalLogs:
+		fmt.Fprintf(os.Stderr, "vessel-guest monitor: dropped a message of the guest: "+format+"\n", args...)
+	case m.refusals == maxRefusalLogs+1:
+		fmt.Fprintf(os.Stderr, "vessel-guest monitor: dropping further bad messages of the guest without logging them\n")
+	}
+}
+
+// known reports whether the guest's message names a container of the
+// sandbox, and logs the refusal if not.
+func (m *monitor) known(op, name string) bool {
+	if m.names[name] {
+		return true
+	}
+	m.refuse("%s for container %q, which the sandbox does not have", op, truncate(name, 64))
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
 func (m *monitor) readGuest() error {
 	for {
 		msg, err := m.guest.Recv()
+		if errors.Is(err, ErrBadMsg) {
+			m.refuse("%v", err)
+			continue
+		}
 		if err != nil {
 			return err
 		}
 		switch msg.Op {
 		case EvReady:
-			writeAtomic(m.cfg.ReadyFile, []byte(msg.Error))
+			writeAtomic(nil, m.cfg.ReadyFile, []byte(msg.Error))
 		case EvState:
 			for _, s := range msg.State {
-				if !m.names[s.Name] {
+				if !m.known(msg.Op, s.Name) {
 					continue
 				}
 				if s.Started {
-					writeAtomic(filepath.Join(m.cfg.StartedDir, s.Name), nil)
+					writeAtomic(m.startedDir, s.Name, nil)
 				}
 				if s.Exited {
 					m.writeExit(s)
 				}
 			}
 			if _, err := os.Stat(m.cfg.ReadyFile); err != nil {
-				writeAtomic(m.cfg.ReadyFile, []byte(msg.Error))
+				writeAtomic(nil, m.cfg.ReadyFile, []byte(msg.Error))
 			}
 		case EvLog:
-			if m.names[msg.Container] && (msg.Stream == "stdout" || msg.Stream == "stderr") {
-				m.writeLog(msg)
+			if !m.known(msg.Op, msg.Container) {
+				continue
 			}
+			if msg.Stream != "stdout" && msg.Stream != "stderr" {
+				m.refuse("log of container %s on stream %q", msg.Container, truncate(msg.Stream, 64))
+				continue
+			}
+			if bytes.IndexByte(msg.Data, '\n') >= 0 {
+				// The agent sends one line per message: a newline
+				// would forge lines of the log file.
+				m.refuse("log of container %s with a newline in its line", msg.Container)
+				continue
+			}
+			m.writeLog(msg)
 		case EvStarted:
-			if m.names[msg.Container] {
-				writeAtomic(filepath.Join(m.cfg.StartedDir, msg.Container), nil)
+			if m.known(msg.Op, msg.Container) {
+				writeAtomic(m.startedDir, msg.Container, nil)
 			}
 		case EvExit:
-			if !m.names[msg.Container] {
+			if !m.known(msg.Op, msg.Container) {
 				continue
 			}
 			m.closeLog(msg.Container)
@@ -171,6 +254,8 @@ func (m *monitor) readGuest() error {
 			if end {
 				r.raw.Close()
 			}
+		default:
+			m.refuse("unknown event %q", truncate(msg.Op, 64))
 		}
 	}
 }
@@ -179,15 +264,23 @@ func (r *route) isExec() bool { return r != nil && r.exec }
 
 func (m *monitor) writeExit(s ContainerState) {
 	data, _ := json.Marshal(s)
-	writeAtomic(filepath.Join(m.cfg.ExitDir, s.Name), data)
+	writeAtomic(m.exitDir, s.Name, data)
 }
 
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+// writeAtomic writes name in root (a path of the host when root is nil)
+// through a temporary file and a rename.
+func writeAtomic(root *os.Root, name string, data []byte) error {
+	tmp := name + ".tmp"
+	if root == nil {
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return err
+		}
+		return os.Rename(tmp, name)
+	}
+	if err := root.WriteFile(tmp, data, 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	return root.Rename(tmp, name)
 }
 
 // writeLog appends one line in the CRI format, stamped with the host's
@@ -198,7 +291,7 @@ func (m *monitor) writeLog(msg Msg) {
 	f := m.logs[msg.Container]
 	if f == nil {
 		var err error
-		f, err = os.OpenFile(filepath.Join(m.cfg.LogDir, msg.Container+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		f, err = m.logDir.OpenFile(msg.Container+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 		if err != nil {
 			return
 		}
@@ -208,17 +301,14 @@ func (m *monitor) writeLog(msg Msg) {
 	if msg.Partial {
 		tag = "P"
 	}
-	// The guest splits output into lines; a newline inside one would
-	// start a line the monitor did not stamp: it is escaped.
-	data := bytes.ReplaceAll(msg.Data, []byte("\n"), []byte(`\n`))
-	line := make([]byte, 0, len(data)+64)
+	line := make([]byte, 0, len(msg.Data)+64)
 	line = time.Now().UTC().AppendFormat(line, time.RFC3339Nano)
 	line = append(line, ' ')
 	line = append(line, msg.Stream...)
 	line = append(line, ' ')
 	line = append(line, tag...)
 	line = append(line, ' ')
-	line = append(line, data...)
+	line = append(line, msg.Data...)
 	line = append(line, '\n')
 	if m.cfg.LogMaxBytes > 0 {
 		if st, err := f.Stat(); err == nil && st.Size()+int64(len(line)) > m.cfg.LogMaxBytes {
@@ -301,6 +391,27 @@ func (m *monitor) client(raw net.Conn) {
 		case OpResize:
 			in.ID = id
 			m.guest.Send(in)
+		}
+	}
+}
+
+// capConsole empties the console log whenever it is over max bytes
+// (checked every second): what the guest writes to its console is bounded
+// by max plus one second of output.
+func capConsole(path string, max int64, stop chan struct{}) {
+	if path == "" || max <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if st, err := os.Lstat(path); err == nil && st.Mode().IsRegular() && st.Size() > max {
+			os.Truncate(path, 0)
 		}
 	}
 }

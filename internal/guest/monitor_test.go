@@ -1,135 +1,187 @@
 package guest
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
-// TestMonitorTrustsNoGuestName: the guest is on the sandbox's side of
-// the wall, so the host-side monitor must not let a container name the
-// guest sends become a path outside its log, exit and started
-// directories, nor a log line that is not its own.
-func TestMonitorTrustsNoGuestName(t *testing.T) {
-	base := t.TempDir()
-	dir := filepath.Join(base, "sandbox")
-	cfg := MonitorConfig{
-		Control: filepath.Join(base, "control.sock"), Listen: filepath.Join(base, "monitor.sock"),
-		LogDir: filepath.Join(dir, "logs"), ExitDir: filepath.Join(dir, "exits"), StartedDir: filepath.Join(dir, "started"),
-		ReadyFile: filepath.Join(dir, "ready"), LogMaxBytes: 1 << 20,
-		Guest: Config{Containers: []Container{{Name: "app"}}},
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// fakeGuest plays the VM's side of the control channel at the process
+// edge: it listens where QEMU's socket would be, takes the monitor's hello
+// and then runs script on the raw connection.
+func fakeGuest(t *testing.T, sock string, script func(c net.Conn, br *bufio.Reader)) chan error {
+	t.Helper()
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan error, 1)
+	go func() {
+		defer ln.Close()
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := br.ReadBytes('\n'); err != nil { // the hello
+			done <- err
+			return
+		}
+		script(c, br)
+		done <- nil
+	}()
+	return done
+}
+
+// sandboxLayout is a sandbox directory a few levels below a root, so that
+// a "../" escape lands inside the test's own directory.
+func sandboxLayout(t *testing.T) (root string, cfg MonitorConfig, cfgPath string) {
+	root = t.TempDir()
+	dir := filepath.Join(root, "a", "b", "sandbox")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg = MonitorConfig{
+		Control: filepath.Join(dir, "ctl.sock"), Listen: filepath.Join(dir, "mon.sock"),
+		LogDir: filepath.Join(dir, "logs"), LogMaxBytes: 1 << 20,
+		ExitDir: filepath.Join(dir, "exits"), StartedDir: filepath.Join(dir, "started"),
+		ReadyFile: filepath.Join(dir, "ready"),
+		Guest:     Config{Containers: []Container{{Name: "app", Disk: "img0", Args: []string{"true"}}}},
+	}
 	data, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(dir, "monitor.json")
+	cfgPath = filepath.Join(dir, "monitor.json")
 	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// A host file a hostile guest goes after.
-	victim := filepath.Join(base, "victim")
-	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("unix", cfg.Control)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan error, 1)
-	go func() { done <- RunMonitor(cfgPath) }()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := NewConn(raw, raw)
-	if hello, err := g.Recv(); err != nil || hello.Op != OpHello {
-		t.Fatalf("hello: %+v, %v", hello, err)
-	}
-	up := "../../victim" // from exits/, started/ or logs/ to base/victim
-	for _, m := range []Msg{
-		{Op: EvStarted, Container: up},
-		{Op: EvLog, Container: "../../victim-log", Stream: "stdout", Data: []byte("x")},
-		{Op: EvExit, Container: up, Code: 1},
-		{Op: EvState, State: []ContainerState{{Name: up, Started: true, Exited: true}}},
-		{Op: EvLog, Container: "app", Stream: "stdout\n2020-01-01T00:00:00Z stderr F forged", Data: []byte("y")},
-		{Op: EvLog, Container: "app", Stream: "stdout", Data: []byte("line\n2020-01-01T00:00:00Z stderr F forged")},
-		{Op: EvLog, Container: "ghost", Stream: "stdout", Data: []byte("z")},
-		{Op: EvExit, Container: "app", Code: 3},
-	} {
-		if err := g.Send(m); err != nil {
-			t.Fatal(err)
+	return root, cfg, cfgPath
+}
+
+func files(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			out = append(out, rel)
 		}
+		return nil
+	})
+	sort.Strings(out)
+	return out
+}
+
+// TestMonitorRefusesHostileNames: container names in the guest's messages
+// that are not the sandbox's (paths leading out of its directories,
+// absolute paths, unknown names) create or append to no file.
+func TestMonitorRefusesHostileNames(t *testing.T) {
+	root, cfg, cfgPath := sandboxLayout(t)
+	outside := filepath.Join(root, "a", "victim.log")
+	if err := os.WriteFile(outside, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	raw.Close()
-	if err := <-done; err == nil {
-		t.Log("monitor returned")
-	}
-	if got, _ := os.ReadFile(victim); string(got) != "precious" {
-		t.Errorf("a name from the guest reached a host file outside the sandbox: victim now holds %q", got)
-	}
-	entries, _ := os.ReadDir(base)
-	for _, e := range entries {
-		if n := e.Name(); n != "sandbox" && n != "victim" && !strings.HasSuffix(n, ".sock") {
-			t.Errorf("the monitor made %s outside its directories", n)
+	hostile := []string{"../../../escape", "../../../victim", "/abs/path", "ghost", "..", ".", "app/../../x", ""}
+	done := fakeGuest(t, cfg.Control, func(c net.Conn, br *bufio.Reader) {
+		enc := json.NewEncoder(c)
+		enc.Encode(Msg{Op: EvReady})
+		for _, n := range hostile {
+			enc.Encode(Msg{Op: EvStarted, Container: n})
+			enc.Encode(Msg{Op: EvLog, Container: n, Stream: "stdout", Data: []byte("pwned")})
+			enc.Encode(Msg{Op: EvLog, Container: n, Stream: "stdout\nforged", Data: []byte("pwned")})
+			enc.Encode(Msg{Op: EvExit, Container: n, Code: 3})
+			enc.Encode(Msg{Op: EvState, State: []ContainerState{{Name: n, Started: true, Exited: true, Code: 4}}})
 		}
+		// The one real container still works.
+		enc.Encode(Msg{Op: EvStarted, Container: "app"})
+		enc.Encode(Msg{Op: EvLog, Container: "app", Stream: "stdout", Data: []byte("hello")})
+		enc.Encode(Msg{Op: EvLog, Container: "app", Stream: "bogus", Data: []byte("forged stream")})
+		enc.Encode(Msg{Op: EvLog, Container: "app", Stream: "stdout", Data: []byte("x\n2026-01-01T00:00:00Z stderr F forged line")})
+		enc.Encode(Msg{Op: EvExit, Container: "app", Code: 0})
+	})
+	if err := RunMonitor(cfgPath); err != nil && err != io.EOF {
+		t.Logf("monitor: %v", err)
 	}
-	for _, d := range []string{cfg.LogDir, cfg.ExitDir, cfg.StartedDir} {
-		es, _ := os.ReadDir(d)
-		for _, e := range es {
-			if n := e.Name(); n != "app" && n != "app.log" {
-				t.Errorf("%s: file %q for a container the sandbox does not have", d, n)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, root)
+	want := []string{"a/b/sandbox/exits/app", "a/b/sandbox/logs/app.log", "a/b/sandbox/monitor.json",
+		"a/b/sandbox/ready", "a/b/sandbox/started/app", "a/victim.log"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("files after hostile names:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if data, _ := os.ReadFile(outside); string(data) != "precious\n" {
+		t.Errorf("a file outside the sandbox was written: %q", data)
+	}
+	log, _ := os.ReadFile(filepath.Join(cfg.LogDir, "app.log"))
+	if lines := strings.Split(strings.TrimSpace(string(log)), "\n"); len(lines) != 1 || !strings.HasSuffix(lines[0], " stdout F hello") {
+		t.Errorf("app.log = %q, want the one line \"hello\" on stdout", log)
+	}
+}
+
+// TestMonitorBoundsMessages: a guest that sends an endless line does not
+// make the monitor hold it; the line is dropped and the channel goes on.
+func TestMonitorBoundsMessages(t *testing.T) {
+	_, cfg, cfgPath := sandboxLayout(t)
+	const total = 256 << 20
+	done := fakeGuest(t, cfg.Control, func(c net.Conn, br *bufio.Reader) {
+		enc := json.NewEncoder(c)
+		enc.Encode(Msg{Op: EvReady})
+		c.Write([]byte(`{"op":"log","c":"app","s":"stdout","d":"`))
+		chunk := []byte(strings.Repeat("A", 1<<20))
+		for n := 0; n < total; n += len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
+				return
 			}
 		}
-	}
-	if _, err := os.Stat(filepath.Join(cfg.ExitDir, "app")); err != nil {
-		t.Errorf("the real container's exit was not written: %v", err)
-	}
-	logData, _ := os.ReadFile(filepath.Join(cfg.LogDir, "app.log"))
-	for _, line := range strings.Split(strings.TrimSuffix(string(logData), "\n"), "\n") {
-		if f := strings.SplitN(line, " ", 4); len(f) < 3 || f[1] != "stdout" || strings.HasPrefix(line, "2020-") {
-			t.Errorf("the guest forged a log line: %q in\n%s", line, logData)
+		c.Write([]byte("\"}\n"))
+		enc.Encode(Msg{Op: EvStarted, Container: "app"})
+	})
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms goruntime.MemStats
+		for {
+			goruntime.ReadMemStats(&ms)
+			if ms.HeapAlloc > peak.Load() {
+				peak.Store(ms.HeapAlloc)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
 		}
+	}()
+	goruntime.GC()
+	var base goruntime.MemStats
+	goruntime.ReadMemStats(&base)
+	RunMonitor(cfgPath)
+	close(stop)
+	<-sampled
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
-}
-
-// countingReader yields n bytes of 'a' and then a newline, counting what
-// was read.
-type countingReader struct{ left, read int }
-
-func (r *countingReader) Read(p []byte) (int, error) {
-	if r.left < 0 {
-		return 0, io.EOF
+	if grew := int64(peak.Load()) - int64(base.HeapAlloc); grew > 32<<20 {
+		t.Errorf("the monitor's heap grew by %d MiB reading a %d MiB line; want it bounded", grew>>20, total>>20)
 	}
-	n := 0
-	for n < len(p) && r.left > 0 {
-		p[n] = 'a'
-		n++
-		r.left--
+	if _, err := os.Stat(filepath.Join(cfg.StartedDir, "app")); err != nil {
+		t.Errorf("the message after the endless line was not handled: %v", err)
 	}
-	if n < len(p) && r.left == 0 {
-		p[n] = '\n'
-		n++
-		r.left = -1
-	}
-	r.read += n
-	return n, nil
-}
-
-// TestConnRecvBounded: a message from the other side (a hostile guest) is
-// not read into memory beyond MaxMessageBytes.
-func TestConnRecvBounded(t *testing.T) {
-	r := &countingReader{left: 3 * MaxMessageBytes}
-	c := NewConn(r, io.Discard)
-	if _, err := c.Recv(); err == nil {
-		t.Fatal("a message of 3×MaxMessageBytes was accepted")
-	}
-	if r.read > MaxMessageBytes+1<<20 {
-		t.Errorf("Recv read %d MiB of one message; want at most %d MiB", r.read>>20, MaxMessageBytes>>20)
+	if data, _ := os.ReadFile(filepath.Join(cfg.LogDir, "app.log")); len(data) > 0 {
+		t.Errorf("the endless line was logged (%d bytes)", len(data))
 	}
 }

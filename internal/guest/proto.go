@@ -3,6 +3,7 @@ package guest
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -105,7 +106,49 @@ type Container struct {
 	NofileSoft uint64   `json:"nofileSoft,omitempty"`
 	NofileHard uint64   `json:"nofileHard,omitempty"`
 	Mounts     []Mount  `json:"mounts,omitempty"`
+	// Security is the container's confinement (runtime.Security as the
+	// guest applies it, to its main process and every exec).
+	Security Security `json:"security"`
 }
+
+// Security is what the guest gives a container's processes, as runc does
+// on the host: exactly Capabilities as bounding, effective and permitted
+// set (none inherited or ambient), no_new_privs, the seccomp filter,
+// pivot_root into its root, a minimal /dev, masked and read-only /proc
+// and /sys paths, and its own mount, PID, IPC and UTS namespaces.
+type Security struct {
+	// Capabilities are capability numbers (linux/capability.h); the host
+	// resolves the names and the default set.
+	Capabilities []int `json:"capabilities"`
+	// Seccomp is the compiled filter (classic BPF for x86_64) the host
+	// made of the runtime's seccomp profile; loaded last before exec.
+	Seccomp        []SockFilter `json:"seccomp,omitempty"`
+	ReadOnlyRootfs bool         `json:"readOnlyRootfs,omitempty"`
+	// RunAsNonRoot fails the start (with RunAsNonRootError) when the
+	// user resolves to uid 0.
+	RunAsNonRoot       bool     `json:"runAsNonRoot,omitempty"`
+	SupplementalGroups []uint32 `json:"supplementalGroups,omitempty"`
+	// Init runs the guest binary as PID 1 of the container ("vessel-init"),
+	// which runs the command as its child, forwards signals to it and
+	// reaps zombies.
+	Init bool `json:"init,omitempty"`
+	// MaskedPaths and ReadonlyPaths are runtime.MaskedPaths and
+	// runtime.ReadonlyPaths.
+	MaskedPaths   []string `json:"maskedPaths,omitempty"`
+	ReadonlyPaths []string `json:"readonlyPaths,omitempty"`
+}
+
+// SockFilter is one classic BPF instruction (struct sock_filter).
+type SockFilter struct {
+	Code uint16 `json:"c"`
+	Jt   uint8  `json:"t"`
+	Jf   uint8  `json:"f"`
+	K    uint32 `json:"k"`
+}
+
+// RunAsNonRootError is the start's error for a container that must not
+// run as root and would: the kubelet's message.
+const RunAsNonRootError = "container has runAsNonRoot and image will run as root"
 
 // ContainerState is a container's state as the guest knows it.
 type ContainerState struct {
@@ -117,6 +160,24 @@ type ContainerState struct {
 	ExitedAt  time.Time `json:"exitedAt,omitzero"`
 }
 
+// MaxMsg bounds one message line read from a peer that is not trusted
+// (the monitor reading a guest). The guest's messages are small: log lines
+// of at most 16 KiB and exec output of 32 KiB, base64-encoded in JSON.
+const MaxMsg = 1 << 20
+
+// MaxConfigMsg bounds the lines the guest reads from the host: the hello
+// carries the sandbox's configuration with its volumes' files (at most
+// 16 MiB, base64-encoded).
+const MaxConfigMsg = 64 << 20
+
+// ErrMsgTooLong is returned by Recv for a line over the Conn's limit; the
+// line has been read and dropped, and the next Recv reads the next one.
+var ErrMsgTooLong = fmt.Errorf("%w: over the size limit", ErrBadMsg)
+
+// ErrBadMsg is the kind of Recv's errors for one line that was dropped
+// (over the limit, or not a message); the stream itself is still good.
+var ErrBadMsg = errors.New("control channel: message dropped")
+
 // Conn reads and writes messages on a stream; Send is safe for concurrent
 // use.
 type Conn struct {
@@ -124,11 +185,16 @@ type Conn struct {
 	w   io.Writer
 	enc *json.Encoder
 	r   *bufio.Reader
+	max int
 }
 
-// NewConn returns a Conn on rw.
-func NewConn(r io.Reader, w io.Writer) *Conn {
-	return &Conn{w: w, enc: json.NewEncoder(w), r: bufio.NewReaderSize(r, 64<<10)}
+// NewConn returns a Conn on r and w that reads lines of at most MaxMsg
+// bytes.
+func NewConn(r io.Reader, w io.Writer) *Conn { return NewConnLimit(r, w, MaxMsg) }
+
+// NewConnLimit returns a Conn that reads lines of at most max bytes.
+func NewConnLimit(r io.Reader, w io.Writer, max int) *Conn {
+	return &Conn{w: w, enc: json.NewEncoder(w), r: bufio.NewReaderSize(r, 64<<10), max: max}
 }
 
 // Send writes one message.
@@ -138,23 +204,21 @@ func (c *Conn) Send(m Msg) error {
 	return c.enc.Encode(m)
 }
 
-// MaxMessageBytes bounds one message (a line of JSON): the guest's
-// configuration, with up to 16 MiB of volume files base64-encoded, is the
-// largest. The other side of a Conn may be hostile (the guest, for the
-// host's monitor), so Recv reads no more than this of one message.
-const MaxMessageBytes = 32 << 20
-
-// Recv reads one message; one longer than MaxMessageBytes is an error
-// (the connection is then unusable).
+// Recv reads one message. A line over the limit is read to its end
+// without being kept, and Recv returns ErrMsgTooLong for it.
 func (c *Conn) Recv() (Msg, error) {
 	var m Msg
 	var line []byte
+	tooLong := false
 	for {
-		part, err := c.r.ReadSlice('\n')
-		if len(line)+len(part) > MaxMessageBytes {
-			return m, fmt.Errorf("a message longer than %d bytes", MaxMessageBytes)
+		chunk, err := c.r.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > c.max {
+				tooLong, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
 		}
-		line = append(line, part...)
 		if err == bufio.ErrBufferFull {
 			continue
 		}
@@ -163,6 +227,11 @@ func (c *Conn) Recv() (Msg, error) {
 		}
 		break
 	}
-	err := json.Unmarshal(line, &m)
-	return m, err
+	if tooLong {
+		return m, ErrMsgTooLong
+	}
+	if err := json.Unmarshal(line, &m); err != nil {
+		return Msg{}, fmt.Errorf("%w: %v", ErrBadMsg, err)
+	}
+	return m, nil
 }

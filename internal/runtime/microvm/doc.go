@@ -16,7 +16,7 @@
 //	<StateDir>/<id>/monitor.{json,pid,log}  the VM's monitor
 //	<StateDir>/<id>/mon.sock                the monitor's socket for Start, Signal, Exec
 //	<StateDir>/<id>/ready, started/, exits/ written by the monitor
-//	cgroup vessel-microvm/<id>              QEMU's limits (v1: cpu, memory, pids; or v2)
+//	cgroup vessel-microvm/<id>              QEMU's and the monitor's limits (v1: cpu, memory, pids; or v2)
 //	br0, tap0 in Spec.NetNSPath             the guest's link to the subnet
 //
 // Logs go to <LogDir>/<name>.log in the CRI format; Delete never touches
@@ -32,7 +32,8 @@
 // one erofs root image per distinct layer list, takes eth0's address for
 // the guest, starts QEMU daemonized through a shell that first writes itself
 // into the sandbox's cgroups (and nsenter into the network namespace), then
-// starts the monitor, which sends the guest its configuration; Create
+// starts the monitor the same way (in the same cgroups), which sends the
+// guest its configuration; Create
 // returns when the guest has mounted everything and answered "ready"
 // (≈2.5 s under TCG here). Start, Signal and Exec are requests to the
 // monitor, relayed to the guest. Wait polls <sandbox>/exits/<name> every
@@ -53,6 +54,21 @@
 // (read-only root images, shared by all VMs that use the image),
 // virtio-net on tap0, and a virtio-serial port "vessel.ctl" on a unix
 // socket (the host has no vhost-vsock).
+//
+// The VM is hostile. QEMU opens its files as root, then drops to the
+// system user Config.QEMUUser (-runas; vessel-qemu, made with useradd
+// --system when missing: no capabilities, no_new_privs) and runs under its
+// own seccomp filter (-sandbox on,obsolete=deny,resourcecontrol=deny;
+// elevateprivileges and spawn cannot be denied because QEMU 7.2 drops
+// privileges and daemonizes after loading the filter). QEMU and the
+// monitor are charged to the sandbox's cgroup; the console log is emptied
+// by the monitor past Config.ConsoleMaxBytes (1 MiB). The monitor accepts
+// only the sandbox's container names and bounded messages (package
+// guest). Each container in the guest gets what runc gives it: its
+// capabilities, no_new_privs, the seccomp allow-list of package seccomp
+// compiled here to BPF (compileSeccomp; x86_64 only, i386 calls get the
+// default action, x32 calls ENOSYS), pivot_root, a minimal /dev, masked
+// /proc and /sys paths, and the rest of runtime.Security.
 //
 // # Choices
 //

@@ -69,9 +69,27 @@ type Config struct {
 	Accel string
 	// SkipBootProbe skips booting a probe VM in New.
 	SkipBootProbe bool
+	// QEMUUser is the unprivileged system user QEMU runs as once it has
+	// opened its files (-runas); "vessel-qemu" by default, created (useradd
+	// --system) when missing. "root" keeps QEMU root. When the user can
+	// be neither found nor created QEMU stays root, with a warning.
+	QEMUUser string
+	// ConsoleMaxBytes caps the VM's console log (<sandbox>/console.log):
+	// the monitor empties it when it grows past this; 1 MiB by default.
+	ConsoleMaxBytes int64
 	// Logger receives warnings; slog.Default() by default.
 	Logger *slog.Logger
 }
+
+// DefaultQEMUUser is the system user QEMU runs as.
+const DefaultQEMUUser = "vessel-qemu"
+
+// qemuSandbox is QEMU's own seccomp filter: on, with obsolete calls and
+// resource control (scheduler and affinity changes) denied. Denying
+// privilege changes or process spawning would kill QEMU itself: it
+// drops to QEMUUser (setuid) and daemonizes (fork) after loading the
+// filter; once dropped it has no capabilities and no_new_privs is set.
+const qemuSandbox = "on,obsolete=deny,resourcecontrol=deny"
 
 // Runtime runs each sandbox in a QEMU microvm of its own.
 type Runtime struct {
@@ -81,6 +99,8 @@ type Runtime struct {
 	accel      string
 	initrdPath string
 	mkfsErofs  string
+	// qemuUser is the user QEMU drops to ("" = stays root).
+	qemuUser string
 
 	imgMu sync.Mutex
 	mu    sync.Mutex
@@ -121,6 +141,12 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.QEMUPath == "" {
 		cfg.QEMUPath = "qemu-system-x86_64"
 	}
+	if cfg.QEMUUser == "" {
+		cfg.QEMUUser = DefaultQEMUUser
+	}
+	if cfg.ConsoleMaxBytes <= 0 {
+		cfg.ConsoleMaxBytes = 1 << 20
+	}
 	q, err := exec.LookPath(cfg.QEMUPath)
 	if err != nil {
 		return nil, errdefs.Unavailable("microvm runtime: QEMU not found (install qemu-system-x86 or set QEMUPath): %v", err)
@@ -135,6 +161,13 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, errdefs.Unavailable("the microvm runtime needs root (cgroups, network namespaces)")
 	}
 	r := &Runtime{cfg: cfg, log: cfg.Logger, locks: map[string]*sync.Mutex{}, netns: map[string]string{}}
+	if cfg.QEMUUser != "root" {
+		if err := ensureSystemUser(cfg.QEMUUser); err != nil {
+			r.log.Warn("microvm: QEMU runs as root", "reason", err)
+		} else {
+			r.qemuUser = cfg.QEMUUser
+		}
+	}
 	if r.mkfsErofs, err = exec.LookPath("mkfs.erofs"); err != nil {
 		return nil, errdefs.Unavailable("microvm runtime: mkfs.erofs not found (install erofs-utils)")
 	}
@@ -274,8 +307,8 @@ func validate(spec runtime.Spec) error {
 	}
 	seen := map[string]bool{}
 	for _, c := range spec.Containers {
-		if c.Name == "" || strings.ContainsAny(c.Name, "/\x00 ") || seen[c.Name] {
-			return errdefs.InvalidArgument("sandbox %s: container name %q is empty, has '/' or repeats", spec.ID, c.Name)
+		if c.Name == "" || c.Name == "." || c.Name == ".." || strings.ContainsAny(c.Name, "/\\\x00 ") || seen[c.Name] {
+			return errdefs.InvalidArgument("sandbox %s: container name %q: want a unique name without '/', '\\' or spaces, not \".\" or \"..\"", spec.ID, c.Name)
 		}
 		seen[c.Name] = true
 		if len(c.Layers) == 0 || len(c.Args) == 0 {
@@ -338,9 +371,13 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 			diskOf[key] = fmt.Sprintf("img%d", len(diskOf))
 			rec.Disks = append(rec.Disks, vmDisk{Serial: diskOf[key], Path: img, ReadOnly: true})
 		}
+		sec, err := guestSecurity(c.Security)
+		if err != nil {
+			return fmt.Errorf("container %s: %w", c.Name, err)
+		}
 		gcfg.Containers = append(gcfg.Containers, guest.Container{Name: c.Name, Disk: diskOf[key],
 			Args: c.Args, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
-			NofileSoft: c.NofileSoft, NofileHard: c.NofileHard})
+			NofileSoft: c.NofileSoft, NofileHard: c.NofileHard, Security: sec})
 	}
 	if gcfg.Etc, err = etcFiles(spec); err != nil {
 		return err
@@ -366,12 +403,15 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 	}
 	mcfg := guest.MonitorConfig{Control: filepath.Join(dir, "ctl.sock"), Listen: filepath.Join(dir, "mon.sock"),
 		LogDir: spec.LogDir, LogMaxBytes: spec.LogMaxBytes, ExitDir: filepath.Join(dir, "exits"),
+		ConsoleLog: filepath.Join(dir, "console.log"), ConsoleMaxBytes: r.cfg.ConsoleMaxBytes,
 		StartedDir: filepath.Join(dir, "started"), ReadyFile: filepath.Join(dir, "ready"), Guest: gcfg}
-	data, _ := json.Marshal(mcfg)
-	if err := os.WriteFile(filepath.Join(dir, "monitor.json"), data, 0o600); err != nil {
+	procs, err := r.startQEMU(ctx, rec, mac)
+	if err != nil {
 		return err
 	}
-	if err := r.startQEMU(ctx, rec, mac); err != nil {
+	mcfg.CgroupProcs = procs
+	data, _ := json.Marshal(mcfg)
+	if err := os.WriteFile(filepath.Join(dir, "monitor.json"), data, 0o600); err != nil {
 		return err
 	}
 	if spec.NetNSPath != "" {
@@ -379,10 +419,11 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 			return fmt.Errorf("network: %w", err)
 		}
 	}
-	if err := r.startMonitor(dir); err != nil {
+	monDone, err := r.startMonitor(dir)
+	if err != nil {
 		return err
 	}
-	if err := r.waitReady(ctx, dir); err != nil {
+	if err := r.waitReady(ctx, dir, monDone); err != nil {
 		return err
 	}
 	rec.Ready = true
@@ -413,10 +454,15 @@ func etcFiles(spec runtime.Spec) (map[string][]byte, error) {
 	return out, nil
 }
 
-// startQEMU runs QEMU daemonized: a shell writes itself into the sandbox's
-// cgroups and execs QEMU (through nsenter into the network namespace), so
-// that every byte QEMU allocates is charged to the sandbox.
-func (r *Runtime) startQEMU(ctx context.Context, rec *record, mac string) error {
+// inCgroupScript writes the shell into the cgroups of $VESSEL_CGROUP_PROCS
+// and execs its arguments, so that everything the program allocates is
+// charged to the sandbox.
+const inCgroupScript = `for p in $VESSEL_CGROUP_PROCS; do echo $$ > "$p" || exit 1; done; exec "$@"`
+
+// startQEMU runs QEMU daemonized, in the sandbox's cgroups (through
+// inCgroupScript and nsenter into the network namespace); it returns the
+// cgroups' procs files.
+func (r *Runtime) startQEMU(ctx context.Context, rec *record, mac string) ([]string, error) {
 	spec := rec.Spec
 	dir := r.dir(spec.ID)
 	vcpus := (spec.MilliCPU + 999) / 1000
@@ -430,35 +476,36 @@ func (r *Runtime) startQEMU(ctx context.Context, rec *record, mac string) error 
 	memMiB := spec.MemoryMiB + guestOverheadMiB
 	procs, err := r.cg.create(spec.ID, quota, (memMiB+qemuOverheadMiB)<<20, 512)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	args := r.qemuArgs(dir, vcpus, memMiB, rec.Disks, mac)
 	cmd := append([]string{r.cfg.QEMUPath}, args...)
 	if spec.NetNSPath != "" {
 		cmd = append([]string{"nsenter", "--net=" + spec.NetNSPath, "--"}, cmd...)
 	}
-	script := `for p in $VESSEL_CGROUP_PROCS; do echo $$ > "$p" || exit 1; done; exec "$@"`
-	c := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "sh"}, cmd...)...)
+	c := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", inCgroupScript, "sh"}, cmd...)...)
 	c.Env = append(os.Environ(), "VESSEL_CGROUP_PROCS="+strings.Join(procs, " "))
 	c.Dir = dir
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := c.Run(); err != nil {
-		return fmt.Errorf("qemu: %w: %s", err, bytes.TrimSpace(out.Bytes()))
+		return nil, fmt.Errorf("qemu: %w: %s", err, bytes.TrimSpace(out.Bytes()))
 	}
 	if pid := runc.ReadPid(filepath.Join(dir, "qemu.pid")); pid == 0 {
-		return fmt.Errorf("qemu wrote no pid file: %s", bytes.TrimSpace(out.Bytes()))
+		return nil, fmt.Errorf("qemu wrote no pid file: %s", bytes.TrimSpace(out.Bytes()))
 	}
-	return nil
+	return procs, nil
 }
 
 // startMonitor starts the VM's monitor (the guest binary's "monitor"
-// mode) in a session of its own, so that it outlives the agent.
-func (r *Runtime) startMonitor(dir string) error {
+// mode) in a session of its own, so that it outlives the agent; it joins
+// the sandbox's cgroups itself (MonitorConfig.CgroupProcs), beside QEMU.
+// The returned channel gets how the monitor ended, should it end.
+func (r *Runtime) startMonitor(dir string) (<-chan error, error) {
 	logf, err := os.OpenFile(filepath.Join(dir, "monitor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer logf.Close()
 	c := exec.Command(r.cfg.GuestBinary, "monitor", filepath.Join(dir, "monitor.json"))
@@ -467,14 +514,22 @@ func (r *Runtime) startMonitor(dir string) error {
 	c.Env = []string{"GOGC=50"}
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := c.Start(); err != nil {
-		return fmt.Errorf("monitor: %w", err)
+		return nil, fmt.Errorf("monitor: %w", err)
 	}
-	go c.Wait() // reaped here while this process lives; init's after
-	return os.WriteFile(filepath.Join(dir, "monitor.pid"), []byte(strconv.Itoa(c.Process.Pid)), 0o600)
+	// Reaped here while this process lives (init's after).
+	done := make(chan error, 1)
+	go func() {
+		err := c.Wait()
+		if err == nil {
+			err = errors.New("exited")
+		}
+		done <- err
+	}()
+	return done, os.WriteFile(filepath.Join(dir, "monitor.pid"), []byte(strconv.Itoa(c.Process.Pid)), 0o600)
 }
 
 // waitReady waits for the guest's answer to the monitor's hello.
-func (r *Runtime) waitReady(ctx context.Context, dir string) error {
+func (r *Runtime) waitReady(ctx context.Context, dir string, monDone <-chan error) error {
 	ctx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
 	t := time.NewTicker(20 * time.Millisecond)
@@ -489,10 +544,9 @@ func (r *Runtime) waitReady(ctx context.Context, dir string) error {
 		if !alive(runc.ReadPid(filepath.Join(dir, "qemu.pid")), dir) {
 			return fmt.Errorf("the VM stopped while booting; console: %s", tail(filepath.Join(dir, "console.log")))
 		}
-		if !alive(runc.ReadPid(filepath.Join(dir, "monitor.pid")), "monitor") {
-			return fmt.Errorf("the VM's monitor stopped: %s", tail(filepath.Join(dir, "monitor.log")))
-		}
 		select {
+		case err := <-monDone:
+			return fmt.Errorf("the VM's monitor stopped (%v): %s", err, tail(filepath.Join(dir, "monitor.log")))
 		case <-ctx.Done():
 			return fmt.Errorf("the guest agent did not answer: %w; console: %s", ctx.Err(), tail(filepath.Join(dir, "console.log")))
 		case <-t.C:
@@ -573,6 +627,9 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 		return errdefs.Conflict("container %s of sandbox %s was already started", container, id)
 	}
 	if err := r.call(ctx, id, guest.Msg{Op: guest.OpStart, Container: container}); err != nil {
+		if strings.Contains(err.Error(), guest.RunAsNonRootError) {
+			return errdefs.InvalidArgument("container %s of sandbox %s: %s", container, id, guest.RunAsNonRootError)
+		}
 		return err
 	}
 	if rec.Started == nil {

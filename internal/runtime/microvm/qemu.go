@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -150,11 +151,18 @@ func (r *Runtime) qemuArgs(dir string, vcpus, memMiB int64, disks []vmDisk, mac 
 		"-kernel", r.cfg.KernelPath, "-initrd", r.initrdPath,
 		"-append", "console=ttyS0 quiet panic=-1 pci=off " + tscArg(),
 		"-no-reboot",
-		"-chardev", "file,id=con,path=" + filepath.Join(dir, "console.log"), "-serial", "chardev:con",
+		// Appended to, so that the monitor can empty it at its cap.
+		"-chardev", "file,id=con,append=on,path=" + filepath.Join(dir, "console.log"), "-serial", "chardev:con",
 		"-device", "virtio-serial-device",
 		"-chardev", "socket,id=ctl,path=" + filepath.Join(dir, "ctl.sock") + ",server=on,wait=off",
 		"-device", "virtserialport,chardev=ctl,name=vessel.ctl",
 		"-daemonize", "-pidfile", filepath.Join(dir, "qemu.pid"),
+		"-sandbox", qemuSandbox,
+	}
+	if r.qemuUser != "" {
+		// QEMU opens every file it uses (disks, kernel, sockets, the tap,
+		// the console log) before it drops to this user.
+		args = append(args, "-runas", r.qemuUser)
 	}
 	for i, d := range disks {
 		id := fmt.Sprintf("d%d", i)
@@ -169,4 +177,21 @@ func (r *Runtime) qemuArgs(dir string, vcpus, memMiB int64, disks []vmDisk, mac 
 			"-device", "virtio-net-device,netdev=n0,mac="+mac)
 	}
 	return args
+}
+
+// ensureSystemUser makes the system user name (and its group) unless it
+// exists: no home, no login shell.
+func ensureSystemUser(name string) error {
+	if _, err := user.Lookup(name); err == nil {
+		return nil
+	}
+	out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+		"--shell", "/usr/sbin/nologin", "--comment", "Vessel micro-VM QEMU", name).CombinedOutput()
+	if err != nil {
+		if _, lerr := user.Lookup(name); lerr == nil {
+			return nil // made meanwhile by another runtime
+		}
+		return fmt.Errorf("user %s: useradd: %v: %s", name, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
