@@ -327,7 +327,7 @@ done; exit 1`, addr)))
 	// The monitor may write the exit code a moment before the last output
 	// reaches the log file.
 	var out string
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(s.Timeout); ; time.Sleep(50 * time.Millisecond) {
 		if out, _ = s.output(server, "app"); out != "" || time.Now().After(deadline) {
 			break
 		}

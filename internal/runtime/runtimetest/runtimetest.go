@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -177,7 +178,7 @@ func (s *suite) leftovers(id string) {
 // handles SIGTERM itself because a container's main process may be PID 1 of
 // its namespace, which the kernel does not end on a signal it has no
 // handler for (as on Fargate and Docker without an init process).
-const service = "trap 'exit 143' TERM; while true; do sleep 0.1; done"
+const service = "trap 'exit 143' TERM; echo ready; while true; do sleep 0.1; done"
 
 func sh(name, script string) runtime.ContainerSpec {
 	return runtime.ContainerSpec{Name: name, Args: []string{"/bin/sh", "-c", script}}
@@ -217,6 +218,25 @@ func (s *suite) running(id, c string, d time.Duration) {
 	}
 }
 
+// logged waits until container c of sandbox id has written a line holding
+// text to its log, for runtimes that run real processes (a simulated
+// sandbox has no output: it returns at once).
+func (s *suite) logged(id, c, text string) {
+	s.t.Helper()
+	if !s.Real {
+		return
+	}
+	path := filepath.Join(s.logs, id, c+".log")
+	for deadline := time.Now().Add(s.Timeout); ; time.Sleep(20 * time.Millisecond) {
+		if data, _ := os.ReadFile(path); strings.Contains(string(data), text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("container %s/%s did not log %q within %v", id, c, text, s.Timeout)
+		}
+	}
+}
+
 func (s *suite) signal(id, c string, sig syscall.Signal) {
 	s.t.Helper()
 	ctx, cancel := s.ctx()
@@ -252,6 +272,7 @@ func testWaitAfterExit(s *suite) {
 func testSIGTERM(s *suite) {
 	id := s.sandbox(sh("app", service))
 	s.start(id, "app")
+	s.logged(id, "app", "ready") // the trap is set: a signal before it would be lost
 	s.running(id, "app", 300*time.Millisecond)
 	s.signal(id, "app", syscall.SIGTERM)
 	if st := s.wait(id, "app"); st.Code != 143 {
@@ -260,8 +281,9 @@ func testSIGTERM(s *suite) {
 }
 
 func testSIGKILL(s *suite) {
-	id := s.sandbox(sh("app", "trap '' TERM; while true; do sleep 1; done"))
+	id := s.sandbox(sh("app", "trap '' TERM; echo ready; while true; do sleep 1; done"))
 	s.start(id, "app")
+	s.logged(id, "app", "ready")
 	s.running(id, "app", 300*time.Millisecond)
 	s.signal(id, "app", syscall.SIGTERM)
 	s.running(id, "app", 500*time.Millisecond)
