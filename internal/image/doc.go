@@ -65,7 +65,26 @@
 //     its directory; other ".wh..wh." AUFS metadata is ignored.
 //   - Each layer's uncompressed size is bounded by Config.MaxLayerSize
 //     (10 GiB by default), so a decompression bomb fails with
-//     errdefs.ErrLimitExceeded.
+//     errdefs.ErrLimitExceeded; so is the sum of what an image's layers
+//     unpack to (Config.MaxImageSize, 32 GiB), a layer's number of entries
+//     (Config.MaxLayerEntries, 1Mi), an entry's name (MaxPathLength, 4096
+//     bytes, components MaxNameLength, 255) and depth (MaxPathDepth, 256)
+//     and a symlink's target (4096 bytes).
+//
+// # Limits on what a registry sends
+//
+// A registry is hostile input too. Before any blob is fetched the
+// manifest's declared sizes are checked: the config's against
+// Config.MaxManifestSize (4 MiB), each layer's against MaxLayerSize, their
+// sum against MaxImageSize; a missing (negative) size is refused, since the
+// registry client would then read without bound, and so are foreign layers
+// (external URLs). The registry client reads each blob up to its declared
+// size and checks its digest; under it, the Store's transport cuts every
+// answer off at a hard cap whatever Content-Length says: MaxManifestSize
+// for manifests, indexes and tokens, MaxLayerSize for blobs (redirects
+// included). Every limit error is errdefs.ErrLimitExceeded and names the
+// Config field. Layers a refused pull unpacked are removed (at once when no
+// other pull runs, else by the next Open).
 //
 // OCI layout tars given to Import may hold only directories and regular
 // files.

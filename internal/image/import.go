@@ -37,6 +37,14 @@ const (
 // exist, errdefs.ErrInvalidArgument if it is none of the three forms or
 // holds an unsafe entry (*UnsafeLayerError).
 func (s *Store) Import(ctx context.Context, p string) ([]*Image, error) {
+	imgs, err := s.importArchive(ctx, p)
+	if err != nil {
+		s.sweepIfIdle()
+	}
+	return imgs, err
+}
+
+func (s *Store) importArchive(ctx context.Context, p string) ([]*Image, error) {
 	fi, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errdefs.NotFound("import %s: no such file or directory", p)
@@ -74,7 +82,7 @@ func (s *Store) Import(ctx context.Context, p string) ([]*Image, error) {
 		}
 		defer closeDec()
 		limit := max(s.limit, 4*fi.Size())
-		if err := unpack(ctx, r, tmp, unpackOptions{layer: p, limit: limit, log: s.log, plain: true}); err != nil {
+		if err := unpack(ctx, r, tmp, unpackOptions{layer: p, limit: limit, maxEntries: s.maxEntries, log: s.log, plain: true}); err != nil {
 			return nil, err
 		}
 		return s.importLayout(ctx, tmp, p)

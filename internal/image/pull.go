@@ -90,6 +90,15 @@ func (s *Store) Pull(ctx context.Context, ref string, o PullOptions) (*Image, er
 	if err != nil {
 		return nil, err
 	}
+	img, err := s.pull(ctx, r, o)
+	if err != nil {
+		// Drop what a refused or failed pull unpacked before it failed.
+		s.sweepIfIdle()
+	}
+	return img, err
+}
+
+func (s *Store) pull(ctx context.Context, r name.Reference, o PullOptions) (*Image, error) {
 	s.gc.RLock()
 	defer s.gc.RUnlock()
 
@@ -180,6 +189,32 @@ func sha256Digest(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// checkSizes checks the sizes m declares against the Store's limits,
+// before any blob is fetched: the registry client reads a blob up to its
+// declared size, so a size that is missing (negative) or too large would
+// let a registry make the agent read without bound.
+func (s *Store) checkSizes(ref string, m *v1.Manifest) error {
+	if c := m.Config.Size; c < 0 || c > s.metaLimit {
+		return errdefs.LimitExceeded("image %s: config %s declares size %d; a config must declare its size, of at most %d bytes (Config.MaxManifestSize)", ref, m.Config.Digest, c, s.metaLimit)
+	}
+	var total int64
+	for i, l := range m.Layers {
+		if l.Size < 0 || l.Size > s.limit {
+			return errdefs.LimitExceeded("image %s: layer %d (%s) declares size %d; a layer must declare its size, of at most %d bytes (Config.MaxLayerSize)", ref, i, l.Digest, l.Size, s.limit)
+		}
+		if len(l.URLs) > 0 {
+			// Foreign layers would be fetched from any URL the manifest
+			// names, outside the registry and its credentials.
+			return errdefs.InvalidArgument("image %s: layer %d (%s) lists external URLs (a foreign layer); only layers served by the image's registry are accepted", ref, i, l.Digest)
+		}
+		total += l.Size
+		if total > s.imageLimit {
+			return errdefs.LimitExceeded("image %s: its layers declare more than %d bytes in all (Config.MaxImageSize)", ref, s.imageLimit)
+		}
+	}
+	return nil
+}
+
 // add caches img's manifest, config and layers and records it under ref.
 // The caller holds s.gc shared.
 func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, progress func(Progress)) (*Image, error) {
@@ -192,12 +227,18 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 	if err != nil {
 		return nil, fmt.Errorf("image %s: manifest: %w", ref, err)
 	}
+	if int64(len(rawManifest)) > s.metaLimit {
+		return nil, errdefs.LimitExceeded("image %s: manifest is %d bytes, more than the %d-byte limit (Config.MaxManifestSize)", ref, len(rawManifest), s.metaLimit)
+	}
 	if got := sha256Digest(rawManifest); got != digest {
 		return nil, fmt.Errorf("image %s: manifest has digest %s, expected %s", ref, got, digest)
 	}
 	m, err := v1.ParseManifest(bytes.NewReader(rawManifest))
 	if err != nil {
 		return nil, fmt.Errorf("image %s: parse manifest: %w", ref, err)
+	}
+	if err := s.checkSizes(ref, m); err != nil {
+		return nil, err
 	}
 	cfgDigest := m.Config.Digest.String()
 	cfgPath, err := s.blobPath(cfgDigest)
@@ -209,6 +250,9 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 	if err != nil || sha256Digest(rawConfig) != cfgDigest {
 		if rawConfig, err = img.RawConfigFile(); err != nil {
 			return nil, fmt.Errorf("image %s: config: %w", ref, err)
+		}
+		if int64(len(rawConfig)) > s.metaLimit {
+			return nil, errdefs.LimitExceeded("image %s: config is %d bytes, more than the %d-byte limit (Config.MaxManifestSize)", ref, len(rawConfig), s.metaLimit)
 		}
 		if got := sha256Digest(rawConfig); got != cfgDigest {
 			return nil, fmt.Errorf("image %s: config has digest %s, but the manifest says %s", ref, got, cfgDigest)
@@ -259,6 +303,9 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 	pt.p.BytesTotal = rec.Size
 	pt.add(0, 0)
 
+	// What the layers unpacked by this pull add up to is bounded too.
+	unpacked := newBudget(s.imageLimit, errdefs.LimitExceeded("image %s unpacks to more than %d bytes (Config.MaxImageSize)", ref, s.imageLimit))
+
 	// Fetch and unpack the layers, a few at a time.
 	sem := make(chan struct{}, s.concurrency)
 	errs := make([]error, len(rec.Layers))
@@ -276,7 +323,7 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 				return
 			}
 			defer func() { <-sem }()
-			if err := s.ensureLayer(lctx, img, lr, src, pt); err != nil {
+			if err := s.ensureLayer(lctx, img, lr, src, pt, unpacked); err != nil {
 				errs[i] = err
 				cancel()
 			}
@@ -329,7 +376,7 @@ func (s *Store) writeBlob(d string, b []byte) error {
 
 // ensureLayer makes sure the layer lr is unpacked under Root/layers. Only
 // one goroutine unpacks a given layer; the others wait and then find it.
-func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, src source, pt *progressTracker) error {
+func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, src source, pt *progressTracker, unpacked *budget) error {
 	dir, _ := s.layerPath(lr.DiffID)
 	if exists(dir) {
 		pt.add(lr.Size, 1)
@@ -400,7 +447,7 @@ func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, s
 	}
 	hr := newHashingReader(r)
 	start := time.Now()
-	if err := unpack(ctx, hr, tmp, unpackOptions{layer: name, limit: s.limit, log: s.log}); err != nil {
+	if err := unpack(ctx, hr, tmp, unpackOptions{layer: name, limit: s.limit, maxEntries: s.maxEntries, image: unpacked, log: s.log}); err != nil {
 		var ue *UnsafeLayerError
 		if errors.As(err, &ue) || errors.Is(err, errdefs.ErrLimitExceeded) {
 			badBlob()
