@@ -7,7 +7,8 @@
 //
 //	blobs/sha256/<hex>    compressed blobs, manifests and configs, by digest (verified)
 //	layers/sha256/<hex>   unpacked layers, named by diff ID (the uncompressed digest, verified)
-//	images/<sha256(ref)>.json  one record per reference: manifest digest, config, layers
+//	images/<sha256(ref)>.json  one record per reference: manifest digest, config, layers, access
+//	access.key            the key credential hashes are made with (0600)
 //	tmp/                  work in progress; emptied by Open
 //
 // A layer is unpacked into tmp/ and renamed into layers/ only once
@@ -16,13 +17,28 @@
 // of a cached image fetches the manifest only, and falls back to the cache
 // when the registry is unreachable (never when it refuses access).
 //
+// # Private images
+//
+// An image pulled with credentials is not handed from the cache to a
+// caller that could not pull it itself (as the kubelet's "ensure secret
+// pulled images"). Each record keeps who has shown access to its manifest:
+// public (pulled anonymously, or imported on the host) or a list of keyed
+// hashes (HMAC-SHA256 under access.key) of registry, username and
+// password, never the secret. Pull with PreferCached serves the cache at
+// once to those; anyone else's credentials (or none) are first shown to
+// the registry with a GET of the cached manifest by digest, and a refusal
+// is the error a pull would give. The offline fallback follows the same
+// rule. Credentials are given to the registry client for the image's
+// registry alone, which sends them to no other host (not to blob storage
+// it is redirected to). Get does not check access; it is for the operator.
+//
 // It imports go-containerregistry, errdefs and x/sys, and must not import
 // server, agent, runtime or any other Vessel package above it.
 //
 // Usage:
 //
 //	s, err := image.Open(image.Config{Root: filepath.Join(dataDir, "images"), Logger: log})
-//	img, err := s.Pull(ctx, "busybox", image.PullOptions{Auth: image.Auth{Username: u, Password: p}})
+//	img, err := s.Pull(ctx, "busybox", image.PullOptions{Auth: image.Auth{Username: u, Password: p}, PreferCached: true})
 //	// lowerdir is top layer first:
 //	lower := slices.Clone(img.Layers); slices.Reverse(lower)
 //	opts := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=...,workdir=..."

@@ -50,6 +50,12 @@ type PullOptions struct {
 	// 127.0.0.1, which go-containerregistry also treats as plain HTTP by
 	// itself).
 	Insecure bool
+	// PreferCached returns the cached image without asking the registry
+	// when these credentials (or anonymous access) have already been shown
+	// to pull it. A cached image that other credentials pulled is served
+	// only once the registry accepts these for its manifest, so that a
+	// private image never reaches a caller that could not pull it itself.
+	PreferCached bool
 	// Progress, if set, is called as bytes arrive, one call at a time,
 	// from the pulling goroutines. It must not block.
 	Progress func(Progress)
@@ -71,9 +77,12 @@ const (
 // Pull resolves ref at its registry (for an index, the Store's platform),
 // downloads the layers that are not cached yet, unpacks them, and records
 // the image. It blocks until done or ctx ends. A second Pull of a cached
-// image fetches only the manifest. If the registry cannot be reached (a
-// network error or a 5xx answer) and ref is cached, the cached image is
-// returned; a refusal (401, 403, 404) is never papered over by the cache.
+// image fetches only the manifest (nothing with PreferCached, when these
+// credentials have shown access before). If the registry cannot be reached
+// (a network error or a 5xx answer) and ref is cached, the cached image is
+// returned to callers that have shown access to it before (anonymously,
+// with the same credentials, or it was imported); a refusal (401, 403,
+// 404) is never papered over by the cache.
 //
 // Errors: errdefs.ErrInvalidArgument for a malformed reference, refused
 // credentials or an unsafe layer (errors.As *UnsafeLayerError);
@@ -104,21 +113,80 @@ func (s *Store) pull(ctx context.Context, r name.Reference, o PullOptions) (*Ima
 
 	var auth authn.Authenticator = authn.Anonymous
 	if o.Auth.Username != "" || o.Auth.Password != "" {
+		// Given to the registry client for r's registry alone: it sends
+		// them only to that host, never along a redirect to another.
 		auth = &authn.Basic{Username: o.Auth.Username, Password: o.Auth.Password}
 	}
 	ropts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(auth),
 		remote.WithPlatform(s.platform),
+		remote.WithTransport(s.transport),
 	}
-	if s.transport != nil {
-		ropts = append(ropts, remote.WithTransport(s.transport))
+	g := s.grantFor(r, o.Auth)
+	if o.PreferCached {
+		if img, err := s.cached(ctx, r, g, ropts); img != nil || err != nil {
+			return img, err
+		}
 	}
 	img, err := remote.Image(r, ropts...)
 	if err != nil {
-		return s.pullFailed(ctx, r, err)
+		return s.pullFailed(ctx, r, g, err)
 	}
-	return s.add(ctx, r.Name(), img, fromBlobs, o.Progress)
+	return s.add(ctx, r.Name(), img, fromBlobs, o.Progress, g)
+}
+
+// cached returns the cached image r if g may use it: at once if g has
+// shown access before, else once the registry serves g the cached
+// manifest (by digest, so a moved tag does not matter). It returns nil,
+// nil when the image is not cached or the registry no longer has that
+// manifest (the caller then pulls). A refusal is an error as a pull's.
+func (s *Store) cached(ctx context.Context, r name.Reference, g grant, ropts []remote.Option) (*Image, error) {
+	recs, err := s.lookup(r.Name())
+	if err != nil {
+		return nil, nil
+	}
+	rec := recs[0]
+	img, err := s.Get(ctx, r.Name())
+	if err != nil || img.Digest != rec.Digest {
+		return nil, nil
+	}
+	if rec.Access.allows(g) {
+		return img, nil
+	}
+	// Its own credentials (or none) against the registry: a manifest GET.
+	_, err = remote.Get(r.Context().Digest(rec.Digest), ropts...)
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return s.pullFailed(ctx, r, g, err)
+	}
+	if err := s.grant(ctx, r.Name(), rec.Digest, g); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", r.Name(), err)
+	}
+	s.log.Info("cached image served after the registry accepted the caller's credentials", "ref", r.Name(), "digest", rec.Digest, "anonymous", g.public)
+	return img, nil
+}
+
+// grant records g as allowed to use the cached image ref, if it is still
+// the image of that digest.
+func (s *Store) grant(ctx context.Context, ref, digest string, g grant) error {
+	unlock, err := s.locks.lock(ctx, "record:"+ref)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, err := s.readRecord(s.recordPath(ref))
+	if err != nil {
+		return err
+	}
+	if rec.Digest != digest || rec.Access.allows(g) {
+		return nil
+	}
+	rec.Access = rec.Access.with(g)
+	return s.writeRecord(rec)
 }
 
 // kindError keeps both an errdefs kind and the underlying cause.
@@ -131,7 +199,7 @@ type kindError struct {
 func (e *kindError) Error() string   { return e.msg + ": " + e.cause.Error() }
 func (e *kindError) Unwrap() []error { return []error{e.kind, e.cause} }
 
-func (s *Store) pullFailed(ctx context.Context, r name.Reference, err error) (*Image, error) {
+func (s *Store) pullFailed(ctx context.Context, r name.Reference, g grant, err error) (*Image, error) {
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("pull %s: %w", r.Name(), ctx.Err())
 	}
@@ -149,10 +217,14 @@ func (s *Store) pullFailed(ctx context.Context, r name.Reference, err error) (*I
 	} else if !isNetworkError(err) {
 		return nil, fmt.Errorf("pull %s: %w", r.Name(), err)
 	}
-	// The registry is unreachable or failing: fall back to the cache.
+	// The registry is unreachable or failing: fall back to the cache, for
+	// those who have shown access to the image before.
 	if img, gerr := s.Get(ctx, r.Name()); gerr == nil {
-		s.log.Warn("registry unreachable; using cached image", "ref", r.Name(), "digest", img.Digest, "err", err)
-		return img, nil
+		if recs, lerr := s.lookup(r.Name()); lerr == nil && recs[0].Access.allows(g) {
+			s.log.Warn("registry unreachable; using cached image", "ref", r.Name(), "digest", img.Digest, "err", err)
+			return img, nil
+		}
+		return nil, &kindError{errdefs.ErrUnavailable, fmt.Sprintf("pull %s: registry %s is unreachable, and the cached image was pulled with other credentials than these, which the registry must accept before the cache is used", r.Name(), reg), err}
 	}
 	return nil, &kindError{errdefs.ErrUnavailable, fmt.Sprintf("pull %s: registry %s is unreachable and the image is not cached", r.Name(), reg), err}
 }
@@ -217,7 +289,7 @@ func (s *Store) checkSizes(ref string, m *v1.Manifest) error {
 
 // add caches img's manifest, config and layers and records it under ref.
 // The caller holds s.gc shared.
-func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, progress func(Progress)) (*Image, error) {
+func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, progress func(Progress), g grant) (*Image, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: manifest digest: %w", ref, err)
@@ -350,6 +422,18 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 			return nil, fmt.Errorf("image %s: %w", ref, err)
 		}
 	}
+	// Who pulled it joins those who pulled the same manifest before; a
+	// new manifest under ref starts afresh.
+	unlock, err := s.locks.lock(ctx, "record:"+ref)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var before *access
+	if old, err := s.readRecord(s.recordPath(ref)); err == nil && old.Digest == digest {
+		before = old.Access
+	}
+	rec.Access = before.with(g)
 	if err := s.writeRecord(rec); err != nil {
 		return nil, fmt.Errorf("image %s: write record: %w", ref, err)
 	}

@@ -96,6 +96,7 @@ type Store struct {
 	platform    v1.Platform
 	transport   http.RoundTripper
 	concurrency int
+	accessKey   []byte // keys credential hashes
 
 	// gc is held shared by Pull and Import and exclusively by Remove, so
 	// that Remove never deletes a layer an unfinished pull is about to
@@ -143,6 +144,9 @@ type record struct {
 	// config and compressed layers; imported docker tarballs keep none of
 	// their layers' blobs).
 	Blobs []string `json:"blobs,omitempty"`
+	// Access says who may use the image from the cache without asking
+	// the registry.
+	Access *access `json:"access,omitempty"`
 }
 
 type layerRecord struct {
@@ -230,6 +234,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if err := s.sweep(); err != nil {
 		return nil, fmt.Errorf("image store: remove unused layers and blobs: %w", err)
+	}
+	if s.accessKey, err = loadAccessKey(root, s.tmpDir()); err != nil {
+		return nil, fmt.Errorf("image store: access key: %w", err)
 	}
 	return s, nil
 }
@@ -385,7 +392,10 @@ func (s *Store) lookup(ref string) ([]*record, error) {
 }
 
 // Get returns the cached image ref names (short or normalised form, or a
-// manifest digest). It does not block on the network. It returns an error
+// manifest digest). It does not block on the network, and does not check
+// who may use the image: it is for the host's operator (listing,
+// inspecting); an image for a task is asked for with Pull and
+// PullOptions.PreferCached. It returns an error
 // of kind errdefs.ErrNotFound if the image is not cached or one of its
 // layers has gone missing from disk.
 func (s *Store) Get(ctx context.Context, ref string) (*Image, error) {
