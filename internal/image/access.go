@@ -38,6 +38,7 @@ const maxCredentials = 32
 type grant struct {
 	public bool
 	cred   string // credential hash; "" for anonymous
+	local  bool   // imported on the host by its operator
 }
 
 // allows says whether g may use an image with access a without asking the
@@ -67,6 +68,36 @@ func (a *access) with(g grant) *access {
 		}
 	}
 	return out
+}
+
+// unprovenLayers returns the diff IDs of rec's layers that are unpacked
+// in the cache but held by no image g may use: g must show that its
+// registry serves their content before they are shared with it, or an
+// image naming a private layer's diff ID in its config would get the
+// layer. The caller holds s.gc shared.
+func (s *Store) unprovenLayers(rec *record, g grant) (map[string]bool, error) {
+	if g.local {
+		return nil, nil
+	}
+	recs, err := s.records()
+	if err != nil {
+		return nil, err
+	}
+	proven := map[string]bool{}
+	for _, r := range recs {
+		if r.Access.allows(g) {
+			for _, l := range r.Layers {
+				proven[l.DiffID] = true
+			}
+		}
+	}
+	out := map[string]bool{}
+	for _, l := range rec.Layers {
+		if dir, err := s.layerPath(l.DiffID); err == nil && exists(dir) && !proven[l.DiffID] {
+			out[l.DiffID] = true
+		}
+	}
+	return out, nil
 }
 
 // grantFor is who a pull of r with auth is: anonymous pulls are public.

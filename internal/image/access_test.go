@@ -1,7 +1,9 @@
 package image
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,7 +17,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"vessel.dev/vessel/internal/errdefs"
 )
@@ -209,5 +213,68 @@ func TestCredentialsStayWithTheirRegistry(t *testing.T) {
 		if !strings.HasPrefix(registryAuth[i], "Basic ") {
 			t.Errorf("registry blob request %d carried Authorization %q, want the credentials", i, registryAuth[i])
 		}
+	}
+}
+
+// TestCachedLayerNeedsItsContent: a private image's layers are not handed
+// to an image that merely names their diff IDs in its config: a cached
+// layer no image the caller may use holds is checked against the blob the
+// caller's own registry serves.
+func TestCachedLayerNeedsItsContent(t *testing.T) {
+	var requests atomic.Int32
+	rg := newTestRegistry(t, privateRepos(map[string]string{"alice": "s3cret"}, &requests))
+	secret := buildImage(t, v1.Config{Cmd: []string{"true"}}, tarLayer(t, reg("secret", "the private layer")))
+	push(t, rg.host+"/private/app:v1", secret, remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"}))
+	secretCfg, err := secret.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The attacker's image: its own layer blob, but a config claiming the
+	// private layer's diff ID.
+	decoy := buildImage(t, v1.Config{Cmd: []string{"true"}}, tarLayer(t, reg("decoy", "x")))
+	cf, err := decoy.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.RootFS.DiffIDs = secretCfg.RootFS.DiffIDs
+	rawCfg, err := json.Marshal(cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := name.NewRepository(rg.host + "/public/evil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteLayer(repo, static.NewLayer(rawCfg, types.OCIConfigJSON)); err != nil {
+		t.Fatal(err)
+	}
+	cfgHash, cfgSize, err := v1.SHA256(bytes.NewReader(rawCfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushEdited(t, rg.host+"/public/evil:v1", decoy, func(m *v1.Manifest) {
+		m.Config.Digest, m.Config.Size = cfgHash, cfgSize
+	})
+
+	s := openStore(t, t.TempDir())
+	ctx := context.Background()
+	if _, err := s.Pull(ctx, rg.host+"/private/app:v1", PullOptions{Auth: Auth{Username: "alice", Password: "s3cret"}}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.Pull(ctx, rg.host+"/public/evil:v1", PullOptions{})
+	if err == nil {
+		b, _ := os.ReadFile(filepath.Join(img.Layers[0], "secret"))
+		t.Fatalf("the attacker's image was served the private layer (secret = %q)", b)
+	}
+	t.Logf("refused: %v", err)
+	if _, err := s.Get(ctx, rg.host+"/public/evil:v1"); !errdefs.IsNotFound(err) {
+		t.Errorf("the attacker's image was recorded: %v", err)
+	}
+	// An image that really holds the same layer may share it.
+	push(t, rg.host+"/public/same:v1", secret)
+	if _, err := s.Pull(ctx, rg.host+"/public/same:v1", PullOptions{}); err != nil {
+		t.Errorf("public image with the same layer: %v", err)
 	}
 }

@@ -28,7 +28,11 @@
 // once to those; anyone else's credentials (or none) are first shown to
 // the registry with a GET of the cached manifest by digest, and a refusal
 // is the error a pull would give. The offline fallback follows the same
-// rule. Credentials are given to the registry client for the image's
+// rule. Layers are shared by diff ID, so a cached layer that no image the
+// caller may use holds is not taken on the word of an image's config: its
+// blob is fetched from the caller's registry and must uncompress to that
+// diff ID (else an image naming a private layer's diff ID would get it).
+// Credentials are given to the registry client for the image's
 // registry alone, which sends them to no other host (not to blob storage
 // it is redirected to). Get does not check access; it is for the operator.
 //

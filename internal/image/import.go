@@ -161,7 +161,7 @@ func (s *Store) importLayout(ctx context.Context, dir, label string) ([]*Image, 
 			}
 			ref = dg.String()
 		}
-		i, err := s.add(ctx, ref, img, fromBlobs, nil, grant{public: true})
+		i, err := s.add(ctx, ref, img, fromBlobs, nil, grant{public: true, local: true})
 		if err != nil {
 			return out, fmt.Errorf("import %s: %w", label, err)
 		}
@@ -220,7 +220,7 @@ func (s *Store) importDocker(ctx context.Context, p string) ([]*Image, error) {
 			if err != nil {
 				return out, fmt.Errorf("import %s: image %d: %w", p, i, err)
 			}
-			im, err := s.add(ctx, dg.String(), img, fromUncompressed, nil, grant{public: true})
+			im, err := s.add(ctx, dg.String(), img, fromUncompressed, nil, grant{public: true, local: true})
 			if err != nil {
 				return out, fmt.Errorf("import %s: %w", p, err)
 			}
@@ -236,7 +236,7 @@ func (s *Store) importDocker(ctx context.Context, p string) ([]*Image, error) {
 			if err != nil {
 				return out, fmt.Errorf("import %s: %s: %w", p, t, err)
 			}
-			im, err := s.add(ctx, tag.Name(), img, fromUncompressed, nil, grant{public: true})
+			im, err := s.add(ctx, tag.Name(), img, fromUncompressed, nil, grant{public: true, local: true})
 			if err != nil {
 				return out, fmt.Errorf("import %s: %w", p, err)
 			}

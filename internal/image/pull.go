@@ -375,6 +375,10 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 	pt.p.BytesTotal = rec.Size
 	pt.add(0, 0)
 
+	unproven, err := s.unprovenLayers(rec, g)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", ref, err)
+	}
 	// What the layers unpacked by this pull add up to is bounded too.
 	unpacked := newBudget(s.imageLimit, errdefs.LimitExceeded("image %s unpacks to more than %d bytes (Config.MaxImageSize)", ref, s.imageLimit))
 
@@ -395,7 +399,7 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 				return
 			}
 			defer func() { <-sem }()
-			if err := s.ensureLayer(lctx, img, lr, src, pt, unpacked); err != nil {
+			if err := s.ensureLayer(lctx, img, lr, src, pt, unpacked, unproven[lr.DiffID]); err != nil {
 				errs[i] = err
 				cancel()
 			}
@@ -460,8 +464,11 @@ func (s *Store) writeBlob(d string, b []byte) error {
 
 // ensureLayer makes sure the layer lr is unpacked under Root/layers. Only
 // one goroutine unpacks a given layer; the others wait and then find it.
-func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, src source, pt *progressTracker, unpacked *budget) error {
+func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, src source, pt *progressTracker, unpacked *budget, prove bool) error {
 	dir, _ := s.layerPath(lr.DiffID)
+	if prove {
+		return s.proveLayer(ctx, img, lr, pt)
+	}
 	if exists(dir) {
 		pt.add(lr.Size, 1)
 		return nil
@@ -562,6 +569,40 @@ func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, s
 	}
 	pt.add(0, 1)
 	s.log.Debug("layer unpacked", "layer", name, "diffID", lr.DiffID, "took", time.Since(start))
+	return nil
+}
+
+// proveLayer fetches the layer lr of img (the registry client checks the
+// compressed digest) and checks that it uncompresses to lr.DiffID, without
+// keeping it: the caller may then use the cached, unpacked copy.
+func (s *Store) proveLayer(ctx context.Context, img v1.Image, lr layerRecord, pt *progressTracker) error {
+	h, err := v1.NewHash(lr.Digest)
+	if err != nil {
+		return err
+	}
+	layer, err := img.LayerByDigest(h)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", lr.Digest, err)
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", lr.Digest, err)
+	}
+	defer rc.Close()
+	dr, closeDec, err := decompress(&ctxReader{ctx: ctx, r: rc})
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", lr.Digest, err)
+	}
+	defer closeDec()
+	limitErr := errdefs.LimitExceeded("layer %s is larger than the %d-byte limit for an uncompressed layer (Config.MaxLayerSize)", lr.Digest, s.limit)
+	hr := newHashingReader(&countingReader{r: dr, limit: s.limit, err: limitErr})
+	if _, err := io.Copy(io.Discard, hr); err != nil {
+		return fmt.Errorf("layer %s: %w", lr.Digest, err)
+	}
+	if got := hr.digest(); got != lr.DiffID {
+		return errdefs.InvalidArgument("layer %s: uncompressed content has digest %s, but the image config says %s", lr.Digest, got, lr.DiffID)
+	}
+	pt.add(lr.Size, 1)
 	return nil
 }
 
