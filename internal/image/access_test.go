@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -175,7 +176,7 @@ func TestCredentialsStayWithTheirRegistry(t *testing.T) {
 		storageAuth = append(storageAuth, r.Header.Get("Authorization"))
 		mu.Unlock()
 		r2 := r.Clone(r.Context())
-		r2.URL.Path = strings.TrimPrefix(r.URL.Path, "/storage")
+		r2.URL.Path, r2.URL.RawQuery = r.URL.Query().Get("blob"), ""
 		r2.Header.Del("Authorization")
 		inner.ServeHTTP(w, r2)
 	}))
@@ -187,7 +188,7 @@ func TestCredentialsStayWithTheirRegistry(t *testing.T) {
 				mu.Lock()
 				registryAuth = append(registryAuth, r.Header.Get("Authorization"))
 				mu.Unlock()
-				http.Redirect(w, r, storage.URL+"/storage"+r.URL.Path, http.StatusTemporaryRedirect)
+				http.Redirect(w, r, storage.URL+"/object?blob="+url.QueryEscape(r.URL.Path), http.StatusTemporaryRedirect)
 				return
 			}
 			h.ServeHTTP(w, r)
@@ -195,9 +196,15 @@ func TestCredentialsStayWithTheirRegistry(t *testing.T) {
 	}
 	rg := newTestRegistry(t, func(h http.Handler) http.Handler { return requireBasic("alice", "s3cret")(redirecting(h)) })
 	ref := rg.host + "/private/app:v1"
-	push(t, ref, twoLayerImage(t), remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"}))
+	// A layer larger than MaxManifestSize: the redirected blob is still
+	// read as a blob.
+	img := buildImage(t, v1.Config{}, tarLayer(t, reg("big", randomBody(t, 16<<10))), tarLayer(t, reg("small", "x")))
+	push(t, ref, img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"}))
 
-	s := openStore(t, t.TempDir())
+	s, err := Open(Config{Root: t.TempDir(), MaxManifestSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Pull(context.Background(), ref, PullOptions{Auth: Auth{Username: "alice", Password: "s3cret"}}); err != nil {
 		t.Fatal(err)
 	}

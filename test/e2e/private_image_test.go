@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -31,39 +32,7 @@ import (
 // same registry stays usable by every task.
 func TestCachedPrivateImageNeedsCredentials(t *testing.T) {
 	requireRoot(t)
-	// The registry asks for alice's password for repositories under
-	// private/ and serves the rest anonymously.
-	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v2/private/") {
-			if u, p, ok := r.BasicAuth(); !ok || u != "alice" || p != "s3cret" {
-				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-				w.WriteHeader(http.StatusUnauthorized)
-				return
-			}
-		}
-		inner.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
-	img, err := mutate.AppendLayers(empty.Image, busyboxLayer(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config.Env = []string{"PATH=/bin"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	private, public := host+"/private/app:v1", host+"/public/app:v1"
-	for _, ref := range []string{private, public} {
-		r, _ := name.ParseReference(ref)
-		if err := remote.Write(r, img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"})); err != nil {
-			t.Fatal(err)
-		}
-	}
+	private, public := privateRegistry(t)
 
 	creds := filepath.Join(t.TempDir(), "registry-credentials.json")
 	b, _ := json.Marshal(map[string]map[string]string{"team-registry": {"username": "alice", "password": "s3cret"}})
@@ -105,4 +74,76 @@ func TestCachedPrivateImageNeedsCredentials(t *testing.T) {
 	t.Logf("without credentials: %s", reason)
 	exitedZero("with-creds") // still served to a task with the credentials
 	exitedZero("public")
+}
+
+// privateRegistry starts an in-process registry that asks for alice's
+// password (s3cret) for repositories under private/ and serves the rest
+// anonymously, and pushes a busybox image to private/app:v1 and
+// public/app:v1.
+func privateRegistry(t *testing.T) (private, public string) {
+	t.Helper()
+	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v2/private/") {
+			if u, p, ok := r.BasicAuth(); !ok || u != "alice" || p != "s3cret" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := mutate.AppendLayers(empty.Image, busyboxLayer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config.Env = []string{"PATH=/bin"}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	private, public = host+"/private/app:v1", host+"/public/app:v1"
+	for _, ref := range []string{private, public} {
+		r, _ := name.ParseReference(ref)
+		if err := remote.Write(r, img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return private, public
+}
+
+// TestKubernetesImagePullSecrets: a pod whose imagePullSecrets hold the
+// registry's credentials runs a private image; a pod of the same image
+// without them does not, though the image is in the host's cache.
+func TestKubernetesImagePullSecrets(t *testing.T) {
+	private, _ := privateRegistry(t)
+	e := startBridge(t, "--runtimes", "runc")
+	e.profile("create", "priv", "--namespace", "default", "--labels", "app=priv", "--wait")
+	host, _, _ := strings.Cut(private, "/")
+	e.kubectl("create", "secret", "docker-registry", "regcred", "--docker-server="+host,
+		"--docker-username=alice", "--docker-password=s3cret")
+
+	withSecret := fmt.Sprintf(simplePod, "with-secret", "default", "priv", private, "250m") +
+		"  imagePullSecrets: [{name: regcred}]\n"
+	if out, err := e.apply(withSecret); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	e.waitRunning("default", "with-secret")
+
+	if out, err := e.apply(fmt.Sprintf(simplePod, "without-secret", "default", "priv", private, "250m")); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	e.eventually(120*time.Second, "the pod without the secret to be refused the image", func() (bool, string) {
+		p := e.pod("default", "without-secret")
+		if p.Status.Phase == "Running" {
+			t.Fatalf("the pod without imagePullSecrets runs the private image")
+		}
+		ev := e.podEvents("default", "without-secret")
+		raw := e.kubectl("get", "pod", "-n", "default", "without-secret", "-o", "json")
+		return strings.Contains(ev+raw, "401 Unauthorized"), fmt.Sprintf("phase %s; events:\n%s", p.Status.Phase, ev)
+	})
 }
