@@ -70,34 +70,39 @@ func (a *access) with(g grant) *access {
 	return out
 }
 
-// unprovenLayers returns the diff IDs of rec's layers that are unpacked
-// in the cache but held by no image g may use: g must show that its
-// registry serves their content before they are shared with it, or an
-// image naming a private layer's diff ID in its config would get the
-// layer. The caller holds s.gc shared.
-func (s *Store) unprovenLayers(rec *record, g grant) (map[string]bool, error) {
+// proven returns what of the cache g may use without fetching it from its
+// registry: the configs and layers of images g may use. Everything else
+// that is cached (a private image's config or layers, named by another
+// image's manifest or config) must come from g's own registry before g
+// gets it: content is shared by digest, and knowing a digest (or a whole
+// manifest) is no proof of access. Imports by the host's operator may use
+// everything. The caller holds s.gc shared.
+func (s *Store) proven(g grant) (func(d string) bool, error) {
 	if g.local {
-		return nil, nil
+		return func(string) bool { return true }, nil
 	}
 	recs, err := s.records()
 	if err != nil {
 		return nil, err
 	}
-	proven := map[string]bool{}
+	ok := map[string]bool{}
 	for _, r := range recs {
 		if r.Access.allows(g) {
+			ok[r.ConfigDigest] = true
 			for _, l := range r.Layers {
-				proven[l.DiffID] = true
+				ok[l.DiffID] = true
 			}
 		}
 	}
-	out := map[string]bool{}
-	for _, l := range rec.Layers {
-		if dir, err := s.layerPath(l.DiffID); err == nil && exists(dir) && !proven[l.DiffID] {
-			out[l.DiffID] = true
-		}
+	return func(d string) bool { return ok[d] }, nil
+}
+
+// key names g in the Store's memory of who unpacked which layer.
+func (g grant) key() string {
+	if g.cred != "" {
+		return g.cred
 	}
-	return out, nil
+	return "public"
 }
 
 // grantFor is who a pull of r with auth is: anonymous pulls are public.

@@ -285,3 +285,40 @@ func TestCachedLayerNeedsItsContent(t *testing.T) {
 		t.Errorf("public image with the same layer: %v", err)
 	}
 }
+
+// TestCachedConfigNeedsItsContent: a private image's config (its
+// environment may hold secrets) is not read from the cache for an image
+// that merely names its digest, even when every layer is public.
+func TestCachedConfigNeedsItsContent(t *testing.T) {
+	var requests atomic.Int32
+	rg := newTestRegistry(t, privateRepos(map[string]string{"alice": "s3cret"}, &requests))
+	base := tarLayer(t, reg("base", "public base layer"))
+	secret := buildImage(t, v1.Config{Cmd: []string{"true"}, Env: []string{"API_KEY=the-private-key"}}, base)
+	push(t, rg.host+"/private/app:v1", secret, remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"}))
+	public := buildImage(t, v1.Config{Cmd: []string{"true"}}, base)
+	// The attacker's registry (the test registry shares blobs between
+	// repositories, so a second one): the public image, and a manifest of
+	// the public layer with the private config's digest, which this
+	// registry cannot serve.
+	evil := newTestRegistry(t, nil)
+	push(t, evil.host+"/public/base:v1", public)
+	secretManifest, err := secret.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushEdited(t, evil.host+"/public/evil:v1", public, func(m *v1.Manifest) { m.Config = secretManifest.Config })
+
+	s := openStore(t, t.TempDir())
+	ctx := context.Background()
+	if _, err := s.Pull(ctx, rg.host+"/private/app:v1", PullOptions{Auth: Auth{Username: "alice", Password: "s3cret"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pull(ctx, evil.host+"/public/base:v1", PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.Pull(ctx, evil.host+"/public/evil:v1", PullOptions{})
+	if err == nil {
+		t.Fatalf("the attacker's image was served the private config (env %q)", img.Config.Env)
+	}
+	t.Logf("refused: %v", err)
+}

@@ -28,10 +28,13 @@
 // once to those; anyone else's credentials (or none) are first shown to
 // the registry with a GET of the cached manifest by digest, and a refusal
 // is the error a pull would give. The offline fallback follows the same
-// rule. Layers are shared by diff ID, so a cached layer that no image the
-// caller may use holds is not taken on the word of an image's config: its
-// blob is fetched from the caller's registry and must uncompress to that
-// diff ID (else an image naming a private layer's diff ID would get it).
+// rule. Content is shared by digest, and a digest is no proof of access:
+// a cached config or layer that no image the caller may use holds is not
+// taken on the word of a manifest or config naming it. The config is
+// fetched from the caller's registry; the layer's blob too, and it must
+// uncompress to the diff ID (nothing is kept; the unpacked copy is used).
+// Else an image naming a private image's config digest or layer diff IDs
+// would get its environment or files.
 // Credentials are given to the registry client for the image's
 // registry alone, which sends them to no other host (not to blob storage
 // it is redirected to). Get does not check access; it is for the operator.

@@ -312,14 +312,22 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 	if err := s.checkSizes(ref, m); err != nil {
 		return nil, err
 	}
+	proven, err := s.proven(g)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", ref, err)
+	}
 	cfgDigest := m.Config.Digest.String()
 	cfgPath, err := s.blobPath(cfgDigest)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: config: %w", ref, err)
 	}
-	// A cached config is read from disk: a second pull fetches no blob.
-	rawConfig, err := os.ReadFile(cfgPath)
-	if err != nil || sha256Digest(rawConfig) != cfgDigest {
+	// A cached config is read from disk (a second pull fetches no blob),
+	// if g may use it.
+	var rawConfig []byte
+	if proven(cfgDigest) {
+		rawConfig, err = os.ReadFile(cfgPath)
+	}
+	if !proven(cfgDigest) || err != nil || sha256Digest(rawConfig) != cfgDigest {
 		if rawConfig, err = img.RawConfigFile(); err != nil {
 			return nil, fmt.Errorf("image %s: config: %w", ref, err)
 		}
@@ -375,12 +383,10 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 	pt.p.BytesTotal = rec.Size
 	pt.add(0, 0)
 
-	unproven, err := s.unprovenLayers(rec, g)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", ref, err)
-	}
 	// What the layers unpacked by this pull add up to is bounded too.
 	unpacked := newBudget(s.imageLimit, errdefs.LimitExceeded("image %s unpacks to more than %d bytes (Config.MaxImageSize)", ref, s.imageLimit))
+
+	job := &layerJob{img: img, src: src, pt: pt, unpacked: unpacked, who: g.key(), proven: proven}
 
 	// Fetch and unpack the layers, a few at a time.
 	sem := make(chan struct{}, s.concurrency)
@@ -399,7 +405,7 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 				return
 			}
 			defer func() { <-sem }()
-			if err := s.ensureLayer(lctx, img, lr, src, pt, unpacked, unproven[lr.DiffID]); err != nil {
+			if err := s.ensureLayer(lctx, job, lr); err != nil {
 				errs[i] = err
 				cancel()
 			}
@@ -464,14 +470,42 @@ func (s *Store) writeBlob(d string, b []byte) error {
 
 // ensureLayer makes sure the layer lr is unpacked under Root/layers. Only
 // one goroutine unpacks a given layer; the others wait and then find it.
-func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, src source, pt *progressTracker, unpacked *budget, prove bool) error {
-	dir, _ := s.layerPath(lr.DiffID)
-	if prove {
-		return s.proveLayer(ctx, img, lr, pt)
+// layerJob is what ensureLayer needs of the image being added.
+type layerJob struct {
+	img      v1.Image
+	src      source
+	pt       *progressTracker
+	unpacked *budget
+	who      string                   // grant.key() of the caller
+	proven   func(diffID string) bool // layers the caller may use as cached
+}
+
+// unpackedFor says whether this process unpacked the layer diffID from the
+// registry for the caller who (for a concurrent pull by the same caller,
+// whose record is not written yet), and remembers it when set.
+func (s *Store) unpackedFor(diffID, who string, set bool) bool {
+	key := diffID + " " + who
+	if set {
+		s.unpackedBy.Store(key, true)
+		return true
 	}
-	if exists(dir) {
+	_, ok := s.unpackedBy.Load(key)
+	return ok
+}
+
+func (s *Store) ensureLayer(ctx context.Context, job *layerJob, lr layerRecord) error {
+	img, src, pt, unpacked := job.img, job.src, job.pt, job.unpacked
+	prove := !job.proven(lr.DiffID) && !s.unpackedFor(lr.DiffID, job.who, false)
+	dir, _ := s.layerPath(lr.DiffID)
+	cached := func() error {
+		if prove && !s.unpackedFor(lr.DiffID, job.who, false) {
+			return s.proveLayer(ctx, img, lr, pt)
+		}
 		pt.add(lr.Size, 1)
 		return nil
+	}
+	if exists(dir) {
+		return cached()
 	}
 	unlock, err := s.locks.lock(ctx, "layer:"+lr.DiffID)
 	if err != nil {
@@ -479,8 +513,7 @@ func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, s
 	}
 	defer unlock()
 	if exists(dir) {
-		pt.add(lr.Size, 1)
-		return nil
+		return cached()
 	}
 	h, err := v1.NewHash(lr.Digest)
 	if err != nil {
@@ -496,7 +529,7 @@ func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, s
 	badBlob := func() {} // drops a blob whose content turned out unusable
 	switch src {
 	case fromBlobs:
-		blob, err := s.ensureBlob(ctx, lr.Digest, lr.Size, layer.Compressed, func(n int64) { pt.add(n, 0) })
+		blob, err := s.ensureBlob(ctx, lr.Digest, lr.Size, prove, layer.Compressed, func(n int64) { pt.add(n, 0) })
 		if err != nil {
 			return err
 		}
@@ -563,6 +596,7 @@ func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, s
 		}
 		return fmt.Errorf("layer %s: %w", name, err)
 	}
+	s.unpackedFor(lr.DiffID, job.who, true)
 	done = true
 	if src == fromUncompressed {
 		pt.add(lr.Size, 0)
@@ -607,14 +641,14 @@ func (s *Store) proveLayer(ctx context.Context, img v1.Image, lr layerRecord, pt
 }
 
 // ensureBlob makes sure the blob d is in Root/blobs, fetching and verifying
-// it if needed, and returns its path. onBytes is told about bytes as they
+// it if needed (always with refetch), and returns its path. onBytes is told about bytes as they
 // arrive (or the whole size at once for a cached blob).
-func (s *Store) ensureBlob(ctx context.Context, d string, size int64, fetch func() (io.ReadCloser, error), onBytes func(int64)) (string, error) {
+func (s *Store) ensureBlob(ctx context.Context, d string, size int64, refetch bool, fetch func() (io.ReadCloser, error), onBytes func(int64)) (string, error) {
 	p, err := s.blobPath(d)
 	if err != nil {
 		return "", err
 	}
-	if st, err := os.Stat(p); err == nil && (size <= 0 || st.Size() == size) {
+	if st, err := os.Stat(p); err == nil && !refetch && (size <= 0 || st.Size() == size) {
 		onBytes(st.Size())
 		return p, nil
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {

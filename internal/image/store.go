@@ -97,6 +97,9 @@ type Store struct {
 	transport   http.RoundTripper
 	concurrency int
 	accessKey   []byte // keys credential hashes
+	// unpackedBy holds "<diffID> <grant key>" for the layers this
+	// process unpacked from a registry for that caller.
+	unpackedBy sync.Map
 
 	// gc is held shared by Pull and Import and exclusively by Remove, so
 	// that Remove never deletes a layer an unfinished pull is about to
