@@ -262,15 +262,11 @@ func resolveArgs(c *task.Container, ic image.ImageConfig) []string {
 }
 
 // pull gets the container's image into the host's cache, reporting
-// progress while it runs.
+// progress while it runs. A cached image is used only if the container's
+// credentials (or none) may pull it: the store checks with the registry.
 func (w *worker) pull(ctx context.Context, c *task.Container) (*image.Image, error) {
 	cfg := &w.agent.cfg
-	if cfg.PullBehavior == PullPreferCached {
-		if img, err := cfg.Images.Get(ctx, c.Image); err == nil {
-			return img, nil
-		}
-	}
-	o := image.PullOptions{}
+	o := image.PullOptions{PreferCached: cfg.PullBehavior == PullPreferCached}
 	if c.RegistryAuth != nil {
 		o.Auth = image.Auth{Username: c.RegistryAuth.Username, Password: c.RegistryAuth.Password}
 	}

@@ -37,6 +37,14 @@ const (
 // exist, errdefs.ErrInvalidArgument if it is none of the three forms or
 // holds an unsafe entry (*UnsafeLayerError).
 func (s *Store) Import(ctx context.Context, p string) ([]*Image, error) {
+	imgs, err := s.importArchive(ctx, p)
+	if err != nil {
+		s.sweepIfIdle()
+	}
+	return imgs, err
+}
+
+func (s *Store) importArchive(ctx context.Context, p string) ([]*Image, error) {
 	fi, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errdefs.NotFound("import %s: no such file or directory", p)
@@ -74,7 +82,7 @@ func (s *Store) Import(ctx context.Context, p string) ([]*Image, error) {
 		}
 		defer closeDec()
 		limit := max(s.limit, 4*fi.Size())
-		if err := unpack(ctx, r, tmp, unpackOptions{layer: p, limit: limit, log: s.log, plain: true}); err != nil {
+		if err := unpack(ctx, r, tmp, unpackOptions{layer: p, limit: limit, maxEntries: s.maxEntries, log: s.log, plain: true}); err != nil {
 			return nil, err
 		}
 		return s.importLayout(ctx, tmp, p)
@@ -153,7 +161,7 @@ func (s *Store) importLayout(ctx context.Context, dir, label string) ([]*Image, 
 			}
 			ref = dg.String()
 		}
-		i, err := s.add(ctx, ref, img, fromBlobs, nil)
+		i, err := s.add(ctx, ref, img, fromBlobs, nil, grant{public: true, local: true})
 		if err != nil {
 			return out, fmt.Errorf("import %s: %w", label, err)
 		}
@@ -212,7 +220,7 @@ func (s *Store) importDocker(ctx context.Context, p string) ([]*Image, error) {
 			if err != nil {
 				return out, fmt.Errorf("import %s: image %d: %w", p, i, err)
 			}
-			im, err := s.add(ctx, dg.String(), img, fromUncompressed, nil)
+			im, err := s.add(ctx, dg.String(), img, fromUncompressed, nil, grant{public: true, local: true})
 			if err != nil {
 				return out, fmt.Errorf("import %s: %w", p, err)
 			}
@@ -228,7 +236,7 @@ func (s *Store) importDocker(ctx context.Context, p string) ([]*Image, error) {
 			if err != nil {
 				return out, fmt.Errorf("import %s: %s: %w", p, t, err)
 			}
-			im, err := s.add(ctx, tag.Name(), img, fromUncompressed, nil)
+			im, err := s.add(ctx, tag.Name(), img, fromUncompressed, nil, grant{public: true, local: true})
 			if err != nil {
 				return out, fmt.Errorf("import %s: %w", p, err)
 			}

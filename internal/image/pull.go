@@ -50,6 +50,12 @@ type PullOptions struct {
 	// 127.0.0.1, which go-containerregistry also treats as plain HTTP by
 	// itself).
 	Insecure bool
+	// PreferCached returns the cached image without asking the registry
+	// when these credentials (or anonymous access) have already been shown
+	// to pull it. A cached image that other credentials pulled is served
+	// only once the registry accepts these for its manifest, so that a
+	// private image never reaches a caller that could not pull it itself.
+	PreferCached bool
 	// Progress, if set, is called as bytes arrive, one call at a time,
 	// from the pulling goroutines. It must not block.
 	Progress func(Progress)
@@ -71,9 +77,12 @@ const (
 // Pull resolves ref at its registry (for an index, the Store's platform),
 // downloads the layers that are not cached yet, unpacks them, and records
 // the image. It blocks until done or ctx ends. A second Pull of a cached
-// image fetches only the manifest. If the registry cannot be reached (a
-// network error or a 5xx answer) and ref is cached, the cached image is
-// returned; a refusal (401, 403, 404) is never papered over by the cache.
+// image fetches only the manifest (nothing with PreferCached, when these
+// credentials have shown access before). If the registry cannot be reached
+// (a network error or a 5xx answer) and ref is cached, the cached image is
+// returned to callers that have shown access to it before (anonymously,
+// with the same credentials, or it was imported); a refusal (401, 403,
+// 404) is never papered over by the cache.
 //
 // Errors: errdefs.ErrInvalidArgument for a malformed reference, refused
 // credentials or an unsafe layer (errors.As *UnsafeLayerError);
@@ -90,26 +99,94 @@ func (s *Store) Pull(ctx context.Context, ref string, o PullOptions) (*Image, er
 	if err != nil {
 		return nil, err
 	}
+	img, err := s.pull(ctx, r, o)
+	if err != nil {
+		// Drop what a refused or failed pull unpacked before it failed.
+		s.sweepIfIdle()
+	}
+	return img, err
+}
+
+func (s *Store) pull(ctx context.Context, r name.Reference, o PullOptions) (*Image, error) {
 	s.gc.RLock()
 	defer s.gc.RUnlock()
 
 	var auth authn.Authenticator = authn.Anonymous
 	if o.Auth.Username != "" || o.Auth.Password != "" {
+		// Given to the registry client for r's registry alone: it sends
+		// them only to that host, never along a redirect to another.
 		auth = &authn.Basic{Username: o.Auth.Username, Password: o.Auth.Password}
 	}
 	ropts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(auth),
 		remote.WithPlatform(s.platform),
+		remote.WithTransport(s.transport),
 	}
-	if s.transport != nil {
-		ropts = append(ropts, remote.WithTransport(s.transport))
+	g := s.grantFor(r, o.Auth)
+	if o.PreferCached {
+		if img, err := s.cached(ctx, r, g, ropts); img != nil || err != nil {
+			return img, err
+		}
 	}
 	img, err := remote.Image(r, ropts...)
 	if err != nil {
-		return s.pullFailed(ctx, r, err)
+		return s.pullFailed(ctx, r, g, err)
 	}
-	return s.add(ctx, r.Name(), img, fromBlobs, o.Progress)
+	return s.add(ctx, r.Name(), img, fromBlobs, o.Progress, g)
+}
+
+// cached returns the cached image r if g may use it: at once if g has
+// shown access before, else once the registry serves g the cached
+// manifest (by digest, so a moved tag does not matter). It returns nil,
+// nil when the image is not cached or the registry no longer has that
+// manifest (the caller then pulls). A refusal is an error as a pull's.
+func (s *Store) cached(ctx context.Context, r name.Reference, g grant, ropts []remote.Option) (*Image, error) {
+	recs, err := s.lookup(r.Name())
+	if err != nil {
+		return nil, nil
+	}
+	rec := recs[0]
+	img, err := s.Get(ctx, r.Name())
+	if err != nil || img.Digest != rec.Digest {
+		return nil, nil
+	}
+	if rec.Access.allows(g) {
+		return img, nil
+	}
+	// Its own credentials (or none) against the registry: a manifest GET.
+	_, err = remote.Get(r.Context().Digest(rec.Digest), ropts...)
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return s.pullFailed(ctx, r, g, err)
+	}
+	if err := s.grant(ctx, r.Name(), rec.Digest, g); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", r.Name(), err)
+	}
+	s.log.Info("cached image served after the registry accepted the caller's credentials", "ref", r.Name(), "digest", rec.Digest, "anonymous", g.public)
+	return img, nil
+}
+
+// grant records g as allowed to use the cached image ref, if it is still
+// the image of that digest.
+func (s *Store) grant(ctx context.Context, ref, digest string, g grant) error {
+	unlock, err := s.locks.lock(ctx, "record:"+ref)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, err := s.readRecord(s.recordPath(ref))
+	if err != nil {
+		return err
+	}
+	if rec.Digest != digest || rec.Access.allows(g) {
+		return nil
+	}
+	rec.Access = rec.Access.with(g)
+	return s.writeRecord(rec)
 }
 
 // kindError keeps both an errdefs kind and the underlying cause.
@@ -122,7 +199,7 @@ type kindError struct {
 func (e *kindError) Error() string   { return e.msg + ": " + e.cause.Error() }
 func (e *kindError) Unwrap() []error { return []error{e.kind, e.cause} }
 
-func (s *Store) pullFailed(ctx context.Context, r name.Reference, err error) (*Image, error) {
+func (s *Store) pullFailed(ctx context.Context, r name.Reference, g grant, err error) (*Image, error) {
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("pull %s: %w", r.Name(), ctx.Err())
 	}
@@ -140,10 +217,14 @@ func (s *Store) pullFailed(ctx context.Context, r name.Reference, err error) (*I
 	} else if !isNetworkError(err) {
 		return nil, fmt.Errorf("pull %s: %w", r.Name(), err)
 	}
-	// The registry is unreachable or failing: fall back to the cache.
+	// The registry is unreachable or failing: fall back to the cache, for
+	// those who have shown access to the image before.
 	if img, gerr := s.Get(ctx, r.Name()); gerr == nil {
-		s.log.Warn("registry unreachable; using cached image", "ref", r.Name(), "digest", img.Digest, "err", err)
-		return img, nil
+		if recs, lerr := s.lookup(r.Name()); lerr == nil && recs[0].Access.allows(g) {
+			s.log.Warn("registry unreachable; using cached image", "ref", r.Name(), "digest", img.Digest, "err", err)
+			return img, nil
+		}
+		return nil, &kindError{errdefs.ErrUnavailable, fmt.Sprintf("pull %s: registry %s is unreachable, and the cached image was pulled with other credentials than these, which the registry must accept before the cache is used", r.Name(), reg), err}
 	}
 	return nil, &kindError{errdefs.ErrUnavailable, fmt.Sprintf("pull %s: registry %s is unreachable and the image is not cached", r.Name(), reg), err}
 }
@@ -180,9 +261,35 @@ func sha256Digest(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// checkSizes checks the sizes m declares against the Store's limits,
+// before any blob is fetched: the registry client reads a blob up to its
+// declared size, so a size that is missing (negative) or too large would
+// let a registry make the agent read without bound.
+func (s *Store) checkSizes(ref string, m *v1.Manifest) error {
+	if c := m.Config.Size; c < 0 || c > s.metaLimit {
+		return errdefs.LimitExceeded("image %s: config %s declares size %d; a config must declare its size, of at most %d bytes (Config.MaxManifestSize)", ref, m.Config.Digest, c, s.metaLimit)
+	}
+	var total int64
+	for i, l := range m.Layers {
+		if l.Size < 0 || l.Size > s.limit {
+			return errdefs.LimitExceeded("image %s: layer %d (%s) declares size %d; a layer must declare its size, of at most %d bytes (Config.MaxLayerSize)", ref, i, l.Digest, l.Size, s.limit)
+		}
+		if len(l.URLs) > 0 {
+			// Foreign layers would be fetched from any URL the manifest
+			// names, outside the registry and its credentials.
+			return errdefs.InvalidArgument("image %s: layer %d (%s) lists external URLs (a foreign layer); only layers served by the image's registry are accepted", ref, i, l.Digest)
+		}
+		total += l.Size
+		if total > s.imageLimit {
+			return errdefs.LimitExceeded("image %s: its layers declare more than %d bytes in all (Config.MaxImageSize)", ref, s.imageLimit)
+		}
+	}
+	return nil
+}
+
 // add caches img's manifest, config and layers and records it under ref.
 // The caller holds s.gc shared.
-func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, progress func(Progress)) (*Image, error) {
+func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, progress func(Progress), g grant) (*Image, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: manifest digest: %w", ref, err)
@@ -192,6 +299,9 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 	if err != nil {
 		return nil, fmt.Errorf("image %s: manifest: %w", ref, err)
 	}
+	if int64(len(rawManifest)) > s.metaLimit {
+		return nil, errdefs.LimitExceeded("image %s: manifest is %d bytes, more than the %d-byte limit (Config.MaxManifestSize)", ref, len(rawManifest), s.metaLimit)
+	}
 	if got := sha256Digest(rawManifest); got != digest {
 		return nil, fmt.Errorf("image %s: manifest has digest %s, expected %s", ref, got, digest)
 	}
@@ -199,16 +309,30 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 	if err != nil {
 		return nil, fmt.Errorf("image %s: parse manifest: %w", ref, err)
 	}
+	if err := s.checkSizes(ref, m); err != nil {
+		return nil, err
+	}
+	proven, err := s.proven(g)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", ref, err)
+	}
 	cfgDigest := m.Config.Digest.String()
 	cfgPath, err := s.blobPath(cfgDigest)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: config: %w", ref, err)
 	}
-	// A cached config is read from disk: a second pull fetches no blob.
-	rawConfig, err := os.ReadFile(cfgPath)
-	if err != nil || sha256Digest(rawConfig) != cfgDigest {
+	// A cached config is read from disk (a second pull fetches no blob),
+	// if g may use it.
+	var rawConfig []byte
+	if proven(cfgDigest) {
+		rawConfig, err = os.ReadFile(cfgPath)
+	}
+	if !proven(cfgDigest) || err != nil || sha256Digest(rawConfig) != cfgDigest {
 		if rawConfig, err = img.RawConfigFile(); err != nil {
 			return nil, fmt.Errorf("image %s: config: %w", ref, err)
+		}
+		if int64(len(rawConfig)) > s.metaLimit {
+			return nil, errdefs.LimitExceeded("image %s: config is %d bytes, more than the %d-byte limit (Config.MaxManifestSize)", ref, len(rawConfig), s.metaLimit)
 		}
 		if got := sha256Digest(rawConfig); got != cfgDigest {
 			return nil, fmt.Errorf("image %s: config has digest %s, but the manifest says %s", ref, got, cfgDigest)
@@ -259,6 +383,11 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 	pt.p.BytesTotal = rec.Size
 	pt.add(0, 0)
 
+	// What the layers unpacked by this pull add up to is bounded too.
+	unpacked := newBudget(s.imageLimit, errdefs.LimitExceeded("image %s unpacks to more than %d bytes (Config.MaxImageSize)", ref, s.imageLimit))
+
+	job := &layerJob{img: img, src: src, pt: pt, unpacked: unpacked, who: g.key(), proven: proven}
+
 	// Fetch and unpack the layers, a few at a time.
 	sem := make(chan struct{}, s.concurrency)
 	errs := make([]error, len(rec.Layers))
@@ -276,7 +405,7 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 				return
 			}
 			defer func() { <-sem }()
-			if err := s.ensureLayer(lctx, img, lr, src, pt); err != nil {
+			if err := s.ensureLayer(lctx, job, lr); err != nil {
 				errs[i] = err
 				cancel()
 			}
@@ -303,6 +432,18 @@ func (s *Store) add(ctx context.Context, ref string, img v1.Image, src source, p
 			return nil, fmt.Errorf("image %s: %w", ref, err)
 		}
 	}
+	// Who pulled it joins those who pulled the same manifest before; a
+	// new manifest under ref starts afresh.
+	unlock, err := s.locks.lock(ctx, "record:"+ref)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var before *access
+	if old, err := s.readRecord(s.recordPath(ref)); err == nil && old.Digest == digest {
+		before = old.Access
+	}
+	rec.Access = before.with(g)
 	if err := s.writeRecord(rec); err != nil {
 		return nil, fmt.Errorf("image %s: write record: %w", ref, err)
 	}
@@ -329,11 +470,42 @@ func (s *Store) writeBlob(d string, b []byte) error {
 
 // ensureLayer makes sure the layer lr is unpacked under Root/layers. Only
 // one goroutine unpacks a given layer; the others wait and then find it.
-func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, src source, pt *progressTracker) error {
+// layerJob is what ensureLayer needs of the image being added.
+type layerJob struct {
+	img      v1.Image
+	src      source
+	pt       *progressTracker
+	unpacked *budget
+	who      string                   // grant.key() of the caller
+	proven   func(diffID string) bool // layers the caller may use as cached
+}
+
+// unpackedFor says whether this process unpacked the layer diffID from the
+// registry for the caller who (for a concurrent pull by the same caller,
+// whose record is not written yet), and remembers it when set.
+func (s *Store) unpackedFor(diffID, who string, set bool) bool {
+	key := diffID + " " + who
+	if set {
+		s.unpackedBy.Store(key, true)
+		return true
+	}
+	_, ok := s.unpackedBy.Load(key)
+	return ok
+}
+
+func (s *Store) ensureLayer(ctx context.Context, job *layerJob, lr layerRecord) error {
+	img, src, pt, unpacked := job.img, job.src, job.pt, job.unpacked
+	prove := !job.proven(lr.DiffID) && !s.unpackedFor(lr.DiffID, job.who, false)
 	dir, _ := s.layerPath(lr.DiffID)
-	if exists(dir) {
+	cached := func() error {
+		if prove && !s.unpackedFor(lr.DiffID, job.who, false) {
+			return s.proveLayer(ctx, img, lr, pt)
+		}
 		pt.add(lr.Size, 1)
 		return nil
+	}
+	if exists(dir) {
+		return cached()
 	}
 	unlock, err := s.locks.lock(ctx, "layer:"+lr.DiffID)
 	if err != nil {
@@ -341,8 +513,7 @@ func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, s
 	}
 	defer unlock()
 	if exists(dir) {
-		pt.add(lr.Size, 1)
-		return nil
+		return cached()
 	}
 	h, err := v1.NewHash(lr.Digest)
 	if err != nil {
@@ -358,7 +529,7 @@ func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, s
 	badBlob := func() {} // drops a blob whose content turned out unusable
 	switch src {
 	case fromBlobs:
-		blob, err := s.ensureBlob(ctx, lr.Digest, lr.Size, layer.Compressed, func(n int64) { pt.add(n, 0) })
+		blob, err := s.ensureBlob(ctx, lr.Digest, lr.Size, prove, layer.Compressed, func(n int64) { pt.add(n, 0) })
 		if err != nil {
 			return err
 		}
@@ -400,7 +571,7 @@ func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, s
 	}
 	hr := newHashingReader(r)
 	start := time.Now()
-	if err := unpack(ctx, hr, tmp, unpackOptions{layer: name, limit: s.limit, log: s.log}); err != nil {
+	if err := unpack(ctx, hr, tmp, unpackOptions{layer: name, limit: s.limit, maxEntries: s.maxEntries, image: unpacked, log: s.log}); err != nil {
 		var ue *UnsafeLayerError
 		if errors.As(err, &ue) || errors.Is(err, errdefs.ErrLimitExceeded) {
 			badBlob()
@@ -425,6 +596,7 @@ func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, s
 		}
 		return fmt.Errorf("layer %s: %w", name, err)
 	}
+	s.unpackedFor(lr.DiffID, job.who, true)
 	done = true
 	if src == fromUncompressed {
 		pt.add(lr.Size, 0)
@@ -434,15 +606,49 @@ func (s *Store) ensureLayer(ctx context.Context, img v1.Image, lr layerRecord, s
 	return nil
 }
 
+// proveLayer fetches the layer lr of img (the registry client checks the
+// compressed digest) and checks that it uncompresses to lr.DiffID, without
+// keeping it: the caller may then use the cached, unpacked copy.
+func (s *Store) proveLayer(ctx context.Context, img v1.Image, lr layerRecord, pt *progressTracker) error {
+	h, err := v1.NewHash(lr.Digest)
+	if err != nil {
+		return err
+	}
+	layer, err := img.LayerByDigest(h)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", lr.Digest, err)
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", lr.Digest, err)
+	}
+	defer rc.Close()
+	dr, closeDec, err := decompress(&ctxReader{ctx: ctx, r: rc})
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", lr.Digest, err)
+	}
+	defer closeDec()
+	limitErr := errdefs.LimitExceeded("layer %s is larger than the %d-byte limit for an uncompressed layer (Config.MaxLayerSize)", lr.Digest, s.limit)
+	hr := newHashingReader(&countingReader{r: dr, limit: s.limit, err: limitErr})
+	if _, err := io.Copy(io.Discard, hr); err != nil {
+		return fmt.Errorf("layer %s: %w", lr.Digest, err)
+	}
+	if got := hr.digest(); got != lr.DiffID {
+		return errdefs.InvalidArgument("layer %s: uncompressed content has digest %s, but the image config says %s", lr.Digest, got, lr.DiffID)
+	}
+	pt.add(lr.Size, 1)
+	return nil
+}
+
 // ensureBlob makes sure the blob d is in Root/blobs, fetching and verifying
-// it if needed, and returns its path. onBytes is told about bytes as they
+// it if needed (always with refetch), and returns its path. onBytes is told about bytes as they
 // arrive (or the whole size at once for a cached blob).
-func (s *Store) ensureBlob(ctx context.Context, d string, size int64, fetch func() (io.ReadCloser, error), onBytes func(int64)) (string, error) {
+func (s *Store) ensureBlob(ctx context.Context, d string, size int64, refetch bool, fetch func() (io.ReadCloser, error), onBytes func(int64)) (string, error) {
 	p, err := s.blobPath(d)
 	if err != nil {
 		return "", err
 	}
-	if st, err := os.Stat(p); err == nil && (size <= 0 || st.Size() == size) {
+	if st, err := os.Stat(p); err == nil && !refetch && (size <= 0 || st.Size() == size) {
 		onBytes(st.Size())
 		return p, nil
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -69,7 +69,7 @@ func (s *Store) ImportRootFS(ctx context.Context, path, ref string, cfg ImageCon
 	}
 	s.gc.RLock()
 	defer s.gc.RUnlock()
-	return s.add(ctx, ref, img, fromBlobs, nil)
+	return s.add(ctx, ref, img, fromBlobs, nil, grant{public: true, local: true})
 }
 
 // tarDir writes dir's tree as a tar, keeping symlinks as links.

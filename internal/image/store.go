@@ -26,8 +26,28 @@ import (
 	"vessel.dev/vessel/internal/errdefs"
 )
 
-// DefaultMaxLayerSize bounds the uncompressed size of one layer.
-const DefaultMaxLayerSize int64 = 10 << 30
+// Default limits on what a registry or an archive may make the store read.
+const (
+	// DefaultMaxLayerSize bounds one layer, compressed and uncompressed.
+	DefaultMaxLayerSize int64 = 10 << 30
+	// DefaultMaxImageSize bounds one image: the sum of its compressed
+	// layers, and the sum of what its layers unpack to.
+	DefaultMaxImageSize int64 = 32 << 30
+	// DefaultMaxManifestSize bounds a manifest, an index, an image config
+	// and any other registry answer read into memory (4 MiB, as registries
+	// accept).
+	DefaultMaxManifestSize int64 = 4 << 20
+	// DefaultMaxLayerEntries bounds the number of entries of one layer.
+	DefaultMaxLayerEntries = 1 << 20
+)
+
+// Fixed limits on a layer entry's name, as the kernel's (NAME_MAX,
+// PATH_MAX), and on its depth.
+const (
+	MaxNameLength = 255  // bytes in one path component
+	MaxPathLength = 4096 // bytes in an entry's path or a symlink's target
+	MaxPathDepth  = 256  // components in an entry's path
+)
 
 // Config configures a Store.
 type Config struct {
@@ -38,9 +58,22 @@ type Config struct {
 	// Logger receives warnings about neutralised layer entries and offline
 	// fallbacks. Default: discard.
 	Logger *slog.Logger
-	// MaxLayerSize bounds each layer's uncompressed size (decompression
-	// bombs). Default DefaultMaxLayerSize.
+	// MaxLayerSize bounds each layer's compressed size (checked against
+	// the manifest before any byte is fetched) and uncompressed size
+	// (decompression bombs). Default DefaultMaxLayerSize.
 	MaxLayerSize int64
+	// MaxImageSize bounds the sum of an image's compressed layer sizes
+	// (checked before fetching) and the sum of what its layers unpack to.
+	// Default DefaultMaxImageSize.
+	MaxImageSize int64
+	// MaxManifestSize bounds manifests, indexes and image configs (their
+	// declared size is checked before they are fetched, and reads stop at
+	// it whatever the registry sends), and every other registry answer read
+	// into memory. Default DefaultMaxManifestSize.
+	MaxManifestSize int64
+	// MaxLayerEntries bounds the number of entries in one layer. Default
+	// DefaultMaxLayerEntries.
+	MaxLayerEntries int
 	// Platform picked from multi-platform indexes, "os/arch[/variant]".
 	// Default "linux/amd64".
 	Platform string
@@ -56,10 +89,17 @@ type Config struct {
 type Store struct {
 	root        string
 	log         *slog.Logger
-	limit       int64
+	limit       int64 // MaxLayerSize
+	imageLimit  int64 // MaxImageSize
+	metaLimit   int64 // MaxManifestSize
+	maxEntries  int   // MaxLayerEntries
 	platform    v1.Platform
 	transport   http.RoundTripper
 	concurrency int
+	accessKey   []byte // keys credential hashes
+	// unpackedBy holds "<diffID> <grant key>" for the layers this
+	// process unpacked from a registry for that caller.
+	unpackedBy sync.Map
 
 	// gc is held shared by Pull and Import and exclusively by Remove, so
 	// that Remove never deletes a layer an unfinished pull is about to
@@ -107,6 +147,9 @@ type record struct {
 	// config and compressed layers; imported docker tarballs keep none of
 	// their layers' blobs).
 	Blobs []string `json:"blobs,omitempty"`
+	// Access says who may use the image from the cache without asking
+	// the registry.
+	Access *access `json:"access,omitempty"`
 }
 
 type layerRecord struct {
@@ -132,6 +175,24 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.MaxLayerSize == 0 {
 		cfg.MaxLayerSize = DefaultMaxLayerSize
 	}
+	if cfg.MaxImageSize < 0 {
+		return nil, errdefs.InvalidArgument("image store: Config.MaxImageSize %d is negative; use 0 for the default (%d)", cfg.MaxImageSize, DefaultMaxImageSize)
+	}
+	if cfg.MaxImageSize == 0 {
+		cfg.MaxImageSize = DefaultMaxImageSize
+	}
+	if cfg.MaxManifestSize < 0 {
+		return nil, errdefs.InvalidArgument("image store: Config.MaxManifestSize %d is negative; use 0 for the default (%d)", cfg.MaxManifestSize, DefaultMaxManifestSize)
+	}
+	if cfg.MaxManifestSize == 0 {
+		cfg.MaxManifestSize = DefaultMaxManifestSize
+	}
+	if cfg.MaxLayerEntries < 0 {
+		return nil, errdefs.InvalidArgument("image store: Config.MaxLayerEntries %d is negative; use 0 for the default (%d)", cfg.MaxLayerEntries, DefaultMaxLayerEntries)
+	}
+	if cfg.MaxLayerEntries == 0 {
+		cfg.MaxLayerEntries = DefaultMaxLayerEntries
+	}
 	if cfg.Platform == "" {
 		cfg.Platform = "linux/amd64"
 	}
@@ -149,8 +210,11 @@ func Open(cfg Config) (*Store, error) {
 		root:        root,
 		log:         cfg.Logger,
 		limit:       cfg.MaxLayerSize,
+		imageLimit:  cfg.MaxImageSize,
+		metaLimit:   cfg.MaxManifestSize,
+		maxEntries:  cfg.MaxLayerEntries,
 		platform:    *plat,
-		transport:   cfg.Transport,
+		transport:   &limitTransport{inner: cfg.Transport, limit: cfg.MaxManifestSize, blobLimit: max(cfg.MaxLayerSize, cfg.MaxManifestSize)},
 		concurrency: cfg.Concurrency,
 	}
 	for _, d := range []string{"", "blobs/sha256", "layers/sha256", "images", "tmp"} {
@@ -170,6 +234,12 @@ func Open(cfg Config) (*Store, error) {
 		if err := os.RemoveAll(filepath.Join(s.tmpDir(), e.Name())); err != nil {
 			return nil, fmt.Errorf("image store: clean up %s: %w", e.Name(), err)
 		}
+	}
+	if err := s.sweep(); err != nil {
+		return nil, fmt.Errorf("image store: remove unused layers and blobs: %w", err)
+	}
+	if s.accessKey, err = loadAccessKey(root, s.tmpDir()); err != nil {
+		return nil, fmt.Errorf("image store: access key: %w", err)
 	}
 	return s, nil
 }
@@ -325,7 +395,10 @@ func (s *Store) lookup(ref string) ([]*record, error) {
 }
 
 // Get returns the cached image ref names (short or normalised form, or a
-// manifest digest). It does not block on the network. It returns an error
+// manifest digest). It does not block on the network, and does not check
+// who may use the image: it is for the host's operator (listing,
+// inspecting); an image for a task is asked for with Pull and
+// PullOptions.PreferCached. It returns an error
 // of kind errdefs.ErrNotFound if the image is not cached or one of its
 // layers has gone missing from disk.
 func (s *Store) Get(ctx context.Context, ref string) (*Image, error) {
@@ -430,6 +503,67 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 	}
 	s.log.Info("removed image", "ref", ref)
 	return nil
+}
+
+// sweep deletes the unpacked layers and blobs that no image record uses:
+// what a refused or failed pull unpacked before it failed. The caller holds
+// s.gc exclusively, so no pull is between unpacking and recording.
+func (s *Store) sweep() error {
+	recs, err := s.records()
+	if err != nil {
+		return err
+	}
+	usedLayers, usedBlobs := map[string]bool{}, map[string]bool{}
+	for _, r := range recs {
+		for _, l := range r.Layers {
+			if h, err := digestHex(l.DiffID); err == nil {
+				usedLayers[h] = true
+			}
+		}
+		for _, b := range r.Blobs {
+			if h, err := digestHex(b); err == nil {
+				usedBlobs[h] = true
+			}
+		}
+	}
+	for _, kind := range []struct {
+		dir  string
+		used map[string]bool
+	}{{"layers", usedLayers}, {"blobs", usedBlobs}} {
+		dir := filepath.Join(s.root, kind.dir, "sha256")
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if kind.used[e.Name()] {
+				continue
+			}
+			// Moved aside first so that a half-deleted layer never looks
+			// complete; RemoveAll does not follow symlinks.
+			tmp := filepath.Join(s.tmpDir(), "rm-"+e.Name())
+			if err := os.Rename(filepath.Join(dir, e.Name()), tmp); err != nil {
+				return err
+			}
+			if err := os.RemoveAll(tmp); err != nil {
+				return err
+			}
+			s.log.Debug("removed unused cache entry", "kind", kind.dir, "digest", "sha256:"+e.Name())
+		}
+	}
+	return nil
+}
+
+// sweepIfIdle sweeps now if no pull or import is running; otherwise the
+// next Open or idle failure does.
+func (s *Store) sweepIfIdle() {
+	if !s.gc.TryLock() {
+		return
+	}
+	defer s.gc.Unlock()
+	if err := s.sweep(); err != nil {
+		s.log.Warn("removing unused layers and blobs", "err", err)
+	}
 }
 
 // keyedLocks is a set of mutexes by key whose waits honour a context.

@@ -42,8 +42,12 @@ const (
 
 // unpackOptions tunes one extraction.
 type unpackOptions struct {
-	layer string       // name used in errors
-	limit int64        // maximum uncompressed bytes (stream and file content)
+	layer string // name used in errors
+	limit int64  // maximum uncompressed bytes (stream and file content)
+	// maxEntries bounds the number of tar entries (0: no bound).
+	maxEntries int
+	// image, if set, is the allowance shared by every layer of the image.
+	image *budget
 	log   *slog.Logger // warnings about neutralised entries
 	// plain restricts the archive to directories and regular files, written
 	// with default modes and no ownership (used for OCI layout archives,
@@ -71,12 +75,14 @@ type dirTime struct {
 	mtime time.Time
 }
 
-// countingReader counts bytes and fails once more than limit have been read.
+// countingReader counts bytes and fails once more than limit have been
+// read, or the image's allowance is spent.
 type countingReader struct {
 	r     io.Reader
 	n     int64
 	limit int64
 	err   error
+	image *budget
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
@@ -87,6 +93,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	if c.n > c.limit {
 		return n, c.err
+	}
+	if berr := c.image.take(int64(n)); berr != nil {
+		return n, berr
 	}
 	return n, err
 }
@@ -108,11 +117,12 @@ func unpack(ctx context.Context, r io.Reader, dir string, o unpackOptions) error
 		o:         o,
 		root:      fd,
 		extracted: map[string]bool{},
-		stream:    &countingReader{r: r, limit: o.limit, err: limitErr},
+		stream:    &countingReader{r: r, limit: o.limit, err: limitErr, image: o.image},
 		buf:       make([]byte, 128<<10),
 		warned:    map[string]struct{}{},
 	}
 	tr := tar.NewReader(u.stream)
+	entries := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -120,6 +130,9 @@ func unpack(ctx context.Context, r io.Reader, dir string, o unpackOptions) error
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
+		}
+		if entries++; o.maxEntries > 0 && entries > o.maxEntries {
+			return errdefs.LimitExceeded("layer %s has more than %d entries (Config.MaxLayerEntries)", o.layer, o.maxEntries)
 		}
 		// With GODEBUG=tarinsecurepath=0 the reader flags names such as
 		// "../x" but still returns the header; our own checks decide.
@@ -177,10 +190,35 @@ func cleanEntry(name string) (string, bool) {
 	return p, true
 }
 
+// checkName bounds an entry's name and link target as the kernel would
+// (NAME_MAX, PATH_MAX), and its depth, with an error that says so.
+func (u *unpacker) checkName(hdr *tar.Header, p string) error {
+	if len(hdr.Name) > MaxPathLength {
+		return errdefs.LimitExceeded("layer %s: entry %.64q... has a %d-byte name; names are limited to %d bytes", u.o.layer, hdr.Name, len(hdr.Name), MaxPathLength)
+	}
+	if len(hdr.Linkname) > MaxPathLength {
+		return errdefs.LimitExceeded("layer %s: entry %q links to a %d-byte target; link targets are limited to %d bytes", u.o.layer, hdr.Name, len(hdr.Linkname), MaxPathLength)
+	}
+	depth := 0
+	for c := range strings.SplitSeq(p, "/") {
+		if len(c) > MaxNameLength {
+			return errdefs.LimitExceeded("layer %s: entry %.64q... has a %d-byte path component; components are limited to %d bytes", u.o.layer, hdr.Name, len(c), MaxNameLength)
+		}
+		depth++
+	}
+	if depth > MaxPathDepth {
+		return errdefs.LimitExceeded("layer %s: entry %.64q... is %d directories deep; paths are limited to %d components", u.o.layer, hdr.Name, depth, MaxPathDepth)
+	}
+	return nil
+}
+
 func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 	p, ok := cleanEntry(hdr.Name)
 	if !ok {
 		return u.unsafe(hdr.Name, "escapes the layer root")
+	}
+	if err := u.checkName(hdr, p); err != nil {
+		return err
 	}
 	dirPart, base := path.Split(p)
 	if p == "." {

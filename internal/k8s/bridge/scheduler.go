@@ -371,7 +371,8 @@ func (b *Bridge) serviceAccountToken(ctx context.Context, pod *corev1.Pod, secon
 	return tr.Status.Token, nil
 }
 
-// references lists the config maps and secrets a pod refers to, and the
+// references lists the config maps and secrets a pod refers to (image
+// pull secrets included), and the
 // longest expiration its projected service-account tokens ask for (0 when
 // it has none).
 func references(pod *corev1.Pod) (cms, secs map[string]bool, tokenSeconds int64) {
@@ -397,6 +398,9 @@ func references(pod *corev1.Pod) (cms, secs map[string]bool, tokenSeconds int64)
 				secs[r.Name] = true
 			}
 		}
+	}
+	for _, s := range pod.Spec.ImagePullSecrets {
+		secs[s.Name] = true
 	}
 	for _, v := range pod.Spec.Volumes {
 		switch {

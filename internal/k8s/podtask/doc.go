@@ -103,8 +103,12 @@
 // probe's named port), probes of sidecars (init containers with
 // restartPolicy Always), grpc probes and a probe's own
 // terminationGracePeriodSeconds, per-container limits, hostname and
-// HOSTNAME, service links other than the kubernetes service, image pull
-// secrets (RegistryAuth), ephemeral containers.
+// HOSTNAME, service links other than the kubernetes service, ephemeral
+// containers.
+//
+// imagePullSecrets (dockerconfigjson or dockercfg secrets in
+// Inputs.Secrets) give each container's RegistryAuth, matched to the
+// image's registry as the kubelet's keyring does.
 //
 // Usage:
 //

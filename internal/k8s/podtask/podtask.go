@@ -208,6 +208,7 @@ func (r *resolver) container(c *corev1.Container) (task.Container, error) {
 		WorkingDir:  c.WorkingDir,
 		User:        user(r.pod.Spec.SecurityContext, c.SecurityContext),
 	}
+	tc.RegistryAuth = r.registryAuth(c.Image)
 	if tc.MountPoints, err = r.mounts(c, env); err != nil {
 		return task.Container{}, err
 	}
