@@ -28,3 +28,6 @@ func (m *Manager) verify(*lease) []string                          { return []st
 
 // RemoveUnusedBridges does nothing off Linux.
 func (m *Manager) RemoveUnusedBridges(ctx context.Context) error { return nil }
+
+func (m *Manager) syncFirewall() error   { return nil }
+func (m *Manager) removeFirewall() error { return nil }
