@@ -71,7 +71,13 @@ func (w *worker) beginRun(ctx context.Context, c *task.Container, at time.Time, 
 	if ip == "" {
 		ip = w.task.IP
 	}
-	p := &prober{c: c, taskID: w.task.ID, host: func() string { return ip }, execer: ex,
+	nsPath := ""
+	if nw := w.agent.cfg.Network; nw != nil {
+		if att, ok := nw.Get(w.task.ID); ok {
+			nsPath = att.NetNSPath
+		}
+	}
+	p := &prober{c: c, taskID: w.task.ID, host: func() string { return ip }, netns: nsPath, execer: ex,
 		gen: rs.gen[c.Name], started: adoptedStarted, events: rs.probeEvents}
 	go p.run(pctx)
 }

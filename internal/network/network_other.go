@@ -4,6 +4,7 @@ package network
 
 import (
 	"context"
+	"net"
 
 	"github.com/vishvananda/netlink"
 
@@ -31,3 +32,8 @@ func (m *Manager) RemoveUnusedBridges(ctx context.Context) error { return nil }
 
 func (m *Manager) syncFirewall() error   { return nil }
 func (m *Manager) removeFirewall() error { return nil }
+
+// DialInNamespace needs Linux.
+func DialInNamespace(ctx context.Context, nsPath, network, address string) (net.Conn, error) {
+	return nil, errNotLinux()
+}
