@@ -16,8 +16,18 @@ const DefaultSubnet = "subnet-default=10.89.0.0/16"
 // ",peer=OTHER" (repeatable) to let its tasks and OTHER's reach each other
 // (tasks of different subnets are cut off by default).
 func parseSubnets(values []string) ([]network.Subnet, error) {
-	var out []network.Subnet
+	// The flag is a string slice, which splits "a=CIDR,nat" at commas:
+	// options standing alone belong to the subnet before them.
+	var joined []string
 	for _, v := range values {
+		if len(joined) > 0 && (v == "nat" || strings.HasPrefix(v, "peer=")) {
+			joined[len(joined)-1] += "," + v
+			continue
+		}
+		joined = append(joined, v)
+	}
+	var out []network.Subnet
+	for _, v := range joined {
 		spec, opts, _ := strings.Cut(v, ",")
 		name, cidr, ok := strings.Cut(spec, "=")
 		if !ok || name == "" {
