@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"vessel.dev/vessel/internal/network"
@@ -41,14 +39,18 @@ type probeEvent struct {
 // probe first (its success sets Started), then liveness and readiness side
 // by side. It reports verdict changes on events until ctx is done.
 type prober struct {
-	c       *task.Container
-	taskID  string
-	host    func() string // the task's IP
-	netns   string        // the task's network namespace, where probes dial from
-	execer  runtime.Execer
-	gen     int
-	started bool // the startup probe already passed (an adopted run)
-	events  chan<- probeEvent
+	c      *task.Container
+	taskID string
+	host   func() string // the task's IP
+	netns  string        // the task's network namespace, where probes dial from
+	// ownStack says the sandbox takes the task's address into a network
+	// stack of its own (gVisor's netstack, a micro-VM's kernel).
+	ownStack bool
+	runtime  string
+	execer   runtime.Execer
+	gen      int
+	started  bool // the startup probe already passed (an adopted run)
+	events   chan<- probeEvent
 }
 
 func (p *prober) send(ctx context.Context, kind, msg string) bool {
@@ -184,8 +186,9 @@ func (p *prober) probe(ctx context.Context, pr task.Probe) error {
 // addresses are as closed to a probe as to the task. A name is resolved on
 // the host, as the kubelet resolves it. Sandboxes that take the task's
 // address into themselves (gVisor's netstack, a micro-VM) leave the
-// namespace without it: then, and only for the task's own address, the
-// probe dials from the host, which reaches the task through its bridge.
+// namespace without it: their probes dial from the host, which reaches the
+// task through its bridge, and only the task's own address (127.0.0.1 of
+// such a task is inside the sandbox, out of reach: a probe there fails).
 func (p *prober) dial(ctx context.Context, _, address string) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
@@ -201,15 +204,17 @@ func (p *prober) dial(ctx context.Context, _, address string) (net.Conn, error) 
 	}
 	ip = ip.Unmap()
 	addr := net.JoinHostPort(ip.String(), port)
-	if p.netns == "" {
-		return nil, fmt.Errorf("task %s has no network namespace to probe from", p.taskID)
-	}
-	conn, err := network.DialInNamespace(ctx, p.netns, "tcp", addr)
-	if errors.Is(err, syscall.ENETUNREACH) && ip.String() == p.host() {
+	if p.ownStack {
+		if ip.String() != p.host() {
+			return nil, fmt.Errorf("probe host %s is not the task's address %s: the %s sandbox keeps its own network stack, which probes reach only at the task's address", ip, p.host(), p.runtime)
+		}
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
 	}
-	return conn, err
+	if p.netns == "" {
+		return nil, fmt.Errorf("task %s has no network namespace to probe from", p.taskID)
+	}
+	return network.DialInNamespace(ctx, p.netns, "tcp", addr)
 }
 
 // maxProbeRedirects is the kubelet's limit.
