@@ -417,3 +417,80 @@ func TestFirewallFollowsLeasesAndLeavesNothing(t *testing.T) {
 		t.Fatalf("removing missing tables: %v", err)
 	}
 }
+
+// udpFrame is an Ethernet frame with an IPv4 UDP datagram (no UDP
+// checksum, as IPv4 allows).
+func udpFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, port uint16, payload string) []byte {
+	udp := make([]byte, 8+len(payload))
+	binary.BigEndian.PutUint16(udp[0:], 40000)
+	binary.BigEndian.PutUint16(udp[2:], port)
+	binary.BigEndian.PutUint16(udp[4:], uint16(len(udp)))
+	copy(udp[8:], payload)
+	ip := make([]byte, 20)
+	ip[0], ip[8], ip[9] = 0x45, 64, unix.IPPROTO_UDP
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(udp)))
+	s, d := src.As4(), dst.As4()
+	copy(ip[12:], s[:])
+	copy(ip[16:], d[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	var b bytes.Buffer
+	b.Write(dstMAC)
+	b.Write(srcMAC)
+	binary.Write(&b, binary.BigEndian, uint16(unix.ETH_P_IP))
+	b.Write(ip)
+	b.Write(udp)
+	return b.Bytes()
+}
+
+// TestTaskCannotReachHostLoopback sends, from a task, a frame to the
+// gateway's MAC addressed to 127.0.0.1, with route_localnet on the bridge
+// (kube-proxy turns it on for every interface): the host's loopback
+// listener must not get it, while the same frame to DNS on the gateway
+// arrives.
+func TestTaskCannotReachHostLoopback(t *testing.T) {
+	sub := testSubnet(t, 24)
+	m, _ := newTest(t, sub)
+	a := mustAttach(t, m, "task-a", sub.Name)
+	br, err := netlink.LinkByName(bridgeName(sub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+bridgeName(sub)+"/route_localnet", []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lo, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lo.Close()
+	dns, err := net.ListenPacket("udp4", netip.AddrPortFrom(a.Gateway, 53).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+	loPort := uint16(lo.LocalAddr().(*net.UDPAddr).Port)
+	gwMAC := br.Attrs().HardwareAddr
+	if err := sendRaw(a.NetNSPath, udpFrame(gwMAC, taskMAC(a.IP), a.IP, netip.MustParseAddr("127.0.0.1"), loPort, "to-loopback")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendRaw(a.NetNSPath, udpFrame(gwMAC, taskMAC(a.IP), a.IP, a.Gateway, 53, "to-dns")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	dns.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, _, err := dns.ReadFrom(buf); err != nil || string(buf[:n]) != "to-dns" {
+		t.Fatalf("the genuine frame to DNS on the gateway: %q %v", buf[:n], err)
+	}
+	// The loopback frame was sent first: had it passed, it would be there.
+	lo.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if n, from, err := lo.ReadFrom(buf); err == nil {
+		t.Errorf("the host's 127.0.0.1 listener got %q from %v", buf[:n], from)
+	}
+}
