@@ -494,3 +494,36 @@ func TestTaskCannotReachHostLoopback(t *testing.T) {
 		t.Errorf("the host's 127.0.0.1 listener got %q from %v", buf[:n], from)
 	}
 }
+
+// TestReconcileGivesOldAttachmentsTheirMAC: a task attached before the
+// firewall has a random MAC; Reconcile gives it the one the rules expect.
+func TestReconcileGivesOldAttachmentsTheirMAC(t *testing.T) {
+	sub := testSubnet(t, 24)
+	m, _ := newTest(t, sub)
+	a := mustAttach(t, m, "task-a", sub.Name)
+	b := mustAttach(t, m, "task-b", sub.Name)
+	if err := inNS(a.NetNSPath, func() error {
+		eth0, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetHardwareAddr(eth0, net.HardwareAddr{0x0a, 0x58, 9, 9, 9, 9})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reconcile(t.Context(), func(string) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	var got net.HardwareAddr
+	inNS(a.NetNSPath, func() error {
+		ifc, err := net.InterfaceByName("eth0")
+		if err == nil {
+			got = ifc.HardwareAddr
+		}
+		return err
+	})
+	if !bytes.Equal(got, taskMAC(a.IP)) {
+		t.Fatalf("eth0's MAC after Reconcile %s, want %s", got, taskMAC(a.IP))
+	}
+	checkTCP(t, "A to B after Reconcile", b.NetNSPath, b.IP, a.NetNSPath, a.IP)
+}

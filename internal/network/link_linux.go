@@ -443,3 +443,42 @@ func (m *Manager) RemoveUnusedBridges(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// fixMAC gives eth0 of a kept task the MAC the firewall expects when it
+// still holds the task's address (tasks attached before the firewall had a
+// random one); a sandbox that took the address (a micro-VM) is left alone.
+func (m *Manager) fixMAC(l *lease) error {
+	nsPath := m.netnsPath(l.TaskID)
+	if !isNetNS(nsPath) {
+		return nil
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return nil
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		return nil
+	}
+	want := taskMAC(l.IP)
+	if eth0.Attrs().HardwareAddr.String() == want.String() {
+		return nil
+	}
+	addrs, _ := h.AddrList(eth0, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == l.IP {
+			m.log.Info("giving eth0 the task's MAC", "task", l.TaskID, "from", eth0.Attrs().HardwareAddr, "to", want)
+			if err := h.LinkSetHardwareAddr(eth0, want); err != nil {
+				return fmt.Errorf("set eth0's MAC to %s: %v", want, err)
+			}
+			return nil
+		}
+	}
+	return nil
+}

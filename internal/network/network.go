@@ -573,6 +573,8 @@ func (m *Manager) Reconcile(ctx context.Context, keep func(taskID string) bool) 
 		var problems []string
 		if !l.Attached {
 			problems = append(problems, "attach never finished")
+		} else if err := m.fixMAC(l); err != nil {
+			problems = append(problems, err.Error())
 		}
 		problems = append(problems, m.verify(l)...)
 		if len(problems) > 0 {

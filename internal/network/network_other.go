@@ -37,3 +37,4 @@ func (m *Manager) removeFirewall() error { return nil }
 func DialInNamespace(ctx context.Context, nsPath, network, address string) (net.Conn, error) {
 	return nil, errNotLinux()
 }
+func (m *Manager) fixMAC(*lease) error { return nil }
