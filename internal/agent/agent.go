@@ -30,6 +30,8 @@ type Network interface {
 	Attach(ctx context.Context, taskID, subnet string, o network.AttachOptions) (*network.Attachment, error)
 	Detach(ctx context.Context, taskID string) error
 	Reconcile(ctx context.Context, keep func(taskID string) bool) error
+	// Get returns a task's attachment (probes dial from its namespace).
+	Get(taskID string) (*network.Attachment, bool)
 }
 
 // Image pull behaviours, as the ECS agent's ECS_IMAGE_PULL_BEHAVIOR.

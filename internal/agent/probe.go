@@ -7,11 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/task"
 )
@@ -37,13 +39,18 @@ type probeEvent struct {
 // probe first (its success sets Started), then liveness and readiness side
 // by side. It reports verdict changes on events until ctx is done.
 type prober struct {
-	c       *task.Container
-	taskID  string
-	host    func() string // the task's IP
-	execer  runtime.Execer
-	gen     int
-	started bool // the startup probe already passed (an adopted run)
-	events  chan<- probeEvent
+	c      *task.Container
+	taskID string
+	host   func() string // the task's IP
+	netns  string        // the task's network namespace, where probes dial from
+	// ownStack says the sandbox takes the task's address into a network
+	// stack of its own (gVisor's netstack, a micro-VM's kernel).
+	ownStack bool
+	runtime  string
+	execer   runtime.Execer
+	gen      int
+	started  bool // the startup probe already passed (an adopted run)
+	events   chan<- probeEvent
 }
 
 func (p *prober) send(ctx context.Context, kind, msg string) bool {
@@ -164,8 +171,7 @@ func (p *prober) probe(ctx context.Context, pr task.Probe) error {
 		return p.httpGet(ctx, pr.HTTPGet)
 	case pr.TCPSocket != nil:
 		addr := net.JoinHostPort(p.host(), strconv.Itoa(pr.TCPSocket.Port))
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
+		conn, err := p.dial(ctx, "tcp", addr)
 		if err != nil {
 			return fmt.Errorf("tcp probe: %w", err)
 		}
@@ -175,9 +181,63 @@ func (p *prober) probe(ctx context.Context, pr task.Probe) error {
 	return fmt.Errorf("probe has no handler")
 }
 
-// httpGet asks the task's IP (or the probe's Host) from the host; a status
-// of 200..399 is a success. Certificates are not checked, as the kubelet
-// does not.
+// dial connects to address from inside the task's network namespace, never
+// from the host's, so that 127.0.0.1 is the task's loopback and the host's
+// addresses are as closed to a probe as to the task. A name is resolved on
+// the host, as the kubelet resolves it. Sandboxes that take the task's
+// address into themselves (gVisor's netstack, a micro-VM) leave the
+// namespace without it: their probes dial from the host, which reaches the
+// task through its bridge, and only the task's own address (127.0.0.1 of
+// such a task is inside the sandbox, out of reach: a probe there fails).
+func (p *prober) dial(ctx context.Context, _, address string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		ips, lerr := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+		if lerr != nil || len(ips) == 0 {
+			return nil, fmt.Errorf("resolve probe host %q: %v", host, lerr)
+		}
+		ip = ips[0]
+	}
+	ip = ip.Unmap()
+	addr := net.JoinHostPort(ip.String(), port)
+	if p.ownStack {
+		if ip.String() != p.host() {
+			return nil, fmt.Errorf("probe host %s is not the task's address %s: the %s sandbox keeps its own network stack, which probes reach only at the task's address", ip, p.host(), p.runtime)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	if p.netns == "" {
+		return nil, fmt.Errorf("task %s has no network namespace to probe from", p.taskID)
+	}
+	return network.DialInNamespace(ctx, p.netns, "tcp", addr)
+}
+
+// maxProbeRedirects is the kubelet's limit.
+const maxProbeRedirects = 10
+
+// sameHostRedirects is the kubelet's redirect rule for probes: follow a
+// redirect to the same host name (another port or scheme included), and
+// stop at one to another host, whose response then decides the probe
+// (a 3xx: a success).
+func sameHostRedirects(req *http.Request, via []*http.Request) error {
+	if req.URL.Hostname() != via[0].URL.Hostname() {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= maxProbeRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxProbeRedirects)
+	}
+	return nil
+}
+
+// httpGet asks the task's IP (or the probe's Host) from inside the task's
+// network namespace; a status of 200..399 is a success. Certificates are
+// not checked, as the kubelet does not; redirects are followed only on the
+// same host.
 func (p *prober) httpGet(ctx context.Context, h *task.HTTPGetProbe) error {
 	host := h.Host
 	if host == "" {
@@ -202,10 +262,11 @@ func (p *prober) httpGet(ctx context.Context, h *task.HTTPGetProbe) error {
 		req.Header.Add(hd.Name, hd.Value)
 	}
 	client := &http.Client{Transport: &http.Transport{
+		DialContext:       p.dial,
 		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
 		DisableKeepAlives: true,
 		Proxy:             nil,
-	}}
+	}, CheckRedirect: sameHostRedirects}
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("http probe: %w", err)

@@ -71,10 +71,22 @@ func (w *worker) beginRun(ctx context.Context, c *task.Container, at time.Time, 
 	if ip == "" {
 		ip = w.task.IP
 	}
-	p := &prober{c: c, taskID: w.task.ID, host: func() string { return ip }, execer: ex,
+	nsPath := ""
+	if nw := w.agent.cfg.Network; nw != nil {
+		if att, ok := nw.Get(w.task.ID); ok {
+			nsPath = att.NetNSPath
+		}
+	}
+	p := &prober{c: c, taskID: w.task.ID, host: func() string { return ip }, netns: nsPath, execer: ex,
+		ownStack: w.rt.Name() != runcName, runtime: w.rt.Name(),
 		gen: rs.gen[c.Name], started: adoptedStarted, events: rs.probeEvents}
 	go p.run(pctx)
 }
+
+// runcName is the runtime whose sandboxes use the host kernel's network
+// stack in the task's namespace; the others (gVisor, micro-VMs) take the
+// task's address into their own.
+const runcName = "runc"
 
 // endRun stops the probes of c's current run.
 func (w *worker) endRun(name string) {

@@ -62,7 +62,7 @@ func (o *hostOptions) addFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.simCreateDelay, "sim-create-delay", 20*time.Millisecond, "sim runtime: time a sandbox takes to create")
 	f.DurationVar(&o.simStartDelay, "sim-start-delay", 10*time.Millisecond, "sim runtime: time a container takes to start")
 	f.StringSliceVar(&o.hostSubnets, "host-subnet", nil, "names of the subnets this host serves (default: all of --subnet)")
-	f.StringSliceVar(&o.subnets, "subnet", []string{DefaultSubnet}, "subnets as NAME=CIDR[,nat] (repeatable); private unless ,nat")
+	f.StringSliceVar(&o.subnets, "subnet", []string{DefaultSubnet}, "subnets as NAME=CIDR[,nat][,peer=SUBNET...] (repeatable); private unless ,nat; cut off from other subnets unless ,peer=")
 	f.StringVar(&o.pullBehavior, "image-pull-behavior", agent.PullPreferCached, "prefer-cached (use a cached image) or always (ask the registry each time)")
 	f.StringSliceVar(&o.insecureRegistries, "insecure-registry", nil, "registry hosts reached over plain HTTP (repeatable)")
 	f.Int64Var(&o.logMaxBytes, "log-max-bytes", 10<<20, "logs kept per task, in bytes, split between its containers")

@@ -28,6 +28,13 @@
 // answer is SERVFAIL. The server serves UDP and TCP on each of its
 // addresses.
 //
+// Forwarding is bounded, since every task can send queries: at most
+// Config.MaxInFlight (256) queries are with the upstreams at once (past it
+// SERVFAIL at once), and each source address may have Config.ForwardRate
+// (50) queries a second forwarded, in bursts of ForwardBurst (100), past
+// which it is answered REFUSED. Names of the domain are answered from
+// memory and not limited.
+//
 // The server follows a Source, the control plane's task cache
 // (*server.Server's TaskSnapshot and Changes), rebuilding an immutable
 // index on every change (at most every 50 ms) and answering from the latest.

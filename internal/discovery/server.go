@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/time/rate"
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/task"
@@ -35,6 +36,10 @@ type Source interface {
 const (
 	DefaultDomain = "vessel.local"
 	DefaultTTL    = 5 * time.Second
+
+	DefaultMaxInFlight  = 256
+	DefaultForwardRate  = 50
+	DefaultForwardBurst = 100
 )
 
 // Config configures a Server.
@@ -61,6 +66,16 @@ type Config struct {
 	ResolvConf string
 	// ForwardTimeout bounds one forwarded exchange; 2 s by default.
 	ForwardTimeout time.Duration
+	// MaxInFlight caps the queries being forwarded at once, from all
+	// sources; past it a query is answered SERVFAIL at once.
+	// DefaultMaxInFlight when zero.
+	MaxInFlight int
+	// ForwardRate is how many queries per second each source address may
+	// have forwarded, with bursts of ForwardBurst; past it a query is
+	// answered REFUSED. Names under Domain are not limited.
+	// DefaultForwardRate and DefaultForwardBurst when zero.
+	ForwardRate  float64
+	ForwardBurst int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -74,6 +89,10 @@ type Server struct {
 	ttl       uint32
 	upstreams []string
 	ix        atomic.Pointer[index]
+
+	inFlight chan struct{} // a slot per query being forwarded
+	limMu    sync.Mutex
+	limiters map[netip.Addr]*sourceLimit
 
 	mu      sync.Mutex
 	servers []*dns.Server
@@ -111,6 +130,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ForwardTimeout == 0 {
 		cfg.ForwardTimeout = 2 * time.Second
 	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.ForwardRate == 0 {
+		cfg.ForwardRate = DefaultForwardRate
+	}
+	if cfg.ForwardBurst == 0 {
+		cfg.ForwardBurst = DefaultForwardBurst
+	}
+	if cfg.MaxInFlight < 0 || cfg.ForwardRate < 0 || cfg.ForwardBurst < 0 {
+		return nil, errdefs.InvalidArgument("discovery: MaxInFlight %d, ForwardRate %v and ForwardBurst %d must not be negative (zero takes the default)", cfg.MaxInFlight, cfg.ForwardRate, cfg.ForwardBurst)
+	}
 	if cfg.ResolvConf == "" {
 		cfg.ResolvConf = "/etc/resolv.conf"
 	}
@@ -118,7 +149,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "dns"), domain: domain + ".",
-		ttl: uint32(cfg.TTL / time.Second), done: make(chan struct{})}
+		ttl: uint32(cfg.TTL / time.Second), done: make(chan struct{}),
+		inFlight: make(chan struct{}, cfg.MaxInFlight), limiters: map[netip.Addr]*sourceLimit{}}
 	ups := cfg.Upstreams
 	if ups == nil {
 		ups = resolvConfNameservers(cfg.ResolvConf)
@@ -321,7 +353,70 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		s.reply(w, r, s.answer(r, name))
 		return
 	}
+	if !s.allow(w.RemoteAddr()) {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeRefused)
+		s.reply(w, r, m)
+		return
+	}
+	select {
+	case s.inFlight <- struct{}{}:
+	default:
+		s.log.Debug("too many queries in flight; answering SERVFAIL", "max", cap(s.inFlight), "name", q.Name)
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
+		m.RecursionAvailable = true
+		s.reply(w, r, m)
+		return
+	}
+	defer func() { <-s.inFlight }()
 	s.reply(w, r, s.forward(w, r))
+}
+
+// sourceLimit is one source address's forwarding budget.
+type sourceLimit struct {
+	lim  *rate.Limiter
+	used time.Time
+}
+
+// maxSources bounds the budgets kept; idle ones go first.
+const maxSources = 4096
+
+// allow takes a token from the budget of addr's source address.
+func (s *Server) allow(addr net.Addr) bool {
+	var ip netip.Addr
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	case *net.TCPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	}
+	ip = ip.Unmap()
+	now := time.Now()
+	s.limMu.Lock()
+	defer s.limMu.Unlock()
+	sl := s.limiters[ip]
+	if sl == nil {
+		if len(s.limiters) >= maxSources {
+			for k, v := range s.limiters {
+				if now.Sub(v.used) > time.Minute {
+					delete(s.limiters, k)
+				}
+			}
+			if len(s.limiters) >= maxSources {
+				s.log.Warn("too many DNS clients with forwarding budgets; starting the budgets afresh", "sources", len(s.limiters))
+				clear(s.limiters)
+			}
+		}
+		sl = &sourceLimit{lim: rate.NewLimiter(rate.Limit(s.cfg.ForwardRate), s.cfg.ForwardBurst)}
+		s.limiters[ip] = sl
+	}
+	sl.used = now
+	if !sl.lim.AllowN(now, 1) {
+		s.log.Debug("source over its forwarding rate; answering REFUSED", "source", ip)
+		return false
+	}
+	return true
 }
 
 // reply writes m, truncated to what the client accepts over UDP.

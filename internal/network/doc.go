@@ -24,7 +24,17 @@
 //   - the IP leases, in <StateDir>/leases.json, written durably before an
 //     address is used, so that a crash never hands one address out twice;
 //   - for a subnet with NAT on, an iptables MASQUERADE rule (and
-//     net.ipv4.ip_forward=1). NAT is off by default.
+//     net.ipv4.ip_forward=1). NAT is off by default;
+//   - the network boundary (firewall_linux.go): two nftables tables,
+//     "inet" and "bridge", named "vessel-" plus a hash of StateDir, rebuilt
+//     atomically whenever a lease or subnet changes and on Reconcile, and
+//     deleted with the last bridge. A task reaches, on its host, only DNS on
+//     its subnet's gateway (hostServices is the one place to add more, such
+//     as the task metadata endpoint), replies to the host's own connections
+//     and connections kube-proxy DNATed (Services); tasks of different
+//     subnets do not reach each other unless Subnet.Peers says so; frames
+//     from a task's veth must carry its MAC (0a:58 and its IPv4 address,
+//     set on eth0) and address, IPv4 and ARP only (no IPv6).
 //
 // It talks to the kernel through netlink only (never the ip command); the
 // iptables command is used for NAT alone.
@@ -50,7 +60,7 @@
 // Limits: IPv4 only. Bridges get the kernel's default MTU (1500). If the
 // host loads br_netfilter with bridge-nf-call-iptables=1 and a FORWARD policy
 // of DROP (Docker sets one), traffic between tasks of a bridge is dropped
-// until a rule accepts it; this package adds none. Namespace mounts are plain
+// until a rule accepts it; this package adds no accepting iptables rule. Namespace mounts are plain
 // bind mounts under StateDir (no shared-propagation setup as iproute2 does
 // for /run/netns).
 //

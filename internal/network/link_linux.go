@@ -94,6 +94,13 @@ func (m *Manager) ensureSubnet(sub *subnetState) (netlink.Link, error) {
 	if err := netlink.LinkSetUp(br); err != nil {
 		return nil, fmt.Errorf("network: bring up bridge %s: %w", sub.bridge, err)
 	}
+	if m.hasPeers(sub.Name) {
+		// Forwarding is decided by the interface a packet comes in on.
+		f := "/proc/sys/net/ipv4/conf/" + sub.bridge + "/forwarding"
+		if err := os.WriteFile(f, []byte("1\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("network: subnet %q has peers: enable forwarding on %s: %w", sub.Name, sub.bridge, err)
+		}
+	}
 	if sub.NAT {
 		if err := m.enableForwarding(); err != nil {
 			return nil, fmt.Errorf("network: subnet %q has NAT on: enable net.ipv4.ip_forward: %w", sub.Name, err)
@@ -174,6 +181,8 @@ func (m *Manager) plumb(l *lease, sub *subnetState, br netlink.Link) error {
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(int(ns)),
 		PeerMTU:       uint32(mtu),
+		// The firewall lets only this MAC leave the veth.
+		PeerHardwareAddr: taskMAC(l.IP),
 	}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("create veth %s: %w", l.HostVeth, err)
@@ -417,5 +426,59 @@ func (m *Manager) RemoveUnusedBridges(ctx context.Context) error {
 			}
 		}
 	}
+	// The firewall goes with the last bridge; otherwise it follows the
+	// leases.
+	anyBridge := false
+	for _, sub := range m.subnets {
+		if linkExists(sub.bridge) {
+			anyBridge = true
+		}
+	}
+	if anyBridge || len(inUse) > 0 {
+		if err := m.syncFirewall(); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err := m.removeFirewall(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// fixMAC gives eth0 of a kept task the MAC the firewall expects when it
+// still holds the task's address (tasks attached before the firewall had a
+// random one); a sandbox that took the address (a micro-VM) is left alone.
+func (m *Manager) fixMAC(l *lease) error {
+	nsPath := m.netnsPath(l.TaskID)
+	if !isNetNS(nsPath) {
+		return nil
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return nil
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		return nil
+	}
+	want := taskMAC(l.IP)
+	if eth0.Attrs().HardwareAddr.String() == want.String() {
+		return nil
+	}
+	addrs, _ := h.AddrList(eth0, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == l.IP {
+			m.log.Info("giving eth0 the task's MAC", "task", l.TaskID, "from", eth0.Attrs().HardwareAddr, "to", want)
+			if err := h.LinkSetHardwareAddr(eth0, want); err != nil {
+				return fmt.Errorf("set eth0's MAC to %s: %v", want, err)
+			}
+			return nil
+		}
+	}
+	return nil
 }

@@ -31,6 +31,11 @@ type Subnet struct {
 	// NAT masquerades the subnet's traffic leaving the host through any
 	// interface but its bridge. Off by default.
 	NAT bool
+	// Peers names the other subnets whose tasks this subnet's tasks may
+	// reach, and be reached by, through the host. Tasks of different
+	// subnets are otherwise cut off from each other (Services that
+	// kube-proxy DNATs still pass). One side listing the other is enough.
+	Peers []string
 }
 
 // Config configures a Manager.
@@ -116,6 +121,9 @@ type Manager struct {
 	taskMu   [64]sync.Mutex // striped by task ID
 	bridgeMu sync.Mutex     // serializes bridge and NAT setup
 
+	fwTable string     // the nftables tables' name (firewall_linux.go)
+	fwMu    sync.Mutex // serializes firewall rebuilds
+
 	// Seams for tests.
 	hostResolvConf   string
 	newIPTables      func() (iptablesAPI, error)
@@ -149,6 +157,7 @@ func Open(cfg Config) (*Manager, error) {
 		netnsDir:         filepath.Join(dir, "netns"),
 		etcDir:           filepath.Join(dir, "etc"),
 		subnets:          map[string]*subnetState{},
+		fwTable:          firewallTableName(dir),
 		gwDNS:            cfg.GatewayDNS,
 		hostResolvConf:   "/etc/resolv.conf",
 		newIPTables:      newIPTables,
@@ -173,6 +182,13 @@ func Open(cfg Config) (*Manager, error) {
 		}
 		bridges[st.bridge] = s.Name
 		m.subnets[s.Name] = st
+	}
+	for _, s := range m.subnets {
+		for _, p := range s.Peers {
+			if _, ok := m.subnets[p]; !ok || p == s.Name {
+				return nil, errdefs.InvalidArgument("network: subnet %q: peer %q is not another configured subnet; configured subnets: %s", s.Name, p, strings.Join(m.subnetNames(), ", "))
+			}
+		}
 	}
 	for _, d := range cfg.DNSServers {
 		a, err := netip.ParseAddr(strings.TrimSpace(d))
@@ -218,6 +234,28 @@ func checkSubnet(s Subnet) (*subnetState, error) {
 		return nil, errdefs.InvalidArgument("network: subnet %q: CIDR %s has host bits set; use %s", s.Name, s.CIDR, s.CIDR.Masked())
 	}
 	return &subnetState{Subnet: s, bridge: bridgeName(s), gateway: s.CIDR.Addr().Next()}, nil
+}
+
+// firewallTableName names the nftables tables of the manager with state
+// directory dir: "vessel-" and 8 hex digits of a hash of dir.
+func firewallTableName(dir string) string {
+	h := sha256.Sum256([]byte(dir))
+	return "vessel-" + hex.EncodeToString(h[:])[:8]
+}
+
+// peers reports whether tasks of subnets a and b may reach each other.
+func (m *Manager) peers(a, b string) bool {
+	return slices.Contains(m.subnets[a].Peers, b) || slices.Contains(m.subnets[b].Peers, a)
+}
+
+// hasPeers reports whether subnet name is a peer of any other.
+func (m *Manager) hasPeers(name string) bool {
+	for o := range m.subnets {
+		if o != name && m.peers(name, o) {
+			return true
+		}
+	}
+	return false
 }
 
 // bridgeName derives the subnet's bridge name: "vsl-" and 11 hex digits of a
@@ -372,10 +410,17 @@ func (m *Manager) Attach(ctx context.Context, taskID, subnet string, o AttachOpt
 		if rerr := m.release(taskID); rerr != nil {
 			m.log.Error("releasing lease after failed attach", "task", taskID, "err", rerr)
 		}
+		if ferr := m.syncFirewall(); ferr != nil {
+			m.log.Error("removing firewall rules after failed attach", "task", taskID, "err", ferr)
+		}
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return fail(err)
+	}
+	// The task's rules are in place before its veth exists.
+	if err := m.syncFirewall(); err != nil {
+		return fail(fmt.Errorf("network: attach task %s: %w", taskID, err))
 	}
 	if err := m.plumb(l, sub, br); err != nil {
 		return fail(fmt.Errorf("network: attach task %s: %w", taskID, err))
@@ -433,6 +478,9 @@ func (m *Manager) Detach(ctx context.Context, taskID string) error {
 	}
 	if err := m.release(taskID); err != nil {
 		return err
+	}
+	if err := m.syncFirewall(); err != nil {
+		return fmt.Errorf("network: detach task %s: %w", taskID, err)
 	}
 	m.log.Info("task detached", "task", taskID, "ip", l.IP)
 	return nil
@@ -525,6 +573,8 @@ func (m *Manager) Reconcile(ctx context.Context, keep func(taskID string) bool) 
 		var problems []string
 		if !l.Attached {
 			problems = append(problems, "attach never finished")
+		} else if err := m.fixMAC(l); err != nil {
+			problems = append(problems, err.Error())
 		}
 		problems = append(problems, m.verify(l)...)
 		if len(problems) > 0 {
@@ -556,6 +606,11 @@ func (m *Manager) Reconcile(ctx context.Context, keep func(taskID string) bool) 
 		}
 	}
 	if err := m.removeOrphanVeths(); err != nil {
+		errs = append(errs, err)
+	}
+	// The rules follow the leases as they are now (they may be missing
+	// after a reboot, or stale after a crash).
+	if err := m.syncFirewall(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(broken) > 0 {
@@ -609,3 +664,15 @@ func (m *Manager) nameservers(sub *subnetState) []netip.Addr {
 
 // now is a seam for tests.
 var now = time.Now
+
+// RemoveFirewall deletes the nftables tables of the manager whose state
+// directory is stateDir, for uninstall and tests that remove a host's
+// bridges by hand. A running manager puts them back at its next change.
+func RemoveFirewall(stateDir string) error {
+	dir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return errdefs.InvalidArgument("network: StateDir %q: %v", stateDir, err)
+	}
+	m := &Manager{fwTable: firewallTableName(dir)}
+	return m.removeFirewall()
+}

@@ -4,6 +4,7 @@ package network
 
 import (
 	"context"
+	"net"
 
 	"github.com/vishvananda/netlink"
 
@@ -28,3 +29,12 @@ func (m *Manager) verify(*lease) []string                          { return []st
 
 // RemoveUnusedBridges does nothing off Linux.
 func (m *Manager) RemoveUnusedBridges(ctx context.Context) error { return nil }
+
+func (m *Manager) syncFirewall() error   { return nil }
+func (m *Manager) removeFirewall() error { return nil }
+
+// DialInNamespace needs Linux.
+func DialInNamespace(ctx context.Context, nsPath, network, address string) (net.Conn, error) {
+	return nil, errNotLinux()
+}
+func (m *Manager) fixMAC(*lease) error { return nil }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vessel.dev/vessel/internal/network"
 )
 
 var vesselBin, repoRoot string
@@ -87,7 +89,15 @@ func startServer(t *testing.T, extra ...string) *server {
 	s := &server{t: t, dataDir: t.TempDir(), addr: freeAddr(t), extra: extra}
 	s.endpoint = "http://" + s.addr
 	s.start()
-	t.Cleanup(func() { s.kill(syscall.SIGTERM) })
+	t.Cleanup(func() {
+		s.kill(syscall.SIGTERM)
+		// The task firewall goes with the bridges the tests remove by hand.
+		if os.Geteuid() == 0 {
+			if err := network.RemoveFirewall(filepath.Join(s.dataDir, "network")); err != nil {
+				t.Errorf("remove the server's firewall tables: %v", err)
+			}
+		}
+	})
 	return s
 }
 
