@@ -57,7 +57,7 @@ type ContainerSpec struct {
 	Env        []string // KEY=VALUE
 	WorkingDir string
 	User       string
-	// NofileSoft/NofileHard are RLIMIT_NOFILE (and NPROC); zero means the
+	// NofileSoft/NofileHard are RLIMIT_NOFILE; zero means the
 	// runtime's defaults (1024 / the most the host allows up to 65535).
 	NofileSoft, NofileHard uint64
 	// Mounts are host directories the agent prepared (the task's volumes)

@@ -17,7 +17,8 @@
 //	<StateDir>/<id>/containers/<name>/    a sub-container's bundle: config.json, rootfs/
 //	                                      (overlay), runtime and monitor scripts, conmon files
 //	<StateDir>/<id>/exits/<id>-<name>     the exit code, written by conmon
-//	<StateDir>/<id>/runsc.log, runsc-debug/  runsc's logs (--log, --debug-log), for diagnosis
+//	<StateDir>/<id>/rw/runsc.log          runsc's log (--log: every command and the sandbox's
+//	                                      processes), on the ephemeral storage, capped
 //	<StateDir>/<id>/etc/, logs/           as runc's when Spec.EtcDir / Spec.LogDir are empty
 //	cgroup vessel/<id>                    the task's limits, written by Vessel
 //	cgroup vessel/<id>/.sandbox           the sandbox's processes (sentry, gofers, systrap
@@ -76,15 +77,33 @@
 //
 //   - runsc flags: --platform=systrap (Config.Platform; never kvm unless
 //     asked), --network=sandbox, --oci-seccomp (runsc otherwise ignores the
-//     bundle's seccomp section; with it the sentry applies runc's deny-list
-//     to the container's processes: Seccomp: 2 inside),
+//     bundle's seccomp section; with it the sentry applies the seccomp
+//     allow-list to the container's processes: Seccomp: 2 inside),
 //     --gofer-network-namespace=new (the default shares one namespace
 //     bind-mounted at <root>/null-netns, which outlives every sandbox),
 //     --overlay2=none (root file system writes reach the overlay's upper
 //     directory on the host through the gofer, rather than a sentry-side
 //     upper layer discarded with the container: Restart keeps the
 //     writable layer, as runc's does),
-//     --log and --debug-log into the sandbox's directory.
+//     --log on the sandbox's ephemeral storage (rw/runsc.log): what the
+//     sentry logs between two runsc commands is bounded by the task's
+//     storage, and the log is emptied beyond 1 MiB before each command.
+//     No --debug-log (it makes a file per command: the monitors' waits,
+//     each Signal) and never --debug, --strace, --pcap-log, --profile*
+//     or --trace; --host-fifo and --host-uds stay none. Root file system
+//     writes go to the overlay's upper directory on the same storage
+//     (--overlay2=none); the sentry's memory is charged to the task's
+//     memory cgroup.
+//   - Security: the bundles are runc's (runc.OCISpec), so capabilities,
+//     the seccomp allow-list, no_new_privs, the read-only root,
+//     supplemental groups, runAsNonRoot and the init (tini, bound at
+//     /sbin/vessel-init) are the same; the runtimetest security cases
+//     check each inside the sandbox. Differences: CAP_NET_RAW is
+//     withheld (below), and with a read-only root an empty read-only
+//     tmpfs goes on /tmp, because runsc otherwise mounts a writable tmpfs
+//     there when the image's /tmp is empty. The sentry reads the image's
+//     /etc/passwd through its own VFS: the checks of the runc back end
+//     (regular file, 4 MiB) apply at Create as well.
 //   - The sandbox is booted at Create, not at the first Start: Create then
 //     reports a sandbox that cannot boot, and Start only adds a
 //     sub-container. The pause program is generated rather than taken
@@ -93,8 +112,9 @@
 //     stub per address space) count in the host's pids cgroup, and a
 //     sentry that cannot make a thread takes the whole sandbox down. So
 //     the host's limit is PidsLimit+256, a guard, and PidsLimit itself is
-//     the containers' RLIMIT_NPROC, which the sentry enforces per user
-//     across the sandbox.
+//     the containers' RLIMIT_NPROC, which the sentry enforces per user of
+//     its own kernel, so within this sandbox only (runc's bundles have no
+//     RLIMIT_NPROC: on the host it is one budget per uid).
 //   - The CPU quota's CFS period is 250 ms, not runc's 100 ms. The sentry
 //     counts CPU time in 10 ms ticks and charges a stale tick to whatever
 //     runs when a throttled sandbox resumes: with 100 ms, a busy loop in

@@ -64,6 +64,10 @@ type Config struct {
 	// Platform is runsc's platform: "systrap" by default; "ptrace", or
 	// "kvm" where asked and /dev/kvm exists.
 	Platform string
+	// InitPath is the static init run as PID 1 of containers whose
+	// Security.Init is set (Debian's tini-static, found by default);
+	// without one such containers are refused.
+	InitPath string
 	// Logger receives warnings; slog.Default() by default.
 	Logger *slog.Logger
 }
@@ -151,9 +155,13 @@ func New(cfg Config) (*Runtime, error) {
 	if err := r.probe(); err != nil {
 		return nil, err
 	}
-	if r.sb.HostNofile, r.sb.HostNproc, err = runc.HostLimits(); err != nil {
+	if r.sb.HostNofile, err = runc.HostLimits(); err != nil {
 		return nil, fmt.Errorf("gvisor runtime: %w", err)
 	}
+	if cfg.InitPath == "" {
+		cfg.InitPath = runc.FindInit()
+	}
+	r.cfg.InitPath, r.sb.InitPath = cfg.InitPath, cfg.InitPath
 	return r, nil
 }
 
@@ -204,7 +212,6 @@ func containerID(id, name string) string { return runc.ContainerID(id, name) }
 
 // globalFlags are runsc's flags for every command about sandbox id.
 func (r *Runtime) globalFlags(id string) []string {
-	sb := r.sandboxDir(id)
 	return []string{
 		"--root=" + r.runscRoot,
 		"--platform=" + r.cfg.Platform,
@@ -218,13 +225,44 @@ func (r *Runtime) globalFlags(id string) []string {
 		// in a file the sentry discards with the container), so that a
 		// restarted container keeps its writable layer, as with runc.
 		"--overlay2=none",
-		"--log=" + filepath.Join(sb, "runsc.log"),
-		"--debug-log=" + filepath.Join(sb, "runsc-debug") + "/",
+		// One log for every runsc command and the sandbox's own processes
+		// (no --debug-log: it makes a file per command), capped (logPath).
+		"--log=" + r.logPath(id),
+	}
+}
+
+// maxLogBytes caps a sandbox's runsc log: a larger one is emptied before
+// the next runsc command.
+const maxLogBytes = 1 << 20
+
+// logPath is sandbox id's runsc log. It lives on the sandbox's ephemeral
+// storage (rw/, the loop-mounted file system sized to the task), so
+// that what the sentry logs on a container's behalf between two runsc
+// commands is bounded by the task's storage, not the host's disk; before
+// the storage exists, in the sandbox's directory.
+func (r *Runtime) logPath(id string) string {
+	sb := r.sandboxDir(id)
+	if fi, err := os.Stat(filepath.Join(sb, "rw")); err == nil && fi.IsDir() {
+		return filepath.Join(sb, "rw", "runsc.log")
+	}
+	return filepath.Join(sb, "runsc.log")
+}
+
+// capLog empties sandbox id's runsc log when it has grown beyond
+// maxLogBytes (runsc appends to it, O_APPEND, so writers carry on at
+// its new end).
+func (r *Runtime) capLog(id string) {
+	p := r.logPath(id)
+	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.Size() > maxLogBytes {
+		if err := os.Truncate(p, 0); err != nil {
+			r.log.Warn("gvisor: cannot cap the sandbox's runsc log", "task", id, "err", err)
+		}
 	}
 }
 
 // command returns a runsc command about sandbox id, with its global flags.
 func (r *Runtime) command(ctx context.Context, id string, args ...string) *exec.Cmd {
+	r.capLog(id)
 	return exec.CommandContext(ctx, r.cfg.RunscPath, append(r.globalFlags(id), args...)...)
 }
 
@@ -263,7 +301,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 			}
 		}
 		rec.OOMBase = r.oomKills(spec.ID)
-		if err := r.sb.Prepare(ctx, rec, []string{"runsc-debug"}, r.subContainer); err != nil {
+		if err := r.sb.Prepare(ctx, rec, nil, r.subContainer); err != nil {
 			return err
 		}
 		if err := r.bootSandbox(ctx, spec); err != nil {
@@ -278,11 +316,14 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 // annotations that put it in the sandbox, and the runtime and monitor
 // scripts conmon runs (script.go).
 func (r *Runtime) subContainer(spec runtime.Spec, c runtime.ContainerSpec, b string, s *specs.Spec) error {
+	// The sentry counts RLIMIT_NPROC per user of its own kernel, so within
+	// this sandbox only: the task's pids limit.
 	pl := uint64(spec.PidsLimit)
 	s.Linux.Resources.Pids = &specs.LinuxPids{Limit: spec.PidsLimit}
-	for i, rl := range s.Process.Rlimits {
-		if rl.Type == "RLIMIT_NPROC" {
-			s.Process.Rlimits[i].Soft, s.Process.Rlimits[i].Hard = min(rl.Soft, pl), min(rl.Hard, pl)
+	s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_NPROC", Soft: pl, Hard: pl})
+	if c.Security.ReadOnlyRootfs {
+		if err := readOnlyTmp(c, filepath.Join(b, "rootfs"), s); err != nil {
+			return err
 		}
 	}
 	s.Annotations = map[string]string{
@@ -299,6 +340,63 @@ func (r *Runtime) subContainer(spec runtime.Spec, c runtime.ContainerSpec, b str
 		}
 	}
 	return nil
+}
+
+// readOnlyTmp keeps /tmp read-only in a container with a read-only root:
+// runsc mounts a writable tmpfs of its own at /tmp when the image's is
+// empty or missing and the spec mounts nothing there, so an empty
+// read-only tmpfs goes there first (before any volume under /tmp). An
+// image's /tmp with files is left to the read-only root.
+func readOnlyTmp(c runtime.ContainerSpec, rootfs string, s *specs.Spec) error {
+	for _, m := range c.Mounts {
+		if m.Destination == "/tmp" {
+			return nil
+		}
+	}
+	empty, err := emptyOrMissing(rootfs, "tmp")
+	if err != nil {
+		return fmt.Errorf("gvisor runtime: container %q: %w", c.Name, err)
+	}
+	if !empty {
+		return nil
+	}
+	at := 0
+	for i, m := range s.Mounts {
+		if strings.HasPrefix(m.Destination, "/etc/") {
+			at = i + 1
+		}
+	}
+	tmp := specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs",
+		Options: []string{"ro", "nosuid", "nodev", "noexec", "mode=1777", "size=4k"}}
+	s.Mounts = append(s.Mounts[:at], append([]specs.Mount{tmp}, s.Mounts[at:]...)...)
+	return nil
+}
+
+// emptyOrMissing reports whether the directory name in rootfs (resolved
+// inside it) is missing or has no entries.
+func emptyOrMissing(rootfs, name string) (bool, error) {
+	dirfd, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(dirfd)
+	fd, err := unix.Openat2(dirfd, name, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err == unix.ENOENT {
+		return true, nil
+	}
+	if err == unix.ENOTDIR {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("/%s in the image: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) == 0, nil
 }
 
 // The annotations by which runsc puts several containers in one sandbox
@@ -327,11 +425,14 @@ func (r *Runtime) bootSandbox(ctx context.Context, spec runtime.Spec) error {
 	if err := os.WriteFile(filepath.Join(rootfs, "pause"), elf, 0o755); err != nil {
 		return err
 	}
-	s := runc.OCISpec(runtime.ContainerSpec{Args: []string{"/pause"}},
+	s, err := runc.OCISpec(runtime.ContainerSpec{Args: []string{"/pause"},
+		Security: runtime.Security{Capabilities: []string{}, ReadOnlyRootfs: true}},
 		runc.BundleParams{ID: spec.ID, Name: pauseCgroup, Rootfs: rootfs, Hostname: spec.Hostname,
 			NetNSPath: spec.NetNSPath, EtcDir: filepath.Join(r.sandboxDir(spec.ID), "etc"),
-			HostNofile: r.sb.HostNofile, HostNproc: r.sb.HostNproc})
-	s.Root.Readonly = true
+			HostNofile: r.sb.HostNofile})
+	if err != nil {
+		return err
+	}
 	var mounts []specs.Mount
 	for _, m := range s.Mounts {
 		if !strings.HasPrefix(m.Destination, "/etc/") {
@@ -339,7 +440,6 @@ func (r *Runtime) bootSandbox(ctx context.Context, spec runtime.Spec) error {
 		}
 	}
 	s.Mounts = mounts
-	s.Process.Capabilities = &specs.LinuxCapabilities{}
 	quota, period := spec.MilliCPU*cpuPeriodMicros/1000, uint64(cpuPeriodMicros)
 	mem, pids := spec.MemoryMiB<<20, spec.PidsLimit+hostPidsOverhead
 	s.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
@@ -369,7 +469,7 @@ func (r *Runtime) bootSandbox(ctx context.Context, spec runtime.Spec) error {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, out, out
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("runsc run: %w: %s %s", err, runc.ReadTail(out.Name()), runc.ReadTail(filepath.Join(r.sandboxDir(spec.ID), "runsc.log")))
+		return fmt.Errorf("runsc run: %w: %s %s", err, runc.ReadTail(out.Name()), runc.ReadTail(r.logPath(spec.ID)))
 	}
 	return nil
 }
@@ -397,7 +497,7 @@ func (r *Runtime) Start(ctx context.Context, id, name string) error {
 		c := r.sb.Conmon(rec, name)
 		c.Path, c.Runtime = r.cfg.ConmonPath, filepath.Join(c.Bundle, "runtime")
 		if _, err := c.Create(ctx); err != nil {
-			return fmt.Errorf("gvisor runtime: start %s/%s: %w %s", id, name, err, runc.ReadTail(filepath.Join(r.sandboxDir(id), "runsc.log")))
+			return fmt.Errorf("gvisor runtime: start %s/%s: %w %s", id, name, err, runc.ReadTail(r.logPath(id)))
 		}
 		return nil
 	})
@@ -417,7 +517,7 @@ func (r *Runtime) Restart(ctx context.Context, id, name string) error {
 		c := r.sb.Conmon(rec, name)
 		c.Path, c.Runtime = r.cfg.ConmonPath, filepath.Join(c.Bundle, "runtime")
 		if _, err := c.Create(ctx); err != nil {
-			return fmt.Errorf("gvisor runtime: restart %s/%s: %w %s", id, name, err, runc.ReadTail(filepath.Join(r.sandboxDir(id), "runsc.log")))
+			return fmt.Errorf("gvisor runtime: restart %s/%s: %w %s", id, name, err, runc.ReadTail(r.logPath(id)))
 		}
 		return nil
 	})

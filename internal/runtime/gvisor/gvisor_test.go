@@ -14,9 +14,9 @@ import (
 	"vessel.dev/vessel/internal/runtime/runtimetest"
 )
 
-// cachedRunsc is where scripts/build-runsc leaves the pinned runsc,
-// relative to this package.
-const cachedRunsc = "../../../.cache/runsc/v0.0.0-20260905035102-160fafc42237/runsc"
+// cachedRunsc is where scripts/build-runsc leaves the pinned runsc in
+// the cache ($VESSEL_CACHE, else the repository's .cache).
+const cachedRunsc = "runsc/v0.0.0-20260905035102-160fafc42237/runsc"
 
 // runscPath returns the runsc to test: $VESSEL_RUNSC, else the cached
 // build; the test is skipped when there is none.
@@ -30,7 +30,11 @@ func runscPath(t testing.TB) string {
 	}
 	p := os.Getenv("VESSEL_RUNSC")
 	if p == "" {
-		p = cachedRunsc
+		cache := os.Getenv("VESSEL_CACHE")
+		if cache == "" {
+			cache = "../../../.cache"
+		}
+		p = filepath.Join(cache, cachedRunsc)
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
@@ -64,6 +68,9 @@ func TestConformance(t *testing.T) {
 		},
 		Prepare: runtimetest.WithLayer(layer),
 		Network: runtimetest.Networking(t),
+		// runsc drops CAP_NET_RAW unless --net-raw: the netstack has no
+		// raw sockets.
+		WithheldCapabilities: []string{"CAP_NET_RAW"},
 		Leftovers: func(t *testing.T, id string) []string {
 			return current.Leftovers(id)
 		},

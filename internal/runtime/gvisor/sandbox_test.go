@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,4 +192,67 @@ func TestNewRejects(t *testing.T) {
 			t.Errorf("New with runsc %s = %v, want unavailable", p, err)
 		}
 	}
+}
+
+// TestRunscLogCapped: runsc writes one log per sandbox, on the sandbox's
+// ephemeral storage (bounded by the task's size, not the host's disk),
+// emptied once beyond 1 MiB before the next runsc command; no debug log
+// directory with a file per command.
+func TestRunscLogCapped(t *testing.T) {
+	runsc := runscPath(t)
+	layer := runtimetest.BusyboxLayer(t)
+	dir := t.TempDir()
+	rt := newRuntime(t, runsc, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	spec := runtime.Spec{ID: "log-1", MilliCPU: 500, MemoryMiB: 256, EphemeralStorageGiB: 1, LogDir: t.TempDir(),
+		Containers: []runtime.ContainerSpec{{Name: "app", Layers: []string{layer},
+			Args: []string{"/bin/sh", "-c", "trap 'exit 143' TERM; while :; do sleep 0.1; done"}}}}
+	if err := rt.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Delete(ctx, spec.ID)
+	if err := rt.Start(ctx, spec.ID, "app"); err != nil {
+		t.Fatal(err)
+	}
+	sb := filepath.Join(dir, spec.ID)
+	log := filepath.Join(sb, "rw", "runsc.log")
+	if _, err := os.Stat(log); err != nil {
+		t.Fatalf("no runsc log on the sandbox's storage: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(sb, "runsc-debug")); len(entries) > 0 {
+		t.Errorf("runsc wrote %d debug logs (one per command)", len(entries))
+	}
+	if !isMountPoint(t, filepath.Join(sb, "rw")) {
+		t.Logf("the sandbox's storage is a plain directory here (no loop device): the log is bounded by the cap only")
+	}
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(make([]byte, 2<<20))
+	f.Close()
+	if err := rt.Signal(ctx, spec.ID, "app", syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := rt.Wait(ctx, spec.ID, "app"); err != nil || st.Code != 143 {
+		t.Fatalf("Wait: %+v, %v", st, err)
+	}
+	if fi, err := os.Stat(log); err != nil || fi.Size() > 1<<20 {
+		t.Errorf("runsc log after a command: %v, %v; want at most 1 MiB", fi.Size(), err)
+	}
+	runtimetest.DeleteLeavesNothing(t, ctx, rt, spec.ID)
+}
+
+func isMountPoint(t *testing.T, path string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == path {
+			return true
+		}
+	}
+	return false
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -98,12 +99,17 @@ func (c Conmon) Create(ctx context.Context) (int, error) {
 	if err := cmd.Wait(); err != nil {
 		return 0, fmt.Errorf("conmon: %w: %s", err, readTail(errFile.Name()))
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	waitStart := time.Now()
+	deadline := waitStart.Add(30 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	pr.SetReadDeadline(deadline)
 	line, err := bufio.NewReader(pr).ReadBytes('\n')
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, fmt.Errorf("%s create did not report the container within %s (its init may be stuck, e.g. reading the image's /etc/passwd or /etc/group): %s",
+			filepath.Base(c.Runtime), time.Since(waitStart).Round(time.Second), readTail(errFile.Name()))
+	}
 	if err != nil {
 		return 0, fmt.Errorf("conmon gave no container PID: %w: %s", err, readTail(errFile.Name()))
 	}

@@ -65,33 +65,45 @@
 //     with mount(8) -o loop. If that fails (no loop devices, no
 //     mkfs.ext4), the sandbox gets a plain directory with no size limit and
 //     a warning is logged.
-//   - Security: the default capability set of container runtimes (14
-//     capabilities, nothing else), no new privileges, runc spec's masked
-//     and read-only paths (plus /proc/interrupts and powercap), new pid,
-//     ipc, uts, mount and cgroup namespaces, the network namespace of
-//     Spec.NetNSPath (or a new one with loopback only), /sys read-only.
-//     The seccomp profile is a deny-list: default ALLOW, EPERM for the calls
-//     Docker's default profile refuses to a container without added
-//     capabilities (module loading, kexec, reboot, swap, mount and the new
-//     mount API, pivot_root, unshare, setns, clone with namespace flags,
-//     bpf, perf_event_open, keyring calls, ptrace and process_vm_*,
-//     userfaultfd, io_uring, clock and time setting, syslog, quotactl, ...)
-//     and ENOSYS for clone3 (its flags cannot be inspected, libc falls back
-//     to clone). An allow-list like Docker's is stricter but long and must
-//     follow every new kernel; the capability set already stops most of
-//     these calls, and the deny-list is a second layer.
-//   - RLIMIT_NOFILE and RLIMIT_NPROC: soft 1024, hard 65535 as Fargate,
-//     clamped to the agent's own hard limit (root may lack
-//     CAP_SYS_RESOURCE).
+//   - Security follows runtime.Security: the capabilities it lists
+//     (bounding, effective, permitted; nil is the default set of container
+//     runtimes, 14 capabilities), no new privileges, the seccomp
+//     allow-list of package seccomp (moby's default profile for those
+//     capabilities: what it does not list fails with EPERM), runtime's
+//     masked and read-only /proc and /sys paths, new pid, ipc, uts, mount
+//     and cgroup namespaces, the network namespace of Spec.NetNSPath (or a
+//     new one with loopback only), /sys read-only; the root read-only with
+//     ReadOnlyRootfs (volumes, /etc files, /dev and /dev/shm keep their
+//     own modes); SupplementalGroups as additional gids.
+//   - RunAsNonRoot is checked at Start against the bundle's uid (the user
+//     as Create resolved it in the image): uid 0 fails with the kubelet's
+//     "container has runAsNonRoot and image will run as root".
+//   - Users: a name is looked up in the image's /etc/passwd and
+//     /etc/group, opened inside the root file system (O_PATH with
+//     RESOLVE_IN_ROOT, then reopened O_NONBLOCK) only when they are
+//     regular files of at most 4 MiB; any other file there fails Create,
+//     since runc init reads both whatever the user and a named pipe would
+//     hang it. A numeric uid the image does not define gets gid 0. A runc
+//     init that never reports (say /etc/passwd behind a volume, or a link
+//     to /dev/urandom) fails Start after conmon's 30 s wait; "runc start"
+//     is bounded alike.
+//   - RLIMIT_NOFILE: soft 1024, hard 65535 as Fargate, clamped to the
+//     agent's own hard limit (root may lack CAP_SYS_RESOURCE). No
+//     RLIMIT_NPROC: the kernel counts it per uid across the host, so it
+//     would be one budget shared by every task of a uid; the sandbox's
+//     pids cgroup bounds each task.
 //   - A container's main process is PID 1 of its namespace, as on Fargate
 //     without initProcessEnabled: it ends on SIGTERM only if it handles it.
-//     There is no init process yet.
+//     With Security.Init, Debian's tini-static (Config.InitPath) is bound
+//     read-only at /sbin/vessel-init and runs as PID 1 ("-s --" then the
+//     container's args): it forwards signals to the app and reaps
+//     orphans. Exec'd processes do not go through it.
 //
 // # Shared with other OCI runtimes
 //
 // The host-side building blocks are exported for back ends that run the
 // same bundles with another OCI runtime (gvisor): OCISpec and BundleParams,
-// ResolveUser, CheckSpec, ValidName, WriteEtc, MountOverlay,
+// ResolveUser, CheckUserFiles, FindInit, CheckSpec, ValidName, WriteEtc, MountOverlay,
 // SetupStorage/TeardownStorage, Cgroups (DetectCgroups, Create, OOMKills,
 // Remove, Leftovers), Conmon (one container's conmon and the runtime's
 // create behind it) and small process helpers (shared.go, conmon.go).
@@ -114,7 +126,7 @@
 // containers' under it, conmon running runc, "runc start", "runc kill
 // --all" and "runc delete" in destroy, runc's state in Leftovers.
 //
-// This package imports runtime and errdefs; it must not import the agent,
+// This package imports runtime, runtime/seccomp and errdefs; it must not import the agent,
 // the server or network (tests use network to wire two sandboxes).
 //
 //	rt, err := runc.New(runc.Config{StateDir: filepath.Join(dataDir, "sandboxes", "runc")})

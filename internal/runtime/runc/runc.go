@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/runtime"
@@ -34,6 +35,10 @@ type Config struct {
 	// RuncPath and ConmonPath are the binaries; found in PATH by default.
 	RuncPath   string
 	ConmonPath string
+	// InitPath is the static init run as PID 1 of containers whose
+	// Security.Init is set (Debian's tini-static, found by default);
+	// without one such containers are refused.
+	InitPath string
 	// Logger receives warnings (e.g. ephemeral storage without a size
 	// limit); slog.Default() by default.
 	Logger *slog.Logger
@@ -103,9 +108,13 @@ func New(cfg Config) (*Runtime, error) {
 	if out, err := exec.Command(cfg.RuncPath, "--root", r.runcRoot, "list", "-q").CombinedOutput(); err != nil {
 		return nil, errdefs.Unavailable("%s list failed: %v: %s", cfg.RuncPath, err, bytes.TrimSpace(out))
 	}
-	if r.sb.HostNofile, r.sb.HostNproc, err = HostLimits(); err != nil {
+	if r.sb.HostNofile, err = HostLimits(); err != nil {
 		return nil, fmt.Errorf("runc runtime: %w", err)
 	}
+	if cfg.InitPath == "" {
+		cfg.InitPath = findInit()
+	}
+	r.cfg.InitPath, r.sb.InitPath = cfg.InitPath, cfg.InitPath
 	return r, nil
 }
 
@@ -218,11 +227,27 @@ func (r *Runtime) launch(ctx context.Context, rec *Record, name string) error {
 	if _, err := c.Create(ctx); err != nil {
 		return err
 	}
-	if out, err := r.runc(ctx, rec.Spec.ID, "start", c.ID); err != nil {
+	// runc init reads the container's /etc/passwd and /etc/group, which
+	// may be anything (a named pipe behind a volume, a link to
+	// /dev/urandom), before it reports to "runc create" (conmon's wait for
+	// the PID bounds that) and finishes before the exec "runc start" waits
+	// for: both waits are bounded, and a container that does not get there
+	// is killed.
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if out, err := r.runc(sctx, rec.Spec.ID, "start", c.ID); err != nil {
+		if sctx.Err() != nil {
+			r.runc(context.WithoutCancel(ctx), rec.Spec.ID, "kill", c.ID, "KILL")
+			return fmt.Errorf("the container did not reach its process within %s (is its /etc/passwd or /etc/group readable?); it was killed", startTimeout)
+		}
 		return fmt.Errorf("runc start: %w: %s", err, out)
 	}
 	return nil
 }
+
+// startTimeout bounds "runc start": the last steps of runc init, which
+// take milliseconds.
+const startTimeout = 30 * time.Second
 
 // command returns a runc command with the runtime's state root; runc
 // needs no sandbox ID (id) in its global flags.

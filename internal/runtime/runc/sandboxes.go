@@ -54,9 +54,13 @@ type Sandboxes struct {
 	StateDir    string
 	RuntimeRoot string
 	Log         *slog.Logger
-	// HostNofile and HostNproc are the agent's hard RLIMIT_NOFILE and
-	// RLIMIT_NPROC (HostLimits), which bound the containers'.
-	HostNofile, HostNproc uint64
+	// HostNofile is the agent's hard RLIMIT_NOFILE (HostLimits), which
+	// bounds the containers'.
+	HostNofile uint64
+	// InitPath is the static init bound into containers whose
+	// Security.Init is set (FindInit); without it such containers are
+	// refused at Create.
+	InitPath string
 	// Cgroups holds the sandboxes' cgroups; TearDown removes them.
 	Cgroups *Cgroups
 	// Command returns the OCI runtime's command about sandbox id, its
@@ -367,12 +371,28 @@ func (s *Sandboxes) prepareContainer(spec runtime.Spec, c runtime.ContainerSpec,
 		}
 		return "", nil, s.errorf("container %q: %w", c.Name, err)
 	}
+	// The OCI runtime reads the image's /etc/passwd and /etc/group when it
+	// starts the container, whatever its user: a named pipe there would
+	// hang it.
+	if err := checkUserFiles(rootfs); err != nil {
+		return "", nil, containerError(spec.ID, c.Name, err)
+	}
 	user, err := resolveUser(rootfs, c.User)
 	if err != nil {
-		return "", nil, err
+		return "", nil, containerError(spec.ID, c.Name, err)
 	}
-	return b, ociSpec(c, bundleParams{id: spec.ID, name: c.Name, rootfs: rootfs, hostname: spec.Hostname,
-		netnsPath: spec.NetNSPath, etcDir: etcDir, hostNofile: s.HostNofile, hostNproc: s.HostNproc, user: user}), nil
+	oci, err := ociSpec(c, bundleParams{id: spec.ID, name: c.Name, rootfs: rootfs, hostname: spec.Hostname,
+		netnsPath: spec.NetNSPath, etcDir: etcDir, hostNofile: s.HostNofile, user: user, initPath: s.InitPath})
+	if err != nil {
+		return "", nil, containerError(spec.ID, c.Name, err)
+	}
+	return b, oci, nil
+}
+
+// containerError puts the sandbox and container before an error, keeping
+// its kind.
+func containerError(id, name string, err error) error {
+	return fmt.Errorf("sandbox %s: container %q: %w", id, name, err)
 }
 
 // WriteSpec writes an OCI spec to <bundle>/config.json.
@@ -403,11 +423,37 @@ func (s *Sandboxes) Start(id, name string, launch func(rec *Record) error) error
 	if rec.Started[name] {
 		return errdefs.Conflict("container %q of sandbox %s was already started", name, id)
 	}
+	if err := s.checkNonRoot(rec, name); err != nil {
+		return err
+	}
 	rec.Started[name] = true
 	if err := s.Save(rec); err != nil {
 		return s.errorf("%w", err)
 	}
 	return launch(rec)
+}
+
+// checkNonRoot refuses container name when it has RunAsNonRoot and its
+// bundle runs it as uid 0 (its user as Create resolved it in the image),
+// with the kubelet's message.
+func (s *Sandboxes) checkNonRoot(rec *Record, name string) error {
+	c, _ := rec.Container(name)
+	if !c.Security.RunAsNonRoot {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(s.BundleDir(rec.Spec.ID, name), "config.json"))
+	if err != nil {
+		return s.errorf("%w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil || spec.Process == nil {
+		return s.errorf("container %q of sandbox %s: the bundle's config.json has no process: %v", name, rec.Spec.ID, err)
+	}
+	if spec.Process.User.UID == 0 {
+		return errdefs.InvalidArgument("container %q of sandbox %s (user %q): container has runAsNonRoot and image will run as root",
+			name, rec.Spec.ID, c.User)
+	}
+	return nil
 }
 
 // Restart is the frame of runtime.Restarter's Restart: with the sandbox's
@@ -892,17 +938,30 @@ func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cm
 	return append(out, s.Cgroups.cg.processes(id)...)
 }
 
-// HostLimits returns the agent's hard RLIMIT_NOFILE and RLIMIT_NPROC,
-// which a container's cannot exceed (root lacks CAP_SYS_RESOURCE in some
-// hosts).
-func HostLimits() (nofile, nproc uint64, err error) {
+// HostLimits returns the agent's hard RLIMIT_NOFILE, which a container's
+// cannot exceed (root lacks CAP_SYS_RESOURCE in some hosts).
+func HostLimits() (nofile uint64, err error) {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
-	nofile = rl.Max
-	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &rl); err != nil {
-		return 0, 0, err
+	return rl.Max, nil
+}
+
+// initCandidates are where Debian's tini package puts its static init.
+var initCandidates = []string{"/usr/bin/tini-static", "/usr/local/bin/tini-static"}
+
+// findInit returns the first static tini found, or "".
+func findInit() string {
+	if p, err := exec.LookPath("tini-static"); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
 	}
-	return nofile, rl.Max, nil
+	for _, p := range initCandidates {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
 }

@@ -23,18 +23,31 @@ type BundleParams struct {
 	NetNSPath  string
 	EtcDir     string // hosts, hostname, resolv.conf, bind-mounted read-only
 	HostNofile uint64 // the agent's RLIMIT_NOFILE hard limit
-	HostNproc  uint64 // the agent's RLIMIT_NPROC hard limit
 	User       specs.User
+	// InitPath is the host's static init (tini-static), bound read-only
+	// at /sbin/vessel-init in containers whose Security.Init is set.
+	InitPath string
 }
 
 // OCISpec returns the container's OCI spec as the runc back end runs it:
-// default capabilities, no new privileges, masked paths, the seccomp
-// deny-list, rlimits, the /etc bind mounts, and the cgroup
-// vessel/<ID>/<Name> under the sandbox's.
-func OCISpec(c runtime.ContainerSpec, p BundleParams) *specs.Spec {
+// c.Security (capabilities, the seccomp allow-list for them, a read-only
+// root, supplemental groups, an init), no new privileges, masked paths,
+// RLIMIT_NOFILE, the /etc bind mounts, and the cgroup vessel/<ID>/<Name>
+// under the sandbox's. An init asked for without InitPath is an error of
+// kind errdefs.ErrUnavailable.
+func OCISpec(c runtime.ContainerSpec, p BundleParams) (*specs.Spec, error) {
 	return ociSpec(c, bundleParams{id: p.ID, name: p.Name, rootfs: p.Rootfs, hostname: p.Hostname,
-		netnsPath: p.NetNSPath, etcDir: p.EtcDir, hostNofile: p.HostNofile, hostNproc: p.HostNproc, user: p.User})
+		netnsPath: p.NetNSPath, etcDir: p.EtcDir, hostNofile: p.HostNofile, user: p.User, initPath: p.InitPath})
 }
+
+// CheckUserFiles refuses, with an error of kind
+// errdefs.ErrInvalidArgument, an image in rootfs whose /etc/passwd or
+// /etc/group is not a regular file or is too large to read.
+func CheckUserFiles(rootfs string) error { return checkUserFiles(rootfs) }
+
+// FindInit returns the host's static init for containers (Debian's
+// tini-static), or "" when there is none.
+func FindInit() string { return findInit() }
 
 // ResolveUser turns a container's User ("", "uid", "uid:gid", "name",
 // "name:group") into numeric IDs read from the image in rootfs.

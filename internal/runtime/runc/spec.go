@@ -3,6 +3,7 @@ package runc
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/seccomp"
 )
 
 // ociVersion is the version of the runtime spec the bundles declare; runc
@@ -28,54 +30,6 @@ var defaultCaps = []string{
 	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
-// deniedSyscalls fail with EPERM: the calls Docker's default profile does
-// not allow a container without extra capabilities. Names unknown to the
-// host's libseccomp (e.g. 32-bit only calls) are skipped by runc.
-var deniedSyscalls = []string{
-	"acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-	"delete_module", "fanotify_init", "finit_module", "fsconfig", "fsmount",
-	"fsopen", "fspick", "get_kernel_syms", "get_mempolicy", "init_module",
-	"io_uring_enter", "io_uring_register", "io_uring_setup", "ioperm", "iopl",
-	"kcmp", "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mbind",
-	"mount", "mount_setattr", "move_mount", "move_pages", "name_to_handle_at",
-	"nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open",
-	"pidfd_getfd", "pivot_root", "process_madvise", "process_vm_readv",
-	"process_vm_writev", "ptrace", "query_module", "quotactl", "quotactl_fd",
-	"reboot", "request_key", "set_mempolicy", "setdomainname", "sethostname",
-	"setns", "settimeofday", "stime", "swapoff", "swapon", "syslog", "sysfs",
-	"umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86",
-	"vm86old", "_sysctl",
-}
-
-// newNamespaceFlags are the clone flags that make namespaces; clone with any
-// of them is denied (unshare and setns are denied outright).
-var newNamespaceFlags = []uint64{
-	unix.CLONE_NEWNS, unix.CLONE_NEWUTS, unix.CLONE_NEWIPC, unix.CLONE_NEWUSER,
-	unix.CLONE_NEWPID, unix.CLONE_NEWNET, unix.CLONE_NEWCGROUP,
-}
-
-func seccompProfile() *specs.LinuxSeccomp {
-	eperm, enosys := uint(unix.EPERM), uint(unix.ENOSYS)
-	s := &specs.LinuxSeccomp{
-		DefaultAction: specs.ActAllow,
-		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32,
-			specs.ArchAARCH64, specs.ArchARM},
-		Syscalls: []specs.LinuxSyscall{
-			{Names: deniedSyscalls, Action: specs.ActErrno, ErrnoRet: &eperm},
-			// clone3 passes its flags in memory seccomp cannot read:
-			// ENOSYS makes libc fall back to clone, checked below.
-			{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &enosys},
-		},
-	}
-	for _, f := range newNamespaceFlags {
-		s.Syscalls = append(s.Syscalls, specs.LinuxSyscall{
-			Names: []string{"clone"}, Action: specs.ActErrno, ErrnoRet: &eperm,
-			Args: []specs.LinuxSeccompArg{{Index: 0, Value: f, ValueTwo: f, Op: specs.OpMaskedEqual}},
-		})
-	}
-	return s
-}
-
 // bundleParams is what goes into one container's config.json beyond its
 // ContainerSpec.
 type bundleParams struct {
@@ -85,11 +39,23 @@ type bundleParams struct {
 	netnsPath  string
 	etcDir     string
 	hostNofile uint64 // the agent's RLIMIT_NOFILE hard limit
-	hostNproc  uint64
 	user       specs.User
+	// initPath is the host's static init (tini-static), bound read-only
+	// into containers whose Security.Init is set.
+	initPath string
 }
 
-func ociSpec(c runtime.ContainerSpec, p bundleParams) *specs.Spec {
+// initDestination is where a container's init is bound, read-only.
+const initDestination = "/sbin/vessel-init"
+
+// ociSpec returns container c's OCI spec: its capabilities (the default
+// set when c.Security.Capabilities is nil), the seccomp allow-list for
+// them, no new privileges, masked and read-only /proc and /sys paths,
+// RLIMIT_NOFILE, its root read-only when asked, its supplemental groups,
+// and with Security.Init an init (tini) as PID 1 that runs c.Args. There is
+// no RLIMIT_NPROC: the host counts it per uid across every task of that
+// uid, and the sandbox's pids cgroup already bounds its processes.
+func ociSpec(c runtime.ContainerSpec, p bundleParams) (*specs.Spec, error) {
 	env := append([]string(nil), c.Env...)
 	hasPath := false
 	for _, e := range env {
@@ -113,27 +79,44 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) *specs.Spec {
 		soft = 1024
 	}
 	soft = min(soft, hard)
-	nprocHard := min(hard, p.hostNproc)
-	caps := append([]string(nil), defaultCaps...)
+	caps := c.Security.Capabilities
+	if caps == nil {
+		caps = defaultCaps
+	}
+	caps = append([]string{}, caps...)
+	profile, err := seccomp.Profile(caps)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp profile for %v: %w", caps, err)
+	}
+	user := p.user
+	user.AdditionalGids = append(append([]uint32(nil), user.AdditionalGids...), c.Security.SupplementalGroups...)
+	args := c.Args
+	if c.Security.Init {
+		if p.initPath == "" {
+			return nil, errdefs.Unavailable("container %q asks for an init process, but this host has none (install Debian's tini package: /usr/bin/tini-static)", c.Name)
+		}
+		// -s: reap as a subreaper too, should the init not be PID 1 of
+		// the container's namespace.
+		args = append([]string{initDestination, "-s", "--"}, c.Args...)
+	}
 
 	netns := specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.netnsPath}
 	s := &specs.Spec{
 		Version: ociVersion,
 		Process: &specs.Process{
-			Args: c.Args,
+			Args: args,
 			Env:  env,
 			Cwd:  cwd,
-			User: p.user,
+			User: user,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},
 			Rlimits: []specs.POSIXRlimit{
 				{Type: "RLIMIT_NOFILE", Soft: soft, Hard: hard},
-				{Type: "RLIMIT_NPROC", Soft: min(soft, nprocHard), Hard: nprocHard},
 			},
 			NoNewPrivileges: true,
 		},
-		Root:     &specs.Root{Path: p.rootfs},
+		Root:     &specs.Root{Path: p.rootfs, Readonly: c.Security.ReadOnlyRootfs},
 		Hostname: p.hostname,
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
@@ -155,7 +138,7 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) *specs.Spec {
 			},
 			MaskedPaths:   runtime.MaskedPaths,
 			ReadonlyPaths: runtime.ReadonlyPaths,
-			Seccomp:       seccompProfile(),
+			Seccomp:       profile,
 		},
 	}
 	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
@@ -177,12 +160,105 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) *specs.Spec {
 			Options: []string{"rbind", "rprivate", mode, "nosuid", "nodev"},
 		})
 	}
-	return s
+	// Last, so that no volume covers it.
+	if c.Security.Init {
+		s.Mounts = append(s.Mounts, specs.Mount{
+			Destination: initDestination, Type: "bind", Source: p.initPath,
+			Options: []string{"bind", "ro", "nosuid", "nodev"},
+		})
+	}
+	return s, nil
+}
+
+// maxUserFileSize bounds the image's /etc/passwd and /etc/group: larger
+// ones are refused rather than read.
+const maxUserFileSize = 4 << 20
+
+// checkUserFiles refuses an image whose /etc/passwd or /etc/group exists
+// but is not a regular file (a named pipe would block whoever opens it, a
+// device never end) or is larger than maxUserFileSize: the OCI runtime
+// reads both when it starts the container, whatever its user. Errors are
+// of kind errdefs.ErrInvalidArgument.
+func checkUserFiles(rootfs string) error {
+	for _, path := range []string{"/etc/passwd", "/etc/group"} {
+		f, err := openUserFile(rootfs, path)
+		if err != nil {
+			return err
+		}
+		if f != nil {
+			f.Close()
+		}
+	}
+	return nil
+}
+
+// openUserFile opens path (/etc/passwd or /etc/group) inside rootfs, with
+// rootfs as its root so that symbolic links in the image cannot lead
+// outside it, without blocking (O_NONBLOCK: a named pipe opens at once),
+// and returns it when it is a regular file of at most maxUserFileSize
+// bytes; nil when there is none. Other files are an error of kind
+// errdefs.ErrInvalidArgument.
+func openUserFile(rootfs, path string) (*os.File, error) {
+	dirfd, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("root file system %s: %w", rootfs, err)
+	}
+	defer unix.Close(dirfd)
+	// O_PATH first: nothing is opened (a device's driver never sees an
+	// open, a named pipe does not block) until the file is known regular.
+	pfd, err := unix.Openat2(dirfd, strings.TrimPrefix(path, "/"), &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err == unix.ENOENT || err == unix.ENOTDIR {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errdefs.InvalidArgument("the image's %s cannot be opened: %v", path, err)
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return nil, fmt.Errorf("the image's %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, errdefs.InvalidArgument("the image's %s is %s, not a regular file; make it a regular file or remove it",
+			path, fileType(st.Mode))
+	}
+	if st.Size > maxUserFileSize {
+		return nil, errdefs.InvalidArgument("the image's %s has %d bytes, more than the %d accepted", path, st.Size, maxUserFileSize)
+	}
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", pfd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("the image's %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	return f, nil
+}
+
+// fileType names the type of a file of mode m, as stat(2) gives it.
+func fileType(m uint32) string {
+	switch m & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "a named pipe"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFLNK:
+		return "a symbolic link"
+	}
+	return fmt.Sprintf("of type %#o", m&unix.S_IFMT)
 }
 
 // resolveUser turns a container's User ("", "uid", "uid:gid", "name",
 // "name:group") into numeric IDs, reading names from the container's root
-// file system (its /etc/passwd and /etc/group, resolved inside rootfs).
+// file system (its /etc/passwd and /etc/group, resolved inside rootfs). A
+// uid the image does not define gets gid 0, as with Docker.
 func resolveUser(rootfs, user string) (specs.User, error) {
 	if user == "" {
 		return specs.User{}, nil
@@ -193,13 +269,20 @@ func resolveUser(rootfs, user string) (specs.User, error) {
 	if n, err := strconv.ParseUint(u, 10, 32); err == nil {
 		out.UID = uint32(n)
 		primary = 0
-		if e, ok := lookup(rootfs, "/etc/passwd", func(f []string) bool { return f[2] == u }); ok {
+		e, ok, err := lookup(rootfs, "/etc/passwd", func(f []string) bool { return f[2] == u })
+		if err != nil {
+			return out, err
+		}
+		if ok {
 			if gid, err := strconv.ParseUint(e[3], 10, 32); err == nil {
 				primary = uint32(gid)
 			}
 		}
 	} else {
-		e, ok := lookup(rootfs, "/etc/passwd", func(f []string) bool { return f[0] == u })
+		e, ok, err := lookup(rootfs, "/etc/passwd", func(f []string) bool { return f[0] == u })
+		if err != nil {
+			return out, err
+		}
 		if !ok || len(e) < 4 {
 			return out, errdefs.InvalidArgument("user %q is not in the image's /etc/passwd: use a numeric uid[:gid] or a name the image defines", u)
 		}
@@ -215,7 +298,10 @@ func resolveUser(rootfs, user string) (specs.User, error) {
 		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
 			out.GID = uint32(n)
 		} else {
-			e, ok := lookup(rootfs, "/etc/group", func(f []string) bool { return f[0] == g })
+			e, ok, err := lookup(rootfs, "/etc/group", func(f []string) bool { return f[0] == g })
+			if err != nil {
+				return out, err
+			}
 			if !ok || len(e) < 3 {
 				return out, errdefs.InvalidArgument("group %q is not in the image's /etc/group: use a numeric gid or a name the image defines", g)
 			}
@@ -229,25 +315,18 @@ func resolveUser(rootfs, user string) (specs.User, error) {
 	return out, nil
 }
 
-// lookup returns the first colon-separated entry of a file in rootfs that
-// match accepts (entries with at least 4 fields for passwd, 3 for group).
-// The path is resolved with the rootfs as root, so symbolic links in the
-// image cannot lead outside it.
-func lookup(rootfs, path string, match func([]string) bool) ([]string, bool) {
-	dirfd, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, false
+// lookup returns the first colon-separated entry of /etc/passwd or
+// /etc/group in rootfs that match accepts (entries with at least 4 fields
+// for passwd, 3 for group); ok is false when there is none or no file.
+// The file is opened as openUserFile does; an error says why it cannot be
+// read.
+func lookup(rootfs, path string, match func([]string) bool) (entry []string, ok bool, err error) {
+	f, err := openUserFile(rootfs, path)
+	if f == nil || err != nil {
+		return nil, false, err
 	}
-	defer unix.Close(dirfd)
-	fd, err := unix.Openat2(dirfd, strings.TrimPrefix(path, "/"), &unix.OpenHow{
-		Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if err != nil {
-		return nil, false
-	}
-	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(io.LimitReader(f, maxUserFileSize))
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
 		if len(fields) < 3 || strings.HasPrefix(fields[0], "#") {
@@ -257,10 +336,13 @@ func lookup(rootfs, path string, match func([]string) bool) ([]string, bool) {
 			continue
 		}
 		if match(fields) {
-			return fields, true
+			return fields, true, nil
 		}
 	}
-	return nil, false
+	if err := sc.Err(); err != nil {
+		return nil, false, errdefs.InvalidArgument("the image's %s cannot be read: %v", path, err)
+	}
+	return nil, false, nil
 }
 
 func validName(s string) error {

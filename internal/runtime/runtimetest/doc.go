@@ -18,8 +18,12 @@
 // uses < 40 % of a CPU), the pids limit, volumes (ContainerSpec.Mounts:
 // files read at the mount path, a single file mounted on its own, a
 // read-only mount refusing writes, two containers sharing a tmpfs
-// directory), and, with Harness.Network, TCP
-// between two sandboxes. With Harness.Leftovers, every Delete is followed by
+// directory), the security settings (security.go: capabilities, no_new_privs
+// and seccomp mode, a call outside the seccomp allow-list, a read-only root,
+// runAsNonRoot, supplemental groups, a uid without a passwd entry, an init
+// that reaps and forwards SIGTERM, a process budget per sandbox rather than
+// per uid, an image whose /etc/passwd is a named pipe), and, with
+// Harness.Network, TCP between two sandboxes. With Harness.Leftovers, every Delete is followed by
 // a check that nothing of the sandbox is left on the host.
 //
 //	runtimetest.Run(t, runtimetest.Harness{

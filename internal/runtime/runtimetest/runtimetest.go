@@ -49,6 +49,14 @@ type Harness struct {
 	// rather than from inside the sandbox, for runtimes whose own clock
 	// accounting is coarse (gVisor counts 10 ms ticks).
 	HostCPU func(t *testing.T, id string) time.Duration
+	// WithheldCapabilities are capabilities (CAP_ names) the runtime never
+	// grants a container, even when its Security lists them (gVisor
+	// withholds CAP_NET_RAW: its netstack has no raw sockets).
+	WithheldCapabilities []string
+	// NoSeccompStatus, when set, says why the runtime's /proc does not
+	// show a container's seccomp mode; the security case then does not
+	// check it.
+	NoSeccompStatus string
 }
 
 type suite struct {
@@ -93,6 +101,7 @@ func Run(t *testing.T, h Harness) {
 		{"VolumeReadOnly", testVolumeReadOnly},
 		{"VolumeSharedBetweenContainers", testVolumeShared},
 	}
+	cases = append(cases, securityCases...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
