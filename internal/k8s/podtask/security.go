@@ -33,7 +33,9 @@ const AppArmorNotEnabled = "Cannot enforce AppArmor: AppArmor is not enabled on 
 //     set: a sandbox never gains privileges); true is refused.
 //   - seccompProfile: RuntimeDefault or unset (the default allow-list is
 //     always applied); Unconfined and Localhost are refused.
-//   - procMount: Default or unset; Unmasked is refused.
+//   - procMount: Default or unset; Unmasked is refused (the API server
+//     asks for hostUsers false with it, which is refused too: sandboxes get
+//     no user namespace of their own).
 //   - appArmorProfile (and the legacy annotation): Unconfined or unset;
 //     RuntimeDefault and Localhost are refused as the kubelet refuses them
 //     on a node without AppArmor (AppArmorNotEnabled).
@@ -52,6 +54,9 @@ func SecurityProblems(pod *corev1.Pod) []string {
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	spec := &pod.Spec
+	if spec.HostUsers != nil && !*spec.HostUsers {
+		add("spec.hostUsers false is not supported: sandboxes get no user namespace of their own (accepted: true or unset)")
+	}
 	psc := spec.SecurityContext
 	if psc != nil {
 		const f = "spec.securityContext"

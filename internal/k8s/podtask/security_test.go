@@ -121,6 +121,8 @@ func TestConvertSecurityRefused(t *testing.T) {
 			[]string{"spec.containers[app].securityContext.seccompProfile.type Localhost is not supported"}},
 		{"procMount Unmasked", containerSC(0, corev1.SecurityContext{ProcMount: ptr(corev1.UnmaskedProcMount)}),
 			[]string{"spec.containers[app].securityContext.procMount Unmasked is not supported", "accepted: Default"}},
+		{"hostUsers false", func(p *corev1.Pod) { p.Spec.HostUsers = ptr(false) },
+			[]string{"spec.hostUsers false is not supported"}},
 		{"allowPrivilegeEscalation true", containerSC(0, corev1.SecurityContext{AllowPrivilegeEscalation: ptr(true)}),
 			[]string{"spec.containers[app].securityContext.allowPrivilegeEscalation true is not supported"}},
 		{"appArmor RuntimeDefault", containerSC(0, corev1.SecurityContext{
