@@ -271,7 +271,7 @@ if echo y > /shared/other; then echo volume=writable; else echo volume=readonly;
 	}
 	for _, ct := range st.Containers {
 		if code := ct.ExitCode; code == nil || *code != 0 {
-			t.Errorf("container %s exited with %v", aws.ToString(ct.Name), code)
+			t.Errorf("container %s exited with %s, want 0", aws.ToString(ct.Name), exitCode(code))
 		}
 	}
 
@@ -283,4 +283,11 @@ if echo y > /shared/other; then echo volume=writable; else echo volume=readonly;
 	if err == nil || !strings.Contains(err.Error(), "dockerSecurityOptions") {
 		t.Errorf("dockerSecurityOptions: %v, want a ClientException naming the field", err)
 	}
+}
+
+func exitCode(c *int32) string {
+	if c == nil {
+		return "no exit code"
+	}
+	return fmt.Sprint(*c)
 }
