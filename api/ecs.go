@@ -288,6 +288,7 @@ type RegisterTaskDefinitionInput struct {
 	InferenceAccelerators   []InferenceAccelerator              `json:"inferenceAccelerators,omitempty"`
 	EphemeralStorage        *EphemeralStorage                   `json:"ephemeralStorage,omitempty"`
 	RuntimePlatform         *RuntimePlatform                    `json:"runtimePlatform,omitempty"`
+	EnableFaultInjection    *bool                               `json:"enableFaultInjection,omitempty"`
 }
 
 // RegisterTaskDefinitionOutput is the response of RegisterTaskDefinition.
@@ -379,45 +380,55 @@ type TaskDefinition struct {
 // ContainerDefinition describes one container of a task definition. All the
 // model's members are here.
 type ContainerDefinition struct {
-	Name                   *string                `json:"name,omitempty"`
-	Image                  *string                `json:"image,omitempty"`
-	RepositoryCredentials  *RepositoryCredentials `json:"repositoryCredentials,omitempty"`
-	Cpu                    int32                  `json:"cpu"` // non-boxed Integer: CPU units, 0 = unset
-	Memory                 *int32                 `json:"memory,omitempty"`
-	MemoryReservation      *int32                 `json:"memoryReservation,omitempty"`
-	Links                  []string               `json:"links,omitempty"`
-	PortMappings           []PortMapping          `json:"portMappings,omitempty"`
-	Essential              *bool                  `json:"essential,omitempty"`
-	EntryPoint             []string               `json:"entryPoint,omitempty"`
-	Command                []string               `json:"command,omitempty"`
-	Environment            []KeyValuePair         `json:"environment,omitempty"`
-	EnvironmentFiles       []EnvironmentFile      `json:"environmentFiles,omitempty"`
-	MountPoints            []MountPoint           `json:"mountPoints,omitempty"`
-	VolumesFrom            []VolumeFrom           `json:"volumesFrom,omitempty"`
-	LinuxParameters        *LinuxParameters       `json:"linuxParameters,omitempty"`
-	Secrets                []Secret               `json:"secrets,omitempty"`
-	DependsOn              []ContainerDependency  `json:"dependsOn,omitempty"`
-	StartTimeout           *int32                 `json:"startTimeout,omitempty"`
-	StopTimeout            *int32                 `json:"stopTimeout,omitempty"`
-	Hostname               *string                `json:"hostname,omitempty"`
-	User                   *string                `json:"user,omitempty"`
-	WorkingDirectory       *string                `json:"workingDirectory,omitempty"`
-	DisableNetworking      *bool                  `json:"disableNetworking,omitempty"`
-	Privileged             *bool                  `json:"privileged,omitempty"`
-	ReadonlyRootFilesystem *bool                  `json:"readonlyRootFilesystem,omitempty"`
-	DNSServers             []string               `json:"dnsServers,omitempty"`
-	DNSSearchDomains       []string               `json:"dnsSearchDomains,omitempty"`
-	ExtraHosts             []HostEntry            `json:"extraHosts,omitempty"`
-	DockerSecurityOptions  []string               `json:"dockerSecurityOptions,omitempty"`
-	Interactive            *bool                  `json:"interactive,omitempty"`
-	PseudoTerminal         *bool                  `json:"pseudoTerminal,omitempty"`
-	DockerLabels           map[string]string      `json:"dockerLabels,omitempty"`
-	Ulimits                []Ulimit               `json:"ulimits,omitempty"`
-	LogConfiguration       *LogConfiguration      `json:"logConfiguration,omitempty"`
-	HealthCheck            *HealthCheck           `json:"healthCheck,omitempty"`
-	SystemControls         []SystemControl        `json:"systemControls,omitempty"`
-	ResourceRequirements   []ResourceRequirement  `json:"resourceRequirements,omitempty"`
-	FirelensConfiguration  *FirelensConfiguration `json:"firelensConfiguration,omitempty"`
+	Name                   *string                 `json:"name,omitempty"`
+	Image                  *string                 `json:"image,omitempty"`
+	RepositoryCredentials  *RepositoryCredentials  `json:"repositoryCredentials,omitempty"`
+	Cpu                    int32                   `json:"cpu"` // non-boxed Integer: CPU units, 0 = unset
+	Memory                 *int32                  `json:"memory,omitempty"`
+	MemoryReservation      *int32                  `json:"memoryReservation,omitempty"`
+	Links                  []string                `json:"links,omitempty"`
+	PortMappings           []PortMapping           `json:"portMappings,omitempty"`
+	Essential              *bool                   `json:"essential,omitempty"`
+	EntryPoint             []string                `json:"entryPoint,omitempty"`
+	Command                []string                `json:"command,omitempty"`
+	Environment            []KeyValuePair          `json:"environment,omitempty"`
+	EnvironmentFiles       []EnvironmentFile       `json:"environmentFiles,omitempty"`
+	MountPoints            []MountPoint            `json:"mountPoints,omitempty"`
+	VolumesFrom            []VolumeFrom            `json:"volumesFrom,omitempty"`
+	LinuxParameters        *LinuxParameters        `json:"linuxParameters,omitempty"`
+	Secrets                []Secret                `json:"secrets,omitempty"`
+	DependsOn              []ContainerDependency   `json:"dependsOn,omitempty"`
+	StartTimeout           *int32                  `json:"startTimeout,omitempty"`
+	StopTimeout            *int32                  `json:"stopTimeout,omitempty"`
+	Hostname               *string                 `json:"hostname,omitempty"`
+	User                   *string                 `json:"user,omitempty"`
+	WorkingDirectory       *string                 `json:"workingDirectory,omitempty"`
+	DisableNetworking      *bool                   `json:"disableNetworking,omitempty"`
+	Privileged             *bool                   `json:"privileged,omitempty"`
+	ReadonlyRootFilesystem *bool                   `json:"readonlyRootFilesystem,omitempty"`
+	DNSServers             []string                `json:"dnsServers,omitempty"`
+	DNSSearchDomains       []string                `json:"dnsSearchDomains,omitempty"`
+	ExtraHosts             []HostEntry             `json:"extraHosts,omitempty"`
+	DockerSecurityOptions  []string                `json:"dockerSecurityOptions,omitempty"`
+	Interactive            *bool                   `json:"interactive,omitempty"`
+	PseudoTerminal         *bool                   `json:"pseudoTerminal,omitempty"`
+	DockerLabels           map[string]string       `json:"dockerLabels,omitempty"`
+	Ulimits                []Ulimit                `json:"ulimits,omitempty"`
+	LogConfiguration       *LogConfiguration       `json:"logConfiguration,omitempty"`
+	HealthCheck            *HealthCheck            `json:"healthCheck,omitempty"`
+	SystemControls         []SystemControl         `json:"systemControls,omitempty"`
+	ResourceRequirements   []ResourceRequirement   `json:"resourceRequirements,omitempty"`
+	FirelensConfiguration  *FirelensConfiguration  `json:"firelensConfiguration,omitempty"`
+	CredentialSpecs        []string                `json:"credentialSpecs,omitempty"`
+	RestartPolicy          *ContainerRestartPolicy `json:"restartPolicy,omitempty"`
+	VersionConsistency     string                  `json:"versionConsistency,omitempty"` // enabled, disabled
+}
+
+// ContainerRestartPolicy is a container's restartPolicy.
+type ContainerRestartPolicy struct {
+	Enabled              *bool   `json:"enabled,omitempty"` // required
+	IgnoredExitCodes     []int32 `json:"ignoredExitCodes,omitempty"`
+	RestartAttemptPeriod *int32  `json:"restartAttemptPeriod,omitempty"`
 }
 
 // RepositoryCredentials names the secret holding private registry
@@ -556,6 +567,7 @@ type Volume struct {
 	DockerVolumeConfiguration               json.RawMessage       `json:"dockerVolumeConfiguration,omitempty"`
 	EfsVolumeConfiguration                  json.RawMessage       `json:"efsVolumeConfiguration,omitempty"`
 	FsxWindowsFileServerVolumeConfiguration json.RawMessage       `json:"fsxWindowsFileServerVolumeConfiguration,omitempty"`
+	ConfiguredAtLaunch                      *bool                 `json:"configuredAtLaunch,omitempty"`
 }
 
 // HostVolumeProperties is a bind mount from the host.

@@ -118,6 +118,9 @@ func (cp *controlPlane) ReportStatus(ctx context.Context, hostID string, u agent
 		if cu.LastStatus != "" && c.LastStatus.Before(cu.LastStatus) {
 			c.LastStatus = cu.LastStatus
 		}
+		if cu.Reason != "" && c.Reason == "" {
+			c.Reason = cu.Reason
+		}
 		if cu.ExitCode != nil && c.ExitCode == nil {
 			code := *cu.ExitCode
 			c.ExitCode = &code

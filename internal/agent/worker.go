@@ -35,6 +35,10 @@ type worker struct {
 
 	// State of the containers, owned by the worker's goroutine.
 	started map[string]bool
+	// refused holds the containers of a Kubernetes task whose start the
+	// runtime refused for their configuration (runAsNonRoot with a root
+	// user): they stay waiting, as the kubelet's CreateContainerConfigError.
+	refused map[string]bool
 	exited  map[string]runtime.ExitStatus
 	health  map[string]string
 	// runs holds restarts in place and probes (RestartPolicy).
@@ -99,6 +103,7 @@ func (w *worker) run(ctx context.Context) {
 	t := w.task
 	exists := w.adopted != nil
 	w.started = map[string]bool{}
+	w.refused = map[string]bool{}
 	w.exited = map[string]runtime.ExitStatus{}
 	w.health = map[string]string{}
 	w.runs = newRunState(len(t.Containers))
@@ -335,7 +340,7 @@ func (w *worker) startReady(ctx context.Context, exits chan<- exitEvent, healths
 		progress = false
 		for i := range w.task.Containers {
 			c := &w.task.Containers[i]
-			if w.started[c.Name] {
+			if w.started[c.Name] || w.refused[c.Name] {
 				continue
 			}
 			ok, never := w.depsMet(c)
@@ -347,6 +352,15 @@ func (w *worker) startReady(ctx context.Context, exits chan<- exitEvent, healths
 			}
 			began := time.Now()
 			if err := w.rt.Start(ctx, w.task.ID, c.Name); err != nil {
+				if w.task.RestartPolicy != "" && errdefs.IsInvalidArgument(err) {
+					// The kubelet leaves such a container waiting and the
+					// pod pending; the rest of the pod carries on.
+					w.log.Warn("the runtime refused the container's configuration", "container", c.Name, "err", err)
+					w.refused[c.Name] = true
+					w.report(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{{Name: c.Name,
+						Reason: task.ReasonCreateContainerConfigError + ": " + err.Error()}}})
+					continue
+				}
 				return fmt.Errorf("%s: container %s: %v", task.ReasonCannotStartContainer, c.Name, err)
 			}
 			w.log.Debug("container started", "container", c.Name, "took", time.Since(began))

@@ -30,9 +30,6 @@ const (
 	MaxEphemeralStorageGiB     = 200
 )
 
-// fargateCapabilities are the only capabilities Fargate lets a container add.
-var fargateCapabilities = map[string]bool{"SYS_PTRACE": true}
-
 // validateTaskDefinition checks a registration against Fargate's rules and
 // returns the task's cpu units and memory MiB.
 func validateTaskDefinition(in *api.RegisterTaskDefinitionInput) (int64, int64, error) {
@@ -50,8 +47,8 @@ func validateTaskDefinition(in *api.RegisterTaskDefinitionInput) (int64, int64, 
 				"requiresCompatibilities %q is not supported: the accepted value is FARGATE", c))
 		}
 	}
-	if in.PidMode == "host" || in.IpcMode == "host" {
-		return 0, 0, clientException(errdefs.InvalidArgument("pidMode and ipcMode \"host\" are not supported: a task shares nothing with its host"))
+	if err := validateTaskFields(in); err != nil {
+		return 0, 0, err
 	}
 	if in.Cpu == nil || in.Memory == nil {
 		return 0, 0, clientException(errdefs.InvalidArgument(
@@ -71,16 +68,6 @@ func validateTaskDefinition(in *api.RegisterTaskDefinitionInput) (int64, int64, 
 	if es := in.EphemeralStorage; es != nil && (es.SizeInGiB < MinEphemeralStorageGiB || es.SizeInGiB > MaxEphemeralStorageGiB) {
 		return 0, 0, errdefs.InvalidArgument("ephemeralStorage.sizeInGiB %d is out of range: accepted values are %d..%d (the default is %d)",
 			es.SizeInGiB, MinEphemeralStorageGiB, MaxEphemeralStorageGiB, DefaultEphemeralStorageGiB)
-	}
-	for _, v := range in.Volumes {
-		if v.Host != nil && deref(v.Host.SourcePath) != "" {
-			return 0, 0, clientException(errdefs.InvalidArgument(
-				"volume %q: host sourcePath is not supported: tasks cannot mount paths of their host", deref(v.Name)))
-		}
-		if len(v.DockerVolumeConfiguration) > 0 || len(v.EfsVolumeConfiguration) > 0 || len(v.FsxWindowsFileServerVolumeConfiguration) > 0 {
-			return 0, 0, clientException(errdefs.InvalidArgument(
-				"volume %q: only task-local volumes (a name with no configuration) are supported", deref(v.Name)))
-		}
 	}
 	if err := validateContainers(in.ContainerDefinitions, cpu, mem, in.Volumes); err != nil {
 		return 0, 0, err
@@ -116,23 +103,8 @@ func validateContainers(defs []api.ContainerDefinition, cpu, mem int64, volumes 
 		if deref(c.Image) == "" {
 			return bad("image is required")
 		}
-		if deref(c.Privileged) {
-			return bad("privileged containers are not supported: sandboxes are never privileged")
-		}
-		if len(c.Links) > 0 {
-			return bad("links are not supported with networkMode awsvpc: containers of a task reach each other on localhost")
-		}
-		if lp := c.LinuxParameters; lp != nil {
-			if len(lp.Devices) > 0 {
-				return bad("devices are not supported: sandboxes get no host devices")
-			}
-			if lp.Capabilities != nil {
-				for _, capName := range lp.Capabilities.Add {
-					if !fargateCapabilities[strings.TrimPrefix(capName, "CAP_")] {
-						return bad("adding capability %s is not supported: the only capability a container may add is SYS_PTRACE", capName)
-					}
-				}
-			}
+		if err := validateContainerFields(&c, bad); err != nil {
+			return err
 		}
 		for _, pm := range c.PortMappings {
 			if pm.HostPort != nil && pm.ContainerPort != nil && *pm.HostPort != *pm.ContainerPort {
@@ -188,16 +160,9 @@ func validateContainers(defs []api.ContainerDefinition, cpu, mem int64, volumes 
 				return bad("mountPoints names volume %q, which the task definition does not declare", deref(mp.SourceVolume))
 			}
 		}
-		for _, vf := range c.VolumesFrom {
-			if !names[deref(vf.SourceContainer)] {
-				return bad("volumesFrom names container %q, which is not in this task definition", deref(vf.SourceContainer))
-			}
-		}
-		for _, rr := range c.ResourceRequirements {
-			if rr.Type == "GPU" || rr.Type == "InferenceAccelerator" {
-				return bad("resourceRequirements of type %s are not supported", rr.Type)
-			}
-		}
+	}
+	if _, _, err := taskStorage(volumes, defs); err != nil {
+		return err
 	}
 	if essential == 0 {
 		return clientException(errdefs.InvalidArgument("at least one container must be essential (essential defaults to true)"))

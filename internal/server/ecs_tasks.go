@@ -190,6 +190,14 @@ func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api
 	}
 	t := &task.Task{TaskDefinitionArn: deref(def.TaskDefinitionArn), Family: deref(def.Family),
 		CPUUnits: cpu, MemoryMiB: mem, EphemeralStorageGiB: DefaultEphemeralStorageGiB}
+	if err := validateOverrides(ov); err != nil {
+		return nil, err
+	}
+	volumes, mounts, err := taskStorage(def.Volumes, def.ContainerDefinitions)
+	if err != nil {
+		return nil, err
+	}
+	t.Volumes = volumes
 	if def.EphemeralStorage != nil {
 		t.EphemeralStorageGiB = def.EphemeralStorage.SizeInGiB
 	}
@@ -223,9 +231,17 @@ func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api
 	}
 	var cpuSum int64
 	for _, cd := range def.ContainerDefinitions {
+		// A definition stored before a field was refused is refused now,
+		// rather than run without it.
+		if err := validateContainerFields(&cd, func(format string, args ...any) error {
+			return clientException(errdefs.InvalidArgument("container %q: "+format, append([]any{deref(cd.Name)}, args...)...))
+		}); err != nil {
+			return nil, err
+		}
 		c := task.Container{Name: deref(cd.Name), Image: deref(cd.Image), EntryPoint: cd.EntryPoint,
 			Command: cd.Command, WorkingDir: deref(cd.WorkingDirectory), User: deref(cd.User),
-			Essential: deref(cd.Essential), CPUUnits: int64(cd.Cpu)}
+			Essential: deref(cd.Essential), CPUUnits: int64(cd.Cpu),
+			MountPoints: mounts[deref(cd.Name)], Security: containerSecurity(&cd)}
 		if cd.Memory != nil {
 			c.MemoryMiB = int64(*cd.Memory)
 		}

@@ -67,6 +67,12 @@ const (
 	ReasonOutOfMemory             = "OutOfMemoryError"
 )
 
+// ReasonCreateContainerConfigError starts the Reason of a container of a
+// Kubernetes task (RestartPolicy set) that the runtime refused to start
+// for its configuration (runAsNonRoot with a root user): it stays waiting
+// and the pod pending, as the kubelet's reason of that name.
+const ReasonCreateContainerConfigError = "CreateContainerConfigError"
+
 // Stop timeouts, as ECS defines them for containers.
 const (
 	DefaultStopTimeout = 30 * time.Second

@@ -4,7 +4,9 @@
 // admission/v1 and core/v1 types and nothing else; serving HTTPS, TLS
 // certificates and the webhook configurations are the bridge's job.
 //
-// It imports internal/profile (matching), internal/errdefs, k8s.io/api and
+// It imports internal/profile (matching), internal/k8s/podtask (the
+// security-context rules, shared with the conversion so that what is
+// admitted is what runs), internal/errdefs, k8s.io/api and
 // k8s.io/apimachinery only; it must not import client-go, the store, the
 // server or the runtime.
 //
@@ -35,7 +37,15 @@
 // EKS's wording, when they ask for what a sandbox cannot give: privileged
 // containers, added capabilities (SYS_PTRACE excepted, as on Fargate),
 // hostNetwork, hostPID, hostIPC, hostPort or hostIP on a container port,
-// hostPath volumes, GPUs (nvidia.com/gpu, amd.com/gpu) and DaemonSet pods.
+// hostPath volumes, GPUs (nvidia.com/gpu, amd.com/gpu) and DaemonSet pods;
+// and, in the same "invalid SecurityContext fields" group with messages
+// that name the field, the security settings a sandbox cannot honour
+// (podtask.SecurityProblems: allowPrivilegeEscalation true, seccompProfile
+// Unconfined or Localhost, procMount Unmasked, AppArmor profiles other than
+// Unconfined, seLinuxOptions, windowsOptions, sysctls, runAsGroup without
+// runAsUser, unknown capabilities dropped). A pod that passes Pod Security
+// Admission's "restricted" level is admitted and runs with exactly its
+// settings.
 // Init and ephemeral containers are checked like the others. All problems
 // are listed in one message, grouped and joined with ", " as EKS does:
 //

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/k8s/podtask"
 )
 
 // RejectPrefix starts every rejection message, as on EKS.
@@ -41,7 +42,9 @@ func (e *RejectedError) Unwrap() error { return errdefs.ErrInvalidArgument }
 //
 // The groups, in this order: "fields not supported: HostNetwork, HostPID,
 // HostIPC"; "invalid SecurityContext fields: Privileged, Capabilities
-// added: NET_ADMIN, SYS_ADMIN"; "port contains HostIP or HostPort";
+// added: NET_ADMIN, SYS_ADMIN" followed by podtask.SecurityProblems
+// (each naming its field, e.g. "spec.containers[app].securityContext.
+// seccompProfile.type Unconfined is not supported ..."); "port contains HostIP or HostPort";
 // "volumes not supported: <name> is of an unsupported volume Type" (one per
 // hostPath volume); "resources not supported: nvidia.com/gpu"; "runtime not
 // supported: <name> (use one of runc, gvisor, microvm)"; DaemonSetMessage.
@@ -75,7 +78,8 @@ func Validate(pod *corev1.Pod) error {
 		if sc != nil && sc.Capabilities != nil {
 			for _, c := range sc.Capabilities.Add {
 				name := strings.TrimPrefix(strings.ToUpper(string(c)), "CAP_")
-				if !slices.Contains(AllowedCapabilities, name) && !slices.Contains(caps, string(c)) {
+				if !slices.Contains(AllowedCapabilities, name) && !slices.Contains(podtask.DefaultSetAdds, name) &&
+					!slices.Contains(caps, string(c)) {
 					caps = append(caps, string(c))
 				}
 			}
@@ -113,6 +117,7 @@ func Validate(pod *corev1.Pod) error {
 	if len(caps) > 0 {
 		sc = append(sc, "Capabilities added: "+strings.Join(caps, ", "))
 	}
+	sc = append(sc, podtask.SecurityProblems(pod)...)
 	if len(sc) > 0 {
 		problems = append(problems, "invalid SecurityContext fields: "+strings.Join(sc, ", "))
 	}

@@ -45,6 +45,8 @@ func gpu(name corev1.ResourceName, limit bool) podOpt {
 func TestValidate(t *testing.T) {
 	yes := true
 	no := false
+	unmasked := corev1.UnmaskedProcMount
+	ptr64 := func(v int64) *int64 { return &v }
 	tests := []struct {
 		name string
 		pod  *corev1.Pod
@@ -78,6 +80,33 @@ func TestValidate(t *testing.T) {
 		{"privileged and capability", vesselPod(addCaps("NET_ADMIN"), initContainer(corev1.Container{Name: "i",
 			SecurityContext: &corev1.SecurityContext{Privileged: &yes}})),
 			[]string{"invalid SecurityContext fields: Privileged, Capabilities added: NET_ADMIN"}},
+		{"restricted profile is admitted", vesselPod(func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: &yes, RunAsUser: ptr64(1000), FSGroup: ptr64(2000),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
+				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_BIND_SERVICE"}}}
+		}), nil},
+		{"restricted profile without added capabilities", vesselPod(func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: &yes, RunAsUser: ptr64(1000),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
+				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+		}), nil},
+		{"seccomp Unconfined", vesselPod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined}}
+		}), []string{"invalid SecurityContext fields: spec.containers[app].securityContext.seccompProfile.type Unconfined is not supported: " +
+			"every sandbox runs the default seccomp allow-list (accepted: RuntimeDefault)"}},
+		{"procMount Unmasked in an init container", vesselPod(initContainer(corev1.Container{Name: "i",
+			SecurityContext: &corev1.SecurityContext{ProcMount: &unmasked}})),
+			[]string{"invalid SecurityContext fields: spec.initContainers[i].securityContext.procMount Unmasked is not supported: " +
+				"/proc is always masked (accepted: Default)"}},
+		{"EKS's words first, then the fields", vesselPod(addCaps("NET_ADMIN"), func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = &yes
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: "kernel.shm_rmid_forced", Value: "1"}}}
+		}), []string{"invalid SecurityContext fields: Capabilities added: NET_ADMIN, " +
+			"spec.securityContext.sysctls (kernel.shm_rmid_forced): sysctls are not supported; remove them, " +
+			"spec.containers[app].securityContext.allowPrivilegeEscalation true is not supported: sandboxes always run with no_new_privs (accepted: false or unset)"}},
 		{"hostNetwork", vesselPod(func(p *corev1.Pod) { p.Spec.HostNetwork = true }), []string{"fields not supported: HostNetwork"}},
 		{"hostPID", vesselPod(func(p *corev1.Pod) { p.Spec.HostPID = true }), []string{"fields not supported: HostPID"}},
 		{"hostIPC", vesselPod(func(p *corev1.Pod) { p.Spec.HostIPC = true }), []string{"fields not supported: HostIPC"}},

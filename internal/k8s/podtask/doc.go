@@ -21,7 +21,18 @@
 //     Kubernetes' rule. $(VAR) references in env values, command and args are
 //     expanded as the kubelet does ($$ escapes, unknown names stay as they
 //     are). workingDir and securityContext.runAsUser[/runAsGroup] (container
-//     over pod) become WorkingDir and User.
+//     over pod) become WorkingDir and User ("uid" or "uid:gid"; runAsGroup
+//     without runAsUser is refused, as containerd's CRI refuses it).
+//   - Security (security.go): runAsNonRoot (container over pod),
+//     readOnlyRootFilesystem, capabilities add (SYS_PTRACE, and
+//     NET_BIND_SERVICE which Pod Security's "restricted" level allows and
+//     the default set already holds) and drop, and the pod's
+//     supplementalGroups become the container's task.Security; fsGroup
+//     becomes Task.FSGroup. allowPrivilegeEscalation false, seccompProfile
+//     RuntimeDefault, procMount Default and appArmorProfile Unconfined are
+//     what every sandbox has. Everything else SecurityProblems lists is an
+//     errdefs.ErrInvalidArgument naming the field; the webhook refuses the
+//     same pods first.
 //   - Environment, in the kubelet's order: the kubernetes service variables
 //     (KUBERNETES_SERVICE_HOST/PORT and the KUBERNETES_PORT family), then
 //     envFrom (configMapRef/secretRef, with prefix), then env (value,

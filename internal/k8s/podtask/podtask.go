@@ -1,12 +1,12 @@
 package podtask
 
 import (
-	"strconv"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/sizing"
 	"vessel.dev/vessel/internal/task"
 )
@@ -88,12 +88,16 @@ type Inputs struct {
 // RunTask creates them. Errors: a *sizing.TooLargeError for a pod larger
 // than every size; errdefs.ErrNotFound for a missing, non-optional config
 // map, secret or key; errdefs.ErrInvalidArgument for an unsupported volume
-// type, field path or resource, or a dnsConfig a resolver cannot take. Messages name the container and variable
+// type, field path or resource, a dnsConfig a resolver cannot take, or a
+// security setting a sandbox cannot honour (SecurityProblems). Messages name the container and variable
 // or volume. Convert does not change pod or in.
 func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 	size, err := sizing.ForPodSpec(&pod.Spec)
 	if err != nil {
 		return nil, err
+	}
+	if problems := SecurityProblems(pod); len(problems) > 0 {
+		return nil, errdefs.InvalidArgument("%s", strings.Join(problems, "; "))
 	}
 	stop := stopTimeout(pod.Spec.TerminationGracePeriodSeconds)
 	profileName := in.Profile
@@ -122,6 +126,10 @@ func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 	}
 
 	t.RestartPolicy = restartPolicy(pod.Spec.RestartPolicy)
+	if sc := pod.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {
+		g := uint32(*sc.FSGroup)
+		t.FSGroup = &g
+	}
 	t.DNS = dns(pod, in)
 	r := &resolver{pod: pod, in: in, size: size}
 	if t.Volumes, err = r.volumes(); err != nil {
@@ -206,7 +214,9 @@ func (r *resolver) container(c *corev1.Container) (task.Container, error) {
 		Command:     expandAll(c.Args, env),
 		Environment: env,
 		WorkingDir:  c.WorkingDir,
-		User:        user(r.pod.Spec.SecurityContext, c.SecurityContext),
+	}
+	if tc.Security, tc.User, err = r.containerSecurity(c); err != nil {
+		return task.Container{}, err
 	}
 	tc.RegistryAuth = r.registryAuth(c.Image)
 	if tc.MountPoints, err = r.mounts(c, env); err != nil {
@@ -220,31 +230,6 @@ func (r *resolver) container(c *corev1.Container) (task.Container, error) {
 		tc.Ports = append(tc.Ports, task.Port{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: proto})
 	}
 	return tc, nil
-}
-
-// user returns "uid" or "uid:gid" from the container's security context,
-// falling back to the pod's, or "" to keep the image's user.
-func user(pod *corev1.PodSecurityContext, c *corev1.SecurityContext) string {
-	var uid, gid *int64
-	if pod != nil {
-		uid, gid = pod.RunAsUser, pod.RunAsGroup
-	}
-	if c != nil {
-		if c.RunAsUser != nil {
-			uid = c.RunAsUser
-		}
-		if c.RunAsGroup != nil {
-			gid = c.RunAsGroup
-		}
-	}
-	if uid == nil {
-		return "" // a group alone cannot be given without a user
-	}
-	u := strconv.FormatInt(*uid, 10)
-	if gid != nil {
-		u += ":" + strconv.FormatInt(*gid, 10)
-	}
-	return u
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }

@@ -199,13 +199,6 @@ func TestConvertContainers(t *testing.T) {
 				t.Errorf("users = %q %q %q", cs[0].User, cs[1].User, cs[2].User)
 			}
 		}},
-		{"group alone keeps the image's user", func(p *corev1.Pod) {
-			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsGroup: ptr[int64](3000)}
-		}, func(t *testing.T, cs []task.Container) {
-			if cs[0].User != "" {
-				t.Errorf("user = %q", cs[0].User)
-			}
-		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,6 +20,10 @@ const (
 	ReasonOOMKilled              = "OOMKilled"
 	ReasonContainerStatusUnknown = "ContainerStatusUnknown"
 	ReasonCrashLoopBackOff       = "CrashLoopBackOff"
+	// ReasonCreateContainerConfigError: the runtime refused the
+	// container's configuration (runAsNonRoot with a root user); the
+	// container waits and the pod stays Pending.
+	ReasonCreateContainerConfigError = task.ReasonCreateContainerConfigError
 )
 
 // PodStatusFor returns pod's status as task t shows it. It keeps from
@@ -55,8 +59,15 @@ func PodStatusFor(t *task.Task, pod *corev1.Pod) corev1.PodStatus {
 	}
 	var unready []string
 	allExited, allZero := true, true
+	// A container whose configuration was refused holds the pod Pending,
+	// as the kubelet's waiting containers that never ran do.
+	configWaiting := false
+	for _, cs := range st.InitContainerStatuses {
+		configWaiting = configWaiting || cs.State.Waiting != nil && cs.State.Waiting.Reason == ReasonCreateContainerConfigError
+	}
 	for _, c := range pod.Spec.Containers {
 		cs := containerStatus(t, c, initDone, stopped)
+		configWaiting = configWaiting || cs.State.Waiting != nil && cs.State.Waiting.Reason == ReasonCreateContainerConfigError
 		if !cs.Ready {
 			unready = append(unready, c.Name)
 		}
@@ -77,7 +88,7 @@ func PodStatusFor(t *task.Task, pod *corev1.Pod) corev1.PodStatus {
 		if stopped && st.Phase == corev1.PodFailed {
 			st.Reason, st.Message = t.StopCode, t.StoppedReason
 		}
-	case !t.LastStatus.Before(task.StatusRunning):
+	case !t.LastStatus.Before(task.StatusRunning) && !configWaiting:
 		st.Phase = corev1.PodRunning
 	default:
 		st.Phase = corev1.PodPending
@@ -200,6 +211,8 @@ func containerStatus(t *task.Task, c corev1.Container, initDone, stopped bool) c
 		cs.LastTerminationState.Terminated = terminated(*tc.LastExitCode, tc.LastReason, tc.LastStartedAt, tc.LastFinishedAt)
 	}
 	switch {
+	case tc.ExitCode == nil && !stopped && status != task.StatusStopped && configError(tc.Reason) != "":
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: ReasonCreateContainerConfigError, Message: configError(tc.Reason)}
 	case tc.ExitCode != nil && !stopped && t.DesiredStatus != task.StatusStopped && tc.Essential &&
 		task.Restarts(t.RestartPolicy, *tc.ExitCode):
 		// The agent restarts it after a back-off: the kubelet shows the
@@ -237,6 +250,15 @@ func containerStatus(t *task.Task, c corev1.Container, initDone, stopped bool) c
 		cs.Started = &f
 	}
 	return cs
+}
+
+// configError is the message of a CreateContainerConfigError reason, or "".
+func configError(reason string) string {
+	msg, ok := strings.CutPrefix(reason, ReasonCreateContainerConfigError+": ")
+	if !ok {
+		return ""
+	}
+	return msg
 }
 
 // terminated is a container's end as the kubelet shows it: the reason is

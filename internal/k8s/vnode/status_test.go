@@ -109,6 +109,19 @@ func TestPodStatusFor(t *testing.T) {
 			}, phase: corev1.PodFailed, app: "terminated:137:ContainerStatusUnknown", ready: "False", initiated: "True"},
 		{name: "task lacks the container", status: task.StatusRunning, mod: func(t *task.Task) { t.Containers = nil },
 			phase: corev1.PodRunning, app: "waiting:ContainerCreating", ready: "False", initiated: "True"},
+		{name: "container refused for its configuration", status: task.StatusRunning,
+			mod: func(t *task.Task) {
+				t.Containers[0].Reason = "CreateContainerConfigError: container has runAsNonRoot and image will run as root"
+			}, phase: corev1.PodPending, app: "waiting:CreateContainerConfigError", ready: "False", initiated: "True"},
+		{name: "init container refused for its configuration", status: task.StatusRunning, podMod: withInit,
+			mod: func(t *task.Task) {
+				t.Containers = []task.Container{{Name: "init", Reason: "CreateContainerConfigError: container has runAsNonRoot and image will run as root"},
+					{Name: "app", LastStatus: task.StatusPending}}
+			}, phase: corev1.PodPending, init: "waiting:CreateContainerConfigError", app: "waiting:PodInitializing", ready: "False", initiated: "False"},
+		{name: "refused container of a stopped pod", status: task.StatusStopped,
+			mod: func(t *task.Task) {
+				t.Containers[0].Reason = "CreateContainerConfigError: container has runAsNonRoot and image will run as root"
+			}, phase: corev1.PodFailed, app: "terminated:137:ContainerStatusUnknown", ready: "False", initiated: "True"},
 		{name: "init container running", status: task.StatusRunning, podMod: withInit,
 			mod: func(t *task.Task) {
 				t.Containers = []task.Container{{Name: "init", LastStatus: task.StatusRunning}, {Name: "app", LastStatus: task.StatusPending}}
@@ -244,5 +257,20 @@ func TestImageID(t *testing.T) {
 		if got := imageID(tt.image, tt.digest); got != tt.want {
 			t.Errorf("imageID(%q, %q) = %q, want %q", tt.image, tt.digest, got, tt.want)
 		}
+	}
+}
+
+func TestConfigErrorMessage(t *testing.T) {
+	msg := `container has runAsNonRoot and image will run as root (pod: "default/p", container: app)`
+	tk := &task.Task{LastStatus: task.StatusRunning, DesiredStatus: task.StatusRunning,
+		Containers: []task.Container{{Name: "app", Essential: true, Reason: task.ReasonCreateContainerConfigError + ": " + msg}}}
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}}}
+	st := PodStatusFor(tk, pod)
+	w := st.ContainerStatuses[0].State.Waiting
+	if w == nil || w.Reason != "CreateContainerConfigError" || w.Message != msg {
+		t.Fatalf("state = %+v, want waiting CreateContainerConfigError with the runtime's message", st.ContainerStatuses[0].State)
+	}
+	if st.Phase != corev1.PodPending {
+		t.Errorf("phase = %s, want Pending", st.Phase)
 	}
 }
