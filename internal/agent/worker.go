@@ -223,6 +223,9 @@ func (w *worker) create(ctx context.Context) error {
 		}
 		sort.Strings(cs.Env)
 		cs.Security = containerSecurity(t, &c)
+		if c.Nofile != nil {
+			cs.NofileSoft, cs.NofileHard = c.Nofile.Soft, c.Nofile.Hard
+		}
 		spec.Containers = append(spec.Containers, cs)
 	}
 	w.report(ctx, agentproto.StatusUpdate{PullStoppedAt: cfg.Now(), Containers: digests})

@@ -105,8 +105,6 @@ func validateContainerFields(c *api.ContainerDefinition, bad func(string, ...any
 		return bad("interactive is not supported: containers have no stdin (use `vessel exec -i` to attach to a running task)")
 	case deref(c.PseudoTerminal):
 		return bad("pseudoTerminal is not supported: containers have no terminal (use `vessel exec -t` for one)")
-	case len(c.Ulimits) > 0:
-		return bad("ulimits are not supported: containers get the runtime's limits (nofile 1024 soft, up to 65535 hard)")
 	case len(c.SystemControls) > 0:
 		return bad("systemControls are not supported: sandboxes take no sysctls")
 	case c.StartTimeout != nil:
@@ -125,6 +123,9 @@ func validateContainerFields(c *api.ContainerDefinition, bad func(string, ...any
 		return bad("versionConsistency enabled is not supported: each task resolves its image's tag when it pulls it (accepted: disabled or unset)")
 	case c.VersionConsistency != "" && c.VersionConsistency != "disabled":
 		return bad("versionConsistency %q is not valid: accepted values are enabled, disabled", c.VersionConsistency)
+	}
+	if err := validateUlimits(c.Ulimits, bad); err != nil {
+		return err
 	}
 	if lc := c.LogConfiguration; lc != nil {
 		if lc.LogDriver != LogDriverAWSLogs {
@@ -282,6 +283,36 @@ func validateOverrides(ov *api.TaskOverride) error {
 				return clientException(errdefs.InvalidArgument(
 					"containerOverrides[%s].resourceRequirements of type %s are not supported: sandboxes get no GPUs or accelerators", name, rr.Type))
 			}
+		}
+	}
+	return nil
+}
+
+// validateUlimits accepts the one ulimit a sandbox honours, nofile (the
+// runtime clamps it to what its host allows), once, with 0 < soft <= hard.
+func validateUlimits(us []api.Ulimit, bad func(string, ...any) error) error {
+	seen := false
+	for _, u := range us {
+		if u.Name != "nofile" {
+			return bad("ulimits name %q is not supported: the accepted ulimit is nofile (other limits are the sandbox's: its size and its pids limit)", u.Name)
+		}
+		if seen {
+			return bad("ulimits names nofile twice")
+		}
+		seen = true
+		if u.SoftLimit <= 0 || u.HardLimit <= 0 || u.SoftLimit > u.HardLimit {
+			return bad("ulimits nofile: softLimit %d and hardLimit %d must be positive with softLimit <= hardLimit", u.SoftLimit, u.HardLimit)
+		}
+	}
+	return nil
+}
+
+// containerNofile is the container's RLIMIT_NOFILE from its ulimits, or
+// nil for the runtime's default.
+func containerNofile(c *api.ContainerDefinition) *task.Rlimit {
+	for _, u := range c.Ulimits {
+		if u.Name == "nofile" {
+			return &task.Rlimit{Soft: uint64(u.SoftLimit), Hard: uint64(u.HardLimit)}
 		}
 	}
 	return nil

@@ -44,7 +44,8 @@ func TestTaskDefinitionSecurityAndVolumesHonoured(t *testing.T) {
 					{SourceVolume: aws.String("bind"), ContainerPath: aws.String("/scratch"), ReadOnly: aws.Bool(true)}},
 				LogConfiguration: &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverAwslogs,
 					Options: map[string]string{"awslogs-group": "g"}},
-				DockerLabels: map[string]string{"team": "blue"}},
+				DockerLabels: map[string]string{"team": "blue"},
+				Ulimits:      []ecstypes.Ulimit{{Name: ecstypes.UlimitNameNofile, SoftLimit: 4096, HardLimit: 8192}}},
 			{Name: aws.String("reader"), Image: aws.String("busybox"),
 				VolumesFrom: []ecstypes.VolumeFrom{{SourceContainer: aws.String("writer"), ReadOnly: aws.Bool(true)}}},
 			{Name: aws.String("plain"), Image: aws.String("busybox"),
@@ -55,6 +56,12 @@ func TestTaskDefinitionSecurityAndVolumesHonoured(t *testing.T) {
 		t.Fatal(err)
 	}
 	tk := e.storedTask(e.run(*out.TaskDefinition.TaskDefinitionArn))
+	if n := tk.Container("writer").Nofile; n == nil || *n != (task.Rlimit{Soft: 4096, Hard: 8192}) {
+		t.Errorf("writer's nofile = %+v, want 4096/8192 from its ulimits", n)
+	}
+	if n := tk.Container("reader").Nofile; n != nil {
+		t.Errorf("reader's nofile = %+v, want the runtime's default", n)
+	}
 	wantVols := []task.Volume{{Name: "shared", EmptyDir: &task.EmptyDir{}}, {Name: "bind", EmptyDir: &task.EmptyDir{}}}
 	if !reflect.DeepEqual(tk.Volumes, wantVols) {
 		t.Errorf("volumes = %+v, want %+v", tk.Volumes, wantVols)
@@ -121,9 +128,12 @@ func TestTaskDefinitionFieldsRefused(t *testing.T) {
 		{"disableNetworking", app(func(c *ecstypes.ContainerDefinition) { c.DisableNetworking = aws.Bool(true) }), []string{"disableNetworking"}},
 		{"pseudoTerminal", app(func(c *ecstypes.ContainerDefinition) { c.PseudoTerminal = aws.Bool(true) }), []string{"pseudoTerminal"}},
 		{"interactive", app(func(c *ecstypes.ContainerDefinition) { c.Interactive = aws.Bool(true) }), []string{"interactive"}},
-		{"ulimits", app(func(c *ecstypes.ContainerDefinition) {
-			c.Ulimits = []ecstypes.Ulimit{{Name: ecstypes.UlimitNameNofile, SoftLimit: 1, HardLimit: 1}}
-		}), []string{"ulimits"}},
+		{"ulimits other than nofile", app(func(c *ecstypes.ContainerDefinition) {
+			c.Ulimits = []ecstypes.Ulimit{{Name: ecstypes.UlimitNameCore, SoftLimit: 1, HardLimit: 1}}
+		}), []string{"ulimits", "core", "nofile"}},
+		{"ulimits nofile soft above hard", app(func(c *ecstypes.ContainerDefinition) {
+			c.Ulimits = []ecstypes.Ulimit{{Name: ecstypes.UlimitNameNofile, SoftLimit: 2048, HardLimit: 1024}}
+		}), []string{"ulimits nofile", "softLimit"}},
 		{"systemControls", app(func(c *ecstypes.ContainerDefinition) {
 			c.SystemControls = []ecstypes.SystemControl{{Namespace: aws.String("net.core.somaxconn"), Value: aws.String("1")}}
 		}), []string{"systemControls"}},

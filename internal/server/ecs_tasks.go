@@ -241,7 +241,8 @@ func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api
 		c := task.Container{Name: deref(cd.Name), Image: deref(cd.Image), EntryPoint: cd.EntryPoint,
 			Command: cd.Command, WorkingDir: deref(cd.WorkingDirectory), User: deref(cd.User),
 			Essential: deref(cd.Essential), CPUUnits: int64(cd.Cpu),
-			MountPoints: mounts[deref(cd.Name)], Security: containerSecurity(&cd)}
+			MountPoints: mounts[deref(cd.Name)], Security: containerSecurity(&cd),
+			Nofile: containerNofile(&cd)}
 		if cd.Memory != nil {
 			c.MemoryMiB = int64(*cd.Memory)
 		}

@@ -120,6 +120,9 @@ type Container struct {
 	// Security holds the container's security settings (security.go);
 	// nil is the default sandbox.
 	Security *Security `json:"security,omitempty"`
+	// Nofile, when set, is the container's RLIMIT_NOFILE (ECS ulimits
+	// nofile), clamped by the runtime to what its host allows.
+	Nofile *Rlimit `json:"nofile,omitempty"`
 
 	// Observed state, reported by the host agent.
 	LastStatus   Status `json:"lastStatus,omitempty"`
@@ -146,6 +149,12 @@ type Container struct {
 	LastReason     string    `json:"lastReason,omitempty"`
 	LastStartedAt  time.Time `json:"lastStartedAt,omitzero"`
 	LastFinishedAt time.Time `json:"lastFinishedAt,omitzero"`
+}
+
+// Rlimit is a soft and a hard resource limit.
+type Rlimit struct {
+	Soft uint64 `json:"soft"`
+	Hard uint64 `json:"hard"`
 }
 
 // Port is a port a container listens on.
@@ -305,6 +314,10 @@ func (t *Task) Clone() *Task {
 		ct.MountPoints = append([]MountPoint(nil), ct.MountPoints...)
 		ct.Ports = append([]Port(nil), ct.Ports...)
 		ct.Security = ct.Security.Clone()
+		if ct.Nofile != nil {
+			n := *ct.Nofile
+			ct.Nofile = &n
+		}
 		if ct.HealthCheck != nil {
 			hc := *ct.HealthCheck
 			hc.Command = append([]string(nil), hc.Command...)

@@ -221,7 +221,8 @@ func TestECSSecuritySettings(t *testing.T) {
 	writer := `echo uid=$(id -u); grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status
 echo pid1=$(cat /proc/1/comm) self=$$
 if echo x > /tmp/probe; then echo root=writable; else echo root=readonly; fi
-echo "from the writer" > /shared/msg && echo wrote`
+echo "from the writer" > /shared/msg && echo wrote
+echo nofile=$(ulimit -Sn)/$(ulimit -Hn)`
 	reader := `cat /shared/msg; echo "reader $(grep -E '^CapEff:' /proc/self/status)"
 if echo y > /shared/other; then echo volume=writable; else echo volume=readonly; fi`
 	_, err := c.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{Family: aws.String("secure"),
@@ -232,7 +233,8 @@ if echo y > /shared/other; then echo volume=writable; else echo volume=readonly;
 				EntryPoint: []string{"sh", "-c", writer}, User: aws.String("1000"), ReadonlyRootFilesystem: aws.Bool(true),
 				LinuxParameters: &ecstypes.LinuxParameters{InitProcessEnabled: aws.Bool(true),
 					Capabilities: &ecstypes.KernelCapabilities{Drop: []string{"ALL"}, Add: []string{"SYS_PTRACE"}}},
-				MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String("shared"), ContainerPath: aws.String("/shared")}}},
+				MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String("shared"), ContainerPath: aws.String("/shared")}},
+				Ulimits:     []ecstypes.Ulimit{{Name: ecstypes.UlimitNameNofile, SoftLimit: 2048, HardLimit: 4096}}},
 			// root, with the same capabilities: SYS_PTRACE is effective.
 			{Name: aws.String("reader"), Image: aws.String(img), StopTimeout: aws.Int32(2), EntryPoint: []string{"sh", "-c", reader},
 				LinuxParameters: &ecstypes.LinuxParameters{
@@ -260,6 +262,7 @@ if echo y > /shared/other; then echo volume=writable; else echo volume=readonly;
 		"from the writer",
 		"reader CapEff:\t0000000000080000",
 		"volume=readonly",
+		"nofile=2048/4096",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the output lacks %q", want)
