@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -591,13 +592,22 @@ func (a *agent) spawn(c *container, args, env []string, files []uintptr, main bo
 	// as the agent's binary "vessel-ctr" in a mount namespace of its own,
 	// which confines it as runc would (ContainerInit) and execs the
 	// command. The main process is also PID 1 of its own PID namespace
-	// and has its own IPC and UTS namespaces; an exec stays in the VM's
-	// (it sees the VM's processes, as before).
+	// and has its own IPC and UTS namespaces; an exec joins those of the
+	// main process (as runc exec does), so that it sees the container's
+	// processes and its /proc is theirs.
 	mode := "exec"
 	flags := uintptr(unix.CLONE_NEWNS)
+	var joinPid int
 	if main {
 		mode = "main"
 		flags |= unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
+	} else {
+		a.mu.Lock()
+		joinPid = c.pid
+		a.mu.Unlock()
+		if joinPid <= 0 {
+			return 0, nil, fmt.Errorf("container %q has no running process to exec beside", c.spec.Name)
+		}
 	}
 	attr := &syscall.ProcAttr{Dir: "/", Env: env, Files: files, Sys: &syscall.SysProcAttr{
 		Setsid: true, UseCgroupFD: true, CgroupFD: cgfd, Cloneflags: flags,
@@ -619,12 +629,21 @@ func (a *agent) spawn(c *container, args, env []string, files []uintptr, main bo
 	defer syncR.Close()
 	attr.Files = append(append([]uintptr(nil), files...), syncW.Fd())
 	ch := make(chan unix.WaitStatus, 1)
-	a.reapMu.Lock()
-	pid, err := syscall.ForkExec(exe, argv, attr)
-	if err == nil {
-		a.waits[pid] = ch
+	fork := func() (int, error) {
+		a.reapMu.Lock()
+		defer a.reapMu.Unlock()
+		pid, err := syscall.ForkExec(exe, argv, attr)
+		if err == nil {
+			a.waits[pid] = ch
+		}
+		return pid, err
 	}
-	a.reapMu.Unlock()
+	var pid int
+	if joinPid > 0 {
+		pid, err = forkInNamespacesOf(joinPid, fork)
+	} else {
+		pid, err = fork()
+	}
 	syncW.Close()
 	if err != nil {
 		return 0, nil, fmt.Errorf("start %s: %w", args[0], err)
@@ -1013,4 +1032,39 @@ type execOutput struct {
 func isTerminal(fd uintptr) bool {
 	_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
 	return err == nil
+}
+
+// forkInNamespacesOf runs fork on a thread of its own that has first
+// joined the PID (for its children), IPC and UTS namespaces of process
+// pid, so that what fork starts is in them. The thread is never given back
+// to the Go scheduler: it ends with its goroutine, namespaces and all.
+func forkInNamespacesOf(pid int, fork func() (int, error)) (int, error) {
+	type result struct {
+		pid int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
+		for _, ns := range []struct {
+			name string
+			kind int
+		}{{"pid", unix.CLONE_NEWPID}, {"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}} {
+			fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, ns.name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				done <- result{err: fmt.Errorf("the container's %s namespace: %w", ns.name, err)}
+				return
+			}
+			err = unix.Setns(fd, ns.kind)
+			unix.Close(fd)
+			if err != nil {
+				done <- result{err: fmt.Errorf("joining the container's %s namespace: %w", ns.name, err)}
+				return
+			}
+		}
+		p, err := fork()
+		done <- result{p, err}
+	}()
+	r := <-done
+	return r.pid, r.err
 }

@@ -115,8 +115,11 @@ func newEnvWith(t *testing.T, o envOptions, configure func(*server.Config)) *env
 	return e
 }
 
+// clients are the SDK's clients with key k. They retry as the SDK does by
+// default: under load a response is now and then cut short by a
+// connection reset, which the SDK counts as retryable.
 func (e *env) clients(k auth.Key) (*ecs.Client, *eks.Client) {
-	cfg := aws.Config{Region: "us-east-1", RetryMaxAttempts: 1,
+	cfg := aws.Config{Region: "us-east-1", RetryMaxAttempts: 3,
 		Credentials: credentials.NewStaticCredentialsProvider(k.AccessKeyID, k.SecretAccessKey, "")}
 	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(e.url) }),
 		eks.NewFromConfig(cfg, func(o *eks.Options) { o.BaseEndpoint = aws.String(e.url) })
