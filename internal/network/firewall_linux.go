@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -149,7 +150,7 @@ func (m *Manager) syncFirewall() error {
 		subs = append(subs, m.subnets[n])
 	}
 
-	c, err := nftables.New()
+	c, err := nftables.New(nftables.WithSockOptions(largeBuffers))
 	if err != nil {
 		return fmt.Errorf("network: nftables: %w", err)
 	}
@@ -263,4 +264,32 @@ func (m *Manager) firewallRules() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// largeBuffers gives a netlink socket room for a large transaction and
+// the kernel's answer to every message of it: one acknowledgement per
+// rule, and a host with many tasks has many rules. With the default
+// buffers the batch is refused (EMSGSIZE) or acknowledgements are dropped
+// (ENOBUFS) beyond a few hundred tasks. Root may force buffers beyond
+// net.core.[rw]mem_max; elsewhere the socket gets what the host allows.
+func largeBuffers(c *netlink.Conn) error {
+	const size = 64 << 20
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return errors.Join(c.SetReadBuffer(size), c.SetWriteBuffer(size))
+	}
+	var rerr, werr error
+	if err := rc.Control(func(fd uintptr) {
+		rerr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+		werr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size)
+	}); err != nil {
+		return err
+	}
+	if rerr != nil {
+		rerr = c.SetReadBuffer(size)
+	}
+	if werr != nil {
+		werr = c.SetWriteBuffer(size)
+	}
+	return errors.Join(rerr, werr)
 }

@@ -527,3 +527,34 @@ func TestReconcileGivesOldAttachmentsTheirMAC(t *testing.T) {
 	}
 	checkTCP(t, "A to B after Reconcile", b.NetNSPath, b.IP, a.NetNSPath, a.IP)
 }
+
+// TestFirewallManyTasks: a host with many tasks has many rules, rebuilt in
+// one transaction whose every message the kernel acknowledges; the
+// acknowledgements must all fit (they overflowed the socket's default
+// buffer: "netlink receive: recvmsg: no buffer space available").
+func TestFirewallManyTasks(t *testing.T) {
+	sub := testSubnet(t, 24)
+	m, _ := newTest(t, sub)
+	mustAttach(t, m, "task-real", sub.Name)
+	const n = 1000
+	m.mu.Lock()
+	for i := range n {
+		id := fmt.Sprintf("task-%d", i)
+		ip := netip.AddrFrom4([4]byte{10, 250, byte(i / 250), byte(i%250 + 2)})
+		m.leases[id] = &lease{TaskID: id, Subnet: sub.Name, IP: ip, HostVeth: fmt.Sprintf("vhf%07d", i)}
+	}
+	m.mu.Unlock()
+	t.Cleanup(func() {
+		m.mu.Lock()
+		for i := range n {
+			delete(m.leases, fmt.Sprintf("task-%d", i))
+		}
+		m.mu.Unlock()
+	})
+	if err := m.syncFirewall(); err != nil {
+		t.Fatalf("rebuilding the rules of %d tasks: %v", n+1, err)
+	}
+	if got, err := m.firewallRules(); err != nil || got < 7*n {
+		t.Fatalf("rules of %d tasks: %d %v; want at least %d", n+1, got, err, 7*n)
+	}
+}
