@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"vessel.dev/vessel/internal/network"
 )
 
 // execService runs until SIGTERM.
@@ -36,7 +39,13 @@ func TestExecRemoteAgent(t *testing.T) {
 	t.Cleanup(func() { removeBridges(cidr) })
 	id, secret := s.keys()
 	var log bytes.Buffer
-	agent := exec.Command(vesselBin, "agent", "--server", s.endpoint, "--data-dir", t.TempDir(),
+	agentDir := t.TempDir()
+	t.Cleanup(func() {
+		if err := network.RemoveFirewall(filepath.Join(agentDir, "network")); err != nil {
+			t.Errorf("remove the agent's firewall tables: %v", err)
+		}
+	})
+	agent := exec.Command(vesselBin, "agent", "--server", s.endpoint, "--data-dir", agentDir,
 		"--host-id", "exec-host", "--runtime", "runc", "--runtimes", "runc",
 		"--subnet", "subnet-default="+cidr, "--listen", "127.0.0.1:0")
 	agent.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+id, "AWS_SECRET_ACCESS_KEY="+secret)
