@@ -169,23 +169,21 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, errdefs.InvalidArgument("image store: Config.Root %q: %v", cfg.Root, err)
 	}
-	if cfg.MaxLayerSize < 0 {
-		return nil, errdefs.InvalidArgument("image store: Config.MaxLayerSize %d is negative; use 0 for the default (%d)", cfg.MaxLayerSize, DefaultMaxLayerSize)
-	}
-	if cfg.MaxLayerSize == 0 {
-		cfg.MaxLayerSize = DefaultMaxLayerSize
-	}
-	if cfg.MaxImageSize < 0 {
-		return nil, errdefs.InvalidArgument("image store: Config.MaxImageSize %d is negative; use 0 for the default (%d)", cfg.MaxImageSize, DefaultMaxImageSize)
-	}
-	if cfg.MaxImageSize == 0 {
-		cfg.MaxImageSize = DefaultMaxImageSize
-	}
-	if cfg.MaxManifestSize < 0 {
-		return nil, errdefs.InvalidArgument("image store: Config.MaxManifestSize %d is negative; use 0 for the default (%d)", cfg.MaxManifestSize, DefaultMaxManifestSize)
-	}
-	if cfg.MaxManifestSize == 0 {
-		cfg.MaxManifestSize = DefaultMaxManifestSize
+	for _, l := range []struct {
+		name string
+		v    *int64
+		def  int64
+	}{
+		{"MaxLayerSize", &cfg.MaxLayerSize, DefaultMaxLayerSize},
+		{"MaxImageSize", &cfg.MaxImageSize, DefaultMaxImageSize},
+		{"MaxManifestSize", &cfg.MaxManifestSize, DefaultMaxManifestSize},
+	} {
+		if *l.v < 0 {
+			return nil, errdefs.InvalidArgument("image store: Config.%s %d is negative; use 0 for the default (%d)", l.name, *l.v, l.def)
+		}
+		if *l.v == 0 {
+			*l.v = l.def
+		}
 	}
 	if cfg.MaxLayerEntries < 0 {
 		return nil, errdefs.InvalidArgument("image store: Config.MaxLayerEntries %d is negative; use 0 for the default (%d)", cfg.MaxLayerEntries, DefaultMaxLayerEntries)
