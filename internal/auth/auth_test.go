@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"reflect"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -179,8 +180,8 @@ func TestSignRequestRoundTrip(t *testing.T) {
 			t.Fatalf("echoed body %q, sent %q", res.body, body)
 		}
 		got := srv.last(t)
-		want := Identity{AccessKeyID: testKey.AccessKeyID, Region: "us-east-1", Service: "ecs"}
-		if got.id != want {
+		want := Identity{AccessKeyID: testKey.AccessKeyID, Region: "us-east-1", Service: "ecs", Key: Key{AccessKeyID: testKey.AccessKeyID}}
+		if !reflect.DeepEqual(got.id, want) {
 			t.Fatalf("identity %+v, want %+v", got.id, want)
 		}
 		t.Logf("SignRequest signed %s", got.signedHeaders)
@@ -577,7 +578,7 @@ func TestLoadOrCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if created || len(again) != 1 || again[0] != k {
+	if created || len(again) != 1 || !reflect.DeepEqual(again[0], k) {
 		t.Fatalf("second call: created=%v keys=%v, want the first key %v", created, again, k)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
 )
@@ -19,10 +20,20 @@ import (
 // directory.
 const CredentialsFile = "credentials.json"
 
-// Key is one access key: an AWS-style access key ID and its secret.
+// Key is one access key: an AWS-style access key ID and its secret, who
+// holds it and what it may do.
 type Key struct {
 	AccessKeyID     string `json:"accessKeyId"`
 	SecretAccessKey string `json:"secretAccessKey"`
+	// Name says who holds the key: a person or tool, or "host/<id>".
+	Name string `json:"name,omitempty"`
+	// Policy is one of Policies; empty means PolicyAdmin.
+	Policy string `json:"policy,omitempty"`
+	// Allow lists the actions of a PolicyCustom key.
+	Allow []string `json:"allow,omitempty"`
+	// HostID binds a PolicyHost key to the one host it identifies.
+	HostID    string    `json:"hostId,omitempty"`
+	CreatedAt time.Time `json:"createdAt,omitzero"`
 }
 
 // LoadOrCreate reads the keys in <dataDir>/credentials.json. If the file does

@@ -83,7 +83,14 @@ type Identity struct {
 	AccessKeyID string
 	Region      string
 	Service     string
+	// Key is the signing key without its secret: its name, policy and
+	// host.
+	Key Key
 }
+
+// Allows reports whether the signing key's policy allows action (see
+// Key.Allows).
+func (id Identity) Allows(action string) bool { return id.Key.Allows(action) }
 
 type identityKey struct{}
 
@@ -101,8 +108,11 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 
 // VerifierConfig configures a Verifier.
 type VerifierConfig struct {
-	// Keys are the accepted access keys. Required.
+	// Keys are the accepted access keys; or Keyring.
 	Keys []Key
+	// Keyring is where accepted keys are looked up; it takes precedence
+	// over Keys. One of the two is required.
+	Keyring Keyring
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// MaxSkew is how far X-Amz-Date may be from Now; default DefaultMaxSkew.
@@ -114,7 +124,7 @@ type VerifierConfig struct {
 // Verifier checks SigV4-signed requests against a fixed set of keys. It is
 // safe for concurrent use.
 type Verifier struct {
-	secrets map[string]string
+	keys    Keyring
 	now     func() time.Time
 	maxSkew time.Duration
 	maxBody int64
@@ -125,8 +135,10 @@ type Verifier struct {
 // error of kind errdefs.ErrInvalidArgument if there are no keys, a key is
 // incomplete or repeated, or a limit is negative.
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
-	if err := validateKeys(cfg.Keys); err != nil {
-		return nil, fmt.Errorf("auth: verifier: %w", err)
+	if cfg.Keyring == nil {
+		if err := validateKeys(cfg.Keys); err != nil {
+			return nil, fmt.Errorf("auth: verifier: %w", err)
+		}
 	}
 	if cfg.MaxSkew < 0 {
 		return nil, errdefs.InvalidArgument("auth: verifier: MaxSkew %v is negative; use 0 for the default %v", cfg.MaxSkew, DefaultMaxSkew)
@@ -135,14 +147,14 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		return nil, errdefs.InvalidArgument("auth: verifier: MaxBodyBytes %d is negative; use 0 for the default %d", cfg.MaxBodyBytes, DefaultMaxBodyBytes)
 	}
 	v := &Verifier{
-		secrets: make(map[string]string, len(cfg.Keys)),
+		keys:    cfg.Keyring,
 		now:     cfg.Now,
 		maxSkew: cfg.MaxSkew,
 		maxBody: cfg.MaxBodyBytes,
 		signer:  v4.NewSigner(),
 	}
-	for _, k := range cfg.Keys {
-		v.secrets[k.AccessKeyID] = k.SecretAccessKey
+	if v.keys == nil {
+		v.keys = NewStaticKeyring(cfg.Keys...)
 	}
 	if v.now == nil {
 		v.now = time.Now
@@ -216,8 +228,12 @@ func (v *Verifier) Verify(r *http.Request) (Identity, error) {
 		return Identity{}, incomplete("Credential scope date %s does not match X-Amz-Date %s", ah.date, amzDate[0])
 	}
 
-	secret, ok := v.secrets[ah.accessKeyID]
-	if !ok {
+	key, err := v.keys.Lookup(r.Context(), ah.accessKeyID)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return Identity{}, fmt.Errorf("auth: look up access key: %w", err)
+	}
+	secret := key.SecretAccessKey
+	if err != nil {
 		return Identity{}, &AuthError{Code: CodeUnrecognizedClient,
 			Message:    "The security token included in the request is invalid: unknown access key ID " + ah.accessKeyID,
 			HTTPStatus: http.StatusBadRequest}
@@ -274,7 +290,8 @@ func (v *Verifier) Verify(r *http.Request) (Identity, error) {
 	if !hmac.Equal([]byte(ours.signature), []byte(ah.signature)) {
 		return Identity{}, badSignature("")
 	}
-	return Identity{AccessKeyID: ah.accessKeyID, Region: ah.region, Service: ah.service}, nil
+	key.SecretAccessKey = ""
+	return Identity{AccessKeyID: ah.accessKeyID, Region: ah.region, Service: ah.service, Key: key}, nil
 }
 
 func skewText(d time.Duration) string {

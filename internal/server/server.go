@@ -27,8 +27,11 @@ const DefaultSubnet = "subnet-default"
 type Config struct {
 	// Store holds everything. Required.
 	Store store.Store
-	// Keys are the access keys that may sign requests. Required.
+	// Keys are the access keys that may sign requests; or Keyring.
 	Keys []auth.Key
+	// Keyring holds the keys that may sign requests; it takes precedence
+	// over Keys. One of the two is required.
+	Keyring auth.Keyring
 	// Region and AccountID appear in ARNs; us-east-1 and a fixed
 	// 12-digit account by default.
 	Region    string
@@ -97,7 +100,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errdefs.InvalidArgument("server: Store is required")
 	}
-	if len(cfg.Keys) == 0 {
+	if len(cfg.Keys) == 0 && cfg.Keyring == nil {
 		return nil, errdefs.InvalidArgument("server: at least one access key is required")
 	}
 	if cfg.Region == "" {
@@ -130,7 +133,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys, Now: cfg.Now})
+	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys, Keyring: cfg.Keyring, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
