@@ -47,6 +47,7 @@ const (
 	ECSClusterContainsServicesException = "ClusterContainsServicesException"
 	ECSAccessDeniedException            = "AccessDeniedException"
 	ECSUnsupportedFeatureException      = "UnsupportedFeatureException"
+	ECSThrottlingException              = "ThrottlingException" // "Rate exceeded", HTTP 400
 )
 
 // Task and desired statuses (Task.lastStatus, Task.desiredStatus,

@@ -41,6 +41,7 @@ const (
 	EKSServerException                = "ServerException"                // 500
 	EKSServiceUnavailableException    = "ServiceUnavailableException"    // 503
 	EKSAccessDeniedException          = "AccessDeniedException"          // 403
+	EKSTooManyRequestsException       = "TooManyRequestsException"       // 429, "Too Many Requests"
 )
 
 // FargateProfileStatus values (FargateProfile.status).

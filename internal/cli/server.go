@@ -32,6 +32,10 @@ type serverOptions struct {
 	hostTimeout          time.Duration
 	logLevel             string
 	registryCredentials  string
+	apiRate              float64
+	apiBurst             int
+	launchRate           float64
+	launchBurst          int
 	host                 hostOptions
 	k8s                  k8sOptions
 	dns                  dnsOptions
@@ -59,6 +63,10 @@ how to use it; ` + "`vessel credentials`" + ` prints it again.`,
 	f.DurationVar(&o.hostTimeout, "host-timeout", time.Minute, "how long a host may miss heartbeats before its tasks are stopped")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.registryCredentials, "registry-credentials", "", `JSON file of registry credentials, {"NAME or registry host": {"username": "...", "password": "..."}}: what task definitions' repositoryCredentials name, and the execution role's credentials per registry`)
+	f.Float64Var(&o.apiRate, "api-rate", server.DefaultAPIRate, "requests a second each access key may make, sustained (ECS and EKS APIs, logs, exec; not the hosts' agent protocol); 0: no limit")
+	f.IntVar(&o.apiBurst, "api-burst", server.DefaultAPIBurst, "requests an access key may make at once, the size of its token bucket")
+	f.Float64Var(&o.launchRate, "launch-rate", server.DefaultLaunchRate, "tasks a second the control plane launches, sustained, as Fargate (RunTask, services, pods); 0: no limit")
+	f.IntVar(&o.launchBurst, "launch-burst", server.DefaultLaunchBurst, "tasks the control plane launches at once, the size of its token bucket (at least 10, RunTask's largest count)")
 	o.host.addFlags(cmd)
 	o.k8s.addFlags(cmd, true)
 	cmd.Flags().StringVar(&o.k8s.kubeProxy, "kube-proxy", "", "kube-proxy binary to run on this host with --kubeconfig, so that its sandboxes reach the cluster's ClusterIP Services (not on a host that is also a regular node: it runs one already)")
@@ -98,7 +106,8 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	srv, err := server.New(server.Config{Store: st, Keys: keys, Region: g.region, Subnets: subnetNames(subnets),
 		RegistryCredentials: creds,
 		PendingTimeout:      o.pendingTimeout, StoppedTaskRetention: o.stoppedTaskRetention,
-		HostTimeout: o.hostTimeout, TaskDNS: dns.taskDNS, Logger: log})
+		HostTimeout: o.hostTimeout, TaskDNS: dns.taskDNS, Logger: log,
+		APIRate: o.apiRate, APIBurst: o.apiBurst, LaunchRate: o.launchRate, LaunchBurst: o.launchBurst})
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,9 @@ func (s *Server) FargateProfiles(ctx context.Context, cluster string) ([]Fargate
 // SubmitTask stores t as a new task of its cluster, as RunTask does for a
 // task definition: it checks the cluster, the runtime and the subnets,
 // validates the containers, gives the task its ID, ARN, status and
-// timestamps, and returns the stored task.
+// timestamps, and returns the stored task. It takes a token of the launch
+// bucket (LaunchRate), as a Fargate pod does: an empty bucket is an
+// errdefs.ErrLimitExceeded error, and the bridge tries the pod again.
 func (s *Server) SubmitTask(ctx context.Context, t *task.Task) (*task.Task, error) {
 	if t.Cluster == "" {
 		t.Cluster = DefaultCluster
@@ -68,6 +70,11 @@ func (s *Server) SubmitTask(ctx context.Context, t *task.Task) (*task.Task, erro
 	}
 	t = t.Clone()
 	now := s.cfg.Now()
+	if !s.launches.take(1, now) {
+		s.metrics.throttled.WithLabelValues("launch").Inc()
+		return nil, errdefs.LimitExceeded("%s: the control plane launches at most %g tasks a second (burst %d); retry later",
+			RateExceeded, s.cfg.LaunchRate, s.cfg.LaunchBurst)
+	}
 	t.ID = newID()
 	t.ARN = s.taskARN(t.Cluster, t.ID)
 	t.LastStatus = task.StatusProvisioning

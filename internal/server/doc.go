@@ -3,7 +3,11 @@
 // lifecycle controller that places tasks with the scheduler, stops what
 // cannot start, declares silent hosts lost and removes stopped tasks after
 // their retention, and the ECS service scheduler (desired counts, rolling
-// deployments, the circuit breaker) that runs in the same pass.
+// deployments, the circuit breaker, the service throttle) that runs in the
+// same pass.
+//
+// Requests are throttled per access key after SigV4 verification, and task
+// launches by one Fargate-like bucket (throttle.go), answered as AWS does.
 //
 // The store is the only truth: every handler and the controller read and
 // write it with revision checks, so a crash between two writes loses nothing

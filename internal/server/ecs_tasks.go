@@ -26,7 +26,9 @@ const TagRuntime = "vessel:runtime"
 // Runtimes are the sandbox runtimes a task may ask for, strongest first.
 var Runtimes = []string{"microvm", "gvisor", "runc", "sim"}
 
-// RunTask launches count tasks of a task definition.
+// RunTask launches count tasks of a task definition. Each task takes a
+// token of the launch bucket (LaunchRate); a RunTask the bucket cannot
+// serve whole launches nothing and is refused with ThrottlingException.
 func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTaskOutput, error) {
 	count := int32(1)
 	if in.Count != nil {
@@ -119,8 +121,14 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 		template.Overrides = raw
 	}
 
-	out := &api.RunTaskOutput{Tasks: []api.Task{}, Failures: []api.Failure{}}
 	now := s.cfg.Now()
+	// Fargate's launch rate: the whole count or nothing, refused as AWS
+	// does with ThrottlingException.
+	if !s.launches.take(int(count), now) {
+		s.metrics.throttled.WithLabelValues("launch").Inc()
+		return nil, errThrottled
+	}
+	out := &api.RunTaskOutput{Tasks: []api.Task{}, Failures: []api.Failure{}}
 	for i := int32(0); i < count; i++ {
 		t := template.Clone()
 		t.ID = newID()

@@ -24,6 +24,7 @@ type metrics struct {
 	schedulerSeconds prometheus.Histogram
 	apiSeconds       *prometheus.HistogramVec
 	authFailures     *prometheus.CounterVec
+	throttled        *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -41,9 +42,11 @@ func newMetrics() *metrics {
 			Help: "API latency by operation and HTTP status.", Buckets: prometheus.DefBuckets}, []string{"operation", "code"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vessel_auth_failures_total",
 			Help: "Requests refused by SigV4 verification, by error code."}, []string{"code"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vessel_throttled_total",
+			Help: "Requests and task launches refused or deferred for their rate: api (per access key), launch (RunTask, bridge), service_launch (the service scheduler)."}, []string{"kind"}),
 	}
 	m.reg.MustRegister(m.tasksByStatus, m.tasksLaunched, m.placements, m.schedulerSeconds, m.apiSeconds,
-		m.authFailures, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		m.authFailures, m.throttled, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	for _, s := range task.Lifecycle {
 		m.tasksByStatus.WithLabelValues(string(s))
 	}

@@ -59,8 +59,22 @@ type Config struct {
 	// cluster's zone as search domain (internal/discovery). nil, or a nil
 	// result, leaves tasks with their host's resolvers.
 	TaskDNS func(cluster string) *task.DNSConfig
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// APIRate and APIBurst bound each access key's requests (per second,
+	// and the bucket's size); an APIRate of 0 means no limit. `vessel
+	// server` uses DefaultAPIRate and DefaultAPIBurst.
+	APIRate  float64
+	APIBurst int
+	// LaunchRate and LaunchBurst bound task launches of the control plane
+	// (tasks per second, and the bucket's size) as Fargate's do; a
+	// LaunchRate of 0 means no limit. `vessel server` uses
+	// DefaultLaunchRate and DefaultLaunchBurst.
+	LaunchRate  float64
+	LaunchBurst int
+	// ServiceThrottle slows down services whose tasks keep failing to
+	// start; defaults as ECS's.
+	ServiceThrottle ServiceThrottle
+	Logger          *slog.Logger
+	Now             func() time.Time
 }
 
 // Server is the control plane.
@@ -70,7 +84,10 @@ type Server struct {
 	log     *slog.Logger
 	verify  *auth.Verifier
 	metrics *metrics
-	started time.Time
+
+	apiLimiter *keyLimiter   // nil: no request limit
+	launches   *launchBucket // nil: no launch limit
+	started    time.Time
 
 	// pulse is closed and replaced whenever a task or host changes; the
 	// controller and agents' long polls wait on it.
@@ -127,6 +144,23 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ControllerInterval <= 0 {
 		cfg.ControllerInterval = time.Second
 	}
+	if cfg.APIRate < 0 || cfg.LaunchRate < 0 || cfg.APIBurst < 0 || cfg.LaunchBurst < 0 {
+		return nil, errdefs.InvalidArgument("server: APIRate %g, APIBurst %d, LaunchRate %g and LaunchBurst %d must not be negative (0 rate: no limit)",
+			cfg.APIRate, cfg.APIBurst, cfg.LaunchRate, cfg.LaunchBurst)
+	}
+	if cfg.APIRate > 0 && cfg.APIBurst == 0 {
+		cfg.APIBurst = max(1, int(2*cfg.APIRate))
+	}
+	if cfg.LaunchRate > 0 && cfg.LaunchBurst == 0 {
+		cfg.LaunchBurst = max(1, int(5*cfg.LaunchRate))
+	}
+	if cfg.LaunchRate > 0 && cfg.LaunchBurst < MaxRunTaskCount {
+		return nil, errdefs.InvalidArgument("server: LaunchBurst %d is smaller than RunTask's largest count %d: such a RunTask could never launch",
+			cfg.LaunchBurst, MaxRunTaskCount)
+	}
+	if err := cfg.ServiceThrottle.fill(); err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -139,7 +173,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, verify: v, metrics: newMetrics(),
 		started: cfg.Now(), pulse: make(chan struct{}), unplaced: map[string]string{},
-		heartbeats: map[string]time.Time{}, tasks: newTaskCache()}
+		heartbeats: map[string]time.Time{}, tasks: newTaskCache(),
+		apiLimiter: newKeyLimiter(cfg.APIRate, cfg.APIBurst), launches: newLaunchBucket(cfg.LaunchRate, cfg.LaunchBurst)}
 	if err := s.ensureDefaultCluster(context.Background()); err != nil {
 		return nil, err
 	}
@@ -149,6 +184,8 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the HTTP handler: /healthz and /metrics unauthenticated,
 // everything else SigV4-signed: the ECS JSON API (POST / with X-Amz-Target),
 // the EKS REST API (/clusters...) and the agent protocol (/agent/v1/...).
+// After verification each access key's requests, but the agent protocol's,
+// take a token of its bucket (APIRate).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -160,7 +197,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeLogs(api)
 	s.routeExec(api)
 	s.routeBridge(api)
-	mux.Handle("/", s.verify.Middleware(api, s.writeAuthError))
+	mux.Handle("/", s.verify.Middleware(s.throttle(api), s.writeAuthError))
 	return s.metrics.instrument(mux)
 }
 

@@ -83,10 +83,98 @@ func taskFailed(t *task.Task) bool {
 	return t.Stopped() && (t.StopCode == task.StopCodeTaskFailedToStart || t.StopCode == task.StopCodeEssentialContainerExited)
 }
 
+// ServiceThrottle is ECS's service throttle logic: when a service's tasks
+// keep stopping before they reach RUNNING, the scheduler waits longer and
+// longer before it launches the next ones, and says so in an event. A task
+// that reaches RUNNING, or a new deployment, ends it. Tasks that stop after
+// RUNNING (an exit, a failed health check) do not count, as in ECS.
+type ServiceThrottle struct {
+	// After is how many tasks in a row must fail to start before the first
+	// delay; 3 by default.
+	After int
+	// Delay is the first delay, doubled for each later launch round whose
+	// tasks fail again; 10 s by default.
+	Delay time.Duration
+	// MaxDelay caps the delay; 27 min by default (or Delay, if longer),
+	// ECS's documented maximum.
+	MaxDelay time.Duration
+}
+
+// Service throttle defaults.
+const (
+	DefaultServiceThrottleAfter    = 3
+	DefaultServiceThrottleDelay    = 10 * time.Second
+	DefaultServiceThrottleMaxDelay = 27 * time.Minute
+)
+
+func (c *ServiceThrottle) fill() error {
+	if c.After < 0 || c.Delay < 0 || c.MaxDelay < 0 {
+		return errdefs.InvalidArgument("server: ServiceThrottle %+v must not be negative (0: the default)", *c)
+	}
+	if c.After == 0 {
+		c.After = DefaultServiceThrottleAfter
+	}
+	if c.Delay == 0 {
+		c.Delay = DefaultServiceThrottleDelay
+	}
+	if c.MaxDelay == 0 {
+		c.MaxDelay = max(DefaultServiceThrottleMaxDelay, c.Delay)
+	}
+	if c.MaxDelay < c.Delay {
+		return errdefs.InvalidArgument("server: ServiceThrottle.MaxDelay %v is shorter than its Delay %v", c.MaxDelay, c.Delay)
+	}
+	return nil
+}
+
+// delay is the wait of the level-th round (1, 2, ...): Delay doubled
+// level-1 times, at most MaxDelay.
+func (c ServiceThrottle) delay(level int) time.Duration {
+	d := c.Delay
+	for i := 1; i < level && d < c.MaxDelay; i++ {
+		d *= 2
+	}
+	return min(d, c.MaxDelay)
+}
+
+// launchThrottle is a service's service-throttle state, stored with it so
+// that a restarted control plane keeps waiting.
+type launchThrottle struct {
+	// Level is how many delays the current streak of failures has caused;
+	// 0 when the service is not throttled.
+	Level int `json:"level,omitempty"`
+	// Since opens the window of launches looked at: the primary
+	// deployment's tasks created at or after it.
+	Since time.Time `json:"since,omitzero"`
+	// Until is when the scheduler may launch again.
+	Until time.Time `json:"until,omitzero"`
+}
+
+// taskFailedToStart reports whether a stopped task never reached RUNNING
+// for a reason of its own (not a stop asked by a user or the scheduler).
+func taskFailedToStart(t *task.Task) bool {
+	return t.Stopped() && t.StartedAt.IsZero() &&
+		(t.StopCode == task.StopCodeTaskFailedToStart || t.StopCode == task.StopCodeEssentialContainerExited)
+}
+
+// planLimits bound what one pass may do.
+type planLimits struct {
+	// launchBudget is how many tasks the pass may launch (the launch
+	// bucket's tokens); negative means no limit.
+	launchBudget int
+	throttle     ServiceThrottle
+}
+
+// noPlanLimits are the defaults with no launch limit.
+func noPlanLimits() planLimits {
+	l := planLimits{launchBudget: -1}
+	l.throttle.fill()
+	return l
+}
+
 // planService decides one pass for a service from its tasks (those of its
 // group and cluster). unplaced returns why a pending task could not be
 // placed, or "". It does no I/O and does not modify its inputs.
-func planService(in *serviceRecord, tasks []*task.Task, now time.Time, unplaced func(id string) string) servicePlan {
+func planService(in *serviceRecord, tasks []*task.Task, now time.Time, unplaced func(id string) string, lim planLimits) servicePlan {
 	r := in.clone()
 	p := servicePlan{record: r}
 	name := r.Name
@@ -163,6 +251,35 @@ func planService(in *serviceRecord, tasks []*task.Task, now time.Time, unplaced 
 	}
 	primary := &r.Deployments[0]
 
+	// The service throttle, over the primary's tasks launched since the
+	// window opened: one that reached RUNNING ends a streak of failures;
+	// After failures start the first delay, and each later round that
+	// fails again doubles it.
+	th := &r.Throttle
+	failedN, startedN := 0, 0
+	for _, t := range tasks {
+		if t.StartedBy != primary.ID || t.CreatedAt.Before(th.Since) {
+			continue
+		}
+		if taskFailedToStart(t) {
+			failedN++
+		} else if !t.StartedAt.IsZero() {
+			startedN++
+		}
+	}
+	switch {
+	case startedN > 0 && (th.Level > 0 || failedN > 0):
+		*th = launchThrottle{Since: now}
+		changed = true
+	case failedN > 0 && (th.Level > 0 || failedN >= lim.throttle.After):
+		th.Level++
+		th.Since = now
+		th.Until = now.Add(lim.throttle.delay(th.Level))
+		r.addEvent(now, "(service %s) is unable to consistently start tasks successfully.", name)
+		changed = true
+	}
+	throttled := now.Before(th.Until)
+
 	// Sort the live tasks: the primary deployment's and the others'.
 	var prim, old []*task.Task
 	for _, t := range tasks {
@@ -227,8 +344,11 @@ func planService(in *serviceRecord, tasks []*task.Task, now time.Time, unplaced 
 	}
 
 	// Launch the primary's missing tasks within maximumPercent.
-	if primary.RolloutState != RolloutFailed && r.Status == api.ServiceStatusActive {
+	if primary.RolloutState != RolloutFailed && r.Status == api.ServiceStatusActive && !throttled {
 		n := min(int(desired)-len(prim), maxTotal-len(prim)-len(old))
+		if lim.launchBudget >= 0 {
+			n = min(n, lim.launchBudget)
+		}
 		for i := 0; i < n; i++ {
 			id := newID()
 			p.launch = append(p.launch, serviceLaunch{taskID: id, deployment: primary.ID,
@@ -386,7 +506,15 @@ func (s *Server) reconcileServices(ctx context.Context, tasks []*task.Task, now 
 			}
 			continue
 		}
-		plan := planService(&rec, byGroup[rec.Cluster+"/"+ServiceGroupPrefix+rec.Name], now, unplaced)
+		lim := planLimits{launchBudget: s.launches.available(now), throttle: s.cfg.ServiceThrottle}
+		plan := planService(&rec, byGroup[rec.Cluster+"/"+ServiceGroupPrefix+rec.Name], now, unplaced, lim)
+		// The launches take their tokens before anything is stored; a
+		// RunTask that took them meanwhile leaves the service to the next
+		// pass, which plans again from the store.
+		if !s.launches.take(len(plan.launch), now) {
+			s.metrics.throttled.WithLabelValues("service_launch").Inc()
+			continue
+		}
 		if err := s.applyServicePlan(ctx, kv, plan, now); err != nil {
 			return err
 		}

@@ -50,7 +50,7 @@ func svcTask(id, d string, st task.Status, healthy *bool) *task.Task {
 func noReason(string) string { return "" }
 
 func plan(r *serviceRecord, tasks ...*task.Task) servicePlan {
-	return planService(r, tasks, t0.Add(time.Minute), noReason)
+	return planService(r, tasks, t0.Add(time.Minute), noReason, noPlanLimits())
 }
 
 func stoppedIDs(p servicePlan) string {
@@ -264,15 +264,15 @@ func TestPlanUnplacedEventIsThrottled(t *testing.T) {
 	r := testService(1, 100, 200, dep("ecs-svc/1", DeploymentPrimary, RolloutInProgress, "td:1"))
 	pending := svcTask("p", "ecs-svc/1", task.StatusPending, nil)
 	why := func(string) string { return "RESOURCE:MEMORY: no ready host has 4096 MiB of memory free" }
-	p := planService(r, []*task.Task{pending}, t0, why)
+	p := planService(r, []*task.Task{pending}, t0, why, noPlanLimits())
 	want := "(service web) was unable to place a task because no host met all of its requirements. Reason: RESOURCE:MEMORY: no ready host has 4096 MiB of memory free."
 	if len(p.record.Events) != 1 || p.record.Events[0].Message != want {
 		t.Fatalf("events %+v", p.record.Events)
 	}
-	if p2 := planService(p.record, []*task.Task{pending}, t0.Add(10*time.Second), why); len(p2.record.Events) != 1 {
+	if p2 := planService(p.record, []*task.Task{pending}, t0.Add(10*time.Second), why, noPlanLimits()); len(p2.record.Events) != 1 {
 		t.Errorf("the same reason was repeated within %s", UnplacedEventInterval)
 	}
-	if p3 := planService(p.record, []*task.Task{pending}, t0.Add(UnplacedEventInterval), why); len(p3.record.Events) != 2 {
+	if p3 := planService(p.record, []*task.Task{pending}, t0.Add(UnplacedEventInterval), why, noPlanLimits()); len(p3.record.Events) != 2 {
 		t.Errorf("the reason was not repeated after %s", UnplacedEventInterval)
 	}
 }

@@ -84,6 +84,8 @@ type serviceRecord struct {
 	// recorded, so that it is not repeated on every pass.
 	LastUnplaced   string    `json:"lastUnplaced,omitempty"`
 	LastUnplacedAt time.Time `json:"lastUnplacedAt,omitzero"`
+	// Throttle is the service throttle's state (ServiceThrottle).
+	Throttle launchThrottle `json:"throttle,omitzero"`
 
 	CreatedAt       time.Time `json:"createdAt"`
 	StatusChangedAt time.Time `json:"statusChangedAt"`
@@ -152,6 +154,8 @@ func (r *serviceRecord) newDeployment(taskDef string, now time.Time, reason stri
 	r.Deployments = append([]deploymentRecord{d}, r.Deployments...)
 	r.TaskDefinition = taskDef
 	r.Steady = false
+	// As in ECS, a new deployment is no longer throttled.
+	r.Throttle = launchThrottle{}
 }
 
 // deploymentID returns an ECS-style deployment ID, "ecs-svc/" and 19 digits;
