@@ -67,7 +67,7 @@ func benchPods(b *testing.B, rt string, n int) {
 	webhookPort := freePort(t)
 	args := []string{"--kubeconfig", c.Kubeconfig, "--k8s-address", "127.0.0.1", "--webhook-port", webhookPort,
 		"--kubelet-port", freePort(t), "--subnet", "subnet-default=" + cidr,
-		"--cpu-allocation-ratio", "64", "--memory-allocation-ratio", "4"}
+		"--cpu-allocation-ratio", "64", "--memory-allocation-ratio", "4", "--launch-rate", "0", "--api-rate", "0"}
 	switch rt {
 	case "sim", "runc":
 		args = append(args, "--runtimes", "sim,runc", "--runtime", rt)

@@ -75,7 +75,8 @@ func startServiceBenchServer(b *testing.B) *server {
 	cidr := freeSubnet(t)
 	s := &server{t: t, dataDir: b.TempDir(), addr: freeAddr(t),
 		extra: []string{"--runtimes", "microvm,gvisor,runc,sim", "--subnet", "subnet-default=" + cidr,
-			"--cpu-allocation-ratio", "64", "--memory-allocation-ratio", "16", "--log-level", "warn"}}
+			"--cpu-allocation-ratio", "64", "--memory-allocation-ratio", "16", "--log-level", "warn",
+			"--launch-rate", "0", "--api-rate", "0"}}
 	s.endpoint = "http://" + s.addr
 	s.start()
 	b.Cleanup(func() {

@@ -198,7 +198,7 @@ func startBenchServer(b *testing.B, runtimes ...string) *server {
 	cidr := freeSubnet(t)
 	s := &server{t: t, dataDir: b.TempDir(), addr: freeAddr(t),
 		extra: append(runtimes, "--subnet", "subnet-default="+cidr,
-			"--cpu-allocation-ratio", "64", "--memory-allocation-ratio", "4")}
+			"--cpu-allocation-ratio", "64", "--memory-allocation-ratio", "4", "--launch-rate", "0", "--api-rate", "0")}
 	s.endpoint = "http://" + s.addr
 	s.start()
 	b.Cleanup(func() {
