@@ -14,6 +14,10 @@ import "encoding/json"
 //     and bool. In shapes the server returns they are always encoded, as ECS
 //     does (e.g. "runningTasksCount": 0); in request-only shapes they carry
 //     omitempty, as the SDK's serializer does;
+//   - the lists at the top of an output (taskArns, tasks, failures, ...) have
+//     no omitempty: ECS answers them even when empty ("taskArns": []), so
+//     the server fills them with empty slices, never nil (a nil one would
+//     be null; internal/server/wiretest flags both);
 //   - enums are plain strings; constants below cover the values Vessel uses;
 //   - members Vessel does not model in detail are json.RawMessage, so that the
 //     API layer can see they were sent and reject them rather than silently
@@ -136,8 +140,8 @@ type DescribeClustersInput struct {
 
 // DescribeClustersOutput is the response of DescribeClusters.
 type DescribeClustersOutput struct {
-	Clusters []Cluster `json:"clusters,omitempty"`
-	Failures []Failure `json:"failures,omitempty"`
+	Clusters []Cluster `json:"clusters"`
+	Failures []Failure `json:"failures"`
 }
 
 // ListClustersInput is the body of ListClusters.
@@ -148,7 +152,7 @@ type ListClustersInput struct {
 
 // ListClustersOutput is the response of ListClusters.
 type ListClustersOutput struct {
-	ClusterArns []string `json:"clusterArns,omitempty"`
+	ClusterArns []string `json:"clusterArns"`
 	NextToken   *string  `json:"nextToken,omitempty"`
 }
 
@@ -320,7 +324,7 @@ type ListTaskDefinitionsInput struct {
 
 // ListTaskDefinitionsOutput is the response of ListTaskDefinitions.
 type ListTaskDefinitionsOutput struct {
-	TaskDefinitionArns []string `json:"taskDefinitionArns,omitempty"`
+	TaskDefinitionArns []string `json:"taskDefinitionArns"`
 	NextToken          *string  `json:"nextToken,omitempty"`
 }
 
@@ -335,7 +339,7 @@ type ListTaskDefinitionFamiliesInput struct {
 // ListTaskDefinitionFamiliesOutput is the response of
 // ListTaskDefinitionFamilies.
 type ListTaskDefinitionFamiliesOutput struct {
-	Families  []string `json:"families,omitempty"`
+	Families  []string `json:"families"`
 	NextToken *string  `json:"nextToken,omitempty"`
 }
 
@@ -630,8 +634,8 @@ type RunTaskInput struct {
 
 // RunTaskOutput is the response of RunTask.
 type RunTaskOutput struct {
-	Tasks    []Task    `json:"tasks,omitempty"`
-	Failures []Failure `json:"failures,omitempty"`
+	Tasks    []Task    `json:"tasks"`
+	Failures []Failure `json:"failures"`
 }
 
 // StopTaskInput is the body of StopTask.
@@ -655,8 +659,8 @@ type DescribeTasksInput struct {
 
 // DescribeTasksOutput is the response of DescribeTasks.
 type DescribeTasksOutput struct {
-	Tasks    []Task    `json:"tasks,omitempty"`
-	Failures []Failure `json:"failures,omitempty"`
+	Tasks    []Task    `json:"tasks"`
+	Failures []Failure `json:"failures"`
 }
 
 // ListTasksInput is the body of ListTasks.
@@ -674,7 +678,7 @@ type ListTasksInput struct {
 
 // ListTasksOutput is the response of ListTasks.
 type ListTasksOutput struct {
-	TaskArns  []string `json:"taskArns,omitempty"`
+	TaskArns  []string `json:"taskArns"`
 	NextToken *string  `json:"nextToken,omitempty"`
 }
 
@@ -878,8 +882,8 @@ type DescribeServicesInput struct {
 
 // DescribeServicesOutput is the response of DescribeServices.
 type DescribeServicesOutput struct {
-	Services []Service `json:"services,omitempty"`
-	Failures []Failure `json:"failures,omitempty"`
+	Services []Service `json:"services"`
+	Failures []Failure `json:"failures"`
 }
 
 // ListServicesInput is the body of ListServices.
@@ -893,7 +897,7 @@ type ListServicesInput struct {
 
 // ListServicesOutput is the response of ListServices.
 type ListServicesOutput struct {
-	ServiceArns []string `json:"serviceArns,omitempty"`
+	ServiceArns []string `json:"serviceArns"`
 	NextToken   *string  `json:"nextToken,omitempty"`
 }
 

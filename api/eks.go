@@ -112,7 +112,7 @@ type ListFargateProfilesInput struct {
 
 // ListFargateProfilesOutput is the response of ListFargateProfiles.
 type ListFargateProfilesOutput struct {
-	FargateProfileNames []string `json:"fargateProfileNames,omitempty"`
+	FargateProfileNames []string `json:"fargateProfileNames"`
 	NextToken           *string  `json:"nextToken,omitempty"`
 }
 
@@ -188,7 +188,7 @@ type EKSListClustersInput struct {
 
 // EKSListClustersOutput is the response of ListClusters: cluster names.
 type EKSListClustersOutput struct {
-	Clusters  []string `json:"clusters,omitempty"`
+	Clusters  []string `json:"clusters"`
 	NextToken *string  `json:"nextToken,omitempty"`
 }
 

@@ -469,7 +469,7 @@ func TestECSDescribeClustersAndServicesDecodedBySDK(t *testing.T) {
 		Status: ptr(ClusterStatusActive), RunningTasksCount: 3, PendingTasksCount: 0, ActiveServicesCount: 1,
 		Tags:     []Tag{{Key: ptr("k"), Value: ptr("v")}},
 		Settings: []ClusterSetting{{Name: "containerInsights", Value: ptr("disabled")}},
-	}}}
+	}}, Failures: []Failure{}}
 	srv := ecsServer(t, clusters)
 	gotC, err := ecsClient(srv.URL).DescribeClusters(context.Background(), &ecs.DescribeClustersInput{Clusters: []string{"default"}})
 	if err != nil {
@@ -499,7 +499,7 @@ func TestECSDescribeClustersAndServicesDecodedBySDK(t *testing.T) {
 		PlacementStrategy:        []PlacementStrategy{{Type: "spread", Field: ptr("attribute:ecs.availability-zone")}},
 		PlacementConstraints:     []PlacementConstraint{{Type: "distinctInstance"}},
 		CapacityProviderStrategy: []CapacityProviderStrategyItem{{CapacityProvider: ptr("FARGATE"), Weight: 1, Base: 0}},
-	}}}
+	}}, Failures: []Failure{}}
 	srv = ecsServer(t, services)
 	gotS, err := ecsClient(srv.URL).DescribeServices(context.Background(), &ecs.DescribeServicesInput{Services: []string{"web"}})
 	if err != nil {

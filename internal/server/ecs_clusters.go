@@ -128,6 +128,9 @@ func (s *Server) DescribeClusters(ctx context.Context, in *api.DescribeClustersI
 	if len(names) > 100 {
 		return nil, errdefs.InvalidArgument("%d clusters given; at most 100 are accepted", len(names))
 	}
+	if err := checkInclude(in.Include, "ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"); err != nil {
+		return nil, err
+	}
 	tasks, _, err := s.listTasks(ctx)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -305,6 +306,17 @@ func (s *Server) getTaskDef(ctx context.Context, ref string) (*taskDefRecord, in
 	return &rec, srev, nil
 }
 
+// checkInclude rejects include values outside the operation's enum (the
+// model's ClusterField, TaskField, ServiceField or TaskDefinitionField).
+func checkInclude(include []string, accepted ...string) error {
+	for _, i := range include {
+		if !slices.Contains(accepted, i) {
+			return errdefs.InvalidArgument("include value %q is not accepted: accepted values are %s", i, strings.Join(accepted, ", "))
+		}
+	}
+	return nil
+}
+
 func includesTags(include []string) bool {
 	for _, i := range include {
 		if i == "TAGS" {
@@ -316,6 +328,9 @@ func includesTags(include []string) bool {
 
 // DescribeTaskDefinition describes one revision.
 func (s *Server) DescribeTaskDefinition(ctx context.Context, in *api.DescribeTaskDefinitionInput) (*api.DescribeTaskDefinitionOutput, error) {
+	if err := checkInclude(in.Include, "TAGS"); err != nil {
+		return nil, err
+	}
 	rec, _, err := s.getTaskDef(ctx, deref(in.TaskDefinition))
 	if err != nil {
 		return nil, err

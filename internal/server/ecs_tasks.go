@@ -542,6 +542,9 @@ func (s *Server) DescribeTasks(ctx context.Context, in *api.DescribeTasksInput) 
 	if len(in.Tasks) == 0 || len(in.Tasks) > 100 {
 		return nil, errdefs.InvalidArgument("tasks has %d entries; 1 to 100 task IDs or ARNs are accepted", len(in.Tasks))
 	}
+	if err := checkInclude(in.Include, "TAGS"); err != nil {
+		return nil, err
+	}
 	cluster := clusterName(in.Cluster)
 	if _, err := s.getCluster(ctx, cluster); err != nil {
 		return nil, err

@@ -554,6 +554,9 @@ func (s *Server) DescribeServices(ctx context.Context, in *api.DescribeServicesI
 	if len(in.Services) == 0 || len(in.Services) > 10 {
 		return nil, errdefs.InvalidArgument("services has %d entries; 1 to 10 service names or ARNs are accepted", len(in.Services))
 	}
+	if err := checkInclude(in.Include, "TAGS"); err != nil {
+		return nil, err
+	}
 	cluster := clusterName(in.Cluster)
 	if _, err := s.getCluster(ctx, cluster); err != nil {
 		return nil, err

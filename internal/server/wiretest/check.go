@@ -26,6 +26,12 @@ type Options struct {
 	// are not checked against this model; check them against a newer model
 	// where one is installed.
 	Newer map[string]string
+	// UnlistedErrors are exceptions AWS is known to answer this operation
+	// with although the model does not list them for it (e.g. EKS's
+	// CreateFargateProfile answers ResourceInUseException, 409, for a
+	// duplicate name). They must still be exceptions of the model, and
+	// their status is the model's.
+	UnlistedErrors []string
 }
 
 // CommonError is an error any AWS JSON service may answer with, whatever the
@@ -280,7 +286,7 @@ func (c *checker) structure(path, shapeName string, s *Shape, obj map[string]any
 // one the operation's model names or a common one, its HTTP status, its
 // Content-Type, a non-empty message, and the members of the body against the
 // exception's shape.
-func (m *Model) CheckError(op string, status int, header http.Header, body []byte) error {
+func (m *Model) CheckError(op string, status int, header http.Header, body []byte, opts Options) error {
 	o, err := m.Operation(op)
 	if err != nil {
 		return err
@@ -333,6 +339,9 @@ func (m *Model) CheckError(op string, status int, header http.Header, body []byt
 		if e.Shape == code {
 			shape = m.Shapes[e.Shape]
 		}
+	}
+	if s, ok := m.Shapes[code]; ok && s.Exception && slices.Contains(opts.UnlistedErrors, code) {
+		shape = s
 	}
 	if shape != nil {
 		wantStatus := 400

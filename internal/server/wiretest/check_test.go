@@ -28,6 +28,7 @@ const tinyModel = `{
     "String": {"type": "string"}, "Integer": {"type": "integer"}, "Long": {"type": "long"},
     "Boolean": {"type": "boolean"}, "Timestamp": {"type": "timestamp"},
     "ClientException": {"type": "structure", "members": {"message": {"shape": "String"}}, "exception": true},
+    "Unlisted": {"type": "structure", "members": {"message": {"shape": "String"}}, "exception": true},
     "ServerException": {"type": "structure", "members": {"message": {"shape": "String"}}, "exception": true, "fault": true},
     "NotFound": {"type": "structure", "members": {"message": {"shape": "String"}, "thing": {"shape": "String"}},
       "exception": true, "error": {"httpStatusCode": 404}}
@@ -100,24 +101,28 @@ func TestCheckError(t *testing.T) {
 		header http.Header
 		body   string
 		want   string
+		opts   Options
 	}{
-		{"client", 400, hdr("ClientException"), `{"__type": "ClientException", "message": "bad"}`, ""},
-		{"fault is 500", 500, hdr("ServerException"), `{"__type": "ServerException", "message": "oops"}`, ""},
-		{"fault as 400", 400, hdr("ServerException"), `{"__type": "ServerException", "message": "oops"}`, "want 500"},
-		{"modelled status", 404, hdr("NotFound"), `{"__type": "NotFound", "message": "gone", "thing": "a"}`, ""},
-		{"modelled status wrong", 400, hdr("NotFound"), `{"__type": "NotFound", "message": "gone"}`, "want 404"},
-		{"unknown exception member", 404, hdr("NotFound"), `{"__type": "NotFound", "message": "gone", "other": "a"}`, `no member "other"`},
-		{"common", 400, hdr("ThrottlingException"), `{"__type": "ThrottlingException", "message": "slow down"}`, ""},
-		{"common status", 500, hdr("AccessDeniedException"), `{"__type": "AccessDeniedException", "message": "no"}`, "want one of [400 403]"},
-		{"not this operation's", 400, hdr("ClusterNotFoundException"), `{"__type": "ClusterNotFoundException", "message": "x"}`, "neither an error of ListThings"},
-		{"type differs", 400, hdr("ClientException"), `{"__type": "InvalidParameterException", "message": "x"}`, "differs from the X-Amzn-ErrorType"},
-		{"qualified type", 400, hdr("ClientException"), `{"__type": "com.example#ClientException", "message": "x"}`, ""},
-		{"no __type", 400, hdr("ClientException"), `{"message": "x"}`, "__type: missing"},
-		{"no message", 400, hdr("ClientException"), `{"__type": "ClientException"}`, "message: missing"},
-		{"content type", 400, http.Header{"X-Amzn-Errortype": {"ClientException"}, "Content-Type": {"text/plain"}}, `{"__type": "ClientException", "message": "x"}`, "Content-Type"},
+		{"client", 400, hdr("ClientException"), `{"__type": "ClientException", "message": "bad"}`, "", Options{}},
+		{"fault is 500", 500, hdr("ServerException"), `{"__type": "ServerException", "message": "oops"}`, "", Options{}},
+		{"fault as 400", 400, hdr("ServerException"), `{"__type": "ServerException", "message": "oops"}`, "want 500", Options{}},
+		{"modelled status", 404, hdr("NotFound"), `{"__type": "NotFound", "message": "gone", "thing": "a"}`, "", Options{}},
+		{"modelled status wrong", 400, hdr("NotFound"), `{"__type": "NotFound", "message": "gone"}`, "want 404", Options{}},
+		{"unknown exception member", 404, hdr("NotFound"), `{"__type": "NotFound", "message": "gone", "other": "a"}`, `no member "other"`, Options{}},
+		{"common", 400, hdr("ThrottlingException"), `{"__type": "ThrottlingException", "message": "slow down"}`, "", Options{}},
+		{"common status", 500, hdr("AccessDeniedException"), `{"__type": "AccessDeniedException", "message": "no"}`, "want one of [400 403]", Options{}},
+		{"not this operation's", 400, hdr("ClusterNotFoundException"), `{"__type": "ClusterNotFoundException", "message": "x"}`, "neither an error of ListThings", Options{}},
+		{"type differs", 400, hdr("ClientException"), `{"__type": "InvalidParameterException", "message": "x"}`, "differs from the X-Amzn-ErrorType", Options{}},
+		{"qualified type", 400, hdr("ClientException"), `{"__type": "com.example#ClientException", "message": "x"}`, "", Options{}},
+		{"no __type", 400, hdr("ClientException"), `{"message": "x"}`, "__type: missing", Options{}},
+		{"no message", 400, hdr("ClientException"), `{"__type": "ClientException"}`, "message: missing", Options{}},
+		{"unlisted", 400, hdr("Unlisted"), `{"__type": "Unlisted", "message": "x"}`, "neither an error of ListThings", Options{}},
+		{"unlisted accepted", 400, hdr("Unlisted"), `{"__type": "Unlisted", "message": "x"}`, "", Options{UnlistedErrors: []string{"Unlisted"}}},
+		{"unlisted status", 409, hdr("Unlisted"), `{"__type": "Unlisted", "message": "x"}`, "want 400", Options{UnlistedErrors: []string{"Unlisted"}}},
+		{"content type", 400, http.Header{"X-Amzn-Errortype": {"ClientException"}, "Content-Type": {"text/plain"}}, `{"__type": "ClientException", "message": "x"}`, "Content-Type", Options{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := m.CheckError("ListThings", tc.status, tc.header, []byte(tc.body))
+			err := m.CheckError("ListThings", tc.status, tc.header, []byte(tc.body), tc.opts)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("unexpected problem: %v", err)
@@ -136,7 +141,7 @@ func TestUnknownOperation(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `operation "ListWidgets" is not in the Tiny`) || !strings.Contains(err.Error(), "ListThings") {
 		t.Fatalf("got %v, want an error naming the operation and listing the model's", err)
 	}
-	if err := m.CheckError("ListWidgets", 400, http.Header{}, []byte(`{}`)); err == nil {
+	if err := m.CheckError("ListWidgets", 400, http.Header{}, []byte(`{}`), Options{}); err == nil {
 		t.Fatal("an unknown operation's error was checked without complaint")
 	}
 }
