@@ -50,17 +50,25 @@ func ecsErrorFor(err error) (string, int) {
 	return api.ECSServerException, http.StatusInternalServerError
 }
 
+// eksStatus is the HTTP status the EKS model gives each exception that is
+// not answered with 400.
+var eksStatus = map[string]int{
+	api.EKSResourceNotFoundException:    http.StatusNotFound,
+	"NotFoundException":                 http.StatusNotFound,
+	api.EKSResourceInUseException:       http.StatusConflict,
+	api.EKSAccessDeniedException:        http.StatusForbidden,
+	"ThrottlingException":               http.StatusTooManyRequests,
+	"ResourcePropagationDelayException": http.StatusPreconditionRequired,
+	api.EKSServerException:              http.StatusInternalServerError,
+	api.EKSServiceUnavailableException:  http.StatusServiceUnavailable,
+}
+
 // eksErrorFor maps an error to an EKS exception name and HTTP status.
 func eksErrorFor(err error) (string, int) {
 	var ae *apiError
 	if errors.As(err, &ae) {
-		switch ae.code {
-		case api.EKSResourceNotFoundException:
-			return ae.code, http.StatusNotFound
-		case api.EKSResourceInUseException:
-			return ae.code, http.StatusConflict
-		case api.EKSServerException:
-			return ae.code, http.StatusInternalServerError
+		if status, ok := eksStatus[ae.code]; ok {
+			return ae.code, status
 		}
 		return ae.code, http.StatusBadRequest
 	}

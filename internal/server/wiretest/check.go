@@ -285,11 +285,21 @@ func (c *checker) structure(path, shapeName string, s *Shape, obj map[string]any
 // X-Amzn-ErrorType and, in JSON 1.1, __type, which must agree), that it is
 // one the operation's model names or a common one, its HTTP status, its
 // Content-Type, a non-empty message, and the members of the body against the
-// exception's shape.
+// exception's shape. op "" accepts any exception of the model.
 func (m *Model) CheckError(op string, status int, header http.Header, body []byte, opts Options) error {
-	o, err := m.Operation(op)
-	if err != nil {
-		return err
+	var o Operation
+	if op == "" { // any operation: every exception of the model
+		for _, name := range sortedKeys(m.Shapes) {
+			if m.Shapes[name].Exception {
+				o.Errors = append(o.Errors, ShapeRef{Shape: name})
+			}
+		}
+		op = "any operation"
+	} else {
+		var err error
+		if o, err = m.Operation(op); err != nil {
+			return err
+		}
 	}
 	c := &checker{m: m}
 	code := header.Get("X-Amzn-ErrorType")
