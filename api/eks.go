@@ -112,8 +112,8 @@ type ListFargateProfilesInput struct {
 
 // ListFargateProfilesOutput is the response of ListFargateProfiles.
 type ListFargateProfilesOutput struct {
-	FargateProfileNames []string `json:"fargateProfileNames"`
-	NextToken           *string  `json:"nextToken,omitempty"`
+	FargateProfileNames List[string] `json:"fargateProfileNames"`
+	NextToken           *string      `json:"nextToken,omitempty"`
 }
 
 // DeleteFargateProfileInput is DeleteFargateProfile:
@@ -188,8 +188,8 @@ type EKSListClustersInput struct {
 
 // EKSListClustersOutput is the response of ListClusters: cluster names.
 type EKSListClustersOutput struct {
-	Clusters  []string `json:"clusters"`
-	NextToken *string  `json:"nextToken,omitempty"`
+	Clusters  List[string] `json:"clusters"`
+	NextToken *string      `json:"nextToken,omitempty"`
 }
 
 // EKSCluster is an EKS cluster as Vessel presents it. The model's logging,

@@ -61,7 +61,8 @@ func (s *Server) getCluster(ctx context.Context, name string) (*clusterRecord, e
 // clusterOut renders a cluster with its task counts.
 func (s *Server) clusterOut(c *clusterRecord, status string, tasks []task.Task) api.Cluster {
 	out := api.Cluster{ClusterArn: ptr(s.clusterARN(c.Name)), ClusterName: ptr(c.Name), Status: ptr(status),
-		Tags: tagsToAPI(c.Tags)}
+		Tags: orEmpty(tagsToAPI(c.Tags)), Statistics: []api.KeyValuePair{}, Settings: []api.ClusterSetting{},
+		DefaultCapacityProviderStrategy: []api.CapacityProviderStrategyItem{}}
 	for _, t := range tasks {
 		if t.Cluster != c.Name {
 			continue

@@ -228,7 +228,7 @@ func (s *Server) RegisterTaskDefinition(ctx context.Context, in *api.RegisterTas
 		if err != nil {
 			return nil, err
 		}
-		return &api.RegisterTaskDefinitionOutput{TaskDefinition: &def, Tags: in.Tags}, nil
+		return &api.RegisterTaskDefinitionOutput{TaskDefinition: taskDefOut(def), Tags: in.Tags}, nil
 	}
 	return nil, errdefs.Conflict("too many concurrent registrations of family %s; try again", family)
 }
@@ -335,7 +335,8 @@ func (s *Server) DescribeTaskDefinition(ctx context.Context, in *api.DescribeTas
 	if err != nil {
 		return nil, err
 	}
-	out := &api.DescribeTaskDefinitionOutput{TaskDefinition: &rec.Def}
+	// Without include=TAGS the tags are not included: ECS answers "tags": [].
+	out := &api.DescribeTaskDefinitionOutput{TaskDefinition: taskDefOut(rec.Def), Tags: []api.Tag{}}
 	if includesTags(in.Include) {
 		out.Tags = rec.Tags
 		if out.Tags == nil {
@@ -466,7 +467,7 @@ func (s *Server) DeregisterTaskDefinition(ctx context.Context, in *api.Deregiste
 			return nil, err
 		}
 		if rec.Def.Status == api.TaskDefinitionStatusInactive {
-			return &api.DeregisterTaskDefinitionOutput{TaskDefinition: &rec.Def}, nil
+			return &api.DeregisterTaskDefinitionOutput{TaskDefinition: taskDefOut(rec.Def)}, nil
 		}
 		rec.Def.Status = api.TaskDefinitionStatusInactive
 		rec.Def.DeregisteredAt = api.NewTimestamp(s.cfg.Now())
@@ -477,6 +478,6 @@ func (s *Server) DeregisterTaskDefinition(ctx context.Context, in *api.Deregiste
 		if err != nil {
 			return nil, err
 		}
-		return &api.DeregisterTaskDefinitionOutput{TaskDefinition: &rec.Def}, nil
+		return &api.DeregisterTaskDefinitionOutput{TaskDefinition: taskDefOut(rec.Def)}, nil
 	}
 }

@@ -386,7 +386,7 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 		StoppedAt:          api.NewTimestamp(t.StoppedAt),
 		StopCode:           t.StopCode,
 		EphemeralStorage:   &api.EphemeralStorage{SizeInGiB: t.EphemeralStorageGiB},
-		Tags:               tagsToAPI(t.Tags),
+		Tags:               orEmpty(tagsToAPI(t.Tags)),
 		HealthStatus:       api.HealthStatusUnknown,
 		Containers:         []api.Container{},
 	}
@@ -402,14 +402,7 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 	if t.Group != "" {
 		out.Group = ptr(t.Group)
 	}
-	if len(t.Overrides) > 0 {
-		var ov api.TaskOverride
-		if json.Unmarshal(t.Overrides, &ov) == nil {
-			out.Overrides = &ov
-		}
-	} else {
-		out.Overrides = &api.TaskOverride{ContainerOverrides: []api.ContainerOverride{}}
-	}
+	out.Overrides = overridesOut(t.Overrides)
 	runtime := t.Runtime
 	if runtime != "" {
 		out.Attributes = append(out.Attributes, api.Attribute{Name: ptr(TagRuntime), Value: ptr(runtime)})
@@ -439,6 +432,9 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 			LastStatus:   ptr(string(c.LastStatus)),
 			HealthStatus: api.HealthStatusUnknown,
 			Cpu:          ptr(strconv.FormatInt(c.CPUUnits, 10)),
+
+			NetworkBindings:   []api.NetworkBinding{},
+			NetworkInterfaces: []api.NetworkInterface{},
 		}
 		if c.MemoryMiB > 0 {
 			ac.Memory = ptr(strconv.FormatInt(c.MemoryMiB, 10))
@@ -563,7 +559,7 @@ func (s *Server) DescribeTasks(ctx context.Context, in *api.DescribeTasksInput) 
 		}
 		at := s.taskOut(&t)
 		if !withTags {
-			at.Tags = nil
+			at.Tags = []api.Tag{} // not included: ECS answers "tags": []
 		}
 		out.Tasks = append(out.Tasks, at)
 	}

@@ -650,6 +650,8 @@ func (s *Server) serviceOut(ctx context.Context, r *serviceRecord, withTags bool
 		DeploymentConfiguration: &api.DeploymentConfiguration{DeploymentCircuitBreaker: &cb,
 			MaximumPercent: ptr(r.MaximumPercent), MinimumHealthyPercent: ptr(r.MinimumHealthyPercent)},
 		Deployments: []api.Deployment{}, Events: []api.ServiceEvent{},
+		LoadBalancers: []api.LoadBalancer{}, ServiceRegistries: []api.ServiceRegistry{},
+		PlacementConstraints: []api.PlacementConstraint{}, PlacementStrategy: []api.PlacementStrategy{},
 		CreatedAt: api.NewTimestamp(r.CreatedAt), NetworkConfiguration: network(r.Subnets, r.SecurityGroups),
 		HealthCheckGracePeriodSeconds: r.HealthCheckGracePeriodSeconds, SchedulingStrategy: "REPLICA",
 		DeploymentController: &api.DeploymentController{Type: "ECS"}, CreatedBy: ptr("arn:aws:iam::" + s.cfg.AccountID + ":root"),

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,12 @@ func (e *env) send(c wireCall) wireAnswer {
 // check sends c and checks the answer against every installed model of its
 // service.
 func (e *env) check(models map[bool][]*wiretest.Model, c wireCall) wireAnswer {
+	return e.checkWith(models, nil, c)
+}
+
+// checkWith is check that also requires the empty lists and maps AWS's
+// example answers show (examples: operation -> paths).
+func (e *env) checkWith(models map[bool][]*wiretest.Model, examples map[bool]map[string][]string, c wireCall) wireAnswer {
 	e.t.Helper()
 	a := e.send(c)
 	svc := "ECS"
@@ -109,7 +116,9 @@ func (e *env) check(models map[bool][]*wiretest.Model, c wireCall) wireAnswer {
 	for _, m := range models[c.eks] {
 		var err error
 		if c.wantErr == "" {
-			err = m.CheckOutput(c.op, a.body, c.opts)
+			opts := c.opts
+			opts.MustBePresent = append(slices.Clone(opts.MustBePresent), examples[c.eks][c.op]...)
+			err = m.CheckOutput(c.op, a.body, opts)
 		} else {
 			err = m.CheckError(c.op, a.status, a.header, a.body, c.opts)
 		}
@@ -134,6 +143,34 @@ var newerMembers = map[string]string{
 // does.
 var eksUnlisted = map[string][]string{
 	"CreateFargateProfile": {"ResourceInUseException", "ResourceNotFoundException"},
+}
+
+// installedExamples are the empty lists and maps of AWS's example answers
+// shipped with each installed aws CLI, per service (EKS: true) and
+// operation.
+func installedExamples(t *testing.T, models map[bool][]*wiretest.Model) map[bool]map[string][]string {
+	t.Helper()
+	out := map[bool]map[string][]string{}
+	for eks, svc := range map[bool]string{false: "ecs", true: "eks"} {
+		out[eks] = map[string][]string{}
+		for _, cli := range []string{wiretest.CLIv2, wiretest.CLIv1()} {
+			if cli == "" {
+				continue
+			}
+			ex, err := wiretest.Examples(cli, svc, models[eks][0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for op, paths := range ex {
+				for _, p := range paths {
+					if !slices.Contains(out[eks][op], p) {
+						out[eks][op] = append(out[eks][op], p)
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 func installedModels(t *testing.T) map[bool][]*wiretest.Model {
@@ -162,6 +199,7 @@ func installedModels(t *testing.T) map[bool][]*wiretest.Model {
 func TestWireConformance(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	models := installedModels(t)
+	examples := installedExamples(t, models)
 	served := map[bool]map[string]bool{false: {}, true: {}}
 	for _, op := range e.srv.ECSOperations() {
 		served[false][op] = false
@@ -199,7 +237,7 @@ func TestWireConformance(t *testing.T) {
 			outcomes[key].err = true
 		}
 		served[c.eks][c.op] = true
-		return e.check(models, c)
+		return e.checkWith(models, examples, c)
 	}
 	ecsOK := func(op, body string, opts ...wiretest.Options) wireAnswer {
 		t.Helper()
@@ -279,7 +317,7 @@ func TestWireConformance(t *testing.T) {
 		wiretest.Options{MayBeAbsent: []string{"tags"}})
 	ecsErr("RegisterTaskDefinition", `{"family": "wire", "cpu": "256", "memory": "4096", "containerDefinitions": [{"name": "a", "image": "busybox"}]}`, "ClientException")
 	ecsErr("RegisterTaskDefinition", `{"family": "wire", "containerDefinitions": "no"}`, "SerializationException")
-	ecsOK("DescribeTaskDefinition", `{"taskDefinition": "wire"}`, wiretest.Options{MayBeAbsent: []string{"tags"}})
+	ecsOK("DescribeTaskDefinition", `{"taskDefinition": "wire"}`)
 	ecsOK("DescribeTaskDefinition", `{"taskDefinition": "wire:1", "include": ["TAGS"]}`)
 	ecsErr("DescribeTaskDefinition", `{"taskDefinition": "ghost"}`, "ClientException")
 	ecsOK("ListTaskDefinitions", `{"familyPrefix": "wire", "sort": "DESC"}`)

@@ -32,6 +32,9 @@ type Options struct {
 	// duplicate name). They must still be exceptions of the model, and
 	// their status is the model's.
 	UnlistedErrors []string
+	// MustBePresent are paths of lists and maps the answer must carry
+	// wherever their parent is present, even empty (see Examples).
+	MustBePresent []string
 }
 
 // CommonError is an error any AWS JSON service may answer with, whatever the
@@ -135,6 +138,9 @@ func (m *Model) CheckOutput(op string, body []byte, opts Options) error {
 			}
 			c.addf("$."+jsonName(name, r), "missing: AWS answers the %s %s of %s even when empty (%s)", t, name, op, want)
 		}
+	}
+	for _, p := range opts.MustBePresent {
+		c.checkPresent(obj, p)
 	}
 	return c.err(op + " output")
 }

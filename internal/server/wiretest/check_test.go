@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -187,4 +188,30 @@ func TestInstalledModels(t *testing.T) {
 	if _, err := FindModel(filepath.Join(dir, "none"), "ecs"); err == nil || !strings.Contains(err.Error(), "scripts/setup") {
 		t.Fatalf("FindModel without a CLI: %v", err)
 	}
+}
+
+func TestMustBePresent(t *testing.T) {
+	m := tiny(t)
+	body := []byte(`{"things": [{"name": "a", "count": 1}, {"name": "b"}], "labels": {}}`)
+	err := m.CheckOutput("ListThings", body, Options{MustBePresent: []string{"things[].count", "labels", "absent.x"}})
+	if err == nil || !strings.Contains(err.Error(), "$.things[1].count: missing") || strings.Contains(err.Error(), "things[0]") {
+		t.Fatalf("got %v, want things[1].count reported missing, and only it", err)
+	}
+}
+
+func TestExamplesOfInstalledCLI(t *testing.T) {
+	models, _, err := Installed("ecs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := Examples(CLIv2, "ecs", models[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for op, want := range map[string]string{"DescribeTasks": "failures", "DescribeClusters": "failures"} {
+		if !slices.Contains(ex[op], want) {
+			t.Errorf("examples of %s: %v, want %s among them", op, ex[op], want)
+		}
+	}
+	t.Logf("DescribeTasks: %v", ex["DescribeTasks"])
 }

@@ -42,28 +42,18 @@ try:
 except ImportError:
     import botocore as b
 print(os.path.join(os.path.dirname(b.__file__), "data"))
+import awscli
+print(os.path.join(os.path.dirname(awscli.__file__), "examples"))
 `
 
 // FindModel returns the path of service's model (e.g. "ecs", "eks") in the
 // botocore the aws CLI at cli runs with: the newest API version's
 // service-2.json or service-2.json.gz.
 func FindModel(cli, service string) (string, error) {
-	if _, err := os.Stat(cli); err != nil {
-		return "", fmt.Errorf("%w at %s (scripts/setup installs it, Debian package awscli): %v", errNoCLI, cli, err)
-	}
-	python, err := interpreter(cli)
+	data, _, err := dataDirs(cli)
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command(python, "-c", locate)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + os.TempDir()}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the botocore data of %s with %s: %v: %s", cli, python, err, stderr.String())
-	}
-	data := strings.TrimSpace(string(out))
 	versions, err := os.ReadDir(filepath.Join(data, service))
 	if err != nil {
 		return "", fmt.Errorf("the aws CLI at %s has no %s model: %w", cli, service, err)
@@ -131,4 +121,29 @@ func Installed(service string) (models []*Model, note string, err error) {
 		return nil, "", err
 	}
 	return append(models, m), "", nil
+}
+
+// dataDirs returns the botocore data directory and the aws CLI examples
+// directory of the CLI at cli.
+func dataDirs(cli string) (data, examples string, err error) {
+	if _, err := os.Stat(cli); err != nil {
+		return "", "", fmt.Errorf("%w at %s (scripts/setup installs it, Debian package awscli): %v", errNoCLI, cli, err)
+	}
+	python, err := interpreter(cli)
+	if err != nil {
+		return "", "", err
+	}
+	cmd := exec.Command(python, "-c", locate)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + os.TempDir()}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", "", fmt.Errorf("finding the botocore data of %s with %s: %v: %s", cli, python, err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 {
+		return "", "", fmt.Errorf("finding the botocore data of %s: unexpected answer %q", cli, out)
+	}
+	return lines[0], lines[1], nil
 }
