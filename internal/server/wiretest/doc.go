@@ -8,7 +8,9 @@
 // timestamp as epoch seconds, list, map, structure), required members,
 // known enum values and members the model does not know; the top-level
 // lists and maps of an output must be present ([] or {} when empty), as AWS
-// sends them. An error answer is checked for its exception name (the
+// sends them, and so must every list or map that the example answers the
+// aws CLI ships (awscli/examples/<service>/*.rst, read by Examples) show
+// empty. An error answer is checked for its exception name (the
 // X-Amzn-ErrorType header and, for JSON 1.1, __type), for being one the
 // operation's model names or one of the errors every AWS service may
 // return, and for its HTTP status.
@@ -17,6 +19,8 @@
 // tests and test/e2e. FindModel locates a model from an installed aws CLI.
 //
 //	m, err := wiretest.Load(path)              // service-2.json or .json.gz
-//	err = m.CheckOutput("ListTasks", body, wiretest.Options{})
-//	err = m.CheckError("ListTasks", status, header, body)
+//	models, note, err := wiretest.Installed("ecs") // aws CLI v2's model, and v1's if installed
+//	ex, err := wiretest.Examples(wiretest.CLIv2, "ecs", models[0])
+//	err = m.CheckOutput("ListTasks", body, wiretest.Options{MustBePresent: ex["ListTasks"]})
+//	err = m.CheckError("ListTasks", status, header, body, wiretest.Options{})
 package wiretest
