@@ -14,6 +14,10 @@ import "encoding/json"
 //     and bool. In shapes the server returns they are always encoded, as ECS
 //     does (e.g. "runningTasksCount": 0); in request-only shapes they carry
 //     omitempty, as the SDK's serializer does;
+//   - lists that ECS answers even when empty (the lists at the top of an
+//     output, such as taskArns, and those AWS's example answers show as [],
+//     such as volumes or mountPoints) are List, which encodes nil as [];
+//     internal/server/wiretest checks that they are there;
 //   - enums are plain strings; constants below cover the values Vessel uses;
 //   - members Vessel does not model in detail are json.RawMessage, so that the
 //     API layer can see they were sent and reject them rather than silently
@@ -137,8 +141,8 @@ type DescribeClustersInput struct {
 
 // DescribeClustersOutput is the response of DescribeClusters.
 type DescribeClustersOutput struct {
-	Clusters []Cluster `json:"clusters,omitempty"`
-	Failures []Failure `json:"failures,omitempty"`
+	Clusters List[Cluster] `json:"clusters"`
+	Failures List[Failure] `json:"failures"`
 }
 
 // ListClustersInput is the body of ListClusters.
@@ -149,8 +153,8 @@ type ListClustersInput struct {
 
 // ListClustersOutput is the response of ListClusters.
 type ListClustersOutput struct {
-	ClusterArns []string `json:"clusterArns,omitempty"`
-	NextToken   *string  `json:"nextToken,omitempty"`
+	ClusterArns List[string] `json:"clusterArns"`
+	NextToken   *string      `json:"nextToken,omitempty"`
 }
 
 // DeleteClusterInput is the body of DeleteCluster.
@@ -166,20 +170,20 @@ type DeleteClusterOutput struct {
 // Cluster is an ECS cluster. The model's configuration and
 // serviceConnectDefaults members are left out.
 type Cluster struct {
-	ClusterArn                        *string                        `json:"clusterArn,omitempty"`
-	ClusterName                       *string                        `json:"clusterName,omitempty"`
-	Status                            *string                        `json:"status,omitempty"` // ACTIVE, PROVISIONING, DEPROVISIONING, FAILED, INACTIVE
-	RegisteredContainerInstancesCount int32                          `json:"registeredContainerInstancesCount"`
-	RunningTasksCount                 int32                          `json:"runningTasksCount"`
-	PendingTasksCount                 int32                          `json:"pendingTasksCount"`
-	ActiveServicesCount               int32                          `json:"activeServicesCount"`
-	Statistics                        []KeyValuePair                 `json:"statistics,omitempty"`
-	Tags                              []Tag                          `json:"tags,omitempty"`
-	Settings                          []ClusterSetting               `json:"settings,omitempty"`
-	CapacityProviders                 []string                       `json:"capacityProviders,omitempty"`
-	DefaultCapacityProviderStrategy   []CapacityProviderStrategyItem `json:"defaultCapacityProviderStrategy,omitempty"`
-	Attachments                       []Attachment                   `json:"attachments,omitempty"`
-	AttachmentsStatus                 *string                        `json:"attachmentsStatus,omitempty"`
+	ClusterArn                        *string                            `json:"clusterArn,omitempty"`
+	ClusterName                       *string                            `json:"clusterName,omitempty"`
+	Status                            *string                            `json:"status,omitempty"` // ACTIVE, PROVISIONING, DEPROVISIONING, FAILED, INACTIVE
+	RegisteredContainerInstancesCount int32                              `json:"registeredContainerInstancesCount"`
+	RunningTasksCount                 int32                              `json:"runningTasksCount"`
+	PendingTasksCount                 int32                              `json:"pendingTasksCount"`
+	ActiveServicesCount               int32                              `json:"activeServicesCount"`
+	Statistics                        List[KeyValuePair]                 `json:"statistics"`
+	Tags                              List[Tag]                          `json:"tags"`
+	Settings                          List[ClusterSetting]               `json:"settings"`
+	CapacityProviders                 []string                           `json:"capacityProviders,omitempty"`
+	DefaultCapacityProviderStrategy   List[CapacityProviderStrategyItem] `json:"defaultCapacityProviderStrategy"`
+	Attachments                       []Attachment                       `json:"attachments,omitempty"`
+	AttachmentsStatus                 *string                            `json:"attachmentsStatus,omitempty"`
 }
 
 // ClusterSetting is a cluster setting; the only name is "containerInsights".
@@ -307,7 +311,7 @@ type DescribeTaskDefinitionInput struct {
 // DescribeTaskDefinitionOutput is the response of DescribeTaskDefinition.
 type DescribeTaskDefinitionOutput struct {
 	TaskDefinition *TaskDefinition `json:"taskDefinition,omitempty"`
-	Tags           []Tag           `json:"tags,omitempty"`
+	Tags           List[Tag]       `json:"tags"`
 }
 
 // ListTaskDefinitionsInput is the body of ListTaskDefinitions.
@@ -321,8 +325,8 @@ type ListTaskDefinitionsInput struct {
 
 // ListTaskDefinitionsOutput is the response of ListTaskDefinitions.
 type ListTaskDefinitionsOutput struct {
-	TaskDefinitionArns []string `json:"taskDefinitionArns,omitempty"`
-	NextToken          *string  `json:"nextToken,omitempty"`
+	TaskDefinitionArns List[string] `json:"taskDefinitionArns"`
+	NextToken          *string      `json:"nextToken,omitempty"`
 }
 
 // ListTaskDefinitionFamiliesInput is the body of ListTaskDefinitionFamilies.
@@ -336,8 +340,8 @@ type ListTaskDefinitionFamiliesInput struct {
 // ListTaskDefinitionFamiliesOutput is the response of
 // ListTaskDefinitionFamilies.
 type ListTaskDefinitionFamiliesOutput struct {
-	Families  []string `json:"families,omitempty"`
-	NextToken *string  `json:"nextToken,omitempty"`
+	Families  List[string] `json:"families"`
+	NextToken *string      `json:"nextToken,omitempty"`
 }
 
 // DeregisterTaskDefinitionInput is the body of DeregisterTaskDefinition.
@@ -352,30 +356,30 @@ type DeregisterTaskDefinitionOutput struct {
 
 // TaskDefinition is a registered task definition revision.
 type TaskDefinition struct {
-	TaskDefinitionArn       *string                             `json:"taskDefinitionArn,omitempty"`
-	ContainerDefinitions    []ContainerDefinition               `json:"containerDefinitions,omitempty"`
-	Family                  *string                             `json:"family,omitempty"`
-	TaskRoleArn             *string                             `json:"taskRoleArn,omitempty"`
-	ExecutionRoleArn        *string                             `json:"executionRoleArn,omitempty"`
-	NetworkMode             string                              `json:"networkMode,omitempty"`
-	Revision                int32                               `json:"revision"`
-	Volumes                 []Volume                            `json:"volumes,omitempty"`
-	Status                  string                              `json:"status,omitempty"` // ACTIVE, INACTIVE
-	RequiresAttributes      []Attribute                         `json:"requiresAttributes,omitempty"`
-	PlacementConstraints    []TaskDefinitionPlacementConstraint `json:"placementConstraints,omitempty"`
-	Compatibilities         []string                            `json:"compatibilities,omitempty"`
-	RuntimePlatform         *RuntimePlatform                    `json:"runtimePlatform,omitempty"`
-	RequiresCompatibilities []string                            `json:"requiresCompatibilities,omitempty"`
-	Cpu                     *string                             `json:"cpu,omitempty"`
-	Memory                  *string                             `json:"memory,omitempty"`
-	InferenceAccelerators   []InferenceAccelerator              `json:"inferenceAccelerators,omitempty"`
-	PidMode                 string                              `json:"pidMode,omitempty"`
-	IpcMode                 string                              `json:"ipcMode,omitempty"`
-	ProxyConfiguration      *ProxyConfiguration                 `json:"proxyConfiguration,omitempty"`
-	RegisteredAt            *Timestamp                          `json:"registeredAt,omitempty"`
-	DeregisteredAt          *Timestamp                          `json:"deregisteredAt,omitempty"`
-	RegisteredBy            *string                             `json:"registeredBy,omitempty"`
-	EphemeralStorage        *EphemeralStorage                   `json:"ephemeralStorage,omitempty"`
+	TaskDefinitionArn       *string                                 `json:"taskDefinitionArn,omitempty"`
+	ContainerDefinitions    []ContainerDefinition                   `json:"containerDefinitions,omitempty"`
+	Family                  *string                                 `json:"family,omitempty"`
+	TaskRoleArn             *string                                 `json:"taskRoleArn,omitempty"`
+	ExecutionRoleArn        *string                                 `json:"executionRoleArn,omitempty"`
+	NetworkMode             string                                  `json:"networkMode,omitempty"`
+	Revision                int32                                   `json:"revision"`
+	Volumes                 List[Volume]                            `json:"volumes"`
+	Status                  string                                  `json:"status,omitempty"` // ACTIVE, INACTIVE
+	RequiresAttributes      []Attribute                             `json:"requiresAttributes,omitempty"`
+	PlacementConstraints    List[TaskDefinitionPlacementConstraint] `json:"placementConstraints"`
+	Compatibilities         []string                                `json:"compatibilities,omitempty"`
+	RuntimePlatform         *RuntimePlatform                        `json:"runtimePlatform,omitempty"`
+	RequiresCompatibilities []string                                `json:"requiresCompatibilities,omitempty"`
+	Cpu                     *string                                 `json:"cpu,omitempty"`
+	Memory                  *string                                 `json:"memory,omitempty"`
+	InferenceAccelerators   []InferenceAccelerator                  `json:"inferenceAccelerators,omitempty"`
+	PidMode                 string                                  `json:"pidMode,omitempty"`
+	IpcMode                 string                                  `json:"ipcMode,omitempty"`
+	ProxyConfiguration      *ProxyConfiguration                     `json:"proxyConfiguration,omitempty"`
+	RegisteredAt            *Timestamp                              `json:"registeredAt,omitempty"`
+	DeregisteredAt          *Timestamp                              `json:"deregisteredAt,omitempty"`
+	RegisteredBy            *string                                 `json:"registeredBy,omitempty"`
+	EphemeralStorage        *EphemeralStorage                       `json:"ephemeralStorage,omitempty"`
 }
 
 // ContainerDefinition describes one container of a task definition. All the
@@ -394,8 +398,8 @@ type ContainerDefinition struct {
 	Command                []string                `json:"command,omitempty"`
 	Environment            []KeyValuePair          `json:"environment,omitempty"`
 	EnvironmentFiles       []EnvironmentFile       `json:"environmentFiles,omitempty"`
-	MountPoints            []MountPoint            `json:"mountPoints,omitempty"`
-	VolumesFrom            []VolumeFrom            `json:"volumesFrom,omitempty"`
+	MountPoints            List[MountPoint]        `json:"mountPoints"`
+	VolumesFrom            List[VolumeFrom]        `json:"volumesFrom"`
 	LinuxParameters        *LinuxParameters        `json:"linuxParameters,omitempty"`
 	Secrets                []Secret                `json:"secrets,omitempty"`
 	DependsOn              []ContainerDependency   `json:"dependsOn,omitempty"`
@@ -631,8 +635,8 @@ type RunTaskInput struct {
 
 // RunTaskOutput is the response of RunTask.
 type RunTaskOutput struct {
-	Tasks    []Task    `json:"tasks,omitempty"`
-	Failures []Failure `json:"failures,omitempty"`
+	Tasks    List[Task]    `json:"tasks"`
+	Failures List[Failure] `json:"failures"`
 }
 
 // StopTaskInput is the body of StopTask.
@@ -656,8 +660,8 @@ type DescribeTasksInput struct {
 
 // DescribeTasksOutput is the response of DescribeTasks.
 type DescribeTasksOutput struct {
-	Tasks    []Task    `json:"tasks,omitempty"`
-	Failures []Failure `json:"failures,omitempty"`
+	Tasks    List[Task]    `json:"tasks"`
+	Failures List[Failure] `json:"failures"`
 }
 
 // ListTasksInput is the body of ListTasks.
@@ -675,8 +679,8 @@ type ListTasksInput struct {
 
 // ListTasksOutput is the response of ListTasks.
 type ListTasksOutput struct {
-	TaskArns  []string `json:"taskArns,omitempty"`
-	NextToken *string  `json:"nextToken,omitempty"`
+	TaskArns  List[string] `json:"taskArns"`
+	NextToken *string      `json:"nextToken,omitempty"`
 }
 
 // Task is a running or stopped task: every member of the model's Task shape.
@@ -712,7 +716,7 @@ type Task struct {
 	StoppedAt             *Timestamp             `json:"stoppedAt,omitempty"`
 	StoppedReason         *string                `json:"stoppedReason,omitempty"`
 	StoppingAt            *Timestamp             `json:"stoppingAt,omitempty"`
-	Tags                  []Tag                  `json:"tags,omitempty"`
+	Tags                  List[Tag]              `json:"tags"`
 	TaskArn               *string                `json:"taskArn,omitempty"`
 	TaskDefinitionArn     *string                `json:"taskDefinitionArn,omitempty"`
 	Version               int64                  `json:"version"`
@@ -722,23 +726,23 @@ type Task struct {
 // Container is a container of a task as it runs. Note that cpu, memory and
 // memoryReservation are strings here, unlike in ContainerDefinition.
 type Container struct {
-	ContainerArn      *string            `json:"containerArn,omitempty"`
-	TaskArn           *string            `json:"taskArn,omitempty"`
-	Name              *string            `json:"name,omitempty"`
-	Image             *string            `json:"image,omitempty"`
-	ImageDigest       *string            `json:"imageDigest,omitempty"`
-	RuntimeID         *string            `json:"runtimeId,omitempty"`
-	LastStatus        *string            `json:"lastStatus,omitempty"`
-	ExitCode          *int32             `json:"exitCode,omitempty"`
-	Reason            *string            `json:"reason,omitempty"`
-	NetworkBindings   []NetworkBinding   `json:"networkBindings,omitempty"`
-	NetworkInterfaces []NetworkInterface `json:"networkInterfaces,omitempty"`
-	HealthStatus      string             `json:"healthStatus,omitempty"`
-	ManagedAgents     []ManagedAgent     `json:"managedAgents,omitempty"`
-	Cpu               *string            `json:"cpu,omitempty"`
-	Memory            *string            `json:"memory,omitempty"`
-	MemoryReservation *string            `json:"memoryReservation,omitempty"`
-	GpuIDs            []string           `json:"gpuIds,omitempty"`
+	ContainerArn      *string                `json:"containerArn,omitempty"`
+	TaskArn           *string                `json:"taskArn,omitempty"`
+	Name              *string                `json:"name,omitempty"`
+	Image             *string                `json:"image,omitempty"`
+	ImageDigest       *string                `json:"imageDigest,omitempty"`
+	RuntimeID         *string                `json:"runtimeId,omitempty"`
+	LastStatus        *string                `json:"lastStatus,omitempty"`
+	ExitCode          *int32                 `json:"exitCode,omitempty"`
+	Reason            *string                `json:"reason,omitempty"`
+	NetworkBindings   List[NetworkBinding]   `json:"networkBindings"`
+	NetworkInterfaces List[NetworkInterface] `json:"networkInterfaces"`
+	HealthStatus      string                 `json:"healthStatus,omitempty"`
+	ManagedAgents     []ManagedAgent         `json:"managedAgents,omitempty"`
+	Cpu               *string                `json:"cpu,omitempty"`
+	Memory            *string                `json:"memory,omitempty"`
+	MemoryReservation *string                `json:"memoryReservation,omitempty"`
+	GpuIDs            []string               `json:"gpuIds,omitempty"`
 }
 
 // NetworkBinding is a port binding of a container.
@@ -768,13 +772,13 @@ type ManagedAgent struct {
 
 // TaskOverride overrides parts of the task definition for one RunTask.
 type TaskOverride struct {
-	ContainerOverrides            []ContainerOverride            `json:"containerOverrides,omitempty"`
-	Cpu                           *string                        `json:"cpu,omitempty"`
-	InferenceAcceleratorOverrides []InferenceAcceleratorOverride `json:"inferenceAcceleratorOverrides,omitempty"`
-	ExecutionRoleArn              *string                        `json:"executionRoleArn,omitempty"`
-	Memory                        *string                        `json:"memory,omitempty"`
-	TaskRoleArn                   *string                        `json:"taskRoleArn,omitempty"`
-	EphemeralStorage              *EphemeralStorage              `json:"ephemeralStorage,omitempty"`
+	ContainerOverrides            List[ContainerOverride]            `json:"containerOverrides"`
+	Cpu                           *string                            `json:"cpu,omitempty"`
+	InferenceAcceleratorOverrides List[InferenceAcceleratorOverride] `json:"inferenceAcceleratorOverrides"`
+	ExecutionRoleArn              *string                            `json:"executionRoleArn,omitempty"`
+	Memory                        *string                            `json:"memory,omitempty"`
+	TaskRoleArn                   *string                            `json:"taskRoleArn,omitempty"`
+	EphemeralStorage              *EphemeralStorage                  `json:"ephemeralStorage,omitempty"`
 }
 
 // ContainerOverride overrides one container's settings, found by name.
@@ -879,8 +883,8 @@ type DescribeServicesInput struct {
 
 // DescribeServicesOutput is the response of DescribeServices.
 type DescribeServicesOutput struct {
-	Services []Service `json:"services,omitempty"`
-	Failures []Failure `json:"failures,omitempty"`
+	Services List[Service] `json:"services"`
+	Failures List[Failure] `json:"failures"`
 }
 
 // ListServicesInput is the body of ListServices.
@@ -894,8 +898,8 @@ type ListServicesInput struct {
 
 // ListServicesOutput is the response of ListServices.
 type ListServicesOutput struct {
-	ServiceArns []string `json:"serviceArns,omitempty"`
-	NextToken   *string  `json:"nextToken,omitempty"`
+	ServiceArns List[string] `json:"serviceArns"`
+	NextToken   *string      `json:"nextToken,omitempty"`
 }
 
 // Service is a long-running set of tasks kept at a desired count. The
@@ -904,8 +908,8 @@ type Service struct {
 	ServiceArn                    *string                        `json:"serviceArn,omitempty"`
 	ServiceName                   *string                        `json:"serviceName,omitempty"`
 	ClusterArn                    *string                        `json:"clusterArn,omitempty"`
-	LoadBalancers                 []LoadBalancer                 `json:"loadBalancers,omitempty"`
-	ServiceRegistries             []ServiceRegistry              `json:"serviceRegistries,omitempty"`
+	LoadBalancers                 List[LoadBalancer]             `json:"loadBalancers"`
+	ServiceRegistries             List[ServiceRegistry]          `json:"serviceRegistries"`
 	Status                        *string                        `json:"status,omitempty"` // ACTIVE, DRAINING, INACTIVE
 	DesiredCount                  int32                          `json:"desiredCount"`
 	RunningCount                  int32                          `json:"runningCount"`
@@ -916,13 +920,13 @@ type Service struct {
 	PlatformFamily                *string                        `json:"platformFamily,omitempty"`
 	TaskDefinition                *string                        `json:"taskDefinition,omitempty"`
 	DeploymentConfiguration       *DeploymentConfiguration       `json:"deploymentConfiguration,omitempty"`
-	TaskSets                      json.RawMessage                `json:"taskSets,omitempty"` // not modelled
-	Deployments                   []Deployment                   `json:"deployments,omitempty"`
+	TaskSets                      List[json.RawMessage]          `json:"taskSets"` // not modelled
+	Deployments                   List[Deployment]               `json:"deployments"`
 	RoleArn                       *string                        `json:"roleArn,omitempty"`
-	Events                        []ServiceEvent                 `json:"events,omitempty"`
+	Events                        List[ServiceEvent]             `json:"events"`
 	CreatedAt                     *Timestamp                     `json:"createdAt,omitempty"`
-	PlacementConstraints          []PlacementConstraint          `json:"placementConstraints,omitempty"`
-	PlacementStrategy             []PlacementStrategy            `json:"placementStrategy,omitempty"`
+	PlacementConstraints          List[PlacementConstraint]      `json:"placementConstraints"`
+	PlacementStrategy             List[PlacementStrategy]        `json:"placementStrategy"`
 	NetworkConfiguration          *NetworkConfiguration          `json:"networkConfiguration,omitempty"`
 	HealthCheckGracePeriodSeconds *int32                         `json:"healthCheckGracePeriodSeconds,omitempty"`
 	SchedulingStrategy            string                         `json:"schedulingStrategy,omitempty"`

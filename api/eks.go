@@ -113,8 +113,8 @@ type ListFargateProfilesInput struct {
 
 // ListFargateProfilesOutput is the response of ListFargateProfiles.
 type ListFargateProfilesOutput struct {
-	FargateProfileNames []string `json:"fargateProfileNames,omitempty"`
-	NextToken           *string  `json:"nextToken,omitempty"`
+	FargateProfileNames List[string] `json:"fargateProfileNames"`
+	NextToken           *string      `json:"nextToken,omitempty"`
 }
 
 // DeleteFargateProfileInput is DeleteFargateProfile:
@@ -189,8 +189,8 @@ type EKSListClustersInput struct {
 
 // EKSListClustersOutput is the response of ListClusters: cluster names.
 type EKSListClustersOutput struct {
-	Clusters  []string `json:"clusters,omitempty"`
-	NextToken *string  `json:"nextToken,omitempty"`
+	Clusters  List[string] `json:"clusters"`
+	NextToken *string      `json:"nextToken,omitempty"`
 }
 
 // EKSCluster is an EKS cluster as Vessel presents it. The model's logging,

@@ -251,15 +251,16 @@ func assertNothingDropped(t *testing.T, body []byte, in any) {
 
 // dropAddedZeros removes from kept the members that are 0 or false there and
 // absent from sent: the model's non-boxed Integer and Boolean members, which
-// Vessel's structs always encode and the SDK leaves out when zero. Both
-// decode to the same value in the SDK.
+// Vessel's structs always encode and the SDK leaves out when zero, and the
+// empty lists of List members, which Vessel encodes as []. Both decode to
+// the same value in the SDK.
 func dropAddedZeros(sent, kept any) {
 	switch k := kept.(type) {
 	case map[string]any:
 		s, _ := sent.(map[string]any)
 		for key, kv := range k {
 			sv, ok := s[key]
-			if !ok && (kv == false || kv == float64(0)) {
+			if arr, isArr := kv.([]any); !ok && (kv == false || kv == float64(0) || isArr && len(arr) == 0) {
 				delete(k, key)
 				continue
 			}
@@ -469,7 +470,7 @@ func TestECSDescribeClustersAndServicesDecodedBySDK(t *testing.T) {
 		Status: ptr(ClusterStatusActive), RunningTasksCount: 3, PendingTasksCount: 0, ActiveServicesCount: 1,
 		Tags:     []Tag{{Key: ptr("k"), Value: ptr("v")}},
 		Settings: []ClusterSetting{{Name: "containerInsights", Value: ptr("disabled")}},
-	}}}
+	}}, Failures: []Failure{}}
 	srv := ecsServer(t, clusters)
 	gotC, err := ecsClient(srv.URL).DescribeClusters(context.Background(), &ecs.DescribeClustersInput{Clusters: []string{"default"}})
 	if err != nil {
@@ -499,7 +500,7 @@ func TestECSDescribeClustersAndServicesDecodedBySDK(t *testing.T) {
 		PlacementStrategy:        []PlacementStrategy{{Type: "spread", Field: ptr("attribute:ecs.availability-zone")}},
 		PlacementConstraints:     []PlacementConstraint{{Type: "distinctInstance"}},
 		CapacityProviderStrategy: []CapacityProviderStrategyItem{{CapacityProvider: ptr("FARGATE"), Weight: 1, Base: 0}},
-	}}}
+	}}, Failures: []Failure{}}
 	srv = ecsServer(t, services)
 	gotS, err := ecsClient(srv.URL).DescribeServices(context.Background(), &ecs.DescribeServicesInput{Services: []string{"web"}})
 	if err != nil {

@@ -61,7 +61,8 @@ func (s *Server) getCluster(ctx context.Context, name string) (*clusterRecord, e
 // clusterOut renders a cluster with its task counts.
 func (s *Server) clusterOut(c *clusterRecord, status string, tasks []task.Task) api.Cluster {
 	out := api.Cluster{ClusterArn: ptr(s.clusterARN(c.Name)), ClusterName: ptr(c.Name), Status: ptr(status),
-		Tags: tagsToAPI(c.Tags)}
+		Tags: orEmpty(tagsToAPI(c.Tags)), Statistics: []api.KeyValuePair{}, Settings: []api.ClusterSetting{},
+		DefaultCapacityProviderStrategy: []api.CapacityProviderStrategyItem{}}
 	for _, t := range tasks {
 		if t.Cluster != c.Name {
 			continue
@@ -127,6 +128,9 @@ func (s *Server) DescribeClusters(ctx context.Context, in *api.DescribeClustersI
 	}
 	if len(names) > 100 {
 		return nil, errdefs.InvalidArgument("%d clusters given; at most 100 are accepted", len(names))
+	}
+	if err := checkInclude(in.Include, "ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"); err != nil {
+		return nil, err
 	}
 	tasks, _, err := s.listTasks(ctx)
 	if err != nil {

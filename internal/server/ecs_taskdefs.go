@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -227,7 +228,7 @@ func (s *Server) RegisterTaskDefinition(ctx context.Context, in *api.RegisterTas
 		if err != nil {
 			return nil, err
 		}
-		return &api.RegisterTaskDefinitionOutput{TaskDefinition: &def, Tags: in.Tags}, nil
+		return &api.RegisterTaskDefinitionOutput{TaskDefinition: taskDefOut(def), Tags: in.Tags}, nil
 	}
 	return nil, errdefs.Conflict("too many concurrent registrations of family %s; try again", family)
 }
@@ -305,6 +306,17 @@ func (s *Server) getTaskDef(ctx context.Context, ref string) (*taskDefRecord, in
 	return &rec, srev, nil
 }
 
+// checkInclude rejects include values outside the operation's enum (the
+// model's ClusterField, TaskField, ServiceField or TaskDefinitionField).
+func checkInclude(include []string, accepted ...string) error {
+	for _, i := range include {
+		if !slices.Contains(accepted, i) {
+			return errdefs.InvalidArgument("include value %q is not accepted: accepted values are %s", i, strings.Join(accepted, ", "))
+		}
+	}
+	return nil
+}
+
 func includesTags(include []string) bool {
 	for _, i := range include {
 		if i == "TAGS" {
@@ -316,11 +328,15 @@ func includesTags(include []string) bool {
 
 // DescribeTaskDefinition describes one revision.
 func (s *Server) DescribeTaskDefinition(ctx context.Context, in *api.DescribeTaskDefinitionInput) (*api.DescribeTaskDefinitionOutput, error) {
+	if err := checkInclude(in.Include, "TAGS"); err != nil {
+		return nil, err
+	}
 	rec, _, err := s.getTaskDef(ctx, deref(in.TaskDefinition))
 	if err != nil {
 		return nil, err
 	}
-	out := &api.DescribeTaskDefinitionOutput{TaskDefinition: &rec.Def}
+	// Without include=TAGS the tags are not included: ECS answers "tags": [].
+	out := &api.DescribeTaskDefinitionOutput{TaskDefinition: taskDefOut(rec.Def), Tags: []api.Tag{}}
 	if includesTags(in.Include) {
 		out.Tags = rec.Tags
 		if out.Tags == nil {
@@ -451,7 +467,7 @@ func (s *Server) DeregisterTaskDefinition(ctx context.Context, in *api.Deregiste
 			return nil, err
 		}
 		if rec.Def.Status == api.TaskDefinitionStatusInactive {
-			return &api.DeregisterTaskDefinitionOutput{TaskDefinition: &rec.Def}, nil
+			return &api.DeregisterTaskDefinitionOutput{TaskDefinition: taskDefOut(rec.Def)}, nil
 		}
 		rec.Def.Status = api.TaskDefinitionStatusInactive
 		rec.Def.DeregisteredAt = api.NewTimestamp(s.cfg.Now())
@@ -462,6 +478,6 @@ func (s *Server) DeregisterTaskDefinition(ctx context.Context, in *api.Deregiste
 		if err != nil {
 			return nil, err
 		}
-		return &api.DeregisterTaskDefinitionOutput{TaskDefinition: &rec.Def}, nil
+		return &api.DeregisterTaskDefinitionOutput{TaskDefinition: taskDefOut(rec.Def)}, nil
 	}
 }

@@ -394,7 +394,7 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 		StoppedAt:          api.NewTimestamp(t.StoppedAt),
 		StopCode:           t.StopCode,
 		EphemeralStorage:   &api.EphemeralStorage{SizeInGiB: t.EphemeralStorageGiB},
-		Tags:               tagsToAPI(t.Tags),
+		Tags:               orEmpty(tagsToAPI(t.Tags)),
 		HealthStatus:       api.HealthStatusUnknown,
 		Containers:         []api.Container{},
 	}
@@ -410,14 +410,7 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 	if t.Group != "" {
 		out.Group = ptr(t.Group)
 	}
-	if len(t.Overrides) > 0 {
-		var ov api.TaskOverride
-		if json.Unmarshal(t.Overrides, &ov) == nil {
-			out.Overrides = &ov
-		}
-	} else {
-		out.Overrides = &api.TaskOverride{ContainerOverrides: []api.ContainerOverride{}}
-	}
+	out.Overrides = overridesOut(t.Overrides)
 	runtime := t.Runtime
 	if runtime != "" {
 		out.Attributes = append(out.Attributes, api.Attribute{Name: ptr(TagRuntime), Value: ptr(runtime)})
@@ -447,6 +440,9 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 			LastStatus:   ptr(string(c.LastStatus)),
 			HealthStatus: api.HealthStatusUnknown,
 			Cpu:          ptr(strconv.FormatInt(c.CPUUnits, 10)),
+
+			NetworkBindings:   []api.NetworkBinding{},
+			NetworkInterfaces: []api.NetworkInterface{},
 		}
 		if c.MemoryMiB > 0 {
 			ac.Memory = ptr(strconv.FormatInt(c.MemoryMiB, 10))
@@ -550,6 +546,9 @@ func (s *Server) DescribeTasks(ctx context.Context, in *api.DescribeTasksInput) 
 	if len(in.Tasks) == 0 || len(in.Tasks) > 100 {
 		return nil, errdefs.InvalidArgument("tasks has %d entries; 1 to 100 task IDs or ARNs are accepted", len(in.Tasks))
 	}
+	if err := checkInclude(in.Include, "TAGS"); err != nil {
+		return nil, err
+	}
 	cluster := clusterName(in.Cluster)
 	if _, err := s.getCluster(ctx, cluster); err != nil {
 		return nil, err
@@ -568,7 +567,7 @@ func (s *Server) DescribeTasks(ctx context.Context, in *api.DescribeTasksInput) 
 		}
 		at := s.taskOut(&t)
 		if !withTags {
-			at.Tags = nil
+			at.Tags = []api.Tag{} // not included: ECS answers "tags": []
 		}
 		out.Tasks = append(out.Tasks, at)
 	}

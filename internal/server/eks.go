@@ -26,13 +26,28 @@ const TagProfile = "vessel:profile"
 
 var roleARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$`)
 
+// eksRoute is one EKS operation Vessel serves: its name in the EKS model,
+// its method and path pattern, and its handler.
+type eksRoute struct {
+	op, pattern string
+	handler     http.HandlerFunc
+}
+
+func (s *Server) eksRoutes() []eksRoute {
+	return []eksRoute{
+		{"ListClusters", "GET /clusters", s.eksListClusters},
+		{"DescribeCluster", "GET /clusters/{name}", s.eksDescribeCluster},
+		{"CreateFargateProfile", "POST /clusters/{name}/fargate-profiles", s.eksCreateProfile},
+		{"ListFargateProfiles", "GET /clusters/{name}/fargate-profiles", s.eksListProfiles},
+		{"DescribeFargateProfile", "GET /clusters/{name}/fargate-profiles/{profile}", s.eksDescribeProfile},
+		{"DeleteFargateProfile", "DELETE /clusters/{name}/fargate-profiles/{profile}", s.eksDeleteProfile},
+	}
+}
+
 func (s *Server) routeEKS(mux *http.ServeMux) {
-	mux.HandleFunc("GET /clusters", s.eksListClusters)
-	mux.HandleFunc("GET /clusters/{name}", s.eksDescribeCluster)
-	mux.HandleFunc("POST /clusters/{name}/fargate-profiles", s.eksCreateProfile)
-	mux.HandleFunc("GET /clusters/{name}/fargate-profiles", s.eksListProfiles)
-	mux.HandleFunc("GET /clusters/{name}/fargate-profiles/{profile}", s.eksDescribeProfile)
-	mux.HandleFunc("DELETE /clusters/{name}/fargate-profiles/{profile}", s.eksDeleteProfile)
+	for _, r := range s.eksRoutes() {
+		mux.HandleFunc(r.pattern, r.handler)
+	}
 }
 
 func (s *Server) writeEKS(w http.ResponseWriter, r *http.Request, op string, out any, err error, ctxBody api.EKSError) {

@@ -50,17 +50,25 @@ func ecsErrorFor(err error) (string, int) {
 	return api.ECSServerException, http.StatusInternalServerError
 }
 
+// eksStatus is the HTTP status the EKS model gives each exception that is
+// not answered with 400.
+var eksStatus = map[string]int{
+	api.EKSResourceNotFoundException:    http.StatusNotFound,
+	"NotFoundException":                 http.StatusNotFound,
+	api.EKSResourceInUseException:       http.StatusConflict,
+	api.EKSAccessDeniedException:        http.StatusForbidden,
+	"ThrottlingException":               http.StatusTooManyRequests,
+	"ResourcePropagationDelayException": http.StatusPreconditionRequired,
+	api.EKSServerException:              http.StatusInternalServerError,
+	api.EKSServiceUnavailableException:  http.StatusServiceUnavailable,
+}
+
 // eksErrorFor maps an error to an EKS exception name and HTTP status.
 func eksErrorFor(err error) (string, int) {
 	var ae *apiError
 	if errors.As(err, &ae) {
-		switch ae.code {
-		case api.EKSResourceNotFoundException:
-			return ae.code, http.StatusNotFound
-		case api.EKSResourceInUseException:
-			return ae.code, http.StatusConflict
-		case api.EKSServerException:
-			return ae.code, http.StatusInternalServerError
+		if status, ok := eksStatus[ae.code]; ok {
+			return ae.code, status
 		}
 		return ae.code, http.StatusBadRequest
 	}
@@ -94,8 +102,26 @@ func (s *Server) writeEKSError(w http.ResponseWriter, r *http.Request, err error
 	if status >= 500 {
 		s.log.Error("EKS request failed", "path", r.URL.Path, "err", err)
 	}
+	body = eksErrorContext(code, body)
 	body.Message = err.Error()
 	writeJSONError(w, code, status, "application/json", body)
+}
+
+// eksErrorContext keeps the context members (clusterName, ...) that the
+// EKS model gives exception code, and drops the others: e.g. only
+// ResourceNotFoundException and InvalidParameterException carry
+// fargateProfileName, and ResourceLimitExceededException no addonName.
+func eksErrorContext(code string, b api.EKSError) api.EKSError {
+	out := api.EKSError{Message: b.Message}
+	switch code {
+	case api.EKSResourceNotFoundException, api.EKSInvalidParameterException:
+		out.ClusterName, out.NodegroupName, out.FargateProfileName, out.AddonName = b.ClusterName, b.NodegroupName, b.FargateProfileName, b.AddonName
+	case api.EKSClientException, api.EKSInvalidRequestException, api.EKSResourceInUseException, api.EKSServerException:
+		out.ClusterName, out.NodegroupName, out.AddonName = b.ClusterName, b.NodegroupName, b.AddonName
+	case api.EKSResourceLimitExceededException:
+		out.ClusterName, out.NodegroupName = b.ClusterName, b.NodegroupName
+	}
+	return out
 }
 
 func writeJSONError(w http.ResponseWriter, code string, status int, contentType string, body any) {

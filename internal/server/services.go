@@ -558,6 +558,9 @@ func (s *Server) DescribeServices(ctx context.Context, in *api.DescribeServicesI
 	if len(in.Services) == 0 || len(in.Services) > 10 {
 		return nil, errdefs.InvalidArgument("services has %d entries; 1 to 10 service names or ARNs are accepted", len(in.Services))
 	}
+	if err := checkInclude(in.Include, "TAGS"); err != nil {
+		return nil, err
+	}
 	cluster := clusterName(in.Cluster)
 	if _, err := s.getCluster(ctx, cluster); err != nil {
 		return nil, err
@@ -651,6 +654,8 @@ func (s *Server) serviceOut(ctx context.Context, r *serviceRecord, withTags bool
 		DeploymentConfiguration: &api.DeploymentConfiguration{DeploymentCircuitBreaker: &cb,
 			MaximumPercent: ptr(r.MaximumPercent), MinimumHealthyPercent: ptr(r.MinimumHealthyPercent)},
 		Deployments: []api.Deployment{}, Events: []api.ServiceEvent{},
+		LoadBalancers: []api.LoadBalancer{}, ServiceRegistries: []api.ServiceRegistry{},
+		PlacementConstraints: []api.PlacementConstraint{}, PlacementStrategy: []api.PlacementStrategy{},
 		CreatedAt: api.NewTimestamp(r.CreatedAt), NetworkConfiguration: network(r.Subnets, r.SecurityGroups),
 		HealthCheckGracePeriodSeconds: r.HealthCheckGracePeriodSeconds, SchedulingStrategy: "REPLICA",
 		DeploymentController: &api.DeploymentController{Type: "ECS"}, CreatedBy: ptr("arn:aws:iam::" + s.cfg.AccountID + ":root"),
