@@ -41,7 +41,7 @@ const (
 	EKSServerException                = "ServerException"                // 500
 	EKSServiceUnavailableException    = "ServiceUnavailableException"    // 503
 	EKSAccessDeniedException          = "AccessDeniedException"          // 403
-	EKSTooManyRequestsException       = "TooManyRequestsException"       // 429, "Too Many Requests"
+	EKSThrottlingException            = "ThrottlingException"            // 429, "Rate exceeded" (the EKS model's throttling error)
 )
 
 // FargateProfileStatus values (FargateProfile.status).

@@ -19,7 +19,7 @@ import (
 //   - Requests: a token bucket per access key over the ECS and EKS APIs and
 //     Vessel's own user routes (/vessel/v1: logs, exec, the remote
 //     Kubernetes bridge). A refused request gets AWS's answer: ECS
-//     ThrottlingException "Rate exceeded" (400), EKS TooManyRequestsException
+//     ThrottlingException "Rate exceeded" (400), EKS ThrottlingException (429)
 //     "Too Many Requests" (429), the agent protocol's LimitExceeded (429).
 //     The agent protocol of hosts (/agent/v1) is not throttled: agents
 //     long-poll and report all the time, and a host falling behind would be
@@ -159,10 +159,9 @@ func (s *Server) throttle(next http.Handler) http.Handler {
 			agentproto.WriteError(w, errdefs.LimitExceeded("%s: access key %s sends more than %g requests a second (burst %d); retry later",
 				RateExceeded, id.AccessKeyID, float64(s.apiLimiter.limit), s.apiLimiter.burst))
 		default:
-			// EKS answers throttled calls from its front door: 429 with
-			// TooManyRequestsException.
-			writeJSONError(w, api.EKSTooManyRequestsException, http.StatusTooManyRequests, "application/json",
-				api.EKSError{Message: "Too Many Requests"})
+			// EKS's model names ThrottlingException with HTTP 429.
+			writeJSONError(w, api.EKSThrottlingException, http.StatusTooManyRequests, "application/json",
+				api.EKSError{Message: RateExceeded})
 		}
 	})
 }

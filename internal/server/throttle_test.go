@@ -106,7 +106,7 @@ func TestAPIThrottlingPerKey(t *testing.T) {
 		t.Errorf("the SDK does not take %v for throttling", err)
 	}
 	_, err = eks1.ListClusters(c, &eks.ListClustersInput{})
-	wantThrottled(t, err, "TooManyRequestsException", "Too Many Requests", http.StatusTooManyRequests)
+	wantThrottled(t, err, "ThrottlingException", "Rate exceeded", http.StatusTooManyRequests)
 
 	// The wire shapes: ECS JSON 1.1 with __type, EKS REST JSON with
 	// X-Amzn-ErrorType, the agent protocol's LimitExceeded.
@@ -119,7 +119,7 @@ func TestAPIThrottlingPerKey(t *testing.T) {
 		t.Errorf("ECS answer: %d %v %s", status, h, body)
 	}
 	status, h, body = e.signed(e.key, "eks", http.MethodGet, "/clusters", nil, nil)
-	if status != 429 || h.Get("X-Amzn-ErrorType") != "TooManyRequestsException" || strings.TrimSpace(string(body)) != `{"message":"Too Many Requests"}` {
+	if status != 429 || h.Get("X-Amzn-ErrorType") != "ThrottlingException" || strings.TrimSpace(string(body)) != `{"message":"Rate exceeded"}` {
 		t.Errorf("EKS answer: %d %v %s", status, h, body)
 	}
 	status, _, body = e.signed(e.key, "vessel", http.MethodGet, "/vessel/v1/clusters/default/fargate-profiles", nil, nil)

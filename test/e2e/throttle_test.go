@@ -45,5 +45,5 @@ func TestAWSCLIThrottling(t *testing.T) {
 	}
 	s.aws(nil, "ecs", "list-clusters") // request 5, the last token
 	throttled("ThrottlingException", "DescribeClusters", "Rate exceeded", "ecs", "describe-clusters")
-	throttled("TooManyRequestsException", "ListClusters", "Too Many Requests", "eks", "list-clusters")
+	throttled("ThrottlingException", "ListClusters", "Rate exceeded", "eks", "list-clusters")
 }
