@@ -24,7 +24,7 @@ import (
 const (
 	// DefaultMaxSkew is how far X-Amz-Date may be from the verifier's clock,
 	// as in AWS.
-	DefaultMaxSkew = 15 * time.Minute
+	DefaultMaxSkew = 5 * time.Minute
 	// DefaultMaxBodyBytes caps the request body the verifier buffers.
 	DefaultMaxBodyBytes = 10 << 20
 
