@@ -28,6 +28,8 @@ func TestKeyAllows(t *testing.T) {
 		{Key{Policy: PolicyCustom, Allow: []string{"ecs:RunTask", "eks:Describe*"}}, "ecs:RunTask", true},
 		{Key{Policy: PolicyCustom, Allow: []string{"ecs:RunTask", "eks:Describe*"}}, "eks:DescribeFargateProfile", true},
 		{Key{Policy: PolicyCustom, Allow: []string{"ecs:RunTask"}}, "ecs:StopTask", false},
+		{Key{Policy: PolicyCustom, Allow: []string{"vessel-agent:*"}}, "vessel-agent:RegisterHost", false},
+		{Key{Policy: PolicyCustom, Allow: []string{"*"}}, "vessel-agent:RegisterHost", false},
 		{Key{Policy: PolicyHost, HostID: "h1"}, "vessel-agent:ReportStatus", true},
 		{Key{Policy: PolicyHost, HostID: "h1"}, "ecs:ListTasks", false},
 		{Key{Policy: "bogus"}, "ecs:ListTasks", false},
