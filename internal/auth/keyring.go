@@ -136,7 +136,7 @@ func (k Key) Allows(action string) bool {
 var Services = []string{"ecs", "eks", "vessel"}
 
 var (
-	actionRE  = regexp.MustCompile(`^([a-z-]+):([A-Za-z*]+)$`)
+	actionRE  = regexp.MustCompile(`^([a-z0-9-]+):([A-Za-z*]+)$`)
 	keyNameRE = regexp.MustCompile(`^[A-Za-z0-9+=,.@_-]{1,64}$`)
 )
 

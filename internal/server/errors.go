@@ -41,6 +41,8 @@ func ecsErrorFor(err error) (string, int) {
 		return ae.code, http.StatusBadRequest
 	}
 	switch {
+	case errdefs.IsPermissionDenied(err):
+		return api.ECSAccessDeniedException, http.StatusBadRequest
 	case errdefs.IsInvalidArgument(err):
 		return api.ECSInvalidParameterException, http.StatusBadRequest
 	case errdefs.IsNotFound(err), errdefs.IsAlreadyExists(err), errdefs.IsConflict(err),
@@ -61,10 +63,14 @@ func eksErrorFor(err error) (string, int) {
 			return ae.code, http.StatusConflict
 		case api.EKSServerException:
 			return ae.code, http.StatusInternalServerError
+		case api.EKSAccessDeniedException:
+			return ae.code, http.StatusForbidden
 		}
 		return ae.code, http.StatusBadRequest
 	}
 	switch {
+	case errdefs.IsPermissionDenied(err):
+		return api.EKSAccessDeniedException, http.StatusForbidden
 	case errdefs.IsInvalidArgument(err):
 		return api.EKSInvalidParameterException, http.StatusBadRequest
 	case errdefs.IsNotFound(err):
