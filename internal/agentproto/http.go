@@ -40,6 +40,7 @@ var kinds = []struct {
 	{"InvalidArgument", errdefs.ErrInvalidArgument, http.StatusBadRequest},
 	{"Unavailable", errdefs.ErrUnavailable, http.StatusServiceUnavailable},
 	{"LimitExceeded", errdefs.ErrLimitExceeded, http.StatusTooManyRequests},
+	{"PermissionDenied", errdefs.ErrPermissionDenied, http.StatusForbidden},
 }
 
 // WriteError writes err with its kind, so that the client can rebuild it.

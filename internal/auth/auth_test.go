@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"reflect"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -14,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -370,14 +370,14 @@ func TestRejections(t *testing.T) {
 		},
 		{
 			name:   "expired",
-			now:    t0.Add(16 * time.Minute),
+			now:    t0.Add(6 * time.Minute),
 			req:    func(t *testing.T, url string) *http.Request { return signedReq(t, url, testKey, body, t0) },
 			status: 403, code: CodeInvalidSignature,
-			msgSubstr: "Signature expired: 20250301T120000Z is now earlier than 20250301T120100Z (20250301T121600Z - 15 min.)",
+			msgSubstr: "Signature expired: 20250301T120000Z is now earlier than 20250301T120100Z (20250301T120600Z - 5 min.)",
 		},
 		{
 			name:   "from the future",
-			now:    t0.Add(-16 * time.Minute),
+			now:    t0.Add(-6 * time.Minute),
 			req:    func(t *testing.T, url string) *http.Request { return signedReq(t, url, testKey, body, t0) },
 			status: 403, code: CodeInvalidSignature, msgSubstr: "Signature not yet current",
 		},
@@ -555,13 +555,22 @@ func TestLoadOrCreate(t *testing.T) {
 	if !regexp.MustCompile(`^[A-Za-z0-9+/]{40}$`).MatchString(k.SecretAccessKey) {
 		t.Errorf("secret %q is not 40 base64 characters", k.SecretAccessKey)
 	}
-	path := filepath.Join(dir, CredentialsFile)
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
+	if k.Name != "admin" || k.Policy != PolicyAdmin {
+		t.Errorf("first key is %q with policy %q, want admin/admin", k.Name, k.Policy)
 	}
-	if st.Mode().Perm() != 0o600 {
-		t.Errorf("credentials file mode %04o, want 0600", st.Mode().Perm())
+	for _, name := range []string{CredentialsFile, MasterKeyFile} {
+		path := filepath.Join(dir, name)
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %04o, want 0600", name, st.Mode().Perm())
+		}
+		data, _ := os.ReadFile(path)
+		if bytes.Contains(data, []byte(k.SecretAccessKey)) {
+			t.Errorf("%s holds the secret in clear", name)
+		}
 	}
 	dst, err := os.Stat(dir)
 	if err != nil {
@@ -570,8 +579,8 @@ func TestLoadOrCreate(t *testing.T) {
 	if dst.Mode().Perm() != 0o700 {
 		t.Errorf("data directory mode %04o, want 0700", dst.Mode().Perm())
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
-		t.Errorf("data directory holds %d entries, want only %s (a temp file left behind?)", len(ents), CredentialsFile)
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("data directory holds %d entries, want only %s and %s (a temp file left behind?)", len(ents), CredentialsFile, MasterKeyFile)
 	}
 
 	again, created, err := LoadOrCreate(dir)
@@ -588,6 +597,7 @@ func TestLoadOrCreate(t *testing.T) {
 		t.Fatalf("%d %s %s", res.status, res.code, res.message)
 	}
 
+	path := filepath.Join(dir, CredentialsFile)
 	if err := os.Chmod(path, 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -595,16 +605,91 @@ func TestLoadOrCreate(t *testing.T) {
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "chmod 600 "+path) {
 		t.Fatalf("group-readable file: got %v", err)
 	}
-
-	if err := os.WriteFile(path, []byte(`{"not":"a list"}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := LoadOrCreate(dir); !errdefs.IsInvalidArgument(err) {
-		t.Fatalf("malformed file: got %v", err)
+
+	// Another master key does not open the sealed key.
+	other := Local{DataDir: dir, MasterKeyFile: filepath.Join(t.TempDir(), "other.key")}
+	if _, _, err := LoadMasterKey(other.MasterKeyFile, true); err != nil {
+		t.Fatal(err)
 	}
+	if _, err := other.Load(); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "master key") {
+		t.Fatalf("load with another master key: %v, want invalid argument naming the master key", err)
+	}
+	if err := os.WriteFile(other.MasterKeyFile, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Load(); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "exactly 32") {
+		t.Fatalf("short master key: %v", err)
+	}
+}
+
+func TestLocalLegacyFile(t *testing.T) {
+	dir := t.TempDir()
+	legacy := filepath.Join(dir, LegacyCredentialsFile)
+	if err := os.WriteFile(legacy, mustJSON(t, []Key{testKey}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := Local{DataDir: dir}
+	// Before the server migrates it, the CLI still signs with it.
+	if k, err := l.Load(); err != nil || k.AccessKeyID != testKey.AccessKeyID {
+		t.Fatalf("Load of a legacy file = %+v, %v", k, err)
+	}
+	keys, err := l.ReadLegacy()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("ReadLegacy = %v, %v", keys, err)
+	}
+	if err := l.Save(keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RemoveLegacy(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(legacy); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("legacy file still there: %v", err)
+	}
+	if k, err := l.Load(); err != nil || k.SecretAccessKey != testKey.SecretAccessKey {
+		t.Fatalf("Load after migration = %+v, %v", k, err)
+	}
+	if err := os.WriteFile(legacy, []byte(`{"not":"a list"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.ReadLegacy(); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("malformed legacy file: got %v", err)
+	}
+}
+
+func TestSealer(t *testing.T) {
+	s, created, err := LoadMasterKey(filepath.Join(t.TempDir(), "m.key"), true)
+	if err != nil || !created {
+		t.Fatal(created, err)
+	}
+	sealed, err := SealKey(s, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte(testKey.SecretAccessKey)) {
+		t.Fatalf("sealed key %s holds the secret in clear", sealed)
+	}
+	k, err := OpenKey(s, sealed)
+	if err != nil || !reflect.DeepEqual(k, testKey) {
+		t.Fatalf("OpenKey = %+v, %v", k, err)
+	}
+	// The sealed secret is bound to its access key ID.
+	moved := bytes.Replace(sealed, []byte(testKey.AccessKeyID), []byte("AKIAVESSELTEST000002"), 1)
+	if _, err := OpenKey(s, moved); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("a sealed secret moved to another key opened: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestExportLines(t *testing.T) {

@@ -1,24 +1,27 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
 )
 
-// CredentialsFile is the name of the credentials file inside the data
-// directory.
-const CredentialsFile = "credentials.json"
+// CredentialsFile is the name, inside the data directory, of the local
+// admin key: the key the CLI on the control plane's machine signs with,
+// its secret sealed under the master key (see Local).
+const CredentialsFile = "admin-key.json"
+
+// LegacyCredentialsFile is where versions before sealed keys kept their
+// keys in clear: a JSON list of {"accessKeyId", "secretAccessKey"}. The
+// server moves its keys into the keyring and removes it (see Local).
+const LegacyCredentialsFile = "credentials.json"
 
 // Key is one access key: an AWS-style access key ID and its secret, who
 // holds it and what it may do.
@@ -36,58 +39,27 @@ type Key struct {
 	CreatedAt time.Time `json:"createdAt,omitzero"`
 }
 
-// LoadOrCreate reads the keys in <dataDir>/credentials.json. If the file does
-// not exist it creates dataDir (mode 0700) if needed, generates one key, and
-// writes the file atomically with mode 0600; created is then true.
-//
-// A credentials file that group or others may access is refused with an
-// error of kind errdefs.ErrInvalidArgument that names the file and the chmod
-// that fixes it; so is a file that does not hold a non-empty JSON list of
-// keys. The returned slice belongs to the caller.
+// LoadOrCreate returns the local admin key of dataDir (see Local), with
+// the master key in dataDir: if neither it nor a legacy credentials file
+// exists, it creates dataDir (mode 0700), the master key and a new key
+// sealed in <dataDir>/admin-key.json, and created is true. A legacy
+// credentials file is read, not migrated (keyring.Bootstrap migrates it).
+// The returned slice belongs to the caller.
 func LoadOrCreate(dataDir string) (keys []Key, created bool, err error) {
-	if dataDir == "" {
-		return nil, false, errdefs.InvalidArgument("auth: data directory is empty: pass the directory that holds %s", CredentialsFile)
-	}
-	path := filepath.Join(dataDir, CredentialsFile)
-	keys, err = load(path)
-	if err == nil {
-		return keys, false, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, false, err
-	}
-
-	k, err := NewKey()
+	k, created, err := Local{DataDir: dataDir}.LoadOrCreate()
 	if err != nil {
 		return nil, false, err
 	}
-	keys = []Key{k}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("auth: create data directory %s: %w", dataDir, err)
-	}
-	if err := writeAtomic(path, keys); err != nil {
-		return nil, false, err
-	}
-	return keys, true, nil
+	return []Key{k}, created, nil
 }
 
-func load(path string) ([]Key, error) {
-	f, err := os.Open(path)
+func loadLegacy(path string) ([]Key, error) {
+	data, err := readSecretFile(path, 1<<20)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("auth: stat %s: %w", path, err)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return nil, errdefs.InvalidArgument(
-			"auth: credentials file %s has mode %04o and is accessible by group or others; it holds secret keys, so restrict it with: chmod 600 %s",
-			path, perm, path)
-	}
 	var keys []Key
-	dec := json.NewDecoder(f)
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&keys); err != nil {
 		return nil, errdefs.InvalidArgument("auth: credentials file %s is not a JSON list of {\"accessKeyId\", \"secretAccessKey\"} objects: %v", path, err)
@@ -114,44 +86,6 @@ func validateKeys(keys []Key) error {
 			return errdefs.InvalidArgument("key %d: access key ID %s appears more than once", i, k.AccessKeyID)
 		}
 		seen[k.AccessKeyID] = true
-	}
-	return nil
-}
-
-func writeAtomic(path string, keys []Key) (err error) {
-	data, err := json.MarshalIndent(keys, "", "  ")
-	if err != nil {
-		return fmt.Errorf("auth: encode credentials: %w", err)
-	}
-	data = append(data, '\n')
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+CredentialsFile+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("auth: create temporary credentials file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("auth: chmod %s: %w", tmp.Name(), err)
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("auth: write %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("auth: sync %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("auth: close %s: %w", tmp.Name(), err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("auth: rename credentials file into place: %w", err)
-	}
-	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
-		d.Sync() // best effort: make the rename durable
-		d.Close()
 	}
 	return nil
 }
@@ -201,14 +135,13 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// Load reads the keys in <dataDir>/credentials.json without creating
-// anything. A missing file is an error of kind errdefs.ErrNotFound that says
-// how to get keys.
+// Load returns the local admin key of dataDir (see Local.Load), as a
+// one-key slice, without creating anything. A missing key is an error of
+// kind errdefs.ErrNotFound that says how to get one.
 func Load(dataDir string) ([]Key, error) {
-	path := filepath.Join(dataDir, CredentialsFile)
-	keys, err := load(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errdefs.NotFound("no access keys at %s: start `vessel server` once with that data directory, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", path)
+	k, err := Local{DataDir: dataDir}.Load()
+	if err != nil {
+		return nil, err
 	}
-	return keys, err
+	return []Key{k}, nil
 }

@@ -2,10 +2,16 @@
 // Signature Version 4 requests, so that the aws CLI and the AWS SDKs can talk
 // to Vessel's ECS and EKS endpoints with --endpoint-url.
 //
-// It owns two things:
+// It owns:
 //
-//   - the credentials file, <dataDir>/credentials.json, a JSON list of
-//     access keys written with mode 0600 (LoadOrCreate, ExportLines);
+//   - keys and their policies (Key, Key.Allows, the Keyring interface the
+//     verifier looks keys up in; the control plane's Keyring lives in
+//     internal/keyring);
+//   - sealing secrets at rest (Sealer: AES-256-GCM under a 32-byte master
+//     key file, mode 0600) and the local admin key of the control plane's
+//     machine, <dataDir>/admin-key.json, its secret sealed (Local); the
+//     plaintext credentials.json of earlier versions is read until the
+//     server migrates it;
 //   - the Verifier, which checks the Authorization header of an incoming
 //     request by re-signing a copy of it with the AWS SDK's own SigV4 signer
 //     (github.com/aws/aws-sdk-go-v2/aws/signer/v4) and comparing signatures,
@@ -23,11 +29,9 @@
 //
 // Usage:
 //
-//	keys, created, err := auth.LoadOrCreate(dataDir)
-//	if created {
-//		fmt.Print(auth.ExportLines(keys[0], "http://127.0.0.1:8080", "us-east-1"))
-//	}
-//	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: keys})
+//	k, err := auth.Local{DataDir: dataDir}.Load() // the CLI's key
+//	fmt.Print(auth.ExportLines(k, "http://127.0.0.1:8080", "us-east-1"))
+//	v, err := auth.NewVerifier(auth.VerifierConfig{Keyring: ring})
 //	handler = v.Middleware(handler, writeECSError)
 //	// ... in a handler:
 //	id, ok := auth.IdentityFrom(r.Context())

@@ -3,8 +3,10 @@ package auth
 import (
 	"context"
 	"path"
+	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"vessel.dev/vessel/internal/errdefs"
@@ -122,11 +124,49 @@ func (k Key) Allows(action string) bool {
 	case PolicyReadOnly:
 		return matchAny(readOnlyAllowed, action)
 	case PolicyCustom:
-		return matchAny(k.Allow, action)
+		return !matchAny(hostActions, action) && matchAny(k.Allow, action)
 	case PolicyHost:
 		return matchAny(hostActions, action)
 	}
 	return false
+}
+
+// Services are the services actions name, before the colon, that a
+// custom policy may list: "vessel-agent" is for host keys alone.
+var Services = []string{"ecs", "eks", "vessel"}
+
+var (
+	actionRE  = regexp.MustCompile(`^([a-z0-9-]+):([A-Za-z*]+)$`)
+	keyNameRE = regexp.MustCompile(`^[A-Za-z0-9+=,.@_-]{1,64}$`)
+)
+
+// ValidateAllow checks the actions of a custom policy: each
+// "service:Action" or a pattern with * ("ecs:Describe*"), with service one
+// of Services. Errors are of kind errdefs.ErrInvalidArgument.
+func ValidateAllow(allow []string) error {
+	if len(allow) == 0 {
+		return errdefs.InvalidArgument("a custom policy needs at least one action to allow, e.g. ecs:RunTask,ecs:DescribeTasks")
+	}
+	for _, a := range allow {
+		m := actionRE.FindStringSubmatch(a)
+		if m == nil {
+			return errdefs.InvalidArgument("action %q is not of the form service:Action (letters, * as a wildcard), e.g. ecs:RunTask or ecs:Describe*", a)
+		}
+		if !slices.Contains(Services, m[1]) {
+			return errdefs.InvalidArgument("action %q names service %q; accepted services: %s", a, m[1], strings.Join(Services, ", "))
+		}
+	}
+	return nil
+}
+
+// ValidateKeyName checks a key's name as IAM checks a user name: 1 to 64
+// letters, digits and +=,.@_- (host keys, named "host/<id>", are made by
+// the control plane, not through this check).
+func ValidateKeyName(name string) error {
+	if !keyNameRE.MatchString(name) {
+		return errdefs.InvalidArgument("key name %q is not valid: use 1 to 64 letters, digits and +=,.@_-", name)
+	}
+	return nil
 }
 
 var (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"testing"
+	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
 )
@@ -28,6 +29,8 @@ func TestKeyAllows(t *testing.T) {
 		{Key{Policy: PolicyCustom, Allow: []string{"ecs:RunTask", "eks:Describe*"}}, "ecs:RunTask", true},
 		{Key{Policy: PolicyCustom, Allow: []string{"ecs:RunTask", "eks:Describe*"}}, "eks:DescribeFargateProfile", true},
 		{Key{Policy: PolicyCustom, Allow: []string{"ecs:RunTask"}}, "ecs:StopTask", false},
+		{Key{Policy: PolicyCustom, Allow: []string{"vessel-agent:*"}}, "vessel-agent:RegisterHost", false},
+		{Key{Policy: PolicyCustom, Allow: []string{"*"}}, "vessel-agent:RegisterHost", false},
 		{Key{Policy: PolicyHost, HostID: "h1"}, "vessel-agent:ReportStatus", true},
 		{Key{Policy: PolicyHost, HostID: "h1"}, "ecs:ListTasks", false},
 		{Key{Policy: "bogus"}, "ecs:ListTasks", false},
@@ -66,5 +69,27 @@ func TestStaticKeyring(t *testing.T) {
 	}
 	if err := r.Put(ctx, Key{AccessKeyID: "x"}); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("Put of a key without secret: %v, want invalid argument", err)
+	}
+}
+
+// TestVerifierSeesRotatedSecret: a key's secret replaced in the keyring
+// (same access key ID) stops verifying at once.
+func TestVerifierSeesRotatedSecret(t *testing.T) {
+	ring := NewStaticKeyring(testKey)
+	srv := newServer(t, VerifierConfig{Keyring: ring})
+	now := time.Now()
+	if res := send(t, signedReq(t, srv.URL, testKey, []byte("{}"), now)); res.status != 200 {
+		t.Fatalf("before rotation: %d %s %s", res.status, res.code, res.message)
+	}
+	rotated := testKey
+	rotated.SecretAccessKey = "cm90YXRlZC1yb3RhdGVkLXJvdGF0ZWQtcm90YXRl"
+	if err := ring.Put(context.Background(), rotated); err != nil {
+		t.Fatal(err)
+	}
+	if res := send(t, signedReq(t, srv.URL, testKey, []byte("{}"), now)); res.status != 403 || res.code != CodeInvalidSignature {
+		t.Fatalf("old secret after rotation: %d %s %s, want 403 %s", res.status, res.code, res.message, CodeInvalidSignature)
+	}
+	if res := send(t, signedReq(t, srv.URL, rotated, []byte("{}"), now)); res.status != 200 {
+		t.Fatalf("new secret: %d %s %s", res.status, res.code, res.message)
 	}
 }

@@ -24,7 +24,7 @@ import (
 const (
 	// DefaultMaxSkew is how far X-Amz-Date may be from the verifier's clock,
 	// as in AWS.
-	DefaultMaxSkew = 15 * time.Minute
+	DefaultMaxSkew = 5 * time.Minute
 	// DefaultMaxBodyBytes caps the request body the verifier buffers.
 	DefaultMaxBodyBytes = 10 << 20
 
@@ -128,7 +128,6 @@ type Verifier struct {
 	now     func() time.Time
 	maxSkew time.Duration
 	maxBody int64
-	signer  *v4.Signer
 }
 
 // NewVerifier returns a Verifier for cfg, filling defaults. It returns an
@@ -151,7 +150,6 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		now:     cfg.Now,
 		maxSkew: cfg.MaxSkew,
 		maxBody: cfg.MaxBodyBytes,
-		signer:  v4.NewSigner(),
 	}
 	if v.keys == nil {
 		v.keys = NewStaticKeyring(cfg.Keys...)
@@ -277,7 +275,11 @@ func (v *Verifier) Verify(r *http.Request) (Identity, error) {
 		return Identity{}, aerr
 	}
 	creds := aws.Credentials{AccessKeyID: ah.accessKeyID, SecretAccessKey: secret}
-	if err := v.signer.SignHTTP(r.Context(), creds, cp, payloadHash, ah.service, ah.region, signingTime); err != nil {
+	// A signer per request: the SDK signer caches the derived signing key
+	// by service and region and checks only the access key ID and the day
+	// against it, so a shared signer kept verifying a rotated key's old
+	// secret for the rest of the day.
+	if err := v4.NewSigner().SignHTTP(r.Context(), creds, cp, payloadHash, ah.service, ah.region, signingTime); err != nil {
 		return Identity{}, fmt.Errorf("auth: re-sign request: %w", err)
 	}
 	ours, aerr := parseAuthorization(cp.Header.Get("Authorization"))

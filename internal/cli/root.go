@@ -27,10 +27,26 @@ const DefaultListen = "127.0.0.1:8600"
 
 // globals are the flags every user command shares.
 type globals struct {
-	endpoint string
-	dataDir  string
-	region   string
-	output   string
+	endpoint      string
+	dataDir       string
+	masterKeyFile string
+	region        string
+	output        string
+}
+
+// local is this machine's master key and local admin key.
+func (g *globals) local() auth.Local {
+	return auth.Local{DataDir: g.dataDir, MasterKeyFile: g.masterKeyFile}
+}
+
+// signingKey is the key the CLI signs with: AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY if set, else the local admin key (fromLocal).
+func (g *globals) signingKey() (k auth.Key, fromLocal bool, err error) {
+	if id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"); id != "" && secret != "" {
+		return auth.Key{AccessKeyID: id, SecretAccessKey: secret}, false, nil
+	}
+	k, err = g.local().Load()
+	return k, err == nil, err
 }
 
 func defaultDataDir() string {
@@ -62,6 +78,7 @@ func NewRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.endpoint, "endpoint", defaultEndpoint(), "control plane URL (env VESSEL_ENDPOINT)")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", defaultDataDir(), "data directory (env VESSEL_DATA_DIR); the CLI reads access keys from it unless AWS_ACCESS_KEY_ID is set")
+	root.PersistentFlags().StringVar(&g.masterKeyFile, "master-key-file", os.Getenv("VESSEL_MASTER_KEY_FILE"), "file of the 32-byte master key that seals access keys at rest (env VESSEL_MASTER_KEY_FILE); default <data-dir>/master.key, created by the server's first start")
 	root.PersistentFlags().StringVar(&g.region, "region", envOr("AWS_DEFAULT_REGION", "us-east-1"), "region used in ARNs and signatures")
 	root.AddCommand(
 		newServerCommand(g),
@@ -126,11 +143,11 @@ func (g *globals) awsConfig() (aws.Config, error) {
 	if id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"); id != "" && secret != "" {
 		creds = credentials.NewStaticCredentialsProvider(id, secret, os.Getenv("AWS_SESSION_TOKEN"))
 	} else {
-		keys, err := auth.Load(g.dataDir)
+		k, err := g.local().Load()
 		if err != nil {
 			return aws.Config{}, err
 		}
-		creds = credentials.NewStaticCredentialsProvider(keys[0].AccessKeyID, keys[0].SecretAccessKey, "")
+		creds = credentials.NewStaticCredentialsProvider(k.AccessKeyID, k.SecretAccessKey, "")
 	}
 	return aws.Config{Region: g.region, Credentials: creds, RetryMaxAttempts: 3}, nil
 }

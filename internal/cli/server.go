@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,7 +19,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/keyring"
 	"vessel.dev/vessel/internal/server"
+	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/store/bolt"
 	"vessel.dev/vessel/internal/task"
 )
@@ -50,8 +53,10 @@ func newServerCommand(g *globals) *cobra.Command {
 the embedded store (bbolt in the data directory), the scheduler and the task
 lifecycle, and, unless --no-agent, a host agent for this machine.
 
-On first start it creates an access key pair in the data directory and prints
-how to use it; ` + "`vessel credentials`" + ` prints it again.`,
+On first start it creates the admin access key, its secret sealed under a
+master key in the data directory (never printed nor logged): ` + "`vessel credentials`" + `
+prints it as export lines; ` + "`vessel credentials create`" + ` makes keys with
+narrower policies. The data directory is made 0700 at every start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, g, o) },
 	}
@@ -79,11 +84,7 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
-		return fmt.Errorf("creating data directory: %w", err)
-	}
-	keys, created, err := auth.LoadOrCreate(g.dataDir)
-	if err != nil {
+	if err := prepareDataDir(g.dataDir); err != nil {
 		return err
 	}
 	st, err := bolt.Open(bolt.Config{Path: filepath.Join(g.dataDir, "vessel.db")})
@@ -91,6 +92,13 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 		return fmt.Errorf("opening the store in %s: %w (is another vessel server using this data directory?)", g.dataDir, err)
 	}
 	defer st.Close()
+	ringCtx, stopRing := context.WithCancel(context.Background())
+	defer stopRing()
+	ring, localKey, created, err := openKeyring(ringCtx, g.local(), st, log)
+	if err != nil {
+		return err
+	}
+	go ring.Run(ringCtx)
 	subnets, err := parseSubnets(o.host.subnets)
 	if err != nil {
 		return err
@@ -103,7 +111,7 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Store: st, Keys: keys, Region: g.region, Subnets: subnetNames(subnets),
+	srv, err := server.New(server.Config{Store: st, Keyring: ring, Keys: []auth.Key{localKey}, Region: g.region, Subnets: subnetNames(subnets),
 		RegistryCredentials: creds,
 		PendingTimeout:      o.pendingTimeout, StoppedTaskRetention: o.stoppedTaskRetention,
 		HostTimeout: o.hostTimeout, TaskDNS: dns.taskDNS, Logger: log,
@@ -118,8 +126,10 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	endpoint := "http://" + ln.Addr().String()
 	out := cmd.ErrOrStderr()
 	if created {
-		fmt.Fprintf(out, "Created an access key in %s. To use the aws CLI or SDKs against Vessel:\n\n%s\n",
-			filepath.Join(g.dataDir, auth.CredentialsFile), auth.ExportLines(keys[0], endpoint, g.region))
+		fmt.Fprintf(out, "Created the admin access key %s, its secret sealed in %s (readable by this user only).\n"+
+			"To use the aws CLI or SDKs against Vessel on this machine: eval \"$(vessel credentials --data-dir %s)\"\n"+
+			"Keys for other people and tools: vessel credentials create NAME --policy read-only|operator|admin\n",
+			localKey.AccessKeyID, g.local().KeyPath(), g.dataDir)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -211,4 +221,34 @@ func loadRegistryCredentials(path string) (map[string]task.RegistryAuth, error) 
 		}
 	}
 	return creds, nil
+}
+
+// prepareDataDir creates the data directory and makes it 0700 whatever
+// its mode was: it holds the store, the master key and the sealed keys.
+func prepareDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("restricting the data directory %s to its owner: %w", dir, err)
+	}
+	return nil
+}
+
+// openKeyring opens the master key (made on first start), the keyring on
+// the store, and readies the local admin key (keyring.Bootstrap).
+func openKeyring(ctx context.Context, local auth.Local, st store.Store, log *slog.Logger) (*keyring.Keyring, auth.Key, bool, error) {
+	sealer, _, err := auth.LoadMasterKey(local.MasterKeyPath(), true)
+	if err != nil {
+		return nil, auth.Key{}, false, err
+	}
+	ring, err := keyring.New(ctx, keyring.Config{Store: st, Sealer: sealer, Logger: log})
+	if err != nil {
+		return nil, auth.Key{}, false, fmt.Errorf("%w (the keys were sealed under another master key than %s: restore that file or pass --master-key-file)", err, local.MasterKeyPath())
+	}
+	k, created, err := keyring.Bootstrap(ctx, ring, local, log)
+	if err != nil {
+		return nil, auth.Key{}, false, err
+	}
+	return ring, k, created, nil
 }

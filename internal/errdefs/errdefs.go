@@ -13,6 +13,8 @@ var (
 	ErrConflict        = errors.New("conflict")
 	ErrUnavailable     = errors.New("unavailable")
 	ErrLimitExceeded   = errors.New("limit exceeded")
+	// ErrPermissionDenied: the caller's key does not allow the action.
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 // kindError carries a message and a kind; Error returns the message alone so
@@ -52,6 +54,14 @@ func Unavailable(format string, args ...any) error { return newf(ErrUnavailable,
 func LimitExceeded(format string, args ...any) error {
 	return newf(ErrLimitExceeded, format, args...)
 }
+
+// PermissionDenied returns an error of kind ErrPermissionDenied with the formatted message.
+func PermissionDenied(format string, args ...any) error {
+	return newf(ErrPermissionDenied, format, args...)
+}
+
+// IsPermissionDenied reports whether err is of kind ErrPermissionDenied.
+func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDenied) }
 
 // IsNotFound reports whether err is of kind ErrNotFound.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

@@ -41,6 +41,8 @@ func ecsErrorFor(err error) (string, int) {
 		return ae.code, http.StatusBadRequest
 	}
 	switch {
+	case errdefs.IsPermissionDenied(err):
+		return api.ECSAccessDeniedException, http.StatusBadRequest
 	case errdefs.IsInvalidArgument(err):
 		return api.ECSInvalidParameterException, http.StatusBadRequest
 	case errdefs.IsNotFound(err), errdefs.IsAlreadyExists(err), errdefs.IsConflict(err),
@@ -73,6 +75,8 @@ func eksErrorFor(err error) (string, int) {
 		return ae.code, http.StatusBadRequest
 	}
 	switch {
+	case errdefs.IsPermissionDenied(err):
+		return api.EKSAccessDeniedException, http.StatusForbidden
 	case errdefs.IsInvalidArgument(err):
 		return api.EKSInvalidParameterException, http.StatusBadRequest
 	case errdefs.IsNotFound(err):

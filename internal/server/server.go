@@ -27,7 +27,8 @@ const DefaultSubnet = "subnet-default"
 type Config struct {
 	// Store holds everything. Required.
 	Store store.Store
-	// Keys are the access keys that may sign requests; or Keyring.
+	// Keys are the access keys that may sign requests; or Keyring. Keys[0]
+	// also signs the control plane's calls to remote agents (logs, exec).
 	Keys []auth.Key
 	// Keyring holds the keys that may sign requests; it takes precedence
 	// over Keys. One of the two is required.
@@ -79,10 +80,14 @@ type Config struct {
 
 // Server is the control plane.
 type Server struct {
-	cfg     Config
-	store   store.Store
-	log     *slog.Logger
-	verify  *auth.Verifier
+	cfg    Config
+	store  store.Store
+	log    *slog.Logger
+	verify *auth.Verifier
+	// keyring is what verify looks keys up in, and what the credential
+	// routes manage (credMu serialises those).
+	keyring auth.Keyring
+	credMu  sync.Mutex
 	metrics *metrics
 
 	apiLimiter *keyLimiter   // nil: no request limit
@@ -167,11 +172,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys, Keyring: cfg.Keyring, Now: cfg.Now})
+	ring := cfg.Keyring
+	if ring == nil {
+		if _, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys}); err != nil {
+			return nil, err
+		}
+		ring = auth.NewStaticKeyring(cfg.Keys...)
+	}
+	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys, Keyring: ring, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, verify: v, metrics: newMetrics(),
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, verify: v, keyring: ring, metrics: newMetrics(),
 		started: cfg.Now(), pulse: make(chan struct{}), unplaced: map[string]string{},
 		heartbeats: map[string]time.Time{}, tasks: newTaskCache(),
 		apiLimiter: newKeyLimiter(cfg.APIRate, cfg.APIBurst), launches: newLaunchBucket(cfg.LaunchRate, cfg.LaunchBurst)}
@@ -182,7 +194,8 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler returns the HTTP handler: /healthz and /metrics unauthenticated,
-// everything else SigV4-signed: the ECS JSON API (POST / with X-Amz-Target),
+// everything else SigV4-signed and allowed by the signing key's policy
+// (authorize.go): the ECS JSON API (POST / with X-Amz-Target),
 // the EKS REST API (/clusters...) and the agent protocol (/agent/v1/...).
 // After verification each access key's requests, but the agent protocol's,
 // take a token of its bucket (APIRate).
@@ -197,7 +210,8 @@ func (s *Server) Handler() http.Handler {
 	s.routeLogs(api)
 	s.routeExec(api)
 	s.routeBridge(api)
-	mux.Handle("/", s.verify.Middleware(s.throttle(api), s.writeAuthError))
+	s.routeCredentials(api)
+	mux.Handle("/", s.verify.Middleware(s.throttle(s.authorize(api)), s.writeAuthError))
 	return s.metrics.instrument(mux)
 }
 

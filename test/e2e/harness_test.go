@@ -143,21 +143,30 @@ func (s *server) kill(sig syscall.Signal) {
 	s.cmd = nil
 }
 
-// keys returns the access key the server created.
+// keys returns the admin key the server created, as `vessel credentials`
+// prints it (the server never prints the secret).
 func (s *server) keys() (string, string) {
 	s.t.Helper()
-	data, err := os.ReadFile(filepath.Join(s.dataDir, "credentials.json"))
-	if err != nil {
-		s.t.Fatal(err)
+	out, stderr, code := s.vessel("credentials")
+	if code != 0 {
+		s.t.Fatalf("vessel credentials: exit %d: %s", code, stderr)
 	}
-	var keys []struct {
-		AccessKeyID     string `json:"accessKeyId"`
-		SecretAccessKey string `json:"secretAccessKey"`
+	id, secret := exportValue(out, "AWS_ACCESS_KEY_ID"), exportValue(out, "AWS_SECRET_ACCESS_KEY")
+	if id == "" || secret == "" {
+		s.t.Fatalf("vessel credentials printed no key:\n%s", out)
 	}
-	if err := json.Unmarshal(data, &keys); err != nil || len(keys) == 0 {
-		s.t.Fatalf("credentials file: %v", err)
+	return id, secret
+}
+
+// exportValue finds "export NAME=value" in out (values of generated keys
+// need no quoting).
+func exportValue(out, name string) string {
+	for line := range strings.SplitSeq(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "export "+name+"="); ok {
+			return strings.Trim(v, "'")
+		}
 	}
-	return keys[0].AccessKeyID, keys[0].SecretAccessKey
+	return ""
 }
 
 // awsEnv is a clean environment for the aws CLI signed with the server's key.

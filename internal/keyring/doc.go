@@ -1,0 +1,27 @@
+// Package keyring is the control plane's auth.Keyring: access keys kept in
+// the store under credentials/<accessKeyID>, each secret sealed with
+// AES-256-GCM under the master key (auth.Sealer), so that control plane
+// replicas sharing one store share the keys, and the store's bytes never
+// hold a secret in clear.
+//
+// Lookups, made on every signed request, read a cache fed by the store's
+// watch. A change made through this Keyring applies to its cache before Put
+// or Delete returns; a change made by another replica applies when the
+// watch delivers it. While the watch is not running (before Run, or
+// between a broken watch and the next listing) lookups read the store.
+//
+// Bootstrap makes the first admin key on a fresh installation, moves the
+// keys of a legacy plaintext credentials.json into the keyring (then
+// removes the file), and keeps the machine's local admin key
+// (auth.Local) sealed for the CLI.
+//
+// It imports auth, errdefs and store only.
+//
+// Usage:
+//
+//	sealer, _, err := auth.LoadMasterKey(local.MasterKeyPath(), true)
+//	ring, err := keyring.New(ctx, keyring.Config{Store: st, Sealer: sealer})
+//	go ring.Run(ctx)
+//	adminKey, created, err := keyring.Bootstrap(ctx, ring, local, log)
+//	srv, err := server.New(server.Config{Store: st, Keyring: ring, Keys: []auth.Key{adminKey}})
+package keyring
