@@ -46,6 +46,9 @@ func TestEveryRouteHasAnAction(t *testing.T) {
 					return true
 				}
 				lit, ok := call.Args[0].(*ast.BasicLit)
+				if !ok && fn.Name.Name == "routeEKS" {
+					return true // the EKS table, checked below
+				}
 				if !ok {
 					t.Errorf("%s: %s registers a route whose pattern is not a literal", fset.Position(call.Pos()), fn.Name.Name)
 					return true
@@ -60,6 +63,12 @@ func TestEveryRouteHasAnAction(t *testing.T) {
 				}
 				return true
 			})
+		}
+	}
+	for _, r := range (&Server{}).eksRoutes() {
+		seen[r.pattern] = true
+		if _, ok := routeActions[r.pattern]; !ok {
+			t.Errorf("EKS route %q (eksRoutes) has no action in routeActions (authorize.go)", r.pattern)
 		}
 	}
 	if len(seen) < 20 {

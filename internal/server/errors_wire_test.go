@@ -95,7 +95,7 @@ func TestErrorHelpersAnswerAsTheModels(t *testing.T) {
 	}
 	// Every errdefs kind, mapped by ecsErrorFor and eksErrorFor.
 	kinds := []error{errdefs.ErrNotFound, errdefs.ErrAlreadyExists, errdefs.ErrInvalidArgument,
-		errdefs.ErrConflict, errdefs.ErrUnavailable, errdefs.ErrLimitExceeded, errors.New("no kind at all")}
+		errdefs.ErrConflict, errdefs.ErrUnavailable, errdefs.ErrLimitExceeded, errdefs.ErrPermissionDenied, errors.New("no kind at all")}
 	if declared := stringConsts(t, "../errdefs/*.go", "Err"); len(declared) != len(kinds)-1 {
 		t.Fatalf("errdefs declares %d kinds (%v), this test checks %d: add the new ones above", len(declared), declared, len(kinds)-1)
 	}
