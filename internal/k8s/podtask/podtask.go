@@ -87,11 +87,17 @@ type Inputs struct {
 // placement yet; LastStatus is PROVISIONING and DesiredStatus RUNNING, as
 // RunTask creates them. Errors: a *sizing.TooLargeError for a pod larger
 // than every size; errdefs.ErrNotFound for a missing, non-optional config
-// map, secret or key; errdefs.ErrInvalidArgument for an unsupported volume
+// map, secret or key; errdefs.ErrInvalidArgument for a pod without
+// containers, an unsupported volume
 // type, field path or resource, a dnsConfig a resolver cannot take, or a
 // security setting a sandbox cannot honour (SecurityProblems). Messages name the container and variable
 // or volume. Convert does not change pod or in.
 func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
+	if len(pod.Spec.Containers) == 0 {
+		// The API server refuses such a pod; a task without containers
+		// is refused by the control plane too, so say why here.
+		return nil, errdefs.InvalidArgument("pod %s/%s has no containers: spec.containers needs at least one", pod.Namespace, pod.Name)
+	}
 	size, err := sizing.ForPodSpec(&pod.Spec)
 	if err != nil {
 		return nil, err
