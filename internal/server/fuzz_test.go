@@ -221,11 +221,6 @@ func FuzzEKS(f *testing.F) {
 		if rec.Code >= 500 {
 			t.Fatalf("%s %s %q: status %d, a server error for a client's request: %s", method, target, body, rec.Code, rec.Body)
 		}
-		if rec.Code == http.StatusNotFound && rec.Header().Get("X-Amzn-ErrorType") == "" {
-			// The router's own 404 for a path outside the API (an empty
-			// cluster name makes /clusters//...); not an EKS answer.
-			return
-		}
 		var out map[string]any
 		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 			t.Fatalf("%s %s %q: status %d with a body that is not a JSON object: %v: %s", method, target, body, rec.Code, err, rec.Body)
@@ -275,15 +270,12 @@ func FuzzAgent(f *testing.F) {
 			method, path = http.MethodPost, "/agent/v1/hosts/"+id+"/status"
 		}
 		u, err := url.ParseRequestURI(path)
-		if err != nil || hostID == "" {
+		if err != nil {
 			return
 		}
 		req := httptest.NewRequest(method, u.RequestURI(), bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		rec := srv.do(t, req, "vessel", body)
-		if rec.Code == http.StatusNotFound && rec.Header().Get("Content-Type") != "application/json" {
-			return // the router's own 404 (an ID with a slash); not an agent answer
-		}
 		if rec.Code == http.StatusInternalServerError {
 			t.Fatalf("%s %s %q: status 500, a server error for an agent's request: %s", method, path, body, rec.Body)
 		}

@@ -157,8 +157,9 @@ func (s *Server) Handler() http.Handler {
 	s.routeLogs(api)
 	s.routeExec(api)
 	s.routeBridge(api)
+	api.HandleFunc("/", s.noRoute)
 	mux.Handle("/", s.verify.Middleware(api, s.writeAuthError))
-	return s.metrics.instrument(mux)
+	return s.metrics.instrument(s.cleanPaths(mux))
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
