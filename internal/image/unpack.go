@@ -459,21 +459,27 @@ func (u *unpacker) symlink(hdr *tar.Header, dirPart string, parent int, base str
 	if target == "" || strings.IndexByte(target, 0) >= 0 {
 		return u.unsafe(hdr.Name, "is a symlink with an empty or invalid target")
 	}
-	// Absolute targets are resolved from the layer root, which path.Clean
-	// of "/..." can never leave; relative ones from the link's directory.
-	var resolved string
-	if path.IsAbs(target) {
-		resolved = path.Clean(target)[1:]
-	} else {
-		resolved = path.Clean(path.Join(dirPart, target))
-	}
-	if resolved == ".." || strings.HasPrefix(resolved, "../") {
+	if symlinkEscapes(dirPart, target) {
 		return u.unsafe(hdr.Name, "is a symlink to %q, which escapes the layer root", target)
 	}
 	if err := unix.Symlinkat(target, parent, base); err != nil {
 		return fmt.Errorf("layer %s: entry %q: symlink: %w", u.o.layer, hdr.Name, err)
 	}
 	return nil
+}
+
+// symlinkEscapes reports whether a symlink in dirPart (relative to the
+// layer root) to target leads out of the root. Absolute targets are
+// resolved from the layer root, which path.Clean of "/..." can never
+// leave; relative ones from the link's directory.
+func symlinkEscapes(dirPart, target string) bool {
+	var resolved string
+	if path.IsAbs(target) {
+		resolved = path.Clean(target)[1:]
+	} else {
+		resolved = path.Clean(path.Join(dirPart, target))
+	}
+	return resolved == ".." || strings.HasPrefix(resolved, "../")
 }
 
 func (u *unpacker) hardlink(hdr *tar.Header, p string, parent int, base string) error {
@@ -490,6 +496,19 @@ func (u *unpacker) hardlink(hdr *tar.Header, p string, parent int, base string) 
 		return err
 	}
 	defer unix.Close(tparent)
+	// A hard link to a symlink is the same symlink in another directory,
+	// where its relative target may lead elsewhere: check it from there.
+	var st unix.Stat_t
+	if err := unix.Fstatat(tparent, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		buf := make([]byte, MaxPathLength+1)
+		n, err := unix.Readlinkat(tparent, tbase, buf)
+		if err != nil {
+			return fmt.Errorf("layer %s: entry %q: read symlink %q: %w", u.o.layer, hdr.Name, hdr.Linkname, err)
+		}
+		if dirPart, _ := path.Split(p); symlinkEscapes(dirPart, string(buf[:n])) {
+			return u.unsafe(hdr.Name, "is a hard link to the symlink %q, whose target %q escapes the layer root from %q", hdr.Linkname, buf[:n], p)
+		}
+	}
 	// Flags 0: linkat does not follow a symlink at the target.
 	if err := unix.Linkat(tparent, tbase, parent, base, 0); err != nil {
 		return fmt.Errorf("layer %s: entry %q: hard link to %q: %w", u.o.layer, hdr.Name, hdr.Linkname, err)

@@ -85,8 +85,8 @@ func (s *Server) knownActions() []string {
 func (s *Server) authorize(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, pattern := mux.Handler(r)
-		if pattern == "" {
-			mux.ServeHTTP(w, r) // 404 or 405: nothing is performed
+		if pattern == "" || pattern == "/" {
+			mux.ServeHTTP(w, r) // no route (noRoute) or 405: nothing is performed
 			return
 		}
 		id, _ := auth.IdentityFrom(r.Context())

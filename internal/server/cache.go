@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 
+	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
 )
@@ -28,12 +30,13 @@ func newTaskCache() *taskCache {
 
 // snapshot returns the cached tasks and the store revision they reflect,
 // waiting for the first load. The tasks are shared: callers must not
-// change them.
+// change them. If ctx ends before the first load, the error is of kind
+// errdefs.ErrUnavailable (the caller may retry) and wraps ctx's error.
 func (c *taskCache) snapshot(ctx context.Context) ([]*task.Task, int64, error) {
 	select {
 	case <-c.synced:
 	case <-ctx.Done():
-		return nil, 0, ctx.Err()
+		return nil, 0, fmt.Errorf("%w: the control plane is still loading its tasks from the store (%w)", errdefs.ErrUnavailable, ctx.Err())
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()

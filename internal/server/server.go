@@ -211,8 +211,9 @@ func (s *Server) Handler() http.Handler {
 	s.routeExec(api)
 	s.routeBridge(api)
 	s.routeCredentials(api)
+	api.HandleFunc("/", s.noRoute)
 	mux.Handle("/", s.verify.Middleware(s.throttle(s.authorize(api)), s.writeAuthError))
-	return s.metrics.instrument(mux)
+	return s.metrics.instrument(s.cleanPaths(mux))
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/sizing"
@@ -87,11 +88,20 @@ type Inputs struct {
 // placement yet; LastStatus is PROVISIONING and DesiredStatus RUNNING, as
 // RunTask creates them. Errors: a *sizing.TooLargeError for a pod larger
 // than every size; errdefs.ErrNotFound for a missing, non-optional config
-// map, secret or key; errdefs.ErrInvalidArgument for an unsupported volume
+// map, secret or key; errdefs.ErrInvalidArgument for a pod without
+// containers, an unsupported volume
 // type, field path or resource, a dnsConfig a resolver cannot take, or a
 // security setting a sandbox cannot honour (SecurityProblems). Messages name the container and variable
 // or volume. Convert does not change pod or in.
 func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
+	if len(pod.Spec.Containers) == 0 {
+		// The API server refuses such a pod; a task without containers
+		// is refused by the control plane too, so say why here.
+		return nil, errdefs.InvalidArgument("pod %s/%s has no containers: spec.containers needs at least one", pod.Namespace, pod.Name)
+	}
+	if err := containerNames(pod); err != nil {
+		return nil, err
+	}
 	size, err := sizing.ForPodSpec(&pod.Spec)
 	if err != nil {
 		return nil, err
@@ -177,6 +187,28 @@ func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// containerNames checks what the API server checks of the names of the
+// pod's containers, which become file and directory names on the host:
+// each an RFC 1123 label, none repeated.
+func containerNames(pod *corev1.Pod) error {
+	seen := map[string]bool{}
+	for _, cs := range []struct {
+		field string
+		list  []corev1.Container
+	}{{"spec.initContainers", pod.Spec.InitContainers}, {"spec.containers", pod.Spec.Containers}} {
+		for i, c := range cs.list {
+			if errs := validation.IsDNS1123Label(c.Name); len(errs) > 0 {
+				return errdefs.InvalidArgument("pod %s/%s: %s[%d].name %q is not valid: %s", pod.Namespace, pod.Name, cs.field, i, c.Name, strings.Join(errs, "; "))
+			}
+			if seen[c.Name] {
+				return errdefs.InvalidArgument("pod %s/%s: container name %q is used twice; names must be unique across initContainers and containers", pod.Namespace, pod.Name, c.Name)
+			}
+			seen[c.Name] = true
+		}
+	}
+	return nil
 }
 
 // CapacityProvisioned returns the value of the CapacityProvisioned pod
