@@ -29,6 +29,10 @@ type errorBody struct {
 	Message string `json:"message"`
 }
 
+// ErrAccessDenied is the kind of a call the caller's credential does not
+// allow: a host credential acting for another host, or a revoked host.
+var ErrAccessDenied = errors.New("access denied")
+
 var kinds = []struct {
 	name   string
 	kind   error
@@ -40,6 +44,7 @@ var kinds = []struct {
 	{"InvalidArgument", errdefs.ErrInvalidArgument, http.StatusBadRequest},
 	{"Unavailable", errdefs.ErrUnavailable, http.StatusServiceUnavailable},
 	{"LimitExceeded", errdefs.ErrLimitExceeded, http.StatusTooManyRequests},
+	{"AccessDenied", ErrAccessDenied, http.StatusForbidden},
 }
 
 // WriteError writes err with its kind, so that the client can rebuild it.
