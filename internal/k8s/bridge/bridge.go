@@ -335,10 +335,7 @@ func WebhookURL(address string, port int) string {
 // reconcileWebhooks points the installed webhook configurations at this
 // bridge: its URL and its CA.
 func (b *Bridge) reconcileWebhooks(ctx context.Context) error {
-	ca, err := b.certs.caBundle()
-	if err != nil {
-		return err
-	}
+	ca := b.certs.CABundle()
 	mut, val := webhookConfigs(InstallOptions{WebhookURL: b.webhookURL(), CABundle: ca})
 	mc := b.kube.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	cur, err := mc.Get(ctx, MutatingName, metav1.GetOptions{})

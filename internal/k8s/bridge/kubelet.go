@@ -47,7 +47,7 @@ func (b *Bridge) serveKubeletAPI(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS12,
-			GetCertificate: b.certs.getCertificate,
+			GetCertificate: b.certs.GetCertificate,
 			ClientAuth:     tls.RequireAndVerifyClientCert,
 			ClientCAs:      b.clientCAs,
 		},
