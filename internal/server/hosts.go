@@ -33,6 +33,11 @@ func (s *Server) RegisterHost(ctx context.Context, h agentproto.Host) error {
 	if h.DefaultRuntime != "" && !slices.Contains(h.Runtimes, h.DefaultRuntime) {
 		return errdefs.InvalidArgument("host %s: default runtime %q is not among its runtimes %v", h.ID, h.DefaultRuntime, h.Runtimes)
 	}
+	if revoked, err := s.isRevoked(ctx, h.ID); err != nil {
+		return err
+	} else if revoked {
+		return fmt.Errorf("host %s was revoked (vessel host revoke): it may register again only after joining with a new token: %w", h.ID, agentproto.ErrAccessDenied)
+	}
 	if len(h.Subnets) == 0 {
 		h.Subnets = slices.Clone(s.cfg.Subnets)
 	}

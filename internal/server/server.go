@@ -13,6 +13,7 @@ import (
 
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
 )
@@ -69,7 +70,12 @@ type Server struct {
 	store   store.Store
 	log     *slog.Logger
 	verify  *auth.Verifier
+	keyring auth.Keyring
 	metrics *metrics
+	// caPEM and caHash are the CA the API's certificate chains to and its
+	// SubjectPublicKeyInfo hash (SetTLS); empty on plain HTTP.
+	caPEM   []byte
+	caHash  string
 	started time.Time
 
 	// pulse is closed and replaced whenever a task or host changes; the
@@ -133,11 +139,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys, Keyring: cfg.Keyring, Now: cfg.Now})
+	keyring := cfg.Keyring
+	if keyring == nil {
+		if _, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys}); err != nil {
+			return nil, err
+		}
+		keyring = &hostKeyring{fixed: auth.NewStaticKeyring(cfg.Keys...), store: cfg.Store}
+	}
+	v, err := auth.NewVerifier(auth.VerifierConfig{Keyring: keyring, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, verify: v, metrics: newMetrics(),
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, verify: v, keyring: keyring, metrics: newMetrics(),
 		started: cfg.Now(), pulse: make(chan struct{}), unplaced: map[string]string{},
 		heartbeats: map[string]time.Time{}, tasks: newTaskCache()}
 	if err := s.ensureDefaultCluster(context.Background()); err != nil {
@@ -153,6 +166,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.metrics.handler())
+	s.routeJoin(mux)
 	api := http.NewServeMux()
 	api.HandleFunc("POST /{$}", s.serveECS)
 	s.routeEKS(api)
@@ -160,7 +174,10 @@ func (s *Server) Handler() http.Handler {
 	s.routeLogs(api)
 	s.routeExec(api)
 	s.routeBridge(api)
-	mux.Handle("/", s.verify.Middleware(api, s.writeAuthError))
+	s.routeHostAdmin(api)
+	// Once verified, the body is buffered: long polls, log follows and
+	// exec streams may outlive the server's ReadTimeout.
+	mux.Handle("/", s.verify.Middleware(httpserve.LiftReadDeadline(api), s.writeAuthError))
 	return s.metrics.instrument(mux)
 }
 
