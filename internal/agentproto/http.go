@@ -3,6 +3,7 @@ package agentproto
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,6 +88,17 @@ func NewClient(endpoint string, key auth.Key, region string) (*Client, error) {
 		region = "us-east-1"
 	}
 	return &Client{base: u, key: key, region: region, http: &http.Client{Timeout: DefaultLongPoll + 30*time.Second}}, nil
+}
+
+// WithTLS makes c trust the server certificates cfg trusts (e.g. only the
+// control plane's CA) and returns c.
+func (c *Client) WithTLS(cfg *tls.Config) *Client {
+	if cfg != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = cfg
+		c.http.Transport = tr
+	}
+	return c
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

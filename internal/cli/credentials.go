@@ -32,5 +32,8 @@ func (o *credentialsOptions) run(cmd *cobra.Command, g *globals) error {
 		return err
 	}
 	_, err = fmt.Fprint(cmd.OutOrStdout(), auth.ExportLines(keys[0], g.endpoint, g.region))
+	if err == nil {
+		err = printCABundle(cmd, g)
+	}
 	return err
 }

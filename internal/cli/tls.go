@@ -173,3 +173,19 @@ func (g *globals) httpClient() (*http.Client, error) {
 	tr.TLSClientConfig = tc
 	return &http.Client{Transport: tr}, nil
 }
+
+// printCABundle adds `export AWS_CA_BUNDLE=...` to `vessel credentials`
+// when the control plane made its own CA: the aws CLI and the SDKs trust
+// what that variable names.
+func printCABundle(cmd *cobra.Command, g *globals) error {
+	path := caBundlePath(g.dataDir)
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(cmd.OutOrStdout(), "export AWS_CA_BUNDLE=%s\n", abs)
+	return err
+}

@@ -60,21 +60,11 @@ type revokedHost struct {
 	RevokedAt time.Time `json:"revokedAt"`
 }
 
-// JoinRequest is what an agent presents on POST /agent/v1/join.
-type JoinRequest struct {
-	Token  string `json:"token"`
-	HostID string `json:"hostId"`
-}
-
-// JoinResponse is the credential a joining host receives.
-type JoinResponse struct {
-	HostID          string `json:"hostId"`
-	AccessKeyID     string `json:"accessKeyId"`
-	SecretAccessKey string `json:"secretAccessKey"`
-	// CABundle is the PEM CA the control plane's certificate chains to;
-	// empty when the API speaks plain HTTP (loopback).
-	CABundle string `json:"caBundle,omitempty"`
-}
+// JoinRequest and JoinResponse are the join route's wire types.
+type (
+	JoinRequest  = agentproto.JoinRequest
+	JoinResponse = agentproto.JoinResponse
+)
 
 // CreatedJoinToken is the answer to CreateJoinToken: the token in full,
 // shown once.
@@ -316,7 +306,15 @@ func (s *Server) Hosts(ctx context.Context) ([]HostInfo, error) {
 // the others are, and only admin keys may call them.
 
 func (s *Server) routeJoin(mux *http.ServeMux) {
-	mux.HandleFunc("POST /agent/v1/join", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+agentproto.CAPath, func(w http.ResponseWriter, r *http.Request) {
+		if len(s.caPEM) == 0 {
+			writeAgent(w, nil, errdefs.NotFound("this control plane speaks plain HTTP: it has no CA"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(s.caPEM)
+	})
+	mux.HandleFunc("POST "+agentproto.JoinPath, func(w http.ResponseWriter, r *http.Request) {
 		s.metrics.setOperation(r, "vessel-agent:Join")
 		var req JoinRequest
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))

@@ -296,3 +296,50 @@ func (s *Serving) CABundle() []byte { return s.cfg.CA.PEM }
 
 // SameBundle reports whether two PEM bundles hold the same bytes.
 func SameBundle(a, b []byte) bool { return bytes.Equal(bytes.TrimSpace(a), bytes.TrimSpace(b)) }
+
+// CertSHA256 is the hex SHA-256 of a DER certificate: what PinnedConfig
+// pins.
+func CertSHA256(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// PinnedConfig returns a client tls.Config that accepts exactly the server
+// certificate whose CertSHA256 is pin, whatever its names and issuer: for
+// an agent's endpoint, whose self-signed certificate's hash the agent
+// reported when it registered with its own credential.
+func PinnedConfig(pin string) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pin check below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || CertSHA256(raw[0]) != strings.ToLower(pin) {
+				return fmt.Errorf("the server's certificate is not the one pinned (sha256 %s)", pin)
+			}
+			return nil
+		},
+	}
+}
+
+// LoadOrCreateSelfSigned returns the self-signed certificate in
+// dir/tls.crt and dir/tls.key (0600), making it for host when missing.
+func LoadOrCreateSelfSigned(dir, host string) (tls.Certificate, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tls.Certificate{}, err
+	}
+	certPath, keyPath := filepath.Join(dir, ServingCert), filepath.Join(dir, ServingKey)
+	if kp, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
+		return kp, nil
+	}
+	certPEM, keyPEM, err := cert.GenerateSelfSignedCertKey(host, nil, nil)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := fsutil.WriteFileAtomic(keyPath, keyPEM, ""); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := fsutil.WriteFileAtomic(certPath, certPEM, ""); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
