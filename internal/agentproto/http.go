@@ -140,6 +140,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if json.Unmarshal(data, &eb) != nil || eb.Message == "" {
 			eb.Message = strings.TrimSpace(string(data))
 		}
+		if code := resp.Header.Get("X-Amzn-ErrorType"); eb.Kind == "" && code != "" {
+			// A refused signature (UnrecognizedClientException, ...).
+			eb.Message = code + ": " + eb.Message
+		}
 		for _, k := range kinds {
 			if eb.Kind == k.name {
 				return fmt.Errorf("control plane: %s: %w", eb.Message, k.kind)
