@@ -141,7 +141,7 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	if err != nil {
 		return err
 	}
-	httpSrv := httpserve.New(verify.Middleware(httpserve.LiftReadDeadline(a.Handler()), writeAgentAuthError))
+	httpSrv := httpserve.New(verify.Middleware(a.Handler(), writeAgentAuthError))
 	go func() {
 		if err := httpSrv.Serve(tlsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("agent endpoint failed", "err", err)

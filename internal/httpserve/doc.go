@@ -3,8 +3,8 @@
 // and webhooks. A slow client cannot hold a connection by trickling its
 // headers (ReadHeaderTimeout), its body (ReadTimeout) or by idling between
 // requests (IdleTimeout). Handlers that outlive ReadTimeout once the
-// request is read (long polls, log follows, exec streams, including
-// hijacked connections) lift the read deadline with LiftReadDeadline.
+// request is read (long polls, log follows, exec streams on hijacked
+// connections) keep running: Go's server lifts the read deadline then.
 //
 // It imports nothing of Vessel.
 //

@@ -19,22 +19,12 @@ const (
 
 // New returns a server for h with ReadHeaderTimeout, ReadTimeout and
 // IdleTimeout set. It sets no WriteTimeout: answers that stream (log
-// follows, exec) last as long as they need.
+// follows, exec) last as long as they need. ReadTimeout bounds reading the
+// request only: Go's server lifts the read deadline once the body has been
+// read (its background read) and when a handler hijacks the connection,
+// so long polls and exec streams outlive it (httpserve_test proves both).
 func New(h http.Handler) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout, IdleTimeout: IdleTimeout}
-}
-
-// LiftReadDeadline lifts the connection's read deadline before calling
-// h: for handlers that run beyond ReadTimeout once the request's body has
-// been read (or it has none), such as long polls and streams. Go's server
-// would otherwise end them when the deadline passes: it cancels a
-// request's context when its background read fails, and a hijacked
-// connection keeps the deadline it had.
-func LiftReadDeadline(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.NewResponseController(w).SetReadDeadline(time.Time{})
-		h.ServeHTTP(w, r)
-	})
 }
 
 // BodyDeadline sets a read deadline of d from now on the request's

@@ -13,7 +13,6 @@ import (
 
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
-	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
 )
@@ -175,9 +174,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeExec(api)
 	s.routeBridge(api)
 	s.routeHostAdmin(api)
-	// Once verified, the body is buffered: long polls, log follows and
-	// exec streams may outlive the server's ReadTimeout.
-	mux.Handle("/", s.verify.Middleware(httpserve.LiftReadDeadline(api), s.writeAuthError))
+	mux.Handle("/", s.verify.Middleware(api, s.writeAuthError))
 	return s.metrics.instrument(mux)
 }
 

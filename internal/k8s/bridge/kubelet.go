@@ -43,9 +43,7 @@ func (b *Bridge) serveKubeletAPI(ctx context.Context) error {
 		StreamIdleTimeout:     4 * time.Hour,
 		StreamCreationTimeout: 30 * time.Second,
 	}, mux, false)
-	// Its streams (exec, attach, logs, port-forward) outlive ReadTimeout
-	// once the client's certificate is checked.
-	srv := httpserve.New(b.authorize(httpserve.LiftReadDeadline(mux)))
+	srv := httpserve.New(b.authorize(mux))
 	srv.TLSConfig = &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: b.certs.GetCertificate,
