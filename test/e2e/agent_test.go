@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"regexp"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -11,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"vessel.dev/vessel/internal/auth"
 )
 
 // TestRemoteAgent runs the control plane alone and a host agent as a second
@@ -54,6 +60,42 @@ func TestRemoteAgent(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "Joined the control plane as host far-away-host") {
 		t.Fatalf("the agent did not join with its token:\n%s", log.String())
+	}
+
+	// The agent's endpoint speaks TLS and accepts the control plane only
+	// (its calls are signed with this host's own credential): the admin
+	// key is refused, and so is plain HTTP.
+	m := regexp.MustCompile(`control plane on https://(\S+)`).FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("the agent does not say where it serves:\n%s", log.String())
+	}
+	id, secret := s.keys()
+	req, _ := http.NewRequest(http.MethodGet, "https://"+m[1]+"/agent/v1/logs/"+strings.TrimPrefix(arn[strings.LastIndex(arn, "/"):], "/"), nil)
+	if err := auth.SignRequest(context.Background(), req, auth.Key{AccessKeyID: id, SecretAccessKey: secret}, "us-east-1", "vessel", nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := insecure.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "UnrecognizedClient") {
+		t.Errorf("the admin key at the agent's endpoint: HTTP %d %s, want 400 UnrecognizedClient", resp.StatusCode, body)
+	}
+	if resp, err := http.Get("http://" + m[1] + "/agent/v1/logs/x"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "HTTPS") {
+			t.Errorf("plain HTTP at the agent's endpoint: HTTP %d %s", resp.StatusCode, b)
+		}
+	}
+	// The control plane reaches it (pinned TLS, the host's credential):
+	// the answer to vessel logs comes from the agent, which holds no logs
+	// of a simulated task.
+	if out, errOut, _ := s.vessel("logs", arn); !strings.Contains(errOut, "on host far-away-host (it ran on a simulated runtime") {
+		t.Errorf("vessel logs did not reach the agent's endpoint: %s %s", out, errOut)
 	}
 
 	// Restarted without the token, it signs with the credential it kept
