@@ -128,6 +128,9 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	if created {
 		fmt.Fprintf(out, "Created an access key in %s. To use the aws CLI or SDKs against Vessel:\n\n%s\n",
 			filepath.Join(g.dataDir, auth.CredentialsFile), auth.ExportLines(keys[0], endpoint, g.region))
+		if tlsOn.generated {
+			fmt.Fprintf(out, "export AWS_CA_BUNDLE=%s\n", caBundlePath(g.dataDir))
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
