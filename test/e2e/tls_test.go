@@ -90,7 +90,7 @@ func (n *tlsNetns) start(env []string, ready *regexp.Regexp, name string, args .
 // speaks TLS with a CA of its own; `vessel credentials` prints
 // AWS_CA_BUNDLE and the real aws CLI uses it; plain HTTP on that port is
 // refused; a host joins with a join token and the CA hash over TLS (a wrong
-// hash is refused), runs a task, and restarts without the token.
+// hash is refused) and runs a task; `vessel host ls` shows it ready.
 func TestTLSByDefaultAndJoin(t *testing.T) {
 	n := newTLSNetns(t)
 	dataDir := t.TempDir()
