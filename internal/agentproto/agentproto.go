@@ -24,6 +24,10 @@ type Host struct {
 	// LogsEndpoint is where the agent serves its tasks' logs over HTTP
 	// (SigV4-signed); empty for an agent inside the server's process.
 	LogsEndpoint string `json:"logsEndpoint,omitempty"`
+	// EndpointCertSHA256 is the hex SHA-256 of the certificate an https
+	// LogsEndpoint serves: the control plane accepts that certificate
+	// only (the host reported it with its own credential).
+	EndpointCertSHA256 string `json:"endpointCertSha256,omitempty"`
 }
 
 // ContainerUpdate is what an agent observed of one container.

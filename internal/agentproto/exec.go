@@ -2,6 +2,7 @@ package agentproto
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -244,6 +245,9 @@ func ServeExec(w http.ResponseWriter, r *http.Request, target ExecTarget) {
 type ExecClient struct {
 	Key    auth.Key
 	Region string
+	// TLS is the client configuration for https endpoints; nil trusts
+	// the system's roots.
+	TLS *tls.Config
 }
 
 // Exec runs p in container through the exec endpoint at endpoint (a URL
@@ -268,7 +272,7 @@ func (c *ExecClient) Exec(ctx context.Context, endpoint, container string, p run
 	if err := auth.SignRequest(ctx, req, c.Key, region, SigningService, nil, time.Now()); err != nil {
 		return -1, err
 	}
-	rt, err := spdy.NewRoundTripper(nil)
+	rt, err := spdy.NewRoundTripper(c.TLS)
 	if err != nil {
 		return -1, err
 	}

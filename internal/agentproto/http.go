@@ -3,6 +3,7 @@ package agentproto
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,10 @@ type errorBody struct {
 	Kind    string `json:"kind"`
 	Message string `json:"message"`
 }
+
+// ErrAccessDenied is the kind of a call the caller's credential does not
+// allow: a host credential acting for another host, or a revoked host.
+var ErrAccessDenied = errdefs.ErrPermissionDenied
 
 var kinds = []struct {
 	name   string
@@ -85,6 +90,17 @@ func NewClient(endpoint string, key auth.Key, region string) (*Client, error) {
 	return &Client{base: u, key: key, region: region, http: &http.Client{Timeout: DefaultLongPoll + 30*time.Second}}, nil
 }
 
+// WithTLS makes c trust the server certificates cfg trusts (e.g. only the
+// control plane's CA) and returns c.
+func (c *Client) WithTLS(cfg *tls.Config) *Client {
+	if cfg != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = cfg
+		c.http.Transport = tr
+	}
+	return c
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
@@ -123,6 +139,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		var eb errorBody
 		if json.Unmarshal(data, &eb) != nil || eb.Message == "" {
 			eb.Message = strings.TrimSpace(string(data))
+		}
+		if code := resp.Header.Get("X-Amzn-ErrorType"); eb.Kind == "" && code != "" {
+			// A refused signature (UnrecognizedClientException, ...).
+			eb.Message = code + ": " + eb.Message
 		}
 		for _, k := range kinds {
 			if eb.Kind == k.name {

@@ -2,102 +2,233 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/fsutil"
+	"vessel.dev/vessel/internal/httpserve"
+	"vessel.dev/vessel/internal/tlsutil"
 )
 
 // agentOptions are the flags of `vessel agent`.
 type agentOptions struct {
-	server    string
-	logLevel  string
-	listen    string
-	advertise string
-	host      hostOptions
+	server     string
+	logLevel   string
+	listen     string
+	advertise  string
+	token      string
+	caCertHash string
+	host       hostOptions
+}
+
+// Files of a joined host in its data directory.
+const (
+	agentCredentialsFile = "agent-credentials.json"
+	agentCAFile          = "agent-ca.crt"
+	agentTLSDir          = "agent-tls"
+)
+
+// agentCredentials is what a host keeps after joining.
+type agentCredentials struct {
+	Server          string `json:"server"`
+	HostID          string `json:"hostId"`
+	AccessKeyID     string `json:"accessKeyId"`
+	SecretAccessKey string `json:"secretAccessKey"`
 }
 
 func newAgentCommand(g *globals) *cobra.Command {
 	o := &agentOptions{}
 	cmd := &cobra.Command{
-		Use:   "agent --server URL",
+		Use:   "agent --server URL --token ID.SECRET --ca-cert-hash sha256:HEX",
 		Short: "Run a host agent that joins a control plane's fleet",
-		Long: `Registers this machine with the control plane at --server and runs the tasks
-placed on it. Requests are SigV4-signed with the access key from
-AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or from the data directory.
-The agent serves its tasks' logs and execs to the control plane on
---listen, checking the same signature.`,
+		Long: `Joins this machine to the control plane at --server and runs the tasks placed
+on it. The first start presents a join token (` + "`vessel host token create`" + ` prints
+the whole command): the agent fetches the control plane's CA, checks it
+against --ca-cert-hash, and from then on trusts that CA only; it receives a
+credential bound to its host ID and keeps it, with the CA, in its data
+directory (later starts need no token). The agent serves its tasks' logs and
+execs to the control plane on --listen, over TLS, accepting requests signed
+with its own credential only.
+
+Without a token or a kept credential, requests are signed with the access
+key from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the data directory (set-ups
+from before join tokens).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(o.logLevel)
-			if err != nil {
-				return err
-			}
-			if o.server == "" {
-				return fmt.Errorf("--server is required: the control plane's URL, e.g. http://10.0.0.1:8600")
-			}
-			key := auth.Key{AccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}
-			if key.AccessKeyID == "" {
-				keys, err := auth.Load(g.dataDir)
-				if err != nil {
-					return err
-				}
-				key = keys[0]
-			}
-			if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
-				return err
-			}
-			client, err := agentproto.NewClient(o.server, key, g.region)
-			if err != nil {
-				return err
-			}
-			ln, endpoint, err := o.listenEndpoint()
-			if err != nil {
-				return err
-			}
-			defer ln.Close()
-			o.host.endpoint = endpoint
-			a, report, err := o.host.newAgent(g.dataDir, client, log)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Runtimes on this host: %s\n", strings.Join(report, "; "))
-			fmt.Fprintf(cmd.ErrOrStderr(), "Serving task logs and execs to the control plane on %s\n", endpoint)
-			verify, err := auth.NewVerifier(auth.VerifierConfig{Keys: []auth.Key{key}})
-			if err != nil {
-				return err
-			}
-			httpSrv := &http.Server{Handler: verify.Middleware(a.Handler(), writeAgentAuthError), ReadHeaderTimeout: 10 * time.Second}
-			go func() {
-				if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					log.Error("agent endpoint failed", "err", err)
-				}
-			}()
-			defer httpSrv.Close()
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return a.Run(ctx)
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, g) },
 	}
 	cmd.Flags().StringVar(&o.server, "server", os.Getenv("VESSEL_ENDPOINT"), "control plane URL")
+	cmd.Flags().StringVar(&o.token, "token", "", "join token (ID.SECRET) from `vessel host token create`; needed on the first start only")
+	cmd.Flags().StringVar(&o.caCertHash, "ca-cert-hash", "", "sha256:HEX hash of the control plane CA's public key, printed with the token; required with an https --server")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	cmd.Flags().StringVar(&o.listen, "listen", ":0", "address of the endpoint serving this host's task logs and execs to the control plane (default: a free port)")
-	cmd.Flags().StringVar(&o.advertise, "advertise", "", "URL the control plane reaches that endpoint at (default: http://ADDRESS:PORT, ADDRESS being the one this host reaches --server from)")
+	cmd.Flags().StringVar(&o.advertise, "advertise", "", "URL the control plane reaches that endpoint at (default: https://ADDRESS:PORT, ADDRESS being the one this host reaches --server from)")
 	o.host.addFlags(cmd)
 	return cmd
+}
+
+func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
+	log, err := newLogger(o.logLevel)
+	if err != nil {
+		return err
+	}
+	if o.server == "" {
+		return fmt.Errorf("--server is required: the control plane's URL, e.g. https://10.0.0.1:8600")
+	}
+	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	key, caPEM, err := o.credentials(ctx, cmd, g)
+	if err != nil {
+		return err
+	}
+	client, err := agentproto.NewClient(o.server, key, g.region)
+	if err != nil {
+		return err
+	}
+	var tlsCfg *tls.Config
+	if caPEM != nil {
+		tlsCfg, err = tlsutil.ClientConfig(caPEM)
+	} else {
+		tlsCfg, err = g.tlsConfig()
+	}
+	if err != nil {
+		return err
+	}
+	client.WithTLS(tlsCfg)
+	ln, endpoint, err := o.listenEndpoint()
+	if err != nil {
+		return err
+	}
+	// The endpoint speaks TLS with a certificate of its own, whose hash
+	// the control plane pins when this host registers.
+	host, _, _ := net.SplitHostPort(strings.TrimPrefix(endpoint, "https://"))
+	pair, err := tlsutil.LoadOrCreateSelfSigned(filepath.Join(g.dataDir, agentTLSDir), host)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("the agent endpoint's certificate: %w", err)
+	}
+	tlsLn := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+	defer tlsLn.Close()
+	o.host.endpoint = endpoint
+	o.host.endpointPin = tlsutil.CertSHA256(pair.Certificate[0])
+	a, report, err := o.host.newAgent(g.dataDir, client, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "Runtimes on this host: %s\n", strings.Join(report, "; "))
+	fmt.Fprintf(cmd.ErrOrStderr(), "Serving task logs and execs to the control plane on %s\n", endpoint)
+	// The control plane signs its calls with this host's own credential:
+	// no other key is accepted here.
+	verify, err := auth.NewVerifier(auth.VerifierConfig{Keys: []auth.Key{key}})
+	if err != nil {
+		return err
+	}
+	httpSrv := httpserve.New(verify.Middleware(a.Handler(), writeAgentAuthError))
+	go func() {
+		if err := httpSrv.Serve(tlsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("agent endpoint failed", "err", err)
+		}
+	}()
+	defer httpSrv.Close()
+	return a.Run(ctx)
+}
+
+// credentials returns the key this host signs with and the CA it trusts
+// (nil: the system's, or plain HTTP): kept from an earlier join, got now by
+// joining with --token, or (set-ups from before join tokens) an access key
+// from the environment or the data directory.
+func (o *agentOptions) credentials(ctx context.Context, cmd *cobra.Command, g *globals) (auth.Key, []byte, error) {
+	credPath, caPath := filepath.Join(g.dataDir, agentCredentialsFile), filepath.Join(g.dataDir, agentCAFile)
+	if data, err := os.ReadFile(credPath); err == nil {
+		var c agentCredentials
+		if err := json.Unmarshal(data, &c); err != nil || c.AccessKeyID == "" {
+			return auth.Key{}, nil, fmt.Errorf("%s is damaged (%v): remove it and join again with --token", credPath, err)
+		}
+		o.host.hostID = c.HostID
+		caPEM, err := os.ReadFile(caPath)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return auth.Key{}, nil, err
+		}
+		return auth.Key{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, Policy: auth.PolicyHost, HostID: c.HostID}, caPEM, nil
+	}
+	if o.token == "" {
+		key := auth.Key{AccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}
+		if key.AccessKeyID == "" {
+			keys, err := auth.Load(g.dataDir)
+			if err != nil {
+				return auth.Key{}, nil, fmt.Errorf("this host has not joined: give --token and --ca-cert-hash (vessel host token create prints them): %w", err)
+			}
+			key = keys[0]
+		}
+		return key, nil, nil
+	}
+	u, err := url.Parse(o.server)
+	if err != nil || u.Host == "" {
+		return auth.Key{}, nil, fmt.Errorf("--server %q is not a URL", o.server)
+	}
+	var caPEM []byte
+	switch {
+	case u.Scheme == "https":
+		if o.caCertHash == "" {
+			return auth.Key{}, nil, fmt.Errorf("--ca-cert-hash is required to join over https: the sha256:HEX that `vessel host token create` printed")
+		}
+		if caPEM, err = agentproto.DiscoverCA(ctx, o.server, o.caCertHash); err != nil {
+			return auth.Key{}, nil, err
+		}
+	case !isLoopbackHost(u.Hostname()):
+		return auth.Key{}, nil, fmt.Errorf("--server %s is plain HTTP on a non-loopback address: a join token is sent over https only", o.server)
+	}
+	hostID := o.host.hostID
+	if hostID == "" {
+		if hostID, err = stableHostID(g.dataDir); err != nil {
+			return auth.Key{}, nil, err
+		}
+	}
+	resp, err := agentproto.Join(ctx, o.server, caPEM, o.token, hostID)
+	if err != nil {
+		return auth.Key{}, nil, err
+	}
+	if resp.CABundle != "" {
+		caPEM = []byte(resp.CABundle)
+	}
+	if caPEM != nil {
+		if err := fsutil.WriteFileAtomic(caPath, caPEM, ""); err != nil {
+			return auth.Key{}, nil, err
+		}
+	}
+	data, _ := json.MarshalIndent(agentCredentials{Server: o.server, HostID: resp.HostID, AccessKeyID: resp.AccessKeyID, SecretAccessKey: resp.SecretAccessKey}, "", "  ")
+	if err := fsutil.WriteFileAtomic(credPath, data, ""); err != nil {
+		return auth.Key{}, nil, err
+	}
+	o.host.hostID = resp.HostID
+	fmt.Fprintf(cmd.ErrOrStderr(), "Joined the control plane as host %s; its credential is kept in %s\n", resp.HostID, credPath)
+	return auth.Key{AccessKeyID: resp.AccessKeyID, SecretAccessKey: resp.SecretAccessKey, Policy: auth.PolicyHost, HostID: resp.HostID}, caPEM, nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // listenEndpoint opens --listen and returns the URL the control plane
@@ -126,7 +257,7 @@ func (o *agentOptions) listenEndpoint() (net.Listener, string, error) {
 			}
 		}
 	}
-	return ln, "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port)), nil
+	return ln, "https://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port)), nil
 }
 
 // writeAgentAuthError answers a request to the agent's endpoint whose

@@ -39,6 +39,9 @@ Keys for people and tools, each with a policy:
 				return err
 			}
 			_, err = fmt.Fprint(cmd.OutOrStdout(), auth.ExportLines(k, g.endpoint, g.region))
+			if err == nil {
+				err = printCABundle(cmd, g)
+			}
 			return err
 		},
 	}

@@ -124,7 +124,11 @@ func (g *globals) exec(cmd *cobra.Command, o *execOptions, ref string, command [
 		}
 		defer term.Restore(stdinFd, state)
 	}
-	ec := &agentproto.ExecClient{Key: auth.Key{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey}, Region: g.region}
+	tlsCfg, err := g.tlsConfig()
+	if err != nil {
+		return err
+	}
+	ec := &agentproto.ExecClient{Key: auth.Key{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey}, Region: g.region, TLS: tlsCfg}
 	code, err := ec.Exec(ctx, endpoint, o.container, p)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

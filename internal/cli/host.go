@@ -48,6 +48,8 @@ type hostOptions struct {
 	// endpoint is where a remote agent serves its tasks' logs and execs
 	// (set by `vessel agent`, not a flag of its own).
 	endpoint string
+	// endpointPin is the hex SHA-256 of that endpoint's certificate.
+	endpointPin string
 	// gatewayDNS says a DNS server answers on each subnet's gateway (set
 	// by `vessel server`; network.Config.GatewayDNS).
 	gatewayDNS bool
@@ -239,7 +241,7 @@ func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *
 	cfg := agent.Config{
 		Host: agentproto.Host{ID: id, MilliCPU: cpu, MemoryMiB: mem,
 			CPUAllocationRatio: o.cpuAllocationRatio, MemoryAllocationRatio: o.memoryAllocationRatio,
-			Runtimes: names, DefaultRuntime: def, Subnets: hostSubnets, LogsEndpoint: o.endpoint},
+			Runtimes: names, DefaultRuntime: def, Subnets: hostSubnets, LogsEndpoint: o.endpoint, EndpointCertSHA256: o.endpointPin},
 		ControlPlane: cp, Runtimes: rts, Logger: log, PullBehavior: o.pullBehavior,
 		InsecureRegistries: o.insecureRegistries, LogMaxBytes: o.logMaxBytes,
 		LogDir: filepath.Join(dataDir, "logs"), TaskDir: filepath.Join(dataDir, "tasks")}

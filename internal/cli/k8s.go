@@ -225,6 +225,13 @@ are routed.`,
 			if err != nil {
 				return err
 			}
+			// An https control plane is trusted through AWS_CA_BUNDLE or
+			// the data directory's tls/ca.crt.
+			tlsCfg, err := g.tlsConfig()
+			if err != nil {
+				return err
+			}
+			client.WithTLS(tlsCfg)
 			var clientCA []byte
 			if o.kubeletClientCA != "" {
 				if clientCA, err = os.ReadFile(o.kubeletClientCA); err != nil {

@@ -103,7 +103,11 @@ func (g *globals) streamLogs(ctx context.Context, cluster, arn string, q url.Val
 	if err := auth.SignRequest(ctx, req, key, g.region, "vessel", nil, time.Now()); err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc, err := g.httpClient()
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
@@ -83,6 +85,7 @@ func NewRootCommand() *cobra.Command {
 	root.AddCommand(
 		newServerCommand(g),
 		newAgentCommand(g),
+		newHostCommand(g),
 		newRunCommand(g),
 		newPsCommand(g),
 		newServiceCommand(g),
@@ -149,7 +152,17 @@ func (g *globals) awsConfig() (aws.Config, error) {
 		}
 		creds = credentials.NewStaticCredentialsProvider(k.AccessKeyID, k.SecretAccessKey, "")
 	}
-	return aws.Config{Region: g.region, Credentials: creds, RetryMaxAttempts: 3}, nil
+	cfg := aws.Config{Region: g.region, Credentials: creds, RetryMaxAttempts: 3}
+	// An https control plane is trusted through AWS_CA_BUNDLE or the data
+	// directory's tls/ca.crt, as the aws CLI trusts AWS_CA_BUNDLE.
+	tlsCfg, err := g.tlsConfig()
+	if err != nil {
+		return aws.Config{}, err
+	}
+	if tlsCfg != nil {
+		cfg.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.TLSClientConfig = tlsCfg })
+	}
+	return cfg, nil
 }
 
 func (g *globals) ecsClient() (*ecs.Client, error) {

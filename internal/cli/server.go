@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/keyring"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/store"
@@ -42,6 +44,7 @@ type serverOptions struct {
 	host                 hostOptions
 	k8s                  k8sOptions
 	dns                  dnsOptions
+	tls                  serverTLSOptions
 }
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -76,6 +79,7 @@ narrower policies. The data directory is made 0700 at every start.`,
 	o.k8s.addFlags(cmd, true)
 	cmd.Flags().StringVar(&o.k8s.kubeProxy, "kube-proxy", "", "kube-proxy binary to run on this host with --kubeconfig, so that its sandboxes reach the cluster's ClusterIP Services (not on a host that is also a regular node: it runs one already)")
 	o.dns.addFlags(cmd)
+	o.tls.addFlags(cmd)
 	return cmd
 }
 
@@ -123,19 +127,35 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.listen, err)
 	}
-	endpoint := "http://" + ln.Addr().String()
+	tlsOn, err := o.tls.setUp(g.dataDir, ln)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv.SetTLS(tlsOn.caPEM, tlsOn.caHash)
+	endpoint := endpointURL(ln, tlsOn.config != nil)
 	out := cmd.ErrOrStderr()
+	if tlsOn.config != nil {
+		if tlsOn.generated {
+			fmt.Fprintf(out, "The API speaks TLS with a certificate of this server's own CA (%s).\n", caBundlePath(g.dataDir))
+		}
+		fmt.Fprintf(out, "CA fingerprint (SHA-256): %s\nCA public key hash (what agents pin): %s\n", tlsOn.caFingerprint, tlsOn.caHash)
+		ln = tls.NewListener(ln, tlsOn.config)
+	}
 	if created {
 		fmt.Fprintf(out, "Created the admin access key %s, its secret sealed in %s (readable by this user only).\n"+
 			"To use the aws CLI or SDKs against Vessel on this machine: eval \"$(vessel credentials --data-dir %s)\"\n"+
 			"Keys for other people and tools: vessel credentials create NAME --policy read-only|operator|admin\n",
 			localKey.AccessKeyID, g.local().KeyPath(), g.dataDir)
+		if tlsOn.generated {
+			fmt.Fprintf(out, "export AWS_CA_BUNDLE=%s\n", caBundlePath(g.dataDir))
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var wg sync.WaitGroup
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := httpserve.New(srv.Handler())
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

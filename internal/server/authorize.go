@@ -57,6 +57,12 @@ var routeActions = map[string]routeAction{
 	"POST /vessel/v1/credentials/{key}/rotate": {"vessel:RotateCredential", protoVessel},
 	"DELETE /vessel/v1/credentials/{key}":      {"vessel:DeleteCredential", protoVessel},
 
+	"POST /vessel/v1/join-tokens":        {"vessel:CreateJoinToken", protoVessel},
+	"GET /vessel/v1/join-tokens":         {"vessel:ListJoinTokens", protoVessel},
+	"DELETE /vessel/v1/join-tokens/{id}": {"vessel:DeleteJoinToken", protoVessel},
+	"GET /vessel/v1/hosts":               {"vessel:ListHosts", protoVessel},
+	"POST /vessel/v1/hosts/{id}/revoke":  {"vessel:RevokeHost", protoVessel},
+
 	"POST /agent/v1/hosts":                 {"vessel-agent:RegisterHost", protoVessel},
 	"POST /agent/v1/hosts/{id}/heartbeat":  {"vessel-agent:Heartbeat", protoVessel},
 	"GET /agent/v1/hosts/{id}/assignments": {"vessel-agent:GetAssignments", protoVessel},

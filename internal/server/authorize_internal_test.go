@@ -49,6 +49,9 @@ func TestEveryRouteHasAnAction(t *testing.T) {
 				if !ok && fn.Name.Name == "routeEKS" {
 					return true // the EKS table, checked below
 				}
+				if fn.Name.Name == "routeJoin" {
+					return true // unsigned: the join token or nothing is the proof
+				}
 				if !ok {
 					t.Errorf("%s: %s registers a route whose pattern is not a literal", fset.Position(call.Pos()), fn.Name.Name)
 					return true

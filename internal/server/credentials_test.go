@@ -226,7 +226,7 @@ func TestPolicies(t *testing.T) {
 	hostECS, _ := e.clients(hk)
 	_, err = hostECS.ListTasks(c, &ecs.ListTasksInput{})
 	wantDenied(t, err, "host/h9", "ecs:ListTasks", http.StatusBadRequest)
-	if err := e.vesselClient(hk).Heartbeat(c, "h1"); errdefs.IsPermissionDenied(err) {
+	if err := e.vesselClient(hk).Heartbeat(c, "h9"); errdefs.IsPermissionDenied(err) {
 		t.Errorf("host key Heartbeat: %v, want allowed by policy", err)
 	}
 

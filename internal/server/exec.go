@@ -80,7 +80,14 @@ func (s *Server) resolveExec(ctx context.Context, cluster, id, container string)
 	if h.LogsEndpoint == "" {
 		return nil, errdefs.Unavailable("host %s of task %s serves no exec: its agent runs without an endpoint (vessel agent --listen)", t.HostID, id)
 	}
-	client := &agentproto.ExecClient{Key: s.cfg.Keys[0], Region: s.cfg.Region}
+	key, hc, err := s.agentClient(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	client := &agentproto.ExecClient{Key: key, Region: s.cfg.Region}
+	if tr, ok := hc.Transport.(*http.Transport); ok {
+		client.TLS = tr.TLSClientConfig
+	}
 	endpoint := strings.TrimSuffix(h.LogsEndpoint, "/") + "/agent/v1/exec/" + url.PathEscape(id)
 	target.run = func(ctx context.Context, p runtime.ExecProcess) (int, error) {
 		return client.Exec(ctx, endpoint, container, p)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
@@ -30,6 +32,11 @@ func (s *Server) RegisterHost(ctx context.Context, h agentproto.Host) error {
 	}
 	if h.DefaultRuntime != "" && !slices.Contains(h.Runtimes, h.DefaultRuntime) {
 		return errdefs.InvalidArgument("host %s: default runtime %q is not among its runtimes %v", h.ID, h.DefaultRuntime, h.Runtimes)
+	}
+	if revoked, err := s.isRevoked(ctx, h.ID); err != nil {
+		return err
+	} else if revoked {
+		return fmt.Errorf("host %s was revoked (vessel host revoke): it may register again only after joining with a new token: %w", h.ID, agentproto.ErrAccessDenied)
 	}
 	if len(h.Subnets) == 0 {
 		h.Subnets = slices.Clone(s.cfg.Subnets)
@@ -210,12 +217,24 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 		if !decodeAgent(w, r, &h) {
 			return
 		}
+		if err := agentCaller(r, "RegisterHost", h.ID); err != nil {
+			writeAgent(w, nil, err)
+			return
+		}
 		writeAgent(w, nil, s.RegisterHost(r.Context(), h))
 	})
 	mux.HandleFunc("POST /agent/v1/hosts/{id}/heartbeat", func(w http.ResponseWriter, r *http.Request) {
+		if err := agentCaller(r, "Heartbeat", r.PathValue("id")); err != nil {
+			writeAgent(w, nil, err)
+			return
+		}
 		writeAgent(w, nil, s.Heartbeat(r.Context(), r.PathValue("id")))
 	})
 	mux.HandleFunc("GET /agent/v1/hosts/{id}/assignments", func(w http.ResponseWriter, r *http.Request) {
+		if err := agentCaller(r, "GetAssignments", r.PathValue("id")); err != nil {
+			writeAgent(w, nil, err)
+			return
+		}
 		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 		wait := agentproto.DefaultLongPoll
 		if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && d > 0 && d <= 5*time.Minute {
@@ -227,12 +246,36 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 		writeAgent(w, as, err)
 	})
 	mux.HandleFunc("POST /agent/v1/hosts/{id}/status", func(w http.ResponseWriter, r *http.Request) {
+		if err := agentCaller(r, "ReportStatus", r.PathValue("id")); err != nil {
+			writeAgent(w, nil, err)
+			return
+		}
 		var u agentproto.StatusUpdate
 		if !decodeAgent(w, r, &u) {
 			return
 		}
 		writeAgent(w, nil, s.ReportStatus(r.Context(), r.PathValue("id"), u))
 	})
+}
+
+// agentCaller checks that the request's signer may call the agent
+// protocol's op ("vessel-agent:<op>") for hostID: a host credential only
+// for the host it is bound to; admin keys (the in-process agent, set-ups
+// from before host credentials) for any host.
+func agentCaller(r *http.Request, op, hostID string) error {
+	id, ok := auth.IdentityFrom(r.Context())
+	if !ok {
+		return fmt.Errorf("agent protocol: the request carries no verified identity: %w", agentproto.ErrAccessDenied)
+	}
+	action := "vessel-agent:" + op
+	if !id.Allows(action) {
+		return fmt.Errorf("access key %s (policy %s) is not allowed to call %s: %w", id.AccessKeyID, id.Key.Policy, action, agentproto.ErrAccessDenied)
+	}
+	if id.Key.Policy == auth.PolicyHost && id.Key.HostID != hostID {
+		return fmt.Errorf("access key %s is the credential of host %s: it may act only for that host, not for host %q: %w",
+			id.AccessKeyID, id.Key.HostID, hostID, agentproto.ErrAccessDenied)
+	}
+	return nil
 }
 
 func decodeAgent(w http.ResponseWriter, r *http.Request, v any) bool {

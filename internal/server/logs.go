@@ -6,8 +6,10 @@ import (
 	"sync"
 
 	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/tlsutil"
 )
 
 // logSources holds the log sources of in-process agents, by host.
@@ -54,7 +56,11 @@ func (s *Server) TaskLogs(ctx context.Context, cluster, id string, o agentproto.
 		if h.LogsEndpoint == "" {
 			return errdefs.Unavailable("host %s serves no logs", t.HostID)
 		}
-		src = &agentproto.LogsClient{Endpoint: h.LogsEndpoint, Key: s.cfg.Keys[0], Region: s.cfg.Region}
+		key, hc, err := s.agentClient(ctx, h)
+		if err != nil {
+			return err
+		}
+		src = &agentproto.LogsClient{Endpoint: h.LogsEndpoint, Key: key, Region: s.cfg.Region, HTTP: hc}
 	}
 	return src.Logs(ctx, id, o, emit)
 }
@@ -74,4 +80,28 @@ type logSourceFunc func(ctx context.Context, taskID string, o agentproto.LogOpti
 
 func (f logSourceFunc) Logs(ctx context.Context, taskID string, o agentproto.LogOptions, emit func(agentproto.LogLine) error) error {
 	return f(ctx, taskID, o, emit)
+}
+
+// agentClient is how the control plane calls host h's endpoint: signed
+// with the host's own credential (the agent accepts no other key), over
+// TLS pinned to the certificate the host reported; a host that joined
+// before host credentials existed gets the first admin key.
+func (s *Server) agentClient(ctx context.Context, h hostRecord) (auth.Key, *http.Client, error) {
+	key, ok, err := s.hostCredential(ctx, h.ID)
+	if err != nil {
+		return auth.Key{}, nil, err
+	}
+	if !ok {
+		if len(s.cfg.Keys) == 0 {
+			return auth.Key{}, nil, errdefs.Unavailable("host %s has no credential to reach its endpoint with", h.ID)
+		}
+		key = s.cfg.Keys[0]
+	}
+	hc := &http.Client{}
+	if h.EndpointCertSHA256 != "" {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsutil.PinnedConfig(h.EndpointCertSHA256)
+		hc.Transport = tr
+	}
+	return key, hc, nil
 }

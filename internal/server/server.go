@@ -92,7 +92,11 @@ type Server struct {
 
 	apiLimiter *keyLimiter   // nil: no request limit
 	launches   *launchBucket // nil: no launch limit
-	started    time.Time
+	// caPEM and caHash are the CA the API's certificate chains to and its
+	// SubjectPublicKeyInfo hash (SetTLS); empty on plain HTTP.
+	caPEM   []byte
+	caHash  string
+	started time.Time
 
 	// pulse is closed and replaced whenever a task or host changes; the
 	// controller and agents' long polls wait on it.
@@ -177,9 +181,9 @@ func New(cfg Config) (*Server, error) {
 		if _, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys}); err != nil {
 			return nil, err
 		}
-		ring = auth.NewStaticKeyring(cfg.Keys...)
+		ring = &hostKeyring{fixed: auth.NewStaticKeyring(cfg.Keys...), store: cfg.Store}
 	}
-	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys, Keyring: ring, Now: cfg.Now})
+	v, err := auth.NewVerifier(auth.VerifierConfig{Keyring: ring, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +207,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.metrics.handler())
+	s.routeJoin(mux)
 	api := http.NewServeMux()
 	api.HandleFunc("POST /{$}", s.serveECS)
 	s.routeEKS(api)
@@ -211,6 +216,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeExec(api)
 	s.routeBridge(api)
 	s.routeCredentials(api)
+	s.routeHostAdmin(api)
 	api.HandleFunc("/", s.noRoute)
 	mux.Handle("/", s.verify.Middleware(s.throttle(s.authorize(api)), s.writeAuthError))
 	return s.metrics.instrument(s.cleanPaths(mux))

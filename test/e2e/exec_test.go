@@ -37,7 +37,6 @@ func TestExecRemoteAgent(t *testing.T) {
 	s := startServer(t, "--no-agent")
 	cidr := freeSubnet(t)
 	t.Cleanup(func() { removeBridges(cidr) })
-	id, secret := s.keys()
 	var log bytes.Buffer
 	agentDir := t.TempDir()
 	t.Cleanup(func() {
@@ -47,8 +46,8 @@ func TestExecRemoteAgent(t *testing.T) {
 	})
 	agent := exec.Command(vesselBin, "agent", "--server", s.endpoint, "--data-dir", agentDir,
 		"--host-id", "exec-host", "--runtime", "runc", "--runtimes", "runc",
-		"--subnet", "subnet-default="+cidr, "--listen", "127.0.0.1:0")
-	agent.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+id, "AWS_SECRET_ACCESS_KEY="+secret)
+		"--subnet", "subnet-default="+cidr, "--listen", "127.0.0.1:0", "--token", s.joinToken())
+	agent.Env = agentEnv()
 	agent.Stdout, agent.Stderr = &log, &log
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)

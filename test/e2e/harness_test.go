@@ -267,3 +267,28 @@ func (s *server) waitStatus(arn, status string, timeout time.Duration) ecsTask {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// joinToken creates a join token with `vessel host token create` and
+// returns it (the server speaks plain HTTP on loopback: no CA hash).
+func (s *server) joinToken() string {
+	s.t.Helper()
+	out, errOut, code := s.vessel("host", "token", "create", "--ttl", "1h")
+	f := strings.Fields(out)
+	i := slices.Index(f, "--token")
+	if code != 0 || i < 0 || i+1 >= len(f) {
+		s.t.Fatalf("vessel host token create: exit %d: %s %s", code, out, errOut)
+	}
+	return f[i+1]
+}
+
+// agentEnv is the environment of a host agent: no access key, so that it
+// signs with the credential it receives when it joins.
+func agentEnv() []string {
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "AWS_ACCESS_KEY_ID=") && !strings.HasPrefix(e, "AWS_SECRET_ACCESS_KEY=") {
+			env = append(env, e)
+		}
+	}
+	return env
+}

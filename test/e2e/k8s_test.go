@@ -703,11 +703,10 @@ func TestKubernetesRuntimeClasses(t *testing.T) {
 func TestKubernetesLostHost(t *testing.T) {
 	e := startBridge(t, "--runtimes", "sim", "--no-agent", "--host-timeout", "8s")
 	s := e.server
-	id, secret := s.keys()
 	var log bytes.Buffer
 	agent := exec.Command(vesselBin, "agent", "--server", s.endpoint, "--data-dir", t.TempDir(),
-		"--host-id", "far-host", "--runtime", "sim", "--runtimes", "sim")
-	agent.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+id, "AWS_SECRET_ACCESS_KEY="+secret)
+		"--host-id", "far-host", "--runtime", "sim", "--runtimes", "sim", "--token", s.joinToken())
+	agent.Env = agentEnv()
 	agent.Stdout, agent.Stderr = &log, &log
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/k8s/vnode"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/server"
@@ -289,8 +290,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	whs := webhook.NewServer(webhook.Options{Port: b.cfg.WebhookPort, CertDir: b.cfg.CertDir,
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}})
-	whs.Register(MutatePath, reviewHandler(b.mutate))
-	whs.Register(ValidatePath, reviewHandler(b.validate))
+	// controller-runtime's server sets no ReadTimeout: each review's
+	// body gets one here.
+	whs.Register(MutatePath, httpserve.BodyDeadline(reviewHandler(b.mutate), httpserve.ReadTimeout))
+	whs.Register(ValidatePath, httpserve.BodyDeadline(reviewHandler(b.validate), httpserve.ReadTimeout))
 	run("webhook server", func() error { return whs.Start(ctx) })
 	run("kubelet API", func() error { return b.serveKubeletAPI(ctx) })
 	run("pod controller", func() error { return pc.Run(ctx, 4) })
@@ -335,10 +338,7 @@ func WebhookURL(address string, port int) string {
 // reconcileWebhooks points the installed webhook configurations at this
 // bridge: its URL and its CA.
 func (b *Bridge) reconcileWebhooks(ctx context.Context) error {
-	ca, err := b.certs.caBundle()
-	if err != nil {
-		return err
-	}
+	ca := b.certs.CABundle()
 	mut, val := webhookConfigs(InstallOptions{WebhookURL: b.webhookURL(), CABundle: ca})
 	mc := b.kube.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	cur, err := mc.Get(ctx, MutatingName, metav1.GetOptions{})

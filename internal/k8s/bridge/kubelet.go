@@ -21,6 +21,7 @@ import (
 	utilexec "k8s.io/utils/exec"
 
 	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/task"
 )
@@ -42,15 +43,12 @@ func (b *Bridge) serveKubeletAPI(ctx context.Context) error {
 		StreamIdleTimeout:     4 * time.Hour,
 		StreamCreationTimeout: 30 * time.Second,
 	}, mux, false)
-	srv := &http.Server{
-		Handler:           b.authorize(mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: b.certs.getCertificate,
-			ClientAuth:     tls.RequireAndVerifyClientCert,
-			ClientCAs:      b.clientCAs,
-		},
+	srv := httpserve.New(b.authorize(mux))
+	srv.TLSConfig = &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: b.certs.GetCertificate,
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      b.clientCAs,
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(b.cfg.KubeletPort)))
 	if err != nil {

@@ -1,4 +1,4 @@
-package bridge
+package tlsutil
 
 import (
 	"crypto/x509"
@@ -11,19 +11,23 @@ import (
 
 func TestCertsAreIssuedRenewedAndSignedByTheCA(t *testing.T) {
 	dir := t.TempDir()
+	loadCerts := func(dir string, hosts []string) (*Serving, error) {
+		ca, err := LoadOrCreateCA(dir, "test-ca")
+		if err != nil {
+			return nil, err
+		}
+		return LoadServing(ServingConfig{CA: ca, Dir: dir, Hosts: hosts})
+	}
 	c, err := loadCerts(dir, []string{"127.0.0.1", "bridge.example"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := c.caBundle()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := c.CABundle()
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(ca) {
 		t.Fatal("the CA bundle holds no certificate")
 	}
-	first := c.leaf
+	first := c.Leaf()
 	for _, host := range []string{"127.0.0.1", "bridge.example"} {
 		if _, err := first.Verify(x509.VerifyOptions{Roots: pool, DNSName: host}); err != nil {
 			t.Errorf("the serving certificate does not verify for %s: %v", host, err)
@@ -35,23 +39,23 @@ func TestCertsAreIssuedRenewedAndSignedByTheCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !again.leaf.Equal(first) {
+	if !again.Leaf().Equal(first) {
 		t.Error("a valid certificate was replaced on load")
 	}
 
-	// Within renewBefore of expiry it is renewed, by the same CA.
-	later := first.NotAfter.Add(-renewBefore + time.Hour)
-	if err := c.ensure(later); err != nil {
+	// Within RenewBefore of expiry it is renewed, by the same CA.
+	later := first.NotAfter.Add(-RenewBefore + time.Hour)
+	if err := c.Ensure(later); err != nil {
 		t.Fatal(err)
 	}
-	if c.leaf.Equal(first) {
+	if c.Leaf().Equal(first) {
 		t.Fatal("a certificate close to expiry was not renewed")
 	}
-	if _, err := c.leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "bridge.example", CurrentTime: later}); err != nil {
+	if _, err := c.Leaf().Verify(x509.VerifyOptions{Roots: pool, DNSName: "bridge.example", CurrentTime: later}); err != nil {
 		t.Errorf("the renewed certificate does not verify against the same CA: %v", err)
 	}
-	served, _ := c.getCertificate(nil)
-	if leaf, _ := x509.ParseCertificate(served.Certificate[0]); !leaf.Equal(c.leaf) {
+	served, _ := c.GetCertificate(nil)
+	if leaf, _ := x509.ParseCertificate(served.Certificate[0]); !leaf.Equal(c.Leaf()) {
 		t.Error("the server still serves the old certificate")
 	}
 
@@ -60,7 +64,7 @@ func TestCertsAreIssuedRenewedAndSignedByTheCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if moved.leaf.VerifyHostname("10.0.0.9") != nil {
+	if moved.Leaf().VerifyHostname("10.0.0.9") != nil {
 		t.Error("the certificate does not name the new address")
 	}
 	for _, f := range []string{CAKeyFile, ServingKey} {
@@ -79,16 +83,17 @@ func TestConcurrentStartsShareOneCA(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b, err := EnsureCA(dir)
+			ca, err := LoadOrCreateCA(dir, "test-ca")
 			if err != nil {
 				t.Error(err)
+				return
 			}
-			bundles[i] = b
+			bundles[i] = ca.PEM
 		}()
 	}
 	wg.Wait()
 	for _, b := range bundles[1:] {
-		if !sameBundle(b, bundles[0]) {
+		if !SameBundle(b, bundles[0]) {
 			t.Fatal("concurrent starts made different CAs")
 		}
 	}

@@ -1,0 +1,101 @@
+package server_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/server"
+)
+
+// hostKey returns a host credential bound to hostID.
+func newHostKey(t *testing.T, hostID string) auth.Key {
+	t.Helper()
+	k, err := auth.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Name, k.Policy, k.HostID = "host/"+hostID, auth.PolicyHost, hostID
+	return k
+}
+
+// TestHostCredentialIsBoundToItsHost: host A's credential may register,
+// heartbeat, read the assignments of and report for host A only; every
+// call it makes as host B is refused with AccessDenied, and host A's own
+// calls work.
+func TestHostCredentialIsBoundToItsHost(t *testing.T) {
+	keyA, keyB := newHostKey(t, "host-a"), newHostKey(t, "host-b")
+	e := newEnvWith(t, envOptions{noAgent: true}, func(c *server.Config) {
+		c.Keyring = auth.NewStaticKeyring(append(c.Keys, keyA, keyB)...)
+	})
+	clientA, err := agentproto.NewClient(e.url, keyA, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientB, err := agentproto.NewClient(e.url, keyB, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := func(id string) agentproto.Host {
+		return agentproto.Host{ID: id, MilliCPU: 2000, MemoryMiB: 4096, Runtimes: []string{"sim"}}
+	}
+	c := ctx(t)
+	if err := clientB.RegisterHost(c, host("host-b")); err != nil {
+		t.Fatalf("host B registering itself: %v", err)
+	}
+	arn := e.run(e.register("bound", "256", "512", "sleep", "60"))
+	var taskID string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		as, err := clientB.Assignments(c, "host-b", -1)
+		if err != nil {
+			t.Fatalf("host B reading its assignments: %v", err)
+		}
+		if len(as.Tasks) == 1 {
+			taskID = as.Tasks[0].ID
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s was not placed on host B", arn)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := clientA.RegisterHost(c, host("host-a")); err != nil {
+		t.Fatalf("host A registering itself: %v", err)
+	}
+
+	denied := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, agentproto.ErrAccessDenied) {
+			t.Errorf("%s with host A's credential: got %v, want AccessDenied", what, err)
+		}
+	}
+	denied("registering as host B", clientA.RegisterHost(c, host("host-b")))
+	denied("heartbeat as host B", clientA.Heartbeat(c, "host-b"))
+	_, err = clientA.Assignments(c, "host-b", -1)
+	denied("reading host B's assignments", err)
+	denied("reporting host B's task", clientA.ReportStatus(c, "host-b", agentproto.StatusUpdate{TaskID: taskID, LastStatus: "STOPPED", StopCode: "EssentialContainerExited", StoppedReason: "forged by host A"}))
+	if got := e.describe(arn); got.StoppedReason != nil {
+		t.Errorf("host B's task was changed by host A: stoppedReason %q", *got.StoppedReason)
+	}
+
+	// Host A's own calls work, and its own assignments hold none of B's tasks.
+	if err := clientA.Heartbeat(c, "host-a"); err != nil {
+		t.Errorf("host A's heartbeat: %v", err)
+	}
+	as, err := clientA.Assignments(c, "host-a", -1)
+	if err != nil || len(as.Tasks) != 0 {
+		t.Errorf("host A's assignments: %d tasks, %v; want none", len(as.Tasks), err)
+	}
+	// The admin key keeps working for any host (the in-process agent, old
+	// set-ups).
+	admin, err := agentproto.NewClient(e.url, e.key, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Heartbeat(c, "host-b"); err != nil {
+		t.Errorf("admin heartbeat for host B: %v", err)
+	}
+}
