@@ -102,6 +102,9 @@ type Record struct {
 	Storage   string          `json:"storage,omitempty"`
 	OOMBase   int64           `json:"oomBase"` // OOM kills counted in the sandbox's cgroup(s) at Create
 	Started   map[string]bool `json:"started,omitempty"`
+	// Launching marks the containers whose start began and has not
+	// finished: set with Started, cleared once conmon runs the container.
+	Launching map[string]bool `json:"launching,omitempty"`
 	// Restarts counts each container's restarts (runtime.Restarter).
 	Restarts map[string]int `json:"restarts,omitempty"`
 }
@@ -430,10 +433,28 @@ func (s *Sandboxes) Start(id, name string, launch func(rec *Record) error) error
 		return s.errorf("start %s/%s: %w", id, name, err)
 	}
 	rec.Started[name] = true
+	// Launching until launch returns: an agent that dies in between
+	// leaves it, and Wait then knows the container never ran.
+	if rec.Launching == nil {
+		rec.Launching = map[string]bool{}
+	}
+	rec.Launching[name] = true
 	if err := s.Save(rec); err != nil {
 		return s.errorf("%w", err)
 	}
-	return launch(rec)
+	if err := launch(rec); err != nil {
+		return err
+	}
+	if rec, err = s.LoadContainer(id, name); err == nil {
+		delete(rec.Launching, name)
+		err = s.Save(rec)
+	}
+	if err != nil && s.Log != nil {
+		// The container runs; only a later loss of its conmon would be
+		// misread as an interrupted start.
+		s.Log.Warn(s.Name+": recording a container's start", "sandbox", id, "container", name, "err", err)
+	}
+	return nil
 }
 
 // checkNonRoot refuses container name when it has RunAsNonRoot and its
@@ -565,6 +586,11 @@ func (s *Sandboxes) Wait(ctx context.Context, id, name string) (runtime.ExitStat
 		if rec.Started[name] && n%20 == 19 && !s.conmonAlive(id, name) {
 			if st, ok, err := s.ExitStatus(rec, name); err != nil || ok {
 				return st, err
+			}
+			if rec.Launching[name] {
+				return runtime.ExitStatus{}, fmt.Errorf("%w: %w", errdefs.Unavailable(
+					"container %q of sandbox %s never ran: its start was interrupted and its monitor (conmon) is gone", name, id),
+					runtime.ErrStartInterrupted)
 			}
 			if _, err := os.Stat(filepath.Join(s.BundleDir(id, name), "conmon.pid")); err == nil {
 				return runtime.ExitStatus{}, errdefs.Unavailable("container %q of sandbox %s lost its monitor (conmon) without an exit code", name, id)
