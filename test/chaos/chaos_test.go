@@ -33,6 +33,7 @@ var (
 	flagVessel   = flag.String("chaos.vessel", "", "the vessel binary (vessel-guest next to it for micro-VMs)")
 	flagWork     = flag.String("chaos.workdir", "", "directory for the loop file, its mount and the logs (default: a new temporary one)")
 	flagReport   = flag.String("chaos.report", "", "file the summary is written to, as markdown")
+	flagPods     = flag.Bool("chaos.pods", false, "also run pods through the Kubernetes bridge (a real kube-apiserver and etcd)")
 )
 
 const (
@@ -74,6 +75,17 @@ type rec struct {
 	running                time.Time // when first seen RUNNING
 	task                   *ecstypes.Task
 	missing                bool
+	pod                    string // the pod's name, for a pod's task
+}
+
+// podRec is a pod the run made.
+type podRec struct {
+	kind, runtime string // kind: pod-exit or pod-long
+	wantCode      int
+	sleep         time.Duration
+	created       time.Time
+	deleted       bool
+	hasTask       bool
 }
 
 type chaos struct {
@@ -91,6 +103,9 @@ type chaos struct {
 	faults     map[string]int
 	recovery   map[string][]time.Duration
 	runErrors  int
+	pods       *pods
+	podRecs    map[string]*podRec
+	podSeq     int
 	logf       func(format string, args ...any)
 }
 
@@ -142,6 +157,10 @@ func TestChaos(t *testing.T) {
 
 	in := newInstance(t, *flagVessel, work, runtimes)
 	in.prepareImage()
+	var pc *pods
+	if *flagPods {
+		pc = startCluster(t, in)
+	}
 	if err := in.startServer(); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +179,12 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := &chaos{t: t, in: in, c: in.ecs(), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		recs: map[string]*rec{}, seen: map[string]bool{}, faults: map[string]int{}, recovery: map[string][]time.Duration{}, logf: logf}
+		recs: map[string]*rec{}, seen: map[string]bool{}, faults: map[string]int{}, recovery: map[string][]time.Duration{}, logf: logf,
+		pods: pc, podRecs: map[string]*podRec{}}
+	if pc != nil {
+		pc.install(t, in)
+		logf("Kubernetes bridge installed; pods go to namespace %s", podNamespace)
+	}
 	ch.setUp(ctx)
 
 	// Faults until the duration is over.
@@ -241,6 +265,11 @@ func (ch *chaos) setUp(ctx context.Context) {
 // workload runs standalone tasks and stops some, until ctx ends.
 func (ch *chaos) workload(ctx context.Context) {
 	for ctx.Err() == nil {
+		if ch.pods != nil && ch.rand(3) == 0 {
+			ch.podStep(ctx)
+			sleepCtx(ctx, ch.between(1500*time.Millisecond, 4*time.Second))
+			continue
+		}
 		switch n := ch.rand(10); {
 		case n < 5:
 			ch.runTask(ctx, "exit")
@@ -281,14 +310,30 @@ func (ch *chaos) runTask(ctx context.Context, kind string) {
 		in.Overrides = &ecstypes.TaskOverride{ContainerOverrides: []ecstypes.ContainerOverride{{Name: aws.String("app"),
 			Command: []string{"sh", "-c", fmt.Sprintf("sleep %.1f; exit %d", r.sleep.Seconds(), r.wantCode)}}}}
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := ch.c.RunTask(cctx, in)
-	if err != nil || len(out.Tasks) != 1 {
-		// Refused or unanswered while the server is down: no task to track.
+	// One clientToken for the call and all its retries, as a careful
+	// client does: an answer lost to a fault is asked for again, and the
+	// server answers with the task it made the first time.
+	ch.mu.Lock()
+	ch.podSeq++
+	in.ClientToken = aws.String(fmt.Sprintf("chaos-%d-%d", time.Now().UnixNano(), ch.podSeq))
+	ch.mu.Unlock()
+	var out *ecs.RunTaskOutput
+	var err error
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err = ch.c.RunTask(cctx, in)
+		cancel()
+		if err == nil || time.Now().After(deadline) || strings.Contains(err.Error(), "Exception:") && !strings.Contains(err.Error(), "ServerException") {
+			break
+		}
 		ch.mu.Lock()
 		ch.runErrors++
 		ch.mu.Unlock()
+		ch.logf("RunTask (retried with the same clientToken): %v", err)
+		time.Sleep(2 * time.Second)
+	}
+	if err != nil || len(out.Tasks) != 1 {
+		ch.logf("RunTask gave up: %v", err)
 		return
 	}
 	r.arn = aws.ToString(out.Tasks[0].TaskArn)
@@ -450,7 +495,7 @@ func (ch *chaos) make(ctx context.Context, kind string) (string, bool) {
 		var ids []string
 		for _, r := range ch.recs {
 			// Long-running ones, whose process is the container's first.
-			if r.runtime == "runc" && r.last == "RUNNING" && r.kind != "exit" {
+			if r.runtime == "runc" && r.last == "RUNNING" && (r.kind == "long" || r.kind == "service" || r.kind == "pod-long") {
 				ids = append(ids, r.id)
 			}
 		}
@@ -504,6 +549,28 @@ func (ch *chaos) observe(ctx context.Context) (running, desired int32, err error
 			ch.mu.Unlock()
 		}
 	}
+	if ch.pods != nil {
+		for _, ds := range []ecstypes.DesiredStatus{ecstypes.DesiredStatusRunning, ecstypes.DesiredStatusStopped} {
+			p := ecs.NewListTasksPaginator(ch.c, &ecs.ListTasksInput{StartedBy: aws.String("vessel-scheduler"), DesiredStatus: ds})
+			for p.HasMorePages() {
+				out, err := p.NextPage(cctx)
+				if err != nil {
+					return 0, 0, fmt.Errorf("ListTasks: %w", err)
+				}
+				ch.mu.Lock()
+				for _, arn := range out.TaskArns {
+					if ch.recs[arn] == nil {
+						ch.recs[arn] = &rec{arn: arn, id: arn[strings.LastIndex(arn, "/")+1:], kind: "pod",
+							created: time.Now(), since: time.Now()}
+						if ch.diskActive {
+							ch.recs[arn].touched = append(ch.recs[arn].touched, fDisk)
+						}
+					}
+				}
+				ch.mu.Unlock()
+			}
+		}
+	}
 	ch.mu.Lock()
 	var arns []string
 	for arn := range ch.recs {
@@ -514,7 +581,7 @@ func (ch *chaos) observe(ctx context.Context) (running, desired int32, err error
 	now := time.Now()
 	for i := 0; i < len(arns); i += 100 {
 		batch := arns[i:min(i+100, len(arns))]
-		out, err := ch.c.DescribeTasks(cctx, &ecs.DescribeTasksInput{Tasks: batch})
+		out, err := ch.c.DescribeTasks(cctx, &ecs.DescribeTasksInput{Tasks: batch, Include: []ecstypes.TaskField{ecstypes.TaskFieldTags}})
 		if err != nil {
 			return 0, 0, fmt.Errorf("DescribeTasks: %w", err)
 		}
@@ -532,6 +599,20 @@ func (ch *chaos) observe(ctx context.Context) (running, desired int32, err error
 			}
 			r.missing = false
 			r.task = &tk
+			if r.kind == "pod" {
+				for _, tg := range tk.Tags {
+					if aws.ToString(tg.Key) == "vessel:pod-name" {
+						r.pod = aws.ToString(tg.Value)
+					}
+				}
+				if pr := ch.podRecs[r.pod]; pr != nil {
+					r.kind, r.runtime, r.wantCode, r.sleep = pr.kind, pr.runtime, pr.wantCode, pr.sleep
+					pr.hasTask = true
+				}
+			}
+			if pr := ch.podRecs[r.pod]; pr != nil && pr.deleted {
+				r.stopAsked = true
+			}
 			last, des := aws.ToString(tk.LastStatus), aws.ToString(tk.DesiredStatus)
 			if last != r.last || des != r.desired {
 				r.last, r.desired, r.since = last, des, now
@@ -568,13 +649,18 @@ func (ch *chaos) unsettled(running, desired int32) []string {
 		case r.last == "STOPPED":
 		case slices.Contains(transitional, r.last) || r.desired == "STOPPED":
 			why = append(why, fmt.Sprintf("task %s %s→%s", r.id, r.last, r.desired))
-		case r.kind == "exit" && r.last == "RUNNING" && time.Since(r.running) > r.sleep+30*time.Second:
+		case (r.kind == "exit" || r.kind == "pod-exit") && r.last == "RUNNING" && time.Since(r.running) > r.sleep+30*time.Second:
 			why = append(why, fmt.Sprintf("exit task %s still RUNNING %s after it started", r.id, time.Since(r.running).Round(time.Second)))
 		case slices.ContainsFunc(r.touched, func(f string) bool { return f == fConmon || f == fRunsc || f == fQEMU || f == fTaskProc }):
 			// Its sandbox or first process was killed: it must end.
 			why = append(why, fmt.Sprintf("task %s hit by %v still %s", r.id, r.touched, r.last))
 		case r.kind == "service" && r.last == "RUNNING":
 			svcRunning++
+		}
+	}
+	for name, pr := range ch.podRecs {
+		if !pr.hasTask && !pr.deleted {
+			why = append(why, "pod "+name+" has no task")
 		}
 	}
 	if running != desired || svcRunning != int(desired) {
@@ -683,7 +769,7 @@ func verdict(kind string, want int, stopAsked bool, touched []string, tk *ecstyp
 	}
 	allowed := map[string]bool{}
 	switch kind {
-	case "exit":
+	case "exit", "pod-exit":
 		allowed["EssentialContainerExited"] = true
 		if stopAsked {
 			allowed["UserInitiated"] = true
@@ -691,7 +777,10 @@ func verdict(kind string, want int, stopAsked bool, touched []string, tk *ecstyp
 		if !startFault && !procFault && exit != nil && int(*exit) != want {
 			return fmt.Sprintf("exited by itself with %d, recorded as %s", want, got)
 		}
-	case "long":
+	case "orphan":
+		allowed["UserInitiated"] = true
+		allowed["EssentialContainerExited"] = true
+	case "long", "pod-long":
 		if stopAsked {
 			allowed["UserInitiated"] = true
 		}
@@ -740,11 +829,54 @@ func (ch *chaos) finish(ctx context.Context) {
 		}
 	}
 	ch.mu.Unlock()
+	if ch.pods != nil {
+		if out, err := ch.pods.kubectl(cctx, nil, "-n", podNamespace, "delete", "pods", "--all", "--wait=false"); err != nil {
+			ch.violate("delete-pods", "deleting the pods: %v: %s", err, out)
+		}
+		ch.mu.Lock()
+		for _, pr := range ch.podRecs {
+			pr.deleted = true
+		}
+		for _, r := range ch.recs {
+			if r.pod != "" {
+				r.stopAsked = true
+			}
+		}
+		ch.mu.Unlock()
+	}
 	for _, r := range live {
+		if r.pod != "" || r.kind == "pod" {
+			continue
+		}
 		if _, err := ch.c.StopTask(cctx, &ecs.StopTaskInput{Task: aws.String(r.arn), Reason: aws.String("chaos: the run ends")}); err == nil {
 			ch.mu.Lock()
 			r.stopAsked = true
 			ch.mu.Unlock()
+		}
+	}
+	// Tasks the run never heard of (a RunTask whose answer was lost) are
+	// stopped too, and reported.
+	for _, ds := range []ecstypes.DesiredStatus{ecstypes.DesiredStatusRunning, ecstypes.DesiredStatusStopped} {
+		p := ecs.NewListTasksPaginator(ch.c, &ecs.ListTasksInput{DesiredStatus: ds})
+		for p.HasMorePages() {
+			page, err := p.NextPage(cctx)
+			if err != nil {
+				break
+			}
+			for _, arn := range page.TaskArns {
+				ch.mu.Lock()
+				known := ch.recs[arn] != nil
+				ch.mu.Unlock()
+				if known {
+					continue
+				}
+				id := arn[strings.LastIndex(arn, "/")+1:]
+				ch.violate("orphan:"+id, "task %s exists but no RunTask answered with it (an answer lost to a fault)", id)
+				ch.c.StopTask(cctx, &ecs.StopTaskInput{Task: aws.String(arn), Reason: aws.String("chaos: the run ends")})
+				ch.mu.Lock()
+				ch.recs[arn] = &rec{arn: arn, id: id, kind: "orphan", stopAsked: true, created: time.Now(), since: time.Now()}
+				ch.mu.Unlock()
+			}
 		}
 	}
 	// The service's tasks stop with ServiceSchedulerInitiated.
@@ -899,8 +1031,8 @@ func (ch *chaos) summary(seed uint64, took time.Duration, runtimes []string) str
 	}
 	fmt.Fprintf(&b, "Chaos run %s: seed %d, fault injection for %s (%s in all), runtimes %s\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), seed, *flagDuration, took.Round(time.Second), strings.Join(runtimes, ","))
-	fmt.Fprintf(&b, "Tasks: %d exit-with-a-code, %d long-running, %d of the service (%d RunTask calls refused or unanswered during faults)\n\n",
-		kinds["exit"], kinds["long"], kinds["service"], ch.runErrors)
+	fmt.Fprintf(&b, "Tasks: %d exit-with-a-code, %d long-running, %d of the service, %d of pods (%d exiting, %d long-running) (%d RunTask calls refused or unanswered during faults)\n\n",
+		kinds["exit"], kinds["long"], kinds["service"], kinds["pod-exit"]+kinds["pod-long"]+kinds["pod"], kinds["pod-exit"], kinds["pod-long"], ch.runErrors)
 	fmt.Fprintf(&b, "| fault | injected | recovered | recovery p50 | recovery max |\n|---|---|---|---|---|\n")
 	var all []time.Duration
 	total := 0
@@ -921,4 +1053,57 @@ func (ch *chaos) summary(seed uint64, took time.Duration, runtimes []string) str
 		fmt.Fprintf(&b, "- %s\n", v)
 	}
 	return b.String()
+}
+
+// podStep makes an exiting or a long-running pod, or deletes a long one.
+func (ch *chaos) podStep(ctx context.Context) {
+	ch.mu.Lock()
+	var long []string
+	for name, pr := range ch.podRecs {
+		if pr.kind == "pod-long" && !pr.deleted && pr.hasTask {
+			long = append(long, name)
+		}
+	}
+	ch.podSeq++
+	seq := ch.podSeq
+	ch.mu.Unlock()
+	sort.Strings(long)
+	rt := ch.in.runtimes[ch.rand(len(ch.in.runtimes))]
+	switch n := ch.rand(10); {
+	case n < 5:
+		pr := &podRec{kind: "pod-exit", runtime: rt, wantCode: exitCodes[ch.rand(len(exitCodes))],
+			sleep: ch.between(time.Second, 8*time.Second), created: time.Now()}
+		name := fmt.Sprintf("pe-c%d-%d", pr.wantCode, seq)
+		if err := ch.pods.create(ctx, name, rt, fmt.Sprintf("sleep %.1f; exit %d", pr.sleep.Seconds(), pr.wantCode)); err != nil {
+			ch.logf("%v", err)
+			return
+		}
+		ch.mu.Lock()
+		ch.podRecs[name] = pr
+		ch.mu.Unlock()
+	case n < 8 && len(long) < 3:
+		pr := &podRec{kind: "pod-long", runtime: rt, created: time.Now()}
+		name := fmt.Sprintf("pl-%d", seq)
+		if err := ch.pods.create(ctx, name, rt, "exec sleep 3600"); err != nil {
+			ch.logf("%v", err)
+			return
+		}
+		ch.mu.Lock()
+		ch.podRecs[name] = pr
+		ch.mu.Unlock()
+	case len(long) > 0:
+		name := long[ch.rand(len(long))]
+		if err := ch.pods.delete(ctx, name); err != nil {
+			ch.logf("%v", err)
+			return
+		}
+		ch.mu.Lock()
+		ch.podRecs[name].deleted = true
+		for _, r := range ch.recs {
+			if r.pod == name {
+				r.stopAsked = true
+			}
+		}
+		ch.mu.Unlock()
+	}
 }

@@ -40,6 +40,8 @@ type instance struct {
 	addr     string // server API address
 	subnet   string
 	runtimes []string
+	// serverExtra are more flags of vessel server (the Kubernetes bridge's).
+	serverExtra []string
 
 	keyID, secret string
 
@@ -151,6 +153,7 @@ func (in *instance) startServer() error {
 	args := []string{"server", "--no-agent", "--data-dir", in.server, "--listen", in.addr,
 		"--subnet", "subnet-default=" + in.subnet, "--dns-listen=",
 		"--host-timeout", hostTimeout.String(), "--pending-timeout", "2m"}
+	args = append(args, in.serverExtra...)
 	cmd := exec.Command(in.vessel, args...)
 	cmd.Stdout, cmd.Stderr = in.serverLg, in.serverLg
 	if err := cmd.Start(); err != nil {
