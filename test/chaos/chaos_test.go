@@ -1009,6 +1009,15 @@ func killLeftovers(t *testing.T, in *instance) {
 		t.Logf("killing leftover process %d %s", p.pid, p.comm)
 		syscall.Kill(p.pid, syscall.SIGKILL)
 	}
+	// A container's own processes do not name the directory: find them
+	// by the cgroups of the sandboxes the agent left.
+	dirs, _ := filepath.Glob(filepath.Join(in.agent, "sandboxes", "*", "*"))
+	for _, d := range dirs {
+		for _, p := range cgroupProcs(filepath.Base(d)) {
+			t.Logf("killing leftover process %d %s of sandbox %s", p.pid, p.comm, filepath.Base(d))
+			syscall.Kill(p.pid, syscall.SIGKILL)
+		}
+	}
 }
 
 func percentile(ds []time.Duration, p float64) time.Duration {
