@@ -86,6 +86,7 @@ type podRec struct {
 	created       time.Time
 	deleted       bool
 	hasTask       bool
+	touched       []string // faults that came before its task was seen
 }
 
 type chaos struct {
@@ -433,6 +434,11 @@ func (ch *chaos) make(ctx context.Context, kind string) (string, bool) {
 				r.touched = append(r.touched, fAgentStart)
 			}
 		}
+		for _, pr := range ch.podRecs {
+			if !pr.hasTask {
+				pr.touched = append(pr.touched, fAgentStart)
+			}
+		}
 		ch.mu.Unlock()
 		in.stopAgent(syscall.SIGKILL)
 		sleepCtx(ctx, ch.between(500*time.Millisecond, 5*time.Second))
@@ -451,8 +457,13 @@ func (ch *chaos) make(ctx context.Context, kind string) (string, bool) {
 		ch.mu.Lock()
 		ch.diskActive = true
 		for _, r := range ch.recs {
-			if r.last != "STOPPED" && (r.last != "RUNNING" || r.kind == "exit" || r.stopAsked) {
+			if r.last != "STOPPED" && (r.last != "RUNNING" || r.kind == "exit" || r.kind == "pod-exit" || r.stopAsked) {
 				r.touched = append(r.touched, fDisk)
+			}
+		}
+		for _, pr := range ch.podRecs {
+			if !pr.hasTask {
+				pr.touched = append(pr.touched, fDisk)
 			}
 		}
 		ch.mu.Unlock()
@@ -607,6 +618,7 @@ func (ch *chaos) observe(ctx context.Context) (running, desired int32, err error
 				}
 				if pr := ch.podRecs[r.pod]; pr != nil {
 					r.kind, r.runtime, r.wantCode, r.sleep = pr.kind, pr.runtime, pr.wantCode, pr.sleep
+					r.touched = append(r.touched, pr.touched...)
 					pr.hasTask = true
 				}
 			}
@@ -774,7 +786,7 @@ func verdict(kind string, want int, stopAsked bool, touched []string, tk *ecstyp
 		if stopAsked {
 			allowed["UserInitiated"] = true
 		}
-		if !startFault && !procFault && exit != nil && int(*exit) != want {
+		if code == "EssentialContainerExited" && !startFault && !procFault && exit != nil && int(*exit) != want {
 			return fmt.Sprintf("exited by itself with %d, recorded as %s", want, got)
 		}
 	case "orphan":
@@ -1088,6 +1100,9 @@ func (ch *chaos) podStep(ctx context.Context) {
 			return
 		}
 		ch.mu.Lock()
+		if ch.diskActive {
+			pr.touched = append(pr.touched, fDisk)
+		}
 		ch.podRecs[name] = pr
 		ch.mu.Unlock()
 	case n < 8 && len(long) < 3:
@@ -1098,6 +1113,9 @@ func (ch *chaos) podStep(ctx context.Context) {
 			return
 		}
 		ch.mu.Lock()
+		if ch.diskActive {
+			pr.touched = append(pr.touched, fDisk)
+		}
 		ch.podRecs[name] = pr
 		ch.mu.Unlock()
 	case len(long) > 0:
