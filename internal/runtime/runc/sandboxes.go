@@ -2,6 +2,8 @@ package runc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +59,11 @@ type Sandboxes struct {
 	// HostNofile is the agent's hard RLIMIT_NOFILE (HostLimits), which
 	// bounds the containers'.
 	HostNofile uint64
+	// ExitRoot holds each sandbox's exit codes, in ExitRoot/<id>: a
+	// directory off the data disk (a tmpfs, DefaultExitRoot), so that a
+	// container that exits while that disk is full keeps its code. Empty:
+	// in the sandbox's directory.
+	ExitRoot string
 	// InitPath is the static init bound into containers whose
 	// Security.Init is set (FindInit); without it such containers are
 	// refused at Create.
@@ -105,6 +112,10 @@ type Record struct {
 	// Launching marks the containers whose start began and has not
 	// finished: set with Started, cleared once conmon runs the container.
 	Launching map[string]bool `json:"launching,omitempty"`
+	// ExitDir is where conmon writes the containers' exit codes (and its
+	// persist directories); empty for sandboxes made before it was kept
+	// off the data disk: their SandboxDir's exits.
+	ExitDir string `json:"exitDir,omitempty"`
 	// Restarts counts each container's restarts (runtime.Restarter).
 	Restarts map[string]int `json:"restarts,omitempty"`
 }
@@ -139,8 +150,27 @@ func (s *Sandboxes) BundleDir(id, name string) string {
 	return filepath.Join(s.SandboxDir(id), "containers", name)
 }
 
-func (s *Sandboxes) exitFile(id, name string) string {
-	return filepath.Join(s.SandboxDir(id), "exits", ContainerID(id, name))
+func (s *Sandboxes) exitFile(rec *Record, name string) string {
+	return filepath.Join(s.exitDir(rec), ContainerID(rec.Spec.ID, name))
+}
+
+func (s *Sandboxes) exitDir(rec *Record) string {
+	if rec.ExitDir != "" {
+		return rec.ExitDir
+	}
+	return filepath.Join(s.SandboxDir(rec.Spec.ID), "exits")
+}
+
+// DefaultExitRoot is the ExitRoot of the back end whose state directory is
+// stateDir: /run/vessel/exits/<hash of stateDir>, off the data disk (a
+// tmpfs on most hosts, which lives exactly as long as sandboxes: a reboot
+// ends both), or "" when /run is missing.
+func DefaultExitRoot(stateDir string) string {
+	if fi, err := os.Stat("/run"); err != nil || !fi.IsDir() {
+		return ""
+	}
+	h := sha256.Sum256([]byte(stateDir))
+	return filepath.Join("/run", "vessel", "exits", hex.EncodeToString(h[:])[:12])
 }
 
 // LogPath is where container name's log goes: <LogDir>/<name>.log, or the
@@ -161,7 +191,8 @@ func (s *Sandboxes) Conmon(rec *Record, name string) Conmon {
 	return Conmon{
 		ID: ContainerID(id, name), Name: name, Bundle: s.BundleDir(id, name),
 		LogPath: s.LogPath(rec, name), LogMaxBytes: rec.Spec.LogMaxBytes,
-		ExitDir: filepath.Join(s.SandboxDir(id), "exits"), SocketDir: filepath.Join(s.SandboxDir(id), "sockets"),
+		ExitDir: s.exitDir(rec), SocketDir: filepath.Join(s.SandboxDir(id), "sockets"),
+		PersistDir: filepath.Join(s.exitDir(rec), "persist", name),
 	}
 }
 
@@ -322,6 +353,12 @@ func (s *Sandboxes) Prepare(ctx context.Context, rec *Record, extraDirs []string
 	for _, sub := range append([]string{"exits", "sockets", "containers"}, extraDirs...) {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
 			return s.errorf("%w", err)
+		}
+	}
+	if s.ExitRoot != "" {
+		rec.ExitDir = filepath.Join(s.ExitRoot, spec.ID)
+		if err := os.MkdirAll(rec.ExitDir, 0o700); err != nil {
+			return s.errorf("exit directory: %w", err)
 		}
 	}
 	logDir := spec.LogDir
@@ -502,7 +539,7 @@ func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *Record) err
 		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", name, id)
 	}
 	s.WaitConmon(id, name, "its container exited")
-	exitFile := s.exitFile(id, name)
+	exitFile := s.exitFile(rec, name)
 	last, err := os.ReadFile(exitFile)
 	if err != nil {
 		return s.errorf("%w", err)
@@ -538,7 +575,7 @@ func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *Record) err
 // ExitStatus reads a container's exit file; ok is false while it runs.
 // OOMKilled decides about a code of 137.
 func (s *Sandboxes) ExitStatus(rec *Record, name string) (st runtime.ExitStatus, ok bool, err error) {
-	path := s.exitFile(rec.Spec.ID, name)
+	path := s.exitFile(rec, name)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return st, false, nil
@@ -893,6 +930,12 @@ func (s *Sandboxes) TearDown(rec *Record, cgroupChildren []string, errs []error)
 			errs = append(errs, fmt.Errorf("still mounted: %s", strings.Join(left, ", ")))
 		} else if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)
+		} else if rec.ExitDir != "" {
+			if err := os.RemoveAll(rec.ExitDir); err != nil {
+				errs = append(errs, err)
+			}
+			// The back end's own directory goes with its last sandbox.
+			os.Remove(filepath.Dir(rec.ExitDir))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -948,6 +991,11 @@ func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cm
 	dir := s.SandboxDir(id)
 	if _, err := os.Stat(dir); err == nil {
 		out = append(out, "directory "+dir)
+	}
+	if s.ExitRoot != "" {
+		if _, err := os.Stat(filepath.Join(s.ExitRoot, id)); err == nil {
+			out = append(out, "directory "+filepath.Join(s.ExitRoot, id))
+		}
 	}
 	for _, m := range mountsUnder(dir) {
 		out = append(out, "mount "+m)
