@@ -4,6 +4,8 @@ package chaos
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -951,6 +953,16 @@ func (ch *chaos) leaks() []string {
 			if e.IsDir() && ids[e.Name()] {
 				out = append(out, "cgroup "+filepath.Join(root, e.Name()))
 			}
+		}
+	}
+	// Exit directories of the agent's runtimes (runc.DefaultExitRoot).
+	rtDirs, _ := filepath.Glob(filepath.Join(in.agent, "sandboxes", "*"))
+	for _, d := range rtDirs {
+		h := sha256.Sum256([]byte(d))
+		root := filepath.Join("/run/vessel/exits", hex.EncodeToString(h[:])[:12])
+		entries, _ := os.ReadDir(root)
+		for _, e := range entries {
+			out = append(out, "exit directory "+filepath.Join(root, e.Name()))
 		}
 	}
 	// Veths of our subnet's bridge.

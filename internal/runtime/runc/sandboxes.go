@@ -154,6 +154,14 @@ func (s *Sandboxes) exitFile(rec *Record, name string) string {
 	return filepath.Join(s.exitDir(rec), ContainerID(rec.Spec.ID, name))
 }
 
+// exitRootOf is sandbox id's directory under ExitRoot, or "".
+func (s *Sandboxes) exitRootOf(id string) string {
+	if s.ExitRoot == "" {
+		return ""
+	}
+	return filepath.Join(s.ExitRoot, id)
+}
+
 func (s *Sandboxes) exitDir(rec *Record) string {
 	if rec.ExitDir != "" {
 		return rec.ExitDir
@@ -930,12 +938,19 @@ func (s *Sandboxes) TearDown(rec *Record, cgroupChildren []string, errs []error)
 			errs = append(errs, fmt.Errorf("still mounted: %s", strings.Join(left, ", ")))
 		} else if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)
-		} else if rec.ExitDir != "" {
-			if err := os.RemoveAll(rec.ExitDir); err != nil {
-				errs = append(errs, err)
+		} else {
+			// The exit directory, also when the record on disk lost it
+			// (a Create that failed on a full disk).
+			for _, d := range []string{rec.ExitDir, s.exitRootOf(id)} {
+				if d == "" {
+					continue
+				}
+				if err := os.RemoveAll(d); err != nil {
+					errs = append(errs, err)
+				}
+				// The back end's own directory goes with its last sandbox.
+				os.Remove(filepath.Dir(d))
 			}
-			// The back end's own directory goes with its last sandbox.
-			os.Remove(filepath.Dir(rec.ExitDir))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
