@@ -534,6 +534,13 @@ func (w *worker) watch(ctx context.Context) {
 				}
 				w.log.Error("waiting for container failed", "container", ev.name, "err", ev.err)
 				cancel()
+				if errors.Is(ev.err, runtime.ErrStartInterrupted) {
+					// A previous agent went away while starting it: it
+					// never ran.
+					w.fail(ctx, task.StopCodeTaskFailedToStart,
+						fmt.Sprintf("%s: container %s: %v", task.ReasonCannotStartContainer, ev.name, ev.err))
+					return
+				}
 				w.fail(ctx, task.StopCodeEssentialContainerExited,
 					fmt.Sprintf("%s: container %s: %v", task.ReasonCannotInspectContainer, ev.name, ev.err))
 				return

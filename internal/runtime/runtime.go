@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"io"
 	"syscall"
 	"time"
@@ -238,3 +239,9 @@ type Runtime interface {
 type Simulated interface {
 	Simulated() bool
 }
+
+// ErrStartInterrupted is what Wait returns, wrapped, for a container whose
+// start began but never finished (the agent went away in the middle and
+// took the start with it): the container never ran, and no exit code will
+// come. The agent stops such a task with TaskFailedToStart.
+var ErrStartInterrupted = errors.New("the container's start was interrupted")

@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sort"
 	"strconv"
@@ -52,6 +55,10 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 	}
 	if len(deref(in.Group)) > 255 {
 		return nil, errdefs.InvalidArgument("group is longer than 255 characters")
+	}
+	token := deref(in.ClientToken)
+	if len(token) > 64 || strings.ContainsFunc(token, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		return nil, errdefs.InvalidArgument("clientToken must be 1 to 64 printable ASCII characters; got %d characters", len(token))
 	}
 	cluster := clusterName(in.Cluster)
 	cl, err := s.getCluster(ctx, cluster)
@@ -132,6 +139,12 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 	for i := int32(0); i < count; i++ {
 		t := template.Clone()
 		t.ID = newID()
+		if token != "" {
+			// The SDK sends the same token when it retries: a task's
+			// ID comes from it, so a repeated call finds the tasks the
+			// first one stored instead of starting more.
+			t.ID = tokenTaskID(cluster, token, i)
+		}
 		t.ARN = s.taskARN(cluster, t.ID)
 		t.LastStatus = task.StatusProvisioning
 		t.DesiredStatus = task.StatusRunning
@@ -141,6 +154,13 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 			t.Containers[j].LastStatus = task.StatusPending
 		}
 		if _, err := putJSON(ctx, s.store, taskKey(t.ID), t, store.MustNotExist); err != nil {
+			var existing task.Task
+			if token != "" && errdefs.IsAlreadyExists(err) {
+				if _, gerr := getJSON(ctx, s.store, taskKey(t.ID), &existing); gerr == nil {
+					out.Tasks = append(out.Tasks, s.taskOut(&existing))
+					continue
+				}
+			}
 			out.Failures = append(out.Failures, api.Failure{Arn: ptr(t.ARN), Reason: ptr("ServerException"), Detail: ptr(err.Error())})
 			continue
 		}
@@ -651,4 +671,11 @@ func (s *Server) ListTasks(ctx context.Context, in *api.ListTasksInput) (*api.Li
 		out.TaskArns = append(out.TaskArns, arns[k])
 	}
 	return out, nil
+}
+
+// tokenTaskID is the ID of the i-th task of a RunTask with clientToken
+// token in cluster: 32 hex digits, as newID's.
+func tokenTaskID(cluster, token string, i int32) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("runtask\x00%s\x00%s\x00%d", cluster, token, i)))
+	return hex.EncodeToString(h[:16])
 }

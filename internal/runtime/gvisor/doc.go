@@ -16,7 +16,11 @@
 //	                                      holding only /pause (see pause.go)
 //	<StateDir>/<id>/containers/<name>/    a sub-container's bundle: config.json, rootfs/
 //	                                      (overlay), runtime and monitor scripts, conmon files
-//	<StateDir>/<id>/exits/<id>-<name>     the exit code, written by conmon
+//	/run/vessel/exits/<hash>/<id>/<id>-<name>
+//	                                      the exit code, written by conmon, off the data
+//	                                      disk so that it survives a full one (ExitRoot;
+//	                                      <hash> of StateDir); persist/<name>/ beside it;
+//	                                      <StateDir>/<id>/exits/ for older sandboxes
 //	<StateDir>/<id>/rw/runsc.log          runsc's log (--log: every command and the sandbox's
 //	                                      processes), on the ephemeral storage, capped
 //	<StateDir>/<id>/etc/, logs/           as runc's when Spec.EtcDir / Spec.LogDir are empty

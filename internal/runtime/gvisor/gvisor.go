@@ -148,7 +148,8 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	r := &Runtime{cfg: cfg, log: cfg.Logger, cg: cg, runscRoot: filepath.Join(dir, "runsc-root")}
 	r.sb = &runc.Sandboxes{Name: Name, StateDir: dir, RuntimeRoot: "runsc-root", Log: cfg.Logger, Cgroups: cg,
-		Command: r.command, Run: r.runsc, OOMKilled: r.oomKilled, Destroy: r.destroy}
+		ExitRoot: runc.DefaultExitRoot(dir),
+		Command:  r.command, Run: r.runsc, OOMKilled: r.oomKilled, Destroy: r.destroy}
 	if err := os.MkdirAll(r.runscRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("gvisor runtime: %w", err)
 	}

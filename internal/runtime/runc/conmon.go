@@ -37,6 +37,9 @@ type Conmon struct {
 	// ExitDir receives the exit code in a file named ID; SocketDir holds
 	// conmon's attach sockets.
 	ExitDir, SocketDir string
+	// PersistDir is conmon's --persist-dir (it writes the exit code there
+	// too); default: persist in the bundle.
+	PersistDir string
 	// Env is added to conmon's environment (PATH and the sync pipe are
 	// set already).
 	Env []string
@@ -55,7 +58,11 @@ type syncMessage struct {
 // pipe. Create blocks until then (at most 30 s or ctx's deadline) and
 // returns the PID; it does not start the container.
 func (c Conmon) Create(ctx context.Context) (int, error) {
-	if err := os.MkdirAll(filepath.Join(c.Bundle, "persist"), 0o755); err != nil {
+	persist := c.PersistDir
+	if persist == "" {
+		persist = filepath.Join(c.Bundle, "persist")
+	}
+	if err := os.MkdirAll(persist, 0o755); err != nil {
 		return 0, err
 	}
 	args := []string{
@@ -68,7 +75,7 @@ func (c Conmon) Create(ctx context.Context) (int, error) {
 		"-l", "k8s-file:" + c.LogPath,
 		"--log-size-max", strconv.FormatInt(c.LogMaxBytes, 10),
 		"--exit-dir", c.ExitDir,
-		"--persist-dir", filepath.Join(c.Bundle, "persist"),
+		"--persist-dir", persist,
 		"--socket-dir-path", c.SocketDir,
 		"--exit-delay", "0",
 	}

@@ -11,10 +11,14 @@
 //	<StateDir>/.ext4-pool/<N>g-*.img      formatted images kept ready (4 per size)
 //	<StateDir>/<id>/rw/                   ... loop-mounted here; <name>/upper, <name>/work
 //	<StateDir>/<id>/containers/<name>/    the OCI bundle: config.json, rootfs/ (overlay),
-//	                                      pidfile, conmon.pid, conmon.err, persist/,
+//	                                      pidfile, conmon.pid, conmon.err,
 //	                                      subpaths/<i>: mount i's sub-path, bound at each
 //	                                      start (the spec's bind source; subpath.go)
-//	<StateDir>/<id>/exits/<id>-<name>     the exit code, written by conmon
+//	/run/vessel/exits/<hash>/<id>/<id>-<name>
+//	                                      the exit code, written by conmon, off the data
+//	                                      disk so that it survives a full one (ExitRoot;
+//	                                      <hash> of StateDir); persist/<name>/ beside it;
+//	                                      <StateDir>/<id>/exits/ for older sandboxes
 //	<StateDir>/<id>/sockets/              conmon's attach sockets (unused)
 //	<StateDir>/<id>/etc/                  hosts, hostname, resolv.conf when Spec.EtcDir is empty
 //	<StateDir>/<id>/logs/                 container logs when Spec.LogDir is empty
@@ -32,7 +36,7 @@
 // monitor and exits, the monitor runs "runc create" and reports the
 // container's PID (or runc's error) on the pipe, then Start runs "runc
 // start". The runc container ID is <id>-<name>. conmon writes the exit code
-// (128+signal for a signalled process) to exits/<id>-<name> when the
+// (128+signal for a signalled process) to <id>-<name> in the exit directory when the
 // container ends; Wait polls that file every 50 ms (simpler than inotify and
 // cheap at the scale of one host) and, about once a second, checks that
 // conmon still lives. OOMKilled is code 137 with an OOM kill counted in the

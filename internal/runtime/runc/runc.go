@@ -101,7 +101,8 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	r := &Runtime{cfg: cfg, cg: cg, runcRoot: filepath.Join(dir, "runc-root")}
 	r.sb = &Sandboxes{Name: Name, StateDir: dir, RuntimeRoot: "runc-root", Log: cfg.Logger, Cgroups: &Cgroups{cg},
-		Command: r.command, ExecProcessFile: true, Run: r.runc, OOMKilled: r.oomKilled, Destroy: r.destroy}
+		ExitRoot: DefaultExitRoot(dir),
+		Command:  r.command, ExecProcessFile: true, Run: r.runc, OOMKilled: r.oomKilled, Destroy: r.destroy}
 	if err := os.MkdirAll(r.runcRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("runc runtime: %w", err)
 	}

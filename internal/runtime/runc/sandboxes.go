@@ -2,6 +2,8 @@ package runc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +59,11 @@ type Sandboxes struct {
 	// HostNofile is the agent's hard RLIMIT_NOFILE (HostLimits), which
 	// bounds the containers'.
 	HostNofile uint64
+	// ExitRoot holds each sandbox's exit codes, in ExitRoot/<id>: a
+	// directory off the data disk (a tmpfs, DefaultExitRoot), so that a
+	// container that exits while that disk is full keeps its code. Empty:
+	// in the sandbox's directory.
+	ExitRoot string
 	// InitPath is the static init bound into containers whose
 	// Security.Init is set (FindInit); without it such containers are
 	// refused at Create.
@@ -102,6 +109,13 @@ type Record struct {
 	Storage   string          `json:"storage,omitempty"`
 	OOMBase   int64           `json:"oomBase"` // OOM kills counted in the sandbox's cgroup(s) at Create
 	Started   map[string]bool `json:"started,omitempty"`
+	// Launching marks the containers whose start began and has not
+	// finished: set with Started, cleared once conmon runs the container.
+	Launching map[string]bool `json:"launching,omitempty"`
+	// ExitDir is where conmon writes the containers' exit codes (and its
+	// persist directories); empty for sandboxes made before it was kept
+	// off the data disk: their SandboxDir's exits.
+	ExitDir string `json:"exitDir,omitempty"`
 	// Restarts counts each container's restarts (runtime.Restarter).
 	Restarts map[string]int `json:"restarts,omitempty"`
 }
@@ -136,8 +150,35 @@ func (s *Sandboxes) BundleDir(id, name string) string {
 	return filepath.Join(s.SandboxDir(id), "containers", name)
 }
 
-func (s *Sandboxes) exitFile(id, name string) string {
-	return filepath.Join(s.SandboxDir(id), "exits", ContainerID(id, name))
+func (s *Sandboxes) exitFile(rec *Record, name string) string {
+	return filepath.Join(s.exitDir(rec), ContainerID(rec.Spec.ID, name))
+}
+
+// exitRootOf is sandbox id's directory under ExitRoot, or "".
+func (s *Sandboxes) exitRootOf(id string) string {
+	if s.ExitRoot == "" {
+		return ""
+	}
+	return filepath.Join(s.ExitRoot, id)
+}
+
+func (s *Sandboxes) exitDir(rec *Record) string {
+	if rec.ExitDir != "" {
+		return rec.ExitDir
+	}
+	return filepath.Join(s.SandboxDir(rec.Spec.ID), "exits")
+}
+
+// DefaultExitRoot is the ExitRoot of the back end whose state directory is
+// stateDir: /run/vessel/exits/<hash of stateDir>, off the data disk (a
+// tmpfs on most hosts, which lives exactly as long as sandboxes: a reboot
+// ends both), or "" when /run is missing.
+func DefaultExitRoot(stateDir string) string {
+	if fi, err := os.Stat("/run"); err != nil || !fi.IsDir() {
+		return ""
+	}
+	h := sha256.Sum256([]byte(stateDir))
+	return filepath.Join("/run", "vessel", "exits", hex.EncodeToString(h[:])[:12])
 }
 
 // LogPath is where container name's log goes: <LogDir>/<name>.log, or the
@@ -158,7 +199,8 @@ func (s *Sandboxes) Conmon(rec *Record, name string) Conmon {
 	return Conmon{
 		ID: ContainerID(id, name), Name: name, Bundle: s.BundleDir(id, name),
 		LogPath: s.LogPath(rec, name), LogMaxBytes: rec.Spec.LogMaxBytes,
-		ExitDir: filepath.Join(s.SandboxDir(id), "exits"), SocketDir: filepath.Join(s.SandboxDir(id), "sockets"),
+		ExitDir: s.exitDir(rec), SocketDir: filepath.Join(s.SandboxDir(id), "sockets"),
+		PersistDir: filepath.Join(s.exitDir(rec), "persist", name),
 	}
 }
 
@@ -321,6 +363,12 @@ func (s *Sandboxes) Prepare(ctx context.Context, rec *Record, extraDirs []string
 			return s.errorf("%w", err)
 		}
 	}
+	if s.ExitRoot != "" {
+		rec.ExitDir = filepath.Join(s.ExitRoot, spec.ID)
+		if err := os.MkdirAll(rec.ExitDir, 0o700); err != nil {
+			return s.errorf("exit directory: %w", err)
+		}
+	}
 	logDir := spec.LogDir
 	if logDir == "" {
 		logDir = filepath.Join(dir, "logs")
@@ -430,10 +478,28 @@ func (s *Sandboxes) Start(id, name string, launch func(rec *Record) error) error
 		return s.errorf("start %s/%s: %w", id, name, err)
 	}
 	rec.Started[name] = true
+	// Launching until launch returns: an agent that dies in between
+	// leaves it, and Wait then knows the container never ran.
+	if rec.Launching == nil {
+		rec.Launching = map[string]bool{}
+	}
+	rec.Launching[name] = true
 	if err := s.Save(rec); err != nil {
 		return s.errorf("%w", err)
 	}
-	return launch(rec)
+	if err := launch(rec); err != nil {
+		return err
+	}
+	if rec, err = s.LoadContainer(id, name); err == nil {
+		delete(rec.Launching, name)
+		err = s.Save(rec)
+	}
+	if err != nil && s.Log != nil {
+		// The container runs; only a later loss of its conmon would be
+		// misread as an interrupted start.
+		s.Log.Warn(s.Name+": recording a container's start", "sandbox", id, "container", name, "err", err)
+	}
+	return nil
 }
 
 // checkNonRoot refuses container name when it has RunAsNonRoot and its
@@ -481,7 +547,7 @@ func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *Record) err
 		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", name, id)
 	}
 	s.WaitConmon(id, name, "its container exited")
-	exitFile := s.exitFile(id, name)
+	exitFile := s.exitFile(rec, name)
 	last, err := os.ReadFile(exitFile)
 	if err != nil {
 		return s.errorf("%w", err)
@@ -517,7 +583,7 @@ func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *Record) err
 // ExitStatus reads a container's exit file; ok is false while it runs.
 // OOMKilled decides about a code of 137.
 func (s *Sandboxes) ExitStatus(rec *Record, name string) (st runtime.ExitStatus, ok bool, err error) {
-	path := s.exitFile(rec.Spec.ID, name)
+	path := s.exitFile(rec, name)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return st, false, nil
@@ -565,6 +631,11 @@ func (s *Sandboxes) Wait(ctx context.Context, id, name string) (runtime.ExitStat
 		if rec.Started[name] && n%20 == 19 && !s.conmonAlive(id, name) {
 			if st, ok, err := s.ExitStatus(rec, name); err != nil || ok {
 				return st, err
+			}
+			if rec.Launching[name] {
+				return runtime.ExitStatus{}, fmt.Errorf("%w: %w", errdefs.Unavailable(
+					"container %q of sandbox %s never ran: its start was interrupted and its monitor (conmon) is gone", name, id),
+					runtime.ErrStartInterrupted)
 			}
 			if _, err := os.Stat(filepath.Join(s.BundleDir(id, name), "conmon.pid")); err == nil {
 				return runtime.ExitStatus{}, errdefs.Unavailable("container %q of sandbox %s lost its monitor (conmon) without an exit code", name, id)
@@ -867,6 +938,19 @@ func (s *Sandboxes) TearDown(rec *Record, cgroupChildren []string, errs []error)
 			errs = append(errs, fmt.Errorf("still mounted: %s", strings.Join(left, ", ")))
 		} else if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)
+		} else {
+			// The exit directory, also when the record on disk lost it
+			// (a Create that failed on a full disk).
+			for _, d := range []string{rec.ExitDir, s.exitRootOf(id)} {
+				if d == "" {
+					continue
+				}
+				if err := os.RemoveAll(d); err != nil {
+					errs = append(errs, err)
+				}
+				// The back end's own directory goes with its last sandbox.
+				os.Remove(filepath.Dir(d))
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -922,6 +1006,11 @@ func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cm
 	dir := s.SandboxDir(id)
 	if _, err := os.Stat(dir); err == nil {
 		out = append(out, "directory "+dir)
+	}
+	if s.ExitRoot != "" {
+		if _, err := os.Stat(filepath.Join(s.ExitRoot, id)); err == nil {
+			out = append(out, "directory "+filepath.Join(s.ExitRoot, id))
+		}
 	}
 	for _, m := range mountsUnder(dir) {
 		out = append(out, "mount "+m)
