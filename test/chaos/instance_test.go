@@ -4,7 +4,6 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,6 +44,9 @@ type instance struct {
 	serverExtra []string
 
 	keyID, secret string
+	// joinToken is what the agent joins with; later starts use the
+	// credential it kept.
+	joinToken string
 
 	mu       sync.Mutex
 	srvProc  *exec.Cmd
@@ -181,20 +184,29 @@ func (in *instance) startServer() error {
 	return fmt.Errorf("vessel server did not answer /healthz within 90 s")
 }
 
-// readKeys reads the access key the server made on its first start.
+// readKeys reads the admin key the server made on its first start, as
+// `vessel credentials` prints it (the server never prints a secret), and
+// makes the join token the agent joins with.
 func (in *instance) readKeys() {
-	data, err := os.ReadFile(filepath.Join(in.server, "credentials.json"))
-	if err != nil {
-		in.t.Fatal(err)
+	out := run(in.t, in.vessel, "credentials", "--data-dir", in.server, "--endpoint", in.endpoint())
+	for line := range strings.SplitSeq(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "export AWS_ACCESS_KEY_ID="); ok {
+			in.keyID = strings.Trim(v, "'")
+		}
+		if v, ok := strings.CutPrefix(line, "export AWS_SECRET_ACCESS_KEY="); ok {
+			in.secret = strings.Trim(v, "'")
+		}
 	}
-	var keys []struct {
-		AccessKeyID     string `json:"accessKeyId"`
-		SecretAccessKey string `json:"secretAccessKey"`
+	if in.keyID == "" || in.secret == "" {
+		in.t.Fatalf("vessel credentials printed no key:\n%s", out)
 	}
-	if err := json.Unmarshal(data, &keys); err != nil || len(keys) == 0 {
-		in.t.Fatalf("credentials file: %v", err)
+	out = run(in.t, in.vessel, "host", "token", "create", "--ttl", "24h", "--data-dir", in.server, "--endpoint", in.endpoint())
+	f := strings.Fields(out)
+	i := slices.Index(f, "--token")
+	if i < 0 || i+1 >= len(f) {
+		in.t.Fatalf("vessel host token create printed no token:\n%s", out)
 	}
-	in.keyID, in.secret = keys[0].AccessKeyID, keys[0].SecretAccessKey
+	in.joinToken = f[i+1]
 }
 
 // startAgent starts the host agent, joined to the server through the proxy.
@@ -203,9 +215,11 @@ func (in *instance) startAgent() error {
 		"--listen", "127.0.0.1:0", "--host-id", "chaos-host",
 		"--runtimes", strings.Join(in.runtimes, ","), "--runtime", in.runtimes[0],
 		"--subnet", "subnet-default=" + in.subnet,
-		"--cpu-allocation-ratio", "16", "--memory-allocation-ratio", "4"}
+		"--cpu-allocation-ratio", "16", "--memory-allocation-ratio", "4", "--token", in.joinToken}
 	cmd := exec.Command(in.vessel, args...)
-	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+in.keyID, "AWS_SECRET_ACCESS_KEY="+in.secret)
+	// No access key: the agent signs with the host credential it got by
+	// joining.
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=")
 	cmd.Stdout, cmd.Stderr = in.agentLg, in.agentLg
 	if err := cmd.Start(); err != nil {
 		return err
