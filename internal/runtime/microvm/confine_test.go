@@ -8,6 +8,7 @@ import (
 	goruntime "runtime"
 	"slices"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
@@ -25,6 +26,10 @@ import (
 func TestMain(m *testing.M) {
 	if f := os.Getenv("VESSEL_TEST_SECCOMP"); f != "" {
 		os.Exit(seccompChild(f))
+	}
+	if os.Getenv("VESSEL_TEST_SLEEP") != "" {
+		time.Sleep(time.Minute) // a process to look at (alive_test.go)
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
