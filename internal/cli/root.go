@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/awsclient"
 )
 
 // DefaultListen is where `vessel server` listens and the CLI connects.
@@ -132,7 +133,7 @@ func (g *globals) awsConfig() (aws.Config, error) {
 		}
 		creds = credentials.NewStaticCredentialsProvider(keys[0].AccessKeyID, keys[0].SecretAccessKey, "")
 	}
-	return aws.Config{Region: g.region, Credentials: creds, RetryMaxAttempts: 3}, nil
+	return aws.Config{Region: g.region, Credentials: creds, RetryMaxAttempts: 3, HTTPClient: awsclient.HTTPClient(nil)}, nil
 }
 
 func (g *globals) ecsClient() (*ecs.Client, error) {
