@@ -31,7 +31,11 @@ func TestMain(m *testing.M) {
 		time.Sleep(time.Minute) // a process to look at (alive_test.go)
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	for _, f := range afterTests {
+		f()
+	}
+	os.Exit(code)
 }
 
 func seccompChild(file string) int {

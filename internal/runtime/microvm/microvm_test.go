@@ -49,6 +49,7 @@ func needVM(t testing.TB) {
 			buildErr = err.Error()
 			return
 		}
+		microvm.AfterTests(func() { os.RemoveAll(dir) })
 		guestBinary = filepath.Join(dir, "vessel-guest")
 		cmd := exec.Command("go", "build", "-o", guestBinary, "./cmd/vessel-guest")
 		cmd.Dir = root
