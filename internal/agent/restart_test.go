@@ -207,7 +207,7 @@ func newEnv(t *testing.T, base time.Duration) *env {
 	t.Helper()
 	needRunc(t)
 	layer := runtimetest.BusyboxLayer(t)
-	dir := t.TempDir()
+	dir := runtimetest.StateDir(t)
 	rt, err := runc.New(runc.Config{StateDir: filepath.Join(dir, "runc")})
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 	"github.com/aws/smithy-go"
 
+	"vessel.dev/vessel/internal/awsclient"
 	"vessel.dev/vessel/internal/errdefs"
 )
 
@@ -193,6 +194,7 @@ func TestECSClient(t *testing.T) {
 	client := ecs.NewFromConfig(aws.Config{
 		Region:      "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider(testKey.AccessKeyID, testKey.SecretAccessKey, ""),
+		HTTPClient:  awsclient.HTTPClient(nil),
 	}, func(o *ecs.Options) { o.BaseEndpoint = aws.String(srv.URL) })
 	if _, err := client.ListClusters(context.Background(), &ecs.ListClustersInput{}); err != nil {
 		t.Fatal(err)
@@ -211,6 +213,7 @@ func TestECSClient(t *testing.T) {
 		Region:           "us-east-1",
 		Credentials:      credentials.NewStaticCredentialsProvider(testKey.AccessKeyID, "wrong"+testKey.SecretAccessKey[5:], ""),
 		RetryMaxAttempts: 1,
+		HTTPClient:       awsclient.HTTPClient(nil),
 	}, func(o *ecs.Options) { o.BaseEndpoint = aws.String(srv.URL) })
 	_, err := bad.ListClusters(context.Background(), &ecs.ListClustersInput{})
 	var apiErr smithy.APIError
@@ -224,6 +227,7 @@ func TestEKSClient(t *testing.T) {
 	client := eks.NewFromConfig(aws.Config{
 		Region:      "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider(testKey.AccessKeyID, testKey.SecretAccessKey, ""),
+		HTTPClient:  awsclient.HTTPClient(nil),
 	}, func(o *eks.Options) { o.BaseEndpoint = aws.String(srv.URL) })
 	out, err := client.ListClusters(context.Background(), &eks.ListClustersInput{MaxResults: aws.Int32(10)})
 	if err != nil {

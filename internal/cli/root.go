@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/awsclient"
 )
 
 // DefaultListen is where `vessel server` listens and the CLI connects.
@@ -152,7 +153,7 @@ func (g *globals) awsConfig() (aws.Config, error) {
 		}
 		creds = credentials.NewStaticCredentialsProvider(k.AccessKeyID, k.SecretAccessKey, "")
 	}
-	cfg := aws.Config{Region: g.region, Credentials: creds, RetryMaxAttempts: 3}
+	cfg := aws.Config{Region: g.region, Credentials: creds, RetryMaxAttempts: 3, HTTPClient: awsclient.HTTPClient(nil)}
 	// An https control plane is trusted through AWS_CA_BUNDLE or the data
 	// directory's tls/ca.crt, as the aws CLI trusts AWS_CA_BUNDLE.
 	tlsCfg, err := g.tlsConfig()
@@ -160,7 +161,7 @@ func (g *globals) awsConfig() (aws.Config, error) {
 		return aws.Config{}, err
 	}
 	if tlsCfg != nil {
-		cfg.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.TLSClientConfig = tlsCfg })
+		cfg.HTTPClient = awsclient.HTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.TLSClientConfig = tlsCfg }))
 	}
 	return cfg, nil
 }

@@ -204,37 +204,42 @@ func TestRegisterTaskDefinitionRules(t *testing.T) {
 	}
 }
 
-// statusRecorder records every lastStatus written for one task.
-func (e *env) recordStatuses(id string) func() []string {
+// recordStatuses records every lastStatus written for each task from now
+// on; the function it returns gives one task's, in order. It is called
+// before the task is created: watching only once RunTask has returned
+// missed the first changes when the controller was quicker than the test
+// (under load, "stored statuses [ACTIVATING RUNNING ...]" without PENDING).
+func (e *env) recordStatuses() func(id string) []string {
 	c, cancel := context.WithCancel(context.Background())
 	e.t.Cleanup(cancel)
-	_, rev, err := e.st.List(c, "tasks/"+id)
+	_, rev, err := e.st.List(c, "tasks/")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ch, err := e.st.Watch(c, "tasks/"+id, rev)
+	ch, err := e.st.Watch(c, "tasks/", rev)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	seen := make(chan []string, 1)
-	seen <- nil
+	seen := make(chan map[string][]string, 1)
+	seen <- map[string][]string{}
 	go func() {
 		for ev := range ch {
 			var t task.Task
 			if json.Unmarshal(ev.KV.Value, &t) != nil {
 				continue
 			}
-			s := <-seen
-			if len(s) == 0 || s[len(s)-1] != string(t.LastStatus) {
-				s = append(s, string(t.LastStatus))
+			id := strings.TrimPrefix(ev.KV.Key, "tasks/")
+			m := <-seen
+			if s := m[id]; len(s) == 0 || s[len(s)-1] != string(t.LastStatus) {
+				m[id] = append(s, string(t.LastStatus))
 			}
-			seen <- s
+			seen <- m
 		}
 	}()
-	return func() []string {
-		s := <-seen
-		seen <- s
-		return append([]string(nil), s...)
+	return func(id string) []string {
+		m := <-seen
+		seen <- m
+		return append([]string(nil), m[id]...)
 	}
 }
 
@@ -242,6 +247,7 @@ func TestTaskLifecycleRunAndStop(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := ctx(t)
 	def := e.register("svc", "256", "512", "sleep", "1000")
+	statuses := e.recordStatuses()
 	out, err := e.ecs.RunTask(c, &ecs.RunTaskInput{TaskDefinition: aws.String(def), StartedBy: aws.String("test"),
 		Tags: []ecstypes.Tag{{Key: aws.String("k"), Value: aws.String("v")}},
 		Overrides: &ecstypes.TaskOverride{ContainerOverrides: []ecstypes.ContainerOverride{{Name: aws.String("app"),
@@ -255,7 +261,6 @@ func TestTaskLifecycleRunAndStop(t *testing.T) {
 		t.Fatalf("a new task is PROVISIONING/RUNNING, got %s/%s", aws.ToString(created.LastStatus), aws.ToString(created.DesiredStatus))
 	}
 	id := arn[strings.LastIndex(arn, "/")+1:]
-	statuses := e.recordStatuses(id)
 	running := e.waitStatus(arn, "RUNNING")
 	if running.StartedAt == nil || running.PullStartedAt == nil || running.PullStoppedAt == nil || running.ConnectivityAt == nil {
 		t.Errorf("a RUNNING task has startedAt, pullStartedAt, pullStoppedAt and connectivityAt: %+v", running)
@@ -301,9 +306,9 @@ func TestTaskLifecycleRunAndStop(t *testing.T) {
 	}
 	// Every state of the lifecycle was stored, in order.
 	deadline := time.Now().Add(5 * time.Second)
-	want := []string{"PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"}
+	want := []string{"PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"}
 	for {
-		got := statuses()
+		got := statuses(id)
 		if fmt.Sprint(got) == fmt.Sprint(want) {
 			break
 		}

@@ -96,7 +96,7 @@ func TestTaskExecRunc(t *testing.T) {
 	e.waitStatus(arn, "RUNNING")
 	id := execTaskID(arn)
 
-	rt, err := runc.New(runc.Config{StateDir: filepath.Join(t.TempDir(), "runc")})
+	rt, err := runc.New(runc.Config{StateDir: filepath.Join(runtimetest.StateDir(t), "runc")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/awsclient"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/sim"
 	"vessel.dev/vessel/internal/server"
@@ -115,11 +116,12 @@ func newEnvWith(t *testing.T, o envOptions, configure func(*server.Config)) *env
 	return e
 }
 
-// clients are the SDK's clients with key k. They retry as the SDK does by
-// default: under load a response is now and then cut short by a
-// connection reset, which the SDK counts as retryable.
+// clients are the SDK's clients with key k, on awsclient's HTTP client as
+// the vessel CLI's: without it a response was now and then cut short under
+// load ("use of closed network connection", see package awsclient). They
+// do not retry, so that a call that fails fails the test.
 func (e *env) clients(k auth.Key) (*ecs.Client, *eks.Client) {
-	cfg := aws.Config{Region: "us-east-1", RetryMaxAttempts: 3,
+	cfg := aws.Config{Region: "us-east-1", RetryMaxAttempts: 1, HTTPClient: awsclient.HTTPClient(nil),
 		Credentials: credentials.NewStaticCredentialsProvider(k.AccessKeyID, k.SecretAccessKey, "")}
 	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(e.url) }),
 		eks.NewFromConfig(cfg, func(o *eks.Options) { o.BaseEndpoint = aws.String(e.url) })

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -17,23 +18,32 @@ func TestReportRestartInPlace(t *testing.T) {
 	e.waitStatus(arn, "RUNNING")
 	id := arn[strings.LastIndex(arn, "/")+1:]
 	// get returns the container once the cache has caught up with the
-	// last report (its task's version has grown).
-	version := int64(-1)
+	// store, which holds every report made so far. (Waiting only for a
+	// newer version than the last seen returned, under load, a version
+	// the sim host's own report had made before the test's report was
+	// in: "after the exit: {... LastStatus:RUNNING ...}".)
 	get := func() task.Container {
 		t.Helper()
+		kv, err := e.st.Get(ctx(t), "tasks/"+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored task.Task
+		if err := json.Unmarshal(kv.Value, &stored); err != nil {
+			t.Fatal(err)
+		}
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 			tasks, err := e.srv.TaskSnapshot(ctx(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, tk := range tasks {
-				if tk.ID == id && tk.Version > version {
-					version = tk.Version
+				if tk.ID == id && tk.Version >= stored.Version {
 					return tk.Containers[0]
 				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("task %s: no new version after a report", id)
+				t.Fatalf("task %s: the cache did not reach the stored version %d", id, stored.Version)
 			}
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/awsclient"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/task"
@@ -37,7 +38,7 @@ func frozen(cfg *server.Config) {
 // throttled call comes back as it was answered.
 func (e *env) noRetryClients(k auth.Key) (*ecs.Client, *eks.Client) {
 	cfg := aws.Config{Region: "us-east-1", Retryer: func() aws.Retryer { return aws.NopRetryer{} },
-		Credentials: credentials.NewStaticCredentialsProvider(k.AccessKeyID, k.SecretAccessKey, "")}
+		Credentials: credentials.NewStaticCredentialsProvider(k.AccessKeyID, k.SecretAccessKey, ""), HTTPClient: awsclient.HTTPClient(nil)}
 	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(e.url) }),
 		eks.NewFromConfig(cfg, func(o *eks.Options) { o.BaseEndpoint = aws.String(e.url) })
 }

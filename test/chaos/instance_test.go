@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"vessel.dev/vessel/internal/awsclient"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -264,7 +265,7 @@ func (in *instance) stopAgent(sig syscall.Signal) {
 
 func (in *instance) ecs() *ecs.Client {
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(in.keyID, in.secret, ""),
-		RetryMaxAttempts: 3, HTTPClient: &http.Client{Timeout: 20 * time.Second}}
+		RetryMaxAttempts: 3, HTTPClient: awsclient.HTTPClient(&http.Client{Timeout: 20 * time.Second})}
 	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(in.endpoint()) })
 }
 

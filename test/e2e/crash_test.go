@@ -11,11 +11,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"vessel.dev/vessel/internal/awsclient"
 )
 
 func (s *server) ecsClient() *ecs.Client {
 	id, secret := s.keys()
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""), RetryMaxAttempts: 1}
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""), RetryMaxAttempts: 1,
+		HTTPClient: awsclient.HTTPClient(nil)}
 	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(s.endpoint) })
 }
 
@@ -23,7 +26,8 @@ func (s *server) ecsClient() *ecs.Client {
 // benchmarks that poll a loaded host for minutes.
 func (s *server) ecsClientRetrying() *ecs.Client {
 	id, secret := s.keys()
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""), RetryMaxAttempts: 5}
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""), RetryMaxAttempts: 5,
+		HTTPClient: awsclient.HTTPClient(nil)}
 	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(s.endpoint) })
 }
 

@@ -24,8 +24,8 @@ import (
 func TestCrossRuntimeNetwork(t *testing.T) {
 	runsc := runscPath(t)
 	layer := runtimetest.BusyboxLayer(t)
-	gv := newRuntime(t, runsc, t.TempDir())
-	rc, err := runc.New(runc.Config{StateDir: t.TempDir()})
+	gv := newRuntime(t, runsc, runtimetest.StateDir(t))
+	rc, err := runc.New(runc.Config{StateDir: runtimetest.StateDir(t)})
 	if err != nil {
 		t.Skipf("no runc runtime: %v", err)
 	}
@@ -98,7 +98,7 @@ done; exit 1`, msg, addr)
 func TestLimitsBindTheSandbox(t *testing.T) {
 	runsc := runscPath(t)
 	layer := runtimetest.BusyboxLayer(t)
-	rt := newRuntime(t, runsc, t.TempDir())
+	rt := newRuntime(t, runsc, runtimetest.StateDir(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	spec := runtime.Spec{ID: "limits-1", MilliCPU: 250, MemoryMiB: 128, EphemeralStorageGiB: 1, LogDir: t.TempDir(),
@@ -149,7 +149,7 @@ func TestLimitsBindTheSandbox(t *testing.T) {
 func TestConfinement(t *testing.T) {
 	runsc := runscPath(t)
 	layer := runtimetest.BusyboxLayer(t)
-	rt := newRuntime(t, runsc, t.TempDir())
+	rt := newRuntime(t, runsc, runtimetest.StateDir(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	logs := t.TempDir()
@@ -201,7 +201,7 @@ func TestNewRejects(t *testing.T) {
 func TestRunscLogCapped(t *testing.T) {
 	runsc := runscPath(t)
 	layer := runtimetest.BusyboxLayer(t)
-	dir := t.TempDir()
+	dir := runtimetest.StateDir(t)
 	rt := newRuntime(t, runsc, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

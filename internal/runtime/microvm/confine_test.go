@@ -8,6 +8,7 @@ import (
 	goruntime "runtime"
 	"slices"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
@@ -26,7 +27,15 @@ func TestMain(m *testing.M) {
 	if f := os.Getenv("VESSEL_TEST_SECCOMP"); f != "" {
 		os.Exit(seccompChild(f))
 	}
-	os.Exit(m.Run())
+	if os.Getenv("VESSEL_TEST_SLEEP") != "" {
+		time.Sleep(time.Minute) // a process to look at (alive_test.go)
+		os.Exit(0)
+	}
+	code := m.Run()
+	for _, f := range afterTests {
+		f()
+	}
+	os.Exit(code)
 }
 
 func seccompChild(file string) int {

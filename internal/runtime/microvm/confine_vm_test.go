@@ -67,7 +67,7 @@ func TestConfinementMatchesRunc(t *testing.T) {
 	defer cancel()
 
 	var runcOut string
-	if rrt, err := runc.New(runc.Config{StateDir: t.TempDir()}); err != nil {
+	if rrt, err := runc.New(runc.Config{StateDir: runtimetest.StateDir(t)}); err != nil {
 		t.Logf("runc unavailable, comparing with the expected values only: %v", err)
 	} else {
 		spec := runtime.Spec{ID: "conf-runc", MilliCPU: 1000, MemoryMiB: 256, EphemeralStorageGiB: 1, LogDir: t.TempDir(),
@@ -76,7 +76,7 @@ func TestConfinementMatchesRunc(t *testing.T) {
 		runtimetest.DeleteLeavesNothing(t, ctx, rrt, spec.ID)
 	}
 
-	rt := newRuntime(t, t.TempDir())
+	rt := newRuntime(t, runtimetest.StateDir(t))
 	logs := t.TempDir()
 	initScript := `echo "pid1: $(cat /proc/1/cmdline | tr '\0' ' ')"; echo "me: $$"; touch /rootfs-write 2>/dev/null && echo root-writable || echo root-ro; grep -E '^(CapEff|CapBnd|Groups):' /proc/self/status; id`
 	spec := runtime.Spec{ID: "conf-vm", MilliCPU: 1000, MemoryMiB: 256, EphemeralStorageGiB: 1, LogDir: logs,

@@ -43,7 +43,10 @@ const (
 	// task's memory by a cgroup inside the guest.
 	guestOverheadMiB = 128
 	pollInterval     = 50 * time.Millisecond
-	bootTimeout      = 60 * time.Second
+	// execWait bounds how long alive waits for a process inside execve
+	// to have its command line.
+	execWait    = 5 * time.Second
+	bootTimeout = 60 * time.Second
 )
 
 // Config configures the microvm runtime.
@@ -541,7 +544,7 @@ func (r *Runtime) waitReady(ctx context.Context, dir string, monDone <-chan erro
 			}
 			return nil
 		}
-		if !alive(runc.ReadPid(filepath.Join(dir, "qemu.pid")), dir) {
+		if !alive(runc.ReadPid(filepath.Join(dir, "qemu.pid")), dir+"/") {
 			return fmt.Errorf("the VM stopped while booting; console: %s", tail(filepath.Join(dir, "console.log")))
 		}
 		select {
@@ -563,17 +566,37 @@ func tail(path string) string {
 }
 
 // alive reports whether pid runs (not a zombie) with mark in its command
-// line, which guards against a reused pid. (runc.ProcessAlive matches the
+// line (the sandbox's directory with a trailing slash: QEMU's and the
+// monitor's name files in it), which guards against a reused pid. (runc.ProcessAlive matches the
 // command name instead, which is the same for every QEMU.)
+//
+// A process that exec.Cmd.Start has just returned may still be inside
+// execve: Start returns once the close-on-exec descriptors are closed,
+// before the kernel has laid out the new program's arguments, and until
+// then /proc/<pid>/cmdline reads empty (for milliseconds, longer with the
+// binary out of the page cache and the CPUs busy). An empty command line
+// of a running process is read again until it is set (execWait at most),
+// not taken for a process that is gone.
 func alive(pid int, mark string) bool {
 	if pid <= 0 {
 		return false
 	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), mark) {
-		return false
+	path := fmt.Sprintf("/proc/%d/cmdline", pid)
+	for deadline := time.Now().Add(execWait); ; time.Sleep(5 * time.Millisecond) {
+		if !runc.ProcessRunning(pid) {
+			return false
+		}
+		cmdline, err := os.ReadFile(path)
+		if err != nil {
+			return false
+		}
+		if len(cmdline) > 0 {
+			return strings.Contains(string(cmdline), mark) && runc.ProcessRunning(pid)
+		}
+		if time.Now().After(deadline) {
+			return false // a kernel thread, or a process that erased its arguments
+		}
 	}
-	return runc.ProcessRunning(pid)
 }
 
 // request sends one request to the VM's monitor and returns the connection
@@ -710,7 +733,7 @@ func (r *Runtime) Wait(ctx context.Context, id, container string) (runtime.ExitS
 			if _, err := os.Stat(dir); err != nil {
 				return runtime.ExitStatus{}, errdefs.NotFound("sandbox %q not found", id)
 			}
-			if !alive(runc.ReadPid(filepath.Join(dir, "qemu.pid")), dir) {
+			if !alive(runc.ReadPid(filepath.Join(dir, "qemu.pid")), dir+"/") {
 				if st, err := r.exitOf(id, container); err == nil {
 					return *st, nil
 				}
@@ -849,7 +872,7 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 func (r *Runtime) teardown(rec *record) error {
 	dir := r.dir(rec.Spec.ID)
 	var errs []error
-	for _, p := range []struct{ file, mark string }{{"qemu.pid", dir}, {"monitor.pid", "monitor"}} {
+	for _, p := range []struct{ file, mark string }{{"qemu.pid", dir + "/"}, {"monitor.pid", dir + "/"}} {
 		pid := runc.ReadPid(filepath.Join(dir, p.file))
 		if !alive(pid, p.mark) {
 			continue

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/microvm"
@@ -49,6 +50,7 @@ func needVM(t testing.TB) {
 			buildErr = err.Error()
 			return
 		}
+		microvm.AfterTests(func() { os.RemoveAll(dir) })
 		guestBinary = filepath.Join(dir, "vessel-guest")
 		cmd := exec.Command("go", "build", "-o", guestBinary, "./cmd/vessel-guest")
 		cmd.Dir = root
@@ -80,6 +82,13 @@ func TestConformance(t *testing.T) {
 	runtimetest.Run(t, runtimetest.Harness{
 		Image: "busybox",
 		Real:  true,
+		// Under emulation on a loaded host a boot takes more than the
+		// suite's default 30 s: beside stress-ng --cpu 2 and another
+		// package's tests (load 22 on 2 cores), Create failed with "the
+		// guest agent did not answer: context deadline exceeded" while the
+		// console showed the guest's clock at 2-3 s (the VM had a tenth of
+		// a CPU). The runtime itself allows a boot 60 s (bootTimeout).
+		Timeout: 90 * time.Second,
 		New: func(t *testing.T, dir string) runtime.Runtime {
 			current = newRuntime(t, dir)
 			return current

@@ -35,7 +35,7 @@ func statusField(t *testing.T, pid int, field string) string {
 // sandbox's cgroup; the console log is held to its cap.
 func TestQEMUConfinement(t *testing.T) {
 	needVM(t)
-	state := t.TempDir()
+	state := runtimetest.StateDir(t)
 	rt, err := microvm.New(microvm.Config{StateDir: state, KernelPath: kernel, GuestBinary: guestBinary, ConsoleMaxBytes: 64 << 10})
 	if err != nil {
 		t.Fatal(err)

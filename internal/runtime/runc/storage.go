@@ -67,9 +67,43 @@ type ext4Pool struct {
 	scanned map[string]bool             // pool directories read from disk
 	ready   map[string]map[int][]string // dir → size → images
 	filling map[string]bool             // dir/size being refilled
+	stopped map[string]bool             // dirs not refilled (StopExt4Pools)
+	running map[string]*sync.WaitGroup  // dir → its refills in flight
 }
 
-var imagePool = &ext4Pool{scanned: map[string]bool{}, ready: map[string]map[int][]string{}, filling: map[string]bool{}}
+var imagePool = &ext4Pool{scanned: map[string]bool{}, ready: map[string]map[int][]string{}, filling: map[string]bool{},
+	stopped: map[string]bool{}, running: map[string]*sync.WaitGroup{}}
+
+// StopExt4Pools stops refilling the image pools below dir and waits for
+// the images being formatted there. A test calls it before its directory
+// is removed: a refill still writing into it made the removal fail
+// ("unlinkat .../.ext4-pool: directory not empty"). A pool is refilled
+// again at its next launch.
+func StopExt4Pools(dir string) {
+	dir = filepath.Clean(dir)
+	below := func(d string) bool { return d == dir || strings.HasPrefix(d, dir+string(filepath.Separator)) }
+	p := imagePool
+	p.mu.Lock()
+	var wgs []*sync.WaitGroup
+	for d, wg := range p.running {
+		if below(d) {
+			p.stopped[d] = true
+			wgs = append(wgs, wg)
+		}
+	}
+	p.mu.Unlock()
+	for _, wg := range wgs {
+		wg.Wait()
+	}
+	p.mu.Lock()
+	for d := range p.stopped {
+		if below(d) {
+			delete(p.stopped, d)
+			delete(p.running, d)
+		}
+	}
+	p.mu.Unlock()
+}
 
 // takeExt4Image puts a formatted image of sizeGiB at path: one from the
 // pool of path's state directory when there is one, else a new one. The
@@ -119,24 +153,31 @@ func (p *ext4Pool) take(dir string, sizeGiB int) string {
 func (p *ext4Pool) refill(dir string, sizeGiB int) {
 	key := fmt.Sprintf("%s/%d", dir, sizeGiB)
 	p.mu.Lock()
-	if p.filling[key] {
+	if p.filling[key] || p.stopped[dir] {
 		p.mu.Unlock()
 		return
 	}
 	p.filling[key] = true
+	wg := p.running[dir]
+	if wg == nil {
+		wg = &sync.WaitGroup{}
+		p.running[dir] = wg
+	}
+	wg.Add(1)
 	p.mu.Unlock()
 	go func() {
 		defer func() {
 			p.mu.Lock()
 			delete(p.filling, key)
 			p.mu.Unlock()
+			wg.Done()
 		}()
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return
 		}
 		for {
 			p.mu.Lock()
-			full := len(p.ready[dir][sizeGiB]) >= poolDepth
+			full := len(p.ready[dir][sizeGiB]) >= poolDepth || p.stopped[dir]
 			p.mu.Unlock()
 			if full {
 				return

@@ -14,6 +14,7 @@ import (
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/runc"
 )
 
 // Harness tells the suite how to make the runtime under test.
@@ -108,11 +109,21 @@ func Run(t *testing.T, h Harness) {
 	cases = append(cases, securityCases...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := StateDir(t)
 			s := &suite{Harness: h, t: t, dir: dir, logs: t.TempDir(), rt: h.New(t, dir)}
 			c.fn(s)
 		})
 	}
+}
+
+// StateDir is a temporary directory for a runtime's state, removed after
+// the test once the runtime's pool of formatted images below it has
+// stopped refilling (runc.StopExt4Pools).
+func StateDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Cleanup(func() { runc.StopExt4Pools(dir) })
+	return dir
 }
 
 func (s *suite) ctx() (context.Context, context.CancelFunc) {
