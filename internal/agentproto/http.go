@@ -101,6 +101,13 @@ func (c *Client) WithTLS(cfg *tls.Config) *Client {
 	return c
 }
 
+// Call sends a signed request to one of the control plane's own routes
+// (path with its query), in as its JSON body when not nil, and decodes the
+// JSON answer into out when not nil. Errors carry the answer's errdefs kind.
+func (c *Client) Call(ctx context.Context, method, path string, in, out any) error {
+	return c.do(ctx, method, path, in, out)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {

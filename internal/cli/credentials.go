@@ -51,7 +51,7 @@ Keys for people and tools, each with a policy:
 		Short: "Create an access key and print it once (its secret is shown only now)",
 		Args:  exactArgs(1, "NAME: who holds the key, e.g. ci or alice"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.credentialsClient()
+			c, err := g.vesselClient()
 			if err != nil {
 				return err
 			}
@@ -77,7 +77,7 @@ Keys for people and tools, each with a policy:
 			if err := g.checkOutput(); err != nil {
 				return err
 			}
-			c, err := g.credentialsClient()
+			c, err := g.vesselClient()
 			if err != nil {
 				return err
 			}
@@ -110,7 +110,7 @@ Keys for people and tools, each with a policy:
 		Short: "Give a key a new secret (same ID, name and policy) and print it; the old secret stops working",
 		Args:  exactArgs(1, "ID_OR_NAME: the key's access key ID or name (see `vessel credentials list`)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.credentialsClient()
+			c, err := g.vesselClient()
 			if err != nil {
 				return err
 			}
@@ -137,7 +137,7 @@ Keys for people and tools, each with a policy:
 		Short: "Delete an access key; it stops working at once (the last admin key cannot be deleted)",
 		Args:  exactArgs(1, "ID_OR_NAME: the key's access key ID or name (see `vessel credentials list`)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.credentialsClient()
+			c, err := g.vesselClient()
 			if err != nil {
 				return err
 			}
@@ -181,12 +181,21 @@ func printNewKey(cmd *cobra.Command, g *globals, k agentproto.Credential, verb s
 	return err
 }
 
-// credentialsClient talks to the key management routes, signing with the
-// environment's key or the local admin key.
-func (g *globals) credentialsClient() (*agentproto.Client, error) {
+// vesselClient talks to Vessel's own routes (keys, join tokens, hosts),
+// signing with the environment's key or the local admin key and trusting
+// the control plane's CA as the SDK clients do.
+func (g *globals) vesselClient() (*agentproto.Client, error) {
 	k, _, err := g.signingKey()
 	if err != nil {
 		return nil, err
 	}
-	return agentproto.NewClient(g.endpoint, k, g.region)
+	tc, err := g.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	c, err := agentproto.NewClient(g.endpoint, k, g.region)
+	if err != nil {
+		return nil, err
+	}
+	return c.WithTLS(tc), nil
 }

@@ -1,11 +1,8 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/server"
 )
 
@@ -137,63 +133,18 @@ func newHostCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// vesselCall sends a SigV4-signed request to one of Vessel's own routes
-// and decodes its JSON answer into out (when not nil).
+// vesselCall sends a signed request to one of Vessel's own routes and
+// decodes its JSON answer into out (when not nil).
 func (g *globals) vesselCall(ctx context.Context, method, path string, in, out any) error {
 	if err := g.checkOutput(); err != nil && g.output != "" {
 		return err
 	}
-	cfg, err := g.awsConfig()
+	c, err := g.vesselClient()
 	if err != nil {
 		return err
 	}
-	creds, err := cfg.Credentials.Retrieve(ctx)
-	if err != nil {
-		return err
-	}
-	var body []byte
-	if in != nil {
-		if body, err = json.Marshal(in); err != nil {
-			return err
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(g.endpoint, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	key := auth.Key{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey}
-	if err := auth.SignRequest(ctx, req, key, g.region, "vessel", body, time.Now()); err != nil {
-		return err
-	}
-	hc, err := g.httpClient()
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
+	if err := c.Call(ctx, method, path, in, out); err != nil {
 		return fmt.Errorf("control plane at %s: %w", g.endpoint, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var eb struct {
-			Kind    string `json:"kind"`
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(data, &eb) == nil && eb.Message != "" {
-			if eb.Kind == "" {
-				eb.Kind = resp.Header.Get("X-Amzn-ErrorType")
-			}
-			return fmt.Errorf("%s: %s", eb.Kind, eb.Message)
-		}
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
 	}
 	return nil
 }

@@ -198,6 +198,11 @@ func TestTLSByDefaultAndJoin(t *testing.T) {
 	if err != nil || !regexp.MustCompile(`tls-host\s+ready\s+AKIA`).Match(hosts) {
 		t.Errorf("vessel host ls: %v\n%s", err, hosts)
 	}
+	// Key management goes over the same TLS, trusting the same CA.
+	keys, err := n.command(cmdEnv, vesselBin, "credentials", "list", "--endpoint", endpoint).CombinedOutput()
+	if err != nil || !strings.Contains(string(keys), "admin") {
+		t.Errorf("vessel credentials list over TLS: %v\n%s", err, keys)
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for a process writing and the test
