@@ -2,10 +2,8 @@ package guest
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -135,39 +133,7 @@ func FuzzMonitor(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		base := t.TempDir()
 		dir := filepath.Join(base, "sandbox")
-		cfg := MonitorConfig{
-			Control: filepath.Join(base, "control.sock"), Listen: filepath.Join(base, "monitor.sock"),
-			LogDir: filepath.Join(dir, "logs"), ExitDir: filepath.Join(dir, "exits"), StartedDir: filepath.Join(dir, "started"),
-			ReadyFile: filepath.Join(dir, "ready"), LogMaxBytes: 4096,
-			Guest: Config{Containers: []Container{{Name: "app"}, {Name: "side"}}},
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		data, _ := json.Marshal(cfg)
-		cfgPath := filepath.Join(dir, "monitor.json")
-		if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		victim := filepath.Join(base, "victim")
-		if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("unix", cfg.Control)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		done := make(chan error, 1)
-		go func() { done <- RunMonitor(cfgPath) }()
-		raw, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		g := NewConn(raw, raw)
-		if hello, err := g.Recv(); err != nil || hello.Op != OpHello {
-			t.Fatalf("hello: %+v, %v", hello, err)
-		}
+		cfg, raw, _, done, victim := startHostileMonitor(t, base, 4096, "app", "side")
 		raw.Write(stream)
 		raw.Close()
 		select {

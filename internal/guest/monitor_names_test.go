@@ -15,41 +15,7 @@ import (
 // directories, nor a log line that is not its own.
 func TestMonitorTrustsNoGuestName(t *testing.T) {
 	base := t.TempDir()
-	dir := filepath.Join(base, "sandbox")
-	cfg := MonitorConfig{
-		Control: filepath.Join(base, "control.sock"), Listen: filepath.Join(base, "monitor.sock"),
-		LogDir: filepath.Join(dir, "logs"), ExitDir: filepath.Join(dir, "exits"), StartedDir: filepath.Join(dir, "started"),
-		ReadyFile: filepath.Join(dir, "ready"), LogMaxBytes: 1 << 20,
-		Guest: Config{Containers: []Container{{Name: "app"}}},
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	data, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(dir, "monitor.json")
-	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// A host file a hostile guest goes after.
-	victim := filepath.Join(base, "victim")
-	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("unix", cfg.Control)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan error, 1)
-	go func() { done <- RunMonitor(cfgPath) }()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := NewConn(raw, raw)
-	if hello, err := g.Recv(); err != nil || hello.Op != OpHello {
-		t.Fatalf("hello: %+v, %v", hello, err)
-	}
+	cfg, raw, g, done, victim := startHostileMonitor(t, base, 1<<20, "app")
 	up := "../../victim" // from exits/, started/ or logs/ to base/victim
 	for _, m := range []Msg{
 		{Op: EvStarted, Container: up},
@@ -98,4 +64,50 @@ func TestMonitorTrustsNoGuestName(t *testing.T) {
 			t.Errorf("the guest forged a log line: %q in\n%s", line, logData)
 		}
 	}
+}
+
+// startHostileMonitor runs the host-side monitor of a sandbox under base
+// (base/sandbox) with these containers, on a control channel the test
+// plays the guest on, and a host file base/victim a hostile guest goes
+// after. It returns once the monitor said hello; done receives what
+// RunMonitor returned.
+func startHostileMonitor(t *testing.T, base string, logMax int64, containers ...string) (cfg MonitorConfig, raw net.Conn, g *Conn, done <-chan error, victim string) {
+	t.Helper()
+	dir := filepath.Join(base, "sandbox")
+	cfg = MonitorConfig{
+		Control: filepath.Join(base, "control.sock"), Listen: filepath.Join(base, "monitor.sock"),
+		LogDir: filepath.Join(dir, "logs"), ExitDir: filepath.Join(dir, "exits"), StartedDir: filepath.Join(dir, "started"),
+		ReadyFile: filepath.Join(dir, "ready"), LogMaxBytes: logMax,
+	}
+	for _, name := range containers {
+		cfg.Guest.Containers = append(cfg.Guest.Containers, Container{Name: name})
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(cfg)
+	cfgPath := filepath.Join(dir, "monitor.json")
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	victim = filepath.Join(base, "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", cfg.Control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan error, 1)
+	go func() { ch <- RunMonitor(cfgPath) }()
+	raw, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g = NewConn(raw, raw)
+	if hello, err := g.Recv(); err != nil || hello.Op != OpHello {
+		t.Fatalf("hello: %+v, %v", hello, err)
+	}
+	return cfg, raw, g, ch, victim
 }

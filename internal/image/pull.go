@@ -515,13 +515,9 @@ func (s *Store) ensureLayer(ctx context.Context, job *layerJob, lr layerRecord) 
 	if exists(dir) {
 		return cached()
 	}
-	h, err := v1.NewHash(lr.Digest)
+	layer, err := layerOf(img, lr)
 	if err != nil {
 		return err
-	}
-	layer, err := img.LayerByDigest(h)
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", lr.Digest, err)
 	}
 
 	var r io.Reader
@@ -606,17 +602,26 @@ func (s *Store) ensureLayer(ctx context.Context, job *layerJob, lr layerRecord) 
 	return nil
 }
 
+// layerOf returns the layer of img that lr records.
+func layerOf(img v1.Image, lr layerRecord) (v1.Layer, error) {
+	h, err := v1.NewHash(lr.Digest)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := img.LayerByDigest(h)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", lr.Digest, err)
+	}
+	return layer, nil
+}
+
 // proveLayer fetches the layer lr of img (the registry client checks the
 // compressed digest) and checks that it uncompresses to lr.DiffID, without
 // keeping it: the caller may then use the cached, unpacked copy.
 func (s *Store) proveLayer(ctx context.Context, img v1.Image, lr layerRecord, pt *progressTracker) error {
-	h, err := v1.NewHash(lr.Digest)
+	layer, err := layerOf(img, lr)
 	if err != nil {
 		return err
-	}
-	layer, err := img.LayerByDigest(h)
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", lr.Digest, err)
 	}
 	rc, err := layer.Compressed()
 	if err != nil {
