@@ -38,26 +38,31 @@ type fuzzServer struct {
 	key auth.Key
 }
 
-func newFuzzServer(f *testing.F) *fuzzServer {
-	f.Helper()
-	dir := f.TempDir()
+// newFuzzServer makes a control plane on a fresh bolt store and signs with
+// its key; run starts its controller and store watch (stopped at cleanup),
+// as a running server has them.
+func newFuzzServer(tb testing.TB, run bool) *fuzzServer {
+	tb.Helper()
+	dir := tb.TempDir()
 	st, err := bolt.Open(bolt.Config{Path: filepath.Join(dir, "vessel.db")})
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
-	f.Cleanup(func() { st.Close() })
+	tb.Cleanup(func() { st.Close() })
 	keys, _, err := auth.LoadOrCreate(dir)
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv, err := server.New(server.Config{Store: st, Keys: keys, Logger: quietLogger()})
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Run(ctx); close(done) }()
-	f.Cleanup(func() { cancel(); <-done })
+	if run {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { srv.Run(ctx); close(done) }()
+		tb.Cleanup(func() { cancel(); <-done })
+	}
 	return &fuzzServer{h: srv.Handler(), key: keys[0]}
 }
 
@@ -130,7 +135,7 @@ func FuzzECS(f *testing.F) {
 	f.Add(uint8(4), []byte(`[`))
 	f.Add(uint8(9), []byte(`{"taskDefinition":"web","count":-1}`))
 
-	srv := newFuzzServer(f)
+	srv := newFuzzServer(f, true)
 	f.Fuzz(func(t *testing.T, opIndex uint8, body []byte) {
 		name := ecsFuzzOps[int(opIndex)%len(ecsFuzzOps)]
 		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
@@ -186,7 +191,7 @@ func FuzzEKS(f *testing.F) {
 	f.Add(uint8(0), "nope", "", "", []byte(`{"fargateProfileName":"x","selectors":[]}`))
 	f.Add(uint8(0), "default", "", "", []byte(`{"fargateProfileName":"x","selectors":[{"namespace":"a"},{"namespace":"b"},{"namespace":"c"},{"namespace":"d"},{"namespace":"e"},{"namespace":"f"}]}`))
 
-	srv := newFuzzServer(f)
+	srv := newFuzzServer(f, true)
 	f.Fuzz(func(t *testing.T, route uint8, cluster, profile, query string, body []byte) {
 		var method, path string
 		c, p := url.PathEscape(cluster), url.PathEscape(profile)
@@ -254,7 +259,7 @@ func FuzzAgent(f *testing.F) {
 	f.Add(uint8(3), "h1", "", []byte(`{"taskId":"","lastStatus":"BOGUS","at":"0001-01-01T00:00:00Z"}`))
 	f.Add(uint8(3), "h1", "", []byte(`[]`))
 
-	srv := newFuzzServer(f)
+	srv := newFuzzServer(f, true)
 	f.Fuzz(func(t *testing.T, route uint8, hostID, query string, body []byte) {
 		id := url.PathEscape(hostID)
 		var method, path string
@@ -304,21 +309,7 @@ func FuzzAgent(f *testing.F) {
 // sync is still under way) is answered 503 Unavailable, which the agent
 // retries, not 500 "context deadline exceeded". FuzzAgent found it.
 func TestAssignmentsBeforeTasksLoad(t *testing.T) {
-	dir := t.TempDir()
-	st, err := bolt.Open(bolt.Config{Path: filepath.Join(dir, "vessel.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	keys, _, err := auth.LoadOrCreate(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Store: st, Keys: keys, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &fuzzServer{h: srv.Handler(), key: keys[0]}
+	s := newFuzzServer(t, false)
 	req := httptest.NewRequest(http.MethodGet, "/agent/v1/hosts/h1/assignments?after=0&wait=1ms", nil)
 	rec := s.do(t, req, "vessel", nil)
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"kind":"Unavailable"`) {

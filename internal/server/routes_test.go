@@ -4,13 +4,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"vessel.dev/vessel/api"
-	"vessel.dev/vessel/internal/auth"
-	"vessel.dev/vessel/internal/server"
-	"vessel.dev/vessel/internal/store/bolt"
 )
 
 // TestUnroutedRequestsInProtocolShape: a signed request that matches no
@@ -20,21 +16,7 @@ import (
 // found the redirect: POST /clusters//fargate-profiles got a 307 with an
 // empty body.
 func TestUnroutedRequestsInProtocolShape(t *testing.T) {
-	dir := t.TempDir()
-	st, err := bolt.Open(bolt.Config{Path: filepath.Join(dir, "vessel.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	keys, _, err := auth.LoadOrCreate(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Store: st, Keys: keys, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &fuzzServer{h: srv.Handler(), key: keys[0]}
+	s := newFuzzServer(t, false)
 	for _, c := range []struct {
 		method, target, service, amzTarget string
 		field                              string // the JSON field that must hold a message
