@@ -15,19 +15,7 @@ import (
 // vesselAs runs a vessel user command signed with the given key.
 func (s *server) vesselAs(id, secret string, args ...string) (string, string, int) {
 	s.t.Helper()
-	full := append([]string{args[0], "--endpoint", s.endpoint, "--data-dir", s.t.TempDir()}, args[1:]...)
-	cmd := exec.Command(vesselBin, full...)
-	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+id, "AWS_SECRET_ACCESS_KEY="+secret)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatalf("vessel %v: %v", args, err)
-	}
-	return stdout.String(), stderr.String(), code
+	return s.vesselWith(s.t.TempDir(), "", id, secret, args...)
 }
 
 // filesHolding lists the files under dir that contain s.

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -101,18 +100,5 @@ func checkExec(t *testing.T, s *server, arn string) {
 // vesselInput is vessel with input on its stdin.
 func (s *server) vesselInput(input string, args ...string) (string, string, int) {
 	s.t.Helper()
-	full := append([]string{args[0], "--endpoint", s.endpoint, "--data-dir", s.dataDir}, args[1:]...)
-	cmd := exec.Command(vesselBin, full...)
-	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=")
-	cmd.Stdin = strings.NewReader(input)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatalf("vessel %v: %v", args, err)
-	}
-	return stdout.String(), stderr.String(), code
+	return s.vesselWith(s.dataDir, input, "", "", args...)
 }

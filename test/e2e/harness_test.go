@@ -213,11 +213,19 @@ func (s *server) awsRaw(secret string, args ...string) ([]byte, string, error) {
 // vessel runs a vessel user command against the server.
 func (s *server) vessel(args ...string) (string, string, int) {
 	s.t.Helper()
-	// Global flags go right after the verb, before any "--" that starts a
-	// container's command.
-	full := append([]string{args[0], "--endpoint", s.endpoint, "--data-dir", s.dataDir}, args[1:]...)
+	return s.vesselWith(s.dataDir, "", "", "", args...)
+}
+
+// vesselWith runs a vessel user command with this data directory, input on
+// its stdin, and signed with the key id/secret (empty: the data
+// directory's admin key). Global flags go right after the verb, before any
+// "--" that starts a container's command.
+func (s *server) vesselWith(dataDir, input, id, secret string, args ...string) (string, string, int) {
+	s.t.Helper()
+	full := append([]string{args[0], "--endpoint", s.endpoint, "--data-dir", dataDir}, args[1:]...)
 	cmd := exec.Command(vesselBin, full...)
-	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=")
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+id, "AWS_SECRET_ACCESS_KEY="+secret)
+	cmd.Stdin = strings.NewReader(input)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
