@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/service"
 	"vessel.dev/vessel/internal/store"
@@ -25,7 +24,8 @@ import (
 // ServiceThrottle is the service throttle's configuration (Config).
 type ServiceThrottle = service.Throttle
 
-// serviceLaunch is a task to launch, as serviceTask takes it.
+// serviceLaunch is a service.Launch as serviceTask takes it (the task's
+// ID, startedBy, task definition and subnets).
 type serviceLaunch struct {
 	taskID     string
 	deployment string
@@ -61,7 +61,7 @@ func (s *Server) reconcileServices(ctx context.Context, tasks []*task.Task, now 
 			s.log.Error("service record is unreadable", "key", kv.Key, "err", err)
 			continue
 		}
-		if rec.Status == api.ServiceStatusInactive {
+		if rec.Status == service.StatusInactive {
 			if now.Sub(rec.StatusChangedAt) > s.cfg.StoppedTaskRetention {
 				if err := s.store.Delete(ctx, kv.Key, kv.Revision); err != nil && !errdefs.IsConflict(err) && !errdefs.IsNotFound(err) {
 					return err
