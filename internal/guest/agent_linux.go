@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/pty"
 )
 
@@ -58,13 +59,13 @@ func fatal(err error) {
 }
 
 type agent struct {
-	conn  *Conn
+	conn  *guestproto.Conn
 	port  *os.File
-	out   chan Msg
+	out   chan guestproto.Msg
 	hello chan struct{} // closed on the first hello
 
 	mu         sync.Mutex
-	cfg        *Config
+	cfg        *guestproto.Config
 	ready      bool
 	setupErr   string
 	containers map[string]*container
@@ -77,7 +78,7 @@ type agent struct {
 }
 
 type container struct {
-	spec      Container
+	spec      guestproto.Container
 	root      string
 	cgroup    string
 	started   bool
@@ -140,7 +141,7 @@ func (a *agent) boot() error {
 		netlink.LinkSetUp(lo)
 	}
 	go a.reap()
-	path, err := findPort(PortName, 10*time.Second)
+	path, err := findPort(guestproto.PortName, 10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -148,8 +149,8 @@ func (a *agent) boot() error {
 	if err != nil {
 		return err
 	}
-	a.conn = NewConnLimit(eofRetry{a.port}, a.port, MaxConfigMsg)
-	a.out = make(chan Msg, 4096)
+	a.conn = guestproto.NewConnLimit(eofRetry{a.port}, a.port, guestproto.MaxConfigMsg)
+	a.out = make(chan guestproto.Msg, 4096)
 	a.hello = make(chan struct{})
 	go a.write()
 	return nil
@@ -223,7 +224,7 @@ func (a *agent) write() {
 	}
 }
 
-func (a *agent) send(m Msg) { a.out <- m }
+func (a *agent) send(m guestproto.Msg) { a.out <- m }
 
 func (a *agent) serve() {
 	for {
@@ -238,16 +239,16 @@ func (a *agent) serve() {
 }
 
 func (a *agent) reply(id uint64, err error) {
-	m := Msg{Op: EvReply, ID: id}
+	m := guestproto.Msg{Op: guestproto.EvReply, ID: id}
 	if err != nil {
 		m.Error = err.Error()
 	}
 	a.send(m)
 }
 
-func (a *agent) handle(m Msg) {
+func (a *agent) handle(m guestproto.Msg) {
 	switch m.Op {
-	case OpHello:
+	case guestproto.OpHello:
 		a.mu.Lock()
 		first := a.cfg == nil
 		if first {
@@ -260,7 +261,7 @@ func (a *agent) handle(m Msg) {
 			close(a.hello)
 		}
 		if first {
-			ev := Msg{Op: EvReady}
+			ev := guestproto.Msg{Op: guestproto.EvReady}
 			if err := a.setup(); err != nil {
 				ev.Error = err.Error()
 				a.setupErr = ev.Error
@@ -268,16 +269,16 @@ func (a *agent) handle(m Msg) {
 			a.send(ev)
 			return
 		}
-		a.send(Msg{Op: EvState, State: a.state(), Error: a.setupErr})
-	case OpStart:
+		a.send(guestproto.Msg{Op: guestproto.EvState, State: a.state(), Error: a.setupErr})
+	case guestproto.OpStart:
 		a.reply(m.ID, a.start(m.Container))
-	case OpRestart:
+	case guestproto.OpRestart:
 		a.reply(m.ID, a.restart(m.Container))
-	case OpSignal:
+	case guestproto.OpSignal:
 		a.reply(m.ID, a.signal(m.Container, syscall.Signal(m.Signal)))
-	case OpExec:
+	case guestproto.OpExec:
 		go a.exec(m)
-	case OpStdin:
+	case guestproto.OpStdin:
 		a.mu.Lock()
 		p := a.execs[m.ID]
 		a.mu.Unlock()
@@ -295,7 +296,7 @@ func (a *agent) handle(m Msg) {
 				p.stdin.Close()
 			}
 		}
-	case OpResize:
+	case guestproto.OpResize:
 		a.mu.Lock()
 		p := a.execs[m.ID]
 		a.mu.Unlock()
@@ -307,12 +308,12 @@ func (a *agent) handle(m Msg) {
 	}
 }
 
-func (a *agent) state() []ContainerState {
+func (a *agent) state() []guestproto.ContainerState {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []ContainerState
+	var out []guestproto.ContainerState
 	for _, c := range a.containers {
-		out = append(out, ContainerState{Name: c.spec.Name, Started: c.started, Exited: c.exited,
+		out = append(out, guestproto.ContainerState{Name: c.spec.Name, Started: c.started, Exited: c.exited,
 			Code: c.code, OOMKilled: c.oom, ExitedAt: c.exitedAt})
 	}
 	return out
@@ -407,7 +408,7 @@ func (a *agent) setup() error {
 	return nil
 }
 
-func setupNet(n *NetConfig) error {
+func setupNet(n *guestproto.NetConfig) error {
 	if n == nil {
 		return nil
 	}
@@ -442,7 +443,7 @@ func setupNet(n *NetConfig) error {
 
 // setupCgroups makes the cgroup all containers run under, with the task's
 // fractional CPU (a quota of a 100 ms period) and its pids limit.
-func setupCgroups(cfg *Config) error {
+func setupCgroups(cfg *guestproto.Config) error {
 	if err := os.WriteFile(filepath.Join(cgroupDir, "cgroup.subtree_control"), []byte("+cpu +memory +pids"), 0o644); err != nil {
 		return fmt.Errorf("cgroups: %w", err)
 	}
@@ -471,7 +472,7 @@ func setupCgroups(cfg *Config) error {
 // prepare mounts a container's root: an overlay of its image under an
 // upper directory on the writable disk, with /proc, /sys, /dev and the /etc
 // files of the sandbox.
-func (a *agent) prepare(spec Container) (*container, error) {
+func (a *agent) prepare(spec guestproto.Container) (*container, error) {
 	root := filepath.Join(rootsDir, spec.Name)
 	upper, work := filepath.Join(rwMount, spec.Name, "upper"), filepath.Join(rwMount, spec.Name, "work")
 	for _, d := range []string{root, upper, work} {
@@ -577,7 +578,7 @@ func (a *agent) spawn(c *container, args, env []string, files []uintptr, main bo
 		return 0, nil, err
 	}
 	if main && c.spec.Security.RunAsNonRoot && uid == 0 {
-		return 0, nil, errors.New(RunAsNonRootError)
+		return 0, nil, errors.New(guestproto.RunAsNonRootError)
 	}
 	dir := c.spec.WorkingDir
 	if dir == "" {
@@ -830,7 +831,7 @@ func (a *agent) start(name string) error {
 	a.mu.Lock()
 	c.pid = pid
 	a.mu.Unlock()
-	a.send(Msg{Op: EvStarted, Container: name})
+	a.send(guestproto.Msg{Op: guestproto.EvStarted, Container: name})
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); a.pump(name, "stdout", outR) }()
@@ -854,7 +855,7 @@ func (a *agent) start(name string) error {
 		a.mu.Lock()
 		c.exited, c.code, c.oom, c.exitedAt = true, code, oom, at
 		a.mu.Unlock()
-		a.send(Msg{Op: EvExit, Container: name, Code: code, OOMKilled: oom, Time: at})
+		a.send(guestproto.Msg{Op: guestproto.EvExit, Container: name, Code: code, OOMKilled: oom, Time: at})
 	}()
 	return nil
 }
@@ -898,7 +899,7 @@ func (a *agent) pump(name, stream string, r *os.File) {
 		if len(line) > 0 {
 			full := line[len(line)-1] == '\n'
 			text := bytes.TrimSuffix(line, []byte("\n"))
-			a.send(Msg{Op: EvLog, Container: name, Stream: stream, Data: append([]byte(nil), text...), Partial: !full, Time: time.Now()})
+			a.send(guestproto.Msg{Op: guestproto.EvLog, Container: name, Stream: stream, Data: append([]byte(nil), text...), Partial: !full, Time: time.Now()})
 		}
 		if err != nil && err != bufio.ErrBufferFull {
 			return
@@ -923,7 +924,7 @@ func (a *agent) signal(name string, sig syscall.Signal) error {
 	return nil
 }
 
-func (a *agent) exec(m Msg) {
+func (a *agent) exec(m guestproto.Msg) {
 	c, err := a.container(m.Container)
 	if err != nil {
 		a.reply(m.ID, err)
@@ -999,7 +1000,7 @@ func (a *agent) exec(m Msg) {
 			for {
 				n, err := s.r.Read(buf)
 				if n > 0 {
-					a.send(Msg{Op: EvOutput, ID: m.ID, Stream: s.name, Data: append([]byte(nil), buf[:n]...)})
+					a.send(guestproto.Msg{Op: guestproto.EvOutput, ID: m.ID, Stream: s.name, Data: append([]byte(nil), buf[:n]...)})
 				}
 				if err != nil {
 					return
@@ -1018,7 +1019,7 @@ func (a *agent) exec(m Msg) {
 	for _, o := range outputs {
 		o.f.Close()
 	}
-	a.send(Msg{Op: EvExecExit, ID: m.ID, Code: exitCode(ws)})
+	a.send(guestproto.Msg{Op: guestproto.EvExecExit, ID: m.ID, Code: exitCode(ws)})
 }
 
 // execOutput is one output of an exec: read from r, closed with f.

@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/guestproto"
 )
 
 // securityDir holds each container's Security for vessel-ctr, in the
@@ -157,7 +159,7 @@ func maskPaths(root, prefix string, masked, readonly []string) error {
 
 // writeSecurity leaves a container's Security where its vessel-ctr
 // processes read it.
-func writeSecurity(spec Container) error {
+func writeSecurity(spec guestproto.Container) error {
 	if err := os.MkdirAll(securityDir, 0o700); err != nil {
 		return err
 	}
@@ -208,7 +210,7 @@ func ContainerInit(argv []string) (err error) {
 	if err != nil {
 		return err
 	}
-	var sec Security
+	var sec guestproto.Security
 	if err := json.Unmarshal(data, &sec); err != nil {
 		return err
 	}
