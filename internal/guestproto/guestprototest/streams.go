@@ -1,7 +1,3 @@
-// Package guestprototest holds what the tests of both ends of the guest
-// protocol share: streams a guest sends, real and hostile, the seeds of
-// the fuzz targets that read a guest (guestproto's FuzzConn, the
-// monitor's FuzzMonitor). It imports only guestproto; only tests import it.
 package guestprototest
 
 import (
