@@ -43,20 +43,7 @@ func startVessel(t *testing.T) *vesselEnv {
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
 	dir := t.TempDir()
-	st, err := bolt.Open(bolt.Config{Path: filepath.Join(dir, "vessel.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	keys, _, err := auth.LoadOrCreate(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Store: st, Keys: keys, ControllerInterval: 50 * time.Millisecond,
-		Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, keys := newTestServer(t, dir)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 
@@ -80,6 +67,27 @@ func startVessel(t *testing.T) *vesselEnv {
 	go func() { defer wg.Done(); a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return &vesselEnv{url: hs.URL, dir: dir, keys: keys}
+}
+
+// newTestServer is a control plane keeping its store and keys in dir; it
+// is not running (the caller runs it if it needs the controller).
+func newTestServer(t *testing.T, dir string) (*server.Server, []auth.Key) {
+	t.Helper()
+	st, err := bolt.Open(bolt.Config{Path: filepath.Join(dir, "vessel.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	keys, _, err := auth.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Store: st, Keys: keys, ControllerInterval: 50 * time.Millisecond,
+		Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, keys
 }
 
 // syncBuffer is a bytes.Buffer safe to read while a command writes it.
