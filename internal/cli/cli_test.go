@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	"vessel.dev/vessel/internal/runtime/sim"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/store/bolt"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // vesselEnv is a control plane and one sim host, in process.
@@ -319,13 +321,12 @@ func TestRunInterruptStopsTask(t *testing.T) {
 	var out, errOut syncBuffer
 	done := make(chan error, 1)
 	go func() { done <- e.vesselTo(&out, &errOut, "run", "alpine", "--", "sleep", "1000") }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(errOut.String(), "RUNNING") {
-		if time.Now().After(deadline) {
-			t.Fatalf("task did not reach RUNNING; stderr:\n%s", errOut.String())
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if s := errOut.String(); !strings.Contains(s, "RUNNING") {
+			return fmt.Errorf("task did not reach RUNNING; stderr:\n%s", s)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
