@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"vessel.dev/vessel/internal/testutil"
 	"vessel.dev/vessel/test/k8senv"
 )
 
@@ -114,12 +115,13 @@ func startBridge(t *testing.T, runtimeFlags ...string) *bridgeEnv {
 			return
 		}
 		c.Kubectl("delete", "deployments,pods", "--all", "--all-namespaces", "--wait=false")
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		testutil.Wait(60*time.Second, func() error {
 			out, err := c.Kubectl("get", "nodes", "-l", "vessel.dev/compute-type=vessel", "-o", "name")
-			if err == nil && strings.TrimSpace(out) == "" {
-				break
+			if err != nil || strings.TrimSpace(out) != "" {
+				return fmt.Errorf("Vessel nodes left: %v %s", err, out)
 			}
-		}
+			return nil
+		})
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -160,20 +162,15 @@ func (e *bridgeEnv) apply(manifest string) (string, error) {
 func (e *bridgeEnv) eventually(timeout time.Duration, what string, f func() (bool, string)) {
 	e.t.Helper()
 	began := time.Now()
-	deadline := began.Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, msg := f()
-		if ok {
-			if took := time.Since(began); took > 10*time.Second {
-				e.t.Logf("waited %s for %s", took.Round(100*time.Millisecond), what)
-			}
-			return
+	testutil.Eventually(e.t, timeout, func() error {
+		if ok, msg := f(); !ok {
+			return fmt.Errorf("waiting for %s; last: %s", what, msg)
 		}
-		last = msg
-		time.Sleep(250 * time.Millisecond)
+		return nil
+	})
+	if took := time.Since(began); took > 10*time.Second {
+		e.t.Logf("waited %s for %s", took.Round(100*time.Millisecond), what)
 	}
-	e.t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
 }
 
 func (e *bridgeEnv) pods(ns, selector string) []kubePod {
