@@ -21,6 +21,7 @@ import (
 	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // These tests run an agent with the real runc runtime, a real network
@@ -281,17 +282,14 @@ func (e *env) run(policy, script string, change func(*task.Container)) string {
 // waitFor polls the task until ok holds, and fails the test after timeout.
 func (e *env) waitFor(id string, timeout time.Duration, what string, ok func(*task.Task) bool) *task.Task {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		t := e.cp.get(id)
-		if ok(t) {
-			return t
+	var t *task.Task
+	testutil.Eventually(e.t, timeout, func() error {
+		if t = e.cp.get(id); !ok(t) {
+			return fmt.Errorf("task %s: waiting for %s; task is %s, container %+v", id, what, t, t.Containers[0])
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("task %s: waited %s for %s; task is %s, container %+v", id, timeout, what, t, t.Containers[0])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return t
 }
 
 func TestRestartAlwaysWithBackoff(t *testing.T) {

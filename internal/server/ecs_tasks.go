@@ -14,6 +14,7 @@ import (
 
 	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/sizing"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
@@ -27,7 +28,7 @@ const MaxRunTaskCount = 10
 const TagRuntime = "vessel:runtime"
 
 // Runtimes are the sandbox runtimes a task may ask for, strongest first.
-var Runtimes = []string{"microvm", "gvisor", "runc", "sim"}
+var Runtimes = runtime.Names
 
 // RunTask launches count tasks of a task definition. Each task takes a
 // token of the launch bucket (LaunchRate); a RunTask the bucket cannot

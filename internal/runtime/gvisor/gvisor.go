@@ -22,7 +22,7 @@ import (
 )
 
 // Name is the runtime's name.
-const Name = "gvisor"
+const Name = runtime.GVisor
 
 // Defaults of the provisioned sandbox beyond its size, as the runc back
 // end's.

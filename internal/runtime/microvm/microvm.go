@@ -27,7 +27,7 @@ import (
 )
 
 // Name is the runtime's name.
-const Name = "microvm"
+const Name = runtime.MicroVM
 
 // Defaults of the provisioned sandbox beyond its size: runc's (Create
 // fills them in with runc.FillDefaults).

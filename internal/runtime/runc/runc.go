@@ -17,7 +17,7 @@ import (
 )
 
 // Name is the runtime's name.
-const Name = "runc"
+const Name = runtime.Runc
 
 // Defaults of the provisioned sandbox beyond its size.
 const (
