@@ -92,7 +92,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 			}
 		default:
 			snap.Placed = append(snap.Placed, scheduler.Placed{TaskID: t.ID, HostID: t.HostID,
-				Size:   scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB},
+				Size:   scheduler.Resources{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB},
 				Subnet: t.Subnet, Spread: spreadKey(t)})
 			if !known[t.HostID] || (!ready[t.HostID] && now.Sub(s.started) > s.cfg.HostTimeout) {
 				if err := s.stopOnLostHost(ctx, t, now); err != nil {
@@ -111,7 +111,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 	for _, t := range pending {
 		byID[t.ID] = t
 		snap.Pending = append(snap.Pending, scheduler.Request{TaskID: t.ID,
-			Size:    scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB},
+			Size:    scheduler.Resources{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB},
 			Runtime: t.Runtime, Subnets: t.Subnets, Spread: spreadKey(t)})
 	}
 	start := time.Now()

@@ -214,7 +214,7 @@ func containerNames(pod *corev1.Pod) error {
 // CapacityProvisioned returns the value of the CapacityProvisioned pod
 // annotation for a task Convert made: "0.25vCPU 0.5GB".
 func CapacityProvisioned(t *task.Task) string {
-	return sizing.Size{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB}.String()
+	return sizing.Size{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB}.String()
 }
 
 // stopTimeout maps terminationGracePeriodSeconds to a StopTimeout:
