@@ -281,7 +281,7 @@ func (s *Server) reconcileProfiles(ctx context.Context, tasks []*task.Task, now 
 				if t.DesiredStatus != task.StatusStopped {
 					_, err := s.updateTask(ctx, t.ID, func(t *task.Task) (bool, error) {
 						return t.RequestStop(task.StopCodeUserInitiated,
-							ProfileDeletedReason+p.Name, now), nil
+							task.ProfileDeletedReason+p.Name, now), nil
 					})
 					if err != nil && !errdefs.IsNotFound(err) {
 						return err
@@ -297,11 +297,6 @@ func (s *Server) reconcileProfiles(ctx context.Context, tasks []*task.Task, now 
 	}
 	return nil
 }
-
-// ProfileDeletedReason starts the stoppedReason of a task stopped because
-// the Fargate profile that placed it was deleted; the profile's name
-// follows.
-const ProfileDeletedReason = "Fargate profile deleted: "
 
 func hasTag(tags []task.Tag, key, value string) bool {
 	for _, t := range tags {
