@@ -166,8 +166,12 @@ func (s *Server) taskSubnets(nc *api.NetworkConfiguration) ([]string, error) {
 	return slices.Clone(vpc.Subnets), nil
 }
 
-// resolveTask turns a task definition and overrides into the task's
-// containers and provisioned size.
+// resolveTask turns a task definition and RunTask's overrides into the
+// template of its tasks: the containers and the provisioned size. It
+// translates the wire shapes; the rules are the domain's (sizing's size
+// table, task.CheckEphemeralStorage, Task.CheckReservations), whose errors
+// it turns into ECS's (ClientException where ECS answers with one). Where
+// and by whom the task runs, and its runtime, are the caller's.
 func (s *Server) resolveTask(def *api.TaskDefinition, ov *api.TaskOverride) (*task.Task, error) {
 	cpu, err := sizing.ParseECSCPU(deref(def.Cpu))
 	if err != nil {
@@ -191,7 +195,7 @@ func (s *Server) resolveTask(def *api.TaskDefinition, ov *api.TaskOverride) (*ta
 		return nil, clientException(err)
 	}
 	t := &task.Task{TaskDefinitionArn: deref(def.TaskDefinitionArn), Family: deref(def.Family),
-		CPUUnits: cpu, MemoryMiB: mem, EphemeralStorageGiB: DefaultEphemeralStorageGiB}
+		CPUUnits: cpu, MemoryMiB: mem, EphemeralStorageGiB: task.DefaultEphemeralStorageGiB}
 	if err := validateOverrides(ov); err != nil {
 		return nil, err
 	}
@@ -205,9 +209,8 @@ func (s *Server) resolveTask(def *api.TaskDefinition, ov *api.TaskOverride) (*ta
 	}
 	if ov != nil && ov.EphemeralStorage != nil {
 		es := ov.EphemeralStorage.SizeInGiB
-		if es < MinEphemeralStorageGiB || es > MaxEphemeralStorageGiB {
-			return nil, errdefs.InvalidArgument("overrides.ephemeralStorage.sizeInGiB %d is out of range: accepted values are %d..%d",
-				es, MinEphemeralStorageGiB, MaxEphemeralStorageGiB)
+		if err := task.CheckEphemeralStorage("overrides.ephemeralStorage.sizeInGiB", es); err != nil {
+			return nil, err
 		}
 		t.EphemeralStorageGiB = es
 	}
@@ -226,7 +229,6 @@ func (s *Server) resolveTask(def *api.TaskDefinition, ov *api.TaskOverride) (*ta
 			overrides[name] = co
 		}
 	}
-	var cpuSum int64
 	for _, cd := range def.ContainerDefinitions {
 		// A definition stored before a field was refused is refused now,
 		// rather than run without it.
@@ -288,17 +290,13 @@ func (s *Server) resolveTask(def *api.TaskDefinition, ov *api.TaskOverride) (*ta
 				c.MemoryMiB = int64(*co.Memory)
 			}
 		}
-		if c.MemoryMiB > mem {
-			return nil, clientException(errdefs.InvalidArgument("container %q: memory %d MiB exceeds the task's %d MiB", c.Name, c.MemoryMiB, mem))
-		}
-		cpuSum += c.CPUUnits
 		if len(env) > 0 {
 			c.Environment = env
 		}
 		t.Containers = append(t.Containers, c)
 	}
-	if cpuSum > cpu {
-		return nil, clientException(errdefs.InvalidArgument("the containers' cpu adds up to %d units, more than the task's %d", cpuSum, cpu))
+	if err := t.CheckReservations(); err != nil {
+		return nil, clientException(err)
 	}
 	return t, nil
 }

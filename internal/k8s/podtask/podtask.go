@@ -35,7 +35,7 @@ const LabelFargateProfile = "eks.amazonaws.com/fargate-profile"
 const StartedBy = "vessel-scheduler"
 
 // DefaultEphemeralStorageGiB is what a pod's sandbox gets, as on Fargate.
-const DefaultEphemeralStorageGiB = 20
+const DefaultEphemeralStorageGiB = task.DefaultEphemeralStorageGiB
 
 // Inputs is what Convert needs besides the pod, resolved by the caller.
 // Convert does not change it.
