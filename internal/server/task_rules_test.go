@@ -105,3 +105,25 @@ func TestEmptyRuntimeTag(t *testing.T) {
 		Tags: []ecstypes.Tag{{Key: aws.String("vessel:runtime"), Value: aws.String("")}}})
 	wantAPIError(t, err, "InvalidParameterException", `runtime ""`, "microvm, gvisor, runc, sim")
 }
+
+// TestRunTaskOverridesMustFit: RunTask's overrides are held to the task's
+// size rules, with ECS's exceptions.
+func TestRunTaskOverridesMustFit(t *testing.T) {
+	e := newEnv(t, envOptions{noAgent: true})
+	c := ctx(t)
+	def := e.register("fit", "256", "512", "true")
+	run := func(ov *ecstypes.TaskOverride) error {
+		_, err := e.ecs.RunTask(c, &ecs.RunTaskInput{TaskDefinition: aws.String(def), Overrides: ov})
+		return err
+	}
+	wantAPIError(t, run(&ecstypes.TaskOverride{ContainerOverrides: []ecstypes.ContainerOverride{{Name: aws.String("app"), Memory: aws.Int32(1024)}}}),
+		"ClientException", `container "app": memory 1024 MiB exceeds the task's 512 MiB`)
+	wantAPIError(t, run(&ecstypes.TaskOverride{ContainerOverrides: []ecstypes.ContainerOverride{{Name: aws.String("app"), Cpu: aws.Int32(512)}}}),
+		"ClientException", "the containers' cpu adds up to 512 units, more than the task's 256")
+	wantAPIError(t, run(&ecstypes.TaskOverride{EphemeralStorage: &ecstypes.EphemeralStorage{SizeInGiB: 300}}),
+		"InvalidParameterException", "overrides.ephemeralStorage.sizeInGiB 300 is out of range: accepted values are 21..200")
+	if err := run(&ecstypes.TaskOverride{EphemeralStorage: &ecstypes.EphemeralStorage{SizeInGiB: 30},
+		ContainerOverrides: []ecstypes.ContainerOverride{{Name: aws.String("app"), Cpu: aws.Int32(256), Memory: aws.Int32(512)}}}); err != nil {
+		t.Fatalf("overrides that fit: %v", err)
+	}
+}
