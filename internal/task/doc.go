@@ -1,8 +1,8 @@
 // Package task is the task model and owns its rules: the record of a new
 // task (New), the runtime picked from tags (ResolveRuntime), the merge of
 // a host's report (ApplyReport), the lifecycle (Advance, RequestStop), the
-// cpu unit conversion (MilliCPU) and the checks of a task's size,
-// volumes, DNS, restart policy and probes.
+// cpu unit conversion (MilliCPU), the task's health (Health) and the
+// checks of its size, volumes, DNS, restart policy and probes.
 //
 // A Task is self-contained: its containers are resolved when it is made,
 // so a host agent never needs the task definition. LastStatus only moves

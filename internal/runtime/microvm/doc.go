@@ -112,9 +112,10 @@
 //     bits (a task's fsGroup) are kept. Writes stay in the VM, on its
 //     writable disk of EphemeralStorageGiB (or the tmpfs): they never
 //     reach the host's directory, which is never copied back.
-//   - Control channel: virtio-serial, JSON lines (internal/guest). The
-//     monitor is the guest binary in "monitor" mode (a small static Go
-//     process, ≈4 MiB RSS idle), so the host needs no other helper binary.
+//   - Control channel: virtio-serial, JSON lines (internal/guestproto). The
+//     monitor (internal/runtime/microvm/monitor) is the guest binary in
+//     "monitor" mode (a small static Go process, ≈4 MiB RSS idle), so the
+//     host needs no other helper binary.
 //     Log lines are stamped with the host's time when they reach the
 //     monitor. If a monitor dies, its VM keeps running but its logs stop
 //     and nothing restarts it yet; a new monitor would catch up on

@@ -20,8 +20,9 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
-	"vessel.dev/vessel/internal/guest"
+	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/microvm/monitor"
 	"vessel.dev/vessel/internal/runtime/runc"
 )
 
@@ -362,7 +363,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 		return err
 	}
 	rec.Disks = []vmDisk{{Serial: "rw", Path: rw}}
-	gcfg := guest.Config{Hostname: spec.Hostname, MilliCPU: spec.MilliCPU, MemoryMiB: spec.MemoryMiB, PidsLimit: spec.PidsLimit}
+	gcfg := guestproto.Config{Hostname: spec.Hostname, MilliCPU: spec.MilliCPU, MemoryMiB: spec.MemoryMiB, PidsLimit: spec.PidsLimit}
 	diskOf := map[string]string{}
 	for _, c := range spec.Containers {
 		key := imageKey(c.Layers)
@@ -378,7 +379,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 		if err != nil {
 			return fmt.Errorf("container %s: %w", c.Name, err)
 		}
-		gcfg.Containers = append(gcfg.Containers, guest.Container{Name: c.Name, Disk: diskOf[key],
+		gcfg.Containers = append(gcfg.Containers, guestproto.Container{Name: c.Name, Disk: diskOf[key],
 			Args: c.Args, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
 			NofileSoft: c.NofileSoft, NofileHard: c.NofileHard, Security: sec})
 	}
@@ -404,7 +405,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
 	if err := r.save(rec); err != nil {
 		return err
 	}
-	mcfg := guest.MonitorConfig{Control: filepath.Join(dir, "ctl.sock"), Listen: filepath.Join(dir, "mon.sock"),
+	mcfg := monitor.Config{Control: filepath.Join(dir, "ctl.sock"), Listen: filepath.Join(dir, "mon.sock"),
 		LogDir: spec.LogDir, LogMaxBytes: spec.LogMaxBytes, ExitDir: filepath.Join(dir, "exits"),
 		ConsoleLog: filepath.Join(dir, "console.log"), ConsoleMaxBytes: r.cfg.ConsoleMaxBytes,
 		StartedDir: filepath.Join(dir, "started"), ReadyFile: filepath.Join(dir, "ready"), Guest: gcfg}
@@ -601,7 +602,7 @@ func alive(pid int, mark string) bool {
 
 // request sends one request to the VM's monitor and returns the connection
 // for its answers.
-func (r *Runtime) request(ctx context.Context, id string, m guest.Msg) (*guest.Conn, net.Conn, error) {
+func (r *Runtime) request(ctx context.Context, id string, m guestproto.Msg) (*guestproto.Conn, net.Conn, error) {
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "unix", filepath.Join(r.dir(id), "mon.sock"))
 	if err != nil {
@@ -610,7 +611,7 @@ func (r *Runtime) request(ctx context.Context, id string, m guest.Msg) (*guest.C
 	if dl, ok := ctx.Deadline(); ok {
 		raw.SetDeadline(dl)
 	}
-	conn := guest.NewConn(raw, raw)
+	conn := guestproto.NewConn(raw, raw)
 	if err := conn.Send(m); err != nil {
 		raw.Close()
 		return nil, nil, err
@@ -619,7 +620,7 @@ func (r *Runtime) request(ctx context.Context, id string, m guest.Msg) (*guest.C
 }
 
 // call is request for operations answered by one reply.
-func (r *Runtime) call(ctx context.Context, id string, m guest.Msg) error {
+func (r *Runtime) call(ctx context.Context, id string, m guestproto.Msg) error {
 	conn, raw, err := r.request(ctx, id, m)
 	if err != nil {
 		return err
@@ -649,9 +650,9 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 	if rec.Started[container] {
 		return errdefs.Conflict("container %s of sandbox %s was already started", container, id)
 	}
-	if err := r.call(ctx, id, guest.Msg{Op: guest.OpStart, Container: container}); err != nil {
-		if strings.Contains(err.Error(), guest.RunAsNonRootError) {
-			return errdefs.InvalidArgument("container %s of sandbox %s: %s", container, id, guest.RunAsNonRootError)
+	if err := r.call(ctx, id, guestproto.Msg{Op: guestproto.OpStart, Container: container}); err != nil {
+		if strings.Contains(err.Error(), guestproto.RunAsNonRootError) {
+			return errdefs.InvalidArgument("container %s of sandbox %s: %s", container, id, guestproto.RunAsNonRootError)
 		}
 		return err
 	}
@@ -690,7 +691,7 @@ func (r *Runtime) Restart(ctx context.Context, id, container string) error {
 	if err := os.Remove(exitFile); err != nil {
 		return err
 	}
-	if err := r.call(ctx, id, guest.Msg{Op: guest.OpRestart, Container: container}); err != nil {
+	if err := r.call(ctx, id, guestproto.Msg{Op: guestproto.OpRestart, Container: container}); err != nil {
 		return errors.Join(err, runc.WriteFileAtomic(exitFile, last))
 	}
 	if rec.Restarts == nil {
@@ -705,7 +706,7 @@ func (r *Runtime) exitOf(id, container string) (*runtime.ExitStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	var s guest.ContainerState
+	var s guestproto.ContainerState
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, err
 	}
@@ -760,7 +761,7 @@ func (r *Runtime) Signal(ctx context.Context, id, container string, sig syscall.
 	if _, err := r.exitOf(id, container); err == nil {
 		return nil
 	}
-	return r.call(ctx, id, guest.Msg{Op: guest.OpSignal, Container: container, Signal: int(sig)})
+	return r.call(ctx, id, guestproto.Msg{Op: guestproto.OpSignal, Container: container, Signal: int(sig)})
 }
 
 // Exec implements runtime.Execer: the guest agent runs the command in the
@@ -778,7 +779,7 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 	if len(p.Args) == 0 {
 		return -1, errdefs.InvalidArgument("exec needs a command")
 	}
-	req := guest.Msg{Op: guest.OpExec, ID: 1, Container: container,
+	req := guestproto.Msg{Op: guestproto.OpExec, ID: 1, Container: container,
 		Args: p.Args, Env: p.Env, Stdin: p.Stdin != nil, TTY: p.TTY}
 	if p.TTY {
 		select {
@@ -807,7 +808,7 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 			return -1, fmt.Errorf("sandbox %s: exec: %w", id, err)
 		}
 		switch m.Op {
-		case guest.EvReply:
+		case guestproto.EvReply:
 			if m.Error != "" {
 				return -1, fmt.Errorf("sandbox %s: exec: %s", id, m.Error)
 			}
@@ -816,7 +817,7 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 					for {
 						select {
 						case sz, ok := <-p.Resize:
-							if !ok || conn.Send(guest.Msg{Op: guest.OpResize, Width: sz.Width, Height: sz.Height}) != nil {
+							if !ok || conn.Send(guestproto.Msg{Op: guestproto.OpResize, Width: sz.Width, Height: sz.Height}) != nil {
 								return
 							}
 						case <-done:
@@ -831,18 +832,18 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 					for {
 						n, err := p.Stdin.Read(buf)
 						if n > 0 {
-							if conn.Send(guest.Msg{Op: guest.OpStdin, Data: buf[:n]}) != nil {
+							if conn.Send(guestproto.Msg{Op: guestproto.OpStdin, Data: buf[:n]}) != nil {
 								return
 							}
 						}
 						if err != nil {
-							conn.Send(guest.Msg{Op: guest.OpStdin, EOF: true})
+							conn.Send(guestproto.Msg{Op: guestproto.OpStdin, EOF: true})
 							return
 						}
 					}
 				}()
 			}
-		case guest.EvOutput:
+		case guestproto.EvOutput:
 			w := p.Stdout
 			if m.Stream == "stderr" {
 				w = p.Stderr
@@ -850,7 +851,7 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 			if w != nil {
 				w.Write(m.Data)
 			}
-		case guest.EvExecExit:
+		case guestproto.EvExecExit:
 			return m.Code, nil
 		}
 	}
