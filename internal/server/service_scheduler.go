@@ -142,12 +142,10 @@ func (s *Server) applyServicePlan(ctx context.Context, kv store.KV, p service.Re
 // serviceTask makes one task of a service's deployment, as RunTask would:
 // startedBy is the deployment's ID and group "service:<name>".
 func (s *Server) serviceTask(r *serviceRecord, cl *clusterRecord, def *taskDefRecord, l serviceLaunch, now time.Time) (*task.Task, error) {
-	t, err := s.resolveTask(&def.Def, def.Tags, nil)
+	t, err := s.resolveTask(&def.Def, nil)
 	if err != nil {
 		return nil, err
 	}
-	t.ID = l.taskID
-	t.ARN = s.taskARN(r.Cluster, t.ID)
 	t.Cluster = r.Cluster
 	t.Subnets = l.subnets
 	t.StartedBy = l.deployment
@@ -159,34 +157,15 @@ func (s *Server) serviceTask(r *serviceRecord, cl *clusterRecord, def *taskDefRe
 			return nil, err
 		}
 	}
+	defTags, _ := tagsFromAPI(def.Tags) // checked when the definition was registered
 	switch r.PropagateTags {
 	case "SERVICE":
 		t.Tags = slices.Clone(r.Tags)
 	case "TASK_DEFINITION":
-		t.Tags, _ = tagsFromAPI(def.Tags)
+		t.Tags = defTags
 	}
-	// The runtime: the service's tag, else the task definition's, else the
-	// cluster's default, else the host's.
-	for _, tags := range [][]task.Tag{r.Tags} {
-		for _, tg := range tags {
-			if tg.Key == TagRuntime {
-				t.Runtime = tg.Value
-			}
-		}
+	if t.Runtime, err = task.ResolveRuntime(r.Tags, defTags, cl.Tags); err != nil {
+		return nil, err
 	}
-	if t.Runtime == "" {
-		for _, tg := range cl.Tags {
-			if tg.Key == TagRuntime {
-				t.Runtime = tg.Value
-			}
-		}
-	}
-	t.LastStatus = task.StatusProvisioning
-	t.DesiredStatus = task.StatusRunning
-	t.CreatedAt = now
-	t.Version = 1
-	for j := range t.Containers {
-		t.Containers[j].LastStatus = task.StatusPending
-	}
-	return t, nil
+	return task.New(t, l.taskID, s.taskARN(r.Cluster, l.taskID), now)
 }
