@@ -14,7 +14,6 @@ import (
 
 	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/errdefs"
-	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/sizing"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
@@ -23,8 +22,6 @@ import (
 // MaxRunTaskCount is the most tasks one RunTask launches, as in ECS.
 const MaxRunTaskCount = 10
 
-// Runtimes are the sandbox runtimes a task may ask for, strongest first.
-var Runtimes = runtime.Names
 
 // RunTask launches count tasks of a task definition. Each task takes a
 // token of the launch bucket (LaunchRate); a RunTask the bucket cannot
