@@ -22,7 +22,6 @@ import (
 // MaxRunTaskCount is the most tasks one RunTask launches, as in ECS.
 const MaxRunTaskCount = 10
 
-
 // RunTask launches count tasks of a task definition. Each task takes a
 // token of the launch bucket (LaunchRate); a RunTask the bucket cannot
 // serve whole launches nothing and is refused with ThrottlingException.
