@@ -86,8 +86,11 @@ type Store interface {
 	// without missing or repeating a change). It does not block. Returns an
 	// error of kind errdefs.ErrConflict if changes after afterRevision are no
 	// longer kept (the caller must List again). The channel is closed when
-	// ctx is done or the store is closed; a watcher that falls too far behind
-	// has its channel closed too, and must List and watch again. Events
+	// ctx is done or the store is closed; it is closed too whenever the
+	// store cannot send every change (a watcher that fell too far behind,
+	// changes compacted before a distributed store could resume the watch),
+	// and the watcher must then List and watch again: a change is never
+	// skipped silently. Events
 	// arrive in revision order. A negative afterRevision is an error of kind
 	// errdefs.ErrInvalidArgument; one beyond the current revision is
 	// accepted and only changes after it are sent.
