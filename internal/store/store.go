@@ -1,6 +1,11 @@
 package store
 
-import "context"
+import (
+	"context"
+	"unicode/utf8"
+
+	"vessel.dev/vessel/internal/errdefs"
+)
 
 // Revision preconditions for Put and Delete.
 const (
@@ -100,4 +105,26 @@ type Store interface {
 	// error of kind errdefs.ErrUnavailable; open watch channels are closed.
 	// Closing again does nothing and returns nil.
 	Close() error
+}
+
+// CheckKey returns an error of kind errdefs.ErrInvalidArgument unless key
+// is a non-empty UTF-8 string, as every Store requires.
+func CheckKey(key string) error {
+	switch {
+	case key == "":
+		return errdefs.InvalidArgument("key is empty; keys are non-empty UTF-8 strings such as \"tasks/abc\"")
+	case !utf8.ValidString(key):
+		return errdefs.InvalidArgument("key %q is not valid UTF-8", key)
+	}
+	return nil
+}
+
+// CheckExpectedRevision returns an error of kind
+// errdefs.ErrInvalidArgument unless rev is a precondition Put and Delete
+// accept: AnyRevision, MustNotExist or a revision.
+func CheckExpectedRevision(rev int64) error {
+	if rev < AnyRevision {
+		return errdefs.InvalidArgument("expected revision %d: give store.AnyRevision (-1), store.MustNotExist (0) or a revision returned by the store", rev)
+	}
+	return nil
 }

@@ -228,7 +228,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, expectedRevis
 	if err := s.beginKey(ctx, key); err != nil {
 		return 0, err
 	}
-	if err := checkRev(expectedRevision); err != nil {
+	if err := store.CheckExpectedRevision(expectedRevision); err != nil {
 		return 0, err
 	}
 	k := s.prefix + key
@@ -274,7 +274,7 @@ func (s *Store) Delete(ctx context.Context, key string, expectedRevision int64) 
 	if err := s.beginKey(ctx, key); err != nil {
 		return err
 	}
-	if err := checkRev(expectedRevision); err != nil {
+	if err := store.CheckExpectedRevision(expectedRevision); err != nil {
 		return err
 	}
 	k := s.prefix + key
@@ -424,7 +424,7 @@ func (s *Store) beginKey(ctx context.Context, key string) error {
 	if err := s.begin(ctx); err != nil {
 		return err
 	}
-	return checkKey(key)
+	return store.CheckKey(key)
 }
 
 // opContext bounds one request and has it refused at once by a member
@@ -466,21 +466,4 @@ func (s *Store) fail(ctx context.Context, op, key string, err error) error {
 // response and are not shared.
 func (s *Store) kv(key, value []byte, rev int64) store.KV {
 	return store.KV{Key: strings.TrimPrefix(string(key), s.prefix), Value: value, Revision: rev}
-}
-
-func checkKey(key string) error {
-	switch {
-	case key == "":
-		return errdefs.InvalidArgument("key is empty; keys are non-empty UTF-8 strings such as \"tasks/abc\"")
-	case !utf8.ValidString(key):
-		return errdefs.InvalidArgument("key %q is not valid UTF-8", key)
-	}
-	return nil
-}
-
-func checkRev(rev int64) error {
-	if rev < store.AnyRevision {
-		return errdefs.InvalidArgument("expected revision %d: give store.AnyRevision (-1), store.MustNotExist (0) or a revision returned by the store", rev)
-	}
-	return nil
 }

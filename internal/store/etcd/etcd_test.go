@@ -173,7 +173,7 @@ func TestPrefixesAreSeparate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Put(tasks/x) under /a2/ with the key under /a/: %v", err)
 	}
-	ev := next(t, ch)
+	ev := storetest.Next(t, ch)
 	if ev.KV.Key != "tasks/x" || string(ev.KV.Value) != "b" || ev.KV.Revision != revB {
 		t.Fatalf("watch under /a2/ got %v, want only its own put of tasks/x=b at %d", ev, revB)
 	}
@@ -203,14 +203,14 @@ func TestWatchResumesAfterReconnect(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []store.Event{put(t, other, "a", "1")}
-		wantEvents(t, ch, want)
+		storetest.WantEvents(t, ch, want)
 
 		c.Kill(0)
 		c.WaitLeader()
 		want = []store.Event{put(t, other, "b", "2"), put(t, other, "a", "3"), del(t, other, "b")}
 		c.Start(0)
 		want = append(want, put(t, other, "c", "4"))
-		wantEvents(t, ch, want)
+		storetest.WantEvents(t, ch, want)
 	})
 	t.Run("EveryMember", func(t *testing.T) {
 		// The store knows every member; each in turn is killed while the
@@ -235,7 +235,7 @@ func TestWatchResumesAfterReconnect(t *testing.T) {
 			c.WaitLeader()
 			want = append(want, put(t, s, fmt.Sprintf("k%d", i), "up"))
 		}
-		wantEvents(t, ch, want)
+		storetest.WantEvents(t, ch, want)
 	})
 }
 
@@ -261,7 +261,7 @@ func TestWatchCompactedRelists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantEvents(t, ch, []store.Event{put(t, other, "a", "1")})
+	storetest.WantEvents(t, ch, []store.Event{put(t, other, "a", "1")})
 
 	c.Kill(0)
 	c.WaitLeader()
@@ -305,7 +305,7 @@ func TestWatchCompactedRelists(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Watch(%d) after relisting: %v", rev, err)
 	}
-	wantEvents(t, ch, []store.Event{put(t, other, "c", "4")})
+	storetest.WantEvents(t, ch, []store.Event{put(t, other, "c", "4")})
 }
 
 // TestMemberKilledDuringWrites kills the leader while several writers
@@ -445,30 +445,6 @@ func del(t *testing.T, s store.Store, key string) store.Event {
 		t.Fatal(err)
 	}
 	return store.Event{Type: store.EventDelete, KV: store.KV{Key: key, Revision: rev}}
-}
-
-func next(t *testing.T, ch <-chan store.Event) store.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-ch:
-		if !ok {
-			t.Fatal("watch channel closed, want an event")
-		}
-		return ev
-	case <-time.After(storetest.Timeout):
-		t.Fatalf("no watch event within %v", storetest.Timeout)
-	}
-	panic("unreachable")
-}
-
-func wantEvents(t *testing.T, ch <-chan store.Event, want []store.Event) {
-	t.Helper()
-	for i, w := range want {
-		got := next(t, ch)
-		if got.Type != w.Type || got.KV.Key != w.KV.Key || string(got.KV.Value) != string(w.KV.Value) || got.KV.Revision != w.KV.Revision {
-			t.Fatalf("watch event #%d = %v %s=%q at %d, want %v %s=%q at %d", i, got.Type, got.KV.Key, got.KV.Value, got.KV.Revision, w.Type, w.KV.Key, w.KV.Value, w.KV.Revision)
-		}
-	}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
