@@ -2,7 +2,10 @@ package etcd_test
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +20,7 @@ import (
 	"vessel.dev/vessel/internal/store/etcd"
 	"vessel.dev/vessel/internal/store/etcd/etcdtest"
 	"vessel.dev/vessel/internal/store/storetest"
+	"vessel.dev/vessel/internal/tlsutil"
 )
 
 var prefixes atomic.Int64
@@ -455,5 +459,71 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not within %v", what, storetest.Timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestTLS runs the store against a member that speaks TLS and requires a
+// client certificate, configured from PEM files as the server's
+// --etcd-cacert, --etcd-cert and --etcd-key are.
+func TestTLS(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	ca, err := tlsutil.LoadOrCreateCA(filepath.Join(dir, "ca"), "etcd test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	srvCert, srvKey, err := ca.Issue("etcd", []string{"127.0.0.1", "localhost"}, both, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliCert, cliKey, err := ca.Issue("vessel", nil, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := write("ca.pem", ca.PEM)
+	certFile, keyFile := write("client.pem", cliCert), write("client-key.pem", cliKey)
+	tlsCfg, err := etcd.TLSConfig(caFile, certFile, keyFile)
+	if err != nil {
+		t.Fatalf("TLSConfig: %v", err)
+	}
+	c := etcdtest.StartTLS(t, 1, &etcdtest.TLS{CertFile: write("etcd.pem", srvCert), KeyFile: write("etcd-key.pem", srvKey), CAFile: caFile, Client: tlsCfg})
+	if !strings.HasPrefix(c.Endpoint(0), "https://") {
+		t.Fatalf("member's client URL %s, want https", c.Endpoint(0))
+	}
+
+	s, err := etcd.Open(ctx, etcd.Config{Endpoints: c.Endpoints(), TLS: tlsCfg})
+	if err != nil {
+		t.Fatalf("Open with the client certificate: %v", err)
+	}
+	defer s.Close()
+	rev := put(t, s, "tasks/a", "1").KV.Revision
+	if kv, err := s.Get(ctx, "tasks/a"); err != nil || kv.Revision != rev {
+		t.Fatalf("Get over TLS = %v, %v; want tasks/a at %d", kv, err, rev)
+	}
+
+	// Without a client certificate the member refuses the connection.
+	noCert, err := etcd.TLSConfig(caFile, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := etcd.Open(ctx, etcd.Config{Endpoints: c.Endpoints(), TLS: noCert, DialTimeout: 2 * time.Second}); !errdefs.IsUnavailable(err) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open without a client certificate = %v, want an error of kind unavailable", err)
+	}
+	if _, err := etcd.TLSConfig(caFile, certFile, ""); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("TLSConfig with a certificate and no key = %v, want an error of kind invalid argument", err)
+	}
+	if _, err := etcd.TLSConfig(filepath.Join(dir, "missing.pem"), "", ""); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("TLSConfig with a missing CA file = %v, want an error of kind invalid argument", err)
 	}
 }

@@ -15,6 +15,7 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -53,6 +54,18 @@ type Cluster struct {
 	t       testing.TB
 	bin     string
 	members []*member
+	client  *tls.Config // for the members' client URLs; nil: plain HTTP
+}
+
+// TLS makes the members' client URLs speak TLS and require a client
+// certificate signed by CAFile (peers still speak plain HTTP on loopback).
+type TLS struct {
+	// CertFile and KeyFile are the members' serving certificate, for
+	// 127.0.0.1; CAFile is the CA bundle that client certificates must
+	// chain to.
+	CertFile, KeyFile, CAFile string
+	// Client is what the harness itself connects with.
+	Client *tls.Config
 }
 
 type member struct {
@@ -73,11 +86,21 @@ type member struct {
 // to the output of scripts/build-k8s). Every member is killed when t ends.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return StartTLS(t, n, nil)
+}
+
+// StartTLS is Start with TLS on the client URLs when tlsFiles is not nil.
+func StartTLS(t testing.TB, n int, tlsFiles *TLS) *Cluster {
+	t.Helper()
 	bin := Binary()
 	if bin == "" {
 		t.Skip("no etcd binary: set KUBEBUILDER_ASSETS=$(scripts/build-k8s) (or VESSEL_ETCD)")
 	}
 	c := &Cluster{t: t, bin: bin}
+	scheme := "http"
+	if tlsFiles != nil {
+		scheme, c.client = "https", tlsFiles.Client
+	}
 	ports := freePorts(t, 2*n)
 	var initial []string
 	root := t.TempDir()
@@ -85,7 +108,7 @@ func Start(t testing.TB, n int) *Cluster {
 		m := &member{
 			name:      fmt.Sprintf("m%d", i),
 			dir:       filepath.Join(root, fmt.Sprintf("m%d", i)),
-			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			clientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]),
 			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
 		}
 		m.log = m.dir + ".log"
@@ -109,6 +132,10 @@ func Start(t testing.TB, n int) *Cluster {
 			// new leaders when nothing failed.
 			"--heartbeat-interval", "250",
 			"--election-timeout", "2500",
+		}
+		if tlsFiles != nil {
+			m.args = append(m.args, "--cert-file", tlsFiles.CertFile, "--key-file", tlsFiles.KeyFile,
+				"--trusted-ca-file", tlsFiles.CAFile, "--client-cert-auth")
 		}
 	}
 	t.Cleanup(c.stopAll)
@@ -154,7 +181,7 @@ func (c *Cluster) agreedLeader() bool {
 		if !up {
 			continue
 		}
-		st, err := status(m.clientURL)
+		st, err := c.status(m.clientURL)
 		if err != nil {
 			return false
 		}
@@ -177,7 +204,7 @@ func (c *Cluster) LeaderIndex() int {
 	c.t.Helper()
 	c.WaitLeader()
 	for i, m := range c.members {
-		st, err := status(m.clientURL)
+		st, err := c.status(m.clientURL)
 		if err == nil && st.Leader == st.Header.MemberId {
 			return i
 		}
@@ -186,8 +213,8 @@ func (c *Cluster) LeaderIndex() int {
 	return -1
 }
 
-func status(endpoint string) (*clientv3.StatusResponse, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: time.Second, Logger: zap.NewNop()})
+func (c *Cluster) status(endpoint string) (*clientv3.StatusResponse, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, TLS: c.client, DialTimeout: time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +306,9 @@ func (c *Cluster) WaitReady(i int) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.clientURL+"/health", nil)
-		resp, err := http.DefaultClient.Do(req)
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.client}}
+		resp, err := hc.Do(req)
+		hc.CloseIdleConnections()
 		if err == nil {
 			resp.Body.Close()
 		}
