@@ -206,3 +206,60 @@ func TestStoreMigrateToEtcd(t *testing.T) {
 		t.Logf("server on etcd log:\n%s", s2.log)
 	}
 }
+
+// TestServerOnEtcdQuorumLoss runs a server on a three-member etcd, stops
+// two members, and checks that API calls that need the store answer
+// ServerException naming the store within a bounded time, then that the
+// same server, not restarted, works again once the members are back.
+func TestServerOnEtcdQuorumLoss(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	s := startServer(t, "--runtime", "sim", "--etcd", strings.Join(c.Endpoints(), ","))
+	ec := s.ecsClient()
+	registerDef(t, ec, "web", "256", "512", 0, "sleep", "3600")
+
+	c.Kill(1)
+	c.Kill(2)
+	for _, call := range []struct {
+		name string
+		f    func() error
+	}{
+		{"RegisterTaskDefinition", func() error {
+			_, err := ec.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{Family: aws.String("web"), Cpu: aws.String("256"), Memory: aws.String("512"),
+				NetworkMode: ecstypes.NetworkModeAwsvpc, ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String("busybox")}}})
+			return err
+		}},
+		{"ListTaskDefinitions", func() error { _, err := ec.ListTaskDefinitions(ctx, &ecs.ListTaskDefinitionsInput{}); return err }},
+		{"RunTask", func() error {
+			_, err := ec.RunTask(ctx, &ecs.RunTaskInput{TaskDefinition: aws.String("web")})
+			return err
+		}},
+	} {
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- call.f() }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "ServerException") || !strings.Contains(err.Error(), "etcd store at") {
+				t.Errorf("%s without etcd quorum: %v, want ServerException naming the store", call.name, err)
+			}
+			t.Logf("%s without quorum answered after %v: %v", call.name, time.Since(start).Round(time.Millisecond), err)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s without etcd quorum: no answer within 60s", call.name)
+		}
+	}
+
+	c.StartAll(1, 2)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := ec.RunTask(ctx, &ecs.RunTaskInput{TaskDefinition: aws.String("web")})
+		if err == nil && len(out.Tasks) == 1 {
+			waitFor(t, ec, aws.ToString(out.Tasks[0].TaskArn), "RUNNING", 60*time.Second)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RunTask after the etcd members returned: %v %+v\nserver log:\n%s", err, out, s.log)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
