@@ -1,16 +1,3 @@
-// Package etcdtest starts a real etcd cluster for tests: members run from
-// the etcd binary that scripts/build-k8s builds ($KUBEBUILDER_ASSETS/etcd,
-// or VESSEL_ETCD), on free loopback ports, with data directories in
-// t.TempDir, and are all stopped when the test ends.
-//
-// It must not import any Vessel package.
-//
-// Usage:
-//
-//	c := etcdtest.Start(t, 3)
-//	s, err := etcd.Open(ctx, etcd.Config{Endpoints: c.Endpoints()})
-//	c.Kill(0)  // SIGKILL member 0
-//	c.Start(0) // and bring it back with its data
 package etcdtest
 
 import (
