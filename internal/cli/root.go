@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 	"github.com/aws/smithy-go"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/awsclient"
@@ -81,7 +82,14 @@ func NewRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.endpoint, "endpoint", defaultEndpoint(), "control plane URL (env VESSEL_ENDPOINT)")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", defaultDataDir(), "data directory (env VESSEL_DATA_DIR); the CLI reads access keys from it unless AWS_ACCESS_KEY_ID is set")
-	root.PersistentFlags().StringVar(&g.masterKeyFile, "master-key-file", os.Getenv("VESSEL_MASTER_KEY_FILE"), "file of the 32-byte master key that seals access keys at rest (env VESSEL_MASTER_KEY_FILE); default <data-dir>/master.key, created by the server's first start")
+	root.PersistentFlags().StringVar(&g.masterKeyFile, "encryption-key-file", envOr("VESSEL_ENCRYPTION_KEY_FILE", os.Getenv("VESSEL_MASTER_KEY_FILE")), "file of the 32-byte master key that seals access keys at rest (env VESSEL_ENCRYPTION_KEY_FILE; alias --master-key-file); default <data-dir>/master.key, created by the server's first start; with --etcd every replica must be given the same file")
+	// --master-key-file is the flag's former name, still accepted.
+	root.SetGlobalNormalizationFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "master-key-file" {
+			name = "encryption-key-file"
+		}
+		return pflag.NormalizedName(name)
+	})
 	root.PersistentFlags().StringVar(&g.region, "region", envOr("AWS_DEFAULT_REGION", "us-east-1"), "region used in ARNs and signatures")
 	root.AddCommand(
 		newServerCommand(g),
@@ -99,6 +107,7 @@ func NewRootCommand() *cobra.Command {
 		newImageCommand(g),
 		NewSizeCommand(),
 		newK8sCommand(g),
+		newStoreCommand(g),
 	)
 	return root
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,7 +23,6 @@ import (
 	"vessel.dev/vessel/internal/keyring"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/store"
-	"vessel.dev/vessel/internal/store/bolt"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -45,6 +43,7 @@ type serverOptions struct {
 	k8s                  k8sOptions
 	dns                  dnsOptions
 	tls                  serverTLSOptions
+	etcd                 etcdOptions
 }
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -53,13 +52,18 @@ func newServerCommand(g *globals) *cobra.Command {
 		Use:   "server",
 		Short: "Run the control plane, with an in-process host agent unless --no-agent",
 		Long: `Runs Vessel's control plane: the ECS- and EKS-compatible API (SigV4-signed),
-the embedded store (bbolt in the data directory), the scheduler and the task
+the store (bbolt in the data directory, or etcd with --etcd), the scheduler and the task
 lifecycle, and, unless --no-agent, a host agent for this machine.
 
 On first start it creates the admin access key, its secret sealed under a
 master key in the data directory (never printed nor logged): ` + "`vessel credentials`" + `
 prints it as export lines; ` + "`vessel credentials create`" + ` makes keys with
-narrower policies. The data directory is made 0700 at every start.`,
+narrower policies. The data directory is made 0700 at every start.
+
+With --etcd the records live in etcd (under --etcd-prefix) and the data
+directory keeps only this machine's files; the master key
+(--encryption-key-file) must be the same file on every server of one etcd.
+` + "`vessel store migrate`" + ` moves a bbolt installation there.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, g, o) },
 	}
@@ -80,6 +84,7 @@ narrower policies. The data directory is made 0700 at every start.`,
 	cmd.Flags().StringVar(&o.k8s.kubeProxy, "kube-proxy", "", "kube-proxy binary to run on this host with --kubeconfig, so that its sandboxes reach the cluster's ClusterIP Services (not on a host that is also a regular node: it runs one already)")
 	o.dns.addFlags(cmd)
 	o.tls.addFlags(cmd)
+	o.etcd.addFlags(cmd.Flags())
 	return cmd
 }
 
@@ -91,11 +96,12 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	if err := prepareDataDir(g.dataDir); err != nil {
 		return err
 	}
-	st, err := bolt.Open(bolt.Config{Path: filepath.Join(g.dataDir, "vessel.db")})
+	st, storeName, err := o.etcd.openStore(cmd.Context(), g.dataDir, cmd.Flags())
 	if err != nil {
-		return fmt.Errorf("opening the store in %s: %w (is another vessel server using this data directory?)", g.dataDir, err)
+		return err
 	}
 	defer st.Close()
+	log.Info("store opened", "store", storeName)
 	ringCtx, stopRing := context.WithCancel(context.Background())
 	defer stopRing()
 	ring, localKey, created, err := openKeyring(ringCtx, g.local(), st, log)

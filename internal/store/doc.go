@@ -2,8 +2,9 @@
 // store with revisions and watches. It knows nothing of what it stores (the
 // control plane keeps JSON documents under prefixes such as "tasks/") nor of
 // replication. Back ends live in sub-packages: bolt (the embedded default, a
-// bbolt file in the data directory) and, later, etcd. storetest is the
-// conformance suite every back end must pass.
+// bbolt file in the data directory) and etcd (an etcd cluster, under a
+// prefix). storetest is the conformance suite every back end must pass.
+// Copy moves every record of one store into another, empty one.
 //
 // This package must not import any other Vessel package except errdefs.
 //

@@ -1,6 +1,11 @@
 package store
 
-import "context"
+import (
+	"context"
+	"unicode/utf8"
+
+	"vessel.dev/vessel/internal/errdefs"
+)
 
 // Revision preconditions for Put and Delete.
 const (
@@ -86,8 +91,11 @@ type Store interface {
 	// without missing or repeating a change). It does not block. Returns an
 	// error of kind errdefs.ErrConflict if changes after afterRevision are no
 	// longer kept (the caller must List again). The channel is closed when
-	// ctx is done or the store is closed; a watcher that falls too far behind
-	// has its channel closed too, and must List and watch again. Events
+	// ctx is done or the store is closed; it is closed too whenever the
+	// store cannot send every change (a watcher that fell too far behind,
+	// changes compacted before a distributed store could resume the watch),
+	// and the watcher must then List and watch again: a change is never
+	// skipped silently. Events
 	// arrive in revision order. A negative afterRevision is an error of kind
 	// errdefs.ErrInvalidArgument; one beyond the current revision is
 	// accepted and only changes after it are sent.
@@ -97,4 +105,26 @@ type Store interface {
 	// error of kind errdefs.ErrUnavailable; open watch channels are closed.
 	// Closing again does nothing and returns nil.
 	Close() error
+}
+
+// CheckKey returns an error of kind errdefs.ErrInvalidArgument unless key
+// is a non-empty UTF-8 string, as every Store requires.
+func CheckKey(key string) error {
+	switch {
+	case key == "":
+		return errdefs.InvalidArgument("key is empty; keys are non-empty UTF-8 strings such as \"tasks/abc\"")
+	case !utf8.ValidString(key):
+		return errdefs.InvalidArgument("key %q is not valid UTF-8", key)
+	}
+	return nil
+}
+
+// CheckExpectedRevision returns an error of kind
+// errdefs.ErrInvalidArgument unless rev is a precondition Put and Delete
+// accept: AnyRevision, MustNotExist or a revision.
+func CheckExpectedRevision(rev int64) error {
+	if rev < AnyRevision {
+		return errdefs.InvalidArgument("expected revision %d: give store.AnyRevision (-1), store.MustNotExist (0) or a revision returned by the store", rev)
+	}
+	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -211,7 +210,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, expectedRevis
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
-	if err := checkRev(expectedRevision); err != nil {
+	if err := store.CheckExpectedRevision(expectedRevision); err != nil {
 		return 0, err
 	}
 	if int64(len(value)) > bbolt.MaxValueSize-8 {
@@ -259,7 +258,7 @@ func (s *Store) Delete(ctx context.Context, key string, expectedRevision int64) 
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if err := checkRev(expectedRevision); err != nil {
+	if err := store.CheckExpectedRevision(expectedRevision); err != nil {
 		return err
 	}
 	return s.commit(func(tx *bbolt.Tx) (store.Event, error) {
@@ -479,22 +478,10 @@ func (s *Store) begin(ctx context.Context) error {
 }
 
 func checkKey(key string) error {
-	switch {
-	case key == "":
-		return errdefs.InvalidArgument("key is empty; keys are non-empty UTF-8 strings such as \"tasks/abc\"")
-	case len(key) > bbolt.MaxKeySize:
+	if len(key) > bbolt.MaxKeySize {
 		return errdefs.InvalidArgument("key is %d bytes; at most %d are accepted", len(key), bbolt.MaxKeySize)
-	case !utf8.ValidString(key):
-		return errdefs.InvalidArgument("key %q is not valid UTF-8", key)
 	}
-	return nil
-}
-
-func checkRev(rev int64) error {
-	if rev < store.AnyRevision {
-		return errdefs.InvalidArgument("expected revision %d: give store.AnyRevision (-1), store.MustNotExist (0) or a revision returned by the store", rev)
-	}
-	return nil
+	return store.CheckKey(key)
 }
 
 // Values are stored as the 8-byte big-endian revision of their last write

@@ -119,7 +119,7 @@ func RunPersistence(t *testing.T, openAt func(t *testing.T, dir string) store.St
 		if revC <= before {
 			t.Errorf("Put after reopen returned revision %d, want more than %d", revC, before)
 		}
-		ev := next(t, ch)
+		ev := Next(t, ch)
 		if ev.Type != store.EventPut || ev.KV.Key != "c" || ev.KV.Revision != revC {
 			t.Errorf("watch after reopen got %v, want put of c at %d", fmtEvent(ev), revC)
 		}
@@ -333,7 +333,7 @@ func testListWatchContinuity(t *testing.T, s store.Store) {
 		{Type: store.EventDelete, KV: store.KV{Key: "w/a", Revision: revDel}},
 		{Type: store.EventPut, KV: store.KV{Key: "w/b", Value: []byte("4"), Revision: revB}},
 	}
-	wantEvents(t, ch, want)
+	WantEvents(t, ch, want)
 	wantNothingBefore(t, s, ch, "w/")
 }
 
@@ -406,7 +406,7 @@ func testListWatchUnderWrites(t *testing.T, s store.Store) {
 	sentinel := mustPut(t, s, "u/~sentinel", "end", store.AnyRevision)
 	last := rev
 	for {
-		ev := next(t, ch)
+		ev := Next(t, ch)
 		if ev.KV.Revision <= last {
 			t.Fatalf("event %s at revision %d, want more than %d (after List, or the previous event)", fmtEvent(ev), ev.KV.Revision, last)
 		}
@@ -465,7 +465,7 @@ func testWatchReplay(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatalf("Watch(%d): %v", rev1, err)
 	}
-	wantEvents(t, ch, []store.Event{
+	WantEvents(t, ch, []store.Event{
 		{Type: store.EventPut, KV: store.KV{Key: "r/b", Value: []byte("2"), Revision: rev2}},
 		{Type: store.EventPut, KV: store.KV{Key: "r/a", Value: []byte("3"), Revision: rev3}},
 		{Type: store.EventDelete, KV: store.KV{Key: "r/b", Revision: rev4}},
@@ -507,8 +507,8 @@ func testWatchPrefix(t *testing.T, s store.Store) {
 			want = append(want, ev)
 		}
 	}
-	wantEvents(t, ch, want)
-	wantEvents(t, all, wantAll)
+	WantEvents(t, ch, want)
+	WantEvents(t, all, wantAll)
 	wantNothingBefore(t, s, ch, "a/")
 }
 
@@ -528,7 +528,7 @@ func testWatchFuture(t *testing.T, s store.Store) {
 	if r != rev+3 {
 		t.Skipf("store's revisions do not grow by one per write (%d after %d and 3 writes); cannot check", r, rev)
 	}
-	wantEvents(t, ch, []store.Event{{Type: store.EventPut, KV: store.KV{Key: "f", Value: []byte("3"), Revision: r}}})
+	WantEvents(t, ch, []store.Event{{Type: store.EventPut, KV: store.KV{Key: "f", Value: []byte("3"), Revision: r}}})
 }
 
 func testWatchCancel(t *testing.T, s store.Store) {
@@ -591,7 +591,7 @@ func testWatchTooOld(t *testing.T, open func(t *testing.T, history int) store.St
 	if err != nil {
 		t.Fatalf("Watch(%d), one write ago: %v", last-1, err)
 	}
-	wantEvents(t, ch, []store.Event{{Type: store.EventPut, KV: store.KV{Key: fmt.Sprintf("k%d", history), Value: []byte("v"), Revision: last}}})
+	WantEvents(t, ch, []store.Event{{Type: store.EventPut, KV: store.KV{Key: fmt.Sprintf("k%d", history), Value: []byte("v"), Revision: last}}})
 	if _, err := s.Watch(ctx, "", last); err != nil {
 		t.Fatalf("Watch(current revision %d): %v", last, err)
 	}
@@ -651,7 +651,7 @@ func testPutCopiesValue(t *testing.T, s store.Store) {
 	}
 	copy(buf, "MUTATED!")
 	wantKV(t, s, "k", "original", rev)
-	ev := next(t, ch)
+	ev := Next(t, ch)
 	if string(ev.KV.Value) != "original" {
 		t.Errorf("watch event value = %q after the caller changed its slice, want %q", ev.KV.Value, "original")
 	}
@@ -718,9 +718,9 @@ func wantErr(t *testing.T, what string, err, kind error) {
 	}
 }
 
-// next returns the next event on ch, failing if ch closes or nothing comes
-// within Timeout.
-func next(t *testing.T, ch <-chan store.Event) store.Event {
+// Next returns the next event on ch, failing t if ch closes or nothing
+// comes within Timeout.
+func Next(t *testing.T, ch <-chan store.Event) store.Event {
 	t.Helper()
 	select {
 	case ev, ok := <-ch:
@@ -734,10 +734,12 @@ func next(t *testing.T, ch <-chan store.Event) store.Event {
 	panic("unreachable")
 }
 
-func wantEvents(t *testing.T, ch <-chan store.Event, want []store.Event) {
+// WantEvents fails t unless the next events on ch are want (type, key,
+// value and revision), in order.
+func WantEvents(t *testing.T, ch <-chan store.Event, want []store.Event) {
 	t.Helper()
 	for i, w := range want {
-		got := next(t, ch)
+		got := Next(t, ch)
 		if got.Type != w.Type || got.KV.Key != w.KV.Key || !bytes.Equal(got.KV.Value, w.KV.Value) || got.KV.Revision != w.KV.Revision {
 			t.Fatalf("watch event #%d = %s, want %s", i, fmtEvent(got), fmtEvent(w))
 		}
@@ -753,7 +755,7 @@ func wantNothingBefore(t *testing.T, s store.Store, ch <-chan store.Event, prefi
 	t.Helper()
 	key := prefix + "~sentinel"
 	rev := mustPut(t, s, key, "end", store.AnyRevision)
-	ev := next(t, ch)
+	ev := Next(t, ch)
 	if ev.KV.Key != key || ev.KV.Revision != rev {
 		t.Fatalf("got unexpected watch event %s, want the sentinel put of %s at %d", fmtEvent(ev), key, rev)
 	}
