@@ -1,4 +1,4 @@
-package runc
+package toolkit
 
 import (
 	"context"
@@ -45,6 +45,14 @@ func SetupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int
 		return "dir", nil
 	}
 	return "loop", nil
+}
+
+// MakeExt4Image creates path (which must not exist) as a sparse file of
+// sizeGiB formatted ext4 without a journal, as SetupStorage does before it
+// mounts it: taken from the pool of formatted images beside path's
+// sandbox directory when one is ready.
+func MakeExt4Image(ctx context.Context, path string, sizeGiB int) error {
+	return takeExt4Image(ctx, path, sizeGiB)
 }
 
 // makeExt4Image creates path (which must not exist) as a sparse file of
@@ -206,12 +214,12 @@ func (p *ext4Pool) refill(dir string, sizeGiB int) {
 // loop device is gone.
 func TeardownStorage(dir string) error {
 	rw, img := filepath.Join(dir, "rw"), filepath.Join(dir, "rw.img")
-	if err := unmount(rw); err != nil {
+	if err := Unmount(rw); err != nil {
 		return err
 	}
 	// Autoclear detaches the device once unmounted, possibly a moment later.
 	for deadline := time.Now().Add(2 * time.Second); ; {
-		devs := loopDevicesOf(img)
+		devs := LoopDevicesOf(img)
 		if len(devs) == 0 {
 			return nil
 		}
@@ -222,7 +230,7 @@ func TeardownStorage(dir string) error {
 					unix.Close(fd)
 				}
 			}
-			if devs := loopDevicesOf(img); len(devs) > 0 {
+			if devs := LoopDevicesOf(img); len(devs) > 0 {
 				return fmt.Errorf("loop devices %s still back %s", strings.Join(devs, ", "), img)
 			}
 			return nil
@@ -231,9 +239,9 @@ func TeardownStorage(dir string) error {
 	}
 }
 
-// mountOverlay mounts layers (bottom first) under a writable upper
-// directory at rootfs.
-func mountOverlay(rootfs string, layers []string, upper, work string) error {
+// MountOverlay mounts layers (bottom first) read-only under a writable
+// upper directory (upper, with its work directory work) at rootfs.
+func MountOverlay(rootfs string, layers []string, upper, work string) error {
 	lower := make([]string, 0, len(layers))
 	for i := len(layers) - 1; i >= 0; i-- { // top first
 		lower = append(lower, layers[i])
@@ -248,9 +256,9 @@ func mountOverlay(rootfs string, layers []string, upper, work string) error {
 	return nil
 }
 
-// unmount unmounts path if it is a mount point, detaching it lazily when it
+// Unmount unmounts path if it is a mount point, detaching it lazily when it
 // stays busy.
-func unmount(path string) error {
+func Unmount(path string) error {
 	for i := 0; ; i++ {
 		err := unix.Unmount(path, 0)
 		switch {
@@ -271,12 +279,12 @@ func unmount(path string) error {
 	}
 }
 
-// mountsUnder lists the mount points at or below dir in this process's
+// MountsUnder lists the mount points at or below dir in this process's
 // mount namespace.
-func mountsUnder(dir string) []string { return fsutil.MountsUnder(dir) }
+func MountsUnder(dir string) []string { return fsutil.MountsUnder(dir) }
 
-// loopDevicesOf lists the loop devices backed by file.
-func loopDevicesOf(file string) []string {
+// LoopDevicesOf lists the loop devices backed by file.
+func LoopDevicesOf(file string) []string {
 	matches, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	var out []string
 	for _, m := range matches {
@@ -290,23 +298,4 @@ func loopDevicesOf(file string) []string {
 		}
 	}
 	return out
-}
-
-// Leftovers lists what of sandbox id is still on the host: its directory,
-// mounts, loop devices, cgroups, runc state, and processes (conmons and
-// containers) that mention it. After Delete it must be empty. Tests and the
-// agent's self-checks use it.
-func (r *Runtime) Leftovers(id string) []string {
-	var state []string
-	if entries, _ := os.ReadDir(r.runcRoot); len(entries) > 0 {
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), id+"-") {
-				state = append(state, "runc state "+filepath.Join(r.runcRoot, e.Name()))
-			}
-		}
-	}
-	dir := r.sb.SandboxDir(id)
-	return r.sb.Leftovers(id, state, func(cmdline string) bool {
-		return strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, " "+id+"-")
-	})
 }

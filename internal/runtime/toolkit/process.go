@@ -1,0 +1,57 @@
+package toolkit
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// ReadTail returns the last 2000 bytes of a file, trimmed.
+func ReadTail(path string) string {
+	data, _ := os.ReadFile(path)
+	if len(data) > 2000 {
+		data = data[len(data)-2000:]
+	}
+	return string(bytes.TrimSpace(data))
+}
+
+// ReadPid reads a PID file; 0 when it is missing or malformed.
+func ReadPid(path string) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
+// ProcessAlive reports whether pid runs (not a zombie) with the given
+// command name, which guards against a reused PID.
+func ProcessAlive(pid int, comm string) bool {
+	c, running := procStat(pid)
+	return running && c == comm
+}
+
+// ProcessRunning reports whether pid exists and is neither a zombie nor
+// dead, whatever its command.
+func ProcessRunning(pid int) bool {
+	_, running := procStat(pid)
+	return running
+}
+
+// procStat returns pid's command name from /proc/<pid>/stat and whether it
+// runs: it exists and is neither a zombie nor dead.
+func procStat(pid int) (comm string, running bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", false
+	}
+	s := string(data)
+	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || close < open || close+2 >= len(s) {
+		return "", false
+	}
+	return s[open+1 : close], s[close+2] != 'Z' && s[close+2] != 'X'
+}
