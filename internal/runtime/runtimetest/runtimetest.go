@@ -86,6 +86,7 @@ func Run(t *testing.T, h Harness) {
 		{"SignalExitedContainerIsNotAnError", testSignalExited},
 		{"SeveralContainersInOneSandbox", testSeveralContainers},
 		{"ErrorsForMissingThings", testMissing},
+		{"InvalidSpecs", testInvalidSpecs},
 		{"AdoptionAfterRestart", testAdoption},
 		{"RestartExitedContainer", testRestart},
 		{"RestartConflicts", testRestartConflicts},

@@ -128,13 +128,12 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Create implements runtime.Runtime.
+// Create implements runtime.Runtime. It applies the rules of every
+// runtime (runtime.Spec.ValidateSimulated): a container needs neither
+// image layers nor arguments here.
 func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
-	if spec.ID == "" || strings.ContainsAny(spec.ID, "/\\.") {
-		return errdefs.InvalidArgument("sandbox ID %q is not valid: use letters, digits and hyphens", spec.ID)
-	}
-	if len(spec.Containers) == 0 {
-		return errdefs.InvalidArgument("sandbox %s has no containers", spec.ID)
+	if err := spec.ValidateSimulated(); err != nil {
+		return err
 	}
 	if err := sleepCtx(ctx, r.cfg.CreateDelay); err != nil {
 		return err
@@ -147,9 +146,6 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 	sb := &sandbox{ID: spec.ID, Labels: spec.Labels, Containers: map[string]*containerState{},
 		changed: make(chan struct{})}
 	for _, c := range spec.Containers {
-		if _, dup := sb.Containers[c.Name]; dup {
-			return errdefs.InvalidArgument("sandbox %s: container name %q is used twice", spec.ID, c.Name)
-		}
 		sb.Containers[c.Name] = &containerState{Spec: c}
 		sb.Order = append(sb.Order, c.Name)
 	}
