@@ -16,7 +16,8 @@ import (
 // Conmon is one container's conmon: the monitor that outlives the agent,
 // runs "<Runtime> <RuntimeArgs> create" for the container, writes its
 // output to LogPath in the CRI format and its exit code to ExitDir/<ID>.
-// The runc back end uses it with runc; other OCI runtimes (gvisor) reuse it.
+// The runc back end runs it with runc, the gvisor one with a script that
+// drives runsc.
 type Conmon struct {
 	// Path is the conmon binary; Runtime the OCI runtime conmon runs
 	// (conmon's -r), with RuntimeArgs (global flags) before its subcommand.

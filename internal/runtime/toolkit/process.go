@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // ReadTail returns the last 2000 bytes of a file, trimmed.
@@ -54,4 +58,32 @@ func procStat(pid int) (comm string, running bool) {
 		return "", false
 	}
 	return s[open+1 : close], s[close+2] != 'Z' && s[close+2] != 'X'
+}
+
+// HostLimits returns the agent's hard RLIMIT_NOFILE, which a container's
+// cannot exceed (root lacks CAP_SYS_RESOURCE in some hosts).
+func HostLimits() (nofile uint64, err error) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, err
+	}
+	return rl.Max, nil
+}
+
+// initCandidates are where Debian's tini package puts its static init.
+var initCandidates = []string{"/usr/bin/tini-static", "/usr/local/bin/tini-static"}
+
+// findInit returns the first static tini found, or "".
+func FindInit() string {
+	if p, err := exec.LookPath("tini-static"); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	for _, p := range initCandidates {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
 }

@@ -7,14 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -22,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/errdefs"
-	"vessel.dev/vessel/internal/pty"
 	"vessel.dev/vessel/internal/runtime"
 )
 
@@ -565,197 +562,6 @@ func (s *Sandboxes) Signal(ctx context.Context, id, name string, sig syscall.Sig
 	return nil
 }
 
-// Exec implements runtime.Execer with the OCI runtime's "exec": the
-// process gets the container's environment plus p.Env. It is a child of
-// the agent (not of conmon), so it ends if the agent does. With p.TTY the
-// OCI runtime runs on a pseudo-terminal of Exec's (its controlling
-// terminal, so that a resize reaches it as SIGWINCH): runc relays it to a
-// terminal of the container's, sized before the process runs from the
-// process.json; runsc gives it to the process.
-func (s *Sandboxes) Exec(ctx context.Context, id, name string, p runtime.ExecProcess) (int, error) {
-	if len(p.Args) == 0 {
-		return -1, errdefs.InvalidArgument("exec needs a command to run")
-	}
-	rec, err := s.LoadContainer(id, name)
-	if err != nil {
-		return -1, err
-	}
-	if !rec.Started[name] {
-		return -1, errdefs.Conflict("container %q of sandbox %s has not been started", name, id)
-	}
-	if _, ok, _ := s.ExitStatus(rec, name); ok {
-		return -1, errdefs.Conflict("container %q of sandbox %s has exited", name, id)
-	}
-	var size *runtime.TerminalSize
-	if p.TTY {
-		select {
-		case sz, ok := <-p.Resize:
-			if ok {
-				size = &sz
-			}
-		default:
-		}
-	}
-	args := []string{"exec"}
-	if s.ExecProcessFile {
-		file, err := s.writeExecProcess(id, name, p, size)
-		if err != nil {
-			return -1, err
-		}
-		defer os.Remove(file)
-		args = append(args, "--process", file, ContainerID(id, name))
-	} else {
-		for _, e := range p.Env {
-			args = append(args, "--env", e)
-		}
-		args = append(args, ContainerID(id, name))
-		args = append(args, p.Args...)
-	}
-	cmd := s.Command(ctx, id, args...)
-	cmd.WaitDelay = 5 * time.Second
-	var output sync.WaitGroup
-	var ptmx *os.File
-	if p.TTY {
-		var tty *os.File
-		if ptmx, tty, err = pty.Open(); err != nil {
-			return -1, s.errorf("exec in %s/%s: %w", id, name, err)
-		}
-		defer ptmx.Close()
-		defer tty.Close()
-		if size != nil {
-			pty.SetSize(ptmx, size.Width, size.Height)
-		}
-		if s.ExecProcessFile {
-			// runc relays this terminal to one of the container's: raw
-			// from the start, as runc only makes it so once the process
-			// runs, and the process's first output would get a second \r.
-			// (runsc hands it to the process as its own terminal.)
-			pty.SetRaw(tty)
-		}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-		if err := cmd.Start(); err != nil {
-			return -1, s.errorf("exec in %s/%s: %w", id, name, err)
-		}
-		tty.Close()
-		out := p.Stdout
-		if out == nil {
-			out = io.Discard
-		}
-		output.Add(1)
-		go func() {
-			defer output.Done()
-			io.Copy(out, pty.Reader(ptmx))
-		}()
-		if p.Stdin != nil {
-			go io.Copy(ptmx, p.Stdin)
-		}
-		if p.Resize != nil {
-			stop := make(chan struct{})
-			defer close(stop)
-			go func() {
-				for {
-					select {
-					case sz, ok := <-p.Resize:
-						if !ok {
-							return
-						}
-						pty.SetSize(ptmx, sz.Width, sz.Height)
-					case <-stop:
-						return
-					}
-				}
-			}()
-		}
-	} else {
-		cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
-		if p.Stdin != nil {
-			// A pipe of Exec's own, so that Wait does not wait for the end
-			// of p.Stdin, which may never come.
-			r, w, err := os.Pipe()
-			if err != nil {
-				return -1, s.errorf("exec in %s/%s: %w", id, name, err)
-			}
-			defer w.Close()
-			cmd.Stdin = r
-			go func() {
-				io.Copy(w, p.Stdin)
-				w.Close()
-			}()
-			defer r.Close()
-		}
-		if err := cmd.Start(); err != nil {
-			return -1, s.errorf("exec in %s/%s: %w", id, name, err)
-		}
-		if r, ok := cmd.Stdin.(*os.File); ok {
-			r.Close()
-		}
-	}
-	err = cmd.Wait()
-	if ptmx != nil {
-		// The output ends once the OCI runtime (the terminal's last
-		// holder) is gone; a background process that kept it is cut off.
-		done := make(chan struct{})
-		go func() { output.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			ptmx.Close()
-			<-done
-		}
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ctx.Err() == nil {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ee.ExitCode(), nil
-	}
-	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil {
-		// The command ended well; something it left behind held on to its
-		// output.
-		return cmd.ProcessState.ExitCode(), nil
-	}
-	if err != nil {
-		return -1, s.errorf("exec in %s/%s: %w", id, name, err)
-	}
-	return 0, nil
-}
-
-// writeExecProcess writes the process.json of an exec in container name of
-// sandbox id, next to its bundle's config.json, and returns its path: the
-// container's process (user, cwd, capabilities, limits...) with p's args,
-// its env added, and p's terminal of the given size.
-func (s *Sandboxes) writeExecProcess(id, name string, p runtime.ExecProcess, size *runtime.TerminalSize) (string, error) {
-	bundle := s.BundleDir(id, name)
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return "", s.errorf("exec in %s/%s: %w", id, name, err)
-	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil || spec.Process == nil {
-		return "", s.errorf("exec in %s/%s: the bundle's config.json has no process: %v", id, name, err)
-	}
-	proc := *spec.Process
-	proc.Args = p.Args
-	proc.Env = append(append([]string(nil), proc.Env...), p.Env...)
-	proc.Terminal = p.TTY
-	proc.ConsoleSize = nil
-	if size != nil && size.Width > 0 && size.Height > 0 {
-		proc.ConsoleSize = &specs.Box{Width: uint(size.Width), Height: uint(size.Height)}
-	}
-	f, err := os.CreateTemp(bundle, "exec-*.json")
-	if err != nil {
-		return "", s.errorf("exec in %s/%s: %w", id, name, err)
-	}
-	defer f.Close()
-	if err := json.NewEncoder(f).Encode(proc); err != nil {
-		os.Remove(f.Name())
-		return "", s.errorf("exec in %s/%s: %w", id, name, err)
-	}
-	return f.Name(), nil
-}
-
 // Delete implements runtime.Runtime's Delete: Destroy with the sandbox's
 // lock held.
 func (s *Sandboxes) Delete(ctx context.Context, id string) error {
@@ -832,7 +638,7 @@ func (s *Sandboxes) TearDown(rec *ConmonRecord, cgroupChildren []string, errs []
 }
 
 // List implements runtime.Runtime's List: the sandboxes with a record in
-// StateDir, by ID, with their containers' Started and Exit. The slice is
+// Store.Dir, by ID, with their containers' Started and Exit. The slice is
 // the caller's.
 func (s *Sandboxes) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
 	ids, err := s.IDs()
@@ -895,32 +701,4 @@ func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cm
 	// Processes whose command line does not name the sandbox: those still
 	// in its cgroups.
 	return append(out, s.Cgroups.Processes(id)...)
-}
-
-// HostLimits returns the agent's hard RLIMIT_NOFILE, which a container's
-// cannot exceed (root lacks CAP_SYS_RESOURCE in some hosts).
-func HostLimits() (nofile uint64, err error) {
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, err
-	}
-	return rl.Max, nil
-}
-
-// initCandidates are where Debian's tini package puts its static init.
-var initCandidates = []string{"/usr/bin/tini-static", "/usr/local/bin/tini-static"}
-
-// findInit returns the first static tini found, or "".
-func FindInit() string {
-	if p, err := exec.LookPath("tini-static"); err == nil {
-		if abs, err := filepath.Abs(p); err == nil {
-			return abs
-		}
-	}
-	for _, p := range initCandidates {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p
-		}
-	}
-	return ""
 }
