@@ -838,17 +838,7 @@ func (r *Runtime) Leftovers(id string) []string {
 		out = append(out, "directory "+dir)
 	}
 	out = append(out, r.cg.leftovers(id)...)
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		data, err := os.ReadFile(p)
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		cmdline := strings.ReplaceAll(string(data), "\x00", " ")
-		if strings.Contains(cmdline, dir+"/") {
-			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+cmdline)
-		}
-	}
+	out = append(out, toolkit.ProcessesMentioning(func(cmdline string) bool { return strings.Contains(cmdline, dir+"/") })...)
 	r.mu.Lock()
 	ns := r.netns[id]
 	r.mu.Unlock()

@@ -87,3 +87,22 @@ func FindInit() string {
 	}
 	return ""
 }
+
+// ProcessesMentioning lists the host's processes whose command line
+// (arguments joined by spaces) mentions reports, as "process <pid>:
+// <command line>": for the Leftovers of a back end.
+func ProcessesMentioning(mentions func(cmdline string) bool) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		cmdline := strings.ReplaceAll(string(data), "\x00", " ")
+		if mentions(cmdline) {
+			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+cmdline)
+		}
+	}
+	return out
+}

@@ -687,17 +687,7 @@ func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cm
 	}
 	out = append(out, s.Cgroups.Leftovers(id)...)
 	out = append(out, runtimeState...)
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		data, err := os.ReadFile(p)
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		cmdline := strings.ReplaceAll(string(data), "\x00", " ")
-		if mentions(cmdline) {
-			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+cmdline)
-		}
-	}
+	out = append(out, ProcessesMentioning(mentions)...)
 	// Processes whose command line does not name the sandbox: those still
 	// in its cgroups.
 	return append(out, s.Cgroups.Processes(id)...)
