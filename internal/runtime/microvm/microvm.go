@@ -578,7 +578,7 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 		return err
 	}
 	if rec.Started[container] {
-		return errdefs.Conflict("container %s of sandbox %s was already started", container, id)
+		return runtime.AlreadyStarted(id, container)
 	}
 	if err := r.call(ctx, id, guest.Msg{Op: guest.OpStart, Container: container}); err != nil {
 		if strings.Contains(err.Error(), guest.RunAsNonRootError) {
@@ -602,11 +602,11 @@ func (r *Runtime) Restart(ctx context.Context, id, container string) error {
 		return err
 	}
 	if !rec.Started[container] {
-		return errdefs.Conflict("container %q of sandbox %s was never started; Start it first", container, id)
+		return runtime.NeverStarted(id, container)
 	}
 	putBack, err := toolkit.SetAsideExit(r.exitFile(id, container))
 	if errors.Is(err, os.ErrNotExist) {
-		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", container, id)
+		return runtime.StillRuns(id, container)
 	}
 	if err != nil {
 		return err
@@ -651,7 +651,7 @@ func (r *Runtime) Wait(ctx context.Context, id, container string) (runtime.ExitS
 		return *st, true, nil
 	}, func() error {
 		if _, err := os.Stat(dir); err != nil {
-			return errdefs.NotFound("sandbox %s not found", id)
+			return runtime.SandboxNotFound(id)
 		}
 		if !alive(toolkit.ReadPid(filepath.Join(dir, "qemu.pid")), dir+"/") {
 			return errdefs.Unavailable("sandbox %s: its VM is not running", id)

@@ -159,14 +159,14 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 func (r *Runtime) get(id, container string) (*sandbox, *containerState, error) {
 	sb, ok := r.sandboxes[id]
 	if !ok {
-		return nil, nil, errdefs.NotFound("sandbox %s not found", id)
+		return nil, nil, runtime.SandboxNotFound(id)
 	}
 	if container == "" {
 		return sb, nil, nil
 	}
 	c, ok := sb.Containers[container]
 	if !ok {
-		return nil, nil, errdefs.NotFound("container %q not found in sandbox %s", container, id)
+		return nil, nil, runtime.ContainerNotFound(id, container)
 	}
 	return sb, c, nil
 }
@@ -282,7 +282,7 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 		return err
 	}
 	if !c.StartedAt.IsZero() {
-		return errdefs.Conflict("container %q of sandbox %s was already started", container, id)
+		return runtime.AlreadyStarted(id, container)
 	}
 	c.StartedAt = r.cfg.Now()
 	r.settle(sb, c)
@@ -307,10 +307,10 @@ func (r *Runtime) Restart(ctx context.Context, id, container string) error {
 	}
 	r.settle(sb, c)
 	if c.StartedAt.IsZero() {
-		return errdefs.Conflict("container %q of sandbox %s was never started; Start it first", container, id)
+		return runtime.NeverStarted(id, container)
 	}
 	if c.Exit == nil {
-		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", container, id)
+		return runtime.StillRuns(id, container)
 	}
 	c.StartedAt, c.Exit = r.cfg.Now(), nil
 	c.Restarts++

@@ -165,11 +165,11 @@ func (s *Store) Save(rec Sandbox) error {
 // errdefs.ErrNotFound when there is none. Started is never nil.
 func (s *Store) Load(id string, rec Sandbox) error {
 	if !s.reachable(id) {
-		return errdefs.NotFound("sandbox %s not found", id)
+		return runtime.SandboxNotFound(id)
 	}
 	data, err := os.ReadFile(s.path(id))
 	if errors.Is(err, os.ErrNotExist) {
-		return errdefs.NotFound("sandbox %s not found", id)
+		return runtime.SandboxNotFound(id)
 	}
 	if err != nil {
 		return err
@@ -190,7 +190,7 @@ func (s *Store) LoadContainer(id, name string, rec Sandbox) error {
 		return err
 	}
 	if _, ok := rec.Base().Container(name); !ok {
-		return errdefs.NotFound("container %q not found in sandbox %s", name, id)
+		return runtime.ContainerNotFound(id, name)
 	}
 	return nil
 }

@@ -169,26 +169,23 @@ func (s *Sandboxes) Save(rec *ConmonRecord) error { return s.Store.Save(rec) }
 
 // Load reads sandbox id's record; an error of kind errdefs.ErrNotFound
 // when there is none. The record is the caller's.
-func (s *Sandboxes) Load(id string) (*ConmonRecord, error) {
-	rec := &ConmonRecord{}
-	if err := s.Store.Load(id, rec); err != nil {
-		if errdefs.IsNotFound(err) {
-			return nil, err
-		}
-		return nil, s.errorf("%w", err)
-	}
-	return rec, nil
-}
+func (s *Sandboxes) Load(id string) (*ConmonRecord, error) { return s.LoadContainer(id, "") }
 
 // LoadContainer is Load, with an error of kind errdefs.ErrNotFound also
-// when the sandbox has no container name.
+// when the sandbox has no container name (unless name is "").
 func (s *Sandboxes) LoadContainer(id, name string) (*ConmonRecord, error) {
-	rec, err := s.Load(id)
-	if err != nil {
+	rec := &ConmonRecord{}
+	var err error
+	if name == "" {
+		err = s.Store.Load(id, rec)
+	} else {
+		err = s.Store.LoadContainer(id, name, rec)
+	}
+	if errdefs.IsNotFound(err) {
 		return nil, err
 	}
-	if _, ok := rec.Container(name); !ok {
-		return nil, errdefs.NotFound("container %q not found in sandbox %s", name, id)
+	if err != nil {
+		return nil, s.errorf("%w", err)
 	}
 	return rec, nil
 }
@@ -360,7 +357,7 @@ func (s *Sandboxes) Start(id, name string, launch func(rec *ConmonRecord) error)
 		return errdefs.Conflict("sandbox %s is not fully created", id)
 	}
 	if rec.Started[name] {
-		return errdefs.Conflict("container %q of sandbox %s was already started", name, id)
+		return runtime.AlreadyStarted(id, name)
 	}
 	if err := s.checkNonRoot(rec, name); err != nil {
 		return err
@@ -430,12 +427,12 @@ func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *ConmonRecor
 		return err
 	}
 	if !rec.Started[name] {
-		return errdefs.Conflict("container %q of sandbox %s was never started; Start it first", name, id)
+		return runtime.NeverStarted(id, name)
 	}
 	if _, ok, err := s.ExitStatus(rec, name); err != nil {
 		return err
 	} else if !ok {
-		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", name, id)
+		return runtime.StillRuns(id, name)
 	}
 	s.WaitConmon(id, name, "its container exited")
 	if err := clean(rec); err != nil {
