@@ -110,19 +110,19 @@ type Limits struct {
 	MemoryBytes int64
 	Pids        int64
 	// CPUPeriodMicros is the CFS period the quota applies to; 100 ms
-	// (runc's, DefaultCPUPeriodMicros) by default.
+	// (runc's, defaultCPUPeriodMicros) by default.
 	CPUPeriodMicros int64
 }
 
-// DefaultCPUPeriodMicros is the CFS period of a sandbox's CPU quota unless
+// defaultCPUPeriodMicros is the CFS period of a sandbox's CPU quota unless
 // Limits says otherwise.
-const DefaultCPUPeriodMicros = 100_000
+const defaultCPUPeriodMicros = 100_000
 
 // Create makes the sandbox's cgroup vessel/<id> (id may name a child, as
 // "<id>/<child>") and writes its limits.
 func (cg *Cgroups) Create(id string, l Limits) error {
 	if l.CPUPeriodMicros == 0 {
-		l.CPUPeriodMicros = DefaultCPUPeriodMicros
+		l.CPUPeriodMicros = defaultCPUPeriodMicros
 	}
 	quota := l.MilliCPU * l.CPUPeriodMicros / 1000
 	if cg.v2 {

@@ -93,7 +93,7 @@ func (c Conmon) Create(ctx context.Context) (int, error) {
 	defer pr.Close()
 	cmd := exec.Command(c.Path, args...)
 	cmd.Dir = c.Bundle
-	cmd.Env = append([]string{DefaultPath, "_OCI_SYNCPIPE=3"}, c.Env...)
+	cmd.Env = append([]string{defaultPath, "_OCI_SYNCPIPE=3"}, c.Env...)
 	cmd.Stdout, cmd.Stderr = errFile, errFile
 	cmd.ExtraFiles = []*os.File{pw}
 	err = cmd.Start()

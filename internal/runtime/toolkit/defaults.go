@@ -30,9 +30,9 @@ func FillDefaults(spec *runtime.Spec) {
 	}
 }
 
-// WriteEtc writes minimal hosts, hostname and resolv.conf into dir, for a
+// writeEtc writes minimal hosts, hostname and resolv.conf into dir, for a
 // sandbox whose spec has no EtcDir.
-func WriteEtc(dir, hostname string) error {
+func writeEtc(dir, hostname string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

@@ -10,24 +10,24 @@ import (
 	"vessel.dev/vessel/internal/runtime"
 )
 
-// PollInterval is how often WaitExit looks for a container's exit.
+// pollInterval is how often WaitExit looks for a container's exit.
 // Polling a file is simpler than inotify and cheap at the scale of one
 // host.
-const PollInterval = 50 * time.Millisecond
+const pollInterval = 50 * time.Millisecond
 
 // lostEvery is how many polls pass between two calls of WaitExit's lost:
 // about a second.
 const lostEvery = 20
 
 // WaitExit is the loop of runtime.Runtime's Wait. It calls exited every
-// PollInterval until it reports the container's end (ok) or an error,
+// pollInterval until it reports the container's end (ok) or an error,
 // and returns those; ctx's end returns ctx.Err(). About every second it
 // calls lost, which says whether the exit can still come: nil to keep
 // waiting, or the error to give up with (the sandbox, its VM or the
 // container's monitor is gone). Before it gives up it calls exited once
 // more, since the exit may have come meanwhile.
 func WaitExit(ctx context.Context, exited func() (runtime.ExitStatus, bool, error), lost func() error) (runtime.ExitStatus, error) {
-	ticker := time.NewTicker(PollInterval)
+	ticker := time.NewTicker(pollInterval)
 	defer ticker.Stop()
 	for n := 0; ; n++ {
 		st, ok, err := exited()

@@ -20,8 +20,8 @@ import (
 // 1.1 speaks 1.0.2 and newer ones read it too.
 const ociVersion = "1.0.2"
 
-// DefaultPath is the PATH given to containers without one.
-const DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+// defaultPath is the PATH given to containers without one.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // defaultCaps is the capability set container runtimes (Docker, containerd,
 // CRI-O) give a non-privileged container, and nothing more.
@@ -68,7 +68,7 @@ func OCISpec(c runtime.ContainerSpec, p BundleParams) (*specs.Spec, error) {
 		}
 	}
 	if !hasPath {
-		env = append([]string{DefaultPath}, env...)
+		env = append([]string{defaultPath}, env...)
 	}
 	cwd := c.WorkingDir
 	if cwd == "" {
@@ -178,12 +178,12 @@ func OCISpec(c runtime.ContainerSpec, p BundleParams) (*specs.Spec, error) {
 // ones are refused rather than read.
 const maxUserFileSize = 4 << 20
 
-// CheckUserFiles refuses an image whose /etc/passwd or /etc/group exists
+// checkUserFiles refuses an image whose /etc/passwd or /etc/group exists
 // but is not a regular file (a named pipe would block whoever opens it, a
 // device never end) or is larger than maxUserFileSize: the OCI runtime
 // reads both when it starts the container, whatever its user. Errors are
 // of kind errdefs.ErrInvalidArgument.
-func CheckUserFiles(rootfs string) error {
+func checkUserFiles(rootfs string) error {
 	for _, path := range []string{"/etc/passwd", "/etc/group"} {
 		f, err := openUserFile(rootfs, path)
 		if err != nil {
@@ -259,11 +259,11 @@ func fileType(m uint32) string {
 	return fmt.Sprintf("of type %#o", m&unix.S_IFMT)
 }
 
-// ResolveUser turns a container's User ("", "uid", "uid:gid", "name",
+// resolveUser turns a container's User ("", "uid", "uid:gid", "name",
 // "name:group") into numeric IDs, reading names from the container's root
 // file system (its /etc/passwd and /etc/group, resolved inside rootfs). A
 // uid the image does not define gets gid 0, as with Docker.
-func ResolveUser(rootfs, user string) (specs.User, error) {
+func resolveUser(rootfs, user string) (specs.User, error) {
 	if user == "" {
 		return specs.User{}, nil
 	}

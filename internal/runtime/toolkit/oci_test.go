@@ -103,9 +103,9 @@ func TestUserFilesNotRegular(t *testing.T) {
 				user = "1234:nogroup"
 			}
 			go func() {
-				_, err := ResolveUser(root, user)
+				_, err := resolveUser(root, user)
 				done <- err
-				done <- CheckUserFiles(root)
+				done <- checkUserFiles(root)
 			}()
 			for i := 0; i < 2; i++ {
 				select {
@@ -120,7 +120,7 @@ func TestUserFilesNotRegular(t *testing.T) {
 		}
 	}
 	// A missing file is no error.
-	if err := CheckUserFiles(t.TempDir()); err != nil {
+	if err := checkUserFiles(t.TempDir()); err != nil {
 		t.Errorf("no /etc/passwd: %v", err)
 	}
 }

@@ -73,7 +73,8 @@ func HostLimits() (nofile uint64, err error) {
 // initCandidates are where Debian's tini package puts its static init.
 var initCandidates = []string{"/usr/bin/tini-static", "/usr/local/bin/tini-static"}
 
-// findInit returns the first static tini found, or "".
+// FindInit returns the host's static init for containers (Debian's
+// tini-static, the first found), or "" when there is none.
 func FindInit() string {
 	if p, err := exec.LookPath("tini-static"); err == nil {
 		if abs, err := filepath.Abs(p); err == nil {

@@ -86,7 +86,7 @@ type Sandboxes struct {
 // ConmonRecord is the record of a conmon-backed sandbox.
 type ConmonRecord struct {
 	Record
-	Storage string `json:"storage,omitempty"` // SetupStorage's "loop" or "dir"
+	Storage string `json:"storage,omitempty"` // setupStorage's "loop" or "dir"
 	OOMBase int64  `json:"oomBase"`           // OOM kills counted in the sandbox's cgroup(s) at Create
 	// Launching marks the containers whose start began and has not
 	// finished: set with Started, cleared once conmon runs the container.
@@ -243,7 +243,7 @@ func (s *Sandboxes) Prepare(ctx context.Context, rec *ConmonRecord, extraDirs []
 	adjust func(sandbox runtime.Spec, c runtime.ContainerSpec, bundle string, oci *specs.Spec) error) (err error) {
 	spec := rec.Spec
 	dir := s.SandboxDir(spec.ID)
-	if rec.Storage, err = SetupStorage(ctx, s.Log, dir, spec.EphemeralStorageGiB); err != nil {
+	if rec.Storage, err = setupStorage(ctx, s.Log, dir, spec.EphemeralStorageGiB); err != nil {
 		return s.errorf("sandbox %s: %w", spec.ID, err)
 	}
 	for _, sub := range append([]string{"exits", "sockets", "containers"}, extraDirs...) {
@@ -267,7 +267,7 @@ func (s *Sandboxes) Prepare(ctx context.Context, rec *ConmonRecord, extraDirs []
 	etcDir := spec.EtcDir
 	if etcDir == "" {
 		etcDir = filepath.Join(dir, "etc")
-		if err := WriteEtc(etcDir, spec.Hostname); err != nil {
+		if err := writeEtc(etcDir, spec.Hostname); err != nil {
 			return s.errorf("%w", err)
 		}
 	}
@@ -301,7 +301,7 @@ func (s *Sandboxes) prepareContainer(spec runtime.Spec, c runtime.ContainerSpec,
 			return "", nil, s.errorf("%w", err)
 		}
 	}
-	if err := MountOverlay(rootfs, c.Layers, upper, work); err != nil {
+	if err := mountOverlay(rootfs, c.Layers, upper, work); err != nil {
 		if errdefs.IsInvalidArgument(err) {
 			return "", nil, errdefs.InvalidArgument("sandbox %s: container %q: %v", spec.ID, c.Name, err)
 		}
@@ -310,10 +310,10 @@ func (s *Sandboxes) prepareContainer(spec runtime.Spec, c runtime.ContainerSpec,
 	// The OCI runtime reads the image's /etc/passwd and /etc/group when it
 	// starts the container, whatever its user: a named pipe there would
 	// hang it.
-	if err := CheckUserFiles(rootfs); err != nil {
+	if err := checkUserFiles(rootfs); err != nil {
 		return "", nil, containerError(spec.ID, c.Name, err)
 	}
-	user, err := ResolveUser(rootfs, c.User)
+	user, err := resolveUser(rootfs, c.User)
 	if err != nil {
 		return "", nil, containerError(spec.ID, c.Name, err)
 	}
@@ -602,7 +602,7 @@ func (s *Sandboxes) TearDown(rec *ConmonRecord, cgroupChildren []string, errs []
 			errs = append(errs, err)
 		}
 	}
-	if err := TeardownStorage(dir); err != nil {
+	if err := teardownStorage(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.Cgroups.Remove(id, cgroupChildren); err != nil {
@@ -679,7 +679,7 @@ func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cm
 	for _, m := range MountsUnder(dir) {
 		out = append(out, "mount "+m)
 	}
-	for _, d := range LoopDevicesOf(filepath.Join(dir, "rw.img")) {
+	for _, d := range loopDevicesOf(filepath.Join(dir, "rw.img")) {
 		out = append(out, "loop device "+d)
 	}
 	out = append(out, s.Cgroups.Leftovers(id)...)

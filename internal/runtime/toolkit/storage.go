@@ -18,12 +18,12 @@ import (
 	"vessel.dev/vessel/internal/fsutil"
 )
 
-// SetupStorage gives the sandbox its writable space at <dir>/rw: a sparse
+// setupStorage gives the sandbox its writable space at <dir>/rw: a sparse
 // file of sizeGiB formatted ext4 and loop-mounted, so that the containers'
 // writes are bounded. Where that fails (no loop devices, no mkfs.ext4), it
 // falls back to a plain directory with no size limit and logs a warning.
 // It returns "loop" or "dir".
-func SetupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int) (string, error) {
+func setupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int) (string, error) {
 	rw, img := filepath.Join(dir, "rw"), filepath.Join(dir, "rw.img")
 	if err := os.Mkdir(rw, 0o700); err != nil {
 		return "", err
@@ -48,7 +48,7 @@ func SetupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int
 }
 
 // MakeExt4Image creates path (which must not exist) as a sparse file of
-// sizeGiB formatted ext4 without a journal, as SetupStorage does before it
+// sizeGiB formatted ext4 without a journal, as setupStorage does before it
 // mounts it: taken from the pool of formatted images beside path's
 // sandbox directory when one is ready.
 func MakeExt4Image(ctx context.Context, path string, sizeGiB int) error {
@@ -210,16 +210,16 @@ func (p *ext4Pool) refill(dir string, sizeGiB int) {
 	}()
 }
 
-// TeardownStorage unmounts the sandbox's loop file system and makes sure its
+// teardownStorage unmounts the sandbox's loop file system and makes sure its
 // loop device is gone.
-func TeardownStorage(dir string) error {
+func teardownStorage(dir string) error {
 	rw, img := filepath.Join(dir, "rw"), filepath.Join(dir, "rw.img")
 	if err := Unmount(rw); err != nil {
 		return err
 	}
 	// Autoclear detaches the device once unmounted, possibly a moment later.
 	for deadline := time.Now().Add(2 * time.Second); ; {
-		devs := LoopDevicesOf(img)
+		devs := loopDevicesOf(img)
 		if len(devs) == 0 {
 			return nil
 		}
@@ -230,7 +230,7 @@ func TeardownStorage(dir string) error {
 					unix.Close(fd)
 				}
 			}
-			if devs := LoopDevicesOf(img); len(devs) > 0 {
+			if devs := loopDevicesOf(img); len(devs) > 0 {
 				return fmt.Errorf("loop devices %s still back %s", strings.Join(devs, ", "), img)
 			}
 			return nil
@@ -239,9 +239,9 @@ func TeardownStorage(dir string) error {
 	}
 }
 
-// MountOverlay mounts layers (bottom first) read-only under a writable
+// mountOverlay mounts layers (bottom first) read-only under a writable
 // upper directory (upper, with its work directory work) at rootfs.
-func MountOverlay(rootfs string, layers []string, upper, work string) error {
+func mountOverlay(rootfs string, layers []string, upper, work string) error {
 	lower := make([]string, 0, len(layers))
 	for i := len(layers) - 1; i >= 0; i-- { // top first
 		lower = append(lower, layers[i])
@@ -283,8 +283,8 @@ func Unmount(path string) error {
 // mount namespace.
 func MountsUnder(dir string) []string { return fsutil.MountsUnder(dir) }
 
-// LoopDevicesOf lists the loop devices backed by file.
-func LoopDevicesOf(file string) []string {
+// loopDevicesOf lists the loop devices backed by file.
+func loopDevicesOf(file string) []string {
 	matches, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	var out []string
 	for _, m := range matches {
