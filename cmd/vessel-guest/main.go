@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"vessel.dev/vessel/internal/guest"
+	"vessel.dev/vessel/internal/runtime/microvm/monitor"
 )
 
 func main() {
@@ -21,7 +22,7 @@ func main() {
 		return
 	}
 	if len(os.Args) == 3 && os.Args[1] == "monitor" {
-		if err := guest.RunMonitor(os.Args[2]); err != nil {
+		if err := monitor.Run(os.Args[2]); err != nil {
 			fmt.Fprintln(os.Stderr, "vessel-guest monitor:", err)
 			os.Exit(1)
 		}

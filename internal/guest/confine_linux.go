@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
 	"strconv"
@@ -15,50 +13,13 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/guestproto"
 )
 
 // securityDir holds each container's Security for vessel-ctr, in the
 // VM's /run (not visible to containers).
 const securityDir = "/run/vessel-security"
-
-// maxEtcFile bounds the /etc/passwd and /etc/group the agent reads from
-// an image.
-const maxEtcFile = 4 << 20
-
-// readEtcFile reads a file of the container's image, resolved inside its
-// root (symbolic links cannot lead out), without blocking (a FIFO or a
-// device is refused, not opened for reading) and at most maxEtcFile
-// bytes. A missing file reads as empty.
-func readEtcFile(root, name string) ([]byte, error) {
-	dirfd, err := unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(dirfd)
-	fd, err := unix.Openat2(dirfd, name, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if errors.Is(err, unix.ENOENT) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("/%s of the image: %w", name, err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("/%s of the image is not a regular file (%s)", name, st.Mode().Type())
-	}
-	if st.Size() > maxEtcFile {
-		return nil, fmt.Errorf("/%s of the image has %d bytes, over the limit of %d", name, st.Size(), maxEtcFile)
-	}
-	return io.ReadAll(io.LimitReader(f, maxEtcFile))
-}
 
 // makeDev makes a container's /dev as runc does: a tmpfs with null,
 // zero, full, random, urandom and tty, a devpts instance of its own with
@@ -157,7 +118,7 @@ func maskPaths(root, prefix string, masked, readonly []string) error {
 
 // writeSecurity leaves a container's Security where its vessel-ctr
 // processes read it.
-func writeSecurity(spec Container) error {
+func writeSecurity(spec guestproto.Container) error {
 	if err := os.MkdirAll(securityDir, 0o700); err != nil {
 		return err
 	}
@@ -167,15 +128,6 @@ func writeSecurity(spec Container) error {
 	}
 	return os.WriteFile(filepath.Join(securityDir, spec.Name+".json"), data, 0o600)
 }
-
-// ContainerInitArg is argv[0] of the agent's binary started as a
-// container's process: "vessel-ctr main|exec name root dir uid gid path
-// args...".
-const ContainerInitArg = "vessel-ctr"
-
-// InitArg is argv[0] of the agent's binary as a container's init
-// (Security.Init): "vessel-init path args...".
-const InitArg = "vessel-init"
 
 // ContainerInit runs in a mount namespace of its own (and, for the main
 // process, new PID, IPC and UTS namespaces) and confines itself as runc
@@ -208,7 +160,7 @@ func ContainerInit(argv []string) (err error) {
 	if err != nil {
 		return err
 	}
-	var sec Security
+	var sec guestproto.Security
 	if err := json.Unmarshal(data, &sec); err != nil {
 		return err
 	}
@@ -363,135 +315,4 @@ func execveat(fd int, argv, envv []string) error {
 	_, _, e := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(path)),
 		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envvp[0])), unix.AT_EMPTY_PATH, 0)
 	return e
-}
-
-// InitMain is a container's init (argv: vessel-init path args...): it
-// runs the command as its child, forwards every signal it gets to it,
-// reaps every process that ends below it and exits with the command's
-// status (128+signal for a signalled one), as tini does.
-func InitMain(argv []string) int {
-	if len(argv) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: vessel-init path args...")
-		return 2
-	}
-	sigs := make(chan os.Signal, 64)
-	signal.Notify(sigs)
-	pid, err := syscall.ForkExec(argv[1], argv[2:], &syscall.ProcAttr{
-		Env: os.Environ(), Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{}})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "vessel-init: exec %s: %v\n", argv[1], err)
-		return 127
-	}
-	for sig := range sigs {
-		s := sig.(syscall.Signal)
-		if s != syscall.SIGCHLD {
-			// SIGURG is also the Go runtime's own preemption signal:
-			// passed on, it is harmless to a program.
-			if s != syscall.SIGURG {
-				syscall.Kill(pid, s)
-			}
-			continue
-		}
-		for {
-			var ws syscall.WaitStatus
-			got, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-			if got <= 0 || err != nil {
-				break
-			}
-			if got == pid {
-				if ws.Signaled() {
-					return 128 + int(ws.Signal())
-				}
-				return ws.ExitStatus()
-			}
-		}
-	}
-	return 0
-}
-
-// leaveRootfs moves the initramfs's files onto a tmpfs mounted over / and
-// enters it, as switch_root does: pivot_root, which each container's
-// process needs, fails in a namespace whose root is the kernel's rootfs.
-// The files are moved (copied, then removed), so that they are not kept
-// twice.
-func leaveRootfs() error {
-	const newRoot = "/.root"
-	if err := os.Mkdir(newRoot, 0o755); err != nil {
-		return err
-	}
-	if err := unix.Mount("tmpfs", newRoot, "tmpfs", 0, "mode=0755"); err != nil {
-		return fmt.Errorf("mount the root tmpfs: %w", err)
-	}
-	entries, err := os.ReadDir("/")
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if "/"+e.Name() == newRoot {
-			continue
-		}
-		if err := moveTree("/"+e.Name(), newRoot+"/"+e.Name()); err != nil {
-			return err
-		}
-	}
-	if err := unix.Chdir(newRoot); err != nil {
-		return err
-	}
-	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("move the root tmpfs to /: %w", err)
-	}
-	if err := unix.Chroot("."); err != nil {
-		return err
-	}
-	return unix.Chdir("/")
-}
-
-// moveTree copies src (a directory, regular file, symbolic link or
-// device) to dst and removes src.
-func moveTree(src, dst string) error {
-	st, err := os.Lstat(src)
-	if err != nil {
-		return err
-	}
-	sys := st.Sys().(*syscall.Stat_t)
-	switch {
-	case st.IsDir():
-		if err := os.Mkdir(dst, st.Mode().Perm()); err != nil {
-			return err
-		}
-		entries, err := os.ReadDir(src)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			if err := moveTree(src+"/"+e.Name(), dst+"/"+e.Name()); err != nil {
-				return err
-			}
-		}
-	case st.Mode()&os.ModeSymlink != 0:
-		target, err := os.Readlink(src)
-		if err != nil {
-			return err
-		}
-		if err := os.Symlink(target, dst); err != nil {
-			return err
-		}
-	case st.Mode().IsRegular():
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(dst, data, st.Mode().Perm()); err != nil {
-			return err
-		}
-	default:
-		if err := unix.Mknod(dst, sys.Mode, int(sys.Rdev)); err != nil {
-			return err
-		}
-	}
-	os.Lchown(dst, int(sys.Uid), int(sys.Gid))
-	if st.Mode()&os.ModeSymlink == 0 {
-		os.Chmod(dst, st.Mode())
-	}
-	return os.Remove(src)
 }

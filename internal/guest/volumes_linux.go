@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/fsutil"
+	"vessel.dev/vessel/internal/guestproto"
 )
 
 // volumesDir holds the sandbox's volumes on the writable disk (a memory
@@ -21,7 +22,7 @@ const volumesDir = rwMount + "/.volumes"
 
 // setupVolumes makes each volume: a tmpfs or a directory of the writable
 // disk, holding the volume's entries with their modes.
-func setupVolumes(vols []Volume) error {
+func setupVolumes(vols []guestproto.Volume) error {
 	for _, v := range vols {
 		if err := checkRel(v.Name); err != nil || strings.Contains(v.Name, "/") {
 			return fmt.Errorf("volume name %q is not a plain name", v.Name)
@@ -78,7 +79,7 @@ func checkRel(p string) error {
 // mountVolumes binds the container's mounts into its root, resolving each
 // destination inside root (symbolic links of the image stay inside it) and
 // making the missing directories.
-func mountVolumes(root string, mounts []Mount) error {
+func mountVolumes(root string, mounts []guestproto.Mount) error {
 	for _, m := range mounts {
 		if checkRel(m.Volume) != nil || strings.Contains(m.Volume, "/") {
 			return fmt.Errorf("mount at %s: volume name %q is not a plain name", m.Destination, m.Volume)

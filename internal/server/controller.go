@@ -9,6 +9,7 @@ import (
 	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/scheduler"
+	"vessel.dev/vessel/internal/service"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
 )
@@ -93,7 +94,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 		default:
 			snap.Placed = append(snap.Placed, scheduler.Placed{TaskID: t.ID, HostID: t.HostID,
 				Size:   scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB},
-				Subnet: t.Subnet, Spread: spreadKey(t)})
+				Subnet: t.Subnet, Spread: service.SpreadKey(t)})
 			if !known[t.HostID] || (!ready[t.HostID] && now.Sub(s.started) > s.cfg.HostTimeout) {
 				if err := s.stopOnLostHost(ctx, t, now); err != nil {
 					return err
@@ -112,7 +113,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 		byID[t.ID] = t
 		snap.Pending = append(snap.Pending, scheduler.Request{TaskID: t.ID,
 			Size:    scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB},
-			Runtime: t.Runtime, Subnets: t.Subnets, Spread: spreadKey(t)})
+			Runtime: t.Runtime, Subnets: t.Subnets, Spread: service.SpreadKey(t)})
 	}
 	start := time.Now()
 	plan := scheduler.Schedule(snap)

@@ -2,9 +2,9 @@
 // (SigV4-authenticated), the host registry and agent protocol, and the
 // lifecycle controller that places tasks with the scheduler, stops what
 // cannot start, declares silent hosts lost and removes stopped tasks after
-// their retention, and the ECS service scheduler (desired counts, rolling
-// deployments, the circuit breaker, the service throttle) that runs in the
-// same pass.
+// their retention, and applies in the same pass the ECS service planner's
+// results (internal/service: desired counts, rolling deployments, the
+// circuit breaker, the service throttle).
 //
 // Requests are throttled per access key after SigV4 verification, and task
 // launches by one Fargate-like bucket (throttle.go), answered as AWS does.
@@ -16,7 +16,7 @@
 // Logs and execs of a task are relayed from its host: the in-process
 // agent's (SetLocalLogSource, SetLocalExecer) or a remote agent's endpoint.
 //
-// It may import store, scheduler, task, sizing, profile, auth, agentproto,
+// It may import store, scheduler, service, task, sizing, profile, auth, agentproto,
 // runtime (its types only) and api; nothing imports it but the CLI.
 //
 //	srv, err := server.New(server.Config{Store: st, Keys: keys})

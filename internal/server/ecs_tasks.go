@@ -441,7 +441,7 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 	if t.PullProgress != "" && t.LastStatus == task.StatusActivating {
 		out.Attributes = append(out.Attributes, api.Attribute{Name: ptr("vessel:pull-progress"), Value: ptr(t.PullProgress)})
 	}
-	out.HealthStatus = taskHealth(t)
+	out.HealthStatus = t.Health()
 	// The awsvpc network interface, as ECS shows it.
 	eni := api.Attachment{ID: ptr(t.ID[:8] + "-eni"), Type: ptr("ElasticNetworkInterface"), Status: ptr(attachmentStatus(t))}
 	if t.Subnet != "" {
@@ -488,26 +488,6 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 		out.Containers = append(out.Containers, ac)
 	}
 	return out
-}
-
-// taskHealth is the task's health as ECS derives it from its essential
-// containers that have health checks.
-func taskHealth(t *task.Task) string {
-	status := api.HealthStatusUnknown
-	for _, c := range t.Containers {
-		if !c.Essential || c.HealthCheck == nil {
-			continue
-		}
-		switch c.HealthStatus {
-		case task.HealthUnhealthy:
-			return api.HealthStatusUnhealthy
-		case task.HealthHealthy:
-			status = api.HealthStatusHealthy
-		default:
-			return api.HealthStatusUnknown
-		}
-	}
-	return status
 }
 
 func attachmentStatus(t *task.Task) string {

@@ -21,7 +21,7 @@ const (
 	prefixTasks    = "tasks/"    // tasks/<id>
 	prefixHosts    = "hosts/"    // hosts/<id>
 	prefixProfiles = "profiles/" // profiles/<cluster>/<name>
-	prefixServices = "services/" // services/<cluster>/<name> (serviceRecord, services.go)
+	prefixServices = "services/" // services/<cluster>/<name> (service.Record, internal/service)
 	keyMetaVersion = "meta/version"
 )
 

@@ -167,8 +167,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, errdefs.InvalidArgument("server: LaunchBurst %d is smaller than RunTask's largest count %d: such a RunTask could never launch",
 			cfg.LaunchBurst, MaxRunTaskCount)
 	}
-	if err := cfg.ServiceThrottle.fill(); err != nil {
-		return nil, err
+	if err := cfg.ServiceThrottle.Fill(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -2,17 +2,14 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"fmt"
-	"math/big"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/service"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
 )
@@ -21,20 +18,8 @@ import (
 // DescribeServices and ListServices. The service scheduler that keeps their
 // tasks running is in service_scheduler.go.
 
-// Deployment statuses and rollout states, as ECS reports them.
-const (
-	DeploymentPrimary = "PRIMARY"
-	DeploymentActive  = "ACTIVE"
-
-	RolloutInProgress = "IN_PROGRESS"
-	RolloutCompleted  = "COMPLETED"
-	RolloutFailed     = "FAILED"
-)
-
 // Service limits and defaults, as ECS's.
 const (
-	// MaxServiceEvents is how many events a service keeps, newest first.
-	MaxServiceEvents = 100
 	// MaxServiceDesiredCount is the most tasks one service may ask for
 	// (ECS's tasks-per-service quota).
 	MaxServiceDesiredCount = 5000
@@ -44,135 +29,14 @@ const (
 	DefaultMaximumPercent        = 200
 	// ServiceGroupPrefix starts the group of every task of a service:
 	// "service:<name>", as in ECS.
-	ServiceGroupPrefix = "service:"
+	ServiceGroupPrefix = service.GroupPrefix
 )
 
 var serviceNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
 
-// serviceRecord is a stored service with its deployments and events.
-type serviceRecord struct {
-	Name           string   `json:"name"`
-	Cluster        string   `json:"cluster"`
-	Status         string   `json:"status"` // ACTIVE, DRAINING, INACTIVE
-	DesiredCount   int32    `json:"desiredCount"`
-	TaskDefinition string   `json:"taskDefinition"` // the PRIMARY deployment's ARN
-	Subnets        []string `json:"subnets"`
-	SecurityGroups []string `json:"securityGroups,omitempty"`
-
-	MinimumHealthyPercent         int32                        `json:"minimumHealthyPercent"`
-	MaximumPercent                int32                        `json:"maximumPercent"`
-	CircuitBreaker                api.DeploymentCircuitBreaker `json:"circuitBreaker"`
-	HealthCheckGracePeriodSeconds *int32                       `json:"healthCheckGracePeriodSeconds,omitempty"`
-
-	Tags                 []task.Tag `json:"tags,omitempty"`
-	PropagateTags        string     `json:"propagateTags,omitempty"`
-	EnableExecuteCommand bool       `json:"enableExecuteCommand,omitempty"`
-	EnableECSManagedTags bool       `json:"enableECSManagedTags,omitempty"`
-
-	// Deployments, PRIMARY first.
-	Deployments []deploymentRecord `json:"deployments"`
-	// StableDeployment and StableTaskDefinition are the last deployment
-	// that completed, what a circuit breaker rolls back to.
-	StableDeployment     string `json:"stableDeployment,omitempty"`
-	StableTaskDefinition string `json:"stableTaskDefinition,omitempty"`
-	// Events, newest first, at most MaxServiceEvents.
-	Events []serviceEvent `json:"events,omitempty"`
-	// Steady is set once the steady-state event is recorded, until the
-	// service leaves it.
-	Steady bool `json:"steady,omitempty"`
-	// LastUnplaced is the last "unable to place" message and when it was
-	// recorded, so that it is not repeated on every pass.
-	LastUnplaced   string    `json:"lastUnplaced,omitempty"`
-	LastUnplacedAt time.Time `json:"lastUnplacedAt,omitzero"`
-	// Throttle is the service throttle's state (ServiceThrottle).
-	Throttle launchThrottle `json:"throttle,omitzero"`
-
-	CreatedAt       time.Time `json:"createdAt"`
-	StatusChangedAt time.Time `json:"statusChangedAt"`
-}
-
-// deploymentRecord is one rollout of a service's task definition. Its tasks
-// are those whose startedBy is its ID.
-type deploymentRecord struct {
-	ID                 string    `json:"id"` // ecs-svc/<19 digits>
-	Status             string    `json:"status"`
-	TaskDefinition     string    `json:"taskDefinition"`
-	Subnets            []string  `json:"subnets"`
-	SecurityGroups     []string  `json:"securityGroups,omitempty"`
-	RolloutState       string    `json:"rolloutState"`
-	RolloutStateReason string    `json:"rolloutStateReason,omitempty"`
-	Failed             []string  `json:"failed,omitempty"` // IDs of the tasks counted by the circuit breaker
-	CreatedAt          time.Time `json:"createdAt"`
-	UpdatedAt          time.Time `json:"updatedAt"`
-}
-
-type serviceEvent struct {
-	ID        string    `json:"id"`
-	CreatedAt time.Time `json:"createdAt"`
-	Message   string    `json:"message"`
-}
-
-func (r *serviceRecord) clone() *serviceRecord {
-	c := *r
-	c.Subnets = slices.Clone(r.Subnets)
-	c.SecurityGroups = slices.Clone(r.SecurityGroups)
-	c.Tags = slices.Clone(r.Tags)
-	c.Events = slices.Clone(r.Events)
-	c.Deployments = make([]deploymentRecord, len(r.Deployments))
-	for i, d := range r.Deployments {
-		d.Subnets = slices.Clone(d.Subnets)
-		d.SecurityGroups = slices.Clone(d.SecurityGroups)
-		d.Failed = slices.Clone(d.Failed)
-		c.Deployments[i] = d
-	}
-	return &c
-}
-
-// addEvent records an event, newest first, keeping at most MaxServiceEvents.
-func (r *serviceRecord) addEvent(now time.Time, format string, args ...any) {
-	ev := serviceEvent{ID: eventID(), CreatedAt: now, Message: fmt.Sprintf(format, args...)}
-	r.Events = append([]serviceEvent{ev}, r.Events...)
-	if len(r.Events) > MaxServiceEvents {
-		r.Events = r.Events[:MaxServiceEvents]
-	}
-}
-
-// newDeployment makes a new PRIMARY deployment; the former PRIMARY becomes
-// ACTIVE and keeps its tasks until the rollout drains them.
-func (r *serviceRecord) newDeployment(taskDef string, now time.Time, reason string) {
-	for i := range r.Deployments {
-		r.Deployments[i].Status = DeploymentActive
-		r.Deployments[i].UpdatedAt = now
-	}
-	d := deploymentRecord{ID: deploymentID(), Status: DeploymentPrimary, TaskDefinition: taskDef,
-		Subnets: slices.Clone(r.Subnets), SecurityGroups: slices.Clone(r.SecurityGroups),
-		RolloutState: RolloutInProgress, CreatedAt: now, UpdatedAt: now}
-	d.RolloutStateReason = reason
-	if reason == "" {
-		d.RolloutStateReason = "ECS deployment " + d.ID + " in progress."
-	}
-	r.Deployments = append([]deploymentRecord{d}, r.Deployments...)
-	r.TaskDefinition = taskDef
-	r.Steady = false
-	// As in ECS, a new deployment is no longer throttled.
-	r.Throttle = launchThrottle{}
-}
-
-// deploymentID returns an ECS-style deployment ID, "ecs-svc/" and 19 digits;
-// it is the startedBy of the deployment's tasks.
-func deploymentID() string {
-	n, err := rand.Int(rand.Reader, big.NewInt(8e18))
-	if err != nil {
-		panic(err)
-	}
-	return fmt.Sprintf("ecs-svc/%d", n.Int64()+1e18)
-}
-
-// eventID returns a UUID-shaped event ID, as ECS's.
-func eventID() string {
-	id := newID()
-	return id[:8] + "-" + id[8:12] + "-" + id[12:16] + "-" + id[16:20] + "-" + id[20:]
-}
+// serviceRecord is a stored service with its deployments and events: the
+// model and its planner are internal/service's.
+type serviceRecord = service.Record
 
 func serviceNotFound(name, cluster string) error {
 	return &apiError{code: api.ECSServiceNotFoundException, kind: errdefs.ErrNotFound,
@@ -302,7 +166,7 @@ func applyDeploymentConfiguration(r *serviceRecord, dc *api.DeploymentConfigurat
 	}
 	r.MinimumHealthyPercent, r.MaximumPercent = minH, maxP
 	if dc.DeploymentCircuitBreaker != nil {
-		r.CircuitBreaker = *dc.DeploymentCircuitBreaker
+		r.CircuitBreaker = service.CircuitBreaker(*dc.DeploymentCircuitBreaker)
 	}
 	return nil
 }
@@ -390,7 +254,7 @@ func (s *Server) CreateService(ctx context.Context, in *api.CreateServiceInput) 
 		return nil, err
 	}
 	now := s.cfg.Now()
-	rec := &serviceRecord{Name: name, Cluster: cluster, Status: api.ServiceStatusActive, DesiredCount: *in.DesiredCount,
+	rec := &serviceRecord{Name: name, Cluster: cluster, Status: service.StatusActive, DesiredCount: *in.DesiredCount,
 		Subnets: subnets, SecurityGroups: groups,
 		MinimumHealthyPercent: DefaultMinimumHealthyPercent, MaximumPercent: DefaultMaximumPercent,
 		HealthCheckGracePeriodSeconds: in.HealthCheckGracePeriodSeconds, Tags: tags, PropagateTags: in.PropagateTags,
@@ -399,10 +263,10 @@ func (s *Server) CreateService(ctx context.Context, in *api.CreateServiceInput) 
 	if err := applyDeploymentConfiguration(rec, in.DeploymentConfiguration); err != nil {
 		return nil, err
 	}
-	rec.newDeployment(taskDef, now, "")
+	rec.NewDeployment(taskDef, now, "")
 	expected := store.MustNotExist
 	if old, rev, err := s.getService(ctx, cluster, name); err == nil {
-		if old.Status != api.ServiceStatusInactive {
+		if old.Status != service.StatusInactive {
 			return nil, errdefs.InvalidArgument("Creation of service was not idempotent: service %s already exists in cluster %s (%s); change it with UpdateService",
 				name, cluster, old.Status)
 		}
@@ -474,7 +338,7 @@ func (s *Server) UpdateService(ctx context.Context, in *api.UpdateServiceInput) 
 	}
 	now := s.cfg.Now()
 	rec, err := s.updateService(ctx, cluster, name, func(r *serviceRecord) error {
-		if r.Status != api.ServiceStatusActive {
+		if r.Status != service.StatusActive {
 			return serviceNotActive(name, r.Status)
 		}
 		if err := applyDeploymentConfiguration(r, in.DeploymentConfiguration); err != nil {
@@ -505,7 +369,7 @@ func (s *Server) UpdateService(ctx context.Context, in *api.UpdateServiceInput) 
 			r.Subnets, r.SecurityGroups, deploy = subnets, groups, true
 		}
 		if deploy {
-			r.newDeployment(next, now, "")
+			r.NewDeployment(next, now, "")
 		}
 		return nil
 	})
@@ -531,15 +395,15 @@ func (s *Server) DeleteService(ctx context.Context, in *api.DeleteServiceInput) 
 	now := s.cfg.Now()
 	rec, err := s.updateService(ctx, cluster, name, func(r *serviceRecord) error {
 		switch r.Status {
-		case api.ServiceStatusInactive:
+		case service.StatusInactive:
 			return serviceNotActive(name, r.Status)
-		case api.ServiceStatusDraining:
+		case service.StatusDraining:
 			return nil
 		}
 		if r.DesiredCount > 0 && !force {
 			return errdefs.InvalidArgument("The service cannot be stopped while it is scaled above 0: set its desiredCount to 0 with UpdateService, or delete it with force (desiredCount is %d)", r.DesiredCount)
 		}
-		r.Status = api.ServiceStatusDraining
+		r.Status = service.StatusDraining
 		r.StatusChangedAt = now
 		r.DesiredCount = 0
 		r.Steady = false
@@ -603,7 +467,7 @@ func (s *Server) ListServices(ctx context.Context, in *api.ListServicesInput) (*
 	}
 	names := []string{}
 	for _, r := range recs {
-		if r.Status != api.ServiceStatusInactive && in.SchedulingStrategy != "DAEMON" {
+		if r.Status != service.StatusInactive && in.SchedulingStrategy != "DAEMON" {
 			names = append(names, r.Name)
 		}
 	}
@@ -646,7 +510,7 @@ func (s *Server) serviceOut(ctx context.Context, r *serviceRecord, withTags bool
 		return &api.NetworkConfiguration{AwsvpcConfiguration: &api.AwsVpcConfiguration{
 			Subnets: slices.Clone(subnets), SecurityGroups: slices.Clone(groups), AssignPublicIP: api.AssignPublicIPDisabled}}
 	}
-	cb := r.CircuitBreaker
+	cb := api.DeploymentCircuitBreaker(r.CircuitBreaker)
 	out := api.Service{
 		ServiceArn: ptr(s.serviceARN(r.Cluster, r.Name)), ServiceName: ptr(r.Name), ClusterArn: ptr(s.clusterARN(r.Cluster)),
 		Status: ptr(r.Status), DesiredCount: r.DesiredCount, LaunchType: api.LaunchTypeFargate,
@@ -692,7 +556,7 @@ func (s *Server) serviceOut(ctx context.Context, r *serviceRecord, withTags bool
 			c = &counts{}
 		}
 		desired := c.running + c.pending
-		if d.Status == DeploymentPrimary {
+		if d.Status == service.DeploymentPrimary {
 			desired = r.DesiredCount
 		}
 		ad := api.Deployment{ID: ptr(d.ID), Status: ptr(d.Status), TaskDefinition: ptr(d.TaskDefinition),

@@ -31,7 +31,7 @@ import (
 //     the rest on later passes; the Kubernetes bridge's SubmitTask is
 //     refused with a LimitExceeded error and the bridge retries the pod.
 //   - Services whose tasks keep failing to start: the service throttle
-//     (planService), whose state is stored with the service.
+//     (internal/service), whose state is stored with the service.
 //
 // Bucket state lives in memory: a restarted control plane starts with full
 // buckets, and so does every replica of a replicated one.

@@ -14,7 +14,7 @@ import (
 
 // BenchmarkServiceScale measures how long a service takes to go from 0 to
 // N tasks: until N run, and until its steady-state event (which waits for
-// the tasks to have run for server.ServiceStablePeriod, 1 s). Baseline in
+// the tasks to have run for service.StablePeriod, 1 s). Baseline in
 // the same run: the same N tasks launched by RunTask in batches of 10, as
 // fast as the API answers, until all run. N is 200 on the sim runtime, and
 // 20 on runc and on the host's default runtime (the strongest that works:

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"vessel.dev/vessel/internal/guest"
+	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/microvm"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
@@ -90,7 +90,7 @@ func bareBoot(accel, initrd, dir string) (time.Duration, error) {
 		"-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet panic=-1 pci=off "+khz,
 		"-no-reboot", "-serial", "null", "-device", "virtio-serial-device",
 		"-chardev", "socket,id=ctl,path="+sock+",server=on,wait=off",
-		"-device", "virtserialport,chardev=ctl,name="+guest.PortName)
+		"-device", "virtserialport,chardev=ctl,name="+guestproto.PortName)
 	if err := cmd.Start(); err != nil {
 		return 0, err
 	}
@@ -108,8 +108,8 @@ func bareBoot(accel, initrd, dir string) (time.Duration, error) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(60 * time.Second))
-	conn := guest.NewConn(c, c)
-	if err := conn.Send(guest.Msg{Op: guest.OpHello}); err != nil {
+	conn := guestproto.NewConn(c, c)
+	if err := conn.Send(guestproto.Msg{Op: guestproto.OpHello}); err != nil {
 		return 0, err
 	}
 	if _, err := conn.Recv(); err != nil {

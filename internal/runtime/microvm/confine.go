@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/errdefs"
-	"vessel.dev/vessel/internal/guest"
+	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/seccomp"
 	"vessel.dev/vessel/internal/task"
@@ -53,24 +53,24 @@ func capabilityNames(s runtime.Security) []string {
 
 // guestSecurity is what the guest needs to confine a container as runc
 // does on the host: capability numbers and the compiled seccomp filter.
-func guestSecurity(s runtime.Security) (guest.Security, error) {
+func guestSecurity(s runtime.Security) (guestproto.Security, error) {
 	names := capabilityNames(s)
-	out := guest.Security{Capabilities: []int{}, ReadOnlyRootfs: s.ReadOnlyRootfs, RunAsNonRoot: s.RunAsNonRoot,
+	out := guestproto.Security{Capabilities: []int{}, ReadOnlyRootfs: s.ReadOnlyRootfs, RunAsNonRoot: s.RunAsNonRoot,
 		SupplementalGroups: s.SupplementalGroups, Init: s.Init,
 		MaskedPaths: runtime.MaskedPaths, ReadonlyPaths: runtime.ReadonlyPaths}
 	for _, n := range names {
 		c, ok := capNumbers[n]
 		if !ok {
-			return guest.Security{}, errdefs.InvalidArgument("capability %q: unknown (want a CAP_ name of linux/capability.h)", n)
+			return guestproto.Security{}, errdefs.InvalidArgument("capability %q: unknown (want a CAP_ name of linux/capability.h)", n)
 		}
 		out.Capabilities = append(out.Capabilities, c)
 	}
 	profile, err := seccomp.Profile(names)
 	if err != nil {
-		return guest.Security{}, fmt.Errorf("seccomp profile: %w", err)
+		return guestproto.Security{}, fmt.Errorf("seccomp profile: %w", err)
 	}
 	if out.Seccomp, err = compileSeccomp(profile); err != nil {
-		return guest.Security{}, fmt.Errorf("seccomp profile: %w", err)
+		return guestproto.Security{}, fmt.Errorf("seccomp profile: %w", err)
 	}
 	return out, nil
 }
@@ -84,7 +84,7 @@ func guestSecurity(s runtime.Security) (guest.Security, error) {
 // would apply the rules to them: stricter here). Names the x86_64 table
 // lacks (other architectures' calls) are skipped, as libseccomp does.
 // Actions: allow and errno.
-func compileSeccomp(p *specs.LinuxSeccomp) ([]guest.SockFilter, error) {
+func compileSeccomp(p *specs.LinuxSeccomp) ([]guestproto.SockFilter, error) {
 	retErrno := func(errno uint) uint32 { return unix.SECCOMP_RET_ERRNO | uint32(errno&unix.SECCOMP_RET_DATA) }
 	action := func(a specs.LinuxSeccompAction, errno *uint) (uint32, error) {
 		switch a {
@@ -156,9 +156,9 @@ func compileSeccomp(p *specs.LinuxSeccomp) ([]guest.SockFilter, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]guest.SockFilter, len(raw))
+	out := make([]guestproto.SockFilter, len(raw))
 	for i, r := range raw {
-		out[i] = guest.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+		out[i] = guestproto.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
 	return out, nil
 }

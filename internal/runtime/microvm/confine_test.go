@@ -16,7 +16,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
-	"vessel.dev/vessel/internal/guest"
+	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/seccomp"
 )
@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 
 func seccompChild(file string) int {
 	data, _ := os.ReadFile(file)
-	var g []guest.SockFilter
+	var g []guestproto.SockFilter
 	json.Unmarshal(data, &g)
 	filter := make([]unix.SockFilter, len(g))
 	for i, f := range g {

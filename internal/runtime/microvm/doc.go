@@ -8,12 +8,12 @@
 // guest through br0 and tap0, and back at Delete).
 //
 // Create builds the VM's disks (a writable ext4 disk, one read-only erofs
-// root image per image, cached), starts QEMU and the VM's monitor (the
-// guest binary in "monitor" mode, which outlives the agent) and returns
-// once the guest has set the sandbox up. Start, Signal and Exec are
-// requests to the monitor; the guest confines each container as runc does
-// on the host (runtime.Security, the seccomp allow-list compiled to BPF
-// here). The sandboxes' records, locks, spec defaults and exit polling
+// root image per image, cached), starts QEMU and the VM's monitor
+// (package monitor: the guest binary in "monitor" mode, which outlives the
+// agent) and returns once the guest has set the sandbox up. Start, Signal
+// and Exec are requests to the monitor, in the protocol of guestproto;
+// the guest confines each container as runc does on the host
+// (runtime.Security, the seccomp allow-list compiled to BPF here). The sandboxes' records, locks, spec defaults and exit polling
 // are the toolkit's (toolkit.Store, toolkit.WaitExit); the exit files are
 // the monitor's.
 //
@@ -27,6 +27,7 @@
 //	err = rt.Delete(ctx, taskID)
 //
 // This package imports runtime, runtime/toolkit, runtime/seccomp,
-// errdefs, task and the guest's protocol and monitor; it must not import
-// another back end, the agent, the server or network (tests use network).
+// runtime/microvm/monitor, guestproto, errdefs and task; it must not
+// import internal/guest, another back end, the agent, the server or
+// network (tests use runc and network).
 package microvm

@@ -19,8 +19,9 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
-	"vessel.dev/vessel/internal/guest"
+	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/microvm/monitor"
 	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
@@ -296,7 +297,7 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (err error) {
 		return err
 	}
 	rec.Disks = []vmDisk{{Serial: "rw", Path: rw}}
-	gcfg := guest.Config{Hostname: spec.Hostname, MilliCPU: spec.MilliCPU, MemoryMiB: spec.MemoryMiB, PidsLimit: spec.PidsLimit}
+	gcfg := guestproto.Config{Hostname: spec.Hostname, MilliCPU: spec.MilliCPU, MemoryMiB: spec.MemoryMiB, PidsLimit: spec.PidsLimit}
 	diskOf := map[string]string{}
 	for _, c := range spec.Containers {
 		key := imageKey(c.Layers)
@@ -312,7 +313,7 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (err error) {
 		if err != nil {
 			return fmt.Errorf("container %s: %w", c.Name, err)
 		}
-		gcfg.Containers = append(gcfg.Containers, guest.Container{Name: c.Name, Disk: diskOf[key],
+		gcfg.Containers = append(gcfg.Containers, guestproto.Container{Name: c.Name, Disk: diskOf[key],
 			Args: c.Args, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
 			NofileSoft: c.NofileSoft, NofileHard: c.NofileHard, Security: sec})
 	}
@@ -338,7 +339,7 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (err error) {
 	if err := r.save(rec); err != nil {
 		return err
 	}
-	mcfg := guest.MonitorConfig{Control: filepath.Join(dir, "ctl.sock"), Listen: filepath.Join(dir, "mon.sock"),
+	mcfg := monitor.Config{Control: filepath.Join(dir, "ctl.sock"), Listen: filepath.Join(dir, "mon.sock"),
 		LogDir: spec.LogDir, LogMaxBytes: spec.LogMaxBytes, ExitDir: filepath.Join(dir, "exits"),
 		ConsoleLog: filepath.Join(dir, "console.log"), ConsoleMaxBytes: r.cfg.ConsoleMaxBytes,
 		StartedDir: filepath.Join(dir, "started"), ReadyFile: filepath.Join(dir, "ready"), Guest: gcfg}
@@ -535,7 +536,7 @@ func alive(pid int, mark string) bool {
 
 // request sends one request to the VM's monitor and returns the connection
 // for its answers.
-func (r *Runtime) request(ctx context.Context, id string, m guest.Msg) (*guest.Conn, net.Conn, error) {
+func (r *Runtime) request(ctx context.Context, id string, m guestproto.Msg) (*guestproto.Conn, net.Conn, error) {
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "unix", filepath.Join(r.dir(id), "mon.sock"))
 	if err != nil {
@@ -544,7 +545,7 @@ func (r *Runtime) request(ctx context.Context, id string, m guest.Msg) (*guest.C
 	if dl, ok := ctx.Deadline(); ok {
 		raw.SetDeadline(dl)
 	}
-	conn := guest.NewConn(raw, raw)
+	conn := guestproto.NewConn(raw, raw)
 	if err := conn.Send(m); err != nil {
 		raw.Close()
 		return nil, nil, err
@@ -553,7 +554,7 @@ func (r *Runtime) request(ctx context.Context, id string, m guest.Msg) (*guest.C
 }
 
 // call is request for operations answered by one reply.
-func (r *Runtime) call(ctx context.Context, id string, m guest.Msg) error {
+func (r *Runtime) call(ctx context.Context, id string, m guestproto.Msg) error {
 	conn, raw, err := r.request(ctx, id, m)
 	if err != nil {
 		return err
@@ -580,9 +581,9 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 	if rec.Started[container] {
 		return runtime.AlreadyStarted(id, container)
 	}
-	if err := r.call(ctx, id, guest.Msg{Op: guest.OpStart, Container: container}); err != nil {
-		if strings.Contains(err.Error(), guest.RunAsNonRootError) {
-			return errdefs.InvalidArgument("container %s of sandbox %s: %s", container, id, guest.RunAsNonRootError)
+	if err := r.call(ctx, id, guestproto.Msg{Op: guestproto.OpStart, Container: container}); err != nil {
+		if strings.Contains(err.Error(), guestproto.RunAsNonRootError) {
+			return errdefs.InvalidArgument("container %s of sandbox %s: %s", container, id, guestproto.RunAsNonRootError)
 		}
 		return err
 	}
@@ -611,7 +612,7 @@ func (r *Runtime) Restart(ctx context.Context, id, container string) error {
 	if err != nil {
 		return err
 	}
-	if err := r.call(ctx, id, guest.Msg{Op: guest.OpRestart, Container: container}); err != nil {
+	if err := r.call(ctx, id, guestproto.Msg{Op: guestproto.OpRestart, Container: container}); err != nil {
 		return putBack(err)
 	}
 	rec.CountRestart(container)
@@ -619,7 +620,7 @@ func (r *Runtime) Restart(ctx context.Context, id, container string) error {
 }
 
 // exitFile is where the monitor writes container's exit (a
-// guest.ContainerState).
+// guestproto.ContainerState).
 func (r *Runtime) exitFile(id, container string) string {
 	return filepath.Join(r.dir(id), "exits", container)
 }
@@ -629,7 +630,7 @@ func (r *Runtime) exitOf(id, container string) (*runtime.ExitStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	var s guest.ContainerState
+	var s guestproto.ContainerState
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, err
 	}
@@ -668,7 +669,7 @@ func (r *Runtime) Signal(ctx context.Context, id, container string, sig syscall.
 	if _, err := r.exitOf(id, container); err == nil {
 		return nil
 	}
-	return r.call(ctx, id, guest.Msg{Op: guest.OpSignal, Container: container, Signal: int(sig)})
+	return r.call(ctx, id, guestproto.Msg{Op: guestproto.OpSignal, Container: container, Signal: int(sig)})
 }
 
 // Exec implements runtime.Execer: the guest agent runs the command in the
@@ -682,7 +683,7 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 	if len(p.Args) == 0 {
 		return -1, errdefs.InvalidArgument("exec needs a command")
 	}
-	req := guest.Msg{Op: guest.OpExec, ID: 1, Container: container,
+	req := guestproto.Msg{Op: guestproto.OpExec, ID: 1, Container: container,
 		Args: p.Args, Env: p.Env, Stdin: p.Stdin != nil, TTY: p.TTY}
 	if p.TTY {
 		select {
@@ -711,7 +712,7 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 			return -1, fmt.Errorf("sandbox %s: exec: %w", id, err)
 		}
 		switch m.Op {
-		case guest.EvReply:
+		case guestproto.EvReply:
 			if m.Error != "" {
 				return -1, fmt.Errorf("sandbox %s: exec: %s", id, m.Error)
 			}
@@ -720,7 +721,7 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 					for {
 						select {
 						case sz, ok := <-p.Resize:
-							if !ok || conn.Send(guest.Msg{Op: guest.OpResize, Width: sz.Width, Height: sz.Height}) != nil {
+							if !ok || conn.Send(guestproto.Msg{Op: guestproto.OpResize, Width: sz.Width, Height: sz.Height}) != nil {
 								return
 							}
 						case <-done:
@@ -735,18 +736,18 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 					for {
 						n, err := p.Stdin.Read(buf)
 						if n > 0 {
-							if conn.Send(guest.Msg{Op: guest.OpStdin, Data: buf[:n]}) != nil {
+							if conn.Send(guestproto.Msg{Op: guestproto.OpStdin, Data: buf[:n]}) != nil {
 								return
 							}
 						}
 						if err != nil {
-							conn.Send(guest.Msg{Op: guest.OpStdin, EOF: true})
+							conn.Send(guestproto.Msg{Op: guestproto.OpStdin, EOF: true})
 							return
 						}
 					}
 				}()
 			}
-		case guest.EvOutput:
+		case guestproto.EvOutput:
 			w := p.Stdout
 			if m.Stream == "stderr" {
 				w = p.Stderr
@@ -754,7 +755,7 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 			if w != nil {
 				w.Write(m.Data)
 			}
-		case guest.EvExecExit:
+		case guestproto.EvExecExit:
 			return m.Code, nil
 		}
 	}

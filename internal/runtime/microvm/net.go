@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"vessel.dev/vessel/internal/guest"
+	"vessel.dev/vessel/internal/guestproto"
 )
 
 // Names of the links the runtime adds to a sandbox's network namespace.
@@ -171,9 +171,9 @@ func randomMAC() net.HardwareAddr {
 	return b
 }
 
-func guestNet(st *netState) *guest.NetConfig {
+func guestNet(st *netState) *guestproto.NetConfig {
 	if st == nil {
 		return nil
 	}
-	return &guest.NetConfig{Address: st.Address, Gateway: st.Gateway}
+	return &guestproto.NetConfig{Address: st.Address, Gateway: st.Gateway}
 }

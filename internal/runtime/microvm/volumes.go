@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"vessel.dev/vessel/internal/guest"
+	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/runtime"
 )
 
@@ -28,7 +28,7 @@ const maxVolumeBytes = 16 << 20
 // containers share it. A source on a tmpfs (a memory emptyDir) becomes a
 // tmpfs of the same size in the guest. gcs are the guest containers, in
 // the order of spec.Containers.
-func guestVolumes(spec runtime.Spec, gcs []guest.Container) ([]guest.Volume, error) {
+func guestVolumes(spec runtime.Spec, gcs []guestproto.Container) ([]guestproto.Volume, error) {
 	// The directories to copy: each source, or its directory for a
 	// source that is a file (a config map key mounted on its own).
 	var sources []string
@@ -56,7 +56,7 @@ func guestVolumes(spec runtime.Spec, gcs []guest.Container) ([]guest.Volume, err
 	type root struct{ source, name string }
 	var roots []root
 	where := map[string][2]string{} // source → guest volume, sub-path
-	var vols []guest.Volume
+	var vols []guestproto.Volume
 	total := 0
 	for _, src := range sources {
 		found := false
@@ -94,7 +94,7 @@ func guestVolumes(spec runtime.Spec, gcs []guest.Container) ([]guest.Volume, err
 			if m.SubPath != "" {
 				w[1] = path.Join(w[1], m.SubPath)
 			}
-			gcs[i].Mounts = append(gcs[i].Mounts, guest.Mount{Volume: w[0], SubPath: w[1],
+			gcs[i].Mounts = append(gcs[i].Mounts, guestproto.Mount{Volume: w[0], SubPath: w[1],
 				Destination: m.Destination, ReadOnly: m.ReadOnly})
 		}
 	}
@@ -106,8 +106,8 @@ func guestVolumes(spec runtime.Spec, gcs []guest.Container) ([]guest.Volume, err
 // links and special files left out, and whether it is a tmpfs. The
 // sandbox never writes to the host's directory (the guest has its copy),
 // and files are opened without following a link all the same.
-func readVolume(name, dir string) (guest.Volume, int, error) {
-	v := guest.Volume{Name: name}
+func readVolume(name, dir string) (guestproto.Volume, int, error) {
+	v := guestproto.Volume{Name: name}
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return v, 0, err
@@ -135,7 +135,7 @@ func readVolume(name, dir string) (guest.Volume, int, error) {
 		}
 		switch {
 		case d.IsDir():
-			v.Entries = append(v.Entries, guest.VolumeEntry{Path: filepath.ToSlash(rel), Dir: true, Mode: mode, GID: gid})
+			v.Entries = append(v.Entries, guestproto.VolumeEntry{Path: filepath.ToSlash(rel), Dir: true, Mode: mode, GID: gid})
 		case info.Mode().IsRegular():
 			if size += int(info.Size()); size > maxVolumeBytes {
 				return fmt.Errorf("holds more than %d bytes of files", maxVolumeBytes)
@@ -144,7 +144,7 @@ func readVolume(name, dir string) (guest.Volume, int, error) {
 			if err != nil {
 				return err
 			}
-			v.Entries = append(v.Entries, guest.VolumeEntry{Path: filepath.ToSlash(rel), Mode: mode, GID: gid, Data: data})
+			v.Entries = append(v.Entries, guestproto.VolumeEntry{Path: filepath.ToSlash(rel), Mode: mode, GID: gid, Data: data})
 		}
 		return nil
 	})

@@ -1,4 +1,4 @@
-package guest
+package monitor
 
 import (
 	"bytes"
@@ -11,11 +11,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"vessel.dev/vessel/internal/guestproto"
 )
 
-// MonitorConfig is the host-side monitor's configuration, the file
+// Config is the host-side monitor's configuration, the file
 // <sandbox dir>/monitor.json that the runtime writes before starting it.
-type MonitorConfig struct {
+type Config struct {
 	// Control is QEMU's socket of the control channel (server side).
 	Control string `json:"control"`
 	// CgroupProcs are the cgroup.procs files of the sandbox's cgroups:
@@ -37,21 +39,21 @@ type MonitorConfig struct {
 	ReadyFile string `json:"readyFile"`
 	// ConsoleLog is the VM's console file (QEMU appends to it); the
 	// monitor empties it when it is over ConsoleMaxBytes.
-	ConsoleLog      string `json:"consoleLog,omitempty"`
-	ConsoleMaxBytes int64  `json:"consoleMaxBytes,omitempty"`
-	Guest           Config `json:"guest"`
+	ConsoleLog      string            `json:"consoleLog,omitempty"`
+	ConsoleMaxBytes int64             `json:"consoleMaxBytes,omitempty"`
+	Guest           guestproto.Config `json:"guest"`
 }
 
-// RunMonitor is the host-side monitor of one VM (vessel-guest monitor
+// Run is the host-side monitor of one VM (vessel-guest monitor
 // <config>): it holds the control channel for as long as the VM runs,
 // writes the containers' logs and exit codes to files, and relays the
 // runtime's requests. It returns when the VM's side of the channel closes.
-func RunMonitor(configPath string) error {
+func Run(configPath string) error {
 	data, err := os.ReadFile(configPath)
 	if err != nil {
 		return err
 	}
-	var cfg MonitorConfig
+	var cfg Config
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return fmt.Errorf("%s: %w", configPath, err)
 	}
@@ -94,9 +96,9 @@ func RunMonitor(configPath string) error {
 	if err != nil {
 		return err
 	}
-	m.guest = NewConn(conn, conn)
+	m.guest = guestproto.NewConn(conn, conn)
 	g := cfg.Guest
-	if err := m.guest.Send(Msg{Op: OpHello, Config: &g}); err != nil {
+	if err := m.guest.Send(guestproto.Msg{Op: guestproto.OpHello, Config: &g}); err != nil {
 		return err
 	}
 	go m.accept(ln)
@@ -108,7 +110,7 @@ func RunMonitor(configPath string) error {
 	os.Remove(cfg.Listen)
 	m.mu.Lock()
 	for _, r := range m.routes {
-		r.conn.Send(Msg{Op: EvReply, ID: r.clientID, Error: "the VM's control channel closed"})
+		r.conn.Send(guestproto.Msg{Op: guestproto.EvReply, ID: r.clientID, Error: "the VM's control channel closed"})
 		r.raw.Close()
 	}
 	for name, f := range m.logs {
@@ -130,8 +132,8 @@ func safeName(name string) bool {
 const maxRefusalLogs = 20
 
 type monitor struct {
-	cfg   MonitorConfig
-	guest *Conn
+	cfg   Config
+	guest *guestproto.Conn
 	// names are the sandbox's containers: the only names the guest's
 	// messages may carry. Files are opened only below these roots.
 	names                       map[string]bool
@@ -146,7 +148,7 @@ type monitor struct {
 
 // route is a runtime request waiting for the guest's answers.
 type route struct {
-	conn     *Conn
+	conn     *guestproto.Conn
 	raw      net.Conn
 	clientID uint64
 	exec     bool
@@ -187,7 +189,7 @@ func truncate(s string, n int) string {
 func (m *monitor) readGuest() error {
 	for {
 		msg, err := m.guest.Recv()
-		if errors.Is(err, ErrBadMsg) {
+		if errors.Is(err, guestproto.ErrBadMsg) {
 			m.refuse("%v", err)
 			continue
 		}
@@ -195,9 +197,9 @@ func (m *monitor) readGuest() error {
 			return err
 		}
 		switch msg.Op {
-		case EvReady:
+		case guestproto.EvReady:
 			writeAtomic(nil, m.cfg.ReadyFile, []byte(msg.Error))
-		case EvState:
+		case guestproto.EvState:
 			for _, s := range msg.State {
 				if !m.known(msg.Op, s.Name) {
 					continue
@@ -212,7 +214,7 @@ func (m *monitor) readGuest() error {
 			if _, err := os.Stat(m.cfg.ReadyFile); err != nil {
 				writeAtomic(nil, m.cfg.ReadyFile, []byte(msg.Error))
 			}
-		case EvLog:
+		case guestproto.EvLog:
 			if !m.known(msg.Op, msg.Container) {
 				continue
 			}
@@ -227,21 +229,21 @@ func (m *monitor) readGuest() error {
 				continue
 			}
 			m.writeLog(msg)
-		case EvStarted:
+		case guestproto.EvStarted:
 			if m.known(msg.Op, msg.Container) {
 				writeAtomic(m.startedDir, msg.Container, nil)
 			}
-		case EvExit:
+		case guestproto.EvExit:
 			if !m.known(msg.Op, msg.Container) {
 				continue
 			}
 			m.closeLog(msg.Container)
-			m.writeExit(ContainerState{Name: msg.Container, Started: true, Exited: true, Code: msg.Code,
+			m.writeExit(guestproto.ContainerState{Name: msg.Container, Started: true, Exited: true, Code: msg.Code,
 				OOMKilled: msg.OOMKilled, ExitedAt: time.Now()})
-		case EvReply, EvOutput, EvExecExit:
+		case guestproto.EvReply, guestproto.EvOutput, guestproto.EvExecExit:
 			m.mu.Lock()
 			r := m.routes[msg.ID]
-			end := msg.Op == EvExecExit || (msg.Op == EvReply && (!r.isExec() || msg.Error != ""))
+			end := msg.Op == guestproto.EvExecExit || (msg.Op == guestproto.EvReply && (!r.isExec() || msg.Error != ""))
 			if end {
 				delete(m.routes, msg.ID)
 			}
@@ -262,7 +264,7 @@ func (m *monitor) readGuest() error {
 
 func (r *route) isExec() bool { return r != nil && r.exec }
 
-func (m *monitor) writeExit(s ContainerState) {
+func (m *monitor) writeExit(s guestproto.ContainerState) {
 	data, _ := json.Marshal(s)
 	writeAtomic(m.exitDir, s.Name, data)
 }
@@ -285,7 +287,7 @@ func writeAtomic(root *os.Root, name string, data []byte) error {
 
 // writeLog appends one line in the CRI format, stamped with the host's
 // time on arrival (the guest's clock is not trusted).
-func (m *monitor) writeLog(msg Msg) {
+func (m *monitor) writeLog(msg guestproto.Msg) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f := m.logs[msg.Container]
@@ -340,23 +342,23 @@ func (m *monitor) accept(ln net.Listener) {
 // client serves one runtime request: start, signal or exec (with its
 // stdin), relaying the guest's answers back on the same connection.
 func (m *monitor) client(raw net.Conn) {
-	conn := NewConn(raw, raw)
+	conn := guestproto.NewConn(raw, raw)
 	req, err := conn.Recv()
 	if err != nil {
 		raw.Close()
 		return
 	}
 	switch req.Op {
-	case OpStart, OpRestart, OpSignal, OpExec:
+	case guestproto.OpStart, guestproto.OpRestart, guestproto.OpSignal, guestproto.OpExec:
 	default:
-		conn.Send(Msg{Op: EvReply, ID: req.ID, Error: fmt.Sprintf("unknown operation %q", req.Op)})
+		conn.Send(guestproto.Msg{Op: guestproto.EvReply, ID: req.ID, Error: fmt.Sprintf("unknown operation %q", req.Op)})
 		raw.Close()
 		return
 	}
 	m.mu.Lock()
 	m.next++
 	id := m.next
-	m.routes[id] = &route{conn: conn, raw: raw, clientID: req.ID, exec: req.Op == OpExec}
+	m.routes[id] = &route{conn: conn, raw: raw, clientID: req.ID, exec: req.Op == guestproto.OpExec}
 	m.mu.Unlock()
 	clientID := req.ID
 	req.ID = id
@@ -364,11 +366,11 @@ func (m *monitor) client(raw net.Conn) {
 		m.mu.Lock()
 		delete(m.routes, id)
 		m.mu.Unlock()
-		conn.Send(Msg{Op: EvReply, ID: clientID, Error: err.Error()})
+		conn.Send(guestproto.Msg{Op: guestproto.EvReply, ID: clientID, Error: err.Error()})
 		raw.Close()
 		return
 	}
-	if req.Op != OpExec {
+	if req.Op != guestproto.OpExec {
 		return
 	}
 	// Stdin and terminal sizes of an exec: relayed until the client
@@ -377,18 +379,18 @@ func (m *monitor) client(raw net.Conn) {
 		in, err := conn.Recv()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) && req.Stdin {
-				m.guest.Send(Msg{Op: OpStdin, ID: id, EOF: true})
+				m.guest.Send(guestproto.Msg{Op: guestproto.OpStdin, ID: id, EOF: true})
 			}
 			return
 		}
 		switch in.Op {
-		case OpStdin:
+		case guestproto.OpStdin:
 			in.ID = id
 			m.guest.Send(in)
 			if in.EOF {
 				req.Stdin = false
 			}
-		case OpResize:
+		case guestproto.OpResize:
 			in.ID = id
 			m.guest.Send(in)
 		}

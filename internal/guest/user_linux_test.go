@@ -1,29 +1,12 @@
 package guest
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 )
-
-func TestConnRoundTrip(t *testing.T) {
-	var buf bytes.Buffer
-	c := NewConn(&buf, &buf)
-	in := Msg{Op: EvLog, Container: "app", Stream: "stdout", Data: []byte("hello \x00 world"), Partial: true}
-	if err := c.Send(in); err != nil {
-		t.Fatal(err)
-	}
-	out, err := c.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out.Op != in.Op || string(out.Data) != string(in.Data) || !out.Partial || out.Container != "app" {
-		t.Errorf("got %+v, want %+v", out, in)
-	}
-}
 
 func TestLookupUser(t *testing.T) {
 	root := t.TempDir()
@@ -37,6 +20,9 @@ func TestLookupUser(t *testing.T) {
 	}{
 		{"", 0, 0, false}, {"nobody", 65534, 65534, false}, {"65534", 65534, 65534, false},
 		{"nobody:staff", 65534, 50, false}, {"1000:1000", 1000, 1000, false},
+		// As runc (and Docker, the kubelet): a numeric uid the image's
+		// /etc/passwd lacks gets gid 0, not a gid equal to the uid.
+		{"4242", 4242, 0, false}, {"4242:4242", 4242, 4242, false},
 		{"ghost", 0, 0, true}, {"nobody:ghosts", 0, 0, true},
 	} {
 		uid, gid, _, err := lookupUser(root, c.user)
@@ -47,8 +33,7 @@ func TestLookupUser(t *testing.T) {
 }
 
 // TestLookupUserHostileFiles: an image whose /etc/passwd or /etc/group
-// is a FIFO (or not a regular file) must not hang the agent; a numeric
-// uid missing from /etc/passwd gets gid 0, as with runc.
+// is a FIFO (or not a regular file) must not hang the agent.
 func TestLookupUserHostileFiles(t *testing.T) {
 	for _, name := range []string{"passwd", "group"} {
 		root := t.TempDir()
@@ -72,12 +57,5 @@ func TestLookupUserHostileFiles(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("/etc/%s a FIFO: the user lookup hangs", name)
 		}
-	}
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
-	os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
-	uid, gid, _, err := lookupUser(root, "1234")
-	if err != nil || uid != 1234 || gid != 0 {
-		t.Errorf("lookupUser(1234) with no passwd entry = %d:%d, %v; want 1234:0", uid, gid, err)
 	}
 }

@@ -1,4 +1,4 @@
-package guest
+package monitor
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"vessel.dev/vessel/internal/guestproto"
 )
 
 // TestMonitorTrustsNoGuestName: the guest is on the sandbox's side of
@@ -17,15 +19,15 @@ func TestMonitorTrustsNoGuestName(t *testing.T) {
 	base := t.TempDir()
 	cfg, raw, g, done, victim := startHostileMonitor(t, base, 1<<20, "app")
 	up := "../../victim" // from exits/, started/ or logs/ to base/victim
-	for _, m := range []Msg{
-		{Op: EvStarted, Container: up},
-		{Op: EvLog, Container: "../../victim-log", Stream: "stdout", Data: []byte("x")},
-		{Op: EvExit, Container: up, Code: 1},
-		{Op: EvState, State: []ContainerState{{Name: up, Started: true, Exited: true}}},
-		{Op: EvLog, Container: "app", Stream: "stdout\n2020-01-01T00:00:00Z stderr F forged", Data: []byte("y")},
-		{Op: EvLog, Container: "app", Stream: "stdout", Data: []byte("line\n2020-01-01T00:00:00Z stderr F forged")},
-		{Op: EvLog, Container: "ghost", Stream: "stdout", Data: []byte("z")},
-		{Op: EvExit, Container: "app", Code: 3},
+	for _, m := range []guestproto.Msg{
+		{Op: guestproto.EvStarted, Container: up},
+		{Op: guestproto.EvLog, Container: "../../victim-log", Stream: "stdout", Data: []byte("x")},
+		{Op: guestproto.EvExit, Container: up, Code: 1},
+		{Op: guestproto.EvState, State: []guestproto.ContainerState{{Name: up, Started: true, Exited: true}}},
+		{Op: guestproto.EvLog, Container: "app", Stream: "stdout\n2020-01-01T00:00:00Z stderr F forged", Data: []byte("y")},
+		{Op: guestproto.EvLog, Container: "app", Stream: "stdout", Data: []byte("line\n2020-01-01T00:00:00Z stderr F forged")},
+		{Op: guestproto.EvLog, Container: "ghost", Stream: "stdout", Data: []byte("z")},
+		{Op: guestproto.EvExit, Container: "app", Code: 3},
 	} {
 		if err := g.Send(m); err != nil {
 			t.Fatal(err)
@@ -70,17 +72,17 @@ func TestMonitorTrustsNoGuestName(t *testing.T) {
 // (base/sandbox) with these containers, on a control channel the test
 // plays the guest on, and a host file base/victim a hostile guest goes
 // after. It returns once the monitor said hello; done receives what
-// RunMonitor returned.
-func startHostileMonitor(t *testing.T, base string, logMax int64, containers ...string) (cfg MonitorConfig, raw net.Conn, g *Conn, done <-chan error, victim string) {
+// Run returned.
+func startHostileMonitor(t *testing.T, base string, logMax int64, containers ...string) (cfg Config, raw net.Conn, g *guestproto.Conn, done <-chan error, victim string) {
 	t.Helper()
 	dir := filepath.Join(base, "sandbox")
-	cfg = MonitorConfig{
+	cfg = Config{
 		Control: filepath.Join(base, "control.sock"), Listen: filepath.Join(base, "monitor.sock"),
 		LogDir: filepath.Join(dir, "logs"), ExitDir: filepath.Join(dir, "exits"), StartedDir: filepath.Join(dir, "started"),
 		ReadyFile: filepath.Join(dir, "ready"), LogMaxBytes: logMax,
 	}
 	for _, name := range containers {
-		cfg.Guest.Containers = append(cfg.Guest.Containers, Container{Name: name})
+		cfg.Guest.Containers = append(cfg.Guest.Containers, guestproto.Container{Name: name})
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -100,13 +102,13 @@ func startHostileMonitor(t *testing.T, base string, logMax int64, containers ...
 	}
 	t.Cleanup(func() { ln.Close() })
 	ch := make(chan error, 1)
-	go func() { ch <- RunMonitor(cfgPath) }()
+	go func() { ch <- Run(cfgPath) }()
 	raw, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	g = NewConn(raw, raw)
-	if hello, err := g.Recv(); err != nil || hello.Op != OpHello {
+	g = guestproto.NewConn(raw, raw)
+	if hello, err := g.Recv(); err != nil || hello.Op != guestproto.OpHello {
 		t.Fatalf("hello: %+v, %v", hello, err)
 	}
 	return cfg, raw, g, ch, victim

@@ -1,4 +1,4 @@
-package guest
+package monitor
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"vessel.dev/vessel/internal/guestproto"
 )
 
 // fakeGuest plays the VM's side of the control channel at the process
@@ -47,18 +49,18 @@ func fakeGuest(t *testing.T, sock string, script func(c net.Conn, br *bufio.Read
 
 // sandboxLayout is a sandbox directory a few levels below a root, so that
 // a "../" escape lands inside the test's own directory.
-func sandboxLayout(t *testing.T) (root string, cfg MonitorConfig, cfgPath string) {
+func sandboxLayout(t *testing.T) (root string, cfg Config, cfgPath string) {
 	root = t.TempDir()
 	dir := filepath.Join(root, "a", "b", "sandbox")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cfg = MonitorConfig{
+	cfg = Config{
 		Control: filepath.Join(dir, "ctl.sock"), Listen: filepath.Join(dir, "mon.sock"),
 		LogDir: filepath.Join(dir, "logs"), LogMaxBytes: 1 << 20,
 		ExitDir: filepath.Join(dir, "exits"), StartedDir: filepath.Join(dir, "started"),
 		ReadyFile: filepath.Join(dir, "ready"),
-		Guest:     Config{Containers: []Container{{Name: "app", Disk: "img0", Args: []string{"true"}}}},
+		Guest:     guestproto.Config{Containers: []guestproto.Container{{Name: "app", Disk: "img0", Args: []string{"true"}}}},
 	}
 	data, _ := json.Marshal(cfg)
 	cfgPath = filepath.Join(dir, "monitor.json")
@@ -94,22 +96,22 @@ func TestMonitorRefusesHostileNames(t *testing.T) {
 	hostile := []string{"../../../escape", "../../../victim", "/abs/path", "ghost", "..", ".", "app/../../x", ""}
 	done := fakeGuest(t, cfg.Control, func(c net.Conn, br *bufio.Reader) {
 		enc := json.NewEncoder(c)
-		enc.Encode(Msg{Op: EvReady})
+		enc.Encode(guestproto.Msg{Op: guestproto.EvReady})
 		for _, n := range hostile {
-			enc.Encode(Msg{Op: EvStarted, Container: n})
-			enc.Encode(Msg{Op: EvLog, Container: n, Stream: "stdout", Data: []byte("pwned")})
-			enc.Encode(Msg{Op: EvLog, Container: n, Stream: "stdout\nforged", Data: []byte("pwned")})
-			enc.Encode(Msg{Op: EvExit, Container: n, Code: 3})
-			enc.Encode(Msg{Op: EvState, State: []ContainerState{{Name: n, Started: true, Exited: true, Code: 4}}})
+			enc.Encode(guestproto.Msg{Op: guestproto.EvStarted, Container: n})
+			enc.Encode(guestproto.Msg{Op: guestproto.EvLog, Container: n, Stream: "stdout", Data: []byte("pwned")})
+			enc.Encode(guestproto.Msg{Op: guestproto.EvLog, Container: n, Stream: "stdout\nforged", Data: []byte("pwned")})
+			enc.Encode(guestproto.Msg{Op: guestproto.EvExit, Container: n, Code: 3})
+			enc.Encode(guestproto.Msg{Op: guestproto.EvState, State: []guestproto.ContainerState{{Name: n, Started: true, Exited: true, Code: 4}}})
 		}
 		// The one real container still works.
-		enc.Encode(Msg{Op: EvStarted, Container: "app"})
-		enc.Encode(Msg{Op: EvLog, Container: "app", Stream: "stdout", Data: []byte("hello")})
-		enc.Encode(Msg{Op: EvLog, Container: "app", Stream: "bogus", Data: []byte("forged stream")})
-		enc.Encode(Msg{Op: EvLog, Container: "app", Stream: "stdout", Data: []byte("x\n2026-01-01T00:00:00Z stderr F forged line")})
-		enc.Encode(Msg{Op: EvExit, Container: "app", Code: 0})
+		enc.Encode(guestproto.Msg{Op: guestproto.EvStarted, Container: "app"})
+		enc.Encode(guestproto.Msg{Op: guestproto.EvLog, Container: "app", Stream: "stdout", Data: []byte("hello")})
+		enc.Encode(guestproto.Msg{Op: guestproto.EvLog, Container: "app", Stream: "bogus", Data: []byte("forged stream")})
+		enc.Encode(guestproto.Msg{Op: guestproto.EvLog, Container: "app", Stream: "stdout", Data: []byte("x\n2026-01-01T00:00:00Z stderr F forged line")})
+		enc.Encode(guestproto.Msg{Op: guestproto.EvExit, Container: "app", Code: 0})
 	})
-	if err := RunMonitor(cfgPath); err != nil && err != io.EOF {
+	if err := Run(cfgPath); err != nil && err != io.EOF {
 		t.Logf("monitor: %v", err)
 	}
 	if err := <-done; err != nil {
@@ -137,7 +139,7 @@ func TestMonitorBoundsMessages(t *testing.T) {
 	const total = 256 << 20
 	done := fakeGuest(t, cfg.Control, func(c net.Conn, br *bufio.Reader) {
 		enc := json.NewEncoder(c)
-		enc.Encode(Msg{Op: EvReady})
+		enc.Encode(guestproto.Msg{Op: guestproto.EvReady})
 		c.Write([]byte(`{"op":"log","c":"app","s":"stdout","d":"`))
 		chunk := []byte(strings.Repeat("A", 1<<20))
 		for n := 0; n < total; n += len(chunk) {
@@ -146,7 +148,7 @@ func TestMonitorBoundsMessages(t *testing.T) {
 			}
 		}
 		c.Write([]byte("\"}\n"))
-		enc.Encode(Msg{Op: EvStarted, Container: "app"})
+		enc.Encode(guestproto.Msg{Op: guestproto.EvStarted, Container: "app"})
 	})
 	var peak atomic.Uint64
 	stop := make(chan struct{})
@@ -169,7 +171,7 @@ func TestMonitorBoundsMessages(t *testing.T) {
 	goruntime.GC()
 	var base goruntime.MemStats
 	goruntime.ReadMemStats(&base)
-	RunMonitor(cfgPath)
+	Run(cfgPath)
 	close(stop)
 	<-sampled
 	if err := <-done; err != nil {

@@ -1,0 +1,119 @@
+package guest
+
+import (
+	"fmt"
+	"syscall"
+	"time"
+
+	"vessel.dev/vessel/internal/guestproto"
+	"vessel.dev/vessel/internal/pty"
+)
+
+// write sends queued messages once the host has said hello, retrying a
+// message while the host side is away.
+func (a *agent) write() {
+	<-a.hello
+	for m := range a.out {
+		for {
+			if err := a.conn.Send(m); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func (a *agent) send(m guestproto.Msg) { a.out <- m }
+
+func (a *agent) serve() {
+	for {
+		m, err := a.conn.Recv()
+		if err != nil {
+			logf("control channel: %v", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		a.handle(m)
+	}
+}
+
+func (a *agent) reply(id uint64, err error) {
+	m := guestproto.Msg{Op: guestproto.EvReply, ID: id}
+	if err != nil {
+		m.Error = err.Error()
+	}
+	a.send(m)
+}
+
+func (a *agent) handle(m guestproto.Msg) {
+	switch m.Op {
+	case guestproto.OpHello:
+		a.mu.Lock()
+		first := a.cfg == nil
+		if first {
+			a.cfg = m.Config
+		}
+		a.mu.Unlock()
+		select {
+		case <-a.hello:
+		default:
+			close(a.hello)
+		}
+		if first {
+			ev := guestproto.Msg{Op: guestproto.EvReady}
+			if err := a.setup(); err != nil {
+				ev.Error = err.Error()
+				a.setupErr = ev.Error
+			}
+			a.send(ev)
+			return
+		}
+		a.send(guestproto.Msg{Op: guestproto.EvState, State: a.state(), Error: a.setupErr})
+	case guestproto.OpStart:
+		a.reply(m.ID, a.start(m.Container))
+	case guestproto.OpRestart:
+		a.reply(m.ID, a.restart(m.Container))
+	case guestproto.OpSignal:
+		a.reply(m.ID, a.signal(m.Container, syscall.Signal(m.Signal)))
+	case guestproto.OpExec:
+		go a.exec(m)
+	case guestproto.OpStdin:
+		a.mu.Lock()
+		p := a.execs[m.ID]
+		a.mu.Unlock()
+		switch {
+		case p != nil && p.tty != nil:
+			// A terminal has no end of input: EOF is not passed on.
+			if len(m.Data) > 0 {
+				p.tty.Write(m.Data)
+			}
+		case p != nil && p.stdin != nil:
+			if len(m.Data) > 0 {
+				p.stdin.Write(m.Data)
+			}
+			if m.EOF {
+				p.stdin.Close()
+			}
+		}
+	case guestproto.OpResize:
+		a.mu.Lock()
+		p := a.execs[m.ID]
+		a.mu.Unlock()
+		if p != nil && p.tty != nil {
+			pty.SetSize(p.tty, m.Width, m.Height)
+		}
+	default:
+		a.reply(m.ID, fmt.Errorf("unknown operation %q", m.Op))
+	}
+}
+
+func (a *agent) state() []guestproto.ContainerState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []guestproto.ContainerState
+	for _, c := range a.containers {
+		out = append(out, guestproto.ContainerState{Name: c.spec.Name, Started: c.started, Exited: c.exited,
+			Code: c.code, OOMKilled: c.oom, ExitedAt: c.exitedAt})
+	}
+	return out
+}
