@@ -20,9 +20,9 @@
 //     systems, unmounting, loop devices.
 //   - OCI bundles (oci.go, subpath.go): a container's OCI spec with its
 //     runtime.Security, users resolved in the image, sub-path mounts.
-//   - Processes (process.go, conmon.go): PID files, liveness, and Conmon,
-//     the monitor that outlives the agent.
-//   - Sandboxes (sandboxes.go): the conmon-backed core of the back ends
+//   - Processes (process.go, conmon.go): PID files, liveness, the host's
+//     limits and init, and Conmon, the monitor that outlives the agent.
+//   - Sandboxes (sandboxes.go, exec.go): the conmon-backed core of the back ends
 //     that run OCI bundles (runc, gvisor): Create's, Start's and
 //     Restart's frames, Wait, List, Signal, Exec, Delete and Leftovers,
 //     with the OCI runtime's commands filled in by the back end.
