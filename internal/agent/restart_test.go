@@ -21,6 +21,7 @@ import (
 	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // These tests run an agent with the real runc runtime, a real network
@@ -28,8 +29,8 @@ import (
 // the image cache are fakes.
 
 // controlPlane is an in-memory agentproto.ControlPlane for one host. It
-// applies reports as the server does, for the fields these tests read, and
-// keeps every container update.
+// applies reports with the server's rule (task.ApplyReport) and keeps
+// every container update.
 type controlPlane struct {
 	mu      sync.Mutex
 	tasks   map[string]*task.Task
@@ -89,49 +90,19 @@ func (cp *controlPlane) ReportStatus(ctx context.Context, hostID string, u agent
 	if t.Stopped() {
 		return nil
 	}
-	if u.IP != "" {
-		t.IP = u.IP
-	}
-	if u.StopCode != "" || u.StoppedReason != "" {
-		t.RequestStop(u.StopCode, u.StoppedReason, u.At)
-	}
 	for _, cu := range u.Containers {
 		cp.history = append(cp.history, containerReport{at: time.Now(), u: cu})
-		c := t.Container(cu.Name)
-		if c == nil {
-			return errdefs.InvalidArgument("no container %q", cu.Name)
-		}
-		if cu.RestartCount > c.RestartCount {
-			c.RestartCount = cu.RestartCount
-			c.LastStatus, c.ExitCode = "", nil
-			c.LastExitCode, c.LastStartedAt, c.LastFinishedAt = cu.LastExitCode, cu.LastStartedAt, cu.LastFinishedAt
-		}
-		if cu.Ready != nil {
-			c.Ready = *cu.Ready
-		}
-		if cu.Started != nil {
-			c.Started = *cu.Started
-		}
-		if !cu.StartedAt.IsZero() {
-			c.StartedAt = cu.StartedAt
-		}
-		if cu.LastStatus != "" && c.LastStatus.Before(cu.LastStatus) {
-			c.LastStatus = cu.LastStatus
-		}
-		if cu.Reason != "" && c.Reason == "" {
-			c.Reason = cu.Reason
-		}
-		if cu.ExitCode != nil && c.ExitCode == nil {
-			code := *cu.ExitCode
-			c.ExitCode = &code
-		}
 	}
-	if u.LastStatus != "" && t.LastStatus.Before(u.LastStatus) {
-		if err := t.Advance(u.LastStatus, time.Now()); err != nil {
-			return err
-		}
+	// As the server: the report merges into a copy, kept only if whole.
+	next := t.Clone()
+	changed, err := next.ApplyReport(u, time.Now())
+	if err != nil {
+		return err
 	}
-	cp.bump()
+	if changed {
+		*t = *next
+		cp.bump()
+	}
 	return nil
 }
 
@@ -281,17 +252,14 @@ func (e *env) run(policy, script string, change func(*task.Container)) string {
 // waitFor polls the task until ok holds, and fails the test after timeout.
 func (e *env) waitFor(id string, timeout time.Duration, what string, ok func(*task.Task) bool) *task.Task {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		t := e.cp.get(id)
-		if ok(t) {
-			return t
+	var t *task.Task
+	testutil.Eventually(e.t, timeout, func() error {
+		if t = e.cp.get(id); !ok(t) {
+			return fmt.Errorf("task %s: waiting for %s; task is %s, container %+v", id, what, t, t.Containers[0])
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("task %s: waited %s for %s; task is %s, container %+v", id, timeout, what, t, t.Containers[0])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return t
 }
 
 func TestRestartAlwaysWithBackoff(t *testing.T) {

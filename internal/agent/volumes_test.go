@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 func TestPrepareVolumes(t *testing.T) {
@@ -176,7 +178,7 @@ func TestEmptyDirBoundedByEphemeralStorage(t *testing.T) {
 // kernel detaches an autoclear device a moment after the unmount).
 func waitNoLoopDevice(t *testing.T, img string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		var devs []string
 		files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 		for _, f := range files {
@@ -184,13 +186,11 @@ func waitNoLoopDevice(t *testing.T, img string) {
 				devs = append(devs, f)
 			}
 		}
-		if len(devs) == 0 {
-			return
+		if len(devs) != 0 {
+			return fmt.Errorf("loop devices still back %s: %v", img, devs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("loop devices still back %s: %v", img, devs)
-		}
-	}
+		return nil
+	})
 }
 
 // TestFSGroup: with an fsGroup, the task's volumes are group-owned by it,

@@ -155,7 +155,7 @@ func (w *worker) create(ctx context.Context) error {
 	if err := w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusActivating, PullStartedAt: cfg.Now()}); err != nil {
 		return err
 	}
-	spec := runtime.Spec{ID: t.ID, MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB,
+	spec := runtime.Spec{ID: t.ID, MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB,
 		EphemeralStorageGiB: int(t.EphemeralStorageGiB),
 		Labels:              map[string]string{LabelTaskARN: t.ARN, LabelCluster: t.Cluster, LabelHost: cfg.Host.ID}}
 	if err := t.ValidateVolumes(); err != nil {

@@ -2,7 +2,6 @@ package agentproto
 
 import (
 	"context"
-	"time"
 
 	"vessel.dev/vessel/internal/task"
 )
@@ -30,52 +29,13 @@ type Host struct {
 	EndpointCertSHA256 string `json:"endpointCertSha256,omitempty"`
 }
 
-// ContainerUpdate is what an agent observed of one container.
-type ContainerUpdate struct {
-	Name         string      `json:"name"`
-	LastStatus   task.Status `json:"lastStatus,omitempty"`
-	ExitCode     *int        `json:"exitCode,omitempty"`
-	Reason       string      `json:"reason,omitempty"`
-	RuntimeID    string      `json:"runtimeId,omitempty"`
-	ImageDigest  string      `json:"imageDigest,omitempty"`
-	HealthStatus string      `json:"healthStatus,omitempty"`
-	// RestartCount greater than the task's says the container was
-	// restarted in place: its run starts over (status, exit code, reason
-	// and FinishedAt are cleared before this update applies) and the Last*
-	// fields describe the run that ended.
-	RestartCount int `json:"restartCount,omitempty"`
-	// Ready and Started are the probes' verdicts (nil: unchanged).
-	Ready   *bool `json:"ready,omitempty"`
-	Started *bool `json:"started,omitempty"`
-	// StartedAt and FinishedAt are the current run's start and end.
-	StartedAt  time.Time `json:"startedAt,omitzero"`
-	FinishedAt time.Time `json:"finishedAt,omitzero"`
-	// The previous run's end, with a RestartCount.
-	LastExitCode   *int      `json:"lastExitCode,omitempty"`
-	LastReason     string    `json:"lastReason,omitempty"`
-	LastStartedAt  time.Time `json:"lastStartedAt,omitzero"`
-	LastFinishedAt time.Time `json:"lastFinishedAt,omitzero"`
-}
+// ContainerUpdate is what an agent observed of one container; the task
+// package owns its fields and how they merge (task.Task.ApplyReport).
+type ContainerUpdate = task.ContainerReport
 
-// StatusUpdate is an agent's report about one task. Zero fields are left as
-// they were; LastStatus may only move forward.
-type StatusUpdate struct {
-	TaskID     string            `json:"taskId"`
-	LastStatus task.Status       `json:"lastStatus,omitempty"`
-	Runtime    string            `json:"runtime,omitempty"`
-	IP         string            `json:"ip,omitempty"`
-	Containers []ContainerUpdate `json:"containers,omitempty"`
-	// StopCode and StoppedReason are set when the agent decides the task
-	// stops (an essential container exited, the start failed).
-	StopCode      string    `json:"stopCode,omitempty"`
-	StoppedReason string    `json:"stoppedReason,omitempty"`
-	PullStartedAt time.Time `json:"pullStartedAt,omitzero"`
-	PullStoppedAt time.Time `json:"pullStoppedAt,omitzero"`
-	// PullProgress replaces the task's pull progress text when set.
-	PullProgress string `json:"pullProgress,omitempty"`
-	// At is when the agent observed the change.
-	At time.Time `json:"at"`
-}
+// StatusUpdate is an agent's report about one task (task.Report). Zero
+// fields are left as they were; LastStatus may only move forward.
+type StatusUpdate = task.Report
 
 // Assignments is the set of tasks placed on a host that are not STOPPED.
 type Assignments struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	"vessel.dev/vessel/internal/runtime/sim"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/store/bolt"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // vesselEnv is a control plane and one sim host, in process.
@@ -43,20 +45,7 @@ func startVessel(t *testing.T) *vesselEnv {
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
 	dir := t.TempDir()
-	st, err := bolt.Open(bolt.Config{Path: filepath.Join(dir, "vessel.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	keys, _, err := auth.LoadOrCreate(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Store: st, Keys: keys, ControllerInterval: 50 * time.Millisecond,
-		Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, keys := newTestServer(t, dir)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 
@@ -80,6 +69,27 @@ func startVessel(t *testing.T) *vesselEnv {
 	go func() { defer wg.Done(); a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return &vesselEnv{url: hs.URL, dir: dir, keys: keys}
+}
+
+// newTestServer is a control plane keeping its store and keys in dir; it
+// is not running (the caller runs it if it needs the controller).
+func newTestServer(t *testing.T, dir string) (*server.Server, []auth.Key) {
+	t.Helper()
+	st, err := bolt.Open(bolt.Config{Path: filepath.Join(dir, "vessel.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	keys, _, err := auth.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Store: st, Keys: keys, ControllerInterval: 50 * time.Millisecond,
+		Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, keys
 }
 
 // syncBuffer is a bytes.Buffer safe to read while a command writes it.
@@ -311,13 +321,12 @@ func TestRunInterruptStopsTask(t *testing.T) {
 	var out, errOut syncBuffer
 	done := make(chan error, 1)
 	go func() { done <- e.vesselTo(&out, &errOut, "run", "alpine", "--", "sleep", "1000") }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(errOut.String(), "RUNNING") {
-		if time.Now().After(deadline) {
-			t.Fatalf("task did not reach RUNNING; stderr:\n%s", errOut.String())
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if s := errOut.String(); !strings.Contains(s, "RUNNING") {
+			return fmt.Errorf("task did not reach RUNNING; stderr:\n%s", s)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}

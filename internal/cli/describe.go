@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/spf13/cobra"
+
+	"vessel.dev/vessel/internal/task"
 )
 
 // describeOptions holds the flags of `vessel describe`.
@@ -81,7 +83,7 @@ func (o *describeOptions) run(cmd *cobra.Command, g *globals, ref string) error 
 	line("Status", aws.ToString(t.LastStatus)+" (desired "+aws.ToString(t.DesiredStatus)+")")
 	line("CPU", formatVCPU(aws.ToString(t.Cpu))+" vCPU")
 	line("Memory", formatGB(aws.ToString(t.Memory)))
-	line("Runtime", taskAttribute(t, tagRuntime))
+	line("Runtime", taskAttribute(t, task.TagRuntime))
 	line("Host", taskAttribute(t, attrHost))
 	line("IP", taskENIDetail(t, "privateIPv4Address"))
 	line("Subnet", taskENIDetail(t, "subnetId"))

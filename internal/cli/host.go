@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -20,10 +19,7 @@ import (
 	"vessel.dev/vessel/internal/image"
 	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
-	"vessel.dev/vessel/internal/runtime/gvisor"
-	"vessel.dev/vessel/internal/runtime/microvm"
-	"vessel.dev/vessel/internal/runtime/runc"
-	"vessel.dev/vessel/internal/runtime/sim"
+	"vessel.dev/vessel/internal/runtime/builtin"
 )
 
 // hostOptions are the flags that describe the local host, shared by
@@ -71,89 +67,33 @@ func (o *hostOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.runscPath, "runsc", "", "gVisor's runsc (default: the one scripts/build-runsc built in the cache)")
 	f.StringVar(&o.guestKernel, "guest-kernel", "", "micro-VM guest kernel, an ELF vmlinux (default: the one scripts/build-guest-kernel put in the cache)")
 	f.StringVar(&o.guestBinary, "guest-binary", "", "the static vessel-guest binary (default: vessel-guest next to this binary)")
-	f.StringSliceVar(&o.offer, "runtimes", nil, "runtimes this host offers, if they work (default: microvm, gvisor, runc, sim)")
+	f.StringSliceVar(&o.offer, "runtimes", nil, "runtimes this host offers, if they work (default: "+strings.Join(runtime.Names, ", ")+")")
 	f.StringVar(&o.microvmAccel, "microvm-accel", "", "micro-VM accelerator: kvm, tcg, or empty to probe KVM and fall back to emulation")
-}
-
-// cacheDir is where the project's scripts build heavy tools: $VESSEL_CACHE,
-// else .cache next to the directory holding this binary (bin/vessel →
-// .cache).
-func cacheDir() string {
-	if d := os.Getenv("VESSEL_CACHE"); d != "" {
-		return d
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return ".cache"
-	}
-	return filepath.Join(filepath.Dir(filepath.Dir(exe)), ".cache")
-}
-
-// newestMatch returns the last path matching pattern, or "".
-func newestMatch(pattern string) string {
-	m, _ := filepath.Glob(pattern)
-	if len(m) == 0 {
-		return ""
-	}
-	sort.Strings(m)
-	return m[len(m)-1]
 }
 
 // probeRuntimes makes every runtime this build has and says which work on
 // this host and why the others don't.
 func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (map[string]runtime.Runtime, []string, error) {
+	for _, name := range o.offer {
+		if !runtime.Known(name) {
+			return nil, nil, fmt.Errorf("runtime %q is not known: the runtimes are %s", name, strings.Join(runtime.Names, ", "))
+		}
+	}
+	h := builtin.Host{DataDir: dataDir, Logger: log, RunscPath: o.runscPath, GuestKernel: o.guestKernel,
+		GuestBinary: o.guestBinary, MicroVMAccel: o.microvmAccel,
+		SimCreateDelay: o.simCreateDelay, SimStartDelay: o.simStartDelay}
 	rts := map[string]runtime.Runtime{}
 	var report []string
-	wanted := func(name string) bool {
-		return len(o.offer) == 0 || slices.Contains(o.offer, name) || o.runtime == name
-	}
-	for _, name := range o.offer {
-		if !slices.Contains(strongest, name) {
-			return nil, nil, fmt.Errorf("runtime %q is not known: the runtimes are %s", name, strings.Join(strongest, ", "))
+	for _, b := range builtin.Backends {
+		if len(o.offer) > 0 && !slices.Contains(o.offer, b.Name) && o.runtime != b.Name {
+			report = append(report, b.Name+": not offered (--runtimes)")
+			continue
 		}
-	}
-	if !wanted(microvm.Name) {
-		report = append(report, "microvm: not offered (--runtimes)")
-	} else if rt, err := o.newMicroVM(dataDir, log); err != nil {
-		report = append(report, "microvm: unavailable: "+err.Error())
-	} else {
-		rts[microvm.Name] = rt
-		how := "KVM"
-		if rt.Accel() != microvm.AccelKVM {
-			how = "emulation (TCG), correct but slow: KVM is missing or failed its probe"
+		rt, line := b.Probe(h)
+		if rt != nil {
+			rts[b.Name] = rt
 		}
-		report = append(report, "microvm: works, one QEMU micro-VM per task with its own kernel, under "+how)
-	}
-	if !wanted(gvisor.Name) {
-		report = append(report, "gvisor: not offered (--runtimes)")
-	} else if rt, err := o.newGVisor(dataDir, log); err != nil {
-		report = append(report, "gvisor: unavailable: "+err.Error())
-	} else {
-		rts[gvisor.Name] = rt
-		report = append(report, "gvisor: works (runsc, a user-space kernel per task)")
-	}
-	if !wanted(runc.Name) {
-		report = append(report, "runc: not offered (--runtimes)")
-	} else if rt, err := runc.New(runc.Config{StateDir: filepath.Join(dataDir, "sandboxes", "runc"), Logger: log}); err != nil {
-		report = append(report, "runc: unavailable: "+err.Error())
-	} else {
-		rts["runc"] = rt
-		report = append(report, "runc: works (namespaces, cgroups, seccomp)")
-	}
-	if !wanted(sim.Name) {
-		report = append(report, "sim: not offered (--runtimes)")
-		if len(rts) == 0 {
-			return nil, report, fmt.Errorf("no runtime works on this host: %s", strings.Join(report, "; "))
-		}
-		return rts, report, nil
-	}
-	simRT, err := sim.New(sim.Config{StateDir: filepath.Join(dataDir, "sandboxes", sim.Name),
-		CreateDelay: o.simCreateDelay, StartDelay: o.simStartDelay})
-	if err != nil {
-		report = append(report, "sim: unavailable: "+err.Error())
-	} else {
-		rts[sim.Name] = simRT
-		report = append(report, "sim: works (no isolation: sandboxes run no process)")
+		report = append(report, line)
 	}
 	if len(rts) == 0 {
 		return nil, report, fmt.Errorf("no runtime works on this host: %s", strings.Join(report, "; "))
@@ -161,55 +101,23 @@ func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (map[strin
 	return rts, report, nil
 }
 
-func (o *hostOptions) newGVisor(dataDir string, log *slog.Logger) (*gvisor.Runtime, error) {
-	runsc := o.runscPath
-	if runsc == "" {
-		runsc = newestMatch(filepath.Join(cacheDir(), "runsc", "*", "runsc"))
-	}
-	if runsc == "" {
-		return nil, fmt.Errorf("no runsc: build it with scripts/build-runsc, or pass --runsc")
-	}
-	return gvisor.New(gvisor.Config{StateDir: filepath.Join(dataDir, "sandboxes", gvisor.Name), RunscPath: runsc, Logger: log})
-}
-
-func (o *hostOptions) newMicroVM(dataDir string, log *slog.Logger) (*microvm.Runtime, error) {
-	kernel := o.guestKernel
-	if kernel == "" {
-		kernel = newestMatch(filepath.Join(cacheDir(), "guest-kernel", "*", "vmlinux"))
-	}
-	if kernel == "" {
-		return nil, fmt.Errorf("no guest kernel: build it with scripts/build-guest-kernel, or pass --guest-kernel")
-	}
-	guest := o.guestBinary
-	if guest == "" {
-		if exe, err := os.Executable(); err == nil {
-			guest = filepath.Join(filepath.Dir(exe), "vessel-guest")
-		}
-	}
-	if _, err := os.Stat(guest); err != nil {
-		return nil, fmt.Errorf("no guest agent binary at %s: build it with CGO_ENABLED=0 go build -o bin/vessel-guest ./cmd/vessel-guest, or pass --guest-binary", guest)
-	}
-	return microvm.New(microvm.Config{StateDir: filepath.Join(dataDir, "sandboxes", microvm.Name), KernelPath: kernel,
-		GuestBinary: guest, Accel: o.microvmAccel, Logger: log})
-}
-
-// strongest lists runtimes from strongest isolation to weakest.
-var strongest = []string{"microvm", "gvisor", "runc", sim.Name}
-
 // newAgent builds the host agent for this machine.
 func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *slog.Logger) (*agent.Agent, []string, error) {
 	rts, report, err := o.probeRuntimes(dataDir, log)
 	if err != nil {
 		return nil, report, err
 	}
+	// The names of the runtimes that work, strongest first; the default
+	// is the strongest unless --runtime names one.
+	var names []string
+	for _, b := range builtin.Backends {
+		if rts[b.Name] != nil {
+			names = append(names, b.Name)
+		}
+	}
 	def := o.runtime
 	if def == "" {
-		for _, name := range strongest {
-			if rts[name] != nil {
-				def = name
-				break
-			}
-		}
+		def = names[0]
 	}
 	if rts[def] == nil {
 		return nil, report, fmt.Errorf("runtime %q is not available here (%s)", def, strings.Join(report, "; "))
@@ -223,12 +131,6 @@ func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *
 	cpu, mem, err := hostCapacity()
 	if err != nil {
 		return nil, report, err
-	}
-	var names []string
-	for _, name := range strongest {
-		if rts[name] != nil {
-			names = append(names, name)
-		}
 	}
 	subnets, err := parseSubnets(o.subnets)
 	if err != nil {
@@ -245,7 +147,7 @@ func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *
 		ControlPlane: cp, Runtimes: rts, Logger: log, PullBehavior: o.pullBehavior,
 		InsecureRegistries: o.insecureRegistries, LogMaxBytes: o.logMaxBytes,
 		LogDir: filepath.Join(dataDir, "logs"), TaskDir: filepath.Join(dataDir, "tasks")}
-	if len(names) > 1 || names[0] != sim.Name {
+	if len(names) > 1 || names[0] != runtime.Sim {
 		if cfg.Images, err = image.Open(image.Config{Root: filepath.Join(dataDir, "images"), Logger: log}); err != nil {
 			return nil, report, err
 		}

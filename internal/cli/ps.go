@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/spf13/cobra"
+
+	"vessel.dev/vessel/internal/task"
 )
 
 // psOptions holds the flags of `vessel ps`.
@@ -77,7 +79,7 @@ func (o *psOptions) run(cmd *cobra.Command, g *globals) error {
 		}
 		tw.row(psID(taskIDOf(aws.ToString(t.TaskArn))), familyRevision(aws.ToString(t.TaskDefinitionArn)),
 			aws.ToString(t.LastStatus), aws.ToString(t.DesiredStatus), formatVCPU(aws.ToString(t.Cpu)),
-			formatGB(aws.ToString(t.Memory)), taskAttribute(t, tagRuntime), taskENIDetail(t, "privateIPv4Address"),
+			formatGB(aws.ToString(t.Memory)), taskAttribute(t, task.TagRuntime), taskENIDetail(t, "privateIPv4Address"),
 			formatAge(now.Sub(aws.ToTime(t.CreatedAt))), exit)
 	}
 	return tw.flush()

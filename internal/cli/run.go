@@ -13,6 +13,7 @@ import (
 	"time"
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/task"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -22,7 +23,6 @@ import (
 
 // Names the CLI shares with the control plane.
 const (
-	tagRuntime       = "vessel:runtime"
 	attrHost         = "vessel:host"
 	statusRunning    = "RUNNING"
 	statusStopped    = "STOPPED"
@@ -144,7 +144,7 @@ func (o *runOptions) run(cmd *cobra.Command, g *globals, image string, command [
 			AwsvpcConfiguration: &types.AwsVpcConfiguration{Subnets: o.subnets}}
 	}
 	if o.runtime != "" {
-		in.Tags = []types.Tag{{Key: aws.String(tagRuntime), Value: aws.String(o.runtime)}}
+		in.Tags = []types.Tag{{Key: aws.String(task.TagRuntime), Value: aws.String(o.runtime)}}
 	}
 	out, err := c.RunTask(ctx, in)
 	if err != nil {
@@ -189,7 +189,7 @@ func (o *runOptions) taskDefinition(ctx context.Context, c *ecs.Client, family, 
 		ContainerDefinitions:    []types.ContainerDefinition{want},
 	}
 	if o.runtime != "" {
-		in.Tags = []types.Tag{{Key: aws.String(tagRuntime), Value: aws.String(o.runtime)}}
+		in.Tags = []types.Tag{{Key: aws.String(task.TagRuntime), Value: aws.String(o.runtime)}}
 	}
 	reg, err := c.RegisterTaskDefinition(ctx, in)
 	if err != nil {
@@ -207,7 +207,7 @@ func sameDefinition(def *types.TaskDefinition, tags []types.Tag, cpu, mem, runti
 	if !sameNumber(aws.ToString(def.Cpu), cpu) || !sameNumber(aws.ToString(def.Memory), mem) {
 		return false
 	}
-	if tagValue(tags, tagRuntime) != runtime {
+	if tagValue(tags, task.TagRuntime) != runtime {
 		return false
 	}
 	got := def.ContainerDefinitions[0]

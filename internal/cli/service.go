@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/spf13/cobra"
+
+	"vessel.dev/vessel/internal/task"
 )
 
 // serviceWaitInterval is how often service commands poll while they wait.
@@ -85,7 +87,7 @@ func (o *serviceCreateOptions) run(cmd *cobra.Command, g *globals, name, taskDef
 		in.NetworkConfiguration = &types.NetworkConfiguration{AwsvpcConfiguration: &types.AwsVpcConfiguration{Subnets: o.subnets}}
 	}
 	if o.runtime != "" {
-		in.Tags = []types.Tag{{Key: aws.String(tagRuntime), Value: aws.String(o.runtime)}}
+		in.Tags = []types.Tag{{Key: aws.String(task.TagRuntime), Value: aws.String(o.runtime)}}
 	}
 	out, err := c.CreateService(ctx, in)
 	if err != nil {

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // fakeSource stands in for the control plane's task cache.
@@ -120,21 +122,17 @@ func aRecords(m *dns.Msg) []string {
 	return out
 }
 
-// eventually polls a query until its A records are want.
-func eventually(t *testing.T, s *Server, name string, want ...string) {
+// waitForA polls a query until its A records are want (none: NXDOMAIN).
+func waitForA(t *testing.T, s *Server, name string, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		m := query(t, s, "udp", name, dns.TypeA)
 		got := aRecords(m)
 		if slices.Equal(got, want) || len(want) == 0 && m.Rcode == dns.RcodeNameError {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: A %v (rcode %s), want %v", name, got, dns.RcodeToString[m.Rcode], want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("%s: A %v (rcode %s), want %v", name, got, dns.RcodeToString[m.Rcode], want)
+	})
 }
 
 func TestServiceAnswersFollowTasks(t *testing.T) {
@@ -156,10 +154,10 @@ func TestServiceAnswersFollowTasks(t *testing.T) {
 	src.tasks[pending.ID] = pending
 
 	s := startServer(t, Config{Source: src})
-	eventually(t, s, "web.default.vessel.local", "10.0.0.1", "10.0.0.2", "10.0.0.5")
-	eventually(t, s, "WEB.Default.Vessel.Local", "10.0.0.1", "10.0.0.2", "10.0.0.5")
-	eventually(t, s, "api.default.vessel.local", "10.0.0.6")
-	eventually(t, s, "web.prod.vessel.local", "10.0.1.1")
+	waitForA(t, s, "web.default.vessel.local", "10.0.0.1", "10.0.0.2", "10.0.0.5")
+	waitForA(t, s, "WEB.Default.Vessel.Local", "10.0.0.1", "10.0.0.2", "10.0.0.5")
+	waitForA(t, s, "api.default.vessel.local", "10.0.0.6")
+	waitForA(t, s, "web.prod.vessel.local", "10.0.1.1")
 
 	m := query(t, s, "udp", "web.default.vessel.local", dns.TypeA)
 	if !m.Authoritative || m.Answer[0].Header().Ttl != 5 {
@@ -174,15 +172,15 @@ func TestServiceAnswersFollowTasks(t *testing.T) {
 	src.update("unknown", func(t *task.Task) { t.Containers[0].HealthStatus = task.HealthHealthy })
 	src.update("healthy", func(t *task.Task) { t.Containers[0].HealthStatus = task.HealthUnhealthy })
 	src.update("nocheck", func(t *task.Task) { t.DesiredStatus = task.StatusStopped })
-	eventually(t, s, "web.default.vessel.local", "10.0.0.4", "10.0.0.5")
+	waitForA(t, s, "web.default.vessel.local", "10.0.0.4", "10.0.0.5")
 	src.update("sidecar", func(t *task.Task) {
 		t.DesiredStatus, t.LastStatus = task.StatusStopped, task.StatusStopped
 	})
 	src.update("pending", func(t *task.Task) { t.LastStatus, t.IP = task.StatusRunning, "10.0.0.9" })
-	eventually(t, s, "web.default.vessel.local", "10.0.0.4", "10.0.0.9")
+	waitForA(t, s, "web.default.vessel.local", "10.0.0.4", "10.0.0.9")
 	src.update("unknown", func(t *task.Task) { t.LastStatus = task.StatusStopped })
 	src.update("pending", func(t *task.Task) { t.LastStatus = task.StatusDeactivating })
-	eventually(t, s, "web.default.vessel.local") // NXDOMAIN once none serve
+	waitForA(t, s, "web.default.vessel.local") // NXDOMAIN once none serve
 }
 
 func TestTaskNamesAndRecordTypes(t *testing.T) {
@@ -192,8 +190,8 @@ func TestTaskNamesAndRecordTypes(t *testing.T) {
 	)
 	s := startServer(t, Config{Source: src})
 	// A task answers under its ID whatever its health.
-	eventually(t, s, "0123abcd.default.vessel.local", "10.0.0.1")
-	eventually(t, s, "web.default.vessel.local", "10.0.0.2")
+	waitForA(t, s, "0123abcd.default.vessel.local", "10.0.0.1")
+	waitForA(t, s, "web.default.vessel.local", "10.0.0.2")
 
 	srv := query(t, s, "udp", "web.default.vessel.local", dns.TypeSRV)
 	if len(srv.Answer) != 1 || len(srv.Extra) != 1 {
@@ -212,7 +210,7 @@ func TestTaskNamesAndRecordTypes(t *testing.T) {
 		{Name: "http", ContainerPort: 8080, Protocol: "tcp"}, {Name: "metrics", ContainerPort: 9090, Protocol: "tcp"}}}
 	api := running("89abcd", "default", "service:api", "10.0.0.3", web)
 	src.update(api.ID, func(t *task.Task) { *t = *api })
-	eventually(t, s, "api.default.vessel.local", "10.0.0.3")
+	waitForA(t, s, "api.default.vessel.local", "10.0.0.3")
 	all := query(t, s, "udp", "api.default.vessel.local", dns.TypeSRV)
 	var ports []int
 	for _, rr := range all.Answer {

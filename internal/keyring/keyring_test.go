@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/keyring"
 	"vessel.dev/vessel/internal/store/bolt"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -36,17 +39,6 @@ func newRing(t *testing.T, ctx context.Context, st *bolt.Store, sealer *auth.Sea
 		t.Fatal(err)
 	}
 	return r
-}
-
-// eventually polls cond for up to 10 s (a watch delivers in milliseconds).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10 s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // filesHold reports whether any file under dir contains s.
@@ -109,7 +101,12 @@ func TestKeyringSealsAndFollowsTheStore(t *testing.T) {
 	go b.Run(ctx)
 
 	// The other replica sees the key, a rotation and a deletion.
-	eventually(t, "b sees the key", func() bool { _, err := b.Lookup(ctx, k.AccessKeyID); return err == nil })
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if _, err := b.Lookup(ctx, k.AccessKeyID); err != nil {
+			return fmt.Errorf("b does not see the key: %w", err)
+		}
+		return nil
+	})
 	rotated := k
 	rotated.SecretAccessKey = "rotated-rotated-rotated-rotated-rotated0"
 	if err := a.Put(ctx, rotated); err != nil {
@@ -118,9 +115,11 @@ func TestKeyringSealsAndFollowsTheStore(t *testing.T) {
 	if got, _ := a.Lookup(ctx, k.AccessKeyID); got.SecretAccessKey != rotated.SecretAccessKey {
 		t.Fatalf("a still holds the old secret right after rotating")
 	}
-	eventually(t, "b sees the rotation", func() bool {
-		got, _ := b.Lookup(ctx, k.AccessKeyID)
-		return got.SecretAccessKey == rotated.SecretAccessKey
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if got, _ := b.Lookup(ctx, k.AccessKeyID); got.SecretAccessKey != rotated.SecretAccessKey {
+			return errors.New("b does not see the rotation")
+		}
+		return nil
 	})
 	if err := b.Delete(ctx, k.AccessKeyID); err != nil {
 		t.Fatal(err)
@@ -128,7 +127,12 @@ func TestKeyringSealsAndFollowsTheStore(t *testing.T) {
 	if _, err := b.Lookup(ctx, k.AccessKeyID); !errdefs.IsNotFound(err) {
 		t.Fatalf("b still finds the key right after deleting it: %v", err)
 	}
-	eventually(t, "a sees the deletion", func() bool { _, err := a.Lookup(ctx, k.AccessKeyID); return errdefs.IsNotFound(err) })
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if _, err := a.Lookup(ctx, k.AccessKeyID); !errdefs.IsNotFound(err) {
+			return fmt.Errorf("a does not see the deletion: Lookup = %v", err)
+		}
+		return nil
+	})
 	if err := b.Delete(ctx, k.AccessKeyID); !errdefs.IsNotFound(err) {
 		t.Fatalf("second Delete: %v, want not found", err)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // These tests prove the network boundary with real namespaces, bridges and
@@ -333,10 +335,12 @@ func TestTasksCannotSpoof(t *testing.T) {
 	if err := sendRaw(a.NetNSPath, arpFrame(taskMAC(a.IP), a.IP, b.IP)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for neighMAC(t, b.NetNSPath, a.IP) == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if neighMAC(t, b.NetNSPath, a.IP) == nil {
+			return errors.New("B has no neighbour entry for A")
+		}
+		return nil
+	})
 	if got := neighMAC(t, b.NetNSPath, a.IP); !bytes.Equal(got, taskMAC(a.IP)) {
 		t.Fatalf("B did not learn A's genuine ARP (%v)", got)
 	}

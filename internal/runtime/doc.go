@@ -7,9 +7,9 @@
 // back end applies to a spec at Create.
 //
 // The back ends are sub-packages: runc, gvisor, microvm and sim (no
-// process at all, for tests and scale benchmarks); toolkit holds what the
-// real ones share on the host, and runtimetest is the conformance suite
-// every back end passes.
+// process at all, for tests and scale benchmarks); builtin registers
+// them, toolkit holds what the real ones share on the host, and
+// runtimetest is the conformance suite every back end passes.
 //
 //	err := rt.Create(ctx, runtime.Spec{ID: taskID, MilliCPU: 250, MemoryMiB: 512, Containers: containers})
 //	err = rt.Start(ctx, taskID, "app")

@@ -54,38 +54,24 @@ func (s *Server) SubmitTask(ctx context.Context, t *task.Task) (*task.Task, erro
 	if _, err := s.getCluster(ctx, t.Cluster); err != nil {
 		return nil, err
 	}
-	if t.Runtime != "" && !slices.Contains(Runtimes, t.Runtime) {
-		return nil, errdefs.InvalidArgument("runtime %q is not known: the runtimes are %s", t.Runtime, strings.Join(Runtimes, ", "))
-	}
 	for _, sn := range t.Subnets {
 		if !slices.Contains(s.cfg.Subnets, sn) {
 			return nil, errdefs.InvalidArgument("subnet %q is not known: the subnets are %s", sn, strings.Join(s.cfg.Subnets, ", "))
 		}
 	}
-	if len(t.Containers) == 0 {
-		return nil, errdefs.InvalidArgument("a task needs at least one container")
-	}
 	if err := sizing.ValidateTask(t.CPUUnits, t.MemoryMiB); err != nil {
 		return nil, err
 	}
-	t = t.Clone()
 	now := s.cfg.Now()
+	id := newID()
+	t, err := task.New(t, id, s.taskARN(t.Cluster, id), now)
+	if err != nil {
+		return nil, err
+	}
 	if !s.launches.take(1, now) {
 		s.metrics.throttled.WithLabelValues("launch").Inc()
 		return nil, errdefs.LimitExceeded("%s: the control plane launches at most %g tasks a second (burst %d); retry later",
 			RateExceeded, s.cfg.LaunchRate, s.cfg.LaunchBurst)
-	}
-	t.ID = newID()
-	t.ARN = s.taskARN(t.Cluster, t.ID)
-	t.LastStatus = task.StatusProvisioning
-	t.DesiredStatus = task.StatusRunning
-	t.CreatedAt = now
-	t.Version = 1
-	if t.Group == "" && t.Family != "" {
-		t.Group = "family:" + t.Family
-	}
-	for j := range t.Containers {
-		t.Containers[j].LastStatus = task.StatusPending
 	}
 	if _, err := putJSON(ctx, s.store, taskKey(t.ID), t, store.MustNotExist); err != nil {
 		return nil, err

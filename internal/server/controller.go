@@ -93,7 +93,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 			}
 		default:
 			snap.Placed = append(snap.Placed, scheduler.Placed{TaskID: t.ID, HostID: t.HostID,
-				Size:   scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB},
+				Size:   scheduler.Resources{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB},
 				Subnet: t.Subnet, Spread: service.SpreadKey(t)})
 			if !known[t.HostID] || (!ready[t.HostID] && now.Sub(s.started) > s.cfg.HostTimeout) {
 				if err := s.stopOnLostHost(ctx, t, now); err != nil {
@@ -112,7 +112,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 	for _, t := range pending {
 		byID[t.ID] = t
 		snap.Pending = append(snap.Pending, scheduler.Request{TaskID: t.ID,
-			Size:    scheduler.Resources{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB},
+			Size:    scheduler.Resources{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB},
 			Runtime: t.Runtime, Subnets: t.Subnets, Spread: service.SpreadKey(t)})
 	}
 	start := time.Now()
@@ -282,7 +282,7 @@ func (s *Server) reconcileProfiles(ctx context.Context, tasks []*task.Task, now 
 				if t.DesiredStatus != task.StatusStopped {
 					_, err := s.updateTask(ctx, t.ID, func(t *task.Task) (bool, error) {
 						return t.RequestStop(task.StopCodeUserInitiated,
-							ProfileDeletedReason+p.Name, now), nil
+							task.ProfileDeletedReason+p.Name, now), nil
 					})
 					if err != nil && !errdefs.IsNotFound(err) {
 						return err
@@ -298,11 +298,6 @@ func (s *Server) reconcileProfiles(ctx context.Context, tasks []*task.Task, now 
 	}
 	return nil
 }
-
-// ProfileDeletedReason starts the stoppedReason of a task stopped because
-// the Fargate profile that placed it was deleted; the profile's name
-// follows.
-const ProfileDeletedReason = "Fargate profile deleted: "
 
 func hasTag(tags []task.Tag, key, value string) bool {
 	for _, t := range tags {

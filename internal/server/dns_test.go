@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 func TestRunTaskSetsTaskDNS(t *testing.T) {
@@ -26,15 +28,12 @@ func TestRunTaskSetsTaskDNS(t *testing.T) {
 	}
 	// The snapshot follows the store's watch: wait for it to show the task.
 	var ts []*task.Task
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		ts, err = e.srv.TaskSnapshot(c)
-		if err == nil && len(ts) == 1 || time.Now().After(deadline) {
-			break
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if ts, err = e.srv.TaskSnapshot(c); err != nil || len(ts) != 1 {
+			return fmt.Errorf("TaskSnapshot: %v, %d tasks, want 1", err, len(ts))
 		}
-	}
-	if err != nil || len(ts) != 1 {
-		t.Fatalf("TaskSnapshot: %v %d", err, len(ts))
-	}
+		return nil
+	})
 	d := ts[0].DNS
 	if d == nil || !slices.Equal(d.Nameservers, []string{"10.89.0.1"}) || !slices.Equal(d.Searches, []string{"default.vessel.local"}) {
 		t.Fatalf("task DNS = %+v", d)

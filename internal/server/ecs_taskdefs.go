@@ -26,9 +26,9 @@ const MaxContainersPerTask = 10
 
 // Ephemeral storage bounds, in GiB.
 const (
-	DefaultEphemeralStorageGiB = 20
-	MinEphemeralStorageGiB     = 21
-	MaxEphemeralStorageGiB     = 200
+	DefaultEphemeralStorageGiB = task.DefaultEphemeralStorageGiB
+	MinEphemeralStorageGiB     = task.MinEphemeralStorageGiB
+	MaxEphemeralStorageGiB     = task.MaxEphemeralStorageGiB
 )
 
 // validateTaskDefinition checks a registration against Fargate's rules and

@@ -22,13 +22,6 @@ import (
 // MaxRunTaskCount is the most tasks one RunTask launches, as in ECS.
 const MaxRunTaskCount = 10
 
-// TagRuntime is the RunTask, task definition or cluster tag that picks a
-// runtime.
-const TagRuntime = "vessel:runtime"
-
-// Runtimes are the sandbox runtimes a task may ask for, strongest first.
-var Runtimes = []string{"microvm", "gvisor", "runc", "sim"}
-
 // RunTask launches count tasks of a task definition. Each task takes a
 // token of the launch bucket (LaunchRate); a RunTask the bucket cannot
 // serve whole launches nothing and is refused with ThrottlingException.
@@ -82,17 +75,18 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 	if err != nil {
 		return nil, err
 	}
-	template, err := s.resolveTask(def, rec.Tags, in.Overrides)
+	template, err := s.resolveTask(def, in.Overrides)
 	if err != nil {
+		return nil, err
+	}
+	defTags, _ := tagsFromAPI(rec.Tags) // checked when the definition was registered
+	if template.Runtime, err = task.ResolveRuntime(tags, defTags, cl.Tags); err != nil {
 		return nil, err
 	}
 	template.Cluster = cluster
 	template.Subnets = subnets
 	template.StartedBy = deref(in.StartedBy)
 	template.Group = deref(in.Group)
-	if template.Group == "" {
-		template.Group = "family:" + template.Family
-	}
 	template.Tags = tags
 	if s.cfg.TaskDNS != nil {
 		// Fargate rejects a task definition's dnsServers and
@@ -101,24 +95,6 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 		if err := template.DNS.Validate(); err != nil {
 			return nil, err
 		}
-	}
-	// The runtime: RunTask's tag, else the task definition's, else the
-	// cluster's default, else the host's.
-	for _, t := range tags {
-		if t.Key == TagRuntime {
-			template.Runtime = t.Value
-		}
-	}
-	if template.Runtime == "" {
-		for _, t := range cl.Tags {
-			if t.Key == TagRuntime {
-				template.Runtime = t.Value
-			}
-		}
-	}
-	if template.Runtime != "" && !slices.Contains(Runtimes, template.Runtime) {
-		return nil, errdefs.InvalidArgument("runtime %q (tag %s) is not known: the runtimes are %s",
-			template.Runtime, TagRuntime, strings.Join(Runtimes, ", "))
 	}
 	if in.Overrides != nil {
 		raw, err := json.Marshal(in.Overrides)
@@ -137,21 +113,16 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 	}
 	out := &api.RunTaskOutput{Tasks: []api.Task{}, Failures: []api.Failure{}}
 	for i := int32(0); i < count; i++ {
-		t := template.Clone()
-		t.ID = newID()
+		id := newID()
 		if token != "" {
 			// The SDK sends the same token when it retries: a task's
 			// ID comes from it, so a repeated call finds the tasks the
 			// first one stored instead of starting more.
-			t.ID = tokenTaskID(cluster, token, i)
+			id = tokenTaskID(cluster, token, i)
 		}
-		t.ARN = s.taskARN(cluster, t.ID)
-		t.LastStatus = task.StatusProvisioning
-		t.DesiredStatus = task.StatusRunning
-		t.CreatedAt = now
-		t.Version = 1
-		for j := range t.Containers {
-			t.Containers[j].LastStatus = task.StatusPending
+		t, err := task.New(template, id, s.taskARN(cluster, id), now)
+		if err != nil {
+			return nil, err
 		}
 		if _, err := putJSON(ctx, s.store, taskKey(t.ID), t, store.MustNotExist); err != nil {
 			var existing task.Task
@@ -192,9 +163,13 @@ func (s *Server) taskSubnets(nc *api.NetworkConfiguration) ([]string, error) {
 	return slices.Clone(vpc.Subnets), nil
 }
 
-// resolveTask turns a task definition and overrides into the task's
-// containers and provisioned size.
-func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api.TaskOverride) (*task.Task, error) {
+// resolveTask turns a task definition and RunTask's overrides into the
+// template of its tasks: the containers and the provisioned size. It
+// translates the wire shapes; the rules are the domain's (sizing's size
+// table, task.CheckEphemeralStorage, Task.CheckReservations), whose errors
+// it turns into ECS's (ClientException where ECS answers with one). Where
+// and by whom the task runs, and its runtime, are the caller's.
+func (s *Server) resolveTask(def *api.TaskDefinition, ov *api.TaskOverride) (*task.Task, error) {
 	cpu, err := sizing.ParseECSCPU(deref(def.Cpu))
 	if err != nil {
 		return nil, err
@@ -217,7 +192,7 @@ func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api
 		return nil, clientException(err)
 	}
 	t := &task.Task{TaskDefinitionArn: deref(def.TaskDefinitionArn), Family: deref(def.Family),
-		CPUUnits: cpu, MemoryMiB: mem, EphemeralStorageGiB: DefaultEphemeralStorageGiB}
+		CPUUnits: cpu, MemoryMiB: mem, EphemeralStorageGiB: task.DefaultEphemeralStorageGiB}
 	if err := validateOverrides(ov); err != nil {
 		return nil, err
 	}
@@ -231,16 +206,10 @@ func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api
 	}
 	if ov != nil && ov.EphemeralStorage != nil {
 		es := ov.EphemeralStorage.SizeInGiB
-		if es < MinEphemeralStorageGiB || es > MaxEphemeralStorageGiB {
-			return nil, errdefs.InvalidArgument("overrides.ephemeralStorage.sizeInGiB %d is out of range: accepted values are %d..%d",
-				es, MinEphemeralStorageGiB, MaxEphemeralStorageGiB)
+		if err := task.CheckEphemeralStorage("overrides.ephemeralStorage.sizeInGiB", es); err != nil {
+			return nil, err
 		}
 		t.EphemeralStorageGiB = es
-	}
-	for _, tg := range defTags {
-		if deref(tg.Key) == TagRuntime {
-			t.Runtime = deref(tg.Value)
-		}
 	}
 	overrides := map[string]*api.ContainerOverride{}
 	if ov != nil {
@@ -257,7 +226,6 @@ func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api
 			overrides[name] = co
 		}
 	}
-	var cpuSum int64
 	for _, cd := range def.ContainerDefinitions {
 		// A definition stored before a field was refused is refused now,
 		// rather than run without it.
@@ -319,17 +287,13 @@ func (s *Server) resolveTask(def *api.TaskDefinition, defTags []api.Tag, ov *api
 				c.MemoryMiB = int64(*co.Memory)
 			}
 		}
-		if c.MemoryMiB > mem {
-			return nil, clientException(errdefs.InvalidArgument("container %q: memory %d MiB exceeds the task's %d MiB", c.Name, c.MemoryMiB, mem))
-		}
-		cpuSum += c.CPUUnits
 		if len(env) > 0 {
 			c.Environment = env
 		}
 		t.Containers = append(t.Containers, c)
 	}
-	if cpuSum > cpu {
-		return nil, clientException(errdefs.InvalidArgument("the containers' cpu adds up to %d units, more than the task's %d", cpuSum, cpu))
+	if err := t.CheckReservations(); err != nil {
+		return nil, clientException(err)
 	}
 	return t, nil
 }
@@ -433,7 +397,7 @@ func (s *Server) taskOut(t *task.Task) api.Task {
 	out.Overrides = overridesOut(t.Overrides)
 	runtime := t.Runtime
 	if runtime != "" {
-		out.Attributes = append(out.Attributes, api.Attribute{Name: ptr(TagRuntime), Value: ptr(runtime)})
+		out.Attributes = append(out.Attributes, api.Attribute{Name: ptr(task.TagRuntime), Value: ptr(runtime)})
 	}
 	if t.HostID != "" {
 		out.Attributes = append(out.Attributes, api.Attribute{Name: ptr("vessel:host"), Value: ptr(t.HostID)})

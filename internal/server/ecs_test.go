@@ -16,6 +16,7 @@ import (
 
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // apiCode returns the AWS error code of err, or "" if it is not an API error.
@@ -305,18 +306,13 @@ func TestTaskLifecycleRunAndStop(t *testing.T) {
 		t.Errorf("stoppingAt %v after stoppedAt %v", stopped.StoppingAt, stopped.StoppedAt)
 	}
 	// Every state of the lifecycle was stored, in order.
-	deadline := time.Now().Add(5 * time.Second)
 	want := []string{"PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"}
-	for {
-		got := statuses(id)
-		if fmt.Sprint(got) == fmt.Sprint(want) {
-			break
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if got := statuses(id); fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("stored statuses %v, want %v", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stored statuses %v, want %v", got, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	// Stopping again changes nothing.
 	again, err := e.ecs.StopTask(c, &ecs.StopTaskInput{Task: aws.String(arn), Reason: aws.String("again")})
 	if err != nil || aws.ToString(again.Task.StoppedReason) != "done testing" {
@@ -489,8 +485,7 @@ func TestAllocationRatioLimitsPlacement(t *testing.T) {
 			arns = append(arns, *tk.TaskArn)
 		}
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		out, err := e.ecs.DescribeTasks(c, &ecs.DescribeTasksInput{Tasks: arns})
 		if err != nil {
 			t.Fatal(err)
@@ -504,17 +499,14 @@ func TestAllocationRatioLimitsPlacement(t *testing.T) {
 				pending++
 			}
 		}
-		if running == 16 && pending == 2 {
-			break
-		}
 		if running > 16 {
 			t.Fatalf("%d tasks running on a host that holds 16", running)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("running %d pending %d, want 16 and 2", running, pending)
+		if running != 16 || pending != 2 {
+			return fmt.Errorf("running %d pending %d, want 16 and 2", running, pending)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestLostHostStopsItsTasks(t *testing.T) {
@@ -534,20 +526,16 @@ func TestStoppedTasksExpire(t *testing.T) {
 	def := e.register("brief", "256", "512", "exit", "0")
 	arn := e.run(def)
 	e.waitStatus(arn, "STOPPED")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		out, err := e.ecs.DescribeTasks(ctx(t), &ecs.DescribeTasksInput{Tasks: []string{arn}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(out.Tasks) == 0 && len(out.Failures) == 1 {
-			return
+		if len(out.Tasks) != 0 || len(out.Failures) != 1 {
+			return errors.New("a stopped task is still visible after its retention")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a stopped task is still visible after its retention")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestDependsOnAndHealthChecks(t *testing.T) {
@@ -577,8 +565,7 @@ func TestDependsOnAndHealthChecks(t *testing.T) {
 			HealthCheck: &ecstypes.HealthCheck{Command: []string{"CMD-SHELL", "exit 0"}, Interval: aws.Int32(5)}},
 	)
 	arn := e.run(good)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		tk := e.describe(arn)
 		byName := map[string]ecstypes.Container{}
 		for _, ct := range tk.Containers {
@@ -592,17 +579,14 @@ func TestDependsOnAndHealthChecks(t *testing.T) {
 				t.Fatalf("app started before the sidecar was healthy: %s", byName["sidecar"].HealthStatus)
 			}
 			if byName["app"].HealthStatus == ecstypes.HealthStatusHealthy && tk.HealthStatus == ecstypes.HealthStatusHealthy {
-				break
+				return nil
 			}
 		}
 		if aws.ToString(tk.LastStatus) == "STOPPED" {
 			t.Fatalf("task stopped: %s", aws.ToString(tk.StoppedReason))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("app never reached RUNNING and HEALTHY: %+v", byName)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("app is not RUNNING and HEALTHY: %+v", byName)
+	})
 
 	// A dependency that fails its SUCCESS condition: the task cannot start.
 	bad := reg("broken",
@@ -615,16 +599,30 @@ func TestDependsOnAndHealthChecks(t *testing.T) {
 	if stopped.StopCode != ecstypes.TaskStopCodeTaskFailedToStart || !strings.Contains(aws.ToString(stopped.StoppedReason), "init exited with code 2") {
 		t.Fatalf("stopCode %s reason %q", stopped.StopCode, aws.ToString(stopped.StoppedReason))
 	}
-	// A non-essential container exiting leaves the task running.
+	// A non-essential container exiting leaves the task running. "after"
+	// starts once helper has exited: the agent starts it only after it has
+	// handled that exit, so when "after" runs the agent has decided.
 	side := reg("sidecar-exits",
 		ecstypes.ContainerDefinition{Name: aws.String("helper"), Image: aws.String("busybox"), Essential: aws.Bool(false), Command: []string{"exit", "1"}},
 		ecstypes.ContainerDefinition{Name: aws.String("app"), Image: aws.String("busybox"), Command: []string{"sleep", "1000"}},
+		ecstypes.ContainerDefinition{Name: aws.String("after"), Image: aws.String("busybox"), Essential: aws.Bool(false),
+			Command: []string{"sleep", "1000"}, DependsOn: dep("helper", ecstypes.ContainerConditionComplete)},
 	)
 	sarn := e.run(side)
-	e.waitStatus(sarn, "RUNNING")
-	time.Sleep(300 * time.Millisecond)
-	if tk := e.describe(sarn); aws.ToString(tk.LastStatus) != "RUNNING" {
-		t.Fatalf("a non-essential exit stopped the task: %s", aws.ToString(tk.StoppedReason))
+	testutil.Eventually(t, 20*time.Second, func() error {
+		tk := e.describe(sarn)
+		if aws.ToString(tk.LastStatus) == "STOPPED" {
+			t.Fatalf("a non-essential exit stopped the task: %s", aws.ToString(tk.StoppedReason))
+		}
+		for _, ct := range tk.Containers {
+			if aws.ToString(ct.Name) == "after" && aws.ToString(ct.LastStatus) == "RUNNING" {
+				return nil
+			}
+		}
+		return fmt.Errorf("the container after helper's exit is not running: task %s", aws.ToString(tk.LastStatus))
+	})
+	if tk := e.describe(sarn); aws.ToString(tk.LastStatus) != "RUNNING" || tk.DesiredStatus == nil || *tk.DesiredStatus != "RUNNING" {
+		t.Fatalf("a non-essential exit stopped the task: %s, desired %s: %s", aws.ToString(tk.LastStatus), aws.ToString(tk.DesiredStatus), aws.ToString(tk.StoppedReason))
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	ekstypes "github.com/aws/aws-sdk-go-v2/service/eks/types"
 
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 const role = "arn:aws:iam::000000000000:role/pods"
@@ -37,23 +38,19 @@ func TestFargateProfiles(t *testing.T) {
 		len(p.Selectors) != 2 || len(p.Subnets) != 1 || p.CreatedAt == nil || !strings.Contains(aws.ToString(p.FargateProfileArn), ":fargateprofile/default/web/") {
 		t.Fatalf("CreateFargateProfile = %+v", p)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		d, err := e.eks.DescribeFargateProfile(c, &eks.DescribeFargateProfileInput{ClusterName: aws.String("default"), FargateProfileName: aws.String("web")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.FargateProfile.Status == ekstypes.FargateProfileStatusActive {
-			if d.FargateProfile.Selectors[0].Labels["app"] != "web" || d.FargateProfile.Tags["team"] != "a" {
-				t.Fatalf("profile lost its selectors or tags: %+v", d.FargateProfile)
-			}
-			break
+		if d.FargateProfile.Status != ekstypes.FargateProfileStatusActive {
+			return fmt.Errorf("profile still %s", d.FargateProfile.Status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("profile still %s", d.FargateProfile.Status)
+		if d.FargateProfile.Selectors[0].Labels["app"] != "web" || d.FargateProfile.Tags["team"] != "a" {
+			t.Fatalf("profile lost its selectors or tags: %+v", d.FargateProfile)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	six := []ekstypes.FargateProfileSelector{}
 	for i := 0; i < 6; i++ {
@@ -115,17 +112,13 @@ func TestFargateProfiles(t *testing.T) {
 		FargateProfileName: aws.String("next"), PodExecutionRoleArn: aws.String(role),
 		Selectors: []ekstypes.FargateProfileSelector{selector("default", nil)}})
 	wantAPIError(t, err, "ResourceInUseException", "being deleted")
-	deadline = time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		_, err := e.eks.DescribeFargateProfile(c, &eks.DescribeFargateProfileInput{ClusterName: aws.String("default"), FargateProfileName: aws.String("web")})
-		if apiCode(err) == "ResourceNotFoundException" {
-			break
+		if apiCode(err) != "ResourceNotFoundException" {
+			return fmt.Errorf("deleted profile still there: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deleted profile still there: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if _, err := e.eks.CreateFargateProfile(c, &eks.CreateFargateProfileInput{ClusterName: aws.String("default"),
 		FargateProfileName: aws.String("next"), PodExecutionRoleArn: aws.String(role),
 		Selectors: []ekstypes.FargateProfileSelector{selector("default", nil)}}); err != nil {
@@ -174,9 +167,8 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("/healthz: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err = http.Get(e.url + "/metrics")
+	testutil.Eventually(t, 5*time.Second, func() error {
+		resp, err := http.Get(e.url + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,12 +178,9 @@ func TestHealthAndMetrics(t *testing.T) {
 		ok := strings.Contains(text, `vessel_tasks{status="STOPPED"} 1`) &&
 			strings.Contains(text, "vessel_placements_total 1") &&
 			strings.Contains(text, `vessel_api_request_duration_seconds_count{code="200",operation="RunTask"} 1`)
-		if ok {
-			return
+		if !ok {
+			return fmt.Errorf("/metrics lacks task counts, placements or API latency:\n%s", text)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics lacks task counts, placements or API latency:\n%s", text)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }

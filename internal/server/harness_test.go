@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 	"vessel.dev/vessel/internal/runtime/sim"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/store/bolt"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // env is a control plane with one sim host, reached through the SDK clients.
@@ -175,17 +177,14 @@ func (e *env) describe(arn string) ecstypes.Task {
 // orLater) and returns it.
 func (e *env) waitStatus(arn, status string) ecstypes.Task {
 	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		t := e.describe(arn)
-		if aws.ToString(t.LastStatus) == status {
-			return t
+	var t ecstypes.Task
+	testutil.Eventually(e.t, 20*time.Second, func() error {
+		if t = e.describe(arn); aws.ToString(t.LastStatus) != status {
+			return fmt.Errorf("task %s is %s, want %s (stoppedReason %q)", arn, aws.ToString(t.LastStatus), status, aws.ToString(t.StoppedReason))
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("task %s is %s after 20s, want %s (stoppedReason %q)", arn, aws.ToString(t.LastStatus), status, aws.ToString(t.StoppedReason))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return t
 }
 
 // rawECS sends a signed ECS request by hand and returns the HTTP status,

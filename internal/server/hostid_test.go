@@ -2,12 +2,14 @@ package server_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/server"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // hostKey returns a host credential bound to hostID.
@@ -47,21 +49,17 @@ func TestHostCredentialIsBoundToItsHost(t *testing.T) {
 	}
 	arn := e.run(e.register("bound", "256", "512", "sleep", "60"))
 	var taskID string
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, func() error {
 		as, err := clientB.Assignments(c, "host-b", -1)
 		if err != nil {
 			t.Fatalf("host B reading its assignments: %v", err)
 		}
-		if len(as.Tasks) == 1 {
-			taskID = as.Tasks[0].ID
-			break
+		if len(as.Tasks) != 1 {
+			return fmt.Errorf("task %s was not placed on host B", arn)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s was not placed on host B", arn)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		taskID = as.Tasks[0].ID
+		return nil
+	})
 	if err := clientA.RegisterHost(c, host("host-a")); err != nil {
 		t.Fatalf("host A registering itself: %v", err)
 	}

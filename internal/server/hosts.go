@@ -105,103 +105,15 @@ func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (a
 
 // ReportStatus implements agentproto.ControlPlane.
 func (s *Server) ReportStatus(ctx context.Context, hostID string, u agentproto.StatusUpdate) error {
-	if u.LastStatus != "" && !u.LastStatus.Valid() {
-		return errdefs.InvalidArgument("unknown status %q", u.LastStatus)
+	if err := u.Validate(); err != nil {
+		return err
 	}
-	at := u.At
-	if at.IsZero() {
-		at = s.cfg.Now()
-	}
+	now := s.cfg.Now()
 	_, err := s.updateTask(ctx, u.TaskID, func(t *task.Task) (bool, error) {
 		if t.HostID != hostID {
 			return false, errdefs.Conflict("task %s is not placed on host %s", t.ID, hostID)
 		}
-		if t.Stopped() {
-			return false, nil
-		}
-		changed := false
-		if u.Runtime != "" && t.Runtime != u.Runtime {
-			t.Runtime, changed = u.Runtime, true
-		}
-		if u.IP != "" && t.IP != u.IP {
-			t.IP, changed = u.IP, true
-		}
-		if !u.PullStartedAt.IsZero() && t.PullStartedAt.IsZero() {
-			t.PullStartedAt, changed = u.PullStartedAt, true
-		}
-		if !u.PullStoppedAt.IsZero() && t.PullStoppedAt.IsZero() {
-			t.PullStoppedAt, changed = u.PullStoppedAt, true
-		}
-		if u.PullProgress != "" && t.PullProgress != u.PullProgress && t.LastStatus == task.StatusActivating {
-			t.PullProgress, changed = u.PullProgress, true
-		}
-		if u.StopCode != "" || u.StoppedReason != "" {
-			if t.DesiredStatus != task.StatusStopped {
-				t.RequestStop(u.StopCode, u.StoppedReason, at)
-				changed = true
-			} else if t.StoppedReason == "" && u.StoppedReason != "" {
-				t.StoppedReason, changed = u.StoppedReason, true
-			}
-		}
-		for _, cu := range u.Containers {
-			c := t.Container(cu.Name)
-			if c == nil {
-				return false, errdefs.InvalidArgument("task %s has no container %q", t.ID, cu.Name)
-			}
-			if cu.RestartCount > c.RestartCount {
-				// Restarted in place: a new run starts over.
-				c.RestartCount, changed = cu.RestartCount, true
-				c.LastStatus, c.ExitCode, c.Reason, c.FinishedAt = "", nil, "", time.Time{}
-				c.LastExitCode, c.LastReason = nil, cu.LastReason
-				if cu.LastExitCode != nil {
-					code := *cu.LastExitCode
-					c.LastExitCode = &code
-				}
-				c.LastStartedAt, c.LastFinishedAt = cu.LastStartedAt, cu.LastFinishedAt
-			}
-			if cu.Ready != nil && c.Ready != *cu.Ready {
-				c.Ready, changed = *cu.Ready, true
-			}
-			if cu.Started != nil && c.Started != *cu.Started {
-				c.Started, changed = *cu.Started, true
-			}
-			if !cu.StartedAt.IsZero() && !c.StartedAt.Equal(cu.StartedAt) {
-				c.StartedAt, changed = cu.StartedAt, true
-			}
-			if !cu.FinishedAt.IsZero() && !c.FinishedAt.Equal(cu.FinishedAt) {
-				c.FinishedAt, changed = cu.FinishedAt, true
-			}
-			if cu.LastStatus != "" && c.LastStatus.Before(cu.LastStatus) {
-				c.LastStatus, changed = cu.LastStatus, true
-			}
-			if cu.ExitCode != nil && c.ExitCode == nil {
-				code := *cu.ExitCode
-				c.ExitCode, changed = &code, true
-			}
-			if cu.Reason != "" && c.Reason == "" {
-				c.Reason, changed = cu.Reason, true
-				if t.RestartPolicy == "" && (t.StoppedReason == "" || t.StopCode == task.StopCodeEssentialContainerExited) {
-					// An OOM kill names the task's reason too.
-					t.StoppedReason = cu.Reason
-				}
-			}
-			if cu.RuntimeID != "" && c.RuntimeID != cu.RuntimeID {
-				c.RuntimeID, changed = cu.RuntimeID, true
-			}
-			if cu.ImageDigest != "" && c.ImageDigest != cu.ImageDigest {
-				c.ImageDigest, changed = cu.ImageDigest, true
-			}
-			if cu.HealthStatus != "" && c.HealthStatus != cu.HealthStatus {
-				c.HealthStatus, changed = cu.HealthStatus, true
-			}
-		}
-		if u.LastStatus != "" && t.LastStatus.Before(u.LastStatus) {
-			if err := t.Advance(u.LastStatus, at); err != nil {
-				return false, err
-			}
-			changed = true
-		}
-		return changed, nil
+		return t.ApplyReport(u, now)
 	})
 	if err == nil {
 		s.notify()

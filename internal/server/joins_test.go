@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/server"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // vessel sends a signed request to one of Vessel's own routes and returns
@@ -151,19 +153,16 @@ func TestRevokedHostIsCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	arn := e.run(e.register("revoked", "256", "512", "sleep", "60"))
-	for deadline := time.Now().Add(20 * time.Second); ; {
+	testutil.Eventually(t, 20*time.Second, func() error {
 		as, err := client.Assignments(ctx(t), "host-r", -1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(as.Tasks) == 1 {
-			break
+		if len(as.Tasks) != 1 {
+			return fmt.Errorf("task %s was not placed on the host", arn)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the task was not placed on the host")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	if code, body := e.vessel(e.key, http.MethodPost, "/vessel/v1/hosts/host-r/revoke", nil); code != 200 {
 		t.Fatalf("RevokeHost: HTTP %d %s", code, body)

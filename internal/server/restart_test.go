@@ -2,12 +2,14 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // TestReportRestartInPlace: a report with a higher RestartCount starts the
@@ -32,20 +34,21 @@ func TestReportRestartInPlace(t *testing.T) {
 		if err := json.Unmarshal(kv.Value, &stored); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var c task.Container
+		testutil.Eventually(t, 5*time.Second, func() error {
 			tasks, err := e.srv.TaskSnapshot(ctx(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, tk := range tasks {
 				if tk.ID == id && tk.Version >= stored.Version {
-					return tk.Containers[0]
+					c = tk.Containers[0]
+					return nil
 				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("task %s: the cache did not reach the stored version %d", id, stored.Version)
-			}
-		}
+			return fmt.Errorf("task %s: the cache did not reach the stored version %d", id, stored.Version)
+		})
+		return c
 	}
 	get()
 	report := func(cu agentproto.ContainerUpdate) {

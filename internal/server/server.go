@@ -18,7 +18,7 @@ import (
 )
 
 // DefaultCluster always exists.
-const DefaultCluster = "default"
+const DefaultCluster = task.DefaultCluster
 
 // DefaultSubnet is the subnet tasks use when they name none.
 const DefaultSubnet = "subnet-default"

@@ -24,15 +24,6 @@ import (
 // ServiceThrottle is the service throttle's configuration (Config).
 type ServiceThrottle = service.Throttle
 
-// serviceLaunch is a service.Launch as serviceTask takes it (the task's
-// ID, startedBy, task definition and subnets).
-type serviceLaunch struct {
-	taskID     string
-	deployment string
-	taskDef    string
-	subnets    []string
-}
-
 // reconcileServices runs the service scheduler over every service, from the
 // controller's pass (tasks is the caught-up task cache).
 func (s *Server) reconcileServices(ctx context.Context, tasks []*task.Task, now time.Time) error {
@@ -124,8 +115,7 @@ func (s *Server) applyServicePlan(ctx context.Context, kv store.KV, p service.Re
 			}
 			defs[l.TaskDefinition] = def
 		}
-		t, err := s.serviceTask(r, cl, def,
-			serviceLaunch{taskID: l.TaskID, deployment: l.Deployment, taskDef: l.TaskDefinition, subnets: l.Subnets}, now)
+		t, err := s.serviceTask(r, cl, def, l, now)
 		if err != nil {
 			s.log.Error("service cannot launch a task", "service", r.Name, "cluster", r.Cluster, "err", err)
 			return nil
@@ -141,16 +131,14 @@ func (s *Server) applyServicePlan(ctx context.Context, kv store.KV, p service.Re
 
 // serviceTask makes one task of a service's deployment, as RunTask would:
 // startedBy is the deployment's ID and group "service:<name>".
-func (s *Server) serviceTask(r *serviceRecord, cl *clusterRecord, def *taskDefRecord, l serviceLaunch, now time.Time) (*task.Task, error) {
-	t, err := s.resolveTask(&def.Def, def.Tags, nil)
+func (s *Server) serviceTask(r *serviceRecord, cl *clusterRecord, def *taskDefRecord, l service.Launch, now time.Time) (*task.Task, error) {
+	t, err := s.resolveTask(&def.Def, nil)
 	if err != nil {
 		return nil, err
 	}
-	t.ID = l.taskID
-	t.ARN = s.taskARN(r.Cluster, t.ID)
 	t.Cluster = r.Cluster
-	t.Subnets = l.subnets
-	t.StartedBy = l.deployment
+	t.Subnets = l.Subnets
+	t.StartedBy = l.Deployment
 	t.Group = ServiceGroupPrefix + r.Name
 	if s.cfg.TaskDNS != nil {
 		// As RunTask's: the control plane's DNS server and the cluster's zone.
@@ -159,34 +147,15 @@ func (s *Server) serviceTask(r *serviceRecord, cl *clusterRecord, def *taskDefRe
 			return nil, err
 		}
 	}
+	defTags, _ := tagsFromAPI(def.Tags) // checked when the definition was registered
 	switch r.PropagateTags {
 	case "SERVICE":
 		t.Tags = slices.Clone(r.Tags)
 	case "TASK_DEFINITION":
-		t.Tags, _ = tagsFromAPI(def.Tags)
+		t.Tags = defTags
 	}
-	// The runtime: the service's tag, else the task definition's, else the
-	// cluster's default, else the host's.
-	for _, tags := range [][]task.Tag{r.Tags} {
-		for _, tg := range tags {
-			if tg.Key == TagRuntime {
-				t.Runtime = tg.Value
-			}
-		}
+	if t.Runtime, err = task.ResolveRuntime(r.Tags, defTags, cl.Tags); err != nil {
+		return nil, err
 	}
-	if t.Runtime == "" {
-		for _, tg := range cl.Tags {
-			if tg.Key == TagRuntime {
-				t.Runtime = tg.Value
-			}
-		}
-	}
-	t.LastStatus = task.StatusProvisioning
-	t.DesiredStatus = task.StatusRunning
-	t.CreatedAt = now
-	t.Version = 1
-	for j := range t.Containers {
-		t.Containers[j].LastStatus = task.StatusPending
-	}
-	return t, nil
+	return task.New(t, l.TaskID, s.taskARN(r.Cluster, l.TaskID), now)
 }

@@ -285,14 +285,10 @@ func (s *Server) CreateService(ctx context.Context, in *api.CreateServiceInput) 
 	return &api.CreateServiceOutput{Service: &out}, nil
 }
 
+// checkRuntimeTag checks a service's vessel:runtime tag.
 func checkRuntimeTag(tags []task.Tag) error {
-	for _, t := range tags {
-		if t.Key == TagRuntime && !slices.Contains(Runtimes, t.Value) {
-			return errdefs.InvalidArgument("runtime %q (tag %s) is not known: the runtimes are %s",
-				t.Value, TagRuntime, strings.Join(Runtimes, ", "))
-		}
-	}
-	return nil
+	_, err := task.ResolveRuntime(tags, nil, nil)
+	return err
 }
 
 // UpdateService changes a service's desired count, and starts a new

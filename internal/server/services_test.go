@@ -13,6 +13,7 @@ import (
 
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // describeService returns one service of the default cluster.
@@ -31,18 +32,15 @@ func (e *env) describeService(name string) ecstypes.Service {
 // waitService polls until ok holds for the service.
 func (e *env) waitService(name, what string, ok func(ecstypes.Service) bool) ecstypes.Service {
 	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		s := e.describeService(name)
-		if ok(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("service %s: not %s after 20s: status %s desired %d running %d pending %d\ndeployments %s\nevents %s",
+	var s ecstypes.Service
+	testutil.Eventually(e.t, 20*time.Second, func() error {
+		if s = e.describeService(name); !ok(s) {
+			return fmt.Errorf("service %s: not %s: status %s desired %d running %d pending %d\ndeployments %s\nevents %s",
 				name, what, aws.ToString(s.Status), s.DesiredCount, s.RunningCount, s.PendingCount, deployments(s), events(s))
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return s
 }
 
 func deployments(s ecstypes.Service) string {
@@ -235,7 +233,7 @@ func TestServiceRollingDeployment(t *testing.T) {
 		t.Fatalf("deployments after UpdateService:%s", deployments(*up.Service))
 	}
 	// Never more than 3 tasks (150 %), never fewer than 1 running (50 %).
-	for {
+	testutil.Eventually(t, 20*time.Second, func() error {
 		s := e.describeService("api")
 		if total := s.RunningCount + s.PendingCount; total > 3 {
 			t.Fatalf("%d tasks during the rollout, more than maximumPercent allows", total)
@@ -247,10 +245,10 @@ func TestServiceRollingDeployment(t *testing.T) {
 			if aws.ToString(s.TaskDefinition) != v2 || aws.ToString(s.Deployments[0].TaskDefinition) != v2 {
 				t.Fatalf("steady on %s", aws.ToString(s.TaskDefinition))
 			}
-			break
+			return nil
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return fmt.Errorf("the rollout is not steady: running %d pending %d\ndeployments %s", s.RunningCount, s.PendingCount, deployments(s))
+	})
 	for _, tk := range e.serviceTasks("api") {
 		if aws.ToString(tk.TaskDefinitionArn) != v2 || tk.HealthStatus != ecstypes.HealthStatusHealthy {
 			t.Errorf("task on %s health %s", aws.ToString(tk.TaskDefinitionArn), tk.HealthStatus)
@@ -385,19 +383,18 @@ func TestServiceTasksGetTaskDNS(t *testing.T) {
 		}
 	})
 	e.createService("web", e.register("web", "256", "512", "serve"), 1)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		ts, err := e.srv.TaskSnapshot(ctx(t))
-		if err != nil {
+	var ts []*task.Task
+	testutil.Eventually(t, 10*time.Second, func() error {
+		var err error
+		if ts, err = e.srv.TaskSnapshot(ctx(t)); err != nil {
 			t.Fatal(err)
 		}
-		if len(ts) == 1 {
-			if d := ts[0].DNS; d == nil || !slices.Equal(d.Searches, []string{"default.vessel.local"}) || ts[0].Group != "service:web" {
-				t.Fatalf("service task DNS %+v group %q", d, ts[0].Group)
-			}
-			return
+		if len(ts) != 1 {
+			return fmt.Errorf("the service has %d tasks, want 1", len(ts))
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the service started no task")
-		}
+		return nil
+	})
+	if d := ts[0].DNS; d == nil || !slices.Equal(d.Searches, []string{"default.vessel.local"}) || ts[0].Group != "service:web" {
+		t.Fatalf("service task DNS %+v group %q", d, ts[0].Group)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/server/wiretest"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // wireCall is one request of the conformance test and what it must get.
@@ -435,8 +437,7 @@ func TestWireConformance(t *testing.T) {
 // waitStatusIn polls a task of cluster until it reaches status.
 func (e *env) waitStatusIn(cluster, arn, status string) {
 	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(e.t, 20*time.Second, func() error {
 		a := e.send(wireCall{op: "DescribeTasks", body: `{"cluster": "` + cluster + `", "tasks": ["` + arn + `"]}`})
 		var out struct {
 			Tasks []struct {
@@ -445,11 +446,8 @@ func (e *env) waitStatusIn(cluster, arn, status string) {
 		}
 		json.Unmarshal(a.body, &out)
 		if len(out.Tasks) == 1 && out.Tasks[0].LastStatus == status {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("task %s: %s after 20s, want %s", arn, a.body, status)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("task %s: %s, want %s", arn, a.body, status)
+	})
 }

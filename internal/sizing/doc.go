@@ -12,7 +12,8 @@
 //     (Size.String) and is what the sandbox is limited to.
 //
 // The package is pure: no I/O, no clock. It imports nothing of Vessel's
-// except internal/errdefs (and, outside Vessel, only k8s.io/api/core/v1 and
+// except internal/errdefs and internal/task (its cpu unit conversion) (and,
+// outside Vessel, only k8s.io/api/core/v1 and
 // apimachinery's resource quantities, for ForPodSpec); it must not import
 // the store, the runtime or the API layer.
 //

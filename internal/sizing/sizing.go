@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/task"
 )
 
 // AnnotationCapacityProvisioned is the pod annotation carrying the provisioned
@@ -34,7 +35,7 @@ func (s Size) String() string {
 }
 
 // CPUUnits returns the cpu in ECS units (1024 per vCPU).
-func (s Size) CPUUnits() int64 { return s.MilliCPU * 1024 / 1000 }
+func (s Size) CPUUnits() int64 { return task.MilliCPUToUnits(s.MilliCPU) }
 
 // formatVCPU writes millicores as vCPUs without trailing zeros: 250 -> "0.25".
 func formatVCPU(milli int64) string {
@@ -89,7 +90,7 @@ var table = func() []Size {
 	var out []Size
 	for _, r := range rows {
 		for _, m := range r.mems {
-			out = append(out, Size{MilliCPU: r.units * 1000 / 1024, MemoryMiB: m})
+			out = append(out, Size{MilliCPU: task.UnitsToMilliCPU(r.units), MemoryMiB: m})
 		}
 	}
 	return out

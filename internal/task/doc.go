@@ -1,39 +1,25 @@
-// Package task is the task model and its lifecycle state machine.
+// Package task is the task model and owns its rules: the record of a new
+// task (New), the runtime picked from tags (ResolveRuntime), the merge of
+// a host's report (ApplyReport), the lifecycle (Advance, RequestStop), the
+// cpu unit conversion (MilliCPU), the task's health (Health) and the
+// checks of its size, volumes, DNS, restart policy and probes.
 //
-// A Task is self-contained: RunTask resolves the task definition and its
-// overrides into the containers the host agent must run, so an agent never
-// needs the task definition. lastStatus and desiredStatus are kept apart, as
-// in ECS: clients change DesiredStatus; the control plane and the host agent
-// advance LastStatus, only ever forward, through
+// A Task is self-contained: its containers are resolved when it is made,
+// so a host agent never needs the task definition. LastStatus only moves
+// forward, through
 //
 //	PROVISIONING → PENDING → ACTIVATING → RUNNING → DEACTIVATING → STOPPING → DEPROVISIONING → STOPPED
 //
-// skipping states where a task never reached them (a task stopped while
-// PENDING goes straight to DEPROVISIONING and STOPPED).
+// skipping states a task never reached; clients change DesiredStatus.
+// Hosts own what they observe (ApplyReport's doc lists it), the control
+// plane the rest.
 //
-// A task may carry Volumes (an emptyDir, or files resolved when the task
-// was made, e.g. from Kubernetes config maps and secrets) that its
-// containers mount with MountPoints; ValidateVolumes checks them and the
-// host agent materializes them. Containers made before the task's IP is
-// known carry PlaceholderPodIP and PlaceholderNodeName, which the host
-// agent replaces with ExpandPlaceholders; NodeNameForIP names a task's
-// virtual node ("vessel-ip-10-0-1-7").
+// It imports internal/errdefs and internal/runtime (the runtimes' names)
+// only; the control plane, the agent, the bridge and the API layer all
+// speak it.
 //
-// RestartPolicy "" keeps ECS's rule (an essential container's exit stops
-// the task); RestartAlways, RestartOnFailure and RestartNever are
-// Kubernetes': the host agent restarts essential containers in place and
-// reports RestartCount, Ready, Started and the last run's end (Last*).
-// Containers may carry Kubernetes probes (Probe: exec, httpGet or
-// tcpSocket, with Kubernetes' defaults from WithDefaults);
-// ValidateRestartAndProbes checks both.
-//
-// A task may carry a DNS config (nameservers, search domains, resolv.conf
-// options; DNSConfig.Validate checks it) that the host agent writes into the
-// task's resolv.conf instead of the host's resolvers.
-//
-// This package imports nothing of Vessel's but errdefs; the control plane,
-// the agent and the API layer all speak it.
-//
-//	t := task.New(...)
-//	if err := t.Advance(task.StatusPending, now); err != nil { ... }
+//	rt, err := task.ResolveRuntime(runTaskTags, defTags, clusterTags)
+//	t, err := task.New(template, id, arn, now)
+//	changed, err := t.ApplyReport(report, now) // on the host's report
+//	err = t.Advance(task.StatusPending, now)
 package task

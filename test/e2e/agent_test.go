@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // TestRemoteAgent runs the control plane alone and a host agent as a second
@@ -120,12 +122,12 @@ func TestRemoteAgent(t *testing.T) {
 	if st := waitFor(t, c, arn2, "STOPPED", 20*time.Second); st.StopCode != ecstypes.TaskStopCodeTerminationNotice {
 		t.Errorf("the revoked host's task stopped with %s, want TerminationNotice", st.StopCode)
 	}
-	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(log.String(), "UnrecognizedClient"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the revoked host's calls were not refused as UnrecognizedClient:\n%s", log.String())
+	testutil.Eventually(t, 15*time.Second, func() error {
+		if l := log.String(); !strings.Contains(l, "UnrecognizedClient") {
+			return fmt.Errorf("the revoked host's calls were not refused as UnrecognizedClient:\n%s", l)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if out, _, _ := s.vessel("host", "ls"); !strings.Contains(out, "revoked") {
 		t.Errorf("vessel host ls does not show the revocation:\n%s", out)
 	}

@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"vessel.dev/vessel/internal/testutil"
 )
 
 const taskDefJSON = `{
@@ -91,32 +94,24 @@ func TestAWSCLIEndToEnd(t *testing.T) {
 	if prof.FargateProfile.FargateProfileName != "web" || prof.FargateProfile.Status != "CREATING" {
 		t.Fatalf("create-fargate-profile: %+v", prof)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, func() error {
 		s.aws(&prof, "eks", "describe-fargate-profile", "--cluster-name", "default", "--fargate-profile-name", "web")
-		if prof.FargateProfile.Status == "ACTIVE" {
-			break
+		if prof.FargateProfile.Status != "ACTIVE" {
+			return fmt.Errorf("profile is %s, want ACTIVE", prof.FargateProfile.Status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("profile is %s, want ACTIVE", prof.FargateProfile.Status)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	s.aws(&prof, "eks", "delete-fargate-profile", "--cluster-name", "default", "--fargate-profile-name", "web")
 	if prof.FargateProfile.Status != "DELETING" {
 		t.Fatalf("delete-fargate-profile: %+v", prof)
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, func() error {
 		_, stderr, err := s.awsRaw("", "eks", "describe-fargate-profile", "--cluster-name", "default", "--fargate-profile-name", "web")
-		if err != nil && strings.Contains(stderr, "ResourceNotFoundException") {
-			break
+		if err == nil || !strings.Contains(stderr, "ResourceNotFoundException") {
+			return fmt.Errorf("deleted profile still described: %v %s", err, stderr)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deleted profile still described: %v %s", err, stderr)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+		return nil
+	})
 
 	// Error shapes as the CLI shows them.
 	_, stderr, err := s.awsRaw("", "ecs", "register-task-definition", "--family", "bad", "--cpu", "256", "--memory", "4096",

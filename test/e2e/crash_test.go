@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"vessel.dev/vessel/internal/awsclient"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 func (s *server) ecsClient() *ecs.Client {
@@ -65,17 +67,14 @@ func describeOne(t *testing.T, c *ecs.Client, arn string) ecstypes.Task {
 
 func waitFor(t *testing.T, c *ecs.Client, arn, status string, timeout time.Duration) ecstypes.Task {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		tk := describeOne(t, c, arn)
-		if aws.ToString(tk.LastStatus) == status {
-			return tk
+	var tk ecstypes.Task
+	testutil.Eventually(t, timeout, func() error {
+		if tk = describeOne(t, c, arn); aws.ToString(tk.LastStatus) != status {
+			return fmt.Errorf("task %s is %s, want %s (reason %q)", arn, aws.ToString(tk.LastStatus), status, aws.ToString(tk.StoppedReason))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s is %s, want %s (reason %q)", arn, aws.ToString(tk.LastStatus), status, aws.ToString(tk.StoppedReason))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return tk
 }
 
 // TestCrashAndRestart kills the server with SIGKILL while it holds tasks in

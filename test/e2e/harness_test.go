@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/network"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 var vesselBin, repoRoot string
@@ -110,20 +111,17 @@ func (s *server) start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.Eventually(s.t, 30*time.Second, func() error {
 		resp, err := http.Get(s.endpoint + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+		if err != nil {
+			return fmt.Errorf("vessel server did not become healthy: %v\n%s", err, s.log)
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("vessel server did not become healthy:\n%s", s.log)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("vessel server did not become healthy: /healthz answers %s\n%s", resp.Status, s.log)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // kill stops the server with sig and waits for it.
@@ -263,17 +261,14 @@ func (s *server) describeTasks(arns ...string) []ecsTask {
 // waitStatus polls with the aws CLI until the task reaches status.
 func (s *server) waitStatus(arn, status string, timeout time.Duration) ecsTask {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ts := s.describeTasks(arn)
-		if len(ts) == 1 && ts[0].LastStatus == status {
-			return ts[0]
+	var ts []ecsTask
+	testutil.Eventually(s.t, timeout, func() error {
+		if ts = s.describeTasks(arn); len(ts) != 1 || ts[0].LastStatus != status {
+			return fmt.Errorf("task %s: %+v, want %s\nserver log:\n%s", arn, ts, status, s.log)
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("task %s: %+v, want %s after %s\nserver log:\n%s", arn, ts, status, timeout, s.log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
+	return ts[0]
 }
 
 // joinToken creates a join token with `vessel host token create` and

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"vessel.dev/vessel/internal/testutil"
 	"vessel.dev/vessel/test/k8senv"
 )
 
@@ -114,12 +115,13 @@ func startBridge(t *testing.T, runtimeFlags ...string) *bridgeEnv {
 			return
 		}
 		c.Kubectl("delete", "deployments,pods", "--all", "--all-namespaces", "--wait=false")
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		testutil.Wait(60*time.Second, func() error {
 			out, err := c.Kubectl("get", "nodes", "-l", "vessel.dev/compute-type=vessel", "-o", "name")
-			if err == nil && strings.TrimSpace(out) == "" {
-				break
+			if err != nil || strings.TrimSpace(out) != "" {
+				return fmt.Errorf("Vessel nodes left: %v %s", err, out)
 			}
-		}
+			return nil
+		})
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -160,20 +162,15 @@ func (e *bridgeEnv) apply(manifest string) (string, error) {
 func (e *bridgeEnv) eventually(timeout time.Duration, what string, f func() (bool, string)) {
 	e.t.Helper()
 	began := time.Now()
-	deadline := began.Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, msg := f()
-		if ok {
-			if took := time.Since(began); took > 10*time.Second {
-				e.t.Logf("waited %s for %s", took.Round(100*time.Millisecond), what)
-			}
-			return
+	testutil.Eventually(e.t, timeout, func() error {
+		if ok, msg := f(); !ok {
+			return fmt.Errorf("waiting for %s; last: %s", what, msg)
 		}
-		last = msg
-		time.Sleep(250 * time.Millisecond)
+		return nil
+	})
+	if took := time.Since(began); took > 10*time.Second {
+		e.t.Logf("waited %s for %s", took.Round(100*time.Millisecond), what)
 	}
-	e.t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
 }
 
 func (e *bridgeEnv) pods(ns, selector string) []kubePod {
@@ -356,7 +353,7 @@ spec:
 `, e.image)); err != nil {
 		t.Fatalf("creating a pod in other: %v\n%s", err, out)
 	}
-	time.Sleep(3 * time.Second)
+	e.bridgeLooked("other")
 	other := e.pods("other", "app=web")
 	if len(other) != 1 || other[0].Spec.NodeName != "" || other[0].Status.Phase != "Pending" ||
 		other[0].Spec.SchedulerName != "default-scheduler" {
@@ -391,6 +388,30 @@ func (e *bridgeEnv) podEvents(ns, name string) string {
 	out, _ := e.cluster.Kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name="+name,
 		"-o", "jsonpath={range .items[*]}{.reason}{\": \"}{.message}{\"\\n\"}{end}")
 	return out
+}
+
+// bridgeLooked shows that the bridge's scheduler has handled the pods
+// created so far, for a test that asserts it left one alone: it creates,
+// in namespace ns (which no profile may select), a pod naming Vessel's
+// scheduler and waits for the bridge's FailedScheduling event on it (the
+// scheduler's queue is first in, first out), then deletes it.
+func (e *bridgeEnv) bridgeLooked(ns string) {
+	e.t.Helper()
+	name := "bridge-looked"
+	if out, err := e.apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s, namespace: %s}
+spec:
+  schedulerName: vessel-scheduler
+  containers: [{name: c, image: %s, command: ["sleep", "60"]}]
+`, name, ns, e.image)); err != nil {
+		e.t.Fatalf("creating pod %s/%s: %v\n%s", ns, name, err, out)
+	}
+	e.eventually(60*time.Second, "the bridge to look at "+ns+"/"+name, func() (bool, string) {
+		ev := e.podEvents(ns, name)
+		return strings.Contains(ev, "no ACTIVE Fargate profile matches"), ev
+	})
+	e.kubectl("delete", "pod", "-n", ns, name)
 }
 
 func (e *bridgeEnv) pod(ns, name string) kubePod {
@@ -446,7 +467,7 @@ func TestKubernetesBridgeBehaviours(t *testing.T) {
 		if out, err := e.apply(fmt.Sprintf(simplePod, "early", "late", "batch", e.image, "250m")); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
-		time.Sleep(2 * time.Second)
+		e.bridgeLooked("late")
 		if p := e.pod("late", "early"); p.Spec.NodeName != "" || p.Spec.SchedulerName != "default-scheduler" {
 			t.Fatalf("the pod was placed before any profile matched it: %+v", p)
 		}
@@ -598,7 +619,11 @@ spec:
 		before := e.waitRunning("late", "early")
 		e.server.kill(syscall.SIGKILL)
 		e.server.start()
-		time.Sleep(3 * time.Second) // a few rounds of the bridge
+		// The new bridge adopts (or deletes) the nodes it finds before it
+		// says it runs; then it has looked at the pod's node.
+		e.eventually(60*time.Second, "the restarted bridge to run", func() (bool, string) {
+			return strings.Contains(e.server.log.String(), "Kubernetes bridge running"), ""
+		})
 		after := e.waitRunning("late", "early")
 		if after.Spec.NodeName != before.Spec.NodeName || after.Status.PodIP != before.Status.PodIP {
 			t.Errorf("after a restart the pod moved: %s/%s -> %s/%s", before.Spec.NodeName, before.Status.PodIP,

@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/vishvananda/netlink"
+
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // spoofLayer is a layer with /bin/spoof (testdata/spoof, a static binary
@@ -175,17 +177,12 @@ nslookup nothere.default.vessel.local %s 2>&1; echo DNS-DONE`, gw, hostPort, oth
 
 	spoofARN, _ := run("spoof", "subnet-a")
 	var listenLog string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		listenLog = logsOf(listenARN)
-		if strings.Contains(listenLog, `"genuine"`) || time.Now().After(deadline) {
-			break
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if listenLog = logsOf(listenARN); !strings.Contains(listenLog, `"genuine"`) {
+			return fmt.Errorf("the receiver never got the genuine datagram:\n%s\nsender:\n%s", listenLog, logsOf(spoofARN))
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if !strings.Contains(listenLog, `"genuine"`) {
-		t.Fatalf("the receiver never got the genuine datagram:\n%s\nsender:\n%s", listenLog, logsOf(spoofARN))
-	}
+		return nil
+	})
 	if strings.Contains(listenLog, "forged") {
 		t.Errorf("the receiver got a forged frame:\n%s\nsender:\n%s", listenLog, logsOf(spoofARN))
 	}

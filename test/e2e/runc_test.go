@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/vishvananda/netlink"
+
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // requireRoot skips tests of real sandboxes when not root.
@@ -86,25 +89,22 @@ func stopAll(t *testing.T, s *server) {
 	for _, arn := range out.TaskArns {
 		c.StopTask(ctx, &ecs.StopTaskInput{Task: aws.String(arn), Reason: aws.String("test cleanup")})
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.Wait(60*time.Second, func() error {
 		out, err := c.ListTasks(ctx, &ecs.ListTasksInput{DesiredStatus: ecstypes.DesiredStatusStopped})
 		if err != nil {
-			return
+			return nil // the server is gone: nothing to wait for
 		}
 		d, err := c.DescribeTasks(ctx, &ecs.DescribeTasksInput{Tasks: append(out.TaskArns, "none")})
 		if err != nil {
-			return
+			return nil
 		}
-		busy := false
 		for _, tk := range d.Tasks {
-			busy = busy || aws.ToString(tk.LastStatus) != "STOPPED"
+			if aws.ToString(tk.LastStatus) != "STOPPED" {
+				return errors.New("a task is not STOPPED yet")
+			}
 		}
-		if !busy {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func removeBridges(cidr string) {

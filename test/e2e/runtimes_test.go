@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // buildTools runs the project's scripts that build the gVisor and micro-VM
@@ -35,9 +37,12 @@ func TestEveryRuntime(t *testing.T) {
 	buildTools(t)
 	s := startRuncServer(t, "--runtimes", "microvm,gvisor,runc,sim")
 	// The server answers before its agent has probed the runtimes.
-	for deadline := time.Now().Add(90 * time.Second); !strings.Contains(s.log.String(), "Runtimes on this host") && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.Eventually(t, 90*time.Second, func() error {
+		if !strings.Contains(s.log.String(), "Runtimes on this host") {
+			return fmt.Errorf("the server has not reported its runtimes:\n%s", s.log)
+		}
+		return nil
+	})
 	if !strings.Contains(s.log.String(), "microvm: works") || !strings.Contains(s.log.String(), "gvisor: works") {
 		t.Fatalf("the server does not report microvm and gvisor working:\n%s", s.log)
 	}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // deleteServices force-deletes every service of the default cluster and
@@ -23,19 +27,21 @@ func deleteServices(c *ecs.Client) {
 	for _, arn := range list.ServiceArns {
 		c.DeleteService(ctx, &ecs.DeleteServiceInput{Service: aws.String(arn), Force: aws.Bool(true)})
 	}
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && len(list.ServiceArns) > 0; time.Sleep(100 * time.Millisecond) {
+	if len(list.ServiceArns) == 0 {
+		return
+	}
+	testutil.Wait(60*time.Second, func() error {
 		out, err := c.DescribeServices(ctx, &ecs.DescribeServicesInput{Services: list.ServiceArns[:min(10, len(list.ServiceArns))]})
 		if err != nil {
-			return
+			return nil // the server is gone: nothing to wait for
 		}
-		busy := false
 		for _, s := range out.Services {
-			busy = busy || aws.ToString(s.Status) != "INACTIVE"
+			if aws.ToString(s.Status) != "INACTIVE" {
+				return errors.New("a service is not INACTIVE yet")
+			}
 		}
-		if !busy {
-			return
-		}
-	}
+		return nil
+	})
 }
 
 func describeService(t testing.TB, c *ecs.Client, name string) ecstypes.Service {
@@ -64,13 +70,9 @@ func serviceSteady(s ecstypes.Service) bool {
 func waitServiceE2E(t *testing.T, s *server, name, what string, timeout time.Duration, ok func(ecstypes.Service) bool) ecstypes.Service {
 	t.Helper()
 	c := s.ecsClient()
-	deadline := time.Now().Add(timeout)
-	for {
-		svc := describeService(t, c, name)
-		if ok(svc) {
-			return svc
-		}
-		if time.Now().After(deadline) {
+	var svc ecstypes.Service
+	testutil.Eventually(t, timeout, func() error {
+		if svc = describeService(t, c, name); !ok(svc) {
 			var b strings.Builder
 			for _, d := range svc.Deployments {
 				b.WriteString("\n  " + aws.ToString(d.Id) + " " + aws.ToString(d.Status) + " " + aws.ToString(d.TaskDefinition) + " " +
@@ -79,11 +81,12 @@ func waitServiceE2E(t *testing.T, s *server, name, what string, timeout time.Dur
 			for _, ev := range svc.Events {
 				b.WriteString("\n  " + aws.ToString(ev.Message))
 			}
-			t.Fatalf("service %s not %s after %s: running %d pending %d desired %d%s\nserver log:\n%s", name, what, timeout,
+			return fmt.Errorf("service %s not %s: running %d pending %d desired %d%s\nserver log:\n%s", name, what,
 				svc.RunningCount, svc.PendingCount, svc.DesiredCount, b.String(), s.log)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return svc
 }
 
 func serviceTaskARNs(t *testing.T, c *ecs.Client, name string) []string {
@@ -193,8 +196,7 @@ func TestServiceOnRunc(t *testing.T) {
 		}
 		// 2 desired at 50 %..150 %: never more than 3 tasks, never fewer
 		// than 1 running.
-		deadline := time.Now().Add(90 * time.Second)
-		for {
+		testutil.Eventually(t, 90*time.Second, func() error {
 			svc := describeService(t, c, "web")
 			if n := svc.RunningCount + svc.PendingCount; n > 3 {
 				t.Fatalf("%d tasks during the deployment; maximumPercent 150 allows 3", n)
@@ -202,14 +204,11 @@ func TestServiceOnRunc(t *testing.T) {
 			if svc.RunningCount < 1 {
 				t.Fatalf("%d tasks running during the deployment; minimumHealthyPercent 50 keeps 1", svc.RunningCount)
 			}
-			if serviceSteady(svc) && aws.ToString(svc.Deployments[0].TaskDefinition) == v2 {
-				break
+			if !serviceSteady(svc) || aws.ToString(svc.Deployments[0].TaskDefinition) != v2 {
+				return fmt.Errorf("the deployment did not complete: %+v\n%s", svc.Deployments, s.log)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the deployment did not complete: %+v\n%s", svc.Deployments, s.log)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 		for _, arn := range serviceTaskARNs(t, c, "web") {
 			if tk := describeOne(t, c, arn); aws.ToString(tk.TaskDefinitionArn) != v2 || tk.HealthStatus != ecstypes.HealthStatusHealthy {
 				t.Errorf("task %s on %s, health %s", arn, aws.ToString(tk.TaskDefinitionArn), tk.HealthStatus)

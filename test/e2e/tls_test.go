@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // tlsNetns is a network namespace of the test's own holding a
@@ -77,12 +79,12 @@ func (n *tlsNetns) start(env []string, ready *regexp.Regexp, name string, args .
 			<-done
 		}
 	})
-	for deadline := time.Now().Add(30 * time.Second); !ready.MatchString(out.String()); {
-		if time.Now().After(deadline) {
-			n.t.Fatalf("%s %v did not get ready:\n%s", name, args, out.String())
+	testutil.Eventually(n.t, 30*time.Second, func() error {
+		if o := out.String(); !ready.MatchString(o) {
+			return fmt.Errorf("%s %v did not get ready:\n%s", name, args, o)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	return out
 }
 

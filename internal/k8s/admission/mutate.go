@@ -1,11 +1,13 @@
 package admission
 
 import (
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"vessel.dev/vessel/internal/profile"
+	"vessel.dev/vessel/internal/runtime"
 )
 
 // Names the webhooks write and read on pods.
@@ -26,8 +28,11 @@ const (
 )
 
 // Runtimes are the sandbox runtimes a pod may name, by runtimeClassName or
-// by AnnotationRuntime.
-var Runtimes = []string{"runc", "gvisor", "microvm"}
+// by AnnotationRuntime, strongest first: runtime.Names but sim, the
+// stand-in for tests whose sandboxes run no process. A pod cannot ask for
+// sim (and `vessel k8s install` makes no RuntimeClass for it), though a
+// host whose default runtime is sim runs the pods that name none.
+var Runtimes = slices.DeleteFunc(slices.Clone(runtime.Names), func(n string) bool { return n == runtime.Sim })
 
 // Profile is what the webhook needs of a Fargate profile.
 type Profile struct {

@@ -47,7 +47,7 @@ func (e *RejectedError) Unwrap() error { return errdefs.ErrInvalidArgument }
 // seccompProfile.type Unconfined is not supported ..."); "port contains HostIP or HostPort";
 // "volumes not supported: <name> is of an unsupported volume Type" (one per
 // hostPath volume); "resources not supported: nvidia.com/gpu"; "runtime not
-// supported: <name> (use one of runc, gvisor, microvm)"; DaemonSetMessage.
+// supported: <name> (use one of microvm, gvisor, runc)"; DaemonSetMessage.
 func Validate(pod *corev1.Pod) error {
 	if pod.Spec.SchedulerName != SchedulerName {
 		return nil

@@ -141,9 +141,11 @@ func TestValidate(t *testing.T) {
 		}), nil},
 		{"known runtime class", vesselPod(runtimeClass("gvisor")), nil},
 		{"unknown runtime class", vesselPod(runtimeClass("nvidia")),
-			[]string{"runtime not supported: nvidia (use one of runc, gvisor, microvm)"}},
+			[]string{"runtime not supported: nvidia (use one of microvm, gvisor, runc)"}},
+		{"sim is not a pod's runtime class", vesselPod(runtimeClass("sim")),
+			[]string{"runtime not supported: sim (use one of microvm, gvisor, runc)"}},
 		{"unknown runtime annotation", vesselPod(annotations(AnnotationRuntime, "kata")),
-			[]string{"runtime not supported: kata (use one of runc, gvisor, microvm)"}},
+			[]string{"runtime not supported: kata (use one of microvm, gvisor, runc)"}},
 		{"everything, in EKS's order", vesselPod(privileged, gpu("nvidia.com/gpu", true), func(p *corev1.Pod) {
 			p.Spec.HostNetwork = true
 			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: 80}}

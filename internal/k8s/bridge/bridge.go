@@ -34,14 +34,15 @@ import (
 	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/k8s/vnode"
 	"vessel.dev/vessel/internal/runtime"
-	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/task"
 )
 
 // ControlPlane is what the bridge needs of Vessel's control plane;
-// *server.Server implements it in process.
+// *server.Server implements it in process (the CLI wires it, so the
+// compiler checks it) and Remote over HTTP. The bridge does not import the
+// server.
 type ControlPlane interface {
-	FargateProfiles(ctx context.Context, cluster string) ([]server.FargateProfile, error)
+	FargateProfiles(ctx context.Context, cluster string) ([]agentproto.FargateProfile, error)
 	SubmitTask(ctx context.Context, t *task.Task) (*task.Task, error)
 	StopTaskWith(ctx context.Context, cluster, id, code, reason string) error
 	TaskSnapshot(ctx context.Context) ([]*task.Task, error)
@@ -158,7 +159,7 @@ func New(cfg Config) (*Bridge, error) {
 		return nil, fmt.Errorf("bridge: cluster DNS: %w", err)
 	}
 	if cfg.Cluster == "" {
-		cfg.Cluster = server.DefaultCluster
+		cfg.Cluster = task.DefaultCluster
 	}
 	if cfg.WebhookPort == 0 {
 		cfg.WebhookPort = DefaultWebhookPort

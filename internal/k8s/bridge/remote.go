@@ -9,7 +9,6 @@ import (
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/k8s/podtask"
 	"vessel.dev/vessel/internal/runtime"
-	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -36,7 +35,7 @@ var _ ControlPlane = (*Remote)(nil)
 // NewRemote returns the remote control plane of cluster behind client.
 func NewRemote(client *agentproto.Client, cluster string, log *slog.Logger) *Remote {
 	if cluster == "" {
-		cluster = server.DefaultCluster
+		cluster = task.DefaultCluster
 	}
 	if log == nil {
 		log = slog.Default()
@@ -77,7 +76,7 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-func (r *Remote) FargateProfiles(ctx context.Context, cluster string) ([]server.FargateProfile, error) {
+func (r *Remote) FargateProfiles(ctx context.Context, cluster string) ([]agentproto.FargateProfile, error) {
 	return r.client.FargateProfiles(ctx, cluster)
 }
 

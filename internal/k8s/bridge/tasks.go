@@ -13,7 +13,6 @@ import (
 
 	"vessel.dev/vessel/internal/k8s/podtask"
 	"vessel.dev/vessel/internal/k8s/vnode"
-	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -128,7 +127,7 @@ func (b *Bridge) taskChanged(ctx context.Context, old, t *task.Task, notify func
 // evicted says whether Vessel, not the pod's owner, stopped the task.
 func evicted(t *task.Task) bool {
 	return t.StopCode == task.StopCodeTerminationNotice ||
-		t.StopCode == task.StopCodeUserInitiated && strings.HasPrefix(t.StoppedReason, server.ProfileDeletedReason)
+		t.StopCode == task.StopCodeUserInitiated && strings.HasPrefix(t.StoppedReason, task.ProfileDeletedReason)
 }
 
 // podWithStatus returns a copy of pod with the status t gives it.

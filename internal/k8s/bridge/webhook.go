@@ -8,8 +8,9 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 
+	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/k8s/admission"
-	"vessel.dev/vessel/internal/server"
+	"vessel.dev/vessel/internal/task"
 )
 
 // maxReviewBytes bounds an AdmissionReview body (pods are small; the API
@@ -75,14 +76,14 @@ func (b *Bridge) activeProfiles(ctx context.Context) ([]admission.Profile, error
 
 // activeOf keeps the ACTIVE profiles; a profile's default runtime is its
 // vessel:runtime tag.
-func activeOf(ps []server.FargateProfile) []admission.Profile {
+func activeOf(ps []agentproto.FargateProfile) []admission.Profile {
 	out := make([]admission.Profile, 0, len(ps))
 	for _, p := range ps {
 		if p.Status != statusActive {
 			continue
 		}
 		out = append(out, admission.Profile{Name: p.Name, Selectors: p.Selectors, Subnets: p.Subnets,
-			Runtime: p.Tags[server.TagRuntime]})
+			Runtime: p.Tags[task.TagRuntime]})
 	}
 	return out
 }

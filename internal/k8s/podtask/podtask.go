@@ -35,7 +35,7 @@ const LabelFargateProfile = "eks.amazonaws.com/fargate-profile"
 const StartedBy = "vessel-scheduler"
 
 // DefaultEphemeralStorageGiB is what a pod's sandbox gets, as on Fargate.
-const DefaultEphemeralStorageGiB = 20
+const DefaultEphemeralStorageGiB = task.DefaultEphemeralStorageGiB
 
 // Inputs is what Convert needs besides the pod, resolved by the caller.
 // Convert does not change it.
@@ -84,9 +84,9 @@ type Inputs struct {
 	ClusterDomain string
 }
 
-// Convert returns the task that runs pod. The task has no ID, ARN or
-// placement yet; LastStatus is PROVISIONING and DesiredStatus RUNNING, as
-// RunTask creates them. Errors: a *sizing.TooLargeError for a pod larger
+// Convert returns the task that runs pod: the template the control plane
+// makes the task of with task.New (no ID, ARN, status or placement yet).
+// Errors: a *sizing.TooLargeError for a pod larger
 // than every size; errdefs.ErrNotFound for a missing, non-optional config
 // map, secret or key; errdefs.ErrInvalidArgument for a pod without
 // containers, an unsupported volume
@@ -122,8 +122,6 @@ func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 		EphemeralStorageGiB: DefaultEphemeralStorageGiB,
 		Runtime:             in.Runtime,
 		Subnets:             append([]string(nil), in.Subnets...),
-		LastStatus:          task.StatusProvisioning,
-		DesiredStatus:       task.StatusRunning,
 		StartedBy:           StartedBy,
 		Tags: []task.Tag{
 			{Key: TagPodNamespace, Value: pod.Namespace},
@@ -214,7 +212,7 @@ func containerNames(pod *corev1.Pod) error {
 // CapacityProvisioned returns the value of the CapacityProvisioned pod
 // annotation for a task Convert made: "0.25vCPU 0.5GB".
 func CapacityProvisioned(t *task.Task) string {
-	return sizing.Size{MilliCPU: t.CPUUnits * 1000 / 1024, MemoryMiB: t.MemoryMiB}.String()
+	return sizing.Size{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB}.String()
 }
 
 // stopTimeout maps terminationGracePeriodSeconds to a StopTimeout:

@@ -99,7 +99,7 @@ func NodeFor(pod *corev1.Pod, t *task.Task, o NodeOptions) *corev1.Node {
 		eph = DefaultEphemeralGiB
 	}
 	res := corev1.ResourceList{
-		corev1.ResourceCPU:              *resource.NewMilliQuantity(t.CPUUnits*1000/1024, resource.DecimalSI),
+		corev1.ResourceCPU:              *resource.NewMilliQuantity(t.MilliCPU(), resource.DecimalSI),
 		corev1.ResourceMemory:           *resource.NewQuantity(t.MemoryMiB<<20, resource.BinarySI),
 		corev1.ResourcePods:             *resource.NewQuantity(1, resource.DecimalSI),
 		corev1.ResourceEphemeralStorage: *resource.NewQuantity(eph<<30, resource.BinarySI),

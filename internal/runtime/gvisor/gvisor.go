@@ -22,7 +22,7 @@ import (
 )
 
 // Name is the runtime's name.
-const Name = "gvisor"
+const Name = runtime.GVisor
 
 const (
 	// DefaultPlatform is runsc's platform unless Config says otherwise.

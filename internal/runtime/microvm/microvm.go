@@ -26,7 +26,7 @@ import (
 )
 
 // Name is the runtime's name.
-const Name = "microvm"
+const Name = runtime.MicroVM
 
 const (
 	// qemuOverheadMiB is what the QEMU process may use beyond the guest's

@@ -18,7 +18,7 @@ import (
 )
 
 // Name is the runtime's name.
-const Name = "runc"
+const Name = runtime.Runc
 
 // Config configures the runc runtime.
 type Config struct {

@@ -18,7 +18,7 @@ import (
 )
 
 // Name is the runtime's name.
-const Name = "sim"
+const Name = runtime.Sim
 
 // Config configures a sim runtime.
 type Config struct {

@@ -1,0 +1,18 @@
+// Package builtin registers the sandbox runtimes this build has: one
+// Backend per name in runtime.Names, kept in that order (strongest
+// isolation first), each with the constructor that builds it from a
+// shared Host configuration and the probe line a host reports for it.
+// The CLI's `vessel server` and `vessel agent` loop over Backends to
+// find which runtimes work on a machine and to pick the default; the
+// control plane (server, admission, task) uses runtime.Names and never
+// links the back ends.
+//
+// This package imports the back ends and the runtime package; it must not
+// import the agent, the server or the CLI.
+//
+//	h := builtin.Host{DataDir: dir, Logger: log}
+//	for _, b := range builtin.Backends {
+//		rt, line := b.Probe(h) // "runc: works (namespaces, cgroups, seccomp)"
+//		...
+//	}
+package builtin
