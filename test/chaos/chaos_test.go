@@ -955,7 +955,7 @@ func (ch *chaos) leaks() []string {
 			}
 		}
 	}
-	// Exit directories of the agent's runtimes (runc.DefaultExitRoot).
+	// Exit directories of the agent's runtimes (toolkit.DefaultExitRoot).
 	rtDirs, _ := filepath.Glob(filepath.Join(in.agent, "sandboxes", "*"))
 	for _, d := range rtDirs {
 		h := sha256.Sum256([]byte(d))

@@ -18,19 +18,15 @@ import (
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/runtime"
-	"vessel.dev/vessel/internal/runtime/runc"
+	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
 // Name is the runtime's name.
 const Name = runtime.GVisor
 
-// Defaults of the provisioned sandbox beyond its size, as the runc back
-// end's.
 const (
-	DefaultPidsLimit           = runc.DefaultPidsLimit
-	DefaultEphemeralStorageGiB = runc.DefaultEphemeralStorageGiB
-	DefaultLogMaxBytes         = runc.DefaultLogMaxBytes
-	DefaultPlatform            = "systrap"
+	// DefaultPlatform is runsc's platform unless Config says otherwise.
+	DefaultPlatform = "systrap"
 	// probeTimeout bounds New's trial sandbox.
 	probeTimeout = 30 * time.Second
 )
@@ -79,11 +75,11 @@ type Config struct {
 type Runtime struct {
 	cfg       Config
 	log       *slog.Logger
-	cg        *runc.Cgroups
+	cg        *toolkit.Cgroups
 	runscRoot string
 	// sb holds the sandboxes' records, locks and exit files, and does what
 	// runc and runsc do alike (Wait, List, Signal, Exec, ...).
-	sb *runc.Sandboxes
+	sb *toolkit.Sandboxes
 }
 
 var (
@@ -142,25 +138,25 @@ func New(cfg Config) (*Runtime, error) {
 	if os.Geteuid() != 0 {
 		return nil, errdefs.Unavailable("the gvisor runtime needs root (cgroups, mounts, namespaces)")
 	}
-	cg, err := runc.DetectCgroups()
+	cg, err := toolkit.DetectCgroups()
 	if err != nil {
 		return nil, errdefs.Unavailable("%v", err)
 	}
 	r := &Runtime{cfg: cfg, log: cfg.Logger, cg: cg, runscRoot: filepath.Join(dir, "runsc-root")}
-	r.sb = &runc.Sandboxes{Name: Name, StateDir: dir, RuntimeRoot: "runsc-root", Log: cfg.Logger, Cgroups: cg,
-		ExitRoot: runc.DefaultExitRoot(dir),
-		Command:  r.command, Run: r.runsc, OOMKilled: r.oomKilled, Destroy: r.destroy}
+	r.sb = &toolkit.Sandboxes{Name: Name, Store: toolkit.Store{Dir: dir, Reserved: []string{"runsc-root"}},
+		Log: cfg.Logger, Cgroups: cg, ExitRoot: toolkit.DefaultExitRoot(dir),
+		Command: r.command, Run: r.runsc, OOMKilled: r.oomKilled, Destroy: r.destroy}
 	if err := os.MkdirAll(r.runscRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("gvisor runtime: %w", err)
 	}
 	if err := r.probe(); err != nil {
 		return nil, err
 	}
-	if r.sb.HostNofile, err = runc.HostLimits(); err != nil {
+	if r.sb.HostNofile, err = toolkit.HostLimits(); err != nil {
 		return nil, fmt.Errorf("gvisor runtime: %w", err)
 	}
 	if cfg.InitPath == "" {
-		cfg.InitPath = runc.FindInit()
+		cfg.InitPath = toolkit.FindInit()
 	}
 	r.cfg.InitPath, r.sb.InitPath = cfg.InitPath, cfg.InitPath
 	return r, nil
@@ -175,8 +171,8 @@ func (r *Runtime) probe() error {
 		return fmt.Errorf("gvisor runtime: %w", err)
 	}
 	defer func() {
-		for _, m := range runc.MountsUnder(tmp) {
-			runc.Unmount(m)
+		for _, m := range toolkit.MountsUnder(tmp) {
+			toolkit.Unmount(m)
 		}
 		os.RemoveAll(tmp)
 	}()
@@ -190,7 +186,7 @@ func (r *Runtime) probe() error {
 		logs, _ := filepath.Glob(filepath.Join(tmp, "log", "*"))
 		var tail string
 		for _, l := range logs {
-			tail += runc.ReadTail(l)
+			tail += toolkit.ReadTail(l)
 		}
 		if len(tail) > 2000 {
 			tail = tail[len(tail)-2000:]
@@ -209,7 +205,7 @@ func (r *Runtime) pauseDir(id string) string   { return filepath.Join(r.sandboxD
 
 // containerID is a task container's ID for runsc and conmon (as runc's);
 // the root (pause) container's is the sandbox ID itself.
-func containerID(id, name string) string { return runc.ContainerID(id, name) }
+func containerID(id, name string) string { return toolkit.ContainerID(id, name) }
 
 // globalFlags are runsc's flags for every command about sandbox id.
 func (r *Runtime) globalFlags(id string) []string {
@@ -224,7 +220,7 @@ func (r *Runtime) globalFlags(id string) []string {
 		// Root file system writes go through the gofer to the overlay's
 		// upper directory on the host (the default, root:self, keeps them
 		// in a file the sentry discards with the container), so that a
-		// restarted container keeps its writable layer, as with runc.
+		// restarted container keeps its writable layer, as with toolkit.
 		"--overlay2=none",
 		// One log for every runsc command and the sandbox's own processes
 		// (no --debug-log: it makes a file per command), capped (logPath).
@@ -288,13 +284,13 @@ func (r *Runtime) runsc(ctx context.Context, id string, args ...string) ([]byte,
 // storage and bundles, and boots the gVisor sandbox with its pause root
 // container, so that Start only adds a sub-container.
 func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
-	return r.sb.Create(ctx, spec, func(rec *runc.Record) error {
+	return r.sb.Create(ctx, spec, func(rec *toolkit.ConmonRecord) error {
 		spec := rec.Spec
 		// The task's cgroup and, with the same limits, the one runsc puts
 		// the sandbox in: made here so that its CFS period is set before
 		// runsc writes the quota (it writes the quota first, which the
 		// kernel refuses above the parent's share with the default period).
-		l := runc.Limits{MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryMiB << 20,
+		l := toolkit.Limits{MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryMiB << 20,
 			Pids: spec.PidsLimit + hostPidsOverhead, CPUPeriodMicros: cpuPeriodMicros}
 		for _, cg := range []string{spec.ID, filepath.Join(spec.ID, pauseCgroup)} {
 			if err := r.cg.Create(cg, l); err != nil {
@@ -426,9 +422,9 @@ func (r *Runtime) bootSandbox(ctx context.Context, spec runtime.Spec) error {
 	if err := os.WriteFile(filepath.Join(rootfs, "pause"), elf, 0o755); err != nil {
 		return err
 	}
-	s, err := runc.OCISpec(runtime.ContainerSpec{Args: []string{"/pause"},
+	s, err := toolkit.OCISpec(runtime.ContainerSpec{Args: []string{"/pause"},
 		Security: runtime.Security{Capabilities: []string{}, ReadOnlyRootfs: true}},
-		runc.BundleParams{ID: spec.ID, Name: pauseCgroup, Rootfs: rootfs, Hostname: spec.Hostname,
+		toolkit.BundleParams{ID: spec.ID, Name: pauseCgroup, Rootfs: rootfs, Hostname: spec.Hostname,
 			NetNSPath: spec.NetNSPath, EtcDir: filepath.Join(r.sandboxDir(spec.ID), "etc"),
 			HostNofile: r.sb.HostNofile})
 	if err != nil {
@@ -470,7 +466,7 @@ func (r *Runtime) bootSandbox(ctx context.Context, spec runtime.Spec) error {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, out, out
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("runsc run: %w: %s %s", err, runc.ReadTail(out.Name()), runc.ReadTail(r.logPath(spec.ID)))
+		return fmt.Errorf("runsc run: %w: %s %s", err, toolkit.ReadTail(out.Name()), toolkit.ReadTail(r.logPath(spec.ID)))
 	}
 	return nil
 }
@@ -479,13 +475,13 @@ func (r *Runtime) bootSandbox(ctx context.Context, spec runtime.Spec) error {
 // the one of its processes (on cgroup v1 the kernel counts a kill in the
 // victim's cgroup only).
 func (r *Runtime) oomKills(id string) int64 {
-	return r.cg.OOMKills(runc.SandboxCgroup(id)) + r.cg.OOMKills(runc.ContainerCgroup(id, pauseCgroup))
+	return r.cg.OOMKills(toolkit.SandboxCgroup(id)) + r.cg.OOMKills(toolkit.ContainerCgroup(id, pauseCgroup))
 }
 
 // oomKilled reports whether a container that ended with 137 was
 // OOM-killed: the host's OOM killer ends the whole sandbox; its
 // containers' monitors then report 137.
-func (r *Runtime) oomKilled(rec *runc.Record, name string) bool {
+func (r *Runtime) oomKilled(rec *toolkit.ConmonRecord, name string) bool {
 	return r.oomKills(rec.Spec.ID) > rec.OOMBase
 }
 
@@ -494,11 +490,11 @@ func (r *Runtime) oomKilled(rec *runc.Record, name string) bool {
 // "runsc start" with conmon's stdio) and leaves a monitor for conmon to
 // wait on.
 func (r *Runtime) Start(ctx context.Context, id, name string) error {
-	return r.sb.Start(id, name, func(rec *runc.Record) error {
+	return r.sb.Start(id, name, func(rec *toolkit.ConmonRecord) error {
 		c := r.sb.Conmon(rec, name)
 		c.Path, c.Runtime = r.cfg.ConmonPath, filepath.Join(c.Bundle, "runtime")
 		if _, err := c.Create(ctx); err != nil {
-			return fmt.Errorf("gvisor runtime: start %s/%s: %w %s", id, name, err, runc.ReadTail(r.logPath(id)))
+			return fmt.Errorf("gvisor runtime: start %s/%s: %w %s", id, name, err, toolkit.ReadTail(r.logPath(id)))
 		}
 		return nil
 	})
@@ -508,17 +504,17 @@ func (r *Runtime) Start(ctx context.Context, id, name string) error {
 // sub-container, then a new conmon that adds it to the sandbox again, as
 // Start does (same bundle, same overlay root with its writable layer).
 func (r *Runtime) Restart(ctx context.Context, id, name string) error {
-	return r.sb.Restart(id, name, func(rec *runc.Record) error {
+	return r.sb.Restart(id, name, func(rec *toolkit.ConmonRecord) error {
 		cid := containerID(id, name)
 		if out, err := r.runsc(ctx, id, "delete", "--force", cid); err != nil && r.sb.State(ctx, id, cid) != "" {
 			return fmt.Errorf("runsc delete: %w: %s", err, out)
 		}
 		return nil
-	}, func(rec *runc.Record) error {
+	}, func(rec *toolkit.ConmonRecord) error {
 		c := r.sb.Conmon(rec, name)
 		c.Path, c.Runtime = r.cfg.ConmonPath, filepath.Join(c.Bundle, "runtime")
 		if _, err := c.Create(ctx); err != nil {
-			return fmt.Errorf("gvisor runtime: restart %s/%s: %w %s", id, name, err, runc.ReadTail(r.logPath(id)))
+			return fmt.Errorf("gvisor runtime: restart %s/%s: %w %s", id, name, err, toolkit.ReadTail(r.logPath(id)))
 		}
 		return nil
 	})
@@ -541,7 +537,7 @@ func (r *Runtime) Delete(ctx context.Context, id string) error { return r.sb.Del
 // destroy kills the sandbox and removes everything it holds: runsc state,
 // conmons and monitors, mounts, loop device, cgroups and its directory. It
 // works on a sandbox in any state, also one whose Create failed half-way.
-func (r *Runtime) destroy(ctx context.Context, rec *runc.Record) error {
+func (r *Runtime) destroy(ctx context.Context, rec *toolkit.ConmonRecord) error {
 	id, names := rec.Spec.ID, rec.Names()
 	var errs []error
 	// Sub-containers first, then the root container, which takes the
@@ -558,8 +554,8 @@ func (r *Runtime) destroy(ctx context.Context, rec *runc.Record) error {
 	}
 	// The monitors end once the sandbox is gone; their conmons then exit.
 	for _, n := range names {
-		mon := runc.ReadPid(filepath.Join(r.sb.BundleDir(id, n), "pidfile"))
-		if mon > 0 && runc.ProcessAlive(mon, "monitor") {
+		mon := toolkit.ReadPid(filepath.Join(r.sb.BundleDir(id, n), "pidfile"))
+		if mon > 0 && toolkit.ProcessAlive(mon, "monitor") {
 			unix.Kill(mon, unix.SIGKILL)
 		}
 		r.sb.WaitConmon(id, n, "its sandbox was destroyed")
@@ -574,7 +570,7 @@ func (r *Runtime) killCgroup(id string) error {
 	for {
 		var pids []int
 		for _, h := range r.cg.Hierarchies() {
-			filepath.WalkDir(filepath.Join(h, runc.SandboxCgroup(id)), func(path string, d os.DirEntry, err error) error {
+			filepath.WalkDir(filepath.Join(h, toolkit.SandboxCgroup(id)), func(path string, d os.DirEntry, err error) error {
 				if err == nil && d.Name() == "cgroup.procs" {
 					data, _ := os.ReadFile(path)
 					for _, f := range strings.Fields(string(data)) {

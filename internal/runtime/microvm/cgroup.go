@@ -6,21 +6,22 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"vessel.dev/vessel/internal/runtime/runc"
+	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
 // The QEMU process of a sandbox runs in cgroup vessel-microvm/<id> of each
 // hierarchy (a name of its own, apart from runc's vessel/<id>). The host's
-// layout and the file writes are runc's (runc.Cgroups and its helpers);
-// the cgroup itself is made here, as a leaf QEMU writes itself into, with
-// fewer limits than runc's (no swap limit, no controllers for children).
-const cgroupRoot = runc.CgroupRoot
+// layout and the file writes are the toolkit's (toolkit.Cgroups and its
+// helpers); the cgroup itself is made here, as a leaf QEMU writes itself
+// into, with fewer limits than runc's (no swap limit, no controllers for
+// children).
+const cgroupRoot = toolkit.CgroupRoot
 
-// cgroups is the host's layout as runc detects it.
-type cgroups struct{ host *runc.Cgroups }
+// cgroups is the host's layout as the toolkit detects it.
+type cgroups struct{ host *toolkit.Cgroups }
 
 func detectCgroups() (*cgroups, error) {
-	cg, err := runc.DetectCgroups()
+	cg, err := toolkit.DetectCgroups()
 	if err != nil {
 		return nil, err
 	}
@@ -41,13 +42,13 @@ func (cg *cgroups) create(id string, milliCPU, memBytes, pids int64) ([]string, 
 			return nil, err
 		}
 		for _, d := range []string{cgroupRoot, parent} {
-			if err := runc.WriteCgroupFile(filepath.Join(d, "cgroup.subtree_control"), "+cpu +memory +pids"); err != nil {
+			if err := toolkit.WriteCgroupFile(filepath.Join(d, "cgroup.subtree_control"), "+cpu +memory +pids"); err != nil {
 				return nil, err
 			}
 		}
 		for _, f := range [][2]string{{"cpu.max", quota + " " + strconv.Itoa(period)},
 			{"memory.max", strconv.FormatInt(memBytes, 10)}, {"pids.max", strconv.FormatInt(pids, 10)}} {
-			if err := runc.WriteCgroupFile(filepath.Join(dir, f[0]), f[1]); err != nil {
+			if err := toolkit.WriteCgroupFile(filepath.Join(dir, f[0]), f[1]); err != nil {
 				return nil, err
 			}
 		}
@@ -68,7 +69,7 @@ func (cg *cgroups) create(id string, milliCPU, memBytes, pids int64) ([]string, 
 		{filepath.Join(mem, "memory.limit_in_bytes"), strconv.FormatInt(memBytes, 10)},
 		{filepath.Join(cg.host.Controller("pids"), cgroupPath(id), "pids.max"), strconv.FormatInt(pids, 10)},
 	} {
-		if err := runc.WriteCgroupFile(f[0], f[1]); err != nil {
+		if err := toolkit.WriteCgroupFile(f[0], f[1]); err != nil {
 			return nil, err
 		}
 	}
@@ -90,7 +91,7 @@ func (cg *cgroups) dirs(id string) []string {
 func (cg *cgroups) remove(id string) error {
 	var errs []error
 	for _, dir := range cg.dirs(id) {
-		if err := runc.RemoveCgroupDir(dir); err != nil {
+		if err := toolkit.RemoveCgroupDir(dir); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"vessel.dev/vessel/internal/runtime/runc"
+	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
 // imageKey names a root image by the image's layer list.
@@ -78,7 +78,7 @@ func (r *Runtime) rootImage(ctx context.Context, layers []string) (string, error
 // formatted ext4 on the host (no journal, lazy inode tables: ≈20 ms), where
 // the guest keeps each container's upper and work directories.
 func writableDisk(ctx context.Context, path string, sizeGiB int) error {
-	return runc.MakeExt4Image(ctx, path, sizeGiB)
+	return toolkit.MakeExt4Image(ctx, path, sizeGiB)
 }
 
 // initramfs returns the initramfs the VMs boot: the guest binary as /init

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,18 +22,13 @@ import (
 	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/microvm/monitor"
-	"vessel.dev/vessel/internal/runtime/runc"
+	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
 // Name is the runtime's name.
 const Name = runtime.MicroVM
 
-// Defaults of the provisioned sandbox beyond its size: runc's (Create
-// fills them in with runc.FillDefaults).
 const (
-	DefaultPidsLimit           = runc.DefaultPidsLimit
-	DefaultEphemeralStorageGiB = runc.DefaultEphemeralStorageGiB
-	DefaultLogMaxBytes         = runc.DefaultLogMaxBytes
 	// qemuOverheadMiB is what the QEMU process may use beyond the guest's
 	// memory (device emulation, the TCG translation cache) before its
 	// cgroup's limit.
@@ -43,7 +37,6 @@ const (
 	// kernel, the initramfs and the agent. The containers are held to the
 	// task's memory by a cgroup inside the guest.
 	guestOverheadMiB = 128
-	pollInterval     = 50 * time.Millisecond
 	// execWait bounds how long alive waits for a process inside execve
 	// to have its command line.
 	execWait    = 5 * time.Second
@@ -106,9 +99,12 @@ type Runtime struct {
 	// qemuUser is the user QEMU drops to ("" = stays root).
 	qemuUser string
 
+	// store holds the sandboxes' records (one directory each in
+	// StateDir, beside the cache) and their locks.
+	store toolkit.Store
+
 	imgMu sync.Mutex
 	mu    sync.Mutex
-	locks map[string]*sync.Mutex
 	// netns remembers each sandbox's namespace for Leftovers after Delete.
 	netns map[string]string
 }
@@ -164,7 +160,8 @@ func New(cfg Config) (*Runtime, error) {
 	if os.Geteuid() != 0 {
 		return nil, errdefs.Unavailable("the microvm runtime needs root (cgroups, network namespaces)")
 	}
-	r := &Runtime{cfg: cfg, log: cfg.Logger, locks: map[string]*sync.Mutex{}, netns: map[string]string{}}
+	r := &Runtime{cfg: cfg, log: cfg.Logger, netns: map[string]string{},
+		store: toolkit.Store{Dir: cfg.StateDir, Reserved: []string{"cache"}}}
 	if cfg.QEMUUser != "root" {
 		if err := ensureSystemUser(cfg.QEMUUser); err != nil {
 			r.log.Warn("microvm: QEMU runs as root", "reason", err)
@@ -221,13 +218,15 @@ func New(cfg Config) (*Runtime, error) {
 // Accel returns the accelerator the runtime's VMs use, "kvm" or "tcg".
 func (r *Runtime) Accel() string { return r.accel }
 
-// bootProbe boots a VM with no container to the guest agent and removes it.
+// bootProbe boots a VM with no container to the guest agent and removes
+// it. Its sandbox is no spec Create accepts (no container, a hidden ID that
+// List skips), so it is made with create.
 func (r *Runtime) bootProbe() error {
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	id := fmt.Sprintf(".probe-%d", os.Getpid())
 	start := time.Now()
-	err := r.Create(ctx, runtime.Spec{ID: id, MilliCPU: 1000, MemoryMiB: 256, EphemeralStorageGiB: 1,
+	err := r.create(ctx, runtime.Spec{ID: id, MilliCPU: 1000, MemoryMiB: 256, EphemeralStorageGiB: 1,
 		LogDir: filepath.Join(r.cfg.StateDir, id+"-logs")})
 	if err == nil {
 		r.log.Info("microvm: probe VM booted to the guest agent", "accel", r.accel, "took", time.Since(start).Round(time.Millisecond))
@@ -240,115 +239,50 @@ func (r *Runtime) bootProbe() error {
 // Name implements runtime.Runtime.
 func (r *Runtime) Name() string { return Name }
 
-func (r *Runtime) lock(id string) func() {
-	r.mu.Lock()
-	l := r.locks[id]
-	if l == nil {
-		l = &sync.Mutex{}
-		r.locks[id] = l
-	}
-	r.mu.Unlock()
-	l.Lock()
-	return l.Unlock
-}
-
 // record is a sandbox's file, <sandbox>/sandbox.json.
 type record struct {
-	Spec      runtime.Spec    `json:"spec"`
-	CreatedAt time.Time       `json:"createdAt"`
-	Ready     bool            `json:"ready"`
-	Accel     string          `json:"accel"`
-	Net       *netState       `json:"net,omitempty"`
-	Disks     []vmDisk        `json:"disks,omitempty"`
-	Started   map[string]bool `json:"started,omitempty"`
-	// Restarts counts each container's restarts (runtime.Restarter).
-	Restarts map[string]int `json:"restarts,omitempty"`
+	toolkit.Record
+	Accel string    `json:"accel"`
+	Net   *netState `json:"net,omitempty"`
+	Disks []vmDisk  `json:"disks,omitempty"`
 }
 
-func (rec *record) has(name string) bool {
-	for _, c := range rec.Spec.Containers {
-		if c.Name == name {
-			return true
-		}
-	}
-	return false
-}
+func (r *Runtime) dir(id string) string { return r.store.SandboxDir(id) }
 
-func (r *Runtime) dir(id string) string { return filepath.Join(r.cfg.StateDir, id) }
+func (r *Runtime) save(rec *record) error { return r.store.Save(rec) }
 
-func (r *Runtime) save(rec *record) error {
-	data, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
+// load reads sandbox id's record; with a container name, a sandbox
+// without it is not found either.
+func (r *Runtime) load(id, container string) (*record, error) {
+	rec := &record{}
+	if container == "" {
+		return rec, r.store.Load(id, rec)
 	}
-	return runc.WriteFileAtomic(filepath.Join(r.dir(rec.Spec.ID), "sandbox.json"), data)
-}
-
-func (r *Runtime) load(id string) (*record, error) {
-	if id == "" || strings.ContainsAny(id, "/\x00") || id == "cache" {
-		return nil, errdefs.NotFound("sandbox %q not found", id)
-	}
-	data, err := os.ReadFile(filepath.Join(r.dir(id), "sandbox.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, errdefs.NotFound("sandbox %q not found", id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var rec record
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("sandbox %s: %w", id, err)
-	}
-	return &rec, nil
-}
-
-func validate(spec runtime.Spec) error {
-	if spec.ID == "" || strings.ContainsAny(spec.ID, "/\x00 ") || spec.ID == "cache" || spec.ID == "." || spec.ID == ".." {
-		return errdefs.InvalidArgument("sandbox ID %q: want a non-empty name without '/' or spaces", spec.ID)
-	}
-	if spec.MilliCPU <= 0 || spec.MemoryMiB <= 0 {
-		return errdefs.InvalidArgument("sandbox %s: MilliCPU and MemoryMiB must be positive (got %d, %d)", spec.ID, spec.MilliCPU, spec.MemoryMiB)
-	}
-	seen := map[string]bool{}
-	for _, c := range spec.Containers {
-		if c.Name == "" || c.Name == "." || c.Name == ".." || strings.ContainsAny(c.Name, "/\\\x00 ") || seen[c.Name] {
-			return errdefs.InvalidArgument("sandbox %s: container name %q: want a unique name without '/', '\\' or spaces, not \".\" or \"..\"", spec.ID, c.Name)
-		}
-		seen[c.Name] = true
-		if len(c.Layers) == 0 || len(c.Args) == 0 {
-			return errdefs.InvalidArgument("sandbox %s: container %s needs image layers and args", spec.ID, c.Name)
-		}
-		if err := runtime.CheckMounts(spec.ID, c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return rec, r.store.LoadContainer(id, container, rec)
 }
 
 // Create implements runtime.Runtime: it builds the disks, takes eth0's
 // address for the guest, starts QEMU (daemonized, in the sandbox's cgroup
 // and network namespace) and the VM's monitor, and returns once the guest
 // agent has set the sandbox up.
-func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (err error) {
-	if err := validate(spec); err != nil {
+func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
+	if err := spec.Validate(); err != nil {
 		return err
 	}
-	unlock := r.lock(spec.ID)
+	return r.create(ctx, spec)
+}
+
+// create is Create without the spec's validation.
+func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (err error) {
+	unlock := r.store.Lock(spec.ID)
 	defer unlock()
 	dir := r.dir(spec.ID)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if os.IsExist(err) {
-			return errdefs.AlreadyExists("sandbox %q already exists", spec.ID)
-		}
-		return err
-	}
-	runc.FillDefaults(&spec)
+	toolkit.FillDefaults(&spec)
 	if spec.LogDir == "" {
 		spec.LogDir = filepath.Join(dir, "logs")
 	}
-	rec := &record{Spec: spec, CreatedAt: time.Now(), Accel: r.accel}
-	if err := r.save(rec); err != nil {
-		os.RemoveAll(dir)
+	rec := &record{Record: toolkit.Record{Spec: spec, CreatedAt: time.Now()}, Accel: r.accel}
+	if err := r.store.Make(rec); err != nil {
 		return err
 	}
 	defer func() {
@@ -496,7 +430,7 @@ func (r *Runtime) startQEMU(ctx context.Context, rec *record, mac string) ([]str
 	if err := c.Run(); err != nil {
 		return nil, fmt.Errorf("qemu: %w: %s", err, bytes.TrimSpace(out.Bytes()))
 	}
-	if pid := runc.ReadPid(filepath.Join(dir, "qemu.pid")); pid == 0 {
+	if pid := toolkit.ReadPid(filepath.Join(dir, "qemu.pid")); pid == 0 {
 		return nil, fmt.Errorf("qemu wrote no pid file: %s", bytes.TrimSpace(out.Bytes()))
 	}
 	return procs, nil
@@ -545,7 +479,7 @@ func (r *Runtime) waitReady(ctx context.Context, dir string, monDone <-chan erro
 			}
 			return nil
 		}
-		if !alive(runc.ReadPid(filepath.Join(dir, "qemu.pid")), dir+"/") {
+		if !alive(toolkit.ReadPid(filepath.Join(dir, "qemu.pid")), dir+"/") {
 			return fmt.Errorf("the VM stopped while booting; console: %s", tail(filepath.Join(dir, "console.log")))
 		}
 		select {
@@ -568,7 +502,7 @@ func tail(path string) string {
 
 // alive reports whether pid runs (not a zombie) with mark in its command
 // line (the sandbox's directory with a trailing slash: QEMU's and the
-// monitor's name files in it), which guards against a reused pid. (runc.ProcessAlive matches the
+// monitor's name files in it), which guards against a reused pid. (toolkit.ProcessAlive matches the
 // command name instead, which is the same for every QEMU.)
 //
 // A process that exec.Cmd.Start has just returned may still be inside
@@ -584,7 +518,7 @@ func alive(pid int, mark string) bool {
 	}
 	path := fmt.Sprintf("/proc/%d/cmdline", pid)
 	for deadline := time.Now().Add(execWait); ; time.Sleep(5 * time.Millisecond) {
-		if !runc.ProcessRunning(pid) {
+		if !toolkit.ProcessRunning(pid) {
 			return false
 		}
 		cmdline, err := os.ReadFile(path)
@@ -592,7 +526,7 @@ func alive(pid int, mark string) bool {
 			return false
 		}
 		if len(cmdline) > 0 {
-			return strings.Contains(string(cmdline), mark) && runc.ProcessRunning(pid)
+			return strings.Contains(string(cmdline), mark) && toolkit.ProcessRunning(pid)
 		}
 		if time.Now().After(deadline) {
 			return false // a kernel thread, or a process that erased its arguments
@@ -638,26 +572,20 @@ func (r *Runtime) call(ctx context.Context, id string, m guestproto.Msg) error {
 
 // Start implements runtime.Runtime.
 func (r *Runtime) Start(ctx context.Context, id, container string) error {
-	unlock := r.lock(id)
+	unlock := r.store.Lock(id)
 	defer unlock()
-	rec, err := r.load(id)
+	rec, err := r.load(id, container)
 	if err != nil {
 		return err
 	}
-	if !rec.has(container) {
-		return errdefs.NotFound("container %q not found in sandbox %s", container, id)
-	}
 	if rec.Started[container] {
-		return errdefs.Conflict("container %s of sandbox %s was already started", container, id)
+		return runtime.AlreadyStarted(id, container)
 	}
 	if err := r.call(ctx, id, guestproto.Msg{Op: guestproto.OpStart, Container: container}); err != nil {
 		if strings.Contains(err.Error(), guestproto.RunAsNonRootError) {
 			return errdefs.InvalidArgument("container %s of sandbox %s: %s", container, id, guestproto.RunAsNonRootError)
 		}
 		return err
-	}
-	if rec.Started == nil {
-		rec.Started = map[string]bool{}
 	}
 	rec.Started[container] = true
 	return r.save(rec)
@@ -668,41 +596,37 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 // appends its output to the same log. The exit file of the last run is
 // removed first (and put back if the guest cannot restart it).
 func (r *Runtime) Restart(ctx context.Context, id, container string) error {
-	unlock := r.lock(id)
+	unlock := r.store.Lock(id)
 	defer unlock()
-	rec, err := r.load(id)
+	rec, err := r.load(id, container)
 	if err != nil {
 		return err
-	}
-	if !rec.has(container) {
-		return errdefs.NotFound("container %q not found in sandbox %s", container, id)
 	}
 	if !rec.Started[container] {
-		return errdefs.Conflict("container %q of sandbox %s was never started; Start it first", container, id)
+		return runtime.NeverStarted(id, container)
 	}
-	exitFile := filepath.Join(r.dir(id), "exits", container)
-	last, err := os.ReadFile(exitFile)
+	putBack, err := toolkit.SetAsideExit(r.exitFile(id, container))
 	if errors.Is(err, os.ErrNotExist) {
-		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", container, id)
+		return runtime.StillRuns(id, container)
 	}
 	if err != nil {
-		return err
-	}
-	if err := os.Remove(exitFile); err != nil {
 		return err
 	}
 	if err := r.call(ctx, id, guestproto.Msg{Op: guestproto.OpRestart, Container: container}); err != nil {
-		return errors.Join(err, runc.WriteFileAtomic(exitFile, last))
+		return putBack(err)
 	}
-	if rec.Restarts == nil {
-		rec.Restarts = map[string]int{}
-	}
-	rec.Restarts[container]++
+	rec.CountRestart(container)
 	return r.save(rec)
 }
 
+// exitFile is where the monitor writes container's exit (a
+// guestproto.ContainerState).
+func (r *Runtime) exitFile(id, container string) string {
+	return filepath.Join(r.dir(id), "exits", container)
+}
+
 func (r *Runtime) exitOf(id, container string) (*runtime.ExitStatus, error) {
-	data, err := os.ReadFile(filepath.Join(r.dir(id), "exits", container))
+	data, err := os.ReadFile(r.exitFile(id, container))
 	if err != nil {
 		return nil, err
 	}
@@ -716,47 +640,31 @@ func (r *Runtime) exitOf(id, container string) (*runtime.ExitStatus, error) {
 // Wait implements runtime.Runtime: it polls the exit file the monitor
 // writes, and checks now and then that the VM still runs.
 func (r *Runtime) Wait(ctx context.Context, id, container string) (runtime.ExitStatus, error) {
-	rec, err := r.load(id)
-	if err != nil {
+	if _, err := r.load(id, container); err != nil {
 		return runtime.ExitStatus{}, err
 	}
-	if !rec.has(container) {
-		return runtime.ExitStatus{}, errdefs.NotFound("container %q not found in sandbox %s", container, id)
-	}
 	dir := r.dir(id)
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for i := 0; ; i++ {
-		if st, err := r.exitOf(id, container); err == nil {
-			return *st, nil
+	return toolkit.WaitExit(ctx, func() (runtime.ExitStatus, bool, error) {
+		st, err := r.exitOf(id, container)
+		if err != nil {
+			return runtime.ExitStatus{}, false, nil
 		}
-		if i%20 == 19 {
-			if _, err := os.Stat(dir); err != nil {
-				return runtime.ExitStatus{}, errdefs.NotFound("sandbox %q not found", id)
-			}
-			if !alive(runc.ReadPid(filepath.Join(dir, "qemu.pid")), dir+"/") {
-				if st, err := r.exitOf(id, container); err == nil {
-					return *st, nil
-				}
-				return runtime.ExitStatus{}, errdefs.Unavailable("sandbox %s: its VM is not running", id)
-			}
+		return *st, true, nil
+	}, func() error {
+		if _, err := os.Stat(dir); err != nil {
+			return runtime.SandboxNotFound(id)
 		}
-		select {
-		case <-ctx.Done():
-			return runtime.ExitStatus{}, ctx.Err()
-		case <-t.C:
+		if !alive(toolkit.ReadPid(filepath.Join(dir, "qemu.pid")), dir+"/") {
+			return errdefs.Unavailable("sandbox %s: its VM is not running", id)
 		}
-	}
+		return nil
+	})
 }
 
 // Signal implements runtime.Runtime.
 func (r *Runtime) Signal(ctx context.Context, id, container string, sig syscall.Signal) error {
-	rec, err := r.load(id)
-	if err != nil {
+	if _, err := r.load(id, container); err != nil {
 		return err
-	}
-	if !rec.has(container) {
-		return errdefs.NotFound("container %q not found in sandbox %s", container, id)
 	}
 	if _, err := r.exitOf(id, container); err == nil {
 		return nil
@@ -769,12 +677,8 @@ func (r *Runtime) Signal(ctx context.Context, id, container string, sig syscall.
 // p.TTY), relaying its input, output, terminal sizes and exit through the
 // monitor.
 func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.ExecProcess) (int, error) {
-	rec, err := r.load(id)
-	if err != nil {
+	if _, err := r.load(id, container); err != nil {
 		return -1, err
-	}
-	if !rec.has(container) {
-		return -1, errdefs.NotFound("container %q not found in sandbox %s", container, id)
 	}
 	if len(p.Args) == 0 {
 		return -1, errdefs.InvalidArgument("exec needs a command")
@@ -859,9 +763,9 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 
 // Delete implements runtime.Runtime.
 func (r *Runtime) Delete(ctx context.Context, id string) error {
-	unlock := r.lock(id)
+	unlock := r.store.Lock(id)
 	defer unlock()
-	rec, err := r.load(id)
+	rec, err := r.load(id, "")
 	if err != nil {
 		return err
 	}
@@ -874,7 +778,7 @@ func (r *Runtime) teardown(rec *record) error {
 	dir := r.dir(rec.Spec.ID)
 	var errs []error
 	for _, p := range []struct{ file, mark string }{{"qemu.pid", dir + "/"}, {"monitor.pid", dir + "/"}} {
-		pid := runc.ReadPid(filepath.Join(dir, p.file))
+		pid := toolkit.ReadPid(filepath.Join(dir, p.file))
 		if !alive(pid, p.mark) {
 			continue
 		}
@@ -903,36 +807,25 @@ func (r *Runtime) teardown(rec *record) error {
 
 // List implements runtime.Runtime.
 func (r *Runtime) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
-	entries, err := os.ReadDir(r.cfg.StateDir)
+	ids, err := r.store.IDs()
 	if err != nil {
 		return nil, err
 	}
 	var out []runtime.SandboxInfo
-	for _, e := range entries {
-		if !e.IsDir() || e.Name() == "cache" || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		rec, err := r.load(e.Name())
+	for _, id := range ids {
+		rec, err := r.load(id, "")
 		if err != nil || !rec.Ready {
 			continue
 		}
-		info := runtime.SandboxInfo{ID: rec.Spec.ID, Labels: map[string]string{}}
-		for k, v := range rec.Spec.Labels {
-			info.Labels[k] = v
-		}
-		for _, c := range rec.Spec.Containers {
-			st := runtime.ContainerState{Name: c.Name, Started: rec.Started[c.Name], Restarts: rec.Restarts[c.Name]}
-			if _, err := os.Stat(filepath.Join(r.dir(rec.Spec.ID), "started", c.Name)); err == nil {
+		out = append(out, rec.Info(func(st *runtime.ContainerState) {
+			if _, err := os.Stat(filepath.Join(r.dir(id), "started", st.Name)); err == nil {
 				st.Started = true
 			}
-			if ex, err := r.exitOf(rec.Spec.ID, c.Name); err == nil {
+			if ex, err := r.exitOf(id, st.Name); err == nil {
 				st.Exit, st.Started = ex, true
 			}
-			info.Containers = append(info.Containers, st)
-		}
-		out = append(out, info)
+		}))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
@@ -946,17 +839,7 @@ func (r *Runtime) Leftovers(id string) []string {
 		out = append(out, "directory "+dir)
 	}
 	out = append(out, r.cg.leftovers(id)...)
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		data, err := os.ReadFile(p)
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		cmdline := strings.ReplaceAll(string(data), "\x00", " ")
-		if strings.Contains(cmdline, dir+"/") {
-			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+cmdline)
-		}
-	}
+	out = append(out, toolkit.ProcessesMentioning(func(cmdline string) bool { return strings.Contains(cmdline, dir+"/") })...)
 	r.mu.Lock()
 	ns := r.netns[id]
 	r.mu.Unlock()

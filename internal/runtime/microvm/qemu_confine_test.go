@@ -12,8 +12,8 @@ import (
 
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/microvm"
-	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
+	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
 func statusField(t *testing.T, pid int, field string) string {
@@ -48,7 +48,7 @@ func TestQEMUConfinement(t *testing.T) {
 	}
 	defer rt.Delete(context.Background(), spec.ID)
 	dir := filepath.Join(state, spec.ID)
-	qemu, mon := runc.ReadPid(filepath.Join(dir, "qemu.pid")), runc.ReadPid(filepath.Join(dir, "monitor.pid"))
+	qemu, mon := toolkit.ReadPid(filepath.Join(dir, "qemu.pid")), toolkit.ReadPid(filepath.Join(dir, "monitor.pid"))
 	if qemu == 0 || mon == 0 {
 		t.Fatalf("pids: qemu %d, monitor %d", qemu, mon)
 	}

@@ -14,18 +14,11 @@ import (
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
 // Name is the runtime's name.
 const Name = runtime.Runc
-
-// Defaults of the provisioned sandbox beyond its size.
-const (
-	DefaultPidsLimit           = 1024
-	DefaultEphemeralStorageGiB = 20
-	DefaultLogMaxBytes         = 10 << 20
-	cpuPeriodMicros            = 100_000
-)
 
 // Config configures the runc runtime.
 type Config struct {
@@ -48,11 +41,11 @@ type Config struct {
 // conmon, in a cgroup of the sandbox limited to its provisioned size.
 type Runtime struct {
 	cfg      Config
-	cg       *cgroups
+	cg       *toolkit.Cgroups
 	runcRoot string
 	// sb holds the sandboxes' records, locks and exit files, and does what
 	// runc and runsc do alike (Wait, List, Signal, Exec, ...).
-	sb *Sandboxes
+	sb *toolkit.Sandboxes
 }
 
 var (
@@ -95,25 +88,25 @@ func New(cfg Config) (*Runtime, error) {
 	if os.Geteuid() != 0 {
 		return nil, errdefs.Unavailable("the runc runtime needs root (cgroups, mounts)")
 	}
-	cg, err := detectCgroups()
+	cg, err := toolkit.DetectCgroups()
 	if err != nil {
 		return nil, errdefs.Unavailable("%v", err)
 	}
 	r := &Runtime{cfg: cfg, cg: cg, runcRoot: filepath.Join(dir, "runc-root")}
-	r.sb = &Sandboxes{Name: Name, StateDir: dir, RuntimeRoot: "runc-root", Log: cfg.Logger, Cgroups: &Cgroups{cg},
-		ExitRoot: DefaultExitRoot(dir),
-		Command:  r.command, ExecProcessFile: true, Run: r.runc, OOMKilled: r.oomKilled, Destroy: r.destroy}
+	r.sb = &toolkit.Sandboxes{Name: Name, Store: toolkit.Store{Dir: dir, Reserved: []string{"runc-root"}},
+		Log: cfg.Logger, Cgroups: cg, ExitRoot: toolkit.DefaultExitRoot(dir),
+		Command: r.command, ExecProcessFile: true, Run: r.runc, OOMKilled: r.oomKilled, Destroy: r.destroy}
 	if err := os.MkdirAll(r.runcRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("runc runtime: %w", err)
 	}
 	if out, err := exec.Command(cfg.RuncPath, "--root", r.runcRoot, "list", "-q").CombinedOutput(); err != nil {
 		return nil, errdefs.Unavailable("%s list failed: %v: %s", cfg.RuncPath, err, bytes.TrimSpace(out))
 	}
-	if r.sb.HostNofile, err = HostLimits(); err != nil {
+	if r.sb.HostNofile, err = toolkit.HostLimits(); err != nil {
 		return nil, fmt.Errorf("runc runtime: %w", err)
 	}
 	if cfg.InitPath == "" {
-		cfg.InitPath = findInit()
+		cfg.InitPath = toolkit.FindInit()
 	}
 	r.cfg.InitPath, r.sb.InitPath = cfg.InitPath, cfg.InitPath
 	return r, nil
@@ -122,79 +115,23 @@ func New(cfg Config) (*Runtime, error) {
 // Name implements runtime.Runtime.
 func (r *Runtime) Name() string { return Name }
 
-func checkSpec(spec *runtime.Spec) error {
-	if err := validName(spec.ID); err != nil {
-		return errdefs.InvalidArgument("sandbox ID %q is not valid: %v", spec.ID, err)
-	}
-	if len(spec.Containers) == 0 {
-		return errdefs.InvalidArgument("sandbox %s has no containers", spec.ID)
-	}
-	if spec.MilliCPU <= 0 || spec.MemoryMiB <= 0 {
-		return errdefs.InvalidArgument("sandbox %s: MilliCPU and MemoryMiB must be positive (the provisioned size), got %d and %d",
-			spec.ID, spec.MilliCPU, spec.MemoryMiB)
-	}
-	seen := map[string]bool{}
-	for _, c := range spec.Containers {
-		if err := validName(c.Name); err != nil {
-			return errdefs.InvalidArgument("sandbox %s: container name %q is not valid: %v", spec.ID, c.Name, err)
-		}
-		if seen[c.Name] {
-			return errdefs.InvalidArgument("sandbox %s: container name %q is used twice", spec.ID, c.Name)
-		}
-		seen[c.Name] = true
-		if len(c.Args) == 0 {
-			return errdefs.InvalidArgument("sandbox %s: container %q has no arguments to run", spec.ID, c.Name)
-		}
-		if len(c.Layers) == 0 {
-			return errdefs.InvalidArgument("sandbox %s: container %q has no image layers", spec.ID, c.Name)
-		}
-		for _, l := range c.Layers {
-			if !filepath.IsAbs(l) || strings.ContainsAny(l, ":,") {
-				return errdefs.InvalidArgument("sandbox %s: layer %q of container %q must be an absolute path without ':' or ','",
-					spec.ID, l, c.Name)
-			}
-		}
-		if err := runtime.CheckMounts(spec.ID, c); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Create implements runtime.Runtime.
 func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
-	return r.sb.Create(ctx, spec, func(rec *Record) error {
+	return r.sb.Create(ctx, spec, func(rec *toolkit.ConmonRecord) error {
 		spec := rec.Spec
-		if err := r.cg.create(spec.ID, limits{milliCPU: spec.MilliCPU, memory: spec.MemoryMiB << 20,
-			pids: spec.PidsLimit, cpuPeriod: cpuPeriodMicros}); err != nil {
+		if err := r.cg.Create(spec.ID, toolkit.Limits{MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryMiB << 20,
+			Pids: spec.PidsLimit}); err != nil {
 			return fmt.Errorf("runc runtime: sandbox %s: %w", spec.ID, err)
 		}
-		rec.OOMBase = r.cg.oomKills(taskPath(spec.ID))
+		rec.OOMBase = r.cg.OOMKills(toolkit.SandboxCgroup(spec.ID))
 		return r.sb.Prepare(ctx, rec, nil, nil)
 	})
-}
-
-func writeEtc(dir, hostname string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	files := map[string]string{
-		"hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n",
-		"hostname":    hostname + "\n",
-		"resolv.conf": "",
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Start implements runtime.Runtime: it launches conmon, which runs
 // "runc create" and stays as the container's monitor, then "runc start".
 func (r *Runtime) Start(ctx context.Context, id, name string) error {
-	return r.sb.Start(id, name, func(rec *Record) error {
+	return r.sb.Start(id, name, func(rec *toolkit.ConmonRecord) error {
 		if err := r.launch(ctx, rec, name); err != nil {
 			return fmt.Errorf("runc runtime: start %s/%s: %w", id, name, err)
 		}
@@ -207,14 +144,14 @@ func (r *Runtime) Start(ctx context.Context, id, name string) error {
 // its writable layer stay), then a new conmon and "runc start" as in Start.
 // conmon appends to the container's log.
 func (r *Runtime) Restart(ctx context.Context, id, name string) error {
-	return r.sb.Restart(id, name, func(rec *Record) error {
-		if out, err := r.runc(ctx, id, "delete", "--force", ContainerID(id, name)); err != nil && r.sb.State(ctx, id, ContainerID(id, name)) != "" {
+	return r.sb.Restart(id, name, func(rec *toolkit.ConmonRecord) error {
+		if out, err := r.runc(ctx, id, "delete", "--force", toolkit.ContainerID(id, name)); err != nil && r.sb.State(ctx, id, toolkit.ContainerID(id, name)) != "" {
 			return fmt.Errorf("runc delete: %w: %s", err, out)
 		}
 		// An OOM kill of the last run must not mark the next run's 137.
-		rec.OOMBase = r.cg.oomKills(taskPath(id))
+		rec.OOMBase = r.cg.OOMKills(toolkit.SandboxCgroup(id))
 		return nil
-	}, func(rec *Record) error {
+	}, func(rec *toolkit.ConmonRecord) error {
 		if err := r.launch(ctx, rec, name); err != nil {
 			return fmt.Errorf("runc runtime: restart %s/%s: %w", id, name, err)
 		}
@@ -222,7 +159,7 @@ func (r *Runtime) Restart(ctx context.Context, id, name string) error {
 	})
 }
 
-func (r *Runtime) launch(ctx context.Context, rec *Record, name string) error {
+func (r *Runtime) launch(ctx context.Context, rec *toolkit.ConmonRecord, name string) error {
 	c := r.sb.Conmon(rec, name)
 	c.Path, c.Runtime, c.RuntimeArgs = r.cfg.ConmonPath, r.cfg.RuncPath, []string{"--root=" + r.runcRoot}
 	if _, err := c.Create(ctx); err != nil {
@@ -266,9 +203,9 @@ func (r *Runtime) runc(ctx context.Context, id string, args ...string) ([]byte, 
 // oomKilled reports whether a container that ended with 137 was
 // OOM-killed. On cgroup v1 the kernel counts an OOM kill in the victim's
 // cgroup only (the container's); on v2 in it and its parents.
-func (r *Runtime) oomKilled(rec *Record, name string) bool {
-	return r.cg.oomKills(containerPath(rec.Spec.ID, name)) > 0 ||
-		r.cg.oomKills(taskPath(rec.Spec.ID)) > rec.OOMBase
+func (r *Runtime) oomKilled(rec *toolkit.ConmonRecord, name string) bool {
+	return r.cg.OOMKills(toolkit.ContainerCgroup(rec.Spec.ID, name)) > 0 ||
+		r.cg.OOMKills(toolkit.SandboxCgroup(rec.Spec.ID)) > rec.OOMBase
 }
 
 // Wait implements runtime.Runtime. It polls the container's exit file, which
@@ -288,17 +225,17 @@ func (r *Runtime) Delete(ctx context.Context, id string) error { return r.sb.Del
 // destroy kills what runs in the sandbox and removes everything it holds:
 // containers, conmons, mounts, loop device, cgroups and its directory. It
 // works on a sandbox in any state, also one whose Create failed half-way.
-func (r *Runtime) destroy(ctx context.Context, rec *Record) error {
+func (r *Runtime) destroy(ctx context.Context, rec *toolkit.ConmonRecord) error {
 	id, names := rec.Spec.ID, rec.Names()
 	for _, n := range names {
-		r.runc(ctx, id, "kill", "--all", ContainerID(id, n), "KILL")
+		r.runc(ctx, id, "kill", "--all", toolkit.ContainerID(id, n), "KILL")
 	}
 	for _, n := range names {
 		r.sb.WaitConmon(id, n, "its container was killed")
 	}
 	var errs []error
 	for _, n := range names {
-		rid := ContainerID(id, n)
+		rid := toolkit.ContainerID(id, n)
 		if out, err := r.runc(ctx, id, "delete", "--force", rid); err != nil && r.sb.State(ctx, id, rid) != "" {
 			errs = append(errs, fmt.Errorf("runc delete %s: %w: %s", rid, err, out))
 		}
@@ -315,4 +252,23 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.SandboxInfo, error) { ret
 // conmon), so it ends if the agent does. TTYs are not supported yet.
 func (r *Runtime) Exec(ctx context.Context, id, name string, p runtime.ExecProcess) (int, error) {
 	return r.sb.Exec(ctx, id, name, p)
+}
+
+// Leftovers lists what of sandbox id is still on the host: its directory,
+// mounts, loop devices, cgroups, runc state, and processes (conmons and
+// containers) that mention it. After Delete it must be empty. Tests and the
+// agent's self-checks use it.
+func (r *Runtime) Leftovers(id string) []string {
+	var state []string
+	if entries, _ := os.ReadDir(r.runcRoot); len(entries) > 0 {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), id+"-") {
+				state = append(state, "runc state "+filepath.Join(r.runcRoot, e.Name()))
+			}
+		}
+	}
+	dir := r.sb.SandboxDir(id)
+	return r.sb.Leftovers(id, state, func(cmdline string) bool {
+		return strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, " "+id+"-")
+	})
 }

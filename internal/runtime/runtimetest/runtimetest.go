@@ -14,7 +14,7 @@ import (
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/runtime"
-	"vessel.dev/vessel/internal/runtime/runc"
+	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
 // Harness tells the suite how to make the runtime under test.
@@ -86,6 +86,7 @@ func Run(t *testing.T, h Harness) {
 		{"SignalExitedContainerIsNotAnError", testSignalExited},
 		{"SeveralContainersInOneSandbox", testSeveralContainers},
 		{"ErrorsForMissingThings", testMissing},
+		{"InvalidSpecs", testInvalidSpecs},
 		{"AdoptionAfterRestart", testAdoption},
 		{"RestartExitedContainer", testRestart},
 		{"RestartConflicts", testRestartConflicts},
@@ -118,11 +119,11 @@ func Run(t *testing.T, h Harness) {
 
 // StateDir is a temporary directory for a runtime's state, removed after
 // the test once the runtime's pool of formatted images below it has
-// stopped refilling (runc.StopExt4Pools).
+// stopped refilling (toolkit.StopExt4Pools).
 func StateDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
-	t.Cleanup(func() { runc.StopExt4Pools(dir) })
+	t.Cleanup(func() { toolkit.StopExt4Pools(dir) })
 	return dir
 }
 

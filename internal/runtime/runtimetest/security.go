@@ -217,12 +217,22 @@ func testSupplementalGroups(s *suite) {
 	}
 }
 
+// testUIDWithoutPasswd: a numeric user runs as that uid whether the
+// image defines it or not; as with runc, Docker and the kubelet, a uid the
+// image does not define gets gid 0 (never a gid equal to the uid), one it
+// defines its passwd entry's group, and a numeric group given with it is
+// taken as it is.
 func testUIDWithoutPasswd(s *suite) {
 	s.needReal()
-	// As Docker and the kubelet: a uid the image does not define gets gid 0.
-	out := s.runOK(func(c *runtime.ContainerSpec) { c.User = "4242" }, `echo "$(id -u):$(id -g)"`)
-	if out != "4242:0\n" {
-		s.t.Errorf("user 4242 (not in /etc/passwd) runs as %q, want 4242:0", out)
+	for _, c := range []struct{ user, want string }{
+		{"4242", "4242:0"},
+		{"4242:4343", "4242:4343"},
+		{"65534", "65534:65534"},
+	} {
+		out := s.runOK(func(cs *runtime.ContainerSpec) { cs.User = c.user }, `echo "$(id -u):$(id -g)"`)
+		if out != c.want+"\n" {
+			s.t.Errorf("user %s (4242 is not in the image's /etc/passwd, 65534 is) runs as %q, want %s", c.user, out, c.want)
+		}
 	}
 }
 

@@ -20,5 +20,13 @@
 // A signal ends a container with code 128+signal (143 for SIGTERM, 137 for
 // SIGKILL), except SIGCHLD, SIGWINCH, SIGURG and SIGCONT, which are ignored.
 //
+// Create applies the spec rules of every runtime
+// (runtime.Spec.ValidateSimulated): a container needs no image layers and
+// no arguments here.
+//
+//	rt, err := sim.New(sim.Config{StateDir: dir})
+//	err = rt.Create(ctx, runtime.Spec{ID: "t1", MilliCPU: 250, MemoryMiB: 512,
+//		Containers: []runtime.ContainerSpec{{Name: "app", Args: []string{"sleep", "2"}}}})
+//
 // This package imports runtime and errdefs only.
 package sim

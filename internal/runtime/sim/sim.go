@@ -128,13 +128,12 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Create implements runtime.Runtime.
+// Create implements runtime.Runtime. It applies the rules of every
+// runtime (runtime.Spec.ValidateSimulated): a container needs neither
+// image layers nor arguments here.
 func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
-	if spec.ID == "" || strings.ContainsAny(spec.ID, "/\\.") {
-		return errdefs.InvalidArgument("sandbox ID %q is not valid: use letters, digits and hyphens", spec.ID)
-	}
-	if len(spec.Containers) == 0 {
-		return errdefs.InvalidArgument("sandbox %s has no containers", spec.ID)
+	if err := spec.ValidateSimulated(); err != nil {
+		return err
 	}
 	if err := sleepCtx(ctx, r.cfg.CreateDelay); err != nil {
 		return err
@@ -147,9 +146,6 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 	sb := &sandbox{ID: spec.ID, Labels: spec.Labels, Containers: map[string]*containerState{},
 		changed: make(chan struct{})}
 	for _, c := range spec.Containers {
-		if _, dup := sb.Containers[c.Name]; dup {
-			return errdefs.InvalidArgument("sandbox %s: container name %q is used twice", spec.ID, c.Name)
-		}
 		sb.Containers[c.Name] = &containerState{Spec: c}
 		sb.Order = append(sb.Order, c.Name)
 	}
@@ -163,14 +159,14 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 func (r *Runtime) get(id, container string) (*sandbox, *containerState, error) {
 	sb, ok := r.sandboxes[id]
 	if !ok {
-		return nil, nil, errdefs.NotFound("sandbox %s not found", id)
+		return nil, nil, runtime.SandboxNotFound(id)
 	}
 	if container == "" {
 		return sb, nil, nil
 	}
 	c, ok := sb.Containers[container]
 	if !ok {
-		return nil, nil, errdefs.NotFound("container %q not found in sandbox %s", container, id)
+		return nil, nil, runtime.ContainerNotFound(id, container)
 	}
 	return sb, c, nil
 }
@@ -286,7 +282,7 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 		return err
 	}
 	if !c.StartedAt.IsZero() {
-		return errdefs.Conflict("container %q of sandbox %s was already started", container, id)
+		return runtime.AlreadyStarted(id, container)
 	}
 	c.StartedAt = r.cfg.Now()
 	r.settle(sb, c)
@@ -311,10 +307,10 @@ func (r *Runtime) Restart(ctx context.Context, id, container string) error {
 	}
 	r.settle(sb, c)
 	if c.StartedAt.IsZero() {
-		return errdefs.Conflict("container %q of sandbox %s was never started; Start it first", container, id)
+		return runtime.NeverStarted(id, container)
 	}
 	if c.Exit == nil {
-		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", container, id)
+		return runtime.StillRuns(id, container)
 	}
 	c.StartedAt, c.Exit = r.cfg.Now(), nil
 	c.Restarts++

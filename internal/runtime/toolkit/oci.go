@@ -1,4 +1,4 @@
-package runc
+package toolkit
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 // 1.1 speaks 1.0.2 and newer ones read it too.
 const ociVersion = "1.0.2"
 
+// defaultPath is the PATH given to containers without one.
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // defaultCaps is the capability set container runtimes (Docker, containerd,
@@ -30,32 +31,35 @@ var defaultCaps = []string{
 	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
-// bundleParams is what goes into one container's config.json beyond its
+// BundleParams is what goes into one container's config.json beyond its
 // ContainerSpec.
-type bundleParams struct {
-	id, name   string
-	rootfs     string
-	hostname   string
-	netnsPath  string
-	etcDir     string
-	hostNofile uint64 // the agent's RLIMIT_NOFILE hard limit
-	user       specs.User
-	// initPath is the host's static init (tini-static), bound read-only
-	// into containers whose Security.Init is set.
-	initPath string
+type BundleParams struct {
+	ID, Name   string // the sandbox and the container
+	Rootfs     string
+	Hostname   string
+	NetNSPath  string
+	EtcDir     string // hosts, hostname, resolv.conf, bind-mounted read-only
+	HostNofile uint64 // the agent's RLIMIT_NOFILE hard limit (HostLimits)
+	User       specs.User
+	// InitPath is the host's static init (tini-static, FindInit), bound
+	// read-only at /sbin/vessel-init in containers whose Security.Init is
+	// set.
+	InitPath string
 }
 
 // initDestination is where a container's init is bound, read-only.
 const initDestination = "/sbin/vessel-init"
 
-// ociSpec returns container c's OCI spec: its capabilities (the default
+// OCISpec returns container c's OCI spec as the conmon-backed back ends
+// run it, in the cgroup vessel/<ID>/<Name>: its capabilities (the default
 // set when c.Security.Capabilities is nil), the seccomp allow-list for
 // them, no new privileges, masked and read-only /proc and /sys paths,
 // RLIMIT_NOFILE, its root read-only when asked, its supplemental groups,
-// and with Security.Init an init (tini) as PID 1 that runs c.Args. There is
+// and with Security.Init an init (tini) as PID 1 that runs c.Args (an init
+// asked for without InitPath is an error of kind errdefs.ErrUnavailable). There is
 // no RLIMIT_NPROC: the host counts it per uid across every task of that
 // uid, and the sandbox's pids cgroup already bounds its processes.
-func ociSpec(c runtime.ContainerSpec, p bundleParams) (*specs.Spec, error) {
+func OCISpec(c runtime.ContainerSpec, p BundleParams) (*specs.Spec, error) {
 	env := append([]string(nil), c.Env...)
 	hasPath := false
 	for _, e := range env {
@@ -72,9 +76,9 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) (*specs.Spec, error) {
 	}
 	soft, hard := c.NofileSoft, c.NofileHard
 	if hard == 0 {
-		hard = min(65535, p.hostNofile)
+		hard = min(65535, p.HostNofile)
 	}
-	hard = min(hard, p.hostNofile)
+	hard = min(hard, p.HostNofile)
 	if soft == 0 {
 		soft = 1024
 	}
@@ -88,11 +92,11 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) (*specs.Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seccomp profile for %v: %w", caps, err)
 	}
-	user := p.user
+	user := p.User
 	user.AdditionalGids = append(append([]uint32(nil), user.AdditionalGids...), c.Security.SupplementalGroups...)
 	args := c.Args
 	if c.Security.Init {
-		if p.initPath == "" {
+		if p.InitPath == "" {
 			return nil, errdefs.Unavailable("container %q asks for an init process, but this host has none (install Debian's tini package: /usr/bin/tini-static)", c.Name)
 		}
 		// -s: reap as a subreaper too, should the init not be PID 1 of
@@ -100,7 +104,7 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) (*specs.Spec, error) {
 		args = append([]string{initDestination, "-s", "--"}, c.Args...)
 	}
 
-	netns := specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.netnsPath}
+	netns := specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.NetNSPath}
 	s := &specs.Spec{
 		Version: ociVersion,
 		Process: &specs.Process{
@@ -116,8 +120,8 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) (*specs.Spec, error) {
 			},
 			NoNewPrivileges: true,
 		},
-		Root:     &specs.Root{Path: p.rootfs, Readonly: c.Security.ReadOnlyRootfs},
-		Hostname: p.hostname,
+		Root:     &specs.Root{Path: p.Rootfs, Readonly: c.Security.ReadOnlyRootfs},
+		Hostname: p.Hostname,
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -127,7 +131,7 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) (*specs.Spec, error) {
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		},
 		Linux: &specs.Linux{
-			CgroupsPath: "/" + containerPath(p.id, p.name),
+			CgroupsPath: "/" + ContainerCgroup(p.ID, p.Name),
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 			},
@@ -143,7 +147,7 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) (*specs.Spec, error) {
 	}
 	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
 		s.Mounts = append(s.Mounts, specs.Mount{
-			Destination: "/etc/" + f, Type: "bind", Source: p.etcDir + "/" + f,
+			Destination: "/etc/" + f, Type: "bind", Source: p.EtcDir + "/" + f,
 			Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
 		})
 	}
@@ -156,14 +160,14 @@ func ociSpec(c runtime.ContainerSpec, p bundleParams) (*specs.Spec, error) {
 			mode = "ro"
 		}
 		s.Mounts = append(s.Mounts, specs.Mount{
-			Destination: m.Destination, Type: "bind", Source: mountSource(p.rootfs, i, m),
+			Destination: m.Destination, Type: "bind", Source: mountSource(p.Rootfs, i, m),
 			Options: []string{"rbind", "rprivate", mode, "nosuid", "nodev"},
 		})
 	}
 	// Last, so that no volume covers it.
 	if c.Security.Init {
 		s.Mounts = append(s.Mounts, specs.Mount{
-			Destination: initDestination, Type: "bind", Source: p.initPath,
+			Destination: initDestination, Type: "bind", Source: p.InitPath,
 			Options: []string{"bind", "ro", "nosuid", "nodev"},
 		})
 	}
@@ -343,18 +347,4 @@ func lookup(rootfs, path string, match func([]string) bool) (entry []string, ok 
 		return nil, false, errdefs.InvalidArgument("the image's %s cannot be read: %v", path, err)
 	}
 	return nil, false, nil
-}
-
-func validName(s string) error {
-	if s == "" || len(s) > 63 {
-		return fmt.Errorf("must be 1 to 63 characters")
-	}
-	for i, r := range s {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-			(i > 0 && (r == '-' || r == '_' || r == '.'))
-		if !ok {
-			return fmt.Errorf("use letters, digits, and -, _ or . after the first character")
-		}
-	}
-	return nil
 }

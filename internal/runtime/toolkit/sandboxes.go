@@ -1,4 +1,4 @@
-package runc
+package toolkit
 
 import (
 	"context"
@@ -7,55 +7,45 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
-	"vessel.dev/vessel/internal/fsutil"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/errdefs"
-	"vessel.dev/vessel/internal/pty"
 	"vessel.dev/vessel/internal/runtime"
 )
 
-// pollInterval is how often Wait looks for a container's exit file.
-const pollInterval = 50 * time.Millisecond
-
 // Sandboxes is the conmon-backed core of a back end that runs each
 // container of a sandbox under a conmon of its own with an OCI runtime
-// (runc here, runsc in the gvisor back end). It owns the sandboxes'
-// directories under StateDir and what is the same in both back ends:
+// (runc, or runsc in the gvisor back end). It owns the sandboxes'
+// directories under Store.Dir and what is the same in both back ends:
 //
-//	<StateDir>/<id>/sandbox.json          the Record, written atomically
-//	<StateDir>/<id>/containers/<name>/    the bundle, with conmon's conmon.pid
-//	<StateDir>/<id>/exits/<id>-<name>     the exit code conmon writes
-//	<StateDir>/<id>/sockets/, logs/, etc/ conmon's sockets, default logs and /etc
+//	<Dir>/<id>/sandbox.json          the ConmonRecord, written atomically
+//	<Dir>/<id>/containers/<name>/    the bundle, with conmon's conmon.pid
+//	<ExitRoot>/<id>/<id>-<name>      the exit code conmon writes
+//	<Dir>/<id>/sockets/, logs/, etc/ conmon's sockets, default logs and /etc
 //
-// and on top of them the per-sandbox lock, Create's frame, Wait, List,
-// Delete, Signal, Exec and the common part of Delete and Leftovers. The
-// back end fills in what differs (its OCI runtime's commands, how a
-// sandbox is set up, destroyed and found OOM-killed) in the fields below,
-// before the first call; they are not changed after. A Sandboxes is safe
-// for concurrent use.
+// and on top of them Create's frame, Wait, List, Delete, Signal, Exec and
+// the common part of Delete and Leftovers. The back end fills in what
+// differs (its OCI runtime's commands, how a sandbox is set up, destroyed
+// and found OOM-killed) in the fields below, before the first call; they
+// are not changed after. A Sandboxes is safe for concurrent use.
 type Sandboxes struct {
 	// Name is the back end's name ("runc", "gvisor"): errors start with
 	// "<Name> runtime:", log messages with "<Name>:".
 	Name string
-	// StateDir holds one directory per sandbox; RuntimeRoot is the OCI
-	// runtime's own state directory in it (no sandbox).
-	StateDir    string
-	RuntimeRoot string
-	Log         *slog.Logger
+	// Store holds the records and the per-sandbox locks; its Reserved
+	// names the OCI runtime's own state directory in Dir.
+	Store
+	Log *slog.Logger
 	// HostNofile is the agent's hard RLIMIT_NOFILE (HostLimits), which
 	// bounds the containers'.
 	HostNofile uint64
@@ -85,30 +75,19 @@ type Sandboxes struct {
 	Run func(ctx context.Context, id string, args ...string) ([]byte, error)
 	// OOMKilled reports whether container name, which ended with code 137,
 	// was killed by the OOM killer.
-	OOMKilled func(rec *Record, name string) bool
+	OOMKilled func(rec *ConmonRecord, name string) bool
 	// Destroy kills what runs in the sandbox and removes everything it
 	// holds, usually ending with TearDown. It must work on a sandbox in any
 	// state, also one whose Create failed half-way, and is called with the
 	// sandbox's lock held.
-	Destroy func(ctx context.Context, rec *Record) error
-
-	mu    sync.Mutex
-	locks map[string]*idLock
+	Destroy func(ctx context.Context, rec *ConmonRecord) error
 }
 
-type idLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-// Record is a sandbox's file, <sandbox>/sandbox.json.
-type Record struct {
-	Spec      runtime.Spec    `json:"spec"`
-	CreatedAt time.Time       `json:"createdAt"`
-	Ready     bool            `json:"ready"` // Create finished
-	Storage   string          `json:"storage,omitempty"`
-	OOMBase   int64           `json:"oomBase"` // OOM kills counted in the sandbox's cgroup(s) at Create
-	Started   map[string]bool `json:"started,omitempty"`
+// ConmonRecord is the record of a conmon-backed sandbox.
+type ConmonRecord struct {
+	Record
+	Storage string `json:"storage,omitempty"` // setupStorage's "loop" or "dir"
+	OOMBase int64  `json:"oomBase"`           // OOM kills counted in the sandbox's cgroup(s) at Create
 	// Launching marks the containers whose start began and has not
 	// finished: set with Started, cleared once conmon runs the container.
 	Launching map[string]bool `json:"launching,omitempty"`
@@ -116,41 +95,17 @@ type Record struct {
 	// persist directories); empty for sandboxes made before it was kept
 	// off the data disk: their SandboxDir's exits.
 	ExitDir string `json:"exitDir,omitempty"`
-	// Restarts counts each container's restarts (runtime.Restarter).
-	Restarts map[string]int `json:"restarts,omitempty"`
-}
-
-// Container returns the spec of the sandbox's container name.
-func (rec *Record) Container(name string) (runtime.ContainerSpec, bool) {
-	for _, c := range rec.Spec.Containers {
-		if c.Name == name {
-			return c, true
-		}
-	}
-	return runtime.ContainerSpec{}, false
-}
-
-// Names lists the sandbox's containers' names, in the spec's order.
-func (rec *Record) Names() []string {
-	var names []string
-	for _, c := range rec.Spec.Containers {
-		names = append(names, c.Name)
-	}
-	return names
 }
 
 // ContainerID is a container's ID for the OCI runtime and conmon.
 func ContainerID(id, name string) string { return id + "-" + name }
-
-// SandboxDir is sandbox id's directory.
-func (s *Sandboxes) SandboxDir(id string) string { return filepath.Join(s.StateDir, id) }
 
 // BundleDir is the OCI bundle directory of container name.
 func (s *Sandboxes) BundleDir(id, name string) string {
 	return filepath.Join(s.SandboxDir(id), "containers", name)
 }
 
-func (s *Sandboxes) exitFile(rec *Record, name string) string {
+func (s *Sandboxes) exitFile(rec *ConmonRecord, name string) string {
 	return filepath.Join(s.exitDir(rec), ContainerID(rec.Spec.ID, name))
 }
 
@@ -162,7 +117,7 @@ func (s *Sandboxes) exitRootOf(id string) string {
 	return filepath.Join(s.ExitRoot, id)
 }
 
-func (s *Sandboxes) exitDir(rec *Record) string {
+func (s *Sandboxes) exitDir(rec *ConmonRecord) string {
 	if rec.ExitDir != "" {
 		return rec.ExitDir
 	}
@@ -183,7 +138,7 @@ func DefaultExitRoot(stateDir string) string {
 
 // LogPath is where container name's log goes: <LogDir>/<name>.log, or the
 // sandbox's logs/ when the spec has no LogDir.
-func (s *Sandboxes) LogPath(rec *Record, name string) string {
+func (s *Sandboxes) LogPath(rec *ConmonRecord, name string) string {
 	dir := rec.Spec.LogDir
 	if dir == "" {
 		dir = filepath.Join(s.SandboxDir(rec.Spec.ID), "logs")
@@ -194,7 +149,7 @@ func (s *Sandboxes) LogPath(rec *Record, name string) string {
 // Conmon returns container name's conmon, with the sandbox's bundle, log,
 // exit and socket paths filled in; the caller sets Path, Runtime and
 // RuntimeArgs.
-func (s *Sandboxes) Conmon(rec *Record, name string) Conmon {
+func (s *Sandboxes) Conmon(rec *ConmonRecord, name string) Conmon {
 	id := rec.Spec.ID
 	return Conmon{
 		ID: ContainerID(id, name), Name: name, Bundle: s.BundleDir(id, name),
@@ -209,73 +164,28 @@ func (s *Sandboxes) errorf(format string, args ...any) error {
 	return fmt.Errorf(s.Name+" runtime: "+format, args...)
 }
 
-// Lock serialises Create, Start and Delete of sandbox id; it blocks until
-// the lock is free and returns the function that frees it.
-func (s *Sandboxes) Lock(id string) func() {
-	s.mu.Lock()
-	if s.locks == nil {
-		s.locks = map[string]*idLock{}
-	}
-	l := s.locks[id]
-	if l == nil {
-		l = &idLock{}
-		s.locks[id] = l
-	}
-	l.refs++
-	s.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		s.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(s.locks, id)
-		}
-		s.mu.Unlock()
-	}
-}
-
-// Save writes the sandbox's record atomically (a temporary file, synced,
-// then renamed).
-func (s *Sandboxes) Save(rec *Record) error {
-	data, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
-	}
-	return fsutil.WriteFileAtomic(filepath.Join(s.SandboxDir(rec.Spec.ID), "sandbox.json"), data, "")
-}
+// Save writes the sandbox's record atomically.
+func (s *Sandboxes) Save(rec *ConmonRecord) error { return s.Store.Save(rec) }
 
 // Load reads sandbox id's record; an error of kind errdefs.ErrNotFound
 // when there is none. The record is the caller's.
-func (s *Sandboxes) Load(id string) (*Record, error) {
-	if validName(id) != nil {
-		return nil, errdefs.NotFound("sandbox %s not found", id)
+func (s *Sandboxes) Load(id string) (*ConmonRecord, error) { return s.LoadContainer(id, "") }
+
+// LoadContainer is Load, with an error of kind errdefs.ErrNotFound also
+// when the sandbox has no container name (unless name is "").
+func (s *Sandboxes) LoadContainer(id, name string) (*ConmonRecord, error) {
+	rec := &ConmonRecord{}
+	var err error
+	if name == "" {
+		err = s.Store.Load(id, rec)
+	} else {
+		err = s.Store.LoadContainer(id, name, rec)
 	}
-	data, err := os.ReadFile(filepath.Join(s.SandboxDir(id), "sandbox.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, errdefs.NotFound("sandbox %s not found", id)
+	if errdefs.IsNotFound(err) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, s.errorf("%w", err)
-	}
-	rec := &Record{}
-	if err := json.Unmarshal(data, rec); err != nil {
-		return nil, s.errorf("sandbox %s: %w", id, err)
-	}
-	if rec.Started == nil {
-		rec.Started = map[string]bool{}
-	}
-	return rec, nil
-}
-
-// LoadContainer is Load, with an error of kind errdefs.ErrNotFound also
-// when the sandbox has no container name.
-func (s *Sandboxes) LoadContainer(id, name string) (*Record, error) {
-	rec, err := s.Load(id)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := rec.Container(name); !ok {
-		return nil, errdefs.NotFound("container %q not found in sandbox %s", name, id)
 	}
 	return rec, nil
 }
@@ -285,31 +195,24 @@ func (s *Sandboxes) LoadContainer(id, name string) (*Record, error) {
 // first (so that Delete can clean up after a Create that failed or crashed
 // half-way), then calls setup with the sandbox's lock held, and marks the
 // record ready. When setup fails, Destroy cleans up.
-func (s *Sandboxes) Create(ctx context.Context, spec runtime.Spec, setup func(rec *Record) error) (err error) {
-	if err := validName(spec.ID); err == nil {
-		if _, err := os.Stat(s.SandboxDir(spec.ID)); err == nil {
-			return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
-		}
+func (s *Sandboxes) Create(ctx context.Context, spec runtime.Spec, setup func(rec *ConmonRecord) error) (err error) {
+	if s.Exists(spec.ID) {
+		return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
 	}
-	if err := checkSpec(&spec); err != nil {
+	if err := spec.Validate(); err != nil {
 		return err
 	}
-	fillDefaults(&spec)
+	FillDefaults(&spec)
 	if spec.Hostname == "" {
 		spec.Hostname = spec.ID
 	}
 	unlock := s.Lock(spec.ID)
 	defer unlock()
-	dir := s.SandboxDir(spec.ID)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if os.IsExist(err) {
-			return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
+	rec := &ConmonRecord{Record: Record{Spec: spec, CreatedAt: time.Now().UTC(), Started: map[string]bool{}}}
+	if err := s.Make(rec); err != nil {
+		if errdefs.IsAlreadyExists(err) || errdefs.IsInvalidArgument(err) {
+			return err
 		}
-		return s.errorf("%w", err)
-	}
-	rec := &Record{Spec: spec, CreatedAt: time.Now().UTC(), Started: map[string]bool{}}
-	if err := s.Save(rec); err != nil {
-		os.RemoveAll(dir)
 		return s.errorf("%w", err)
 	}
 	defer func() {
@@ -329,21 +232,6 @@ func (s *Sandboxes) Create(ctx context.Context, spec runtime.Spec, setup func(re
 	return nil
 }
 
-// fillDefaults sets the spec's unset pids limit, ephemeral storage and log
-// size to DefaultPidsLimit, DefaultEphemeralStorageGiB and
-// DefaultLogMaxBytes.
-func fillDefaults(spec *runtime.Spec) {
-	if spec.PidsLimit == 0 {
-		spec.PidsLimit = DefaultPidsLimit
-	}
-	if spec.EphemeralStorageGiB == 0 {
-		spec.EphemeralStorageGiB = DefaultEphemeralStorageGiB
-	}
-	if spec.LogMaxBytes == 0 {
-		spec.LogMaxBytes = DefaultLogMaxBytes
-	}
-}
-
 // Prepare sets up what the sandbox's containers run on: the ephemeral
 // storage (rec.Storage); the directories exits, sockets, containers and
 // extraDirs, and the log directory; hosts, hostname and resolv.conf in
@@ -351,11 +239,11 @@ func fillDefaults(spec *runtime.Spec) {
 // system (the image's layers under upper and work in rw/<name>) and its
 // bundle, whose OCI spec (OCISpec's) adjust may change before it is
 // written; adjust may be nil.
-func (s *Sandboxes) Prepare(ctx context.Context, rec *Record, extraDirs []string,
+func (s *Sandboxes) Prepare(ctx context.Context, rec *ConmonRecord, extraDirs []string,
 	adjust func(sandbox runtime.Spec, c runtime.ContainerSpec, bundle string, oci *specs.Spec) error) (err error) {
 	spec := rec.Spec
 	dir := s.SandboxDir(spec.ID)
-	if rec.Storage, err = SetupStorage(ctx, s.Log, dir, spec.EphemeralStorageGiB); err != nil {
+	if rec.Storage, err = setupStorage(ctx, s.Log, dir, spec.EphemeralStorageGiB); err != nil {
 		return s.errorf("sandbox %s: %w", spec.ID, err)
 	}
 	for _, sub := range append([]string{"exits", "sockets", "containers"}, extraDirs...) {
@@ -429,8 +317,8 @@ func (s *Sandboxes) prepareContainer(spec runtime.Spec, c runtime.ContainerSpec,
 	if err != nil {
 		return "", nil, containerError(spec.ID, c.Name, err)
 	}
-	oci, err := ociSpec(c, bundleParams{id: spec.ID, name: c.Name, rootfs: rootfs, hostname: spec.Hostname,
-		netnsPath: spec.NetNSPath, etcDir: etcDir, hostNofile: s.HostNofile, user: user, initPath: s.InitPath})
+	oci, err := OCISpec(c, BundleParams{ID: spec.ID, Name: c.Name, Rootfs: rootfs, Hostname: spec.Hostname,
+		NetNSPath: spec.NetNSPath, EtcDir: etcDir, HostNofile: s.HostNofile, User: user, InitPath: s.InitPath})
 	if err != nil {
 		return "", nil, containerError(spec.ID, c.Name, err)
 	}
@@ -458,7 +346,7 @@ func (s *Sandboxes) WriteSpec(bundle string, spec *specs.Spec) error {
 // Start is the frame of runtime.Runtime's Start: with the sandbox's lock
 // held, it checks that the sandbox is ready and the container not started
 // yet, and records it as started before launch runs.
-func (s *Sandboxes) Start(id, name string, launch func(rec *Record) error) error {
+func (s *Sandboxes) Start(id, name string, launch func(rec *ConmonRecord) error) error {
 	unlock := s.Lock(id)
 	defer unlock()
 	rec, err := s.LoadContainer(id, name)
@@ -469,7 +357,7 @@ func (s *Sandboxes) Start(id, name string, launch func(rec *Record) error) error
 		return errdefs.Conflict("sandbox %s is not fully created", id)
 	}
 	if rec.Started[name] {
-		return errdefs.Conflict("container %q of sandbox %s was already started", name, id)
+		return runtime.AlreadyStarted(id, name)
 	}
 	if err := s.checkNonRoot(rec, name); err != nil {
 		return err
@@ -505,7 +393,7 @@ func (s *Sandboxes) Start(id, name string, launch func(rec *Record) error) error
 // checkNonRoot refuses container name when it has RunAsNonRoot and its
 // bundle runs it as uid 0 (its user as Create resolved it in the image),
 // with the kubelet's message.
-func (s *Sandboxes) checkNonRoot(rec *Record, name string) error {
+func (s *Sandboxes) checkNonRoot(rec *ConmonRecord, name string) error {
 	c, _ := rec.Container(name)
 	if !c.Security.RunAsNonRoot {
 		return nil
@@ -531,7 +419,7 @@ func (s *Sandboxes) checkNonRoot(rec *Record, name string) error {
 // container from the OCI runtime's state), removes the exit file, counts
 // the restart in the record and calls launch. When clean or launch fails,
 // the exit file is put back, so that the container still shows as exited.
-func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *Record) error) error {
+func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *ConmonRecord) error) error {
 	unlock := s.Lock(id)
 	defer unlock()
 	rec, err := s.LoadContainer(id, name)
@@ -539,38 +427,25 @@ func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *Record) err
 		return err
 	}
 	if !rec.Started[name] {
-		return errdefs.Conflict("container %q of sandbox %s was never started; Start it first", name, id)
+		return runtime.NeverStarted(id, name)
 	}
 	if _, ok, err := s.ExitStatus(rec, name); err != nil {
 		return err
 	} else if !ok {
-		return errdefs.Conflict("container %q of sandbox %s still runs; only an exited container can be restarted", name, id)
+		return runtime.StillRuns(id, name)
 	}
 	s.WaitConmon(id, name, "its container exited")
-	exitFile := s.exitFile(rec, name)
-	last, err := os.ReadFile(exitFile)
-	if err != nil {
-		return s.errorf("%w", err)
-	}
-	putBack := func(err error) error {
-		if werr := os.WriteFile(exitFile, last, 0o600); werr != nil {
-			err = errors.Join(err, werr)
-		}
-		return err
-	}
 	if err := clean(rec); err != nil {
 		return s.errorf("restart %s/%s: %w", id, name, err)
 	}
 	if err := s.bindSubPaths(rec, name); err != nil {
 		return s.errorf("restart %s/%s: %w", id, name, err)
 	}
-	if err := os.Remove(exitFile); err != nil {
+	putBack, err := SetAsideExit(s.exitFile(rec, name))
+	if err != nil {
 		return s.errorf("%w", err)
 	}
-	if rec.Restarts == nil {
-		rec.Restarts = map[string]int{}
-	}
-	rec.Restarts[name]++
+	rec.CountRestart(name)
 	if err := s.Save(rec); err != nil {
 		return putBack(s.errorf("%w", err))
 	}
@@ -582,7 +457,7 @@ func (s *Sandboxes) Restart(id, name string, clean, launch func(rec *Record) err
 
 // ExitStatus reads a container's exit file; ok is false while it runs.
 // OOMKilled decides about a code of 137.
-func (s *Sandboxes) ExitStatus(rec *Record, name string) (st runtime.ExitStatus, ok bool, err error) {
+func (s *Sandboxes) ExitStatus(rec *ConmonRecord, name string) (st runtime.ExitStatus, ok bool, err error) {
 	path := s.exitFile(rec, name)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -607,46 +482,37 @@ func (s *Sandboxes) ExitStatus(rec *Record, name string) (st runtime.ExitStatus,
 
 // conmonAlive reports whether the container's conmon still runs.
 func (s *Sandboxes) conmonAlive(id, name string) bool {
-	pid := readPid(filepath.Join(s.BundleDir(id, name), "conmon.pid"))
-	return pid > 0 && processAlive(pid, "conmon")
+	pid := ReadPid(filepath.Join(s.BundleDir(id, name), "conmon.pid"))
+	return pid > 0 && ProcessAlive(pid, "conmon")
 }
 
 // Wait implements runtime.Runtime's Wait. It polls the container's exit
 // file, which conmon writes when the container (or its monitor) ends,
 // every 50 ms.
 func (s *Sandboxes) Wait(ctx context.Context, id, name string) (runtime.ExitStatus, error) {
-	ticker := time.NewTicker(pollInterval)
-	defer ticker.Stop()
-	for n := 0; ; n++ {
-		rec, err := s.LoadContainer(id, name)
-		if err != nil {
-			return runtime.ExitStatus{}, err
+	var rec *ConmonRecord
+	return WaitExit(ctx, func() (runtime.ExitStatus, bool, error) {
+		var err error
+		if rec, err = s.LoadContainer(id, name); err != nil {
+			return runtime.ExitStatus{}, false, err
 		}
-		st, ok, err := s.ExitStatus(rec, name)
-		if err != nil || ok {
-			return st, err
+		return s.ExitStatus(rec, name)
+	}, func() error {
+		// A started container must still have its monitor: without it no
+		// exit code would ever come.
+		if !rec.Started[name] || s.conmonAlive(id, name) {
+			return nil
 		}
-		// About every second, make sure a started container still has its
-		// monitor: without it no exit code would ever come.
-		if rec.Started[name] && n%20 == 19 && !s.conmonAlive(id, name) {
-			if st, ok, err := s.ExitStatus(rec, name); err != nil || ok {
-				return st, err
-			}
-			if rec.Launching[name] {
-				return runtime.ExitStatus{}, fmt.Errorf("%w: %w", errdefs.Unavailable(
-					"container %q of sandbox %s never ran: its start was interrupted and its monitor (conmon) is gone", name, id),
-					runtime.ErrStartInterrupted)
-			}
-			if _, err := os.Stat(filepath.Join(s.BundleDir(id, name), "conmon.pid")); err == nil {
-				return runtime.ExitStatus{}, errdefs.Unavailable("container %q of sandbox %s lost its monitor (conmon) without an exit code", name, id)
-			}
+		if rec.Launching[name] {
+			return fmt.Errorf("%w: %w", errdefs.Unavailable(
+				"container %q of sandbox %s never ran: its start was interrupted and its monitor (conmon) is gone", name, id),
+				runtime.ErrStartInterrupted)
 		}
-		select {
-		case <-ctx.Done():
-			return runtime.ExitStatus{}, ctx.Err()
-		case <-ticker.C:
+		if _, err := os.Stat(filepath.Join(s.BundleDir(id, name), "conmon.pid")); err == nil {
+			return errdefs.Unavailable("container %q of sandbox %s lost its monitor (conmon) without an exit code", name, id)
 		}
-	}
+		return nil
+	})
 }
 
 // State returns the OCI runtime's status of container cid of sandbox id
@@ -693,197 +559,6 @@ func (s *Sandboxes) Signal(ctx context.Context, id, name string, sig syscall.Sig
 	return nil
 }
 
-// Exec implements runtime.Execer with the OCI runtime's "exec": the
-// process gets the container's environment plus p.Env. It is a child of
-// the agent (not of conmon), so it ends if the agent does. With p.TTY the
-// OCI runtime runs on a pseudo-terminal of Exec's (its controlling
-// terminal, so that a resize reaches it as SIGWINCH): runc relays it to a
-// terminal of the container's, sized before the process runs from the
-// process.json; runsc gives it to the process.
-func (s *Sandboxes) Exec(ctx context.Context, id, name string, p runtime.ExecProcess) (int, error) {
-	if len(p.Args) == 0 {
-		return -1, errdefs.InvalidArgument("exec needs a command to run")
-	}
-	rec, err := s.LoadContainer(id, name)
-	if err != nil {
-		return -1, err
-	}
-	if !rec.Started[name] {
-		return -1, errdefs.Conflict("container %q of sandbox %s has not been started", name, id)
-	}
-	if _, ok, _ := s.ExitStatus(rec, name); ok {
-		return -1, errdefs.Conflict("container %q of sandbox %s has exited", name, id)
-	}
-	var size *runtime.TerminalSize
-	if p.TTY {
-		select {
-		case sz, ok := <-p.Resize:
-			if ok {
-				size = &sz
-			}
-		default:
-		}
-	}
-	args := []string{"exec"}
-	if s.ExecProcessFile {
-		file, err := s.writeExecProcess(id, name, p, size)
-		if err != nil {
-			return -1, err
-		}
-		defer os.Remove(file)
-		args = append(args, "--process", file, ContainerID(id, name))
-	} else {
-		for _, e := range p.Env {
-			args = append(args, "--env", e)
-		}
-		args = append(args, ContainerID(id, name))
-		args = append(args, p.Args...)
-	}
-	cmd := s.Command(ctx, id, args...)
-	cmd.WaitDelay = 5 * time.Second
-	var output sync.WaitGroup
-	var ptmx *os.File
-	if p.TTY {
-		var tty *os.File
-		if ptmx, tty, err = pty.Open(); err != nil {
-			return -1, s.errorf("exec in %s/%s: %w", id, name, err)
-		}
-		defer ptmx.Close()
-		defer tty.Close()
-		if size != nil {
-			pty.SetSize(ptmx, size.Width, size.Height)
-		}
-		if s.ExecProcessFile {
-			// runc relays this terminal to one of the container's: raw
-			// from the start, as runc only makes it so once the process
-			// runs, and the process's first output would get a second \r.
-			// (runsc hands it to the process as its own terminal.)
-			pty.SetRaw(tty)
-		}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-		if err := cmd.Start(); err != nil {
-			return -1, s.errorf("exec in %s/%s: %w", id, name, err)
-		}
-		tty.Close()
-		out := p.Stdout
-		if out == nil {
-			out = io.Discard
-		}
-		output.Add(1)
-		go func() {
-			defer output.Done()
-			io.Copy(out, pty.Reader(ptmx))
-		}()
-		if p.Stdin != nil {
-			go io.Copy(ptmx, p.Stdin)
-		}
-		if p.Resize != nil {
-			stop := make(chan struct{})
-			defer close(stop)
-			go func() {
-				for {
-					select {
-					case sz, ok := <-p.Resize:
-						if !ok {
-							return
-						}
-						pty.SetSize(ptmx, sz.Width, sz.Height)
-					case <-stop:
-						return
-					}
-				}
-			}()
-		}
-	} else {
-		cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
-		if p.Stdin != nil {
-			// A pipe of Exec's own, so that Wait does not wait for the end
-			// of p.Stdin, which may never come.
-			r, w, err := os.Pipe()
-			if err != nil {
-				return -1, s.errorf("exec in %s/%s: %w", id, name, err)
-			}
-			defer w.Close()
-			cmd.Stdin = r
-			go func() {
-				io.Copy(w, p.Stdin)
-				w.Close()
-			}()
-			defer r.Close()
-		}
-		if err := cmd.Start(); err != nil {
-			return -1, s.errorf("exec in %s/%s: %w", id, name, err)
-		}
-		if r, ok := cmd.Stdin.(*os.File); ok {
-			r.Close()
-		}
-	}
-	err = cmd.Wait()
-	if ptmx != nil {
-		// The output ends once the OCI runtime (the terminal's last
-		// holder) is gone; a background process that kept it is cut off.
-		done := make(chan struct{})
-		go func() { output.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			ptmx.Close()
-			<-done
-		}
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ctx.Err() == nil {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ee.ExitCode(), nil
-	}
-	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil {
-		// The command ended well; something it left behind held on to its
-		// output.
-		return cmd.ProcessState.ExitCode(), nil
-	}
-	if err != nil {
-		return -1, s.errorf("exec in %s/%s: %w", id, name, err)
-	}
-	return 0, nil
-}
-
-// writeExecProcess writes the process.json of an exec in container name of
-// sandbox id, next to its bundle's config.json, and returns its path: the
-// container's process (user, cwd, capabilities, limits...) with p's args,
-// its env added, and p's terminal of the given size.
-func (s *Sandboxes) writeExecProcess(id, name string, p runtime.ExecProcess, size *runtime.TerminalSize) (string, error) {
-	bundle := s.BundleDir(id, name)
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return "", s.errorf("exec in %s/%s: %w", id, name, err)
-	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil || spec.Process == nil {
-		return "", s.errorf("exec in %s/%s: the bundle's config.json has no process: %v", id, name, err)
-	}
-	proc := *spec.Process
-	proc.Args = p.Args
-	proc.Env = append(append([]string(nil), proc.Env...), p.Env...)
-	proc.Terminal = p.TTY
-	proc.ConsoleSize = nil
-	if size != nil && size.Width > 0 && size.Height > 0 {
-		proc.ConsoleSize = &specs.Box{Width: uint(size.Width), Height: uint(size.Height)}
-	}
-	f, err := os.CreateTemp(bundle, "exec-*.json")
-	if err != nil {
-		return "", s.errorf("exec in %s/%s: %w", id, name, err)
-	}
-	defer f.Close()
-	if err := json.NewEncoder(f).Encode(proc); err != nil {
-		os.Remove(f.Name())
-		return "", s.errorf("exec in %s/%s: %w", id, name, err)
-	}
-	return f.Name(), nil
-}
-
 // Delete implements runtime.Runtime's Delete: Destroy with the sandbox's
 // lock held.
 func (s *Sandboxes) Delete(ctx context.Context, id string) error {
@@ -900,8 +575,8 @@ func (s *Sandboxes) Delete(ctx context.Context, id string) error {
 // what it watches is gone, and SIGKILLs it after that, logging that it did
 // not exit after what happened ("its container was killed").
 func (s *Sandboxes) WaitConmon(id, name, after string) {
-	pid := readPid(filepath.Join(s.BundleDir(id, name), "conmon.pid"))
-	for deadline := time.Now().Add(10 * time.Second); pid > 0 && processAlive(pid, "conmon"); {
+	pid := ReadPid(filepath.Join(s.BundleDir(id, name), "conmon.pid"))
+	for deadline := time.Now().Add(10 * time.Second); pid > 0 && ProcessAlive(pid, "conmon"); {
 		if time.Now().After(deadline) {
 			s.Log.Warn(s.Name+": conmon did not exit after "+after+"; killing it", "task", id, "container", name, "pid", pid)
 			unix.Kill(pid, unix.SIGKILL)
@@ -917,24 +592,24 @@ func (s *Sandboxes) WaitConmon(id, name, after string) {
 // vessel/<id>), and, when all went well and nothing is mounted under it
 // any more, the sandbox's directory. errs are the Destroy's errors so
 // far; the result joins them with TearDown's.
-func (s *Sandboxes) TearDown(rec *Record, cgroupChildren []string, errs []error) error {
+func (s *Sandboxes) TearDown(rec *ConmonRecord, cgroupChildren []string, errs []error) error {
 	id, dir := rec.Spec.ID, s.SandboxDir(rec.Spec.ID)
 	for _, n := range rec.Names() {
 		if err := s.unbindSubPaths(id, n); err != nil {
 			errs = append(errs, err)
 		}
-		if err := unmount(filepath.Join(s.BundleDir(id, n), "rootfs")); err != nil {
+		if err := Unmount(filepath.Join(s.BundleDir(id, n), "rootfs")); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := TeardownStorage(dir); err != nil {
+	if err := teardownStorage(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.Cgroups.Remove(id, cgroupChildren); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
-		if left := mountsUnder(dir); len(left) > 0 {
+		if left := MountsUnder(dir); len(left) > 0 {
 			errs = append(errs, fmt.Errorf("still mounted: %s", strings.Join(left, ", ")))
 		} else if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)
@@ -960,39 +635,28 @@ func (s *Sandboxes) TearDown(rec *Record, cgroupChildren []string, errs []error)
 }
 
 // List implements runtime.Runtime's List: the sandboxes with a record in
-// StateDir, by ID, with their containers' Started and Exit. The slice is
+// Store.Dir, by ID, with their containers' Started and Exit. The slice is
 // the caller's.
 func (s *Sandboxes) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
-	entries, err := os.ReadDir(s.StateDir)
+	ids, err := s.IDs()
 	if err != nil {
 		return nil, s.errorf("%w", err)
 	}
 	out := []runtime.SandboxInfo{}
-	for _, e := range entries {
-		if !e.IsDir() || e.Name() == s.RuntimeRoot || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		rec, err := s.Load(e.Name())
+	for _, id := range ids {
+		rec, err := s.Load(id)
 		if errdefs.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		info := runtime.SandboxInfo{ID: rec.Spec.ID, Labels: map[string]string{}}
-		for k, v := range rec.Spec.Labels {
-			info.Labels[k] = v
-		}
-		for _, c := range rec.Spec.Containers {
-			cs := runtime.ContainerState{Name: c.Name, Started: rec.Started[c.Name], Restarts: rec.Restarts[c.Name]}
-			if st, ok, err := s.ExitStatus(rec, c.Name); err == nil && ok {
+		out = append(out, rec.Info(func(cs *runtime.ContainerState) {
+			if st, ok, err := s.ExitStatus(rec, cs.Name); err == nil && ok {
 				cs.Exit = &st
 			}
-			info.Containers = append(info.Containers, cs)
-		}
-		out = append(out, info)
+		}))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
@@ -1012,54 +676,16 @@ func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cm
 			out = append(out, "directory "+filepath.Join(s.ExitRoot, id))
 		}
 	}
-	for _, m := range mountsUnder(dir) {
+	for _, m := range MountsUnder(dir) {
 		out = append(out, "mount "+m)
 	}
 	for _, d := range loopDevicesOf(filepath.Join(dir, "rw.img")) {
 		out = append(out, "loop device "+d)
 	}
-	out = append(out, s.Cgroups.cg.leftovers(id)...)
+	out = append(out, s.Cgroups.Leftovers(id)...)
 	out = append(out, runtimeState...)
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		data, err := os.ReadFile(p)
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		cmdline := strings.ReplaceAll(string(data), "\x00", " ")
-		if mentions(cmdline) {
-			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+cmdline)
-		}
-	}
+	out = append(out, ProcessesMentioning(mentions)...)
 	// Processes whose command line does not name the sandbox: those still
 	// in its cgroups.
-	return append(out, s.Cgroups.cg.processes(id)...)
-}
-
-// HostLimits returns the agent's hard RLIMIT_NOFILE, which a container's
-// cannot exceed (root lacks CAP_SYS_RESOURCE in some hosts).
-func HostLimits() (nofile uint64, err error) {
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, err
-	}
-	return rl.Max, nil
-}
-
-// initCandidates are where Debian's tini package puts its static init.
-var initCandidates = []string{"/usr/bin/tini-static", "/usr/local/bin/tini-static"}
-
-// findInit returns the first static tini found, or "".
-func findInit() string {
-	if p, err := exec.LookPath("tini-static"); err == nil {
-		if abs, err := filepath.Abs(p); err == nil {
-			return abs
-		}
-	}
-	for _, p := range initCandidates {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p
-		}
-	}
-	return ""
+	return append(out, s.Cgroups.Processes(id)...)
 }

@@ -1,8 +1,7 @@
-package runc
+package toolkit
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,14 +10,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 )
 
 // Conmon is one container's conmon: the monitor that outlives the agent,
 // runs "<Runtime> <RuntimeArgs> create" for the container, writes its
 // output to LogPath in the CRI format and its exit code to ExitDir/<ID>.
-// The runc back end uses it with runc; other OCI runtimes (gvisor) reuse it.
+// The runc back end runs it with runc, the gvisor one with a script that
+// drives runsc.
 type Conmon struct {
 	// Path is the conmon binary; Runtime the OCI runtime conmon runs
 	// (conmon's -r), with RuntimeArgs (global flags) before its subcommand.
@@ -104,7 +103,7 @@ func (c Conmon) Create(ctx context.Context) (int, error) {
 	}
 	// conmon forks its monitor and its first process exits at once.
 	if err := cmd.Wait(); err != nil {
-		return 0, fmt.Errorf("conmon: %w: %s", err, readTail(errFile.Name()))
+		return 0, fmt.Errorf("conmon: %w: %s", err, ReadTail(errFile.Name()))
 	}
 	waitStart := time.Now()
 	deadline := waitStart.Add(30 * time.Second)
@@ -115,56 +114,17 @@ func (c Conmon) Create(ctx context.Context) (int, error) {
 	line, err := bufio.NewReader(pr).ReadBytes('\n')
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, fmt.Errorf("%s create did not report the container within %s (its init may be stuck, e.g. reading the image's /etc/passwd or /etc/group): %s",
-			filepath.Base(c.Runtime), time.Since(waitStart).Round(time.Second), readTail(errFile.Name()))
+			filepath.Base(c.Runtime), time.Since(waitStart).Round(time.Second), ReadTail(errFile.Name()))
 	}
 	if err != nil {
-		return 0, fmt.Errorf("conmon gave no container PID: %w: %s", err, readTail(errFile.Name()))
+		return 0, fmt.Errorf("conmon gave no container PID: %w: %s", err, ReadTail(errFile.Name()))
 	}
 	var msg syncMessage
 	if err := json.Unmarshal(line, &msg); err != nil {
 		return 0, fmt.Errorf("conmon: unexpected sync message %q", line)
 	}
 	if msg.Data <= 0 {
-		return 0, fmt.Errorf("%s create failed: %s %s", filepath.Base(c.Runtime), msg.Message, readTail(errFile.Name()))
+		return 0, fmt.Errorf("%s create failed: %s %s", filepath.Base(c.Runtime), msg.Message, ReadTail(errFile.Name()))
 	}
 	return msg.Data, nil
-}
-
-func readTail(path string) string {
-	data, _ := os.ReadFile(path)
-	if len(data) > 2000 {
-		data = data[len(data)-2000:]
-	}
-	return string(bytes.TrimSpace(data))
-}
-
-func readPid(path string) int {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-	return pid
-}
-
-// processAlive reports whether pid runs (not a zombie) with the given
-// command name, which guards against a reused PID.
-func processAlive(pid int, comm string) bool {
-	c, running := procStat(pid)
-	return running && c == comm
-}
-
-// procStat returns pid's command name from /proc/<pid>/stat and whether it
-// runs: it exists and is neither a zombie nor dead.
-func procStat(pid int) (comm string, running bool) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", false
-	}
-	s := string(data)
-	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || close < open || close+2 >= len(s) {
-		return "", false
-	}
-	return s[open+1 : close], s[close+2] != 'Z' && s[close+2] != 'X'
 }

@@ -1,4 +1,4 @@
-package runc
+package toolkit
 
 import (
 	"os"
@@ -21,8 +21,8 @@ func testSpec(t *testing.T, c runtime.ContainerSpec) *specs.Spec {
 	if c.Args == nil {
 		c.Args = []string{"/app"}
 	}
-	s, err := ociSpec(c, bundleParams{id: "t", name: "app", rootfs: "/r", etcDir: "/e", hostNofile: 20000,
-		initPath: "/usr/bin/tini-static"})
+	s, err := OCISpec(c, BundleParams{ID: "t", Name: "app", Rootfs: "/r", EtcDir: "/e", HostNofile: 20000,
+		InitPath: "/usr/bin/tini-static"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestSpecSecurity(t *testing.T) {
 		t.Errorf("Init: last mount %+v, want the init bound read-only", last)
 	}
 
-	_, err := ociSpec(runtime.ContainerSpec{Name: "app", Args: []string{"x"}, Security: runtime.Security{Init: true}}, bundleParams{})
+	_, err := OCISpec(runtime.ContainerSpec{Name: "app", Args: []string{"x"}, Security: runtime.Security{Init: true}}, BundleParams{})
 	if !errdefs.IsUnavailable(err) {
 		t.Errorf("Init without an init on the host: %v, want unavailable", err)
 	}

@@ -1,4 +1,4 @@
-package runc_test
+package toolkit_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/runtime"
-	"vessel.dev/vessel/internal/runtime/runc"
+	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
 // TestWaitInterruptedStart: an agent killed while it starts a container
@@ -31,10 +31,10 @@ func TestWaitInterruptedStart(t *testing.T) {
 		interrupted bool
 	}{{"start interrupted", true}, {"monitor lost after the start", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sb := &runc.Sandboxes{Name: "runc", StateDir: t.TempDir()}
+			sb := &toolkit.Sandboxes{Name: "runc", Store: toolkit.Store{Dir: t.TempDir()}}
 			id := "task1"
-			rec := &runc.Record{Spec: runtime.Spec{ID: id, Containers: []runtime.ContainerSpec{{Name: "app"}}},
-				Ready: true, Started: map[string]bool{"app": true}}
+			rec := &toolkit.ConmonRecord{Record: toolkit.Record{Spec: runtime.Spec{ID: id, Containers: []runtime.ContainerSpec{{Name: "app"}}},
+				Ready: true, Started: map[string]bool{"app": true}}}
 			if tc.interrupted {
 				rec.Launching = map[string]bool{"app": true}
 			}

@@ -1,4 +1,4 @@
-package runc
+package toolkit
 
 import (
 	"context"
@@ -18,12 +18,12 @@ import (
 	"vessel.dev/vessel/internal/fsutil"
 )
 
-// SetupStorage gives the sandbox its writable space at <dir>/rw: a sparse
+// setupStorage gives the sandbox its writable space at <dir>/rw: a sparse
 // file of sizeGiB formatted ext4 and loop-mounted, so that the containers'
 // writes are bounded. Where that fails (no loop devices, no mkfs.ext4), it
 // falls back to a plain directory with no size limit and logs a warning.
 // It returns "loop" or "dir".
-func SetupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int) (string, error) {
+func setupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int) (string, error) {
 	rw, img := filepath.Join(dir, "rw"), filepath.Join(dir, "rw.img")
 	if err := os.Mkdir(rw, 0o700); err != nil {
 		return "", err
@@ -45,6 +45,14 @@ func SetupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int
 		return "dir", nil
 	}
 	return "loop", nil
+}
+
+// MakeExt4Image creates path (which must not exist) as a sparse file of
+// sizeGiB formatted ext4 without a journal, as setupStorage does before it
+// mounts it: taken from the pool of formatted images beside path's
+// sandbox directory when one is ready.
+func MakeExt4Image(ctx context.Context, path string, sizeGiB int) error {
+	return takeExt4Image(ctx, path, sizeGiB)
 }
 
 // makeExt4Image creates path (which must not exist) as a sparse file of
@@ -202,11 +210,11 @@ func (p *ext4Pool) refill(dir string, sizeGiB int) {
 	}()
 }
 
-// TeardownStorage unmounts the sandbox's loop file system and makes sure its
+// teardownStorage unmounts the sandbox's loop file system and makes sure its
 // loop device is gone.
-func TeardownStorage(dir string) error {
+func teardownStorage(dir string) error {
 	rw, img := filepath.Join(dir, "rw"), filepath.Join(dir, "rw.img")
-	if err := unmount(rw); err != nil {
+	if err := Unmount(rw); err != nil {
 		return err
 	}
 	// Autoclear detaches the device once unmounted, possibly a moment later.
@@ -231,8 +239,8 @@ func TeardownStorage(dir string) error {
 	}
 }
 
-// mountOverlay mounts layers (bottom first) under a writable upper
-// directory at rootfs.
+// mountOverlay mounts layers (bottom first) read-only under a writable
+// upper directory (upper, with its work directory work) at rootfs.
 func mountOverlay(rootfs string, layers []string, upper, work string) error {
 	lower := make([]string, 0, len(layers))
 	for i := len(layers) - 1; i >= 0; i-- { // top first
@@ -248,9 +256,9 @@ func mountOverlay(rootfs string, layers []string, upper, work string) error {
 	return nil
 }
 
-// unmount unmounts path if it is a mount point, detaching it lazily when it
+// Unmount unmounts path if it is a mount point, detaching it lazily when it
 // stays busy.
-func unmount(path string) error {
+func Unmount(path string) error {
 	for i := 0; ; i++ {
 		err := unix.Unmount(path, 0)
 		switch {
@@ -271,9 +279,9 @@ func unmount(path string) error {
 	}
 }
 
-// mountsUnder lists the mount points at or below dir in this process's
+// MountsUnder lists the mount points at or below dir in this process's
 // mount namespace.
-func mountsUnder(dir string) []string { return fsutil.MountsUnder(dir) }
+func MountsUnder(dir string) []string { return fsutil.MountsUnder(dir) }
 
 // loopDevicesOf lists the loop devices backed by file.
 func loopDevicesOf(file string) []string {
@@ -290,23 +298,4 @@ func loopDevicesOf(file string) []string {
 		}
 	}
 	return out
-}
-
-// Leftovers lists what of sandbox id is still on the host: its directory,
-// mounts, loop devices, cgroups, runc state, and processes (conmons and
-// containers) that mention it. After Delete it must be empty. Tests and the
-// agent's self-checks use it.
-func (r *Runtime) Leftovers(id string) []string {
-	var state []string
-	if entries, _ := os.ReadDir(r.runcRoot); len(entries) > 0 {
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), id+"-") {
-				state = append(state, "runc state "+filepath.Join(r.runcRoot, e.Name()))
-			}
-		}
-	}
-	dir := r.sb.SandboxDir(id)
-	return r.sb.Leftovers(id, state, func(cmdline string) bool {
-		return strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, " "+id+"-")
-	})
 }

@@ -1,4 +1,4 @@
-package runc
+package toolkit
 
 import (
 	"errors"
@@ -38,7 +38,7 @@ func mountSource(rootfs string, i int, m runtime.Mount) string {
 
 // bindSubPaths (re)binds container name's sub-paths onto their targets,
 // resolving each inside its volume anew.
-func (s *Sandboxes) bindSubPaths(rec *Record, name string) error {
+func (s *Sandboxes) bindSubPaths(rec *ConmonRecord, name string) error {
 	c, _ := rec.Container(name)
 	b := s.BundleDir(rec.Spec.ID, name)
 	if err := s.unbindSubPaths(rec.Spec.ID, name); err != nil {
