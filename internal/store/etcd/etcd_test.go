@@ -20,6 +20,7 @@ import (
 	"vessel.dev/vessel/internal/store/etcd"
 	"vessel.dev/vessel/internal/store/etcd/etcdtest"
 	"vessel.dev/vessel/internal/store/storetest"
+	"vessel.dev/vessel/internal/testutil"
 	"vessel.dev/vessel/internal/tlsutil"
 )
 
@@ -451,15 +452,15 @@ func del(t *testing.T, s store.Store, key string) store.Event {
 	return store.Event{Type: store.EventDelete, KV: store.KV{Key: key, Revision: rev}}
 }
 
+// waitFor waits, with the shared testutil.Eventually, for cond.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(storetest.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, storetest.Timeout)
+	testutil.Eventually(t, storetest.Timeout, func() error {
+		if !cond() {
+			return fmt.Errorf("%s: not yet", what)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestTLS runs the store against a member that speaks TLS and requires a
