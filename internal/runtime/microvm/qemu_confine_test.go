@@ -2,6 +2,7 @@ package microvm_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"vessel.dev/vessel/internal/runtime/microvm"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
 	"vessel.dev/vessel/internal/runtime/toolkit"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 func statusField(t *testing.T, pid int, field string) string {
@@ -80,18 +82,15 @@ func TestQEMUConfinement(t *testing.T) {
 	}
 	f.Write([]byte(strings.Repeat("flood\n", 100_000)))
 	f.Close()
-	for {
+	testutil.Eventually(t, time.Minute, func() error {
 		st, err := os.Stat(console)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Size() <= 64<<10 {
-			break
+		if st.Size() > 64<<10 {
+			return fmt.Errorf("console.log stays at %d bytes, over its cap of 64 KiB", st.Size())
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("console.log stays at %d bytes, over its cap of 64 KiB", st.Size())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	runtimetest.DeleteLeavesNothing(t, ctx, rt, spec.ID)
 }
