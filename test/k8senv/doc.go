@@ -19,9 +19,9 @@
 // t.Cleanup. kube-apiserver listens on all addresses and advertises the
 // default route's, so pods reach it through the kubernetes Service.
 //
-// It imports only the standard library (its tests also use
-// go-containerregistry's in-process registry); it must not import Vessel's
-// packages, so that any of them can use it in its tests.
+// It imports nothing of Vessel's but fsutil (its tests also use
+// go-containerregistry's in-process registry), so that any package can use
+// it in its tests.
 //
 //	func TestBridge(t *testing.T) {
 //		c := k8senv.Start(t) // skips when VESSEL_SKIP_K8S=1
