@@ -287,7 +287,7 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 	case tar.TypeGNUSparse, tar.TypeCont:
 		// Content is read (holes expanded) by archive/tar: a regular file.
 		hdr.Typeflag = tar.TypeReg
-	case tar.TypeDir, tar.TypeReg, tar.TypeRegA, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
+	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
 	default:
 		u.warnOnce("type-"+string(hdr.Typeflag), "skipping tar entry of unsupported type",
 			"layer", u.o.layer, "entry", hdr.Name, "type", string(hdr.Typeflag))
@@ -311,7 +311,7 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 	delete(u.extracted, p)
 
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // tar.Reader reports the legacy regular-file flag as TypeReg
 		if err := u.file(tr, hdr, parent, base); err != nil {
 			return err
 		}
@@ -594,7 +594,7 @@ func (u *unpacker) whiteout(hdr *tar.Header, dirPart, base string) error {
 	}
 	delete(u.extracted, path.Join(dirPart, name))
 	// An overlayfs whiteout is a 0:0 character device owned by root.
-	if err := unix.Mknodat(parent, name, unix.S_IFCHR|0, 0); err != nil {
+	if err := unix.Mknodat(parent, name, unix.S_IFCHR, 0); err != nil {
 		return fmt.Errorf("layer %s: entry %q: make whiteout: %w", u.o.layer, hdr.Name, err)
 	}
 	if err := unix.Fchownat(parent, name, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {
