@@ -21,6 +21,7 @@ import (
 	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 // These tests run an agent with the real runc runtime, a real network
@@ -190,6 +191,7 @@ type env struct {
 
 func needRunc(t *testing.T) {
 	t.Helper()
+	testenv.SkipShort(t, "real runc sandboxes")
 	if os.Geteuid() != 0 {
 		t.Skip("the runc runtime needs root")
 	}
