@@ -9,12 +9,14 @@ import (
 	"testing"
 
 	"vessel.dev/vessel/internal/task"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 // TestHTTPProbeRedirects checks the kubelet's redirect rule: a redirect on
 // the same host is followed (its target decides), one to another host is
 // not (the 3xx is a success).
 func TestHTTPProbeRedirects(t *testing.T) {
+	testenv.SkipShort(t, "a network namespace")
 	if os.Geteuid() != 0 {
 		t.Skip("entering a network namespace needs root")
 	}

@@ -22,6 +22,7 @@ import (
 	"vessel.dev/vessel/internal/runtime/runtimetest"
 	"vessel.dev/vessel/internal/task"
 	"vessel.dev/vessel/internal/testutil"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 // These tests run an agent with the real runc runtime, a real network
@@ -161,6 +162,7 @@ type env struct {
 
 func needRunc(t *testing.T) {
 	t.Helper()
+	testenv.SkipShort(t, "real runc sandboxes")
 	if os.Geteuid() != 0 {
 		t.Skip("the runc runtime needs root")
 	}

@@ -9,7 +9,7 @@
 // (ExecClient, ServeExec: SPDY streams, as `kubectl exec`) on its
 // LogsEndpoint; the server's public API relays both.
 //
-// This package imports task, errdefs, auth and runtime (for the exec's
-// process and terminal types) only; the agent and the server both import
-// it, never the reverse.
+// This package imports task, errdefs, auth, profile, tlsutil and runtime
+// (for the exec's process and terminal types) only; the agent and the
+// server both import it, never the reverse.
 package agentproto

@@ -28,6 +28,7 @@ import (
 
 	"vessel.dev/vessel/internal/awsclient"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 var testKey = Key{AccessKeyID: "AKIAVESSELTEST000001", SecretAccessKey: "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNl"}
@@ -253,6 +254,7 @@ func TestEKSClient(t *testing.T) {
 }
 
 func TestAWSCLI(t *testing.T) {
+	testenv.SkipShort(t, "the aws CLI")
 	const cli = "/usr/bin/aws"
 	if _, err := os.Stat(cli); err != nil {
 		t.Skipf("the aws CLI is not installed at %s (%v); skipping the real-CLI test", cli, err)

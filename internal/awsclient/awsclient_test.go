@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"vessel.dev/vessel/internal/awsclient"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 // lateWriter is the client's side of a connection whose request writer
@@ -66,6 +67,12 @@ func TestBodyReadAfterResponse(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "SDK's client" {
+				// The SDK's failure shows only when its writer is scheduled
+				// as lateWriter expects, which tests running beside it
+				// (go test -p 2 in the fast tier) upset.
+				testenv.SkipShort(t, "a machine running no other test (it reproduces the SDK's failure by timing)")
+			}
 			dropped := make(chan struct{})
 			var once sync.Once
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

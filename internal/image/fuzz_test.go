@@ -39,7 +39,7 @@ func fuzzTar(spec string) []byte {
 		h := &tar.Header{Typeflag: f[0][0], Name: f[1], Linkname: f[2], Mode: mode, ModTime: testTime, Format: tar.FormatPAX}
 		body := []byte(f[4])
 		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg, 0: // 0: the legacy regular-file flag
 			h.Size = int64(len(body))
 		case tar.TypeChar, tar.TypeBlock:
 			h.Devmajor, h.Devminor = 1, 3

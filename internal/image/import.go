@@ -32,7 +32,8 @@ const (
 // tarball (every tag in its manifest.json). An image's reference comes from
 // the io.containerd.image.name or org.opencontainers.image.ref.name
 // annotation, or the docker tag; an image with no name is recorded under
-// its manifest digest. It blocks until done and returns the images stored,
+// its manifest digest. An OCI layout tar may hold only directories and
+// regular files. It blocks until done and returns the images stored,
 // which are the caller's. Errors: errdefs.ErrNotFound if path does not
 // exist, errdefs.ErrInvalidArgument if it is none of the three forms or
 // holds an unsafe entry (*UnsafeLayerError).

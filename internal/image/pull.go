@@ -16,6 +16,7 @@ import (
 	"os"
 	"sync"
 	"time"
+
 	"vessel.dev/vessel/internal/fsutil"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -111,7 +112,7 @@ func (s *Store) pull(ctx context.Context, r name.Reference, o PullOptions) (*Ima
 	s.gc.RLock()
 	defer s.gc.RUnlock()
 
-	var auth authn.Authenticator = authn.Anonymous
+	auth := authn.Anonymous
 	if o.Auth.Username != "" || o.Auth.Password != "" {
 		// Given to the registry client for r's registry alone: it sends
 		// them only to that host, never along a redirect to another.

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+
 	"vessel.dev/vessel/internal/fsutil"
 
 	"github.com/google/go-containerregistry/pkg/name"

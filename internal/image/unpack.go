@@ -59,6 +59,43 @@ type unpackOptions struct {
 // a symlink on the host: every parent is opened component by component with
 // O_NOFOLLOW relative to the directory's file descriptor, and every file is
 // created with O_EXCL|O_NOFOLLOW.
+//
+// Layers are hostile input, so nothing outside the store's Root is ever
+// written. The rules, which hold for every layer whatever its origin:
+//
+//   - Names are cleaned; a leading "/" is dropped (absolute names are
+//     relative to the layer root, as in Docker); a name that climbs out of
+//     the root ("../../etc/x", "/../x") is refused with *UnsafeLayerError.
+//   - Symlinks are created as written, but one whose target leads outside
+//     the root is refused. The check is lexical: relative targets are
+//     resolved from the link's own directory, absolute ones from the layer
+//     root (so "abs -> /etc" is allowed: it means the container's /etc).
+//   - An entry whose parent path crosses a symlink or a non-directory
+//     ("abs/passwd" after "abs -> /etc") is refused: a layer never writes
+//     through a link, even one that stays inside.
+//   - Hard links must name an entry extracted earlier in the same layer,
+//     inside the root; others are refused.
+//   - An entry replacing an earlier one of the same layer removes it first
+//     (directories over directories are merged).
+//   - Character and block devices are skipped with a warning (neutralised):
+//     a container gets its devices from the runtime, never from an image.
+//   - setuid and setgid bits are cleared on files (neutralised); setgid on
+//     directories (group inheritance) and the sticky bit are kept.
+//   - Extended attributes recorded in the tar (PAX SCHILY.xattr, including
+//     security.capability file capabilities and any trusted.overlay.*) are
+//     not applied (neutralised).
+//   - FIFOs are created; ownership is applied with lchown semantics, file
+//     modes otherwise kept, modification times kept.
+//   - OCI whiteouts become overlayfs ones: ".wh.<name>" is a 0:0 character
+//     device named <name>, ".wh..wh..opq" sets trusted.overlay.opaque=y on
+//     its directory; other ".wh..wh." AUFS metadata is ignored.
+//   - Each layer's uncompressed size is bounded by Config.MaxLayerSize
+//     (10 GiB by default), so a decompression bomb fails with
+//     errdefs.ErrLimitExceeded; so is the sum of what an image's layers
+//     unpack to (Config.MaxImageSize, 32 GiB), a layer's number of entries
+//     (Config.MaxLayerEntries, 1Mi), an entry's name (MaxPathLength, 4096
+//     bytes, components MaxNameLength, 255) and depth (MaxPathDepth, 256)
+//     and a symlink's target (4096 bytes).
 type unpacker struct {
 	o         unpackOptions
 	root      int                 // fd of the destination directory
@@ -250,7 +287,7 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 	case tar.TypeGNUSparse, tar.TypeCont:
 		// Content is read (holes expanded) by archive/tar: a regular file.
 		hdr.Typeflag = tar.TypeReg
-	case tar.TypeDir, tar.TypeReg, tar.TypeRegA, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
+	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
 	default:
 		u.warnOnce("type-"+string(hdr.Typeflag), "skipping tar entry of unsupported type",
 			"layer", u.o.layer, "entry", hdr.Name, "type", string(hdr.Typeflag))
@@ -274,7 +311,7 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 	delete(u.extracted, p)
 
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // tar.Reader reports the legacy regular-file flag as TypeReg
 		if err := u.file(tr, hdr, parent, base); err != nil {
 			return err
 		}
@@ -557,7 +594,7 @@ func (u *unpacker) whiteout(hdr *tar.Header, dirPart, base string) error {
 	}
 	delete(u.extracted, path.Join(dirPart, name))
 	// An overlayfs whiteout is a 0:0 character device owned by root.
-	if err := unix.Mknodat(parent, name, unix.S_IFCHR|0, 0); err != nil {
+	if err := unix.Mknodat(parent, name, unix.S_IFCHR, 0); err != nil {
 		return fmt.Errorf("layer %s: entry %q: make whiteout: %w", u.o.layer, hdr.Name, err)
 	}
 	if err := unix.Fchownat(parent, name, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {

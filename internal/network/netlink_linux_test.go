@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 // These tests use real netlink and namespaces and need root. They only send
@@ -31,6 +32,7 @@ import (
 
 func requireRoot(t *testing.T) {
 	t.Helper()
+	testenv.SkipShort(t, "network namespaces, bridges and nftables")
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (netlink, namespaces, mounts)")
 	}

@@ -25,6 +25,7 @@ import (
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/keyring"
 	"vessel.dev/vessel/internal/server"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 // syncLog collects the server's log lines.
@@ -341,6 +342,7 @@ func TestCreateCredentialValidation(t *testing.T) {
 // TestAWSCLIReadOnlyCannotRunTask runs the real aws CLI with a read-only
 // key.
 func TestAWSCLIReadOnlyCannotRunTask(t *testing.T) {
+	testenv.SkipShort(t, "the aws CLI")
 	const cli = "/usr/bin/aws"
 	if _, err := os.Stat(cli); err != nil {
 		t.Skipf("the aws CLI is not installed at %s (%v)", cli, err)

@@ -18,6 +18,7 @@ import (
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 func execTaskID(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
@@ -83,6 +84,7 @@ func TestTaskExecPendingTask(t *testing.T) {
 // TaskExec and the public route: the sim agent runs the task, and the
 // host's local execer is a runc runtime holding a sandbox of the task's ID.
 func TestTaskExecRunc(t *testing.T) {
+	testenv.SkipShort(t, "a real runc sandbox")
 	if os.Geteuid() != 0 {
 		t.Skip("the runc runtime needs root")
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"vessel.dev/vessel/internal/task"
@@ -46,7 +47,7 @@ func newMetrics() *metrics {
 			Help: "Requests and task launches refused or deferred for their rate: api (per access key), launch (RunTask, bridge), service_launch (the service scheduler)."}, []string{"kind"}),
 	}
 	m.reg.MustRegister(m.tasksByStatus, m.tasksLaunched, m.placements, m.schedulerSeconds, m.apiSeconds,
-		m.authFailures, m.throttled, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		m.authFailures, m.throttled, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range task.Lifecycle {
 		m.tasksByStatus.WithLabelValues(string(s))
 	}

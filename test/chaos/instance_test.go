@@ -3,7 +3,6 @@
 package chaos
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
 	"vessel.dev/vessel/internal/awsclient"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -489,16 +489,4 @@ func cgroupProcs(taskID string) []process {
 		})
 	}
 	return out
-}
-
-// waitHealthy waits, bounded, until the server answers.
-func (in *instance) healthy(ctx context.Context) bool {
-	req, _ := http.NewRequestWithContext(ctx, "GET", in.endpoint()+"/healthz", nil)
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == 200
 }

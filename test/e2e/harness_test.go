@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,11 +19,14 @@ import (
 
 	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/testutil"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 var vesselBin, repoRoot string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	testenv.ShortMain("the built vessel binary, real clients and, most, root and real runtimes")
 	dir, err := os.MkdirTemp("", "vessel-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,8 +28,7 @@ import (
 func spoofLayer(t *testing.T) tarEntry {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "spoof")
-	goBin := filepath.Join(goruntime.GOROOT(), "bin", "go")
-	cmd := exec.Command(goBin, "build", "-o", bin, "./testdata/spoof")
+	cmd := exec.Command("go", "build", "-o", bin, "./testdata/spoof")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build testdata/spoof: %v\n%s", err, out)

@@ -7,8 +7,9 @@
 // etcd, kube-apiserver, kube-controller-manager and kubectl, as envtest lays
 // it out, and for StartNode kube-scheduler, kubelet and kube-proxy), else
 // from scripts/build-k8s, which builds them into the project's cache the
-// first time (8 to 15 minutes: more than go test's default -timeout, so run
-// the script first or raise -timeout).
+// first time (longer than go test's default -timeout: run the script first
+// or raise -timeout; docs/benchmarks.md has the time). Under go test -short
+// Start skips the test.
 //
 // By default there is no node: pods are created and stay Pending. StartNode
 // adds a regular node on this host (root only): Debian's containerd with its
@@ -19,9 +20,9 @@
 // t.Cleanup. kube-apiserver listens on all addresses and advertises the
 // default route's, so pods reach it through the kubernetes Service.
 //
-// It imports only the standard library (its tests also use
-// go-containerregistry's in-process registry); it must not import Vessel's
-// packages, so that any of them can use it in its tests.
+// It imports nothing of Vessel's but fsutil and testenv (its tests also use
+// go-containerregistry's in-process registry), so that any package can use
+// it in its tests.
 //
 //	func TestBridge(t *testing.T) {
 //		c := k8senv.Start(t) // skips when VESSEL_SKIP_K8S=1

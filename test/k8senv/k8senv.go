@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vessel.dev/vessel/internal/testenv"
 )
 
 // SkipEnv names the variable that, set to 1, makes Start skip the test.
@@ -55,6 +57,7 @@ type Cluster struct {
 // be found or built or a component does not become ready.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
+	testenv.SkipShort(t, "a real kube-apiserver and etcd")
 	if os.Getenv(SkipEnv) == "1" {
 		t.Skip(SkipEnv + "=1: skipping a test that needs a real kube-apiserver and etcd")
 	}

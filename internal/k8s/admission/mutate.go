@@ -59,6 +59,25 @@ type JSONPatchOp struct {
 // scheduler other than the default one or Vessel's. A pod already carrying
 // everything gets an empty patch and its profile. pod.Namespace must be set
 // (HandleMutate fills it from the request). Mutate does not change pod.
+//
+// A pod matches a profile by the EKS rules of internal/profile: its
+// namespace and all labels of one selector, with `*` and `?` globs; several
+// matching profiles are decided by name, first wins; the label
+// eks.amazonaws.com/fargate-profile picks one, which the pod must still
+// match. A matching pod gets:
+//
+//   - spec.schedulerName: vessel-scheduler
+//   - labels eks.amazonaws.com/fargate-profile=<name> and vessel.dev/profile=<name>
+//   - the annotation vessel.dev/runtime=<profile's default runtime>, only
+//     when the profile has one and the pod names no runtime itself (by
+//     spec.runtimeClassName, or by an annotation vessel.dev/runtime it
+//     already carries). A pod's own choice is always kept.
+//
+// Pods that name another scheduler (anything but "", "default-scheduler"
+// and "vessel-scheduler") are left alone even when a profile matches: the
+// user asked for that scheduler explicitly. Pods matching no profile are not
+// touched (empty patch); they stay with the cluster's own scheduler. Only
+// CREATE is mutated: schedulerName cannot change afterwards.
 func Mutate(pod *corev1.Pod, profiles []Profile) (patch []JSONPatchOp, matched *Profile) {
 	switch pod.Spec.SchedulerName {
 	case "", DefaultSchedulerName, SchedulerName:

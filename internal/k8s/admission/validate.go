@@ -48,6 +48,39 @@ func (e *RejectedError) Unwrap() error { return errdefs.ErrInvalidArgument }
 // "volumes not supported: <name> is of an unsupported volume Type" (one per
 // hostPath volume); "resources not supported: nvidia.com/gpu"; "runtime not
 // supported: <name> (use one of microvm, gvisor, runc)"; DaemonSetMessage.
+//
+// Pods bound for Vessel (schedulerName vessel-scheduler) are rejected, with
+// EKS's wording, when they ask for what a sandbox cannot give: privileged
+// containers, added capabilities (SYS_PTRACE excepted, as on Fargate),
+// hostNetwork, hostPID, hostIPC, hostPort or hostIP on a container port,
+// hostPath volumes, GPUs (nvidia.com/gpu, amd.com/gpu) and DaemonSet pods;
+// and, in the same "invalid SecurityContext fields" group with messages
+// that name the field, the security settings a sandbox cannot honour
+// (podtask.SecurityProblems: allowPrivilegeEscalation true, seccompProfile
+// Unconfined or Localhost, procMount Unmasked, AppArmor profiles other than
+// Unconfined, seLinuxOptions, windowsOptions, sysctls, runAsGroup without
+// runAsUser, unknown capabilities dropped). A pod that passes Pod Security
+// Admission's "restricted" level is admitted and runs with exactly its
+// settings.
+// Init and ephemeral containers are checked like the others. All problems
+// are listed in one message, grouped and joined with ", " as EKS does:
+//
+//	Pod not supported on Fargate: fields not supported: HostNetwork, invalid SecurityContext fields: Privileged, port contains HostIP or HostPort
+//
+// A runtimeClassName or vessel.dev/runtime annotation naming a runtime
+// Vessel does not have (see Runtimes) is also rejected; that is Vessel's own
+// rule, since EKS has one runtime only.
+//
+// Not rejected here:
+//
+//   - DaemonSet objects: the webhooks see pods only. A DaemonSet is created
+//     as usual; each pod it makes that a profile takes is rejected (the
+//     DaemonSet controller reports the rejection as an event on it).
+//   - Pods too large for every size: as on EKS they are admitted and stay
+//     Pending with the reason POD_CPU_MEM_EXCEEDS_MAX_FARGATE_SIZE, which
+//     the bridge's scheduler sets (see internal/k8s/podtask).
+//   - Volume types other than hostPath that Vessel cannot mount: the
+//     scheduler reports them (podtask.Convert), as EKS's scheduler does.
 func Validate(pod *corev1.Pod) error {
 	if pod.Spec.SchedulerName != SchedulerName {
 		return nil

@@ -67,6 +67,19 @@ func NodeName(t *task.Task) string {
 
 // NodeFor returns the node pod runs on as task t. It does not change its
 // arguments; the caller owns the result.
+//
+// The node: named vessel-ip-10-0-1-23 after the task's IP, or
+// vessel-<first 12 characters of the task ID> until the IP is known (a
+// node's name cannot change, so the bridge should create it once the IP is
+// known, or keep the early name for its life). It carries the labels
+// vessel.dev/compute-type=vessel, eks.amazonaws.com/compute-type=fargate,
+// kubernetes.io/{os,arch,hostname}, topology.kubernetes.io/zone and
+// vessel.dev/runtime; the taints vessel.dev/compute-type=vessel:NoSchedule
+// and eks.amazonaws.com/compute-type=fargate:NoSchedule; capacity and
+// allocatable equal to the provisioned size with pods: 1; node info
+// (kubelet v1.37.2-vessel, container runtime vessel://<runtime>);
+// addresses; a Ready condition from NodeOptions; and the kubelet endpoint
+// port the bridge serves logs/exec on.
 func NodeFor(pod *corev1.Pod, t *task.Task, o NodeOptions) *corev1.Node {
 	name := NodeName(t)
 	arch := o.Arch

@@ -29,6 +29,14 @@ const (
 // PodStatusFor returns pod's status as task t shows it. It keeps from
 // pod.Status what the bridge does not own: qosClass and conditions of other
 // types. It does not change its arguments.
+//
+// The pod status: Pending until the task is RUNNING, Running while it runs,
+// and once it has stopped Succeeded when every app container exited 0,
+// else Failed, whatever the restartPolicy: Vessel never restarts a stopped
+// task in place (restartCount stays 0), the pod's controller replaces the
+// pod. The pod IP and host IP are both the task's IP (the sandbox is the
+// node). Conditions the bridge does not own (readiness gates, disruption
+// targets) are kept from the pod's current status.
 func PodStatusFor(t *task.Task, pod *corev1.Pod) corev1.PodStatus {
 	st := corev1.PodStatus{QOSClass: pod.Status.QOSClass}
 	stopped := t.LastStatus == task.StatusStopped

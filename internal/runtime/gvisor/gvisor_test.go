@@ -12,6 +12,7 @@ import (
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/gvisor"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 // cachedRunsc is where scripts/build-runsc leaves the pinned runsc in
@@ -22,6 +23,7 @@ const cachedRunsc = "runsc/v0.0.0-20260905035102-160fafc42237/runsc"
 // build; the test is skipped when there is none.
 func runscPath(t testing.TB) string {
 	t.Helper()
+	testenv.SkipShort(t, "real gVisor sandboxes")
 	if os.Geteuid() != 0 {
 		t.Skip("the gvisor runtime needs root")
 	}

@@ -14,6 +14,7 @@ import (
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/microvm"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 var (
@@ -26,6 +27,7 @@ var (
 // and the static guest binary, or skips when QEMU or the kernel is missing.
 func needVM(t testing.TB) {
 	t.Helper()
+	testenv.SkipShort(t, "QEMU micro-VMs")
 	if os.Geteuid() != 0 {
 		t.Skip("the microvm runtime needs root")
 	}

@@ -8,10 +8,12 @@ import (
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
+	"vessel.dev/vessel/internal/testenv"
 )
 
 func needRunc(t testing.TB) {
 	t.Helper()
+	testenv.SkipShort(t, "real runc sandboxes")
 	if os.Geteuid() != 0 {
 		t.Skip("the runc runtime needs root")
 	}
