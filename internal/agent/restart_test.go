@@ -21,8 +21,8 @@ import (
 	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
 	"vessel.dev/vessel/internal/task"
-	"vessel.dev/vessel/internal/testutil"
 	"vessel.dev/vessel/internal/testenv"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // These tests run an agent with the real runc runtime, a real network

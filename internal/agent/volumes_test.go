@@ -16,8 +16,8 @@ import (
 
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/task"
-	"vessel.dev/vessel/internal/testutil"
 	"vessel.dev/vessel/internal/testenv"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 func TestPrepareVolumes(t *testing.T) {

@@ -78,7 +78,6 @@ type container struct {
 }
 
 type process struct {
-	pid   int
 	stdin *os.File
 	// tty is the terminal's controlling side of an exec with a TTY: input
 	// is written to it, sizes set on it, and its stdin is nil.

@@ -148,7 +148,7 @@ func ContainerInit(argv []string) (err error) {
 		}
 	}()
 	if len(argv) < 9 {
-		return errors.New("usage: vessel-ctr main|exec name root dir uid gid path args...")
+		return errors.New("usage: vessel-ctr main|exec name root dir uid gid path args")
 	}
 	mode, name, root, dir, path, args := argv[1], argv[2], argv[3], argv[4], argv[7], argv[8:]
 	uid, err1 := strconv.ParseUint(argv[5], 10, 32)

@@ -155,7 +155,7 @@ func openInRoot(root, rel string) (int, error) {
 // directories and an empty file when missing, resolved as mkdirInRoot.
 func mkfileInRoot(root, rel string) (int, error) {
 	dir, base := path.Split(rel)
-	parent := -1
+	var parent int
 	var err error
 	if dir == "" {
 		parent, err = unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

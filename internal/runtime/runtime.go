@@ -77,7 +77,7 @@ type ContainerSpec struct {
 // read-only /proc and /sys paths, and a minimal /dev.
 type Security struct {
 	// Capabilities are the container's capabilities with the CAP_ prefix;
-	// nil means the default set (task.DefaultCapabilities), an empty
+	// nil means the default set (DefaultCapabilities), an empty
 	// non-nil slice none at all.
 	Capabilities []string
 	// ReadOnlyRootfs mounts the container's root file system read-only.

@@ -16,8 +16,9 @@
 // Logs and execs of a task are relayed from its host: the in-process
 // agent's (SetLocalLogSource, SetLocalExecer) or a remote agent's endpoint.
 //
-// It may import store, scheduler, service, task, sizing, profile, auth, agentproto,
-// runtime (its types only) and api; nothing imports it but the CLI.
+// It may import store, scheduler, service, task, sizing, profile, auth,
+// agentproto, tlsutil, errdefs, runtime (its types only) and api; nothing
+// imports it but the CLI.
 //
 //	srv, err := server.New(server.Config{Store: st, Keys: keys})
 //	go srv.Run(ctx)                        // controller

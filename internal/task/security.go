@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/runtime"
 )
 
 // Security is a container's security settings, from a pod's
@@ -89,13 +90,15 @@ func (s *Security) Clone() *Security {
 	return &c
 }
 
-// DefaultCapabilities is the capability set container runtimes (Docker,
-// containerd, CRI-O) give a non-privileged container, without CAP_.
-var DefaultCapabilities = []string{
-	"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
-	"SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
-	"AUDIT_WRITE",
-}
+// DefaultCapabilities is runtime.DefaultCapabilities without CAP_: the
+// set every runtime gives a container that drops and adds nothing.
+var DefaultCapabilities = func() []string {
+	out := make([]string, len(runtime.DefaultCapabilities))
+	for i, c := range runtime.DefaultCapabilities {
+		out[i] = strings.TrimPrefix(c, "CAP_")
+	}
+	return out
+}()
 
 // Capabilities is the container's effective capability set, each with
 // the CAP_ prefix, in a stable order: the defaults less CapDrop, plus

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/network"
-	"vessel.dev/vessel/internal/testutil"
 	"vessel.dev/vessel/internal/testenv"
+	"vessel.dev/vessel/internal/testutil"
 )
 
 var vesselBin, repoRoot string

@@ -13,7 +13,6 @@ import (
 	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/seccomp"
-	"vessel.dev/vessel/internal/task"
 )
 
 // capNumbers are the capabilities of linux/capability.h by name.
@@ -44,11 +43,7 @@ func capabilityNames(s runtime.Security) []string {
 	if s.Capabilities != nil {
 		return s.Capabilities
 	}
-	out := make([]string, 0, len(task.DefaultCapabilities))
-	for _, c := range task.DefaultCapabilities {
-		out = append(out, "CAP_"+c)
-	}
-	return out
+	return runtime.DefaultCapabilities
 }
 
 // guestSecurity is what the guest needs to confine a container as runc

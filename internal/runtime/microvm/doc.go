@@ -27,7 +27,7 @@
 //	err = rt.Delete(ctx, taskID)
 //
 // This package imports runtime, runtime/toolkit, runtime/seccomp,
-// runtime/microvm/monitor, guestproto, errdefs and task; it must not
-// import internal/guest, another back end, the agent, the server or
-// network (tests use runc and network).
+// runtime/microvm/monitor, guestproto and errdefs; it must not import
+// internal/guest, task, another back end, the agent, the server or network
+// (tests use runc and network).
 package microvm

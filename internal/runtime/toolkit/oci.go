@@ -23,14 +23,6 @@ const ociVersion = "1.0.2"
 // defaultPath is the PATH given to containers without one.
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// defaultCaps is the capability set container runtimes (Docker, containerd,
-// CRI-O) give a non-privileged container, and nothing more.
-var defaultCaps = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-}
-
 // BundleParams is what goes into one container's config.json beyond its
 // ContainerSpec.
 type BundleParams struct {
@@ -85,7 +77,7 @@ func OCISpec(c runtime.ContainerSpec, p BundleParams) (*specs.Spec, error) {
 	soft = min(soft, hard)
 	caps := c.Security.Capabilities
 	if caps == nil {
-		caps = defaultCaps
+		caps = runtime.DefaultCapabilities
 	}
 	caps = append([]string{}, caps...)
 	profile, err := seccomp.Profile(caps)

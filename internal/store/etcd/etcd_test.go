@@ -258,7 +258,7 @@ func TestWatchCompactedRelists(t *testing.T) {
 	raw := client(t, c.Endpoint(1))
 
 	put(t, other, "gone", "x")
-	kvs, rev, err := w.List(ctx, "")
+	_, rev, err := w.List(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestWatchCompactedRelists(t *testing.T) {
 	}
 
 	// Relist, then watch again.
-	kvs, rev, err = w.List(ctx, "")
+	kvs, rev, err := w.List(ctx, "")
 	if err != nil {
 		t.Fatalf("List after the watch closed: %v", err)
 	}
