@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"vessel.dev/vessel/internal/testutil"
 )
 
 // restrictedPod has every setting of Pod Security Admission's
@@ -163,10 +165,35 @@ func TestKubernetesSecuritySettings(t *testing.T) {
 		if state.Status.Phase != "Pending" {
 			t.Errorf("phase %s, want Pending", state.Status.Phase)
 		}
-		// It stays so: the container is never started.
-		time.Sleep(3 * time.Second)
-		if out := e.kubectl("get", "pod", "rootful", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].state.waiting.reason}"); out != "Pending CreateContainerConfigError" {
-			t.Errorf("later: %q, want Pending CreateContainerConfigError", out)
+		// It stays so: the container is never started. The proof is the
+		// task's record once the pod is gone, not a pause: a container that
+		// ever ran has a runtime ID (and, stopped, an exit code).
+		node := e.kubectl("get", "pod", "rootful", "-o", "jsonpath={.spec.nodeName}")
+		taskID := e.kubectl("get", "node", node, "-o", `jsonpath={.metadata.annotations.vessel\.dev/task-id}`)
+		if taskID == "" {
+			t.Fatalf("node %q of the pod names no task", node)
+		}
+		e.kubectl("delete", "pod", "rootful", "--wait=false")
+		ecsc := e.server.ecsClient()
+		var stopped ecstypes.Task
+		testutil.Eventually(t, 2*time.Minute, func() error {
+			out, err := ecsc.DescribeTasks(t.Context(), &ecs.DescribeTasksInput{Tasks: []string{taskID}})
+			if err != nil || len(out.Tasks) != 1 {
+				return fmt.Errorf("describing task %s: %v %+v", taskID, err, out)
+			}
+			if stopped = out.Tasks[0]; aws.ToString(stopped.LastStatus) != "STOPPED" {
+				return fmt.Errorf("task %s of the deleted pod is %s, want STOPPED", taskID, aws.ToString(stopped.LastStatus))
+			}
+			return nil
+		})
+		if len(stopped.Containers) != 1 {
+			t.Fatalf("task %s has containers %+v, want the pod's one", taskID, stopped.Containers)
+		}
+		for _, c := range stopped.Containers {
+			if c.RuntimeId != nil || c.ExitCode != nil {
+				t.Errorf("container %s ran (runtime ID %q, exit code %v): runAsNonRoot with a root image must never start", aws.ToString(c.Name),
+					aws.ToString(c.RuntimeId), c.ExitCode)
+			}
 		}
 	})
 
