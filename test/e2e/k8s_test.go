@@ -755,10 +755,28 @@ func TestKubernetesLostHost(t *testing.T) {
 		return false, fmt.Sprint(ps)
 	})
 
+	// The node is NotReady only from when the bridge sees the host silent
+	// until the host timeout removes it: a watch sees that update however
+	// short the window, where polling may miss it.
+	var readiness syncBuffer
+	watch := exec.Command(e.cluster.Bin("kubectl"), "--kubeconfig="+e.cluster.Kubeconfig, "get", "node", first.Spec.NodeName,
+		"--watch", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}{"\n"}`)
+	watch.Stdout, watch.Stderr = &readiness, &readiness
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { watch.Process.Kill(); watch.Wait() })
+	e.eventually(30*time.Second, "the node watched Ready", func() (bool, string) {
+		return strings.Contains(readiness.String(), "True"), readiness.String()
+	})
 	agent.Process.Signal(syscall.SIGSTOP) // the host goes silent
 	e.eventually(30*time.Second, "the node NotReady", func() (bool, string) {
-		out, _ := e.cluster.Kubectl("get", "node", first.Spec.NodeName, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
-		return out == "False" || out == "Unknown", out
+		for _, l := range strings.Split(readiness.String(), "\n") {
+			if l == "False" || l == "Unknown" {
+				return true, ""
+			}
+		}
+		return false, readiness.String()
 	})
 	e.eventually(60*time.Second, "the pod replaced", func() (bool, string) {
 		ps := e.pods("default", "app=web")
