@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -17,7 +18,7 @@ import (
 type trickle struct {
 	read    chan int
 	release chan struct{}
-	n       int
+	n       atomic.Int64 // bytes handed out; read by the test while the copy runs
 }
 
 func (b *trickle) Read(p []byte) (int, error) {
@@ -29,9 +30,9 @@ func (b *trickle) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	b.n++
+	n := b.n.Add(1)
 	select {
-	case b.read <- b.n:
+	case b.read <- int(n):
 	default:
 	}
 	p[0] = 'x'
@@ -50,9 +51,9 @@ func TestUnknownKeyIsRefusedBeforeTheBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var reached bool
+	var reached atomic.Bool
 	srv := httptest.NewServer(v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reached = true
+		reached.Store(true)
 	}), writeJSONError))
 	defer srv.Close()
 
@@ -91,11 +92,11 @@ func TestUnknownKeyIsRefusedBeforeTheBody(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(data), "unknown access key ID") {
 		t.Fatalf("HTTP %d %s; want 400 UnrecognizedClient", resp.StatusCode, data)
 	}
-	if reached {
+	if reached.Load() {
 		t.Fatal("the handler ran for an unknown key")
 	}
-	if body.n >= size {
-		t.Fatalf("the whole %d-byte body was sent before the answer", body.n)
+	if n := body.n.Load(); n >= size {
+		t.Fatalf("the whole %d-byte body was sent before the answer", n)
 	}
-	t.Logf("refused after the client had sent %d of %d announced bytes", body.n, size)
+	t.Logf("refused after the client had sent %d of %d announced bytes", body.n.Load(), size)
 }
