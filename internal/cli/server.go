@@ -181,11 +181,6 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 			stop()
 		}
 	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		srv.Run(ctx)
-	}()
 	if err := dns.start(ctx, srv, log); err != nil {
 		stop()
 		httpSrv.Close()
@@ -194,13 +189,21 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	}
 	o.host.gatewayDNS = dns.gatewayDNS()
 	if o.k8s.kubeconfig != "" {
-		if err := startBridge(ctx, &wg, g, &o.k8s, srv, log, stop); err != nil {
+		// With replicas, the bridge runs on the leader only (before Run,
+		// so that the first term starts it).
+		_, single := leadership.(server.AlwaysLeader)
+		if err := startBridge(ctx, &wg, g, &o.k8s, srv, log, stop, !single); err != nil {
 			stop()
 			httpSrv.Close()
 			wg.Wait()
 			return err
 		}
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.Run(ctx)
+	}()
 	if !o.noAgent {
 		a, names, err := o.host.newAgent(g.dataDir, srv, log)
 		if err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 
 	"vessel.dev/vessel/internal/store"
@@ -30,9 +31,24 @@ func (AlwaysLeader) Lead(ctx context.Context, term func(ctx context.Context)) er
 	return nil
 }
 
-// leaderState is whether this replica leads, for /healthz and /metrics.
+// leaderState is whether this replica leads, for /healthz and /metrics,
+// and what else runs while it does.
 type leaderState struct {
 	leading atomic.Bool
+	mu      sync.Mutex
+	hooks   []func(ctx context.Context)
+}
+
+// OnLeadership has fn run, in a goroutine of its own, during each term of
+// leadership of this replica, with the term's context (fenced: the writes
+// fn makes through the server end with the term): the Kubernetes bridge's
+// scheduler and virtual nodes with several replicas. A term ends only once
+// fn has returned, so that two terms' copies never overlap on this
+// replica. Call it before Run.
+func (s *Server) OnLeadership(fn func(ctx context.Context)) {
+	s.leader.mu.Lock()
+	s.leader.hooks = append(s.leader.hooks, fn)
+	s.leader.mu.Unlock()
 }
 
 // runControllers runs the controllers for each term of leadership.
@@ -43,7 +59,20 @@ func (s *Server) runControllers(ctx context.Context) {
 		s.metrics.leaderChanges.Inc()
 		_, fenced := store.FenceFrom(term)
 		s.log.Info("this replica leads: controllers started", "fenced", fenced)
+		term, end := context.WithCancel(term)
+		var wg sync.WaitGroup
+		s.leader.mu.Lock()
+		for _, fn := range s.leader.hooks {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				fn(term)
+			}()
+		}
+		s.leader.mu.Unlock()
 		s.controller(term)
+		end()
+		wg.Wait()
 		s.leader.leading.Store(false)
 		s.metrics.leader.Set(0)
 		if ctx.Err() == nil {

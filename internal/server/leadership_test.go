@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,6 +87,8 @@ type replica struct {
 	url    string
 	cancel context.CancelFunc
 	done   chan struct{}
+	// hooks counts the OnLeadership functions running now.
+	hooks atomic.Int32
 }
 
 func startReplicas(t *testing.T, endpoints []string, n int, lease, hostTimeout time.Duration) ([]*replica, auth.Key) {
@@ -113,6 +116,11 @@ func startReplicas(t *testing.T, endpoints []string, n int, lease, hostTimeout t
 		hs := httptest.NewServer(srv.Handler())
 		ctx, cancel := context.WithCancel(context.Background())
 		r := &replica{srv: srv, url: hs.URL, cancel: cancel, done: make(chan struct{})}
+		srv.OnLeadership(func(ctx context.Context) {
+			r.hooks.Add(1)
+			defer r.hooks.Add(-1)
+			<-ctx.Done()
+		})
 		go func() { srv.Run(ctx); close(r.done) }()
 		t.Cleanup(func() {
 			cancel()
@@ -165,6 +173,20 @@ func TestReplicasFailover(t *testing.T) {
 			t.Errorf("replica %d: metric %q, want %q", i, l, want)
 		}
 	}
+	// What runs while a replica leads (the Kubernetes bridge) runs on the
+	// leader only.
+	testutil.Eventually(t, 5*time.Second, func() error {
+		for i, r := range rs {
+			want := int32(0)
+			if i == first {
+				want = 1
+			}
+			if got := r.hooks.Load(); got != want {
+				return fmt.Errorf("replica %d (leader %d) runs %d OnLeadership functions, want %d", i, first, got, want)
+			}
+		}
+		return nil
+	})
 	// A host that registers and then says nothing more (too small for
 	// any task).
 	if err := rs[(first+1)%3].srv.RegisterHost(t.Context(), agentproto.Host{ID: "h-dead", MilliCPU: 1, MemoryMiB: 1, Runtimes: []string{"sim"}}); err != nil {
@@ -199,6 +221,15 @@ func TestReplicasFailover(t *testing.T) {
 	agentDone := make(chan struct{})
 	go func() { a.Run(actx); close(agentDone) }()
 	t.Cleanup(func() { acancel(); <-agentDone })
+	if rs[first].hooks.Load() != 0 {
+		t.Error("the stopped leader's OnLeadership function still runs")
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if next.hooks.Load() != 1 || follower.hooks.Load() != 0 {
+			return fmt.Errorf("OnLeadership functions: %d on the new leader, %d on the follower; want 1 and 0", next.hooks.Load(), follower.hooks.Load())
+		}
+		return nil
+	})
 	if l := metricLine(t, next.url, "vessel_leadership_changes_total "); l != "vessel_leadership_changes_total 1" {
 		t.Errorf("the new leader's metric %q, want vessel_leadership_changes_total 1", l)
 	}
