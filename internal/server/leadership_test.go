@@ -13,12 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/sim"
 	"vessel.dev/vessel/internal/server"
+	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/store/etcd"
 	"vessel.dev/vessel/internal/store/etcd/etcdtest"
 	"vessel.dev/vessel/internal/testutil"
@@ -261,5 +264,65 @@ func TestReplicasFailover(t *testing.T) {
 	})
 	if got := e.describe(arn); *got.LastStatus != "RUNNING" {
 		t.Errorf("the task on h1 is %s (%q) after h-dead was found dead, want RUNNING", *got.LastStatus, *got.StoppedReason)
+	}
+}
+
+// deposed is a Leadership whose one term is already over in the store: its
+// fence names an election key that no longer exists, as for a leader that
+// was paused past its lease while a successor took over.
+type deposed struct {
+	fence store.Fence
+	ended chan struct{}
+}
+
+func (d deposed) Lead(ctx context.Context, term func(ctx context.Context)) error {
+	term(store.WithFence(ctx, d.fence))
+	close(d.ended)
+	<-ctx.Done()
+	return nil
+}
+
+// TestDeposedLeaderWritesNothing gives a server on etcd a term whose fence
+// no longer holds: its controller's first write (a new task's PROVISIONING
+// → PENDING) is refused, nothing changes, and the controller stops rather
+// than carrying on.
+func TestDeposedLeaderWritesNothing(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	prefix := "/vessel-test/deposed/"
+	st, err := etcd.Open(t.Context(), etcd.Config{Endpoints: c.Endpoints(), Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	keys, _, err := auth.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lead := deposed{fence: store.Fence{Key: prefix + "leader/gone", Revision: 1}, ended: make(chan struct{})}
+	srv, err := server.New(server.Config{Store: st, Keys: keys, Leadership: lead, ControllerInterval: 50 * time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	e := &env{t: t, url: hs.URL, key: keys[0]}
+	e.ecs, e.eks = e.clients(keys[0])
+	// An API write by a replica that does not lead goes through.
+	arn := e.run(e.register("deposed", "256", "512", "sleep", "1000"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-lead.ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the deposed leader's controllers still run 30 s after their writes were refused")
+	}
+	if got := e.describe(arn); aws.ToString(got.LastStatus) != "PROVISIONING" {
+		t.Errorf("the task is %s after the deposed leader's pass, want PROVISIONING (nothing written)", aws.ToString(got.LastStatus))
+	}
+	if r := healthRole(t, hs.URL); r != "follower" {
+		t.Errorf("/healthz after the term: role %q, want follower", r)
 	}
 }
