@@ -114,9 +114,18 @@ func (s *Server) TaskSnapshot(ctx context.Context) ([]*task.Task, error) {
 // Changes returns a channel closed at the next change of any task or host.
 func (s *Server) Changes() <-chan struct{} { return s.pulseChan() }
 
-// HostAlive reports whether the host has sent a heartbeat within the host
-// timeout.
-func (s *Server) HostAlive(hostID string) bool { return s.hostAlive(hostID, s.cfg.Now()) }
+// HostAlive reports whether the host has sent a heartbeat, to this replica
+// or (stored) to any, within the host timeout.
+func (s *Server) HostAlive(hostID string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var stored map[string]time.Time
+	var hb heartbeatRecord
+	if _, err := getJSON(ctx, s.store, prefixHeartbeats+hostID, &hb); err == nil {
+		stored = map[string]time.Time{hostID: hb.At}
+	}
+	return s.hostAlive(hostID, s.cfg.Now(), stored)
+}
 
 // bridgeLongPoll bounds how long a task watch waits for a change; hosts'
 // heartbeats are no store changes, so it is also how late a remote bridge
