@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"vessel.dev/vessel/internal/auth"
@@ -64,22 +65,57 @@ func WriteError(w http.ResponseWriter, err error) {
 }
 
 // Client is the ControlPlane of a remote control plane, over HTTP with
-// SigV4-signed requests.
+// SigV4-signed requests. It may know several replicas of the control plane:
+// it keeps using the one that last answered and moves to the next when one
+// stops answering (connection refused or reset, a timeout, an HTTP 5xx),
+// within the same call. The agent protocol's calls are all safe to repeat
+// (registration and heartbeats refresh, reports are idempotent).
 type Client struct {
-	base   *url.URL
+	bases  []*url.URL
+	cur    atomic.Int64 // index in bases of the replica in use
 	key    auth.Key
 	region string
 	http   *http.Client
+	tls    *tls.Config
+	// callTimeout bounds one attempt of an ordinary call on one replica, so
+	// that a replica that hangs (paused, partitioned) is left in time; a
+	// long poll gets DefaultLongPoll more.
+	callTimeout time.Duration
 }
 
 var _ ControlPlane = (*Client)(nil)
 
+// DefaultCallTimeout bounds one attempt of a call on one replica.
+const DefaultCallTimeout = 10 * time.Second
+
+// ParseEndpoints splits a comma-separated list of control plane URLs (one
+// per replica), checking each.
+func ParseEndpoints(endpoints string) ([]*url.URL, error) {
+	var out []*url.URL
+	for _, e := range strings.Split(endpoints, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, errdefs.InvalidArgument("control plane endpoint %q is not an http(s) URL; give one URL per replica, separated by commas, e.g. https://10.0.0.1:8600,https://10.0.0.2:8600", e)
+		}
+		out = append(out, u)
+	}
+	if len(out) == 0 {
+		return nil, errdefs.InvalidArgument("no control plane endpoint given; give one URL per replica, separated by commas, e.g. https://10.0.0.1:8600")
+	}
+	return out, nil
+}
+
 // NewClient returns a client for the control plane at endpoint (e.g.
-// http://10.0.0.1:8600) signing with key.
+// http://10.0.0.1:8600, or several replicas' URLs separated by commas)
+// signing with key.
 func NewClient(endpoint string, key auth.Key, region string) (*Client, error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errdefs.InvalidArgument("control plane endpoint %q is not an http(s) URL", endpoint)
+	bases, err := ParseEndpoints(endpoint)
+	if err != nil {
+		return nil, err
 	}
 	if key.AccessKeyID == "" || key.SecretAccessKey == "" {
 		return nil, errdefs.InvalidArgument("an access key is required to talk to the control plane")
@@ -87,7 +123,7 @@ func NewClient(endpoint string, key auth.Key, region string) (*Client, error) {
 	if region == "" {
 		region = "us-east-1"
 	}
-	return &Client{base: u, key: key, region: region, http: &http.Client{Timeout: DefaultLongPoll + 30*time.Second}}, nil
+	return &Client{bases: bases, key: key, region: region, http: &http.Client{}, callTimeout: DefaultCallTimeout}, nil
 }
 
 // WithTLS makes c trust the server certificates cfg trusts (e.g. only the
@@ -97,9 +133,25 @@ func (c *Client) WithTLS(cfg *tls.Config) *Client {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = cfg
 		c.http.Transport = tr
+		c.tls = cfg
 	}
 	return c
 }
+
+// WithCallTimeout sets how long one attempt of an ordinary call waits for
+// one replica before moving to the next (long polls wait DefaultLongPoll
+// more), and returns c.
+func (c *Client) WithCallTimeout(d time.Duration) *Client {
+	if d > 0 {
+		c.callTimeout = d
+	}
+	return c
+}
+
+// Endpoint returns the URL of the replica in use.
+func (c *Client) Endpoint() string { return c.base().String() }
+
+func (c *Client) base() *url.URL { return c.bases[c.cur.Load()] }
 
 // Call sends a signed request to one of the control plane's own routes
 // (path with its query), in as its JSON body when not nil, and decodes the
@@ -108,7 +160,19 @@ func (c *Client) Call(ctx context.Context, method, path string, in, out any) err
 	return c.do(ctx, method, path, in, out)
 }
 
+// do sends the request to the replica in use and, when it does not answer,
+// to each other replica in turn; the first that answers becomes the one in
+// use. The error of the last attempt is returned when none answers.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.send(ctx, c.callTimeout, method, path, in, out)
+}
+
+// poll is do for a long poll: each attempt waits DefaultLongPoll more.
+func (c *Client) poll(ctx context.Context, method, path string, in, out any) error {
+	return c.send(ctx, c.callTimeout+DefaultLongPoll, method, path, in, out)
+}
+
+func (c *Client) send(ctx context.Context, timeout time.Duration, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -116,31 +180,61 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			return err
 		}
 	}
-	u := *c.base
+	n := int64(len(c.bases))
+	start := c.cur.Load()
+	var err error
+	for i := range n {
+		idx := (start + i) % n
+		var retry bool
+		retry, err = c.attempt(ctx, c.bases[idx], timeout, method, path, body, in != nil, out)
+		if !retry {
+			if idx != start {
+				c.cur.Store(idx)
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Calls made meanwhile skip the replica that did not answer.
+		c.cur.CompareAndSwap(idx, (idx+1)%n)
+	}
+	return err
+}
+
+// attempt makes one request to the replica at base. retry is true when
+// the replica did not answer (the request may be sent to another).
+func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Duration, method, path string, body []byte, hasBody bool, out any) (retry bool, err error) {
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	u := *base
 	p, q, _ := strings.Cut(path, "?")
 	u.Path = strings.TrimSuffix(u.Path, "/") + p
 	u.RawQuery = q
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(actx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return err
+		return false, err
 	}
-	if in != nil {
+	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if err := auth.SignRequest(ctx, req, c.key, c.region, SigningService, body, time.Now()); err != nil {
-		return err
+	if err := auth.SignRequest(actx, req, c.key, c.region, SigningService, body, time.Now()); err != nil {
+		return false, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return false, ctx.Err()
 		}
-		return errdefs.Unavailable("control plane unreachable: %v", err)
+		return true, errdefs.Unavailable("control plane at %s unreachable: %v", base.Host, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return errdefs.Unavailable("reading the control plane's answer: %v", err)
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return true, errdefs.Unavailable("reading the answer of the control plane at %s: %v", base.Host, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var eb errorBody
@@ -151,20 +245,23 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			// A refused signature (UnrecognizedClientException, ...).
 			eb.Message = code + ": " + eb.Message
 		}
+		// A replica that fails (its store unreachable, shutting down)
+		// answers 5xx: another may do better.
+		retry = resp.StatusCode >= 500
 		for _, k := range kinds {
 			if eb.Kind == k.name {
-				return fmt.Errorf("control plane: %s: %w", eb.Message, k.kind)
+				return retry, fmt.Errorf("control plane: %s: %w", eb.Message, k.kind)
 			}
 		}
 		if resp.StatusCode >= 500 {
-			return errdefs.Unavailable("control plane: HTTP %d: %s", resp.StatusCode, eb.Message)
+			return true, errdefs.Unavailable("control plane at %s: HTTP %d: %s", base.Host, resp.StatusCode, eb.Message)
 		}
-		return fmt.Errorf("control plane: HTTP %d: %s: %w", resp.StatusCode, eb.Message, errdefs.ErrInvalidArgument)
+		return false, fmt.Errorf("control plane: HTTP %d: %s: %w", resp.StatusCode, eb.Message, errdefs.ErrInvalidArgument)
 	}
 	if out != nil {
-		return json.Unmarshal(data, out)
+		return false, json.Unmarshal(data, out)
 	}
-	return nil
+	return false, nil
 }
 
 // RegisterHost implements ControlPlane.
@@ -180,7 +277,7 @@ func (c *Client) Heartbeat(ctx context.Context, hostID string) error {
 // Assignments implements ControlPlane.
 func (c *Client) Assignments(ctx context.Context, hostID string, after int64) (Assignments, error) {
 	var out Assignments
-	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/agent/v1/hosts/%s/assignments?after=%d&wait=%s",
+	err := c.poll(ctx, http.MethodGet, fmt.Sprintf("/agent/v1/hosts/%s/assignments?after=%d&wait=%s",
 		url.PathEscape(hostID), after, DefaultLongPoll), nil, &out)
 	return out, err
 }
