@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -77,6 +78,7 @@ type Client struct {
 	region string
 	http   *http.Client
 	tls    *tls.Config
+	log    *slog.Logger // nil: moves between replicas are not logged
 	// callTimeout bounds one attempt of an ordinary call on one replica, so
 	// that a replica that hangs (paused, partitioned) is left in time; a
 	// long poll gets DefaultLongPoll more.
@@ -135,6 +137,13 @@ func (c *Client) WithTLS(cfg *tls.Config) *Client {
 		c.http.Transport = tr
 		c.tls = cfg
 	}
+	return c
+}
+
+// WithLogger makes c log when it moves from a replica that does not answer
+// to another, and returns c.
+func (c *Client) WithLogger(log *slog.Logger) *Client {
+	c.log = log
 	return c
 }
 
@@ -197,7 +206,10 @@ func (c *Client) send(ctx context.Context, timeout time.Duration, method, path s
 			return ctx.Err()
 		}
 		// Calls made meanwhile skip the replica that did not answer.
-		c.cur.CompareAndSwap(idx, (idx+1)%n)
+		if c.cur.CompareAndSwap(idx, (idx+1)%n) && n > 1 && c.log != nil {
+			c.log.Warn("a control plane replica does not answer; moving to the next", "replica", c.bases[idx].Host,
+				"next", c.bases[(idx+1)%n].Host, "err", err)
+		}
 	}
 	return err
 }

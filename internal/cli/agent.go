@@ -115,7 +115,7 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	if err != nil {
 		return err
 	}
-	client.WithTLS(tlsCfg)
+	client.WithTLS(tlsCfg).WithLogger(log)
 	ln, endpoint, err := o.listenEndpoint()
 	if err != nil {
 		return err

@@ -231,7 +231,7 @@ are routed.`,
 			if err != nil {
 				return err
 			}
-			client.WithTLS(tlsCfg)
+			client.WithTLS(tlsCfg).WithLogger(log)
 			var clientCA []byte
 			if o.kubeletClientCA != "" {
 				if clientCA, err = os.ReadFile(o.kubeletClientCA); err != nil {

@@ -70,6 +70,9 @@ func TestAgentMovesBetweenReplicas(t *testing.T) {
 	if !aws.ToTime(stopped.StartedAt).Equal(aws.ToTime(running.StartedAt)) {
 		t.Errorf("the task started at %v, then at %v: it was started again", running.StartedAt, stopped.StartedAt)
 	}
+	if !strings.Contains(log.String(), "moving to the next") {
+		t.Errorf("the agent does not say it moved to the second replica:\n%s", log.String())
+	}
 	if strings.Contains(log.String(), "deleting sandbox") {
 		t.Errorf("the agent tore a sandbox down while moving:\n%s", log.String())
 	}
