@@ -107,23 +107,23 @@ func (s *Server) storeTasks(ctx context.Context) ([]*task.Task, int64, error) {
 	return out, rev, nil
 }
 
-// freshTasks returns the tasks as of the store's current revision or later:
-// from the cache when it has caught up, else read through the store. The
-// tasks are shared: callers must not change them.
-func (s *Server) freshTasks(ctx context.Context) ([]*task.Task, error) {
+// freshTasks returns the tasks as of the store's current revision or later,
+// and the revision they reflect: from the cache when it has caught up, else
+// read through the store. The tasks are shared: callers must not change
+// them.
+func (s *Server) freshTasks(ctx context.Context) ([]*task.Task, int64, error) {
 	_, rev, err := s.store.List(ctx, keyMetaVersion)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	tasks, cached, err := s.tasks.snapshot(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if cached >= rev {
-		return tasks, nil
+		return tasks, cached, nil
 	}
-	tasks, _, err = s.storeTasks(ctx)
-	return tasks, err
+	return s.storeTasks(ctx)
 }
 
 // waitCache waits until the task cache reflects revision rev (true), or

@@ -85,6 +85,18 @@ func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (a
 	// would tell it to tear down tasks it runs. Wait for the cache to
 	// catch up; if it does not within the long poll, answer from the store
 	// (a set at least as new as the agent's) under the agent's revision.
+	if after <= 0 {
+		// A first poll (an agent starting) deletes the host's sandboxes
+		// that are not in the answer: it must hold every task placed
+		// here, wherever it was placed.
+		tasks, rev, err := s.freshTasks(ctx)
+		if err != nil {
+			return agentproto.Assignments{}, err
+		}
+		if rev != after {
+			return hostAssignments(tasks, hostID, rev), nil
+		}
+	}
 	if after > s.tasks.revision() && !s.waitCache(ctx, after) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()

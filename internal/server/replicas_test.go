@@ -285,14 +285,18 @@ func TestAgentMovesToAnotherReplica(t *testing.T) {
 	if err := ea.vesselClient(admin).Call(ctx(t), "GET", "/agent/v1/hosts/h1/assignments?after=0&wait=1s", nil, &seen); err != nil || len(seen.Tasks) != 1 {
 		t.Fatalf("assignments on A: %+v, %v; want the task", seen, err)
 	}
-	var onB agentproto.Assignments
-	path := fmt.Sprintf("/agent/v1/hosts/h1/assignments?after=%d&wait=1s", seen.Revision)
-	if err := eb.vesselClient(admin).Call(ctx(t), "GET", path, nil, &onB); err != nil {
-		t.Fatal(err)
-	}
-	if len(onB.Tasks) != 1 || onB.Tasks[0].ID != seen.Tasks[0].ID || onB.Revision < seen.Revision {
-		t.Fatalf("assignments on the lagging B after revision %d: %d task(s) at revision %d; want the task at %d or later",
-			seen.Revision, len(onB.Tasks), onB.Revision, seen.Revision)
+	// Nor an agent that starts (its first poll, after revision 0, deletes
+	// the sandboxes that are not in the answer).
+	for _, after := range []int64{seen.Revision, 0} {
+		var onB agentproto.Assignments
+		path := fmt.Sprintf("/agent/v1/hosts/h1/assignments?after=%d&wait=1s", after)
+		if err := eb.vesselClient(admin).Call(ctx(t), "GET", path, nil, &onB); err != nil {
+			t.Fatal(err)
+		}
+		if len(onB.Tasks) != 1 || onB.Tasks[0].ID != seen.Tasks[0].ID || onB.Revision < seen.Revision {
+			t.Fatalf("assignments on the lagging B after revision %d: %d task(s) at revision %d; want the task at %d or later",
+				after, len(onB.Tasks), onB.Revision, seen.Revision)
+		}
 	}
 
 	a.stop()

@@ -486,7 +486,7 @@ func (s *Server) ListServices(ctx context.Context, in *api.ListServicesInput) (*
 // serviceTasks returns the tasks of a service, as fresh as the store (read
 // your writes across replicas).
 func (s *Server) serviceTasks(ctx context.Context, r *serviceRecord) []*task.Task {
-	tasks, err := s.freshTasks(ctx)
+	tasks, _, err := s.freshTasks(ctx)
 	if err != nil {
 		return nil
 	}
