@@ -172,6 +172,17 @@ func (s *Server) watchTasks(ctx context.Context, cluster, startedBy string, afte
 	if cluster == "" {
 		cluster = DefaultCluster
 	}
+	if after <= 0 {
+		// A bridge's first watch (it adopts what it finds) is answered as
+		// fresh as the store, however far this replica's cache lags.
+		ts, rev, err := s.freshTasks(ctx)
+		if err != nil {
+			return agentproto.TaskWatch{}, err
+		}
+		if rev > after {
+			return s.bridgeWatch(ts, cluster, startedBy, rev), nil
+		}
+	}
 	deadline := time.NewTimer(bridgeLongPoll)
 	defer deadline.Stop()
 	for {

@@ -180,6 +180,14 @@ func TestReplicasReadYourWrites(t *testing.T) {
 	if got := eb.describe(arn); aws.ToString(got.TaskArn) != arn {
 		t.Fatalf("DescribeTasks on B: got %s, want %s", aws.ToString(got.TaskArn), arn)
 	}
+	// So is it by a bridge starting on B (its first task watch).
+	var w agentproto.TaskWatch
+	if err := eb.vesselClient(admin).Call(ctx(t), "GET", "/vessel/v1/tasks?cluster=default&after=0", nil, &w); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Tasks) != 1 || !strings.HasSuffix(arn, "/"+w.Tasks[0].ID) {
+		t.Fatalf("the task watch on B: %d task(s) at revision %d; want %s", len(w.Tasks), w.Revision, arn)
+	}
 	list, err := b.ecs.ListTasks(ctx(t), &ecs.ListTasksInput{})
 	if err != nil {
 		t.Fatal(err)
