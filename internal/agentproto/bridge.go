@@ -74,7 +74,9 @@ func (c *Client) FargateProfiles(ctx context.Context, cluster string) ([]Fargate
 // SubmitTask stores t as a new task and returns it as stored.
 func (c *Client) SubmitTask(ctx context.Context, t *task.Task) (*task.Task, error) {
 	var out task.Task
-	if err := c.do(ctx, http.MethodPost, routeBridgeTasks, t, &out); err != nil {
+	// A new task each time: never sent again to another replica once one
+	// may have stored it.
+	if err := c.once(ctx, http.MethodPost, routeBridgeTasks, t, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -15,7 +15,8 @@ import (
 	"vessel.dev/vessel/internal/errdefs"
 )
 
-// replica answers heartbeats with status (0: 204) and counts them.
+// replica answers every call with {} (or, status not 0, an error of kind
+// Unavailable; hang not nil, nothing until it closes) and counts them.
 type replica struct {
 	srv   *httptest.Server
 	calls atomic.Int64
@@ -36,7 +37,8 @@ func newReplica(t *testing.T, status int, hang <-chan struct{}) *replica {
 			agentproto.WriteError(w, errdefs.Unavailable("the store is unreachable"))
 			return
 		}
-		w.WriteHeader(http.StatusNoContent)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte("{}"))
 	}))
 	t.Cleanup(r.srv.Close)
 	return r
@@ -120,5 +122,47 @@ func TestClientEndpointsChecked(t *testing.T) {
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "separated by commas") {
 			t.Errorf("NewClient(%q): got %v, want an InvalidArgument error saying what is accepted", bad, err)
 		}
+	}
+}
+
+// TestClientCreatesOnce: a call that creates something goes to another
+// replica only when it reached none; sent and unanswered, it is not sent
+// again (the first may have applied it), and the next call goes elsewhere.
+func TestClientCreatesOnce(t *testing.T) {
+	key := auth.Key{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret"}
+	hang := make(chan struct{})
+	defer close(hang)
+	create := func(c *agentproto.Client) error {
+		_, err := c.CreateCredential(context.Background(), agentproto.CreateCredentialRequest{Name: "ci"})
+		return err
+	}
+	t.Run("connection refused: sent to the next", func(t *testing.T) {
+		second := newReplica(t, 0, nil)
+		c, err := agentproto.NewClient(refusedURL(t)+","+second.srv.URL, key, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := create(c); err != nil || second.calls.Load() != 1 {
+			t.Fatalf("create: %v, %d call(s) on the second replica; want success from it", err, second.calls.Load())
+		}
+	})
+	for name, first := range map[string]*replica{
+		"5xx":               newReplica(t, http.StatusServiceUnavailable, nil),
+		"no answer in time": newReplica(t, 0, hang),
+	} {
+		t.Run(name+": not sent again", func(t *testing.T) {
+			second := newReplica(t, 0, nil)
+			c, err := agentproto.NewClient(first.srv.URL+","+second.srv.URL, key, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.WithCallTimeout(500 * time.Millisecond)
+			if err := create(c); !errdefs.IsUnavailable(err) || second.calls.Load() != 0 {
+				t.Fatalf("create: %v, %d call(s) on the second replica; want an Unavailable error and none", err, second.calls.Load())
+			}
+			if c.Endpoint() != second.srv.URL {
+				t.Fatalf("the next call goes to %s, want %s", c.Endpoint(), second.srv.URL)
+			}
+		})
 	}
 }

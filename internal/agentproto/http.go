@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -165,23 +166,48 @@ func (c *Client) base() *url.URL { return c.bases[c.cur.Load()] }
 // Call sends a signed request to one of the control plane's own routes
 // (path with its query), in as its JSON body when not nil, and decodes the
 // JSON answer into out when not nil. Errors carry the answer's errdefs kind.
+// A GET moves to another replica as every agent call does; any other
+// method is sent to another only when it did not reach the first (its
+// connection refused), as it may not be safe to repeat.
 func (c *Client) Call(ctx context.Context, method, path string, in, out any) error {
-	return c.do(ctx, method, path, in, out)
+	if method == http.MethodGet {
+		return c.do(ctx, method, path, in, out)
+	}
+	return c.once(ctx, method, path, in, out)
 }
 
-// do sends the request to the replica in use and, when it does not answer,
-// to each other replica in turn; the first that answers becomes the one in
-// use. The error of the last attempt is returned when none answers.
+// do sends a call that is safe to repeat to the replica in use and, when
+// it does not answer, to each other replica in turn; the first that
+// answers becomes the one in use. The error of the last attempt is
+// returned when none answers.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	return c.send(ctx, c.callTimeout, method, path, in, out)
+	return c.send(ctx, c.callTimeout, true, method, path, in, out)
+}
+
+// once is do for a call that must not be applied twice (it creates
+// something): it moves to another replica only while the call reaches
+// none; a call that reached a replica and got no answer is not sent again
+// (its error is of kind errdefs.ErrUnavailable; the next call goes to
+// another replica).
+func (c *Client) once(ctx context.Context, method, path string, in, out any) error {
+	return c.send(ctx, c.callTimeout, false, method, path, in, out)
 }
 
 // poll is do for a long poll: each attempt waits DefaultLongPoll more.
 func (c *Client) poll(ctx context.Context, method, path string, in, out any) error {
-	return c.send(ctx, c.callTimeout+DefaultLongPoll, method, path, in, out)
+	return c.send(ctx, c.callTimeout+DefaultLongPoll, true, method, path, in, out)
 }
 
-func (c *Client) send(ctx context.Context, timeout time.Duration, method, path string, in, out any) error {
+// outcome is how one attempt on one replica ended.
+type outcome int
+
+const (
+	answered outcome = iota // the replica answered (success or a refusal)
+	notSent                 // the connection failed: the replica never saw the call
+	noAnswer                // sent, but no answer, or a 5xx: the call may have been applied
+)
+
+func (c *Client) send(ctx context.Context, timeout time.Duration, repeatable bool, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -194,9 +220,9 @@ func (c *Client) send(ctx context.Context, timeout time.Duration, method, path s
 	var err error
 	for i := range n {
 		idx := (start + i) % n
-		var retry bool
-		retry, err = c.attempt(ctx, c.bases[idx], timeout, method, path, body, in != nil, out)
-		if !retry {
+		var oc outcome
+		oc, err = c.attempt(ctx, c.bases[idx], timeout, method, path, body, in != nil, out)
+		if oc == answered {
 			if idx != start {
 				c.cur.Store(idx)
 			}
@@ -210,13 +236,15 @@ func (c *Client) send(ctx context.Context, timeout time.Duration, method, path s
 			c.log.Warn("a control plane replica does not answer; moving to the next", "replica", c.bases[idx].Host,
 				"next", c.bases[(idx+1)%n].Host, "err", err)
 		}
+		if oc == noAnswer && !repeatable {
+			return err
+		}
 	}
 	return err
 }
 
-// attempt makes one request to the replica at base. retry is true when
-// the replica did not answer (the request may be sent to another).
-func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Duration, method, path string, body []byte, hasBody bool, out any) (retry bool, err error) {
+// attempt makes one request to the replica at base.
+func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Duration, method, path string, body []byte, hasBody bool, out any) (outcome, error) {
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	u := *base
@@ -225,28 +253,32 @@ func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Durati
 	u.RawQuery = q
 	req, err := http.NewRequestWithContext(actx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return false, err
+		return answered, err
 	}
 	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if err := auth.SignRequest(actx, req, c.key, c.region, SigningService, body, time.Now()); err != nil {
-		return false, err
+		return answered, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, ctx.Err()
+			return answered, ctx.Err()
 		}
-		return true, errdefs.Unavailable("control plane at %s unreachable: %v", base.Host, err)
+		oc := noAnswer
+		if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+			oc = notSent
+		}
+		return oc, errdefs.Unavailable("control plane at %s unreachable: %v", base.Host, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, ctx.Err()
+			return answered, ctx.Err()
 		}
-		return true, errdefs.Unavailable("reading the answer of the control plane at %s: %v", base.Host, err)
+		return noAnswer, errdefs.Unavailable("reading the answer of the control plane at %s: %v", base.Host, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var eb errorBody
@@ -259,21 +291,24 @@ func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Durati
 		}
 		// A replica that fails (its store unreachable, shutting down)
 		// answers 5xx: another may do better.
-		retry = resp.StatusCode >= 500
+		oc := answered
+		if resp.StatusCode >= 500 {
+			oc = noAnswer
+		}
 		for _, k := range kinds {
 			if eb.Kind == k.name {
-				return retry, fmt.Errorf("control plane: %s: %w", eb.Message, k.kind)
+				return oc, fmt.Errorf("control plane: %s: %w", eb.Message, k.kind)
 			}
 		}
 		if resp.StatusCode >= 500 {
-			return true, errdefs.Unavailable("control plane at %s: HTTP %d: %s", base.Host, resp.StatusCode, eb.Message)
+			return noAnswer, errdefs.Unavailable("control plane at %s: HTTP %d: %s", base.Host, resp.StatusCode, eb.Message)
 		}
-		return false, fmt.Errorf("control plane: HTTP %d: %s: %w", resp.StatusCode, eb.Message, errdefs.ErrInvalidArgument)
+		return answered, fmt.Errorf("control plane: HTTP %d: %s: %w", resp.StatusCode, eb.Message, errdefs.ErrInvalidArgument)
 	}
 	if out != nil {
-		return false, json.Unmarshal(data, out)
+		return answered, json.Unmarshal(data, out)
 	}
-	return false, nil
+	return answered, nil
 }
 
 // RegisterHost implements ControlPlane.
