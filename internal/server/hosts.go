@@ -80,15 +80,12 @@ func (s *Server) hostAlive(id string, now time.Time) bool {
 
 // Assignments implements agentproto.ControlPlane.
 func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (agentproto.Assignments, error) {
-	// An agent that moved here from another replica may have seen a newer
-	// set than this replica's cache holds: answering with an older one
-	// would tell it to tear down tasks it runs. Wait for the cache to
-	// catch up; if it does not within the long poll, answer from the store
-	// (a set at least as new as the agent's) under the agent's revision.
+	// Never answer an agent with a set older than one it may have seen
+	// through another replica: a task missing from the answer is one the
+	// agent tears down.
 	if after <= 0 {
 		// A first poll (an agent starting) deletes the host's sandboxes
-		// that are not in the answer: it must hold every task placed
-		// here, wherever it was placed.
+		// that are not in the answer: answer as fresh as the store.
 		tasks, rev, err := s.freshTasks(ctx)
 		if err != nil {
 			return agentproto.Assignments{}, err
@@ -97,6 +94,10 @@ func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (a
 			return hostAssignments(tasks, hostID, rev), nil
 		}
 	}
+	// An agent that moved here from another replica may have seen a newer
+	// set than this replica's cache holds. Wait for the cache to catch up;
+	// if it does not within the long poll, answer from the store (a set at
+	// least as new as the agent's) under the agent's revision.
 	if after > s.tasks.revision() && !s.waitCache(ctx, after) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
