@@ -113,7 +113,11 @@ func startReplica(t *testing.T, endpoints []string, prefix string, sealer *auth.
 		t.Fatal(err)
 	}
 	srv, err := server.New(server.Config{Store: st, Keyring: ring, Keys: []auth.Key{admin},
-		ControllerInterval: 50 * time.Millisecond, Logger: quietLogger()})
+		ControllerInterval: 50 * time.Millisecond, Logger: quietLogger(),
+		// Heartbeats are kept in each replica's memory and every replica
+		// runs the controllers: the one the agent does not talk to must
+		// not count the host lost while the test runs.
+		HostTimeout: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,9 +51,13 @@ func agentMovesBetweenReplicas(t *testing.T, rt string) {
 	}
 	c := etcdtest.Start(t, 3)
 	etcdFlag := strings.Join(c.Endpoints(), ",")
-	s1 := startServer(t, "--no-agent", "--etcd", etcdFlag)
+	// Heartbeats are kept in each replica's memory and every replica runs
+	// the controllers: the one the agent does not talk to must not count
+	// the host lost while the test runs.
+	s1 := startServer(t, "--no-agent", "--etcd", etcdFlag, "--host-timeout", "10m")
 	s2 := &server{t: t, dataDir: t.TempDir(), addr: freeAddr(t),
-		extra: []string{"--no-agent", "--runtimes", "sim,runc", "--etcd", etcdFlag, "--encryption-key-file", filepath.Join(s1.dataDir, "master.key")}}
+		extra: []string{"--no-agent", "--runtimes", "sim,runc", "--etcd", etcdFlag, "--host-timeout", "10m",
+			"--encryption-key-file", filepath.Join(s1.dataDir, "master.key")}}
 	s2.endpoint = "http://" + s2.addr
 	s2.start()
 	t.Cleanup(func() {
