@@ -221,7 +221,7 @@ func newK8sBridgeCommand(g *globals) *cobra.Command {
 	o := &k8sOptions{}
 	var logLevel string
 	cmd := &cobra.Command{
-		Use:   "bridge --kubeconfig FILE [--server URL]",
+		Use:   "bridge --kubeconfig FILE [--server URL[,URL...]]",
 		Short: "Run the Kubernetes bridge apart from the control plane",
 		Long: `Runs the bridge (webhooks, scheduler, virtual nodes and their kubelet API)
 against a control plane elsewhere, over its SigV4-signed API: the access key
@@ -256,7 +256,7 @@ are routed.`,
 			if err != nil {
 				return err
 			}
-			client.WithTLS(tlsCfg)
+			client.WithTLS(tlsCfg).WithLogger(log)
 			var clientCA []byte
 			if o.kubeletClientCA != "" {
 				if clientCA, err = os.ReadFile(o.kubeletClientCA); err != nil {
@@ -278,7 +278,7 @@ are routed.`,
 		},
 	}
 	o.addFlags(cmd, true)
-	cmd.Flags().StringVar(&g.endpoint, "server", g.endpoint, "control plane URL (same as --endpoint)")
+	cmd.Flags().StringVar(&g.endpoint, "server", g.endpoint, "control plane URL (same as --endpoint), or the URLs of several replicas separated by commas (the bridge uses any and moves to another when one stops answering)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

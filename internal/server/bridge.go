@@ -181,6 +181,17 @@ func (s *Server) watchTasks(ctx context.Context, cluster, startedBy string, afte
 	if cluster == "" {
 		cluster = DefaultCluster
 	}
+	if after <= 0 {
+		// A bridge's first watch (it adopts what it finds) is answered as
+		// fresh as the store, however far this replica's cache lags.
+		ts, rev, err := s.freshTasks(ctx)
+		if err != nil {
+			return agentproto.TaskWatch{}, err
+		}
+		if rev > after {
+			return s.bridgeWatch(ts, cluster, startedBy, rev), nil
+		}
+	}
 	deadline := time.NewTimer(bridgeLongPoll)
 	defer deadline.Stop()
 	for {
@@ -190,23 +201,39 @@ func (s *Server) watchTasks(ctx context.Context, cluster, startedBy string, afte
 			return agentproto.TaskWatch{}, err
 		}
 		if rev > after {
-			out := agentproto.TaskWatch{Revision: rev, Tasks: []task.Task{}, Hosts: map[string]bool{}}
-			for _, t := range ts {
-				if t.Cluster == cluster && (startedBy == "" || t.StartedBy == startedBy) {
-					out.Tasks = append(out.Tasks, *t.Clone())
-					if t.HostID != "" {
-						out.Hosts[t.HostID] = s.HostAlive(t.HostID)
-					}
-				}
-			}
-			return out, nil
+			return s.bridgeWatch(ts, cluster, startedBy, rev), nil
 		}
 		select {
 		case <-ctx.Done():
 			return agentproto.TaskWatch{}, ctx.Err()
 		case <-deadline.C:
+			if after > rev {
+				// A bridge that moved here from another replica saw a
+				// newer revision than this cache reached: answer from the
+				// store, never with an older set.
+				ts, _, err := s.storeTasks(ctx)
+				if err != nil {
+					return agentproto.TaskWatch{}, err
+				}
+				return s.bridgeWatch(ts, cluster, startedBy, after), nil
+			}
 			after = -1 // answer with what there is
 		case <-pulse:
 		}
 	}
+}
+
+// bridgeWatch is the answer of the task watch for cluster and startedBy
+// from tasks, as of revision rev.
+func (s *Server) bridgeWatch(ts []*task.Task, cluster, startedBy string, rev int64) agentproto.TaskWatch {
+	out := agentproto.TaskWatch{Revision: rev, Tasks: []task.Task{}, Hosts: map[string]bool{}}
+	for _, t := range ts {
+		if t.Cluster == cluster && (startedBy == "" || t.StartedBy == startedBy) {
+			out.Tasks = append(out.Tasks, *t.Clone())
+			if t.HostID != "" {
+				out.Hosts[t.HostID] = s.HostAlive(t.HostID)
+			}
+		}
+	}
+	return out
 }

@@ -128,18 +128,40 @@ func (s *Server) hostAlive(id string, now time.Time, stored map[string]time.Time
 
 // Assignments implements agentproto.ControlPlane.
 func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (agentproto.Assignments, error) {
+	// Never answer an agent with a set older than one it may have seen
+	// through another replica: a task missing from the answer is one the
+	// agent tears down.
+	if after <= 0 {
+		// A first poll (an agent starting) deletes the host's sandboxes
+		// that are not in the answer: answer as fresh as the store.
+		tasks, rev, err := s.freshTasks(ctx)
+		if err != nil {
+			return agentproto.Assignments{}, err
+		}
+		if rev != after {
+			return hostAssignments(tasks, hostID, rev), nil
+		}
+	}
+	// An agent that moved here from another replica may have seen a newer
+	// set than this replica's cache holds. Wait for the cache to catch up;
+	// if it does not within the long poll, answer from the store (a set at
+	// least as new as the agent's) under the agent's revision.
+	if after > s.tasks.revision() && !s.waitCache(ctx, after) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		tasks, _, err := s.storeTasks(rctx)
+		if err != nil {
+			return agentproto.Assignments{}, err
+		}
+		return hostAssignments(tasks, hostID, after), nil
+	}
 	for {
 		pulse := s.pulseChan()
 		tasks, rev, err := s.tasks.snapshot(ctx)
 		if err != nil {
 			return agentproto.Assignments{}, err
 		}
-		out := agentproto.Assignments{Tasks: []task.Task{}, Revision: rev}
-		for _, t := range tasks {
-			if t.HostID == hostID && !t.Stopped() {
-				out.Tasks = append(out.Tasks, *t.Clone())
-			}
-		}
+		out := hostAssignments(tasks, hostID, rev)
 		if rev != after {
 			return out, nil
 		}
@@ -149,6 +171,18 @@ func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (a
 		case <-pulse:
 		}
 	}
+}
+
+// hostAssignments is the set of tasks placed on hostID that are not
+// stopped, as of revision rev.
+func hostAssignments(tasks []*task.Task, hostID string, rev int64) agentproto.Assignments {
+	out := agentproto.Assignments{Tasks: []task.Task{}, Revision: rev}
+	for _, t := range tasks {
+		if t.HostID == hostID && !t.Stopped() {
+			out.Tasks = append(out.Tasks, *t.Clone())
+		}
+	}
+	return out
 }
 
 // ReportStatus implements agentproto.ControlPlane.
