@@ -86,9 +86,9 @@ func (l *laggingStore) Watch(ctx context.Context, prefix string, after int64) (<
 	return out, nil
 }
 
-// replica is one control plane process's worth of server, keyring and
+// apiReplica is one control plane process's worth of server, keyring and
 // HTTP endpoint, on the shared etcd.
-type replica struct {
+type apiReplica struct {
 	url  string
 	st   *laggingStore
 	ecs  *ecs.Client
@@ -97,7 +97,7 @@ type replica struct {
 
 // startReplica starts a replica on the etcd at endpoints under prefix,
 // with the master key every replica is given and the admin key.
-func startReplica(t *testing.T, endpoints []string, prefix string, sealer *auth.Sealer, admin auth.Key) *replica {
+func startReplica(t *testing.T, endpoints []string, prefix string, sealer *auth.Sealer, admin auth.Key) *apiReplica {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	es, err := etcd.Open(ctx, etcd.Config{Endpoints: endpoints, Prefix: prefix, Logger: quietLogger()})
@@ -114,9 +114,10 @@ func startReplica(t *testing.T, endpoints []string, prefix string, sealer *auth.
 	}
 	srv, err := server.New(server.Config{Store: st, Keyring: ring, Keys: []auth.Key{admin},
 		ControllerInterval: 50 * time.Millisecond, Logger: quietLogger(),
-		// Heartbeats are kept in each replica's memory and every replica
-		// runs the controllers: the one the agent does not talk to must
-		// not count the host lost while the test runs.
+		// These replicas have no elector, so each runs the controllers
+		// (leadership_test.go tests replicas that elect a leader): the
+		// one the agent does not talk to must not count the host lost
+		// while the test runs.
 		HostTimeout: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +127,7 @@ func startReplica(t *testing.T, endpoints []string, prefix string, sealer *auth.
 	wg.Add(2)
 	go func() { defer wg.Done(); ring.Run(ctx) }()
 	go func() { defer wg.Done(); srv.Run(ctx) }()
-	r := &replica{url: hs.URL, st: st}
+	r := &apiReplica{url: hs.URL, st: st}
 	var once sync.Once
 	r.stop = func() {
 		once.Do(func() {
@@ -146,7 +147,7 @@ func startReplica(t *testing.T, endpoints []string, prefix string, sealer *auth.
 }
 
 // replicaSet is n replicas on a real three-member etcd.
-func replicaSet(t *testing.T, n int) ([]*replica, auth.Key) {
+func replicaSet(t *testing.T, n int) ([]*apiReplica, auth.Key) {
 	t.Helper()
 	cluster := etcdtest.Start(t, 3)
 	dir := t.TempDir()
@@ -159,7 +160,7 @@ func replicaSet(t *testing.T, n int) ([]*replica, auth.Key) {
 		t.Fatal(err)
 	}
 	prefix := fmt.Sprintf("/vessel-%s/", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")))
-	out := make([]*replica, n)
+	out := make([]*apiReplica, n)
 	for i := range out {
 		out[i] = startReplica(t, cluster.Endpoints(), prefix, sealer, keys[0])
 	}
