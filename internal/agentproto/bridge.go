@@ -74,7 +74,9 @@ func (c *Client) FargateProfiles(ctx context.Context, cluster string) ([]Fargate
 // SubmitTask stores t as a new task and returns it as stored.
 func (c *Client) SubmitTask(ctx context.Context, t *task.Task) (*task.Task, error) {
 	var out task.Task
-	if err := c.do(ctx, http.MethodPost, routeBridgeTasks, t, &out); err != nil {
+	// A new task each time: never sent again to another replica once one
+	// may have stored it.
+	if err := c.once(ctx, http.MethodPost, routeBridgeTasks, t, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -90,13 +92,13 @@ func (c *Client) StopTaskWith(ctx context.Context, cluster, id, code, reason str
 func (c *Client) WatchTasks(ctx context.Context, cluster, startedBy string, after int64) (TaskWatch, error) {
 	var out TaskWatch
 	q := url.Values{"cluster": {cluster}, "startedBy": {startedBy}, "after": {strconv.FormatInt(after, 10)}}
-	err := c.do(ctx, http.MethodGet, routeBridgeTasks+"?"+q.Encode(), nil, &out)
+	err := c.poll(ctx, http.MethodGet, routeBridgeTasks+"?"+q.Encode(), nil, &out)
 	return out, err
 }
 
 // TaskLogs streams a task's logs through the control plane's relay.
 func (c *Client) TaskLogs(ctx context.Context, cluster, id string, o LogOptions, emit func(LogLine) error) error {
-	u := *c.base
+	u := *c.base()
 	u.Path = strings.TrimSuffix(u.Path, "/") + pathf(routeTaskLogs, cluster, id)
 	u.RawQuery = EncodeLogQuery(o).Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -106,7 +108,7 @@ func (c *Client) TaskLogs(ctx context.Context, cluster, id string, o LogOptions,
 	if err := auth.SignRequest(ctx, req, c.key, c.region, SigningService, nil, time.Now()); err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
 	}
@@ -117,7 +119,7 @@ func (c *Client) TaskLogs(ctx context.Context, cluster, id string, o LogOptions,
 // TaskExec runs a command in a task's container through the control
 // plane's exec relay.
 func (c *Client) TaskExec(ctx context.Context, cluster, id, container string, p runtime.ExecProcess) (int, error) {
-	u := *c.base
+	u := *c.base()
 	u.Path = strings.TrimSuffix(u.Path, "/") + pathf(routeTaskExec, cluster, id)
 	u.RawQuery = ""
 	return (&ExecClient{Key: c.key, Region: c.region}).Exec(ctx, u.String(), container, p)

@@ -36,7 +36,7 @@ type CredentialList struct {
 // it with its secret.
 func (c *Client) CreateCredential(ctx context.Context, in CreateCredentialRequest) (Credential, error) {
 	var out Credential
-	err := c.do(ctx, http.MethodPost, "/vessel/v1/credentials", in, &out)
+	err := c.once(ctx, http.MethodPost, "/vessel/v1/credentials", in, &out)
 	return out, err
 }
 
@@ -51,7 +51,7 @@ func (c *Client) ListCredentials(ctx context.Context) ([]Credential, error) {
 // secret and returns it; the old secret stops working.
 func (c *Client) RotateCredential(ctx context.Context, idOrName string) (Credential, error) {
 	var out Credential
-	err := c.do(ctx, http.MethodPost, "/vessel/v1/credentials/"+url.PathEscape(idOrName)+"/rotate", nil, &out)
+	err := c.once(ctx, http.MethodPost, "/vessel/v1/credentials/"+url.PathEscape(idOrName)+"/rotate", nil, &out)
 	return out, err
 }
 

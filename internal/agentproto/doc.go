@@ -3,6 +3,10 @@
 // an HTTP client and handler that carry it between processes. The server
 // implements ControlPlane directly for its in-process agent and serves the
 // same interface over HTTP, SigV4-signed, for `vessel agent --server URL`.
+// The HTTP Client may be given several control plane replicas' URLs: it
+// keeps to the one that answers and moves to the next when one refuses the
+// connection, fails (5xx) or does not answer in time, sending again only
+// calls that are safe to repeat.
 //
 // Besides the calls of ControlPlane, an agent that runs apart from the
 // server serves its tasks' logs (LogsClient, ServeLogs) and execs

@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"vessel.dev/vessel/internal/auth"
@@ -64,22 +67,58 @@ func WriteError(w http.ResponseWriter, err error) {
 }
 
 // Client is the ControlPlane of a remote control plane, over HTTP with
-// SigV4-signed requests.
+// SigV4-signed requests. It may know several replicas of the control plane:
+// it keeps using the one that last answered and moves to the next when one
+// stops answering (connection refused or reset, a timeout, an HTTP 5xx),
+// within the same call. The agent protocol's calls are all safe to repeat
+// (registration and heartbeats refresh, reports are idempotent).
 type Client struct {
-	base   *url.URL
+	bases  []*url.URL
+	cur    atomic.Int64 // index in bases of the replica in use
 	key    auth.Key
 	region string
 	http   *http.Client
+	tls    *tls.Config
+	log    *slog.Logger // nil: moves between replicas are not logged
+	// callTimeout bounds one attempt of an ordinary call on one replica, so
+	// that a replica that hangs (paused, partitioned) is left in time; a
+	// long poll gets DefaultLongPoll more.
+	callTimeout time.Duration
 }
 
 var _ ControlPlane = (*Client)(nil)
 
+// DefaultCallTimeout bounds one attempt of a call on one replica.
+const DefaultCallTimeout = 10 * time.Second
+
+// ParseEndpoints splits a comma-separated list of control plane URLs (one
+// per replica), checking each.
+func ParseEndpoints(endpoints string) ([]*url.URL, error) {
+	var out []*url.URL
+	for _, e := range strings.Split(endpoints, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, errdefs.InvalidArgument("control plane endpoint %q is not an http(s) URL; give one URL per replica, separated by commas, e.g. https://10.0.0.1:8600,https://10.0.0.2:8600", e)
+		}
+		out = append(out, u)
+	}
+	if len(out) == 0 {
+		return nil, errdefs.InvalidArgument("no control plane endpoint given; give one URL per replica, separated by commas, e.g. https://10.0.0.1:8600")
+	}
+	return out, nil
+}
+
 // NewClient returns a client for the control plane at endpoint (e.g.
-// http://10.0.0.1:8600) signing with key.
+// http://10.0.0.1:8600, or several replicas' URLs separated by commas)
+// signing with key.
 func NewClient(endpoint string, key auth.Key, region string) (*Client, error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errdefs.InvalidArgument("control plane endpoint %q is not an http(s) URL", endpoint)
+	bases, err := ParseEndpoints(endpoint)
+	if err != nil {
+		return nil, err
 	}
 	if key.AccessKeyID == "" || key.SecretAccessKey == "" {
 		return nil, errdefs.InvalidArgument("an access key is required to talk to the control plane")
@@ -87,7 +126,7 @@ func NewClient(endpoint string, key auth.Key, region string) (*Client, error) {
 	if region == "" {
 		region = "us-east-1"
 	}
-	return &Client{base: u, key: key, region: region, http: &http.Client{Timeout: DefaultLongPoll + 30*time.Second}}, nil
+	return &Client{bases: bases, key: key, region: region, http: &http.Client{}, callTimeout: DefaultCallTimeout}, nil
 }
 
 // WithTLS makes c trust the server certificates cfg trusts (e.g. only the
@@ -97,18 +136,78 @@ func (c *Client) WithTLS(cfg *tls.Config) *Client {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = cfg
 		c.http.Transport = tr
+		c.tls = cfg
 	}
 	return c
 }
 
+// WithLogger makes c log when it moves from a replica that does not answer
+// to another, and returns c.
+func (c *Client) WithLogger(log *slog.Logger) *Client {
+	c.log = log
+	return c
+}
+
+// WithCallTimeout sets how long one attempt of an ordinary call waits for
+// one replica before moving to the next (long polls wait DefaultLongPoll
+// more), and returns c.
+func (c *Client) WithCallTimeout(d time.Duration) *Client {
+	if d > 0 {
+		c.callTimeout = d
+	}
+	return c
+}
+
+// Endpoint returns the URL of the replica in use.
+func (c *Client) Endpoint() string { return c.base().String() }
+
+func (c *Client) base() *url.URL { return c.bases[c.cur.Load()] }
+
 // Call sends a signed request to one of the control plane's own routes
 // (path with its query), in as its JSON body when not nil, and decodes the
 // JSON answer into out when not nil. Errors carry the answer's errdefs kind.
+// A GET moves to another replica as every agent call does; any other
+// method is sent to another only when it did not reach the first (its
+// connection refused), as it may not be safe to repeat.
 func (c *Client) Call(ctx context.Context, method, path string, in, out any) error {
-	return c.do(ctx, method, path, in, out)
+	if method == http.MethodGet {
+		return c.do(ctx, method, path, in, out)
+	}
+	return c.once(ctx, method, path, in, out)
 }
 
+// do sends a call that is safe to repeat to the replica in use and, when
+// it does not answer, to each other replica in turn; the first that
+// answers becomes the one in use. The error of the last attempt is
+// returned when none answers.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.send(ctx, c.callTimeout, true, method, path, in, out)
+}
+
+// once is do for a call that must not be applied twice (it creates
+// something): it moves to another replica only while the call reaches
+// none; a call that reached a replica and got no answer is not sent again
+// (its error is of kind errdefs.ErrUnavailable; the next call goes to
+// another replica).
+func (c *Client) once(ctx context.Context, method, path string, in, out any) error {
+	return c.send(ctx, c.callTimeout, false, method, path, in, out)
+}
+
+// poll is do for a long poll: each attempt waits DefaultLongPoll more.
+func (c *Client) poll(ctx context.Context, method, path string, in, out any) error {
+	return c.send(ctx, c.callTimeout+DefaultLongPoll, true, method, path, in, out)
+}
+
+// outcome is how one attempt on one replica ended.
+type outcome int
+
+const (
+	answered outcome = iota // the replica answered (success or a refusal)
+	notSent                 // the connection failed: the replica never saw the call
+	noAnswer                // sent, but no answer, or a 5xx: the call may have been applied
+)
+
+func (c *Client) send(ctx context.Context, timeout time.Duration, repeatable bool, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -116,31 +215,70 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			return err
 		}
 	}
-	u := *c.base
+	n := int64(len(c.bases))
+	start := c.cur.Load()
+	var err error
+	for i := range n {
+		idx := (start + i) % n
+		var oc outcome
+		oc, err = c.attempt(ctx, c.bases[idx], timeout, method, path, body, in != nil, out)
+		if oc == answered {
+			if idx != start {
+				c.cur.Store(idx)
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Calls made meanwhile skip the replica that did not answer.
+		if c.cur.CompareAndSwap(idx, (idx+1)%n) && n > 1 && c.log != nil {
+			c.log.Warn("a control plane replica does not answer; moving to the next", "replica", c.bases[idx].Host,
+				"next", c.bases[(idx+1)%n].Host, "err", err)
+		}
+		if oc == noAnswer && !repeatable {
+			return err
+		}
+	}
+	return err
+}
+
+// attempt makes one request to the replica at base.
+func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Duration, method, path string, body []byte, hasBody bool, out any) (outcome, error) {
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	u := *base
 	p, q, _ := strings.Cut(path, "?")
 	u.Path = strings.TrimSuffix(u.Path, "/") + p
 	u.RawQuery = q
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(actx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return err
+		return answered, err
 	}
-	if in != nil {
+	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if err := auth.SignRequest(ctx, req, c.key, c.region, SigningService, body, time.Now()); err != nil {
-		return err
+	if err := auth.SignRequest(actx, req, c.key, c.region, SigningService, body, time.Now()); err != nil {
+		return answered, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return answered, ctx.Err()
 		}
-		return errdefs.Unavailable("control plane unreachable: %v", err)
+		oc := noAnswer
+		if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+			oc = notSent
+		}
+		return oc, errdefs.Unavailable("control plane at %s unreachable: %v", base.Host, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return errdefs.Unavailable("reading the control plane's answer: %v", err)
+		if ctx.Err() != nil {
+			return answered, ctx.Err()
+		}
+		return noAnswer, errdefs.Unavailable("reading the answer of the control plane at %s: %v", base.Host, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var eb errorBody
@@ -151,20 +289,26 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			// A refused signature (UnrecognizedClientException, ...).
 			eb.Message = code + ": " + eb.Message
 		}
+		// A replica that fails (its store unreachable, shutting down)
+		// answers 5xx: another may do better.
+		oc := answered
+		if resp.StatusCode >= 500 {
+			oc = noAnswer
+		}
 		for _, k := range kinds {
 			if eb.Kind == k.name {
-				return fmt.Errorf("control plane: %s: %w", eb.Message, k.kind)
+				return oc, fmt.Errorf("control plane: %s: %w", eb.Message, k.kind)
 			}
 		}
 		if resp.StatusCode >= 500 {
-			return errdefs.Unavailable("control plane: HTTP %d: %s", resp.StatusCode, eb.Message)
+			return noAnswer, errdefs.Unavailable("control plane at %s: HTTP %d: %s", base.Host, resp.StatusCode, eb.Message)
 		}
-		return fmt.Errorf("control plane: HTTP %d: %s: %w", resp.StatusCode, eb.Message, errdefs.ErrInvalidArgument)
+		return answered, fmt.Errorf("control plane: HTTP %d: %s: %w", resp.StatusCode, eb.Message, errdefs.ErrInvalidArgument)
 	}
 	if out != nil {
-		return json.Unmarshal(data, out)
+		return answered, json.Unmarshal(data, out)
 	}
-	return nil
+	return answered, nil
 }
 
 // RegisterHost implements ControlPlane.
@@ -180,7 +324,7 @@ func (c *Client) Heartbeat(ctx context.Context, hostID string) error {
 // Assignments implements ControlPlane.
 func (c *Client) Assignments(ctx context.Context, hostID string, after int64) (Assignments, error) {
 	var out Assignments
-	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/agent/v1/hosts/%s/assignments?after=%d&wait=%s",
+	err := c.poll(ctx, http.MethodGet, fmt.Sprintf("/agent/v1/hosts/%s/assignments?after=%d&wait=%s",
 		url.PathEscape(hostID), after, DefaultLongPoll), nil, &out)
 	return out, err
 }

@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/fsutil"
 	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/tlsutil"
@@ -55,7 +55,7 @@ type agentCredentials struct {
 func newAgentCommand(g *globals) *cobra.Command {
 	o := &agentOptions{}
 	cmd := &cobra.Command{
-		Use:   "agent --server URL --token ID.SECRET --ca-cert-hash sha256:HEX",
+		Use:   "agent --server URL[,URL...] --token ID.SECRET --ca-cert-hash sha256:HEX",
 		Short: "Run a host agent that joins a control plane's fleet",
 		Long: `Joins this machine to the control plane at --server and runs the tasks placed
 on it. The first start presents a join token (` + "`vessel host token create`" + ` prints
@@ -72,7 +72,7 @@ from before join tokens).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, g) },
 	}
-	cmd.Flags().StringVar(&o.server, "server", os.Getenv("VESSEL_ENDPOINT"), "control plane URL")
+	cmd.Flags().StringVar(&o.server, "server", os.Getenv("VESSEL_ENDPOINT"), "control plane URL, or the URLs of several replicas separated by commas (the agent uses any and moves to another when one stops answering)")
 	cmd.Flags().StringVar(&o.token, "token", "", "join token (ID.SECRET) from `vessel host token create`; needed on the first start only")
 	cmd.Flags().StringVar(&o.caCertHash, "ca-cert-hash", "", "sha256:HEX hash of the control plane CA's public key, printed with the token; required with an https --server")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -88,7 +88,10 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 		return err
 	}
 	if o.server == "" {
-		return fmt.Errorf("--server is required: the control plane's URL, e.g. https://10.0.0.1:8600")
+		return fmt.Errorf("--server is required: the control plane's URL, e.g. https://10.0.0.1:8600, or several replicas' URLs separated by commas")
+	}
+	if _, err := agentproto.ParseEndpoints(o.server); err != nil {
+		return fmt.Errorf("--server: %w", err)
 	}
 	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
 		return err
@@ -112,7 +115,7 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	if err != nil {
 		return err
 	}
-	client.WithTLS(tlsCfg)
+	client.WithTLS(tlsCfg).WithLogger(log)
 	ln, endpoint, err := o.listenEndpoint()
 	if err != nil {
 		return err
@@ -180,21 +183,19 @@ func (o *agentOptions) credentials(ctx context.Context, cmd *cobra.Command, g *g
 		}
 		return key, nil, nil
 	}
-	u, err := url.Parse(o.server)
-	if err != nil || u.Host == "" {
-		return auth.Key{}, nil, fmt.Errorf("--server %q is not a URL", o.server)
+	endpoints, err := agentproto.ParseEndpoints(o.server)
+	if err != nil {
+		return auth.Key{}, nil, fmt.Errorf("--server: %w", err)
 	}
-	var caPEM []byte
-	switch {
-	case u.Scheme == "https":
-		if o.caCertHash == "" {
-			return auth.Key{}, nil, fmt.Errorf("--ca-cert-hash is required to join over https: the sha256:HEX that `vessel host token create` printed")
+	for _, u := range endpoints {
+		switch {
+		case u.Scheme == "https":
+			if o.caCertHash == "" {
+				return auth.Key{}, nil, fmt.Errorf("--ca-cert-hash is required to join over https: the sha256:HEX that `vessel host token create` printed")
+			}
+		case !isLoopbackHost(u.Hostname()):
+			return auth.Key{}, nil, fmt.Errorf("--server %s is plain HTTP on a non-loopback address: a join token is sent over https only", u)
 		}
-		if caPEM, err = agentproto.DiscoverCA(ctx, o.server, o.caCertHash); err != nil {
-			return auth.Key{}, nil, err
-		}
-	case !isLoopbackHost(u.Hostname()):
-		return auth.Key{}, nil, fmt.Errorf("--server %s is plain HTTP on a non-loopback address: a join token is sent over https only", o.server)
 	}
 	hostID := o.host.hostID
 	if hostID == "" {
@@ -202,7 +203,24 @@ func (o *agentOptions) credentials(ctx context.Context, cmd *cobra.Command, g *g
 			return auth.Key{}, nil, err
 		}
 	}
-	resp, err := agentproto.Join(ctx, o.server, caPEM, o.token, hostID)
+	// Any replica takes the join: the next is tried while one does not
+	// answer. Every replica's certificate chains to the same CA.
+	var caPEM []byte
+	var resp agentproto.JoinResponse
+	for _, u := range endpoints {
+		caPEM = nil
+		if u.Scheme == "https" {
+			if caPEM, err = agentproto.DiscoverCA(ctx, u.String(), o.caCertHash); err != nil {
+				if errdefs.IsUnavailable(err) {
+					continue
+				}
+				return auth.Key{}, nil, err
+			}
+		}
+		if resp, err = agentproto.Join(ctx, u.String(), caPEM, o.token, hostID); err == nil || !errdefs.IsUnavailable(err) {
+			break
+		}
+	}
 	if err != nil {
 		return auth.Key{}, nil, err
 	}
@@ -246,7 +264,8 @@ func (o *agentOptions) listenEndpoint() (net.Listener, string, error) {
 	ip := addr.IP
 	if ip.IsUnspecified() {
 		ip = net.IPv4(127, 0, 0, 1)
-		if u, err := url.Parse(o.server); err == nil && u.Host != "" {
+		if us, err := agentproto.ParseEndpoints(o.server); err == nil {
+			u := us[0]
 			hostport := u.Host
 			if u.Port() == "" {
 				hostport = net.JoinHostPort(u.Hostname(), "80")

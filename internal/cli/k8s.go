@@ -163,8 +163,10 @@ func newK8sUninstallCommand() *cobra.Command {
 }
 
 // startBridge runs the Kubernetes bridge beside the control plane of
-// `vessel server --kubeconfig`.
-func startBridge(ctx context.Context, wg *sync.WaitGroup, g *globals, o *k8sOptions, srv *server.Server, log *slog.Logger, stop func()) error {
+// `vessel server --kubeconfig`: for the process's life, or, whileLeading
+// (replicas on etcd), during each term of this replica's leadership
+// (Server.OnLeadership; call it before Server.Run).
+func startBridge(ctx context.Context, wg *sync.WaitGroup, g *globals, o *k8sOptions, srv *server.Server, log *slog.Logger, stop func(), whileLeading bool) error {
 	cfg, err := o.restConfig()
 	if err != nil {
 		return err
@@ -175,11 +177,34 @@ func startBridge(ctx context.Context, wg *sync.WaitGroup, g *globals, o *k8sOpti
 			return fmt.Errorf("reading --kubelet-client-ca: %w", err)
 		}
 	}
-	b, err := bridge.New(bridge.Config{Kube: cfg, Cluster: o.cluster, ControlPlane: srv, CertDir: certDir(g.dataDir),
-		Address: o.hostAddress(), WebhookPort: o.webhookPort, KubeletPort: o.kubeletPort, KubeletClientCA: clientCA,
-		ClusterDNS: o.clusterDNS, ClusterDomain: o.clusterDomain, Logger: log})
+	newBridge := func() (*bridge.Bridge, error) {
+		return bridge.New(bridge.Config{Kube: cfg, Cluster: o.cluster, ControlPlane: srv, CertDir: certDir(g.dataDir),
+			Address: o.hostAddress(), WebhookPort: o.webhookPort, KubeletPort: o.kubeletPort, KubeletClientCA: clientCA,
+			ClusterDNS: o.clusterDNS, ClusterDomain: o.clusterDomain, Logger: log})
+	}
+	b, err := newBridge()
 	if err != nil {
 		return err
+	}
+	if whileLeading {
+		// One of several replicas: a bridge per term of leadership, which
+		// adopts the nodes and pods as a restarted bridge does.
+		srv.OnLeadership(func(term context.Context) {
+			if b == nil {
+				if b, err = newBridge(); err != nil {
+					log.Error("Kubernetes bridge not started", "err", err)
+					stop()
+					return
+				}
+			}
+			log.Info("this replica leads: Kubernetes bridge started")
+			if err := b.Run(term); err != nil && term.Err() == nil {
+				log.Error("Kubernetes bridge stopped", "err", err)
+				stop()
+			}
+			b = nil
+		})
+		return nil
 	}
 	wg.Add(1)
 	go func() {
@@ -196,7 +221,7 @@ func newK8sBridgeCommand(g *globals) *cobra.Command {
 	o := &k8sOptions{}
 	var logLevel string
 	cmd := &cobra.Command{
-		Use:   "bridge --kubeconfig FILE [--server URL]",
+		Use:   "bridge --kubeconfig FILE [--server URL[,URL...]]",
 		Short: "Run the Kubernetes bridge apart from the control plane",
 		Long: `Runs the bridge (webhooks, scheduler, virtual nodes and their kubelet API)
 against a control plane elsewhere, over its SigV4-signed API: the access key
@@ -231,7 +256,7 @@ are routed.`,
 			if err != nil {
 				return err
 			}
-			client.WithTLS(tlsCfg)
+			client.WithTLS(tlsCfg).WithLogger(log)
 			var clientCA []byte
 			if o.kubeletClientCA != "" {
 				if clientCA, err = os.ReadFile(o.kubeletClientCA); err != nil {
@@ -253,7 +278,7 @@ are routed.`,
 		},
 	}
 	o.addFlags(cmd, true)
-	cmd.Flags().StringVar(&g.endpoint, "server", g.endpoint, "control plane URL (same as --endpoint)")
+	cmd.Flags().StringVar(&g.endpoint, "server", g.endpoint, "control plane URL (same as --endpoint), or the URLs of several replicas separated by commas (the bridge uses any and moves to another when one stops answering)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

@@ -19,10 +19,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/keyring"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/store"
+	"vessel.dev/vessel/internal/store/etcd"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -33,6 +35,7 @@ type serverOptions struct {
 	pendingTimeout       time.Duration
 	stoppedTaskRetention time.Duration
 	hostTimeout          time.Duration
+	leaderLease          time.Duration
 	logLevel             string
 	registryCredentials  string
 	apiRate              float64
@@ -63,7 +66,10 @@ narrower policies. The data directory is made 0700 at every start.
 With --etcd the records live in etcd (under --etcd-prefix) and the data
 directory keeps only this machine's files; the master key
 (--encryption-key-file) must be the same file on every server of one etcd.
-` + "`vessel store migrate`" + ` moves a bbolt installation there.`,
+` + "`vessel store migrate`" + ` moves a bbolt installation there. Any number of
+servers (--no-agent) on one etcd serve the API; one at a time, elected
+through etcd with a lease of --leader-lease, runs the controllers (its
+/healthz says "role: leader"), its writes fenced by its leadership.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, g, o) },
 	}
@@ -73,6 +79,7 @@ directory keeps only this machine's files; the master key
 	f.DurationVar(&o.pendingTimeout, "pending-timeout", 5*time.Minute, "how long a task waits for capacity before it is stopped with TaskFailedToStart")
 	f.DurationVar(&o.stoppedTaskRetention, "stopped-task-retention", time.Hour, "how long STOPPED tasks stay visible")
 	f.DurationVar(&o.hostTimeout, "host-timeout", time.Minute, "how long a host may miss heartbeats before its tasks are stopped")
+	f.DurationVar(&o.leaderLease, "leader-lease", etcd.DefaultLeaderLease, "with --etcd: the lease of the replicas' leader election (whole seconds); a leader that stops renewing it is succeeded within this time")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.registryCredentials, "registry-credentials", "", `JSON file of registry credentials, {"NAME or registry host": {"username": "...", "password": "..."}}: what task definitions' repositoryCredentials name, and the execution role's credentials per registry`)
 	f.Float64Var(&o.apiRate, "api-rate", server.DefaultAPIRate, "requests a second each access key may make, sustained (ECS and EKS APIs, logs, exec; not the hosts' agent protocol); 0: no limit")
@@ -102,6 +109,10 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	}
 	defer st.Close()
 	log.Info("store opened", "store", storeName)
+	leadership, err := o.leadership(st, cmd)
+	if err != nil {
+		return err
+	}
 	ringCtx, stopRing := context.WithCancel(context.Background())
 	defer stopRing()
 	ring, localKey, created, err := openKeyring(ringCtx, g.local(), st, log)
@@ -124,7 +135,7 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	srv, err := server.New(server.Config{Store: st, Keyring: ring, Keys: []auth.Key{localKey}, Region: g.region, Subnets: subnetNames(subnets),
 		RegistryCredentials: creds,
 		PendingTimeout:      o.pendingTimeout, StoppedTaskRetention: o.stoppedTaskRetention,
-		HostTimeout: o.hostTimeout, TaskDNS: dns.taskDNS, Logger: log,
+		HostTimeout: o.hostTimeout, TaskDNS: dns.taskDNS, Logger: log, Leadership: leadership,
 		APIRate: o.apiRate, APIBurst: o.apiBurst, LaunchRate: o.launchRate, LaunchBurst: o.launchBurst})
 	if err != nil {
 		return err
@@ -170,11 +181,6 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 			stop()
 		}
 	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		srv.Run(ctx)
-	}()
 	if err := dns.start(ctx, srv, log); err != nil {
 		stop()
 		httpSrv.Close()
@@ -183,13 +189,21 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	}
 	o.host.gatewayDNS = dns.gatewayDNS()
 	if o.k8s.kubeconfig != "" {
-		if err := startBridge(ctx, &wg, g, &o.k8s, srv, log, stop); err != nil {
+		// With replicas, the bridge runs on the leader only (before Run,
+		// so that the first term starts it).
+		_, single := leadership.(server.AlwaysLeader)
+		if err := startBridge(ctx, &wg, g, &o.k8s, srv, log, stop, !single); err != nil {
 			stop()
 			httpSrv.Close()
 			wg.Wait()
 			return err
 		}
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.Run(ctx)
+	}()
 	if !o.noAgent {
 		a, names, err := o.host.newAgent(g.dataDir, srv, log)
 		if err != nil {
@@ -226,6 +240,23 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	httpSrv.Shutdown(shutdownCtx)
 	wg.Wait()
 	return nil
+}
+
+// leadership is how this server decides to run the controllers: on etcd,
+// an election among the replicas that share the store; on bbolt, the one
+// process always leads.
+func (o *serverOptions) leadership(st store.Store, cmd *cobra.Command) (server.Leadership, error) {
+	es, ok := st.(*etcd.Store)
+	if !ok {
+		if cmd.Flags().Changed("leader-lease") {
+			return nil, errdefs.InvalidArgument("--leader-lease is given without --etcd: only replicas on etcd elect a leader; drop it, or give --etcd URL,...")
+		}
+		return server.AlwaysLeader{}, nil
+	}
+	if o.leaderLease < time.Second {
+		return nil, errdefs.InvalidArgument("--leader-lease %v: give at least 1s (default %v)", o.leaderLease, etcd.DefaultLeaderLease)
+	}
+	return es.NewElector(etcd.ElectorConfig{Lease: o.leaderLease})
 }
 
 // loadRegistryCredentials reads the --registry-credentials file.

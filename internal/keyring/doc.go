@@ -7,8 +7,10 @@
 // Lookups, made on every signed request, read a cache fed by the store's
 // watch. A change made through this Keyring applies to its cache before Put
 // or Delete returns; a change made by another replica applies when the
-// watch delivers it. While the watch is not running (before Run, or
-// between a broken watch and the next listing) lookups read the store.
+// watch delivers it, except that a key the cache does not hold is read from
+// the store, so that a key created through another replica verifies at
+// once. While the watch is not running (before Run, or between a broken
+// watch and the next listing) lookups read the store.
 //
 // Bootstrap makes the first admin key on a fresh installation, moves the
 // keys of a legacy plaintext credentials.json into the keyring (then

@@ -84,16 +84,16 @@ func (r *Keyring) open(kv store.KV) (auth.Key, error) {
 	return k, nil
 }
 
-// Lookup implements auth.Keyring. It does not block while the watch runs.
+// Lookup implements auth.Keyring. A key in the cache is answered without
+// blocking while the watch runs; a key the cache does not hold is read from
+// the store, so that a key just created through another replica (whose
+// event has not arrived yet) verifies at once.
 func (r *Keyring) Lookup(ctx context.Context, id string) (auth.Key, error) {
 	r.mu.RLock()
 	live := r.live
 	e, ok := r.keys[id]
 	r.mu.RUnlock()
-	if live {
-		if !ok {
-			return auth.Key{}, errdefs.NotFound("unknown access key ID %s", id)
-		}
+	if live && ok {
 		return e.key, nil
 	}
 	if id == "" || strings.Contains(id, "/") {
@@ -106,7 +106,13 @@ func (r *Keyring) Lookup(ctx context.Context, id string) (auth.Key, error) {
 		}
 		return auth.Key{}, err
 	}
-	return r.open(kv)
+	k, err := r.open(kv)
+	if err == nil && live {
+		r.mu.Lock()
+		r.applyPut(k, kv.Revision)
+		r.mu.Unlock()
+	}
+	return k, err
 }
 
 // List implements auth.Keyring; it reads the store.

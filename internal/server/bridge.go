@@ -114,9 +114,18 @@ func (s *Server) TaskSnapshot(ctx context.Context) ([]*task.Task, error) {
 // Changes returns a channel closed at the next change of any task or host.
 func (s *Server) Changes() <-chan struct{} { return s.pulseChan() }
 
-// HostAlive reports whether the host has sent a heartbeat within the host
-// timeout.
-func (s *Server) HostAlive(hostID string) bool { return s.hostAlive(hostID, s.cfg.Now()) }
+// HostAlive reports whether the host has sent a heartbeat, to this replica
+// or (stored) to any, within the host timeout.
+func (s *Server) HostAlive(hostID string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var stored map[string]time.Time
+	var hb heartbeatRecord
+	if _, err := getJSON(ctx, s.store, prefixHeartbeats+hostID, &hb); err == nil {
+		stored = map[string]time.Time{hostID: hb.At}
+	}
+	return s.hostAlive(hostID, s.cfg.Now(), stored)
+}
 
 // bridgeLongPoll bounds how long a task watch waits for a change; hosts'
 // heartbeats are no store changes, so it is also how late a remote bridge
@@ -172,6 +181,17 @@ func (s *Server) watchTasks(ctx context.Context, cluster, startedBy string, afte
 	if cluster == "" {
 		cluster = DefaultCluster
 	}
+	if after <= 0 {
+		// A bridge's first watch (it adopts what it finds) is answered as
+		// fresh as the store, however far this replica's cache lags.
+		ts, rev, err := s.freshTasks(ctx)
+		if err != nil {
+			return agentproto.TaskWatch{}, err
+		}
+		if rev > after {
+			return s.bridgeWatch(ts, cluster, startedBy, rev), nil
+		}
+	}
 	deadline := time.NewTimer(bridgeLongPoll)
 	defer deadline.Stop()
 	for {
@@ -181,23 +201,39 @@ func (s *Server) watchTasks(ctx context.Context, cluster, startedBy string, afte
 			return agentproto.TaskWatch{}, err
 		}
 		if rev > after {
-			out := agentproto.TaskWatch{Revision: rev, Tasks: []task.Task{}, Hosts: map[string]bool{}}
-			for _, t := range ts {
-				if t.Cluster == cluster && (startedBy == "" || t.StartedBy == startedBy) {
-					out.Tasks = append(out.Tasks, *t.Clone())
-					if t.HostID != "" {
-						out.Hosts[t.HostID] = s.HostAlive(t.HostID)
-					}
-				}
-			}
-			return out, nil
+			return s.bridgeWatch(ts, cluster, startedBy, rev), nil
 		}
 		select {
 		case <-ctx.Done():
 			return agentproto.TaskWatch{}, ctx.Err()
 		case <-deadline.C:
+			if after > rev {
+				// A bridge that moved here from another replica saw a
+				// newer revision than this cache reached: answer from the
+				// store, never with an older set.
+				ts, _, err := s.storeTasks(ctx)
+				if err != nil {
+					return agentproto.TaskWatch{}, err
+				}
+				return s.bridgeWatch(ts, cluster, startedBy, after), nil
+			}
 			after = -1 // answer with what there is
 		case <-pulse:
 		}
 	}
+}
+
+// bridgeWatch is the answer of the task watch for cluster and startedBy
+// from tasks, as of revision rev.
+func (s *Server) bridgeWatch(ts []*task.Task, cluster, startedBy string, rev int64) agentproto.TaskWatch {
+	out := agentproto.TaskWatch{Revision: rev, Tasks: []task.Task{}, Hosts: map[string]bool{}}
+	for _, t := range ts {
+		if t.Cluster == cluster && (startedBy == "" || t.StartedBy == startedBy) {
+			out.Tasks = append(out.Tasks, *t.Clone())
+			if t.HostID != "" {
+				out.Hosts[t.HostID] = s.HostAlive(t.HostID)
+			}
+		}
+	}
+	return out
 }

@@ -85,3 +85,61 @@ func (c *taskCache) apply(ev store.Event) {
 		c.tasks[id] = &t
 	}
 }
+
+// Reading one's writes across replicas. The task cache follows the store's
+// watch, so on a replica other than the one that took a write it may lag by
+// a few events. An API read that must show every acknowledged write, on any
+// replica, uses freshTasks: the cache when it has reached the store's
+// current revision (with one replica on bbolt, nearly always, at the cost of
+// reading one key), else the store itself.
+
+// storeTasks reads every task from the store, with the revision the
+// listing reflects.
+func (s *Server) storeTasks(ctx context.Context) ([]*task.Task, int64, error) {
+	ts, rev, err := s.listTasks(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]*task.Task, len(ts))
+	for i := range ts {
+		out[i] = &ts[i]
+	}
+	return out, rev, nil
+}
+
+// freshTasks returns the tasks as of the store's current revision or later,
+// and the revision they reflect: from the cache when it has caught up, else
+// read through the store. The tasks are shared: callers must not change
+// them.
+func (s *Server) freshTasks(ctx context.Context) ([]*task.Task, int64, error) {
+	_, rev, err := s.store.List(ctx, keyMetaVersion)
+	if err != nil {
+		return nil, 0, err
+	}
+	tasks, cached, err := s.tasks.snapshot(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if cached >= rev {
+		return tasks, cached, nil
+	}
+	return s.storeTasks(ctx)
+}
+
+// waitCache waits until the task cache reflects revision rev (true), or
+// ctx is done (false). A revision this store never reaches (one seen on
+// another store, or raised by writes outside this installation's prefix)
+// keeps it waiting until ctx is done.
+func (s *Server) waitCache(ctx context.Context, rev int64) bool {
+	for {
+		pulse := s.pulseChan()
+		if s.tasks.revision() >= rev {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-pulse:
+		}
+	}
+}

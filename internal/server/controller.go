@@ -19,13 +19,19 @@ import (
 const ProfileDeletingMinimum = 2 * time.Second
 
 // controller runs a pass whenever something changes and at least every
-// ControllerInterval.
+// ControllerInterval, while ctx (a term of leadership) lasts. A write
+// refused by the term's fence ends it.
 func (s *Server) controller(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.ControllerInterval)
 	defer tick.Stop()
 	for {
 		pulse := s.pulseChan()
 		if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+			if store.IsFenced(err) {
+				// A successor may lead: stop, and let Leadership end the term.
+				s.log.Warn("controller pass refused by the store's fence: this replica no longer leads", "err", err)
+				return
+			}
 			s.log.Error("controller pass failed", "err", err)
 		}
 		select {
@@ -41,6 +47,10 @@ func (s *Server) controller(ctx context.Context) {
 func (s *Server) reconcile(ctx context.Context) error {
 	now := s.cfg.Now()
 	hosts, _, _, err := listJSON[hostRecord](ctx, s.store, prefixHosts)
+	if err != nil {
+		return err
+	}
+	beats, err := s.storedHeartbeats(ctx)
 	if err != nil {
 		return err
 	}
@@ -61,7 +71,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 	known := map[string]bool{}
 	for _, h := range hosts {
 		known[h.ID] = true
-		ready[h.ID] = s.hostAlive(h.ID, now)
+		ready[h.ID] = s.hostAlive(h.ID, now, beats)
 	}
 
 	snap := scheduler.Snapshot{}
@@ -95,7 +105,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 			snap.Placed = append(snap.Placed, scheduler.Placed{TaskID: t.ID, HostID: t.HostID,
 				Size:   scheduler.Resources{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB},
 				Subnet: t.Subnet, Spread: service.SpreadKey(t)})
-			if !known[t.HostID] || (!ready[t.HostID] && now.Sub(s.started) > s.cfg.HostTimeout) {
+			if !known[t.HostID] || !ready[t.HostID] {
 				if err := s.stopOnLostHost(ctx, t, now); err != nil {
 					return err
 				}

@@ -13,6 +13,13 @@
 // write it with revision checks, so a crash between two writes loses nothing
 // and a restarted server carries on from what is stored.
 //
+// Several servers may share one distributed store; Config.Leadership
+// (leadership.go) says when this one runs the controller (and what
+// OnLeadership registered): during each term of leadership, with the
+// term's context, whose store fence refuses the controller's writes once
+// the term is over. Heartbeats are stored, so that any leader judges every
+// host alike. A single process is always the leader (AlwaysLeader).
+//
 // Logs and execs of a task are relayed from its host: the in-process
 // agent's (SetLocalLogSource, SetLocalExecer) or a remote agent's endpoint.
 //

@@ -44,17 +44,20 @@ func (s *Server) RegisterHost(ctx context.Context, h agentproto.Host) error {
 	if _, err := putJSON(ctx, s.store, hostKey(h.ID), hostRecord{Host: h, RegisteredAt: s.cfg.Now()}, store.AnyRevision); err != nil {
 		return err
 	}
-	s.hbMu.Lock()
-	s.heartbeats[h.ID] = s.cfg.Now()
-	s.hbMu.Unlock()
+	if err := s.recordHeartbeat(ctx, h.ID, true); err != nil {
+		return err
+	}
 	s.log.Info("host registered", "host", h.ID, "cpu_milli", h.MilliCPU, "memory_mib", h.MemoryMiB, "runtimes", h.Runtimes)
 	s.notify()
 	return nil
 }
 
-// Heartbeat implements agentproto.ControlPlane. Heartbeats are kept in
-// memory: after a control plane restart a host counts as alive for
-// HostTimeout before its silence is held against it.
+// Heartbeat implements agentproto.ControlPlane. A heartbeat is kept in
+// memory and, at most every HostTimeout/4 per host, in the store
+// (heartbeats/<id>): any replica may receive a host's heartbeats, and the
+// leader, whichever replica it is or becomes, judges liveness from the
+// stored ones as well as its own. After the start of a process a host it
+// has no newer news of counts as alive for HostTimeout, as before.
 func (s *Server) Heartbeat(ctx context.Context, hostID string) error {
 	if _, err := s.store.Get(ctx, hostKey(hostID)); err != nil {
 		if errdefs.IsNotFound(err) {
@@ -62,36 +65,103 @@ func (s *Server) Heartbeat(ctx context.Context, hostID string) error {
 		}
 		return err
 	}
+	return s.recordHeartbeat(ctx, hostID, false)
+}
+
+// heartbeatRecord is the stored heartbeat of a host.
+type heartbeatRecord struct {
+	HostID string    `json:"hostId"`
+	At     time.Time `json:"at"`
+}
+
+// recordHeartbeat notes a heartbeat of hostID in memory, and in the store
+// if force or if this replica last stored one HostTimeout/4 ago or more.
+func (s *Server) recordHeartbeat(ctx context.Context, hostID string, force bool) error {
+	now := s.cfg.Now()
 	s.hbMu.Lock()
-	s.heartbeats[hostID] = s.cfg.Now()
+	s.heartbeats[hostID] = now
+	due := force || now.Sub(s.hbStored[hostID]) >= s.cfg.HostTimeout/4
+	if due {
+		s.hbStored[hostID] = now
+	}
 	s.hbMu.Unlock()
+	if !due {
+		return nil
+	}
+	if _, err := putJSON(ctx, s.store, prefixHeartbeats+hostID, heartbeatRecord{HostID: hostID, At: now}, store.AnyRevision); err != nil {
+		s.hbMu.Lock()
+		delete(s.hbStored, hostID) // try again with the next heartbeat
+		s.hbMu.Unlock()
+		return err
+	}
 	return nil
 }
 
-func (s *Server) hostAlive(id string, now time.Time) bool {
+// storedHeartbeats returns the latest stored heartbeat of each host.
+func (s *Server) storedHeartbeats(ctx context.Context) (map[string]time.Time, error) {
+	recs, _, _, err := listJSON[heartbeatRecord](ctx, s.store, prefixHeartbeats)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(recs))
+	for _, r := range recs {
+		out[r.HostID] = r.At
+	}
+	return out, nil
+}
+
+// hostAlive reports whether host id was heard from, by this replica or
+// (stored) by any, within HostTimeout; a host this process has no news of
+// since it started counts as alive for HostTimeout after the start.
+func (s *Server) hostAlive(id string, now time.Time, stored map[string]time.Time) bool {
 	s.hbMu.Lock()
-	last, ok := s.heartbeats[id]
+	last := s.heartbeats[id]
 	s.hbMu.Unlock()
-	if !ok {
-		return now.Sub(s.started) <= s.cfg.HostTimeout
+	if at := stored[id]; at.After(last) {
+		last = at
+	}
+	if s.started.After(last) {
+		last = s.started
 	}
 	return now.Sub(last) <= s.cfg.HostTimeout
 }
 
 // Assignments implements agentproto.ControlPlane.
 func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (agentproto.Assignments, error) {
+	// Never answer an agent with a set older than one it may have seen
+	// through another replica: a task missing from the answer is one the
+	// agent tears down.
+	if after <= 0 {
+		// A first poll (an agent starting) deletes the host's sandboxes
+		// that are not in the answer: answer as fresh as the store.
+		tasks, rev, err := s.freshTasks(ctx)
+		if err != nil {
+			return agentproto.Assignments{}, err
+		}
+		if rev != after {
+			return hostAssignments(tasks, hostID, rev), nil
+		}
+	}
+	// An agent that moved here from another replica may have seen a newer
+	// set than this replica's cache holds. Wait for the cache to catch up;
+	// if it does not within the long poll, answer from the store (a set at
+	// least as new as the agent's) under the agent's revision.
+	if after > s.tasks.revision() && !s.waitCache(ctx, after) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		tasks, _, err := s.storeTasks(rctx)
+		if err != nil {
+			return agentproto.Assignments{}, err
+		}
+		return hostAssignments(tasks, hostID, after), nil
+	}
 	for {
 		pulse := s.pulseChan()
 		tasks, rev, err := s.tasks.snapshot(ctx)
 		if err != nil {
 			return agentproto.Assignments{}, err
 		}
-		out := agentproto.Assignments{Tasks: []task.Task{}, Revision: rev}
-		for _, t := range tasks {
-			if t.HostID == hostID && !t.Stopped() {
-				out.Tasks = append(out.Tasks, *t.Clone())
-			}
-		}
+		out := hostAssignments(tasks, hostID, rev)
 		if rev != after {
 			return out, nil
 		}
@@ -101,6 +171,18 @@ func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (a
 		case <-pulse:
 		}
 	}
+}
+
+// hostAssignments is the set of tasks placed on hostID that are not
+// stopped, as of revision rev.
+func hostAssignments(tasks []*task.Task, hostID string, rev int64) agentproto.Assignments {
+	out := agentproto.Assignments{Tasks: []task.Task{}, Revision: rev}
+	for _, t := range tasks {
+		if t.HostID == hostID && !t.Stopped() {
+			out.Tasks = append(out.Tasks, *t.Clone())
+		}
+	}
+	return out
 }
 
 // ReportStatus implements agentproto.ControlPlane.

@@ -227,8 +227,12 @@ func (s *Server) RevokeHost(ctx context.Context, id string) error {
 	if err := s.store.Delete(ctx, hostKey(id), store.AnyRevision); err != nil && !errdefs.IsNotFound(err) {
 		return err
 	}
+	if err := s.store.Delete(ctx, prefixHeartbeats+id, store.AnyRevision); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
 	s.hbMu.Lock()
 	delete(s.heartbeats, id)
+	delete(s.hbStored, id)
 	s.hbMu.Unlock()
 	s.log.Warn("host revoked", "host", id)
 	s.notify()
@@ -271,10 +275,14 @@ func (s *Server) Hosts(ctx context.Context) ([]HostInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	beats, err := s.storedHeartbeats(ctx)
+	if err != nil {
+		return nil, err
+	}
 	now := s.cfg.Now()
 	for _, h := range regs {
 		hi := get(h.ID)
-		hi.Registered, hi.Alive, hi.Runtimes, hi.RegisteredAt, hi.LogsEndpoint = true, s.hostAlive(h.ID, now), h.Runtimes, h.RegisteredAt, h.LogsEndpoint
+		hi.Registered, hi.Alive, hi.Runtimes, hi.RegisteredAt, hi.LogsEndpoint = true, s.hostAlive(h.ID, now, beats), h.Runtimes, h.RegisteredAt, h.LogsEndpoint
 	}
 	revs, _, _, err := listJSON[revokedHost](ctx, s.store, prefixRevokedHosts)
 	if err != nil {

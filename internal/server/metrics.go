@@ -26,6 +26,9 @@ type metrics struct {
 	apiSeconds       *prometheus.HistogramVec
 	authFailures     *prometheus.CounterVec
 	throttled        *prometheus.CounterVec
+	leader           prometheus.Gauge
+	leaderChanges    prometheus.Counter
+	storeSeconds     *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -45,9 +48,16 @@ func newMetrics() *metrics {
 			Help: "Requests refused by SigV4 verification, by error code."}, []string{"code"}),
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vessel_throttled_total",
 			Help: "Requests and task launches refused or deferred for their rate: api (per access key), launch (RunTask, bridge), service_launch (the service scheduler)."}, []string{"kind"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vessel_leader",
+			Help: "1 while this replica leads (runs the controllers), else 0."}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "vessel_leadership_changes_total",
+			Help: "Terms of leadership this replica began."}),
+		storeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "vessel_store_request_duration_seconds",
+			Help: "Store latency by operation (get, list, put, delete, watch) and result (ok, error).", Buckets: prometheus.ExponentialBuckets(1e-4, 4, 9)},
+			[]string{"operation", "result"}),
 	}
 	m.reg.MustRegister(m.tasksByStatus, m.tasksLaunched, m.placements, m.schedulerSeconds, m.apiSeconds,
-		m.authFailures, m.throttled, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.authFailures, m.throttled, m.leader, m.leaderChanges, m.storeSeconds, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range task.Lifecycle {
 		m.tasksByStatus.WithLabelValues(string(s))
 	}

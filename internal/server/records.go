@@ -20,9 +20,12 @@ const (
 	prefixTaskDefs = "taskdefs/" // taskdefs/<family>/<revision, 10 digits>
 	prefixTasks    = "tasks/"    // tasks/<id>
 	prefixHosts    = "hosts/"    // hosts/<id>
-	prefixProfiles = "profiles/" // profiles/<cluster>/<name>
-	prefixServices = "services/" // services/<cluster>/<name> (service.Record, internal/service)
-	keyMetaVersion = "meta/version"
+	// heartbeats/<host id>: when a replica last heard from the host
+	// (hosts.go), so that a new leader judges liveness as the old did.
+	prefixHeartbeats = "heartbeats/"
+	prefixProfiles   = "profiles/" // profiles/<cluster>/<name>
+	prefixServices   = "services/" // services/<cluster>/<name> (service.Record, internal/service)
+	keyMetaVersion   = "meta/version"
 )
 
 func clusterKey(name string) string { return prefixClusters + name }

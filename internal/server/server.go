@@ -74,8 +74,13 @@ type Config struct {
 	// ServiceThrottle slows down services whose tasks keep failing to
 	// start; defaults as ECS's.
 	ServiceThrottle ServiceThrottle
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// Leadership says when this replica runs the controllers; nil:
+	// AlwaysLeader (a single process). Replicas on one etcd share the
+	// etcd store's Elector, so that exactly one runs them, its writes
+	// fenced by its leadership.
+	Leadership Leadership
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Server is the control plane.
@@ -114,10 +119,13 @@ type Server struct {
 	logs  logSources
 	execs execers
 
-	// heartbeats are kept in memory; only registration is stored, so that
-	// heartbeats cost no disk writes.
+	// heartbeats are when this replica last heard from each host;
+	// hbStored when it last stored one (hosts.go).
 	hbMu       sync.Mutex
 	heartbeats map[string]time.Time
+	hbStored   map[string]time.Time
+
+	leader leaderState
 }
 
 // New checks cfg and returns a control plane; nothing runs until Run and
@@ -176,6 +184,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Leadership == nil {
+		cfg.Leadership = AlwaysLeader{}
+	}
 	ring := cfg.Keyring
 	if ring == nil {
 		if _, err := auth.NewVerifier(auth.VerifierConfig{Keys: cfg.Keys}); err != nil {
@@ -187,9 +198,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, verify: v, keyring: ring, metrics: newMetrics(),
+	m := newMetrics()
+	s := &Server{cfg: cfg, store: timedStore{Store: cfg.Store, m: m}, log: cfg.Logger, verify: v, keyring: ring, metrics: m,
 		started: cfg.Now(), pulse: make(chan struct{}), unplaced: map[string]string{},
-		heartbeats: map[string]time.Time{}, tasks: newTaskCache(),
+		heartbeats: map[string]time.Time{}, hbStored: map[string]time.Time{}, tasks: newTaskCache(),
 		apiLimiter: newKeyLimiter(cfg.APIRate, cfg.APIBurst), launches: newLaunchBucket(cfg.LaunchRate, cfg.LaunchBurst)}
 	if err := s.ensureDefaultCluster(context.Background()); err != nil {
 		return nil, err
@@ -227,8 +239,13 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "store unavailable: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
+	role := "follower"
+	if s.IsLeader() {
+		role = "leader"
+	}
 	w.Header().Set("Content-Type", "text/plain")
-	fmt.Fprintln(w, "ok")
+	w.Header().Set("X-Vessel-Role", role)
+	fmt.Fprintf(w, "ok\nrole: %s\n", role)
 }
 
 // notify wakes the controller and agents' long polls.
@@ -245,7 +262,8 @@ func (s *Server) pulseChan() <-chan struct{} {
 	return s.pulse
 }
 
-// Run runs the controller and the store watch until ctx is done.
+// Run runs the store watch, and the controllers while this replica leads
+// (Config.Leadership), until ctx is done.
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -253,7 +271,7 @@ func (s *Server) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.watchStore(ctx)
 	}()
-	s.controller(ctx)
+	s.runControllers(ctx)
 	wg.Wait()
 	return nil
 }

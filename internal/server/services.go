@@ -483,9 +483,10 @@ func (s *Server) ListServices(ctx context.Context, in *api.ListServicesInput) (*
 	return out, nil
 }
 
-// serviceTasks returns the cached tasks of a service.
+// serviceTasks returns the tasks of a service, as fresh as the store (read
+// your writes across replicas).
 func (s *Server) serviceTasks(ctx context.Context, r *serviceRecord) []*task.Task {
-	tasks, _, err := s.tasks.snapshot(ctx)
+	tasks, _, err := s.freshTasks(ctx)
 	if err != nil {
 		return nil
 	}

@@ -150,6 +150,17 @@ func TestApplyReport(t *testing.T) {
 			if changed != c.changed {
 				t.Errorf("changed = %v, want %v", changed, c.changed)
 			}
+			// An agent retries a report until one is acknowledged, perhaps
+			// through another replica after the first applied it: the
+			// same report applied again changes nothing.
+			after := jsonOf(t, tk)
+			again, err := tk.ApplyReport(c.report, now.Add(time.Minute))
+			if err != nil {
+				t.Fatalf("the same report again: %v", err)
+			}
+			if got := jsonOf(t, tk); again || got != after {
+				t.Errorf("the same report applied twice: changed = %v, task\n got %s\nwant %s", again, got, after)
+			}
 		})
 	}
 }

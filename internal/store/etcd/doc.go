@@ -18,6 +18,16 @@
 // choice (etcd's --auto-compaction-*), since the history is shared by every
 // prefix.
 //
+// Leadership among the control plane's replicas lives here too (Elector):
+// each replica campaigns with etcd's concurrency package, holding a session
+// on a lease of ElectorConfig.Lease; the candidate whose key under
+// "<prefix>leader/" is oldest leads. Each term's context carries a
+// store.Fence, the leader's election key and its create revision, and Put
+// and Delete made with that context are transactions that also compare it:
+// once the lease is gone (the leader died, paused or was cut off) the key
+// is gone, and the old leader's writes fail with store.ErrFenced even if it
+// has not noticed yet.
+//
 // This package must not import any Vessel package except store and errdefs.
 //
 // Usage:

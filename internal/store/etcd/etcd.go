@@ -235,23 +235,32 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, expectedRevis
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
 	put := clientv3.OpPut(k, string(value)) // string() copies value
-	if expectedRevision == store.AnyRevision {
+	fence, fenced := store.FenceFrom(ctx)
+	if expectedRevision == store.AnyRevision && !fenced {
 		resp, err := s.cli.Do(octx, put)
 		if err != nil {
 			return 0, s.fail(ctx, "put", key, err)
 		}
 		return resp.Put().Header.Revision, nil
 	}
-	cmp := clientv3.Compare(clientv3.ModRevision(k), "=", expectedRevision)
-	if expectedRevision == store.MustNotExist {
-		cmp = clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
+	var cmps []clientv3.Cmp
+	switch expectedRevision {
+	case store.AnyRevision:
+	case store.MustNotExist:
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+	default:
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", expectedRevision))
 	}
-	resp, err := s.cli.Txn(octx).If(cmp).Then(put).Else(clientv3.OpGet(k, clientv3.WithKeysOnly())).Commit()
+	cmps, orElse := fenceOps(cmps, fence, fenced, k)
+	resp, err := s.cli.Txn(octx).If(cmps...).Then(put).Else(orElse...).Commit()
 	if err != nil {
 		return 0, s.fail(ctx, "put", key, err)
 	}
 	if resp.Succeeded {
 		return resp.Header.Revision, nil
+	}
+	if err := s.fencedOut(resp, fence, fenced, "put", key); err != nil {
+		return 0, err
 	}
 	cur := resp.Responses[0].GetResponseRange().GetKvs()
 	switch {
@@ -268,6 +277,32 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, expectedRevis
 	}
 }
 
+// fenceOps adds the comparison of a fence (if any) to cmps, and returns
+// the operations of the transaction's else branch: a read of key k, and
+// one of the fence's key to tell a lost fence from a failed precondition.
+func fenceOps(cmps []clientv3.Cmp, fence store.Fence, fenced bool, k string) ([]clientv3.Cmp, []clientv3.Op) {
+	orElse := []clientv3.Op{clientv3.OpGet(k, clientv3.WithKeysOnly())}
+	if fenced {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(fence.Key), "=", fence.Revision))
+		orElse = append(orElse, clientv3.OpGet(fence.Key, clientv3.WithKeysOnly()))
+	}
+	return cmps, orElse
+}
+
+// fencedOut returns an error of kind store.ErrFenced if a failed
+// transaction failed for its fence.
+func (s *Store) fencedOut(resp *clientv3.TxnResponse, fence store.Fence, fenced bool, op, key string) error {
+	if !fenced {
+		return nil
+	}
+	kvs := resp.Responses[1].GetResponseRange().GetKvs()
+	if len(kvs) == 1 && kvs[0].CreateRevision == fence.Revision {
+		return nil
+	}
+	return fmt.Errorf("%s: %s %q refused: the fence %s (created at revision %d) no longer holds, so this replica's leadership is over and another may lead; nothing was changed: %w",
+		s.name, op, key, fence.Key, fence.Revision, store.ErrFenced)
+}
+
 // Delete implements store.Store. It returns once a quorum of the members
 // has the change.
 func (s *Store) Delete(ctx context.Context, key string, expectedRevision int64) error {
@@ -280,7 +315,8 @@ func (s *Store) Delete(ctx context.Context, key string, expectedRevision int64) 
 	k := s.prefix + key
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
-	if expectedRevision <= store.MustNotExist {
+	fence, fenced := store.FenceFrom(ctx)
+	if expectedRevision <= store.MustNotExist && !fenced {
 		resp, err := s.cli.Delete(octx, k)
 		if err != nil {
 			return s.fail(ctx, "delete", key, err)
@@ -290,15 +326,23 @@ func (s *Store) Delete(ctx context.Context, key string, expectedRevision int64) 
 		}
 		return nil
 	}
-	resp, err := s.cli.Txn(octx).
-		If(clientv3.Compare(clientv3.ModRevision(k), "=", expectedRevision)).
-		Then(clientv3.OpDelete(k)).
-		Else(clientv3.OpGet(k, clientv3.WithKeysOnly())).Commit()
+	var cmps []clientv3.Cmp
+	if expectedRevision > store.MustNotExist {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", expectedRevision))
+	}
+	cmps, orElse := fenceOps(cmps, fence, fenced, k)
+	resp, err := s.cli.Txn(octx).If(cmps...).Then(clientv3.OpDelete(k)).Else(orElse...).Commit()
 	if err != nil {
 		return s.fail(ctx, "delete", key, err)
 	}
 	if resp.Succeeded {
+		if resp.Responses[0].GetResponseDeleteRange().GetDeleted() == 0 {
+			return errdefs.NotFound("key %q not found", key)
+		}
 		return nil
+	}
+	if err := s.fencedOut(resp, fence, fenced, "delete", key); err != nil {
+		return err
 	}
 	cur := resp.Responses[0].GetResponseRange().GetKvs()
 	if len(cur) == 0 {
