@@ -25,7 +25,7 @@ import (
 
 // busyboxApplets are linked to /bin/busybox in the layer of BusyboxLayer.
 var busyboxApplets = []string{"sh", "echo", "sleep", "cat", "env", "pwd", "yes", "true", "false",
-	"head", "dd", "id", "nc", "wget", "ls", "ps", "kill", "cut", "grep", "seq", "mkdir", "rm"}
+	"head", "dd", "id", "nc", "wget", "ls", "ps", "kill", "cut", "grep", "seq", "mkdir", "rm", "mkfifo"}
 
 // BusyboxLayer builds an image layer from the host's static busybox, in a
 // directory of tb.TempDir (removed with the test), and returns its path. The
