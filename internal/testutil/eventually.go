@@ -7,7 +7,7 @@ import (
 
 // Interval bounds the pause between two checks of Eventually's condition:
 // the pause starts at a few milliseconds and doubles up to Interval.
-const Interval = 250 * time.Millisecond
+const Interval = 100 * time.Millisecond
 
 // Eventually checks cond until it returns nil, and fails t with cond's
 // last error if timeout passes first. cond runs on the test's goroutine,

@@ -126,7 +126,8 @@ func TestNetworkBoundary(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run := func(family, subnet string) (arn, ip string) {
+	// launch starts a task; run also waits for it RUNNING and gives its IP.
+	launch := func(family, subnet string) (arn string) {
 		t.Helper()
 		out, err := c.RunTask(ctx, &ecs.RunTaskInput{TaskDefinition: aws.String(family),
 			NetworkConfiguration: &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{Subnets: []string{subnet}}}})
@@ -138,6 +139,11 @@ func TestNetworkBoundary(t *testing.T) {
 			c.StopTask(ctx, &ecs.StopTaskInput{Task: aws.String(arn), Reason: aws.String("test cleanup")})
 			waitFor(t, c, arn, "STOPPED", 60*time.Second)
 		})
+		return arn
+	}
+	run := func(family, subnet string) (arn, ip string) {
+		t.Helper()
+		arn = launch(family, subnet)
 		return arn, taskIP(waitFor(t, c, arn, "RUNNING", 60*time.Second))
 	}
 	register("web", "mkdir -p /www; echo ok >/www/index.html; exec httpd -f -p 8080 -h /www")
@@ -173,7 +179,9 @@ nslookup nothere.default.vessel.local %s 2>&1; echo DNS-DONE`, gw, hostPort, oth
 		t.Errorf("the host's service on 0.0.0.0 was reached %d times from a task", n)
 	}
 
-	spoofARN, _ := run("spoof", "subnet-a")
+	// The sender exits as soon as it has sent: it may be RUNNING too
+	// briefly to be seen, so the receiver's log is what is waited for.
+	spoofARN := launch("spoof", "subnet-a")
 	var listenLog string
 	testutil.Eventually(t, 30*time.Second, func() error {
 		if listenLog = logsOf(listenARN); !strings.Contains(listenLog, `"genuine"`) {
