@@ -160,14 +160,7 @@ func TestPrefixesAreSeparate(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	a := open(t, c.Endpoints(), "/a/")
 	b := open(t, c.Endpoints(), "/a2/")
-	_, rev, err := b.List(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := b.Watch(ctx, "", rev)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := watchFromNow(t, ctx, b)
 	if _, err := a.Put(ctx, "tasks/x", []byte("a"), store.MustNotExist); err != nil {
 		t.Fatal(err)
 	}
@@ -199,14 +192,7 @@ func TestWatchResumesAfterReconnect(t *testing.T) {
 		prefix := freshPrefix(t)
 		w := open(t, []string{c.Endpoint(0)}, prefix) // reads from member 0 only
 		other := open(t, []string{c.Endpoint(1), c.Endpoint(2)}, prefix)
-		_, rev, err := w.List(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch, err := w.Watch(ctx, "", rev)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ch := watchFromNow(t, ctx, w)
 		want := []store.Event{put(t, other, "a", "1")}
 		storetest.WantEvents(t, ch, want)
 
@@ -223,14 +209,7 @@ func TestWatchResumesAfterReconnect(t *testing.T) {
 		// it moves to another.
 		ctx := t.Context()
 		s := open(t, c.Endpoints(), freshPrefix(t))
-		_, rev, err := s.List(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch, err := s.Watch(ctx, "", rev)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ch := watchFromNow(t, ctx, s)
 		var want []store.Event
 		for i := range 3 {
 			c.Kill(i)
@@ -527,4 +506,18 @@ func TestTLS(t *testing.T) {
 	if _, err := etcd.TLSConfig(filepath.Join(dir, "missing.pem"), "", ""); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("TLSConfig with a missing CA file = %v, want an error of kind invalid argument", err)
 	}
+}
+
+// watchFromNow watches every key of st from its current revision.
+func watchFromNow(t *testing.T, ctx context.Context, st store.Store) <-chan store.Event {
+	t.Helper()
+	_, rev, err := st.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.Watch(ctx, "", rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
 }
