@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"io"
 	"log"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -87,7 +89,24 @@ type testRegistry struct {
 
 func newRegistry(t testing.TB) *testRegistry {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	return newRegistryAt(t, "127.0.0.1", nil)
+}
+
+// newRegistryAt is an in-process registry listening on addr (e.g. a fleet's
+// bridge, for hosts in namespaces of their own; they need
+// --insecure-registry), its handler wrapped by wrap if not nil.
+func newRegistryAt(t testing.TB, addr string, wrap func(http.Handler) http.Handler) *testRegistry {
+	t.Helper()
+	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	if wrap != nil {
+		h = wrap(h)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: h}}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return &testRegistry{t: t, host: strings.TrimPrefix(srv.URL, "http://")}
 }
@@ -112,7 +131,7 @@ func (r *testRegistry) push(repoTag string, cmd []string, layers ...v1.Layer) st
 		r.t.Fatal(err)
 	}
 	ref := r.host + "/" + repoTag
-	parsed, err := name.ParseReference(ref)
+	parsed, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		r.t.Fatal(err)
 	}

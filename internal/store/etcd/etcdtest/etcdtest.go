@@ -42,6 +42,7 @@ type Cluster struct {
 	bin     string
 	members []*member
 	client  *tls.Config // for the members' client URLs; nil: plain HTTP
+	command func(i int, name string, args ...string) *exec.Cmd
 }
 
 // TLS makes the members' client URLs speak TLS and require a client
@@ -73,30 +74,73 @@ type member struct {
 // to the output of scripts/build-k8s). Every member is killed when t ends.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
-	return StartTLS(t, n, nil)
+	return StartWith(t, Options{Members: n})
 }
 
 // StartTLS is Start with TLS on the client URLs when tlsFiles is not nil.
 func StartTLS(t testing.TB, n int, tlsFiles *TLS) *Cluster {
 	t.Helper()
+	return StartWith(t, Options{Members: n, TLS: tlsFiles})
+}
+
+// Options says how to run a cluster's members.
+type Options struct {
+	// Members is the number of members.
+	Members int
+	// TLS, if set, makes the client URLs speak TLS.
+	TLS *TLS
+	// Hosts, if set, gives each member the address it listens on (one per
+	// member, e.g. each in a network namespace of its own): the member then
+	// listens on the well-known ports 2379 (clients) and 2380 (peers) of
+	// it. Default: free ports on 127.0.0.1.
+	Hosts []string
+	// Command, if set, makes the command that runs member i's etcd (name
+	// and args are the etcd binary and its flags), e.g. to enter the
+	// member's network namespace first. The process it starts must be
+	// etcd itself (exec, no fork), as signals go to it.
+	Command func(i int, name string, args ...string) *exec.Cmd
+}
+
+// StartWith starts a cluster as opts says and waits until every member
+// serves. Every member is killed when t ends.
+func StartWith(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	n, tlsFiles := opts.Members, opts.TLS
+	if opts.Hosts != nil && len(opts.Hosts) != n {
+		t.Fatalf("etcdtest: %d hosts for %d members", len(opts.Hosts), n)
+	}
 	bin := Binary()
 	if bin == "" {
 		t.Skip("no etcd binary: set KUBEBUILDER_ASSETS=$(scripts/build-k8s) (or VESSEL_ETCD)")
 	}
-	c := &Cluster{t: t, bin: bin}
+	c := &Cluster{t: t, bin: bin, command: opts.Command}
 	scheme := "http"
 	if tlsFiles != nil {
 		scheme, c.client = "https", tlsFiles.Client
 	}
-	ports := freePorts(t, 2*n)
+	addr := func(i int) (client, peer string) {
+		if opts.Hosts != nil {
+			h := opts.Hosts[i]
+			return net.JoinHostPort(h, "2379"), net.JoinHostPort(h, "2380")
+		}
+		return "", ""
+	}
+	var ports []int
+	if opts.Hosts == nil {
+		ports = freePorts(t, 2*n)
+	}
 	var initial []string
 	root := t.TempDir()
 	for i := range n {
+		client, peer := addr(i)
+		if opts.Hosts == nil {
+			client, peer = fmt.Sprintf("127.0.0.1:%d", ports[2*i]), fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])
+		}
 		m := &member{
 			name:      fmt.Sprintf("m%d", i),
 			dir:       filepath.Join(root, fmt.Sprintf("m%d", i)),
-			clientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]),
-			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			clientURL: scheme + "://" + client,
+			peerURL:   "http://" + peer,
 		}
 		m.log = m.dir + ".log"
 		initial = append(initial, m.name+"="+m.peerURL)
@@ -261,7 +305,12 @@ func (c *Cluster) start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(c.bin, m.args...)
+	var cmd *exec.Cmd
+	if c.command != nil {
+		cmd = c.command(i, c.bin, m.args...)
+	} else {
+		cmd = exec.Command(c.bin, m.args...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
