@@ -193,6 +193,9 @@ func (p *Process) Start() {
 	}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Children that outlive it (an agent's conmon) may hold its output
+	// open: do not wait for them.
+	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("fleet: starting %s: %v", p.name, err)
 	}
