@@ -99,3 +99,35 @@ func TestOpenKeyringNamesTheEncryptionKeyFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyFileRecorded: a server given --encryption-key-file records it in
+// its data directory, so that the CLI given only the data directory opens
+// the local admin key with it (`vessel credentials --data-dir` on a
+// replica whose key file lives elsewhere); the flag still wins.
+func TestKeyFileRecorded(t *testing.T) {
+	st, err := bolt.Open(bolt.Config{Path: filepath.Join(t.TempDir(), "vessel.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	dir := t.TempDir()
+	server := auth.Local{DataDir: dir, MasterKeyFile: filepath.Join(t.TempDir(), "encryption.key")}
+	_, k, _, err := openKeyring(t.Context(), server, st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &globals{dataDir: dir}
+	if got := g.local().MasterKeyPath(); got != server.MasterKeyFile {
+		t.Fatalf("the CLI given only --data-dir uses master key %s, want the server's %s", got, server.MasterKeyFile)
+	}
+	if got, err := g.local().Load(); err != nil || got.AccessKeyID != k.AccessKeyID {
+		t.Fatalf("the CLI loads %s, %v; want %s", got.AccessKeyID, err, k.AccessKeyID)
+	}
+	g.masterKeyFile = filepath.Join(t.TempDir(), "flag.key")
+	if got := g.local().MasterKeyPath(); got != g.masterKeyFile {
+		t.Errorf("with --encryption-key-file the CLI uses %s, want the flag's %s", got, g.masterKeyFile)
+	}
+	if got := (&globals{dataDir: t.TempDir()}).local().MasterKeyPath(); filepath.Base(got) != auth.MasterKeyFile {
+		t.Errorf("without a record the CLI uses %s, want DATA_DIR/%s", got, auth.MasterKeyFile)
+	}
+}

@@ -295,7 +295,8 @@ func prepareDataDir(dir string) error {
 }
 
 // openKeyring opens the master key (made on first start), the keyring on
-// the store, and readies the local admin key (keyring.Bootstrap).
+// the store, readies the local admin key (keyring.Bootstrap) and records
+// the master key file given by flag in the data directory.
 func openKeyring(ctx context.Context, local auth.Local, st store.Store, log *slog.Logger) (*keyring.Keyring, auth.Key, bool, error) {
 	sealer, _, err := auth.LoadMasterKey(local.MasterKeyPath(), true)
 	if err != nil {
@@ -308,6 +309,9 @@ func openKeyring(ctx context.Context, local auth.Local, st store.Store, log *slo
 	k, created, err := keyring.Bootstrap(ctx, ring, local, log)
 	if err != nil {
 		return nil, auth.Key{}, false, otherEncryptionKey(err, local)
+	}
+	if err := recordKeyFile(local); err != nil {
+		return nil, auth.Key{}, false, err
 	}
 	return ring, k, created, nil
 }
