@@ -167,27 +167,23 @@ func newRingOn(t *testing.T, ctx context.Context, st store.Store, sealer *auth.S
 	return r
 }
 
-// logBuffer is a logger whose output the test reads.
-func logBuffer() (*slog.Logger, *syncBuf) {
-	b := &syncBuf{}
+// logBuffer is a logger whose output the test reads once the calls that
+// log have returned.
+func logBuffer() (*slog.Logger, *bytes.Buffer) {
+	b := &bytes.Buffer{}
 	return slog.New(slog.NewTextHandler(b, nil)), b
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+// sharedKeyRing is a Keyring on a bbolt store under a master key file that
+// replicas' Locals share.
+func sharedKeyRing(t *testing.T) (*keyring.Keyring, string) {
+	t.Helper()
+	keyFile := filepath.Join(t.TempDir(), "shared.key")
+	sealer, _, err := auth.LoadMasterKey(keyFile, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newRingOn(t, t.Context(), openStore(t, t.TempDir()), sealer), keyFile
 }
 
 // TestBootstrapEarlierInstallation: replicas of a version that made an
@@ -196,13 +192,7 @@ func (b *syncBuf) String() string {
 // "admin"; no key is made or deleted. Nothing logs a secret.
 func TestBootstrapEarlierInstallation(t *testing.T) {
 	ctx := t.Context()
-	st := openStore(t, t.TempDir())
-	keyFile := filepath.Join(t.TempDir(), "shared.key")
-	sealer, _, err := auth.LoadMasterKey(keyFile, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newRingOn(t, ctx, st, sealer)
+	r, keyFile := sharedKeyRing(t)
 	var earlier []auth.Key
 	var locals []auth.Local
 	for i, name := range []string{"admin", "admin-2", "admin-3"} {
@@ -247,13 +237,7 @@ func TestBootstrapEarlierInstallation(t *testing.T) {
 // that works); a deleted one is kept, with a warning naming it.
 func TestBootstrapLocalKeyChanged(t *testing.T) {
 	ctx := t.Context()
-	st := openStore(t, t.TempDir())
-	keyFile := filepath.Join(t.TempDir(), "shared.key")
-	sealer, _, err := auth.LoadMasterKey(keyFile, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newRingOn(t, ctx, st, sealer)
+	r, keyFile := sharedKeyRing(t)
 	a := auth.Local{DataDir: t.TempDir(), MasterKeyFile: keyFile}
 	b := auth.Local{DataDir: t.TempDir(), MasterKeyFile: keyFile}
 	k, created, err := keyring.Bootstrap(ctx, r, a, quiet)
