@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/fsutil"
 )
 
 // credentialsOptions holds the flags of `vessel credentials` and its verbs.
@@ -198,4 +201,35 @@ func (g *globals) vesselClient() (*agentproto.Client, error) {
 		return nil, err
 	}
 	return c.WithTLS(tc), nil
+}
+
+// KeyFileRecord is the file in a server's data directory that records the
+// --encryption-key-file it was given (a path, no secret), so that commands
+// given that data directory but not the flag, such as `vessel credentials`
+// on a replica whose key file is kept elsewhere, use the same key.
+const KeyFileRecord = "encryption-key-file"
+
+// recordKeyFile records the master key file of local in its data
+// directory when it is not the default one.
+func recordKeyFile(local auth.Local) error {
+	if local.MasterKeyFile == "" {
+		return nil
+	}
+	path, err := filepath.Abs(local.MasterKeyFile)
+	if err != nil {
+		return fmt.Errorf("recording --encryption-key-file: %w", err)
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(local.DataDir, KeyFileRecord), []byte(path+"\n"), ""); err != nil {
+		return fmt.Errorf("recording --encryption-key-file in %s: %w", local.DataDir, err)
+	}
+	return nil
+}
+
+// recordedKeyFile is the master key file recorded in dataDir, or "".
+func recordedKeyFile(dataDir string) string {
+	data, err := os.ReadFile(filepath.Join(dataDir, KeyFileRecord))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(data))
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,9 +39,11 @@ type globals struct {
 	output        string
 }
 
-// local is this machine's master key and local admin key.
+// local is this machine's master key and local admin key: the master key
+// is --encryption-key-file, else the one recorded in the data directory by
+// a server given that flag (recordedKeyFile), else <data-dir>/master.key.
 func (g *globals) local() auth.Local {
-	return auth.Local{DataDir: g.dataDir, MasterKeyFile: g.masterKeyFile}
+	return auth.Local{DataDir: g.dataDir, MasterKeyFile: cmp.Or(g.masterKeyFile, recordedKeyFile(g.dataDir))}
 }
 
 // signingKey is the key the CLI signs with: AWS_ACCESS_KEY_ID and

@@ -66,6 +66,8 @@ narrower policies. The data directory is made 0700 at every start.
 With --etcd the records live in etcd (under --etcd-prefix) and the data
 directory keeps only this machine's files; the master key
 (--encryption-key-file) must be the same file on every server of one etcd.
+The first server makes the admin access key; every other saves that same key
+in its data directory, so ` + "`vessel credentials`" + ` prints it on any of them.
 ` + "`vessel store migrate`" + ` moves a bbolt installation there. Any number of
 servers (--no-agent) on one etcd serve the API; one at a time, elected
 through etcd with a lease of --leader-lease, runs the controllers (its
@@ -293,7 +295,8 @@ func prepareDataDir(dir string) error {
 }
 
 // openKeyring opens the master key (made on first start), the keyring on
-// the store, and readies the local admin key (keyring.Bootstrap).
+// the store, readies the local admin key (keyring.Bootstrap) and records
+// the master key file given by flag in the data directory.
 func openKeyring(ctx context.Context, local auth.Local, st store.Store, log *slog.Logger) (*keyring.Keyring, auth.Key, bool, error) {
 	sealer, _, err := auth.LoadMasterKey(local.MasterKeyPath(), true)
 	if err != nil {
@@ -301,11 +304,24 @@ func openKeyring(ctx context.Context, local auth.Local, st store.Store, log *slo
 	}
 	ring, err := keyring.New(ctx, keyring.Config{Store: st, Sealer: sealer, Logger: log})
 	if err != nil {
-		return nil, auth.Key{}, false, fmt.Errorf("%w (the keys were sealed under another master key than %s: restore that file or pass --master-key-file)", err, local.MasterKeyPath())
+		return nil, auth.Key{}, false, otherEncryptionKey(err, local)
 	}
 	k, created, err := keyring.Bootstrap(ctx, ring, local, log)
 	if err != nil {
+		return nil, auth.Key{}, false, otherEncryptionKey(err, local)
+	}
+	if err := recordKeyFile(local); err != nil {
 		return nil, auth.Key{}, false, err
 	}
 	return ring, k, created, nil
+}
+
+// otherEncryptionKey says, of a stored key that does not open, which file
+// this server was given and which it needs.
+func otherEncryptionKey(err error, local auth.Local) error {
+	var oe *keyring.OpenError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	return fmt.Errorf("%w: the store's access keys were sealed under another encryption key than %s; every server on one store needs the same key: restore that file, or pass --encryption-key-file with the file the first server made (its DATA_DIR/master.key) or was given", err, local.MasterKeyPath())
 }

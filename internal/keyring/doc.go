@@ -12,10 +12,14 @@
 // once. While the watch is not running (before Run, or between a broken
 // watch and the next listing) lookups read the store.
 //
-// Bootstrap makes the first admin key on a fresh installation, moves the
-// keys of a legacy plaintext credentials.json into the keyring (then
-// removes the file), and keeps the machine's local admin key
-// (auth.Local) sealed for the CLI.
+// Bootstrap makes an installation's one admin key, at the fixed access key
+// ID AdminKeyID with a create-only write, so that of replicas starting
+// together on one store exactly one makes it and every other saves that
+// same key (read from the store, unsealed with the shared master key) as
+// its machine's local admin key (auth.Local, sealed for the CLI). It also
+// moves the keys of a legacy plaintext credentials.json into the keyring
+// (then removes the file), and refreshes a local admin key rotated through
+// another replica.
 //
 // It imports auth, errdefs and store only.
 //

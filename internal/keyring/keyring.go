@@ -3,7 +3,6 @@ package keyring
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"strings"
@@ -54,7 +53,7 @@ const pending = math.MaxInt64
 var _ auth.Keyring = (*Keyring)(nil)
 
 // New checks cfg and every stored key: a key the master key does not open
-// is an error (of kind errdefs.ErrInvalidArgument) naming it, so that a
+// is an *OpenError (of kind errdefs.ErrInvalidArgument) naming it, so that a
 // wrong master key stops the server at start rather than locking users out
 // one request at a time.
 func New(ctx context.Context, cfg Config) (*Keyring, error) {
@@ -76,10 +75,10 @@ func storeKey(id string) string { return Prefix + id }
 func (r *Keyring) open(kv store.KV) (auth.Key, error) {
 	k, err := auth.OpenKey(r.sealer, kv.Value)
 	if err != nil {
-		return auth.Key{}, fmt.Errorf("keyring: %s: %w", kv.Key, err)
+		return auth.Key{}, &OpenError{StoreKey: kv.Key, Err: err}
 	}
 	if storeKey(k.AccessKeyID) != kv.Key {
-		return auth.Key{}, errdefs.InvalidArgument("keyring: %s holds access key %s", kv.Key, k.AccessKeyID)
+		return auth.Key{}, &OpenError{StoreKey: kv.Key, Err: errdefs.InvalidArgument("it holds access key %s", k.AccessKeyID)}
 	}
 	return k, nil
 }
@@ -134,11 +133,22 @@ func (r *Keyring) List(ctx context.Context) ([]auth.Key, error) {
 
 // Put implements auth.Keyring: the secret is sealed before it is stored.
 func (r *Keyring) Put(ctx context.Context, k auth.Key) error {
+	return r.put(ctx, k, store.AnyRevision)
+}
+
+// Create stores k, sealed, only if no key has its access key ID: one
+// create-only write, so that of callers racing on one store exactly one
+// succeeds and the others get an error of kind errdefs.ErrAlreadyExists.
+func (r *Keyring) Create(ctx context.Context, k auth.Key) error {
+	return r.put(ctx, k, store.MustNotExist)
+}
+
+func (r *Keyring) put(ctx context.Context, k auth.Key, expectedRevision int64) error {
 	data, err := auth.SealKey(r.sealer, k)
 	if err != nil {
 		return err
 	}
-	rev, err := r.st.Put(ctx, storeKey(k.AccessKeyID), data, store.AnyRevision)
+	rev, err := r.st.Put(ctx, storeKey(k.AccessKeyID), data, expectedRevision)
 	if err != nil {
 		return err
 	}
@@ -287,3 +297,15 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
+
+// OpenError is a stored key that does not open: sealed under another
+// master key than this Keyring's, altered, or not a sealed key. It wraps
+// the cause, of kind errdefs.ErrInvalidArgument.
+type OpenError struct {
+	// StoreKey is the store's key of the record.
+	StoreKey string
+	Err      error
+}
+
+func (e *OpenError) Error() string { return "keyring: " + e.StoreKey + ": " + e.Err.Error() }
+func (e *OpenError) Unwrap() error { return e.Err }

@@ -158,7 +158,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	r := newRing(t, ctx, st, sealer)
 	k, created, err := keyring.Bootstrap(ctx, r, local, quiet)
-	if err != nil || !created || k.Name != "admin" || k.Policy != auth.PolicyAdmin {
+	if err != nil || !created || k.AccessKeyID != keyring.AdminKeyID || k.Name != "admin" || k.Policy != auth.PolicyAdmin {
 		t.Fatalf("first Bootstrap = %+v, %v, %v", k, created, err)
 	}
 	if got, err := r.Lookup(ctx, k.AccessKeyID); err != nil || got.SecretAccessKey != k.SecretAccessKey {

@@ -108,13 +108,25 @@ func startServer(t *testing.T, extra ...string) *server {
 
 func (s *server) start() {
 	s.t.Helper()
+	if err := s.launch(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.waitHealthy()
+}
+
+// launch starts the process and returns; it may be called from any
+// goroutine.
+func (s *server) launch() error {
 	args := append([]string{"server", "--data-dir", s.dataDir, "--listen", s.addr}, s.extra...)
 	s.cmd = exec.Command(vesselBin, args...)
 	s.log = &bytes.Buffer{}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
+	return s.cmd.Start()
+}
+
+// waitHealthy waits until the launched server answers /healthz.
+func (s *server) waitHealthy() {
+	s.t.Helper()
 	testutil.Eventually(s.t, 30*time.Second, func() error {
 		resp, err := http.Get(s.endpoint + "/healthz")
 		if err != nil {
