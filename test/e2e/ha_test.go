@@ -79,8 +79,8 @@ func TestReplicasShareOneControlPlane(t *testing.T) {
 	}
 }
 
-// gate holds the registry's answers for one repository's blobs until it is
-// opened: the tasks pulling that image stay ACTIVATING.
+// gate holds the registry's answers to downloads of one repository's blobs
+// until it is opened: the tasks pulling that image stay ACTIVATING.
 type gate struct {
 	repo string
 	open chan struct{}
@@ -98,7 +98,7 @@ func (g *gate) Open() { g.once.Do(func() { close(g.open) }) }
 
 func (g *gate) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v2/"+g.repo+"/blobs/") {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v2/"+g.repo+"/blobs/sha256:") {
 			select {
 			case <-g.open:
 			case <-r.Context().Done():
@@ -189,6 +189,17 @@ func TestLeaderKilledMidFlight(t *testing.T) {
 	known = append(known, serviceTaskARNs(t, c, "web")...)
 	slices.Sort(known)
 	known = slices.Compact(known)
+
+	// What the leader leaves behind: all three states at once.
+	states := map[string]int{}
+	if out, err := c.DescribeTasks(ctx, &ecs.DescribeTasksInput{Tasks: known}); err == nil {
+		for _, tk := range out.Tasks {
+			states[aws.ToString(tk.LastStatus)]++
+		}
+	}
+	if states["PENDING"] != 1 || states["ACTIVATING"] != 3 || states["RUNNING"] != 4 {
+		t.Fatalf("before the kill: %v, want 1 PENDING, 3 ACTIVATING, 4 RUNNING", states)
+	}
 
 	leader.Kill()
 	next := fleet.Leader(t, survivors, lease+5*time.Second)
