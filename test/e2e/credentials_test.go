@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"vessel.dev/vessel/test/fleet"
 )
 
 // vesselAs runs a vessel user command signed with the given key.
@@ -59,7 +61,7 @@ func TestAccessKeys(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "policy read-only") {
 		t.Fatalf("credentials create auditor: exit %d\n%s%s", code, out, stderr)
 	}
-	roID, roSecret := exportValue(out, "AWS_ACCESS_KEY_ID"), exportValue(out, "AWS_SECRET_ACCESS_KEY")
+	roID, roSecret := fleet.ExportValue(out, "AWS_ACCESS_KEY_ID"), fleet.ExportValue(out, "AWS_SECRET_ACCESS_KEY")
 	env := s.awsEnv("")
 	for i, kv := range env {
 		switch {
@@ -89,7 +91,7 @@ func TestAccessKeys(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("credentials create ops: exit %d %s", code, stderr)
 	}
-	opID, opSecret := exportValue(out, "AWS_ACCESS_KEY_ID"), exportValue(out, "AWS_SECRET_ACCESS_KEY")
+	opID, opSecret := fleet.ExportValue(out, "AWS_ACCESS_KEY_ID"), fleet.ExportValue(out, "AWS_SECRET_ACCESS_KEY")
 	if _, stderr, code := s.vesselAs(opID, opSecret, "credentials", "create", "mine", "--policy", "admin"); code == 0 ||
 		!strings.Contains(stderr, "User: arn:aws:iam::000000000000:user/ops is not authorized to perform: vessel:CreateCredential") {
 		t.Fatalf("an operator created a key: exit %d %s", code, stderr)
@@ -127,7 +129,7 @@ func TestAccessKeys(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("rotate: exit %d %s", code, stderr)
 	}
-	newSecret := exportValue(out, "AWS_SECRET_ACCESS_KEY")
+	newSecret := fleet.ExportValue(out, "AWS_SECRET_ACCESS_KEY")
 	if _, stderr, code := s.vesselAs(opID, opSecret, "ps"); code == 0 || !strings.Contains(stderr, "InvalidSignatureException") {
 		t.Errorf("old secret after rotation: exit %d %s", code, stderr)
 	}

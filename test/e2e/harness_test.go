@@ -20,6 +20,7 @@ import (
 	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/testenv"
 	"vessel.dev/vessel/internal/testutil"
+	"vessel.dev/vessel/test/fleet"
 )
 
 var vesselBin, repoRoot string
@@ -165,22 +166,11 @@ func (s *server) keys() (string, string) {
 	if code != 0 {
 		s.t.Fatalf("vessel credentials: exit %d: %s", code, stderr)
 	}
-	id, secret := exportValue(out, "AWS_ACCESS_KEY_ID"), exportValue(out, "AWS_SECRET_ACCESS_KEY")
+	id, secret := fleet.ExportValue(out, "AWS_ACCESS_KEY_ID"), fleet.ExportValue(out, "AWS_SECRET_ACCESS_KEY")
 	if id == "" || secret == "" {
 		s.t.Fatalf("vessel credentials printed no key:\n%s", out)
 	}
 	return id, secret
-}
-
-// exportValue finds "export NAME=value" in out (values of generated keys
-// need no quoting).
-func exportValue(out, name string) string {
-	for line := range strings.SplitSeq(out, "\n") {
-		if v, ok := strings.CutPrefix(line, "export "+name+"="); ok {
-			return strings.Trim(v, "'")
-		}
-	}
-	return ""
 }
 
 // awsEnv is a clean environment for the aws CLI signed with the server's key.

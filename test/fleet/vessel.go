@@ -273,15 +273,16 @@ func (s *Server) Credentials() (id, secret string) {
 	if err != nil {
 		s.f.t.Fatalf("fleet: %v", err)
 	}
-	id, secret = exportValue(out, "AWS_ACCESS_KEY_ID"), exportValue(out, "AWS_SECRET_ACCESS_KEY")
+	id, secret = ExportValue(out, "AWS_ACCESS_KEY_ID"), ExportValue(out, "AWS_SECRET_ACCESS_KEY")
 	if id == "" || secret == "" {
 		s.f.t.Fatalf("fleet: vessel credentials printed no key:\n%s", out)
 	}
 	return id, secret
 }
 
-// exportValue finds "export NAME=value" in out.
-func exportValue(out, name string) string {
+// ExportValue finds "export NAME=value" in out, as `vessel credentials`
+// prints it.
+func ExportValue(out, name string) string {
 	for line := range strings.SplitSeq(out, "\n") {
 		if v, ok := strings.CutPrefix(line, "export "+name+"="); ok {
 			return strings.Trim(v, "'")
