@@ -34,13 +34,21 @@ func newFleet(t *testing.T) *fleet.Fleet {
 func taskID(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
 
 // TestReplicasShareOneControlPlane: three replicas on a three-member etcd
-// and one runc host, each on a machine of its own. A task run through the
-// first replica is described by the second and the third at once; the aws
+// and one runc host, each on a machine of its own. `vessel credentials`
+// prints the same admin key on every replica's machine. A task run through
+// the first replica is described by the second and the third at once; the aws
 // CLI works against each replica; the task's output is read, and the task
 // stopped, through replicas other than the one that started it.
 func TestReplicasShareOneControlPlane(t *testing.T) {
 	f := newFleet(t)
 	rs := f.Servers(3, fleet.ServerConfig{Etcd: f.Etcd(3)})
+	// One admin key, printed by `vessel credentials` on every machine.
+	id, secret := rs[0].Credentials()
+	for _, s := range rs[1:] {
+		if i, sec := s.Credentials(); i != id || sec != secret {
+			t.Errorf("vessel credentials on %s prints %s, on %s %s: want the one admin key", s.Name(), i, rs[0].Name(), id)
+		}
+	}
 	reg := newRegistryAt(t, f.Gateway().String(), nil)
 	img := reg.push("busybox:1", nil, busyboxLayer(t))
 	f.Agent(rs, fleet.AgentConfig{Runtime: "runc", Args: []string{"--insecure-registry", reg.host}})
