@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	goruntime "runtime"
 	"slices"
@@ -70,6 +71,33 @@ func TestReplicasShareOneControlPlane(t *testing.T) {
 		if err := json.Unmarshal(b, &out); err != nil || len(out.Tasks) != 1 || out.Tasks[0].LastStatus != "RUNNING" {
 			t.Errorf("aws ecs describe-tasks against %s: %v %s", s.Name(), err, b)
 		}
+	}
+	// The EKS API, a profile made through one replica and listed by all,
+	// and /metrics with the leader gauge (1 on the leader only).
+	if _, err := rs[2].AWS("eks", "create-fargate-profile", "--cluster-name", "default", "--fargate-profile-name", "fleet",
+		"--pod-execution-role-arn", "arn:aws:iam::000000000000:role/pods", "--selectors", `[{"namespace":"fleet"}]`); err != nil {
+		t.Fatal(err)
+	}
+	leaders := 0
+	for _, s := range rs {
+		b, err := s.AWS("eks", "list-fargate-profiles", "--cluster-name", "default")
+		if err != nil || !strings.Contains(string(b), `"fleet"`) {
+			t.Errorf("aws eks list-fargate-profiles against %s: %v %s", s.Name(), err, b)
+		}
+		resp, err := s.HTTPClient().Get(s.Endpoint + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(m), "\nvessel_leader 1\n") {
+			leaders++
+		} else if !strings.Contains(string(m), "\nvessel_leader 0\n") {
+			t.Errorf("%s /metrics has no vessel_leader gauge", s.Name())
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("%d replicas' /metrics say they lead, want 1", leaders)
 	}
 	testutil.Eventually(t, 30*time.Second, func() error {
 		out, _, err := rs[1].Vessel("logs", taskID(arn))
