@@ -42,9 +42,20 @@ type k8sReplica struct {
 func startK8sReplicas(t *testing.T, c *k8senv.Cluster, n int, lease time.Duration) []*k8sReplica {
 	t.Helper()
 	eps := strings.Join(etcdtest.Start(t, 3).Endpoints(), ",")
+	// Ports free now, and distinct: one replica's port must not be
+	// another's when it binds it later.
+	taken := map[string]bool{}
+	port := func() string {
+		for {
+			if p := freePort(t); !taken[p] {
+				taken[p] = true
+				return p
+			}
+		}
+	}
 	var rs []*k8sReplica
 	for i := range n {
-		r := &k8sReplica{webhookPort: freePort(t), kubeletPort: freePort(t)}
+		r := &k8sReplica{webhookPort: port(), kubeletPort: port()}
 		args := []string{"--no-agent", "--etcd", eps, "--leader-lease", lease.String(),
 			"--kubeconfig", c.Kubeconfig, "--k8s-address", "127.0.0.1", "--webhook-port", r.webhookPort, "--kubelet-port", r.kubeletPort}
 		if i > 0 {
