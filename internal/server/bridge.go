@@ -97,10 +97,12 @@ func (s *Server) StopTaskWith(ctx context.Context, cluster, id, code, reason str
 	return err
 }
 
-// TaskSnapshot returns copies of every task the control plane holds, from
-// its cache of the store.
+// TaskSnapshot returns copies of every task the control plane holds, as
+// fresh as the store (freshTasks): a bridge that starts with a term of
+// leadership adopts every task a former leader submitted, however far
+// this replica's cache lags.
 func (s *Server) TaskSnapshot(ctx context.Context) ([]*task.Task, error) {
-	ts, _, err := s.tasks.snapshot(ctx)
+	ts, _, err := s.freshTasks(ctx)
 	if err != nil {
 		return nil, err
 	}

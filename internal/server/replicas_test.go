@@ -90,6 +90,7 @@ func (l *laggingStore) Watch(ctx context.Context, prefix string, after int64) (<
 // HTTP endpoint, on the shared etcd.
 type apiReplica struct {
 	url  string
+	srv  *server.Server
 	st   *laggingStore
 	ecs  *ecs.Client
 	stop func()
@@ -127,7 +128,7 @@ func startReplica(t *testing.T, endpoints []string, prefix string, sealer *auth.
 	wg.Add(2)
 	go func() { defer wg.Done(); ring.Run(ctx) }()
 	go func() { defer wg.Done(); srv.Run(ctx) }()
-	r := &apiReplica{url: hs.URL, st: st}
+	r := &apiReplica{url: hs.URL, srv: srv, st: st}
 	var once sync.Once
 	r.stop = func() {
 		once.Do(func() {

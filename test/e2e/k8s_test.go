@@ -25,6 +25,7 @@ type kubePod struct {
 	Metadata struct {
 		Name        string            `json:"name"`
 		Namespace   string            `json:"namespace"`
+		UID         string            `json:"uid"`
 		Labels      map[string]string `json:"labels"`
 		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
@@ -36,8 +37,9 @@ type kubePod struct {
 		Phase             string `json:"phase"`
 		PodIP             string `json:"podIP"`
 		ContainerStatuses []struct {
-			Name  string `json:"name"`
-			Ready bool   `json:"ready"`
+			Name         string `json:"name"`
+			Ready        bool   `json:"ready"`
+			RestartCount int    `json:"restartCount"`
 		} `json:"containerStatuses"`
 	} `json:"status"`
 }
