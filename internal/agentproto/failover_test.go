@@ -166,3 +166,42 @@ func TestClientCreatesOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestLongPollFollowsAMove: a long poll waiting on a replica that stopped
+// answering (paused: its connection open, no answer) is abandoned as soon
+// as another call leaves that replica, and asked again of the replica that
+// call moved to, instead of waiting out its long-poll deadline.
+func TestLongPollFollowsAMove(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	paused := newReplica(t, 0, hang)
+	live := newReplica(t, 0, nil)
+	c, err := agentproto.NewClient(paused.srv.URL+","+live.srv.URL, auth.Key{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WithCallTimeout(200 * time.Millisecond)
+	polled := make(chan error, 1)
+	go func() {
+		_, err := c.Assignments(context.Background(), "h1", 0)
+		polled <- err
+	}()
+	for paused.calls.Load() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The heartbeat finds the paused replica silent and moves on.
+	if err := c.Heartbeat(context.Background(), "h1"); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	select {
+	case err := <-polled:
+		if err != nil {
+			t.Fatalf("the long poll after the move: %v", err)
+		}
+	case <-time.After(agentproto.DefaultLongPoll / 2):
+		t.Fatalf("the long poll still waits on the paused replica %v after the heartbeat moved to the other", agentproto.DefaultLongPoll/2)
+	}
+	if live.calls.Load() != 2 {
+		t.Errorf("the live replica got %d calls, want 2 (the heartbeat and the poll)", live.calls.Load())
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -84,6 +85,11 @@ type Client struct {
 	// that a replica that hangs (paused, partitioned) is left in time; a
 	// long poll gets DefaultLongPoll more.
 	callTimeout time.Duration
+
+	// moved is closed (and replaced) whenever the replica in use changes,
+	// so that a long poll waiting on the one left behind gives up at once.
+	movedMu sync.Mutex
+	moved   chan struct{}
 }
 
 var _ ControlPlane = (*Client)(nil)
@@ -163,6 +169,31 @@ func (c *Client) Endpoint() string { return c.base().String() }
 
 func (c *Client) base() *url.URL { return c.bases[c.cur.Load()] }
 
+// movedSignal is closed at the next change of the replica in use.
+func (c *Client) movedSignal() <-chan struct{} {
+	c.movedMu.Lock()
+	defer c.movedMu.Unlock()
+	if c.moved == nil {
+		c.moved = make(chan struct{})
+	}
+	return c.moved
+}
+
+// use makes idx the replica in use if from still is, and wakes long polls
+// waiting on another; it says whether it did.
+func (c *Client) use(from, idx int64) bool {
+	if from == idx || !c.cur.CompareAndSwap(from, idx) {
+		return false
+	}
+	c.movedMu.Lock()
+	if c.moved != nil {
+		close(c.moved)
+		c.moved = nil
+	}
+	c.movedMu.Unlock()
+	return true
+}
+
 // Call sends a signed request to one of the control plane's own routes
 // (path with its query), in as its JSON body when not nil, and decodes the
 // JSON answer into out when not nil. Errors carry the answer's errdefs kind.
@@ -193,7 +224,9 @@ func (c *Client) once(ctx context.Context, method, path string, in, out any) err
 	return c.send(ctx, c.callTimeout, false, method, path, in, out)
 }
 
-// poll is do for a long poll: each attempt waits DefaultLongPoll more.
+// poll is do for a long poll: each attempt waits DefaultLongPoll more, or
+// until another call leaves the replica it waits on (paused, partitioned:
+// the heartbeat finds out in callTimeout), and then asks the replica in use.
 func (c *Client) poll(ctx context.Context, method, path string, in, out any) error {
 	return c.send(ctx, c.callTimeout+DefaultLongPoll, true, method, path, in, out)
 }
@@ -205,6 +238,7 @@ const (
 	answered outcome = iota // the replica answered (success or a refusal)
 	notSent                 // the connection failed: the replica never saw the call
 	noAnswer                // sent, but no answer, or a 5xx: the call may have been applied
+	abandoned               // a long poll given up because another call left its replica
 )
 
 func (c *Client) send(ctx context.Context, timeout time.Duration, repeatable bool, method, path string, in, out any) error {
@@ -215,38 +249,62 @@ func (c *Client) send(ctx context.Context, timeout time.Duration, repeatable boo
 			return err
 		}
 	}
+	long := timeout > c.callTimeout
 	n := int64(len(c.bases))
-	start := c.cur.Load()
+	idx := c.cur.Load()
 	var err error
-	for i := range n {
-		idx := (start + i) % n
-		var oc outcome
-		oc, err = c.attempt(ctx, c.bases[idx], timeout, method, path, body, in != nil, out)
-		if oc == answered {
-			if idx != start {
-				c.cur.Store(idx)
+	for i := int64(0); i < n; i++ {
+		var left <-chan struct{}
+		if long {
+			left = c.movedSignal()
+			if cur := c.cur.Load(); cur != idx {
+				idx = cur
 			}
+		}
+		var oc outcome
+		oc, err = c.attempt(ctx, c.bases[idx], timeout, left, method, path, body, in != nil, out)
+		switch {
+		case oc == answered:
+			c.use(c.cur.Load(), idx)
 			return err
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return ctx.Err()
+		case oc == abandoned:
+			// Another call left this replica: ask the one it moved to
+			// (this attempt does not count).
+			idx = c.cur.Load()
+			i--
+			continue
 		}
+		next := (idx + 1) % n
 		// Calls made meanwhile skip the replica that did not answer.
-		if c.cur.CompareAndSwap(idx, (idx+1)%n) && n > 1 && c.log != nil {
+		if c.use(idx, next) && n > 1 && c.log != nil {
 			c.log.Warn("a control plane replica does not answer; moving to the next", "replica", c.bases[idx].Host,
-				"next", c.bases[(idx+1)%n].Host, "err", err)
+				"next", c.bases[next].Host, "err", err)
 		}
 		if oc == noAnswer && !repeatable {
 			return err
 		}
+		idx = next
 	}
 	return err
 }
 
 // attempt makes one request to the replica at base.
-func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Duration, method, path string, body []byte, hasBody bool, out any) (outcome, error) {
+func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Duration, left <-chan struct{}, method, path string, body []byte, hasBody bool, out any) (outcome, error) {
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var gaveUp atomic.Bool
+	if left != nil {
+		go func() {
+			select {
+			case <-left:
+				gaveUp.Store(true)
+				cancel()
+			case <-actx.Done():
+			}
+		}()
+	}
 	u := *base
 	p, q, _ := strings.Cut(path, "?")
 	u.Path = strings.TrimSuffix(u.Path, "/") + p
@@ -266,6 +324,9 @@ func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Durati
 		if ctx.Err() != nil {
 			return answered, ctx.Err()
 		}
+		if gaveUp.Load() {
+			return abandoned, err
+		}
 		oc := noAnswer
 		if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
 			oc = notSent
@@ -277,6 +338,9 @@ func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Durati
 	if err != nil {
 		if ctx.Err() != nil {
 			return answered, ctx.Err()
+		}
+		if gaveUp.Load() {
+			return abandoned, err
 		}
 		return noAnswer, errdefs.Unavailable("reading the answer of the control plane at %s: %v", base.Host, err)
 	}
