@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/procfs"
 
 	"vessel.dev/vessel/internal/awsclient"
@@ -30,88 +34,176 @@ import (
 // laid out as a replicated deployment is: the server runs --no-agent and
 // one `vessel agent` process offering the sim runtime joins it, so that
 // only the store differs and every task is placed, reported and run as on
-// a real host (no sandbox process). Each side is measured with 1 client,
-// then with 16 concurrent clients (each its own SDK client and
-// connections), for a fixed time each; the tasks stay RUNNING. It also
-// prints this disk's fsync latency, which bounds both stores. Run it with
+// a real host (no sandbox process). With 1 client, then 16 concurrent
+// clients (each its own SDK client and connections), the two sides are
+// measured in turns of a few seconds each (so that the load of the shared
+// machine falls on both alike); after each turn the lifecycles the pairs
+// started are let finish, and their cost is counted with the pairs': the
+// CPU time of each process and the store requests per pair (from the
+// server's /metrics). A third side, the same server on a one-member etcd,
+// tells the cost of etcd's requests from that of its replication. It also
+// prints this disk's fsync latency. Run it with
 //
 //	go test -run x -bench EtcdAPIThroughput -benchtime 1x ./test/e2e/
 func BenchmarkEtcdAPIThroughput(b *testing.B) {
-	const window = 10 * time.Second
+	const turns, window = 3, 4 * time.Second
 	fsync := fsyncLatency(b, b.TempDir(), 200)
-
-	bolt := startBenchReplica(b)
-	boltRates := pairRates(b, bolt, nil, window)
-
-	cluster := etcdtest.Start(b, 3)
-	onEtcd := startBenchReplica(b, "--etcd", strings.Join(cluster.Endpoints(), ","))
-	etcdRates := pairRates(b, onEtcd, memberPIDs(b, cluster.Endpoints()), window)
-
+	cluster, single := etcdtest.Start(b, 3), etcdtest.Start(b, 1)
+	sides := []*pairSide{
+		newPairSide(b, "bbolt", startBenchReplica(b), nil),
+		newPairSide(b, "etcd", startBenchReplica(b, "--etcd", strings.Join(cluster.Endpoints(), ",")), memberPIDs(b, cluster.Endpoints())),
+		newPairSide(b, "etcd1", startBenchReplica(b, "--etcd", single.Endpoints()[0]), memberPIDs(b, single.Endpoints())),
+	}
 	fmt.Printf("disk fsync (4 KiB write + fdatasync) p50 %v  p99 %v\n", percentile(fsync, 50), percentile(fsync, 99))
-	for i, n := range benchClients {
-		e, o := etcdRates[i], boltRates[i]
-		fmt.Printf("RunTask+DescribeTasks pairs/s, %2d client(s): etcd (3 members) %.1f   bbolt %.1f   bbolt ÷ etcd %.2f×   pair p50 etcd %v bbolt %v\n",
-			n, e.perSecond, o.perSecond, o.perSecond/e.perSecond, e.p50.Round(100*time.Microsecond), o.p50.Round(100*time.Microsecond))
-		fmt.Printf("  CPU per pair: etcd side: server %v agent %v etcd members %v (total %v)   bbolt side: server %v agent %v (total %v)\n",
-			e.cpu.server, e.cpu.agent, e.cpu.store, e.cpu.total(), o.cpu.server, o.cpu.agent, o.cpu.total())
-		b.ReportMetric(o.perSecond/e.perSecond, fmt.Sprintf("x-bbolt-%dclients", n))
-		b.ReportMetric(e.perSecond, fmt.Sprintf("pairs/s-etcd-%dclients", n))
+	for _, n := range []int{1, 16} {
+		tallies := make([]pairTally, len(sides))
+		for range turns {
+			for i, side := range sides {
+				tallies[i].add(side.measure(b, n, window))
+			}
+		}
+		o, e, e1 := tallies[0], tallies[1], tallies[2]
+		fmt.Printf("RunTask+DescribeTasks pairs/s, %2d client(s): etcd (3 members) %.1f   bbolt %.1f   bbolt ÷ etcd %.2f×   pair p50 etcd %v bbolt %v   (etcd of 1 member: %.1f, p50 %v)\n",
+			n, e.rate(), o.rate(), o.rate()/e.rate(), percentile(e.lat, 50).Round(100*time.Microsecond), percentile(o.lat, 50).Round(100*time.Microsecond),
+			e1.rate(), percentile(e1.lat, 50).Round(100*time.Microsecond))
+		for i, t := range tallies {
+			fmt.Printf("  %-5s per pair: CPU server %v agent %v store %v (total %v); store requests %s; lifecycles done %v after the windows (tasks RUNNING/s over both: %.1f)\n",
+				sides[i].name, t.perPair(t.cpu.server), t.perPair(t.cpu.agent), t.perPair(t.cpu.store), t.perPair(t.cpu.total()),
+				t.opsPerPair(), t.settle.Round(time.Millisecond), float64(t.pairs)/(t.elapsed+t.settle).Seconds())
+		}
+		b.ReportMetric(o.rate()/e.rate(), fmt.Sprintf("x-bbolt-%dclients", n))
+		b.ReportMetric(e.rate(), fmt.Sprintf("pairs/s-etcd-%dclients", n))
 	}
 }
 
-// benchClients are the numbers of concurrent clients pairRates measures.
-var benchClients = []int{1, 16}
-
-// pairRate is what one pairRates measurement found.
-type pairRate struct {
-	perSecond float64
-	p50       time.Duration
-	cpu       pairCPU
+// pairSide is one server measured by BenchmarkEtcdAPIThroughput, with its
+// agent and the processes of its store beyond the server (etcd members).
+type pairSide struct {
+	name      string
+	s         *server
+	agent     *exec.Cmd
+	storePIDs []int
+	id        string
+	secret    string
+	c         *ecs.Client
 }
 
-// pairCPU is the CPU time (user and system) each process spent per pair.
+// newPairSide joins a sim agent to s, registers the task definition
+// "pair" and runs one task to RUNNING.
+func newPairSide(b *testing.B, name string, s *server, storePIDs []int) *pairSide {
+	p := &pairSide{name: name, s: s, agent: startSimAgent(b, []*server{s}), storePIDs: storePIDs}
+	p.id, p.secret = s.keys()
+	p.c = ecsClientFor(s.endpoint, p.id, p.secret)
+	registerDef(b, p.c, "pair", "256", "512", 0, "sleep", "3600")
+	waitForB(b, p.c, runOneB(b, p.c, "pair"), "RUNNING")
+	return p
+}
+
+// measure runs pairs with n clients for window, then waits until the last
+// task of each client is RUNNING, and returns what that cost.
+func (p *pairSide) measure(b *testing.B, n int, window time.Duration) pairTally {
+	clients := make([]*ecs.Client, n)
+	for i := range clients {
+		clients[i] = ecsClientFor(p.s.endpoint, p.id, p.secret)
+	}
+	cpu := func() pairCPU {
+		return pairCPU{cpuTime(b, p.s.cmd.Process.Pid), cpuTime(b, p.agent.Process.Pid), cpuTime(b, p.storePIDs...)}
+	}
+	cpu0, ops0 := cpu(), storeRequests(b, p.s)
+	start := time.Now()
+	lat, last := measurePairs(b, clients, "pair", window)
+	elapsed := time.Since(start)
+	// Tasks are placed oldest first: once the last ones run, all do.
+	for _, arn := range last {
+		waitForB(b, p.c, arn, "RUNNING")
+	}
+	t := pairTally{pairs: len(lat), elapsed: elapsed, settle: time.Since(start) - elapsed, lat: lat, ops: storeRequests(b, p.s)}
+	cpu1 := cpu()
+	t.cpu = pairCPU{cpu1.server - cpu0.server, cpu1.agent - cpu0.agent, cpu1.store - cpu0.store}
+	for op, v := range ops0 {
+		t.ops[op] -= v
+	}
+	return t
+}
+
+// pairTally adds up turns of pairs.
+type pairTally struct {
+	pairs   int
+	elapsed time.Duration // running pairs
+	settle  time.Duration // after, until their tasks ran
+	lat     []time.Duration
+	cpu     pairCPU
+	ops     map[string]float64
+}
+
+// pairCPU is the CPU time (user and system) of each process.
 type pairCPU struct{ server, agent, store time.Duration }
 
 func (c pairCPU) total() time.Duration { return c.server + c.agent + c.store }
 
-// pairRates joins a sim agent to s, warms it up with one task to RUNNING,
-// and measures pairs per second for window with each of benchClients,
-// and the CPU time s, the agent and the processes storePIDs spent.
-func pairRates(b *testing.B, s *server, storePIDs []int, window time.Duration) []pairRate {
-	agent := startSimAgent(b, []*server{s})
-	id, secret := s.keys()
-	c := ecsClientFor(s.endpoint, id, secret)
-	registerDef(b, c, "pair", "256", "512", 0, "sleep", "3600")
-	waitForB(b, c, runOneB(b, c, "pair"), "RUNNING")
-	var out []pairRate
-	for _, n := range benchClients {
-		clients := make([]*ecs.Client, n)
-		for i := range clients {
-			clients[i] = ecsClientFor(s.endpoint, id, secret)
+func (t *pairTally) add(u pairTally) {
+	t.pairs += u.pairs
+	t.elapsed += u.elapsed
+	t.settle += u.settle
+	t.lat = append(t.lat, u.lat...)
+	t.cpu = pairCPU{t.cpu.server + u.cpu.server, t.cpu.agent + u.cpu.agent, t.cpu.store + u.cpu.store}
+	if t.ops == nil {
+		t.ops = map[string]float64{}
+	}
+	for op, v := range u.ops {
+		t.ops[op] += v
+	}
+}
+
+func (t pairTally) rate() float64 { return float64(t.pairs) / t.elapsed.Seconds() }
+
+func (t pairTally) perPair(d time.Duration) time.Duration {
+	return (d / time.Duration(max(1, t.pairs))).Round(10 * time.Microsecond)
+}
+
+// opsPerPair prints the store requests per pair by operation.
+func (t pairTally) opsPerPair() string {
+	var out []string
+	for _, op := range slices.Sorted(maps.Keys(t.ops)) {
+		if v := t.ops[op] / float64(max(1, t.pairs)); v >= 0.05 {
+			out = append(out, fmt.Sprintf("%s %.1f", op, v))
 		}
-		before := pairCPU{cpuTime(b, s.cmd.Process.Pid), cpuTime(b, agent.Process.Pid), cpuTime(b, storePIDs...)}
-		r, pairs, last := measurePairs(b, clients, "pair", window)
-		// The lifecycles the pairs started (placement, the agent's
-		// reports up to RUNNING) are part of what a pair costs: let them
-		// end before reading the CPU times.
-		for _, arn := range last {
-			waitForB(b, c, arn, "RUNNING")
+	}
+	return strings.Join(out, ", ")
+}
+
+// storeRequests reads the server's store requests so far by operation
+// from its /metrics.
+func storeRequests(b *testing.B, s *server) map[string]float64 {
+	resp, err := http.Get(s.endpoint + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		b.Fatalf("%s/metrics: %v", s.endpoint, err)
+	}
+	f := families["vessel_store_request_duration_seconds"]
+	if f == nil {
+		b.Fatalf("%s/metrics has no vessel_store_request_duration_seconds", s.endpoint)
+	}
+	out := map[string]float64{}
+	for _, m := range f.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "operation" {
+				out[l.GetValue()] += float64(m.GetHistogram().GetSampleCount())
+			}
 		}
-		per := func(d, before time.Duration) time.Duration {
-			return ((d - before) / time.Duration(pairs)).Round(10 * time.Microsecond)
-		}
-		r.cpu = pairCPU{per(cpuTime(b, s.cmd.Process.Pid), before.server), per(cpuTime(b, agent.Process.Pid), before.agent),
-			per(cpuTime(b, storePIDs...), before.store)}
-		out = append(out, r)
 	}
 	return out
 }
 
 // measurePairs has each client run RunTask of family then DescribeTasks of
 // the new task, one pair after another, until window has passed. It
-// returns the pairs completed per second with the median pair, how many
-// pairs there were, and the last task each client ran.
-func measurePairs(b *testing.B, clients []*ecs.Client, family string, window time.Duration) (pairRate, int, []string) {
+// returns how long each pair took and the last task each client ran.
+func measurePairs(b *testing.B, clients []*ecs.Client, family string, window time.Duration) ([]time.Duration, []string) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -146,11 +238,10 @@ func measurePairs(b *testing.B, clients []*ecs.Client, family string, window tim
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
 	if firstErr != nil {
 		b.Fatal(firstErr)
 	}
-	return pairRate{perSecond: float64(len(lat)) / elapsed.Seconds(), p50: percentile(lat, 50)}, len(lat), last
+	return lat, last
 }
 
 // runAndDescribe is one pair: RunTask, then DescribeTasks of that task.
