@@ -19,13 +19,14 @@ import (
 type taskCache struct {
 	mu     sync.RWMutex
 	tasks  map[string]*task.Task
+	revs   map[string]int64 // each task's revision in the store
 	rev    int64
 	synced chan struct{}
 	once   sync.Once
 }
 
 func newTaskCache() *taskCache {
-	return &taskCache{tasks: map[string]*task.Task{}, synced: make(chan struct{})}
+	return &taskCache{tasks: map[string]*task.Task{}, revs: map[string]int64{}, synced: make(chan struct{})}
 }
 
 // snapshot returns the cached tasks and the store revision they reflect,
@@ -56,14 +57,15 @@ func (c *taskCache) revision() int64 {
 
 func (c *taskCache) reset(kvs []store.KV, rev int64) {
 	tasks := make(map[string]*task.Task, len(kvs))
+	revs := make(map[string]int64, len(kvs))
 	for _, kv := range kvs {
 		var t task.Task
 		if json.Unmarshal(kv.Value, &t) == nil {
-			tasks[t.ID] = &t
+			tasks[t.ID], revs[t.ID] = &t, kv.Revision
 		}
 	}
 	c.mu.Lock()
-	c.tasks, c.rev = tasks, rev
+	c.tasks, c.revs, c.rev = tasks, revs, rev
 	c.mu.Unlock()
 	c.once.Do(func() { close(c.synced) })
 }
@@ -78,12 +80,38 @@ func (c *taskCache) apply(ev store.Event) {
 	}
 	if ev.Type == store.EventDelete {
 		delete(c.tasks, id)
+		delete(c.revs, id)
 		return
+	}
+	if ev.KV.Revision < c.revs[id] {
+		return // older than a write of this replica's, already in (wrote)
 	}
 	var t task.Task
 	if json.Unmarshal(ev.KV.Value, &t) == nil {
-		c.tasks[id] = &t
+		c.tasks[id], c.revs[id] = &t, ev.KV.Revision
 	}
+}
+
+// wrote puts a task this replica just stored at rev into the cache ahead of
+// the watch's event, so that the next change of it starts from it.
+func (c *taskCache) wrote(t *task.Task, rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.tasks[t.ID]; ok && rev > c.revs[t.ID] {
+		c.tasks[t.ID], c.revs[t.ID] = t.Clone(), rev
+	}
+}
+
+// get returns a copy of cached task id and its revision in the store, if
+// the cache holds it. The copy may be older than the store's.
+func (c *taskCache) get(id string) (*task.Task, int64, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t, ok := c.tasks[id]
+	if !ok || c.revs[id] <= 0 {
+		return nil, 0, false
+	}
+	return t.Clone(), c.revs[id], true
 }
 
 // Reading one's writes across replicas. The task cache follows the store's

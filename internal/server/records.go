@@ -113,15 +113,31 @@ func listJSON[T any](ctx context.Context, st store.Store, prefix string) ([]T, [
 
 // updateTask applies fn to the stored task with a revision check, retrying
 // on conflicting writes. fn returns false to leave the task unchanged.
-// Version is bumped once per stored change.
+// Version is bumped once per stored change. The first attempt starts from
+// the task cache's copy, which is nearly always current, to spare a read
+// of the store (a round trip through raft on etcd); the revision check
+// refuses it if it was not, and an answer other than a change (no change,
+// an error) is given only from the store's copy.
 func (s *Server) updateTask(ctx context.Context, id string, fn func(t *task.Task) (bool, error)) (*task.Task, error) {
 	for attempt := 0; ; attempt++ {
 		var t task.Task
-		rev, err := getJSON(ctx, s.store, taskKey(id), &t)
-		if err != nil {
-			return nil, err
+		var rev int64
+		fromCache := false
+		if attempt == 0 {
+			if cached, crev, ok := s.tasks.get(id); ok {
+				t, rev, fromCache = *cached, crev, true
+			}
+		}
+		if !fromCache {
+			var err error
+			if rev, err = getJSON(ctx, s.store, taskKey(id), &t); err != nil {
+				return nil, err
+			}
 		}
 		changed, err := fn(&t)
+		if fromCache && (err != nil || !changed) {
+			continue // decide from the store's copy
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -129,13 +145,14 @@ func (s *Server) updateTask(ctx context.Context, id string, fn func(t *task.Task
 			return &t, nil
 		}
 		t.Version++
-		_, err = putJSON(ctx, s.store, taskKey(id), &t, rev)
+		rev, err = putJSON(ctx, s.store, taskKey(id), &t, rev)
 		if errdefs.IsConflict(err) && attempt < 50 {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
+		s.tasks.wrote(&t, rev)
 		s.metrics.observeTask(&t)
 		return &t, nil
 	}

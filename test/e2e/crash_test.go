@@ -33,7 +33,7 @@ func (s *server) ecsClientRetrying() *ecs.Client {
 	return ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(s.endpoint) })
 }
 
-func registerDef(t *testing.T, c *ecs.Client, family, cpu, mem string, stopTimeout int32, cmd ...string) {
+func registerDef(t testing.TB, c *ecs.Client, family, cpu, mem string, stopTimeout int32, cmd ...string) {
 	t.Helper()
 	cd := ecstypes.ContainerDefinition{Name: aws.String("app"), Image: aws.String("busybox"), Command: cmd}
 	if stopTimeout > 0 {

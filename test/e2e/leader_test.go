@@ -40,7 +40,7 @@ func replicaRole(s *server) (string, error) {
 
 // oneLeader waits until exactly one of rs says it leads and the others
 // that it follows, and returns the leader.
-func oneLeader(t *testing.T, rs []*server, timeout time.Duration) *server {
+func oneLeader(t testing.TB, rs []*server, timeout time.Duration) *server {
 	t.Helper()
 	var leader *server
 	testutil.Eventually(t, timeout, func() error {
