@@ -235,10 +235,10 @@ func (c *Client) poll(ctx context.Context, method, path string, in, out any) err
 type outcome int
 
 const (
-	answered outcome = iota // the replica answered (success or a refusal)
-	notSent                 // the connection failed: the replica never saw the call
-	noAnswer                // sent, but no answer, or a 5xx: the call may have been applied
-	abandoned               // a long poll given up because another call left its replica
+	answered  outcome = iota // the replica answered (success or a refusal)
+	notSent                  // the connection failed: the replica never saw the call
+	noAnswer                 // sent, but no answer, or a 5xx: the call may have been applied
+	abandoned                // a long poll given up because another call left its replica
 )
 
 func (c *Client) send(ctx context.Context, timeout time.Duration, repeatable bool, method, path string, in, out any) error {
