@@ -267,9 +267,9 @@ func storeCalls(web, task string) []storeCall {
 // replica. With two killed, every call that needs the store, through every
 // replica, answers ServerException naming the store (within its request
 // bound: a hang is the failure). Once both members are back, without
-// restarting a replica: calls work through every replica again, a replica
-// leads, a new task runs, and every definition and task written before is
-// there.
+// restarting a replica: the members agree on every key, calls work through
+// every replica again, a replica leads, a new task runs, and every
+// definition and task written before is there.
 func TestReplicasOnEtcdQuorumLoss(t *testing.T) {
 	f := newFleet(t)
 	etcd := f.Etcd(3)
@@ -279,6 +279,10 @@ func TestReplicasOnEtcdQuorumLoss(t *testing.T) {
 	var ec []*ecs.Client
 	for _, s := range rs {
 		ec = append(ec, s.ECS())
+	}
+	var pids []int
+	for _, s := range rs {
+		pids = append(pids, s.PID())
 	}
 	registerDef(t, ec[0], "web", "256", "512", 0, "sleep", "3600")
 	first := runOne(t, ec[0], "web")
@@ -351,8 +355,31 @@ func TestReplicasOnEtcdQuorumLoss(t *testing.T) {
 
 	etcd.StartAll(1, 2)
 	etcd.WaitLeader()
+	// The members agree on every key and value.
+	cli := etcd.Client()
+	testutil.Eventually(t, 60*time.Second, func() error {
+		rev, err := etcdtest.Revision(ctx, cli)
+		if err != nil {
+			return err
+		}
+		hashes := map[uint32][]string{}
+		for _, ep := range etcd.Endpoints() {
+			h, err := cli.HashKV(ctx, ep, rev)
+			if err != nil {
+				return fmt.Errorf("hash of %s at revision %d: %v", ep, rev, err)
+			}
+			hashes[h.Hash] = append(hashes[h.Hash], ep)
+		}
+		if len(hashes) != 1 {
+			return fmt.Errorf("the members' contents differ at revision %d: %v", rev, hashes)
+		}
+		return nil
+	})
 	// The same replicas, not restarted, work again.
 	for i, s := range rs {
+		if s.PID() != pids[i] {
+			t.Fatalf("%s was restarted (PID %d, was %d):\n%s", s.Name(), s.PID(), pids[i], s.Log())
+		}
 		testutil.Eventually(t, 60*time.Second, func() error {
 			for _, c := range storeCalls("web", first) {
 				if c.name == "RunTask" {
