@@ -72,16 +72,21 @@ func quietRevision(t *testing.T, cli *clientv3.Client) int64 {
 	return rev
 }
 
-// leaderLease finds the lease of the replica that leads: that of the
-// oldest key under the election's prefix.
-func leaderLease(t *testing.T, cli *clientv3.Client) (key string, lease clientv3.LeaseID) {
+// leaderLease finds the lease of leader, the replica that leads: that of
+// the oldest key under the election's prefix, whose value names leader's
+// process ("host/PID").
+func leaderLease(t *testing.T, cli *clientv3.Client, leader *fleet.Server) (key string, lease clientv3.LeaseID) {
 	t.Helper()
 	resp, err := cli.Get(context.Background(), electionPrefix, clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))
 	if err != nil || len(resp.Kvs) == 0 {
 		t.Fatalf("the leader's election key under %s: %v %+v", electionPrefix, err, resp)
 	}
-	return string(resp.Kvs[0].Key), clientv3.LeaseID(resp.Kvs[0].Lease)
+	kv := resp.Kvs[0]
+	if !strings.HasSuffix(string(kv.Value), fmt.Sprintf("/%d", leader.PID())) {
+		t.Fatalf("the oldest election key %s is %q's, not %s's (PID %d)", kv.Key, kv.Value, leader.Name(), leader.PID())
+	}
+	return string(kv.Key), clientv3.LeaseID(kv.Lease)
 }
 
 // TestPausedLeaderWritesNothingAfterItsTerm: three replicas on a
@@ -135,7 +140,7 @@ func TestPausedLeaderWritesNothingAfterItsTerm(t *testing.T) {
 	testutil.Eventually(t, 60*time.Second, steady(ec[old], 2))
 
 	// Paused right after it renewed its lease, which then ends in etcd.
-	key, id := leaderLease(t, cli)
+	key, id := leaderLease(t, cli, old)
 	testutil.Eventually(t, lease, func() error {
 		ttl, err := cli.TimeToLive(ctx, id)
 		if err != nil || ttl.TTL < ttl.GrantedTTL-1 {
