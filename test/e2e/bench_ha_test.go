@@ -26,6 +26,7 @@ import (
 
 	"vessel.dev/vessel/internal/awsclient"
 	"vessel.dev/vessel/internal/store/etcd/etcdtest"
+	"vessel.dev/vessel/test/fleet"
 )
 
 // BenchmarkEtcdAPIThroughput measures RunTask+DescribeTasks pairs per
@@ -284,7 +285,7 @@ func BenchmarkEtcdFailover(b *testing.B) {
 	rs := startBenchReplicas(b, strings.Join(cluster.Endpoints(), ","), 3, "--leader-lease", lease.String())
 	startSimAgent(b, rs)
 	id, secret := rs[0].keys()
-	leader := oneLeader(b, rs, 60*time.Second)
+	leader := fleet.Leader(b, rs, 60*time.Second)
 	c := ecsClientFor(leader.endpoint, id, secret)
 	registerDef(b, c, "failover", "256", "512", 0, "sleep", "3600")
 	waitForB(b, c, runOneB(b, c, "failover"), "RUNNING")
@@ -294,8 +295,8 @@ func BenchmarkEtcdFailover(b *testing.B) {
 		// Keep-alives renew the lease every third of it: kill at a random
 		// point of that cycle, as a real failure would.
 		time.Sleep(rand.N(lease / 3))
-		leader = oneLeader(b, rs, 60*time.Second)
-		survivors := without(rs, leader)
+		leader = fleet.Leader(b, rs, 60*time.Second)
+		survivors := fleet.Without(rs, leader)
 		killed := time.Now()
 		leader.kill(syscall.SIGKILL)
 		electedc := make(chan time.Duration, 1)
@@ -308,7 +309,7 @@ func BenchmarkEtcdFailover(b *testing.B) {
 		fmt.Printf("round %2d: leader killed → placed %v, → a survivor's /healthz says leader %v\n", round+1, p.Round(time.Millisecond), e.Round(time.Millisecond))
 		leader.start()
 	}
-	oneLeader(b, rs, 60*time.Second)
+	fleet.Leader(b, rs, 60*time.Second)
 	fmt.Printf("failover over %d kills of the leader, --leader-lease %v: kill → first placement p50 %v  p99 %v  max %v   kill → /healthz leader p50 %v  p99 %v   target p99 ≤ lease + 5 s = %v\n",
 		rounds, lease, percentile(placed, 50).Round(time.Millisecond), percentile(placed, 99).Round(time.Millisecond),
 		percentile(placed, 100).Round(time.Millisecond), percentile(elected, 50).Round(time.Millisecond),
@@ -356,24 +357,13 @@ func taskHost(tk ecstypes.Task) string {
 func waitLeads(rs []*server, since time.Time, timeout time.Duration) time.Duration {
 	for time.Since(since) < timeout {
 		for _, s := range rs {
-			if r, err := replicaRole(s); err == nil && r == "leader" {
+			if r, err := s.Role(); err == nil && r == "leader" {
 				return time.Since(since)
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	return timeout
-}
-
-// without is rs without s.
-func without(rs []*server, not *server) []*server {
-	var out []*server
-	for _, s := range rs {
-		if s != not {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // Replica setup, kept small for the fleet harness to take over.

@@ -141,6 +141,12 @@ func (s *server) waitHealthy() {
 	})
 }
 
+// Name names the server in messages: its endpoint.
+func (s *server) Name() string { return s.endpoint }
+
+// Role asks the server's /healthz whether it leads (fleet.Leader asks it).
+func (s *server) Role() (string, error) { return fleet.Role(http.DefaultClient, s.endpoint) }
+
 // kill stops the server with sig and waits for it.
 func (s *server) kill(sig syscall.Signal) {
 	if s.cmd == nil || s.cmd.Process == nil {

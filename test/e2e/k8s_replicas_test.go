@@ -23,6 +23,7 @@ import (
 	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/store/etcd/etcdtest"
 	"vessel.dev/vessel/internal/testutil"
+	"vessel.dev/vessel/test/fleet"
 	"vessel.dev/vessel/test/k8senv"
 )
 
@@ -67,7 +68,7 @@ func startK8sReplicas(t *testing.T, c *k8senv.Cluster, n int, lease time.Duratio
 	return rs
 }
 
-// servers are the replicas' servers, for oneLeader.
+// servers are the replicas' servers, for fleet.Leader.
 func servers(rs []*k8sReplica) []*server {
 	out := make([]*server, len(rs))
 	for i, r := range rs {
@@ -79,13 +80,13 @@ func servers(rs []*k8sReplica) []*server {
 // leadingReplica waits until exactly one of rs leads and returns it.
 func leadingReplica(t *testing.T, rs []*k8sReplica, timeout time.Duration) *k8sReplica {
 	t.Helper()
-	l := oneLeader(t, servers(rs), timeout)
+	l := fleet.Leader(t, servers(rs), timeout)
 	for _, r := range rs {
 		if r.server == l {
 			return r
 		}
 	}
-	panic("oneLeader returned a server that is not a replica")
+	panic("fleet.Leader returned a server that is not a replica")
 }
 
 // startReplicatedAgent starts `vessel agent --server URL,...` on runc with a

@@ -204,11 +204,15 @@ func (s *Server) caPool() *x509.CertPool {
 
 // Role asks /healthz whether the server leads: "leader" or "follower". A
 // paused or dead server answers nothing within 2 s.
-func (s *Server) Role() (string, error) {
+func (s *Server) Role() (string, error) { return Role(s.HTTPClient(), s.Endpoint) }
+
+// Role asks the /healthz of the server at endpoint, through hc, whether it
+// leads: "leader" or "follower". It waits 2 s at most.
+func Role(hc *http.Client, endpoint string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Endpoint+"/healthz", nil)
-	resp, err := s.HTTPClient().Do(req)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/healthz", nil)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return "", err
 	}
@@ -222,31 +226,51 @@ func (s *Server) Role() (string, error) {
 	return "", fmt.Errorf("/healthz %s says no role: %q", resp.Status, body)
 }
 
+// Replica is a server Leader can ask: the fleet's, or one a test started
+// otherwise.
+type Replica interface {
+	comparable
+	Name() string
+	Role() (string, error)
+}
+
 // Leader waits until exactly one of servers says it leads and every other
 // that it follows (all must answer), and returns the leader.
-func Leader(t testing.TB, servers []*Server, timeout time.Duration) *Server {
+func Leader[R Replica](t testing.TB, servers []R, timeout time.Duration) R {
 	t.Helper()
-	var leader *Server
+	var leader R
 	testutil.Eventually(t, timeout, func() error {
-		leader = nil
+		var zero R
+		leader = zero
 		for _, s := range servers {
 			r, err := s.Role()
 			if err != nil {
 				return fmt.Errorf("%s: %v", s.Name(), err)
 			}
 			if r == "leader" {
-				if leader != nil {
+				if leader != zero {
 					return fmt.Errorf("%s and %s both say they lead", leader.Name(), s.Name())
 				}
 				leader = s
 			}
 		}
-		if leader == nil {
+		if leader == zero {
 			return errors.New("no replica leads")
 		}
 		return nil
 	})
 	return leader
+}
+
+// Without is servers without drop, in order.
+func Without[R comparable](servers []R, drop ...R) []R {
+	var out []R
+	for _, s := range servers {
+		if !slices.Contains(drop, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Vessel runs a vessel command against the server with its data directory

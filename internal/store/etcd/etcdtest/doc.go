@@ -14,4 +14,13 @@
 //	s, err := etcd.Open(ctx, etcd.Config{Endpoints: c.Endpoints()})
 //	c.Kill(0)  // SIGKILL member 0
 //	c.Start(0) // and bring it back with its data
+//
+// A test that checks what was written, by anyone, reads etcd's own
+// history: Client, Revision and History.
+//
+//	cli := c.Client()
+//	from, _ := etcdtest.Revision(ctx, cli)
+//	// ... the writes under test ...
+//	to, _ := etcdtest.Revision(ctx, cli)
+//	events, _ := etcdtest.History(ctx, cli, "/vessel/", from+1, to)
 package etcdtest

@@ -264,6 +264,62 @@ func (c *Cluster) Endpoints() []string {
 	return eps
 }
 
+// Client returns a client of the cluster (every member's endpoint, as the
+// harness connects), closed when the test ends: for a test that reads
+// etcd itself, e.g. its History.
+func (c *Cluster) Client() *clientv3.Client {
+	c.t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), TLS: c.client, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.t.Fatalf("etcdtest: client: %v", err)
+	}
+	c.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// Revision is the cluster's current revision: that of its latest write.
+func Revision(ctx context.Context, cli *clientv3.Client) (int64, error) {
+	resp, err := cli.Get(ctx, "\x00", clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("etcd revision: %w", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// History returns every change made under prefix at revisions from to to
+// (both included; to at most the current revision), oldest first, from
+// etcd's own history (a watch from revision from): what was written, and
+// deleted, in that span, by anyone. It fails if the span was compacted.
+func History(ctx context.Context, cli *clientv3.Client, prefix string, from, to int64) ([]*clientv3.Event, error) {
+	if from > to {
+		return nil, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Every revision is some write's, so a watch of the whole key space
+	// from from sees one at to at the latest; the prefix is filtered here.
+	var out []*clientv3.Event
+	for resp := range cli.Watch(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithRev(from)) {
+		if err := resp.Err(); err != nil {
+			return nil, fmt.Errorf("etcd history from revision %d: %w", from, err)
+		}
+		last := int64(0)
+		for _, ev := range resp.Events {
+			last = ev.Kv.ModRevision
+			if last <= to && strings.HasPrefix(string(ev.Kv.Key), prefix) {
+				out = append(out, ev)
+			}
+		}
+		if last >= to {
+			return out, nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("etcd history from revision %d to %d: %w", from, to, err)
+	}
+	return nil, fmt.Errorf("etcd history from revision %d to %d: the watch ended", from, to)
+}
+
 // Endpoint returns member i's client URL.
 func (c *Cluster) Endpoint(i int) string { return c.members[i].clientURL }
 
