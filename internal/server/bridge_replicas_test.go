@@ -13,14 +13,13 @@ import (
 // else the new leader's bridge submits a second task for the pod, or
 // deletes the pod's node as one whose task is gone.
 func TestTaskSnapshotOnLaggingReplica(t *testing.T) {
-	rs, admin := replicaSet(t, 2)
+	rs := startReplicas(t, 2, replicaConfig{keyring: true, lagging: true, hostTimeout: noHostLost})
 	a, b := rs[0], rs[1]
-	ea := &env{t: t, url: a.url, key: admin, ecs: a.ecs}
-	def := ea.register("web", "256", "512", "sleep", "3600")
+	def := a.register("web", "256", "512", "sleep", "3600")
 
-	b.st.hold()
-	defer b.st.release()
-	arn := ea.run(def)
+	b.lag.hold()
+	defer b.lag.release()
+	arn := a.run(def)
 	ts, err := b.srv.TaskSnapshot(ctx(t))
 	if err != nil {
 		t.Fatal(err)

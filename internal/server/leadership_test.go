@@ -6,24 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
-	"vessel.dev/vessel/internal/auth"
-	"vessel.dev/vessel/internal/runtime"
-	"vessel.dev/vessel/internal/runtime/sim"
-	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/store"
-	"vessel.dev/vessel/internal/store/etcd"
-	"vessel.dev/vessel/internal/store/etcd/etcdtest"
 	"vessel.dev/vessel/internal/testutil"
 )
 
@@ -84,88 +74,15 @@ func TestSingleProcessAlwaysLeads(t *testing.T) {
 	}
 }
 
-// replica is one control plane replica of the tests on etcd.
-type replica struct {
-	srv    *server.Server
-	url    string
-	cancel context.CancelFunc
-	done   chan struct{}
-	// hooks counts the OnLeadership functions running now.
-	hooks atomic.Int32
-}
-
-func startReplicas(t *testing.T, endpoints []string, n int, lease, hostTimeout time.Duration) ([]*replica, auth.Key) {
-	t.Helper()
-	keys, _, err := auth.LoadOrCreate(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := fmt.Sprintf("/vessel-test/%s/", t.Name())
-	var rs []*replica
-	for i := range n {
-		st, err := etcd.Open(t.Context(), etcd.Config{Endpoints: endpoints, Prefix: prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
-		el, err := st.NewElector(etcd.ElectorConfig{Lease: lease, Name: fmt.Sprintf("replica-%d", i), Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := server.New(server.Config{Store: st, Keys: keys, Leadership: el, ControllerInterval: 50 * time.Millisecond,
-			HostTimeout: hostTimeout, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := httptest.NewServer(srv.Handler())
-		ctx, cancel := context.WithCancel(context.Background())
-		r := &replica{srv: srv, url: hs.URL, cancel: cancel, done: make(chan struct{})}
-		srv.OnLeadership(func(ctx context.Context) {
-			r.hooks.Add(1)
-			defer r.hooks.Add(-1)
-			<-ctx.Done()
-		})
-		go func() { srv.Run(ctx); close(r.done) }()
-		t.Cleanup(func() {
-			cancel()
-			<-r.done
-			hs.Close()
-			st.Close()
-		})
-		rs = append(rs, r)
-	}
-	return rs, keys[0]
-}
-
-// leaderOf waits until exactly one of rs says it leads, and returns it.
-func leaderOf(t *testing.T, rs []*replica, timeout time.Duration) int {
-	t.Helper()
-	leader := -1
-	testutil.Eventually(t, timeout, func() error {
-		var leaders []int
-		for i, r := range rs {
-			if healthRole(t, r.url) == "leader" {
-				leaders = append(leaders, i)
-			}
-		}
-		if len(leaders) != 1 {
-			return fmt.Errorf("replicas that say they lead: %v, want exactly one", leaders)
-		}
-		leader = leaders[0]
-		return nil
-	})
-	return leader
-}
-
 // TestReplicasFailover runs three replicas on a three-member etcd: one
 // leads; when it stops another leads within the lease and 5 s, places a
 // task on a host that reports to the remaining follower, keeps that host
 // alive (it knows its heartbeats from the store only) and finds a host
 // silent since it registered under the old leader dead.
 func TestReplicasFailover(t *testing.T) {
-	c := etcdtest.Start(t, 3)
 	const lease = 2 * time.Second
 	const hostTimeout = 3 * time.Second
-	rs, key := startReplicas(t, c.Endpoints(), 3, lease, hostTimeout)
+	rs := startReplicas(t, 3, replicaConfig{lease: lease, hostTimeout: hostTimeout})
 	first := leaderOf(t, rs, 30*time.Second)
 	for i, r := range rs {
 		want := "vessel_leader 0"
@@ -196,8 +113,7 @@ func TestReplicasFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rs[first].cancel()
-	<-rs[first].done
+	rs[first].stop()
 	var rest []*replica
 	for i, r := range rs {
 		if i != first {
@@ -209,21 +125,7 @@ func TestReplicasFailover(t *testing.T) {
 	// A host reports to a follower only: the leader knows its heartbeats
 	// from the store alone.
 	follower := rest[1-nextIdx]
-	rt, err := sim.New(sim.Config{StateDir: filepath.Join(t.TempDir(), "sim")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(agent.Config{
-		Host:         agentproto.Host{ID: "h1", MilliCPU: 2000, MemoryMiB: 4096, Runtimes: []string{"sim"}},
-		ControlPlane: follower.srv, Runtimes: map[string]runtime.Runtime{"sim": rt}, HeartbeatInterval: 100 * time.Millisecond,
-		Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, acancel := context.WithCancel(context.Background())
-	agentDone := make(chan struct{})
-	go func() { a.Run(actx); close(agentDone) }()
-	t.Cleanup(func() { acancel(); <-agentDone })
+	startSimAgent(t, follower.srv, 0)
 	if rs[first].hooks.Load() != 0 {
 		t.Error("the stopped leader's OnLeadership function still runs")
 	}
@@ -239,10 +141,8 @@ func TestReplicasFailover(t *testing.T) {
 
 	// A task run through the new leader's API is placed by it on the host
 	// that reports to the follower, and runs.
-	e := &env{t: t, url: next.url, key: key}
-	e.ecs, e.eks = e.clients(key)
-	arn := e.run(e.register("failover", "256", "512", "sleep", "1000"))
-	e.waitStatus(arn, "RUNNING")
+	arn := next.run(next.register("failover", "256", "512", "sleep", "1000"))
+	next.waitStatus(arn, "RUNNING")
 
 	// The new leader tells the dead host from the live one.
 	testutil.Eventually(t, 3*hostTimeout, func() error {
@@ -262,7 +162,7 @@ func TestReplicasFailover(t *testing.T) {
 		}
 		return nil
 	})
-	if got := e.describe(arn); *got.LastStatus != "RUNNING" {
+	if got := next.describe(arn); *got.LastStatus != "RUNNING" {
 		t.Errorf("the task on h1 is %s (%q) after h-dead was found dead, want RUNNING", *got.LastStatus, *got.StoppedReason)
 	}
 }
@@ -287,33 +187,13 @@ func (d deposed) Lead(ctx context.Context, term func(ctx context.Context)) error
 // → PENDING) is refused, nothing changes, and the controller stops rather
 // than carrying on.
 func TestDeposedLeaderWritesNothing(t *testing.T) {
-	c := etcdtest.Start(t, 1)
-	prefix := "/vessel-test/deposed/"
-	st, err := etcd.Open(t.Context(), etcd.Config{Endpoints: c.Endpoints(), Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	keys, _, err := auth.LoadOrCreate(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lead := deposed{fence: store.Fence{Key: prefix + "leader/gone", Revision: 1}, ended: make(chan struct{})}
-	srv, err := server.New(server.Config{Store: st, Keys: keys, Leadership: lead, ControllerInterval: 50 * time.Millisecond, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	e := &env{t: t, url: hs.URL, key: keys[0]}
-	e.ecs, e.eks = e.clients(keys[0])
+	lead := deposed{fence: store.Fence{Key: replicaPrefix(t) + "leader/gone", Revision: 1}, ended: make(chan struct{})}
+	// Its controllers start once the task is in the store.
+	e := startReplicas(t, 1, replicaConfig{members: 1, leadership: lead, idle: true})[0]
 	// An API write by a replica that does not lead goes through.
 	arn := e.run(e.register("deposed", "256", "512", "sleep", "1000"))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	e.start()
 	select {
 	case <-lead.ended:
 	case <-time.After(30 * time.Second):
@@ -322,7 +202,7 @@ func TestDeposedLeaderWritesNothing(t *testing.T) {
 	if got := e.describe(arn); aws.ToString(got.LastStatus) != "PROVISIONING" {
 		t.Errorf("the task is %s after the deposed leader's pass, want PROVISIONING (nothing written)", aws.ToString(got.LastStatus))
 	}
-	if r := healthRole(t, hs.URL); r != "follower" {
+	if r := healthRole(t, e.url); r != "follower" {
 		t.Errorf("/healthz after the term: role %q, want follower", r)
 	}
 }
