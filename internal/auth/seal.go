@@ -79,7 +79,7 @@ func LoadMasterKey(path string, create bool) (s *Sealer, created bool, err error
 	key, err := readSecretFile(path, MasterKeySize+1)
 	if errors.Is(err, fs.ErrNotExist) {
 		if !create {
-			return nil, false, errdefs.NotFound("no master key at %s: start `vessel server` once with this data directory, or pass --master-key-file", path)
+			return nil, false, errdefs.NotFound("no master key at %s: start `vessel server` once with this data directory, or pass --encryption-key-file", path)
 		}
 		key = make([]byte, MasterKeySize)
 		if _, err := rand.Read(key); err != nil {
