@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -153,7 +154,7 @@ func runStoreMigrate(cmd *cobra.Command, g *globals, o *migrateOptions) error {
 	if err != nil {
 		return fmt.Errorf("migrating %s into %s: %w (after %d records)", path, dst.Name(), err, n)
 	}
-	keyFile := auth.Local{DataDir: o.from, MasterKeyFile: g.masterKeyFile}.MasterKeyPath()
+	keyFile := auth.Local{DataDir: o.from, MasterKeyFile: cmp.Or(g.masterKeyFile, recordedKeyFile(o.from))}.MasterKeyPath()
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "Copied %d records from %s into %s, and verified each.\n", n, path, dst.Name())
 	fmt.Fprintf(out, "The access keys in it are sealed under the master key %s: give that file to every server on this etcd:\n", keyFile)
