@@ -12,6 +12,7 @@ import (
 
 	"vessel.dev/vessel/internal/discovery"
 	"vessel.dev/vessel/internal/network"
+	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -120,6 +121,15 @@ func (p *dnsPlan) taskDNS(cluster string) *task.DNSConfig {
 		return nil
 	}
 	return &task.DNSConfig{Nameservers: append([]string(nil), p.nameservers...), Searches: []string{zone}}
+}
+
+// cachedTasks feeds the DNS server from the server's task cache: it
+// rebuilds its index at every change, so a store read each time (what
+// TaskSnapshot does, for the bridge) would only cost.
+type cachedTasks struct{ *server.Server }
+
+func (c cachedTasks) TaskSnapshot(ctx context.Context) ([]*task.Task, error) {
+	return c.CachedTaskSnapshot(ctx)
 }
 
 // start starts the DNS server fed by src. A failure to listen on the

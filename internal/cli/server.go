@@ -183,7 +183,7 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 			stop()
 		}
 	}()
-	if err := dns.start(ctx, srv, log); err != nil {
+	if err := dns.start(ctx, cachedTasks{srv}, log); err != nil {
 		stop()
 		httpSrv.Close()
 		wg.Wait()

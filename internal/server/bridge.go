@@ -103,14 +103,26 @@ func (s *Server) StopTaskWith(ctx context.Context, cluster, id, code, reason str
 // this replica's cache lags.
 func (s *Server) TaskSnapshot(ctx context.Context) ([]*task.Task, error) {
 	ts, _, err := s.freshTasks(ctx)
-	if err != nil {
-		return nil, err
+	return cloneTasks(ts), err
+}
+
+// CachedTaskSnapshot returns copies of every task in this replica's cache,
+// which follows the store's watch: for readers that follow every change
+// anyway (the DNS server), without a store read each time.
+func (s *Server) CachedTaskSnapshot(ctx context.Context) ([]*task.Task, error) {
+	ts, _, err := s.tasks.snapshot(ctx)
+	return cloneTasks(ts), err
+}
+
+func cloneTasks(ts []*task.Task) []*task.Task {
+	if ts == nil {
+		return nil
 	}
 	out := make([]*task.Task, len(ts))
 	for i, t := range ts {
 		out[i] = t.Clone()
 	}
-	return out, nil
+	return out
 }
 
 // Changes returns a channel closed at the next change of any task or host.
