@@ -212,7 +212,7 @@ func (c *Client) Call(ctx context.Context, method, path string, in, out any) err
 // answers becomes the one in use. The error of the last attempt is
 // returned when none answers.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	return c.send(ctx, c.callTimeout, true, method, path, in, out)
+	return c.send(ctx, false, true, method, path, in, out)
 }
 
 // once is do for a call that must not be applied twice (it creates
@@ -221,14 +221,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 // (its error is of kind errdefs.ErrUnavailable; the next call goes to
 // another replica).
 func (c *Client) once(ctx context.Context, method, path string, in, out any) error {
-	return c.send(ctx, c.callTimeout, false, method, path, in, out)
+	return c.send(ctx, false, false, method, path, in, out)
 }
 
 // poll is do for a long poll: each attempt waits DefaultLongPoll more, or
 // until another call leaves the replica it waits on (paused, partitioned:
 // the heartbeat finds out in callTimeout), and then asks the replica in use.
 func (c *Client) poll(ctx context.Context, method, path string, in, out any) error {
-	return c.send(ctx, c.callTimeout+DefaultLongPoll, true, method, path, in, out)
+	return c.send(ctx, true, true, method, path, in, out)
 }
 
 // outcome is how one attempt on one replica ended.
@@ -241,7 +241,9 @@ const (
 	abandoned                // a long poll given up because another call left its replica
 )
 
-func (c *Client) send(ctx context.Context, timeout time.Duration, repeatable bool, method, path string, in, out any) error {
+// send makes the call on the replica in use and, as do and once say, on
+// the others; a long poll waits DefaultLongPoll more per attempt.
+func (c *Client) send(ctx context.Context, long, repeatable bool, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -249,17 +251,20 @@ func (c *Client) send(ctx context.Context, timeout time.Duration, repeatable boo
 			return err
 		}
 	}
-	long := timeout > c.callTimeout
+	timeout := c.callTimeout
+	if long {
+		timeout += DefaultLongPoll
+	}
 	n := int64(len(c.bases))
 	idx := c.cur.Load()
 	var err error
 	for i := int64(0); i < n; i++ {
 		var left <-chan struct{}
 		if long {
+			// Taken before reading the replica in use, so that no move
+			// between the two goes unseen.
 			left = c.movedSignal()
-			if cur := c.cur.Load(); cur != idx {
-				idx = cur
-			}
+			idx = c.cur.Load()
 		}
 		var oc outcome
 		oc, err = c.attempt(ctx, c.bases[idx], timeout, left, method, path, body, in != nil, out)
