@@ -116,6 +116,10 @@ func (f *Fleet) Machine(name string) *Machine {
 	f.t.Helper()
 	f.mu.Lock()
 	i := len(f.machines)
+	if 10+i > 254 {
+		f.mu.Unlock()
+		f.t.Fatal("fleet: at most 245 machines")
+	}
 	m := &Machine{f: f, Name: name,
 		ns:   fmt.Sprintf("vfleet%d-%s", f.id, name),
 		veth: fmt.Sprintf("vf%d-%d", f.id, i),
@@ -124,9 +128,6 @@ func (f *Fleet) Machine(name string) *Machine {
 	m.NetNS = "/run/netns/" + m.ns
 	f.machines = append(f.machines, m)
 	f.mu.Unlock()
-	if 10+i > 254 {
-		f.t.Fatal("fleet: at most 245 machines")
-	}
 	peer := m.veth + "p"
 	f.ip("netns", "add", m.ns)
 	f.ip("link", "add", m.veth, "type", "veth", "peer", "name", peer, "netns", m.ns)

@@ -77,6 +77,8 @@ type Server struct {
 
 	clientOnce sync.Once
 	client     *http.Client
+	credsMu    sync.Mutex
+	creds      [2]string // access key ID and secret, once asked
 }
 
 // Servers starts n replicas one after the other (Server each).
@@ -290,9 +292,14 @@ func (s *Server) Vessel(args ...string) (string, string, error) {
 }
 
 // Credentials returns the admin key as `vessel credentials` prints it on
-// the server's machine.
+// the server's machine (asked once, then remembered).
 func (s *Server) Credentials() (id, secret string) {
 	s.f.t.Helper()
+	s.credsMu.Lock()
+	defer s.credsMu.Unlock()
+	if s.creds[0] != "" {
+		return s.creds[0], s.creds[1]
+	}
 	out, _, err := s.Vessel("credentials")
 	if err != nil {
 		s.f.t.Fatalf("fleet: %v", err)
@@ -301,6 +308,7 @@ func (s *Server) Credentials() (id, secret string) {
 	if id == "" || secret == "" {
 		s.f.t.Fatalf("fleet: vessel credentials printed no key:\n%s", out)
 	}
+	s.creds = [2]string{id, secret}
 	return id, secret
 }
 
