@@ -37,6 +37,10 @@ type ContainerUpdate = task.ContainerReport
 // fields are left as they were; LastStatus may only move forward.
 type StatusUpdate = task.Report
 
+// MaxReportsPerCall is how many reports about one task one status call
+// may carry.
+const MaxReportsPerCall = 64
+
 // Assignments is the set of tasks placed on a host that are not STOPPED.
 type Assignments struct {
 	Tasks []task.Task `json:"tasks"`
@@ -60,8 +64,9 @@ type ControlPlane interface {
 	// unchanged set and no error). The returned tasks are the caller's.
 	Assignments(ctx context.Context, hostID string, after int64) (Assignments, error)
 
-	// ReportStatus applies an agent's report to its task. A report for a
-	// task that is not placed on hostID is an error of kind
-	// errdefs.ErrConflict; a status that would move backward is ignored.
-	ReportStatus(ctx context.Context, hostID string, u StatusUpdate) error
+	// ReportStatus applies an agent's reports about one task to it, in
+	// order and as one write. A report for a task that is not placed on
+	// hostID is an error of kind errdefs.ErrConflict; a status that would
+	// move backward is ignored.
+	ReportStatus(ctx context.Context, hostID string, reports ...StatusUpdate) error
 }

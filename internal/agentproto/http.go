@@ -399,6 +399,14 @@ func (c *Client) Assignments(ctx context.Context, hostID string, after int64) (A
 }
 
 // ReportStatus implements ControlPlane.
-func (c *Client) ReportStatus(ctx context.Context, hostID string, u StatusUpdate) error {
-	return c.do(ctx, http.MethodPost, "/agent/v1/hosts/"+url.PathEscape(hostID)+"/status", u, nil)
+// One report goes as a JSON object, several as an array.
+func (c *Client) ReportStatus(ctx context.Context, hostID string, reports ...StatusUpdate) error {
+	var body any = reports
+	switch len(reports) {
+	case 0:
+		return nil
+	case 1:
+		body = reports[0]
+	}
+	return c.do(ctx, http.MethodPost, "/agent/v1/hosts/"+url.PathEscape(hostID)+"/status", body, nil)
 }
