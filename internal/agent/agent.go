@@ -238,7 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.reconcileNetwork(ctx, as.Tasks)
 			a.reconcileTaskDirs(as.Tasks)
 		}
-		a.apply(ctx, as.Tasks, adopted)
+		a.apply(ctx, as, adopted)
 		if first {
 			adopted = nil
 			first = false
@@ -325,8 +325,10 @@ func (a *Agent) heartbeat(ctx context.Context) {
 }
 
 // apply starts a worker for each new task and hands updates to the others.
-// Workers whose task left the set tear their sandbox down.
-func (a *Agent) apply(ctx context.Context, tasks []task.Task, adopted map[string]sandboxRef) {
+// Workers whose task left the set (a whole set), or stopped (an answer of
+// changes), tear their sandbox down.
+func (a *Agent) apply(ctx context.Context, as agentproto.Assignments, adopted map[string]sandboxRef) {
+	tasks, changes, stopped := as.Tasks, as.Changes, as.Stopped
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if ctx.Err() != nil {
@@ -364,6 +366,14 @@ func (a *Agent) apply(ctx context.Context, tasks []task.Task, adopted map[string
 			}
 			a.mu.Unlock()
 		}()
+	}
+	if changes {
+		for _, id := range stopped {
+			if w, ok := a.workers[id]; ok && !seen[id] {
+				w.markGone()
+			}
+		}
+		return
 	}
 	for id, w := range a.workers {
 		if !seen[id] {

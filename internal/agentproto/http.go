@@ -393,7 +393,7 @@ func (c *Client) Heartbeat(ctx context.Context, hostID string) error {
 // Assignments implements ControlPlane.
 func (c *Client) Assignments(ctx context.Context, hostID string, after int64) (Assignments, error) {
 	var out Assignments
-	err := c.poll(ctx, http.MethodGet, fmt.Sprintf("/agent/v1/hosts/%s/assignments?after=%d&wait=%s",
+	err := c.poll(ctx, http.MethodGet, fmt.Sprintf("/agent/v1/hosts/%s/assignments?after=%d&changes=1&wait=%s",
 		url.PathEscape(hostID), after, DefaultLongPoll), nil, &out)
 	return out, err
 }

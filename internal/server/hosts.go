@@ -129,6 +129,12 @@ func (s *Server) hostAlive(id string, now time.Time, stored map[string]time.Time
 
 // Assignments implements agentproto.ControlPlane.
 func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (agentproto.Assignments, error) {
+	return s.assignments(ctx, hostID, after, true)
+}
+
+// assignments answers a host's poll; changes allows an answer of only what
+// changed after after (agents from before answers of changes ask without).
+func (s *Server) assignments(ctx context.Context, hostID string, after int64, changes bool) (agentproto.Assignments, error) {
 	// Never answer an agent with a set older than one it may have seen
 	// through another replica: a task missing from the answer is one the
 	// agent tears down.
@@ -156,19 +162,21 @@ func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (a
 		}
 		return hostAssignments(tasks, hostID, after), nil
 	}
+	if err := s.tasks.ready(ctx); err != nil {
+		return agentproto.Assignments{}, err
+	}
 	for {
 		pulse := s.pulseChan()
-		tasks, rev, err := s.tasks.snapshot(ctx)
-		if err != nil {
-			return agentproto.Assignments{}, err
-		}
-		out := hostAssignments(tasks, hostID, rev)
-		if rev != after {
+		tasks, stopped, rev, full, changed := s.tasks.hostChanges(hostID, after, changes)
+		if changed || ctx.Err() != nil {
+			out := agentproto.Assignments{Tasks: make([]task.Task, 0, len(tasks)), Revision: rev, Changes: !full, Stopped: stopped}
+			for _, t := range tasks {
+				out.Tasks = append(out.Tasks, *t.Clone())
+			}
 			return out, nil
 		}
 		select {
 		case <-ctx.Done():
-			return out, nil
 		case <-pulse:
 		}
 	}
@@ -257,7 +265,8 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		defer cancel()
-		as, err := s.Assignments(ctx, r.PathValue("id"), after)
+		// changes=1: the agent takes answers of what changed only.
+		as, err := s.assignments(ctx, r.PathValue("id"), after, r.URL.Query().Get("changes") == "1")
 		writeAgent(w, as, err)
 	})
 	mux.HandleFunc("POST /agent/v1/hosts/{id}/status", func(w http.ResponseWriter, r *http.Request) {
