@@ -18,7 +18,8 @@ import (
 	"vessel.dev/vessel/internal/testutil"
 )
 
-// fakeSource stands in for the control plane's task cache.
+// fakeSource stands in for the host's names, made of its tasks as the
+// control plane makes them (NamesOf).
 type fakeSource struct {
 	mu     sync.Mutex
 	tasks  map[string]*task.Task
@@ -35,14 +36,14 @@ func newFakeSource(ts ...*task.Task) *fakeSource {
 	return f
 }
 
-func (f *fakeSource) TaskSnapshot(ctx context.Context) ([]*task.Task, error) {
+func (f *fakeSource) Names(ctx context.Context) (Names, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*task.Task
 	for _, t := range f.tasks {
 		out = append(out, t.Clone())
 	}
-	return out, nil
+	return NamesOf(out), nil
 }
 
 func (f *fakeSource) Changes() <-chan struct{} {
