@@ -43,7 +43,7 @@ func TestNamesOnEveryHost(t *testing.T) {
 	c := s.ECS()
 	ctx := context.Background()
 	if _, err := c.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{Family: aws.String("names"),
-		Cpu: aws.String("256"), Memory: aws.String("256"), NetworkMode: ecstypes.NetworkModeAwsvpc,
+		Cpu: aws.String("256"), Memory: aws.String("512"), NetworkMode: ecstypes.NetworkModeAwsvpc,
 		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String(img),
 			Command: []string{"sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"}, StopTimeout: aws.Int32(2)}}}); err != nil {
 		t.Fatal(err)
