@@ -35,6 +35,18 @@ func namesUntil(t *testing.T, cp agentproto.NameSource, after agentproto.Names, 
 	return n
 }
 
+// waitPlaced waits until host h1 is given its one task.
+func waitPlaced(t *testing.T, cp agentproto.ControlPlane) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() error {
+		as, err := cp.Assignments(ctx(t), "h1", 0)
+		if err != nil || len(as.Tasks) != 1 {
+			return fmt.Errorf("assignments of h1: %d, %v", len(as.Tasks), err)
+		}
+		return nil
+	})
+}
+
 func record(n agentproto.Names, id string) (discovery.Record, bool) {
 	for _, r := range n.Records {
 		if r.TaskID == id {
@@ -82,13 +94,7 @@ func TestNamesFollowTheTasks(t *testing.T) {
 	arn := aws.ToString(out.Tasks[0].TaskArn)
 	id := arn[strings.LastIndex(arn, "/")+1:]
 	// Placed on h1, the only host.
-	testutil.Eventually(t, 20*time.Second, func() error {
-		as, err := cp.Assignments(c, "h1", 0)
-		if err != nil || len(as.Tasks) != 1 {
-			return fmt.Errorf("assignments of h1: %d, %v", len(as.Tasks), err)
-		}
-		return nil
-	})
+	waitPlaced(t, cp)
 	report := func(health string) {
 		t.Helper()
 		if err := cp.ReportStatus(c, "h1", agentproto.StatusUpdate{TaskID: id, LastStatus: task.StatusRunning, IP: "10.89.0.7",
@@ -147,13 +153,7 @@ func TestNamesOnAnyReplica(t *testing.T) {
 	}
 	arn := a.run(a.register("web", "256", "512", "sleep", "3600"))
 	id := arn[strings.LastIndex(arn, "/")+1:]
-	testutil.Eventually(t, 20*time.Second, func() error {
-		as, err := client.Assignments(c, "h1", 0)
-		if err != nil || len(as.Tasks) != 1 {
-			return fmt.Errorf("assignments of h1: %d, %v", len(as.Tasks), err)
-		}
-		return nil
-	})
+	waitPlaced(t, client)
 	if err := client.ReportStatus(c, "h1", agentproto.StatusUpdate{TaskID: id, LastStatus: task.StatusRunning, IP: "10.89.0.9", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
