@@ -11,6 +11,7 @@ import (
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/discovery"
+	"vessel.dev/vessel/internal/errdefs"
 )
 
 // Names of tasks for every host's DNS server. Every host agent follows
@@ -92,8 +93,20 @@ func (s *Server) routeNames(mux *http.ServeMux) {
 			return
 		}
 		q := r.URL.Query()
-		after, _ := strconv.ParseInt(q.Get("after"), 10, 64)
-		seen, _ := strconv.ParseInt(q.Get("seen"), 10, 64)
+		var revs [2]int64
+		for i, name := range []string{"after", "seen"} {
+			v := q.Get(name)
+			if v == "" {
+				continue
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				writeAgent(w, nil, errdefs.InvalidArgument("names: %s=%q is not a revision: give a whole number, 0 or more (0 or none: the host has no names yet)", name, v))
+				return
+			}
+			revs[i] = n
+		}
+		after, seen := revs[0], revs[1]
 		wait := agentproto.DefaultLongPoll
 		if d, err := time.ParseDuration(q.Get("wait")); err == nil && d > 0 && d <= 5*time.Minute {
 			wait = d

@@ -13,6 +13,7 @@ import (
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/discovery"
+	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/task"
 	"vessel.dev/vessel/internal/testutil"
 )
@@ -78,6 +79,12 @@ func TestNamesFollowTheTasks(t *testing.T) {
 	err = cp.Call(c, "GET", fmt.Sprintf("/agent/v1/hosts/h1/names?after=%d&seen=%d&wait=300ms", n0.Revision, n0.StoreRevision), nil, &same)
 	if err != nil || same.Revision != n0.Revision {
 		t.Fatalf("a poll with nothing changed: %+v, %v; want revision %d", same, err, n0.Revision)
+	}
+	for _, q := range []string{"after=x", "after=-1", "seen=1.5"} {
+		err := cp.Call(c, "GET", "/agent/v1/hosts/h1/names?"+q, nil, &same)
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "whole number") {
+			t.Errorf("names?%s: %v; want an InvalidArgument error saying what is accepted", q, err)
+		}
 	}
 
 	if _, err := e.ecs.RegisterTaskDefinition(c, &ecs.RegisterTaskDefinitionInput{Family: aws.String("web"),
