@@ -33,9 +33,12 @@ type dnsOptions struct {
 // addFlags adds --dns-listen, and for the server (which decides what
 // tasks are told) --dns-advertise.
 func (o *dnsOptions) addFlags(cmd *cobra.Command, server bool) {
+	usage := `where this host's DNS server for task names (<service>.<cluster>.vessel.local) listens, UDP and TCP: "gateways" for each --subnet's gateway on port 53, IP:port addresses, or "" for no DNS server`
+	if server {
+		usage += ` (and, on the server, tasks of every host are then told of none)`
+	}
 	f := cmd.Flags()
-	f.StringSliceVar(&o.listen, "dns-listen", []string{dnsGateways}, `where this host's DNS server for task names (<service>.<cluster>.vessel.local) listens, UDP and TCP: "gateways" for each --subnet's gateway on port 53, IP:port addresses, or "" for no DNS server`+
-		map[bool]string{true: ` (on the server also: "" tells tasks of no DNS server on any host)`}[server])
+	f.StringSliceVar(&o.listen, "dns-listen", []string{dnsGateways}, usage)
 	if server {
 		f.StringSliceVar(&o.advertise, "dns-advertise", nil, "nameserver IPs every ECS task's resolv.conf names instead of its subnet's gateway on its own host (default: that gateway, or the --dns-listen IPs on port 53 when the server listens on no gateway)")
 	}
