@@ -170,6 +170,15 @@ func (p *dnsPlan) startNames(ctx context.Context, src agentproto.NameSource, log
 	return feed, nil
 }
 
+// serverListens says whether `vessel server` runs a DNS server: with its
+// in-process agent, as every host does; without one (--no-agent) only on
+// the addresses --dns-listen names, since this host then has no task
+// subnets' gateways of its own (a `vessel agent` on this machine answers
+// on them).
+func (p *dnsPlan) serverListens(noAgent bool) bool {
+	return p != nil && (!noAgent || p.explicit)
+}
+
 // runNames runs feed (if any) for host hostID until ctx ends.
 func runNames(ctx context.Context, wg *sync.WaitGroup, feed *agent.NameFeed, hostID string) {
 	if feed == nil {

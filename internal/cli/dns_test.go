@@ -66,6 +66,9 @@ func TestDNSPlan(t *testing.T) {
 			if d != nil && (!slices.Equal(d.Searches, []string{"default.vessel.local"}) || !slices.Equal(d.Nameservers, tt.nameservers)) {
 				t.Fatalf("taskDNS = %+v", d)
 			}
+			if !p.serverListens(false) || p.serverListens(true) != (tt.name != "default") {
+				t.Fatalf("serverListens: with an agent %v, without %v", p.serverListens(false), p.serverListens(true))
+			}
 			if p.gatewayDNS() {
 				t.Fatal("tasks of this host name its gateway before its DNS server listens")
 			}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/httpserve"
@@ -185,12 +186,14 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	}()
 	// This host's DNS server, fed by the control plane in process: the
 	// in-process agent's tasks name it, as a remote agent's name theirs.
-	names, err := dns.startNames(ctx, srv, log)
-	if err != nil {
-		stop()
-		httpSrv.Close()
-		wg.Wait()
-		return err
+	var names *agent.NameFeed
+	if dns.serverListens(o.noAgent) {
+		if names, err = dns.startNames(ctx, srv, log); err != nil {
+			stop()
+			httpSrv.Close()
+			wg.Wait()
+			return err
+		}
 	}
 	o.host.gatewayDNS = dns.gatewayDNS()
 	runNames(ctx, &wg, names, o.host.hostID)
