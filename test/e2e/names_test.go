@@ -24,21 +24,20 @@ import (
 // on all three hosts and `<task-id>.<cluster>.vessel.local` to every task,
 // on whichever host it runs. A stopped task's names go away on every host.
 //
-// Each host is given a subnet of its own here, so that the addresses tell
-// the hosts apart (names only: whether the tasks reach each other across
-// hosts is not what this test is about).
+// Each host is given a subnet of its own here, so that no two tasks share
+// an address whichever host hands it out (names only: whether the tasks
+// reach each other across hosts is not what this test is about).
 func TestNamesOnEveryHost(t *testing.T) {
 	f := newFleet(t)
 	s := f.Server(fleet.ServerConfig{})
 	s.WaitHealthy(60 * time.Second)
 	reg := newRegistryAt(t, f.Gateway().String(), nil)
 	img := reg.push("busybox:1", nil, busyboxLayer(t))
-	gateways := map[string]string{} // a host's subnet prefix ("10.201.0.") to its gateway
+	gateways := map[string]string{} // a host's ID to its subnet's gateway
 	for i := range 3 {
-		prefix := fmt.Sprintf("10.%d.0.", 201+i)
-		gateways[prefix] = prefix + "1"
-		f.Agent([]*fleet.Server{s}, fleet.AgentConfig{Runtime: "runc", Subnet: prefix + "0/24",
+		a := f.Agent([]*fleet.Server{s}, fleet.AgentConfig{Runtime: "runc", Subnet: fmt.Sprintf("10.%d.0.0/24", 201+i),
 			Args: []string{"--insecure-registry", reg.host}})
+		gateways[a.HostID] = fmt.Sprintf("10.%d.0.1", 201+i)
 	}
 	c := s.ECS()
 	ctx := context.Background()
@@ -66,16 +65,20 @@ func TestNamesOnEveryHost(t *testing.T) {
 	}
 	// A service's tasks are spread over the hosts.
 	web, solo := run("service:web"), run("")
-	ips := map[string]string{} // task ARN to IP
+	ips, hosts := map[string]string{}, map[string]string{} // task ARN to IP, and to host
 	for _, arn := range append(slices.Clone(web), solo...) {
-		ip := taskIP(waitFor(t, c, arn, "RUNNING", 120*time.Second))
-		if ip == "" {
+		tk := waitFor(t, c, arn, "RUNNING", 120*time.Second)
+		if ips[arn] = taskIP(tk); ips[arn] == "" {
 			t.Fatalf("task %s runs without an IP", arn)
 		}
-		ips[arn] = ip
+		for _, a := range tk.Attributes {
+			if aws.ToString(a.Name) == "vessel:host" {
+				hosts[arn] = aws.ToString(a.Value)
+			}
+		}
 	}
-	hostOf := func(arn string) string { ip := ips[arn]; return ip[:strings.LastIndex(ip, ".")+1] }
-	onHost := map[string]string{} // a host's subnet prefix to the service's task there
+	hostOf := func(arn string) string { return hosts[arn] }
+	onHost := map[string]string{} // a host's ID to the service's task there
 	for _, arn := range web {
 		onHost[hostOf(arn)] = arn
 	}
@@ -92,10 +95,10 @@ func TestNamesOnEveryHost(t *testing.T) {
 	}
 
 	// Every task names its own host's gateway.
-	for prefix, arn := range onHost {
+	for host, arn := range onHost {
 		out, stderr, err := s.Vessel("exec", arn, "--", "cat", "/etc/resolv.conf")
-		if err != nil || !strings.Contains(out, "nameserver "+gateways[prefix]+"\n") || !strings.Contains(out, "search default.vessel.local") {
-			t.Fatalf("resolv.conf of %s on host %s0/24: %v %s\n%s\nwant nameserver %s and search default.vessel.local", arn, prefix, err, stderr, out, gateways[prefix])
+		if err != nil || !strings.Contains(out, "nameserver "+gateways[host]+"\n") || !strings.Contains(out, "search default.vessel.local") {
+			t.Fatalf("resolv.conf of %s on %s: %v %s\n%s\nwant nameserver %s and search default.vessel.local", arn, host, err, stderr, out, gateways[host])
 		}
 	}
 
@@ -114,20 +117,20 @@ func TestNamesOnEveryHost(t *testing.T) {
 	// resolves to want, every task of tasks to its address, and those of
 	// gone to nothing.
 	names := func(want []string, tasks, gone []string) error {
-		for prefix, from := range onHost {
+		for host, from := range onHost {
 			if got, out := resolve(from, "web.default.vessel.local"); !slices.Equal(got, want) {
-				return fmt.Errorf("from host %s0/24, web.default.vessel.local = %v, want %v:\n%s", prefix, got, want, out)
+				return fmt.Errorf("from %s, web.default.vessel.local = %v, want %v:\n%s", host, got, want, out)
 			}
 			for _, arn := range tasks {
 				name := taskID(arn) + ".default.vessel.local"
 				if got, out := resolve(from, name); !slices.Equal(got, []string{ips[arn]}) {
-					return fmt.Errorf("from host %s0/24, %s (on host %s0/24) = %v, want [%s]:\n%s", prefix, name, hostOf(arn), got, ips[arn], out)
+					return fmt.Errorf("from %s, %s (on %s) = %v, want [%s]:\n%s", host, name, hostOf(arn), got, ips[arn], out)
 				}
 			}
 			for _, arn := range gone {
 				name := taskID(arn) + ".default.vessel.local"
 				if got, out := resolve(from, name); len(got) != 0 || !strings.Contains(out, "NXDOMAIN") {
-					return fmt.Errorf("from host %s0/24, the stopped task's %s = %v, want NXDOMAIN:\n%s", prefix, name, got, out)
+					return fmt.Errorf("from %s, the stopped task's %s = %v, want NXDOMAIN:\n%s", host, name, got, out)
 				}
 			}
 		}
