@@ -63,10 +63,10 @@ func namesRevision(n discovery.Names) int64 {
 func (s *Server) Names(ctx context.Context, hostID string, after, seen int64) (agentproto.Names, error) {
 	// A host that moved here from another replica may have names newer
 	// than this replica's cache: let the cache catch up first, so that it
-	// is not answered older names (if it does not within the long poll,
-	// this replica's names are what it gets).
-	if seen > s.tasks.revision() {
-		s.waitCache(ctx, seen)
+	// is never answered older names. If it does not within the long poll,
+	// the host keeps its names and asks again (any replica).
+	if seen > s.tasks.revision() && !s.waitCache(ctx, seen) {
+		return agentproto.Names{}, errdefs.Unavailable("names: this replica's task cache has not reached store revision %d, which the host's names reflect; ask again", seen)
 	}
 	for {
 		pulse := s.pulseChan()

@@ -144,10 +144,11 @@ func TestNamesFollowTheTasks(t *testing.T) {
 }
 
 // TestNamesOnAnyReplica: two replicas answer the same names under the same
-// revision; a host's long poll, its client given both URLs, moves to the
+// revision; one whose cache lags the names a host has does not answer it
+// older ones; a host's long poll, its client given both URLs, moves to the
 // second when the first stops, and is answered there when the names change.
 func TestNamesOnAnyReplica(t *testing.T) {
-	rs := startReplicas(t, 2, replicaConfig{keyring: true, hostTimeout: noHostLost})
+	rs := startReplicas(t, 2, replicaConfig{keyring: true, lagging: true, hostTimeout: noHostLost})
 	a, b := rs[0], rs[1]
 	client, err := agentproto.NewClient(a.url+","+b.url, a.key, "us-east-1")
 	if err != nil {
@@ -158,6 +159,9 @@ func TestNamesOnAnyReplica(t *testing.T) {
 	if err := client.RegisterHost(c, agentproto.Host{ID: "h1", MilliCPU: 2000, MemoryMiB: 4096, Runtimes: []string{"sim"}}); err != nil {
 		t.Fatal(err)
 	}
+	// B's watch lags from before the task is run.
+	b.lag.hold()
+	defer b.lag.release()
 	arn := a.run(a.register("web", "256", "512", "sleep", "3600"))
 	id := arn[strings.LastIndex(arn, "/")+1:]
 	waitPlaced(t, client)
@@ -173,7 +177,13 @@ func TestNamesOnAnyReplica(t *testing.T) {
 	if client.Endpoint() != a.url {
 		t.Fatalf("the client uses %s, want the first replica", client.Endpoint())
 	}
+	// B, behind the names the host has, does not answer older ones.
 	var onB agentproto.Names
+	err = b.vesselClient(b.key).Call(c, "GET", fmt.Sprintf("/agent/v1/hosts/h1/names?after=%d&seen=%d&wait=500ms", onA.Revision, onA.StoreRevision), nil, &onB)
+	if !errdefs.IsUnavailable(err) {
+		t.Fatalf("the lagging B answered a host with newer names: %+v, %v; want an Unavailable error", onB, err)
+	}
+	b.lag.release()
 	testutil.Eventually(t, 10*time.Second, func() error {
 		if err := b.vesselClient(b.key).Call(c, "GET", "/agent/v1/hosts/h1/names?after=0", nil, &onB); err != nil {
 			return err
