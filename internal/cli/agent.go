@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -35,6 +36,7 @@ type agentOptions struct {
 	token      string
 	caCertHash string
 	host       hostOptions
+	dns        dnsOptions
 }
 
 // Files of a joined host in its data directory.
@@ -79,6 +81,7 @@ from before join tokens).`,
 	cmd.Flags().StringVar(&o.listen, "listen", ":0", "address of the endpoint serving this host's task logs and execs to the control plane (default: a free port)")
 	cmd.Flags().StringVar(&o.advertise, "advertise", "", "URL the control plane reaches that endpoint at (default: https://ADDRESS:PORT, ADDRESS being the one this host reaches --server from)")
 	o.host.addFlags(cmd)
+	o.dns.addFlags(cmd, false)
 	return cmd
 }
 
@@ -132,10 +135,19 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	defer tlsLn.Close()
 	o.host.endpoint = endpoint
 	o.host.endpointPin = tlsutil.CertSHA256(pair.Certificate[0])
+	names, err := o.startNames(ctx, client, log)
+	if err != nil {
+		return err
+	}
 	a, report, err := o.host.newAgent(g.dataDir, client, log)
 	if err != nil {
 		return err
 	}
+	var wg sync.WaitGroup
+	namesCtx, stopNames := context.WithCancel(ctx)
+	defer wg.Wait()
+	defer stopNames()
+	runNames(namesCtx, &wg, names, a.HostID())
 	fmt.Fprintf(cmd.ErrOrStderr(), "Runtimes on this host: %s\n", strings.Join(report, "; "))
 	fmt.Fprintf(cmd.ErrOrStderr(), "Serving task logs and execs to the control plane on %s\n", endpoint)
 	// The control plane signs its calls with this host's own credential:

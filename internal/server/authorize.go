@@ -67,6 +67,7 @@ var routeActions = map[string]routeAction{
 	"POST /agent/v1/hosts/{id}/heartbeat":  {"vessel-agent:Heartbeat", protoVessel},
 	"GET /agent/v1/hosts/{id}/assignments": {"vessel-agent:GetAssignments", protoVessel},
 	"POST /agent/v1/hosts/{id}/status":     {"vessel-agent:ReportStatus", protoVessel},
+	"GET /agent/v1/hosts/{id}/names":       {"vessel-agent:GetNames", protoVessel},
 }
 
 // knownActions lists every action a request can map to, for checking the

@@ -115,6 +115,8 @@ type Server struct {
 
 	// tasks mirrors the stored tasks for the controller and long polls.
 	tasks *taskCache
+	// names are the tasks' names for the hosts' DNS servers (names.go).
+	names namesCache
 
 	logs  logSources
 	execs execers
@@ -224,6 +226,7 @@ func (s *Server) Handler() http.Handler {
 	api.HandleFunc("POST /{$}", s.serveECS)
 	s.routeEKS(api)
 	s.routeAgent(api)
+	s.routeNames(api)
 	s.routeLogs(api)
 	s.routeExec(api)
 	s.routeBridge(api)

@@ -312,12 +312,19 @@ func tail(s string, n int) string {
 	return s
 }
 
-// dataDir makes a data directory that the leftovers check covers.
+// dataDir makes a data directory that the leftovers check covers. The
+// servers' tasks, agents and servers are stopped before the test's
+// temporary directories are removed (a cleanup registered after them
+// runs first): a task's mounts would keep them busy.
 func (f *Fleet) dataDir() string {
 	d := f.t.TempDir()
 	f.mu.Lock()
 	f.dirs = append(f.dirs, d)
+	first := len(f.dirs) == 1
 	f.mu.Unlock()
+	if first {
+		f.t.Cleanup(f.stopVessel)
+	}
 	return d
 }
 
