@@ -101,6 +101,9 @@ func (m *Manager) ensureSubnet(sub *subnetState) (netlink.Link, error) {
 			return nil, fmt.Errorf("network: subnet %q has peers: enable forwarding on %s: %w", sub.Name, sub.bridge, err)
 		}
 	}
+	if err := m.fleetBridge(sub, br); err != nil {
+		return nil, fmt.Errorf("network: subnet %q in the fleet network: %w", sub.Name, err)
+	}
 	if sub.NAT {
 		if err := m.enableForwarding(); err != nil {
 			return nil, fmt.Errorf("network: subnet %q has NAT on: enable net.ipv4.ip_forward: %w", sub.Name, err)

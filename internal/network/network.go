@@ -124,6 +124,8 @@ type Manager struct {
 	fwTable string     // the nftables tables' name (firewall_linux.go)
 	fwMu    sync.Mutex // serializes firewall rebuilds
 
+	fleet fleetData // the network between hosts (fleet.go)
+
 	// Seams for tests.
 	hostResolvConf   string
 	newIPTables      func() (iptablesAPI, error)
