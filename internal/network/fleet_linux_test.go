@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"vessel.dev/vessel/internal/testenv"
 )
 
 // The fleet tests build a small fleet of network namespaces: a "lan" with a
@@ -41,13 +44,13 @@ type fleetHost struct {
 }
 
 type testFleet struct {
-	t     *testing.T
+	t     testing.TB
 	id    string
 	lan   string // the lan namespace's path
 	hosts []*fleetHost
 }
 
-func ipCmd(t *testing.T, args ...string) {
+func ipCmd(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
@@ -57,8 +60,11 @@ func ipCmd(t *testing.T, args ...string) {
 // newTestFleet makes the lan namespace and n hosts, 192.168.77.(10+i)/24,
 // each with slice 10.89.(1+i).0/24 of fleetA and 10.90.(1+i).0/24 of
 // fleetB. Everything is removed, and checked gone, when t ends.
-func newTestFleet(t *testing.T, n int) *testFleet {
-	requireRoot(t)
+func newTestFleet(t testing.TB, n int) *testFleet {
+	testenv.SkipShort(t, "network namespaces, bridges and nftables")
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (netlink, namespaces, mounts)")
+	}
 	var b [3]byte
 	rand.Read(b[:])
 	f := &testFleet{t: t, id: "vft" + hex.EncodeToString(b[:])}
@@ -193,7 +199,7 @@ func (f *testFleet) setFleet(backend string) {
 // attach attaches a task on h with an address in h's slice of subnet.
 // The allocation from the host's slice is the fleet's address management
 // (ipam.go); here the round robin is started at the slice.
-func (h *fleetHost) attach(t *testing.T, id, subnet string) *Attachment {
+func (h *fleetHost) attach(t testing.TB, id, subnet string) *Attachment {
 	t.Helper()
 	h.m.mu.Lock()
 	h.m.last[subnet] = h.slices[subnet].Addr().Next()
@@ -213,7 +219,7 @@ func (h *fleetHost) attach(t *testing.T, id, subnet string) *Attachment {
 
 // echoTCP listens in ns on ip, answers every connection with what it read
 // (up to EOF) counted in bytes; it returns the address.
-func echoTCP(t *testing.T, ns string, ip netip.Addr) netip.AddrPort {
+func echoTCP(t testing.TB, ns string, ip netip.Addr) netip.AddrPort {
 	t.Helper()
 	var ln net.Listener
 	if err := inNS(ns, func() (err error) {
