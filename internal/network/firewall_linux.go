@@ -319,15 +319,20 @@ func metaNot(key expr.MetaKey, data []byte) []expr.Any {
 // ipIn matches an IPv4 packet whose address at off (12 source, 16
 // destination) is in p.
 func ipIn(off uint32, p netip.Prefix) []expr.Any {
-	ipv4 := metaIs(expr.MetaKeyNFPROTO, []byte{unix.NFPROTO_IPV4})
+	return rule(metaIs(expr.MetaKeyNFPROTO, []byte{unix.NFPROTO_IPV4}), ipCmp(off, p, expr.CmpOpEq))
+}
+
+// ipCmp compares the IPv4 address at off with prefix p (the packet must be
+// known to be IPv4).
+func ipCmp(off uint32, p netip.Prefix, op expr.CmpOp) []expr.Any {
 	if p.Bits() == 32 {
-		return rule(ipv4, payloadCmp(expr.PayloadBaseNetworkHeader, off, 4, expr.CmpOpEq, p.Addr().AsSlice()))
+		return payloadCmp(expr.PayloadBaseNetworkHeader, off, 4, op, p.Addr().AsSlice())
 	}
-	return rule(ipv4, []expr.Any{
+	return []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net.CIDRMask(p.Bits(), 32), Xor: []byte{0, 0, 0, 0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
-	})
+		&expr.Cmp{Op: op, Register: 1, Data: p.Masked().Addr().AsSlice()},
+	}
 }
 
 const (
@@ -388,6 +393,8 @@ func (m *Manager) fleetInputRules(f *fleetState) [][]expr.Any {
 //     task of a fleet subnet its own does not peer with, in either
 //     direction (a task of another host arriving here is checked again);
 //     replies and Services pass;
+//   - a task of a subnet without NAT sends nothing beyond the subnets'
+//     ranges (the fleet turns forwarding on on its bridge);
 //   - what comes out of the tunnel goes only to this host's bridges;
 //   - TCP's MSS into the tunnel is clamped to its MTU.
 func (m *Manager) fleetForwardRules(f *fleetState, subs []*subnetState) [][]expr.Any {
@@ -413,6 +420,13 @@ func (m *Manager) fleetForwardRules(f *fleetState, subs []*subnetState) [][]expr
 		out = append(out, rule(fromTunnel, verdict(drop)))
 	}
 	walled := f.walled()
+	var tasks []netip.Prefix // every subnet's range, fleet-wide or this host's
+	for _, x := range f.Subnets {
+		tasks = append(tasks, x.CIDR)
+	}
+	for _, x := range subs {
+		tasks = append(tasks, x.CIDR)
+	}
 	for _, s := range subs {
 		in := metaIs(expr.MetaKeyIIFNAME, ifname(s.bridge))
 		if f.Backend == FleetVXLAN {
@@ -426,6 +440,15 @@ func (m *Manager) fleetForwardRules(f *fleetState, subs []*subnetState) [][]expr
 			if !m.subnetPeers(f, s.Name, x.Name) {
 				out = append(out, rule(in, ipIn(ipDst, x.CIDR), verdict(drop)))
 			}
+		}
+		if !s.NAT {
+			// The bridge forwards for the fleet: without NAT, a task's
+			// packets go nowhere but to tasks (as before the fleet).
+			off := rule(in, metaIs(expr.MetaKeyNFPROTO, []byte{unix.NFPROTO_IPV4}))
+			for _, c := range tasks {
+				off = rule(off, ipCmp(ipDst, c, expr.CmpOpNeq))
+			}
+			out = append(out, rule(off, verdict(drop)))
 		}
 		toTask := metaIs(expr.MetaKeyOIFNAME, ifname(s.bridge))
 		out = append(out, repliesAndServices(toTask)...)

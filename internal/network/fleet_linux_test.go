@@ -410,12 +410,15 @@ func nsMTU(t *testing.T, nsPath string) int {
 }
 
 // TestFleetTasksReachNoHost: a task reaches neither its own host's
-// address nor another host's, while the hosts reach each other.
+// address nor another host's, nor (its subnet without NAT) a machine
+// beyond the fleet, while the hosts reach all of them. UDP shows a
+// one-way reach that TCP, lacking a route back, would hide.
 func TestFleetTasksReachNoHost(t *testing.T) {
 	for _, backend := range []string{FleetVXLAN, FleetHostGW} {
 		t.Run(backend, func(t *testing.T) {
-			f := newTestFleet(t, 2)
-			h1, h2 := f.hosts[0], f.hosts[1]
+			f := newTestFleet(t, 3)
+			h1, h2, outsider := f.hosts[0], f.hosts[1], f.hosts[2]
+			f.hosts = f.hosts[:2] // the third machine is no host of the fleet
 			f.setFleet(backend)
 			a1 := h1.attach(t, "a1", fleetA.Name)
 			a2 := h2.attach(t, "a2", fleetA.Name)
@@ -432,6 +435,26 @@ func TestFleetTasksReachNoHost(t *testing.T) {
 				for _, a := range []*Attachment{a1, a2} {
 					if err := tcpReaches(a.NetNSPath, at); err == nil {
 						t.Errorf("task %s reached host %s at %s", a.IP, h.name, at)
+					}
+				}
+			}
+			for _, h := range []*fleetHost{h1, h2, outsider} {
+				addr, ch := udpListener(t, h.ns, netip.IPv4Unspecified())
+				at := netip.AddrPortFrom(h.addr, addr.Port())
+				other := h1
+				if h == h1 {
+					other = h2
+				}
+				if !udpReaches(t, other.ns, at, ch) {
+					t.Fatalf("host %s does not reach %s at %s over UDP (the test's control)", other.name, h.name, at)
+				}
+				for _, a := range []*Attachment{a1, a2} {
+					msg := "from task " + a.IP.String()
+					for range 3 {
+						sendUDP(t, a.NetNSPath, netip.Addr{}, at, []byte(msg))
+					}
+					if received(ch, msg, 500*time.Millisecond) {
+						t.Errorf("task %s reached machine %s at %s over UDP", a.IP, h.name, at)
 					}
 				}
 			}
