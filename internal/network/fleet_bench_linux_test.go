@@ -95,27 +95,7 @@ func median(v []float64) float64 {
 // pingServer echoes every byte it reads, on a TCP listener in ns.
 func pingServer(tb testing.TB, ns string, ip netip.Addr) netip.AddrPort {
 	tb.Helper()
-	var ln net.Listener
-	if err := inNS(ns, func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
-		return err
-	}); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
+	return serveTCP(tb, ns, ip, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // pingPong makes n one-byte round trips to addr from ns.

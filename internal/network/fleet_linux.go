@@ -10,7 +10,6 @@ import (
 	"slices"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/errdefs"
@@ -338,27 +337,15 @@ func (m *Manager) setTaskMTU(st *fleetState, mtu int) error {
 }
 
 func setNamespaceMTU(nsPath string, mtu int) error {
-	if !isNetNS(nsPath) {
+	return withEth0(nsPath, func(h *netlink.Handle, eth0 netlink.Link) error {
+		if eth0.Attrs().MTU == mtu {
+			return nil
+		}
+		if err := h.LinkSetMTU(eth0, mtu); err != nil {
+			return fmt.Errorf("set MTU %d on eth0 in %s: %w", mtu, nsPath, err)
+		}
 		return nil
-	}
-	ns, err := netns.GetFromPath(nsPath)
-	if err != nil {
-		return nil
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return fmt.Errorf("netlink in namespace %s: %w", nsPath, err)
-	}
-	defer h.Close()
-	eth0, err := h.LinkByName("eth0")
-	if err != nil || eth0.Attrs().MTU == mtu {
-		return nil
-	}
-	if err := h.LinkSetMTU(eth0, mtu); err != nil {
-		return fmt.Errorf("set MTU %d on eth0 in %s: %w", mtu, nsPath, err)
-	}
-	return nil
+	})
 }
 
 // syncFleetRoutes makes this host's routes to the peers' slices those st

@@ -217,9 +217,9 @@ func (h *fleetHost) attach(t testing.TB, id, subnet string) *Attachment {
 	return a
 }
 
-// echoTCP listens in ns on ip, answers every connection with what it read
-// (up to EOF) counted in bytes; it returns the address.
-func echoTCP(t testing.TB, ns string, ip netip.Addr) netip.AddrPort {
+// serveTCP listens in ns on ip and serves every connection with serve
+// (which need not close it); it returns the address.
+func serveTCP(t testing.TB, ns string, ip netip.Addr, serve func(net.Conn)) netip.AddrPort {
 	t.Helper()
 	var ln net.Listener
 	if err := inNS(ns, func() (err error) {
@@ -237,12 +237,21 @@ func echoTCP(t testing.TB, ns string, ip netip.Addr) netip.AddrPort {
 			}
 			go func() {
 				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				fmt.Fprintf(c, "%d\n", n)
+				serve(c)
 			}()
 		}
 	}()
 	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// echoTCP listens in ns on ip and answers every connection with the
+// number of bytes it read (up to EOF).
+func echoTCP(t testing.TB, ns string, ip netip.Addr) netip.AddrPort {
+	t.Helper()
+	return serveTCP(t, ns, ip, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "%d\n", n)
+	})
 }
 
 // sendTCP sends n bytes to addr from ns and checks the count comes back.
