@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"net/netip"
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/network"
@@ -13,6 +14,13 @@ type FleetNetwork interface {
 	// SetFleet applies the host's whole view of the fleet network; it is
 	// called again with the whole view on every change.
 	SetFleet(ctx context.Context, f network.Fleet) error
+}
+
+// serverAddrs is a control plane client that tells where it reaches the
+// control plane (agentproto.Client): the host walls its tasks off from
+// those addresses.
+type serverAddrs interface {
+	ServerAddrs(ctx context.Context) []netip.Addr
 }
 
 // followFleetNetwork keeps the host's data plane between hosts as the
@@ -49,7 +57,15 @@ func (a *Agent) followFleetNetwork(ctx context.Context) {
 		if hn.Revision == applied && applied != 0 {
 			continue
 		}
-		if err := fn.SetFleet(ctx, fleetFromProto(hn)); err != nil {
+		f := fleetFromProto(hn)
+		if sa, ok := a.cfg.ControlPlane.(serverAddrs); ok {
+			for _, ip := range sa.ServerAddrs(ctx) {
+				if ip.Is4() {
+					f.Walled = append(f.Walled, ip)
+				}
+			}
+		}
+		if err := fn.SetFleet(ctx, f); err != nil {
 			if ctx.Err() == nil {
 				a.log.Error("setting up the fleet network failed; retrying", "revision", hn.Revision, "err", err)
 				applied = 0

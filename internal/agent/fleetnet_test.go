@@ -31,6 +31,11 @@ func (s *fleetSource) publish(v agentproto.HostNetwork) {
 	s.mu.Unlock()
 }
 
+// ServerAddrs is where the agent reaches the control plane.
+func (s *fleetSource) ServerAddrs(context.Context) []netip.Addr {
+	return []netip.Addr{netip.MustParseAddr("192.168.1.2"), netip.MustParseAddr("fd00::2")}
+}
+
 func (s *fleetSource) HostNetwork(ctx context.Context, hostID string, after int64) (agentproto.HostNetwork, error) {
 	for {
 		s.mu.Lock()
@@ -105,6 +110,9 @@ func TestFleetNetworkFollowsTheControlPlane(t *testing.T) {
 		len(f.Slices) != 1 || f.Slices[0] != view.Slices[0].CIDR ||
 		len(f.Peers) != 1 || f.Peers[0].ID != "h2" || f.Peers[0].Address != view.Peers[0].Address || f.Peers[0].Slices[0] != view.Peers[0].Slices[0].CIDR {
 		t.Fatalf("applied %+v; from %+v", f, view)
+	}
+	if len(f.Walled) != 1 || f.Walled[0] != netip.MustParseAddr("192.168.1.2") {
+		t.Errorf("walled %v; want the control plane's IPv4 address 192.168.1.2", f.Walled)
 	}
 
 	// A peer comes: the whole new view is applied.

@@ -660,3 +660,36 @@ func TestFleetRefusesBadViews(t *testing.T) {
 		t.Errorf("a good view: %v", err)
 	}
 }
+
+// TestFleetWalledAddresses: a task of a subnet with NAT reaches machines
+// beyond the fleet, but not the addresses the fleet walls off (the
+// control plane's). The NAT rule itself is a fake (tests never run
+// iptables): the task's datagram leaves unmasqueraded, which is enough to
+// see whether it leaves.
+func TestFleetWalledAddresses(t *testing.T) {
+	f := newTestFleet(t, 3)
+	h1, outsider := f.hosts[0], f.hosts[2]
+	f.hosts = f.hosts[:2]
+	for _, h := range f.hosts {
+		h.m.subnets[fleetA.Name].NAT = true
+		h.m.newIPTables = func() (iptablesAPI, error) { return &fakeIPTables{}, nil }
+	}
+	f.setFleet(FleetVXLAN)
+	a1 := h1.attach(t, "a1", fleetA.Name)
+	addr, ch := udpListener(t, outsider.ns, netip.IPv4Unspecified())
+	at := netip.AddrPortFrom(outsider.addr, addr.Port())
+	if !udpReaches(t, a1.NetNSPath, at, ch) {
+		t.Fatalf("task %s of a subnet with NAT does not reach %s beyond the fleet (the test's control)", a1.IP, at)
+	}
+	view := fleetOf(h1, FleetVXLAN, f.hosts)
+	view.Walled = []netip.Addr{outsider.addr}
+	if err := inNS(h1.ns, func() error { return h1.m.SetFleet(t.Context(), view) }); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		sendUDP(t, a1.NetNSPath, netip.Addr{}, at, []byte("walled"))
+	}
+	if received(ch, "walled", time.Second) {
+		t.Errorf("task %s reached walled address %s", a1.IP, at)
+	}
+}
