@@ -34,7 +34,12 @@ import (
 //     `kubernetes` Service whose endpoint is the host's own address);
 //   - table inet <name>, chain forward (hook forward, priority filter):
 //     tasks of one subnet do not reach tasks of another unless either lists
-//     the other in Subnet.Peers (DNATed connections, i.e. Services, pass).
+//     the other in Subnet.Peers (DNATed connections, i.e. Services, pass);
+//   - with a fleet network (SetFleet), fleetInputRules and
+//     fleetForwardRules: the tunnel takes packets from the peers only, a
+//     task reaches no host of the fleet, no walled address, no task of a
+//     subnet its own does not peer with on any host, nothing at all beyond
+//     the subnets without NAT, and no host's tunnel port.
 //
 // nftables base chains on one hook are independent: a drop here is final
 // whatever other tables (kube-proxy's, Docker's) accept, and an accept here
