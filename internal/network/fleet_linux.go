@@ -22,7 +22,9 @@ import (
 //     another host's slice looks on-link to the task: the bridge answers
 //     ARP for it (proxy_arp, no delay) since the host routes it elsewhere,
 //     and forwards;
-//   - VXLAN: one device per manager (vxlanName) with the fleet's VNI and
+//   - VXLAN: while there are peers, one device per manager (vxlanName;
+//     a host alone makes none, so that several managers on one machine do
+//     not claim the same VNI and port) with the fleet's VNI and
 //     port, sending from this host's address, learning off, MAC
 //     vtepMAC(this host's address). Per peer: a route per slice via the
 //     peer's address, onlink through the device; a permanent neighbour
@@ -75,7 +77,7 @@ func (m *Manager) SetFleet(ctx context.Context, f Fleet) error {
 	vxName := vxlanName(m.stateDir)
 	var vx netlink.Link
 	mtu := 0
-	if st.Backend == FleetVXLAN && st.Address.IsValid() {
+	if st.Backend == FleetVXLAN && len(st.Peers) > 0 {
 		under, err := underlayLink(st)
 		if err != nil {
 			return err

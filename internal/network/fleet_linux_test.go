@@ -543,6 +543,9 @@ func TestFleetPeersComeAndGo(t *testing.T) {
 				routes = append(routes, r.Dst.String()+" via "+r.Gw.String())
 			}
 			vx, err := netlink.LinkByName(vxlanName(h.m.stateDir))
+			if isNotFound(err) {
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -610,6 +613,22 @@ func TestFleetPeersComeAndGo(t *testing.T) {
 	}
 	if err := tcpReaches(a1.NetNSPath, echo); err != nil {
 		t.Errorf("with host-gw: %v", err)
+	}
+
+	// Alone (every peer gone), a host has no tunnel and no routes.
+	if err := inNS(h1.ns, func() error {
+		if err := h1.m.SetFleet(context.Background(), fleetOf(h1, FleetVXLAN, []*fleetHost{h1})); err != nil {
+			return err
+		}
+		if linkExists(vxlanName(h1.m.stateDir)) {
+			return fmt.Errorf("VXLAN device left on a host with no peers")
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if routes, _ := state(h1); len(routes) != 0 {
+		t.Errorf("host 1 with no peers has routes %v", routes)
 	}
 
 	// Leaving: nothing of the fleet is left but the bridges (removeHost
@@ -691,5 +710,19 @@ func TestFleetWalledAddresses(t *testing.T) {
 	}
 	if received(ch, "walled", time.Second) {
 		t.Errorf("task %s reached walled address %s", a1.IP, at)
+	}
+
+	// Uninstall (and tests that kill an agent) remove the tables and the
+	// tunnel by the state directory alone.
+	if err := inNS(h1.ns, func() error {
+		if err := RemoveFirewall(h1.dir); err != nil {
+			return err
+		}
+		if linkExists(vxlanName(h1.m.stateDir)) {
+			return fmt.Errorf("RemoveFirewall left the VXLAN device")
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 }

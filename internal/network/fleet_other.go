@@ -14,3 +14,5 @@ func (m *Manager) SetFleet(ctx context.Context, f Fleet) error {
 
 // LeaveFleet does nothing off Linux.
 func (m *Manager) LeaveFleet(ctx context.Context) error { return nil }
+
+func deleteLink(string) error { return nil }
