@@ -209,6 +209,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.wg.Done()
 		a.heartbeat(ctx)
 	}()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.followFleetNetwork(ctx) // fleetnet.go
+	}()
 
 	adopted, err := a.listSandboxes(ctx)
 	if err != nil {
