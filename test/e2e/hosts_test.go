@@ -259,7 +259,8 @@ func TestHostDrain(t *testing.T) {
 // sandboxes are gone within seconds; sampled throughout, no address is
 // held by two tasks that are not STOPPED on one host.
 func TestHostCutOff(t *testing.T) {
-	const hostTimeout = 12 * time.Second // the agent heartbeats every 5 s
+	const hostTimeout = 12 * time.Second   // the agent heartbeats every 5 s
+	const agentLongPoll = 40 * time.Second // agentproto.DefaultLongPoll + DefaultCallTimeout
 	hf := newHostFleet(t, "--host-timeout", hostTimeout.String())
 	victim := hf.agents[1]
 	tasks, err := hf.serviceTasks()
@@ -281,6 +282,7 @@ func TestHostCutOff(t *testing.T) {
 	}
 	sp := hf.sample(t)
 	victim.Machine().Cut()
+	cutAt := time.Now()
 	healed := false
 	t.Cleanup(func() {
 		if !healed {
@@ -320,6 +322,10 @@ func TestHostCutOff(t *testing.T) {
 		t.Errorf("containers on the cut-off host: %v %v, want its %d still running", cs, err, len(gone))
 	}
 
+	// Stay cut off past the agent's long poll for assignments (30 s, and
+	// 10 s for an answer), so that the connection it waits on is dead and
+	// given up when the host comes back, as after any long partition.
+	time.Sleep(time.Until(cutAt.Add(agentLongPoll + 15*time.Second)))
 	victim.Machine().Heal()
 	healed = true
 	start := time.Now()
