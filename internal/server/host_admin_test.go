@@ -279,3 +279,99 @@ func TestHostAdminErrors(t *testing.T) {
 			aws.ToString(tk.LastStatus), tk.StopCode, aws.ToString(tk.StoppedReason))
 	}
 }
+
+// TestHostDrainSurvivesLeaderChange: three replicas elect a leader; two
+// sim hosts report to them all. h1 is drained through a follower: the
+// leader places nothing more on h1. The leader stops; the next one still
+// sees h1 draining and places on h2 only, until h1 is undrained.
+func TestHostDrainSurvivesLeaderChange(t *testing.T) {
+	const lease = 2 * time.Second
+	rs := startReplicas(t, 3, replicaConfig{lease: lease, hostTimeout: noHostLost})
+	var urls []string
+	for _, r := range rs {
+		urls = append(urls, r.url)
+	}
+	for _, id := range []string{"h1", "h2"} {
+		client, err := agentproto.NewClient(strings.Join(urls, ","), rs[0].key, "us-east-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		client.WithCallTimeout(2 * time.Second)
+		rt, err := sim.New(sim.Config{StateDir: filepath.Join(t.TempDir(), "sim")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := agent.New(agent.Config{
+			Host:         agentproto.Host{ID: id, MilliCPU: 2000, MemoryMiB: 4096, Runtimes: []string{"sim"}},
+			ControlPlane: client, Runtimes: map[string]runtime.Runtime{"sim": rt}, HeartbeatInterval: 100 * time.Millisecond,
+			RetryInterval: 100 * time.Millisecond, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { a.Run(actx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	first := leaderOf(t, rs, 30*time.Second)
+	follower := rs[(first+1)%3]
+	testutil.Eventually(t, 10*time.Second, func() error {
+		for _, id := range []string{"h1", "h2"} {
+			if h := follower.host(id); h.State != server.HostReady {
+				return fmt.Errorf("host %s is %q", id, h.State)
+			}
+		}
+		return nil
+	})
+	if code, body := follower.vessel(follower.key, http.MethodPost, "/vessel/v1/hosts/h1/drain", nil); code != http.StatusOK {
+		t.Fatalf("drain h1 through a follower: HTTP %d %s", code, body)
+	}
+	def := follower.register("placed", "256", "512", "sleep", "3600")
+	runOn := func(r *replica) string {
+		t.Helper()
+		arn := r.run(def)
+		var host string
+		testutil.Eventually(t, 20*time.Second, func() error {
+			if host = hostOf(r.describe(arn)); host == "" {
+				return fmt.Errorf("task %s is not placed yet", arn)
+			}
+			return nil
+		})
+		return host
+	}
+	for range 3 {
+		if h := runOn(follower); h != "h2" {
+			t.Fatalf("a task run while h1 drains was placed on %s", h)
+		}
+	}
+
+	rs[first].stop()
+	var rest []*replica
+	for i, r := range rs {
+		if i != first {
+			rest = append(rest, r)
+		}
+	}
+	next := rest[leaderOf(t, rest, lease+5*time.Second)]
+	if h := next.host("h1"); !h.Draining {
+		t.Fatalf("after the change of leader h1 is %+v, not draining", h)
+	}
+	for range 3 {
+		if h := runOn(next); h != "h2" {
+			t.Fatalf("under the next leader a task was placed on the draining %s", h)
+		}
+	}
+	if code, body := next.vessel(next.key, http.MethodPost, "/vessel/v1/hosts/h1/undrain", nil); code != http.StatusOK {
+		t.Fatalf("undrain h1: HTTP %d %s", code, body)
+	}
+	// h1 is emptier: the spread-free placement fills the fullest host, so
+	// ask for more than h2 holds.
+	seen := map[string]bool{}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		seen[runOn(next)] = true
+		if !seen["h1"] {
+			return fmt.Errorf("no task placed on h1 after undrain yet (placed on %v)", seen)
+		}
+		return nil
+	})
+}
