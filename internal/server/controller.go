@@ -85,7 +85,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 			Capacity:           scheduler.Resources{MilliCPU: h.MilliCPU, MemoryMiB: h.MemoryMiB},
 			CPUAllocationRatio: h.CPUAllocationRatio, MemoryAllocationRatio: h.MemoryAllocationRatio,
 			// A draining host takes nothing new but keeps its tasks.
-			Runtimes: h.Runtimes, Subnets: h.Subnets, Ready: ready[h.ID] && !draining})
+			Runtimes: h.Runtimes, Subnets: h.Subnets, Ready: ready[h.ID], Draining: draining})
 	}
 	counts := map[task.Status]int{}
 	var pending []*task.Task
