@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,10 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
-	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
-	"vessel.dev/vessel/internal/runtime"
-	"vessel.dev/vessel/internal/runtime/sim"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/testutil"
 )
@@ -26,21 +22,13 @@ import (
 // (in process, as the env's h1), until the test ends.
 func (e *env) addSimHost(id string) {
 	e.t.Helper()
-	rt, err := sim.New(sim.Config{StateDir: filepath.Join(e.t.TempDir(), "sim")})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	a, err := agent.New(agent.Config{
-		Host:         agentproto.Host{ID: id, MilliCPU: 2000, MemoryMiB: 4096, Runtimes: []string{"sim"}},
-		ControlPlane: e.srv, Runtimes: map[string]runtime.Runtime{"sim": rt}, HeartbeatInterval: 100 * time.Millisecond,
-		Logger: quietLogger()})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	actx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.Run(actx); close(done) }()
-	e.t.Cleanup(func() { cancel(); <-done })
+	startSimAgentAs(e.t, id, e.srv, 0)
+	e.waitHostReady(id)
+}
+
+// waitHostReady waits until host id is ready.
+func (e *env) waitHostReady(id string) {
+	e.t.Helper()
 	testutil.Eventually(e.t, 10*time.Second, func() error {
 		if h := e.host(id); h.State != server.HostReady {
 			return fmt.Errorf("host %s is %q, not ready", id, h.State)
@@ -211,12 +199,7 @@ func TestHostDrainAndRemove(t *testing.T) {
 // TestHostUndrain: a drained host takes tasks again once undrained.
 func TestHostUndrain(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	testutil.Eventually(t, 10*time.Second, func() error {
-		if h := e.host("h1"); h.State != server.HostReady {
-			return fmt.Errorf("h1 is %q", h.State)
-		}
-		return nil
-	})
+	e.waitHostReady("h1")
 	if code, body := e.vessel(e.key, http.MethodPost, "/vessel/v1/hosts/h1/drain", nil); code != http.StatusOK {
 		t.Fatalf("drain h1: HTTP %d %s", code, body)
 	}
@@ -243,12 +226,7 @@ func TestHostUndrain(t *testing.T) {
 // protocol's error shape, and rm --force.
 func TestHostAdminErrors(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	testutil.Eventually(t, 10*time.Second, func() error {
-		if h := e.host("h1"); h.State != server.HostReady {
-			return fmt.Errorf("h1 is %q", h.State)
-		}
-		return nil
-	})
+	e.waitHostReady("h1")
 	for _, tc := range []struct {
 		method, path string
 		in           any
@@ -296,22 +274,7 @@ func TestHostDrainSurvivesLeaderChange(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		client.WithCallTimeout(2 * time.Second)
-		rt, err := sim.New(sim.Config{StateDir: filepath.Join(t.TempDir(), "sim")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := agent.New(agent.Config{
-			Host:         agentproto.Host{ID: id, MilliCPU: 2000, MemoryMiB: 4096, Runtimes: []string{"sim"}},
-			ControlPlane: client, Runtimes: map[string]runtime.Runtime{"sim": rt}, HeartbeatInterval: 100 * time.Millisecond,
-			RetryInterval: 100 * time.Millisecond, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		actx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { a.Run(actx); close(done) }()
-		t.Cleanup(func() { cancel(); <-done })
+		startSimAgentAs(t, id, client.WithCallTimeout(2*time.Second), 100*time.Millisecond)
 	}
 	first := leaderOf(t, rs, 30*time.Second)
 	follower := rs[(first+1)%3]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -192,6 +193,10 @@ func TestHostDrain(t *testing.T) {
 	if h := hf.hosts(t)[victim.HostID]; h.State != "ready" || h.Tasks != on || h.Address != victim.Machine().Addr.String() {
 		t.Errorf("vessel host ls before the drain: %+v, want ready with %d tasks at %s", h, on, victim.Machine().Addr)
 	}
+	if out, _, err := hf.s.Vessel("host", "describe", victim.HostID); err != nil || !strings.Contains(out, "State:           ready") ||
+		!strings.Contains(out, fmt.Sprintf("Tasks:           %d", on)) {
+		t.Errorf("vessel host describe %s: %v\n%s", victim.HostID, err, out)
+	}
 	sp := hf.sample(t)
 	time.Sleep(300 * time.Millisecond) // a few samples of the steady service
 	if _, errOut, err := hf.s.Vessel("host", "drain", victim.HostID); err != nil || !strings.Contains(errOut, "is draining") {
@@ -233,6 +238,9 @@ func TestHostDrain(t *testing.T) {
 	}
 	if h := hf.hosts(t)[victim.HostID]; h.State != "drained" || h.Tasks != 0 || !h.Draining {
 		t.Errorf("vessel host ls after the drain: %+v, want drained", h)
+	}
+	if out, _, err := hf.s.Vessel("host", "ls"); err != nil || !regexp.MustCompile(victim.HostID+`\s+`+regexp.QuoteMeta(victim.Machine().Addr.String())+`\s+drained\s`).MatchString(out) {
+		t.Errorf("vessel host ls: %v\n%s", err, out)
 	}
 	testutil.Eventually(t, 30*time.Second, func() error {
 		if cs, err := victim.Containers(); err != nil || len(cs) > 0 {
