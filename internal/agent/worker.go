@@ -683,6 +683,7 @@ func (w *worker) release(ctx context.Context) error {
 // here (it was stopped without us, e.g. its host was declared lost), trying
 // again every RetryInterval until it is gone or ctx is done.
 func (w *worker) teardown(ctx context.Context) {
+	w.log.Info("task no longer placed on this host (the control plane stopped it without us): deleting its sandbox")
 	for {
 		err := w.release(ctx)
 		if err == nil || ctx.Err() != nil {

@@ -92,6 +92,8 @@ type sampler struct {
 	least   int
 	samples int
 	twice   []string
+	// addresses counts the addresses seen held, over all samples.
+	addresses int
 }
 
 func (hf *hostFleet) sample(t *testing.T) *sampler {
@@ -119,6 +121,7 @@ func (hf *hostFleet) sample(t *testing.T) *sampler {
 				if ip == "" || aws.ToString(tk.LastStatus) == "STOPPED" {
 					continue
 				}
+				sp.addresses++
 				key := taskHost(tk) + "/" + ip
 				if other, ok := held[key]; ok {
 					sp.twice = append(sp.twice, fmt.Sprintf("%s held by %s and %s", key, other, taskID(aws.ToString(tk.TaskArn))))
@@ -226,8 +229,8 @@ func TestHostDrain(t *testing.T) {
 	if sp.samples < 10 || sp.least < 6 {
 		t.Errorf("during the drain the service ran only %d of its 6 tasks at one point (%d samples)", sp.least, sp.samples)
 	}
-	if len(sp.twice) > 0 {
-		t.Errorf("addresses held twice on one host: %v", sp.twice)
+	if len(sp.twice) > 0 || sp.addresses == 0 {
+		t.Errorf("addresses held twice on one host: %v (%d seen held over all samples)", sp.twice, sp.addresses)
 	}
 	tasks, _ = hf.serviceTasks()
 	for _, tk := range tasks {
@@ -358,8 +361,11 @@ func TestHostCutOff(t *testing.T) {
 	if len(sp.twice) > 0 {
 		t.Errorf("addresses held twice on one host: %v", sp.twice)
 	}
-	if !strings.Contains(victim.Log(), "deleting sandbox") && !strings.Contains(victim.Log(), "task no longer placed") {
-		t.Logf("agent log:\n%s", victim.Log())
+	if n := strings.Count(victim.Log(), "task no longer placed on this host"); n != len(gone) {
+		t.Errorf("the healed agent says %d times that a task is no longer placed on it, want %d:\n%s", n, len(gone), victim.Log())
+	}
+	if sp.addresses == 0 {
+		t.Error("no sample saw a task's address")
 	}
 }
 
