@@ -19,7 +19,10 @@ import (
 // and its tasks in, a result out, no I/O) and reconcileServices applies the
 // results, writing the service first (with a revision check) and then the
 // tasks it starts and stops. Nothing it decides is kept in memory: a
-// restarted server plans again from the stored service and tasks.
+// restarted server plans again from the stored service and tasks. The
+// hosts being drained (host_admin.go) are an input of each plan: a
+// service's tasks on them are started elsewhere, then stopped, within its
+// minimumHealthyPercent and maximumPercent.
 
 // ServiceThrottle is the service throttle's configuration (Config).
 type ServiceThrottle = service.Throttle
