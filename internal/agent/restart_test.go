@@ -169,6 +169,8 @@ type env struct {
 	t  *testing.T
 	cp *controlPlane
 	n  int
+	rt runtime.Runtime
+	nm *network.Manager
 }
 
 func needRunc(t *testing.T) {
@@ -228,7 +230,7 @@ func newEnvWith(t *testing.T, base time.Duration, configure func(*agent.Config))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
-	e := &env{t: t, cp: cp}
+	e := &env{t: t, cp: cp, rt: cfg.Runtimes["runc"], nm: nm}
 	t.Cleanup(func() {
 		cp.mu.Lock()
 		var ids []string

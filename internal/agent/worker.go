@@ -660,16 +660,19 @@ func (w *worker) finish(ctx context.Context) {
 }
 
 // release deletes the sandbox, removes the task's volumes and detaches the
-// task from its subnet.
+// task from its subnet. A sandbox that could not be deleted keeps its
+// volumes and its address: what still runs in it must not share them with
+// a new task.
 func (w *worker) release(ctx context.Context) error {
 	err := w.rt.Delete(ctx, w.task.ID)
 	if errdefs.IsNotFound(err) {
 		err = nil
 	}
-	if err == nil {
-		// The containers are gone: their volumes may go too.
-		err = w.agent.releaseVolumes(w.task.ID)
+	if err != nil {
+		return fmt.Errorf("deleting the sandbox (its volumes and address are kept until it is gone): %w", err)
 	}
+	// The containers are gone: their volumes and address may go too.
+	err = w.agent.releaseVolumes(w.task.ID)
 	if n := w.agent.cfg.Network; n != nil && !w.simulated() {
 		err = errors.Join(err, n.Detach(ctx, w.task.ID))
 	}
@@ -677,9 +680,18 @@ func (w *worker) release(ctx context.Context) error {
 }
 
 // teardown removes the sandbox of a task the control plane no longer places
-// here (it was stopped without us, e.g. its host was declared lost).
+// here (it was stopped without us, e.g. its host was declared lost), trying
+// again every RetryInterval until it is gone or ctx is done.
 func (w *worker) teardown(ctx context.Context) {
-	if err := w.release(ctx); err != nil && ctx.Err() == nil {
-		w.log.Error("releasing a task no longer placed here failed", "err", err)
+	w.log.Info("task no longer placed on this host (the control plane stopped it without us): deleting its sandbox")
+	for {
+		err := w.release(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		w.log.Error("releasing a task no longer placed here failed; trying again", "err", err)
+		if sleep(ctx, w.agent.cfg.RetryInterval) != nil {
+			return
+		}
 	}
 }

@@ -62,6 +62,10 @@ var routeActions = map[string]routeAction{
 	"DELETE /vessel/v1/join-tokens/{id}": {"vessel:DeleteJoinToken", protoVessel},
 	"GET /vessel/v1/hosts":               {"vessel:ListHosts", protoVessel},
 	"POST /vessel/v1/hosts/{id}/revoke":  {"vessel:RevokeHost", protoVessel},
+	"GET /vessel/v1/hosts/{id}":          {"vessel:DescribeHost", protoVessel},
+	"POST /vessel/v1/hosts/{id}/drain":   {"vessel:DrainHost", protoVessel},
+	"POST /vessel/v1/hosts/{id}/undrain": {"vessel:UndrainHost", protoVessel},
+	"DELETE /vessel/v1/hosts/{id}":       {"vessel:RemoveHost", protoVessel},
 
 	"POST /agent/v1/hosts":                 {"vessel-agent:RegisterHost", protoVessel},
 	"POST /agent/v1/hosts/{id}/heartbeat":  {"vessel-agent:Heartbeat", protoVessel},

@@ -54,6 +54,10 @@ func (s *Server) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	drains, err := s.hostDrains(ctx)
+	if err != nil {
+		return err
+	}
 	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
@@ -64,7 +68,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 	if err := s.reconcileProfiles(ctx, tasks, now); err != nil {
 		return err
 	}
-	if err := s.reconcileServices(ctx, tasks, now); err != nil {
+	if err := s.reconcileServices(ctx, tasks, drains, now); err != nil {
 		return err
 	}
 	ready := map[string]bool{}
@@ -76,10 +80,12 @@ func (s *Server) reconcile(ctx context.Context) error {
 
 	snap := scheduler.Snapshot{}
 	for _, h := range hosts {
+		_, draining := drains[h.ID]
 		snap.Hosts = append(snap.Hosts, scheduler.Host{ID: h.ID,
 			Capacity:           scheduler.Resources{MilliCPU: h.MilliCPU, MemoryMiB: h.MemoryMiB},
 			CPUAllocationRatio: h.CPUAllocationRatio, MemoryAllocationRatio: h.MemoryAllocationRatio,
-			Runtimes: h.Runtimes, Subnets: h.Subnets, Ready: ready[h.ID]})
+			// A draining host takes nothing new but keeps its tasks.
+			Runtimes: h.Runtimes, Subnets: h.Subnets, Ready: ready[h.ID], Draining: draining})
 	}
 	counts := map[task.Status]int{}
 	var pending []*task.Task
@@ -107,6 +113,10 @@ func (s *Server) reconcile(ctx context.Context) error {
 				Subnet: t.Subnet, Spread: service.SpreadKey(t)})
 			if !known[t.HostID] || !ready[t.HostID] {
 				if err := s.stopOnLostHost(ctx, t, now); err != nil {
+					return err
+				}
+			} else if d, ok := drains[t.HostID]; ok && d.StopTasks {
+				if err := s.stopOnDrainingHost(ctx, t, now); err != nil {
 					return err
 				}
 			}

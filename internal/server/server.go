@@ -232,6 +232,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeBridge(api)
 	s.routeCredentials(api)
 	s.routeHostAdmin(api)
+	s.routeHosts(api)
 	api.HandleFunc("/", s.noRoute)
 	mux.Handle("/", s.verify.Middleware(s.throttle(s.authorize(api)), s.writeAuthError))
 	return s.metrics.instrument(s.cleanPaths(mux))

@@ -51,6 +51,10 @@ func New(t testing.TB, cfg Config) *Fleet {
 	if cfg.Vessel == "" {
 		t.Fatal("fleet.Config.Vessel: the path of the vessel binary is required")
 	}
+	// The test's temporary directory (the machines' data directories)
+	// is removed by a cleanup registered at its first use: use it now, so
+	// that it runs after the fleet's, once nothing holds it.
+	t.TempDir()
 	f := &Fleet{t: t, cfg: cfg}
 	f.id = freeOctet(t)
 	f.bridge = fmt.Sprintf("vfleet%d", f.id)
