@@ -714,8 +714,8 @@ func (sc *scheduler) diagnose(c *constraint, r *Request) (string, string) {
 	key := diagKey{size: size, noAddress: r.NoAddress}
 	d, ok := c.diags[key]
 	if !ok {
-		if n := sc.roomWithoutAddress(c, r); n > 0 {
-			d.reason, d.message = ReasonAddress, addressMessage(r, n)
+		if n, subnets := sc.roomWithoutAddress(c, r); n > 0 {
+			d.reason, d.message = ReasonAddress, addressMessage(subnets, n)
 		} else {
 			d.reason, d.message = c.explain(size)
 		}
@@ -725,33 +725,40 @@ func (sc *scheduler) diagnose(c *constraint, r *Request) (string, string) {
 }
 
 // roomWithoutAddress counts c's hosts that have room for r's size but no
-// address for it.
-func (sc *scheduler) roomWithoutAddress(c *constraint, r *Request) int {
+// address for it, and names the subnets it was looked for in.
+func (sc *scheduler) roomWithoutAddress(c *constraint, r *Request) (int, []string) {
 	if r.NoAddress {
-		return 0
+		return 0, nil
 	}
 	n := 0
+	var subnets []string // r.Subnets, or those of the hosts looked at
+	if len(r.Subnets) > 0 {
+		subnets = r.Subnets
+	}
 	for _, cand := range c.all {
 		for _, h := range sc.groups[cand.group].members {
 			hs := &sc.hosts[h]
 			if r.Size.MilliCPU <= hs.freeCPU && r.Size.MemoryMiB <= hs.freeMem {
 				if _, ok := sc.subnetOn(h, r, cand.subnet); !ok {
 					n++
+					if len(r.Subnets) == 0 {
+						for _, s := range sc.hostOf[h].Subnets {
+							if !slices.Contains(subnets, s) {
+								subnets = append(subnets, s)
+							}
+						}
+					}
 				}
 			}
 		}
 	}
-	return n
+	return n, subnets
 }
 
-func addressMessage(r *Request, hosts int) string {
-	where := "in any of their subnets"
-	switch len(r.Subnets) {
-	case 0:
-	case 1:
-		where = fmt.Sprintf("in subnet %q", r.Subnets[0])
-	default:
-		where = fmt.Sprintf("in any of subnets %q", r.Subnets)
+func addressMessage(subnets []string, hosts int) string {
+	where := fmt.Sprintf("in any of subnets %q", subnets)
+	if len(subnets) == 1 {
+		where = fmt.Sprintf("in subnet %q", subnets[0])
 	}
 	return fmt.Sprintf("no ready host has a free address %s: the %d ready host(s) with room for the task have their slice of it full, or no slice", where, hosts)
 }

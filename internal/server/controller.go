@@ -8,6 +8,7 @@ import (
 
 	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/scheduler"
 	"vessel.dev/vessel/internal/service"
 	"vessel.dev/vessel/internal/store"
@@ -74,12 +75,16 @@ func (s *Server) reconcile(ctx context.Context) error {
 		ready[h.ID] = s.hostAlive(h.ID, now, beats)
 	}
 
+	addresses, err := s.hostAddresses(ctx, hosts)
+	if err != nil {
+		return err
+	}
 	snap := scheduler.Snapshot{}
 	for _, h := range hosts {
 		snap.Hosts = append(snap.Hosts, scheduler.Host{ID: h.ID,
 			Capacity:           scheduler.Resources{MilliCPU: h.MilliCPU, MemoryMiB: h.MemoryMiB},
 			CPUAllocationRatio: h.CPUAllocationRatio, MemoryAllocationRatio: h.MemoryAllocationRatio,
-			Runtimes: h.Runtimes, Subnets: h.Subnets, Ready: ready[h.ID]})
+			Runtimes: h.Runtimes, Subnets: h.Subnets, Addresses: addresses[h.ID], Ready: ready[h.ID]})
 	}
 	counts := map[task.Status]int{}
 	var pending []*task.Task
@@ -104,7 +109,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 		default:
 			snap.Placed = append(snap.Placed, scheduler.Placed{TaskID: t.ID, HostID: t.HostID,
 				Size:   scheduler.Resources{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB},
-				Subnet: t.Subnet, Spread: service.SpreadKey(t)})
+				Subnet: t.Subnet, Spread: service.SpreadKey(t), NoAddress: !holdsAddress(t)})
 			if !known[t.HostID] || !ready[t.HostID] {
 				if err := s.stopOnLostHost(ctx, t, now); err != nil {
 					return err
@@ -123,7 +128,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 		byID[t.ID] = t
 		snap.Pending = append(snap.Pending, scheduler.Request{TaskID: t.ID,
 			Size:    scheduler.Resources{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB},
-			Runtime: t.Runtime, Subnets: t.Subnets, Spread: service.SpreadKey(t)})
+			Runtime: t.Runtime, Subnets: t.Subnets, Spread: service.SpreadKey(t), NoAddress: t.Runtime == runtime.Sim})
 	}
 	start := time.Now()
 	plan := scheduler.Schedule(snap)
