@@ -29,8 +29,8 @@ type Host struct {
 	// Address is the host's underlay address, where the other hosts of
 	// the fleet reach it (vessel agent --advertise-address); the zero
 	// Addr when not known.
-	Address netip.Addr `json:"address,omitzero"`
-	AgentVersion   string   `json:"agentVersion,omitempty"`
+	Address      netip.Addr `json:"address,omitzero"`
+	AgentVersion string     `json:"agentVersion,omitempty"`
 	// LogsEndpoint is where the agent serves its tasks' logs over HTTP
 	// (SigV4-signed); empty for an agent inside the server's process.
 	LogsEndpoint string `json:"logsEndpoint,omitempty"`

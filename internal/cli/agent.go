@@ -78,7 +78,7 @@ from before join tokens).`,
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	cmd.Flags().StringVar(&o.listen, "listen", ":0", "address of the endpoint serving this host's task logs and execs to the control plane (default: a free port)")
 	cmd.Flags().StringVar(&o.advertise, "advertise", "", "URL the control plane reaches that endpoint at (default: https://ADDRESS:PORT, ADDRESS being the one this host reaches --server from)")
-	o.host.addFlags(cmd)
+	o.host.addFlags(cmd, false)
 	return cmd
 }
 
@@ -132,7 +132,8 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	defer tlsLn.Close()
 	o.host.endpoint = endpoint
 	o.host.endpointPin = tlsutil.CertSHA256(pair.Certificate[0])
-	a, report, err := o.host.newAgent(g.dataDir, client, log)
+	o.host.addressTarget = controlPlaneHostPort(o.server)
+	a, report, err := o.host.newAgent(ctx, g.dataDir, client, log)
 	if err != nil {
 		return err
 	}
@@ -261,22 +262,27 @@ func (o *agentOptions) listenEndpoint() (net.Listener, string, error) {
 		return ln, strings.TrimSuffix(o.advertise, "/"), nil
 	}
 	addr := ln.Addr().(*net.TCPAddr)
-	ip := addr.IP
-	if ip.IsUnspecified() {
-		ip = net.IPv4(127, 0, 0, 1)
-		if us, err := agentproto.ParseEndpoints(o.server); err == nil {
-			u := us[0]
-			hostport := u.Host
-			if u.Port() == "" {
-				hostport = net.JoinHostPort(u.Hostname(), "80")
-			}
-			if c, err := net.Dial("udp", hostport); err == nil {
-				ip = c.LocalAddr().(*net.UDPAddr).IP
-				c.Close()
-			}
+	ip := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		ip = "127.0.0.1"
+		if a, ok := localAddressTo(controlPlaneHostPort(o.server)); ok {
+			ip = a.String()
 		}
 	}
-	return ln, "https://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port)), nil
+	return ln, "https://" + net.JoinHostPort(ip, strconv.Itoa(addr.Port)), nil
+}
+
+// controlPlaneHostPort is the host:port of the first of --server's URLs.
+func controlPlaneHostPort(server string) string {
+	us, err := agentproto.ParseEndpoints(server)
+	if err != nil {
+		return ""
+	}
+	u := us[0]
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
 }
 
 // writeAgentAuthError answers a request to the agent's endpoint whose
