@@ -244,12 +244,7 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 			writeAgent(w, nil, err)
 			return
 		}
-		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
-		wait := agentproto.DefaultLongPoll
-		if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && d > 0 && d <= 5*time.Minute {
-			wait = d
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		ctx, after, cancel := longPoll(r)
 		defer cancel()
 		as, err := s.Assignments(ctx, r.PathValue("id"), after)
 		writeAgent(w, as, err)
@@ -259,12 +254,7 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 			writeAgent(w, nil, err)
 			return
 		}
-		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
-		wait := agentproto.DefaultLongPoll
-		if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && d > 0 && d <= 5*time.Minute {
-			wait = d
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		ctx, after, cancel := longPoll(r)
 		defer cancel()
 		hn, err := s.HostNetwork(ctx, r.PathValue("id"), after)
 		writeAgent(w, hn, err)
@@ -280,6 +270,19 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 		}
 		writeAgent(w, nil, s.ReportStatus(r.Context(), r.PathValue("id"), u))
 	})
+}
+
+// longPoll reads a long poll's revision ("after") and wait ("wait", at
+// most 5 min; DefaultLongPoll when absent) and bounds the request's
+// context by the wait.
+func longPoll(r *http.Request) (context.Context, int64, context.CancelFunc) {
+	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	wait := agentproto.DefaultLongPoll
+	if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && d > 0 && d <= 5*time.Minute {
+		wait = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	return ctx, after, cancel
 }
 
 // agentCaller checks that the request's signer may act for hostID: a host
