@@ -47,11 +47,10 @@ func (s *Server) RegisterHost(ctx context.Context, h agentproto.Host) error {
 	if err := s.checkHostSubnets(h); err != nil {
 		return err
 	}
-	rev, err := putJSON(ctx, s.store, hostKey(h.ID), hostRecord{Host: h, RegisteredAt: s.cfg.Now()}, store.AnyRevision)
-	if err != nil {
+	if _, err := putJSON(ctx, s.store, hostKey(h.ID), hostRecord{Host: h, RegisteredAt: s.cfg.Now()}, store.AnyRevision); err != nil {
 		return err
 	}
-	s.networkChanged(rev)
+	s.networkChanged()
 	if err := s.recordHeartbeat(ctx, h.ID, true); err != nil {
 		return err
 	}

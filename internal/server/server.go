@@ -133,9 +133,9 @@ type Server struct {
 
 	leader leaderState
 
-	// netRev is the store revision of the last change of the hosts' and
-	// slices' records seen (slices.go), HostNetwork's revision.
-	netRev atomic.Int64
+	// netChanges counts the changes of the hosts' and slices' records
+	// seen (slices.go): HostNetwork's long polls look again when it moves.
+	netChanges atomic.Int64
 }
 
 // New checks cfg and returns a control plane; nothing runs until Run and
@@ -225,11 +225,6 @@ func New(cfg Config) (*Server, error) {
 	if err := s.ensureDefaultCluster(context.Background()); err != nil {
 		return nil, err
 	}
-	_, rev, err := s.store.List(context.Background(), keyMetaVersion)
-	if err != nil {
-		return nil, err
-	}
-	s.netRev.Store(rev)
 	return s, nil
 }
 
@@ -311,7 +306,7 @@ func (s *Server) watchStore(ctx context.Context) {
 			continue
 		}
 		s.tasks.reset(kvs, rev)
-		s.networkChanged(rev) // changes may have been missed meanwhile
+		s.networkChanged() // changes may have been missed meanwhile
 		ch, err := s.store.Watch(ctx, "", rev)
 		if err != nil {
 			s.log.Error("store watch failed", "err", err)
@@ -321,7 +316,7 @@ func (s *Server) watchStore(ctx context.Context) {
 		apply := func(ev store.Event) {
 			s.tasks.apply(ev)
 			if isNetworkKey(ev.KV.Key) {
-				s.networkChanged(ev.KV.Revision)
+				s.networkChanged()
 			}
 		}
 		for ev := range ch {

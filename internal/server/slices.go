@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -272,14 +274,14 @@ func (s *Server) assignSlice(ctx context.Context, hostID string, sub agentproto.
 		if !ok {
 			return false, nil
 		}
-		rev, err := putJSON(ctx, s.store, sliceKey(sub.Name, p), sliceRecord{Subnet: sub.Name, CIDR: p, HostID: hostID, CreatedAt: s.cfg.Now()}, store.MustNotExist)
+		_, err = putJSON(ctx, s.store, sliceKey(sub.Name, p), sliceRecord{Subnet: sub.Name, CIDR: p, HostID: hostID, CreatedAt: s.cfg.Now()}, store.MustNotExist)
 		if errdefs.IsAlreadyExists(err) && attempt < 100 {
 			continue // another replica gave it to another host meanwhile
 		}
 		if err != nil {
 			return false, err
 		}
-		s.networkChanged(rev)
+		s.networkChanged()
 		s.log.Info("host given a slice of a subnet", "host", hostID, "subnet", sub.Name, "slice", p)
 		// Look again: the check above settles a race for this host.
 	}
@@ -354,21 +356,15 @@ func (s *Server) ReleaseHostSlices(ctx context.Context, hostID string) error {
 		}
 		s.log.Info("slice released", "host", hostID, "subnet", r.Subnet, "slice", r.CIDR)
 	}
-	s.networkChanged(0)
+	s.networkChanged()
 	return nil
 }
 
-// networkChanged notes a change of the hosts' network records made by this
-// replica at store revision rev (0: unknown), and wakes the long polls;
-// the store's watch notes every replica's.
-func (s *Server) networkChanged(rev int64) {
-	for {
-		cur := s.netRev.Load()
-		next := max(cur+1, rev)
-		if s.netRev.CompareAndSwap(cur, next) {
-			break
-		}
-	}
+// networkChanged notes a change of the hosts' or slices' records (this
+// replica's own, or any replica's through the store's watch) and wakes the
+// long polls.
+func (s *Server) networkChanged() {
+	s.netChanges.Add(1)
 	s.notify()
 }
 
@@ -380,30 +376,45 @@ func isNetworkKey(key string) bool {
 var _ agentproto.NetworkSource = (*Server)(nil)
 
 // HostNetwork implements agentproto.NetworkSource: the host's subnets,
-// slices and peers, read from the store; its revision follows the changes
-// of the hosts' and slices' records this replica has seen. An unknown host
-// is an error of kind errdefs.ErrNotFound.
+// slices and peers, read from the store. Its revision is a digest of that
+// view, so every replica gives the same view the same revision, and a poll
+// with the current one waits for the hosts' or slices' records to change
+// the view. An unknown host is an error of kind errdefs.ErrNotFound.
 func (s *Server) HostNetwork(ctx context.Context, hostID string, after int64) (agentproto.HostNetwork, error) {
-wait:
-	for after > 0 {
+	for {
 		pulse := s.pulseChan()
-		if s.netRev.Load() != after {
-			break
+		seen := s.netChanges.Load()
+		// Read with a context of its own: a long poll that ran out still
+		// answers with the view.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		hn, err := s.hostNetworkView(rctx, hostID)
+		cancel()
+		if err != nil {
+			return hn, err
 		}
-		select {
-		case <-ctx.Done():
-			break wait
-		case <-pulse:
+		hn.Revision = viewDigest(hn)
+		if hn.Revision != after || ctx.Err() != nil {
+			return hn, nil
+		}
+		for s.netChanges.Load() == seen {
+			select {
+			case <-ctx.Done():
+				return hn, nil
+			case <-pulse:
+			}
+			pulse = s.pulseChan()
 		}
 	}
-	rev := s.netRev.Load()
-	// Read with a context of its own: a long poll that ran out still
-	// answers with the view.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	hn, err := s.hostNetworkView(rctx, hostID)
-	hn.Revision = rev
-	return hn, err
+}
+
+// viewDigest is a positive digest of a host's network view (its Revision
+// left out).
+func viewDigest(hn agentproto.HostNetwork) int64 {
+	hn.Revision = 0
+	b, _ := json.Marshal(hn)
+	h := fnv.New64a()
+	h.Write(b)
+	return int64(h.Sum64()>>1) | 1
 }
 
 func (s *Server) hostNetworkView(ctx context.Context, hostID string) (agentproto.HostNetwork, error) {

@@ -123,6 +123,19 @@ func TestHostSlices(t *testing.T) {
 	if again, _ := sliceOf(t, srv2, "h0", "subnet-a"); again != h0 {
 		t.Fatalf("after a restart h0 has slice %s, had %s", again, h0)
 	}
+	// The revision is the view's: the same on every control plane, and
+	// unchanged by a registration that changes nothing of it.
+	v1, err1 := e.srv.HostNetwork(c, "h1", 0)
+	v2, err2 := srv2.HostNetwork(c, "h1", 0)
+	if err1 != nil || err2 != nil || v1.Revision != v2.Revision {
+		t.Fatalf("two control planes give h1's view revisions %d and %d (%v %v)", v1.Revision, v2.Revision, err1, err2)
+	}
+	if err := srv2.RegisterHost(c, runcHost("h3")); err != nil {
+		t.Fatal(err)
+	}
+	if v3, err := e.srv.HostNetwork(c, "h1", 0); err != nil || v3.Revision != v1.Revision {
+		t.Fatalf("h3 registering again changed h1's revision from %d to %d (%v)", v1.Revision, v3.Revision, err)
+	}
 
 	// Release: refused while the host is registered, then after its
 	// removal the slice goes to the host that had none.
