@@ -2,11 +2,15 @@ package cli
 
 import (
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/server"
+	"vessel.dev/vessel/internal/store/bolt"
 )
 
 func TestParseSubnetOptions(t *testing.T) {
@@ -63,5 +67,46 @@ func TestHostSubnets(t *testing.T) {
 	if len(got) != 2 || got[0].Name != "a" || got[0].Slice != p("10.89.3.0/24") || !got[0].NAT || !slices.Equal(got[0].Peers, []string{"b"}) ||
 		got[1].Name != "b" || got[1].Slice != p("10.90.0.0/24") || !slices.Equal(noSlice, []string{"c"}) {
 		t.Fatalf("hostSubnets = %+v, no slice %v", got, noSlice)
+	}
+}
+
+// TestJoinFleet: a host registers and is told its slices; a host that
+// defines a subnet otherwise than the control plane is refused at once,
+// the error naming both definitions.
+func TestJoinFleet(t *testing.T) {
+	st, err := bolt.Open(bolt.Config{Path: filepath.Join(t.TempDir(), "vessel.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	keys, _, err := auth.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := parseSubnets([]string{"subnet-default=10.89.0.0/16,slice=/26"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Store: st, Keys: keys, Logger: quiet, Fleet: server.FleetNetwork{Subnets: fleet}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := agentproto.Host{ID: "h1", MilliCPU: 1000, MemoryMiB: 1024, Runtimes: []string{"runc"}}
+	hn, err := joinFleet(t.Context(), srv, host, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, noSlice := hostSubnets(hn)
+	if len(own) != 1 || own[0].Slice != netip.MustParsePrefix("10.89.0.0/26") || len(noSlice) != 0 {
+		t.Fatalf("h1's subnets %+v, no slice %v; want subnet-default with slice 10.89.0.0/26", own, noSlice)
+	}
+	other, err := parseSubnets([]string{"subnet-default=10.200.0.0/24"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host.ID, host.SubnetDefinitions = "h2", other
+	_, err = joinFleet(t.Context(), srv, host, quiet)
+	if err == nil || !strings.Contains(err.Error(), "subnet-default=10.200.0.0/24") || !strings.Contains(err.Error(), "subnet-default=10.89.0.0/16,slice=/26") {
+		t.Fatalf("joining with another definition: %v, want a refusal naming both", err)
 	}
 }
