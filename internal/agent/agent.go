@@ -62,6 +62,12 @@ type Config struct {
 	// RetryInterval is the pause after a failed call to the control plane;
 	// 1 s by default.
 	RetryInterval time.Duration
+	// ReportDelay is how long a task's progress reports (ACTIVATING, its
+	// address, image digests, containers started) may wait to be sent
+	// together with what follows; a change of status that matters (RUNNING,
+	// stopping, an exit) sends them at once. DefaultReportDelay by default;
+	// negative sends each report at once.
+	ReportDelay time.Duration
 	// Images and Network serve runtimes that run real processes; they may
 	// be nil when only simulated runtimes are configured.
 	Images  Images
@@ -134,6 +140,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = time.Second
 	}
+	if cfg.ReportDelay == 0 {
+		cfg.ReportDelay = DefaultReportDelay
+	}
 	switch cfg.PullBehavior {
 	case "":
 		cfg.PullBehavior = PullPreferCached
@@ -200,6 +209,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.wg.Done()
 		a.heartbeat(ctx)
 	}()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.followFleetNetwork(ctx) // fleetnet.go
+	}()
 
 	adopted, err := a.listSandboxes(ctx)
 	if err != nil {
@@ -229,7 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.reconcileNetwork(ctx, as.Tasks)
 			a.reconcileTaskDirs(as.Tasks)
 		}
-		a.apply(ctx, as.Tasks, adopted)
+		a.apply(ctx, as, adopted)
 		if first {
 			adopted = nil
 			first = false
@@ -316,8 +330,10 @@ func (a *Agent) heartbeat(ctx context.Context) {
 }
 
 // apply starts a worker for each new task and hands updates to the others.
-// Workers whose task left the set tear their sandbox down.
-func (a *Agent) apply(ctx context.Context, tasks []task.Task, adopted map[string]sandboxRef) {
+// Workers whose task left the set (a whole set), or stopped (an answer of
+// changes), tear their sandbox down.
+func (a *Agent) apply(ctx context.Context, as agentproto.Assignments, adopted map[string]sandboxRef) {
+	tasks, changes, stopped := as.Tasks, as.Changes, as.Stopped
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if ctx.Err() != nil {
@@ -356,6 +372,14 @@ func (a *Agent) apply(ctx context.Context, tasks []task.Task, adopted map[string
 			a.mu.Unlock()
 		}()
 	}
+	if changes {
+		for _, id := range stopped {
+			if w, ok := a.workers[id]; ok && !seen[id] {
+				w.markGone()
+			}
+		}
+		return
+	}
 	for id, w := range a.workers {
 		if !seen[id] {
 			w.markGone()
@@ -374,22 +398,26 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// report sends a status update, retrying while the control plane is
-// unreachable. It gives up when ctx is done, or when the control plane
-// refuses the update (the task is no longer ours).
-func (a *Agent) report(ctx context.Context, u agentproto.StatusUpdate) error {
-	if u.At.IsZero() {
-		u.At = a.cfg.Now()
+// report sends status reports about one task (in order, applied as one
+// write), retrying while the control plane is unreachable. It gives up
+// when ctx is done, or when the control plane refuses the reports (the
+// task is no longer ours).
+func (a *Agent) report(ctx context.Context, reports ...agentproto.StatusUpdate) error {
+	for i := range reports {
+		if reports[i].At.IsZero() {
+			reports[i].At = a.cfg.Now()
+		}
 	}
 	for {
-		err := a.cfg.ControlPlane.ReportStatus(ctx, a.cfg.Host.ID, u)
+		err := a.cfg.ControlPlane.ReportStatus(ctx, a.cfg.Host.ID, reports...)
 		if err == nil {
 			return nil
 		}
 		if errdefs.IsConflict(err) || errdefs.IsNotFound(err) || errdefs.IsInvalidArgument(err) || errors.Is(err, context.Canceled) {
 			return err
 		}
-		a.log.Warn("reporting status failed; retrying", "task", u.TaskID, "status", u.LastStatus, "err", err)
+		last := reports[len(reports)-1]
+		a.log.Warn("reporting status failed; retrying", "task", last.TaskID, "status", last.LastStatus, "err", err)
 		if sleep(ctx, a.cfg.RetryInterval) != nil {
 			return ctx.Err()
 		}

@@ -38,6 +38,9 @@ type controlPlane struct {
 	rev     int64
 	changed chan struct{}
 	history []containerReport
+	// calls counts the status calls that reached a task (each is one
+	// write on the server).
+	calls int
 }
 
 type containerReport struct {
@@ -81,24 +84,32 @@ func (cp *controlPlane) Assignments(ctx context.Context, hostID string, after in
 	return as, nil
 }
 
-func (cp *controlPlane) ReportStatus(ctx context.Context, hostID string, u agentproto.StatusUpdate) error {
+func (cp *controlPlane) ReportStatus(ctx context.Context, hostID string, reports ...agentproto.StatusUpdate) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	t := cp.tasks[u.TaskID]
+	if len(reports) == 0 {
+		return errdefs.InvalidArgument("no report")
+	}
+	t := cp.tasks[reports[0].TaskID]
 	if t == nil {
-		return errdefs.NotFound("task %s not found", u.TaskID)
+		return errdefs.NotFound("task %s not found", reports[0].TaskID)
 	}
 	if t.Stopped() {
 		return nil
 	}
-	for _, cu := range u.Containers {
-		cp.history = append(cp.history, containerReport{at: time.Now(), u: cu})
-	}
-	// As the server: the report merges into a copy, kept only if whole.
+	cp.calls++
+	// As the server: the reports merge into a copy, kept only if whole.
 	next := t.Clone()
-	changed, err := next.ApplyReport(u, time.Now())
-	if err != nil {
-		return err
+	changed := false
+	for _, u := range reports {
+		for _, cu := range u.Containers {
+			cp.history = append(cp.history, containerReport{at: time.Now(), u: cu})
+		}
+		c, err := next.ApplyReport(u, time.Now())
+		if err != nil {
+			return err
+		}
+		changed = changed || c
 	}
 	if changed {
 		*t = *next
@@ -158,6 +169,8 @@ type env struct {
 	t  *testing.T
 	cp *controlPlane
 	n  int
+	rt runtime.Runtime
+	nm *network.Manager
 }
 
 func needRunc(t *testing.T) {
@@ -178,6 +191,12 @@ func needRunc(t *testing.T) {
 // test ends.
 func newEnv(t *testing.T, base time.Duration) *env {
 	t.Helper()
+	return newEnvWith(t, base, nil)
+}
+
+// newEnvWith is newEnv with a hook to adjust the agent's configuration.
+func newEnvWith(t *testing.T, base time.Duration, configure func(*agent.Config)) *env {
+	t.Helper()
 	needRunc(t)
 	layer := runtimetest.BusyboxLayer(t)
 	dir := runtimetest.StateDir(t)
@@ -195,19 +214,23 @@ func newEnv(t *testing.T, base time.Duration) *env {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		Host:         agentproto.Host{ID: "h1", MilliCPU: 2000, MemoryMiB: 4096, Runtimes: []string{"runc"}},
 		ControlPlane: cp, Runtimes: map[string]runtime.Runtime{"runc": rt},
 		Images: images{layer}, Network: nm, LogDir: filepath.Join(dir, "logs"), TaskDir: filepath.Join(dir, "tasks"),
 		RestartBackoff: base, MaxRestartBackoff: 8 * base, Logger: logger,
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
-	e := &env{t: t, cp: cp}
+	e := &env{t: t, cp: cp, rt: cfg.Runtimes["runc"], nm: nm}
 	t.Cleanup(func() {
 		cp.mu.Lock()
 		var ids []string

@@ -45,6 +45,8 @@ type worker struct {
 	runs runState
 	// ip is the task's address, once attached here.
 	ip string
+	// reports queues the task's status reports (reports.go).
+	reports reports
 }
 
 // update hands the worker the latest version of its task, dropping an
@@ -79,18 +81,6 @@ type exitEvent struct {
 type healthEvent struct {
 	name   string
 	status string
-}
-
-func (w *worker) report(ctx context.Context, u agentproto.StatusUpdate) error {
-	u.TaskID = w.task.ID
-	if u.Runtime == "" {
-		u.Runtime = w.rt.Name()
-	}
-	err := w.agent.report(ctx, u)
-	if err != nil && ctx.Err() == nil {
-		w.log.Warn("status report refused", "status", u.LastStatus, "err", err)
-	}
-	return err
 }
 
 // fail stops the task with a stop code and reason, then tears it down.
@@ -152,9 +142,8 @@ func (w *worker) run(ctx context.Context) {
 func (w *worker) create(ctx context.Context) error {
 	t := w.task
 	cfg := &w.agent.cfg
-	if err := w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusActivating, PullStartedAt: cfg.Now()}); err != nil {
-		return err
-	}
+	// Progress reports wait to go with RUNNING, or ReportDelay at most.
+	w.note(ctx, agentproto.StatusUpdate{LastStatus: task.StatusActivating, PullStartedAt: cfg.Now()})
 	spec := runtime.Spec{ID: t.ID, MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB,
 		EphemeralStorageGiB: int(t.EphemeralStorageGiB),
 		Labels:              map[string]string{LabelTaskARN: t.ARN, LabelCluster: t.Cluster, LabelHost: cfg.Host.ID}}
@@ -175,7 +164,7 @@ func (w *worker) create(ctx context.Context) error {
 		}
 		spec.NetNSPath, spec.EtcDir, spec.Hostname = att.NetNSPath, att.EtcDir, att.Hostname
 		w.ip = att.IP.String()
-		w.report(ctx, agentproto.StatusUpdate{IP: w.ip})
+		w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
 		spec.LogDir = w.agent.taskLogDir(t.ID)
 		if err := os.MkdirAll(spec.LogDir, 0o700); err != nil {
 			return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
@@ -228,7 +217,7 @@ func (w *worker) create(ctx context.Context) error {
 		}
 		spec.Containers = append(spec.Containers, cs)
 	}
-	w.report(ctx, agentproto.StatusUpdate{PullStoppedAt: cfg.Now(), Containers: digests})
+	w.note(ctx, agentproto.StatusUpdate{PullStoppedAt: cfg.Now(), Containers: digests})
 	began := time.Now()
 	if err := w.rt.Create(ctx, spec); err != nil && !errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
@@ -294,7 +283,7 @@ func (w *worker) pull(ctx context.Context, c *task.Container) (*image.Image, err
 		last = time.Now()
 		text := fmt.Sprintf("%s: %d/%d layers, %.1f/%.1f MB", c.Name, p.LayersDone, p.LayersTotal,
 			float64(p.BytesDone)/1e6, float64(p.BytesTotal)/1e6)
-		go w.report(ctx, agentproto.StatusUpdate{PullProgress: text})
+		w.note(ctx, agentproto.StatusUpdate{PullProgress: text})
 	}
 	return cfg.Images.Pull(ctx, c.Image, o)
 }
@@ -373,7 +362,7 @@ func (w *worker) startReady(ctx context.Context, exits chan<- exitEvent, healths
 			w.checkHealth(ctx, c, healths)
 			u := agentproto.ContainerUpdate{Name: c.Name, LastStatus: task.StatusRunning, RuntimeID: w.task.ID + "-" + c.Name}
 			w.beginRun(ctx, c, w.agent.cfg.Now(), false, &u)
-			w.report(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{u}})
+			w.note(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{u}})
 		}
 	}
 	return nil
@@ -671,16 +660,19 @@ func (w *worker) finish(ctx context.Context) {
 }
 
 // release deletes the sandbox, removes the task's volumes and detaches the
-// task from its subnet.
+// task from its subnet. A sandbox that could not be deleted keeps its
+// volumes and its address: what still runs in it must not share them with
+// a new task.
 func (w *worker) release(ctx context.Context) error {
 	err := w.rt.Delete(ctx, w.task.ID)
 	if errdefs.IsNotFound(err) {
 		err = nil
 	}
-	if err == nil {
-		// The containers are gone: their volumes may go too.
-		err = w.agent.releaseVolumes(w.task.ID)
+	if err != nil {
+		return fmt.Errorf("deleting the sandbox (its volumes and address are kept until it is gone): %w", err)
 	}
+	// The containers are gone: their volumes and address may go too.
+	err = w.agent.releaseVolumes(w.task.ID)
 	if n := w.agent.cfg.Network; n != nil && !w.simulated() {
 		err = errors.Join(err, n.Detach(ctx, w.task.ID))
 	}
@@ -688,9 +680,18 @@ func (w *worker) release(ctx context.Context) error {
 }
 
 // teardown removes the sandbox of a task the control plane no longer places
-// here (it was stopped without us, e.g. its host was declared lost).
+// here (it was stopped without us, e.g. its host was declared lost), trying
+// again every RetryInterval until it is gone or ctx is done.
 func (w *worker) teardown(ctx context.Context) {
-	if err := w.release(ctx); err != nil && ctx.Err() == nil {
-		w.log.Error("releasing a task no longer placed here failed", "err", err)
+	w.log.Info("task no longer placed on this host (the control plane stopped it without us): deleting its sandbox")
+	for {
+		err := w.release(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		w.log.Error("releasing a task no longer placed here failed; trying again", "err", err)
+		if sleep(ctx, w.agent.cfg.RetryInterval) != nil {
+			return
+		}
 	}
 }

@@ -48,11 +48,23 @@ type ContainerUpdate = task.ContainerReport
 // fields are left as they were; LastStatus may only move forward.
 type StatusUpdate = task.Report
 
+// MaxReportsPerCall is how many reports about one task one status call
+// may carry.
+const MaxReportsPerCall = 64
+
 // Assignments is the set of tasks placed on a host that are not STOPPED.
+// An answer to a poll after a revision may instead carry only what changed
+// since (Changes): the tasks placed on the host that changed and are not
+// STOPPED, and the IDs of those that stopped.
 type Assignments struct {
 	Tasks []task.Task `json:"tasks"`
 	// Revision identifies this set; pass it back to wait for the next one.
 	Revision int64 `json:"revision"`
+	// Changes says Tasks holds only the tasks that changed after the
+	// revision asked about, and Stopped those that stopped since; the
+	// host's other tasks are as they were.
+	Changes bool     `json:"changes,omitempty"`
+	Stopped []string `json:"stopped,omitempty"`
 }
 
 // ControlPlane is what a host agent needs of the control plane.
@@ -66,13 +78,16 @@ type ControlPlane interface {
 	Heartbeat(ctx context.Context, hostID string) error
 
 	// Assignments returns the tasks placed on the host that are not yet
-	// STOPPED. When after equals the current revision it blocks until the
-	// set or any of its tasks changes, or ctx is done (then it returns the
-	// unchanged set and no error). The returned tasks are the caller's.
+	// STOPPED, or, asked after a revision it answered before, only what
+	// changed since (Assignments.Changes). It blocks until one of the
+	// host's tasks changes after after, or ctx is done (then it answers
+	// that nothing changed, and no error). The returned tasks are the
+	// caller's.
 	Assignments(ctx context.Context, hostID string, after int64) (Assignments, error)
 
-	// ReportStatus applies an agent's report to its task. A report for a
-	// task that is not placed on hostID is an error of kind
-	// errdefs.ErrConflict; a status that would move backward is ignored.
-	ReportStatus(ctx context.Context, hostID string, u StatusUpdate) error
+	// ReportStatus applies an agent's reports about one task to it, in
+	// order and as one write. A report for a task that is not placed on
+	// hostID is an error of kind errdefs.ErrConflict; a status that would
+	// move backward is ignored.
+	ReportStatus(ctx context.Context, hostID string, reports ...StatusUpdate) error
 }

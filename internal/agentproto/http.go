@@ -396,14 +396,22 @@ func (c *Client) Heartbeat(ctx context.Context, hostID string) error {
 // Assignments implements ControlPlane.
 func (c *Client) Assignments(ctx context.Context, hostID string, after int64) (Assignments, error) {
 	var out Assignments
-	err := c.poll(ctx, http.MethodGet, fmt.Sprintf("/agent/v1/hosts/%s/assignments?after=%d&wait=%s",
+	err := c.poll(ctx, http.MethodGet, fmt.Sprintf("/agent/v1/hosts/%s/assignments?after=%d&changes=1&wait=%s",
 		url.PathEscape(hostID), after, DefaultLongPoll), nil, &out)
 	return out, err
 }
 
 // ReportStatus implements ControlPlane.
-func (c *Client) ReportStatus(ctx context.Context, hostID string, u StatusUpdate) error {
-	return c.do(ctx, http.MethodPost, "/agent/v1/hosts/"+url.PathEscape(hostID)+"/status", u, nil)
+// One report goes as a JSON object, several as an array.
+func (c *Client) ReportStatus(ctx context.Context, hostID string, reports ...StatusUpdate) error {
+	var body any = reports
+	switch len(reports) {
+	case 0:
+		return nil
+	case 1:
+		body = reports[0]
+	}
+	return c.do(ctx, http.MethodPost, "/agent/v1/hosts/"+url.PathEscape(hostID)+"/status", body, nil)
 }
 
 // HostNetwork implements NetworkSource: a long poll, moving between

@@ -50,6 +50,11 @@ type HostNetwork struct {
 	// VNI and Port are the VXLAN network identifier and UDP port.
 	VNI  int `json:"vni,omitempty"`
 	Port int `json:"port,omitempty"`
+	// Address is this host's own underlay address, as its peers know it
+	// (their Peer.Address for it): the VXLAN back end sends from it and
+	// derives its tunnel endpoint's MAC from it. Zero: the host uses the
+	// source address its routes give toward its peers.
+	Address netip.Addr `json:"address,omitempty"`
 	// Subnets are the fleet's subnets this host serves.
 	Subnets []FleetSubnet `json:"subnets"`
 	// Slices are this host's slices, one per subnet it serves.

@@ -18,8 +18,9 @@ const (
 	// PolicyAdmin allows every action.
 	PolicyAdmin = "admin"
 	// PolicyOperator allows every action except managing keys, join tokens
-	// and hosts' identities (the vessel:*Credential*, vessel:*JoinToken* and
-	// vessel:RevokeHost actions), and except the agent protocol.
+	// and hosts' identities (the vessel:*Credential*, vessel:*JoinToken*,
+	// vessel:RevokeHost and vessel:RemoveHost actions), and except the
+	// agent protocol.
 	PolicyOperator = "operator"
 	// PolicyReadOnly allows reading: Describe*, List*, Get* actions and
 	// task logs.
@@ -170,7 +171,7 @@ func ValidateKeyName(name string) error {
 }
 
 var (
-	operatorDenied  = []string{"vessel:*Credential*", "vessel:*JoinToken*", "vessel:RevokeHost"}
+	operatorDenied  = []string{"vessel:*Credential*", "vessel:*JoinToken*", "vessel:RevokeHost", "vessel:RemoveHost"}
 	readOnlyAllowed = []string{"ecs:Describe*", "ecs:List*", "eks:Describe*", "eks:List*", "vessel:Describe*", "vessel:List*", "vessel:Get*"}
 	hostActions     = []string{"vessel-agent:*"}
 )

@@ -14,15 +14,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/fsutil"
 	"vessel.dev/vessel/internal/httpserve"
+	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/tlsutil"
 )
 
@@ -35,6 +38,7 @@ type agentOptions struct {
 	token      string
 	caCertHash string
 	host       hostOptions
+	dns        dnsOptions
 }
 
 // Files of a joined host in its data directory.
@@ -79,6 +83,7 @@ from before join tokens).`,
 	cmd.Flags().StringVar(&o.listen, "listen", ":0", "address of the endpoint serving this host's task logs and execs to the control plane (default: a free port)")
 	cmd.Flags().StringVar(&o.advertise, "advertise", "", "URL the control plane reaches that endpoint at (default: https://ADDRESS:PORT, ADDRESS being the one this host reaches --server from)")
 	o.host.addFlags(cmd, false)
+	o.dns.addFlags(cmd, false)
 	return cmd
 }
 
@@ -132,11 +137,42 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	defer tlsLn.Close()
 	o.host.endpoint = endpoint
 	o.host.endpointPin = tlsutil.CertSHA256(pair.Certificate[0])
+	// The DNS server listens on the gateways of the subnets the control
+	// plane gives this host, before its network opens (its tasks name it);
+	// a host of simulated sandboxes only, which asks for none, on those
+	// --subnet defines.
+	var names *agent.NameFeed
+	namesStarted := false
+	o.host.networkReady = func(ctx context.Context, subnets []network.Subnet) (err error) {
+		names, err = o.startNames(ctx, client, subnets, log)
+		namesStarted = true
+		return err
+	}
 	o.host.addressTarget = controlPlaneHostPort(o.server)
 	a, report, err := o.host.newAgent(ctx, g.dataDir, client, log)
 	if err != nil {
 		return err
 	}
+	if !namesStarted {
+		defined, err := parseSubnets(o.host.subnets, true)
+		if err != nil {
+			return err
+		}
+		var withCIDR []agentproto.FleetSubnet
+		for _, s := range defined {
+			if s.CIDR.IsValid() {
+				withCIDR = append(withCIDR, s)
+			}
+		}
+		if names, err = o.startNames(ctx, client, networkSubnets(withCIDR), log); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	namesCtx, stopNames := context.WithCancel(ctx)
+	defer wg.Wait()
+	defer stopNames()
+	runNames(namesCtx, &wg, names, a.HostID())
 	fmt.Fprintf(cmd.ErrOrStderr(), "Runtimes on this host: %s\n", strings.Join(report, "; "))
 	fmt.Fprintf(cmd.ErrOrStderr(), "Serving task logs and execs to the control plane on %s\n", endpoint)
 	// The control plane signs its calls with this host's own credential:

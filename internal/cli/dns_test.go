@@ -56,10 +56,8 @@ func TestDNSPlan(t *testing.T) {
 			if !slices.Equal(p.listen, tt.listen) || p.gateway != tt.gateway || !slices.Equal(p.nameservers, tt.nameservers) {
 				t.Fatalf("plan listen %v gateway %v nameservers %v", p.listen, p.gateway, p.nameservers)
 			}
-			if p.taskDNS("default") != nil {
-				t.Fatal("tasks told of a DNS server that does not serve yet")
-			}
-			p.serving.Store(true)
+			// Tasks are told of their own host's DNS server (or those
+			// advertised), whether or not this process's listens.
 			d := p.taskDNS("Default")
 			reachable := tt.gateway || len(tt.nameservers) > 0
 			if (d != nil) != reachable {
@@ -68,6 +66,13 @@ func TestDNSPlan(t *testing.T) {
 			if d != nil && (!slices.Equal(d.Searches, []string{"default.vessel.local"}) || !slices.Equal(d.Nameservers, tt.nameservers)) {
 				t.Fatalf("taskDNS = %+v", d)
 			}
+			if !p.serverListens(false) || p.serverListens(true) != (tt.name != "default") {
+				t.Fatalf("serverListens: with an agent %v, without %v", p.serverListens(false), p.serverListens(true))
+			}
+			if p.gatewayDNS() {
+				t.Fatal("tasks of this host name its gateway before its DNS server listens")
+			}
+			p.serving.Store(true)
 			if p.gatewayDNS() != (tt.gateway && len(tt.nameservers) == 0) {
 				t.Fatalf("gatewayDNS = %v", p.gatewayDNS())
 			}

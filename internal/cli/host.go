@@ -59,6 +59,10 @@ type hostOptions struct {
 	// addressTarget is where the default address is looked for: the local
 	// address of the route to it (the control plane, for `vessel agent`).
 	addressTarget string
+	// networkReady, when set, is called with the host's subnets (those it
+	// has a slice of) once the control plane told them, before the host's
+	// network opens: `vessel agent` starts its DNS server there.
+	networkReady func(ctx context.Context, subnets []network.Subnet) error
 }
 
 // addFlags adds the host's flags; the control plane's command defines the
@@ -192,6 +196,11 @@ func (o *hostOptions) newAgent(ctx context.Context, dataDir string, cp agentprot
 		}
 		for _, s := range own {
 			log.Info("task addresses come from this host's slice", "subnet", s.Name, "cidr", s.CIDR, "slice", s.Slice)
+		}
+		if o.networkReady != nil {
+			if err := o.networkReady(ctx, own); err != nil {
+				return nil, report, err
+			}
 		}
 		if cfg.Network, err = network.Open(network.Config{StateDir: filepath.Join(dataDir, "network"), Subnets: own, GatewayDNS: o.gatewayDNS, Logger: log}); err != nil {
 			return nil, report, err

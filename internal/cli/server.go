@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
@@ -99,7 +100,7 @@ through etcd with a lease of --leader-lease, runs the controllers (its
 	f.IntVar(&o.vxlanPort, "vxlan-port", server.DefaultVXLANPort, "with --fleet-network vxlan: the UDP port of the encapsulated traffic between hosts")
 	o.k8s.addFlags(cmd, true)
 	cmd.Flags().StringVar(&o.k8s.kubeProxy, "kube-proxy", "", "kube-proxy binary to run on this host with --kubeconfig, so that its sandboxes reach the cluster's ClusterIP Services (not on a host that is also a regular node: it runs one already)")
-	o.dns.addFlags(cmd)
+	o.dns.addFlags(cmd, true)
 	o.tls.addFlags(cmd)
 	o.etcd.addFlags(cmd.Flags())
 	return cmd
@@ -192,13 +193,19 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 			stop()
 		}
 	}()
-	if err := dns.start(ctx, cachedTasks{srv}, log); err != nil {
-		stop()
-		httpSrv.Close()
-		wg.Wait()
-		return err
+	// This host's DNS server, fed by the control plane in process: the
+	// in-process agent's tasks name it, as a remote agent's name theirs.
+	var names *agent.NameFeed
+	if dns.serverListens(o.noAgent) {
+		if names, err = dns.startNames(ctx, srv, log); err != nil {
+			stop()
+			httpSrv.Close()
+			wg.Wait()
+			return err
+		}
 	}
 	o.host.gatewayDNS = dns.gatewayDNS()
+	runNames(ctx, &wg, names, o.host.hostID)
 	if o.k8s.kubeconfig != "" {
 		// With replicas, the bridge runs on the leader only (before Run,
 		// so that the first term starts it).

@@ -2,11 +2,14 @@ package discovery
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -18,7 +21,8 @@ import (
 	"vessel.dev/vessel/internal/testutil"
 )
 
-// fakeSource stands in for the control plane's task cache.
+// fakeSource stands in for the host's names, made of its tasks as the
+// control plane makes them (NamesOf).
 type fakeSource struct {
 	mu     sync.Mutex
 	tasks  map[string]*task.Task
@@ -35,14 +39,14 @@ func newFakeSource(ts ...*task.Task) *fakeSource {
 	return f
 }
 
-func (f *fakeSource) TaskSnapshot(ctx context.Context) ([]*task.Task, error) {
+func (f *fakeSource) Names(ctx context.Context) (Names, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*task.Task
 	for _, t := range f.tasks {
 		out = append(out, t.Clone())
 	}
-	return out, nil
+	return NamesOf(out), nil
 }
 
 func (f *fakeSource) Changes() <-chan struct{} {
@@ -372,5 +376,46 @@ func TestClusterZone(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("ClusterZone(%q) = %q %v, want %q", cluster, got, ok, want)
 		}
+	}
+}
+
+// TestNamesOf: the names of tasks are the same whatever order the tasks
+// come in (so that equal names encode equally on every replica), hold the
+// clusters of every task and only the tasks that answer under their own
+// name, and come through JSON (the agent protocol) unchanged.
+func TestNamesOf(t *testing.T) {
+	healthy := task.Container{Name: "app", Essential: true, HealthCheck: &task.HealthCheck{Command: []string{"CMD", "true"}}, HealthStatus: task.HealthHealthy,
+		Ports: []task.Port{{ContainerPort: 80, Protocol: "tcp", Name: "http"}}}
+	sick := healthy
+	sick.HealthStatus = task.HealthUnhealthy
+	stopped := running("t4", "other", "", "10.0.0.4")
+	stopped.LastStatus = task.StatusStopped
+	tasks := []*task.Task{
+		running("t3", "default", "service:web", "10.0.0.3", sick),
+		running("t1", "default", "service:web", "10.0.0.1", healthy),
+		running("t2", "default", "", "10.0.0.2"),
+		stopped,
+		running("t5", "default", "service:web", ""),
+	}
+	n := NamesOf(tasks)
+	want := Names{Clusters: []string{"default", "other"}, Records: []Record{
+		{TaskID: "t1", Cluster: "default", Service: "web", IP: netip.MustParseAddr("10.0.0.1"), Serving: true, Ports: []Port{{Port: 80, Name: "http", Protocol: "tcp"}}},
+		{TaskID: "t2", Cluster: "default", IP: netip.MustParseAddr("10.0.0.2")},
+		{TaskID: "t3", Cluster: "default", Service: "web", IP: netip.MustParseAddr("10.0.0.3"), Ports: []Port{{Port: 80, Name: "http", Protocol: "tcp"}}},
+	}}
+	if !reflect.DeepEqual(n, want) {
+		t.Fatalf("NamesOf:\n%+v\nwant\n%+v", n, want)
+	}
+	slices.Reverse(tasks)
+	if again := NamesOf(tasks); !reflect.DeepEqual(again, n) {
+		t.Fatalf("NamesOf depends on the tasks' order:\n%+v\n%+v", again, n)
+	}
+	data, err := json.Marshal(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Names
+	if err := json.Unmarshal(data, &back); err != nil || !reflect.DeepEqual(back, n) {
+		t.Fatalf("through JSON: %+v, %v; want %+v", back, err, n)
 	}
 }

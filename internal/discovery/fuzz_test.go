@@ -111,7 +111,7 @@ func FuzzServeDNS(f *testing.F) {
 		t := running("b"+strings.Repeat("x", i%40)+string(rune('a'+i%26))+string(rune('a'+i/26)), "default", "service:big", "10.1.0."+strconv.Itoa(i+1))
 		tasks = append(tasks, t)
 	}
-	s.ix.Store(buildIndex(tasks, "vessel.local"))
+	s.ix.Store(buildIndex(NamesOf(tasks), "vessel.local"))
 
 	f.Fuzz(func(t *testing.T, tcp bool, packet []byte) {
 		r := new(dns.Msg)

@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-
-	"vessel.dev/vessel/internal/task"
 )
 
 // index is what the server answers from: built from one snapshot of the
@@ -26,39 +24,37 @@ type target struct {
 	ports []uint16
 }
 
-// buildIndex indexes the tasks under domain (lower case, no trailing dot).
-func buildIndex(tasks []*task.Task, domain string) *index {
+// buildIndex indexes the names under domain (lower case, no trailing dot).
+func buildIndex(n Names, domain string) *index {
 	ix := &index{zones: map[string]bool{}, names: map[string][]target{}}
-	for _, t := range tasks {
-		zone, ok := ClusterZone(t.Cluster, domain)
+	for _, c := range n.Clusters {
+		if zone, ok := ClusterZone(c, domain); ok {
+			ix.zones[zone+"."] = true
+		}
+	}
+	for _, r := range n.Records {
+		zone, ok := ClusterZone(r.Cluster, domain)
 		if !ok {
 			continue
 		}
 		ix.zones[zone+"."] = true
-		if !reachable(t) {
+		if !r.IP.IsValid() {
 			continue
 		}
-		ip, err := netip.ParseAddr(t.IP)
-		if err != nil {
-			continue
-		}
-		id, ok := label(t.ID)
+		id, ok := label(r.TaskID)
 		if !ok {
 			continue
 		}
 		own := id + "." + zone + "."
-		tg := target{ip: ip, name: own}
-		for _, c := range t.Containers {
-			for _, p := range c.Ports {
-				tg.ports = append(tg.ports, uint16(p.ContainerPort))
-			}
+		tg := target{ip: r.IP, name: own}
+		for _, p := range r.Ports {
+			tg.ports = append(tg.ports, p.Port)
 		}
 		ix.names[own] = append(ix.names[own], tg)
-		svc, ok := strings.CutPrefix(t.Group, ServiceGroupPrefix)
-		if !ok || !Serving(t) {
+		if r.Service == "" || !r.Serving {
 			continue
 		}
-		s, ok := label(svc)
+		s, ok := label(r.Service)
 		if !ok {
 			continue
 		}
@@ -66,16 +62,14 @@ func buildIndex(tasks []*task.Task, domain string) *index {
 		ix.names[name] = append(ix.names[name], tg)
 		// Named ports, as RFC 2782 and Kubernetes name them:
 		// _<port>._<protocol>.<service>.<zone>.
-		for _, c := range t.Containers {
-			for _, p := range c.Ports {
-				pn, ok1 := label(p.Name)
-				proto, ok2 := label(p.Protocol)
-				if !ok1 || !ok2 {
-					continue
-				}
-				n := "_" + pn + "._" + proto + "." + name
-				ix.names[n] = append(ix.names[n], target{ip: ip, name: own, ports: []uint16{uint16(p.ContainerPort)}})
+		for _, p := range r.Ports {
+			pn, ok1 := label(p.Name)
+			proto, ok2 := label(p.Protocol)
+			if !ok1 || !ok2 {
+				continue
 			}
+			n := "_" + pn + "._" + proto + "." + name
+			ix.names[n] = append(ix.names[n], target{ip: r.IP, name: own, ports: []uint16{p.Port}})
 		}
 	}
 	for _, ts := range ix.names {

@@ -22,13 +22,13 @@ import (
 	"vessel.dev/vessel/internal/task"
 )
 
-// Source is where the server learns of tasks: the control plane's task
-// cache (*server.Server satisfies it).
+// Source is where the server learns of the tasks' names: on every host,
+// the host agent's copy of them, fed by the control plane (agent.NameFeed).
 type Source interface {
-	// TaskSnapshot returns copies of every task, the caller's to keep. It
-	// blocks until the first load of the cache or ctx ends.
-	TaskSnapshot(ctx context.Context) ([]*task.Task, error)
-	// Changes returns a channel closed at the next change of any task.
+	// Names returns the current names, the caller's to keep. It blocks
+	// until the first are known or ctx ends.
+	Names(ctx context.Context) (Names, error)
+	// Changes returns a channel closed at the next change of the names.
 	Changes() <-chan struct{}
 }
 
@@ -104,7 +104,7 @@ type Server struct {
 // binds nothing yet.
 func New(cfg Config) (*Server, error) {
 	if cfg.Source == nil {
-		return nil, errdefs.InvalidArgument("discovery: Config.Source is required (the control plane's task cache)")
+		return nil, errdefs.InvalidArgument("discovery: Config.Source is required (the names of the tasks, e.g. an agent.NameFeed)")
 	}
 	if len(cfg.Listen) == 0 {
 		return nil, errdefs.InvalidArgument("discovery: Config.Listen needs at least one host:port address, e.g. 10.89.0.1:53")
@@ -308,19 +308,19 @@ func (s *Server) Addrs() []string {
 // ended.
 func (s *Server) Wait() { <-s.done }
 
-// follow rebuilds the index on every change of the tasks.
+// follow rebuilds the index on every change of the names.
 func (s *Server) follow(ctx context.Context) {
 	domain := strings.TrimSuffix(s.domain, ".")
 	for {
 		changed := s.cfg.Source.Changes()
-		tasks, err := s.cfg.Source.TaskSnapshot(ctx)
+		names, err := s.cfg.Source.Names(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Error("reading the tasks failed", "err", err)
+			s.log.Error("reading the names of tasks failed", "err", err)
 		} else {
-			s.ix.Store(buildIndex(tasks, domain))
+			s.ix.Store(buildIndex(names, domain))
 		}
 		select {
 		case <-ctx.Done():

@@ -21,6 +21,12 @@
 //   - the network boundary (firewall_linux.go): two nftables tables
 //     "vessel-<hash of StateDir>", rebuilt atomically on every change and
 //     on Reconcile; docs/security.md says what a task reaches.
+//   - with SetFleet, the network between hosts (fleet_linux.go): other
+//     hosts' slices of the fleet's subnets routed to them, through one
+//     VXLAN device ("vslx" plus a hash; the default) or through the peers'
+//     addresses (host-gw), the tunnel's MTU on the bridges and tasks, and
+//     the firewall's rules across hosts; the agent calls it on every change
+//     of the control plane's view, LeaveFleet removes it.
 //
 // IPv4 only; bridges get the kernel's default MTU. If the host has
 // br_netfilter with bridge-nf-call-iptables=1 and a FORWARD policy of DROP

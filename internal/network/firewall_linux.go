@@ -34,7 +34,12 @@ import (
 //     `kubernetes` Service whose endpoint is the host's own address);
 //   - table inet <name>, chain forward (hook forward, priority filter):
 //     tasks of one subnet do not reach tasks of another unless either lists
-//     the other in Subnet.Peers (DNATed connections, i.e. Services, pass).
+//     the other in Subnet.Peers (DNATed connections, i.e. Services, pass);
+//   - with a fleet network (SetFleet), fleetInputRules and
+//     fleetForwardRules: the tunnel takes packets from the peers only, a
+//     task reaches no host of the fleet, no walled address, no task of a
+//     subnet its own does not peer with on any host, nothing at all beyond
+//     the subnets without NAT, and no host's tunnel port.
 //
 // nftables base chains on one hook are independent: a drop here is final
 // whatever other tables (kube-proxy's, Docker's) accept, and an accept here
@@ -143,6 +148,7 @@ func (m *Manager) syncFirewall() error {
 	for _, l := range m.leases {
 		ports = append(ports, portRule{veth: l.HostVeth, mac: taskMAC(l.IP), ip: l.IP})
 	}
+	fleet := m.fleet.cur
 	m.mu.Unlock()
 	slices.SortFunc(ports, func(a, b portRule) int { return strings.Compare(a.veth, b.veth) })
 	subs := make([]*subnetState, 0, len(m.subnets))
@@ -184,6 +190,19 @@ func (m *Manager) syncFirewall() error {
 				verdict(accept)))
 		}
 		add(input, inet, rule(in, verdict(drop)))
+	}
+	// Other hosts to this one.
+	if fleet != nil {
+		for _, e := range m.fleetInputRules(fleet) {
+			add(input, inet, e)
+		}
+	}
+
+	// Tasks to other hosts, and tasks across hosts.
+	if fleet != nil {
+		for _, e := range m.fleetForwardRules(fleet, subs) {
+			add(forward, inet, e)
+		}
 	}
 
 	// Task to task across subnets.
@@ -292,4 +311,157 @@ func largeBuffers(c *netlink.Conn) error {
 		werr = c.SetWriteBuffer(size)
 	}
 	return errors.Join(rerr, werr)
+}
+
+// metaNot matches when the meta key is not data.
+func metaNot(key expr.MetaKey, data []byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: data},
+	}
+}
+
+// ipIn matches an IPv4 packet whose address at off (12 source, 16
+// destination) is in p.
+func ipIn(off uint32, p netip.Prefix) []expr.Any {
+	return rule(metaIs(expr.MetaKeyNFPROTO, []byte{unix.NFPROTO_IPV4}), ipCmp(off, p, expr.CmpOpEq))
+}
+
+// ipCmp compares the IPv4 address at off with prefix p (the packet must be
+// known to be IPv4).
+func ipCmp(off uint32, p netip.Prefix, op expr.CmpOp) []expr.Any {
+	if p.Bits() == 32 {
+		return payloadCmp(expr.PayloadBaseNetworkHeader, off, 4, op, p.Addr().AsSlice())
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net.CIDRMask(p.Bits(), 32), Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: op, Register: 1, Data: p.Masked().Addr().AsSlice()},
+	}
+}
+
+const (
+	ipSrc = 12
+	ipDst = 16
+)
+
+func udpDport(port int) []expr.Any {
+	return rule(metaIs(expr.MetaKeyL4PROTO, []byte{unix.IPPROTO_UDP}),
+		payloadCmp(expr.PayloadBaseTransportHeader, 2, 2, expr.CmpOpEq, binaryutil.BigEndian.PutUint16(uint16(port))))
+}
+
+// repliesAndServices accepts replies to allowed connections and what
+// kube-proxy DNATed (Services), as the rules between subnets do.
+func repliesAndServices(match []expr.Any) [][]expr.Any {
+	return [][]expr.Any{
+		rule(match, ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(accept)),
+		rule(match, ctBits(expr.CtKeySTATUS, ipsDstNAT), verdict(accept)),
+	}
+}
+
+// fleetInputRules guard this host from the rest of the fleet (chain
+// input, after the rules of its own bridges):
+//
+//   - VXLAN packets (UDP to the fleet's port) are taken only from the
+//     peers' addresses: nobody else injects frames into the tunnel;
+//   - nothing that comes out of the tunnel reaches the host but replies;
+//   - a task of another host (a source in a fleet subnet, not from this
+//     host's own bridges, which are handled before) reaches the host only
+//     with replies and Services.
+func (m *Manager) fleetInputRules(f *fleetState) [][]expr.Any {
+	var out [][]expr.Any
+	if f.Backend == FleetVXLAN {
+		for _, p := range f.Peers {
+			out = append(out, rule(ipIn(ipSrc, netip.PrefixFrom(p.Address, 32)), udpDport(f.Port), verdict(accept)))
+		}
+		out = append(out, rule(metaIs(expr.MetaKeyNFPROTO, []byte{unix.NFPROTO_IPV4}), udpDport(f.Port), verdict(drop)))
+		vx := metaIs(expr.MetaKeyIIFNAME, ifname(vxlanName(m.stateDir)))
+		out = append(out, repliesAndServices(vx)...)
+		out = append(out, rule(vx, verdict(drop)))
+	}
+	notLo := metaNot(expr.MetaKeyIIFNAME, ifname("lo"))
+	for _, s := range f.Subnets {
+		from := rule(notLo, ipIn(ipSrc, s.CIDR))
+		out = append(out, repliesAndServices(from)...)
+		out = append(out, rule(from, verdict(drop)))
+	}
+	return out
+}
+
+// fleetForwardRules are the boundary of tasks across hosts (chain
+// forward, before the rules between local subnets):
+//
+//   - a task's packets to the fleet's VXLAN port are dropped, whatever
+//     their destination: a task cannot forge tunnel traffic, not even
+//     masqueraded to its host's (a peer's) address;
+//   - a task reaches no host of the fleet (the walled addresses), nor a
+//     task of a fleet subnet its own does not peer with, in either
+//     direction (a task of another host arriving here is checked again);
+//     replies and Services pass;
+//   - a task of a subnet without NAT sends nothing beyond the subnets'
+//     ranges (the fleet turns forwarding on on its bridge);
+//   - what comes out of the tunnel goes only to this host's bridges;
+//   - TCP's MSS into the tunnel is clamped to its MTU.
+func (m *Manager) fleetForwardRules(f *fleetState, subs []*subnetState) [][]expr.Any {
+	var out [][]expr.Any
+	vxName := ifname(vxlanName(m.stateDir))
+	if f.Backend == FleetVXLAN {
+		out = append(out, rule(metaIs(expr.MetaKeyOIFNAME, vxName), metaIs(expr.MetaKeyL4PROTO, []byte{unix.IPPROTO_TCP}),
+			payloadCmp(expr.PayloadBaseTransportHeader, 13, 1, expr.CmpOpEq, []byte{0x02}), // flags: SYN alone
+			[]expr.Any{
+				&expr.Rt{Register: 1, Key: expr.RtTCPMSS},
+				&expr.Exthdr{SourceRegister: 1, Type: 2, Offset: 2, Len: 2, Op: expr.ExthdrOpTcpopt},
+			}))
+		out = append(out, rule(metaIs(expr.MetaKeyOIFNAME, vxName), metaIs(expr.MetaKeyL4PROTO, []byte{unix.IPPROTO_TCP}),
+			payloadCmp(expr.PayloadBaseTransportHeader, 13, 1, expr.CmpOpEq, []byte{0x12}), // SYN+ACK
+			[]expr.Any{
+				&expr.Rt{Register: 1, Key: expr.RtTCPMSS},
+				&expr.Exthdr{SourceRegister: 1, Type: 2, Offset: 2, Len: 2, Op: expr.ExthdrOpTcpopt},
+			}))
+		fromTunnel := metaIs(expr.MetaKeyIIFNAME, vxName)
+		for _, s := range subs {
+			fromTunnel = rule(fromTunnel, metaNot(expr.MetaKeyOIFNAME, ifname(s.bridge)))
+		}
+		out = append(out, rule(fromTunnel, verdict(drop)))
+	}
+	walled := f.walled()
+	var tasks []netip.Prefix // every subnet's range, fleet-wide or this host's
+	for _, x := range f.Subnets {
+		tasks = append(tasks, x.CIDR)
+	}
+	for _, x := range subs {
+		tasks = append(tasks, x.CIDR)
+	}
+	for _, s := range subs {
+		in := metaIs(expr.MetaKeyIIFNAME, ifname(s.bridge))
+		if f.Backend == FleetVXLAN {
+			out = append(out, rule(in, udpDport(f.Port), verdict(drop)))
+		}
+		out = append(out, repliesAndServices(in)...)
+		for _, a := range walled {
+			out = append(out, rule(in, ipIn(ipDst, netip.PrefixFrom(a, 32)), verdict(drop)))
+		}
+		for _, x := range f.Subnets {
+			if !m.subnetPeers(f, s.Name, x.Name) {
+				out = append(out, rule(in, ipIn(ipDst, x.CIDR), verdict(drop)))
+			}
+		}
+		if !s.NAT {
+			// The bridge forwards for the fleet: without NAT, a task's
+			// packets go nowhere but to tasks (as before the fleet).
+			off := rule(in, metaIs(expr.MetaKeyNFPROTO, []byte{unix.NFPROTO_IPV4}))
+			for _, c := range tasks {
+				off = rule(off, ipCmp(ipDst, c, expr.CmpOpNeq))
+			}
+			out = append(out, rule(off, verdict(drop)))
+		}
+		toTask := metaIs(expr.MetaKeyOIFNAME, ifname(s.bridge))
+		out = append(out, repliesAndServices(toTask)...)
+		for _, x := range f.Subnets {
+			if !m.subnetPeers(f, s.Name, x.Name) {
+				out = append(out, rule(toTask, ipIn(ipSrc, x.CIDR), verdict(drop)))
+			}
+		}
+	}
+	return out
 }

@@ -101,6 +101,9 @@ func (m *Manager) ensureSubnet(sub *subnetState) (netlink.Link, error) {
 			return nil, fmt.Errorf("network: subnet %q has peers: enable forwarding on %s: %w", sub.Name, sub.bridge, err)
 		}
 	}
+	if err := m.fleetBridge(sub, br); err != nil {
+		return nil, fmt.Errorf("network: subnet %q in the fleet network: %w", sub.Name, err)
+	}
 	if sub.NAT {
 		if err := m.enableForwarding(); err != nil {
 			return nil, fmt.Errorf("network: subnet %q has NAT on: enable net.ipv4.ip_forward: %w", sub.Name, err)
@@ -451,7 +454,29 @@ func (m *Manager) RemoveUnusedBridges(ctx context.Context) error {
 // still holds the task's address (tasks attached before the firewall had a
 // random one); a sandbox that took the address (a micro-VM) is left alone.
 func (m *Manager) fixMAC(l *lease) error {
-	nsPath := m.netnsPath(l.TaskID)
+	return withEth0(m.netnsPath(l.TaskID), func(h *netlink.Handle, eth0 netlink.Link) error {
+		want := taskMAC(l.IP)
+		if eth0.Attrs().HardwareAddr.String() == want.String() {
+			return nil
+		}
+		addrs, _ := h.AddrList(eth0, netlink.FAMILY_V4)
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == l.IP {
+				m.log.Info("giving eth0 the task's MAC", "task", l.TaskID, "from", eth0.Attrs().HardwareAddr, "to", want)
+				if err := h.LinkSetHardwareAddr(eth0, want); err != nil {
+					return fmt.Errorf("set eth0's MAC to %s: %v", want, err)
+				}
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// withEth0 calls fn with a netlink handle in the task's namespace at
+// nsPath and its eth0; a namespace or eth0 that is gone is no error (the
+// task's repair is Attach's).
+func withEth0(nsPath string, fn func(h *netlink.Handle, eth0 netlink.Link) error) error {
 	if !isNetNS(nsPath) {
 		return nil
 	}
@@ -469,19 +494,5 @@ func (m *Manager) fixMAC(l *lease) error {
 	if err != nil {
 		return nil
 	}
-	want := taskMAC(l.IP)
-	if eth0.Attrs().HardwareAddr.String() == want.String() {
-		return nil
-	}
-	addrs, _ := h.AddrList(eth0, netlink.FAMILY_V4)
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == l.IP {
-			m.log.Info("giving eth0 the task's MAC", "task", l.TaskID, "from", eth0.Attrs().HardwareAddr, "to", want)
-			if err := h.LinkSetHardwareAddr(eth0, want); err != nil {
-				return fmt.Errorf("set eth0's MAC to %s: %v", want, err)
-			}
-			return nil
-		}
-	}
-	return nil
+	return fn(h, eth0)
 }

@@ -133,6 +133,8 @@ type Manager struct {
 	fwTable string     // the nftables tables' name (firewall_linux.go)
 	fwMu    sync.Mutex // serializes firewall rebuilds
 
+	fleet fleetData // the network between hosts (fleet.go)
+
 	// Seams for tests.
 	hostResolvConf   string
 	newIPTables      func() (iptablesAPI, error)
@@ -709,14 +711,15 @@ func (m *Manager) nameservers(sub *subnetState) []netip.Addr {
 // now is a seam for tests.
 var now = time.Now
 
-// RemoveFirewall deletes the nftables tables of the manager whose state
-// directory is stateDir, for uninstall and tests that remove a host's
-// bridges by hand. A running manager puts them back at its next change.
+// RemoveFirewall deletes the nftables tables and the VXLAN device (with
+// its routes) of the manager whose state directory is stateDir, for
+// uninstall and tests that remove a host's bridges by hand. A running
+// manager puts them back at its next change.
 func RemoveFirewall(stateDir string) error {
 	dir, err := filepath.Abs(stateDir)
 	if err != nil {
 		return errdefs.InvalidArgument("network: StateDir %q: %v", stateDir, err)
 	}
 	m := &Manager{fwTable: firewallTableName(dir)}
-	return m.removeFirewall()
+	return errors.Join(m.removeFirewall(), deleteLink(vxlanName(dir)))
 }

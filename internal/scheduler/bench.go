@@ -100,7 +100,7 @@ func firstFit(s Snapshot) Plan {
 		free[i] = h.Allocatable()
 		if _, dup := index[h.ID]; !dup {
 			index[h.ID] = i
-			usable[i] = h.Ready
+			usable[i] = h.Ready && !h.Draining
 		}
 	}
 	for _, p := range s.Placed {

@@ -76,6 +76,10 @@ type Host struct {
 	// Ready is true while the host heartbeats. Nothing is ever placed on a
 	// host that is not ready.
 	Ready bool
+	// Draining is true while the host is drained (vessel host drain):
+	// nothing new is placed on it, as on a host that is not ready, but its
+	// Placed tasks still count.
+	Draining bool
 }
 
 // Allocatable returns the resources that tasks may hold on h in total:
@@ -268,6 +272,7 @@ type scheduler struct {
 
 	minCPU, minMem int64 // smallest valid pending request; a host with less free is dead
 	version        int   // placements made so far
+	draining       int   // ready hosts left out because they drain
 
 	hostOf  []*Host                 // by host index
 	spreads map[string]*spreadCount // by Spread key; nil when no request spreads
@@ -292,7 +297,10 @@ func newScheduler(s *Snapshot) *scheduler {
 		}
 		index[h.ID] = -1
 		firstIndex[h.ID] = i
-		if !h.Ready {
+		if !h.Ready || h.Draining {
+			if h.Ready {
+				sc.draining++
+			}
 			continue
 		}
 		a := h.Allocatable()
@@ -477,6 +485,9 @@ func (sc *scheduler) buildConstraint(r *Request) constraint {
 	case len(sc.groups) == 0:
 		c.reason = ReasonNoHost
 		c.message = fmt.Sprintf("no ready host (%d hosts known, none ready)", len(sc.s.Hosts))
+		if sc.draining > 0 {
+			c.message = fmt.Sprintf("no ready host (%d hosts known: %d draining, the others not ready)", len(sc.s.Hosts), sc.draining)
+		}
 	case !anyRuntime:
 		c.reason = ReasonRuntime
 		c.message = fmt.Sprintf("no ready host offers runtime %q", r.Runtime)

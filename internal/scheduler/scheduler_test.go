@@ -59,6 +59,14 @@ func TestSchedule(t *testing.T) {
 			want: want{placed: []Placement{{"t1", "h1", "a"}}},
 		},
 		{
+			// h1 would win (it is the fuller, and first by ID), but it drains.
+			name: "a draining host takes nothing new",
+			s: Snapshot{Hosts: []Host{with(host("h1", 8000, 8192), func(h *Host) { h.Draining = true }), host("h2", 8000, 8192)},
+				Placed:  []Placed{{TaskID: "p", HostID: "h1", Size: Resources{250, 512}}},
+				Pending: []Request{req("t1", 250, 512)}},
+			want: want{placed: []Placement{{"t1", "h2", "a"}}},
+		},
+		{
 			name: "memory does not fit",
 			s:    Snapshot{Hosts: []Host{host("h1", 4000, 1024)}, Pending: []Request{req("t1", 250, 2048)}},
 			want: want{unplaced: map[string]string{"t1": ReasonMemory}},
@@ -227,6 +235,9 @@ func TestMessages(t *testing.T) {
 			`no ready host reaches any of subnets ["x" "y"]`},
 		{"no host", Snapshot{Hosts: []Host{with(host("h1", 1500, 8192), func(h *Host) { h.Ready = false })}, Pending: []Request{req("t", 250, 512)}},
 			"no ready host (1 hosts known, none ready)"},
+		{"draining", Snapshot{Hosts: []Host{with(host("h1", 1500, 8192), func(h *Host) { h.Draining = true }),
+			with(host("h2", 1500, 8192), func(h *Host) { h.Ready = false })}, Pending: []Request{req("t", 250, 512)}},
+			"no ready host (2 hosts known: 1 draining, the others not ready)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := Schedule(tc.s)

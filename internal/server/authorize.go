@@ -62,12 +62,17 @@ var routeActions = map[string]routeAction{
 	"DELETE /vessel/v1/join-tokens/{id}": {"vessel:DeleteJoinToken", protoVessel},
 	"GET /vessel/v1/hosts":               {"vessel:ListHosts", protoVessel},
 	"POST /vessel/v1/hosts/{id}/revoke":  {"vessel:RevokeHost", protoVessel},
+	"GET /vessel/v1/hosts/{id}":          {"vessel:DescribeHost", protoVessel},
+	"POST /vessel/v1/hosts/{id}/drain":   {"vessel:DrainHost", protoVessel},
+	"POST /vessel/v1/hosts/{id}/undrain": {"vessel:UndrainHost", protoVessel},
+	"DELETE /vessel/v1/hosts/{id}":       {"vessel:RemoveHost", protoVessel},
 
 	"POST /agent/v1/hosts":                 {"vessel-agent:RegisterHost", protoVessel},
 	"POST /agent/v1/hosts/{id}/heartbeat":  {"vessel-agent:Heartbeat", protoVessel},
 	"GET /agent/v1/hosts/{id}/assignments": {"vessel-agent:GetAssignments", protoVessel},
 	"GET /agent/v1/hosts/{id}/network":     {"vessel-agent:GetHostNetwork", protoVessel},
 	"POST /agent/v1/hosts/{id}/status":     {"vessel-agent:ReportStatus", protoVessel},
+	"GET /agent/v1/hosts/{id}/names":       {"vessel-agent:GetNames", protoVessel},
 }
 
 // knownActions lists every action a request can map to, for checking the

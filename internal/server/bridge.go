@@ -106,14 +106,6 @@ func (s *Server) TaskSnapshot(ctx context.Context) ([]*task.Task, error) {
 	return cloneTasks(ts), err
 }
 
-// CachedTaskSnapshot returns copies of every task in this replica's cache,
-// which follows the store's watch: for readers that follow every change
-// anyway (the DNS server), without a store read each time.
-func (s *Server) CachedTaskSnapshot(ctx context.Context) ([]*task.Task, error) {
-	ts, _, err := s.tasks.snapshot(ctx)
-	return cloneTasks(ts), err
-}
-
 func cloneTasks(ts []*task.Task) []*task.Task {
 	if ts == nil {
 		return nil

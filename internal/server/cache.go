@@ -17,16 +17,90 @@ import (
 // every change. It may lag the store by a few events: every decision made
 // from it is applied with a revision-checked write against the store.
 type taskCache struct {
-	mu     sync.RWMutex
-	tasks  map[string]*task.Task
-	revs   map[string]int64 // each task's revision in the store
-	rev    int64
-	synced chan struct{}
-	once   sync.Once
+	mu    sync.RWMutex
+	tasks map[string]*task.Task
+	revs  map[string]int64 // each task's revision in the store
+	rev   int64
+	// byHost indexes the tasks placed on each host; hostRev is the last
+	// revision that changed a task of the host, and hostFull the last one
+	// after which its changes alone no longer tell its set (a task of it
+	// deleted). resetRev is the revision of the last
+	// relist, after which the same holds for every host.
+	byHost   map[string]map[string]*task.Task
+	hostRev  map[string]int64
+	hostFull map[string]int64
+	resetRev int64
+	synced   chan struct{}
+	once     sync.Once
 }
 
 func newTaskCache() *taskCache {
-	return &taskCache{tasks: map[string]*task.Task{}, revs: map[string]int64{}, synced: make(chan struct{})}
+	return &taskCache{tasks: map[string]*task.Task{}, revs: map[string]int64{},
+		byHost: map[string]map[string]*task.Task{}, hostRev: map[string]int64{}, hostFull: map[string]int64{},
+		synced: make(chan struct{})}
+}
+
+// index records t (nil: none) as task id's version at rev, in place of its
+// previous one, in tasks and byHost; c.mu is held.
+func (c *taskCache) index(id string, t *task.Task, rev int64) {
+	if old := c.tasks[id]; old != nil && old.HostID != "" {
+		delete(c.byHost[old.HostID], id)
+		c.hostRev[old.HostID] = max(c.hostRev[old.HostID], rev)
+		if t == nil {
+			// An agent that had not yet seen it stop would not learn it.
+			c.hostFull[old.HostID] = max(c.hostFull[old.HostID], rev)
+		}
+	}
+	if t == nil {
+		delete(c.tasks, id)
+		delete(c.revs, id)
+		return
+	}
+	c.tasks[id], c.revs[id] = t, rev
+	if t.HostID != "" {
+		if c.byHost[t.HostID] == nil {
+			c.byHost[t.HostID] = map[string]*task.Task{}
+		}
+		c.byHost[t.HostID][id] = t
+		c.hostRev[t.HostID] = max(c.hostRev[t.HostID], rev)
+	}
+}
+
+// hostChanges is what changed among the tasks placed on hostID after
+// revision after: the tasks not STOPPED that changed, and those that
+// stopped, as of the returned revision. full says the answer is instead
+// the host's whole set of tasks not STOPPED (asked so, with changes false;
+// or after is 0, or too old for changes alone to tell the set); changed
+// says whether any task of the host changed after after. The tasks are
+// shared.
+func (c *taskCache) hostChanges(hostID string, after int64, changes bool) (tasks []*task.Task, stopped []string, rev int64, full, changed bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	changed = after <= 0 || after < c.resetRev || after < c.hostFull[hostID] || after < c.hostRev[hostID]
+	full = !changes || after <= 0 || after < c.resetRev || after < c.hostFull[hostID]
+	for id, t := range c.byHost[hostID] {
+		switch {
+		case full && !t.Stopped():
+			tasks = append(tasks, t)
+		case full || c.revs[id] <= after:
+		case t.Stopped():
+			stopped = append(stopped, id)
+		default:
+			tasks = append(tasks, t)
+		}
+	}
+	return tasks, stopped, c.rev, full, changed
+}
+
+// ready waits for the cache's first load. If ctx ends first, the error is
+// of kind errdefs.ErrUnavailable and wraps ctx's error.
+func (c *taskCache) ready(ctx context.Context) error {
+	select {
+	case <-c.synced:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: the control plane is still loading its tasks from the store (%w)", errdefs.ErrUnavailable, ctx.Err())
+	}
 }
 
 // snapshot returns the cached tasks and the store revision they reflect,
@@ -34,10 +108,8 @@ func newTaskCache() *taskCache {
 // change them. If ctx ends before the first load, the error is of kind
 // errdefs.ErrUnavailable (the caller may retry) and wraps ctx's error.
 func (c *taskCache) snapshot(ctx context.Context) ([]*task.Task, int64, error) {
-	select {
-	case <-c.synced:
-	case <-ctx.Done():
-		return nil, 0, fmt.Errorf("%w: the control plane is still loading its tasks from the store (%w)", errdefs.ErrUnavailable, ctx.Err())
+	if err := c.ready(ctx); err != nil {
+		return nil, 0, err
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -56,16 +128,15 @@ func (c *taskCache) revision() int64 {
 }
 
 func (c *taskCache) reset(kvs []store.KV, rev int64) {
-	tasks := make(map[string]*task.Task, len(kvs))
-	revs := make(map[string]int64, len(kvs))
+	c.mu.Lock()
+	c.tasks, c.revs, c.byHost = map[string]*task.Task{}, map[string]int64{}, map[string]map[string]*task.Task{}
 	for _, kv := range kvs {
 		var t task.Task
 		if json.Unmarshal(kv.Value, &t) == nil {
-			tasks[t.ID], revs[t.ID] = &t, kv.Revision
+			c.index(t.ID, &t, kv.Revision)
 		}
 	}
-	c.mu.Lock()
-	c.tasks, c.revs, c.rev = tasks, revs, rev
+	c.rev, c.resetRev = rev, rev
 	c.mu.Unlock()
 	c.once.Do(func() { close(c.synced) })
 }
@@ -79,8 +150,7 @@ func (c *taskCache) apply(ev store.Event) {
 		return
 	}
 	if ev.Type == store.EventDelete {
-		delete(c.tasks, id)
-		delete(c.revs, id)
+		c.index(id, nil, ev.KV.Revision)
 		return
 	}
 	if ev.KV.Revision < c.revs[id] {
@@ -88,7 +158,7 @@ func (c *taskCache) apply(ev store.Event) {
 	}
 	var t task.Task
 	if json.Unmarshal(ev.KV.Value, &t) == nil {
-		c.tasks[id], c.revs[id] = &t, ev.KV.Revision
+		c.index(id, &t, ev.KV.Revision)
 	}
 }
 
@@ -98,7 +168,7 @@ func (c *taskCache) wrote(t *task.Task, rev int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.tasks[t.ID]; ok && rev > c.revs[t.ID] {
-		c.tasks[t.ID], c.revs[t.ID] = t.Clone(), rev
+		c.index(t.ID, t.Clone(), rev)
 	}
 }
 

@@ -55,6 +55,10 @@ func (s *Server) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	drains, err := s.hostDrains(ctx)
+	if err != nil {
+		return err
+	}
 	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
@@ -65,7 +69,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 	if err := s.reconcileProfiles(ctx, tasks, now); err != nil {
 		return err
 	}
-	if err := s.reconcileServices(ctx, tasks, now); err != nil {
+	if err := s.reconcileServices(ctx, tasks, drains, now); err != nil {
 		return err
 	}
 	ready := map[string]bool{}
@@ -81,10 +85,12 @@ func (s *Server) reconcile(ctx context.Context) error {
 	}
 	snap := scheduler.Snapshot{}
 	for _, h := range hosts {
+		_, draining := drains[h.ID]
 		snap.Hosts = append(snap.Hosts, scheduler.Host{ID: h.ID,
 			Capacity:           scheduler.Resources{MilliCPU: h.MilliCPU, MemoryMiB: h.MemoryMiB},
 			CPUAllocationRatio: h.CPUAllocationRatio, MemoryAllocationRatio: h.MemoryAllocationRatio,
-			Runtimes: h.Runtimes, Subnets: h.Subnets, Addresses: addresses[h.ID], Ready: ready[h.ID]})
+			// A draining host takes nothing new but keeps its tasks.
+			Runtimes: h.Runtimes, Subnets: h.Subnets, Addresses: addresses[h.ID], Ready: ready[h.ID], Draining: draining})
 	}
 	counts := map[task.Status]int{}
 	var pending []*task.Task
@@ -114,6 +120,10 @@ func (s *Server) reconcile(ctx context.Context) error {
 				if err := s.stopOnLostHost(ctx, t, now); err != nil {
 					return err
 				}
+			} else if d, ok := drains[t.HostID]; ok && d.StopTasks {
+				if err := s.stopOnDrainingHost(ctx, t, now); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -134,7 +144,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 	plan := scheduler.Schedule(snap)
 	s.metrics.schedulerSeconds.Observe(time.Since(start).Seconds())
 	for _, p := range plan.Placements {
-		if err := s.applyPlacement(ctx, byID[p.TaskID], p, hosts); err != nil {
+		if err := s.applyPlacement(ctx, byID[p.TaskID], p, hosts, now); err != nil {
 			return err
 		}
 	}
@@ -143,7 +153,29 @@ func (s *Server) reconcile(ctx context.Context) error {
 		s.unplaced[u.TaskID] = u.Reason + ": " + u.Message
 	}
 	s.unplacedMu.Unlock()
+	for _, u := range plan.Unplaced {
+		if t := byID[u.TaskID]; t != nil && t.LastStatus == task.StatusProvisioning {
+			if err := s.waitForCapacity(ctx, t.ID, now); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// waitForCapacity moves a task that no host can take yet from PROVISIONING
+// to PENDING, where it waits for capacity.
+func (s *Server) waitForCapacity(ctx context.Context, id string, now time.Time) error {
+	_, err := s.updateTask(ctx, id, func(t *task.Task) (bool, error) {
+		if t.HostID != "" || t.Stopped() || t.LastStatus != task.StatusProvisioning {
+			return false, nil
+		}
+		return true, t.Advance(task.StatusPending, now)
+	})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 // catchUp waits until the task cache reflects every write made so far, so
@@ -174,9 +206,10 @@ func (s *Server) forgetUnplaced(id string) {
 	s.unplacedMu.Unlock()
 }
 
-// reconcileUnplaced moves an unplaced task: PROVISIONING → PENDING, a stop
-// asked for before placement → STOPPED, and a task that waited too long →
-// STOPPED with TaskFailedToStart.
+// reconcileUnplaced moves an unplaced task: a stop asked for before
+// placement → STOPPED, and a task that waited too long → STOPPED with
+// TaskFailedToStart. (PROVISIONING → PENDING is written with the placement,
+// or by waitForCapacity when there is none.)
 func (s *Server) reconcileUnplaced(ctx context.Context, t *task.Task, now time.Time) error {
 	updated, err := s.updateTask(ctx, t.ID, func(t *task.Task) (bool, error) {
 		if t.HostID != "" || t.Stopped() {
@@ -196,9 +229,6 @@ func (s *Server) reconcileUnplaced(ctx context.Context, t *task.Task, now time.T
 				fmt.Sprintf("%s: the task waited %s for capacity: %s", task.ReasonResourceInitialization, s.cfg.PendingTimeout, why), now)
 			return true, t.Advance(task.StatusStopped, now)
 		}
-		if t.LastStatus == task.StatusProvisioning {
-			return true, t.Advance(task.StatusPending, now)
-		}
 		return false, nil
 	})
 	if errdefs.IsNotFound(err) {
@@ -214,8 +244,9 @@ func (s *Server) reconcileUnplaced(ctx context.Context, t *task.Task, now time.T
 	return nil
 }
 
-// applyPlacement binds a pending task to a host, unless it changed meanwhile.
-func (s *Server) applyPlacement(ctx context.Context, t *task.Task, p scheduler.Placement, hosts []hostRecord) error {
+// applyPlacement binds a pending task to a host, unless it changed
+// meanwhile; a task still PROVISIONING becomes PENDING in the same write.
+func (s *Server) applyPlacement(ctx context.Context, t *task.Task, p scheduler.Placement, hosts []hostRecord, now time.Time) error {
 	var host *hostRecord
 	for i := range hosts {
 		if hosts[i].ID == p.HostID {
@@ -236,6 +267,9 @@ func (s *Server) applyPlacement(ctx context.Context, t *task.Task, p scheduler.P
 		}
 		if t.Runtime == "" && host != nil {
 			t.Runtime = host.DefaultRuntime
+		}
+		if t.LastStatus == task.StatusProvisioning {
+			return true, t.Advance(task.StatusPending, now)
 		}
 		return true, nil
 	})

@@ -258,12 +258,14 @@ func FuzzAgent(f *testing.F) {
 	f.Add(uint8(3), "h1", "", []byte(`{"taskId":"0123","lastStatus":"RUNNING","runtime":"sim","ip":"10.0.0.5","containers":[{"name":"app","lastStatus":"RUNNING","exitCode":0,"startedAt":"2026-01-02T03:04:05Z"}],"at":"2026-01-02T03:04:05Z"}`))
 	f.Add(uint8(3), "h1", "", []byte(`{"taskId":"","lastStatus":"BOGUS","at":"0001-01-01T00:00:00Z"}`))
 	f.Add(uint8(3), "h1", "", []byte(`[]`))
+	f.Add(uint8(4), "h1", "after=0&seen=0", []byte(nil))
+	f.Add(uint8(4), "h1", "after=x", []byte(nil))
 
 	srv := newFuzzServer(f, true)
 	f.Fuzz(func(t *testing.T, route uint8, hostID, query string, body []byte) {
 		id := url.PathEscape(hostID)
 		var method, path string
-		switch route % 4 {
+		switch route % 5 {
 		case 0:
 			method, path = http.MethodPost, "/agent/v1/hosts"
 		case 1:
@@ -273,6 +275,8 @@ func FuzzAgent(f *testing.F) {
 			method, path = http.MethodGet, "/agent/v1/hosts/"+id+"/assignments?wait=1ms&"+url.PathEscape(query)
 		case 3:
 			method, path = http.MethodPost, "/agent/v1/hosts/"+id+"/status"
+		case 4:
+			method, path = http.MethodGet, "/agent/v1/hosts/"+id+"/names?wait=1ms&"+url.PathEscape(query)
 		}
 		u, err := url.ParseRequestURI(path)
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/server"
@@ -86,6 +88,19 @@ func TestHostCredentialIsBoundToItsHost(t *testing.T) {
 	as, err := clientA.Assignments(c, "host-a", -1)
 	if err != nil || len(as.Tasks) != 0 {
 		t.Errorf("host A's assignments: %d tasks, %v; want none", len(as.Tasks), err)
+	}
+	// Host B's reports, several in one call (sent as an array), apply in
+	// order.
+	at := time.Now()
+	if err := clientB.ReportStatus(c, "host-b",
+		agentproto.StatusUpdate{TaskID: taskID, LastStatus: "ACTIVATING", PullStartedAt: at, At: at},
+		agentproto.StatusUpdate{TaskID: taskID, PullStoppedAt: at, At: at},
+		agentproto.StatusUpdate{TaskID: taskID, LastStatus: "RUNNING", At: at}); err != nil {
+		t.Fatalf("host B's three reports in one call: %v", err)
+	}
+	if got := e.describe(arn); aws.ToString(got.LastStatus) != "RUNNING" || got.PullStartedAt == nil || got.PullStoppedAt == nil {
+		t.Errorf("after host B's reports the task is %s with pullStartedAt %v, pullStoppedAt %v; want RUNNING with both",
+			aws.ToString(got.LastStatus), got.PullStartedAt, got.PullStoppedAt)
 	}
 	// The admin key keeps working for any host (the in-process agent, old
 	// set-ups).

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -142,6 +143,12 @@ func (s *Server) hostAlive(id string, now time.Time, stored map[string]time.Time
 
 // Assignments implements agentproto.ControlPlane.
 func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (agentproto.Assignments, error) {
+	return s.assignments(ctx, hostID, after, true)
+}
+
+// assignments answers a host's poll; changes allows an answer of only what
+// changed after after (agents from before answers of changes ask without).
+func (s *Server) assignments(ctx context.Context, hostID string, after int64, changes bool) (agentproto.Assignments, error) {
 	// Never answer an agent with a set older than one it may have seen
 	// through another replica: a task missing from the answer is one the
 	// agent tears down.
@@ -169,19 +176,21 @@ func (s *Server) Assignments(ctx context.Context, hostID string, after int64) (a
 		}
 		return hostAssignments(tasks, hostID, after), nil
 	}
+	if err := s.tasks.ready(ctx); err != nil {
+		return agentproto.Assignments{}, err
+	}
 	for {
 		pulse := s.pulseChan()
-		tasks, rev, err := s.tasks.snapshot(ctx)
-		if err != nil {
-			return agentproto.Assignments{}, err
-		}
-		out := hostAssignments(tasks, hostID, rev)
-		if rev != after {
+		tasks, stopped, rev, full, changed := s.tasks.hostChanges(hostID, after, changes)
+		if changed || ctx.Err() != nil {
+			out := agentproto.Assignments{Tasks: make([]task.Task, 0, len(tasks)), Revision: rev, Changes: !full, Stopped: stopped}
+			for _, t := range tasks {
+				out.Tasks = append(out.Tasks, *t.Clone())
+			}
 			return out, nil
 		}
 		select {
 		case <-ctx.Done():
-			return out, nil
 		case <-pulse:
 		}
 	}
@@ -199,17 +208,37 @@ func hostAssignments(tasks []*task.Task, hostID string, rev int64) agentproto.As
 	return out
 }
 
-// ReportStatus implements agentproto.ControlPlane.
-func (s *Server) ReportStatus(ctx context.Context, hostID string, u agentproto.StatusUpdate) error {
-	if err := u.Validate(); err != nil {
-		return err
+// ReportStatus implements agentproto.ControlPlane: the reports apply in
+// order, in one write of the task.
+func (s *Server) ReportStatus(ctx context.Context, hostID string, reports ...agentproto.StatusUpdate) error {
+	if len(reports) == 0 {
+		return errdefs.InvalidArgument("a status report carries at least one report")
+	}
+	if len(reports) > agentproto.MaxReportsPerCall {
+		return errdefs.InvalidArgument("a status report carries at most %d reports, not %d", agentproto.MaxReportsPerCall, len(reports))
+	}
+	for _, u := range reports {
+		if err := u.Validate(); err != nil {
+			return err
+		}
+		if u.TaskID != reports[0].TaskID {
+			return errdefs.InvalidArgument("the reports of one call are about one task: %s and %s differ", reports[0].TaskID, u.TaskID)
+		}
 	}
 	now := s.cfg.Now()
-	_, err := s.updateTask(ctx, u.TaskID, func(t *task.Task) (bool, error) {
+	_, err := s.updateTask(ctx, reports[0].TaskID, func(t *task.Task) (bool, error) {
 		if t.HostID != hostID {
 			return false, errdefs.Conflict("task %s is not placed on host %s", t.ID, hostID)
 		}
-		return t.ApplyReport(u, now)
+		changed := false
+		for _, u := range reports {
+			c, err := t.ApplyReport(u, now)
+			if err != nil {
+				return false, err
+			}
+			changed = changed || c
+		}
+		return changed, nil
 	})
 	if err == nil {
 		s.notify()
@@ -245,7 +274,8 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 		}
 		ctx, after, cancel := longPoll(r)
 		defer cancel()
-		as, err := s.Assignments(ctx, r.PathValue("id"), after)
+		// changes=1: the agent takes answers of what changed only.
+		as, err := s.assignments(ctx, r.PathValue("id"), after, r.URL.Query().Get("changes") == "1")
 		writeAgent(w, as, err)
 	})
 	mux.HandleFunc("GET /agent/v1/hosts/{id}/network", func(w http.ResponseWriter, r *http.Request) {
@@ -263,11 +293,12 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 			writeAgent(w, nil, err)
 			return
 		}
-		var u agentproto.StatusUpdate
-		if !decodeAgent(w, r, &u) {
+		// One report as an object, or several about one task as an array.
+		var reports []agentproto.StatusUpdate
+		if !decodeAgent(w, r, &reportsBody{&reports}) {
 			return
 		}
-		writeAgent(w, nil, s.ReportStatus(r.Context(), r.PathValue("id"), u))
+		writeAgent(w, nil, s.ReportStatus(r.Context(), r.PathValue("id"), reports...))
 	})
 }
 
@@ -298,6 +329,22 @@ func agentCaller(r *http.Request, hostID string) error {
 		return fmt.Errorf("access key %s is the credential of host %s: it may act only for that host, not for host %q: %w",
 			id.AccessKeyID, id.Key.HostID, hostID, agentproto.ErrAccessDenied)
 	}
+	return nil
+}
+
+// reportsBody decodes a status call's body: one report (an object) or an
+// array of them.
+type reportsBody struct{ reports *[]agentproto.StatusUpdate }
+
+func (b *reportsBody) UnmarshalJSON(data []byte) error {
+	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
+		return json.Unmarshal(data, b.reports)
+	}
+	var u agentproto.StatusUpdate
+	if err := json.Unmarshal(data, &u); err != nil {
+		return err
+	}
+	*b.reports = []agentproto.StatusUpdate{u}
 	return nil
 }
 

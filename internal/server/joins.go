@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -248,68 +247,6 @@ func (s *Server) isRevoked(ctx context.Context, id string) (bool, error) {
 	return err == nil, err
 }
 
-// HostInfo is a host as `vessel host ls` shows it.
-type HostInfo struct {
-	ID            string    `json:"id"`
-	Registered    bool      `json:"registered"`
-	Alive         bool      `json:"alive"`
-	Revoked       bool      `json:"revoked"`
-	AccessKeyID   string    `json:"accessKeyId,omitempty"`
-	Runtimes      []string  `json:"runtimes,omitempty"`
-	RegisteredAt  time.Time `json:"registeredAt,omitzero"`
-	RevokedAt     time.Time `json:"revokedAt,omitzero"`
-	LogsEndpoint  string    `json:"logsEndpoint,omitempty"`
-	CredentialAge time.Time `json:"credentialCreatedAt,omitzero"`
-}
-
-// Hosts lists registered hosts, hosts with a credential, and revoked ones.
-func (s *Server) Hosts(ctx context.Context) ([]HostInfo, error) {
-	by := map[string]*HostInfo{}
-	get := func(id string) *HostInfo {
-		if by[id] == nil {
-			by[id] = &HostInfo{ID: id}
-		}
-		return by[id]
-	}
-	regs, _, _, err := listJSON[hostRecord](ctx, s.store, prefixHosts)
-	if err != nil {
-		return nil, err
-	}
-	beats, err := s.storedHeartbeats(ctx)
-	if err != nil {
-		return nil, err
-	}
-	now := s.cfg.Now()
-	for _, h := range regs {
-		hi := get(h.ID)
-		hi.Registered, hi.Alive, hi.Runtimes, hi.RegisteredAt, hi.LogsEndpoint = true, s.hostAlive(h.ID, now, beats), h.Runtimes, h.RegisteredAt, h.LogsEndpoint
-	}
-	revs, _, _, err := listJSON[revokedHost](ctx, s.store, prefixRevokedHosts)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range revs {
-		hi := get(r.HostID)
-		hi.Revoked, hi.RevokedAt = true, r.RevokedAt
-	}
-	keys, err := s.keyring.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range keys {
-		if k.Policy == auth.PolicyHost && k.HostID != "" {
-			hi := get(k.HostID)
-			hi.AccessKeyID, hi.CredentialAge = k.AccessKeyID, k.CreatedAt
-		}
-	}
-	out := make([]HostInfo, 0, len(by))
-	for _, hi := range by {
-		out = append(out, *hi)
-	}
-	slices.SortFunc(out, func(a, b HostInfo) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
-}
-
 // Routes: the join route is not SigV4-signed (the token is the proof);
 // the others are, and only admin keys may call them.
 
@@ -374,11 +311,6 @@ func (s *Server) routeHostAdmin(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /vessel/v1/join-tokens/{id}", func(w http.ResponseWriter, r *http.Request) {
 		op(r, "vessel:DeleteJoinToken")
 		writeAgent(w, nil, s.DeleteJoinToken(r.Context(), r.PathValue("id")))
-	})
-	mux.HandleFunc("GET /vessel/v1/hosts", func(w http.ResponseWriter, r *http.Request) {
-		op(r, "vessel:ListHosts")
-		hs, err := s.Hosts(r.Context())
-		writeAgent(w, map[string]any{"hosts": hs}, err)
 	})
 	mux.HandleFunc("POST /vessel/v1/hosts/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
 		op(r, "vessel:RevokeHost")

@@ -169,13 +169,19 @@ func startReplica(t *testing.T, endpoints []string, name string, cfg replicaConf
 // that runtime's state directory.
 func startSimAgent(t *testing.T, cp agentproto.ControlPlane, retry time.Duration) (*sim.Runtime, string) {
 	t.Helper()
+	return startSimAgentAs(t, "h1", cp, retry)
+}
+
+// startSimAgentAs is startSimAgent for host id.
+func startSimAgentAs(t *testing.T, id string, cp agentproto.ControlPlane, retry time.Duration) (*sim.Runtime, string) {
+	t.Helper()
 	simDir := filepath.Join(t.TempDir(), "sim")
 	rt, err := sim.New(sim.Config{StateDir: simDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, err := agent.New(agent.Config{
-		Host:         agentproto.Host{ID: "h1", MilliCPU: 2000, MemoryMiB: 4096, Runtimes: []string{"sim"}},
+		Host:         agentproto.Host{ID: id, MilliCPU: 2000, MemoryMiB: 4096, Runtimes: []string{"sim"}},
 		ControlPlane: cp, Runtimes: map[string]runtime.Runtime{"sim": rt}, HeartbeatInterval: 100 * time.Millisecond,
 		RetryInterval: retry, Logger: quietLogger()})
 	if err != nil {

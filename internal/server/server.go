@@ -121,6 +121,8 @@ type Server struct {
 
 	// tasks mirrors the stored tasks for the controller and long polls.
 	tasks *taskCache
+	// names are the tasks' names for the hosts' DNS servers (names.go).
+	names namesCache
 
 	logs  logSources
 	execs execers
@@ -243,11 +245,13 @@ func (s *Server) Handler() http.Handler {
 	api.HandleFunc("POST /{$}", s.serveECS)
 	s.routeEKS(api)
 	s.routeAgent(api)
+	s.routeNames(api)
 	s.routeLogs(api)
 	s.routeExec(api)
 	s.routeBridge(api)
 	s.routeCredentials(api)
 	s.routeHostAdmin(api)
+	s.routeHosts(api)
 	api.HandleFunc("/", s.noRoute)
 	mux.Handle("/", s.verify.Middleware(s.throttle(s.authorize(api)), s.writeAuthError))
 	return s.metrics.instrument(s.cleanPaths(mux))

@@ -19,14 +19,18 @@ import (
 // and its tasks in, a result out, no I/O) and reconcileServices applies the
 // results, writing the service first (with a revision check) and then the
 // tasks it starts and stops. Nothing it decides is kept in memory: a
-// restarted server plans again from the stored service and tasks.
+// restarted server plans again from the stored service and tasks. The
+// hosts being drained (host_admin.go) are an input of each plan: a
+// service's tasks on them are started elsewhere, then stopped, within its
+// minimumHealthyPercent and maximumPercent.
 
 // ServiceThrottle is the service throttle's configuration (Config).
 type ServiceThrottle = service.Throttle
 
 // reconcileServices runs the service scheduler over every service, from the
-// controller's pass (tasks is the caught-up task cache).
-func (s *Server) reconcileServices(ctx context.Context, tasks []*task.Task, now time.Time) error {
+// controller's pass (tasks is the caught-up task cache, drains the hosts
+// being drained: their service tasks are replaced elsewhere).
+func (s *Server) reconcileServices(ctx context.Context, tasks []*task.Task, drains map[string]hostDrain, now time.Time) error {
 	kvs, _, err := s.store.List(ctx, prefixServices)
 	if err != nil {
 		return err
@@ -39,6 +43,13 @@ func (s *Server) reconcileServices(ctx context.Context, tasks []*task.Task, now 
 		if strings.HasPrefix(t.Group, ServiceGroupPrefix) {
 			k := t.Cluster + "/" + t.Group
 			byGroup[k] = append(byGroup[k], t)
+		}
+	}
+	var draining map[string]bool
+	if len(drains) > 0 {
+		draining = make(map[string]bool, len(drains))
+		for id := range drains {
+			draining[id] = true
 		}
 	}
 	unplaced := func(id string) string {
@@ -61,7 +72,7 @@ func (s *Server) reconcileServices(ctx context.Context, tasks []*task.Task, now 
 			continue
 		}
 		plan := service.Compute(service.Input{Service: &rec, Tasks: byGroup[rec.Cluster+"/"+ServiceGroupPrefix+rec.Name],
-			Now: now, Unplaced: unplaced, NewTaskID: newID,
+			Now: now, Unplaced: unplaced, NewTaskID: newID, DrainingHosts: draining,
 			Limits: service.Limits{LaunchBudget: s.launches.available(now), Throttle: s.cfg.ServiceThrottle}})
 		// The launches take their tokens before anything is stored; a
 		// RunTask that took them meanwhile leaves the service to the next

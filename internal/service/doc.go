@@ -3,7 +3,8 @@
 // Compute, which decides one pass of keeping a service's desired count of
 // tasks running: count failures, trip the circuit breaker (and roll back),
 // throttle launches that keep failing, scale in, drain older deployments
-// within minimumHealthyPercent, launch within maximumPercent, complete the
+// and the tasks on draining hosts (vessel host drain) within
+// minimumHealthyPercent, launch within maximumPercent, complete the
 // deployment and reach a steady state.
 //
 // Compute is pure, in the manner of Nomad's reconciler: a service and its
@@ -19,6 +20,7 @@
 //		Now:       now,
 //		Unplaced:  why,   // why a pending task waits, from the scheduler
 //		NewTaskID: newID,
+//		DrainingHosts: draining, // host IDs being drained
 //		Limits:    service.Limits{LaunchBudget: tokens, Throttle: cfg},
 //	})
 //	if res.Changed {

@@ -37,7 +37,12 @@ type Input struct {
 	Unplaced func(taskID string) string
 	// NewTaskID returns the ID of a task to launch; required.
 	NewTaskID func() string
-	Limits    Limits
+	// DrainingHosts are the hosts being drained (vessel host drain): the
+	// service's tasks on them are replaced elsewhere, within
+	// minimumHealthyPercent and maximumPercent, then stopped. Nil means
+	// none. Compute does not modify it.
+	DrainingHosts map[string]bool
+	Limits        Limits
 }
 
 // Limits bound what one pass may do.
@@ -82,8 +87,11 @@ type Stop struct {
 //	countFailures   failed and unhealthy tasks count against their deployment
 //	circuitBreaker  too many failures fail the primary (and may roll back)
 //	throttle        tasks that keep failing to start delay the next launches
+//	leaveHosts      the primary's tasks on draining hosts are to be replaced:
+//	                those not yet RUNNING stop at once
 //	scaleIn         the primary's surplus tasks stop, pending ones first
-//	drainOld        older deployments' tasks stop, within minimumHealthyPercent
+//	drainOld        older deployments' tasks, then those leaving draining
+//	                hosts, stop within minimumHealthyPercent
 //	launch          the primary's missing tasks start, within maximumPercent
 //	report          events for what was started, stopped or cannot be placed
 //	dropDrained     older deployments with nothing left running go
@@ -96,6 +104,7 @@ func Compute(in Input) Result {
 	p.ensurePrimary()
 	p.throttle()
 	p.sortLive()
+	p.leaveHosts()
 	p.scaleIn()
 	p.drainOld()
 	p.launch()
@@ -116,13 +125,15 @@ type planner struct {
 	newID    func() string
 	budget   int
 	th       Throttle
+	draining map[string]bool // hosts being drained
 
 	stopping  map[string]bool // tasks the pass stops
 	desired   int             // tasks the primary should hold
 	throttled bool            // the throttle forbids launches now
 	// prim and old are the live tasks of the primary and of the older
-	// deployments that the pass does not stop.
-	prim, old []*task.Task
+	// deployments that the pass does not stop; leaving are the primary's
+	// RUNNING tasks on draining hosts, kept until their replacements run.
+	prim, old, leaving []*task.Task
 	// started and stoppedRunning are the tasks the pass starts, and the
 	// RUNNING ones it stops, for the events.
 	started, stoppedRunning []string
@@ -152,7 +163,8 @@ func newPlanner(in Input) *planner {
 		desired = 0
 	}
 	return &planner{r: r, res: Result{Record: r}, now: in.Now, tasks: tasks, unplaced: unplaced,
-		newID: in.NewTaskID, budget: in.Limits.LaunchBudget, th: th, stopping: map[string]bool{}, desired: desired}
+		newID: in.NewTaskID, budget: in.Limits.LaunchBudget, th: th, draining: in.DrainingHosts,
+		stopping: map[string]bool{}, desired: desired}
 }
 
 func (p *planner) changed() { p.res.Changed = true }
@@ -298,7 +310,8 @@ func (p *planner) sortLive() {
 }
 
 // scaleIn stops the primary's tasks beyond the desired count: those not
-// healthy first, then the newest.
+// healthy first, then the newest. Tasks leaving draining hosts are not
+// counted: drainOld stops them.
 func (p *planner) scaleIn() {
 	surplus := len(p.prim) - p.desired
 	if surplus <= 0 {
@@ -318,6 +331,35 @@ func (p *planner) scaleIn() {
 	p.prim = slices.DeleteFunc(p.prim, func(t *task.Task) bool { return p.stopping[t.ID] })
 }
 
+// onDrainingHost reports whether t is placed on a host being drained.
+func (p *planner) onDrainingHost(t *task.Task) bool {
+	return t.HostID != "" && p.draining[t.HostID]
+}
+
+// leaveHosts takes the primary's tasks on draining hosts out of its count,
+// so that launch replaces them: those not yet RUNNING stop at once (as ECS
+// stops a draining container instance's PENDING service tasks), the
+// RUNNING ones stay (leaving) until drainOld may stop them.
+func (p *planner) leaveHosts() {
+	for _, t := range p.prim {
+		if !p.onDrainingHost(t) {
+			continue
+		}
+		if t.LastStatus == task.StatusRunning {
+			p.leaving = append(p.leaving, t)
+			continue
+		}
+		p.stop(t, drainReason(t.HostID, p.primary().ID))
+	}
+	p.prim = slices.DeleteFunc(p.prim, func(t *task.Task) bool { return p.stopping[t.ID] || p.onDrainingHost(t) })
+}
+
+// drainReason is the stoppedReason of a task stopped because its host is
+// drained.
+func drainReason(hostID, deployment string) string {
+	return "Host " + hostID + " is draining: task replaced on another host (deployment " + deployment + ")"
+}
+
 // minHealthy is the fewest healthy tasks a rollout keeps:
 // minimumHealthyPercent of desired, rounded up.
 func (p *planner) minHealthy() int {
@@ -330,24 +372,41 @@ func (p *planner) maxTotal() int {
 	return int(int64(p.desired) * int64(p.r.MaximumPercent) / 100)
 }
 
-// drainOld stops the older deployments' tasks, keeping minimumHealthyPercent
-// of desired healthy: tasks that are not healthy go at once. A failed
-// primary of an active service keeps them.
+// drainOld stops the older deployments' tasks, then the primary's tasks
+// leaving draining hosts, keeping minimumHealthyPercent of desired healthy:
+// tasks that are not healthy go at once. A failed primary of an active
+// service keeps the older deployments' tasks (those on draining hosts
+// included: they are what runs).
 func (p *planner) drainOld() {
-	if p.primary().RolloutState == RolloutFailed && p.active() {
-		return
-	}
-	healthy := countHealthy(p.prim) + countHealthy(p.old)
-	for _, t := range p.old {
+	healthy := countHealthy(p.prim) + countHealthy(p.old) + countHealthy(p.leaving)
+	stopWithin := func(t *task.Task, stop func(*task.Task)) {
 		if taskHealthy(t) {
 			if healthy <= p.minHealthy() {
-				continue
+				return
 			}
 			healthy--
 		}
-		p.stopForScaling(t)
+		stop(t)
 	}
-	p.old = slices.DeleteFunc(p.old, func(t *task.Task) bool { return p.stopping[t.ID] })
+	if !(p.primary().RolloutState == RolloutFailed && p.active()) {
+		// Those on draining hosts first.
+		old := slices.Clone(p.old)
+		sort.SliceStable(old, func(i, j int) bool { return p.onDrainingHost(old[i]) && !p.onDrainingHost(old[j]) })
+		for _, t := range old {
+			stopWithin(t, p.stopForScaling)
+		}
+		p.old = slices.DeleteFunc(p.old, func(t *task.Task) bool { return p.stopping[t.ID] })
+	}
+	for _, t := range p.leaving {
+		stopWithin(t, p.stopForDrain)
+	}
+	p.leaving = slices.DeleteFunc(p.leaving, func(t *task.Task) bool { return p.stopping[t.ID] })
+}
+
+// stopForDrain stops a RUNNING task leaving a draining host.
+func (p *planner) stopForDrain(t *task.Task) {
+	p.stop(t, drainReason(t.HostID, p.primary().ID))
+	p.stoppedRunning = append(p.stoppedRunning, t.ID)
 }
 
 // launch starts the primary's missing tasks within maximumPercent and the
@@ -358,7 +417,7 @@ func (p *planner) launch() {
 	if primary.RolloutState == RolloutFailed || !p.active() || p.throttled {
 		return
 	}
-	n := min(p.desired-len(p.prim), p.maxTotal()-len(p.prim)-len(p.old))
+	n := min(p.desired-len(p.prim), p.maxTotal()-len(p.prim)-len(p.old)-len(p.leaving))
 	if p.budget >= 0 {
 		n = min(n, p.budget)
 	}

@@ -51,6 +51,10 @@ func New(t testing.TB, cfg Config) *Fleet {
 	if cfg.Vessel == "" {
 		t.Fatal("fleet.Config.Vessel: the path of the vessel binary is required")
 	}
+	// The test's temporary directory (the machines' data directories)
+	// is removed by a cleanup registered at its first use: use it now, so
+	// that it runs after the fleet's, once nothing holds it.
+	t.TempDir()
 	f := &Fleet{t: t, cfg: cfg}
 	// The test's temporary directories (the machines' data directories)
 	// are removed by a cleanup the first TempDir registers: registered
@@ -316,12 +320,19 @@ func tail(s string, n int) string {
 	return s
 }
 
-// dataDir makes a data directory that the leftovers check covers.
+// dataDir makes a data directory that the leftovers check covers. The
+// servers' tasks, agents and servers are stopped before the test's
+// temporary directories are removed (a cleanup registered after them
+// runs first): a task's mounts would keep them busy.
 func (f *Fleet) dataDir() string {
 	d := f.t.TempDir()
 	f.mu.Lock()
 	f.dirs = append(f.dirs, d)
+	first := len(f.dirs) == 1
 	f.mu.Unlock()
+	if first {
+		f.t.Cleanup(f.stopVessel)
+	}
 	return d
 }
 
