@@ -115,7 +115,6 @@ type HostDetail struct {
 	TaskList []HostTask `json:"taskList"`
 }
 
-
 // hostDrains returns the draining hosts by ID.
 func (s *Server) hostDrains(ctx context.Context) (map[string]hostDrain, error) {
 	recs, _, _, err := listJSON[hostDrain](ctx, s.store, prefixHostDrains)
