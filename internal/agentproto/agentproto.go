@@ -2,6 +2,7 @@ package agentproto
 
 import (
 	"context"
+	"net/netip"
 
 	"vessel.dev/vessel/internal/task"
 )
@@ -17,9 +18,19 @@ type Host struct {
 	MemoryAllocationRatio float64  `json:"memoryAllocationRatio"`
 	Runtimes              []string `json:"runtimes"`
 	// DefaultRuntime is used for tasks that ask for none.
-	DefaultRuntime string   `json:"defaultRuntime"`
-	Subnets        []string `json:"subnets,omitempty"`
-	AgentVersion   string   `json:"agentVersion,omitempty"`
+	DefaultRuntime string `json:"defaultRuntime"`
+	// Subnets names the fleet's subnets the host serves; empty: all.
+	Subnets []string `json:"subnets,omitempty"`
+	// SubnetDefinitions are the definitions the host was given for some
+	// of its subnets (`vessel agent --subnet NAME=CIDR`, SliceBits 0 when
+	// not given): the control plane refuses the registration unless each
+	// is its own definition of the subnet.
+	SubnetDefinitions []FleetSubnet `json:"subnetDefinitions,omitempty"`
+	// Address is the host's underlay address, where the other hosts of
+	// the fleet reach it (vessel agent --advertise-address); the zero
+	// Addr when not known.
+	Address      netip.Addr `json:"address,omitzero"`
+	AgentVersion string     `json:"agentVersion,omitempty"`
 	// LogsEndpoint is where the agent serves its tasks' logs over HTTP
 	// (SigV4-signed); empty for an agent inside the server's process.
 	LogsEndpoint string `json:"logsEndpoint,omitempty"`

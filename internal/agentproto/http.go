@@ -92,7 +92,10 @@ type Client struct {
 	moved   chan struct{}
 }
 
-var _ ControlPlane = (*Client)(nil)
+var (
+	_ ControlPlane  = (*Client)(nil)
+	_ NetworkSource = (*Client)(nil)
+)
 
 // DefaultCallTimeout bounds one attempt of a call on one replica.
 const DefaultCallTimeout = 10 * time.Second
@@ -409,4 +412,13 @@ func (c *Client) ReportStatus(ctx context.Context, hostID string, reports ...Sta
 		body = reports[0]
 	}
 	return c.do(ctx, http.MethodPost, "/agent/v1/hosts/"+url.PathEscape(hostID)+"/status", body, nil)
+}
+
+// HostNetwork implements NetworkSource: a long poll, moving between
+// replicas as Assignments does.
+func (c *Client) HostNetwork(ctx context.Context, hostID string, after int64) (HostNetwork, error) {
+	var out HostNetwork
+	err := c.poll(ctx, http.MethodGet, fmt.Sprintf("/agent/v1/hosts/%s/network?after=%d&wait=%s",
+		url.PathEscape(hostID), after, DefaultLongPoll), nil, &out)
+	return out, err
 }

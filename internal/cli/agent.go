@@ -19,11 +19,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/fsutil"
 	"vessel.dev/vessel/internal/httpserve"
+	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/tlsutil"
 )
 
@@ -80,7 +82,7 @@ from before join tokens).`,
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	cmd.Flags().StringVar(&o.listen, "listen", ":0", "address of the endpoint serving this host's task logs and execs to the control plane (default: a free port)")
 	cmd.Flags().StringVar(&o.advertise, "advertise", "", "URL the control plane reaches that endpoint at (default: https://ADDRESS:PORT, ADDRESS being the one this host reaches --server from)")
-	o.host.addFlags(cmd)
+	o.host.addFlags(cmd, false)
 	o.dns.addFlags(cmd, false)
 	return cmd
 }
@@ -135,13 +137,36 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	defer tlsLn.Close()
 	o.host.endpoint = endpoint
 	o.host.endpointPin = tlsutil.CertSHA256(pair.Certificate[0])
-	names, err := o.startNames(ctx, client, log)
+	// The DNS server listens on the gateways of the subnets the control
+	// plane gives this host, before its network opens (its tasks name it);
+	// a host of simulated sandboxes only, which asks for none, on those
+	// --subnet defines.
+	var names *agent.NameFeed
+	namesStarted := false
+	o.host.networkReady = func(ctx context.Context, subnets []network.Subnet) (err error) {
+		names, err = o.startNames(ctx, client, subnets, log)
+		namesStarted = true
+		return err
+	}
+	o.host.addressTarget = controlPlaneHostPort(o.server)
+	a, report, err := o.host.newAgent(ctx, g.dataDir, client, log)
 	if err != nil {
 		return err
 	}
-	a, report, err := o.host.newAgent(g.dataDir, client, log)
-	if err != nil {
-		return err
+	if !namesStarted {
+		defined, err := parseSubnets(o.host.subnets, true)
+		if err != nil {
+			return err
+		}
+		var withCIDR []agentproto.FleetSubnet
+		for _, s := range defined {
+			if s.CIDR.IsValid() {
+				withCIDR = append(withCIDR, s)
+			}
+		}
+		if names, err = o.startNames(ctx, client, networkSubnets(withCIDR), log); err != nil {
+			return err
+		}
 	}
 	var wg sync.WaitGroup
 	namesCtx, stopNames := context.WithCancel(ctx)
@@ -273,22 +298,27 @@ func (o *agentOptions) listenEndpoint() (net.Listener, string, error) {
 		return ln, strings.TrimSuffix(o.advertise, "/"), nil
 	}
 	addr := ln.Addr().(*net.TCPAddr)
-	ip := addr.IP
-	if ip.IsUnspecified() {
-		ip = net.IPv4(127, 0, 0, 1)
-		if us, err := agentproto.ParseEndpoints(o.server); err == nil {
-			u := us[0]
-			hostport := u.Host
-			if u.Port() == "" {
-				hostport = net.JoinHostPort(u.Hostname(), "80")
-			}
-			if c, err := net.Dial("udp", hostport); err == nil {
-				ip = c.LocalAddr().(*net.UDPAddr).IP
-				c.Close()
-			}
+	ip := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		ip = "127.0.0.1"
+		if a, ok := localAddressTo(controlPlaneHostPort(o.server)); ok {
+			ip = a.String()
 		}
 	}
-	return ln, "https://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port)), nil
+	return ln, "https://" + net.JoinHostPort(ip, strconv.Itoa(addr.Port)), nil
+}
+
+// controlPlaneHostPort is the host:port of the first of --server's URLs.
+func controlPlaneHostPort(server string) string {
+	us, err := agentproto.ParseEndpoints(server)
+	if err != nil {
+		return ""
+	}
+	u := us[0]
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
 }
 
 // writeAgentAuthError answers a request to the agent's endpoint whose

@@ -198,14 +198,10 @@ func (p *dnsPlan) gatewayDNS() bool {
 	return p != nil && p.serving.Load() && p.gateway && len(p.nameservers) == 0
 }
 
-// startNames starts this host's DNS server (startNames of --dns-listen),
-// fed by the control plane over the agent protocol; tasks of this host
-// name it when it listens on their gateways.
-func (o *agentOptions) startNames(ctx context.Context, cp agentproto.NameSource, log *slog.Logger) (*agent.NameFeed, error) {
-	subnets, err := parseSubnets(o.host.subnets)
-	if err != nil {
-		return nil, err
-	}
+// startNames starts this host's DNS server (startNames of --dns-listen) on
+// subnets' gateways, fed by the control plane over the agent protocol;
+// tasks of this host name it when it listens on their gateways.
+func (o *agentOptions) startNames(ctx context.Context, cp agentproto.NameSource, subnets []network.Subnet, log *slog.Logger) (*agent.NameFeed, error) {
 	plan, err := o.dns.plan(subnets)
 	if err != nil {
 		return nil, err

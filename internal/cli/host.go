@@ -2,8 +2,11 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -16,6 +19,7 @@ import (
 
 	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/image"
 	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
@@ -49,9 +53,21 @@ type hostOptions struct {
 	// gatewayDNS says a DNS server answers on each subnet's gateway (set
 	// by `vessel server`; network.Config.GatewayDNS).
 	gatewayDNS bool
+	// advertiseAddress is --advertise-address: this host's underlay
+	// address, where the fleet's other hosts reach it.
+	advertiseAddress string
+	// addressTarget is where the default address is looked for: the local
+	// address of the route to it (the control plane, for `vessel agent`).
+	addressTarget string
+	// networkReady, when set, is called with the host's subnets (those it
+	// has a slice of) once the control plane told them, before the host's
+	// network opens: `vessel agent` starts its DNS server there.
+	networkReady func(ctx context.Context, subnets []network.Subnet) error
 }
 
-func (o *hostOptions) addFlags(cmd *cobra.Command) {
+// addFlags adds the host's flags; the control plane's command defines the
+// fleet's subnets with --subnet, an agent's names those it serves.
+func (o *hostOptions) addFlags(cmd *cobra.Command, controlPlane bool) {
 	f := cmd.Flags()
 	f.StringVar(&o.runtime, "runtime", "", "sandbox runtime for tasks that ask for none (available: sim); default: the strongest that works on this host")
 	f.StringVar(&o.hostID, "host-id", "", "this host's ID (default: kept in the data directory, made once)")
@@ -59,8 +75,14 @@ func (o *hostOptions) addFlags(cmd *cobra.Command) {
 	f.Float64Var(&o.memoryAllocationRatio, "memory-allocation-ratio", 1.0, "allocatable memory = physical memory × this ratio")
 	f.DurationVar(&o.simCreateDelay, "sim-create-delay", 20*time.Millisecond, "sim runtime: time a sandbox takes to create")
 	f.DurationVar(&o.simStartDelay, "sim-start-delay", 10*time.Millisecond, "sim runtime: time a container takes to start")
-	f.StringSliceVar(&o.hostSubnets, "host-subnet", nil, "names of the subnets this host serves (default: all of --subnet)")
-	f.StringSliceVar(&o.subnets, "subnet", []string{DefaultSubnet}, "subnets as NAME=CIDR[,nat][,peer=SUBNET...] (repeatable); private unless ,nat; cut off from other subnets unless ,peer=")
+	if controlPlane {
+		f.StringSliceVar(&o.hostSubnets, "host-subnet", nil, "names of the subnets this server's own host serves (default: all of --subnet)")
+		f.StringSliceVar(&o.subnets, "subnet", []string{DefaultSubnet}, "the fleet's subnets as NAME=CIDR[,nat][,peer=SUBNET...][,slice=/N] (repeatable); private unless ,nat; cut off from other subnets unless ,peer=; each host serving one gets a slice of it for its tasks' addresses (/N, default /24, or the whole subnet when it is /24 or smaller)")
+	} else {
+		f.StringSliceVar(&o.hostSubnets, "host-subnet", nil, "names of the subnets this host serves (default: those of --subnet)")
+		f.StringSliceVar(&o.subnets, "subnet", nil, "subnets this host serves, by NAME (the control plane defines them), or NAME=CIDR[,...] exactly as the control plane defines them (repeatable; default: all of the control plane's)")
+	}
+	f.StringVar(&o.advertiseAddress, "advertise-address", "", "this host's address where the fleet's other hosts reach it (default: the local address of the route to the control plane, or of the default route)")
 	f.StringVar(&o.pullBehavior, "image-pull-behavior", agent.PullPreferCached, "prefer-cached (use a cached image) or always (ask the registry each time)")
 	f.StringSliceVar(&o.insecureRegistries, "insecure-registry", nil, "registry hosts reached over plain HTTP (repeatable)")
 	f.Int64Var(&o.logMaxBytes, "log-max-bytes", 10<<20, "logs kept per task, in bytes, split between its containers")
@@ -101,8 +123,10 @@ func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (map[strin
 	return rts, report, nil
 }
 
-// newAgent builds the host agent for this machine.
-func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *slog.Logger) (*agent.Agent, []string, error) {
+// newAgent builds the host agent for this machine. A host whose runtimes
+// run real processes first registers and asks the control plane for its
+// network (joinFleet), so that its tasks' addresses come from its slices.
+func (o *hostOptions) newAgent(ctx context.Context, dataDir string, cp agentproto.ControlPlane, log *slog.Logger) (*agent.Agent, []string, error) {
 	rts, report, err := o.probeRuntimes(dataDir, log)
 	if err != nil {
 		return nil, report, err
@@ -132,18 +156,29 @@ func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *
 	if err != nil {
 		return nil, report, err
 	}
-	subnets, err := parseSubnets(o.subnets)
+	subnets, err := parseSubnets(o.subnets, true)
 	if err != nil {
 		return nil, report, err
 	}
-	hostSubnets := o.hostSubnets
-	if len(hostSubnets) == 0 {
-		hostSubnets = subnetNames(subnets)
+	served := o.hostSubnets
+	if len(served) == 0 {
+		served = subnetNames(subnets)
+	}
+	var defs []agentproto.FleetSubnet
+	for _, s := range subnets {
+		if s.CIDR.IsValid() {
+			defs = append(defs, s)
+		}
+	}
+	addr, err := o.address()
+	if err != nil {
+		return nil, report, err
 	}
 	cfg := agent.Config{
 		Host: agentproto.Host{ID: id, MilliCPU: cpu, MemoryMiB: mem,
 			CPUAllocationRatio: o.cpuAllocationRatio, MemoryAllocationRatio: o.memoryAllocationRatio,
-			Runtimes: names, DefaultRuntime: def, Subnets: hostSubnets, LogsEndpoint: o.endpoint, EndpointCertSHA256: o.endpointPin},
+			Runtimes: names, DefaultRuntime: def, Subnets: served, SubnetDefinitions: defs, Address: addr,
+			LogsEndpoint: o.endpoint, EndpointCertSHA256: o.endpointPin},
 		ControlPlane: cp, Runtimes: rts, Logger: log, PullBehavior: o.pullBehavior,
 		InsecureRegistries: o.insecureRegistries, LogMaxBytes: o.logMaxBytes,
 		LogDir: filepath.Join(dataDir, "logs"), TaskDir: filepath.Join(dataDir, "tasks")}
@@ -151,13 +186,92 @@ func (o *hostOptions) newAgent(dataDir string, cp agentproto.ControlPlane, log *
 		if cfg.Images, err = image.Open(image.Config{Root: filepath.Join(dataDir, "images"), Logger: log}); err != nil {
 			return nil, report, err
 		}
-		if cfg.Network, err = network.Open(network.Config{StateDir: filepath.Join(dataDir, "network"), Subnets: subnets, GatewayDNS: o.gatewayDNS, Logger: log}); err != nil {
+		hn, err := joinFleet(ctx, cp, cfg.Host, log)
+		if err != nil {
+			return nil, report, err
+		}
+		own, noSlice := hostSubnets(hn)
+		if len(noSlice) > 0 {
+			log.Warn("this host was given no slice of some subnets (every slice is held by other hosts): it runs no tasks there", "subnets", noSlice)
+		}
+		for _, s := range own {
+			log.Info("task addresses come from this host's slice", "subnet", s.Name, "cidr", s.CIDR, "slice", s.Slice)
+		}
+		if o.networkReady != nil {
+			if err := o.networkReady(ctx, own); err != nil {
+				return nil, report, err
+			}
+		}
+		if cfg.Network, err = network.Open(network.Config{StateDir: filepath.Join(dataDir, "network"), Subnets: own, GatewayDNS: o.gatewayDNS, Logger: log}); err != nil {
 			return nil, report, err
 		}
 	}
 	a, err := agent.New(cfg)
 	report = append(report, "default: "+def)
 	return a, report, err
+}
+
+// joinFleet registers h, retrying while the control plane does not answer,
+// and returns the host's view of the fleet network. A registration the
+// control plane refuses (a subnet defined otherwise, a revoked host) ends
+// it with that error.
+func joinFleet(ctx context.Context, cp agentproto.ControlPlane, h agentproto.Host, log *slog.Logger) (agentproto.HostNetwork, error) {
+	src, ok := cp.(agentproto.NetworkSource)
+	if !ok {
+		return agentproto.HostNetwork{}, fmt.Errorf("the control plane serves no fleet network (agentproto.NetworkSource)")
+	}
+	for {
+		err := cp.RegisterHost(ctx, h)
+		if err == nil {
+			var hn agentproto.HostNetwork
+			if hn, err = src.HostNetwork(ctx, h.ID, 0); err == nil {
+				return hn, nil
+			}
+		}
+		if errdefs.IsInvalidArgument(err) || errdefs.IsPermissionDenied(err) {
+			return agentproto.HostNetwork{}, fmt.Errorf("registering host %s: %w", h.ID, err)
+		}
+		log.Warn("registering the host with the control plane failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return agentproto.HostNetwork{}, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// address is --advertise-address, or the local address of the route to
+// addressTarget (or of the default route); the zero Addr when there is
+// none.
+func (o *hostOptions) address() (netip.Addr, error) {
+	if o.advertiseAddress != "" {
+		a, err := netip.ParseAddr(o.advertiseAddress)
+		if err != nil || a.IsUnspecified() || a.IsMulticast() {
+			return netip.Addr{}, fmt.Errorf("--advertise-address %q is not a unicast IP address: give this host's address where the other hosts reach it", o.advertiseAddress)
+		}
+		return a, nil
+	}
+	target := o.addressTarget
+	if target == "" {
+		target = "192.0.2.1:9" // any address the default route takes (TEST-NET-1; nothing is sent)
+	}
+	a, ok := localAddressTo(target)
+	if !ok {
+		return netip.Addr{}, nil
+	}
+	return a, nil
+}
+
+// localAddressTo returns the local address of the route to hostport (a UDP
+// socket connected there sends nothing).
+func localAddressTo(hostport string) (netip.Addr, bool) {
+	c, err := net.Dial("udp", hostport)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	defer c.Close()
+	a, ok := netip.AddrFromSlice(c.LocalAddr().(*net.UDPAddr).IP)
+	return a.Unmap(), ok
 }
 
 // stableHostID reads the host ID kept in the data directory, making one

@@ -73,7 +73,7 @@ func TestNewAgentDefaultsToStrongestThatWorks(t *testing.T) {
 	dir := t.TempDir()
 	srv, _ := newTestServer(t, dir)
 	o := hostOptions{offer: []string{"gvisor", "sim"}, hostID: "h1"}
-	_, report, err := o.newAgent(dir, srv, quiet)
+	_, report, err := o.newAgent(t.Context(), dir, srv, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"vessel.dev/vessel/internal/agent"
+	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/httpserve"
@@ -43,6 +45,9 @@ type serverOptions struct {
 	apiBurst             int
 	launchRate           float64
 	launchBurst          int
+	fleetNetwork         string
+	vxlanVNI             int
+	vxlanPort            int
 	host                 hostOptions
 	k8s                  k8sOptions
 	dns                  dnsOptions
@@ -89,7 +94,10 @@ through etcd with a lease of --leader-lease, runs the controllers (its
 	f.IntVar(&o.apiBurst, "api-burst", server.DefaultAPIBurst, "requests an access key may make at once, the size of its token bucket")
 	f.Float64Var(&o.launchRate, "launch-rate", server.DefaultLaunchRate, "tasks a second the control plane launches, sustained, as Fargate (RunTask, services, pods); 0: no limit")
 	f.IntVar(&o.launchBurst, "launch-burst", server.DefaultLaunchBurst, "tasks the control plane launches at once, the size of its token bucket (at least 10, RunTask's largest count)")
-	o.host.addFlags(cmd)
+	o.host.addFlags(cmd, true)
+	f.StringVar(&o.fleetNetwork, "fleet-network", agentproto.BackendVXLAN, "how task traffic goes between the fleet's hosts: vxlan (encapsulated in UDP, wherever hosts reach each other over IP) or host-gw (routes through each host's address, hosts on one L2 segment)")
+	f.IntVar(&o.vxlanVNI, "vxlan-vni", server.DefaultVNI, "with --fleet-network vxlan: the VXLAN network identifier of the fleet's tasks")
+	f.IntVar(&o.vxlanPort, "vxlan-port", server.DefaultVXLANPort, "with --fleet-network vxlan: the UDP port of the encapsulated traffic between hosts")
 	o.k8s.addFlags(cmd, true)
 	cmd.Flags().StringVar(&o.k8s.kubeProxy, "kube-proxy", "", "kube-proxy binary to run on this host with --kubeconfig, so that its sandboxes reach the cluster's ClusterIP Services (not on a host that is also a regular node: it runs one already)")
 	o.dns.addFlags(cmd, true)
@@ -123,10 +131,11 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 		return err
 	}
 	go ring.Run(ringCtx)
-	subnets, err := parseSubnets(o.host.subnets)
+	fleet, err := parseSubnets(o.host.subnets, false)
 	if err != nil {
 		return err
 	}
+	subnets := networkSubnets(fleet)
 	creds, err := loadRegistryCredentials(o.registryCredentials)
 	if err != nil {
 		return err
@@ -135,7 +144,7 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Store: st, Keyring: ring, Keys: []auth.Key{localKey}, Region: g.region, Subnets: subnetNames(subnets),
+	srv, err := server.New(server.Config{Store: st, Keyring: ring, Keys: []auth.Key{localKey}, Region: g.region, Fleet: server.FleetNetwork{Subnets: fleet, Backend: o.fleetNetwork, VNI: o.vxlanVNI, Port: o.vxlanPort},
 		RegistryCredentials: creds,
 		PendingTimeout:      o.pendingTimeout, StoppedTaskRetention: o.stoppedTaskRetention,
 		HostTimeout: o.hostTimeout, TaskDNS: dns.taskDNS, Logger: log, Leadership: leadership,
@@ -214,7 +223,12 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 		srv.Run(ctx)
 	}()
 	if !o.noAgent {
-		a, names, err := o.host.newAgent(g.dataDir, srv, log)
+		if host, _, err := net.SplitHostPort(o.listen); err == nil {
+			if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() && !ip.IsLoopback() {
+				o.host.addressTarget = net.JoinHostPort(ip.String(), "9") // the address the API listens on
+			}
+		}
+		a, names, err := o.host.newAgent(ctx, g.dataDir, srv, log)
 		if err != nil {
 			stop()
 			httpSrv.Close()

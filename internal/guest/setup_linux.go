@@ -131,7 +131,9 @@ func setupNet(n *guestproto.NetConfig) error {
 	}
 	if n.Gateway != "" {
 		gw := net.ParseIP(n.Gateway)
-		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+		// On link: in a fleet the gateway lies outside the host's slice,
+		// the task's own prefix.
+		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw, Flags: int(netlink.FLAG_ONLINK)}); err != nil {
 			return fmt.Errorf("network: default route via %s: %w", n.Gateway, err)
 		}
 	}

@@ -9,6 +9,11 @@
 //   - one network namespace per task (a bind mount at
 //     <StateDir>/netns/<taskID>) holding eth0, the peer of a host veth on the
 //     bridge, with the task's address and a default route via the gateway;
+//     in a fleet the address comes from the host's slice of the subnet
+//     (Subnet.Slice, given by the control plane), with the slice's prefix
+//     length and an on-link default route to the gateway, which is the
+//     same on every host: traffic to the rest of the subnet goes through
+//     the host, whose more specific routes (other hosts' slices) take it;
 //   - the task's /etc files (hosts, hostname, resolv.conf) in
 //     <StateDir>/etc/<taskID>/, for the runtime to bind-mount;
 //   - the IP leases (<StateDir>/leases.json), written durably before an

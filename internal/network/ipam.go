@@ -129,10 +129,14 @@ func (m *Manager) allocate(sub *subnetState, taskID, hostname string) (*lease, e
 		}
 		vethInUse[l.HostVeth] = true
 	}
-	ip, ok := nextFree(sub.CIDR, m.last[sub.Name], used)
+	ip, ok := nextFree(sub.slice, sub.gateway, m.last[sub.Name], used)
 	if !ok {
+		if sub.slice != sub.CIDR {
+			return nil, errdefs.LimitExceeded("network: subnet %q (%s) is full on this host: all %d task addresses of its slice %s are leased; detach tasks, or place tasks on other hosts",
+				sub.Name, sub.CIDR, usableCount(sub.slice, sub.gateway), sub.slice)
+		}
 		return nil, errdefs.LimitExceeded("network: subnet %q (%s) is full: all %d task addresses are leased; use a larger subnet or detach tasks",
-			sub.Name, sub.CIDR, usableCount(sub.CIDR))
+			sub.Name, sub.CIDR, usableCount(sub.slice, sub.gateway))
 	}
 	veth, err := newVethName(vethInUse)
 	if err != nil {
@@ -222,26 +226,34 @@ func u32ToAddr(v uint32) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
-// taskRange returns the first and last address a task may get in p: the
-// network address, the gateway (network+1) and the broadcast address are
-// skipped.
+// taskRange returns the first and last address a task may get in p (a
+// subnet, or a host's slice of one): p's network and broadcast addresses
+// are skipped (the subnet's gateway, when inside, is skipped by the caller).
 func taskRange(p netip.Prefix) (first, last uint32) {
 	network := addrToU32(p.Masked().Addr())
 	size := uint32(1) << (32 - p.Bits())
-	return network + 2, network + size - 2
+	return network + 1, network + size - 2
 }
 
-func usableCount(p netip.Prefix) int {
+// usableCount is how many task addresses p holds, gateway gw not counted.
+func usableCount(p netip.Prefix, gw netip.Addr) int {
 	first, last := taskRange(p)
 	if last < first {
 		return 0
 	}
-	return int(last - first + 1)
+	n := int(last - first + 1)
+	if p.Contains(gw) {
+		if v := addrToU32(gw); v >= first && v <= last {
+			n--
+		}
+	}
+	return n
 }
 
-// nextFree returns the lowest free address after last (wrapping around), so
-// that an address just released is not handed out again at once.
-func nextFree(p netip.Prefix, last netip.Addr, used map[netip.Addr]bool) (netip.Addr, bool) {
+// nextFree returns the lowest free address of p after last (wrapping
+// around), never gw, so that an address just released is not handed out
+// again at once.
+func nextFree(p netip.Prefix, gw, last netip.Addr, used map[netip.Addr]bool) (netip.Addr, bool) {
 	first, end := taskRange(p)
 	if end < first {
 		return netip.Addr{}, false
@@ -258,7 +270,7 @@ func nextFree(p netip.Prefix, last netip.Addr, used map[netip.Addr]bool) (netip.
 		if v > end {
 			v -= n
 		}
-		if a := u32ToAddr(v); !used[a] {
+		if a := u32ToAddr(v); !used[a] && a != gw {
 			return a, true
 		}
 	}

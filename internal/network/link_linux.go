@@ -204,7 +204,10 @@ func (m *Manager) plumb(l *lease, sub *subnetState, br netlink.Link) error {
 	if err != nil {
 		return fmt.Errorf("look up eth0 in namespace: %w", err)
 	}
-	if err := h.AddrReplace(eth0, &netlink.Addr{IPNet: ipNet(l.IP, sub.CIDR.Bits())}); err != nil {
+	// The task's own link is its host's slice: the rest of the subnet (the
+	// gateway included, on other hosts' slices) is reached through the
+	// gateway, on link.
+	if err := h.AddrReplace(eth0, &netlink.Addr{IPNet: ipNet(l.IP, sub.slice.Bits())}); err != nil {
 		return fmt.Errorf("set address %s on eth0: %w", l.IP, err)
 	}
 	if err := h.LinkSetUp(eth0); err != nil {
@@ -215,7 +218,7 @@ func (m *Manager) plumb(l *lease, sub *subnetState, br netlink.Link) error {
 	} else if err := h.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("bring up lo: %w", err)
 	}
-	route := &netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: net.IP(sub.gateway.AsSlice())}
+	route := &netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: net.IP(sub.gateway.AsSlice()), Flags: int(netlink.FLAG_ONLINK)}
 	if err := h.RouteReplace(route); err != nil {
 		return fmt.Errorf("add default route via %s: %w", sub.gateway, err)
 	}

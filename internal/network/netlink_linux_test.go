@@ -772,3 +772,71 @@ func TestAttachWithDNS(t *testing.T) {
 		t.Errorf("bad nameserver: %v, want invalid argument", err)
 	}
 }
+
+// TestAttachFromSlice: a host's tasks get addresses from its slice of the
+// subnet only, with the slice's prefix length and an on-link default route
+// to the subnet's gateway (outside the slice); they reach the host through
+// it; a full slice says so; a restart on the same slice keeps the leases and
+// one on another slice refuses to start.
+func TestAttachFromSlice(t *testing.T) {
+	sub := testSubnet(t, 24)
+	base := sub.CIDR.Addr().As4()
+	slice := netip.PrefixFrom(netip.AddrFrom4([4]byte{base[0], base[1], base[2], 64}), 30) // .64/30: .65 and .66
+	sub.Slice = slice
+	m, dir := newTest(t, sub)
+	gw := sub.CIDR.Addr().Next()
+	a := mustAttach(t, m, "slice-a", sub.Name)
+	b := mustAttach(t, m, "slice-b", sub.Name)
+	if !slice.Contains(a.IP) || !slice.Contains(b.IP) || a.IP == b.IP || a.Gateway != gw || a.Prefix != sub.CIDR {
+		t.Fatalf("attachments %+v %+v, want two addresses of %s with gateway %s", a, b, slice, gw)
+	}
+	if err := inNS(a.NetNSPath, func() error {
+		eth0, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(eth0, netlink.FAMILY_V4)
+		if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != a.IP.String()+"/30" {
+			return fmt.Errorf("eth0 addresses %v (%v), want %s/30", addrs, err, a.IP)
+		}
+		routes, err := netlink.RouteList(eth0, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, r := range routes {
+			if r.Gw.Equal(net.IP(gw.AsSlice())) && r.Flags&int(netlink.FLAG_ONLINK) != 0 && (r.Dst == nil || isZeroMask(r.Dst.Mask)) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no on-link default route via %s in %v", gw, routes)
+	}); err != nil {
+		t.Fatalf("inside slice-a: %v", err)
+	}
+	if p := m.verify(leaseOf(t, m, a.TaskID)); len(p) > 0 {
+		t.Fatalf("verify: %v", p)
+	}
+	checkTCP(t, "host to a task of the slice", a.NetNSPath, a.IP, "", gw)
+	checkTCP(t, "task to task in the slice", b.NetNSPath, b.IP, a.NetNSPath, a.IP)
+
+	_, err := m.Attach(t.Context(), "slice-full", sub.Name, AttachOptions{})
+	if !errors.Is(err, errdefs.ErrLimitExceeded) || !strings.Contains(err.Error(), slice.String()) {
+		t.Fatalf("Attach on a full slice: %v, want limit exceeded naming %s", err, slice)
+	}
+	m.Close()
+
+	// Restart on the same slice: the same addresses.
+	m = openTest(t, dir, sub)
+	if got, ok := m.Get("slice-a"); !ok || got.IP != a.IP {
+		t.Fatalf("after a restart: %+v %v, want %s", got, ok, a.IP)
+	}
+	m.Close()
+
+	// Restart on another slice: refused, naming the task and the lease file.
+	other := sub
+	other.Slice = netip.PrefixFrom(netip.AddrFrom4([4]byte{base[0], base[1], base[2], 128}), 25)
+	_, err = Open(Config{StateDir: dir, Subnets: []Subnet{other}, Logger: slog.New(slog.DiscardHandler)})
+	if !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "slice-a") || !strings.Contains(err.Error(), a.IP.String()) ||
+		!strings.Contains(err.Error(), other.Slice.String()) || !strings.Contains(err.Error(), "leases.json") {
+		t.Fatalf("Open on another slice: %v, want a conflict naming the task, its address, the new slice and the lease file", err)
+	}
+}

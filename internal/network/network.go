@@ -28,6 +28,15 @@ type Subnet struct {
 	// CIDR is an IPv4 prefix of length 8 to 30; its first usable address is
 	// the gateway (on the host's bridge), the rest go to tasks.
 	CIDR netip.Prefix
+	// Slice is this host's share of CIDR in a fleet (the control plane
+	// gives each host one): its tasks' addresses come from it alone, but
+	// for its network and broadcast addresses and the gateway. The bridge
+	// still carries the gateway with CIDR's prefix length, the same on
+	// every host; a task gets its address with Slice's prefix length and
+	// an on-link default route to the gateway, so that its traffic to
+	// other hosts' slices goes through this host. The zero Prefix means
+	// the whole CIDR (a host alone).
+	Slice netip.Prefix
 	// NAT masquerades the subnet's traffic leaving the host through any
 	// interface but its bridge. Off by default.
 	NAT bool
@@ -136,6 +145,8 @@ type subnetState struct {
 	Subnet
 	bridge  string
 	gateway netip.Addr
+	// slice is where task addresses come from: Subnet.Slice, or CIDR.
+	slice netip.Prefix
 }
 
 // Open validates cfg, creates StateDir and loads the leases. It creates
@@ -213,11 +224,24 @@ func Open(cfg Config) (*Manager, error) {
 	if err := m.load(); err != nil {
 		return nil, err
 	}
+	var outside []string
 	for id, l := range m.leases {
-		if _, ok := m.subnets[l.Subnet]; !ok {
+		sub, ok := m.subnets[l.Subnet]
+		if !ok {
 			m.log.Warn("lease on a subnet that is no longer configured; Reconcile will report or free it",
 				"task", id, "subnet", l.Subnet, "ip", l.IP)
+			continue
 		}
+		if !sub.slice.Contains(l.IP) {
+			outside = append(outside, fmt.Sprintf("task %s holds %s in subnet %q", id, l.IP, l.Subnet))
+		}
+	}
+	if len(outside) > 0 {
+		slices.Sort(outside)
+		return nil, errdefs.Conflict("network: %s lie outside this host's slice (%s): the addresses were leased from another slice, which another host may be given now; "+
+			"refusing to hand out addresses that could be held twice. Restore the slice this host had (the control plane's records), "+
+			"or stop those tasks' sandboxes and move %s away",
+			strings.Join(outside, "; "), m.sliceList(), m.leasePath)
 	}
 	return m, nil
 }
@@ -235,7 +259,27 @@ func checkSubnet(s Subnet) (*subnetState, error) {
 	if s.CIDR != s.CIDR.Masked() {
 		return nil, errdefs.InvalidArgument("network: subnet %q: CIDR %s has host bits set; use %s", s.Name, s.CIDR, s.CIDR.Masked())
 	}
-	return &subnetState{Subnet: s, bridge: bridgeName(s), gateway: s.CIDR.Addr().Next()}, nil
+	st := &subnetState{Subnet: s, bridge: bridgeName(s), gateway: s.CIDR.Addr().Next(), slice: s.CIDR}
+	if s.Slice.IsValid() {
+		if !s.Slice.Addr().Is4() || s.Slice.Bits() < s.CIDR.Bits() || !s.CIDR.Contains(s.Slice.Addr()) || s.Slice != s.Slice.Masked() {
+			return nil, errdefs.InvalidArgument("network: subnet %q: slice %s is not a prefix inside %s; give one such as %s",
+				s.Name, s.Slice, s.CIDR, netip.PrefixFrom(s.CIDR.Addr(), min(s.CIDR.Bits()+8, 30)))
+		}
+		st.slice = s.Slice
+		if usableCount(st.slice, st.gateway) == 0 {
+			return nil, errdefs.InvalidArgument("network: subnet %q: slice %s leaves no address for tasks; use a slice of /30 or larger", s.Name, s.Slice)
+		}
+	}
+	return st, nil
+}
+
+// sliceList says which slice each configured subnet hands out.
+func (m *Manager) sliceList() string {
+	var out []string
+	for _, n := range m.subnetNames() {
+		out = append(out, n+" "+m.subnets[n].slice.String())
+	}
+	return strings.Join(out, ", ")
 }
 
 // firewallTableName names the nftables tables of the manager with state

@@ -28,6 +28,10 @@ func TestOpenValidation(t *testing.T) {
 		{"host bits", Config{StateDir: dir, Subnets: []Subnet{{Name: "a", CIDR: p("10.89.1.5/24")}}}, "use 10.89.1.0/24"},
 		{"no name", Config{StateDir: dir, Subnets: []Subnet{{CIDR: p("10.89.1.0/24")}}}, "no name"},
 		{"dup name", Config{StateDir: dir, Subnets: []Subnet{{Name: "a", CIDR: p("10.89.1.0/24")}, {Name: "a", CIDR: p("10.89.2.0/24")}}}, "configured twice"},
+		{"slice outside", Config{StateDir: dir, Subnets: []Subnet{{Name: "a", CIDR: p("10.89.0.0/16"), Slice: p("10.90.1.0/24")}}}, "not a prefix inside"},
+		{"slice larger", Config{StateDir: dir, Subnets: []Subnet{{Name: "a", CIDR: p("10.89.0.0/16"), Slice: p("10.88.0.0/15")}}}, "not a prefix inside"},
+		{"slice host bits", Config{StateDir: dir, Subnets: []Subnet{{Name: "a", CIDR: p("10.89.0.0/16"), Slice: p("10.89.1.1/24")}}}, "not a prefix inside"},
+		{"slice of no task address", Config{StateDir: dir, Subnets: []Subnet{{Name: "a", CIDR: p("10.89.0.0/16"), Slice: p("10.89.0.0/31")}}}, "leaves no address"},
 		{"overlap", Config{StateDir: dir, Subnets: []Subnet{{Name: "a", CIDR: p("10.89.0.0/16")}, {Name: "b", CIDR: p("10.89.2.0/24")}}}, "overlaps"},
 		{"bad dns", Config{StateDir: dir, DNSServers: []string{"dns.example"}}, "not an IP address"},
 		{"bad search", Config{StateDir: dir, SearchDomains: []string{"a b"}}, "not a valid DNS name"},
@@ -86,10 +90,20 @@ func TestNextFree(t *testing.T) {
 		{"/30 one address", p30, netip.Addr{}, nil, "10.89.1.2", 1},
 		{"/30 full", p30, a("10.89.1.2"), set("10.89.1.2"), "", 1},
 		{"/30 reuse after wrap", p30, a("10.89.1.2"), nil, "10.89.1.2", 1},
+		// Slices of 10.89.0.0/16, whose gateway is 10.89.0.1.
+		{"first slice skips the subnet's gateway", netip.MustParsePrefix("10.89.0.0/24"), netip.Addr{}, nil, "10.89.0.2", 253},
+		{"other slice starts at its first address", netip.MustParsePrefix("10.89.7.0/24"), netip.Addr{}, nil, "10.89.7.1", 254},
+		{"other slice skips its broadcast", netip.MustParsePrefix("10.89.7.0/24"), a("10.89.7.254"), set("10.89.7.1"), "10.89.7.2", 254},
+		{"last slice skips the subnet's broadcast", netip.MustParsePrefix("10.89.255.0/24"), a("10.89.255.253"), nil, "10.89.255.254", 254},
+		{"small slice", netip.MustParsePrefix("10.89.3.4/30"), netip.Addr{}, set("10.89.3.5"), "10.89.3.6", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := nextFree(tt.p, tt.last, tt.used)
+			gw := tt.p.Masked().Addr().Next()
+			if !tt.p.Contains(a("10.89.1.1")) {
+				gw = a("10.89.0.1") // a slice of 10.89.0.0/16
+			}
+			got, ok := nextFree(tt.p, gw, tt.last, tt.used)
 			if tt.want == "" {
 				if ok {
 					t.Fatalf("got %v, want full", got)
@@ -97,7 +111,7 @@ func TestNextFree(t *testing.T) {
 			} else if !ok || got != a(tt.want) {
 				t.Fatalf("got %v %v, want %s", got, ok, tt.want)
 			}
-			if n := usableCount(tt.p); n != tt.usable {
+			if n := usableCount(tt.p, gw); n != tt.usable {
 				t.Fatalf("usable %d, want %d", n, tt.usable)
 			}
 		})

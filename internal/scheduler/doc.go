@@ -1,8 +1,10 @@
 // Package scheduler decides where pending tasks run. It owns the placement
 // rules: allocatable capacity (physical capacity × allocation ratio), the
-// runtime and subnet constraints, bin-packing, spreading a group of tasks
-// (an ECS service's) across subnets and hosts, and the reasons a task could
-// not be placed (RESOURCE:CPU, RESOURCE:MEMORY, RUNTIME, SUBNET, NO_HOST).
+// runtime and subnet constraints, each host's free task addresses per subnet
+// (its slice of the subnet, Host.Addresses), bin-packing, spreading a group
+// of tasks (an ECS service's) across subnets and hosts, and the reasons a
+// task could not be placed (RESOURCE:CPU, RESOURCE:MEMORY, RESOURCE:ENI (no
+// free address in its subnets), RUNTIME, SUBNET, NO_HOST).
 //
 // It is a pure function in the manner of Nomad's scheduler: a read-only
 // Snapshot goes in, a Plan comes out, and the caller applies it (records the

@@ -30,6 +30,11 @@ const (
 	// ReasonSubnet: no ready host (offering the runtime) reaches any of the
 	// requested subnets.
 	ReasonSubnet = "SUBNET"
+	// ReasonAddress: hosts that satisfy the runtime and subnets have room
+	// for the task's size but no free address in its subnets (their slices
+	// of the subnet are full, or they have none), as ECS's reason for a
+	// task whose network interface can not be given.
+	ReasonAddress = "RESOURCE:ENI"
 	// ReasonNoHost: there is no ready host at all.
 	ReasonNoHost = "NO_HOST"
 	// ReasonInvalidRequest: the request's size is negative. Sizes are
@@ -62,6 +67,12 @@ type Host struct {
 	Runtimes []string
 	// Subnets lists the subnets the host reaches, preferred first.
 	Subnets []string
+	// Addresses, when not nil, is how many task addresses the host has in
+	// each subnet (its slice's size less the addresses no task gets); a
+	// subnet of Subnets missing from it has none. Each Placed task on the
+	// host holds one of its subnet's unless NoAddress. nil: addresses are
+	// not counted (the host's tasks get none, as simulated ones).
+	Addresses map[string]int
 	// Ready is true while the host heartbeats. Nothing is ever placed on a
 	// host that is not ready.
 	Ready bool
@@ -90,6 +101,9 @@ type Placed struct {
 	// of later requests with the same Spread key.
 	Subnet string
 	Spread string
+	// NoAddress says the task holds no address of its host's (a simulated
+	// sandbox).
+	NoAddress bool
 }
 
 // Request is a task waiting to be placed.
@@ -107,6 +121,10 @@ type Request struct {
 	// of the group (Placed and earlier placements of this plan), and only
 	// among equals to the fullest host.
 	Spread string
+	// NoAddress says the task needs no address (a simulated sandbox);
+	// otherwise it needs a free one in its subnet on hosts that count
+	// them (Host.Addresses).
+	NoAddress bool
 }
 
 // Snapshot is the scheduler's read-only view of the fleet. Schedule never
@@ -150,8 +168,9 @@ type Plan struct {
 // Requests are considered one at a time in the given order; a large request
 // that does not fit is not retried after smaller ones, and smaller ones are
 // not held back for it. A request goes to the ready host that offers its
-// runtime, reaches one of its subnets, has room for it after the Placed tasks
-// and the earlier placements of this plan, and would be the most full
+// runtime, reaches one of its subnets with a free address there (when the
+// host counts them), has room for it after the Placed tasks and the earlier
+// placements of this plan, and would be the most full
 // afterwards, measured by its dominant share max(cpu used/allocatable,
 // memory used/allocatable). Ties go to the smallest host ID, so the same
 // snapshot always yields the same plan.
@@ -179,10 +198,10 @@ func Schedule(s Snapshot) Plan {
 		if r.Spread != "" {
 			h, subnet, ok = sc.placeSpread(c, r)
 		} else {
-			h, subnet, ok = sc.place(c, r.Size)
+			h, subnet, ok = sc.place(c, r)
 		}
 		if !ok {
-			reason, msg := sc.diagnose(c, r.Size)
+			reason, msg := sc.diagnose(c, r)
 			plan.Unplaced = append(plan.Unplaced, Unplaced{TaskID: r.TaskID, Reason: reason, Message: msg})
 			continue
 		}
@@ -198,6 +217,8 @@ type hostState struct {
 	allocCPU, allocMem int64
 	invCPU, invMem     float64 // 1/allocatable, 0 when allocatable <= 0
 	group              int32
+	// freeAddr is the host's free addresses by subnet; nil: not counted.
+	freeAddr map[string]int
 }
 
 // group gathers ready hosts that are identical but for their ID: same
@@ -228,7 +249,12 @@ type constraint struct {
 	diagVersion        int // sc.version when the fields below were computed; -1 never
 	maxCPU, maxMem     int64
 	maxCPUID, maxMemID string
-	diags              map[Resources]diag // by request size, valid for diagVersion
+	diags              map[diagKey]diag // by request size, valid for diagVersion
+}
+
+type diagKey struct {
+	size      Resources
+	noAddress bool
 }
 
 type diag struct{ reason, message string }
@@ -263,12 +289,14 @@ func newScheduler(s *Snapshot) *scheduler {
 
 	// Ready hosts, first occurrence of each ID.
 	index := make(map[string]int, len(s.Hosts))
+	firstIndex := make(map[string]int, len(s.Hosts)) // ID → its first occurrence in s.Hosts
 	for i := range s.Hosts {
 		h := &s.Hosts[i]
 		if _, dup := index[h.ID]; dup {
 			continue
 		}
 		index[h.ID] = -1
+		firstIndex[h.ID] = i
 		if !h.Ready || h.Draining {
 			if h.Ready {
 				sc.draining++
@@ -283,10 +311,22 @@ func newScheduler(s *Snapshot) *scheduler {
 			invCPU: inv(a.MilliCPU), invMem: inv(a.MemoryMiB),
 		})
 	}
+	for i := range sc.hosts {
+		if h := &s.Hosts[firstIndex[sc.hosts[i].id]]; h.Addresses != nil {
+			sc.hosts[i].freeAddr = make(map[string]int, len(h.Addresses))
+			for n, c := range h.Addresses {
+				sc.hosts[i].freeAddr[n] = c
+			}
+		}
+	}
 	for _, p := range s.Placed {
 		if i, ok := index[p.HostID]; ok && i >= 0 {
-			sc.hosts[i].freeCPU -= p.Size.MilliCPU
-			sc.hosts[i].freeMem -= p.Size.MemoryMiB
+			hs := &sc.hosts[i]
+			hs.freeCPU -= p.Size.MilliCPU
+			hs.freeMem -= p.Size.MemoryMiB
+			if hs.freeAddr != nil && p.Subnet != "" && !p.NoAddress {
+				hs.freeAddr[p.Subnet]--
+			}
 		}
 	}
 
@@ -373,6 +413,20 @@ func groupKey(hs *hostState, h *Host) string {
 		first = h.Subnets[0]
 	}
 	b = appendString(b, first)
+	if hs.freeAddr == nil {
+		b = binary.AppendVarint(b, -1)
+	} else {
+		names := make([]string, 0, len(hs.freeAddr))
+		for n := range hs.freeAddr {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		b = binary.AppendVarint(b, int64(len(names)))
+		for _, n := range names {
+			b = appendString(b, n)
+			b = binary.AppendVarint(b, int64(hs.freeAddr[n]))
+		}
+	}
 	for _, list := range [][]string{h.Runtimes, h.Subnets} {
 		set := slices.Clone(list)
 		slices.Sort(set)
@@ -469,21 +523,61 @@ func chooseSubnet(h *Host, want []string) (string, bool) {
 	return "", false
 }
 
+// hasAddress reports whether host h can give r an address in subnet.
+func (sc *scheduler) hasAddress(h int32, r *Request, subnet string) bool {
+	fa := sc.hosts[h].freeAddr
+	return fa == nil || r.NoAddress || subnet == "" || fa[subnet] > 0
+}
+
+// subnetOn returns the subnet r gets on host h: pref (the first of r's
+// subnets the host reaches) when the host has an address there, else the
+// next of r's (or, when r names none, of the host's) with one.
+func (sc *scheduler) subnetOn(h int32, r *Request, pref string) (string, bool) {
+	if sc.hasAddress(h, r, pref) {
+		return pref, true
+	}
+	want := r.Subnets
+	if len(want) == 0 {
+		want = sc.hostOf[h].Subnets
+	}
+	for _, w := range want {
+		if slices.Contains(sc.hostOf[h].Subnets, w) && sc.hasAddress(h, r, w) {
+			return w, true
+		}
+	}
+	return "", false
+}
+
+// charge takes r's size, and its address in subnet, from host h.
+func (sc *scheduler) charge(h int32, r *Request, subnet string) {
+	hs := &sc.hosts[h]
+	hs.freeCPU -= r.Size.MilliCPU
+	hs.freeMem -= r.Size.MemoryMiB
+	if hs.freeAddr != nil && !r.NoAddress && subnet != "" {
+		hs.freeAddr[subnet]--
+	}
+}
+
 func (sc *scheduler) dead(h int32) bool {
 	hs := &sc.hosts[h]
 	return hs.freeCPU < sc.minCPU || hs.freeMem < sc.minMem
 }
 
-// place picks the best host for size among c's live groups, charges it, and
+// place picks the best host for r among c's live groups, charges it, and
 // returns it with the subnet. Groups and touched hosts that can no longer fit
 // the smallest pending request are dropped on the way.
-func (sc *scheduler) place(c *constraint, size Resources) (int32, string, bool) {
+func (sc *scheduler) place(c *constraint, r *Request) (int32, string, bool) {
+	size := r.Size
 	best := int32(-1)
 	var bestScore float64
 	var bestSubnet string
 	consider := func(h int32, subnet string) {
 		hs := &sc.hosts[h]
 		if size.MilliCPU > hs.freeCPU || size.MemoryMiB > hs.freeMem {
+			return
+		}
+		subnet, ok := sc.subnetOn(h, r, subnet)
+		if !ok {
 			return
 		}
 		score := max(float64(hs.allocCPU-hs.freeCPU+size.MilliCPU)*hs.invCPU,
@@ -525,9 +619,8 @@ func (sc *scheduler) place(c *constraint, size Resources) (int32, string, bool) 
 	if best < 0 {
 		return -1, "", false
 	}
+	sc.charge(best, r, bestSubnet)
 	hs := &sc.hosts[best]
-	hs.freeCPU -= size.MilliCPU
-	hs.freeMem -= size.MemoryMiB
 	g := &sc.groups[hs.group]
 	if g.head < len(g.members) && g.members[g.head] == best {
 		g.head++
@@ -554,10 +647,13 @@ func (sc *scheduler) placeSpread(c *constraint, r *Request) (int32, string, bool
 		if size.MilliCPU > hs.freeCPU || size.MemoryMiB > hs.freeMem {
 			return
 		}
-		subnet := fallback
+		subnet, ok := sc.subnetOn(h, r, fallback)
+		if !ok {
+			return
+		}
 		subCount := sp.subnets[subnet]
 		for _, w := range r.Subnets {
-			if n := sp.subnets[w]; n < subCount && slices.Contains(sc.hostOf[h].Subnets, w) {
+			if n := sp.subnets[w]; n < subCount && slices.Contains(sc.hostOf[h].Subnets, w) && sc.hasAddress(h, r, w) {
 				subnet, subCount = w, n
 			}
 		}
@@ -583,9 +679,8 @@ func (sc *scheduler) placeSpread(c *constraint, r *Request) (int32, string, bool
 	if best < 0 {
 		return -1, "", false
 	}
+	sc.charge(best, r, bestSubnet)
 	hs := &sc.hosts[best]
-	hs.freeCPU -= size.MilliCPU
-	hs.freeMem -= size.MemoryMiB
 	g := &sc.groups[hs.group]
 	if j := slices.Index(g.members[g.head:], best); j >= 0 {
 		// Keep the untouched run sorted: move best to its front, then out.
@@ -601,15 +696,17 @@ func (sc *scheduler) placeSpread(c *constraint, r *Request) (int32, string, bool
 	return best, bestSubnet, true
 }
 
-// diagnose says why size fits on none of c's hosts: the resource that no
-// host has enough of, or, when both fall short (or each is found but never
-// together), the scarcer one relative to the request. Tasks of one size that
-// fail with no placement in between share one message.
-func (sc *scheduler) diagnose(c *constraint, size Resources) (string, string) {
+// diagnose says why r fits on none of c's hosts: no free address in its
+// subnets on the hosts with room for it, or the resource that no host has
+// enough of, or, when both fall short (or each is found but never
+// together), the scarcer one relative to the request. Tasks of one size
+// that fail with no placement in between share one message.
+func (sc *scheduler) diagnose(c *constraint, r *Request) (string, string) {
+	size := r.Size
 	if c.diagVersion != sc.version {
 		c.diagVersion = sc.version
 		if c.diags == nil {
-			c.diags = make(map[Resources]diag)
+			c.diags = make(map[diagKey]diag)
 		}
 		clear(c.diags)
 		firstCPU, firstMem := true, true
@@ -625,12 +722,56 @@ func (sc *scheduler) diagnose(c *constraint, size Resources) (string, string) {
 			}
 		}
 	}
-	d, ok := c.diags[size]
+	key := diagKey{size: size, noAddress: r.NoAddress}
+	d, ok := c.diags[key]
 	if !ok {
-		d.reason, d.message = c.explain(size)
-		c.diags[size] = d
+		if n, subnets := sc.roomWithoutAddress(c, r); n > 0 {
+			d.reason, d.message = ReasonAddress, addressMessage(subnets, n)
+		} else {
+			d.reason, d.message = c.explain(size)
+		}
+		c.diags[key] = d
 	}
 	return d.reason, d.message
+}
+
+// roomWithoutAddress counts c's hosts that have room for r's size but no
+// address for it, and names the subnets it was looked for in.
+func (sc *scheduler) roomWithoutAddress(c *constraint, r *Request) (int, []string) {
+	if r.NoAddress {
+		return 0, nil
+	}
+	n := 0
+	var subnets []string // r.Subnets, or those of the hosts looked at
+	if len(r.Subnets) > 0 {
+		subnets = r.Subnets
+	}
+	for _, cand := range c.all {
+		for _, h := range sc.groups[cand.group].members {
+			hs := &sc.hosts[h]
+			if r.Size.MilliCPU <= hs.freeCPU && r.Size.MemoryMiB <= hs.freeMem {
+				if _, ok := sc.subnetOn(h, r, cand.subnet); !ok {
+					n++
+					if len(r.Subnets) == 0 {
+						for _, s := range sc.hostOf[h].Subnets {
+							if !slices.Contains(subnets, s) {
+								subnets = append(subnets, s)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	return n, subnets
+}
+
+func addressMessage(subnets []string, hosts int) string {
+	where := fmt.Sprintf("in any of subnets %q", subnets)
+	if len(subnets) == 1 {
+		where = fmt.Sprintf("in subnet %q", subnets[0])
+	}
+	return fmt.Sprintf("no ready host has a free address %s: the %d ready host(s) with room for the task have their slice of it full, or no slice", where, hosts)
 }
 
 func (c *constraint) explain(size Resources) (string, string) {

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -311,6 +312,15 @@ func randomSnapshot(rng *rand.Rand) Snapshot {
 			h.CPUAllocationRatio = []float64{0, 1, 2}[rng.IntN(3)]
 			h.MemoryAllocationRatio = []float64{0, 1, 1.5}[rng.IntN(3)]
 		}
+		if rng.IntN(2) == 0 {
+			// Few addresses, so that slices run out; some subnets have none.
+			h.Addresses = map[string]int{}
+			for _, n := range h.Subnets {
+				if rng.IntN(4) != 0 {
+					h.Addresses[n] = rng.IntN(4)
+				}
+			}
+		}
 		s.Hosts = append(s.Hosts, h)
 	}
 	size := func() Resources {
@@ -321,7 +331,8 @@ func randomSnapshot(rng *rand.Rand) Snapshot {
 		if nHosts > 0 && rng.IntN(5) != 0 {
 			id = s.Hosts[rng.IntN(nHosts)].ID
 		}
-		s.Placed = append(s.Placed, Placed{TaskID: fmt.Sprint("p", i), HostID: id, Size: size()})
+		s.Placed = append(s.Placed, Placed{TaskID: fmt.Sprint("p", i), HostID: id, Size: size(),
+			Subnet: subnets[rng.IntN(3)], NoAddress: rng.IntN(5) == 0})
 	}
 	for i := range rng.IntN(80) {
 		r := Request{TaskID: fmt.Sprint("t", i), Size: size()}
@@ -334,6 +345,7 @@ func randomSnapshot(rng *rand.Rand) Snapshot {
 		if rng.IntN(50) == 0 {
 			r.Size = Resources{}
 		}
+		r.NoAddress = rng.IntN(6) == 0
 		s.Pending = append(s.Pending, r)
 	}
 	return s
@@ -344,6 +356,7 @@ func cloneSnapshot(s Snapshot) Snapshot {
 	for i := range c.Hosts {
 		c.Hosts[i].Runtimes = slices.Clone(c.Hosts[i].Runtimes)
 		c.Hosts[i].Subnets = slices.Clone(c.Hosts[i].Subnets)
+		c.Hosts[i].Addresses = maps.Clone(c.Hosts[i].Addresses)
 	}
 	for i := range c.Pending {
 		c.Pending[i].Subnets = slices.Clone(c.Pending[i].Subnets)
@@ -357,6 +370,27 @@ func reference(s Snapshot) Plan {
 	type st struct {
 		h    *Host
 		free Resources
+		addr map[string]int // nil: not counted
+	}
+	has := func(x *st, r Request, subnet string) bool {
+		return x.addr == nil || r.NoAddress || subnet == "" || x.addr[subnet] > 0
+	}
+	// The subnet r gets on x: the first of r's (or x's) subnets that x
+	// reaches and has an address in.
+	subnetOn := func(x *st, r Request) (string, bool) {
+		want := r.Subnets
+		if len(want) == 0 {
+			if len(x.h.Subnets) == 0 {
+				return "", true
+			}
+			want = x.h.Subnets
+		}
+		for _, w := range want {
+			if slices.Contains(x.h.Subnets, w) && has(x, r, w) {
+				return w, true
+			}
+		}
+		return "", false
 	}
 	var hosts []*st
 	byID := map[string]*st{}
@@ -365,7 +399,7 @@ func reference(s Snapshot) Plan {
 		if _, dup := byID[h.ID]; dup {
 			continue
 		}
-		x := &st{h: h, free: h.Allocatable()}
+		x := &st{h: h, free: h.Allocatable(), addr: maps.Clone(h.Addresses)}
 		byID[h.ID] = x
 		if h.Ready {
 			hosts = append(hosts, x)
@@ -375,6 +409,9 @@ func reference(s Snapshot) Plan {
 		if x, ok := byID[p.HostID]; ok {
 			x.free.MilliCPU -= p.Size.MilliCPU
 			x.free.MemoryMiB -= p.Size.MemoryMiB
+			if x.addr != nil && p.Subnet != "" && !p.NoAddress {
+				x.addr[p.Subnet]--
+			}
 		}
 	}
 	var plan Plan
@@ -382,7 +419,7 @@ func reference(s Snapshot) Plan {
 		var best *st
 		var bestScore float64
 		var bestSubnet string
-		anyRuntime, anySubnet := false, false
+		anyRuntime, anySubnet, roomNoAddress := false, false, false
 		var maxCPU, maxMem int64
 		first := true
 		for _, x := range hosts {
@@ -390,8 +427,7 @@ func reference(s Snapshot) Plan {
 				continue
 			}
 			anyRuntime = true
-			subnet, ok := chooseSubnet(x.h, r.Subnets)
-			if !ok {
+			if _, ok := chooseSubnet(x.h, r.Subnets); !ok {
 				continue
 			}
 			anySubnet = true
@@ -405,6 +441,11 @@ func reference(s Snapshot) Plan {
 			if r.Size.MilliCPU > x.free.MilliCPU || r.Size.MemoryMiB > x.free.MemoryMiB {
 				continue
 			}
+			subnet, ok := subnetOn(x, r)
+			if !ok {
+				roomNoAddress = true
+				continue
+			}
 			a := x.h.Allocatable()
 			score := max(float64(a.MilliCPU-x.free.MilliCPU+r.Size.MilliCPU)*inv(a.MilliCPU),
 				float64(a.MemoryMiB-x.free.MemoryMiB+r.Size.MemoryMiB)*inv(a.MemoryMiB))
@@ -415,6 +456,9 @@ func reference(s Snapshot) Plan {
 		if best != nil {
 			best.free.MilliCPU -= r.Size.MilliCPU
 			best.free.MemoryMiB -= r.Size.MemoryMiB
+			if best.addr != nil && bestSubnet != "" && !r.NoAddress {
+				best.addr[bestSubnet]--
+			}
 			plan.Placements = append(plan.Placements, Placement{r.TaskID, best.h.ID, bestSubnet})
 			continue
 		}
@@ -426,6 +470,8 @@ func reference(s Snapshot) Plan {
 			reason = ReasonRuntime
 		case !anySubnet:
 			reason = ReasonSubnet
+		case roomNoAddress:
+			reason = ReasonAddress
 		case r.Size.MilliCPU > maxCPU && r.Size.MemoryMiB <= maxMem:
 			reason = ReasonCPU
 		case r.Size.MemoryMiB > maxMem && r.Size.MilliCPU <= maxCPU:
@@ -463,9 +509,13 @@ func TestRandomSnapshots(t *testing.T) {
 				first[s.Hosts[i].ID] = &s.Hosts[i]
 			}
 		}
+		addrUsed := map[string]int{} // host/subnet
 		for _, p := range s.Placed {
 			u := used[p.HostID]
 			used[p.HostID] = Resources{u.MilliCPU + p.Size.MilliCPU, u.MemoryMiB + p.Size.MemoryMiB}
+			if !p.NoAddress {
+				addrUsed[p.HostID+"/"+p.Subnet]++
+			}
 		}
 		reqs := map[string]Request{}
 		for _, r := range s.Pending {
@@ -481,8 +531,17 @@ func TestRandomSnapshots(t *testing.T) {
 			if h == nil || !h.Ready || !offers(h, r.Runtime) {
 				t.Fatalf("#%d: %+v on a host that is missing, not ready or lacks runtime %q", iter, p, r.Runtime)
 			}
-			if want, ok := chooseSubnet(h, r.Subnets); !ok || want != p.Subnet {
+			if want, ok := chooseSubnet(h, r.Subnets); !ok || (want != p.Subnet && h.Addresses == nil) {
 				t.Fatalf("#%d: %+v: subnet should be %q (ok=%v)", iter, p, want, ok)
+			}
+			if !slices.Contains(h.Subnets, p.Subnet) && len(h.Subnets) > 0 || len(r.Subnets) > 0 && !slices.Contains(r.Subnets, p.Subnet) {
+				t.Fatalf("#%d: %+v: subnet is not one the host reaches and the task accepts", iter, p)
+			}
+			if h.Addresses != nil && p.Subnet != "" && !r.NoAddress {
+				addrUsed[p.HostID+"/"+p.Subnet]++
+				if addrUsed[p.HostID+"/"+p.Subnet] > h.Addresses[p.Subnet] {
+					t.Fatalf("#%d: host %s gave more addresses of subnet %s than it has (%d)", iter, h.ID, p.Subnet, h.Addresses[p.Subnet])
+				}
 			}
 			u := used[p.HostID]
 			u = Resources{u.MilliCPU + r.Size.MilliCPU, u.MemoryMiB + r.Size.MemoryMiB}
@@ -618,5 +677,117 @@ func TestSpread(t *testing.T) {
 	// The fullest host takes the task that does not spread.
 	if p := plan.Placements[5]; p.HostID != "h1" {
 		t.Errorf("the unspread task went to %s, want h1 (the fullest, by ID)", p.HostID)
+	}
+}
+
+// TestAddresses: hosts that count their addresses (a slice of each subnet)
+// take no more tasks in a subnet than they have addresses there; a task
+// goes to another host, or another of its subnets, that still has one, and
+// otherwise waits with RESOURCE:ENI naming the subnet.
+func TestAddresses(t *testing.T) {
+	addrs := func(h Host, m map[string]int) Host { h.Addresses = m; return h }
+	ab := func(h Host) Host { h.Subnets = []string{"a", "b"}; return h }
+	subnets := func(r Request, s ...string) Request { r.Subnets = s; return r }
+	for _, tc := range []struct {
+		name     string
+		s        Snapshot
+		placed   []Placement
+		unplaced map[string]string
+	}{
+		{
+			name:     "no more tasks than addresses",
+			s:        Snapshot{Hosts: []Host{addrs(host("h1", 8000, 8192), map[string]int{"a": 2})}, Pending: []Request{req("t1", 250, 512), req("t2", 250, 512), req("t3", 250, 512)}},
+			placed:   []Placement{{"t1", "h1", "a"}, {"t2", "h1", "a"}},
+			unplaced: map[string]string{"t3": ReasonAddress},
+		},
+		{
+			name: "placed tasks hold addresses, simulated ones none",
+			s: Snapshot{Hosts: []Host{addrs(host("h1", 8000, 8192), map[string]int{"a": 2})},
+				Placed:  []Placed{{TaskID: "p1", HostID: "h1", Subnet: "a"}, {TaskID: "p2", HostID: "h1", Subnet: "a", NoAddress: true}},
+				Pending: []Request{req("t1", 250, 512), req("t2", 250, 512)}},
+			placed:   []Placement{{"t1", "h1", "a"}},
+			unplaced: map[string]string{"t2": ReasonAddress},
+		},
+		{
+			name: "the fuller host has no address left: the other takes it",
+			s: Snapshot{Hosts: []Host{addrs(host("h1", 1000, 1024), map[string]int{"a": 0}), addrs(host("h2", 8000, 8192), map[string]int{"a": 5})},
+				Pending: []Request{req("t1", 250, 512)}},
+			placed: []Placement{{"t1", "h2", "a"}},
+		},
+		{
+			name: "a host with no slice of the subnet takes none of its tasks",
+			s: Snapshot{Hosts: []Host{addrs(host("h1", 8000, 8192), map[string]int{})},
+				Pending: []Request{req("t1", 250, 512)}},
+			unplaced: map[string]string{"t1": ReasonAddress},
+		},
+		{
+			name: "the next of the task's subnets with an address",
+			s: Snapshot{Hosts: []Host{addrs(ab(host("h1", 8000, 8192)), map[string]int{"a": 0, "b": 1})},
+				Pending: []Request{subnets(req("t1", 250, 512), "a", "b"), subnets(req("t2", 250, 512), "a", "b")}},
+			placed:   []Placement{{"t1", "h1", "b"}},
+			unplaced: map[string]string{"t2": ReasonAddress},
+		},
+		{
+			name: "a task naming no subnet gets the host's next with an address",
+			s: Snapshot{Hosts: []Host{addrs(ab(host("h1", 8000, 8192)), map[string]int{"a": 0, "b": 1})},
+				Pending: []Request{req("t1", 250, 512)}},
+			placed: []Placement{{"t1", "h1", "b"}},
+		},
+		{
+			name: "a simulated task needs no address",
+			s: Snapshot{Hosts: []Host{addrs(host("h1", 8000, 8192), map[string]int{"a": 0})},
+				Pending: []Request{with(req("t1", 250, 512), func(r *Request) { r.NoAddress = true })}},
+			placed: []Placement{{"t1", "h1", "a"}},
+		},
+		{
+			name: "hosts that do not count addresses are not limited",
+			s: Snapshot{Hosts: []Host{host("h1", 8000, 8192)},
+				Placed:  []Placed{{TaskID: "p1", HostID: "h1", Subnet: "a"}},
+				Pending: []Request{req("t1", 250, 512)}},
+			placed: []Placement{{"t1", "h1", "a"}},
+		},
+		{
+			name: "twin hosts: each one's addresses",
+			s: Snapshot{Hosts: []Host{addrs(host("h1", 8000, 8192), map[string]int{"a": 1}), addrs(host("h2", 8000, 8192), map[string]int{"a": 1})},
+				Pending: []Request{req("t1", 250, 512), req("t2", 250, 512), req("t3", 250, 512)}},
+			placed:   []Placement{{"t1", "h1", "a"}, {"t2", "h2", "a"}},
+			unplaced: map[string]string{"t3": ReasonAddress},
+		},
+		{
+			name: "memory short and no address: memory is named (no host has room)",
+			s: Snapshot{Hosts: []Host{addrs(host("h1", 8000, 1024), map[string]int{"a": 0})},
+				Pending: []Request{req("t1", 250, 2048)}},
+			unplaced: map[string]string{"t1": ReasonMemory},
+		},
+		{
+			name: "spread: to the host that still has an address",
+			s: Snapshot{Hosts: []Host{addrs(host("h1", 8000, 8192), map[string]int{"a": 1}), addrs(host("h2", 8000, 8192), map[string]int{"a": 1})},
+				Placed:  []Placed{{TaskID: "p1", HostID: "h2", Subnet: "a", Spread: "svc"}},
+				Pending: []Request{with(req("t1", 250, 512), func(r *Request) { r.Spread = "svc" }), with(req("t2", 250, 512), func(r *Request) { r.Spread = "svc" })}},
+			placed:   []Placement{{"t1", "h1", "a"}},
+			unplaced: map[string]string{"t2": ReasonAddress},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			orig := cloneSnapshot(tc.s)
+			got := Schedule(tc.s)
+			if !reflect.DeepEqual(tc.s, orig) {
+				t.Fatal("Schedule modified its snapshot")
+			}
+			if !slices.Equal(got.Placements, tc.placed) && len(got.Placements)+len(tc.placed) > 0 {
+				t.Errorf("placements = %v, want %v", got.Placements, tc.placed)
+			}
+			reasons := map[string]string{}
+			for _, u := range got.Unplaced {
+				reasons[u.TaskID] = u.Reason
+			}
+			if len(reasons)+len(tc.unplaced) > 0 && !reflect.DeepEqual(reasons, tc.unplaced) {
+				t.Errorf("unplaced = %v, want %v (%v)", reasons, tc.unplaced, got.Unplaced)
+			}
+		})
+	}
+	p := Schedule(Snapshot{Hosts: []Host{addrs(host("h1", 8000, 8192), map[string]int{"a": 0})}, Pending: []Request{subnets(req("t", 250, 512), "a")}})
+	if want := `no ready host has a free address in subnet "a": the 1 ready host(s) with room for the task have their slice of it full, or no slice`; len(p.Unplaced) != 1 || p.Unplaced[0].Message != want {
+		t.Errorf("unplaced = %+v, want message %q", p.Unplaced, want)
 	}
 }

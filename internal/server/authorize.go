@@ -70,6 +70,7 @@ var routeActions = map[string]routeAction{
 	"POST /agent/v1/hosts":                 {"vessel-agent:RegisterHost", protoVessel},
 	"POST /agent/v1/hosts/{id}/heartbeat":  {"vessel-agent:Heartbeat", protoVessel},
 	"GET /agent/v1/hosts/{id}/assignments": {"vessel-agent:GetAssignments", protoVessel},
+	"GET /agent/v1/hosts/{id}/network":     {"vessel-agent:GetHostNetwork", protoVessel},
 	"POST /agent/v1/hosts/{id}/status":     {"vessel-agent:ReportStatus", protoVessel},
 	"GET /agent/v1/hosts/{id}/names":       {"vessel-agent:GetNames", protoVessel},
 }

@@ -8,6 +8,7 @@ import (
 
 	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/scheduler"
 	"vessel.dev/vessel/internal/service"
 	"vessel.dev/vessel/internal/store"
@@ -78,6 +79,10 @@ func (s *Server) reconcile(ctx context.Context) error {
 		ready[h.ID] = s.hostAlive(h.ID, now, beats)
 	}
 
+	addresses, err := s.hostAddresses(ctx, hosts)
+	if err != nil {
+		return err
+	}
 	snap := scheduler.Snapshot{}
 	for _, h := range hosts {
 		_, draining := drains[h.ID]
@@ -85,7 +90,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 			Capacity:           scheduler.Resources{MilliCPU: h.MilliCPU, MemoryMiB: h.MemoryMiB},
 			CPUAllocationRatio: h.CPUAllocationRatio, MemoryAllocationRatio: h.MemoryAllocationRatio,
 			// A draining host takes nothing new but keeps its tasks.
-			Runtimes: h.Runtimes, Subnets: h.Subnets, Ready: ready[h.ID], Draining: draining})
+			Runtimes: h.Runtimes, Subnets: h.Subnets, Addresses: addresses[h.ID], Ready: ready[h.ID], Draining: draining})
 	}
 	counts := map[task.Status]int{}
 	var pending []*task.Task
@@ -110,7 +115,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 		default:
 			snap.Placed = append(snap.Placed, scheduler.Placed{TaskID: t.ID, HostID: t.HostID,
 				Size:   scheduler.Resources{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB},
-				Subnet: t.Subnet, Spread: service.SpreadKey(t)})
+				Subnet: t.Subnet, Spread: service.SpreadKey(t), NoAddress: !holdsAddress(t)})
 			if !known[t.HostID] || !ready[t.HostID] {
 				if err := s.stopOnLostHost(ctx, t, now); err != nil {
 					return err
@@ -133,7 +138,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 		byID[t.ID] = t
 		snap.Pending = append(snap.Pending, scheduler.Request{TaskID: t.ID,
 			Size:    scheduler.Resources{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB},
-			Runtime: t.Runtime, Subnets: t.Subnets, Spread: service.SpreadKey(t)})
+			Runtime: t.Runtime, Subnets: t.Subnets, Spread: service.SpreadKey(t), NoAddress: t.Runtime == runtime.Sim})
 	}
 	start := time.Now()
 	plan := scheduler.Schedule(snap)

@@ -20,6 +20,15 @@
 // the term is over. Heartbeats are stored, so that any leader judges every
 // host alike. A single process is always the leader (AlwaysLeader).
 //
+// The fleet's subnets are defined here (Config.Fleet, slices.go): a host
+// serving one is given, at registration, a slice of it for its tasks'
+// addresses, a record of its own (slices/<subnet>/<address>_<bits>)
+// created only if absent, so that no two replicas hand one slice twice; a
+// host keeps its slices across restarts until ReleaseHostSlices (after
+// `vessel host rm`, once its tasks are gone). HostNetwork serves each host
+// its subnets, slices and peers (a long poll), and the controller gives
+// the scheduler each host's free addresses per subnet.
+//
 // Logs and execs of a task are relayed from its host: the in-process
 // agent's (SetLocalLogSource, SetLocalExecer) or a remote agent's endpoint.
 //

@@ -115,14 +115,6 @@ type HostDetail struct {
 	TaskList []HostTask `json:"taskList"`
 }
 
-// hostExtras are fields of a host's record that it carries when the fleet
-// network gives it slices and an underlay address; read apart so that
-// this file does not depend on how registration stores them.
-type hostExtras struct {
-	Address string             `json:"address,omitempty"`
-	Slices  []agentproto.Slice `json:"slices,omitempty"`
-}
-
 // hostDrains returns the draining hosts by ID.
 func (s *Server) hostDrains(ctx context.Context) (map[string]hostDrain, error) {
 	recs, _, _, err := listJSON[hostDrain](ctx, s.store, prefixHostDrains)
@@ -183,21 +175,29 @@ func (s *Server) hosts(ctx context.Context) ([]HostInfo, []*task.Task, error) {
 	now := s.cfg.Now()
 	for _, kv := range kvs {
 		var h hostRecord
-		var x hostExtras
 		if err := json.Unmarshal(kv.Value, &h); err != nil {
 			return nil, nil, fmt.Errorf("decoding %s: %w", kv.Key, err)
 		}
-		json.Unmarshal(kv.Value, &x) // the same document: it decoded above
 		hi := get(h.ID)
 		hi.Registered, hi.Alive, hi.Runtimes, hi.RegisteredAt, hi.LogsEndpoint = true, s.hostAlive(h.ID, now, beats), h.Runtimes, h.RegisteredAt, h.LogsEndpoint
 		hi.Capacity = HostResources{MilliCPU: h.MilliCPU, MemoryMiB: h.MemoryMiB}
 		hi.LastHeartbeat = s.lastHeartbeat(h.ID, beats)
-		hi.Slices = x.Slices
-		hi.Address = x.Address
+		if h.Address.IsValid() {
+			hi.Address = h.Address.String()
+		}
 		if hi.Address == "" && h.LogsEndpoint != "" {
 			if u, err := url.Parse(h.LogsEndpoint); err == nil {
 				hi.Address = u.Hostname()
 			}
+		}
+	}
+	sliceRecs, _, err := s.listSlices(ctx, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range sliceRecs {
+		if hi := by[r.HostID]; hi != nil {
+			hi.Slices = append(hi.Slices, agentproto.Slice{Subnet: r.Subnet, CIDR: r.CIDR})
 		}
 	}
 	revs, _, _, err := listJSON[revokedHost](ctx, s.store, prefixRevokedHosts)
@@ -346,25 +346,6 @@ func (s *Server) UndrainHost(ctx context.Context, id string) error {
 	return nil
 }
 
-// HostSliceReleaser gives a removed host's subnet slices back to the
-// fleet; (*Server).ReleaseHostSlices, of the fleet network's addresses,
-// implements it.
-type HostSliceReleaser interface {
-	ReleaseHostSlices(ctx context.Context, hostID string) error
-}
-
-// releaseHostSlices is where RemoveHost gives the host's slices back, once
-// its tasks are STOPPED in the record and its registration is gone. The
-// fleet network's (*Server).ReleaseHostSlices (issue 14, part A) is called
-// through HostSliceReleaser as soon as it exists; until then the server
-// has no slices to release. (Part A may replace this with a direct call.)
-func (s *Server) releaseHostSlices(ctx context.Context, hostID string) error {
-	if r, ok := any(s).(HostSliceReleaser); ok {
-		return r.ReleaseHostSlices(ctx, hostID)
-	}
-	return nil
-}
-
 // RemoveHost removes host id: its registration, heartbeats, drain, its
 // credential (it may come back only by joining with a new token, as after
 // `vessel host revoke`) and its slices. Only a drained host (draining, no
@@ -433,7 +414,9 @@ func (s *Server) RemoveHost(ctx context.Context, id string, force bool) error {
 	delete(s.heartbeats, id)
 	delete(s.hbStored, id)
 	s.hbMu.Unlock()
-	if err := s.releaseHostSlices(ctx, id); err != nil {
+	// Its tasks are STOPPED in the record and its registration is gone:
+	// its slices go back to the fleet (slices.go).
+	if err := s.ReleaseHostSlices(ctx, id); err != nil {
 		return fmt.Errorf("host %s is removed, but its subnet slices were not released: %w", id, err)
 	}
 	s.log.Warn("host removed", "host", id, "force", force, "tasks_stopped", len(live))

@@ -39,16 +39,30 @@ func (s *Server) RegisterHost(ctx context.Context, h agentproto.Host) error {
 	} else if revoked {
 		return fmt.Errorf("host %s was revoked (vessel host revoke): it may register again only after joining with a new token: %w", h.ID, agentproto.ErrAccessDenied)
 	}
+	if h.Address.IsValid() && (h.Address.IsUnspecified() || h.Address.IsMulticast()) {
+		return errdefs.InvalidArgument("host %s: address %s is not one other hosts can reach it at; give its unicast address (vessel agent --advertise-address)", h.ID, h.Address)
+	}
 	if len(h.Subnets) == 0 {
 		h.Subnets = slices.Clone(s.cfg.Subnets)
+	}
+	if err := s.checkHostSubnets(h); err != nil {
+		return err
 	}
 	if _, err := putJSON(ctx, s.store, hostKey(h.ID), hostRecord{Host: h, RegisteredAt: s.cfg.Now()}, store.AnyRevision); err != nil {
 		return err
 	}
+	s.networkChanged()
 	if err := s.recordHeartbeat(ctx, h.ID, true); err != nil {
 		return err
 	}
-	s.log.Info("host registered", "host", h.ID, "cpu_milli", h.MilliCPU, "memory_mib", h.MemoryMiB, "runtimes", h.Runtimes)
+	full, err := s.assignSlices(ctx, h)
+	if err != nil {
+		return err
+	}
+	if len(full) > 0 {
+		s.log.Warn(noSliceMessage(h.ID, full), "host", h.ID)
+	}
+	s.log.Info("host registered", "host", h.ID, "cpu_milli", h.MilliCPU, "memory_mib", h.MemoryMiB, "runtimes", h.Runtimes, "address", h.Address)
 	s.notify()
 	return nil
 }
@@ -258,16 +272,21 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 			writeAgent(w, nil, err)
 			return
 		}
-		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
-		wait := agentproto.DefaultLongPoll
-		if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && d > 0 && d <= 5*time.Minute {
-			wait = d
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		ctx, after, cancel := longPoll(r)
 		defer cancel()
 		// changes=1: the agent takes answers of what changed only.
 		as, err := s.assignments(ctx, r.PathValue("id"), after, r.URL.Query().Get("changes") == "1")
 		writeAgent(w, as, err)
+	})
+	mux.HandleFunc("GET /agent/v1/hosts/{id}/network", func(w http.ResponseWriter, r *http.Request) {
+		if err := agentCaller(r, r.PathValue("id")); err != nil {
+			writeAgent(w, nil, err)
+			return
+		}
+		ctx, after, cancel := longPoll(r)
+		defer cancel()
+		hn, err := s.HostNetwork(ctx, r.PathValue("id"), after)
+		writeAgent(w, hn, err)
 	})
 	mux.HandleFunc("POST /agent/v1/hosts/{id}/status", func(w http.ResponseWriter, r *http.Request) {
 		if err := agentCaller(r, r.PathValue("id")); err != nil {
@@ -281,6 +300,19 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 		}
 		writeAgent(w, nil, s.ReportStatus(r.Context(), r.PathValue("id"), reports...))
 	})
+}
+
+// longPoll reads a long poll's revision ("after") and wait ("wait", at
+// most 5 min; DefaultLongPoll when absent) and bounds the request's
+// context by the wait.
+func longPoll(r *http.Request) (context.Context, int64, context.CancelFunc) {
+	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	wait := agentproto.DefaultLongPoll
+	if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && d > 0 && d <= 5*time.Minute {
+		wait = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	return ctx, after, cancel
 }
 
 // agentCaller checks that the request's signer may act for hostID: a host

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"vessel.dev/vessel/internal/auth"
@@ -37,8 +39,12 @@ type Config struct {
 	// 12-digit account by default.
 	Region    string
 	AccountID string
-	// Subnets the control plane knows; DefaultSubnet when empty.
+	// Subnets the control plane knows; DefaultSubnet when empty, the
+	// names of Fleet.Subnets when those are given.
 	Subnets []string
+	// Fleet defines the fleet's subnets (each host serving one gets a
+	// slice of it, slices.go) and the network between its hosts.
+	Fleet FleetNetwork
 	// RegistryCredentials are the execution role's registry credentials,
 	// by name (what a task definition's repositoryCredentials names) or by
 	// registry host (used for any image of that registry).
@@ -128,6 +134,10 @@ type Server struct {
 	hbStored   map[string]time.Time
 
 	leader leaderState
+
+	// netChanges counts the changes of the hosts' and slices' records
+	// seen (slices.go): HostNetwork's long polls look again when it moves.
+	netChanges atomic.Int64
 }
 
 // New checks cfg and returns a control plane; nothing runs until Run and
@@ -147,6 +157,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	if len(cfg.AccountID) != 12 {
 		return nil, errdefs.InvalidArgument("server: AccountID %q must have 12 digits", cfg.AccountID)
+	}
+	if err := cfg.Fleet.fill(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if names := cfg.Fleet.names(); len(names) > 0 {
+		if len(cfg.Subnets) > 0 && !slices.Equal(cfg.Subnets, names) {
+			return nil, errdefs.InvalidArgument("server: Subnets %v are not the names of Fleet.Subnets %v; give one of the two", cfg.Subnets, names)
+		}
+		cfg.Subnets = names
 	}
 	if len(cfg.Subnets) == 0 {
 		cfg.Subnets = []string{DefaultSubnet}
@@ -291,15 +310,21 @@ func (s *Server) watchStore(ctx context.Context) {
 			continue
 		}
 		s.tasks.reset(kvs, rev)
-		s.notify()
+		s.networkChanged() // changes may have been missed meanwhile
 		ch, err := s.store.Watch(ctx, "", rev)
 		if err != nil {
 			s.log.Error("store watch failed", "err", err)
 			sleepCtx(ctx, time.Second)
 			continue
 		}
-		for ev := range ch {
+		apply := func(ev store.Event) {
 			s.tasks.apply(ev)
+			if isNetworkKey(ev.KV.Key) {
+				s.networkChanged()
+			}
+		}
+		for ev := range ch {
+			apply(ev)
 			// Coalesce: apply what is already queued before waking anyone.
 			for more := true; more; {
 				select {
@@ -308,7 +333,7 @@ func (s *Server) watchStore(ctx context.Context) {
 						more = false
 						break
 					}
-					s.tasks.apply(ev)
+					apply(ev)
 				default:
 					more = false
 				}

@@ -33,9 +33,9 @@ func TestExecRunc(t *testing.T) {
 // agent's endpoint.
 func TestExecRemoteAgent(t *testing.T) {
 	requireRoot(t)
-	s := startServer(t, "--no-agent")
 	cidr := freeSubnet(t)
 	t.Cleanup(func() { removeBridges(cidr) })
+	s := startServer(t, "--no-agent", "--subnet", "subnet-default="+cidr)
 	var log bytes.Buffer
 	agentDir := t.TempDir()
 	t.Cleanup(func() {

@@ -32,6 +32,9 @@ import (
 type k8sReplica struct {
 	*server
 	webhookPort, kubeletPort string
+	// subnet is the task subnet the replicas define (a host's agent
+	// serves it).
+	subnet string
 }
 
 // startK8sReplicas starts n replicas of `vessel server --no-agent
@@ -55,9 +58,11 @@ func startK8sReplicas(t *testing.T, c *k8senv.Cluster, n int, lease time.Duratio
 		}
 	}
 	var rs []*k8sReplica
+	cidr := freeSubnet(t)
+	t.Cleanup(func() { removeBridges(cidr) })
 	for i := range n {
-		r := &k8sReplica{webhookPort: port(), kubeletPort: port()}
-		args := []string{"--no-agent", "--etcd", eps, "--leader-lease", lease.String(),
+		r := &k8sReplica{webhookPort: port(), kubeletPort: port(), subnet: cidr}
+		args := []string{"--no-agent", "--etcd", eps, "--subnet", "subnet-default=" + cidr, "--leader-lease", lease.String(),
 			"--kubeconfig", c.Kubeconfig, "--k8s-address", "127.0.0.1", "--webhook-port", r.webhookPort, "--kubelet-port", r.kubeletPort}
 		if i > 0 {
 			args = append(args, "--encryption-key-file", filepath.Join(rs[0].dataDir, "master.key"))
@@ -93,11 +98,9 @@ func leadingReplica(t *testing.T, rs []*k8sReplica, timeout time.Duration) *k8sR
 // subnet of its own, joined with token; its cleanups remove its firewall
 // tables and bridges after it stops. Stop its tasks before it stops: an
 // agent leaves its sandboxes running when it stops.
-func startReplicatedAgent(t *testing.T, urls []string, token string) *syncBuffer {
+func startReplicatedAgent(t *testing.T, urls []string, token, cidr string) *syncBuffer {
 	t.Helper()
 	dir := t.TempDir()
-	cidr := freeSubnet(t)
-	t.Cleanup(func() { removeBridges(cidr) })
 	t.Cleanup(func() {
 		if err := network.RemoveFirewall(filepath.Join(dir, "network")); err != nil {
 			t.Errorf("remove the agent's firewall tables: %v", err)
@@ -211,7 +214,7 @@ func startHA(t *testing.T, n int, lease time.Duration, agentOnLeader bool) (*haE
 	} else {
 		urls = append(urls, leader.endpoint)
 	}
-	h.agentLog = startReplicatedAgent(t, urls, leader.joinToken())
+	h.agentLog = startReplicatedAgent(t, urls, leader.joinToken(), leader.subnet)
 	h.bridgeEnv = &bridgeEnv{t: t, cluster: c, server: leader.server, image: img, webhookPort: leader.webhookPort}
 	h.waitBridge(leader, 1)
 	h.eventually(60*time.Second, "the default service account", func() (bool, string) {

@@ -24,9 +24,9 @@ import (
 // on all three hosts and `<task-id>.<cluster>.vessel.local` to every task,
 // on whichever host it runs. A stopped task's names go away on every host.
 //
-// Each host is given a subnet of its own here, so that no two tasks share
-// an address whichever host hands it out (names only: whether the tasks
-// reach each other across hosts is not what this test is about).
+// Each host has a slice of the fleet's subnet of its own, so that no two
+// tasks share an address; the subnet's gateway, where every host answers
+// DNS, is the same on every host.
 func TestNamesOnEveryHost(t *testing.T) {
 	f := newFleet(t)
 	s := f.Server(fleet.ServerConfig{})
@@ -34,10 +34,9 @@ func TestNamesOnEveryHost(t *testing.T) {
 	reg := newRegistryAt(t, f.Gateway().String(), nil)
 	img := reg.push("busybox:1", nil, busyboxLayer(t))
 	gateways := map[string]string{} // a host's ID to its subnet's gateway
-	for i := range 3 {
-		a := f.Agent([]*fleet.Server{s}, fleet.AgentConfig{Runtime: "runc", Subnet: fmt.Sprintf("10.%d.0.0/24", 201+i),
-			Args: []string{"--insecure-registry", reg.host}})
-		gateways[a.HostID] = fmt.Sprintf("10.%d.0.1", 201+i)
+	for range 3 {
+		a := f.Agent([]*fleet.Server{s}, fleet.AgentConfig{Runtime: "runc", Args: []string{"--insecure-registry", reg.host}})
+		gateways[a.HostID] = "10.89.0.1" // the servers' default subnet-default=10.89.0.0/16
 	}
 	c := s.ECS()
 	ctx := context.Background()

@@ -56,6 +56,10 @@ func New(t testing.TB, cfg Config) *Fleet {
 	// that it runs after the fleet's, once nothing holds it.
 	t.TempDir()
 	f := &Fleet{t: t, cfg: cfg}
+	// The test's temporary directories (the machines' data directories)
+	// are removed by a cleanup the first TempDir registers: registered
+	// before the fleet's, it runs after it, once every process is gone.
+	t.TempDir()
 	f.id = freeOctet(t)
 	f.bridge = fmt.Sprintf("vfleet%d", f.id)
 	f.prefix = netip.MustParsePrefix(fmt.Sprintf("198.19.%d.0/24", f.id))

@@ -389,9 +389,11 @@ type AgentConfig struct {
 	Runtime string
 	// HostID is --host-id; default the machine's name.
 	HostID string
-	// Subnet is the task subnet on real runtimes (the agent's bridge lives
-	// in its own namespace, so it may be the same on every host); default
-	// 10.200.0.0/24.
+	// Subnet is --subnet subnet-default=Subnet, which must be the
+	// servers' definition of subnet-default; default: none given, the
+	// agent serves the servers' subnets as they define them (each host's
+	// bridge lives in its own namespace, so the servers' default
+	// 10.89.0.0/16 is free there).
 	Subnet string
 	// Args are more flags.
 	Args []string
@@ -428,12 +430,8 @@ func (f *Fleet) Agent(servers []*Server, cfg AgentConfig) *Agent {
 	argv := []string{f.cfg.Vessel, "agent", "--server", strings.Join(urls, ","), "--data-dir", a.DataDir,
 		"--host-id", a.HostID, "--token", token, "--ca-cert-hash", hash,
 		"--listen", m.Addr.String() + ":" + AgentPort, "--runtime", rt, "--runtimes", rt}
-	if rt != "sim" {
-		subnet := cfg.Subnet
-		if subnet == "" {
-			subnet = "10.200.0.0/24"
-		}
-		argv = append(argv, "--subnet", "subnet-default="+subnet)
+	if cfg.Subnet != "" {
+		argv = append(argv, "--subnet", "subnet-default="+cfg.Subnet)
 	}
 	argv = append(argv, cfg.Args...)
 	a.Process = m.Start(fmt.Sprintf("agent %s", a.HostID), withoutKeys(), argv...)

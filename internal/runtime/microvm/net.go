@@ -140,7 +140,7 @@ func giveBackEth0(st *netState) error {
 		}
 		h.LinkSetUp(eth)
 		if st.Gateway != "" {
-			h.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: net.ParseIP(st.Gateway)})
+			h.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: net.ParseIP(st.Gateway), Flags: int(netlink.FLAG_ONLINK)})
 		}
 		return errors.Join(errs...)
 	})
