@@ -38,8 +38,8 @@ import (
 //   - with a fleet network (SetFleet), fleetInputRules and
 //     fleetForwardRules: the tunnel takes packets from the peers only, a
 //     task reaches no host of the fleet, no walled address, no task of a
-//     subnet its own does not peer with on any host, nothing at all beyond
-//     the subnets without NAT, and no host's tunnel port.
+//     subnet its own does not peer with on any host, and no host's tunnel
+//     port.
 //
 // nftables base chains on one hook are independent: a drop here is final
 // whatever other tables (kube-proxy's, Docker's) accept, and an accept here
@@ -398,8 +398,9 @@ func (m *Manager) fleetInputRules(f *fleetState) [][]expr.Any {
 //     task of a fleet subnet its own does not peer with, in either
 //     direction (a task of another host arriving here is checked again);
 //     replies and Services pass;
-//   - a task of a subnet without NAT sends nothing beyond the subnets'
-//     ranges (the fleet turns forwarding on on its bridge);
+//   - beyond these, a task's packets are routed as the host routes them
+//     (a subnet without NAT reaches what the host routes it to, such as a
+//     Kubernetes node's pod network, as on a host outside a fleet);
 //   - what comes out of the tunnel goes only to this host's bridges;
 //   - TCP's MSS into the tunnel is clamped to its MTU.
 func (m *Manager) fleetForwardRules(f *fleetState, subs []*subnetState) [][]expr.Any {
@@ -425,13 +426,6 @@ func (m *Manager) fleetForwardRules(f *fleetState, subs []*subnetState) [][]expr
 		out = append(out, rule(fromTunnel, verdict(drop)))
 	}
 	walled := f.walled()
-	var tasks []netip.Prefix // every subnet's range, fleet-wide or this host's
-	for _, x := range f.Subnets {
-		tasks = append(tasks, x.CIDR)
-	}
-	for _, x := range subs {
-		tasks = append(tasks, x.CIDR)
-	}
 	for _, s := range subs {
 		in := metaIs(expr.MetaKeyIIFNAME, ifname(s.bridge))
 		if f.Backend == FleetVXLAN {
@@ -445,15 +439,6 @@ func (m *Manager) fleetForwardRules(f *fleetState, subs []*subnetState) [][]expr
 			if !m.subnetPeers(f, s.Name, x.Name) {
 				out = append(out, rule(in, ipIn(ipDst, x.CIDR), verdict(drop)))
 			}
-		}
-		if !s.NAT {
-			// The bridge forwards for the fleet: without NAT, a task's
-			// packets go nowhere but to tasks (as before the fleet).
-			off := rule(in, metaIs(expr.MetaKeyNFPROTO, []byte{unix.NFPROTO_IPV4}))
-			for _, c := range tasks {
-				off = rule(off, ipCmp(ipDst, c, expr.CmpOpNeq))
-			}
-			out = append(out, rule(off, verdict(drop)))
 		}
 		toTask := metaIs(expr.MetaKeyOIFNAME, ifname(s.bridge))
 		out = append(out, repliesAndServices(toTask)...)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -83,8 +85,10 @@ func (hf *hostFleet) serviceTasks() ([]ecstypes.Task, error) {
 }
 
 // sampler watches the service while a test acts: the fewest tasks RUNNING
-// (and meant to run) at once, and any address held by two tasks that are
-// not STOPPED on one host.
+// (and meant to run) at once, and any address held twice in the fleet: by
+// two tasks that are not STOPPED, or by two leases in the hosts' lease
+// files (what the hosts hold, sandboxes given up but not yet deleted
+// included).
 type sampler struct {
 	stop    chan struct{}
 	done    chan struct{}
@@ -92,8 +96,26 @@ type sampler struct {
 	least   int
 	samples int
 	twice   []string
-	// addresses counts the addresses seen held, over all samples.
-	addresses int
+	// addresses and leases count the addresses seen held by tasks and in
+	// the hosts' lease files, over all samples.
+	addresses, leases int
+}
+
+// leaseFile reads a host's leases (task ID to address); a file being
+// replaced reads as none, and the next sample counts.
+func leaseFile(path string) map[string]string {
+	var f struct {
+		Leases map[string]struct {
+			IP string `json:"ip"`
+		} `json:"leases"`
+	}
+	out := map[string]string{}
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &f) == nil {
+		for id, l := range f.Leases {
+			out[id] = l.IP
+		}
+	}
+	return out
 }
 
 func (hf *hostFleet) sample(t *testing.T) *sampler {
@@ -122,11 +144,20 @@ func (hf *hostFleet) sample(t *testing.T) *sampler {
 					continue
 				}
 				sp.addresses++
-				key := taskHost(tk) + "/" + ip
-				if other, ok := held[key]; ok {
-					sp.twice = append(sp.twice, fmt.Sprintf("%s held by %s and %s", key, other, taskID(aws.ToString(tk.TaskArn))))
+				if other, ok := held[ip]; ok {
+					sp.twice = append(sp.twice, fmt.Sprintf("%s held by %s and %s (%s)", ip, other, taskID(aws.ToString(tk.TaskArn)), taskHost(tk)))
 				}
-				held[key] = taskID(aws.ToString(tk.TaskArn))
+				held[ip] = taskID(aws.ToString(tk.TaskArn)) + " (" + taskHost(tk) + ")"
+			}
+			leased := map[string]string{}
+			for _, a := range hf.agents {
+				for task, ip := range leaseFile(filepath.Join(a.DataDir, "network", "leases.json")) {
+					if other, ok := leased[ip]; ok {
+						sp.twice = append(sp.twice, fmt.Sprintf("%s leased to %s and to %s on %s", ip, other, task, a.HostID))
+					}
+					leased[ip] = task + " on " + a.HostID
+					sp.leases++
+				}
 			}
 			sp.least = min(sp.least, running)
 			sp.samples++
@@ -174,8 +205,8 @@ func (hf *hostFleet) hosts(t *testing.T) map[string]hostInfo {
 
 // TestHostDrain: a runc host under a service of 6 tasks spread over three
 // hosts is drained (`vessel host drain`). Sampled every 100 ms throughout,
-// the service never runs fewer than its 6 tasks and no address is held by
-// two tasks on one host; it ends steady with no task on the drained host,
+// the service never runs fewer than its 6 tasks and no address is held
+// twice in the fleet; it ends steady with no task on the drained host,
 // which `vessel host ls` shows drained and `vessel host rm` removes.
 func TestHostDrain(t *testing.T) {
 	hf := newHostFleet(t)
@@ -229,8 +260,8 @@ func TestHostDrain(t *testing.T) {
 	if sp.samples < 10 || sp.least < 6 {
 		t.Errorf("during the drain the service ran only %d of its 6 tasks at one point (%d samples)", sp.least, sp.samples)
 	}
-	if len(sp.twice) > 0 || sp.addresses == 0 {
-		t.Errorf("addresses held twice on one host: %v (%d seen held over all samples)", sp.twice, sp.addresses)
+	if len(sp.twice) > 0 || sp.addresses == 0 || sp.leases == 0 {
+		t.Errorf("addresses held twice in the fleet: %v (%d seen held by tasks and %d leased over all samples)", sp.twice, sp.addresses, sp.leases)
 	}
 	tasks, _ = hf.serviceTasks()
 	for _, tk := range tasks {
@@ -268,7 +299,7 @@ func TestHostDrain(t *testing.T) {
 // while the cut-off host's sandboxes still run. Healed, the host is told
 // at its first answer that those tasks were given up, and its old
 // sandboxes are gone within seconds; sampled throughout, no address is
-// held by two tasks that are not STOPPED on one host.
+// held twice in the fleet, by tasks not STOPPED nor in the hosts' leases.
 func TestHostCutOff(t *testing.T) {
 	const hostTimeout = 12 * time.Second   // the agent heartbeats every 5 s
 	const agentLongPoll = 40 * time.Second // agentproto.DefaultLongPoll + DefaultCallTimeout
@@ -359,13 +390,13 @@ func TestHostCutOff(t *testing.T) {
 	})
 	sp.end()
 	if len(sp.twice) > 0 {
-		t.Errorf("addresses held twice on one host: %v", sp.twice)
+		t.Errorf("addresses held twice in the fleet: %v", sp.twice)
 	}
 	if n := strings.Count(victim.Log(), "task no longer placed on this host"); n != len(gone) {
 		t.Errorf("the healed agent says %d times that a task is no longer placed on it, want %d:\n%s", n, len(gone), victim.Log())
 	}
-	if sp.addresses == 0 {
-		t.Error("no sample saw a task's address")
+	if sp.addresses == 0 || sp.leases == 0 {
+		t.Errorf("no sample saw a task's address (%d) or a host's lease (%d)", sp.addresses, sp.leases)
 	}
 }
 
