@@ -107,7 +107,19 @@ func (m *Manager) SetFleet(ctx context.Context, f Fleet) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, err := m.ensureSubnet(m.subnets[name]); err != nil {
+		// A bridge is made with its subnet's first task here (ensureSubnet
+		// then gives it what the fleet needs); one that exists gets it now.
+		// Making them all ahead would leave bridges on hosts that never
+		// run a task of the subnet, beyond the agent's life.
+		sub := m.subnets[name]
+		br, err := netlink.LinkByName(sub.bridge)
+		if isNotFound(err) {
+			continue
+		}
+		if err == nil {
+			err = m.fleetBridge(sub, br)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
