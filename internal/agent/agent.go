@@ -62,6 +62,12 @@ type Config struct {
 	// RetryInterval is the pause after a failed call to the control plane;
 	// 1 s by default.
 	RetryInterval time.Duration
+	// ReleaseGrace is how long a stopping task whose sandbox cannot be
+	// deleted stays DEPROVISIONING while the agent tries again every
+	// RetryInterval; after it the task is reported STOPPED with the
+	// failure in its reason, and the agent goes on trying (the sandbox
+	// keeps its address and volumes until it is gone). 30 s by default.
+	ReleaseGrace time.Duration
 	// ReportDelay is how long a task's progress reports (ACTIVATING, its
 	// address, image digests, containers started) may wait to be sent
 	// together with what follows; a change of status that matters (RUNNING,
@@ -104,8 +110,16 @@ type Agent struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
-	wg      sync.WaitGroup
+	// finished holds the tasks whose worker ended here (the task reported
+	// STOPPED or torn down), with when: an answer computed before the end
+	// and applied after it must not start the task again.
+	finished map[string]time.Time
+	wg       sync.WaitGroup
 }
+
+// finishedMemory is how long the agent remembers a task it finished, far
+// longer than an assignments answer is in flight.
+const finishedMemory = 10 * time.Minute
 
 // New checks cfg and returns an agent; nothing starts until Run.
 func New(cfg Config) (*Agent, error) {
@@ -139,6 +153,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = time.Second
+	}
+	if cfg.ReleaseGrace <= 0 {
+		cfg.ReleaseGrace = 30 * time.Second
 	}
 	if cfg.ReportDelay == 0 {
 		cfg.ReportDelay = DefaultReportDelay
@@ -182,7 +199,8 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With("host", cfg.Host.ID), workers: map[string]*worker{}}, nil
+	return &Agent{cfg: cfg, log: cfg.Logger.With("host", cfg.Host.ID), workers: map[string]*worker{},
+		finished: map[string]time.Time{}}, nil
 }
 
 // HostID is the ID the agent registers its host under.
@@ -339,12 +357,25 @@ func (a *Agent) apply(ctx context.Context, as agentproto.Assignments, adopted ma
 	if ctx.Err() != nil {
 		return
 	}
+	now := time.Now()
+	for id, at := range a.finished {
+		if now.Sub(at) > finishedMemory {
+			delete(a.finished, id)
+		}
+	}
 	seen := map[string]bool{}
 	for i := range tasks {
 		t := tasks[i].Clone()
 		seen[t.ID] = true
 		if w, ok := a.workers[t.ID]; ok {
 			w.update(t)
+			continue
+		}
+		if _, done := a.finished[t.ID]; done {
+			// A version from before its end (the answer was made before
+			// the STOPPED report was stored): running it again would
+			// attach and create what was just released.
+			a.log.Debug("assignment of a task already finished here ignored", "task", t.ID, "status", t.LastStatus)
 			continue
 		}
 		rtName := t.Runtime
@@ -368,6 +399,9 @@ func (a *Agent) apply(ctx context.Context, as agentproto.Assignments, adopted ma
 			a.mu.Lock()
 			if a.workers[t.ID] == w {
 				delete(a.workers, t.ID)
+			}
+			if ctx.Err() == nil {
+				a.finished[t.ID] = time.Now()
 			}
 			a.mu.Unlock()
 		}()

@@ -41,6 +41,9 @@ type controlPlane struct {
 	// calls counts the status calls that reached a task (each is one
 	// write on the server).
 	calls int
+	// stale is served once, in the next answer, in place of the current
+	// version of its task: an answer made before the task's last change.
+	stale *task.Task
 }
 
 type containerReport struct {
@@ -77,10 +80,15 @@ func (cp *controlPlane) Assignments(ctx context.Context, hostID string, after in
 	defer cp.mu.Unlock()
 	as := agentproto.Assignments{Revision: cp.rev}
 	for _, t := range cp.tasks {
+		if cp.stale != nil && cp.stale.ID == t.ID {
+			as.Tasks = append(as.Tasks, *cp.stale)
+			continue
+		}
 		if !t.Stopped() {
 			as.Tasks = append(as.Tasks, *t.Clone())
 		}
 	}
+	cp.stale = nil
 	return as, nil
 }
 

@@ -491,6 +491,7 @@ func (w *worker) watch(ctx context.Context) {
 			return
 		case <-w.gone:
 			cancel()
+			w.log.Info("task no longer placed on this host (the control plane stopped it without us)")
 			w.teardown(ctx)
 			return
 		case t := <-w.updates:
@@ -643,17 +644,35 @@ func (w *worker) stop(ctx context.Context) {
 }
 
 // finish is DEPROVISIONING → STOPPED: the sandbox, its file systems and its
-// IP are released before the task is reported STOPPED.
+// IP are released before the task is reported STOPPED. A release that fails
+// is tried again every RetryInterval; past ReleaseGrace the task is
+// reported STOPPED with the failure, and the worker goes on trying until
+// the sandbox is gone.
 func (w *worker) finish(ctx context.Context) {
 	if w.task.LastStatus.Before(task.StatusDeprovisioning) {
 		w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusDeprovisioning})
 	}
-	if err := w.release(ctx); err != nil {
+	cfg := &w.agent.cfg
+	deadline := time.Now().Add(cfg.ReleaseGrace)
+	for {
+		err := w.release(ctx)
+		if err == nil {
+			break
+		}
 		if ctx.Err() != nil {
 			return
 		}
-		w.log.Error("releasing the sandbox failed", "err", err)
-		w.report(ctx, agentproto.StatusUpdate{StoppedReason: fmt.Sprintf("%s: %v", task.ReasonCannotStopContainer, err)})
+		if time.Now().After(deadline) {
+			w.log.Error("releasing the sandbox failed; reporting the task STOPPED and trying on", "err", err, "for", cfg.ReleaseGrace)
+			w.report(ctx, agentproto.StatusUpdate{StoppedReason: fmt.Sprintf("%s: %v", task.ReasonCannotStopContainer, err)})
+			w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusStopped})
+			w.teardown(ctx)
+			return
+		}
+		w.log.Warn("releasing the sandbox failed; trying again", "err", err)
+		if sleep(ctx, cfg.RetryInterval) != nil {
+			return
+		}
 	}
 	w.report(ctx, agentproto.StatusUpdate{LastStatus: task.StatusStopped})
 	w.log.Info("task stopped")
@@ -680,16 +699,17 @@ func (w *worker) release(ctx context.Context) error {
 }
 
 // teardown removes the sandbox of a task the control plane no longer places
-// here (it was stopped without us, e.g. its host was declared lost), trying
-// again every RetryInterval until it is gone or ctx is done.
+// here (it was stopped without us, e.g. its host was declared lost), or
+// whose release finish gave up waiting for, trying again every
+// RetryInterval until it is gone or ctx is done.
 func (w *worker) teardown(ctx context.Context) {
-	w.log.Info("task no longer placed on this host (the control plane stopped it without us): deleting its sandbox")
+	w.log.Info("deleting the sandbox of a task stopped in the record")
 	for {
 		err := w.release(ctx)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		w.log.Error("releasing a task no longer placed here failed; trying again", "err", err)
+		w.log.Error("releasing a stopped task's sandbox failed; trying again", "err", err)
 		if sleep(ctx, w.agent.cfg.RetryInterval) != nil {
 			return
 		}

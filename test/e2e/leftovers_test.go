@@ -142,6 +142,21 @@ func TestNothingLeftBehind(t *testing.T) {
 	after := snapshotHost(t, s.dataDir, s.subnet)
 	if len(after.processes) > 0 || len(after.mounts) > 0 || len(after.cgroups) > 0 || len(after.netns) > 0 ||
 		len(after.veths) > 0 || after.leases > 0 {
-		t.Fatalf("left behind after 50 tasks:\nbefore:\n%s\nafter:\n%s", before, after)
+		t.Fatalf("left behind after 50 tasks:\nbefore:\n%s\nafter:\n%s\nserver log of those tasks:\n%s",
+			before, after, logLinesOf(s, after.netns))
 	}
+}
+
+// logLinesOf returns the server's log lines that name one of ids.
+func logLinesOf(s *server, ids []string) string {
+	var out []string
+	for _, line := range strings.Split(s.log.String(), "\n") {
+		for _, id := range ids {
+			if strings.Contains(line, id) {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
