@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -30,14 +31,18 @@ type taskCache struct {
 	hostRev  map[string]int64
 	hostFull map[string]int64
 	resetRev int64
-	synced   chan struct{}
-	once     sync.Once
+	// other mirrors the store's keys that are not tasks (hosts,
+	// heartbeats, services, profiles, slices, ...), for the controller's
+	// passes (cachedReads).
+	other  map[string]store.KV
+	synced chan struct{}
+	once   sync.Once
 }
 
 func newTaskCache() *taskCache {
 	return &taskCache{tasks: map[string]*task.Task{}, revs: map[string]int64{},
 		byHost: map[string]map[string]*task.Task{}, hostRev: map[string]int64{}, hostFull: map[string]int64{},
-		synced: make(chan struct{})}
+		other: map[string]store.KV{}, synced: make(chan struct{})}
 }
 
 // index records t (nil: none) as task id's version at rev, in place of its
@@ -120,6 +125,21 @@ func (c *taskCache) snapshot(ctx context.Context) ([]*task.Task, int64, error) {
 	return out, c.rev, nil
 }
 
+// list returns the cached keys under prefix that are not tasks, in key
+// order, and the revision the cache reflects.
+func (c *taskCache) list(prefix string) ([]store.KV, int64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []store.KV
+	for k, kv := range c.other {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, kv)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
+	return out, c.rev
+}
+
 // revision returns the store revision the cache reflects.
 func (c *taskCache) revision() int64 {
 	c.mu.RLock()
@@ -127,10 +147,16 @@ func (c *taskCache) revision() int64 {
 	return c.rev
 }
 
+// reset loads the cache from a listing of the whole store at rev.
 func (c *taskCache) reset(kvs []store.KV, rev int64) {
 	c.mu.Lock()
 	c.tasks, c.revs, c.byHost = map[string]*task.Task{}, map[string]int64{}, map[string]map[string]*task.Task{}
+	c.other = map[string]store.KV{}
 	for _, kv := range kvs {
+		if !strings.HasPrefix(kv.Key, prefixTasks) {
+			c.other[kv.Key] = kv
+			continue
+		}
 		var t task.Task
 		if json.Unmarshal(kv.Value, &t) == nil {
 			c.index(t.ID, &t, kv.Revision)
@@ -147,6 +173,12 @@ func (c *taskCache) apply(ev store.Event) {
 	c.rev = ev.KV.Revision
 	id, ok := strings.CutPrefix(ev.KV.Key, prefixTasks)
 	if !ok {
+		switch {
+		case ev.Type == store.EventDelete:
+			delete(c.other, ev.KV.Key)
+		case ev.KV.Revision >= c.other[ev.KV.Key].Revision:
+			c.other[ev.KV.Key] = ev.KV
+		}
 		return
 	}
 	if ev.Type == store.EventDelete {
@@ -168,6 +200,17 @@ func (c *taskCache) wrote(t *task.Task, rev int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.tasks[t.ID]; ok && rev > c.revs[t.ID] {
+		c.index(t.ID, t.Clone(), rev)
+	}
+}
+
+// created puts a task this replica just created at rev into the cache
+// ahead of the watch's event, so that its placement starts from it; once
+// the watch has passed rev, its event (or a later one) is in already.
+func (c *taskCache) created(t *task.Task, rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.tasks[t.ID]; !ok && rev > c.rev {
 		c.index(t.ID, t.Clone(), rev)
 	}
 }

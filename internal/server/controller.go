@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+
 	"fmt"
 	"sort"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/errdefs"
@@ -25,9 +28,13 @@ const ProfileDeletingMinimum = 2 * time.Second
 func (s *Server) controller(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.ControllerInterval)
 	defer tick.Stop()
+	// The term's first pass, and each pass of the ticker, catch up with the
+	// store's current revision; a pass on a change, with this replica's own
+	// writes (see catchUp).
+	fresh := true
 	for {
 		pulse := s.pulseChan()
-		if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+		if err := s.reconcile(ctx, fresh); err != nil && ctx.Err() == nil {
 			if store.IsFenced(err) {
 				// A successor may lead: stop, and let Leadership end the term.
 				s.log.Warn("controller pass refused by the store's fence: this replica no longer leads", "err", err)
@@ -39,15 +46,22 @@ func (s *Server) controller(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-pulse:
+			fresh = false
 		case <-tick.C:
+			fresh = true
 		}
 	}
 }
 
-// reconcile is one controller pass over every task, host and profile.
-func (s *Server) reconcile(ctx context.Context) error {
+// reconcile is one controller pass over every task, host and profile;
+// fresh as catchUp's.
+func (s *Server) reconcile(ctx context.Context, fresh bool) error {
 	now := s.cfg.Now()
-	hosts, _, _, err := listJSON[hostRecord](ctx, s.store, prefixHosts)
+	if err := s.catchUp(ctx, fresh); err != nil {
+		return err
+	}
+	ctx = withCachedReads(ctx)
+	hosts, _, _, err := listJSON[hostRecord](ctx, s.reads(ctx), prefixHosts)
 	if err != nil {
 		return err
 	}
@@ -57,9 +71,6 @@ func (s *Server) reconcile(ctx context.Context) error {
 	}
 	drains, err := s.hostDrains(ctx)
 	if err != nil {
-		return err
-	}
-	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
 	tasks, _, err := s.tasks.snapshot(ctx)
@@ -143,10 +154,15 @@ func (s *Server) reconcile(ctx context.Context) error {
 	start := time.Now()
 	plan := scheduler.Schedule(snap)
 	s.metrics.schedulerSeconds.Observe(time.Since(start).Seconds())
+	// The placements are independent writes: made at once, a distributed
+	// store commits them together instead of one round trip each.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(placementWrites)
 	for _, p := range plan.Placements {
-		if err := s.applyPlacement(ctx, byID[p.TaskID], p, hosts, now); err != nil {
-			return err
-		}
+		g.Go(func() error { return s.applyPlacement(gctx, byID[p.TaskID], p, hosts, now) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	s.unplacedMu.Lock()
 	for _, u := range plan.Unplaced {
@@ -163,6 +179,9 @@ func (s *Server) reconcile(ctx context.Context) error {
 	return nil
 }
 
+// placementWrites is how many placements a pass writes at once.
+const placementWrites = 16
+
 // waitForCapacity moves a task that no host can take yet from PROVISIONING
 // to PENDING, where it waits for capacity.
 func (s *Server) waitForCapacity(ctx context.Context, id string, now time.Time) error {
@@ -178,12 +197,21 @@ func (s *Server) waitForCapacity(ctx context.Context, id string, now time.Time) 
 	return err
 }
 
-// catchUp waits until the task cache reflects every write made so far, so
-// that a placement is never planned from a stale view of a host's tasks.
-func (s *Server) catchUp(ctx context.Context) error {
-	_, rev, err := s.store.List(ctx, keyMetaVersion)
-	if err != nil {
-		return err
+// catchUp waits until the task cache reflects every write this replica
+// made, so that a pass never plans from a view without its own last
+// placements and launches; fresh, every write made by anyone so far (a
+// round trip to the store). Another replica's write missing from the
+// cache only delays what follows from it: it arrives as a change, which
+// runs a pass, and every decision is written with a revision check. A
+// deletion has no revision to wait for: the pass after one is fresh.
+func (s *Server) catchUp(ctx context.Context, fresh bool) error {
+	rev := s.own.rev.Load()
+	if s.own.deleted.Swap(false) || fresh {
+		_, r, err := s.store.List(ctx, keyMetaVersion)
+		if err != nil {
+			return err
+		}
+		rev = max(rev, r)
 	}
 	for {
 		pulse := s.pulseChan()
@@ -211,6 +239,11 @@ func (s *Server) forgetUnplaced(id string) {
 // TaskFailedToStart. (PROVISIONING → PENDING is written with the placement,
 // or by waitForCapacity when there is none.)
 func (s *Server) reconcileUnplaced(ctx context.Context, t *task.Task, now time.Time) error {
+	if t.DesiredStatus != task.StatusStopped && now.Sub(t.CreatedAt) <= s.cfg.PendingTimeout {
+		// Nothing to change, as far as the cache tells: a store read for
+		// each waiting task on every pass would cost more than the pass.
+		return nil
+	}
 	updated, err := s.updateTask(ctx, t.ID, func(t *task.Task) (bool, error) {
 		if t.HostID != "" || t.Stopped() {
 			return false, nil
@@ -308,7 +341,7 @@ func (s *Server) stopOnLostHost(ctx context.Context, t *task.Task, now time.Time
 // reconcileProfiles makes CREATING profiles ACTIVE and removes DELETING
 // ones once the tasks they placed are stopped.
 func (s *Server) reconcileProfiles(ctx context.Context, tasks []*task.Task, now time.Time) error {
-	profiles, revs, _, err := listJSON[profileRecord](ctx, s.store, prefixProfiles)
+	profiles, revs, _, err := listJSON[profileRecord](ctx, s.reads(ctx), prefixProfiles)
 	if err != nil {
 		return err
 	}

@@ -54,13 +54,22 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 		return nil, errdefs.InvalidArgument("clientToken must be 1 to 64 printable ASCII characters; got %d characters", len(token))
 	}
 	cluster := clusterName(in.Cluster)
-	cl, err := s.getCluster(ctx, cluster)
-	if err != nil {
-		return nil, err
+	// The cluster and the task definition are read at once: on a
+	// distributed store each is a round trip.
+	var cl *clusterRecord
+	var clErr error
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		cl, clErr = s.getCluster(ctx, cluster)
+	}()
+	rec, _, defErr := s.getTaskDef(ctx, deref(in.TaskDefinition))
+	<-read
+	if clErr != nil {
+		return nil, clErr
 	}
-	rec, _, err := s.getTaskDef(ctx, deref(in.TaskDefinition))
-	if err != nil {
-		return nil, err
+	if defErr != nil {
+		return nil, defErr
 	}
 	def := &rec.Def
 	if def.Status != api.TaskDefinitionStatusActive {
@@ -124,7 +133,8 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 		if err != nil {
 			return nil, err
 		}
-		if _, err := putJSON(ctx, s.store, taskKey(t.ID), t, store.MustNotExist); err != nil {
+		rev, err := putJSON(ctx, s.store, taskKey(t.ID), t, store.MustNotExist)
+		if err != nil {
 			var existing task.Task
 			if token != "" && errdefs.IsAlreadyExists(err) {
 				if _, gerr := getJSON(ctx, s.store, taskKey(t.ID), &existing); gerr == nil {
@@ -135,6 +145,7 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 			out.Failures = append(out.Failures, api.Failure{Arn: ptr(t.ARN), Reason: ptr("ServerException"), Detail: ptr(err.Error())})
 			continue
 		}
+		s.tasks.created(t, rev)
 		s.metrics.tasksLaunched.Inc()
 		s.metrics.observeTask(t)
 		out.Tasks = append(out.Tasks, s.taskOut(t))
@@ -514,15 +525,22 @@ func (s *Server) DescribeTasks(ctx context.Context, in *api.DescribeTasksInput) 
 		return nil, err
 	}
 	cluster := clusterName(in.Cluster)
-	if _, err := s.getCluster(ctx, cluster); err != nil {
-		return nil, err
-	}
 	withTags := includesTags(in.Include)
 	out := &api.DescribeTasksOutput{Tasks: []api.Task{}, Failures: []api.Failure{}}
+	// A task found in the cluster says that the cluster exists: the
+	// cluster is read only when one is not (ClusterNotFoundException, or
+	// MISSING for the task).
+	clusterChecked := false
 	for _, ref := range in.Tasks {
 		var t task.Task
 		_, err := getJSON(ctx, s.store, taskKey(taskID(ref)), &t)
 		if errdefs.IsNotFound(err) || (err == nil && t.Cluster != cluster) {
+			if !clusterChecked {
+				if _, err := s.getCluster(ctx, cluster); err != nil {
+					return nil, err
+				}
+				clusterChecked = true
+			}
 			out.Failures = append(out.Failures, api.Failure{Arn: ptr(ref), Reason: ptr("MISSING")})
 			continue
 		}

@@ -117,7 +117,7 @@ type HostDetail struct {
 
 // hostDrains returns the draining hosts by ID.
 func (s *Server) hostDrains(ctx context.Context) (map[string]hostDrain, error) {
-	recs, _, _, err := listJSON[hostDrain](ctx, s.store, prefixHostDrains)
+	recs, _, _, err := listJSON[hostDrain](ctx, s.reads(ctx), prefixHostDrains)
 	if err != nil {
 		return nil, err
 	}

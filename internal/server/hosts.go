@@ -114,7 +114,7 @@ func (s *Server) recordHeartbeat(ctx context.Context, hostID string, force bool)
 
 // storedHeartbeats returns the latest stored heartbeat of each host.
 func (s *Server) storedHeartbeats(ctx context.Context) (map[string]time.Time, error) {
-	recs, _, _, err := listJSON[heartbeatRecord](ctx, s.store, prefixHeartbeats)
+	recs, _, _, err := listJSON[heartbeatRecord](ctx, s.reads(ctx), prefixHeartbeats)
 	if err != nil {
 		return nil, err
 	}

@@ -225,3 +225,38 @@ func deref[T any](p *T) T {
 	}
 	return *p
 }
+
+// cachedReads reads the keys that are not tasks from the store's watch
+// cache; the rest goes to the store. A controller pass reads through it
+// once the cache has caught up with the store (catchUp): its lists are
+// then as fresh as the store's at the pass's start, without a round trip
+// to the store each.
+type cachedReads struct {
+	store.Store
+	c *taskCache
+}
+
+func (r cachedReads) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
+	if strings.HasPrefix(prefix, prefixTasks) || strings.HasPrefix(prefixTasks, prefix) {
+		return r.Store.List(ctx, prefix)
+	}
+	kvs, rev := r.c.list(prefix)
+	return kvs, rev, nil
+}
+
+type cachedReadsKey struct{}
+
+// withCachedReads marks ctx as a controller pass's, caught up: s.reads
+// answers its lists from the cache.
+func withCachedReads(ctx context.Context) context.Context {
+	return context.WithValue(ctx, cachedReadsKey{}, true)
+}
+
+// reads is the store to list records from under ctx: the cache in a
+// caught-up controller pass, else the store.
+func (s *Server) reads(ctx context.Context) store.Store {
+	if ctx.Value(cachedReadsKey{}) != nil {
+		return cachedReads{Store: s.store, c: s.tasks}
+	}
+	return s.store
+}

@@ -91,8 +91,10 @@ type Config struct {
 
 // Server is the control plane.
 type Server struct {
-	cfg    Config
-	store  store.Store
+	cfg   Config
+	store store.Store
+	// own is what the replica knows of its own writes through store.
+	own    *ownWrites
 	log    *slog.Logger
 	verify *auth.Verifier
 	// keyring is what verify looks keys up in, and what the credential
@@ -220,7 +222,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	m := newMetrics()
-	s := &Server{cfg: cfg, store: timedStore{Store: cfg.Store, m: m}, log: cfg.Logger, verify: v, keyring: ring, metrics: m,
+	own := &ownWrites{}
+	s := &Server{cfg: cfg, own: own, store: timedStore{Store: cfg.Store, m: m, own: own}, log: cfg.Logger, verify: v, keyring: ring, metrics: m,
 		started: cfg.Now(), pulse: make(chan struct{}), unplaced: map[string]string{},
 		heartbeats: map[string]time.Time{}, hbStored: map[string]time.Time{}, tasks: newTaskCache(),
 		apiLimiter: newKeyLimiter(cfg.APIRate, cfg.APIBurst), launches: newLaunchBucket(cfg.LaunchRate, cfg.LaunchBurst)}
@@ -303,7 +306,7 @@ func (s *Server) Run(ctx context.Context) error {
 // made by other control plane replicas, into pulses.
 func (s *Server) watchStore(ctx context.Context) {
 	for ctx.Err() == nil {
-		kvs, rev, err := s.store.List(ctx, prefixTasks)
+		kvs, rev, err := s.store.List(ctx, "")
 		if err != nil {
 			s.log.Error("store watch: listing failed", "err", err)
 			sleepCtx(ctx, time.Second)

@@ -31,7 +31,7 @@ type ServiceThrottle = service.Throttle
 // controller's pass (tasks is the caught-up task cache, drains the hosts
 // being drained: their service tasks are replaced elsewhere).
 func (s *Server) reconcileServices(ctx context.Context, tasks []*task.Task, drains map[string]hostDrain, now time.Time) error {
-	kvs, _, err := s.store.List(ctx, prefixServices)
+	kvs, _, err := s.reads(ctx).List(ctx, prefixServices)
 	if err != nil {
 		return err
 	}

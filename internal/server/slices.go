@@ -214,7 +214,7 @@ func describeSubnet(s agentproto.FleetSubnet) string {
 
 // listSlices returns every slice record with its store revision.
 func (s *Server) listSlices(ctx context.Context, prefix string) ([]sliceRecord, []int64, error) {
-	recs, revs, _, err := listJSON[sliceRecord](ctx, s.store, prefixSlices+prefix)
+	recs, revs, _, err := listJSON[sliceRecord](ctx, s.reads(ctx), prefixSlices+prefix)
 	return recs, revs, err
 }
 

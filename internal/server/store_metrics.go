@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"vessel.dev/vessel/internal/store"
@@ -11,7 +12,26 @@ import (
 // (vessel_store_request_duration_seconds).
 type timedStore struct {
 	store.Store
-	m *metrics
+	m   *metrics
+	own *ownWrites
+}
+
+// ownWrites is what a replica knows of its own writes: the revision of
+// the last one, and whether it deleted something since catchUp last
+// looked (a deletion returns no revision).
+type ownWrites struct {
+	rev     atomic.Int64
+	deleted atomic.Bool
+}
+
+// wrote records a write of this replica at rev.
+func (o *ownWrites) wrote(rev int64) {
+	for {
+		old := o.rev.Load()
+		if rev <= old || o.rev.CompareAndSwap(old, rev) {
+			return
+		}
+	}
 }
 
 func (s timedStore) observe(op string, start time.Time, err error) {
@@ -37,13 +57,21 @@ func (s timedStore) List(ctx context.Context, prefix string) (kvs []store.KV, re
 func (s timedStore) Put(ctx context.Context, key string, value []byte, expectedRevision int64) (rev int64, err error) {
 	start := time.Now()
 	defer func() { s.observe("put", start, err) }()
-	return s.Store.Put(ctx, key, value, expectedRevision)
+	rev, err = s.Store.Put(ctx, key, value, expectedRevision)
+	if err == nil {
+		s.own.wrote(rev)
+	}
+	return rev, err
 }
 
 func (s timedStore) Delete(ctx context.Context, key string, expectedRevision int64) (err error) {
 	start := time.Now()
 	defer func() { s.observe("delete", start, err) }()
-	return s.Store.Delete(ctx, key, expectedRevision)
+	err = s.Store.Delete(ctx, key, expectedRevision)
+	if err == nil {
+		s.own.deleted.Store(true)
+	}
+	return err
 }
 
 func (s timedStore) Watch(ctx context.Context, prefix string, afterRevision int64) (ch <-chan store.Event, err error) {

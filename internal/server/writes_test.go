@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
 	"vessel.dev/vessel/internal/testutil"
@@ -146,5 +148,57 @@ func TestAssignmentsAnswerChanges(t *testing.T) {
 	after := poll(next.Revision)
 	if !after.Changes || len(after.Tasks) != 0 || !slices.Equal(after.Stopped, []string{first[0]}) {
 		t.Fatalf("after %s stopped: tasks %v, stopped %v, changes %v; want it alone among the stopped", first[0], ids(after.Tasks), after.Stopped, after.Changes)
+	}
+}
+
+// listCounter counts a store's List calls by the prefix listed.
+type listCounter struct {
+	store.Store
+	mu    sync.Mutex
+	lists map[string]int
+}
+
+func (l *listCounter) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
+	l.mu.Lock()
+	l.lists[prefix]++
+	l.mu.Unlock()
+	return l.Store.List(ctx, prefix)
+}
+
+// take returns the counts so far and starts again from zero.
+func (l *listCounter) take() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.lists
+	l.lists = map[string]int{}
+	return out
+}
+
+// TestControllerPassesListFromTheCache: once caught up with the store, a
+// controller pass reads hosts, heartbeats, drains, profiles, services and
+// slices from the watch's cache: while tasks go from RunTask to RUNNING,
+// the store is listed only for the passes' catch-up (the meta key) and
+// task definitions.
+func TestControllerPassesListFromTheCache(t *testing.T) {
+	var lc *listCounter
+	e := newEnvWith(t, envOptions{hostMilliCPU: 8000, hostMemoryMiB: 16384}, func(c *server.Config) {
+		lc = &listCounter{Store: c.Store, lists: map[string]int{}}
+		c.Store = lc
+	})
+	def := e.register("cached", "256", "512", "sleep", "3600")
+	e.waitStatus(e.run(def), "RUNNING")
+	lc.take()
+	var arns []string
+	for range 10 {
+		arns = append(arns, e.run(def))
+	}
+	for _, arn := range arns {
+		e.waitStatus(arn, "RUNNING")
+	}
+	lists := lc.take()
+	for prefix, n := range lists {
+		if prefix != "meta/version" && !strings.HasPrefix(prefix, "taskdefs/") {
+			t.Errorf("the store was listed %d times under %q while tasks were placed; want the cache to answer", n, prefix)
+		}
 	}
 }
