@@ -180,7 +180,7 @@ func (s *Server) reconcile(ctx context.Context, fresh bool) error {
 }
 
 // placementWrites is how many placements a pass writes at once.
-const placementWrites = 16
+const placementWrites = 64
 
 // waitForCapacity moves a task that no host can take yet from PROVISIONING
 // to PENDING, where it waits for capacity.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"vessel.dev/vessel/api"
@@ -120,35 +121,60 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 		s.metrics.throttled.WithLabelValues("launch").Inc()
 		return nil, errThrottled
 	}
-	out := &api.RunTaskOutput{Tasks: []api.Task{}, Failures: []api.Failure{}}
-	for i := int32(0); i < count; i++ {
+	// The tasks are created at once: the store commits them together
+	// instead of one write after another. Each comes out as a task or a
+	// failure, in the order of the count.
+	type launched struct {
+		task    *api.Task
+		failure *api.Failure
+	}
+	tasks := make([]*task.Task, count)
+	for i := range tasks {
 		id := newID()
 		if token != "" {
 			// The SDK sends the same token when it retries: a task's
 			// ID comes from it, so a repeated call finds the tasks the
 			// first one stored instead of starting more.
-			id = tokenTaskID(cluster, token, i)
+			id = tokenTaskID(cluster, token, int32(i))
 		}
 		t, err := task.New(template, id, s.taskARN(cluster, id), now)
 		if err != nil {
 			return nil, err
 		}
-		rev, err := putJSON(ctx, s.store, taskKey(t.ID), t, store.MustNotExist)
-		if err != nil {
-			var existing task.Task
-			if token != "" && errdefs.IsAlreadyExists(err) {
-				if _, gerr := getJSON(ctx, s.store, taskKey(t.ID), &existing); gerr == nil {
-					out.Tasks = append(out.Tasks, s.taskOut(&existing))
-					continue
+		tasks[i] = t
+	}
+	results := make([]launched, count)
+	var wg sync.WaitGroup
+	for i, t := range tasks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rev, err := putJSON(ctx, s.store, taskKey(t.ID), t, store.MustNotExist)
+			if err != nil {
+				var existing task.Task
+				if token != "" && errdefs.IsAlreadyExists(err) {
+					if _, gerr := getJSON(ctx, s.store, taskKey(t.ID), &existing); gerr == nil {
+						results[i].task = ptr(s.taskOut(&existing))
+						return
+					}
 				}
+				results[i].failure = &api.Failure{Arn: ptr(t.ARN), Reason: ptr("ServerException"), Detail: ptr(err.Error())}
+				return
 			}
-			out.Failures = append(out.Failures, api.Failure{Arn: ptr(t.ARN), Reason: ptr("ServerException"), Detail: ptr(err.Error())})
-			continue
+			s.tasks.created(t, rev)
+			s.metrics.tasksLaunched.Inc()
+			s.metrics.observeTask(t)
+			results[i].task = ptr(s.taskOut(t))
+		}()
+	}
+	wg.Wait()
+	out := &api.RunTaskOutput{Tasks: []api.Task{}, Failures: []api.Failure{}}
+	for _, r := range results {
+		if r.task != nil {
+			out.Tasks = append(out.Tasks, *r.task)
+		} else {
+			out.Failures = append(out.Failures, *r.failure)
 		}
-		s.tasks.created(t, rev)
-		s.metrics.tasksLaunched.Inc()
-		s.metrics.observeTask(t)
-		out.Tasks = append(out.Tasks, s.taskOut(t))
 	}
 	s.notify()
 	return out, nil

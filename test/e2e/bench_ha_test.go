@@ -397,8 +397,9 @@ func startBenchReplicas(b *testing.B, endpoints string, n int, extra ...string) 
 // startSimAgent starts a `vessel agent` process offering only the sim
 // runtime, joined through the first of servers and given all their URLs,
 // with allocation ratios that fit the thousands of tasks a benchmark
-// leaves RUNNING; it is stopped when the benchmark ends.
-func startSimAgent(b *testing.B, servers []*server) *exec.Cmd {
+// leaves RUNNING; it is stopped when the benchmark ends. extra goes to
+// `vessel agent` (e.g. --host-id).
+func startSimAgent(b *testing.B, servers []*server, extra ...string) *exec.Cmd {
 	var urls []string
 	for _, s := range servers {
 		urls = append(urls, s.endpoint)
@@ -407,6 +408,7 @@ func startSimAgent(b *testing.B, servers []*server) *exec.Cmd {
 	agent := exec.Command(vesselBin, "agent", "--server", strings.Join(urls, ","), "--data-dir", b.TempDir(),
 		"--token", servers[0].joinToken(), "--runtime", "sim", "--runtimes", "sim", "--listen", "127.0.0.1:0",
 		"--cpu-allocation-ratio", "4096", "--memory-allocation-ratio", "512", "--log-level", "warn")
+	agent.Args = append(agent.Args, extra...)
 	agent.Env = agentEnv()
 	agent.Stdout, agent.Stderr = log, log
 	if err := agent.Start(); err != nil {
