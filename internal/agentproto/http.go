@@ -135,16 +135,29 @@ func NewClient(endpoint string, key auth.Key, region string) (*Client, error) {
 	if region == "" {
 		region = "us-east-1"
 	}
-	return &Client{bases: bases, key: key, region: region, http: &http.Client{}, callTimeout: DefaultCallTimeout}, nil
+	return &Client{bases: bases, key: key, region: region, http: &http.Client{Transport: transport(nil)}, callTimeout: DefaultCallTimeout}, nil
+}
+
+// idleConnsPerReplica is how many idle connections a client keeps to a
+// replica: a host's tasks report at once (dozens starting together), and
+// with net/http's default of 2 every call past the second opened a
+// connection of its own (a TLS handshake each, in production).
+const idleConnsPerReplica = 64
+
+// transport is the client's HTTP transport, trusting what cfg trusts (nil:
+// the system's roots).
+func transport(cfg *tls.Config) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = idleConnsPerReplica
+	tr.TLSClientConfig = cfg
+	return tr
 }
 
 // WithTLS makes c trust the server certificates cfg trusts (e.g. only the
 // control plane's CA) and returns c.
 func (c *Client) WithTLS(cfg *tls.Config) *Client {
 	if cfg != nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = cfg
-		c.http.Transport = tr
+		c.http.Transport = transport(cfg)
 		c.tls = cfg
 	}
 	return c
