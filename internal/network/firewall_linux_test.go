@@ -161,24 +161,7 @@ func TestSubnetsAreCutOffUnlessPeers(t *testing.T) {
 	}
 
 	listen := func(at *Attachment) uint16 {
-		var ln net.Listener
-		if err := inNS(at.NetNSPath, func() (err error) {
-			ln, err = net.Listen("tcp4", netip.AddrPortFrom(at.IP, 0).String())
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-		return uint16(ln.Addr().(*net.TCPAddr).Port)
+		return serveTCP(t, at.NetNSPath, at.IP, func(net.Conn) {}).Port()
 	}
 	pa, pb, pc := listen(a), listen(b), listen(c)
 	for _, tc := range []struct {
