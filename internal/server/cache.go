@@ -1,10 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 
@@ -26,8 +28,13 @@ type taskCache struct {
 	// revision that changed a task of the host, and hostFull the last one
 	// after which its changes alone no longer tell its set (a task of it
 	// deleted). resetRev is the revision of the last
-	// relist, after which the same holds for every host.
+	// relist, after which the same holds for every host. hostLog lists, per
+	// host, the revisions at which its tasks changed, in revision order, so
+	// that a poll reads only what changed after its revision (a task may be
+	// listed more than once; the log is compacted as it grows).
 	byHost   map[string]map[string]*task.Task
+	hostLog  map[string][]hostChange
+	loading  bool // in reset: the logs are made at its end
 	hostRev  map[string]int64
 	hostFull map[string]int64
 	resetRev int64
@@ -39,9 +46,16 @@ type taskCache struct {
 	once   sync.Once
 }
 
+// hostChange is one change of a task of a host, at revision rev.
+type hostChange struct {
+	rev int64
+	id  string
+}
+
 func newTaskCache() *taskCache {
 	return &taskCache{tasks: map[string]*task.Task{}, revs: map[string]int64{},
-		byHost: map[string]map[string]*task.Task{}, hostRev: map[string]int64{}, hostFull: map[string]int64{},
+		byHost: map[string]map[string]*task.Task{}, hostLog: map[string][]hostChange{},
+		hostRev: map[string]int64{}, hostFull: map[string]int64{},
 		other: map[string]store.KV{}, synced: make(chan struct{})}
 }
 
@@ -68,7 +82,38 @@ func (c *taskCache) index(id string, t *task.Task, rev int64) {
 		}
 		c.byHost[t.HostID][id] = t
 		c.hostRev[t.HostID] = max(c.hostRev[t.HostID], rev)
+		if !c.loading {
+			c.logChange(t.HostID, id, rev)
+		}
 	}
+}
+
+// logChange adds task id's change at rev to host's log, in revision order
+// (a write of this replica enters ahead of the watch's older events), and
+// compacts the log to one entry per task of the host once it holds more
+// than twice as many; c.mu is held.
+func (c *taskCache) logChange(host, id string, rev int64) {
+	l := c.hostLog[host]
+	i := len(l)
+	for i > 0 && l[i-1].rev > rev {
+		i--
+	}
+	l = slices.Insert(l, i, hostChange{rev: rev, id: id})
+	if len(l) > 2*len(c.byHost[host])+64 {
+		l = c.compactLog(host)
+	}
+	c.hostLog[host] = l
+}
+
+// compactLog is host's log with one entry per task of the host; c.mu is
+// held.
+func (c *taskCache) compactLog(host string) []hostChange {
+	l := make([]hostChange, 0, len(c.byHost[host]))
+	for id := range c.byHost[host] {
+		l = append(l, hostChange{rev: c.revs[id], id: id})
+	}
+	slices.SortFunc(l, func(a, b hostChange) int { return cmp.Compare(a.rev, b.rev) })
+	return l
 }
 
 // hostChanges is what changed among the tasks placed on hostID after
@@ -83,18 +128,41 @@ func (c *taskCache) hostChanges(hostID string, after int64, changes bool) (tasks
 	defer c.mu.RUnlock()
 	changed = after <= 0 || after < c.resetRev || after < c.hostFull[hostID] || after < c.hostRev[hostID]
 	full = !changes || after <= 0 || after < c.resetRev || after < c.hostFull[hostID]
-	for id, t := range c.byHost[hostID] {
-		switch {
-		case full && !t.Stopped():
-			tasks = append(tasks, t)
-		case full || c.revs[id] <= after:
-		case t.Stopped():
-			stopped = append(stopped, id)
-		default:
+	if full {
+		for _, t := range c.byHost[hostID] {
+			if !t.Stopped() {
+				tasks = append(tasks, t)
+			}
+		}
+		return tasks, stopped, c.rev, full, changed
+	}
+	l := c.hostLog[hostID]
+	seen := map[string]bool{}
+	for _, ch := range l[sort.Search(len(l), func(i int) bool { return l[i].rev > after }):] {
+		t, ok := c.byHost[hostID][ch.id]
+		if seen[ch.id] || !ok || c.revs[ch.id] <= after {
+			continue
+		}
+		seen[ch.id] = true
+		if t.Stopped() {
+			stopped = append(stopped, ch.id)
+		} else {
 			tasks = append(tasks, t)
 		}
 	}
 	return tasks, stopped, c.rev, full, changed
+}
+
+// hostAhead is the revision of the last change of host's tasks if the
+// cache holds it ahead of the watch (a write of this replica, in through
+// wrote or created), else 0.
+func (c *taskCache) hostAhead(host string) int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if r := c.hostRev[host]; r > c.rev {
+		return r
+	}
+	return 0
 }
 
 // ready waits for the cache's first load. If ctx ends first, the error is
@@ -151,7 +219,8 @@ func (c *taskCache) revision() int64 {
 func (c *taskCache) reset(kvs []store.KV, rev int64) {
 	c.mu.Lock()
 	c.tasks, c.revs, c.byHost = map[string]*task.Task{}, map[string]int64{}, map[string]map[string]*task.Task{}
-	c.other = map[string]store.KV{}
+	c.hostLog, c.other = map[string][]hostChange{}, map[string]store.KV{}
+	c.loading = true
 	for _, kv := range kvs {
 		if !strings.HasPrefix(kv.Key, prefixTasks) {
 			c.other[kv.Key] = kv
@@ -161,6 +230,10 @@ func (c *taskCache) reset(kvs []store.KV, rev int64) {
 		if json.Unmarshal(kv.Value, &t) == nil {
 			c.index(t.ID, &t, kv.Revision)
 		}
+	}
+	c.loading = false
+	for host := range c.byHost {
+		c.hostLog[host] = c.compactLog(host)
 	}
 	c.rev, c.resetRev = rev, rev
 	c.mu.Unlock()

@@ -179,8 +179,18 @@ func (s *Server) assignments(ctx context.Context, hostID string, after int64, ch
 	if err := s.tasks.ready(ctx); err != nil {
 		return agentproto.Assignments{}, err
 	}
-	for {
+	for waited := false; ; {
 		pulse := s.pulseChan()
+		if ahead := s.tasks.hostAhead(hostID); ahead > 0 && !waited {
+			// A change of the host's tasks this replica wrote ahead of
+			// the watch: answer once the watch has it (a moment), so
+			// that the answer's revision covers it; else every poll
+			// until then would be answered with it again at once.
+			wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			s.waitCache(wctx, ahead)
+			cancel()
+			waited = true
+		}
 		tasks, stopped, rev, full, changed := s.tasks.hostChanges(hostID, after, changes)
 		if changed || ctx.Err() != nil {
 			out := agentproto.Assignments{Tasks: make([]task.Task, 0, len(tasks)), Revision: rev, Changes: !full, Stopped: stopped}
