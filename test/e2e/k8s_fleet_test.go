@@ -102,6 +102,9 @@ func testKubernetesFleet(t *testing.T, backend string) {
 	// Before the fleet stops (cleanups run last first): the pods go, and
 	// with them their tasks and nodes.
 	t.Cleanup(func() {
+		if t.Failed() {
+			logStoppedTasks(t, s)
+		}
 		c.Kubectl("delete", "pods", "--all", "--wait=false")
 		testutil.Wait(60*time.Second, func() error {
 			out, err := c.Kubectl("get", "nodes", "-l", "vessel.dev/compute-type=vessel", "-o", "name")
@@ -111,7 +114,7 @@ func testKubernetesFleet(t *testing.T, backend string) {
 			return nil
 		})
 		if t.Failed() {
-			t.Logf("server log:\n%s", tail(s.Log(), 60))
+			t.Logf("server log:\n%s", tail(s.Log(), 150))
 			for _, a := range agents {
 				t.Logf("%s log:\n%s", a.Name(), tail(a.Log(), 40))
 			}
@@ -288,6 +291,30 @@ func taskHosts(t *testing.T, s *fleet.Server) map[string]string {
 		}
 	}
 	return m
+}
+
+// logStoppedTasks logs why the server's stopped tasks stopped.
+func logStoppedTasks(t *testing.T, s *fleet.Server) {
+	ctx := context.Background()
+	cl := s.ECS()
+	list, err := cl.ListTasks(ctx, &ecs.ListTasksInput{DesiredStatus: "STOPPED"})
+	if err != nil || len(list.TaskArns) == 0 {
+		t.Logf("stopped tasks: %v %v", err, list)
+		return
+	}
+	out, err := cl.DescribeTasks(ctx, &ecs.DescribeTasksInput{Tasks: list.TaskArns})
+	if err != nil {
+		t.Logf("stopped tasks: %v", err)
+		return
+	}
+	for _, tk := range out.Tasks {
+		var reasons []string
+		for _, ct := range tk.Containers {
+			reasons = append(reasons, aws.ToString(ct.Reason))
+		}
+		t.Logf("task %s on %s stopped: %s %s; containers: %q", taskID(aws.ToString(tk.TaskArn)), taskHost(tk),
+			tk.StopCode, aws.ToString(tk.StoppedReason), reasons)
+	}
 }
 
 // portForwardGet runs `kubectl port-forward pod/NAME :port`, GETs / through
