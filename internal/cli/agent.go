@@ -39,6 +39,7 @@ type agentOptions struct {
 	caCertHash string
 	host       hostOptions
 	dns        dnsOptions
+	kubeProxy  kubeProxyOptions
 }
 
 // Files of a joined host in its data directory.
@@ -84,6 +85,7 @@ from before join tokens).`,
 	cmd.Flags().StringVar(&o.advertise, "advertise", "", "URL the control plane reaches that endpoint at (default: https://ADDRESS:PORT, ADDRESS being the one this host reaches --server from)")
 	o.host.addFlags(cmd, false)
 	o.dns.addFlags(cmd, false)
+	o.kubeProxy.addFlags(cmd, true)
 	return cmd
 }
 
@@ -97,6 +99,9 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	}
 	if _, err := agentproto.ParseEndpoints(o.server); err != nil {
 		return fmt.Errorf("--server: %w", err)
+	}
+	if err := o.kubeProxy.validate(); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
 		return err
@@ -142,10 +147,12 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	// a host of simulated sandboxes only, which asks for none, on those
 	// --subnet defines.
 	var names *agent.NameFeed
+	var served []network.Subnet // the subnets this host's tasks are on
 	namesStarted := false
 	o.host.networkReady = func(ctx context.Context, subnets []network.Subnet) (err error) {
 		names, err = o.startNames(ctx, client, subnets, log)
 		namesStarted = true
+		served = subnets
 		return err
 	}
 	o.host.addressTarget = controlPlaneHostPort(o.server)
@@ -164,15 +171,24 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 				withCIDR = append(withCIDR, s)
 			}
 		}
-		if names, err = o.startNames(ctx, client, networkSubnets(withCIDR), log); err != nil {
+		served = networkSubnets(withCIDR)
+		if names, err = o.startNames(ctx, client, served, log); err != nil {
 			return err
 		}
 	}
+	// The host's DNS server and kube-proxy run until the agent stops.
 	var wg sync.WaitGroup
-	namesCtx, stopNames := context.WithCancel(ctx)
+	hostCtx, stopHost := context.WithCancel(ctx)
 	defer wg.Wait()
-	defer stopNames()
-	runNames(namesCtx, &wg, names, a.HostID())
+	defer stopHost()
+	runNames(hostCtx, &wg, names, a.HostID())
+	nodeIP := ""
+	if addr, err := o.host.address(); err == nil && addr.IsValid() {
+		nodeIP = addr.String()
+	}
+	if err := o.kubeProxy.start(hostCtx, &wg, g.dataDir, a.HostID(), nodeIP, served, log); err != nil {
+		return err
+	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "Runtimes on this host: %s\n", strings.Join(report, "; "))
 	fmt.Fprintf(cmd.ErrOrStderr(), "Serving task logs and execs to the control plane on %s\n", endpoint)
 	// The control plane signs its calls with this host's own credential:

@@ -19,8 +19,6 @@ import (
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/k8s/bridge"
-	"vessel.dev/vessel/internal/k8s/kubeproxy"
-	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/server"
 )
 
@@ -35,7 +33,6 @@ type k8sOptions struct {
 	kubeletClientCA string
 	clusterDNS      []string
 	clusterDomain   string
-	kubeProxy       string
 }
 
 func (o *k8sOptions) addFlags(cmd *cobra.Command, withKubeconfig bool) {
@@ -281,28 +278,4 @@ are routed.`,
 	cmd.Flags().StringVar(&g.endpoint, "server", g.endpoint, "control plane URL (same as --endpoint), or the URLs of several replicas separated by commas (the bridge uses any and moves to another when one stops answering)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
-}
-
-// startKubeProxy runs the real kube-proxy for this host's sandboxes.
-func startKubeProxy(ctx context.Context, wg *sync.WaitGroup, dataDir string, o *k8sOptions, hostID string, subnets []network.Subnet, log *slog.Logger) error {
-	if o.kubeconfig == "" {
-		return fmt.Errorf("--kube-proxy needs --kubeconfig")
-	}
-	cidrs := make([]string, 0, len(subnets))
-	for _, s := range subnets {
-		cidrs = append(cidrs, s.CIDR.String())
-	}
-	cfg := kubeproxy.Config{Binary: o.kubeProxy, Kubeconfig: o.kubeconfig, HostnameOverride: hostID, NodeIP: o.hostAddress(),
-		ClusterCIDRs: cidrs, Dir: filepath.Join(dataDir, "kube-proxy"), Logger: log}
-	if _, err := os.Stat(cfg.Binary); err != nil {
-		return fmt.Errorf("--kube-proxy: %w", err)
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := kubeproxy.Run(ctx, cfg); err != nil {
-			log.Error("kube-proxy stopped", "err", err)
-		}
-	}()
-	return nil
 }

@@ -50,6 +50,7 @@ type serverOptions struct {
 	vxlanPort            int
 	host                 hostOptions
 	k8s                  k8sOptions
+	kubeProxy            kubeProxyOptions
 	dns                  dnsOptions
 	tls                  serverTLSOptions
 	etcd                 etcdOptions
@@ -99,7 +100,7 @@ through etcd with a lease of --leader-lease, runs the controllers (its
 	f.IntVar(&o.vxlanVNI, "vxlan-vni", server.DefaultVNI, "with --fleet-network vxlan: the VXLAN network identifier of the fleet's tasks")
 	f.IntVar(&o.vxlanPort, "vxlan-port", server.DefaultVXLANPort, "with --fleet-network vxlan: the UDP port of the encapsulated traffic between hosts")
 	o.k8s.addFlags(cmd, true)
-	cmd.Flags().StringVar(&o.k8s.kubeProxy, "kube-proxy", "", "kube-proxy binary to run on this host with --kubeconfig, so that its sandboxes reach the cluster's ClusterIP Services (not on a host that is also a regular node: it runs one already)")
+	o.kubeProxy.addFlags(cmd, false)
 	o.dns.addFlags(cmd, true)
 	o.tls.addFlags(cmd)
 	o.etcd.addFlags(cmd.Flags())
@@ -110,6 +111,13 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	log, err := newLogger(o.logLevel)
 	if err != nil {
 		return err
+	}
+	o.kubeProxy.kubeconfig = o.k8s.kubeconfig
+	if err := o.kubeProxy.validate(); err != nil {
+		return err
+	}
+	if o.kubeProxy.binary != "" && o.noAgent {
+		return errdefs.InvalidArgument("--kube-proxy is given with --no-agent: it serves the sandboxes of this server's own host, which runs none; drop --kube-proxy, or give it to the agents (vessel agent --kube-proxy BIN --kubeconfig FILE)")
 	}
 	if err := prepareDataDir(g.dataDir); err != nil {
 		return err
@@ -245,13 +253,11 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 				log.Error("host agent stopped", "err", err)
 			}
 		}()
-		if o.k8s.kubeProxy != "" {
-			if err := startKubeProxy(ctx, &wg, g.dataDir, &o.k8s, a.HostID(), subnets, log); err != nil {
-				stop()
-				httpSrv.Close()
-				wg.Wait()
-				return err
-			}
+		if err := o.kubeProxy.start(ctx, &wg, g.dataDir, a.HostID(), o.k8s.hostAddress(), subnets, log); err != nil {
+			stop()
+			httpSrv.Close()
+			wg.Wait()
+			return err
 		}
 	}
 	log.Info("vessel server ready", "endpoint", endpoint, "data_dir", g.dataDir)
