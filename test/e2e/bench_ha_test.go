@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,8 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/procfs"
 
 	"vessel.dev/vessel/internal/awsclient"
@@ -176,17 +173,7 @@ func (t pairTally) opsPerPair() string {
 // storeRequests reads the server's store requests so far by operation
 // from its /metrics.
 func storeRequests(b *testing.B, s *server) map[string]float64 {
-	resp, err := http.Get(s.endpoint + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		b.Fatalf("%s/metrics: %v", s.endpoint, err)
-	}
-	f := families["vessel_store_request_duration_seconds"]
+	f := metricFamilies(b, s)["vessel_store_request_duration_seconds"]
 	if f == nil {
 		b.Fatalf("%s/metrics has no vessel_store_request_duration_seconds", s.endpoint)
 	}

@@ -106,13 +106,7 @@ func testKubernetesFleet(t *testing.T, backend string) {
 			logStoppedTasks(t, s)
 		}
 		c.Kubectl("delete", "pods", "--all", "--wait=false")
-		testutil.Wait(60*time.Second, func() error {
-			out, err := c.Kubectl("get", "nodes", "-l", "vessel.dev/compute-type=vessel", "-o", "name")
-			if err != nil || strings.TrimSpace(out) != "" {
-				return fmt.Errorf("Vessel nodes left: %v %s", err, out)
-			}
-			return nil
-		})
+		waitNoVesselNodes(c)
 		if t.Failed() {
 			t.Logf("server log:\n%s", tail(s.Log(), 150))
 			for _, a := range agents {

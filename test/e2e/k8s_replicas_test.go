@@ -235,13 +235,7 @@ func startHA(t *testing.T, n int, lease time.Duration, agentOnLeader bool) (*haE
 	})
 	t.Cleanup(func() {
 		c.Kubectl("delete", "namespace", haNamespace, "--wait=false")
-		testutil.Wait(60*time.Second, func() error {
-			out, err := c.Kubectl("get", "nodes", "-l", "vessel.dev/compute-type=vessel", "-o", "name")
-			if err != nil || strings.TrimSpace(out) != "" {
-				return fmt.Errorf("Vessel nodes left: %v %s", err, out)
-			}
-			return nil
-		})
+		waitNoVesselNodes(c)
 		if t.Failed() {
 			t.Logf("agent log:\n%s", tail(h.agentLog.String(), 80))
 			ev, _ := c.Kubectl("get", "events", "-A", "--sort-by=.lastTimestamp")
@@ -550,4 +544,17 @@ func podTasks(t *testing.T, c *ecs.Client) map[string][]haTask {
 		}
 	}
 	return byPod
+}
+
+// waitNoVesselNodes waits up to a minute until the bridge has removed the
+// nodes of Vessel's pods (their pods deleted), so that the cluster is left
+// as found.
+func waitNoVesselNodes(c *k8senv.Cluster) {
+	testutil.Wait(60*time.Second, func() error {
+		out, err := c.Kubectl("get", "nodes", "-l", "vessel.dev/compute-type=vessel", "-o", "name")
+		if err != nil || strings.TrimSpace(out) != "" {
+			return fmt.Errorf("Vessel nodes left: %v %s", err, out)
+		}
+		return nil
+	})
 }
