@@ -114,6 +114,7 @@ type Agent struct {
 	// STOPPED or torn down), with when: an answer computed before the end
 	// and applied after it must not start the task again.
 	finished map[string]time.Time
+	prunedAt time.Time // when finished was last pruned
 	wg       sync.WaitGroup
 }
 
@@ -357,11 +358,14 @@ func (a *Agent) apply(ctx context.Context, as agentproto.Assignments, adopted ma
 	if ctx.Err() != nil {
 		return
 	}
-	now := time.Now()
-	for id, at := range a.finished {
-		if now.Sub(at) > finishedMemory {
-			delete(a.finished, id)
+	if now := time.Now(); now.Sub(a.prunedAt) > time.Minute {
+		// At most once a minute: answers come many times a second.
+		for id, at := range a.finished {
+			if now.Sub(at) > finishedMemory {
+				delete(a.finished, id)
+			}
 		}
+		a.prunedAt = now
 	}
 	seen := map[string]bool{}
 	for i := range tasks {

@@ -267,23 +267,15 @@ func (c *taskCache) apply(ev store.Event) {
 	}
 }
 
-// wrote puts a task this replica just stored at rev into the cache ahead of
-// the watch's event, so that the next change of it starts from it.
+// wrote puts a task this replica just stored (created or changed) at rev
+// into the cache ahead of the watch's event, so that its next change (or
+// its placement) starts from it: over an older cached version, or, when
+// the cache holds none, only if the watch has not passed rev yet (else its
+// event, or a later one such as its deletion, is in already).
 func (c *taskCache) wrote(t *task.Task, rev int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.tasks[t.ID]; ok && rev > c.revs[t.ID] {
-		c.index(t.ID, t.Clone(), rev)
-	}
-}
-
-// created puts a task this replica just created at rev into the cache
-// ahead of the watch's event, so that its placement starts from it; once
-// the watch has passed rev, its event (or a later one) is in already.
-func (c *taskCache) created(t *task.Task, rev int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.tasks[t.ID]; !ok && rev > c.rev {
+	if _, ok := c.tasks[t.ID]; rev > c.revs[t.ID] && (ok || rev > c.rev) {
 		c.index(t.ID, t.Clone(), rev)
 	}
 }

@@ -161,7 +161,7 @@ func (s *Server) RunTask(ctx context.Context, in *api.RunTaskInput) (*api.RunTas
 				results[i].failure = &api.Failure{Arn: ptr(t.ARN), Reason: ptr("ServerException"), Detail: ptr(err.Error())}
 				return
 			}
-			s.tasks.created(t, rev)
+			s.tasks.wrote(t, rev)
 			s.metrics.tasksLaunched.Inc()
 			s.metrics.observeTask(t)
 			results[i].task = ptr(s.taskOut(t))
