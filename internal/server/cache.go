@@ -244,6 +244,9 @@ func (c *taskCache) apply(ev store.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rev = ev.KV.Revision
+	if ev.More {
+		c.rev-- // the revision's other changes are still to come
+	}
 	id, ok := strings.CutPrefix(ev.KV.Key, prefixTasks)
 	if !ok {
 		switch {

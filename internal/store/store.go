@@ -17,7 +17,8 @@ const (
 
 // KV is one stored value. Revision is the store-wide revision at which the
 // value was last written; revisions only grow, and are never 0 for a stored
-// value.
+// value. Writes made at the same time may share a revision (see
+// Event.More); writes made one after another never do.
 //
 // Values returned by a Store are shared: callers must not modify Value.
 type KV struct {
@@ -51,6 +52,12 @@ func (t EventType) String() string {
 type Event struct {
 	Type EventType
 	KV   KV
+	// More says that the next event has the same revision. A distributed
+	// store commits concurrent writes together, so several keys may change
+	// at one revision; their events arrive one after another, all but the
+	// last with More set. A watcher that waits for a revision has seen
+	// all of it only at an event without More.
+	More bool
 }
 
 // Store is an ordered key-value store with revisions.
@@ -96,7 +103,8 @@ type Store interface {
 	// changes compacted before a distributed store could resume the watch),
 	// and the watcher must then List and watch again: a change is never
 	// skipped silently. Events
-	// arrive in revision order. A negative afterRevision is an error of kind
+	// arrive in revision order (the changes of one revision one after
+	// another, see Event.More). A negative afterRevision is an error of kind
 	// errdefs.ErrInvalidArgument; one beyond the current revision is
 	// accepted and only changes after it are sent.
 	Watch(ctx context.Context, prefix string, afterRevision int64) (<-chan Event, error)

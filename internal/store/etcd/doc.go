@@ -8,7 +8,11 @@
 // cluster's (shared by every prefix, so revisions grow by more than one when
 // others write); preconditions are etcd transactions comparing the key's
 // create or mod revision; reads are linearizable; List pages through the
-// prefix at one revision; Watch is an etcd watch from afterRevision+1 that
+// prefix at one revision; requests made at the same time are committed
+// together, reads in one read-only transaction and writes in one
+// transaction of nested ones, each with its own comparisons (batch.go), so
+// that concurrent writes may share a revision and their events carry
+// store.Event.More; Watch is an etcd watch from afterRevision+1 that
 // the client resumes on another member after a disconnection, and whose
 // channel is closed when etcd can no longer send every change (compaction,
 // a member without a leader): the caller lists again, as with any store.

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -61,6 +62,8 @@ type Store struct {
 	name    string // for messages: "etcd store at <endpoints> under <prefix>"
 	timeout time.Duration
 	log     *slog.Logger
+	// reads and writes commit concurrent requests together (batch.go).
+	reads, writes batcher
 
 	closeOnce sync.Once
 	mu        sync.RWMutex // guards closed
@@ -142,6 +145,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log:     cfg.Logger.With("store", name),
 		closing: make(chan struct{}),
 	}
+	s.reads.s, s.writes.s = s, s
 	cctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), cfg.DialTimeout)
 	defer cancel()
 	if _, err := cli.Get(cctx, s.prefix, clientv3.WithCountOnly()); err != nil {
@@ -162,16 +166,24 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 	if err := s.beginKey(ctx, key); err != nil {
 		return store.KV{}, err
 	}
-	octx, cancel := s.opContext(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(octx, s.prefix+key)
-	if err != nil {
-		return store.KV{}, s.fail(ctx, "get", key, err)
+	r := s.getRequest(ctx, key)
+	return s.getOutcome(r, s.reads.do(r))
+}
+
+func (s *Store) getRequest(ctx context.Context, key string) *request {
+	k := s.prefix + key
+	return &request{ctx: ctx, name: key, key: k, then: clientv3.OpGet(k), size: len(k)}
+}
+
+func (s *Store) getOutcome(r *request, o outcome) (store.KV, error) {
+	if o.err != nil {
+		return store.KV{}, s.fail(r.ctx, "get", r.name, o.err)
 	}
-	if len(resp.Kvs) == 0 {
-		return store.KV{}, errdefs.NotFound("key %q not found", key)
+	kvs := o.responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return store.KV{}, errdefs.NotFound("key %q not found", r.name)
 	}
-	return s.kv(resp.Kvs[0].Key, resp.Kvs[0].Value, resp.Kvs[0].ModRevision), nil
+	return s.kv(kvs[0].Key, kvs[0].Value, kvs[0].ModRevision), nil
 }
 
 // List implements store.Store. It reads the prefix in pages, all at the
@@ -203,14 +215,13 @@ func (s *Store) list(ctx context.Context, prefix string) ([]store.KV, int64, err
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
-		octx, cancel := s.opContext(ctx)
-		resp, err := s.cli.Get(octx, from, opts...)
-		cancel()
-		if err != nil {
-			return nil, 0, err
+		o := s.reads.do(&request{ctx: ctx, name: prefix, key: from, then: clientv3.OpGet(from, opts...), size: len(from) + len(end)})
+		if o.err != nil {
+			return nil, 0, o.err
 		}
+		resp := o.responses[0].GetResponseRange()
 		if rev == 0 {
-			rev = resp.Header.Revision
+			rev = o.rev
 		}
 		for _, kv := range resp.Kvs {
 			kvs = append(kvs, s.kv(kv.Key, kv.Value, kv.ModRevision))
@@ -231,38 +242,45 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, expectedRevis
 	if err := store.CheckExpectedRevision(expectedRevision); err != nil {
 		return 0, err
 	}
+	r := s.writeRequest(ctx, key, expectedRevision, true)
+	r.then = clientv3.OpPut(r.key, string(value)) // string() copies value
+	r.size += len(value)
+	return s.putOutcome(r, s.writes.do(r))
+}
+
+// writeRequest is a Put's or Delete's request for key, but for its
+// operation: compared with expectedRevision, and with ctx's fence.
+// MustNotExist compares the key's create revision with 0 if create (Put),
+// and nothing else (Delete, as AnyRevision).
+func (s *Store) writeRequest(ctx context.Context, key string, expectedRevision int64, create bool) *request {
 	k := s.prefix + key
-	octx, cancel := s.opContext(ctx)
-	defer cancel()
-	put := clientv3.OpPut(k, string(value)) // string() copies value
-	fence, fenced := store.FenceFrom(ctx)
-	if expectedRevision == store.AnyRevision && !fenced {
-		resp, err := s.cli.Do(octx, put)
-		if err != nil {
-			return 0, s.fail(ctx, "put", key, err)
+	r := &request{ctx: ctx, name: key, key: k, write: true, expected: expectedRevision, size: len(k)}
+	r.fence, r.fenced = store.FenceFrom(ctx)
+	switch {
+	case expectedRevision == store.AnyRevision:
+	case expectedRevision == store.MustNotExist:
+		if create {
+			r.cmps = append(r.cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
 		}
-		return resp.Put().Header.Revision, nil
-	}
-	var cmps []clientv3.Cmp
-	switch expectedRevision {
-	case store.AnyRevision:
-	case store.MustNotExist:
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
 	default:
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", expectedRevision))
+		r.cmps = append(r.cmps, clientv3.Compare(clientv3.ModRevision(k), "=", expectedRevision))
 	}
-	cmps, orElse := fenceOps(cmps, fence, fenced, k)
-	resp, err := s.cli.Txn(octx).If(cmps...).Then(put).Else(orElse...).Commit()
-	if err != nil {
-		return 0, s.fail(ctx, "put", key, err)
+	r.cmps, r.orElse = fenceOps(r.cmps, r.fence, r.fenced, k)
+	return r
+}
+
+func (s *Store) putOutcome(r *request, o outcome) (int64, error) {
+	key, expectedRevision := r.name, r.expected
+	if o.err != nil {
+		return 0, s.fail(r.ctx, "put", key, o.err)
 	}
-	if resp.Succeeded {
-		return resp.Header.Revision, nil
+	if o.succeeded {
+		return o.rev, nil
 	}
-	if err := s.fencedOut(resp, fence, fenced, "put", key); err != nil {
+	if err := s.fencedOut(o.responses, r, "put"); err != nil {
 		return 0, err
 	}
-	cur := resp.Responses[0].GetResponseRange().GetKvs()
+	cur := o.responses[0].GetResponseRange().GetKvs()
 	switch {
 	case expectedRevision == store.MustNotExist:
 		var at int64
@@ -289,13 +307,14 @@ func fenceOps(cmps []clientv3.Cmp, fence store.Fence, fenced bool, k string) ([]
 	return cmps, orElse
 }
 
-// fencedOut returns an error of kind store.ErrFenced if a failed
-// transaction failed for its fence.
-func (s *Store) fencedOut(resp *clientv3.TxnResponse, fence store.Fence, fenced bool, op, key string) error {
-	if !fenced {
+// fencedOut returns an error of kind store.ErrFenced if r failed for its
+// fence (responses are its else branch's).
+func (s *Store) fencedOut(responses []*pb.ResponseOp, r *request, op string) error {
+	if !r.fenced {
 		return nil
 	}
-	kvs := resp.Responses[1].GetResponseRange().GetKvs()
+	fence, key := r.fence, r.name
+	kvs := responses[1].GetResponseRange().GetKvs()
 	if len(kvs) == 1 && kvs[0].CreateRevision == fence.Revision {
 		return nil
 	}
@@ -312,39 +331,26 @@ func (s *Store) Delete(ctx context.Context, key string, expectedRevision int64) 
 	if err := store.CheckExpectedRevision(expectedRevision); err != nil {
 		return err
 	}
-	k := s.prefix + key
-	octx, cancel := s.opContext(ctx)
-	defer cancel()
-	fence, fenced := store.FenceFrom(ctx)
-	if expectedRevision <= store.MustNotExist && !fenced {
-		resp, err := s.cli.Delete(octx, k)
-		if err != nil {
-			return s.fail(ctx, "delete", key, err)
-		}
-		if resp.Deleted == 0 {
+	r := s.writeRequest(ctx, key, expectedRevision, false)
+	r.then = clientv3.OpDelete(r.key)
+	return s.deleteOutcome(r, s.writes.do(r))
+}
+
+func (s *Store) deleteOutcome(r *request, o outcome) error {
+	key, expectedRevision := r.name, r.expected
+	if o.err != nil {
+		return s.fail(r.ctx, "delete", key, o.err)
+	}
+	if o.succeeded {
+		if o.responses[0].GetResponseDeleteRange().GetDeleted() == 0 {
 			return errdefs.NotFound("key %q not found", key)
 		}
 		return nil
 	}
-	var cmps []clientv3.Cmp
-	if expectedRevision > store.MustNotExist {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", expectedRevision))
-	}
-	cmps, orElse := fenceOps(cmps, fence, fenced, k)
-	resp, err := s.cli.Txn(octx).If(cmps...).Then(clientv3.OpDelete(k)).Else(orElse...).Commit()
-	if err != nil {
-		return s.fail(ctx, "delete", key, err)
-	}
-	if resp.Succeeded {
-		if resp.Responses[0].GetResponseDeleteRange().GetDeleted() == 0 {
-			return errdefs.NotFound("key %q not found", key)
-		}
-		return nil
-	}
-	if err := s.fencedOut(resp, fence, fenced, "delete", key); err != nil {
+	if err := s.fencedOut(o.responses, r, "delete"); err != nil {
 		return err
 	}
-	cur := resp.Responses[0].GetResponseRange().GetKvs()
+	cur := o.responses[0].GetResponseRange().GetKvs()
 	if len(cur) == 0 {
 		return errdefs.NotFound("key %q not found", key)
 	}
@@ -413,8 +419,10 @@ func (s *Store) forward(ctx context.Context, prefix string, wch clientv3.WatchCh
 			}
 			return
 		}
-		for _, e := range resp.Events {
+		for i, e := range resp.Events {
 			ev := store.Event{Type: store.EventPut, KV: s.kv(e.Kv.Key, e.Kv.Value, e.Kv.ModRevision)}
+			// etcd sends the events of one revision in one response.
+			ev.More = i+1 < len(resp.Events) && resp.Events[i+1].Kv.ModRevision == e.Kv.ModRevision
 			if e.Type == clientv3.EventTypeDelete {
 				ev.Type = store.EventDelete
 				ev.KV.Value = nil

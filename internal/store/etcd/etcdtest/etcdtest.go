@@ -323,6 +323,22 @@ func History(ctx context.Context, cli *clientv3.Client, prefix string, from, to 
 // Endpoint returns member i's client URL.
 func (c *Cluster) Endpoint(i int) string { return c.members[i].clientURL }
 
+// PID returns the process ID of member i, or 0 if it is not running.
+func (c *Cluster) PID(i int) int {
+	m := c.members[i]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	select {
+	case <-m.done:
+		return 0
+	default:
+		return m.cmd.Process.Pid
+	}
+}
+
 // Kill sends SIGKILL to member i and waits for it to exit.
 func (c *Cluster) Kill(i int) { c.signal(i, syscall.SIGKILL) }
 
