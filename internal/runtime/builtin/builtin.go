@@ -164,8 +164,8 @@ func newMicroVM(h Host) (runtime.Runtime, string, error) {
 		return nil, "", err
 	}
 	if why := rt.Emulated(); why != "" {
-		return rt, "works, emulated (TCG, many times slower than native: " + why +
-			"), so not chosen by default: tasks get it by name (one QEMU micro-VM per task with its own kernel)", nil
+		return rt, "works, emulated (TCG, many times slower than native) because " + why +
+			", so not chosen by default: tasks get it by name (one QEMU micro-VM per task with its own kernel)", nil
 	}
 	return rt, "works, one QEMU micro-VM per task with its own kernel, under KVM", nil
 }

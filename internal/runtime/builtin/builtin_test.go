@@ -89,7 +89,7 @@ func TestDefault(t *testing.T) {
 	works := func(name string) Probed { return Probed{Name: name, Runtime: fakeRuntime{}} }
 	emulated := func(name string) Probed {
 		p := works(name)
-		p.Emulated = "KVM does not work here: no /dev/kvm"
+		p.Emulated = "KVM does not work here (no /dev/kvm)"
 		return p
 	}
 	broken := func(name string) Probed { return Probed{Name: name} }

@@ -37,6 +37,9 @@ type kvmVerdict struct {
 
 // kvmProbes keeps each probe's answer for the life of the process, by
 // QEMU and kernel.
+// kvmDevice is KVM's device; tests point it elsewhere.
+var kvmDevice = "/dev/kvm"
+
 var kvmProbes struct {
 	sync.Mutex
 	m map[string]kvmVerdict
@@ -56,8 +59,8 @@ func probeKVM(qemu, kernel string) (bool, string) {
 		return v.ok, v.why
 	}
 	var v kvmVerdict
-	if _, err := os.Stat("/dev/kvm"); err != nil {
-		v.why = "no /dev/kvm"
+	if _, err := os.Stat(kvmDevice); err != nil {
+		v.why = "no " + kvmDevice
 	} else {
 		cmd := exec.Command(qemu, "-M", "microvm,acpi=on,isa-serial=on", "-nodefaults", "-no-user-config",
 			"-display", "none", "-cpu", "host", "-m", "128", "-accel", "kvm", "-no-reboot",
@@ -79,8 +82,8 @@ func probeKVM(qemu, kernel string) (bool, string) {
 // awaitLine starts cmd and waits up to timeout for a line of its standard
 // output that contains want. The child is killed and reaped either way
 // (and killed with this process should it die first). When the line does
-// not come it says why: "printed nothing in <timeout> (hung)", "ended
-// (<its stderr>)", or that it could not start.
+// not come it says why: "printed nothing in <timeout>: hung, killed",
+// "ended: <its stderr>", or that it could not start.
 func awaitLine(cmd *exec.Cmd, want string, timeout time.Duration) (bool, string) {
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -112,7 +115,7 @@ func awaitLine(cmd *exec.Cmd, want string, timeout time.Duration) (bool, string)
 			why = "ended"
 		}
 	case <-timer.C:
-		why = fmt.Sprintf("printed nothing in %s (hung)", timeout)
+		why = fmt.Sprintf("printed nothing in %s: hung, killed", timeout)
 	}
 	cmd.Process.Kill()
 	done := make(chan struct{})
@@ -128,7 +131,7 @@ func awaitLine(cmd *exec.Cmd, want string, timeout time.Duration) (bool, string)
 	}
 	if why == "ended" {
 		if msg := strings.Join(strings.Fields(stderr.String()), " "); msg != "" {
-			why += " (" + msg + ")"
+			why += ": " + msg
 		}
 	}
 	return ok, why

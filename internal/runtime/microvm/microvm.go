@@ -189,7 +189,7 @@ func New(cfg Config) (*Runtime, error) {
 		if ok {
 			r.accel = AccelKVM
 		} else {
-			r.accel, r.accelWhy = AccelTCG, "KVM does not work here: "+why
+			r.accel, r.accelWhy = AccelTCG, "KVM does not work here ("+why+")"
 			r.log.Warn("microvm: KVM does not work here; VMs run under TCG emulation (correct but many times slower than native)", "reason", why)
 		}
 	default:
@@ -221,8 +221,9 @@ func (r *Runtime) Accel() string { return r.accel }
 
 // Emulated says why the runtime's VMs run under emulation (TCG), many
 // times slower than native: KVM failed its probe ("KVM does not work
-// here: no /dev/kvm", "... a probe guest under KVM printed nothing in 3s
-// (hung)") or the accelerator was set to tcg. It is empty under KVM.
+// here (no /dev/kvm)", "... (a probe guest under KVM printed nothing in
+// 3s: hung, killed)") or the accelerator was set to tcg. It is empty
+// under KVM.
 func (r *Runtime) Emulated() string {
 	if r.accel == AccelKVM {
 		return ""
