@@ -69,7 +69,7 @@ type hostOptions struct {
 // fleet's subnets with --subnet, an agent's names those it serves.
 func (o *hostOptions) addFlags(cmd *cobra.Command, controlPlane bool) {
 	f := cmd.Flags()
-	f.StringVar(&o.runtime, "runtime", "", "sandbox runtime for tasks that ask for none (available: sim); default: the strongest that works on this host")
+	f.StringVar(&o.runtime, "runtime", "", "sandbox runtime for tasks that ask for none, one of "+strings.Join(runtime.Names, ", ")+"; default: the strongest that works at native speed on this host (microvm where KVM works, else gvisor, else runc)")
 	f.StringVar(&o.hostID, "host-id", "", "this host's ID (default: kept in the data directory, made once)")
 	f.Float64Var(&o.cpuAllocationRatio, "cpu-allocation-ratio", 4.0, "allocatable vCPU = physical vCPU × this ratio")
 	f.Float64Var(&o.memoryAllocationRatio, "memory-allocation-ratio", 1.0, "allocatable memory = physical memory × this ratio")
@@ -90,58 +90,61 @@ func (o *hostOptions) addFlags(cmd *cobra.Command, controlPlane bool) {
 	f.StringVar(&o.guestKernel, "guest-kernel", "", "micro-VM guest kernel, an ELF vmlinux (default: the one scripts/build-guest-kernel put in the cache)")
 	f.StringVar(&o.guestBinary, "guest-binary", "", "the static vessel-guest binary (default: vessel-guest next to this binary)")
 	f.StringSliceVar(&o.offer, "runtimes", nil, "runtimes this host offers, if they work (default: "+strings.Join(runtime.Names, ", ")+")")
-	f.StringVar(&o.microvmAccel, "microvm-accel", "", "micro-VM accelerator: kvm, tcg, or empty to probe KVM and fall back to emulation")
+	f.StringVar(&o.microvmAccel, "microvm-accel", "", "micro-VM accelerator: kvm, tcg, or empty to probe KVM and fall back to emulation (an emulated micro-VM is offered by name, never the default)")
 }
 
 // probeRuntimes makes every runtime this build has and says which work on
-// this host and why the others don't.
-func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (map[string]runtime.Runtime, []string, error) {
+// this host and why the others don't, and which of them is the default
+// for tasks that name none when --runtime names none (builtin.Default:
+// the strongest at native speed).
+func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (rts map[string]runtime.Runtime, report []string, def string, err error) {
 	for _, name := range o.offer {
 		if !runtime.Known(name) {
-			return nil, nil, fmt.Errorf("runtime %q is not known: the runtimes are %s", name, strings.Join(runtime.Names, ", "))
+			return nil, nil, "", fmt.Errorf("runtime %q is not known: the runtimes are %s", name, strings.Join(runtime.Names, ", "))
 		}
 	}
 	h := builtin.Host{DataDir: dataDir, Logger: log, RunscPath: o.runscPath, GuestKernel: o.guestKernel,
 		GuestBinary: o.guestBinary, MicroVMAccel: o.microvmAccel,
 		SimCreateDelay: o.simCreateDelay, SimStartDelay: o.simStartDelay}
-	rts := map[string]runtime.Runtime{}
-	var report []string
+	rts = map[string]runtime.Runtime{}
+	var found []builtin.Probed
 	for _, b := range builtin.Backends {
 		if len(o.offer) > 0 && !slices.Contains(o.offer, b.Name) && o.runtime != b.Name {
 			report = append(report, b.Name+": not offered (--runtimes)")
 			continue
 		}
-		rt, line := b.Probe(h)
-		if rt != nil {
-			rts[b.Name] = rt
+		p := b.Probe(h)
+		if p.Runtime != nil {
+			rts[b.Name] = p.Runtime
 		}
-		report = append(report, line)
+		found = append(found, p)
+		report = append(report, p.Line)
 	}
 	if len(rts) == 0 {
-		return nil, report, fmt.Errorf("no runtime works on this host: %s", strings.Join(report, "; "))
+		return nil, report, "", fmt.Errorf("no runtime works on this host: %s", strings.Join(report, "; "))
 	}
-	return rts, report, nil
+	return rts, report, builtin.Default(found), nil
 }
 
 // newAgent builds the host agent for this machine. A host whose runtimes
 // run real processes first registers and asks the control plane for its
 // network (joinFleet), so that its tasks' addresses come from its slices.
 func (o *hostOptions) newAgent(ctx context.Context, dataDir string, cp agentproto.ControlPlane, log *slog.Logger) (*agent.Agent, []string, error) {
-	rts, report, err := o.probeRuntimes(dataDir, log)
+	rts, report, def, err := o.probeRuntimes(dataDir, log)
 	if err != nil {
 		return nil, report, err
 	}
-	// The names of the runtimes that work, strongest first; the default
-	// is the strongest unless --runtime names one.
+	// The names of the runtimes that work, strongest first, an emulated
+	// one too (tasks get it by name); the default is the strongest at
+	// native speed unless --runtime names one.
 	var names []string
 	for _, b := range builtin.Backends {
 		if rts[b.Name] != nil {
 			names = append(names, b.Name)
 		}
 	}
-	def := o.runtime
-	if def == "" {
-		def = names[0]
+	if o.runtime != "" {
+		def = o.runtime
 	}
 	if rts[def] == nil {
 		return nil, report, fmt.Errorf("runtime %q is not available here (%s)", def, strings.Join(report, "; "))

@@ -42,7 +42,7 @@ func TestProbeRuntimes(t *testing.T) {
 			`runtime "kata" is not known: the runtimes are microvm, gvisor, runc, sim`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rts, report, err := tc.opts.probeRuntimes(t.TempDir(), quiet)
+			rts, report, _, err := tc.opts.probeRuntimes(t.TempDir(), quiet)
 			if tc.wantErr != "" {
 				if err == nil || err.Error() != tc.wantErr {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)

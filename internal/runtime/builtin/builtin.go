@@ -53,15 +53,62 @@ type Backend struct {
 	New func(h Host) (rt runtime.Runtime, works string, err error)
 }
 
-// Probe builds b on h and returns it (nil if it does not work here) with
-// the line a host reports for it: "<name>: works (<how>)" or
-// "<name>: unavailable: <why>".
-func (b Backend) Probe(h Host) (runtime.Runtime, string) {
+// Probed is what a host's probe found of one runtime.
+type Probed struct {
+	// Name is the runtime's name.
+	Name string
+	// Runtime is the runtime built on this host; nil when it does not
+	// work here.
+	Runtime runtime.Runtime
+	// Line is the host's report line for it: "<name>: works (<how>)",
+	// "<name>: works, emulated (...)" or "<name>: unavailable: <why>".
+	Line string
+	// Emulated, when not empty, says why the runtime works here only
+	// under emulation, many times slower than native (a micro-VM where
+	// KVM does not work): Default passes it over while a runtime at
+	// native speed works; tasks still get it by name.
+	Emulated string
+}
+
+// emulator is a runtime that may run its workloads under emulation
+// (microvm under TCG); Emulated says why, or is empty at native speed.
+type emulator interface {
+	Emulated() string
+}
+
+// Probe builds b on h and says what it found: the runtime (nil if it
+// does not work here), the line a host reports for it and whether it runs
+// only emulated.
+func (b Backend) Probe(h Host) Probed {
 	rt, works, err := b.New(h)
 	if err != nil {
-		return nil, b.Name + ": unavailable: " + err.Error()
+		return Probed{Name: b.Name, Line: b.Name + ": unavailable: " + err.Error()}
 	}
-	return rt, b.Name + ": " + works
+	p := Probed{Name: b.Name, Runtime: rt, Line: b.Name + ": " + works}
+	if e, ok := rt.(emulator); ok {
+		p.Emulated = e.Emulated()
+	}
+	return p
+}
+
+// Default is the runtime for tasks that name none, from what the probe
+// found of each runtime (in Backends order, strongest first): the
+// strongest that works at native speed and runs the task's processes —
+// microvm where KVM works, else gvisor, else runc — and only when none
+// does, the strongest that works at all (an emulated micro-VM before sim,
+// which runs no process). It is empty when nothing works.
+func Default(found []Probed) string {
+	for _, p := range found {
+		if p.Runtime != nil && p.Emulated == "" && p.Name != sim.Name {
+			return p.Name
+		}
+	}
+	for _, p := range found {
+		if p.Runtime != nil {
+			return p.Name
+		}
+	}
+	return ""
 }
 
 // Backends are the runtimes this build has, one per name in
@@ -116,11 +163,11 @@ func newMicroVM(h Host) (runtime.Runtime, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	how := "KVM"
-	if rt.Accel() != microvm.AccelKVM {
-		how = "emulation (TCG), correct but slow: KVM is missing or failed its probe"
+	if why := rt.Emulated(); why != "" {
+		return rt, "works, emulated (TCG, many times slower than native) because " + why +
+			", so not chosen by default: tasks get it by name (one QEMU micro-VM per task with its own kernel)", nil
 	}
-	return rt, "works, one QEMU micro-VM per task with its own kernel, under " + how, nil
+	return rt, "works, one QEMU micro-VM per task with its own kernel, under KVM", nil
 }
 
 func newGVisor(h Host) (runtime.Runtime, string, error) {

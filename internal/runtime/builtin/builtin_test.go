@@ -60,17 +60,56 @@ func TestProbe(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.host.DataDir = t.TempDir()
 			b, _ := Lookup(tc.backend)
-			rt, line := b.Probe(tc.host)
-			if line != tc.want {
-				t.Errorf("report line %q, want %q", line, tc.want)
+			p := b.Probe(tc.host)
+			if p.Line != tc.want {
+				t.Errorf("report line %q, want %q", p.Line, tc.want)
 			}
-			if (rt != nil) != tc.works {
-				t.Errorf("runtime %v, want one: %v", rt, tc.works)
+			if (p.Runtime != nil) != tc.works {
+				t.Errorf("runtime %v, want one: %v", p.Runtime, tc.works)
+			}
+			if p.Name != tc.backend || p.Emulated != "" {
+				t.Errorf("probed %q, emulated %q: want %q at native speed", p.Name, p.Emulated, tc.backend)
 			}
 			if tc.works {
 				if _, err := os.Stat(filepath.Join(tc.host.DataDir, "sandboxes", tc.backend)); err != nil {
 					t.Errorf("the runtime's state is not under the data directory: %v", err)
 				}
+			}
+		})
+	}
+}
+
+// fakeRuntime stands for a runtime the probe built; Default looks only at
+// whether there is one.
+type fakeRuntime struct{ runtime.Runtime }
+
+// The default is the strongest runtime that works at native speed and
+// runs processes; an emulated micro-VM is passed over while one does.
+func TestDefault(t *testing.T) {
+	works := func(name string) Probed { return Probed{Name: name, Runtime: fakeRuntime{}} }
+	emulated := func(name string) Probed {
+		p := works(name)
+		p.Emulated = "KVM does not work here (no /dev/kvm)"
+		return p
+	}
+	broken := func(name string) Probed { return Probed{Name: name} }
+	for _, tc := range []struct {
+		name  string
+		found []Probed
+		want  string
+	}{
+		{"microvm where KVM works", []Probed{works("microvm"), works("gvisor"), works("runc"), works("sim")}, "microvm"},
+		{"gvisor where KVM does not", []Probed{emulated("microvm"), works("gvisor"), works("runc"), works("sim")}, "gvisor"},
+		{"runc without runsc nor KVM", []Probed{emulated("microvm"), broken("gvisor"), works("runc"), works("sim")}, "runc"},
+		{"runc without a micro-VM nor runsc", []Probed{broken("microvm"), broken("gvisor"), works("runc"), works("sim")}, "runc"},
+		{"an emulated micro-VM before sim", []Probed{emulated("microvm"), broken("gvisor"), broken("runc"), works("sim")}, "microvm"},
+		{"sim alone", []Probed{broken("microvm"), broken("gvisor"), broken("runc"), works("sim")}, "sim"},
+		{"nothing works", []Probed{broken("microvm"), broken("sim")}, ""},
+		{"an emulated runtime after a native one", []Probed{works("gvisor"), emulated("microvm")}, "gvisor"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Default(tc.found); got != tc.want {
+				t.Errorf("Default = %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -90,10 +90,12 @@ const qemuSandbox = "on,obsolete=deny,resourcecontrol=deny"
 
 // Runtime runs each sandbox in a QEMU microvm of its own.
 type Runtime struct {
-	cfg        Config
-	log        *slog.Logger
-	cg         *cgroups
-	accel      string
+	cfg   Config
+	log   *slog.Logger
+	cg    *cgroups
+	accel string
+	// accelWhy is why accel was chosen (the KVM probe's answer).
+	accelWhy   string
 	initrdPath string
 	mkfsErofs  string
 	// qemuUser is the user QEMU drops to ("" = stays root).
@@ -180,16 +182,15 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	switch cfg.Accel {
 	case AccelKVM, AccelTCG:
-		r.accel = cfg.Accel
+		r.accel, r.accelWhy = cfg.Accel, "the accelerator was set to "+cfg.Accel
 	case AccelAuto:
 		ok, why := probeKVM(cfg.QEMUPath, cfg.KernelPath)
+		r.accelWhy = why
 		if ok {
 			r.accel = AccelKVM
 		} else {
-			r.accel = AccelTCG
-			if why != "cached" {
-				r.log.Warn("microvm: KVM is not usable here; VMs run under TCG emulation (correct but slow)", "reason", why)
-			}
+			r.accel, r.accelWhy = AccelTCG, "KVM does not work here ("+why+")"
+			r.log.Warn("microvm: KVM does not work here; VMs run under TCG emulation (correct but many times slower than native)", "reason", why)
 		}
 	default:
 		return nil, errdefs.InvalidArgument("microvm runtime: Accel %q: want kvm, tcg or empty", cfg.Accel)
@@ -217,6 +218,18 @@ func New(cfg Config) (*Runtime, error) {
 
 // Accel returns the accelerator the runtime's VMs use, "kvm" or "tcg".
 func (r *Runtime) Accel() string { return r.accel }
+
+// Emulated says why the runtime's VMs run under emulation (TCG), many
+// times slower than native: KVM failed its probe ("KVM does not work
+// here (no /dev/kvm)", "... (a probe guest under KVM printed nothing in
+// 3s: hung, killed)") or the accelerator was set to tcg. It is empty
+// under KVM.
+func (r *Runtime) Emulated() string {
+	if r.accel == AccelKVM {
+		return ""
+	}
+	return r.accelWhy
+}
 
 // bootProbe boots a VM with no container to the guest agent and removes
 // it. Its sandbox is no spec Create accepts (no container, a hidden ID that

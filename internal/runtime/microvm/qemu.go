@@ -1,9 +1,7 @@
 package microvm
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,93 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
-	"time"
 )
-
-// Accelerators.
-const (
-	AccelAuto = ""
-	AccelKVM  = "kvm"
-	AccelTCG  = "tcg"
-)
-
-// kvmProbeTimeout bounds the KVM probe: a working KVM prints the kernel's
-// first line in milliseconds.
-const kvmProbeTimeout = 3 * time.Second
-
-var probeCache struct {
-	sync.Mutex
-	accel map[string]string
-}
-
-// probeKVM boots the guest kernel under KVM, with no initramfs, and reports
-// whether it printed anything on its serial console within the timeout.
-// QEMU is killed either way: a KVM guest that hangs must not hang a task.
-// The answer is kept for the life of the process.
-func probeKVM(qemu, kernel string) (bool, string) {
-	key := qemu + "\x00" + kernel
-	probeCache.Lock()
-	defer probeCache.Unlock()
-	if a, ok := probeCache.accel[key]; ok {
-		return a == AccelKVM, "cached"
-	}
-	if probeCache.accel == nil {
-		probeCache.accel = map[string]string{}
-	}
-	ok, why := func() (bool, string) {
-		if _, err := os.Stat("/dev/kvm"); err != nil {
-			return false, "no /dev/kvm"
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), kvmProbeTimeout)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, qemu, "-M", "microvm,acpi=on,isa-serial=on", "-nodefaults", "-no-user-config",
-			"-display", "none", "-cpu", "host", "-m", "128", "-accel", "kvm", "-no-reboot",
-			"-kernel", kernel, "-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1 "+tscArg(),
-			"-serial", "stdio")
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return false, err.Error()
-		}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		// A probe guest that hangs must not outlive a process killed in the
-		// middle of the probe.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			return false, err.Error()
-		}
-		defer cmd.Wait()
-		defer cmd.Process.Kill()
-		got := make(chan bool, 1)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), "Linux version") {
-					got <- true
-					return
-				}
-			}
-			got <- false
-		}()
-		select {
-		case ok := <-got:
-			if !ok {
-				return false, "QEMU ended: " + strings.TrimSpace(stderr.String())
-			}
-			return true, "the kernel started under KVM"
-		case <-ctx.Done():
-			return false, fmt.Sprintf("a KVM guest printed nothing in %s (hung)", kvmProbeTimeout)
-		}
-	}()
-	a := AccelTCG
-	if ok {
-		a = AccelKVM
-	}
-	probeCache.accel[key] = a
-	return ok, why
-}
 
 // tscArg gives the guest the host's TSC frequency: without it, about one
 // boot in five hangs calibrating the TSC under emulation.
