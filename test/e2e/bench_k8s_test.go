@@ -26,7 +26,7 @@ import (
 // BenchmarkPodStartup creates VESSEL_BENCH_PODS pods (100) at once through
 // a real kube-apiserver and measures creation → Running for each, on the
 // sim runtime (the control path alone), runc, and the host's default
-// runtime (the strongest that works; a micro-VM here, under emulation).
+// runtime (the strongest that works at native speed; gvisor here).
 // The baseline, measured in the same run, is the same pods' tasks from
 // the control plane's own timestamps (task created → RUNNING): the ratio
 // is what the Kubernetes path adds. VESSEL_BENCH_RUNTIMES (sim,runc,default)

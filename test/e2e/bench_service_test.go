@@ -17,8 +17,8 @@ import (
 // the tasks to have run for service.StablePeriod, 1 s). Baseline in
 // the same run: the same N tasks launched by RunTask in batches of 10, as
 // fast as the API answers, until all run. N is 200 on the sim runtime, and
-// 20 on runc and on the host's default runtime (the strongest that works:
-// a micro-VM under emulation here), image cached. Run it with
+// 20 on runc and on the host's default runtime (the strongest at native speed:
+// gvisor here), image cached. Run it with
 //
 //	go test -run x -bench ServiceScale -benchtime 1x ./test/e2e/
 func BenchmarkServiceScale(b *testing.B) {

@@ -98,7 +98,7 @@ func startBridge(t *testing.T, runtimeFlags ...string) *bridgeEnv {
 		s = startRuncServer(t, args...)
 	} else {
 		// The README's default: every runtime offered, the host's
-		// strongest that works chosen (a micro-VM here).
+		// strongest that works at native speed chosen (gvisor here).
 		buildTools(t)
 		s = startSubnetServer(t, append(args, "--runtimes", "microvm,gvisor,runc,sim")...)
 	}
