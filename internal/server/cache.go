@@ -41,7 +41,11 @@ type taskCache struct {
 	// other mirrors the store's keys that are not tasks (hosts,
 	// heartbeats, services, profiles, slices, ...), for the controller's
 	// passes (cachedReads).
-	other  map[string]store.KV
+	other map[string]store.KV
+	// wake holds, per host, a channel closed at the next change of the
+	// host's tasks (or a relist): its agent's poll waits on it, so that a
+	// change wakes only the poll of its host (hostPulse).
+	wake   map[string]chan struct{}
 	synced chan struct{}
 	once   sync.Once
 }
@@ -56,13 +60,14 @@ func newTaskCache() *taskCache {
 	return &taskCache{tasks: map[string]*task.Task{}, revs: map[string]int64{},
 		byHost: map[string]map[string]*task.Task{}, hostLog: map[string][]hostChange{},
 		hostRev: map[string]int64{}, hostFull: map[string]int64{},
-		other: map[string]store.KV{}, synced: make(chan struct{})}
+		other: map[string]store.KV{}, wake: map[string]chan struct{}{}, synced: make(chan struct{})}
 }
 
 // index records t (nil: none) as task id's version at rev, in place of its
 // previous one, in tasks and byHost; c.mu is held.
 func (c *taskCache) index(id string, t *task.Task, rev int64) {
 	if old := c.tasks[id]; old != nil && old.HostID != "" {
+		c.wakeHost(old.HostID)
 		delete(c.byHost[old.HostID], id)
 		c.hostRev[old.HostID] = max(c.hostRev[old.HostID], rev)
 		if t == nil {
@@ -77,6 +82,7 @@ func (c *taskCache) index(id string, t *task.Task, rev int64) {
 	}
 	c.tasks[id], c.revs[id] = t, rev
 	if t.HostID != "" {
+		c.wakeHost(t.HostID)
 		if c.byHost[t.HostID] == nil {
 			c.byHost[t.HostID] = map[string]*task.Task{}
 		}
@@ -86,6 +92,28 @@ func (c *taskCache) index(id string, t *task.Task, rev int64) {
 			c.logChange(t.HostID, id, rev)
 		}
 	}
+}
+
+// wakeHost wakes the poll waiting for host's changes, if any; c.mu is
+// held.
+func (c *taskCache) wakeHost(host string) {
+	if ch, ok := c.wake[host]; ok {
+		close(ch)
+		delete(c.wake, host)
+	}
+}
+
+// hostPulse returns a channel closed at the next change of host's tasks
+// in the cache, or at its next relist.
+func (c *taskCache) hostPulse(host string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, ok := c.wake[host]
+	if !ok {
+		ch = make(chan struct{})
+		c.wake[host] = ch
+	}
+	return ch
 }
 
 // logChange adds task id's change at rev to host's log, in revision order
@@ -236,6 +264,9 @@ func (c *taskCache) reset(kvs []store.KV, rev int64) {
 		c.hostLog[host] = c.compactLog(host)
 	}
 	c.rev, c.resetRev = rev, rev
+	for host := range c.wake {
+		c.wakeHost(host)
+	}
 	c.mu.Unlock()
 	c.once.Do(func() { close(c.synced) })
 }

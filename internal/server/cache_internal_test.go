@@ -37,3 +37,48 @@ func TestCacheReachesARevisionAtItsLastChange(t *testing.T) {
 		t.Errorf("the next poll got %d tasks as of %d, want both as of 12", len(tasks), rev)
 	}
 }
+
+// TestHostPulseWakesOnlyItsHost: an agent's poll waits on its host's
+// pulse, which a change of another host's tasks leaves alone (with a
+// hundred hosts, every write used to wake every poll), and which a change
+// of its own host's tasks, a task moving away from it, or a relist closes.
+func TestHostPulseWakesOnlyItsHost(t *testing.T) {
+	c := newTaskCache()
+	c.reset(nil, 1)
+	rev := int64(1)
+	put := func(id, host string) {
+		v, err := json.Marshal(&task.Task{ID: id, HostID: host, LastStatus: task.StatusPending})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev++
+		c.apply(store.Event{Type: store.EventPut, KV: store.KV{Key: prefixTasks + id, Value: v, Revision: rev}})
+	}
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	h1 := c.hostPulse("h1")
+	put("a", "h2")
+	if closed(h1) {
+		t.Errorf("a change of host h2's task woke host h1's poll")
+	}
+	put("b", "h1")
+	if !closed(h1) {
+		t.Errorf("a change of host h1's task did not wake its poll")
+	}
+	h1, h2 := c.hostPulse("h1"), c.hostPulse("h2")
+	put("a", "h1") // moves from h2 to h1
+	if !closed(h1) || !closed(h2) {
+		t.Errorf("a task moving from h2 to h1: h1 woken %v, h2 woken %v; want both", closed(h1), closed(h2))
+	}
+	h3 := c.hostPulse("h3")
+	c.reset(nil, rev+1)
+	if !closed(h3) {
+		t.Errorf("a relist did not wake host h3's poll")
+	}
+}

@@ -180,7 +180,8 @@ func (s *Server) assignments(ctx context.Context, hostID string, after int64, ch
 		return agentproto.Assignments{}, err
 	}
 	for waited := false; ; {
-		pulse := s.pulseChan()
+		// Only a change of this host's tasks (or a relist) wakes it.
+		pulse := s.tasks.hostPulse(hostID)
 		if ahead := s.tasks.hostAhead(hostID); ahead > 0 && !waited {
 			// A change of the host's tasks this replica wrote ahead of
 			// the watch: answer once the watch has it (a moment), so
