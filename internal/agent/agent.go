@@ -116,6 +116,9 @@ type Agent struct {
 	finished map[string]time.Time
 	prunedAt time.Time // when finished was last pruned
 	wg       sync.WaitGroup
+	// outbox holds reports of several tasks to be sent in one call
+	// (sendReports).
+	outbox outbox
 }
 
 // finishedMemory is how long the agent remembers a task it finished, far
@@ -447,7 +450,7 @@ func (a *Agent) report(ctx context.Context, reports ...agentproto.StatusUpdate) 
 		}
 	}
 	for {
-		err := a.cfg.ControlPlane.ReportStatus(ctx, a.cfg.Host.ID, reports...)
+		err := a.sendReports(ctx, reports)
 		if err == nil {
 			return nil
 		}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
@@ -92,4 +93,105 @@ func (w *worker) flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Reports of several tasks travel together. Each task's reports go to
+// the control plane in order, one call at a time (flush); calls of
+// different tasks made at the same time are sent as one ReportStatuses
+// call (at most agentproto.MaxTasksPerCall tasks): a lone task's call
+// goes out at once, those made while one is in flight share the next. On
+// a host whose tasks start together this turns a call (a signature, a
+// request, a verification) per task into one per round trip.
+
+// outbox queues the calls waiting to be sent.
+type outbox struct {
+	mu      sync.Mutex
+	queue   []*outgoing
+	sending bool
+}
+
+// outgoing is one task's reports waiting to be sent, and where its
+// outcome goes.
+type outgoing struct {
+	ctx     context.Context
+	reports []agentproto.StatusUpdate
+	done    chan error
+}
+
+// sendReportsTimeout bounds one ReportStatuses call made for several
+// callers; it also ends when all of them have given up.
+const sendReportsTimeout = time.Minute
+
+// sendReports sends one task's reports together with other tasks' and
+// returns their outcome.
+func (a *Agent) sendReports(ctx context.Context, reports []agentproto.StatusUpdate) error {
+	o := &outgoing{ctx: ctx, reports: reports, done: make(chan error, 1)}
+	b := &a.outbox
+	b.mu.Lock()
+	b.queue = append(b.queue, o)
+	start := !b.sending
+	b.sending = true
+	b.mu.Unlock()
+	if start {
+		go a.sendOutbox()
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sendOutbox sends the queued calls, as many tasks' as one call may carry
+// at a time, until the queue is empty.
+func (a *Agent) sendOutbox() {
+	b := &a.outbox
+	for {
+		b.mu.Lock()
+		var batch []*outgoing
+		for len(b.queue) > 0 && len(batch) < agentproto.MaxTasksPerCall {
+			o := b.queue[0]
+			b.queue = b.queue[1:]
+			if o.ctx.Err() != nil {
+				o.done <- o.ctx.Err()
+				continue
+			}
+			batch = append(batch, o)
+		}
+		if len(batch) == 0 {
+			b.sending = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		tasks := make([][]agentproto.StatusUpdate, len(batch))
+		for i, o := range batch {
+			tasks[i] = o.reports
+		}
+		// The call ends when every caller has gone (the agent stopping).
+		ctx, cancel := context.WithTimeout(context.Background(), sendReportsTimeout)
+		var left atomic.Int64
+		left.Store(int64(len(batch)))
+		stops := make([]func() bool, len(batch))
+		for i, o := range batch {
+			stops[i] = context.AfterFunc(o.ctx, func() {
+				if left.Add(-1) == 0 {
+					cancel()
+				}
+			})
+		}
+		errs, err := a.cfg.ControlPlane.ReportStatuses(ctx, a.cfg.Host.ID, tasks)
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+		for i, o := range batch {
+			if err == nil {
+				o.done <- errs[i]
+			} else {
+				o.done <- err
+			}
+		}
+	}
 }

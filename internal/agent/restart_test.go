@@ -92,6 +92,14 @@ func (cp *controlPlane) Assignments(ctx context.Context, hostID string, after in
 	return as, nil
 }
 
+func (cp *controlPlane) ReportStatuses(ctx context.Context, hostID string, tasks [][]agentproto.StatusUpdate) ([]error, error) {
+	errs := make([]error, len(tasks))
+	for i, reports := range tasks {
+		errs[i] = cp.ReportStatus(ctx, hostID, reports...)
+	}
+	return errs, nil
+}
+
 func (cp *controlPlane) ReportStatus(ctx context.Context, hostID string, reports ...agentproto.StatusUpdate) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()

@@ -52,6 +52,10 @@ type StatusUpdate = task.Report
 // may carry.
 const MaxReportsPerCall = 64
 
+// MaxTasksPerCall is how many tasks' reports one ReportStatuses call may
+// carry.
+const MaxTasksPerCall = 64
+
 // Assignments is the set of tasks placed on a host that are not STOPPED.
 // An answer to a poll after a revision may instead carry only what changed
 // since (Changes): the tasks placed on the host that changed and are not
@@ -85,9 +89,13 @@ type ControlPlane interface {
 	// caller's.
 	Assignments(ctx context.Context, hostID string, after int64) (Assignments, error)
 
-	// ReportStatus applies an agent's reports about one task to it, in
-	// order and as one write. A report for a task that is not placed on
-	// hostID is an error of kind errdefs.ErrConflict; a status that would
-	// move backward is ignored.
-	ReportStatus(ctx context.Context, hostID string, reports ...StatusUpdate) error
+	// ReportStatuses applies an agent's reports about several tasks (at
+	// most MaxTasksPerCall): each element of tasks is the reports about
+	// one task, applied to it in order and as one write. It answers each
+	// task's outcome, in the order of tasks (nil: applied): a report for
+	// a task that is not placed on hostID is an error of kind
+	// errdefs.ErrConflict; a status that would move backward is ignored.
+	// An error of the call itself (the control plane unreachable, the
+	// caller not allowed) is returned alone.
+	ReportStatuses(ctx context.Context, hostID string, tasks [][]StatusUpdate) ([]error, error)
 }

@@ -285,7 +285,7 @@ func (c *ExecClient) Exec(ctx context.Context, endpoint, container string, p run
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer resp.Body.Close()
-		var eb errorBody
+		var eb ErrorBody
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		if json.Unmarshal(data, &eb) != nil || eb.Message == "" {
 			eb.Message = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, data)

@@ -28,8 +28,8 @@ const DefaultLongPoll = 30 * time.Second
 // SigningService is the SigV4 service name of the agent protocol.
 const SigningService = "vessel"
 
-// errorBody is the wire shape of an agent protocol error.
-type errorBody struct {
+// ErrorBody is the wire shape of an agent protocol error.
+type ErrorBody struct {
 	Kind    string `json:"kind"`
 	Message string `json:"message"`
 }
@@ -54,17 +54,20 @@ var kinds = []struct {
 
 // WriteError writes err with its kind, so that the client can rebuild it.
 func WriteError(w http.ResponseWriter, err error) {
-	body := errorBody{Kind: "Internal", Message: err.Error()}
-	status := http.StatusInternalServerError
-	for _, k := range kinds {
-		if errors.Is(err, k.kind) {
-			body.Kind, status = k.name, k.status
-			break
-		}
-	}
+	body, status := errorBodyOf(err)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(body)
+}
+
+// errorBodyOf is err's wire shape and HTTP status.
+func errorBodyOf(err error) (ErrorBody, int) {
+	for _, k := range kinds {
+		if errors.Is(err, k.kind) {
+			return ErrorBody{Kind: k.name, Message: err.Error()}, k.status
+		}
+	}
+	return ErrorBody{Kind: "Internal", Message: err.Error()}, http.StatusInternalServerError
 }
 
 // Client is the ControlPlane of a remote control plane, over HTTP with
@@ -366,7 +369,7 @@ func (c *Client) attempt(ctx context.Context, base *url.URL, timeout time.Durati
 		return noAnswer, errdefs.Unavailable("reading the answer of the control plane at %s: %v", base.Host, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var eb errorBody
+		var eb ErrorBody
 		if json.Unmarshal(data, &eb) != nil || eb.Message == "" {
 			eb.Message = strings.TrimSpace(string(data))
 		}
@@ -414,8 +417,8 @@ func (c *Client) Assignments(ctx context.Context, hostID string, after int64) (A
 	return out, err
 }
 
-// ReportStatus implements ControlPlane.
-// One report goes as a JSON object, several as an array.
+// ReportStatus sends reports about one task, as ReportStatuses does for
+// several. One report goes as a JSON object, several as an array.
 func (c *Client) ReportStatus(ctx context.Context, hostID string, reports ...StatusUpdate) error {
 	var body any = reports
 	switch len(reports) {
@@ -425,6 +428,56 @@ func (c *Client) ReportStatus(ctx context.Context, hostID string, reports ...Sta
 		body = reports[0]
 	}
 	return c.do(ctx, http.MethodPost, "/agent/v1/hosts/"+url.PathEscape(hostID)+"/status", body, nil)
+}
+
+// StatusesRequest is the body of a ReportStatuses call: each element of
+// Tasks is the reports about one task.
+type StatusesRequest struct {
+	Tasks [][]StatusUpdate `json:"tasks"`
+}
+
+// StatusesResponse answers a ReportStatuses call: one result per task, in
+// the request's order, null for a task whose reports were applied.
+type StatusesResponse struct {
+	Results []*ErrorBody `json:"results"`
+}
+
+// ErrorOf is the error of a task's result in a StatusesResponse (nil for
+// a null one), of the kind the server wrote.
+func ErrorOf(b *ErrorBody) error {
+	if b == nil {
+		return nil
+	}
+	return kindError(b.Kind, "control plane: "+b.Message)
+}
+
+// ErrorBodyOf is err as a task's result in a StatusesResponse (nil for
+// nil), with its kind.
+func ErrorBodyOf(err error) *ErrorBody {
+	if err == nil {
+		return nil
+	}
+	b, _ := errorBodyOf(err)
+	return &b
+}
+
+// ReportStatuses implements ControlPlane.
+func (c *Client) ReportStatuses(ctx context.Context, hostID string, tasks [][]StatusUpdate) ([]error, error) {
+	if len(tasks) == 0 {
+		return nil, nil
+	}
+	var resp StatusesResponse
+	if err := c.do(ctx, http.MethodPost, "/agent/v1/hosts/"+url.PathEscape(hostID)+"/statuses", StatusesRequest{Tasks: tasks}, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Results) != len(tasks) {
+		return nil, fmt.Errorf("control plane answered %d results for the reports of %d tasks", len(resp.Results), len(tasks))
+	}
+	errs := make([]error, len(tasks))
+	for i, b := range resp.Results {
+		errs[i] = ErrorOf(b)
+	}
+	return errs, nil
 }
 
 // HostNetwork implements NetworkSource: a long poll, moving between

@@ -111,7 +111,7 @@ func Join(ctx context.Context, endpoint string, caPEM []byte, token, hostID stri
 		return JoinResponse{}, errdefs.Unavailable("reading the control plane's answer: %v", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var eb errorBody
+		var eb ErrorBody
 		json.Unmarshal(data, &eb)
 		for _, k := range kinds {
 			if eb.Kind == k.name {

@@ -166,7 +166,7 @@ func (c *LogsClient) Logs(ctx context.Context, taskID string, o LogOptions, emit
 // ReadLogStream decodes a ServeLogs response, or its error.
 func ReadLogStream(resp *http.Response, emit func(LogLine) error) error {
 	if resp.StatusCode/100 != 2 {
-		var eb errorBody
+		var eb ErrorBody
 		json.NewDecoder(resp.Body).Decode(&eb)
 		for _, k := range kinds {
 			if eb.Kind == k.name {

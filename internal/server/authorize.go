@@ -72,6 +72,7 @@ var routeActions = map[string]routeAction{
 	"GET /agent/v1/hosts/{id}/assignments": {"vessel-agent:GetAssignments", protoVessel},
 	"GET /agent/v1/hosts/{id}/network":     {"vessel-agent:GetHostNetwork", protoVessel},
 	"POST /agent/v1/hosts/{id}/status":     {"vessel-agent:ReportStatus", protoVessel},
+	"POST /agent/v1/hosts/{id}/statuses":   {"vessel-agent:ReportStatus", protoVessel},
 	"GET /agent/v1/hosts/{id}/names":       {"vessel-agent:GetNames", protoVessel},
 }
 

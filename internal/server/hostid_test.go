@@ -10,6 +10,7 @@ import (
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/testutil"
 )
@@ -77,6 +78,8 @@ func TestHostCredentialIsBoundToItsHost(t *testing.T) {
 	_, err = clientA.Assignments(c, "host-b", -1)
 	denied("reading host B's assignments", err)
 	denied("reporting host B's task", clientA.ReportStatus(c, "host-b", agentproto.StatusUpdate{TaskID: taskID, LastStatus: "STOPPED", StopCode: "EssentialContainerExited", StoppedReason: "forged by host A"}))
+	_, err = clientA.ReportStatuses(c, "host-b", [][]agentproto.StatusUpdate{{{TaskID: taskID, LastStatus: "STOPPED", StopCode: "EssentialContainerExited", StoppedReason: "forged by host A"}}})
+	denied("reporting host B's task with other tasks' reports", err)
 	if got := e.describe(arn); got.StoppedReason != nil {
 		t.Errorf("host B's task was changed by host A: stoppedReason %q", *got.StoppedReason)
 	}
@@ -101,6 +104,29 @@ func TestHostCredentialIsBoundToItsHost(t *testing.T) {
 	if got := e.describe(arn); aws.ToString(got.LastStatus) != "RUNNING" || got.PullStartedAt == nil || got.PullStoppedAt == nil {
 		t.Errorf("after host B's reports the task is %s with pullStartedAt %v, pullStoppedAt %v; want RUNNING with both",
 			aws.ToString(got.LastStatus), got.PullStartedAt, got.PullStoppedAt)
+	}
+	// Reports of several tasks in one call: each task's outcome apart, in
+	// order, and a refused one changes nothing of the others.
+	errs, err := clientB.ReportStatuses(c, "host-b", [][]agentproto.StatusUpdate{
+		{{TaskID: "no-such-task", LastStatus: "RUNNING", At: at}},
+		{{TaskID: taskID, StoppedReason: "reported with another task's reports", At: at}},
+		{{TaskID: taskID, LastStatus: "SLEEPING", At: at}}, // no such status
+	})
+	if err != nil || len(errs) != 3 {
+		t.Fatalf("host B's reports of three tasks in one call: %v, %v", errs, err)
+	}
+	if !errors.Is(errs[0], errdefs.ErrNotFound) || errs[1] != nil || !errors.Is(errs[2], errdefs.ErrInvalidArgument) {
+		t.Errorf("outcomes %v; want NotFound, applied, InvalidArgument", errs)
+	}
+	if got := e.describe(arn); aws.ToString(got.StoppedReason) != "reported with another task's reports" {
+		t.Errorf("the task's stoppedReason is %q after the call; want the report's", aws.ToString(got.StoppedReason))
+	}
+	var tooMany [][]agentproto.StatusUpdate
+	for range agentproto.MaxTasksPerCall + 1 {
+		tooMany = append(tooMany, []agentproto.StatusUpdate{{TaskID: taskID, LastStatus: "RUNNING", At: at}})
+	}
+	if _, err := clientB.ReportStatuses(c, "host-b", tooMany); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("reports of %d tasks in one call: %v, want InvalidArgument", len(tooMany), err)
 	}
 	// The admin key keeps working for any host (the in-process agent, old
 	// set-ups).

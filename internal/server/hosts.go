@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
@@ -219,8 +220,24 @@ func hostAssignments(tasks []*task.Task, hostID string, rev int64) agentproto.As
 	return out
 }
 
-// ReportStatus implements agentproto.ControlPlane: the reports apply in
-// order, in one write of the task.
+// ReportStatuses implements agentproto.ControlPlane: each task's reports
+// apply as ReportStatus applies them, the tasks at once (so that a store
+// that commits concurrent writes together writes them together).
+func (s *Server) ReportStatuses(ctx context.Context, hostID string, tasks [][]agentproto.StatusUpdate) ([]error, error) {
+	if len(tasks) > agentproto.MaxTasksPerCall {
+		return nil, errdefs.InvalidArgument("a status call carries the reports of at most %d tasks, not %d", agentproto.MaxTasksPerCall, len(tasks))
+	}
+	errs := make([]error, len(tasks))
+	var wg sync.WaitGroup
+	for i, reports := range tasks {
+		wg.Go(func() { errs[i] = s.ReportStatus(ctx, hostID, reports...) })
+	}
+	wg.Wait()
+	return errs, nil
+}
+
+// ReportStatus applies reports about one task, in order, in one write of
+// the task.
 func (s *Server) ReportStatus(ctx context.Context, hostID string, reports ...agentproto.StatusUpdate) error {
 	if len(reports) == 0 {
 		return errdefs.InvalidArgument("a status report carries at least one report")
@@ -310,6 +327,26 @@ func (s *Server) routeAgent(mux *http.ServeMux) {
 			return
 		}
 		writeAgent(w, nil, s.ReportStatus(r.Context(), r.PathValue("id"), reports...))
+	})
+	mux.HandleFunc("POST /agent/v1/hosts/{id}/statuses", func(w http.ResponseWriter, r *http.Request) {
+		if err := agentCaller(r, r.PathValue("id")); err != nil {
+			writeAgent(w, nil, err)
+			return
+		}
+		var in agentproto.StatusesRequest
+		if !decodeAgent(w, r, &in) {
+			return
+		}
+		errs, err := s.ReportStatuses(r.Context(), r.PathValue("id"), in.Tasks)
+		if err != nil {
+			writeAgent(w, nil, err)
+			return
+		}
+		out := agentproto.StatusesResponse{Results: make([]*agentproto.ErrorBody, len(errs))}
+		for i, err := range errs {
+			out.Results[i] = agentproto.ErrorBodyOf(err)
+		}
+		writeAgent(w, out, nil)
 	})
 }
 
