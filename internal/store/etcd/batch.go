@@ -28,7 +28,10 @@ import (
 // another's. Writes committed together share one revision; the watch sends
 // their events one after another, all but the last with store.Event.More.
 // Reads (a Get, a page of a List) batched together form a read-only
-// transaction, which is as linearizable as a single range request.
+// transaction, which is as linearizable as a single range request; a read
+// alone is a range request, and reads whose transaction failed are tried
+// again alone (etcd's client moves a range request, not a transaction, to
+// another member).
 const (
 	// batchOps bounds a transaction's requests: etcd refuses more than its
 	// --max-txn-ops (128 by default) in one.
@@ -161,12 +164,13 @@ func (b *batcher) commit(batch []*request) {
 	}
 	resp, err := b.s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
-		if errors.Is(err, rpctypes.ErrTooManyOps) || errors.Is(err, rpctypes.ErrDuplicateKey) || errors.Is(err, rpctypes.ErrRequestTooLarge) ||
-			errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrFutureRev) {
-			// Refused for what it is together (a cluster with lower
-			// limits than etcd's defaults), or for one request of it (a
-			// page of a List at a revision since compacted): each alone,
-			// so that each gets its own answer.
+		if !batch[0].write || errors.Is(err, rpctypes.ErrTooManyOps) || errors.Is(err, rpctypes.ErrDuplicateKey) || errors.Is(err, rpctypes.ErrRequestTooLarge) {
+			// Reads, whatever failed them: alone, each is a range
+			// request, which etcd's client retries on another member
+			// (a transaction it does not), and each gets its own answer
+			// (a page of a List at a revision since compacted). Writes
+			// refused for what they are together (a cluster with lower
+			// limits than etcd's defaults): each alone.
 			for _, r := range batch {
 				r.done <- b.s.commitOne(r)
 			}
@@ -187,10 +191,20 @@ func (b *batcher) commit(batch []*request) {
 	}
 }
 
-// commitOne sends r alone, bounded by its caller's context.
+// commitOne sends r alone, bounded by its caller's context: a read as a
+// range request, a write as a transaction.
 func (s *Store) commitOne(r *request) outcome {
 	ctx, cancel := s.opContext(r.ctx)
 	defer cancel()
+	if !r.write {
+		resp, err := s.cli.Do(ctx, r.then)
+		if err != nil {
+			return outcome{err: err}
+		}
+		get := (*pb.RangeResponse)(resp.Get())
+		return outcome{succeeded: true, rev: get.Header.Revision,
+			responses: []*pb.ResponseOp{{Response: &pb.ResponseOp_ResponseRange{ResponseRange: get}}}}
+	}
 	resp, err := s.cli.Txn(ctx).If(r.cmps...).Then(r.then).Else(r.orElse...).Commit()
 	if err != nil {
 		return outcome{err: err}
