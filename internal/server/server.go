@@ -15,6 +15,7 @@ import (
 
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/secrets"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
 )
@@ -80,6 +81,10 @@ type Config struct {
 	// ServiceThrottle slows down services whose tasks keep failing to
 	// start; defaults as ECS's.
 	ServiceThrottle ServiceThrottle
+	// Secrets, when set, serves the Secrets Manager and SSM Parameter
+	// Store APIs (X-Amz-Target secretsmanager.* and AmazonSSM.*) and
+	// resolves tasks' secrets for their hosts' agents; nil refuses both.
+	Secrets *secrets.Service
 	// Leadership says when this replica runs the controllers; nil:
 	// AlwaysLeader (a single process). Replicas on one etcd share the
 	// etcd store's Elector, so that exactly one runs them, its writes
