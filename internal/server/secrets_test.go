@@ -27,11 +27,7 @@ func withSecrets(t *testing.T) func(*server.Config) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc, err := secrets.New(secrets.Config{Store: cfg.Store, Sealer: sealer, Region: "us-east-1", AccountID: "000000000000", Logger: cfg.Logger})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Secrets = svc
+		cfg.SecretsSealer = sealer
 	}
 }
 
