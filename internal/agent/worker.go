@@ -150,6 +150,10 @@ func (w *worker) create(ctx context.Context) error {
 	if err := t.ValidateVolumes(); err != nil {
 		return fmt.Errorf("%s: %v", task.ReasonCannotCreateVolume, err)
 	}
+	secretEnv, err := w.taskSecrets(ctx)
+	if err != nil {
+		return err
+	}
 	var mounts map[string][]runtime.Mount
 	if !w.simulated() {
 		// The network first: it does not depend on the images, and the
@@ -205,6 +209,9 @@ func (w *worker) create(ctx context.Context) error {
 			}
 		}
 		for k, v := range c.Environment {
+			env[k] = v
+		}
+		for k, v := range secretEnv[c.Name] {
 			env[k] = v
 		}
 		for k, v := range env {

@@ -285,6 +285,9 @@ func (s *Server) resolveTask(def *api.TaskDefinition, ov *api.TaskOverride) (*ta
 		for _, d := range cd.DependsOn {
 			c.DependsOn = append(c.DependsOn, task.Dependency{Container: deref(d.ContainerName), Condition: d.Condition})
 		}
+		for _, sec := range cd.Secrets {
+			c.Secrets = append(c.Secrets, task.Secret{Name: deref(sec.Name), ValueFrom: deref(sec.ValueFrom)})
+		}
 		for _, pm := range cd.PortMappings {
 			if pm.ContainerPort == nil {
 				continue // a port range: no single port to publish

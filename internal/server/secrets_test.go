@@ -9,6 +9,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -16,6 +18,7 @@ import (
 
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/awsclient"
+	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/secrets"
 	"vessel.dev/vessel/internal/server"
 )
@@ -239,4 +242,91 @@ func TestSecretsNeedTheirActions(t *testing.T) {
 	}
 	_, err = cuSM.GetSecretValue(c, &secretsmanager.GetSecretValueInput{SecretId: aws.String("db")})
 	wantDenied(t, err, "reader", "secretsmanager:GetSecretValue", http.StatusBadRequest)
+}
+
+// TestTaskSecrets: a task definition's secrets (a Secrets Manager ARN with
+// a JSON key, an SSM parameter's name) are given to the host the task runs
+// on, and to no other host; their values appear in no API answer and in
+// no stored record but the sealed ones; a missing secret stops the task
+// with TaskFailedToStart and a reason that names it.
+func TestTaskSecrets(t *testing.T) {
+	keyH1, keyH2 := newHostKey(t, "h1"), newHostKey(t, "h2")
+	e := newEnvWith(t, envOptions{}, func(c *server.Config) {
+		withSecrets(t)(c)
+		c.Keyring = auth.NewStaticKeyring(append(c.Keys, keyH1, keyH2)...)
+	})
+	sm, ps := e.secretsClients(e.key)
+	c := ctx(t)
+	const password, token = "pw-93f1c0aa", "tok-5be2d911"
+	created, err := sm.CreateSecret(c, &secretsmanager.CreateSecretInput{Name: aws.String("db"), SecretString: aws.String(`{"password":"` + password + `"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.PutParameter(c, &ssm.PutParameterInput{Name: aws.String("/app/token"), Value: aws.String(token), Type: ssmtypes.ParameterTypeSecureString}); err != nil {
+		t.Fatal(err)
+	}
+	register := func(family string, secrets ...ecstypes.Secret) string {
+		out, err := e.ecs.RegisterTaskDefinition(c, &ecs.RegisterTaskDefinitionInput{
+			Family: aws.String(family), Cpu: aws.String("256"), Memory: aws.String("512"),
+			NetworkMode: ecstypes.NetworkModeAwsvpc, RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
+			ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String("busybox"),
+				Command: []string{"sleep", "300"}, Secrets: secrets}},
+		})
+		if err != nil {
+			t.Fatalf("RegisterTaskDefinition: %v", err)
+		}
+		return *out.TaskDefinition.TaskDefinitionArn
+	}
+	def := register("with-secrets",
+		ecstypes.Secret{Name: aws.String("DB_PASSWORD"), ValueFrom: aws.String(*created.ARN + ":password::")},
+		ecstypes.Secret{Name: aws.String("TOKEN"), ValueFrom: aws.String("/app/token")})
+	arn := e.run(def)
+	e.waitStatus(arn, "RUNNING")
+	id := arn[strings.LastIndex(arn, "/")+1:]
+
+	got, err := e.vesselClient(keyH1).TaskSecrets(c, "h1", id)
+	if err != nil || got.Failure != "" || got.Env["app"]["DB_PASSWORD"] != password || got.Env["app"]["TOKEN"] != token {
+		t.Fatalf("TaskSecrets for the task's host: failure %q, %v; want both values", got.Failure, err)
+	}
+	if _, err := e.vesselClient(keyH2).TaskSecrets(c, "h1", id); !errdefs.IsPermissionDenied(err) {
+		t.Errorf("host h2's key asking as h1: %v; want permission denied", err)
+	}
+	if got, err := e.vesselClient(keyH2).TaskSecrets(c, "h2", id); !errdefs.IsNotFound(err) || len(got.Env) > 0 {
+		t.Errorf("host h2 asking for h1's task: %v; want not found", err)
+	}
+
+	// The values are in no answer and no record in clear.
+	for _, op := range []struct{ name, body string }{
+		{"DescribeTasks", `{"tasks":["` + arn + `"]}`},
+		{"DescribeTaskDefinition", `{"taskDefinition":"` + def + `"}`},
+	} {
+		status, code, _ := e.rawECS(op.name, op.body)
+		if status != http.StatusOK {
+			t.Fatalf("%s: %d %s", op.name, status, code)
+		}
+	}
+	td, err := e.ecs.DescribeTaskDefinition(c, &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(def)})
+	if err != nil || len(td.TaskDefinition.ContainerDefinitions[0].Secrets) != 2 {
+		t.Fatalf("DescribeTaskDefinition shows secrets %v, %v; want both named", td.TaskDefinition.ContainerDefinitions[0].Secrets, err)
+	}
+	kvs, _, err := e.st.List(c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range kvs {
+		if strings.Contains(string(kv.Value), password) || strings.Contains(string(kv.Value), token) {
+			t.Errorf("record %s holds a secret's value in clear", kv.Key)
+		}
+	}
+
+	// A missing secret: the task fails to start, naming it.
+	missing := "arn:aws:secretsmanager:us-east-1:000000000000:secret:missing-AbCdEf"
+	arn = e.run(register("missing-secret", ecstypes.Secret{Name: aws.String("X"), ValueFrom: aws.String(missing)}))
+	stopped := e.waitStatus(arn, "STOPPED")
+	reason := aws.ToString(stopped.StoppedReason)
+	if stopped.StopCode != ecstypes.TaskStopCodeTaskFailedToStart ||
+		!strings.HasPrefix(reason, "ResourceInitializationError: unable to pull secrets or registry auth: ") || !strings.Contains(reason, missing) {
+		t.Fatalf("a task with a missing secret stopped with %s %q; want TaskFailedToStart, ResourceInitializationError naming %s", stopped.StopCode, reason, missing)
+	}
+	t.Logf("stoppedReason: %s", reason)
 }

@@ -264,6 +264,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeEKS(api)
 	s.routeAgent(api)
 	s.routeNames(api)
+	s.routeTaskSecrets(api)
 	s.routeLogs(api)
 	s.routeExec(api)
 	s.routeBridge(api)
