@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSecretsEndToEnd: with the real aws CLI, a Secrets Manager secret (a
+// JSON document) and an SSM SecureString are created; a runc task whose
+// definition takes both in `secrets` (a JSON key of the secret, the
+// parameter by name) prints them; a task naming a missing secret stops
+// with TaskFailedToStart and a reason naming it. The two values are found
+// nowhere else: not in any API answer but GetSecretValue's and
+// GetParameter's, not in /metrics, not in the server's (and its agent's)
+// debug log, not in any file of the data directory.
+func TestSecretsEndToEnd(t *testing.T) {
+	s := startRuncServer(t, "--log-level", "debug")
+	reg := newRegistry(t)
+	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
+	password, token := "pw-"+randomHex(t), "tok-"+randomHex(t)
+	var answers bytes.Buffer // every API answer that must not show a value
+	awsJSON := func(out any, args ...string) {
+		t.Helper()
+		stdout, stderr, err := s.awsRaw("", args...)
+		if err != nil {
+			t.Fatalf("aws %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		}
+		if args[1] != "get-secret-value" && args[1] != "get-parameter" {
+			answers.Write(stdout)
+		}
+		if out != nil {
+			if err := json.Unmarshal(stdout, out); err != nil {
+				t.Fatalf("aws %s: decoding %q: %v", strings.Join(args, " "), stdout, err)
+			}
+		}
+	}
+
+	var created struct{ ARN, Name, VersionId string }
+	awsJSON(&created, "secretsmanager", "create-secret", "--name", "e2e/db", "--secret-string", `{"user":"app","password":"`+password+`"}`)
+	if !strings.HasPrefix(created.ARN, "arn:aws:secretsmanager:us-east-1:") || !strings.Contains(created.ARN, ":secret:e2e/db-") || created.VersionId == "" {
+		t.Fatalf("create-secret answered %+v", created)
+	}
+	var value struct{ SecretString string }
+	awsJSON(&value, "secretsmanager", "get-secret-value", "--secret-id", created.ARN)
+	if !strings.Contains(value.SecretString, password) {
+		t.Fatalf("get-secret-value answered %q", value.SecretString)
+	}
+	awsJSON(nil, "secretsmanager", "describe-secret", "--secret-id", "e2e/db")
+	awsJSON(nil, "secretsmanager", "list-secrets")
+	var put struct{ Version int }
+	awsJSON(&put, "ssm", "put-parameter", "--name", "/e2e/token", "--type", "SecureString", "--value", token)
+	if put.Version != 1 {
+		t.Fatalf("put-parameter answered version %d", put.Version)
+	}
+	var param struct{ Parameter struct{ Value string } }
+	awsJSON(&param, "ssm", "get-parameter", "--name", "/e2e/token", "--with-decryption")
+	if param.Parameter.Value != token {
+		t.Fatalf("get-parameter --with-decryption answered %q", param.Parameter.Value)
+	}
+	awsJSON(&param, "ssm", "get-parameters-by-path", "--path", "/e2e") // without decryption: sealed
+	awsJSON(nil, "ssm", "describe-parameters")
+	_, stderr, err := s.awsRaw("", "ssm", "get-parameter", "--name", "/e2e/missing")
+	if err == nil || !strings.Contains(stderr, "ParameterNotFound") {
+		t.Fatalf("get-parameter of a missing parameter: %v %s", err, stderr)
+	}
+	_, stderr, err = s.awsRaw("", "secretsmanager", "delete-secret", "--secret-id", "e2e/db", "--recovery-window-in-days", "3")
+	if err == nil || !strings.Contains(stderr, "InvalidParameterException") {
+		t.Fatalf("delete-secret with a 3-day window: %v %s", err, stderr)
+	}
+
+	register := func(family string, secrets ...map[string]string) {
+		t.Helper()
+		def := map[string]any{"family": family, "networkMode": "awsvpc", "requiresCompatibilities": []string{"FARGATE"},
+			"cpu": "256", "memory": "512", "containerDefinitions": []map[string]any{{"name": "app", "image": img, "essential": true,
+				"command": []string{"sh", "-c", `echo "db=$DB_PASSWORD token=$TOKEN"`}, "secrets": secrets, "stopTimeout": 2}}}
+		file := filepath.Join(t.TempDir(), family+".json")
+		b, _ := json.Marshal(def)
+		if err := os.WriteFile(file, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		awsJSON(nil, "ecs", "register-task-definition", "--cli-input-json", "file://"+file)
+	}
+	run := func(family string) string {
+		t.Helper()
+		var out struct{ Tasks []ecsTask }
+		awsJSON(&out, "ecs", "run-task", "--task-definition", family, "--launch-type", "FARGATE",
+			"--network-configuration", "awsvpcConfiguration={subnets=[subnet-default]}")
+		if len(out.Tasks) != 1 {
+			t.Fatalf("run-task %s answered %+v", family, out)
+		}
+		return out.Tasks[0].TaskArn
+	}
+	register("print-secrets",
+		map[string]string{"name": "DB_PASSWORD", "valueFrom": created.ARN + ":password::"},
+		map[string]string{"name": "TOKEN", "valueFrom": "/e2e/token"})
+	arn := run("print-secrets")
+	st := s.waitStatus(arn, "STOPPED", 90*time.Second)
+	if len(st.Containers) != 1 || st.Containers[0].ExitCode == nil || *st.Containers[0].ExitCode != 0 {
+		t.Fatalf("the task printing its secrets: %+v", st)
+	}
+	logs, errOut, code := s.vessel("logs", arn)
+	if code != 0 || !strings.Contains(logs, "db="+password+" token="+token) {
+		t.Fatalf("vessel logs (exit %d): %q %s; want the two values printed", code, logs, errOut)
+	}
+
+	missing := "arn:aws:secretsmanager:us-east-1:000000000000:secret:e2e/missing-AbCdEf"
+	register("missing-secret", map[string]string{"name": "DB_PASSWORD", "valueFrom": missing})
+	st = s.waitStatus(run("missing-secret"), "STOPPED", 90*time.Second)
+	if st.StopCode != "TaskFailedToStart" || !strings.HasPrefix(st.StoppedReason, "ResourceInitializationError: unable to pull secrets or registry auth: ") ||
+		!strings.Contains(st.StoppedReason, missing) {
+		t.Fatalf("the task with a missing secret stopped with %s %q; want TaskFailedToStart, a ResourceInitializationError naming %s", st.StopCode, st.StoppedReason, missing)
+	}
+	t.Logf("stoppedReason: %s", st.StoppedReason)
+
+	// Nowhere else.
+	awsJSON(nil, "ecs", "describe-tasks", "--tasks", arn)
+	awsJSON(nil, "ecs", "describe-task-definition", "--task-definition", "print-secrets")
+	awsJSON(nil, "ecs", "list-tasks", "--desired-status", "STOPPED")
+	resp, err := http.Get(s.endpoint + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(&answers, resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(answers.String(), "print-secrets") || !strings.Contains(answers.String(), "vessel_") {
+		t.Fatalf("the answers gathered lack the task definition or the metrics: is this the right text?")
+	}
+	s.kill(syscall.SIGTERM) // its log is complete, its files closed
+	for _, v := range []string{password, token} {
+		if strings.Contains(answers.String(), v) {
+			t.Errorf("an API answer or /metrics shows value %s", v)
+		}
+		if strings.Contains(s.log.String(), v) {
+			t.Errorf("the server's output shows value %s", v)
+		}
+	}
+	// The task's own log holds what it printed (vessel logs reads it
+	// there): every other file must not.
+	printed := filepath.Join(s.dataDir, "logs", arn[strings.LastIndex(arn, "/")+1:])
+	files := 0
+	filepath.WalkDir(s.dataDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || strings.HasPrefix(path, printed+"/") {
+			return nil
+		}
+		files++
+		for _, v := range []string{password, token} {
+			if found, err := fileContains(path, []byte(v)); err != nil || found {
+				t.Errorf("file %s of the data directory holds value %s (%v)", path, v, err)
+			}
+		}
+		return nil
+	})
+	if files < 3 {
+		t.Fatalf("read %d files of the data directory %s: is this the right directory?", files, s.dataDir)
+	}
+}
+
+// fileContains reads path in pieces (some files are large and sparse: a
+// task's disk) and reports whether it holds v.
+func fileContains(path string, v []byte) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20+len(v))
+	keep := 0
+	for {
+		n, err := io.ReadFull(f, buf[keep:])
+		if bytes.Contains(buf[:keep+n], v) {
+			return true, nil
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		keep = copy(buf, buf[keep+n-len(v)+1:keep+n])
+	}
+}
+
+func randomHex(t *testing.T) string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
