@@ -160,7 +160,7 @@ func (r *secretRecord) addVersion(v secretVersion) {
 
 func notFoundSecret(id string) error {
 	return newError(CodeResourceNotFound, errdefs.ErrNotFound,
-		"Secrets Manager can't find the specified secret: %s (give its name or ARN; ListSecrets lists them)", id)
+		"Secrets Manager can't find the specified secret: %s", id)
 }
 
 func markedForDeletion(r *secretRecord) error {

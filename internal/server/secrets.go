@@ -57,7 +57,7 @@ func (s *Server) TaskSecrets(ctx context.Context, hostID, taskID string) (agentp
 				if ctx.Err() != nil {
 					return agentproto.TaskSecrets{}, ctx.Err()
 				}
-				out.Env, out.Failure = nil, fmt.Sprintf("%v (valueFrom %s of container %s's %s)", err, sec.ValueFrom, c.Name, sec.Name)
+				out.Env, out.Failure = nil, fmt.Sprintf("%v (container %s, environment variable %s)", err, c.Name, sec.Name)
 				s.log.Info("a task's secret could not be read", "task", taskID, "host", hostID, "container", c.Name, "value_from", sec.ValueFrom, "err", err)
 				return out, nil
 			}

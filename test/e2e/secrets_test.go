@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestSecretsEndToEnd: with the real aws CLI, a Secrets Manager secret (a
@@ -166,28 +169,46 @@ func TestSecretsEndToEnd(t *testing.T) {
 	}
 }
 
-// fileContains reads path in pieces (some files are large and sparse: a
-// task's disk) and reports whether it holds v.
+// fileContains reports whether the file at path holds v. It reads only
+// the file's data, skipping its holes: a task's disk images are large
+// sparse files.
 func fileContains(path string, v []byte) (bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return false, err
 	}
 	defer f.Close()
+	fd := int(f.Fd())
 	buf := make([]byte, 1<<20+len(v))
-	keep := 0
-	for {
-		n, err := io.ReadFull(f, buf[keep:])
-		if bytes.Contains(buf[:keep+n], v) {
-			return true, nil
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return false, nil
+	for pos := int64(0); ; {
+		start, err := unix.Seek(fd, pos, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			return false, nil // no data after pos
 		}
 		if err != nil {
 			return false, err
 		}
-		keep = copy(buf, buf[keep+n-len(v)+1:keep+n])
+		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if err != nil {
+			return false, err
+		}
+		// Search [start, end) in pieces that overlap by len(v)-1.
+		keep := 0
+		for off := start; off < end; {
+			n, err := f.ReadAt(buf[keep:keep+int(min(int64(len(buf)-keep), end-off))], off)
+			if bytes.Contains(buf[:keep+n], v) {
+				return true, nil
+			}
+			if err != nil && err != io.EOF {
+				return false, err
+			}
+			if n == 0 {
+				break
+			}
+			off += int64(n)
+			keep = copy(buf, buf[max(0, keep+n-len(v)+1):keep+n])
+		}
+		pos = end
 	}
 }
 
