@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+
+	"vessel.dev/vessel/internal/task"
 )
 
 // TaskSecrets are the values of a task's containers' secrets (ECS
@@ -13,6 +15,9 @@ type TaskSecrets struct {
 	// Env holds, by container name, the environment variables its secrets
 	// give, by variable name.
 	Env map[string]map[string]string `json:"env,omitempty"`
+	// RegistryAuth holds, by container name, the credentials to pull its
+	// image read from its repositoryCredentials secret.
+	RegistryAuth map[string]task.RegistryAuth `json:"registryAuth,omitempty"`
 	// Failure, when set, says which secret could not be read and why
 	// (naming the secret, never a value): the task cannot start.
 	Failure string `json:"failure,omitempty"`

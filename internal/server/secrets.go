@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -44,9 +45,21 @@ func (s *Server) TaskSecrets(ctx context.Context, hostID, taskID string) (agentp
 	if err != nil || t.HostID != hostID || t.DesiredStatus == task.StatusStopped || t.LastStatus == task.StatusStopped {
 		return agentproto.TaskSecrets{}, errdefs.NotFound("task %s is not placed on host %s, or is stopped: only the host running a task gets its secrets", taskID, hostID)
 	}
-	out := agentproto.TaskSecrets{Env: map[string]map[string]string{}}
+	out := agentproto.TaskSecrets{Env: map[string]map[string]string{}, RegistryAuth: map[string]task.RegistryAuth{}}
 	n := 0
 	for _, c := range t.Containers {
+		if from := c.RegistryCredentialsFrom; from != "" {
+			ra, err := s.registryCredentials(ctx, from)
+			if err != nil {
+				if ctx.Err() != nil {
+					return agentproto.TaskSecrets{}, ctx.Err()
+				}
+				s.log.Info("a task's registry credentials could not be read", "task", taskID, "host", hostID, "container", c.Name, "value_from", from, "err", err)
+				return agentproto.TaskSecrets{Failure: fmt.Sprintf("%v (container %s, repositoryCredentials)", err, c.Name)}, nil
+			}
+			out.RegistryAuth[c.Name] = ra
+			n++
+		}
 		for _, sec := range c.Secrets {
 			if s.secrets == nil {
 				out.Env, out.Failure = nil, "this control plane serves no secrets store, so secret "+sec.ValueFrom+" cannot be read"
@@ -70,6 +83,24 @@ func (s *Server) TaskSecrets(ctx context.Context, hostID, taskID string) (agentp
 	}
 	s.log.Debug("a task's secrets were read for its host", "task", taskID, "host", hostID, "secrets", n)
 	return out, nil
+}
+
+// registryCredentials reads a repositoryCredentials secret: JSON with
+// username and password, as ECS reads it.
+func (s *Server) registryCredentials(ctx context.Context, from string) (task.RegistryAuth, error) {
+	if s.secrets == nil {
+		return task.RegistryAuth{}, errdefs.NotFound("this control plane serves no secrets store, so secret %s cannot be read", from)
+	}
+	v, err := s.secrets.Resolve(ctx, from)
+	if err != nil {
+		return task.RegistryAuth{}, err
+	}
+	var ra task.RegistryAuth
+	if err := json.Unmarshal([]byte(v), &ra); err != nil || ra.Username == "" || ra.Password == "" {
+		// The parser's message may quote the value: say only what is wrong.
+		return task.RegistryAuth{}, errdefs.InvalidArgument("secret %s is not registry credentials: its value must be JSON with username and password", from)
+	}
+	return ra, nil
 }
 
 // routeTaskSecrets serves the agent protocol's route of TaskSecrets.

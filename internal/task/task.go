@@ -112,6 +112,11 @@ type Container struct {
 	// control plane from repositoryCredentials or the execution role's
 	// registry credentials. Never shown by the API.
 	RegistryAuth *RegistryAuth `json:"registryAuth,omitempty"`
+	// RegistryCredentialsFrom, when set, is the Secrets Manager secret
+	// (ECS repositoryCredentials) holding the credentials to pull Image
+	// with, as JSON {"username", "password"}: the host agent gets them from
+	// the control plane when the task starts, as Secrets.
+	RegistryCredentialsFrom string `json:"registryCredentialsFrom,omitempty"`
 	// Secrets are environment variables whose values the host agent gets
 	// from the control plane's secrets store when the task starts (ECS
 	// secrets): only their names and where they come from are kept here.

@@ -151,13 +151,20 @@ func TestSecretsEndToEnd(t *testing.T) {
 	// The task's own log holds what it printed (vessel logs reads it
 	// there): every other file must not.
 	printed := filepath.Join(s.dataDir, "logs", arn[strings.LastIndex(arn, "/")+1:])
+	noValuesIn(t, s.dataDir, printed, password, token)
+}
+
+// noValuesIn fails t if a regular file under dir, but those under skip,
+// holds one of values.
+func noValuesIn(t *testing.T, dir, skip string, values ...string) {
+	t.Helper()
 	files := 0
-	filepath.WalkDir(s.dataDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() || strings.HasPrefix(path, printed+"/") {
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || skip != "" && strings.HasPrefix(path, skip+"/") {
 			return nil
 		}
 		files++
-		for _, v := range []string{password, token} {
+		for _, v := range values {
 			if found, err := fileContains(path, []byte(v)); err != nil || found {
 				t.Errorf("file %s of the data directory holds value %s (%v)", path, v, err)
 			}
@@ -165,7 +172,7 @@ func TestSecretsEndToEnd(t *testing.T) {
 		return nil
 	})
 	if files < 3 {
-		t.Fatalf("read %d files of the data directory %s: is this the right directory?", files, s.dataDir)
+		t.Fatalf("read %d files of the data directory %s: is this the right directory?", files, dir)
 	}
 }
 
@@ -218,4 +225,53 @@ func randomHex(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// TestRepositoryCredentialsFromSecretsManager: a task definition's
+// repositoryCredentials name a Secrets Manager secret (made with the aws
+// CLI) holding a private registry's username and password: the task's
+// host reads it when the task starts and pulls the private image with it;
+// the password is in no file of the data directory (the task's record
+// holds only the secret's ARN). A secret that is not registry
+// credentials stops the task with TaskFailedToStart, naming it.
+func TestRepositoryCredentialsFromSecretsManager(t *testing.T) {
+	private, _ := privateRegistry(t) // alice's password: s3cret
+	s := startRuncServer(t)
+	var good, bad struct{ ARN string }
+	s.aws(&good, "secretsmanager", "create-secret", "--name", "team-registry", "--secret-string", `{"username":"alice","password":"s3cret"}`)
+	s.aws(&bad, "secretsmanager", "create-secret", "--name", "not-credentials", "--secret-string", "just-a-string")
+	register := func(family, secretARN string) {
+		t.Helper()
+		def := map[string]any{"family": family, "networkMode": "awsvpc", "cpu": "256", "memory": "512",
+			"containerDefinitions": []map[string]any{{"name": "app", "image": private, "command": []string{"sh", "-c", "echo ran"},
+				"stopTimeout": 2, "repositoryCredentials": map[string]string{"credentialsParameter": secretARN}}}}
+		file := filepath.Join(t.TempDir(), family+".json")
+		b, _ := json.Marshal(def)
+		if err := os.WriteFile(file, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.aws(nil, "ecs", "register-task-definition", "--cli-input-json", "file://"+file)
+	}
+	run := func(family string) ecsTask {
+		t.Helper()
+		var out struct{ Tasks []ecsTask }
+		s.aws(&out, "ecs", "run-task", "--task-definition", family)
+		if len(out.Tasks) != 1 {
+			t.Fatalf("run-task %s answered %+v", family, out)
+		}
+		return s.waitStatus(out.Tasks[0].TaskArn, "STOPPED", 90*time.Second)
+	}
+	register("private", good.ARN)
+	register("bad-credentials", bad.ARN)
+	if st := run("private"); len(st.Containers) != 1 || st.Containers[0].ExitCode == nil || *st.Containers[0].ExitCode != 0 {
+		t.Fatalf("the private image's task: %+v; want exit 0", st)
+	}
+	st := run("bad-credentials")
+	if st.StopCode != "TaskFailedToStart" || !strings.HasPrefix(st.StoppedReason, "ResourceInitializationError: unable to pull secrets or registry auth: ") ||
+		!strings.Contains(st.StoppedReason, bad.ARN) || strings.Contains(st.StoppedReason, "just-a-string") {
+		t.Fatalf("the task with a secret that is not registry credentials stopped with %s %q", st.StopCode, st.StoppedReason)
+	}
+	t.Logf("stoppedReason: %s", st.StoppedReason)
+	s.kill(syscall.SIGTERM)
+	noValuesIn(t, s.dataDir, "", "s3cret")
 }
