@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"regexp"
 	"slices"
@@ -29,7 +30,6 @@ const (
 	defaultRecoveryDays    = 30
 	minRecoveryDays        = 7
 	maxRecoveryDays        = 30
-	secretSuffixAlphabet   = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 	maxListSecretsResults  = 100
 	maxSecretNameLength    = 512
 	maxSecretDescription   = 2048
@@ -179,7 +179,9 @@ func (s *Service) expired(r *secretRecord) bool {
 }
 
 func (s *Service) secretARN(name string) string {
-	return "arn:aws:secretsmanager:" + s.cfg.Region + ":" + s.cfg.AccountID + ":secret:" + name + "-" + randomString(6, secretSuffixAlphabet)
+	// Six random characters, as Secrets Manager adds (its are of mixed
+	// case; these of base32's upper case and digits).
+	return "arn:aws:secretsmanager:" + s.cfg.Region + ":" + s.cfg.AccountID + ":secret:" + name + "-" + rand.Text()[:6]
 }
 
 // secretRef is a SecretId resolved to a stored name, with the ARN it

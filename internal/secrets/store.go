@@ -2,12 +2,10 @@ package secrets
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"time"
 
 	"vessel.dev/vessel/internal/auth"
@@ -157,19 +155,6 @@ func list[R any](ctx context.Context, st store.Store, prefix string) ([]*R, erro
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// randomString returns n characters of alphabet, chosen at random.
-func randomString(n int, alphabet string) string {
-	out := make([]byte, n)
-	for i := range out {
-		k, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
-		if err != nil {
-			panic(err)
-		}
-		out[i] = alphabet[k.Int64()]
-	}
-	return string(out)
 }
 
 // epoch is a time as JSON 1.1 writes timestamps: seconds since the epoch.
