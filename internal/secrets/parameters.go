@@ -73,7 +73,7 @@ func validation(format string, args ...any) error {
 }
 
 func parameterNotFound(name string) error {
-	return newError(CodeParameterNotFound, errdefs.ErrNotFound, "Parameter %s not found (DescribeParameters lists the parameters)", name)
+	return newError(CodeParameterNotFound, errdefs.ErrNotFound, "Parameter %s not found", name)
 }
 
 // checkParameterName validates a parameter's name as Parameter Store

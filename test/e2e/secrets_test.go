@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -10,12 +11,16 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"golang.org/x/sys/unix"
 )
 
@@ -274,4 +279,56 @@ func TestRepositoryCredentialsFromSecretsManager(t *testing.T) {
 	t.Logf("stoppedReason: %s", st.StoppedReason)
 	s.kill(syscall.SIGTERM)
 	noValuesIn(t, s.dataDir, "", "s3cret")
+}
+
+// TestSecretsOnRemoteAgent: a host agent in a process of its own, joined
+// with a token, gets a task's secrets over the agent protocol signed with
+// its host credential: a task whose secret exists runs there, one whose
+// secret is missing stops with TaskFailedToStart naming it, and the
+// agent's debug log shows no value.
+func TestSecretsOnRemoteAgent(t *testing.T) {
+	s := startServer(t, "--no-agent")
+	value := "remote-" + randomHex(t)
+	var created struct{ ARN string }
+	s.aws(&created, "secretsmanager", "create-secret", "--name", "remote", "--secret-string", value)
+	c := s.ecsClient()
+	register := func(family, valueFrom string) {
+		t.Helper()
+		if _, err := c.RegisterTaskDefinition(context.Background(), &ecs.RegisterTaskDefinitionInput{Family: aws.String(family),
+			Cpu: aws.String("256"), Memory: aws.String("512"), NetworkMode: ecstypes.NetworkModeAwsvpc,
+			ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String("busybox"),
+				Command: []string{"sleep", "1000"}, Secrets: []ecstypes.Secret{{Name: aws.String("V"), ValueFrom: aws.String(valueFrom)}}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	register("has-secret", created.ARN)
+	register("lacks-secret", "/remote/missing")
+
+	var log syncBuffer
+	agent := exec.Command(vesselBin, "agent", "--server", s.endpoint, "--data-dir", t.TempDir(), "--host-id", "remote-host",
+		"--runtime", "sim", "--runtimes", "sim", "--log-level", "debug", "--token", s.joinToken())
+	agent.Env = agentEnv()
+	agent.Stdout, agent.Stderr = &log, &log
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		agent.Process.Signal(syscall.SIGTERM)
+		agent.Wait()
+	})
+
+	waitFor(t, c, runOne(t, c, "has-secret"), "RUNNING", 30*time.Second)
+	st := waitFor(t, c, runOne(t, c, "lacks-secret"), "STOPPED", 30*time.Second)
+	reason := aws.ToString(st.StoppedReason)
+	if st.StopCode != ecstypes.TaskStopCodeTaskFailedToStart || !strings.HasPrefix(reason, "ResourceInitializationError: unable to pull secrets or registry auth: ") ||
+		!strings.Contains(reason, "/remote/missing") {
+		t.Fatalf("the task with a missing parameter stopped with %s %q", st.StopCode, reason)
+	}
+	t.Logf("stoppedReason: %s", reason)
+	if !strings.Contains(log.String(), "remote-host") {
+		t.Fatalf("the agent's log does not name its host: is it the right log?\n%s", log.String())
+	}
+	if strings.Contains(log.String(), value) {
+		t.Errorf("the agent's log shows the secret's value")
+	}
 }
