@@ -233,10 +233,29 @@ func hasSuffix(name string) bool { return len(name) > 7 && name[len(name)-7] == 
 // is not the one asked for, is ResourceNotFoundException.
 func (s *Service) loadSecret(ctx context.Context, ref secretRef) (*secretRecord, error) {
 	r, err := get[secretRecord](ctx, s.st, Prefix+ref.name)
+	if err == nil && s.expired(r) {
+		s.purge(ctx, r.Name)
+	}
 	if errdefs.IsNotFound(err) || err == nil && (s.expired(r) || ref.arn != "" && r.ARN != ref.arn) {
 		return nil, notFoundSecret(ref.id)
 	}
 	return r, err
+}
+
+// purge deletes secret name from the store if its recovery window is
+// over: its sealed values go with it.
+func (s *Service) purge(ctx context.Context, name string) {
+	_, err := update(ctx, s.st, Prefix+name, func(old *secretRecord) (*secretRecord, error) {
+		if old != nil && !s.expired(old) {
+			return old, nil // recreated meanwhile: keep
+		}
+		return nil, nil
+	})
+	if err != nil {
+		s.log.Warn("deleting a secret whose recovery window is over failed", "secret", name, "err", err)
+		return
+	}
+	s.log.Info("secret deleted: its recovery window is over", "secret", name)
 }
 
 // updateSecret changes the secret ref names with fn, which is given the
@@ -729,7 +748,11 @@ func (s *Service) ListSecrets(ctx context.Context, in *ListSecretsInput) (*ListS
 	planned := in.IncludePlannedDeletion != nil && *in.IncludePlannedDeletion
 	var keep []*secretRecord
 	for _, r := range recs {
-		if s.expired(r) || !r.DeletionDate.IsZero() && !planned || !matchesFilters(r, in.Filters) {
+		if s.expired(r) {
+			s.purge(ctx, r.Name)
+			continue
+		}
+		if !r.DeletionDate.IsZero() && !planned || !matchesFilters(r, in.Filters) {
 			continue
 		}
 		keep = append(keep, r)

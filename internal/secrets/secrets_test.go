@@ -241,6 +241,9 @@ func TestDeleteAndRestore(t *testing.T) {
 	if _, err := f.svc.RestoreSecret(ctx, &secrets.RestoreSecretInput{SecretId: ptr("s")}); secrets.Code(err) != "ResourceNotFoundException" {
 		t.Fatalf("RestoreSecret after the recovery window: %v", err)
 	}
+	if _, err := f.st.Get(ctx, secrets.Prefix+"s"); !errdefs.IsNotFound(err) {
+		t.Fatalf("the secret's record (and its sealed values) stays in the store after its recovery window: %v", err)
+	}
 	c, err := f.svc.CreateSecret(ctx, &secrets.CreateSecretInput{Name: ptr("s"), SecretString: ptr("w")})
 	if err != nil {
 		t.Fatalf("CreateSecret after the recovery window: %v", err)
