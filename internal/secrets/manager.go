@@ -209,14 +209,11 @@ func (s *Service) resolveSecretID(ctx context.Context, id string) (secretRef, er
 	if region != s.cfg.Region || account != s.cfg.AccountID {
 		return secretRef{}, notFoundSecret(id)
 	}
-	// A partial ARN names the secret by its name alone.
-	if r, err := get[secretRecord](ctx, s.st, Prefix+name); err == nil && (r.ARN == id || !hasSuffix(name)) {
-		ref := secretRef{id: id, name: name}
-		if r.ARN == id {
-			ref.arn = id
-		}
-		return ref, nil
-	} else if err != nil && !errdefs.IsNotFound(err) {
+	// A partial ARN names the secret by its name alone; a full one ends
+	// with the random suffix. A secret named as the whole is taken first.
+	if _, err := s.st.Get(ctx, Prefix+name); err == nil {
+		return secretRef{id: id, name: name}, nil
+	} else if !errdefs.IsNotFound(err) {
 		return secretRef{}, err
 	}
 	if hasSuffix(name) {

@@ -275,11 +275,18 @@ func TestResolve(t *testing.T) {
 		t.Fatal(err)
 	}
 	partial := c.ARN[:len(c.ARN)-7]
+	// A name that looks like a full ARN's (a hyphen and six characters).
+	hyphen, err := f.svc.CreateSecret(ctx, &secrets.CreateSecretInput{Name: ptr("my-secret"), SecretString: ptr("hyphenated")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		valueFrom, want string
 		notFound        bool
 	}{
 		{valueFrom: c.ARN, want: `{"password":"newpass"}`},
+		{valueFrom: hyphen.ARN, want: "hyphenated"},
+		{valueFrom: hyphen.ARN[:len(hyphen.ARN)-7], want: "hyphenated"},
 		{valueFrom: partial, want: `{"password":"newpass"}`},
 		{valueFrom: c.ARN + ":password::", want: "newpass"},
 		{valueFrom: c.ARN + ":password:AWSPREVIOUS:", want: "hunter2"},
