@@ -68,12 +68,14 @@ var routeActions = map[string]routeAction{
 	"POST /vessel/v1/hosts/{id}/undrain": {"vessel:UndrainHost", protoVessel},
 	"DELETE /vessel/v1/hosts/{id}":       {"vessel:RemoveHost", protoVessel},
 
-	"POST /agent/v1/hosts":                          {"vessel-agent:RegisterHost", protoVessel},
-	"POST /agent/v1/hosts/{id}/heartbeat":           {"vessel-agent:Heartbeat", protoVessel},
-	"GET /agent/v1/hosts/{id}/assignments":          {"vessel-agent:GetAssignments", protoVessel},
-	"GET /agent/v1/hosts/{id}/network":              {"vessel-agent:GetHostNetwork", protoVessel},
-	"POST /agent/v1/hosts/{id}/status":              {"vessel-agent:ReportStatus", protoVessel},
-	"GET /agent/v1/hosts/{id}/names":                {"vessel-agent:GetNames", protoVessel},
+	"POST /agent/v1/hosts":                 {"vessel-agent:RegisterHost", protoVessel},
+	"POST /agent/v1/hosts/{id}/heartbeat":  {"vessel-agent:Heartbeat", protoVessel},
+	"GET /agent/v1/hosts/{id}/assignments": {"vessel-agent:GetAssignments", protoVessel},
+	"GET /agent/v1/hosts/{id}/network":     {"vessel-agent:GetHostNetwork", protoVessel},
+	"POST /agent/v1/hosts/{id}/status":     {"vessel-agent:ReportStatus", protoVessel},
+	"GET /agent/v1/hosts/{id}/names":       {"vessel-agent:GetNames", protoVessel},
+
+	// The secrets of a task, for the host it is placed on (secrets.go).
 	"GET /agent/v1/hosts/{id}/tasks/{task}/secrets": {"vessel-agent:GetTaskSecrets", protoVessel},
 }
 
