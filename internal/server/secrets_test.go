@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -329,4 +330,53 @@ func TestTaskSecrets(t *testing.T) {
 		t.Fatalf("a task with a missing secret stopped with %s %q; want TaskFailedToStart, ResourceInitializationError naming %s", stopped.StopCode, reason, missing)
 	}
 	t.Logf("stoppedReason: %s", reason)
+}
+
+// TestSecretsBadInput: malformed requests to either API are answered in
+// JSON 1.1's shape, with the API's exception names and messages that say
+// what is accepted; a control plane without a secrets store refuses both.
+func TestSecretsBadInput(t *testing.T) {
+	e := newEnvWith(t, envOptions{noAgent: true}, withSecrets(t))
+	raw := func(e *env, target, body string) (int, string, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, e.url+"/", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+		req.Header.Set("X-Amz-Target", target)
+		if err := auth.SignRequest(t.Context(), req, e.key, "us-east-1", "secretsmanager", []byte(body), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		return doRaw(t, req)
+	}
+	for _, tc := range []struct {
+		target, body, code string
+		says               []string
+	}{
+		{"secretsmanager.RotateSecret", `{}`, "UnknownOperationException", []string{"RotateSecret is not supported", "CreateSecret, DeleteSecret"}},
+		{"AmazonSSM.LabelParameterVersion", `{}`, "UnknownOperationException", []string{"GetParametersByPath"}},
+		{"AmazonSSM.PutParameter", `{`, "SerializationException", []string{"not valid JSON"}},
+		{"secretsmanager.CreateSecret", `{"Name":"bad name!"}`, "InvalidParameterException", []string{"letters, digits and /_+=.@-"}},
+		{"secretsmanager.GetSecretValue", `{"SecretId":"arn:aws:ecs:us-east-1:000000000000:cluster/x"}`, "InvalidParameterException", []string{"arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME"}},
+		{"secretsmanager.ListSecrets", `{"MaxResults":500}`, "InvalidParameterException", []string{"1 to 100"}},
+		{"AmazonSSM.PutParameter", `{"Name":"/x","Value":"v","Type":"Number"}`, "UnsupportedParameterType", []string{"String, StringList, SecureString"}},
+		{"AmazonSSM.PutParameter", `{"Name":"x/y","Value":"v","Type":"String"}`, "ValidationException", []string{"fully qualified"}},
+		{"AmazonSSM.GetParameters", `{"Names":[]}`, "ValidationException", []string{"1 to 10"}},
+	} {
+		status, code, msg := raw(e, tc.target, tc.body)
+		if status != http.StatusBadRequest || code != tc.code {
+			t.Errorf("%s %s: HTTP %d %s %q; want 400 %s", tc.target, tc.body, status, code, msg, tc.code)
+			continue
+		}
+		for _, s := range tc.says {
+			if !strings.Contains(msg, s) {
+				t.Errorf("%s %s: message %q does not say %q", tc.target, tc.body, msg, s)
+			}
+		}
+	}
+	without := newEnv(t, envOptions{noAgent: true})
+	if status, code, msg := raw(without, "secretsmanager.ListSecrets", `{}`); status != http.StatusBadRequest || code != "UnknownOperationException" || !strings.Contains(msg, "no secrets store") {
+		t.Errorf("ListSecrets without a secrets store: HTTP %d %s %q", status, code, msg)
+	}
 }
