@@ -18,8 +18,11 @@
 // the shared store, so control plane replicas with the same key share them;
 // read-modify-write updates are guarded by the store's revisions.
 //
-// It imports auth, errdefs and store only; internal/server routes the two
-// APIs' targets to Handler and answers agents' requests with Resolve.
+// It imports auth, errdefs and store only (and no part of the server):
+// internal/server makes the Service from Config.SecretsSealer, routes the
+// two APIs' targets to it after authorising each operation as an action
+// of its own (Action), and answers a host agent's request for the secrets
+// of a task placed on that host with Resolve.
 //
 // Usage:
 //
