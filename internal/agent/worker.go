@@ -150,6 +150,10 @@ func (w *worker) create(ctx context.Context) error {
 	if err := t.ValidateVolumes(); err != nil {
 		return fmt.Errorf("%s: %v", task.ReasonCannotCreateVolume, err)
 	}
+	secrets, err := w.taskSecrets(ctx)
+	if err != nil {
+		return err
+	}
 	var mounts map[string][]runtime.Mount
 	if !w.simulated() {
 		// The network first: it does not depend on the images, and the
@@ -181,6 +185,9 @@ func (w *worker) create(ctx context.Context) error {
 		cs := runtime.ContainerSpec{Name: c.Name, Image: c.Image, Args: c.Args(), WorkingDir: c.WorkingDir, User: c.User,
 			Mounts: mounts[c.Name]}
 		env := map[string]string{}
+		if ra, ok := secrets.RegistryAuth[c.Name]; ok {
+			c.RegistryAuth = &ra
+		}
 		if !w.simulated() {
 			img, err := w.pull(ctx, &c)
 			if err != nil {
@@ -205,6 +212,9 @@ func (w *worker) create(ctx context.Context) error {
 			}
 		}
 		for k, v := range c.Environment {
+			env[k] = v
+		}
+		for k, v := range secrets.Env[c.Name] {
 			env[k] = v
 		}
 		for k, v := range env {

@@ -134,7 +134,7 @@ func (k Key) Allows(action string) bool {
 
 // Services are the services actions name, before the colon, that a
 // custom policy may list: "vessel-agent" is for host keys alone.
-var Services = []string{"ecs", "eks", "vessel"}
+var Services = []string{"ecs", "eks", "vessel", "secretsmanager", "ssm"}
 
 var (
 	actionRE  = regexp.MustCompile(`^([a-z0-9-]+):([A-Za-z*]+)$`)
@@ -172,8 +172,10 @@ func ValidateKeyName(name string) error {
 
 var (
 	operatorDenied  = []string{"vessel:*Credential*", "vessel:*JoinToken*", "vessel:RevokeHost", "vessel:RemoveHost"}
-	readOnlyAllowed = []string{"ecs:Describe*", "ecs:List*", "eks:Describe*", "eks:List*", "vessel:Describe*", "vessel:List*", "vessel:Get*"}
-	hostActions     = []string{"vessel-agent:*"}
+	readOnlyAllowed = []string{"ecs:Describe*", "ecs:List*", "eks:Describe*", "eks:List*", "vessel:Describe*", "vessel:List*", "vessel:Get*",
+		// Secrets' metadata, never their values (GetSecretValue, GetParameter*).
+		"secretsmanager:Describe*", "secretsmanager:List*", "ssm:Describe*"}
+	hostActions = []string{"vessel-agent:*"}
 )
 
 func matchAny(patterns []string, action string) bool {

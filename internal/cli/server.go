@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/keyring"
+	"vessel.dev/vessel/internal/secrets"
 	"vessel.dev/vessel/internal/server"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/store/etcd"
@@ -41,6 +43,7 @@ type serverOptions struct {
 	leaderLease          time.Duration
 	logLevel             string
 	registryCredentials  string
+	secretsKeyFile       string
 	apiRate              float64
 	apiBurst             int
 	launchRate           float64
@@ -91,6 +94,7 @@ through etcd with a lease of --leader-lease, runs the controllers (its
 	f.DurationVar(&o.leaderLease, "leader-lease", etcd.DefaultLeaderLease, "with --etcd: the lease of the replicas' leader election (whole seconds); a leader that stops renewing it is succeeded within this time")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.registryCredentials, "registry-credentials", "", `JSON file of registry credentials, {"NAME or registry host": {"username": "...", "password": "..."}}: what task definitions' repositoryCredentials name, and the execution role's credentials per registry`)
+	f.StringVar(&o.secretsKeyFile, "secrets-key-file", "", "the key (32 random bytes, mode 0600) that seals the values of the Secrets Manager and SSM Parameter Store APIs in the store; made on first start; default DATA_DIR/"+secrets.KeyFile+"; with --etcd the same file on every server")
 	f.Float64Var(&o.apiRate, "api-rate", server.DefaultAPIRate, "requests a second each access key may make, sustained (ECS and EKS APIs, logs, exec; not the hosts' agent protocol); 0: no limit")
 	f.IntVar(&o.apiBurst, "api-burst", server.DefaultAPIBurst, "requests an access key may make at once, the size of its token bucket")
 	f.Float64Var(&o.launchRate, "launch-rate", server.DefaultLaunchRate, "tasks a second the control plane launches, sustained, as Fargate (RunTask, services, pods); 0: no limit")
@@ -152,7 +156,15 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Store: st, Keyring: ring, Keys: []auth.Key{localKey}, Region: g.region, Fleet: server.FleetNetwork{Subnets: fleet, Backend: o.fleetNetwork, VNI: o.vxlanVNI, Port: o.vxlanPort},
+	secretsKey := o.secretsKeyFile
+	if secretsKey == "" {
+		secretsKey = filepath.Join(g.dataDir, secrets.KeyFile)
+	}
+	secretsSealer, _, err := auth.LoadMasterKey(secretsKey, true)
+	if err != nil {
+		return fmt.Errorf("the secrets key (--secrets-key-file): %w", err)
+	}
+	srv, err := server.New(server.Config{Store: st, Keyring: ring, Keys: []auth.Key{localKey}, Region: g.region, SecretsSealer: secretsSealer, Fleet: server.FleetNetwork{Subnets: fleet, Backend: o.fleetNetwork, VNI: o.vxlanVNI, Port: o.vxlanPort},
 		RegistryCredentials: creds,
 		PendingTimeout:      o.pendingTimeout, StoppedTaskRetention: o.stoppedTaskRetention,
 		HostTimeout: o.hostTimeout, TaskDNS: dns.taskDNS, Logger: log, Leadership: leadership,

@@ -13,6 +13,7 @@ import (
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/secrets"
 )
 
 // protocol is the wire shape a route answers errors in.
@@ -26,7 +27,7 @@ const (
 
 // routeAction is the action a signed route performs.
 type routeAction struct {
-	action string // "" for ECS: "ecs:" + the X-Amz-Target operation
+	action string // "" for JSON 1.1: "ecs:", "secretsmanager:" or "ssm:" + the X-Amz-Target operation
 	proto  protocol
 }
 
@@ -74,6 +75,9 @@ var routeActions = map[string]routeAction{
 	"POST /agent/v1/hosts/{id}/status":     {"vessel-agent:ReportStatus", protoVessel},
 	"POST /agent/v1/hosts/{id}/statuses":   {"vessel-agent:ReportStatus", protoVessel},
 	"GET /agent/v1/hosts/{id}/names":       {"vessel-agent:GetNames", protoVessel},
+
+	// The secrets of a task, for the host it is placed on (secrets.go).
+	"GET /agent/v1/hosts/{id}/tasks/{task}/secrets": {"vessel-agent:GetTaskSecrets", protoVessel},
 }
 
 // knownActions lists every action a request can map to, for checking the
@@ -83,6 +87,7 @@ func (s *Server) knownActions() []string {
 	for op := range s.ecsOps() {
 		out = append(out, "ecs:"+op)
 	}
+	out = append(out, secrets.Actions()...)
 	for _, ra := range routeActions {
 		if ra.action != "" {
 			out = append(out, ra.action)
@@ -106,12 +111,18 @@ func (s *Server) authorize(mux *http.ServeMux) http.Handler {
 		ra, known := routeActions[pattern]
 		action := ra.action
 		if ra.proto == protoECS && known {
-			op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), api.ECSTargetPrefix)
-			if !ok || op == "" {
+			target := r.Header.Get("X-Amz-Target")
+			op, ok := strings.CutPrefix(target, api.ECSTargetPrefix)
+			if a, isSecrets := secrets.Action(target); isSecrets {
+				op, ok = a, true
+			} else if ok {
+				op = "ecs:" + op
+			}
+			if !ok || op == "" || strings.HasSuffix(op, ":") {
 				mux.ServeHTTP(w, r) // not an ECS operation: refused by the handler
 				return
 			}
-			action = "ecs:" + op
+			action = op
 		}
 		if !known {
 			s.log.Error("a signed route has no action in routeActions: only admin keys may call it", "route", pattern)

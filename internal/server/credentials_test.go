@@ -55,7 +55,7 @@ type keyEnv struct {
 	ring  *keyring.Keyring
 }
 
-func newKeyEnv(t *testing.T) *keyEnv {
+func newKeyEnv(t *testing.T, configure ...func(*server.Config)) *keyEnv {
 	t.Helper()
 	logs := &syncLog{}
 	var r *keyring.Keyring
@@ -79,6 +79,9 @@ func newKeyEnv(t *testing.T) *keyEnv {
 		t.Cleanup(func() { cancel(); <-done })
 		cfg.Keyring, r = ring, ring
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		for _, c := range configure {
+			c(cfg)
+		}
 	})
 	return &keyEnv{env: e, log: logs, admin: e.vesselClient(e.key), ring: r}
 }

@@ -10,6 +10,7 @@ import (
 
 	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/secrets"
 )
 
 // ecsOp decodes a request body, runs an operation and returns its output.
@@ -54,6 +55,10 @@ func (s *Server) ecsOps() map[string]ecsOp {
 
 func (s *Server) serveECS(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
+	if _, ok := secrets.Action(target); ok {
+		s.serveSecrets(w, r)
+		return
+	}
 	name, ok := strings.CutPrefix(target, api.ECSTargetPrefix)
 	if !ok {
 		s.writeECSError(w, r, &apiError{code: "UnknownOperationException", kind: errdefs.ErrInvalidArgument,

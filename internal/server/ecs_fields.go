@@ -84,6 +84,9 @@ func validateTaskFields(in *api.RegisterTaskDefinitionInput) error {
 // that a sandbox cannot honour. bad formats the message with the
 // container's name.
 func validateContainerFields(c *api.ContainerDefinition, bad func(string, ...any) error) error {
+	if err := validateSecrets(c.Secrets, bad); err != nil {
+		return err
+	}
 	switch {
 	case deref(c.Privileged):
 		return bad("privileged containers are not supported: sandboxes are never privileged")
@@ -111,8 +114,6 @@ func validateContainerFields(c *api.ContainerDefinition, bad func(string, ...any
 		return bad("startTimeout is not supported: a container waits for its dependsOn conditions without a time limit (remove startTimeout)")
 	case len(c.EnvironmentFiles) > 0:
 		return bad("environmentFiles are not supported: give the variables in environment")
-	case len(c.Secrets) > 0:
-		return bad("secrets are not supported yet: give the values in environment, or mount them in a volume")
 	case c.FirelensConfiguration != nil:
 		return bad("firelensConfiguration is not supported: the host agent keeps every container's log")
 	case len(c.CredentialSpecs) > 0:
@@ -314,6 +315,27 @@ func containerNofile(c *api.ContainerDefinition) *task.Rlimit {
 		if u.Name == "nofile" {
 			return &task.Rlimit{Soft: uint64(u.SoftLimit), Hard: uint64(u.HardLimit)}
 		}
+	}
+	return nil
+}
+
+// validateSecrets checks a container's secrets: each names its variable
+// once and comes from a Secrets Manager secret's ARN, or an SSM
+// parameter's name or ARN. Whether the secret exists is known only when
+// the task starts (its host's agent asks for the values).
+func validateSecrets(list []api.Secret, bad func(string, ...any) error) error {
+	seen := map[string]bool{}
+	for i, sec := range list {
+		name, from := deref(sec.Name), deref(sec.ValueFrom)
+		switch {
+		case name == "" || from == "":
+			return bad("secrets[%d] needs a name (the environment variable) and a valueFrom (a Secrets Manager secret's ARN, or an SSM parameter's name or ARN)", i)
+		case seen[name]:
+			return bad("secrets name %s is given twice: each environment variable comes from one secret", name)
+		case strings.HasPrefix(from, "arn:") && !strings.HasPrefix(from, "arn:aws:secretsmanager:") && !strings.HasPrefix(from, "arn:aws:ssm:"):
+			return bad("secrets %s: valueFrom %s is neither a Secrets Manager secret's ARN (arn:aws:secretsmanager:...) nor an SSM parameter's (arn:aws:ssm:...)", name, from)
+		}
+		seen[name] = true
 	}
 	return nil
 }

@@ -141,9 +141,15 @@ func TestTaskDefinitionFieldsRefused(t *testing.T) {
 		{"environmentFiles", app(func(c *ecstypes.ContainerDefinition) {
 			c.EnvironmentFiles = []ecstypes.EnvironmentFile{{Type: ecstypes.EnvironmentFileTypeS3, Value: aws.String("arn:aws:s3:::b/e.env")}}
 		}), []string{"environmentFiles"}},
-		{"secrets", app(func(c *ecstypes.ContainerDefinition) {
-			c.Secrets = []ecstypes.Secret{{Name: aws.String("PW"), ValueFrom: aws.String("arn:aws:ssm:us-east-1:0:parameter/pw")}}
-		}), []string{"secrets are not supported yet"}},
+		{"secret without valueFrom", app(func(c *ecstypes.ContainerDefinition) {
+			c.Secrets = []ecstypes.Secret{{Name: aws.String("PW"), ValueFrom: aws.String("")}}
+		}), []string{"secrets[0] needs a name", "valueFrom"}},
+		{"secret named twice", app(func(c *ecstypes.ContainerDefinition) {
+			c.Secrets = []ecstypes.Secret{{Name: aws.String("PW"), ValueFrom: aws.String("/a")}, {Name: aws.String("PW"), ValueFrom: aws.String("/b")}}
+		}), []string{"secrets name PW is given twice"}},
+		{"secret from another service", app(func(c *ecstypes.ContainerDefinition) {
+			c.Secrets = []ecstypes.Secret{{Name: aws.String("PW"), ValueFrom: aws.String("arn:aws:s3:::bucket/pw")}}
+		}), []string{"neither a Secrets Manager secret's ARN", "arn:aws:ssm:"}},
 		{"firelens", app(func(c *ecstypes.ContainerDefinition) {
 			c.FirelensConfiguration = &ecstypes.FirelensConfiguration{Type: ecstypes.FirelensConfigurationTypeFluentbit}
 		}), []string{"firelensConfiguration"}},

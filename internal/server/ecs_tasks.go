@@ -285,6 +285,9 @@ func (s *Server) resolveTask(def *api.TaskDefinition, ov *api.TaskOverride) (*ta
 		for _, d := range cd.DependsOn {
 			c.DependsOn = append(c.DependsOn, task.Dependency{Container: deref(d.ContainerName), Condition: d.Condition})
 		}
+		for _, sec := range cd.Secrets {
+			c.Secrets = append(c.Secrets, task.Secret{Name: deref(sec.Name), ValueFrom: deref(sec.ValueFrom)})
+		}
 		for _, pm := range cd.PortMappings {
 			if pm.ContainerPort == nil {
 				continue // a port range: no single port to publish
@@ -303,6 +306,9 @@ func (s *Server) resolveTask(def *api.TaskDefinition, ov *api.TaskOverride) (*ta
 			return nil, err
 		}
 		c.RegistryAuth = auth
+		if rc := cd.RepositoryCredentials; rc != nil && auth == nil {
+			c.RegistryCredentialsFrom = deref(rc.CredentialsParameter)
+		}
 		env := map[string]string{}
 		for _, kv := range cd.Environment {
 			env[deref(kv.Name)] = deref(kv.Value)
@@ -353,9 +359,10 @@ func healthCheck(hc *api.HealthCheck) *task.HealthCheck {
 }
 
 // registryAuth resolves the credentials to pull a container's image:
-// repositoryCredentials names a credential configured on the server;
-// otherwise the execution role's credential for the image's registry host
-// is used, if any.
+// repositoryCredentials names a credential configured on the server, or
+// else a secret of the secrets store (nil is returned: the host's agent
+// reads it when the task starts); otherwise the execution role's
+// credential for the image's registry host is used, if any.
 func (s *Server) registryAuth(cd *api.ContainerDefinition) (*task.RegistryAuth, error) {
 	if rc := cd.RepositoryCredentials; rc != nil {
 		name := deref(rc.CredentialsParameter)
@@ -366,13 +373,16 @@ func (s *Server) registryAuth(cd *api.ContainerDefinition) (*task.RegistryAuth, 
 		if a, ok := s.cfg.RegistryCredentials[name]; ok {
 			return &a, nil
 		}
+		if s.secrets != nil && strings.HasPrefix(deref(rc.CredentialsParameter), "arn:aws:secretsmanager:") {
+			return nil, nil
+		}
 		known := make([]string, 0, len(s.cfg.RegistryCredentials))
 		for k := range s.cfg.RegistryCredentials {
 			known = append(known, k)
 		}
 		sort.Strings(known)
 		return nil, clientException(errdefs.InvalidArgument(
-			"container %q: repositoryCredentials %q names no registry credential configured on the server (configured: %s)",
+			"container %q: repositoryCredentials %q names no registry credential configured on the server (configured: %s) and is not a Secrets Manager secret's ARN",
 			deref(cd.Name), deref(rc.CredentialsParameter), strings.Join(known, ", ")))
 	}
 	host := registryHost(deref(cd.Image))

@@ -15,6 +15,7 @@ import (
 
 	"vessel.dev/vessel/internal/auth"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/secrets"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
 )
@@ -80,6 +81,12 @@ type Config struct {
 	// ServiceThrottle slows down services whose tasks keep failing to
 	// start; defaults as ECS's.
 	ServiceThrottle ServiceThrottle
+	// SecretsSealer, when set, is the key of the secrets store kept in
+	// Store (internal/secrets), apart from the access keys' master key:
+	// the control plane then serves the Secrets Manager and SSM Parameter
+	// Store APIs (X-Amz-Target secretsmanager.* and AmazonSSM.*) and
+	// resolves tasks' secrets for their hosts' agents; nil refuses both.
+	SecretsSealer *auth.Sealer
 	// Leadership says when this replica runs the controllers; nil:
 	// AlwaysLeader (a single process). Replicas on one etcd share the
 	// etcd store's Elector, so that exactly one runs them, its writes
@@ -123,6 +130,8 @@ type Server struct {
 
 	// tasks mirrors the stored tasks for the controller and long polls.
 	tasks *taskCache
+	// secrets is the secrets store; nil without Config.SecretsSealer.
+	secrets *secrets.Service
 	// names are the tasks' names for the hosts' DNS servers (names.go).
 	names namesCache
 
@@ -227,6 +236,12 @@ func New(cfg Config) (*Server, error) {
 		started: cfg.Now(), pulse: make(chan struct{}), unplaced: map[string]string{},
 		heartbeats: map[string]time.Time{}, hbStored: map[string]time.Time{}, tasks: newTaskCache(),
 		apiLimiter: newKeyLimiter(cfg.APIRate, cfg.APIBurst), launches: newLaunchBucket(cfg.LaunchRate, cfg.LaunchBurst)}
+	if cfg.SecretsSealer != nil {
+		if s.secrets, err = secrets.New(secrets.Config{Store: cfg.Store, Sealer: cfg.SecretsSealer, Region: cfg.Region,
+			AccountID: cfg.AccountID, Logger: cfg.Logger, Now: cfg.Now}); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.ensureDefaultCluster(context.Background()); err != nil {
 		return nil, err
 	}
@@ -249,6 +264,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeEKS(api)
 	s.routeAgent(api)
 	s.routeNames(api)
+	s.routeTaskSecrets(api)
 	s.routeLogs(api)
 	s.routeExec(api)
 	s.routeBridge(api)

@@ -112,6 +112,15 @@ type Container struct {
 	// control plane from repositoryCredentials or the execution role's
 	// registry credentials. Never shown by the API.
 	RegistryAuth *RegistryAuth `json:"registryAuth,omitempty"`
+	// RegistryCredentialsFrom, when set, is the Secrets Manager secret
+	// (ECS repositoryCredentials) holding the credentials to pull Image
+	// with, as JSON {"username", "password"}: the host agent gets them from
+	// the control plane when the task starts, as Secrets.
+	RegistryCredentialsFrom string `json:"registryCredentialsFrom,omitempty"`
+	// Secrets are environment variables whose values the host agent gets
+	// from the control plane's secrets store when the task starts (ECS
+	// secrets): only their names and where they come from are kept here.
+	Secrets []Secret `json:"secrets,omitempty"`
 	// MountPoints mount the task's Volumes into the container.
 	MountPoints []MountPoint `json:"mountPoints,omitempty"`
 	// Ports are the ports the container listens on (the task's IP is
@@ -196,6 +205,15 @@ type HealthCheck struct {
 	Timeout     time.Duration `json:"timeout"`
 	Retries     int           `json:"retries"`
 	StartPeriod time.Duration `json:"startPeriod"`
+}
+
+// Secret is an environment variable a container gets from a secret:
+// ValueFrom is a Secrets Manager secret's ARN (with ECS's
+// :json-key:version-stage:version-id suffixes) or an SSM parameter's name
+// or ARN.
+type Secret struct {
+	Name      string `json:"name"`
+	ValueFrom string `json:"valueFrom"`
 }
 
 // RegistryAuth are basic credentials for an image registry.
@@ -312,6 +330,7 @@ func (t *Task) Clone() *Task {
 		}
 		ct.DependsOn = append([]Dependency(nil), ct.DependsOn...)
 		ct.MountPoints = append([]MountPoint(nil), ct.MountPoints...)
+		ct.Secrets = append([]Secret(nil), ct.Secrets...)
 		ct.Ports = append([]Port(nil), ct.Ports...)
 		ct.Security = ct.Security.Clone()
 		if ct.Nofile != nil {
