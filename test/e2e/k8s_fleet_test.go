@@ -61,15 +61,6 @@ spec:
 func TestKubernetesFleet(t *testing.T) {
 	for _, backend := range []string{"vxlan", "host-gw"} {
 		t.Run(backend, func(t *testing.T) {
-			if backend == "host-gw" {
-				// Two runs in eight failed here: a host's agent could not
-				// reach the test registry on the fleet's gateway ("dial
-				// tcp 198.19.22.1:...: i/o timeout") and the pod failed
-				// to pull. Not understood yet: see issue 14's note. On a
-				// failure the test logs each machine's network
-				// (logFleetNetwork).
-				t.Skip("host-gw: a host sometimes cannot reach the registry on the fleet's gateway (under investigation)")
-			}
 			testKubernetesFleet(t, backend)
 		})
 	}
