@@ -31,15 +31,7 @@ func TestBridgeMACStaysAsTasksComeAndGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 	dial := func() error { return dialFrom(t, a.NetNSPath, netip.Addr{}, netip.AddrPortFrom(a.Gateway, 53)) }
 	bridgeMAC := func() string {
 		br, err := netlink.LinkByName(m.subnets[sub.Name].bridge)
@@ -85,5 +77,17 @@ func TestBridgeMACStaysAsTasksComeAndGo(t *testing.T) {
 	}
 	if err := m.Detach(t.Context(), "mac-a"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// acceptAndClose accepts connections on ln and closes each, until ln is
+// closed.
+func acceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
 	}
 }
