@@ -39,8 +39,10 @@ func (a *Agent) execer(id string) (runtime.Execer, error) {
 }
 
 // Handler serves the agent's HTTP endpoint (Host.LogsEndpoint) for a
-// control plane: GET /agent/v1/logs/{task} (agentproto.ServeLogs) and POST
-// /agent/v1/exec/{task} (agentproto.ServeExec). The caller authenticates
+// control plane: GET /agent/v1/logs/{task} (agentproto.ServeLogs), POST
+// /agent/v1/exec/{task} (agentproto.ServeExec) and POST
+// /agent/v1/portforward/{task}?port=N (agentproto.ServePortForward, to
+// the task's own address only: DialTaskPort). The caller authenticates
 // requests before they reach it (auth.Verifier.Middleware).
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -49,6 +51,9 @@ func (a *Agent) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /agent/v1/exec/{task}", func(w http.ResponseWriter, r *http.Request) {
 		agentproto.ServeExec(w, r, &execTarget{a: a, id: r.PathValue("task")})
+	})
+	mux.HandleFunc("POST /agent/v1/portforward/{task}", func(w http.ResponseWriter, r *http.Request) {
+		agentproto.ServePortForward(w, r, portTarget{a: a, id: r.PathValue("task")})
 	})
 	return mux
 }

@@ -187,6 +187,7 @@ type env struct {
 	n  int
 	rt runtime.Runtime
 	nm *network.Manager
+	a  *agent.Agent
 }
 
 func needRunc(t *testing.T) {
@@ -246,7 +247,7 @@ func newEnvWith(t *testing.T, base time.Duration, configure func(*agent.Config))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
-	e := &env{t: t, cp: cp, rt: cfg.Runtimes["runc"], nm: nm}
+	e := &env{t: t, cp: cp, rt: cfg.Runtimes["runc"], nm: nm, a: a}
 	t.Cleanup(func() {
 		cp.mu.Lock()
 		var ids []string

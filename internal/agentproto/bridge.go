@@ -54,6 +54,7 @@ const (
 	routeBridgeStop     = "/vessel/v1/clusters/%s/tasks/%s/stop"
 	routeTaskLogs       = "/vessel/v1/clusters/%s/tasks/%s/logs"
 	routeTaskExec       = "/vessel/v1/clusters/%s/tasks/%s/exec"
+	routeTaskPortFwd    = "/vessel/v1/clusters/%s/tasks/%s/portforward"
 )
 
 func pathf(format string, args ...string) string {
@@ -122,5 +123,15 @@ func (c *Client) TaskExec(ctx context.Context, cluster, id, container string, p 
 	u := *c.base()
 	u.Path = strings.TrimSuffix(u.Path, "/") + pathf(routeTaskExec, cluster, id)
 	u.RawQuery = ""
-	return (&ExecClient{Key: c.key, Region: c.region}).Exec(ctx, u.String(), container, p)
+	return (&ExecClient{Key: c.key, Region: c.region, TLS: c.tls}).Exec(ctx, u.String(), container, p)
+}
+
+// TaskPortForward connects to port of a task's own address through the
+// control plane's port-forward relay (PortForward): the agent of the
+// task's host makes the connection there. ctx bounds its life.
+func (c *Client) TaskPortForward(ctx context.Context, cluster, id string, port int) (Conn, error) {
+	u := *c.base()
+	u.Path = strings.TrimSuffix(u.Path, "/") + pathf(routeTaskPortFwd, cluster, id)
+	u.RawQuery = ""
+	return (&ExecClient{Key: c.key, Region: c.region, TLS: c.tls}).PortForward(ctx, u.String(), port)
 }

@@ -9,9 +9,11 @@
 // calls that are safe to repeat.
 //
 // Besides the calls of ControlPlane, an agent that runs apart from the
-// server serves its tasks' logs (LogsClient, ServeLogs) and execs
-// (ExecClient, ServeExec: SPDY streams, as `kubectl exec`) on its
-// LogsEndpoint; the server's public API relays both.
+// server serves its tasks' logs (LogsClient, ServeLogs), execs
+// (ExecClient, ServeExec: SPDY streams, as `kubectl exec`) and
+// port-forwards (ExecClient.PortForward, ServePortForward: one SPDY stream
+// spliced, with half-closes, to the task's own address on the agent's
+// host) on its LogsEndpoint; the server's public API relays all three.
 //
 // This package imports task, errdefs, auth, profile, tlsutil and runtime
 // (for the exec's process and terminal types) only; the agent and the

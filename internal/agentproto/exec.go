@@ -255,46 +255,9 @@ type ExecClient struct {
 // runtime.Execer.Exec does. Errors keep their errdefs kind; an endpoint out
 // of reach is errdefs.ErrUnavailable.
 func (c *ExecClient) Exec(ctx context.Context, endpoint, container string, p runtime.ExecProcess) (int, error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return -1, errdefs.InvalidArgument("exec endpoint %q is not an http(s) URL", endpoint)
-	}
-	u.RawQuery = ExecQuery(container, p).Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	conn, err := c.upgrade(ctx, endpoint, ExecQuery(container, p), ExecProtocol, "exec")
 	if err != nil {
 		return -1, err
-	}
-	req.Header.Set(httpstream.HeaderProtocolVersion, ExecProtocol)
-	region := c.Region
-	if region == "" {
-		region = "us-east-1"
-	}
-	if err := auth.SignRequest(ctx, req, c.Key, region, SigningService, nil, time.Now()); err != nil {
-		return -1, err
-	}
-	rt, err := spdy.NewRoundTripper(c.TLS)
-	if err != nil {
-		return -1, err
-	}
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return -1, ctx.Err()
-		}
-		return -1, errdefs.Unavailable("exec endpoint unreachable at %s: %v", endpoint, err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		defer resp.Body.Close()
-		var eb ErrorBody
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(data, &eb) != nil || eb.Message == "" {
-			eb.Message = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, data)
-		}
-		return -1, kindError(eb.Kind, eb.Message)
-	}
-	conn, err := rt.NewConnection(resp)
-	if err != nil {
-		return -1, errdefs.Unavailable("exec at %s: %v", endpoint, err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -395,6 +358,57 @@ func (c *ExecClient) Exec(ctx context.Context, endpoint, container string, p run
 		return -1, kindError(res.Kind, res.Message)
 	}
 	return *res.ExitCode, nil
+}
+
+// upgrade sends a signed POST with query to endpoint (a URL without
+// query) asking for protocol and returns the SPDY connection it was
+// upgraded to; what (exec, port-forward) names the call in errors. An
+// answer other than the upgrade is returned as the error it carries, its
+// kind kept; an endpoint out of reach is errdefs.ErrUnavailable. The
+// caller closes the connection.
+func (c *ExecClient) upgrade(ctx context.Context, endpoint string, query url.Values, protocol, what string) (httpstream.Connection, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, errdefs.InvalidArgument("%s endpoint %q is not an http(s) URL", what, endpoint)
+	}
+	u.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(httpstream.HeaderProtocolVersion, protocol)
+	region := c.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	if err := auth.SignRequest(ctx, req, c.Key, region, SigningService, nil, time.Now()); err != nil {
+		return nil, err
+	}
+	rt, err := spdy.NewRoundTripper(c.TLS)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, errdefs.Unavailable("%s endpoint unreachable at %s: %v", what, endpoint, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		var eb ErrorBody
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(data, &eb) != nil || eb.Message == "" {
+			eb.Message = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, data)
+		}
+		return nil, kindError(eb.Kind, eb.Message)
+	}
+	conn, err := rt.NewConnection(resp)
+	if err != nil {
+		return nil, errdefs.Unavailable("%s at %s: %v", what, endpoint, err)
+	}
+	return conn, nil
 }
 
 // kindError rebuilds an error of the given wire kind.

@@ -75,6 +75,12 @@ func taskMAC(ip netip.Addr) net.HardwareAddr {
 	return net.HardwareAddr{0x0a, 0x58, b[0], b[1], b[2], b[3]}
 }
 
+// gatewayMAC is the MAC address of a subnet's bridge: taskMAC's
+// convention with the gateway's address, which no task holds. Every host's
+// bridge of a fleet subnet has the same one, as it has the same gateway
+// (the bridges share no link).
+func gatewayMAC(gw netip.Addr) net.HardwareAddr { return taskMAC(gw) }
+
 func ifname(n string) []byte {
 	b := make([]byte, ifnameLen)
 	copy(b, n)

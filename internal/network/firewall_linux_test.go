@@ -49,15 +49,7 @@ func hostListener(t *testing.T) uint16 {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
@@ -107,15 +99,7 @@ func TestTaskReachesOnlyDNSOnItsHost(t *testing.T) {
 		t.Fatalf("listen on the gateway's port 53: %v", err)
 	}
 	defer tcp53.Close()
-	go func() {
-		for {
-			c, err := tcp53.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(tcp53)
 	if err := dialFrom(t, a.NetNSPath, netip.Addr{}, netip.AddrPortFrom(a.Gateway, 53)); err != nil {
 		t.Errorf("task to DNS over TCP on its gateway: %v", err)
 	}

@@ -78,7 +78,11 @@ func (m *Manager) ensureSubnet(sub *subnetState) (netlink.Link, error) {
 		return nil, err
 	}
 	if br == nil {
-		b := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: sub.bridge}}
+		// The bridge's MAC is set, so that it keeps it: a Linux bridge
+		// whose MAC was never set takes its ports' lowest, which changes
+		// as tasks come and go, and tasks that had learnt the gateway's
+		// lost it for tens of seconds (TestBridgeMACStaysAsTasksComeAndGo).
+		b := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: sub.bridge, HardwareAddr: gatewayMAC(sub.gateway)}}
 		if err := netlink.LinkAdd(b); err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("network: create bridge %s for subnet %q: %w", sub.bridge, sub.Name, err)
 		}

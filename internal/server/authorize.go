@@ -45,8 +45,9 @@ var routeActions = map[string]routeAction{
 	"GET /clusters/{name}/fargate-profiles/{profile}":    {"eks:DescribeFargateProfile", protoEKS},
 	"DELETE /clusters/{name}/fargate-profiles/{profile}": {"eks:DeleteFargateProfile", protoEKS},
 
-	"GET /vessel/v1/clusters/{cluster}/tasks/{id}/logs":  {"vessel:GetTaskLogs", protoVessel},
-	"POST /vessel/v1/clusters/{cluster}/tasks/{id}/exec": {"ecs:ExecuteCommand", protoVessel},
+	"GET /vessel/v1/clusters/{cluster}/tasks/{id}/logs":         {"vessel:GetTaskLogs", protoVessel},
+	"POST /vessel/v1/clusters/{cluster}/tasks/{id}/exec":        {"ecs:ExecuteCommand", protoVessel},
+	"POST /vessel/v1/clusters/{cluster}/tasks/{id}/portforward": {"vessel:ForwardTaskPort", protoVessel},
 
 	"GET /vessel/v1/clusters/{cluster}/fargate-profiles": {"vessel:ListFargateProfiles", protoVessel},
 	"POST /vessel/v1/tasks":                              {"vessel:SubmitTask", protoVessel},

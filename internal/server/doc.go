@@ -29,8 +29,9 @@
 // its subnets, slices and peers (a long poll), and the controller gives
 // the scheduler each host's free addresses per subnet.
 //
-// Logs and execs of a task are relayed from its host: the in-process
-// agent's (SetLocalLogSource, SetLocalExecer) or a remote agent's endpoint.
+// Logs, execs and port-forwards of a task are relayed from its host: the
+// in-process agent's (SetLocalLogSource, SetLocalExecer, whose execer also
+// dials its tasks' ports) or a remote agent's endpoint.
 //
 // It may import store, scheduler, service, task, sizing, profile, auth,
 // agentproto, tlsutil, errdefs, runtime (its types only) and api; nothing

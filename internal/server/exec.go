@@ -38,16 +38,48 @@ type execTarget struct {
 	run       func(ctx context.Context, p runtime.ExecProcess) (int, error)
 }
 
-// resolveExec checks that task id of cluster runs and has container (""
-// meaning its first), and finds its host's execer, without running
-// anything.
-func (s *Server) resolveExec(ctx context.Context, cluster, id, container string) (*execTarget, error) {
+// runningTask returns task id of cluster if it is RUNNING on a host; what
+// (exec, port-forward) names the call in errors.
+func (s *Server) runningTask(ctx context.Context, cluster, id, what string) (*task.Task, error) {
 	var t task.Task
 	if _, err := getJSON(ctx, s.store, taskKey(id), &t); err != nil || t.Cluster != cluster {
 		return nil, errdefs.NotFound("task %s not found in cluster %s", id, cluster)
 	}
 	if t.LastStatus != task.StatusRunning || t.HostID == "" {
-		return nil, errdefs.Conflict("task %s is %s: exec needs a RUNNING task", id, t.LastStatus)
+		return nil, errdefs.Conflict("task %s is %s: %s needs a RUNNING task", id, t.LastStatus, what)
+	}
+	return &t, nil
+}
+
+// agentEndpoint returns a client signed for the remote agent of t's host
+// and the base URL of that agent's endpoint; what (exec, port-forward)
+// names the call in errors.
+func (s *Server) agentEndpoint(ctx context.Context, t *task.Task, what string) (*agentproto.ExecClient, string, error) {
+	var h hostRecord
+	if _, err := getJSON(ctx, s.store, hostKey(t.HostID), &h); err != nil {
+		return nil, "", errdefs.Unavailable("host %s of task %s is not registered any more: its containers are out of reach", t.HostID, t.ID)
+	}
+	if h.LogsEndpoint == "" {
+		return nil, "", errdefs.Unavailable("host %s of task %s serves no %s: its agent runs without an endpoint (vessel agent --listen)", t.HostID, t.ID, what)
+	}
+	key, hc, err := s.agentClient(ctx, h)
+	if err != nil {
+		return nil, "", err
+	}
+	client := &agentproto.ExecClient{Key: key, Region: s.cfg.Region}
+	if tr, ok := hc.Transport.(*http.Transport); ok {
+		client.TLS = tr.TLSClientConfig
+	}
+	return client, strings.TrimSuffix(h.LogsEndpoint, "/"), nil
+}
+
+// resolveExec checks that task id of cluster runs and has container (""
+// meaning its first), and finds its host's execer, without running
+// anything.
+func (s *Server) resolveExec(ctx context.Context, cluster, id, container string) (*execTarget, error) {
+	t, err := s.runningTask(ctx, cluster, id, "exec")
+	if err != nil {
+		return nil, err
 	}
 	names := make([]string, 0, len(t.Containers))
 	for _, c := range t.Containers {
@@ -73,22 +105,11 @@ func (s *Server) resolveExec(ctx context.Context, cluster, id, container string)
 		}
 		return target, nil
 	}
-	var h hostRecord
-	if _, err := getJSON(ctx, s.store, hostKey(t.HostID), &h); err != nil {
-		return nil, errdefs.Unavailable("host %s of task %s is not registered any more: its containers are out of reach", t.HostID, id)
-	}
-	if h.LogsEndpoint == "" {
-		return nil, errdefs.Unavailable("host %s of task %s serves no exec: its agent runs without an endpoint (vessel agent --listen)", t.HostID, id)
-	}
-	key, hc, err := s.agentClient(ctx, h)
+	client, base, err := s.agentEndpoint(ctx, t, "exec")
 	if err != nil {
 		return nil, err
 	}
-	client := &agentproto.ExecClient{Key: key, Region: s.cfg.Region}
-	if tr, ok := hc.Transport.(*http.Transport); ok {
-		client.TLS = tr.TLSClientConfig
-	}
-	endpoint := strings.TrimSuffix(h.LogsEndpoint, "/") + "/agent/v1/exec/" + url.PathEscape(id)
+	endpoint := base + "/agent/v1/exec/" + url.PathEscape(id)
 	target.run = func(ctx context.Context, p runtime.ExecProcess) (int, error) {
 		return client.Exec(ctx, endpoint, container, p)
 	}
@@ -113,10 +134,15 @@ func (s *Server) TaskExec(ctx context.Context, cluster, taskID, container string
 	return target.run(ctx, p)
 }
 
+// routeExec serves the exec and port-forward relays.
 func (s *Server) routeExec(mux *http.ServeMux) {
 	mux.HandleFunc("POST /vessel/v1/clusters/{cluster}/tasks/{id}/exec", func(w http.ResponseWriter, r *http.Request) {
 		s.metrics.setOperation(r, "vessel:ExecuteCommand")
 		agentproto.ServeExec(w, r, &publicExec{s: s, cluster: r.PathValue("cluster"), id: taskID(r.PathValue("id"))})
+	})
+	mux.HandleFunc("POST /vessel/v1/clusters/{cluster}/tasks/{id}/portforward", func(w http.ResponseWriter, r *http.Request) {
+		s.metrics.setOperation(r, "vessel:ForwardTaskPort")
+		agentproto.ServePortForward(w, r, publicPortForward{s: s, cluster: r.PathValue("cluster"), id: taskID(r.PathValue("id"))})
 	})
 }
 

@@ -52,24 +52,15 @@ spec:
 // hosts, each a machine (network namespace) of its own on the fleet's
 // network (with each back end), each running the real kube-proxy (`vessel agent
 // --kube-proxy`). The control plane runs the bridge; its own host takes
-// no pod (its memory allocation ratio leaves room for none) but is on the
-// fleet's network, so that port-forward, which the bridge dials from its
-// host, reaches every host's pods. One pod lands on each host; pods reach
-// each other by IP across hosts in both directions; a ClusterIP Service
-// is reached from the pod on each host through that host's kube-proxy
-// (whose rules are in that host's namespace) and answered by pods on
-// other hosts; kubectl logs, exec and port-forward work for the pod on
-// each host (with host-gw: see below).
+// no pod (its memory allocation ratio leaves room for none). One pod
+// lands on each host; pods reach each other by IP across hosts in both
+// directions; a ClusterIP Service is reached from the pod on each host
+// through that host's kube-proxy (whose rules are in that host's
+// namespace) and answered by pods on other hosts; kubectl logs, exec and
+// port-forward work for the pod on each host, with both back ends.
 func TestKubernetesFleet(t *testing.T) {
 	for _, backend := range []string{"vxlan", "host-gw"} {
 		t.Run(backend, func(t *testing.T) {
-			if backend == "host-gw" {
-				// Two runs in eight failed here: a host's agent could not
-				// reach the test registry on the fleet's gateway ("dial
-				// tcp 198.19.22.1:...: i/o timeout") and the pod failed
-				// to pull. Not understood yet: see issue 14's note.
-				t.Skip("host-gw: a host sometimes cannot reach the registry on the fleet's gateway (under investigation)")
-			}
 			testKubernetesFleet(t, backend)
 		})
 	}
@@ -112,6 +103,7 @@ func testKubernetesFleet(t *testing.T, backend string) {
 	// with them their tasks and nodes.
 	t.Cleanup(func() {
 		if t.Failed() {
+			logFleetNetwork(t, f, reg.host)
 			logStoppedTasks(t, s)
 		}
 		c.Kubectl("delete", "pods", "--all", "--wait=false")
@@ -232,18 +224,12 @@ spec:
 		t.Logf("ClusterIP %s from %s (on %s): answered by %v", clusterIP, from, host[from], seen)
 	}
 
-	// kubectl port-forward to the pod on each host: the bridge dials the
-	// pod from its own host, across the fleet's network. With VXLAN the
-	// pod's answer to a host (not a task) leaves its host outside the
-	// tunnel, from the pod's address, while the host's request went
-	// through it: the netfilter of the machine the fleet's bridge is on
-	// (bridge-nf-call-iptables) sees only that answer and drops it as
-	// invalid (as a cloud network's source check would drop it). With
-	// host-gw both ways go outside the tunnel.
-	if backend != "host-gw" {
-		t.Logf("port-forward across hosts is checked with host-gw only")
-		return
-	}
+	// kubectl port-forward to the pod on each host: relayed to the agent
+	// of the pod's host, which connects to the pod there. (The bridge
+	// used to dial the pod from its own host: with VXLAN the pod's answer
+	// to a host address left its host outside the tunnel, and the
+	// netfilter of the machine the fleet's bridge is on dropped it as
+	// invalid.)
 	for _, n := range names {
 		body, err := portForwardGet(t, c, n, 8080)
 		if err != nil || strings.TrimSpace(body) != "hello from "+n {
@@ -294,6 +280,20 @@ func taskHosts(t *testing.T, s *fleet.Server) map[string]string {
 		}
 	}
 	return m
+}
+
+// logFleetNetwork logs, for a failed test, whether each machine reaches
+// the registry at regHost (on the fleet's gateway) now, and the state of
+// every machine's network and of the fleet's bridge.
+func logFleetNetwork(t *testing.T, f *fleet.Fleet, regHost string) {
+	for _, m := range f.Machines() {
+		out, err := m.Command("curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "http://"+regHost+"/v2/").CombinedOutput()
+		t.Logf("%s (%s) to the registry at %s: %s (err %v)", m.Name, m.Addr, regHost, out, err)
+	}
+	t.Logf("the fleet's bridge:\n%s", f.Diagnose())
+	for _, m := range f.Machines() {
+		t.Logf("network of %s (%s):\n%s", m.Name, m.Addr, m.Diagnose())
+	}
 }
 
 // logStoppedTasks logs why the server's stopped tasks stopped.

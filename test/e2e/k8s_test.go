@@ -854,6 +854,11 @@ func TestKubernetesRemoteBridge(t *testing.T) {
 	if out, err := c.Kubectl("exec", pod.Metadata.Name, "--", "cat", "/www/index.html"); err != nil || !strings.Contains(out, "hello from "+pod.Metadata.Name) {
 		t.Errorf("kubectl exec through the remote bridge: %q (err %v)", out, err)
 	}
+	// Port-forward: the remote bridge, the control plane's relay, the
+	// in-process agent's connection to the task.
+	if body, err := portForwardGet(t, c, pod.Metadata.Name, 8080); err != nil || !strings.Contains(body, "hello from "+pod.Metadata.Name) {
+		t.Errorf("kubectl port-forward through the remote bridge: %q (err %v)", body, err)
+	}
 	e.kubectl("scale", "deployment/web", "--replicas=0")
 	e.eventually(60*time.Second, "the pod and its node gone", func() (bool, string) {
 		p, n := e.pods("default", "app=web"), e.vesselNodes()

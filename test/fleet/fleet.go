@@ -65,10 +65,22 @@ func New(t testing.TB, cfg Config) *Fleet {
 	f.prefix = netip.MustParsePrefix(fmt.Sprintf("198.19.%d.0/24", f.id))
 	f.gw = netip.MustParseAddr(fmt.Sprintf("198.19.%d.1", f.id))
 	t.Cleanup(f.cleanup)
-	f.ip("link", "add", f.bridge, "type", "bridge")
+	// The bridge's MAC is set, so that it keeps it: a Linux bridge whose
+	// MAC was never set takes its ports' lowest, and a machine joining
+	// with a lower one changed it under the machines that had learnt it
+	// (their packets for the gateway were dropped, tens of seconds long:
+	// TestGatewayStaysReachableAsMachinesJoin).
+	f.ip("link", "add", f.bridge, "address", bridgeMAC(f.gw).String(), "type", "bridge")
 	f.ip("addr", "add", f.gw.String()+"/24", "dev", f.bridge)
 	f.ip("link", "set", f.bridge, "up")
 	return f
+}
+
+// bridgeMAC is the fleet bridge's MAC: locally administered, from its
+// address.
+func bridgeMAC(gw netip.Addr) net.HardwareAddr {
+	b := gw.As4()
+	return net.HardwareAddr{0x02, 0x00, b[0], b[1], b[2], b[3]}
 }
 
 // freeOctet picks N for 198.19.N.0/24 (a range for tests) that no address

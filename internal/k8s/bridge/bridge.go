@@ -50,6 +50,10 @@ type ControlPlane interface {
 	HostAlive(hostID string) bool
 	TaskLogs(ctx context.Context, cluster, id string, o agentproto.LogOptions, emit func(agentproto.LogLine) error) error
 	TaskExec(ctx context.Context, cluster, id, container string, p runtime.ExecProcess) (int, error)
+	// TaskPortForward connects to port of a running task's own address
+	// from the host that runs it (a port-forward); ctx bounds the
+	// connection's life and the caller closes it.
+	TaskPortForward(ctx context.Context, cluster, id string, port int) (agentproto.Conn, error)
 }
 
 // Default ports of the bridge's servers.

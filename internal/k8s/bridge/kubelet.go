@@ -223,40 +223,32 @@ func (b *Bridge) execInContainer(ctx context.Context, namespace, name, container
 	return nil
 }
 
-// portForward connects a stream to a port of the pod: the pod's IP is
-// reachable from the host its sandbox runs on, which is this host for the
-// in-process agent.
+// portForward connects a stream to a port of the pod, as a kubelet does
+// on the pod's own host: the control plane relays it to the agent of the
+// host the pod's task runs on, which connects to the task's address there
+// (its subnet's bridge is local), so that nothing crosses the fleet's
+// network but the relay. The stream is spliced with half-closes: the
+// client's end of input does not cut the pod's answer short.
 func (b *Bridge) portForward(ctx context.Context, namespace, name string, port int32, stream io.ReadWriteCloser) error {
 	_, t, err := b.podTask(namespace, name)
 	if err != nil {
 		return err
 	}
 	defer stream.Close()
-	if t.IP == "" {
-		return vkerrdefs.InvalidInputf("pod %s/%s has no IP address yet", namespace, name)
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(t.IP, strconv.Itoa(int(port))))
+	conn, err := b.cfg.ControlPlane.TaskPortForward(ctx, b.cfg.Cluster, t.ID, int(port))
 	if err != nil {
 		return fmt.Errorf("connecting to port %d of pod %s/%s: %w", port, namespace, name, err)
 	}
 	defer conn.Close()
-	go func() {
-		io.Copy(conn, stream)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			tc.CloseWrite() // the client is done sending; the pod may still answer
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		conn.Close()
-	}()
-	_, err = io.Copy(stream, conn)
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return agentproto.Splice(ctx, kubeletStream{stream}, conn)
 }
+
+// kubeletStream is virtual-kubelet's port-forward data stream as an
+// agentproto.Conn: closing it ends only what the bridge sends (a SPDY
+// stream's Close), which is also its CloseWrite.
+type kubeletStream struct{ io.ReadWriteCloser }
+
+func (s kubeletStream) CloseWrite() error { return s.Close() }
 
 // setResize forwards terminal size changes to an exec.
 func setResize(p *runtime.ExecProcess, ch <-chan api.TermSize) {

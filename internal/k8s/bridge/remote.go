@@ -123,3 +123,7 @@ func (r *Remote) TaskLogs(ctx context.Context, cluster, id string, o agentproto.
 func (r *Remote) TaskExec(ctx context.Context, cluster, id, container string, p runtime.ExecProcess) (int, error) {
 	return r.client.TaskExec(ctx, cluster, id, container, p)
 }
+
+func (r *Remote) TaskPortForward(ctx context.Context, cluster, id string, port int) (agentproto.Conn, error) {
+	return r.client.TaskPortForward(ctx, cluster, id, port)
+}

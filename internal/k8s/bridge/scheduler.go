@@ -477,11 +477,7 @@ func (b *Bridge) bind(ctx context.Context, p *placement, t *task.Task) {
 		b.log.Debug("node ready", "pod", podKey(pod), "took", time.Since(began))
 		nodeDone <- started{vn, err}
 	}()
-	err := b.kube.CoreV1().Pods(pod.Namespace).Bind(ctx, &corev1.Binding{
-		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID,
-			Annotations: map[string]string{sizing.AnnotationCapacityProvisioned: p.capacity}},
-		Target: corev1.ObjectReference{Kind: "Node", Name: name},
-	}, metav1.CreateOptions{})
+	err := b.bindPod(ctx, pod, name, p.capacity)
 	release()
 	if err != nil {
 		b.log.Warn("binding pod", "pod", podKey(pod), "node", name, "err", err)
@@ -495,6 +491,29 @@ func (b *Bridge) bind(ctx context.Context, p *placement, t *task.Task) {
 	if n := <-nodeDone; n.err != nil {
 		b.log.Error("registering the pod's node", "pod", podKey(pod), "node", name, "err", n.err)
 	}
+}
+
+// bindPod binds pod to node name, CapacityProvisioned riding on the
+// binding. A conflict whose pod is already on that node is this binding
+// itself, stored by an earlier attempt of the same request (client-go
+// sends a write again after a 5xx or 429 with Retry-After, which an API
+// server under load answers when storage outlives the request's timeout):
+// the pod is bound.
+func (b *Bridge) bindPod(ctx context.Context, pod *corev1.Pod, name, capacity string) error {
+	err := b.kube.CoreV1().Pods(pod.Namespace).Bind(ctx, &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID,
+			Annotations: map[string]string{sizing.AnnotationCapacityProvisioned: capacity}},
+		Target: corev1.ObjectReference{Kind: "Node", Name: name},
+	}, metav1.CreateOptions{})
+	if !apierrors.IsConflict(err) {
+		return err
+	}
+	cur, gerr := b.kube.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if gerr == nil && cur.UID == pod.UID && cur.Spec.NodeName == name {
+		b.log.Info("pod found bound to its node by an earlier attempt of the binding", "pod", podKey(pod), "node", name)
+		return nil
+	}
+	return err
 }
 
 func splitKey(key string) (ns, name string, ok bool) {
