@@ -43,7 +43,11 @@ func TestClientReusesConnections(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	if n := opened.Load(); n > concurrent {
-		t.Errorf("%d rounds of %d concurrent calls opened %d connections; want at most %d", rounds, concurrent, n, concurrent)
+	// net/http gives a connection back to the pool just after its
+	// answer is read, so a call of the next round may start in that moment
+	// and open one more: allow twice the calls of a round (without reuse
+	// it was ten times more).
+	if n := opened.Load(); n > 2*concurrent {
+		t.Errorf("%d rounds of %d concurrent calls opened %d connections; want at most %d", rounds, concurrent, n, 2*concurrent)
 	}
 }
