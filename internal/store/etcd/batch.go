@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -55,6 +56,11 @@ type request struct {
 	orElse []clientv3.Op
 	size   int
 	done   chan outcome
+	// expires is when its caller stops waiting: the store's request
+	// timeout after it was queued, so that a request waiting behind a
+	// transaction that hangs (a cluster without quorum) is answered in
+	// time too.
+	expires time.Time
 	// For what a write's failure means.
 	expected int64
 	fence    store.Fence
@@ -82,6 +88,9 @@ type batcher struct {
 // do queues r and waits for its outcome, or for r.ctx to end (the request
 // may then still be committed, as a request cancelled in flight may be).
 func (b *batcher) do(r *request) outcome {
+	if r.expires.IsZero() {
+		r.expires = time.Now().Add(b.s.timeout)
+	}
 	if b.alone {
 		return b.s.commitOne(r)
 	}
@@ -96,11 +105,15 @@ func (b *batcher) do(r *request) outcome {
 	if start {
 		go b.flow()
 	}
+	timeout := time.NewTimer(time.Until(r.expires))
+	defer timeout.Stop()
 	select {
 	case o := <-r.done:
 		return o
 	case <-r.ctx.Done():
 		return outcome{err: r.ctx.Err()}
+	case <-timeout.C:
+		return outcome{err: context.DeadlineExceeded}
 	}
 }
 
@@ -119,7 +132,8 @@ func (b *batcher) flow() {
 // came, at most batchOps of them and batchBytes (or one larger request),
 // never two writes of one key (etcd refuses a transaction that changes a
 // key twice; the second waits for the next batch). Requests whose caller
-// has gone are answered and dropped. An empty batch ends the flow.
+// has gone, or whose time is up, are answered and dropped. An empty batch
+// ends the flow.
 func (b *batcher) take() []*request {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -130,6 +144,8 @@ func (b *batcher) take() []*request {
 		switch {
 		case r.ctx.Err() != nil:
 			r.done <- outcome{err: r.ctx.Err()}
+		case !r.expires.IsZero() && time.Now().After(r.expires):
+			r.done <- outcome{err: context.DeadlineExceeded}
 		case len(batch) < batchOps && (len(batch) == 0 || size+r.size <= batchBytes) && !(r.write && keys[r.key]):
 			batch = append(batch, r)
 			size += r.size
@@ -153,7 +169,14 @@ func (b *batcher) commit(batch []*request) {
 		batch[0].done <- b.s.commitOne(batch[0])
 		return
 	}
-	ctx, cancel := b.s.opContext(context.Background())
+	// The transaction lasts as long as its last caller waits.
+	deadline := time.Now().Add(b.s.timeout)
+	for _, r := range batch {
+		if r.expires.After(deadline) {
+			deadline = r.expires
+		}
+	}
+	ctx, cancel := context.WithDeadline(clientv3.WithRequireLeader(context.Background()), deadline)
 	defer cancel()
 	ops := make([]clientv3.Op, len(batch))
 	for i, r := range batch {
@@ -171,8 +194,10 @@ func (b *batcher) commit(batch []*request) {
 			// (a page of a List at a revision since compacted). Writes
 			// refused for what they are together (a cluster with lower
 			// limits than etcd's defaults): each alone.
+			// At once, not one after another in this flow, each within
+			// its own caller's time.
 			for _, r := range batch {
-				r.done <- b.s.commitOne(r)
+				go func() { r.done <- b.s.commitOne(r) }()
 			}
 			return
 		}
@@ -194,7 +219,11 @@ func (b *batcher) commit(batch []*request) {
 // commitOne sends r alone, bounded by its caller's context: a read as a
 // range request, a write as a transaction.
 func (s *Store) commitOne(r *request) outcome {
-	ctx, cancel := s.opContext(r.ctx)
+	expires := r.expires
+	if expires.IsZero() {
+		expires = time.Now().Add(s.timeout)
+	}
+	ctx, cancel := context.WithDeadline(clientv3.WithRequireLeader(r.ctx), expires)
 	defer cancel()
 	if !r.write {
 		resp, err := s.cli.Do(ctx, r.then)

@@ -394,6 +394,38 @@ func TestQuorumLoss(t *testing.T) {
 		}
 	}
 
+	// Many calls at once, as an API under load makes them: each is
+	// answered within the request timeout (and a little), not queued
+	// behind the others' timeouts.
+	bound := etcd.DefaultRequestTimeout + 3*time.Second
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var late []string
+	for i := range 30 {
+		wg.Go(func() {
+			start := time.Now()
+			var err error
+			switch i % 3 {
+			case 0:
+				_, err = s.Put(ctx, fmt.Sprintf("many/%d", i), []byte("x"), store.AnyRevision)
+			case 1:
+				_, err = s.Get(ctx, "before")
+			default:
+				_, _, err = s.List(ctx, "")
+			}
+			took := time.Since(start)
+			mu.Lock()
+			defer mu.Unlock()
+			if !errdefs.IsUnavailable(err) || took > bound {
+				late = append(late, fmt.Sprintf("call %d: %v after %v", i, err, took.Round(time.Millisecond)))
+			}
+		})
+	}
+	wg.Wait()
+	if len(late) > 0 {
+		t.Errorf("without quorum, of 30 calls at once these were not refused as unavailable within %v:\n%s", bound, strings.Join(late, "\n"))
+	}
+
 	c.StartAll(1, 2)
 	// The same store, not reopened, works again once the client has
 	// reconnected.
