@@ -21,6 +21,8 @@ import (
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 	ekstypes "github.com/aws/aws-sdk-go-v2/service/eks/types"
+
+	"vessel.dev/vessel/internal/awsclient"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -83,6 +85,7 @@ func ecsClient(url string) *ecs.Client {
 		Credentials:      credentials.NewStaticCredentialsProvider("AKIDTEST", "SECRETTEST", ""),
 		BaseEndpoint:     aws.String(url),
 		RetryMaxAttempts: 1,
+		HTTPClient:       awsclient.HTTPClient(nil),
 	})
 }
 
@@ -92,6 +95,7 @@ func eksClient(url string) *eks.Client {
 		Credentials:      credentials.NewStaticCredentialsProvider("AKIDTEST", "SECRETTEST", ""),
 		BaseEndpoint:     aws.String(url),
 		RetryMaxAttempts: 1,
+		HTTPClient:       awsclient.HTTPClient(nil),
 	})
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"vessel.dev/vessel/internal/awsclient"
 	"vessel.dev/vessel/internal/store/etcd/etcdtest"
 	"vessel.dev/vessel/internal/testutil"
 )
@@ -328,7 +329,7 @@ func ExportValue(out, name string) string {
 func (s *Server) AWSConfig() aws.Config {
 	id, secret := s.Credentials()
 	return aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""),
-		RetryMaxAttempts: 1, HTTPClient: s.HTTPClient()}
+		RetryMaxAttempts: 1, HTTPClient: awsclient.HTTPClient(s.HTTPClient())}
 }
 
 // ECS is an ECS client of the server.
