@@ -91,12 +91,17 @@ func (h Host) Allocatable() Resources {
 	}
 }
 
-// Placed is a task that already holds resources on a host. Placed tasks on
+// Placed is a task that already holds resources on a host, or, with Count
+// above one, that many tasks of a host alike in Subnet, Spread and
+// NoAddress, holding Size together (what a caller that keeps its tasks'
+// use by host hands over, instead of one entry per task). Placed tasks on
 // a host that is not in the Snapshot are ignored.
 type Placed struct {
 	TaskID string
 	HostID string
 	Size   Resources
+	// Count is how many tasks the entry stands for; 0 means one.
+	Count int
 	// Subnet and Spread, when Spread is set, count the task for the spread
 	// of later requests with the same Spread key.
 	Subnet string
@@ -105,6 +110,9 @@ type Placed struct {
 	// sandbox).
 	NoAddress bool
 }
+
+// tasks is how many tasks p stands for.
+func (p Placed) tasks() int { return max(p.Count, 1) }
 
 // Request is a task waiting to be placed.
 type Request struct {
@@ -325,7 +333,7 @@ func newScheduler(s *Snapshot) *scheduler {
 			hs.freeCPU -= p.Size.MilliCPU
 			hs.freeMem -= p.Size.MemoryMiB
 			if hs.freeAddr != nil && p.Subnet != "" && !p.NoAddress {
-				hs.freeAddr[p.Subnet]--
+				hs.freeAddr[p.Subnet] -= p.tasks()
 			}
 		}
 	}
@@ -349,9 +357,9 @@ func newScheduler(s *Snapshot) *scheduler {
 	for _, p := range s.Placed {
 		if sp := sc.spreads[p.Spread]; p.Spread != "" && sp != nil {
 			if i, ok := index[p.HostID]; ok && i >= 0 {
-				sp.hosts[int32(i)]++
+				sp.hosts[int32(i)] += p.tasks()
 			}
-			sp.subnets[p.Subnet]++
+			sp.subnets[p.Subnet] += p.tasks()
 		}
 	}
 	byKey := make(map[string]int32)

@@ -791,3 +791,47 @@ func TestAddresses(t *testing.T) {
 		t.Errorf("unplaced = %+v, want message %q", p.Unplaced, want)
 	}
 }
+
+// TestPlacedCounts checks, over random snapshots, that Placed entries
+// standing for several tasks (Count) give the plan that one entry per task
+// gives: a caller may hand over its hosts' use summed by host, subnet,
+// spread and address.
+func TestPlacedCounts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	summed := 0
+	for iter := range 1000 {
+		s := randomSnapshot(rng)
+		type key struct {
+			host, subnet, spread string
+			noAddress            bool
+		}
+		sums := map[key]*Placed{}
+		var keys []key
+		for _, p := range s.Placed {
+			k := key{p.HostID, p.Subnet, p.Spread, p.NoAddress}
+			if sums[k] == nil {
+				sums[k] = &Placed{HostID: p.HostID, Subnet: p.Subnet, Spread: p.Spread, NoAddress: p.NoAddress}
+				keys = append(keys, k)
+			}
+			sum := sums[k]
+			sum.Count++
+			sum.Size.MilliCPU += p.Size.MilliCPU
+			sum.Size.MemoryMiB += p.Size.MemoryMiB
+		}
+		agg := cloneSnapshot(s)
+		agg.Placed = nil
+		for _, k := range keys {
+			agg.Placed = append(agg.Placed, *sums[k])
+			if sums[k].Count > 1 {
+				summed++
+			}
+		}
+		if want, got := Schedule(s), Schedule(agg); !reflect.DeepEqual(want, got) {
+			t.Fatalf("#%d: with the use summed the plan differs:\n got %v\nwant %v", iter, got, want)
+		}
+	}
+	if summed == 0 {
+		t.Fatal("no snapshot had two tasks alike on a host: the test compared nothing")
+	}
+	t.Logf("%d summed entries", summed)
+}

@@ -42,6 +42,8 @@ type taskCache struct {
 	// heartbeats, services, profiles, slices, ...), for the controller's
 	// passes (cachedReads).
 	other map[string]store.KV
+	// pass indexes the tasks for the controller's passes.
+	pass passIndex
 	// wake holds, per host, a channel closed at the next change of the
 	// host's tasks (or a relist): its agent's poll waits on it, so that a
 	// change wakes only the poll of its host (hostPulse).
@@ -60,12 +62,13 @@ func newTaskCache() *taskCache {
 	return &taskCache{tasks: map[string]*task.Task{}, revs: map[string]int64{},
 		byHost: map[string]map[string]*task.Task{}, hostLog: map[string][]hostChange{},
 		hostRev: map[string]int64{}, hostFull: map[string]int64{},
-		other: map[string]store.KV{}, wake: map[string]chan struct{}{}, synced: make(chan struct{})}
+		other: map[string]store.KV{}, pass: newPassIndex(), wake: map[string]chan struct{}{}, synced: make(chan struct{})}
 }
 
 // index records t (nil: none) as task id's version at rev, in place of its
 // previous one, in tasks and byHost; c.mu is held.
 func (c *taskCache) index(id string, t *task.Task, rev int64) {
+	c.pass.change(c.tasks[id], t)
 	if old := c.tasks[id]; old != nil && old.HostID != "" {
 		c.wakeHost(old.HostID)
 		delete(c.byHost[old.HostID], id)
@@ -247,7 +250,7 @@ func (c *taskCache) revision() int64 {
 func (c *taskCache) reset(kvs []store.KV, rev int64) {
 	c.mu.Lock()
 	c.tasks, c.revs, c.byHost = map[string]*task.Task{}, map[string]int64{}, map[string]map[string]*task.Task{}
-	c.hostLog, c.other = map[string][]hostChange{}, map[string]store.KV{}
+	c.hostLog, c.other, c.pass = map[string][]hostChange{}, map[string]store.KV{}, newPassIndex()
 	c.loading = true
 	for _, kv := range kvs {
 		if !strings.HasPrefix(kv.Key, prefixTasks) {

@@ -73,14 +73,13 @@ func (s *Server) reconcile(ctx context.Context, fresh bool) error {
 	if err != nil {
 		return err
 	}
-	tasks, _, err := s.tasks.snapshot(ctx)
-	if err != nil {
+	if err := s.tasks.ready(ctx); err != nil {
 		return err
 	}
-	if err := s.reconcileProfiles(ctx, tasks, now); err != nil {
+	if err := s.reconcileProfiles(ctx, now); err != nil {
 		return err
 	}
-	if err := s.reconcileServices(ctx, tasks, drains, now); err != nil {
+	if err := s.reconcileServices(ctx, drains, now); err != nil {
 		return err
 	}
 	ready := map[string]bool{}
@@ -103,42 +102,40 @@ func (s *Server) reconcile(ctx context.Context, fresh bool) error {
 			// A draining host takes nothing new but keeps its tasks.
 			Runtimes: h.Runtimes, Subnets: h.Subnets, Addresses: addresses[h.ID], Ready: ready[h.ID], Draining: draining})
 	}
-	counts := map[task.Status]int{}
-	var pending []*task.Task
-	for _, t := range tasks {
-		counts[t.LastStatus]++
-		switch {
-		case t.Stopped():
-			if now.Sub(t.StoppedAt) > s.cfg.StoppedTaskRetention {
-				if err := s.store.Delete(ctx, taskKey(t.ID), store.AnyRevision); err != nil && !errdefs.IsNotFound(err) {
-					return err
-				}
-				s.forgetUnplaced(t.ID)
+	// The pass reads the cache's index (passIndex): what waits, and the
+	// hosts' summed use, not every task known.
+	view := s.tasks.passView()
+	if err := s.deleteExpired(ctx, now); err != nil {
+		return err
+	}
+	for _, h := range view.hosts {
+		d, draining := drains[h]
+		if known[h] && ready[h] && (!draining || !d.StopTasks) {
+			continue
+		}
+		for _, t := range s.tasks.hostTasks(h) {
+			if !known[h] || !ready[h] {
+				err = s.stopOnLostHost(ctx, t, now)
+			} else {
+				err = s.stopOnDrainingHost(ctx, t, now)
 			}
-		case t.HostID == "":
-			t = t.Clone() // the cache's copy is shared
-			if err := s.reconcileUnplaced(ctx, t, now); err != nil {
+			if err != nil {
 				return err
-			}
-			if !t.Stopped() && t.DesiredStatus == task.StatusRunning {
-				pending = append(pending, t)
-			}
-		default:
-			snap.Placed = append(snap.Placed, scheduler.Placed{TaskID: t.ID, HostID: t.HostID,
-				Size:   scheduler.Resources{MilliCPU: t.MilliCPU(), MemoryMiB: t.MemoryMiB},
-				Subnet: t.Subnet, Spread: service.SpreadKey(t), NoAddress: !holdsAddress(t)})
-			if !known[t.HostID] || !ready[t.HostID] {
-				if err := s.stopOnLostHost(ctx, t, now); err != nil {
-					return err
-				}
-			} else if d, ok := drains[t.HostID]; ok && d.StopTasks {
-				if err := s.stopOnDrainingHost(ctx, t, now); err != nil {
-					return err
-				}
 			}
 		}
 	}
-	s.metrics.setTaskCounts(counts)
+	var pending []*task.Task
+	for _, t := range view.unplaced {
+		t = t.Clone() // the cache's copy is shared
+		if err := s.reconcileUnplaced(ctx, t, now); err != nil {
+			return err
+		}
+		if !t.Stopped() && t.DesiredStatus == task.StatusRunning {
+			pending = append(pending, t)
+		}
+	}
+	snap.Placed = view.use
+	s.metrics.setTaskCounts(view.counts)
 	if len(pending) == 0 {
 		return nil
 	}
@@ -175,6 +172,20 @@ func (s *Server) reconcile(ctx context.Context, fresh bool) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// deleteExpired deletes the STOPPED tasks kept past StoppedTaskRetention;
+// those it does not get to go back into the cache's retention order.
+func (s *Server) deleteExpired(ctx context.Context, now time.Time) error {
+	expired := s.tasks.takeExpired(now.Add(-s.cfg.StoppedTaskRetention))
+	for i, t := range expired {
+		if err := s.store.Delete(ctx, taskKey(t.ID), store.AnyRevision); err != nil && !errdefs.IsNotFound(err) {
+			s.tasks.retainAgain(expired[i:])
+			return err
+		}
+		s.forgetUnplaced(t.ID)
 	}
 	return nil
 }
@@ -340,11 +351,12 @@ func (s *Server) stopOnLostHost(ctx context.Context, t *task.Task, now time.Time
 
 // reconcileProfiles makes CREATING profiles ACTIVE and removes DELETING
 // ones once the tasks they placed are stopped.
-func (s *Server) reconcileProfiles(ctx context.Context, tasks []*task.Task, now time.Time) error {
+func (s *Server) reconcileProfiles(ctx context.Context, now time.Time) error {
 	profiles, revs, _, err := listJSON[profileRecord](ctx, s.reads(ctx), prefixProfiles)
 	if err != nil {
 		return err
 	}
+	var tasks []*task.Task // read only while a profile is being deleted
 	for i, p := range profiles {
 		key := profileKey(p.Cluster, p.Name)
 		switch p.Status {
@@ -355,6 +367,11 @@ func (s *Server) reconcileProfiles(ctx context.Context, tasks []*task.Task, now 
 				return err
 			}
 		case api.FargateProfileStatusDeleting:
+			if tasks == nil {
+				if tasks, _, err = s.tasks.snapshot(ctx); err != nil {
+					return err
+				}
+			}
 			busy := false
 			for _, t := range tasks {
 				if t.Cluster != p.Cluster || t.Stopped() || !hasTag(t.Tags, TagProfile, p.Name) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"strings"
 	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
@@ -30,20 +29,13 @@ type ServiceThrottle = service.Throttle
 // reconcileServices runs the service scheduler over every service, from the
 // controller's pass (tasks is the caught-up task cache, drains the hosts
 // being drained: their service tasks are replaced elsewhere).
-func (s *Server) reconcileServices(ctx context.Context, tasks []*task.Task, drains map[string]hostDrain, now time.Time) error {
+func (s *Server) reconcileServices(ctx context.Context, drains map[string]hostDrain, now time.Time) error {
 	kvs, _, err := s.reads(ctx).List(ctx, prefixServices)
 	if err != nil {
 		return err
 	}
 	if len(kvs) == 0 {
 		return nil
-	}
-	byGroup := map[string][]*task.Task{}
-	for _, t := range tasks {
-		if strings.HasPrefix(t.Group, ServiceGroupPrefix) {
-			k := t.Cluster + "/" + t.Group
-			byGroup[k] = append(byGroup[k], t)
-		}
 	}
 	var draining map[string]bool
 	if len(drains) > 0 {
@@ -71,7 +63,7 @@ func (s *Server) reconcileServices(ctx context.Context, tasks []*task.Task, drai
 			}
 			continue
 		}
-		plan := service.Compute(service.Input{Service: &rec, Tasks: byGroup[rec.Cluster+"/"+ServiceGroupPrefix+rec.Name],
+		plan := service.Compute(service.Input{Service: &rec, Tasks: s.tasks.serviceTasks(rec.Cluster, ServiceGroupPrefix+rec.Name),
 			Now: now, Unplaced: unplaced, NewTaskID: newID, DrainingHosts: draining,
 			Limits: service.Limits{LaunchBudget: s.launches.available(now), Throttle: s.cfg.ServiceThrottle}})
 		// The launches take their tokens before anything is stored; a
