@@ -28,6 +28,6 @@
 //	leader := f.Leader(replicas, 30*time.Second)
 //	leader.Kill()
 //
-// It imports nothing of Vessel's but etcdtest and testutil (it drives the
+// It imports nothing of Vessel's but etcdtest, testutil and awsclient (it drives the
 // built binary, as users do).
 package fleet
