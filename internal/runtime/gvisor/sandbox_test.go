@@ -83,11 +83,17 @@ done; exit 1`, msg, addr)
 			t.Errorf("%s server got %q, want %q", server.rt.Name(), data, msg)
 		}
 	}
+	// The server hands the connection to cat, which writes what it reads
+	// to the log: a plain "nc -l" would read its stdin's end at once and
+	// half-close the connection, and the client's nc, seeing that end
+	// before its own stdin, could exit 0 without sending (8 times in 200
+	// on the host's own busybox; once in CI).
+	const server = "nc -l -p 8080 -e sh -c 'cat >&2'"
 	t.Run("runc-to-gvisor", func(t *testing.T) {
-		run(mk(gv, "xnet-gv-1", "nc -l -p 8080"), mk(rc, "xnet-rc-1", ""), "from-runc")
+		run(mk(gv, "xnet-gv-1", server), mk(rc, "xnet-rc-1", ""), "from-runc")
 	})
 	t.Run("gvisor-to-runc", func(t *testing.T) {
-		run(mk(rc, "xnet-rc-2", "nc -l -p 8080"), mk(gv, "xnet-gv-2", ""), "from-gvisor")
+		run(mk(rc, "xnet-rc-2", server), mk(gv, "xnet-gv-2", ""), "from-gvisor")
 	})
 }
 
