@@ -31,16 +31,30 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"vessel.dev/vessel/internal/errdefs"
 )
 
-// testRegistry is an in-process OCI registry that counts blob GETs.
+// testRegistry is an in-process OCI registry that counts blob GETs and
+// the blob GETs in flight at once. A bandwidth limit (throttle), shared by
+// all connections, and a fault injector (fault) apply to blob GETs.
 type testRegistry struct {
 	srv   *httptest.Server
 	host  string
 	mu    sync.Mutex
 	blobs map[string]int // blob digest -> GETs
+
+	inFlight, maxInFlight atomic.Int64
+	// Set before the first request, read by the handler.
+	limiter *rate.Limiter
+	// fault, if set, returns what to send instead of the bytes p found at
+	// offset off of blob digest (p is the handler's own copy: it may be
+	// changed in place; a shorter answer cuts the stream there).
+	fault func(digest string, off int64, p []byte) []byte
+	// started, if set, is called as a blob GET starts (after inFlight
+	// counts it) and may hold it.
+	started func(digest string)
 }
 
 func newTestRegistry(t *testing.T, wrap func(http.Handler) http.Handler) *testRegistry {
@@ -51,10 +65,23 @@ func newTestRegistry(t *testing.T, wrap func(http.Handler) http.Handler) *testRe
 		h = wrap(h)
 	}
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
-			tr.mu.Lock()
-			tr.blobs[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]++
-			tr.mu.Unlock()
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/sha256:") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		d := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+		tr.mu.Lock()
+		tr.blobs[d]++
+		tr.mu.Unlock()
+		n := tr.inFlight.Add(1)
+		defer tr.inFlight.Add(-1)
+		for m := tr.maxInFlight.Load(); n > m && !tr.maxInFlight.CompareAndSwap(m, n); m = tr.maxInFlight.Load() {
+		}
+		if tr.started != nil {
+			tr.started(d)
+		}
+		if tr.limiter != nil || tr.fault != nil {
+			w = &throttledWriter{ResponseWriter: w, ctx: r.Context(), lim: tr.limiter, digest: d, fault: tr.fault}
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -62,6 +89,52 @@ func newTestRegistry(t *testing.T, wrap func(http.Handler) http.Handler) *testRe
 	t.Cleanup(tr.srv.Close)
 	tr.host = strings.TrimPrefix(tr.srv.URL, "http://")
 	return tr
+}
+
+// throttle limits blob GETs to bytesPerSecond in all, however many
+// connections share it.
+func (tr *testRegistry) throttle(bytesPerSecond int) {
+	tr.limiter = rate.NewLimiter(rate.Limit(bytesPerSecond), throttleChunk)
+}
+
+// throttleChunk is the most a throttled blob answer writes at once.
+const throttleChunk = 32 << 10
+
+// throttledWriter sends a blob's bytes at the registry's bandwidth limit,
+// through its fault injector. It hides the ResponseWriter's ReaderFrom,
+// so that every byte goes through Write.
+type throttledWriter struct {
+	http.ResponseWriter
+	ctx    context.Context
+	lim    *rate.Limiter
+	digest string
+	off    int64
+	fault  func(digest string, off int64, p []byte) []byte
+}
+
+func (w *throttledWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		c := min(len(p), throttleChunk)
+		if w.lim != nil {
+			if err := w.lim.WaitN(w.ctx, c); err != nil {
+				return n, err
+			}
+		}
+		out := p[:c]
+		if w.fault != nil {
+			out = w.fault(w.digest, w.off, slices.Clone(out))
+		}
+		if len(out) > 0 {
+			if _, err := w.ResponseWriter.Write(out); err != nil {
+				return n, err
+			}
+		}
+		w.off += int64(c)
+		n += c
+		p = p[c:]
+	}
+	return n, nil
 }
 
 func (tr *testRegistry) blobGETs() int {
