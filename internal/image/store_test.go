@@ -57,7 +57,7 @@ type testRegistry struct {
 	started func(digest string)
 }
 
-func newTestRegistry(t *testing.T, wrap func(http.Handler) http.Handler) *testRegistry {
+func newTestRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRegistry {
 	t.Helper()
 	tr := &testRegistry{blobs: map[string]int{}}
 	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
