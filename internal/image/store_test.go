@@ -31,9 +31,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
-	"golang.org/x/time/rate"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/testutil/bandwidth"
 )
 
 // testRegistry is an in-process OCI registry that counts blob GETs and
@@ -47,7 +47,7 @@ type testRegistry struct {
 
 	inFlight, maxInFlight atomic.Int64
 	// Set before the first request, read by the handler.
-	limiter *rate.Limiter
+	limit *bandwidth.Limit
 	// fault, if set, returns what to send instead of the bytes p found at
 	// offset off of blob digest (p is the handler's own copy: it may be
 	// changed in place; a shorter answer cuts the stream there).
@@ -65,7 +65,7 @@ func newTestRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRe
 		h = wrap(h)
 	}
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/sha256:") {
+		if !isBlobGET(r) {
 			h.ServeHTTP(w, r)
 			return
 		}
@@ -80,8 +80,12 @@ func newTestRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRe
 		if tr.started != nil {
 			tr.started(d)
 		}
-		if tr.limiter != nil || tr.fault != nil {
-			w = &throttledWriter{ResponseWriter: w, ctx: r.Context(), lim: tr.limiter, digest: d, fault: tr.fault}
+		if tr.fault != nil {
+			w = &faultWriter{ResponseWriter: w, digest: d, fault: tr.fault}
+		}
+		if tr.limit != nil {
+			tr.limit.Handler(h, nil).ServeHTTP(w, r)
+			return
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -91,50 +95,32 @@ func newTestRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRe
 	return tr
 }
 
+func isBlobGET(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:")
+}
+
 // throttle limits blob GETs to bytesPerSecond in all, however many
 // connections share it.
 func (tr *testRegistry) throttle(bytesPerSecond int) {
-	tr.limiter = rate.NewLimiter(rate.Limit(bytesPerSecond), throttleChunk)
+	tr.limit = bandwidth.New(bytesPerSecond)
 }
 
-// throttleChunk is the most a throttled blob answer writes at once.
-const throttleChunk = 32 << 10
-
-// throttledWriter sends a blob's bytes at the registry's bandwidth limit,
-// through its fault injector. It hides the ResponseWriter's ReaderFrom,
-// so that every byte goes through Write.
-type throttledWriter struct {
+// faultWriter sends a blob's bytes through the registry's fault injector.
+type faultWriter struct {
 	http.ResponseWriter
-	ctx    context.Context
-	lim    *rate.Limiter
 	digest string
 	off    int64
 	fault  func(digest string, off int64, p []byte) []byte
 }
 
-func (w *throttledWriter) Write(p []byte) (int, error) {
-	n := 0
-	for len(p) > 0 {
-		c := min(len(p), throttleChunk)
-		if w.lim != nil {
-			if err := w.lim.WaitN(w.ctx, c); err != nil {
-				return n, err
-			}
+func (w *faultWriter) Write(p []byte) (int, error) {
+	if out := w.fault(w.digest, w.off, slices.Clone(p)); len(out) > 0 {
+		if _, err := w.ResponseWriter.Write(out); err != nil {
+			return 0, err
 		}
-		out := p[:c]
-		if w.fault != nil {
-			out = w.fault(w.digest, w.off, slices.Clone(out))
-		}
-		if len(out) > 0 {
-			if _, err := w.ResponseWriter.Write(out); err != nil {
-				return n, err
-			}
-		}
-		w.off += int64(c)
-		n += c
-		p = p[c:]
 	}
-	return n, nil
+	w.off += int64(len(p))
+	return len(p), nil
 }
 
 func (tr *testRegistry) blobGETs() int {
