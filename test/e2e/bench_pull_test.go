@@ -28,7 +28,7 @@ import (
 // (wall time from the call to the task seen RUNNING), and their ratio;
 // the target is 1.3. Run it with
 //
-//	go test -run x -bench PullToRunning -benchtime 2x ./test/e2e/
+//	go test -run x -bench PullToRunning -benchtime 3x ./test/e2e/
 func BenchmarkPullToRunning(b *testing.B) {
 	t := &testing.T{}
 	if os.Geteuid() != 0 {
