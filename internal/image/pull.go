@@ -65,8 +65,10 @@ type PullOptions struct {
 type source int
 
 const (
-	// fromBlobs: layers' compressed blobs are copied into the cache (and
-	// verified), then unpacked from there. Registries and OCI layouts.
+	// fromBlobs: layers' compressed blobs are unpacked as they are read
+	// and kept in the cache, both only once the blob matches its digest
+	// (stream.go); a blob already cached is unpacked from there.
+	// Registries and OCI layouts.
 	fromBlobs source = iota
 	// fromUncompressed: layers are unpacked straight from their
 	// uncompressed stream; no blob is kept. docker save tarballs, whose
