@@ -11,8 +11,12 @@
 //	access.key            the key credential hashes are made with (0600)
 //	tmp/                  work in progress; emptied by Open
 //
-// A layer is unpacked into tmp/ and renamed into layers/ only once
-// complete, so a crash never leaves a half-unpacked layer that looks done.
+// Layers are fetched a few at a time and each is unpacked as its blob
+// arrives (stream.go): the bytes are hashed, kept and unpacked in one pass
+// into a directory of its own under tmp/, renamed into layers/ only once
+// the blob's digest and the diff ID are checked, so neither a crash nor a
+// registry that sends other bytes leaves a half-unpacked layer that looks
+// done.
 //
 // Registries and layers are hostile input: what a registry sends is capped
 // (limits.go), layers are unpacked without following a link on the host

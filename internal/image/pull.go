@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -66,8 +65,10 @@ type PullOptions struct {
 type source int
 
 const (
-	// fromBlobs: layers' compressed blobs are copied into the cache (and
-	// verified), then unpacked from there. Registries and OCI layouts.
+	// fromBlobs: layers' compressed blobs are unpacked as they are read
+	// and kept in the cache, both only once the blob matches its digest
+	// (stream.go); a blob already cached is unpacked from there.
+	// Registries and OCI layouts.
 	fromBlobs source = iota
 	// fromUncompressed: layers are unpacked straight from their
 	// uncompressed stream; no blob is kept. docker save tarballs, whose
@@ -523,21 +524,36 @@ func (s *Store) ensureLayer(ctx context.Context, job *layerJob, lr layerRecord) 
 
 	var r io.Reader
 	name := lr.Digest
-	badBlob := func() {} // drops a blob whose content turned out unusable
+	var dl *blobDownload // the blob as it is fetched, if it is not cached
+	badBlob := func() {} // drops a cached blob whose content turned out unusable
 	switch src {
 	case fromBlobs:
-		blob, err := s.ensureBlob(ctx, lr.Digest, lr.Size, prove, layer.Compressed, func(n int64) { pt.add(n, 0) })
-		if err != nil {
-			return err
+		if p, size, ok := s.cachedBlob(lr, prove); ok {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			pt.add(size, 0)
+			badBlob = func() { os.Remove(p) }
+			r = f
+		} else {
+			// Streamed: the blob's bytes are hashed, kept and unpacked as
+			// they arrive; it is checked against its digest at its end.
+			if dl, err = s.fetchBlob(ctx, lr, layer.Compressed, func(n int64) { pt.add(n, 0) }); err != nil {
+				return err
+			}
+			defer dl.discard()
+			r = dl
 		}
-		badBlob = func() { os.Remove(blob) }
-		f, err := os.Open(blob)
+		dr, closeDec, err := decompress(r)
 		if err != nil {
-			return err
-		}
-		defer f.Close()
-		dr, closeDec, err := decompress(f)
-		if err != nil {
+			if dl != nil && ctx.Err() == nil {
+				if derr := dl.verify(); derr != nil {
+					return derr
+				}
+			}
+			badBlob()
 			return fmt.Errorf("layer %s: %w", lr.Digest, err)
 		}
 		defer closeDec()
@@ -552,6 +568,10 @@ func (s *Store) ensureLayer(ctx context.Context, job *layerJob, lr layerRecord) 
 		r = rc
 	}
 
+	// Every layer is unpacked into a directory of its own under tmp/, in
+	// parallel with the others and in no particular order: a runtime
+	// stacks the finished directories in the manifest's order, so no layer
+	// waits for the one below it.
 	tmp, err := os.MkdirTemp(s.tmpDir(), "layer-")
 	if err != nil {
 		return err
@@ -572,17 +592,38 @@ func (s *Store) ensureLayer(ctx context.Context, job *layerJob, lr layerRecord) 
 		var ue *UnsafeLayerError
 		if errors.As(err, &ue) || errors.Is(err, errdefs.ErrLimitExceeded) {
 			badBlob()
+			return err
+		}
+		// A tar or decompression error on a blob that is not the one the
+		// manifest names is the blob's fault: say so.
+		if dl != nil && ctx.Err() == nil {
+			if derr := dl.verify(); derr != nil {
+				return derr
+			}
 		}
 		return err
+	}
+	if dl != nil {
+		// Unpacked, but not usable until the blob proves to be the one the
+		// manifest names: on a mismatch tmp is removed, never renamed.
+		if err := dl.verify(); err != nil {
+			return err
+		}
 	}
 	if got := hr.digest(); got != lr.DiffID {
 		badBlob()
 		return fmt.Errorf("layer %s: uncompressed content has digest %s, but the image config says %s", name, got, lr.DiffID)
 	}
-	// Make the content durable before the rename makes it look complete.
+	// Make the content durable before the renames make it look complete
+	// (the layer and the blob are on the same file system).
 	if fd, err := unix.Open(tmp, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
 		unix.Syncfs(fd)
 		unix.Close(fd)
+	}
+	if dl != nil {
+		if err := dl.commit(); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if exists(dir) { // unpacked by someone else meanwhile
@@ -644,63 +685,6 @@ func (s *Store) proveLayer(ctx context.Context, img v1.Image, lr layerRecord, pt
 	}
 	pt.add(lr.Size, 1)
 	return nil
-}
-
-// ensureBlob makes sure the blob d is in Root/blobs, fetching and verifying
-// it if needed (always with refetch), and returns its path. onBytes is told about bytes as they
-// arrive (or the whole size at once for a cached blob).
-func (s *Store) ensureBlob(ctx context.Context, d string, size int64, refetch bool, fetch func() (io.ReadCloser, error), onBytes func(int64)) (string, error) {
-	p, err := s.blobPath(d)
-	if err != nil {
-		return "", err
-	}
-	if st, err := os.Stat(p); err == nil && !refetch && (size <= 0 || st.Size() == size) {
-		onBytes(st.Size())
-		return p, nil
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", err
-	}
-	rc, err := fetch()
-	if err != nil {
-		return "", fmt.Errorf("blob %s: %w", d, err)
-	}
-	defer rc.Close()
-	f, err := os.CreateTemp(s.tmpDir(), "blob-")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	hr := newHashingReader(&ctxReader{ctx: ctx, r: rc})
-	buf := make([]byte, 128<<10)
-	for {
-		n, rerr := hr.Read(buf)
-		if n > 0 {
-			if _, err := f.Write(buf[:n]); err != nil {
-				return "", fmt.Errorf("blob %s: %w", d, err)
-			}
-			onBytes(int64(n))
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return "", fmt.Errorf("blob %s: download: %w", d, rerr)
-		}
-	}
-	if got := hr.digest(); got != d {
-		return "", fmt.Errorf("blob %s: received content has digest %s; the registry sent corrupt or tampered data", d, got)
-	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Rename(f.Name(), p); err != nil {
-		return "", err
-	}
-	return p, nil
 }
 
 type ctxReader struct {

@@ -40,6 +40,9 @@ const (
 	DefaultMaxManifestSize int64 = 4 << 20
 	// DefaultMaxLayerEntries bounds the number of entries of one layer.
 	DefaultMaxLayerEntries = 1 << 20
+	// DefaultConcurrency is how many layers of an image are fetched and
+	// unpacked at once.
+	DefaultConcurrency = 3
 )
 
 // Fixed limits on a layer entry's name, as the kernel's (NAME_MAX,
@@ -82,7 +85,7 @@ type Config struct {
 	// http.DefaultTransport.
 	Transport http.RoundTripper
 	// Concurrency is how many layers are fetched and unpacked at once.
-	// Default 3.
+	// Default DefaultConcurrency.
 	Concurrency int
 }
 
@@ -203,7 +206,7 @@ func Open(cfg Config) (*Store, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 3
+		cfg.Concurrency = DefaultConcurrency
 	}
 	s := &Store{
 		root:        root,

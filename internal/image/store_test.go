@@ -33,17 +33,31 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/testutil/bandwidth"
 )
 
-// testRegistry is an in-process OCI registry that counts blob GETs.
+// testRegistry is an in-process OCI registry that counts blob GETs and
+// the blob GETs in flight at once. A bandwidth limit (throttle), shared by
+// all connections, and a fault injector (fault) apply to blob GETs.
 type testRegistry struct {
 	srv   *httptest.Server
 	host  string
 	mu    sync.Mutex
 	blobs map[string]int // blob digest -> GETs
+
+	inFlight, maxInFlight atomic.Int64
+	// Set before the first request, read by the handler.
+	limit *bandwidth.Limit
+	// fault, if set, returns what to send instead of the bytes p found at
+	// offset off of blob digest (p is the handler's own copy: it may be
+	// changed in place; a shorter answer cuts the stream there).
+	fault func(digest string, off int64, p []byte) []byte
+	// started, if set, is called as a blob GET starts (after inFlight
+	// counts it) and may hold it.
+	started func(digest string)
 }
 
-func newTestRegistry(t *testing.T, wrap func(http.Handler) http.Handler) *testRegistry {
+func newTestRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRegistry {
 	t.Helper()
 	tr := &testRegistry{blobs: map[string]int{}}
 	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
@@ -51,10 +65,27 @@ func newTestRegistry(t *testing.T, wrap func(http.Handler) http.Handler) *testRe
 		h = wrap(h)
 	}
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
-			tr.mu.Lock()
-			tr.blobs[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]++
-			tr.mu.Unlock()
+		if !isBlobGET(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		d := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+		tr.mu.Lock()
+		tr.blobs[d]++
+		tr.mu.Unlock()
+		n := tr.inFlight.Add(1)
+		defer tr.inFlight.Add(-1)
+		for m := tr.maxInFlight.Load(); n > m && !tr.maxInFlight.CompareAndSwap(m, n); m = tr.maxInFlight.Load() {
+		}
+		if tr.started != nil {
+			tr.started(d)
+		}
+		if tr.fault != nil {
+			w = &faultWriter{ResponseWriter: w, digest: d, fault: tr.fault}
+		}
+		if tr.limit != nil {
+			tr.limit.Handler(h, nil).ServeHTTP(w, r)
+			return
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -62,6 +93,34 @@ func newTestRegistry(t *testing.T, wrap func(http.Handler) http.Handler) *testRe
 	t.Cleanup(tr.srv.Close)
 	tr.host = strings.TrimPrefix(tr.srv.URL, "http://")
 	return tr
+}
+
+func isBlobGET(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:")
+}
+
+// throttle limits blob GETs to bytesPerSecond in all, however many
+// connections share it.
+func (tr *testRegistry) throttle(bytesPerSecond int) {
+	tr.limit = bandwidth.New(bytesPerSecond)
+}
+
+// faultWriter sends a blob's bytes through the registry's fault injector.
+type faultWriter struct {
+	http.ResponseWriter
+	digest string
+	off    int64
+	fault  func(digest string, off int64, p []byte) []byte
+}
+
+func (w *faultWriter) Write(p []byte) (int, error) {
+	if out := w.fault(w.digest, w.off, slices.Clone(p)); len(out) > 0 {
+		if _, err := w.ResponseWriter.Write(out); err != nil {
+			return 0, err
+		}
+	}
+	w.off += int64(len(p))
+	return len(p), nil
 }
 
 func (tr *testRegistry) blobGETs() int {
