@@ -47,6 +47,40 @@ type Subnet struct {
 	Peers []string
 }
 
+// The task metadata endpoint, ECS's: a task asks MetadataAddr, port 80; its
+// host's firewall sends that to the gateway of the task's subnet, port
+// MetadataPort, where the host agent listens (MetadataListen).
+var MetadataAddr = netip.AddrFrom4([4]byte{169, 254, 170, 2})
+
+// MetadataPort is the port of each gateway the metadata endpoint's
+// connections are sent to (the port the ECS agent serves it on).
+const MetadataPort = 51679
+
+// MetadataListen lists the addresses the task metadata endpoint listens
+// on: each subnet's gateway, port MetadataPort. A gateway appears with its
+// subnet's first task, so listeners need IP_FREEBIND. Only the subnet's
+// own tasks reach it (firewall_linux.go), each known by its address
+// (LookupIP).
+func (m *Manager) MetadataListen() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, n := range m.subnetNames() {
+		out = append(out, netip.AddrPortFrom(m.subnets[n].gateway, MetadataPort))
+	}
+	return out
+}
+
+// LookupIP returns the ID of the task attached here with address ip.
+func (m *Manager) LookupIP(ip netip.Addr) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, l := range m.leases {
+		if l.Attached && l.IP == ip {
+			return id, true
+		}
+	}
+	return "", false
+}
+
 // Config configures a Manager.
 type Config struct {
 	// StateDir holds leases, namespaces and /etc files, e.g.

@@ -1,11 +1,15 @@
 package microvm
 
 import (
+	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
@@ -106,4 +110,17 @@ func (cg *cgroups) leftovers(id string) []string {
 		}
 	}
 	return out
+}
+
+var _ runtime.Statser = (*Runtime)(nil)
+
+// Stats implements runtime.Statser from the cgroup of the sandbox's QEMU
+// process: the host counts the whole micro-VM (guest and monitor), so
+// whole is true for a container's question.
+func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usage, bool, error) {
+	u, err := r.cg.host.Usage(cgroupPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return u, false, errdefs.NotFound("microvm runtime: sandbox %s has no counters (it does not exist): %v", id, err)
+	}
+	return u, container != "", err
 }
