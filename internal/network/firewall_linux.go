@@ -76,15 +76,6 @@ func hostServices(sub *subnetState) []hostService {
 	}
 }
 
-// taskMAC is the MAC address eth0 of a task gets: 0a:58 and the IPv4
-// address (the convention of the CNI bridge plugin), so that the firewall
-// derives it from the lease. The micro-VM runtime hands eth0's MAC to the
-// guest's NIC, so the guest's frames carry it too.
-func taskMAC(ip netip.Addr) net.HardwareAddr {
-	b := ip.As4()
-	return net.HardwareAddr{0x0a, 0x58, b[0], b[1], b[2], b[3]}
-}
-
 // gatewayMAC is the MAC address of a subnet's bridge: taskMAC's
 // convention with the gateway's address, which no task holds. Every host's
 // bridge of a fleet subnet has the same one, as it has the same gateway

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -81,6 +82,15 @@ func (m *Manager) LookupIP(ip netip.Addr) (string, bool) {
 	return "", false
 }
 
+// taskMAC is the MAC address eth0 of a task gets: 0a:58 and the IPv4
+// address (the convention of the CNI bridge plugin), so that the firewall
+// derives it from the lease. The micro-VM runtime hands eth0's MAC to the
+// guest's NIC, so the guest's frames carry it too.
+func taskMAC(ip netip.Addr) net.HardwareAddr {
+	b := ip.As4()
+	return net.HardwareAddr{0x0a, 0x58, b[0], b[1], b[2], b[3]}
+}
+
 // Config configures a Manager.
 type Config struct {
 	// StateDir holds leases, namespaces and /etc files, e.g.
@@ -118,6 +128,8 @@ type Attachment struct {
 	NetNSPath string
 	// HostVeth is the host side of the task's veth pair, a port of the bridge.
 	HostVeth string
+	// MAC is eth0's address in the task's namespace.
+	MAC      string
 	Hostname string
 	// EtcDir holds hosts, hostname and resolv.conf for bind-mounting.
 	EtcDir string
@@ -396,6 +408,7 @@ func (m *Manager) attachment(l *lease) *Attachment {
 		Gateway:   l.CIDR.Addr().Next(),
 		NetNSPath: m.netnsPath(l.TaskID),
 		HostVeth:  l.HostVeth,
+		MAC:       taskMAC(l.IP).String(),
 		Hostname:  l.Hostname,
 		EtcDir:    m.etcPath(l.TaskID),
 	}

@@ -210,6 +210,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			st, err := s.stats(r.Context(), c, i)
 			if err != nil {
 				// A container not started yet, or gone: no counters.
+				s.log.Debug("task metadata endpoint: no counters", "task", t.ID, "container", t.Containers[i].Name, "err", err)
 				out[dockerID(t, i)] = nil
 				continue
 			}

@@ -59,8 +59,13 @@ func (cg *cgroups) create(id string, milliCPU, memBytes, pids int64) ([]string, 
 		return []string{filepath.Join(dir, "cgroup.procs")}, nil
 	}
 	var procs []string
-	for _, c := range []string{"cpu", "memory", "pids"} {
-		dir := filepath.Join(cg.host.Controller(c), cgroupPath(id))
+	// cpuacct, when mounted, counts the VM's CPU time (Stats).
+	for _, c := range []string{"cpu", "cpuacct", "memory", "pids"} {
+		h := cg.host.Controller(c)
+		if h == "" || c == "cpuacct" && h == cg.host.Controller("cpu") {
+			continue
+		}
+		dir := filepath.Join(h, cgroupPath(id))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
