@@ -3,12 +3,15 @@ package microvm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/toolkit"
 )
@@ -119,13 +122,29 @@ func (cg *cgroups) leftovers(id string) []string {
 
 var _ runtime.Statser = (*Runtime)(nil)
 
-// Stats implements runtime.Statser from the cgroup of the sandbox's QEMU
-// process: the host counts the whole micro-VM (guest and monitor), so
-// whole is true for a container's question.
+// Stats implements runtime.Statser. A container's counters come from its
+// cgroup in the guest (guestproto.OpStats); the whole sandbox's from the
+// host's cgroup of its QEMU process (the VM, guest and monitor together).
 func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usage, bool, error) {
+	if container != "" {
+		if _, err := r.load(id, container); err != nil {
+			return runtime.Usage{}, false, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resp, err := r.ask(ctx, id, guestproto.Msg{Op: guestproto.OpStats, Container: container})
+		if err != nil {
+			return runtime.Usage{}, false, err
+		}
+		if u := resp.Usage; u != nil {
+			return runtime.Usage{CPUNanos: u.CPU, CPUUserNanos: u.CPUUser, CPUSystemNanos: u.CPUSystem,
+				MemoryBytes: u.Memory, MemoryMaxBytes: u.MemoryMax, MemoryLimitBytes: u.Limit, MemoryStat: u.MemStat}, false, nil
+		}
+		return runtime.Usage{}, false, fmt.Errorf("microvm runtime: sandbox %s: the guest answered stats of %s without counters", id, container)
+	}
 	u, err := r.cg.host.Usage(cgroupPath(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return u, false, errdefs.NotFound("microvm runtime: sandbox %s has no counters (it does not exist): %v", id, err)
 	}
-	return u, container != "", err
+	return u, false, err
 }

@@ -1,18 +1,14 @@
 package toolkit
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/cgroupstat"
 )
 
 // SandboxUsage is runtime.Statser's answer for runtimes whose sandboxes
@@ -37,80 +33,13 @@ func (cg *Cgroups) SandboxUsage(id, container string) (runtime.Usage, error) {
 // Usage reads the CPU and memory counters of the cgroup at rel (a path
 // relative to each hierarchy's root, e.g. SandboxCgroup(id)): cpuacct and
 // memory on v1, cpu.stat and memory.* on v2. A cgroup that does not exist
-// is an error that names it.
+// is an error that wraps fs.ErrNotExist.
 func (cg *Cgroups) Usage(rel string) (runtime.Usage, error) {
-	var u runtime.Usage
 	if cg.v2 {
-		dir := filepath.Join(CgroupRoot, rel)
-		st, err := readKeyed(filepath.Join(dir, "cpu.stat"))
-		if err != nil {
-			return u, err
-		}
-		u.CPUNanos = st["usage_usec"] * 1000
-		u.CPUUserNanos = st["user_usec"] * 1000
-		u.CPUSystemNanos = st["system_usec"] * 1000
-		if u.MemoryBytes, err = readInt(filepath.Join(dir, "memory.current")); err != nil {
-			return u, err
-		}
-		u.MemoryMaxBytes, _ = readInt(filepath.Join(dir, "memory.peak"))
-		u.MemoryLimitBytes, _ = readInt(filepath.Join(dir, "memory.max")) // "max" reads as 0: no limit
-		u.MemoryStat, _ = readKeyed(filepath.Join(dir, "memory.stat"))
-		return u, nil
+		return cgroupstat.V2(filepath.Join(CgroupRoot, rel))
 	}
-	acct := filepath.Join(cg.v1["cpuacct"], rel)
 	if cg.v1["cpuacct"] == "" {
-		return u, fmt.Errorf("cgroups: the v1 cpuacct controller is not mounted under %s", CgroupRoot)
+		return runtime.Usage{}, fmt.Errorf("cgroups: the v1 cpuacct controller is not mounted under %s", CgroupRoot)
 	}
-	var err error
-	if u.CPUNanos, err = readInt(filepath.Join(acct, "cpuacct.usage")); err != nil {
-		return u, err
-	}
-	// cpuacct.stat counts USER_HZ ticks (100 a second on Linux).
-	if st, err := readKeyed(filepath.Join(acct, "cpuacct.stat")); err == nil {
-		u.CPUUserNanos, u.CPUSystemNanos = st["user"]*10_000_000, st["system"]*10_000_000
-	}
-	mem := filepath.Join(cg.v1["memory"], rel)
-	if u.MemoryBytes, err = readInt(filepath.Join(mem, "memory.usage_in_bytes")); err != nil {
-		return u, err
-	}
-	u.MemoryMaxBytes, _ = readInt(filepath.Join(mem, "memory.max_usage_in_bytes"))
-	u.MemoryLimitBytes, _ = readInt(filepath.Join(mem, "memory.limit_in_bytes"))
-	u.MemoryStat, _ = readKeyed(filepath.Join(mem, "memory.stat"))
-	return u, nil
-}
-
-func readInt(path string) (int64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("cgroups: %w", err)
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "max" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("cgroups: %s holds %q, not a number", path, s)
-	}
-	return n, nil
-}
-
-// readKeyed reads a flat keyed file ("key value" lines).
-func readKeyed(path string) (map[string]int64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("cgroups: %w", err)
-	}
-	out := map[string]int64{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			continue
-		}
-		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-			out[k] = n
-		}
-	}
-	return out, nil
+	return cgroupstat.V1(filepath.Join(cg.v1["cpuacct"], rel), filepath.Join(cg.v1["memory"], rel))
 }
