@@ -236,6 +236,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.wg.Done()
 		a.followFleetNetwork(ctx) // fleetnet.go
 	}()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.serveMetadata(ctx) // taskmeta.go
+	}()
 
 	adopted, err := a.listSandboxes(ctx)
 	if err != nil {

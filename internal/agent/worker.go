@@ -10,9 +10,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"vessel.dev/vessel/internal/agent/taskmeta"
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/image"
@@ -45,6 +47,9 @@ type worker struct {
 	runs runState
 	// ip is the task's address, once attached here.
 	ip string
+	// record is the latest task record, for the metadata endpoint
+	// (taskmeta.go), which reads it from its own goroutines.
+	record atomic.Pointer[task.Task]
 	// reports queues the task's status reports (reports.go).
 	reports reports
 }
@@ -91,6 +96,7 @@ func (w *worker) fail(ctx context.Context, code, reason string) {
 
 func (w *worker) run(ctx context.Context) {
 	t := w.task
+	w.record.Store(t)
 	exists := w.adopted != nil
 	w.started = map[string]bool{}
 	w.refused = map[string]bool{}
@@ -209,6 +215,11 @@ func (w *worker) create(ctx context.Context) error {
 			}
 			if len(cs.Args) == 0 {
 				return fmt.Errorf("%s: container %s: neither the task nor image %s gives a command to run", task.ReasonCannotStartContainer, c.Name, c.Image)
+			}
+		}
+		if metadataFor(t) {
+			for k, v := range taskmeta.Env(t.ID, c.Name) {
+				env[k] = v
 			}
 		}
 		for k, v := range c.Environment {
@@ -506,6 +517,7 @@ func (w *worker) watch(ctx context.Context) {
 			return
 		case t := <-w.updates:
 			w.task = t
+			w.record.Store(t)
 			if t.DesiredStatus == task.StatusStopped {
 				cancel()
 				w.stop(ctx)

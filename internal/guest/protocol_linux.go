@@ -7,6 +7,7 @@ import (
 
 	"vessel.dev/vessel/internal/guestproto"
 	"vessel.dev/vessel/internal/pty"
+	"vessel.dev/vessel/internal/runtime/cgroupstat"
 )
 
 // write sends queued messages once the host has said hello, retrying a
@@ -77,6 +78,13 @@ func (a *agent) handle(m guestproto.Msg) {
 		a.reply(m.ID, a.signal(m.Container, syscall.Signal(m.Signal)))
 	case guestproto.OpExec:
 		go a.exec(m)
+	case guestproto.OpStats:
+		u, err := a.usage(m.Container)
+		r := guestproto.Msg{Op: guestproto.EvReply, ID: m.ID, Usage: u}
+		if err != nil {
+			r.Error, r.Usage = err.Error(), nil
+		}
+		a.send(r)
 	case guestproto.OpStdin:
 		a.mu.Lock()
 		p := a.execs[m.ID]
@@ -116,4 +124,30 @@ func (a *agent) state() []guestproto.ContainerState {
 			Code: c.code, OOMKilled: c.oom, ExitedAt: c.exitedAt})
 	}
 	return out
+}
+
+// usage reads the counters of container's cgroup, or of the task's (all
+// containers) for "". A container's memory limit is the task's.
+func (a *agent) usage(container string) (*guestproto.Usage, error) {
+	dir := taskCgroup
+	if container != "" {
+		a.mu.Lock()
+		c := a.containers[container]
+		a.mu.Unlock()
+		if c == nil {
+			return nil, fmt.Errorf("no container %q in this sandbox", container)
+		}
+		dir = c.cgroup
+	}
+	u, err := cgroupstat.V2(dir)
+	if err != nil {
+		return nil, err
+	}
+	if u.MemoryLimitBytes == 0 {
+		if task, err := cgroupstat.V2(taskCgroup); err == nil {
+			u.MemoryLimitBytes = task.MemoryLimitBytes
+		}
+	}
+	return &guestproto.Usage{CPU: u.CPUNanos, CPUUser: u.CPUUserNanos, CPUSystem: u.CPUSystemNanos,
+		Memory: u.MemoryBytes, MemoryMax: u.MemoryMaxBytes, Limit: u.MemoryLimitBytes, MemStat: u.MemoryStat}, nil
 }

@@ -30,6 +30,9 @@ const (
 	OpExec    = "exec"   // Container, Args, Env, Stdin, TTY, Width, Height; EvReply, EvOutput..., EvExecExit
 	OpStdin   = "stdin"  // ID, Data (an empty Data with EOF closes stdin)
 	OpResize  = "resize" // ID, Width, Height: an exec's terminal size
+	// OpStats asks for the counters of Container's cgroup in the guest
+	// (all containers' with no Container); answered by EvReply with Usage.
+	OpStats = "stats"
 
 	// Guest to host.
 	EvReady    = "ready"     // the sandbox is set up (Error if it could not be)
@@ -64,6 +67,20 @@ type Msg struct {
 	Error     string           `json:"error,omitempty"`
 	Config    *Config          `json:"config,omitempty"`
 	State     []ContainerState `json:"state,omitempty"`
+	Usage     *Usage           `json:"usage,omitempty"`
+}
+
+// Usage is what a container (or all of them) has used so far, from its
+// cgroup in the guest: CPU time in nanoseconds, memory in bytes (the
+// limit 0 when none), and the kernel's memory.stat counters.
+type Usage struct {
+	CPU       int64            `json:"cpu"`
+	CPUUser   int64            `json:"cpuUser"`
+	CPUSystem int64            `json:"cpuSystem"`
+	Memory    int64            `json:"mem"`
+	MemoryMax int64            `json:"memMax,omitempty"`
+	Limit     int64            `json:"limit,omitempty"`
+	MemStat   map[string]int64 `json:"memStat,omitempty"`
 }
 
 // Config is what the guest needs to set the sandbox up, sent with the first

@@ -32,6 +32,13 @@ import (
 //     gateway), for replies to connections the host opened, and for
 //     connections the host's kube-proxy DNATed (Services, including the
 //     `kubernetes` Service whose endpoint is the host's own address);
+//   - table inet <name>, chain metadata (hook prerouting, priority
+//     dstnat): TCP to MetadataAddr:80 from a bridge is DNATed to that
+//     bridge's gateway, port MetadataPort (the agent's task metadata
+//     endpoint, which knows the caller by its source address, held true
+//     by the bridge rules below); chain input drops what reaches a
+//     gateway's MetadataPort through any other interface, and a task's
+//     own packets to it that were not DNATed fall to its bridge's drop;
 //   - table inet <name>, chain forward (hook forward, priority filter):
 //     tasks of one subnet do not reach tasks of another unless either lists
 //     the other in Subnet.Peers (DNATed connections, i.e. Services, pass);
@@ -57,22 +64,16 @@ type hostService struct {
 
 // hostServices lists what a task of sub may reach on its host: the DNS
 // server on its gateway (vessel server's, internal/discovery), over UDP and
-// TCP. This is the one place to open more: the task metadata endpoint
-// (169.254.170.2:80, ECS's) goes here when it exists.
+// TCP. This is the one place to open more. The task metadata endpoint is
+// not listed: a task reaches it only as MetadataAddr:80, which chain
+// metadata DNATs to the gateway's MetadataPort (metadataRules), and such
+// packets pass as DNATed ones; the port itself is closed to everything
+// else.
 func hostServices(sub *subnetState) []hostService {
 	return []hostService{
 		{addr: sub.gateway, proto: unix.IPPROTO_UDP, port: 53},
 		{addr: sub.gateway, proto: unix.IPPROTO_TCP, port: 53},
 	}
-}
-
-// taskMAC is the MAC address eth0 of a task gets: 0a:58 and the IPv4
-// address (the convention of the CNI bridge plugin), so that the firewall
-// derives it from the lease. The micro-VM runtime hands eth0's MAC to the
-// guest's NIC, so the guest's frames carry it too.
-func taskMAC(ip netip.Addr) net.HardwareAddr {
-	b := ip.As4()
-	return net.HardwareAddr{0x0a, 0x58, b[0], b[1], b[2], b[3]}
 }
 
 // gatewayMAC is the MAC address of a subnet's bridge: taskMAC's
@@ -180,6 +181,15 @@ func (m *Manager) syncFirewall() error {
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-200), Policy: &policy})
 	add := func(ch *nftables.Chain, t *nftables.Table, e []expr.Any) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e})
+	}
+
+	// The task metadata endpoint.
+	meta := c.AddChain(&nftables.Chain{Name: "metadata", Table: inet, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
+	for _, s := range subs {
+		dnat, guard := metadataRules(s)
+		add(meta, inet, dnat)
+		add(input, inet, guard)
 	}
 
 	// Task to host.
@@ -455,4 +465,29 @@ func (m *Manager) fleetForwardRules(f *fleetState, subs []*subnetState) [][]expr
 		}
 	}
 	return out
+}
+
+// tcpTo matches an IPv4 TCP packet to addr:port.
+func tcpTo(addr netip.Addr, port uint16) []expr.Any {
+	return rule(metaIs(expr.MetaKeyNFPROTO, []byte{unix.NFPROTO_IPV4}),
+		payloadCmp(expr.PayloadBaseNetworkHeader, ipDst, 4, expr.CmpOpEq, addr.AsSlice()),
+		metaIs(expr.MetaKeyL4PROTO, []byte{unix.IPPROTO_TCP}),
+		payloadCmp(expr.PayloadBaseTransportHeader, 2, 2, expr.CmpOpEq, binaryutil.BigEndian.PutUint16(port)))
+}
+
+// metadataRules are sub's rules for the task metadata endpoint: dnat (chain
+// metadata) sends its tasks' TCP to MetadataAddr:80 to the gateway's
+// MetadataPort; guard (chain input) drops what reaches that port from any
+// interface but the subnet's bridge (another subnet's, the tunnel, the
+// host's own uplinks, loopback), so that only this subnet's tasks, whose
+// source addresses the bridge rules hold true, ever reach it.
+func metadataRules(sub *subnetState) (dnat, guard []expr.Any) {
+	dnat = rule(metaIs(expr.MetaKeyIIFNAME, ifname(sub.bridge)), tcpTo(MetadataAddr, 80),
+		[]expr.Any{
+			&expr.Immediate{Register: 1, Data: sub.gateway.AsSlice()},
+			&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(MetadataPort)},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		})
+	guard = rule(metaNot(expr.MetaKeyIIFNAME, ifname(sub.bridge)), tcpTo(sub.gateway, MetadataPort), verdict(drop))
+	return dnat, guard
 }

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -45,6 +46,49 @@ type Subnet struct {
 	// subnets are otherwise cut off from each other (Services that
 	// kube-proxy DNATs still pass). One side listing the other is enough.
 	Peers []string
+}
+
+// The task metadata endpoint, ECS's: a task asks MetadataAddr, port 80; its
+// host's firewall sends that to the gateway of the task's subnet, port
+// MetadataPort, where the host agent listens (MetadataListen).
+var MetadataAddr = netip.AddrFrom4([4]byte{169, 254, 170, 2})
+
+// MetadataPort is the port of each gateway the metadata endpoint's
+// connections are sent to (the port the ECS agent serves it on).
+const MetadataPort = 51679
+
+// MetadataListen lists the addresses the task metadata endpoint listens
+// on: each subnet's gateway, port MetadataPort. A gateway appears with its
+// subnet's first task, so listeners need IP_FREEBIND. Only the subnet's
+// own tasks reach it (firewall_linux.go), each known by its address
+// (LookupIP).
+func (m *Manager) MetadataListen() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, n := range m.subnetNames() {
+		out = append(out, netip.AddrPortFrom(m.subnets[n].gateway, MetadataPort))
+	}
+	return out
+}
+
+// LookupIP returns the ID of the task attached here with address ip.
+func (m *Manager) LookupIP(ip netip.Addr) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, l := range m.leases {
+		if l.Attached && l.IP == ip {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// taskMAC is the MAC address eth0 of a task gets: 0a:58 and the IPv4
+// address (the convention of the CNI bridge plugin), so that the firewall
+// derives it from the lease. The micro-VM runtime hands eth0's MAC to the
+// guest's NIC, so the guest's frames carry it too.
+func taskMAC(ip netip.Addr) net.HardwareAddr {
+	b := ip.As4()
+	return net.HardwareAddr{0x0a, 0x58, b[0], b[1], b[2], b[3]}
 }
 
 // Config configures a Manager.
@@ -84,6 +128,8 @@ type Attachment struct {
 	NetNSPath string
 	// HostVeth is the host side of the task's veth pair, a port of the bridge.
 	HostVeth string
+	// MAC is eth0's address in the task's namespace.
+	MAC      string
 	Hostname string
 	// EtcDir holds hosts, hostname and resolv.conf for bind-mounting.
 	EtcDir string
@@ -362,6 +408,7 @@ func (m *Manager) attachment(l *lease) *Attachment {
 		Gateway:   l.CIDR.Addr().Next(),
 		NetNSPath: m.netnsPath(l.TaskID),
 		HostVeth:  l.HostVeth,
+		MAC:       taskMAC(l.IP).String(),
 		Hostname:  l.Hostname,
 		EtcDir:    m.etcPath(l.TaskID),
 	}

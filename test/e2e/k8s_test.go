@@ -212,7 +212,7 @@ spec:
       containers:
       - name: web
         image: %s
-        command: ["sh", "-c", "mkdir -p /www && echo hello from $(POD_NAME) > /www/index.html && echo web started on $(POD_IP) && exec httpd -f -p 8080 -h /www"]
+        command: ["sh", "-c", "mkdir -p /www && echo hello from $(POD_NAME) > /www/index.html && echo web started on $(POD_IP), metadata endpoint: ${ECS_CONTAINER_METADATA_URI_V4:-none} && exec httpd -f -p 8080 -h /www"]
         env:
         - name: POD_NAME
           valueFrom: {fieldRef: {fieldPath: metadata.name}}
@@ -302,6 +302,10 @@ func TestKubernetesBridge(t *testing.T) {
 		out, _ := e.cluster.Kubectl("logs", pod.Metadata.Name)
 		return strings.Contains(out, "web started on "+pod.Status.PodIP), out
 	})
+	// Pods get no task metadata endpoint (EKS pods have none; ECS tasks do).
+	if out, _ := e.cluster.Kubectl("logs", pod.Metadata.Name); !strings.Contains(out, "metadata endpoint: none") {
+		t.Errorf("a pod's container was given ECS_CONTAINER_METADATA_URI_V4; its log: %q", out)
+	}
 	for _, args := range [][]string{{"--tail=1"}, {"--since=10m", "--timestamps"}, {"--limit-bytes=5"}} {
 		out, err := e.cluster.Kubectl(append([]string{"logs", pod.Metadata.Name}, args...)...)
 		want := "web started on "

@@ -614,3 +614,13 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.SandboxInfo, error) { ret
 func (r *Runtime) Exec(ctx context.Context, id, name string, p runtime.ExecProcess) (int, error) {
 	return r.sb.Exec(ctx, id, name, p)
 }
+
+var _ runtime.Statser = (*Runtime)(nil)
+
+// Stats implements runtime.Statser from the sandbox's cgroup: the sentry
+// runs every container of the sandbox, so the host counts them together
+// (whole is true for a container's question).
+func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usage, bool, error) {
+	u, err := r.cg.SandboxUsage(id, "")
+	return u, container != "", err
+}

@@ -1,11 +1,18 @@
 package microvm
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/guestproto"
+	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
@@ -55,8 +62,13 @@ func (cg *cgroups) create(id string, milliCPU, memBytes, pids int64) ([]string, 
 		return []string{filepath.Join(dir, "cgroup.procs")}, nil
 	}
 	var procs []string
-	for _, c := range []string{"cpu", "memory", "pids"} {
-		dir := filepath.Join(cg.host.Controller(c), cgroupPath(id))
+	// cpuacct, when mounted, counts the VM's CPU time (Stats).
+	for _, c := range []string{"cpu", "cpuacct", "memory", "pids"} {
+		h := cg.host.Controller(c)
+		if h == "" || c == "cpuacct" && h == cg.host.Controller("cpu") {
+			continue
+		}
+		dir := filepath.Join(h, cgroupPath(id))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
@@ -106,4 +118,33 @@ func (cg *cgroups) leftovers(id string) []string {
 		}
 	}
 	return out
+}
+
+var _ runtime.Statser = (*Runtime)(nil)
+
+// Stats implements runtime.Statser. A container's counters come from its
+// cgroup in the guest (guestproto.OpStats); the whole sandbox's from the
+// host's cgroup of its QEMU process (the VM, guest and monitor together).
+func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usage, bool, error) {
+	if container != "" {
+		if _, err := r.load(id, container); err != nil {
+			return runtime.Usage{}, false, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resp, err := r.ask(ctx, id, guestproto.Msg{Op: guestproto.OpStats, Container: container})
+		if err != nil {
+			return runtime.Usage{}, false, err
+		}
+		if u := resp.Usage; u != nil {
+			return runtime.Usage{CPUNanos: u.CPU, CPUUserNanos: u.CPUUser, CPUSystemNanos: u.CPUSystem,
+				MemoryBytes: u.Memory, MemoryMaxBytes: u.MemoryMax, MemoryLimitBytes: u.Limit, MemoryStat: u.MemStat}, false, nil
+		}
+		return runtime.Usage{}, false, fmt.Errorf("microvm runtime: sandbox %s: the guest answered stats of %s without counters", id, container)
+	}
+	u, err := r.cg.host.Usage(cgroupPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return u, false, errdefs.NotFound("microvm runtime: sandbox %s has no counters (it does not exist): %v", id, err)
+	}
+	return u, false, err
 }

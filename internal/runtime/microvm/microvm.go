@@ -568,19 +568,25 @@ func (r *Runtime) request(ctx context.Context, id string, m guestproto.Msg) (*gu
 
 // call is request for operations answered by one reply.
 func (r *Runtime) call(ctx context.Context, id string, m guestproto.Msg) error {
+	_, err := r.ask(ctx, id, m)
+	return err
+}
+
+// ask is call that returns the reply.
+func (r *Runtime) ask(ctx context.Context, id string, m guestproto.Msg) (guestproto.Msg, error) {
 	conn, raw, err := r.request(ctx, id, m)
 	if err != nil {
-		return err
+		return guestproto.Msg{}, err
 	}
 	defer raw.Close()
 	resp, err := conn.Recv()
 	if err != nil {
-		return fmt.Errorf("sandbox %s: %s: %w", id, m.Op, err)
+		return resp, fmt.Errorf("sandbox %s: %s: %w", id, m.Op, err)
 	}
 	if resp.Error != "" {
-		return fmt.Errorf("sandbox %s: %s: %s", id, m.Op, resp.Error)
+		return resp, fmt.Errorf("sandbox %s: %s: %s", id, m.Op, resp.Error)
 	}
-	return nil
+	return resp, nil
 }
 
 // Start implements runtime.Runtime.

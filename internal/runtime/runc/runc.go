@@ -272,3 +272,12 @@ func (r *Runtime) Leftovers(id string) []string {
 		return strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, " "+id+"-")
 	})
 }
+
+var _ runtime.Statser = (*Runtime)(nil)
+
+// Stats implements runtime.Statser from the cgroups of the sandbox and of
+// each container (cpuacct and memory on cgroup v1).
+func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usage, bool, error) {
+	u, err := r.cg.SandboxUsage(id, container)
+	return u, false, err
+}

@@ -99,6 +99,7 @@ func Run(t *testing.T, h Harness) {
 		{"MemoryLimitKills", testOOM},
 		{"CPUQuota", testCPUQuota},
 		{"PidsLimit", testPidsLimit},
+		{"Stats", testStats},
 		{"NetworkBetweenSandboxes", testNetwork},
 		{"VolumeFiles", testVolumeFiles},
 		{"VolumeReadOnly", testVolumeReadOnly},

@@ -339,8 +339,8 @@ func (m *monitor) accept(ln net.Listener) {
 	}
 }
 
-// client serves one runtime request: start, signal or exec (with its
-// stdin), relaying the guest's answers back on the same connection.
+// client serves one runtime request: start, signal, stats or exec (with
+// its stdin), relaying the guest's answers back on the same connection.
 func (m *monitor) client(raw net.Conn) {
 	conn := guestproto.NewConn(raw, raw)
 	req, err := conn.Recv()
@@ -349,7 +349,7 @@ func (m *monitor) client(raw net.Conn) {
 		return
 	}
 	switch req.Op {
-	case guestproto.OpStart, guestproto.OpRestart, guestproto.OpSignal, guestproto.OpExec:
+	case guestproto.OpStart, guestproto.OpRestart, guestproto.OpSignal, guestproto.OpExec, guestproto.OpStats:
 	default:
 		conn.Send(guestproto.Msg{Op: guestproto.EvReply, ID: req.ID, Error: fmt.Sprintf("unknown operation %q", req.Op)})
 		raw.Close()
