@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/sockopt"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -246,7 +247,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	lc := net.ListenConfig{}
 	if s.cfg.FreeBind {
-		lc.Control = freeBind
+		lc.Control = sockopt.FreeBind
 	}
 	for _, a := range s.cfg.Listen {
 		pc, err := lc.ListenPacket(ctx, "udp", a)

@@ -11,15 +11,13 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/sockopt"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -104,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 // done. An address it cannot bind is logged and skipped; it fails only
 // when it can bind none.
 func (s *Server) Serve(ctx context.Context) error {
-	lc := net.ListenConfig{Control: freeBind}
+	lc := net.ListenConfig{Control: sockopt.FreeBind}
 	srv := httpserve.New(s.Handler())
 	var lns []net.Listener
 	for _, a := range s.cfg.Listen {
@@ -135,18 +133,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	srv.Shutdown(sctx)
 	wg.Wait()
 	return nil
-}
-
-// freeBind sets IP_FREEBIND, so that a socket may bind a gateway address
-// whose bridge does not exist yet.
-func freeBind(network, address string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
 }
 
 const paths = "/v4/<container id>, /v4/<container id>/task, /v4/<container id>/stats, /v4/<container id>/task/stats (or /v3/...)"

@@ -1,4 +1,4 @@
-package discovery
+package sockopt
 
 import (
 	"syscall"
@@ -6,9 +6,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// freeBind sets IP_FREEBIND (and its IPv6 twin), so that a socket may bind
+// FreeBind sets IP_FREEBIND (and its IPv6 twin), so that a socket may bind
 // an address the host does not have yet.
-func freeBind(network, address string, c syscall.RawConn) error {
+func FreeBind(network, address string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
