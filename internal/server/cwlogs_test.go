@@ -289,3 +289,27 @@ func TestTaskLogEventsOnlyFromItsHost(t *testing.T) {
 		t.Fatalf("the stream web/app/%s = %+v, %v; want one and two, once each", id, out, err)
 	}
 }
+
+// TestAWSLogsGroupMissingStopsTask: a task whose awslogs group does not
+// exist, without awslogs-create-group, stops with TaskFailedToStart and
+// ECS's reason; with awslogs-create-group the group and the stream
+// prefix/container-name/task-id are created as it starts.
+func TestAWSLogsGroupMissingStopsTask(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	opts := map[string]string{"awslogs-group": "/ecs/missing", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "web"}
+	arn := e.run(e.awslogsDef("nogroup", opts))
+	stopped := e.waitStatus(arn, "STOPPED")
+	if stopped.StopCode != ecstypes.TaskStopCodeTaskFailedToStart ||
+		!strings.HasPrefix(aws.ToString(stopped.StoppedReason), "ResourceInitializationError: failed to validate logger args") ||
+		!strings.Contains(aws.ToString(stopped.StoppedReason), "The specified log group does not exist") {
+		t.Fatalf("stopCode %s, reason %q; want TaskFailedToStart with ECS's ResourceInitializationError", stopped.StopCode, aws.ToString(stopped.StoppedReason))
+	}
+	opts["awslogs-create-group"] = "true"
+	arn = e.run(e.awslogsDef("withgroup", opts))
+	e.waitStatus(arn, "RUNNING")
+	id := arn[strings.LastIndex(arn, "/")+1:]
+	ls, err := e.logsClient(e.key).DescribeLogStreams(ctx(t), &cloudwatchlogs.DescribeLogStreamsInput{LogGroupName: aws.String("/ecs/missing")})
+	if err != nil || len(ls.LogStreams) != 1 || aws.ToString(ls.LogStreams[0].LogStreamName) != "web/app/"+id {
+		t.Fatalf("DescribeLogStreams = %+v, %v; want the stream web/app/%s", ls, err, id)
+	}
+}
