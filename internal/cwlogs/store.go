@@ -554,3 +554,47 @@ func validStreamName(name string) error {
 	}
 	return nil
 }
+
+// StreamEvent is one event of a stream as Events reads it.
+type StreamEvent struct {
+	Time    time.Time
+	Message string
+	// Pos is the event's place in the stream: pass the last one read as
+	// Events' after to read what follows.
+	Pos int64
+}
+
+// Events reads the events of stream in group that follow position after
+// (-1: from the first), within the group's retention, in stream order. A
+// missing group or stream is an error of kind errdefs.ErrNotFound. It
+// blocks on the store's reads; the caller owns the result.
+func (s *Service) Events(ctx context.Context, group, stream string, after int64) ([]StreamEvent, error) {
+	g, err := getRecord[groupRecord](ctx, s.st, groupKey(group))
+	if errdefs.IsNotFound(err) {
+		return nil, notFound("The specified log group does not exist.")
+	} else if err != nil {
+		return nil, err
+	}
+	r, err := getRecord[streamRecord](ctx, s.st, streamKey(group, stream))
+	if errdefs.IsNotFound(err) {
+		return nil, notFound("The specified log stream does not exist.")
+	} else if err != nil {
+		return nil, err
+	}
+	// A batch's events end at or before the next batch's start: batches
+	// read already are skipped.
+	for len(r.Batches) > 1 && r.Batches[1].Start <= after {
+		r.Batches = r.Batches[1:]
+	}
+	evs, err := s.streamEvents(ctx, r, s.cutoff(g))
+	if err != nil {
+		return nil, err
+	}
+	var out []StreamEvent
+	for _, e := range evs {
+		if e.Pos > after {
+			out = append(out, StreamEvent{Time: time.UnixMilli(e.Time), Message: e.Message, Pos: e.Pos})
+		}
+	}
+	return out, nil
+}

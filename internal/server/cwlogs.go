@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/cwlogs"
@@ -121,4 +122,94 @@ func (s *Server) routeTaskLogEvents(mux *http.ServeMux) {
 		out, err := s.PutTaskLogEvents(r.Context(), r.PathValue("id"), r.PathValue("task"), in)
 		writeAgent(w, out, err)
 	})
+}
+
+// shipped reports whether the containers of t that a log read selects
+// (container, or all) all ship their output to the log store.
+func shipped(t *task.Task, container string) bool {
+	n := 0
+	for _, c := range t.Containers {
+		if container != "" && c.Name != container {
+			continue
+		}
+		if c.Log == nil {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// shippedLogPoll is how often a followed read of shipped logs looks for
+// new events, and shippedLogQuiet how long it waits for the last ones
+// after the task stopped.
+const (
+	shippedLogPoll  = 500 * time.Millisecond
+	shippedLogQuiet = 3 * time.Second
+)
+
+// shippedLogs reads the logs of t's awslogs containers from the log
+// store, where they outlive the task's host: `vessel logs` of such a task
+// works once its host is gone. The store keeps no stream name: lines are
+// shown as stdout. Following ends once the task has stopped and no event
+// came for shippedLogQuiet.
+func (s *Server) shippedLogs(ctx context.Context, t *task.Task, o agentproto.LogOptions, emit func(agentproto.LogLine) error) error {
+	type source struct {
+		container, group, stream string
+		after                    int64
+	}
+	var srcs []*source
+	for _, c := range t.Containers {
+		if o.Container == "" || c.Name == o.Container {
+			srcs = append(srcs, &source{c.Name, c.Log.Group, c.Log.StreamName(c.Name, t.ID), -1})
+		}
+	}
+	first := true
+	var quietSince time.Time
+	for {
+		var batch []agentproto.LogLine
+		for _, src := range srcs {
+			evs, err := s.cwlogs.Events(ctx, src.group, src.stream, src.after)
+			if errdefs.IsNotFound(err) {
+				continue // not created yet, or deleted
+			} else if err != nil {
+				return err
+			}
+			if len(evs) > 0 {
+				src.after = evs[len(evs)-1].Pos
+			}
+			if first && o.Tail > 0 && len(evs) > o.Tail {
+				evs = evs[len(evs)-o.Tail:]
+			}
+			for _, e := range evs {
+				if o.Since.IsZero() || !e.Time.Before(o.Since) {
+					batch = append(batch, agentproto.LogLine{Time: e.Time, Container: src.container, Stream: "stdout", Text: e.Message})
+				}
+			}
+		}
+		first = false
+		slices.SortStableFunc(batch, func(a, b agentproto.LogLine) int { return a.Time.Compare(b.Time) })
+		for _, l := range batch {
+			if err := emit(l); err != nil {
+				return err
+			}
+		}
+		if !o.Follow {
+			return nil
+		}
+		var cur task.Task
+		if _, err := getJSON(ctx, s.store, taskKey(t.ID), &cur); err != nil || cur.LastStatus == task.StatusStopped {
+			switch {
+			case len(batch) > 0 || quietSince.IsZero():
+				quietSince = time.Now()
+			case time.Since(quietSince) >= shippedLogQuiet:
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(shippedLogPoll):
+		}
+	}
 }

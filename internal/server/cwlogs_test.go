@@ -312,4 +312,18 @@ func TestAWSLogsGroupMissingStopsTask(t *testing.T) {
 	if err != nil || len(ls.LogStreams) != 1 || aws.ToString(ls.LogStreams[0].LogStreamName) != "web/app/"+id {
 		t.Fatalf("DescribeLogStreams = %+v, %v; want the stream web/app/%s", ls, err, id)
 	}
+	// `vessel logs` of an awslogs task reads the control plane's copy.
+	t0 := time.Now()
+	if _, err := e.srv.PutTaskLogEvents(ctx(t), "h1", id, agentproto.LogEventsBatch{Container: "app", Events: []agentproto.LogEvent{
+		{Time: t0, Message: "first", Start: 0, End: 5}, {Time: t0.Add(time.Millisecond), Message: "second", Start: 5, End: 11}}}); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	err = e.srv.TaskLogs(ctx(t), "default", id, agentproto.LogOptions{Tail: 1}, func(l agentproto.LogLine) error {
+		lines = append(lines, l.Container+": "+l.Text)
+		return nil
+	})
+	if err != nil || strings.Join(lines, "|") != "app: second" {
+		t.Fatalf("TaskLogs tail 1 = %q, %v; want app: second", lines, err)
+	}
 }
