@@ -88,7 +88,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.MaxGroupBytes = DefaultMaxGroupBytes
 	}
 	if cfg.SweepInterval == 0 {
-		cfg.SweepInterval = DefaultSweepInterval
+		cfg.SweepInterval = min(DefaultSweepInterval, cfg.Day)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
