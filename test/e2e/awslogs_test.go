@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"vessel.dev/vessel/internal/testutil"
+	"vessel.dev/vessel/test/fleet"
 )
 
 // logEvents is what `aws logs filter-log-events` and `get-log-events`
@@ -87,7 +89,6 @@ func TestAWSLogsEndToEnd(t *testing.T) {
 		}
 		return runOne(t, c, family)
 	}
-	taskID := func(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
 	s.aws(nil, "logs", "create-log-group", "--log-group-name", "/e2e/web")
 
 	t.Run("MissingGroup", func(t *testing.T) {
@@ -254,5 +255,65 @@ func TestAWSLogsEndToEnd(t *testing.T) {
 		if len(trace.Events) != 3 {
 			t.Fatalf("/e2e/trace without a retention policy holds %d events; want its 3", len(trace.Events))
 		}
+	})
+}
+
+// TestAWSLogsHostAgentKilled: a `vessel agent` host of a fleet, killed
+// with SIGKILL while its runc task prints numbered lines and started
+// again, ships every line once: the stream holds each line exactly once,
+// in order.
+func TestAWSLogsHostAgentKilled(t *testing.T) {
+	f := newFleet(t)
+	s := f.Server(fleet.ServerConfig{})
+	reg := newRegistryAt(t, f.Gateway().String(), nil)
+	img := reg.push("busybox:1", nil, busyboxLayer(t))
+	host := f.Agent([]*fleet.Server{s}, fleet.AgentConfig{Runtime: "runc", Args: []string{"--insecure-registry", reg.host}})
+	c := s.ECS()
+	const lines = 200
+	_, err := c.RegisterTaskDefinition(context.Background(), &ecs.RegisterTaskDefinitionInput{Family: aws.String("counter"),
+		Cpu: aws.String("256"), Memory: aws.String("512"), NetworkMode: ecstypes.NetworkModeAwsvpc,
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String(img),
+			Command: []string{"sh", "-c", fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "count-$i"; i=$((i+1)); sleep 0.05; done`, lines)},
+			LogConfiguration: &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverAwslogs, Options: map[string]string{
+				"awslogs-group": "/fleet/counter", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "counter", "awslogs-create-group": "true"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := runOne(t, c, "counter")
+	messages := func() []string {
+		t.Helper()
+		b, err := s.AWS("logs", "filter-log-events", "--log-group-name", "/fleet/counter")
+		var got logEvents
+		if err == nil {
+			err = json.Unmarshal(b, &got)
+		}
+		if err != nil {
+			t.Fatalf("filter-log-events: %v", err)
+		}
+		return got.messages()
+	}
+	testutil.Eventually(t, 90*time.Second, func() error {
+		if n := len(messages()); n < 20 {
+			return fmt.Errorf("%d lines shipped so far", n)
+		}
+		return nil
+	})
+	host.Kill()
+	if n := len(messages()); n >= lines {
+		t.Fatalf("all %d lines were shipped before the agent was killed: the kill tests nothing", n)
+	}
+	time.Sleep(time.Second) // the task prints on meanwhile
+	host.Start()
+	waitFor(t, c, arn, "STOPPED", 90*time.Second)
+	testutil.Eventually(t, 60*time.Second, func() error {
+		got := messages()
+		var want []string
+		for i := range lines {
+			want = append(want, fmt.Sprintf("count-%d", i))
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			return fmt.Errorf("the stream holds %d events, want count-0 to count-%d once each, in order: %q", len(got), lines-1, got)
+		}
+		return nil
 	})
 }
