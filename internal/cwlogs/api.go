@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/store/jsonrec"
 )
 
 // RetentionDays are the retentionInDays values PutRetentionPolicy accepts.
@@ -96,7 +97,7 @@ func (s *Service) DescribeLogGroups(ctx context.Context, in *DescribeLogGroupsIn
 	if err != nil {
 		return nil, err
 	}
-	groups, err := listRecords[groupRecord](ctx, s.st, GroupPrefix+in.LogGroupNamePrefix)
+	groups, err := jsonrec.List[groupRecord](ctx, s.st, GroupPrefix+in.LogGroupNamePrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +120,7 @@ func (s *Service) DescribeLogGroups(ctx context.Context, in *DescribeLogGroupsIn
 }
 
 func (s *Service) describeGroup(ctx context.Context, g *groupRecord) (LogGroup, error) {
-	streams, err := listRecords[streamRecord](ctx, s.st, StreamPrefix+g.Name+":")
+	streams, err := jsonrec.List[streamRecord](ctx, s.st, StreamPrefix+g.Name+":")
 	if err != nil {
 		return LogGroup{}, err
 	}
@@ -162,23 +163,14 @@ func (s *Service) setRetention(ctx context.Context, group string, days int32) er
 	if err := validGroupName(group); err != nil {
 		return err
 	}
-	for {
-		kv, err := s.st.Get(ctx, groupKey(group))
-		if errdefs.IsNotFound(err) {
-			return notFound("The specified log group does not exist.")
-		} else if err != nil {
-			return err
-		}
-		var g groupRecord
-		if err := json.Unmarshal(kv.Value, &g); err != nil {
-			return fmt.Errorf("cwlogs: group record %s is damaged: %w", kv.Key, err)
+	_, err := jsonrec.Update(ctx, s.st, groupKey(group), func(g *groupRecord) (*groupRecord, error) {
+		if g == nil {
+			return nil, notFound("The specified log group does not exist.")
 		}
 		g.RetentionInDays = days
-		data, _ := json.Marshal(g)
-		if _, err := s.st.Put(ctx, kv.Key, data, kv.Revision); !errdefs.IsConflict(err) {
-			return err
-		}
-	}
+		return g, nil
+	})
+	return err
 }
 
 type CreateLogStreamInput struct {
@@ -194,7 +186,7 @@ func (s *Service) CreateLogStream(ctx context.Context, in *CreateLogStreamInput)
 	if err := validStreamName(in.LogStreamName); err != nil {
 		return nil, err
 	}
-	if _, err := getRecord[groupRecord](ctx, s.st, groupKey(in.LogGroupName)); errdefs.IsNotFound(err) {
+	if _, err := jsonrec.Get[groupRecord](ctx, s.st, groupKey(in.LogGroupName)); errdefs.IsNotFound(err) {
 		return nil, notFound("The specified log group does not exist.")
 	} else if err != nil {
 		return nil, err
@@ -247,7 +239,7 @@ func (s *Service) groupOf(ctx context.Context, name, identifier string) (*groupR
 	if err := validGroupName(name); err != nil {
 		return nil, err
 	}
-	g, err := getRecord[groupRecord](ctx, s.st, groupKey(name))
+	g, err := jsonrec.Get[groupRecord](ctx, s.st, groupKey(name))
 	if errdefs.IsNotFound(err) {
 		return nil, notFound("The specified log group does not exist.")
 	}
@@ -277,7 +269,7 @@ func (s *Service) DescribeLogStreams(ctx context.Context, in *DescribeLogStreams
 	if err != nil {
 		return nil, err
 	}
-	recs, err := listRecords[streamRecord](ctx, s.st, StreamPrefix+g.Name+":"+in.LogStreamNamePrefix)
+	recs, err := jsonrec.List[streamRecord](ctx, s.st, StreamPrefix+g.Name+":"+in.LogStreamNamePrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +393,7 @@ func (s *Service) GetLogEvents(ctx context.Context, in *GetLogEventsInput) (*Get
 	if err := validStreamName(in.LogStreamName); err != nil {
 		return nil, err
 	}
-	r, err := getRecord[streamRecord](ctx, s.st, streamKey(g.Name, in.LogStreamName))
+	r, err := jsonrec.Get[streamRecord](ctx, s.st, streamKey(g.Name, in.LogStreamName))
 	if errdefs.IsNotFound(err) {
 		return nil, notFound("The specified log stream does not exist.")
 	} else if err != nil {
@@ -566,7 +558,7 @@ func (s *Service) FilterLogEvents(ctx context.Context, in *FilterLogEventsInput)
 	if err != nil {
 		return nil, err
 	}
-	recs, err := listRecords[streamRecord](ctx, s.st, StreamPrefix+g.Name+":"+in.LogStreamNamePrefix)
+	recs, err := jsonrec.List[streamRecord](ctx, s.st, StreamPrefix+g.Name+":"+in.LogStreamNamePrefix)
 	if err != nil {
 		return nil, err
 	}

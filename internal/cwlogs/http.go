@@ -1,26 +1,19 @@
 package cwlogs
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 
+	"vessel.dev/vessel/internal/awsjson"
 	"vessel.dev/vessel/internal/errdefs"
 )
 
-// TargetPrefix is the API's X-Amz-Target prefix; ActionService is the service
-// its actions name in access key policies.
+// TargetPrefix is the API's X-Amz-Target prefix; ActionService is the
+// service its actions name in access key policies.
 const (
-	TargetPrefix    = "Logs_20140328."
-	ActionService   = "logs"
-	contentType     = "application/x-amz-json-1.1"
-	maxRequestBytes = 1 << 20
+	TargetPrefix  = "Logs_20140328."
+	ActionService = "logs"
 )
 
 // Exception names of the API.
@@ -29,23 +22,10 @@ const (
 	codeAlreadyExists      = "ResourceAlreadyExistsException"
 	codeInvalidParameter   = "InvalidParameterException"
 	codeServiceUnavailable = "ServiceUnavailableException"
-	codeUnknownOperation   = "UnknownOperationException"
-	codeSerialization      = "SerializationException"
 )
 
-// apiError is an error with the exception name the API answers it with;
-// its kind says the rest (errdefs).
-type apiError struct {
-	code string
-	msg  string
-	kind error
-}
-
-func (e *apiError) Error() string { return e.msg }
-func (e *apiError) Unwrap() error { return e.kind }
-
 func newError(code string, kind error, format string, args ...any) error {
-	return &apiError{code: code, kind: kind, msg: fmt.Sprintf(format, args...)}
+	return awsjson.NewError(code, kind, format, args...)
 }
 
 func notFound(msg string) error { return newError(codeNotFound, errdefs.ErrNotFound, "%s", msg) }
@@ -55,41 +35,20 @@ func invalid(format string, args ...any) error {
 }
 
 // Code returns the wire exception name of err, "" when it has none.
-func Code(err error) string {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae.code
-	}
-	return ""
-}
+func Code(err error) string { return awsjson.Code(err) }
 
-type operation func(ctx context.Context, body []byte) (any, error)
-
-func op[I, O any](fn func(context.Context, *I) (*O, error)) operation {
-	return func(ctx context.Context, body []byte) (any, error) {
-		in := new(I)
-		if len(strings.TrimSpace(string(body))) > 0 {
-			if err := json.Unmarshal(body, in); err != nil {
-				return nil, newError(codeSerialization, errdefs.ErrInvalidArgument,
-					"the request body is not valid JSON for this operation: %v", err)
-			}
-		}
-		return fn(ctx, in)
-	}
-}
-
-func (s *Service) ops() map[string]operation {
-	return map[string]operation{
-		"CreateLogGroup":        op(s.CreateLogGroup),
-		"DeleteLogGroup":        op(s.DeleteLogGroup),
-		"DescribeLogGroups":     op(s.DescribeLogGroups),
-		"PutRetentionPolicy":    op(s.PutRetentionPolicy),
-		"DeleteRetentionPolicy": op(s.DeleteRetentionPolicy),
-		"CreateLogStream":       op(s.CreateLogStream),
-		"DescribeLogStreams":    op(s.DescribeLogStreams),
-		"PutLogEvents":          op(s.PutLogEvents),
-		"GetLogEvents":          op(s.GetLogEvents),
-		"FilterLogEvents":       op(s.FilterLogEvents),
+func (s *Service) ops() map[string]awsjson.Operation {
+	return map[string]awsjson.Operation{
+		"CreateLogGroup":        awsjson.Op(s.CreateLogGroup),
+		"DeleteLogGroup":        awsjson.Op(s.DeleteLogGroup),
+		"DescribeLogGroups":     awsjson.Op(s.DescribeLogGroups),
+		"PutRetentionPolicy":    awsjson.Op(s.PutRetentionPolicy),
+		"DeleteRetentionPolicy": awsjson.Op(s.DeleteRetentionPolicy),
+		"CreateLogStream":       awsjson.Op(s.CreateLogStream),
+		"DescribeLogStreams":    awsjson.Op(s.DescribeLogStreams),
+		"PutLogEvents":          awsjson.Op(s.PutLogEvents),
+		"GetLogEvents":          awsjson.Op(s.GetLogEvents),
+		"FilterLogEvents":       awsjson.Op(s.FilterLogEvents),
 	}
 }
 
@@ -120,77 +79,29 @@ func Actions() []string {
 // 1.1's shape with CloudWatch Logs' exception names.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
+	fail := func(err error) { s.writeError(w, err) }
 	name, ok := strings.CutPrefix(target, TargetPrefix)
 	if !ok {
-		s.writeError(w, newError(codeUnknownOperation, errdefs.ErrInvalidArgument,
+		fail(newError(awsjson.UnknownOperation, errdefs.ErrInvalidArgument,
 			"X-Amz-Target %q is not a CloudWatch Logs operation: expected %s<Operation>", target, TargetPrefix))
 		return
 	}
-	ops := s.ops()
-	fn, ok := ops[name]
-	if !ok {
-		names := make([]string, 0, len(ops))
-		for n := range ops {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		s.writeError(w, newError(codeUnknownOperation, errdefs.ErrInvalidArgument,
-			"operation %s is not supported; supported operations: %s", name, strings.Join(names, ", ")))
-		return
-	}
-	if r.Method != http.MethodPost {
-		s.writeError(w, newError(codeUnknownOperation, errdefs.ErrInvalidArgument,
-			"%s operations are POST / with X-Amz-Target; got %s", target, r.Method))
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
-	if err != nil {
-		s.writeError(w, invalid("reading the request body: %v", err))
-		return
-	}
-	if len(body) > maxRequestBytes {
-		s.writeError(w, invalid("the request body is larger than %d bytes", maxRequestBytes))
-		return
-	}
-	out, err := fn(r.Context(), body)
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	w.Header().Set("Content-Type", contentType)
-	json.NewEncoder(w).Encode(out)
+	awsjson.Dispatch(w, r, name, s.ops(), fail)
 }
 
-// errorFor is err's exception name and HTTP status.
-func errorFor(err error) (string, int) {
-	if code := Code(err); code != "" {
-		return code, http.StatusBadRequest
-	}
-	switch {
-	case errdefs.IsNotFound(err):
-		return codeNotFound, http.StatusBadRequest
-	case errdefs.IsInvalidArgument(err):
-		return codeInvalidParameter, http.StatusBadRequest
-	case errdefs.IsAlreadyExists(err):
-		return codeAlreadyExists, http.StatusBadRequest
-	}
-	return codeServiceUnavailable, http.StatusServiceUnavailable
-}
-
+// writeError answers err with its exception, or the one its kind maps to.
 func (s *Service) writeError(w http.ResponseWriter, err error) {
-	code, status := errorFor(err)
-	msg := err.Error()
-	if status >= 500 {
-		s.log.Error("logs request failed", "code", code, "err", err)
-		if errors.Is(err, context.Canceled) {
-			msg = "request canceled"
-		}
+	code, status := Code(err), http.StatusBadRequest
+	switch {
+	case code != "":
+	case errdefs.IsNotFound(err):
+		code = codeNotFound
+	case errdefs.IsInvalidArgument(err):
+		code = codeInvalidParameter
+	case errdefs.IsAlreadyExists(err):
+		code = codeAlreadyExists
+	default:
+		code, status = codeServiceUnavailable, http.StatusServiceUnavailable
 	}
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("X-Amzn-ErrorType", code)
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(struct {
-		Type    string `json:"__type"`
-		Message string `json:"message"`
-	}{code, msg})
+	awsjson.WriteError(w, s.log, status, code, err)
 }

@@ -13,6 +13,7 @@ import (
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/store"
+	"vessel.dev/vessel/internal/store/jsonrec"
 )
 
 // Prefixes of the records in the shared store.
@@ -179,7 +180,7 @@ func (s *Service) EnsureStream(ctx context.Context, group, stream string, create
 		return err
 	}
 	now := s.cfg.Now().UnixMilli()
-	if _, err := getRecord[groupRecord](ctx, s.st, groupKey(group)); errdefs.IsNotFound(err) {
+	if _, err := jsonrec.Get[groupRecord](ctx, s.st, groupKey(group)); errdefs.IsNotFound(err) {
 		if !createGroup {
 			return notFound("The specified log group does not exist.")
 		}
@@ -226,7 +227,7 @@ func (s *Service) Ingest(ctx context.Context, group, stream string, events []Eve
 // ingest is Ingest; assign gives the events the positions that follow the
 // stream's last (PutLogEvents, whose events come from no source file).
 func (s *Service) ingest(ctx context.Context, group, stream string, events []Event, assign bool) (int64, error) {
-	g, err := getRecord[groupRecord](ctx, s.st, groupKey(group))
+	g, err := jsonrec.Get[groupRecord](ctx, s.st, groupKey(group))
 	if errdefs.IsNotFound(err) {
 		return 0, notFound("The specified log group does not exist.")
 	} else if err != nil {
@@ -246,7 +247,7 @@ func (s *Service) ingest(ctx context.Context, group, stream string, events []Eve
 		taken := rec.Acked
 		var last *batchRecord
 		if n := len(rec.Batches); n > 0 {
-			last, err = getRecord[batchRecord](ctx, s.st, batchKey(group, stream, rec.Batches[n-1].Start))
+			last, err = jsonrec.Get[batchRecord](ctx, s.st, batchKey(group, stream, rec.Batches[n-1].Start))
 			if errdefs.IsNotFound(err) {
 				rec.Batches, last = rec.Batches[:n-1], nil // deleted by a sweep meanwhile
 			} else if err != nil {
@@ -317,7 +318,7 @@ func (s *Service) ingest(ctx context.Context, group, stream string, events []Eve
 // enforceCap drops the oldest batches of group while it holds more than
 // MaxGroupBytes, sparing each stream's newest batch.
 func (s *Service) enforceCap(ctx context.Context, group string) error {
-	streams, err := listRecords[streamRecord](ctx, s.st, StreamPrefix+group+":")
+	streams, err := jsonrec.List[streamRecord](ctx, s.st, StreamPrefix+group+":")
 	if err != nil {
 		return err
 	}
@@ -420,13 +421,13 @@ func (s *Service) cutoff(g *groupRecord) int64 {
 // Sweep deletes the batches of every group whose events are all older
 // than the group's retention. It blocks on the store.
 func (s *Service) Sweep(ctx context.Context) error {
-	groups, err := listRecords[groupRecord](ctx, s.st, GroupPrefix)
+	groups, err := jsonrec.List[groupRecord](ctx, s.st, GroupPrefix)
 	if err != nil {
 		return err
 	}
 	for _, g := range groups {
 		cut := s.cutoff(g)
-		streams, err := listRecords[streamRecord](ctx, s.st, StreamPrefix+g.Name+":")
+		streams, err := jsonrec.List[streamRecord](ctx, s.st, StreamPrefix+g.Name+":")
 		if err != nil {
 			return err
 		}
@@ -459,37 +460,6 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// getRecord reads and decodes key's record; a missing key is
-// errdefs.ErrNotFound.
-func getRecord[R any](ctx context.Context, st store.Store, key string) (*R, error) {
-	kv, err := st.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	r := new(R)
-	if err := json.Unmarshal(kv.Value, r); err != nil {
-		return nil, fmt.Errorf("cwlogs: record %s is damaged: %w", key, err)
-	}
-	return r, nil
-}
-
-// listRecords reads and decodes every record under prefix.
-func listRecords[R any](ctx context.Context, st store.Store, prefix string) ([]*R, error) {
-	kvs, _, err := st.List(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*R, 0, len(kvs))
-	for _, kv := range kvs {
-		r := new(R)
-		if err := json.Unmarshal(kv.Value, r); err != nil {
-			return nil, fmt.Errorf("cwlogs: record %s is damaged: %w", kv.Key, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
-}
-
 // streamEvents reads the events of a stream, in stream order, that are at
 // or after cutoff (ms).
 func (s *Service) streamEvents(ctx context.Context, r *streamRecord, cutoff int64) ([]storedEvent, error) {
@@ -498,7 +468,7 @@ func (s *Service) streamEvents(ctx context.Context, r *streamRecord, cutoff int6
 		if ref.Last < cutoff {
 			continue
 		}
-		b, err := getRecord[batchRecord](ctx, s.st, batchKey(r.Group, r.Name, ref.Start))
+		b, err := jsonrec.Get[batchRecord](ctx, s.st, batchKey(r.Group, r.Name, ref.Start))
 		if errdefs.IsNotFound(err) {
 			continue // dropped meanwhile
 		} else if err != nil {
@@ -569,13 +539,13 @@ type StreamEvent struct {
 // missing group or stream is an error of kind errdefs.ErrNotFound. It
 // blocks on the store's reads; the caller owns the result.
 func (s *Service) Events(ctx context.Context, group, stream string, after int64) ([]StreamEvent, error) {
-	g, err := getRecord[groupRecord](ctx, s.st, groupKey(group))
+	g, err := jsonrec.Get[groupRecord](ctx, s.st, groupKey(group))
 	if errdefs.IsNotFound(err) {
 		return nil, notFound("The specified log group does not exist.")
 	} else if err != nil {
 		return nil, err
 	}
-	r, err := getRecord[streamRecord](ctx, s.st, streamKey(group, stream))
+	r, err := jsonrec.Get[streamRecord](ctx, s.st, streamKey(group, stream))
 	if errdefs.IsNotFound(err) {
 		return nil, notFound("The specified log stream does not exist.")
 	} else if err != nil {
