@@ -414,7 +414,11 @@ func (s *Service) GetLogEvents(ctx context.Context, in *GetLogEventsInput) (*Get
 		}
 		forward, pos = dir == "f", n
 	}
-	evs, err := s.streamEvents(ctx, r, s.cutoff(g))
+	cut := s.cutoff(g)
+	if in.StartTime != nil {
+		cut = max(cut, *in.StartTime)
+	}
+	evs, err := s.streamEvents(ctx, r, cut)
 	if err != nil {
 		return nil, err
 	}
@@ -566,6 +570,9 @@ func (s *Service) FilterLogEvents(ctx context.Context, in *FilterLogEventsInput)
 		recs = slices.DeleteFunc(recs, func(r *streamRecord) bool { return !slices.Contains(in.LogStreamNames, r.Name) })
 	}
 	cut := s.cutoff(g)
+	if in.StartTime != nil {
+		cut = max(cut, *in.StartTime) // batches wholly before startTime are not read
+	}
 	type hit struct {
 		c filterCursor
 		e storedEvent
