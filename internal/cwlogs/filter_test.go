@@ -92,3 +92,24 @@ func TestFilterPatternRefused(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFilterPattern: any pattern is read or refused with
+// InvalidParameterException, never a panic, and a pattern read matches any
+// message without panicking.
+func FuzzFilterPattern(f *testing.F) {
+	for _, p := range []string{"", "ERROR", `"disk full" -retry`, "?a ?b", `{ $.a = "x*y" }`, `{ ($.a[0].b >= 1.5 || $.c != NULL) && $.d = true }`, `{ $.`, `[a, b]`} {
+		f.Add(p, `{"a":[{"b":2}],"c":1,"d":true} ERROR disk full`)
+	}
+	f.Fuzz(func(t *testing.T, pattern, message string) {
+		m, err := cwlogs.ParseFilterPattern(pattern)
+		if err != nil {
+			if cwlogs.Code(err) != "InvalidParameterException" {
+				t.Fatalf("%q: %v, not an InvalidParameterException", pattern, err)
+			}
+			return
+		}
+		if m.Match(message) != m.Match(message) {
+			t.Fatalf("%q matches %q one time and not the next", pattern, message)
+		}
+	})
+}
