@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/cwlogs"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/task"
 )
@@ -49,9 +50,9 @@ var (
 )
 
 const (
-	maxBatchEvents = 10000
+	maxBatchEvents = cwlogs.MaxBatchEvents
 	maxBatchBytes  = 1 << 20
-	maxEventBytes  = 256<<10 - 26
+	maxEventBytes  = cwlogs.MaxEventBytes
 	maxReadBytes   = 4 << 20
 )
 

@@ -337,11 +337,14 @@ type PutLogEventsOutput struct {
 // PutLogEvents adds events to a stream (for tools and tests; tasks' output
 // is shipped by their hosts' agents).
 func (s *Service) PutLogEvents(ctx context.Context, in *PutLogEventsInput) (*PutLogEventsOutput, error) {
-	if len(in.LogEvents) == 0 || len(in.LogEvents) > 10000 {
-		return nil, invalid("logEvents must hold 1 to 10000 events; got %d", len(in.LogEvents))
+	if len(in.LogEvents) == 0 || len(in.LogEvents) > MaxBatchEvents {
+		return nil, invalid("logEvents must hold 1 to %d events; got %d", MaxBatchEvents, len(in.LogEvents))
 	}
 	evs := make([]Event, len(in.LogEvents))
 	for i, e := range in.LogEvents {
+		if len(e.Message) > MaxEventBytes {
+			return nil, invalid("logEvents[%d] holds %d bytes; an event's message may hold at most %d", i, len(e.Message), MaxEventBytes)
+		}
 		if i > 0 && e.Timestamp < in.LogEvents[i-1].Timestamp {
 			return nil, invalid("Log events in a single PutLogEvents request must be in chronological order.")
 		}

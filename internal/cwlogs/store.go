@@ -31,6 +31,13 @@ const BatchBytes = 64 << 10
 // message.
 const eventOverhead = 26
 
+// MaxEventBytes and MaxBatchEvents are CloudWatch Logs' limits on an
+// event's message and on the events of one batch.
+const (
+	MaxEventBytes  = 256<<10 - eventOverhead
+	MaxBatchEvents = 10000
+)
+
 // Defaults of Config.
 const (
 	DefaultRetention     = 30 * 24 * time.Hour

@@ -80,8 +80,14 @@ func (s *Server) PutTaskLogEvents(ctx context.Context, hostID, taskID string, b 
 	if c == nil || c.Log == nil {
 		return agentproto.LogEventsAck{}, errdefs.NotFound("task %s has no container %q whose logConfiguration uses the awslogs driver", taskID, b.Container)
 	}
+	if len(b.Events) > cwlogs.MaxBatchEvents {
+		return agentproto.LogEventsAck{}, errdefs.InvalidArgument("a batch holds %d log events; at most %d are accepted", len(b.Events), cwlogs.MaxBatchEvents)
+	}
 	evs := make([]cwlogs.Event, len(b.Events))
 	for i, e := range b.Events {
+		if len(e.Message) > cwlogs.MaxEventBytes {
+			return agentproto.LogEventsAck{}, errdefs.InvalidArgument("log event %d holds %d bytes; at most %d are accepted", i, len(e.Message), cwlogs.MaxEventBytes)
+		}
 		if e.End <= e.Start || i > 0 && e.Start < b.Events[i-1].End {
 			return agentproto.LogEventsAck{}, errdefs.InvalidArgument("log event %d spans offsets %d to %d: events must span growing, non-overlapping offsets", i, e.Start, e.End)
 		}

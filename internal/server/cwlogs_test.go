@@ -280,6 +280,14 @@ func TestTaskLogEventsOnlyFromItsHost(t *testing.T) {
 			t.Fatalf("PutTaskLogEvents = %+v, %v; want acked 20", ack, err)
 		}
 	}
+	huge := agentproto.LogEventsBatch{Container: "app", Events: []agentproto.LogEvent{{Time: time.Now(), Message: strings.Repeat("x", 256<<10), Start: 20, End: 30}}}
+	if _, err := clientOf[host].PutTaskLogEvents(c, host, id, huge); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("PutTaskLogEvents of a 256 KiB event: %v; want refused, saying the limit", err)
+	}
+	overlap := agentproto.LogEventsBatch{Container: "app", Events: []agentproto.LogEvent{{Time: time.Now(), Message: "a", Start: 20, End: 30}, {Time: time.Now(), Message: "b", Start: 25, End: 35}}}
+	if _, err := clientOf[host].PutTaskLogEvents(c, host, id, overlap); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("PutTaskLogEvents of overlapping events: %v; want refused", err)
+	}
 	if _, err := clientOf[host].PutTaskLogEvents(c, host, id, agentproto.LogEventsBatch{Container: "other", Events: batch.Events}); !errdefs.IsNotFound(err) {
 		t.Fatalf("PutTaskLogEvents for a container without awslogs: %v; want not found", err)
 	}
