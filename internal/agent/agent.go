@@ -279,6 +279,11 @@ func (a *Agent) Run(ctx context.Context) error {
 				defer a.wg.Done()
 				a.collectLogs(ctx)
 			}()
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				a.shipLogs(ctx) // shipper.go
+			}()
 		}
 	}
 	return nil

@@ -166,7 +166,7 @@ func (a *Agent) running(taskID string) bool {
 }
 
 // collectLogs removes the logs of tasks that ended longer than
-// LogRetention ago.
+// LogRetention ago, once their awslogs containers' output is shipped.
 func (a *Agent) collectLogs(ctx context.Context) {
 	if a.cfg.LogDir == "" {
 		return
@@ -178,6 +178,10 @@ func (a *Agent) collectLogs(ctx context.Context) {
 		for _, e := range entries {
 			if !e.IsDir() || a.running(e.Name()) {
 				continue
+			}
+			dir := filepath.Join(a.cfg.LogDir, e.Name())
+			if fileExists(filepath.Join(dir, awslogsConfigFile)) && !fileExists(filepath.Join(dir, awslogsDoneFile)) {
+				continue // not all shipped yet (shipper.go)
 			}
 			info, err := e.Info()
 			if err != nil || time.Since(info.ModTime()) < a.cfg.LogRetention {

@@ -160,6 +160,9 @@ func (w *worker) create(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := w.createLogStreams(ctx); err != nil { // shipper.go
+		return err
+	}
 	var mounts map[string][]runtime.Mount
 	if !w.simulated() {
 		// The network first: it does not depend on the images, and the
@@ -177,6 +180,9 @@ func (w *worker) create(ctx context.Context) error {
 		w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
 		spec.LogDir = w.agent.taskLogDir(t.ID)
 		if err := os.MkdirAll(spec.LogDir, 0o700); err != nil {
+			return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
+		}
+		if err := writeAWSLogsConfig(spec.LogDir, t); err != nil {
 			return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
 		}
 		spec.LogMaxBytes = cfg.LogMaxBytes / int64(max(len(t.Containers), 1))

@@ -134,7 +134,7 @@ func (k Key) Allows(action string) bool {
 
 // Services are the services actions name, before the colon, that a
 // custom policy may list: "vessel-agent" is for host keys alone.
-var Services = []string{"ecs", "eks", "vessel", "secretsmanager", "ssm"}
+var Services = []string{"ecs", "eks", "vessel", "secretsmanager", "ssm", "logs"}
 
 var (
 	actionRE  = regexp.MustCompile(`^([a-z0-9-]+):([A-Za-z*]+)$`)
@@ -174,7 +174,9 @@ var (
 	operatorDenied  = []string{"vessel:*Credential*", "vessel:*JoinToken*", "vessel:RevokeHost", "vessel:RemoveHost"}
 	readOnlyAllowed = []string{"ecs:Describe*", "ecs:List*", "eks:Describe*", "eks:List*", "vessel:Describe*", "vessel:List*", "vessel:Get*",
 		// Secrets' metadata, never their values (GetSecretValue, GetParameter*).
-		"secretsmanager:Describe*", "secretsmanager:List*", "ssm:Describe*"}
+		"secretsmanager:Describe*", "secretsmanager:List*", "ssm:Describe*",
+		// Logs are read as ECS's read-only policies read them.
+		"logs:Describe*", "logs:Get*", "logs:Filter*"}
 	hostActions = []string{"vessel-agent:*"}
 )
 

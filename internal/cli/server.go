@@ -23,6 +23,7 @@ import (
 	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/cwlogs"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/httpserve"
 	"vessel.dev/vessel/internal/keyring"
@@ -44,6 +45,9 @@ type serverOptions struct {
 	logLevel             string
 	registryCredentials  string
 	secretsKeyFile       string
+	logsRetention        time.Duration
+	logsDay              time.Duration
+	logsMaxGroupBytes    int64
 	apiRate              float64
 	apiBurst             int
 	launchRate           float64
@@ -95,6 +99,9 @@ through etcd with a lease of --leader-lease, runs the controllers (its
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.registryCredentials, "registry-credentials", "", `JSON file of registry credentials, {"NAME or registry host": {"username": "...", "password": "..."}}: what task definitions' repositoryCredentials name, and the execution role's credentials per registry`)
 	f.StringVar(&o.secretsKeyFile, "secrets-key-file", "", "the key (32 random bytes, mode 0600) that seals the values of the Secrets Manager and SSM Parameter Store APIs in the store; made on first start; default DATA_DIR/"+secrets.KeyFile+"; with --etcd the same file on every server")
+	f.DurationVar(&o.logsRetention, "logs-retention", cwlogs.DefaultRetention, "how long the log store keeps the events of a log group without a retention policy (awslogs, CloudWatch Logs API)")
+	f.Int64Var(&o.logsMaxGroupBytes, "logs-max-group-bytes", cwlogs.DefaultMaxGroupBytes, "the bytes of events a log group keeps (storedBytes): beyond, its oldest events are dropped, and the server's log says so")
+	f.DurationVar(&o.logsDay, "logs-day", 24*time.Hour, "the length of a day of a log group's retentionInDays: shorter only to test retention")
 	f.Float64Var(&o.apiRate, "api-rate", server.DefaultAPIRate, "requests a second each access key may make, sustained (ECS and EKS APIs, logs, exec; not the hosts' agent protocol); 0: no limit")
 	f.IntVar(&o.apiBurst, "api-burst", server.DefaultAPIBurst, "requests an access key may make at once, the size of its token bucket")
 	f.Float64Var(&o.launchRate, "launch-rate", server.DefaultLaunchRate, "tasks a second the control plane launches, sustained, as Fargate (RunTask, services, pods); 0: no limit")
@@ -168,7 +175,8 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 		RegistryCredentials: creds,
 		PendingTimeout:      o.pendingTimeout, StoppedTaskRetention: o.stoppedTaskRetention,
 		HostTimeout: o.hostTimeout, TaskDNS: dns.taskDNS, Logger: log, Leadership: leadership,
-		APIRate: o.apiRate, APIBurst: o.apiBurst, LaunchRate: o.launchRate, LaunchBurst: o.launchBurst})
+		APIRate: o.apiRate, APIBurst: o.apiBurst, LaunchRate: o.launchRate, LaunchBurst: o.launchBurst,
+		Logs: cwlogs.Config{DefaultRetention: o.logsRetention, Day: o.logsDay, MaxGroupBytes: o.logsMaxGroupBytes}})
 	if err != nil {
 		return err
 	}

@@ -1,15 +1,11 @@
 package secrets
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 
+	"vessel.dev/vessel/internal/awsjson"
 	"vessel.dev/vessel/internal/errdefs"
 )
 
@@ -20,47 +16,30 @@ const (
 	SSMTargetPrefix            = "AmazonSSM."
 	SecretsManagerService      = "secretsmanager"
 	SSMService                 = "ssm"
-	contentType                = "application/x-amz-json-1.1"
-	maxRequestBytes            = 1 << 20
 )
 
-type operation func(ctx context.Context, body []byte) (any, error)
-
-func op[I, O any](fn func(context.Context, *I) (*O, error)) operation {
-	return func(ctx context.Context, body []byte) (any, error) {
-		in := new(I)
-		if len(strings.TrimSpace(string(body))) > 0 {
-			if err := json.Unmarshal(body, in); err != nil {
-				return nil, newError("SerializationException", errdefs.ErrInvalidArgument,
-					"the request body is not valid JSON for this operation: %v", err)
-			}
-		}
-		return fn(ctx, in)
+func (s *Service) managerOps() map[string]awsjson.Operation {
+	return map[string]awsjson.Operation{
+		"CreateSecret":   awsjson.Op(s.CreateSecret),
+		"GetSecretValue": awsjson.Op(s.GetSecretValue),
+		"PutSecretValue": awsjson.Op(s.PutSecretValue),
+		"DescribeSecret": awsjson.Op(s.DescribeSecret),
+		"ListSecrets":    awsjson.Op(s.ListSecrets),
+		"UpdateSecret":   awsjson.Op(s.UpdateSecret),
+		"DeleteSecret":   awsjson.Op(s.DeleteSecret),
+		"RestoreSecret":  awsjson.Op(s.RestoreSecret),
 	}
 }
 
-func (s *Service) managerOps() map[string]operation {
-	return map[string]operation{
-		"CreateSecret":   op(s.CreateSecret),
-		"GetSecretValue": op(s.GetSecretValue),
-		"PutSecretValue": op(s.PutSecretValue),
-		"DescribeSecret": op(s.DescribeSecret),
-		"ListSecrets":    op(s.ListSecrets),
-		"UpdateSecret":   op(s.UpdateSecret),
-		"DeleteSecret":   op(s.DeleteSecret),
-		"RestoreSecret":  op(s.RestoreSecret),
-	}
-}
-
-func (s *Service) parameterOps() map[string]operation {
-	return map[string]operation{
-		"PutParameter":        op(s.PutParameter),
-		"GetParameter":        op(s.GetParameter),
-		"GetParameters":       op(s.GetParameters),
-		"GetParametersByPath": op(s.GetParametersByPath),
-		"DeleteParameter":     op(s.DeleteParameter),
-		"DeleteParameters":    op(s.DeleteParameters),
-		"DescribeParameters":  op(s.DescribeParameters),
+func (s *Service) parameterOps() map[string]awsjson.Operation {
+	return map[string]awsjson.Operation{
+		"PutParameter":        awsjson.Op(s.PutParameter),
+		"GetParameter":        awsjson.Op(s.GetParameter),
+		"GetParameters":       awsjson.Op(s.GetParameters),
+		"GetParametersByPath": awsjson.Op(s.GetParametersByPath),
+		"DeleteParameter":     awsjson.Op(s.DeleteParameter),
+		"DeleteParameters":    awsjson.Op(s.DeleteParameters),
+		"DescribeParameters":  awsjson.Op(s.DescribeParameters),
 	}
 }
 
@@ -98,50 +77,16 @@ func Actions() []string {
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
 	ssm := strings.HasPrefix(target, SSMTargetPrefix)
-	var ops map[string]operation
-	var name string
+	fail := func(err error) { s.writeError(w, ssm, err) }
 	switch {
 	case strings.HasPrefix(target, SecretsManagerTargetPrefix):
-		ops, name = s.managerOps(), strings.TrimPrefix(target, SecretsManagerTargetPrefix)
+		awsjson.Dispatch(w, r, strings.TrimPrefix(target, SecretsManagerTargetPrefix), s.managerOps(), fail)
 	case ssm:
-		ops, name = s.parameterOps(), strings.TrimPrefix(target, SSMTargetPrefix)
+		awsjson.Dispatch(w, r, strings.TrimPrefix(target, SSMTargetPrefix), s.parameterOps(), fail)
 	default:
-		s.writeError(w, false, newError("UnknownOperationException", errdefs.ErrInvalidArgument,
+		fail(newError(awsjson.UnknownOperation, errdefs.ErrInvalidArgument,
 			"X-Amz-Target %q is not a Secrets Manager or SSM operation: expected %s<Operation> or %s<Operation>", target, SecretsManagerTargetPrefix, SSMTargetPrefix))
-		return
 	}
-	fn, ok := ops[name]
-	if !ok {
-		names := make([]string, 0, len(ops))
-		for n := range ops {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		s.writeError(w, ssm, newError("UnknownOperationException", errdefs.ErrInvalidArgument,
-			"operation %s is not supported; supported operations: %s", name, strings.Join(names, ", ")))
-		return
-	}
-	if r.Method != http.MethodPost {
-		s.writeError(w, ssm, newError("UnknownOperationException", errdefs.ErrInvalidArgument,
-			"%s operations are POST / with X-Amz-Target; got %s", target, r.Method))
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
-	if err != nil {
-		s.writeError(w, ssm, errdefs.InvalidArgument("reading the request body: %v", err))
-		return
-	}
-	if len(body) > maxRequestBytes {
-		s.writeError(w, ssm, errdefs.InvalidArgument("the request body is larger than %d bytes", maxRequestBytes))
-		return
-	}
-	out, err := fn(r.Context(), body)
-	if err != nil {
-		s.writeError(w, ssm, err)
-		return
-	}
-	w.Header().Set("Content-Type", contentType)
-	json.NewEncoder(w).Encode(out)
 }
 
 // errorFor is err's exception name and HTTP status in one API.
@@ -177,18 +122,5 @@ func errorFor(err error, ssm bool) (string, int) {
 
 func (s *Service) writeError(w http.ResponseWriter, ssm bool, err error) {
 	code, status := errorFor(err, ssm)
-	msg := err.Error()
-	if status >= 500 {
-		s.log.Error("secrets request failed", "code", code, "err", err)
-		if errors.Is(err, context.Canceled) {
-			msg = "request canceled"
-		}
-	}
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("X-Amzn-ErrorType", code)
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(struct {
-		Type    string `json:"__type"`
-		Message string `json:"message"`
-	}{code, msg})
+	awsjson.WriteError(w, s.log, status, code, err)
 }

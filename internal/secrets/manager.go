@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/store/jsonrec"
 )
 
 // Secrets Manager's exception names.
@@ -229,7 +230,7 @@ func hasSuffix(name string) bool { return len(name) > 7 && name[len(name)-7] == 
 // loadSecret reads the secret ref names; a missing one, or one whose ARN
 // is not the one asked for, is ResourceNotFoundException.
 func (s *Service) loadSecret(ctx context.Context, ref secretRef) (*secretRecord, error) {
-	r, err := get[secretRecord](ctx, s.st, Prefix+ref.name)
+	r, err := jsonrec.Get[secretRecord](ctx, s.st, Prefix+ref.name)
 	if err == nil && s.expired(r) {
 		s.purge(ctx, r.Name)
 	}
@@ -242,7 +243,7 @@ func (s *Service) loadSecret(ctx context.Context, ref secretRef) (*secretRecord,
 // purge deletes secret name from the store if its recovery window is
 // over: its sealed values go with it.
 func (s *Service) purge(ctx context.Context, name string) {
-	_, err := update(ctx, s.st, Prefix+name, func(old *secretRecord) (*secretRecord, error) {
+	_, err := jsonrec.Update(ctx, s.st, Prefix+name, func(old *secretRecord) (*secretRecord, error) {
 		if old != nil && !s.expired(old) {
 			return old, nil // recreated meanwhile: keep
 		}
@@ -258,7 +259,7 @@ func (s *Service) purge(ctx context.Context, name string) {
 // updateSecret changes the secret ref names with fn, which is given the
 // live record (never nil: a missing secret is ResourceNotFoundException).
 func (s *Service) updateSecret(ctx context.Context, ref secretRef, fn func(r *secretRecord) error) (*secretRecord, error) {
-	return update(ctx, s.st, Prefix+ref.name, func(old *secretRecord) (*secretRecord, error) {
+	return jsonrec.Update(ctx, s.st, Prefix+ref.name, func(old *secretRecord) (*secretRecord, error) {
 		if old == nil || s.expired(old) || ref.arn != "" && old.ARN != ref.arn {
 			return nil, notFoundSecret(ref.id)
 		}
@@ -393,7 +394,7 @@ func (s *Service) CreateSecret(ctx context.Context, in *CreateSecretInput) (*Cre
 		return nil, err
 	}
 	var versionID *string
-	rec, err := update(ctx, s.st, Prefix+name, func(old *secretRecord) (*secretRecord, error) {
+	rec, err := jsonrec.Update(ctx, s.st, Prefix+name, func(old *secretRecord) (*secretRecord, error) {
 		if old != nil && !s.expired(old) {
 			if !old.DeletionDate.IsZero() {
 				return nil, newError(CodeInvalidRequest, errdefs.ErrConflict,
@@ -738,7 +739,7 @@ func (s *Service) ListSecrets(ctx context.Context, in *ListSecretsInput) (*ListS
 	if in.SortOrder != nil && *in.SortOrder != "asc" && *in.SortOrder != "desc" {
 		return nil, invalidParam("SortOrder %q is not accepted: asc or desc", *in.SortOrder)
 	}
-	recs, err := list[secretRecord](ctx, s.st, Prefix)
+	recs, err := jsonrec.List[secretRecord](ctx, s.st, Prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -850,7 +851,7 @@ func (s *Service) DeleteSecret(ctx context.Context, in *DeleteSecretInput) (*Del
 	}
 	now := s.cfg.Now().UTC()
 	var gone secretRecord
-	r, err := update(ctx, s.st, Prefix+ref.name, func(old *secretRecord) (*secretRecord, error) {
+	r, err := jsonrec.Update(ctx, s.st, Prefix+ref.name, func(old *secretRecord) (*secretRecord, error) {
 		if old == nil || s.expired(old) || ref.arn != "" && old.ARN != ref.arn {
 			return nil, notFoundSecret(ref.id)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/store"
+	"vessel.dev/vessel/internal/store/jsonrec"
 )
 
 // SSM Parameter Store's exception names.
@@ -133,7 +134,7 @@ func (s *Service) loadParameter(ctx context.Context, ref string) (*paramRecord, 
 		return nil, err
 	}
 	for _, n := range names {
-		r, err := get[paramRecord](ctx, s.st, ParameterPrefix+n)
+		r, err := jsonrec.Get[paramRecord](ctx, s.st, ParameterPrefix+n)
 		if err == nil {
 			return r, nil
 		}
@@ -273,7 +274,7 @@ func (s *Service) PutParameter(ctx context.Context, in *PutParameterInput) (*Put
 		return nil, validation("Tags and Overwrite can't be used together: tag an existing parameter with AddTagsToResource")
 	}
 	now := s.cfg.Now().UTC()
-	r, err := update(ctx, s.st, ParameterPrefix+name, func(old *paramRecord) (*paramRecord, error) {
+	r, err := jsonrec.Update(ctx, s.st, ParameterPrefix+name, func(old *paramRecord) (*paramRecord, error) {
 		typ := deref(in.Type)
 		if old != nil {
 			if !overwrite {
@@ -411,7 +412,7 @@ func (s *Service) GetParametersByPath(ctx context.Context, in *GetParametersByPa
 	if err != nil {
 		return nil, err
 	}
-	recs, err := list[paramRecord](ctx, s.st, ParameterPrefix)
+	recs, err := jsonrec.List[paramRecord](ctx, s.st, ParameterPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -567,7 +568,7 @@ func (s *Service) DescribeParameters(ctx context.Context, in *DescribeParameters
 			return nil, err
 		}
 	}
-	recs, err := list[paramRecord](ctx, s.st, ParameterPrefix)
+	recs, err := jsonrec.List[paramRecord](ctx, s.st, ParameterPrefix)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"vessel.dev/vessel/api"
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/cwlogs"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/secrets"
 )
@@ -27,7 +28,7 @@ const (
 
 // routeAction is the action a signed route performs.
 type routeAction struct {
-	action string // "" for JSON 1.1: "ecs:", "secretsmanager:" or "ssm:" + the X-Amz-Target operation
+	action string // "" for JSON 1.1: "ecs:", "secretsmanager:", "ssm:" or "logs:" + the X-Amz-Target operation
 	proto  protocol
 }
 
@@ -79,6 +80,10 @@ var routeActions = map[string]routeAction{
 
 	// The secrets of a task, for the host it is placed on (secrets.go).
 	"GET /agent/v1/hosts/{id}/tasks/{task}/secrets": {"vessel-agent:GetTaskSecrets", protoVessel},
+	// The awslogs events of a task's containers, from the host it is
+	// placed on (cwlogs.go).
+	"POST /agent/v1/hosts/{id}/tasks/{task}/log-streams": {"vessel-agent:CreateTaskLogStreams", protoVessel},
+	"POST /agent/v1/hosts/{id}/tasks/{task}/log-events":  {"vessel-agent:PutTaskLogEvents", protoVessel},
 }
 
 // knownActions lists every action a request can map to, for checking the
@@ -89,6 +94,7 @@ func (s *Server) knownActions() []string {
 		out = append(out, "ecs:"+op)
 	}
 	out = append(out, secrets.Actions()...)
+	out = append(out, cwlogs.Actions()...)
 	for _, ra := range routeActions {
 		if ra.action != "" {
 			out = append(out, ra.action)
@@ -115,6 +121,8 @@ func (s *Server) authorize(mux *http.ServeMux) http.Handler {
 			target := r.Header.Get("X-Amz-Target")
 			op, ok := strings.CutPrefix(target, api.ECSTargetPrefix)
 			if a, isSecrets := secrets.Action(target); isSecrets {
+				op, ok = a, true
+			} else if a, isLogs := cwlogs.Action(target); isLogs {
 				op, ok = a, true
 			} else if ok {
 				op = "ecs:" + op

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"vessel.dev/vessel/api"
+	"vessel.dev/vessel/internal/cwlogs"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/secrets"
 )
@@ -57,6 +58,10 @@ func (s *Server) serveECS(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
 	if _, ok := secrets.Action(target); ok {
 		s.serveSecrets(w, r)
+		return
+	}
+	if _, ok := cwlogs.Action(target); ok {
+		s.serveCloudWatchLogs(w, r)
 		return
 	}
 	name, ok := strings.CutPrefix(target, api.ECSTargetPrefix)

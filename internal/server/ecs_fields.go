@@ -21,12 +21,12 @@ import (
 // empty directories shared by the containers that mount them with
 // mountPoints or volumesFrom. Kept as given and shown by
 // DescribeTaskDefinition without further effect: dockerLabels, taskRoleArn,
-// executionRoleArn, and logConfiguration with the awslogs driver (the
-// host agent keeps every container's log; read them with `vessel logs`).
+// executionRoleArn. logConfiguration with the awslogs driver is honoured:
+// its options are checked by task.ParseAWSLogs and the host agent ships
+// the container's output to the control plane's log store (cwlogs.go).
 
-// LogDriverAWSLogs is the one log driver accepted: a container's output is
-// kept by its host agent whatever the driver's options say.
-const LogDriverAWSLogs = "awslogs"
+// LogDriverAWSLogs is the one log driver accepted.
+const LogDriverAWSLogs = task.LogDriverAWSLogs
 
 // validateTaskFields refuses the task-level fields a sandbox cannot honour.
 func validateTaskFields(in *api.RegisterTaskDefinitionInput) error {
@@ -130,11 +130,14 @@ func validateContainerFields(c *api.ContainerDefinition, bad func(string, ...any
 	}
 	if lc := c.LogConfiguration; lc != nil {
 		if lc.LogDriver != LogDriverAWSLogs {
-			return bad("logConfiguration.logDriver %q is not supported: the accepted driver is %s (the host agent keeps every container's log)",
+			return bad("logConfiguration.logDriver %q is not supported: the accepted driver is %s (the host agent ships the container's output to the control plane's log store)",
 				lc.LogDriver, LogDriverAWSLogs)
 		}
 		if len(lc.SecretOptions) > 0 {
 			return bad("logConfiguration.secretOptions are not supported")
+		}
+		if _, err := task.ParseAWSLogs(lc.Options); err != nil {
+			return bad("%v", err)
 		}
 	}
 	if lp := c.LinuxParameters; lp != nil {

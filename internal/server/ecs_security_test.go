@@ -43,7 +43,7 @@ func TestTaskDefinitionSecurityAndVolumesHonoured(t *testing.T) {
 				MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String("shared"), ContainerPath: aws.String("/data")},
 					{SourceVolume: aws.String("bind"), ContainerPath: aws.String("/scratch"), ReadOnly: aws.Bool(true)}},
 				LogConfiguration: &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverAwslogs,
-					Options: map[string]string{"awslogs-group": "g"}},
+					Options: map[string]string{"awslogs-group": "g", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "secure"}},
 				DockerLabels: map[string]string{"team": "blue"},
 				Ulimits:      []ecstypes.Ulimit{{Name: ecstypes.UlimitNameNofile, SoftLimit: 4096, HardLimit: 8192}}},
 			{Name: aws.String("reader"), Image: aws.String("busybox"),
@@ -97,6 +97,11 @@ func TestTaskDefinitionFieldsRefused(t *testing.T) {
 	}
 	app := func(f func(*ecstypes.ContainerDefinition)) func(*ecs.RegisterTaskDefinitionInput) {
 		return func(i *ecs.RegisterTaskDefinitionInput) { f(&i.ContainerDefinitions[0]) }
+	}
+	awslogs := func(opts map[string]string) func(*ecs.RegisterTaskDefinitionInput) {
+		return app(func(c *ecstypes.ContainerDefinition) {
+			c.LogConfiguration = &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverAwslogs, Options: opts}
+		})
 	}
 	lp := func(l ecstypes.LinuxParameters) func(*ecs.RegisterTaskDefinitionInput) {
 		return app(func(c *ecstypes.ContainerDefinition) { c.LinuxParameters = &l })
@@ -156,6 +161,28 @@ func TestTaskDefinitionFieldsRefused(t *testing.T) {
 		{"log driver other than awslogs", app(func(c *ecstypes.ContainerDefinition) {
 			c.LogConfiguration = &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverSplunk}
 		}), []string{"logConfiguration.logDriver", "splunk", "awslogs"}},
+		{"awslogs without a group", awslogs(map[string]string{"awslogs-region": "us-east-1", "awslogs-stream-prefix": "p"}),
+			[]string{"awslogs-group is required"}},
+		{"awslogs without a stream prefix", awslogs(map[string]string{"awslogs-group": "g", "awslogs-region": "us-east-1"}),
+			[]string{"awslogs-stream-prefix is required", "prefix/container-name/task-id"}},
+		{"awslogs with a bad region", awslogs(map[string]string{"awslogs-group": "g", "awslogs-region": "mars", "awslogs-stream-prefix": "p"}),
+			[]string{"awslogs-region", "mars", "us-east-1"}},
+		{"awslogs with an unknown option", awslogs(map[string]string{"awslogs-group": "g", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "p", "awslogs-endpoint": "x"}),
+			[]string{"awslogs-endpoint", "accepted options"}},
+		{"awslogs with both multi-line options", awslogs(map[string]string{"awslogs-group": "g", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "p",
+			"awslogs-datetime-format": "%Y", "awslogs-multiline-pattern": "^x"}), []string{"cannot both be set"}},
+		{"awslogs with a bad multi-line pattern", awslogs(map[string]string{"awslogs-group": "g", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "p",
+			"awslogs-multiline-pattern": "(["}), []string{"awslogs-multiline-pattern", "regular expression"}},
+		{"awslogs with a bad datetime format", awslogs(map[string]string{"awslogs-group": "g", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "p",
+			"awslogs-datetime-format": "%Q"}), []string{"awslogs-datetime-format", "%Q", "%Y"}},
+		{"awslogs with a bad mode", awslogs(map[string]string{"awslogs-group": "g", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "p",
+			"mode": "lossy"}), []string{"mode", "blocking, non-blocking"}},
+		{"awslogs buffer size in blocking mode", awslogs(map[string]string{"awslogs-group": "g", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "p",
+			"max-buffer-size": "4m"}), []string{"max-buffer-size", "non-blocking"}},
+		{"awslogs with a bad buffer size", awslogs(map[string]string{"awslogs-group": "g", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "p",
+			"mode": "non-blocking", "max-buffer-size": "lots"}), []string{"max-buffer-size", "25m"}},
+		{"awslogs create-group not a boolean", awslogs(map[string]string{"awslogs-group": "g", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "p",
+			"awslogs-create-group": "yes"}), []string{"awslogs-create-group", "true, false"}},
 		{"restartPolicy", app(func(c *ecstypes.ContainerDefinition) {
 			c.RestartPolicy = &ecstypes.ContainerRestartPolicy{Enabled: aws.Bool(true)}
 		}), []string{"restartPolicy"}},

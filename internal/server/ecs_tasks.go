@@ -288,6 +288,9 @@ func (s *Server) resolveTask(def *api.TaskDefinition, ov *api.TaskOverride) (*ta
 		for _, sec := range cd.Secrets {
 			c.Secrets = append(c.Secrets, task.Secret{Name: deref(sec.Name), ValueFrom: deref(sec.ValueFrom)})
 		}
+		if lc := cd.LogConfiguration; lc != nil && lc.LogDriver == task.LogDriverAWSLogs {
+			c.Log, _ = task.ParseAWSLogs(lc.Options) // checked by validateContainerFields
+		}
 		for _, pm := range cd.PortMappings {
 			if pm.ContainerPort == nil {
 				continue // a port range: no single port to publish

@@ -260,12 +260,15 @@ func FuzzAgent(f *testing.F) {
 	f.Add(uint8(3), "h1", "", []byte(`[]`))
 	f.Add(uint8(4), "h1", "after=0&seen=0", []byte(nil))
 	f.Add(uint8(4), "h1", "after=x", []byte(nil))
+	f.Add(uint8(5), "h1", "0123", []byte(`{}`))
+	f.Add(uint8(6), "h1", "0123", []byte(`{"container":"app","events":[{"time":"2026-01-02T03:04:05Z","message":"x","start":0,"end":2}]}`))
+	f.Add(uint8(6), "h1", "0123", []byte(`{"container":"app","events":[{"start":5,"end":2}]}`))
 
 	srv := newFuzzServer(f, true)
 	f.Fuzz(func(t *testing.T, route uint8, hostID, query string, body []byte) {
 		id := url.PathEscape(hostID)
 		var method, path string
-		switch route % 5 {
+		switch route % 7 {
 		case 0:
 			method, path = http.MethodPost, "/agent/v1/hosts"
 		case 1:
@@ -277,6 +280,10 @@ func FuzzAgent(f *testing.F) {
 			method, path = http.MethodPost, "/agent/v1/hosts/"+id+"/status"
 		case 4:
 			method, path = http.MethodGet, "/agent/v1/hosts/"+id+"/names?wait=1ms&"+url.PathEscape(query)
+		case 5: // the awslogs routes (cwlogs.go); query is the task's ID
+			method, path = http.MethodPost, "/agent/v1/hosts/"+id+"/tasks/"+url.PathEscape(query)+"/log-streams"
+		case 6:
+			method, path = http.MethodPost, "/agent/v1/hosts/"+id+"/tasks/"+url.PathEscape(query)+"/log-events"
 		}
 		u, err := url.ParseRequestURI(path)
 		if err != nil {

@@ -29,7 +29,9 @@ func (s *Server) SetLocalLogSource(hostID string, src agentproto.LogSource) {
 	s.logs.local[hostID] = src
 }
 
-// TaskLogs streams a task's logs from the host that runs or ran it.
+// TaskLogs streams a task's logs from the host that runs or ran it, or
+// from the control plane's log store when the containers read ship their
+// output there (awslogs).
 func (s *Server) TaskLogs(ctx context.Context, cluster, id string, o agentproto.LogOptions, emit func(agentproto.LogLine) error) error {
 	var t task.Task
 	if _, err := getJSON(ctx, s.store, taskKey(id), &t); err != nil || t.Cluster != cluster {
@@ -44,6 +46,9 @@ func (s *Server) TaskLogs(ctx context.Context, cluster, id string, o agentproto.
 			names = append(names, c.Name)
 		}
 		return errdefs.InvalidArgument("task %s has no container %q (containers: %v)", id, o.Container, names)
+	}
+	if shipped(&t, o.Container) {
+		return s.shippedLogs(ctx, &t, o, emit) // cwlogs.go
 	}
 	s.logs.mu.Lock()
 	src := s.logs.local[t.HostID]

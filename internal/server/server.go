@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/auth"
+	"vessel.dev/vessel/internal/cwlogs"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/secrets"
 	"vessel.dev/vessel/internal/store"
@@ -87,6 +88,10 @@ type Config struct {
 	// Store APIs (X-Amz-Target secretsmanager.* and AmazonSSM.*) and
 	// resolves tasks' secrets for their hosts' agents; nil refuses both.
 	SecretsSealer *auth.Sealer
+	// Logs configures the log store (internal/cwlogs) behind the
+	// CloudWatch Logs API and the awslogs driver; Store, Region,
+	// AccountID, Logger and Now are the server's own.
+	Logs cwlogs.Config
 	// Leadership says when this replica runs the controllers; nil:
 	// AlwaysLeader (a single process). Replicas on one etcd share the
 	// etcd store's Elector, so that exactly one runs them, its writes
@@ -132,6 +137,9 @@ type Server struct {
 	tasks *taskCache
 	// secrets is the secrets store; nil without Config.SecretsSealer.
 	secrets *secrets.Service
+	// cwlogs is the log store of the awslogs driver and the CloudWatch
+	// Logs API.
+	cwlogs *cwlogs.Service
 	// names are the tasks' names for the hosts' DNS servers (names.go).
 	names namesCache
 
@@ -242,6 +250,11 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	lc := cfg.Logs
+	lc.Store, lc.Region, lc.AccountID, lc.Logger, lc.Now = cfg.Store, cfg.Region, cfg.AccountID, cfg.Logger, cfg.Now
+	if s.cwlogs, err = cwlogs.New(lc); err != nil {
+		return nil, err
+	}
 	if err := s.ensureDefaultCluster(context.Background()); err != nil {
 		return nil, err
 	}
@@ -265,6 +278,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeAgent(api)
 	s.routeNames(api)
 	s.routeTaskSecrets(api)
+	s.routeTaskLogEvents(api)
 	s.routeLogs(api)
 	s.routeExec(api)
 	s.routeBridge(api)
@@ -308,10 +322,14 @@ func (s *Server) pulseChan() <-chan struct{} {
 // (Config.Leadership), until ctx is done.
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		s.watchStore(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.cwlogs.Run(ctx)
 	}()
 	s.runControllers(ctx)
 	wg.Wait()

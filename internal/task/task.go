@@ -121,6 +121,9 @@ type Container struct {
 	// from the control plane's secrets store when the task starts (ECS
 	// secrets): only their names and where they come from are kept here.
 	Secrets []Secret `json:"secrets,omitempty"`
+	// Log, when set, ships the container's output to the control plane's
+	// log store (logConfiguration with the awslogs driver).
+	Log *LogConfig `json:"log,omitempty"`
 	// MountPoints mount the task's Volumes into the container.
 	MountPoints []MountPoint `json:"mountPoints,omitempty"`
 	// Ports are the ports the container listens on (the task's IP is
@@ -331,6 +334,10 @@ func (t *Task) Clone() *Task {
 		ct.DependsOn = append([]Dependency(nil), ct.DependsOn...)
 		ct.MountPoints = append([]MountPoint(nil), ct.MountPoints...)
 		ct.Secrets = append([]Secret(nil), ct.Secrets...)
+		if ct.Log != nil {
+			lc := *ct.Log
+			ct.Log = &lc
+		}
 		ct.Ports = append([]Port(nil), ct.Ports...)
 		ct.Security = ct.Security.Clone()
 		if ct.Nofile != nil {
