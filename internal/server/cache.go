@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 
+	"vessel.dev/vessel/internal/cwlogs"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/secrets"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
 )
@@ -50,6 +52,22 @@ type taskCache struct {
 	wake   map[string]chan struct{}
 	synced chan struct{}
 	once   sync.Once
+}
+
+// uncachedPrefixes are the store's keys the cache follows for their
+// revisions only, without keeping them: the log store's streams and
+// batches (up to --logs-max-group-bytes a group) and the secrets store's
+// sealed records, which no controller pass reads.
+var uncachedPrefixes = []string{cwlogs.GroupPrefix, cwlogs.StreamPrefix, cwlogs.EventPrefix, secrets.Prefix, secrets.ParameterPrefix}
+
+// cached says whether the cache keeps key.
+func cached(key string) bool {
+	for _, p := range uncachedPrefixes {
+		if strings.HasPrefix(key, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // hostChange is one change of a task of a host, at revision rev.
@@ -254,7 +272,9 @@ func (c *taskCache) reset(kvs []store.KV, rev int64) {
 	c.loading = true
 	for _, kv := range kvs {
 		if !strings.HasPrefix(kv.Key, prefixTasks) {
-			c.other[kv.Key] = kv
+			if cached(kv.Key) {
+				c.other[kv.Key] = kv
+			}
 			continue
 		}
 		var t task.Task
@@ -284,6 +304,7 @@ func (c *taskCache) apply(ev store.Event) {
 	id, ok := strings.CutPrefix(ev.KV.Key, prefixTasks)
 	if !ok {
 		switch {
+		case !cached(ev.KV.Key):
 		case ev.Type == store.EventDelete:
 			delete(c.other, ev.KV.Key)
 		case ev.KV.Revision >= c.other[ev.KV.Key].Revision:

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"vessel.dev/vessel/internal/cwlogs"
 	"vessel.dev/vessel/internal/scheduler"
+	"vessel.dev/vessel/internal/secrets"
 	"vessel.dev/vessel/internal/service"
 	"vessel.dev/vessel/internal/store"
 	"vessel.dev/vessel/internal/task"
@@ -227,5 +229,27 @@ func TestPassIndexFollowsTheTasks(t *testing.T) {
 			}
 			clear(stopped)
 		}
+	}
+}
+
+// TestCacheKeepsNoLogsOrSecrets: the cache follows every key's revision
+// but keeps neither the log store's batches (a group may hold hundreds of
+// MiB) nor the secrets store's records, which no pass reads.
+func TestCacheKeepsNoLogsOrSecrets(t *testing.T) {
+	c := newTaskCache()
+	c.reset([]store.KV{{Key: cwlogs.EventPrefix + "g:s:0000000000000000", Value: []byte("batch"), Revision: 2},
+		{Key: prefixHosts + "h1", Value: []byte("{}"), Revision: 3}}, 3)
+	c.apply(store.Event{Type: store.EventPut, KV: store.KV{Key: secrets.Prefix + "db", Value: []byte("sealed"), Revision: 4}})
+	c.apply(store.Event{Type: store.EventPut, KV: store.KV{Key: cwlogs.StreamPrefix + "g:s", Value: []byte("{}"), Revision: 5}})
+	if got := c.revision(); got != 5 {
+		t.Errorf("the cache reflects revision %d, want 5 (every key's revision is followed)", got)
+	}
+	for k := range c.other {
+		if !cached(k) {
+			t.Errorf("the cache keeps %s", k)
+		}
+	}
+	if _, ok := c.other[prefixHosts+"h1"]; !ok || len(c.other) != 1 {
+		t.Errorf("the cache keeps %d records, want only the host's", len(c.other))
 	}
 }
