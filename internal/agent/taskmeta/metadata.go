@@ -80,6 +80,14 @@ func (s *Server) container(c *Caller, i int) ContainerMetadata {
 	if t.DesiredStatus == task.StatusRunning || t.DesiredStatus == "" {
 		m.DesiredStatus = string(task.StatusRunning)
 	}
+	if lc := ct.Log; lc != nil {
+		m.LogDriver = task.LogDriverAWSLogs
+		m.LogOptions = map[string]string{task.AWSLogsGroup: lc.Group, task.AWSLogsRegion: lc.Region,
+			"awslogs-stream": lc.StreamName(ct.Name, t.ID)}
+		if lc.CreateGroup {
+			m.LogOptions[task.AWSLogsCreateGroup] = "true"
+		}
+	}
 	if ct.HealthCheck != nil {
 		h := ct.HealthStatus
 		if h == "" {

@@ -27,6 +27,7 @@ type ContainerMetadata struct {
 	Networks      []Network         `json:"Networks"`
 	ContainerARN  string            `json:"ContainerARN"`
 	LogDriver     string            `json:"LogDriver,omitempty"`
+	LogOptions    map[string]string `json:"LogOptions,omitempty"`
 	RestartCount  *int              `json:"RestartCount,omitempty"`
 }
 

@@ -44,7 +44,8 @@ func newTestServer(t *testing.T) (*Server, tasks) {
 				PullStartedAt: time.Unix(1001, 0), PullStoppedAt: time.Unix(1002, 0),
 				Containers: []task.Container{
 					{Name: "app", Image: "busybox", CPUUnits: 128, MemoryMiB: 256, LastStatus: task.StatusRunning,
-						ImageDigest: "sha256:abc", StartedAt: time.Unix(1003, 0)},
+						ImageDigest: "sha256:abc", StartedAt: time.Unix(1003, 0),
+						Log: &task.LogConfig{Group: "/ecs/web", Region: "us-east-1", StreamPrefix: "ecs", CreateGroup: true}},
 					{Name: "late", Image: "busybox"},
 				}},
 			IP: netip.MustParseAddr(ip), Prefix: netip.MustParsePrefix("10.89.0.0/24"),
@@ -133,6 +134,10 @@ func TestContainerAndTaskMetadataShapes(t *testing.T) {
 	}
 	if c["ContainerARN"] != "arn:aws:ecs:us-east-1:000000000000:container/default/aaaa1111/app" {
 		t.Errorf("ContainerARN %v", c["ContainerARN"])
+	}
+	if lo := hasFields(t, "LogOptions", c["LogOptions"], "awslogs-group", "awslogs-region", "awslogs-stream", "awslogs-create-group"); c["LogDriver"] != "awslogs" ||
+		lo["awslogs-group"] != "/ecs/web" || lo["awslogs-stream"] != "ecs/app/aaaa1111" || lo["awslogs-create-group"] != "true" {
+		t.Errorf("log driver %v, options %v; want awslogs to /ecs/web, stream ecs/app/aaaa1111", c["LogDriver"], lo)
 	}
 
 	for _, p := range []string{"/v4/aaaa1111-app/task", "/v3/aaaa1111-app/task", "/v4/aaaa1111-late/task/"} {
