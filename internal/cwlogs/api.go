@@ -403,11 +403,9 @@ func (s *Service) GetLogEvents(ctx context.Context, in *GetLogEventsInput) (*Get
 		return nil, err
 	}
 	forward := in.StartFromHead != nil && *in.StartFromHead
-	var pos int64 = -1
+	pos := int64(1<<63 - 1) // from the end
 	if forward {
-		pos = -1
-	} else {
-		pos = 1<<63 - 1
+		pos = -1 // from the head
 	}
 	if t := in.NextToken; t != "" {
 		dir, num, ok := strings.Cut(t, "/")

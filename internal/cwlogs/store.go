@@ -3,7 +3,6 @@ package cwlogs
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -172,8 +171,6 @@ type Event struct {
 	Start   int64
 	End     int64
 }
-
-var errGroupMissing = errors.New("the specified log group does not exist")
 
 // EnsureStream creates stream in group unless it exists; the group is
 // created too when createGroup is set, else a missing group is an error of

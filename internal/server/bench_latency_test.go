@@ -27,7 +27,7 @@ import (
 //	go test -run '^$' -bench RunTaskToRunning -benchtime 200x ./internal/server/
 func BenchmarkRunTaskToRunning(b *testing.B) {
 	const running = 1000
-	t := &testing.T{}
+	t := b // the env's temporary directories go with the benchmark
 	e := newEnv(t, envOptions{hostMilliCPU: 1 << 20, hostMemoryMiB: 1 << 30})
 	defer e.cancel()
 	def := e.register("latency", "256", "512", "sleep", "3600")

@@ -17,7 +17,7 @@ import (
 //
 //	go test -run x -bench API -benchtime 2000x ./internal/server/
 func BenchmarkAPI(b *testing.B) {
-	t := &testing.T{}
+	t := b // the env's temporary directories go with the benchmark
 	e := newEnv(t, envOptions{hostMilliCPU: 64000, hostMemoryMiB: 1 << 20})
 	defer e.cancel()
 	def := e.register("bench", "256", "512", "sleep", "1000")

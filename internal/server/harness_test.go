@@ -33,7 +33,7 @@ import (
 
 // env is a control plane with one sim host, reached through the SDK clients.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *server.Server
 	st     *bolt.Store
 	url    string
@@ -53,13 +53,13 @@ type envOptions struct {
 	noAgent                     bool
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	return newEnvWith(t, o, nil)
 }
 
 // newEnvWith is newEnv with a hook to adjust the server's configuration.
-func newEnvWith(t *testing.T, o envOptions, configure func(*server.Config)) *env {
+func newEnvWith(t testing.TB, o envOptions, configure func(*server.Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := bolt.Open(bolt.Config{Path: filepath.Join(dir, "vessel.db")})
@@ -129,7 +129,7 @@ func (e *env) clients(k auth.Key) (*ecs.Client, *eks.Client) {
 		eks.NewFromConfig(cfg, func(o *eks.Options) { o.BaseEndpoint = aws.String(e.url) })
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
@@ -228,7 +228,7 @@ func (e *env) rawECSBody(op, body string) string {
 	return string(data)
 }
 
-func doRaw(t *testing.T, req *http.Request) (int, string, string) {
+func doRaw(t testing.TB, req *http.Request) (int, string, string) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

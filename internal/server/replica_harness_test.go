@@ -173,7 +173,7 @@ func startSimAgent(t *testing.T, cp agentproto.ControlPlane, retry time.Duration
 }
 
 // startSimAgentAs is startSimAgent for host id.
-func startSimAgentAs(t *testing.T, id string, cp agentproto.ControlPlane, retry time.Duration) (*sim.Runtime, string) {
+func startSimAgentAs(t testing.TB, id string, cp agentproto.ControlPlane, retry time.Duration) (*sim.Runtime, string) {
 	t.Helper()
 	simDir := filepath.Join(t.TempDir(), "sim")
 	rt, err := sim.New(sim.Config{StateDir: simDir})

@@ -359,7 +359,7 @@ func waitLeads(rs []*server, since time.Time, timeout time.Duration) time.Durati
 // fresh data directory, without API or launch rate limits, and stops it
 // when the benchmark ends.
 func startBenchReplica(b *testing.B, extra ...string) *server {
-	t := &testing.T{}
+	t := b // temporary directories and processes go with the benchmark
 	s := &server{t: t, dataDir: b.TempDir(), addr: freeAddr(t),
 		extra: append([]string{"--no-agent", "--runtimes", "sim", "--log-level", "warn",
 			"--api-rate", "0", "--launch-rate", "0"}, extra...)}

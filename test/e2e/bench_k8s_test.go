@@ -60,7 +60,7 @@ func benchPods(b *testing.B, rt string, n int) {
 	}
 	c := k8senv.Start(b)
 	c.StartControllerManager(b)
-	t := &testing.T{}
+	t := b // temporary directories and processes go with the benchmark
 	reg := newRegistry(b)
 	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
 	cidr := freeSubnet(t)

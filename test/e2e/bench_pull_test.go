@@ -30,7 +30,7 @@ import (
 //
 //	go test -run x -bench PullToRunning -benchtime 3x ./test/e2e/
 func BenchmarkPullToRunning(b *testing.B) {
-	t := &testing.T{}
+	t := b // temporary directories and processes go with the benchmark
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
 	}

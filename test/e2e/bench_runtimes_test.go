@@ -28,7 +28,7 @@ import (
 //
 //	go test -run x -bench IsolatedRuntimes -benchtime 1x ./test/e2e/
 func BenchmarkIsolatedRuntimes(b *testing.B) {
-	t := &testing.T{}
+	t := b // temporary directories and processes go with the benchmark
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
 	}

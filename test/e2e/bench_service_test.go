@@ -25,7 +25,7 @@ func BenchmarkServiceScale(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
 	}
-	t := &testing.T{}
+	t := b // temporary directories and processes go with the benchmark
 	s := startServiceBenchServer(b)
 	reg := newRegistry(t)
 	img := reg.push("busybox:1", []string{"sleep", "3600"}, busyboxLayer(t))
@@ -70,7 +70,7 @@ func BenchmarkServiceScale(b *testing.B) {
 // startServiceBenchServer is startBenchServer with room for 200 tasks of
 // 0.5 GiB, every runtime offered and the host's strongest as the default.
 func startServiceBenchServer(b *testing.B) *server {
-	t := &testing.T{}
+	t := b // temporary directories and processes go with the benchmark
 	buildTools(t)
 	cidr := freeSubnet(t)
 	s := &server{t: t, dataDir: b.TempDir(), addr: freeAddr(t),
@@ -137,7 +137,7 @@ func scaleService(b *testing.B, c *ecs.Client, family string, n int32) (time.Dur
 		DesiredCount: aws.Int32(0)}); err != nil {
 		b.Fatal(err)
 	}
-	t := &testing.T{}
+	t := b // temporary directories and processes go with the benchmark
 	for deadline := time.Now().Add(time.Minute); !serviceSteady(describeService(t, c, name)); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			b.Fatal("the empty service did not reach a steady state")

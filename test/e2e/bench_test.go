@@ -28,7 +28,7 @@ import (
 //
 //	go test -run x -bench RuncLaunch -benchtime 1x ./test/e2e/
 func BenchmarkRuncLaunch(b *testing.B) {
-	t := &testing.T{}
+	t := b // temporary directories and processes go with the benchmark
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
 	}
@@ -194,7 +194,7 @@ func startRuncServerB(b *testing.B) *server {
 // startBenchServer starts vessel server for a benchmark on a subnet of its
 // own with generous allocation ratios, and stops everything afterwards.
 func startBenchServer(b *testing.B, runtimes ...string) *server {
-	t := &testing.T{}
+	t := b // temporary directories and processes go with the benchmark
 	cidr := freeSubnet(t)
 	s := &server{t: t, dataDir: b.TempDir(), addr: freeAddr(t),
 		extra: append(runtimes, "--subnet", "subnet-default="+cidr,

@@ -63,7 +63,7 @@ func TestMain(m *testing.M) {
 
 // server is a running `vessel server`.
 type server struct {
-	t        *testing.T
+	t        testing.TB
 	dataDir  string
 	endpoint string
 	addr     string
@@ -74,7 +74,7 @@ type server struct {
 	subnet string
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -32,7 +32,7 @@ type tarEntry struct {
 	body []byte
 }
 
-func layerFrom(t *testing.T, entries []tarEntry) v1.Layer {
+func layerFrom(t testing.TB, entries []tarEntry) v1.Layer {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -61,7 +61,7 @@ func layerFrom(t *testing.T, entries []tarEntry) v1.Layer {
 }
 
 // busyboxLayer is a root file system with Debian's busybox-static.
-func busyboxLayer(t *testing.T) v1.Layer {
+func busyboxLayer(t testing.TB) v1.Layer {
 	t.Helper()
 	bb, err := os.ReadFile("/bin/busybox")
 	if err != nil {

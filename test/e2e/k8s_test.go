@@ -74,7 +74,7 @@ type bridgeEnv struct {
 	webhookPort string
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	return port
 }

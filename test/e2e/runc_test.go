@@ -35,7 +35,7 @@ func requireRoot(t *testing.T) {
 
 // freeSubnet picks a 10.Y.X.0/24 (Y in 90..249) that overlaps no network
 // of the host's interfaces, so tests never touch a real Vessel's subnet.
-func freeSubnet(t *testing.T) string {
+func freeSubnet(t testing.TB) string {
 	t.Helper()
 	addrs, _ := net.InterfaceAddrs()
 	for i := 0; i < 200; i++ {

@@ -16,7 +16,7 @@ import (
 
 // buildTools runs the project's scripts that build the gVisor and micro-VM
 // pieces into the cache (idempotent, reused when present).
-func buildTools(t *testing.T) {
+func buildTools(t testing.TB) {
 	t.Helper()
 	for _, script := range []string{"build-runsc", "build-guest-kernel"} {
 		cmd := exec.Command(repoRoot + "/scripts/" + script)
