@@ -3,6 +3,7 @@ package gvisor
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -617,10 +618,73 @@ func (r *Runtime) Exec(ctx context.Context, id, name string, p runtime.ExecProce
 
 var _ runtime.Statser = (*Runtime)(nil)
 
-// Stats implements runtime.Statser from the sandbox's cgroup: the sentry
-// runs every container of the sandbox, so the host counts them together
-// (whole is true for a container's question).
+// Stats implements runtime.Statser. The whole sandbox's usage comes from
+// its cgroup on the host. The sentry runs every container of the sandbox,
+// so the host cannot tell them apart: a container's comes from gVisor's
+// own kernel ("runsc events --stats"), its CPU time its processes' alone;
+// should runsc not answer, the sandbox's is given with whole set.
 func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usage, bool, error) {
 	u, err := r.cg.SandboxUsage(id, "")
-	return u, container != "", err
+	if err != nil || container == "" {
+		return u, false, err
+	}
+	out, err := r.runsc(ctx, id, "events", "--stats", containerID(id, container))
+	if err != nil {
+		r.sb.Log.Debug("gvisor runtime: runsc events gave no container stats; the sandbox's are given", "task", id, "container", container, "err", err, "output", string(out))
+		return u, true, nil
+	}
+	cu, err := parseEventStats(out)
+	if err != nil {
+		r.sb.Log.Debug("gvisor runtime: runsc events' stats are unreadable; the sandbox's are given", "task", id, "container", container, "err", err)
+		return u, true, nil
+	}
+	if cu.MemoryLimitBytes == 0 {
+		cu.MemoryLimitBytes = u.MemoryLimitBytes
+	}
+	return cu, false, nil
+}
+
+// tail is the end of a command's output, for an error message.
+func tail(out []byte) string {
+	if len(out) > 500 {
+		out = out[len(out)-500:]
+	}
+	return string(bytes.TrimSpace(out))
+}
+
+// parseEventStats reads the JSON event "runsc events --stats" prints (the
+// shape of runc's events: data.cpu.usage in ns, data.memory in bytes).
+func parseEventStats(out []byte) (runtime.Usage, error) {
+	var ev struct {
+		Type string `json:"type"`
+		Data *struct {
+			CPU struct {
+				Usage struct {
+					Total  int64 `json:"total"`
+					Kernel int64 `json:"kernel"`
+					User   int64 `json:"user"`
+				} `json:"usage"`
+			} `json:"cpu"`
+			Memory struct {
+				Usage struct {
+					Limit int64 `json:"limit"`
+					Usage int64 `json:"usage"`
+					Max   int64 `json:"max"`
+				} `json:"usage"`
+				Raw map[string]int64 `json:"raw"`
+			} `json:"memory"`
+		} `json:"data"`
+	}
+	// The event is the last line that is JSON.
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	if err := json.Unmarshal(lines[len(lines)-1], &ev); err != nil {
+		return runtime.Usage{}, fmt.Errorf("runsc events: %w: %s", err, tail(out))
+	}
+	if ev.Type != "stats" || ev.Data == nil {
+		return runtime.Usage{}, fmt.Errorf("runsc events printed no stats: %s", tail(out))
+	}
+	d := ev.Data
+	return runtime.Usage{CPUNanos: d.CPU.Usage.Total, CPUUserNanos: d.CPU.Usage.User, CPUSystemNanos: d.CPU.Usage.Kernel,
+		MemoryBytes: d.Memory.Usage.Usage, MemoryMaxBytes: d.Memory.Usage.Max, MemoryLimitBytes: d.Memory.Usage.Limit,
+		MemoryStat: d.Memory.Raw}, nil
 }
