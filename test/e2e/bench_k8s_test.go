@@ -86,6 +86,7 @@ func benchPods(b *testing.B, rt string, n int) {
 		stopAllB(s.ecsClient())
 		s.kill(15)
 		removeBridges(cidr)
+		s.removeFirewall()
 	})
 	if out, stderr, code := s.vessel("k8s", "install", "--kubeconfig", c.Kubeconfig, "--k8s-address", "127.0.0.1", "--webhook-port", webhookPort); code != 0 {
 		b.Fatalf("install: %s%s", out, stderr)

@@ -84,6 +84,7 @@ func startServiceBenchServer(b *testing.B) *server {
 		stopAllB(s.ecsClient())
 		s.kill(15)
 		removeBridges(cidr)
+		s.removeFirewall()
 	})
 	return s
 }

@@ -205,6 +205,7 @@ func startBenchServer(b *testing.B, runtimes ...string) *server {
 		stopAllB(s.ecsClient())
 		s.kill(15)
 		removeBridges(cidr)
+		s.removeFirewall()
 	})
 	return s
 }

@@ -97,14 +97,21 @@ func startServer(t *testing.T, extra ...string) *server {
 	s.start()
 	t.Cleanup(func() {
 		s.kill(syscall.SIGTERM)
-		// The task firewall goes with the bridges the tests remove by hand.
-		if os.Geteuid() == 0 {
-			if err := network.RemoveFirewall(filepath.Join(s.dataDir, "network")); err != nil {
-				t.Errorf("remove the server's firewall tables: %v", err)
-			}
-		}
+		s.removeFirewall()
 	})
 	return s
+}
+
+// removeFirewall removes the task firewall tables of the server's host,
+// which outlive it as its sandboxes do: they go with the bridges the tests
+// remove by hand.
+func (s *server) removeFirewall() {
+	if os.Geteuid() != 0 {
+		return
+	}
+	if err := network.RemoveFirewall(filepath.Join(s.dataDir, "network")); err != nil {
+		s.t.Errorf("remove the server's firewall tables: %v", err)
+	}
 }
 
 func (s *server) start() {
