@@ -194,6 +194,9 @@ type SandboxInfo struct {
 	ID         string
 	Labels     map[string]string
 	Containers []ContainerState
+	// Warm is set for a warm sandbox (Warmer) that no task has claimed:
+	// it has no containers, and only Claim or Delete apply to it.
+	Warm bool
 }
 
 // Runtime runs sandboxes on one host. All methods are safe for concurrent
@@ -232,6 +235,68 @@ type Runtime interface {
 	// those created by an earlier agent process. The returned values are
 	// the caller's.
 	List(ctx context.Context) ([]SandboxInfo, error)
+}
+
+// Warmer is the optional ability to prepare sandboxes before their tasks
+// are known: the host agent's warm pools. A warm sandbox holds what Create
+// would make that depends neither on the task's images nor on its
+// containers: its cgroup, its writable storage, and whatever the runtime
+// can boot ahead (a gVisor sandbox with its pause container, a micro-VM
+// up to its guest agent, held namespaces). A task then takes one with
+// Claim, which adds only its size, its containers and its logs.
+//
+// A warm sandbox serves one task, once: nothing of a task that used it is
+// left for another (the runtime's own state, files, processes), because
+// it is deleted with its task like any sandbox.
+type Warmer interface {
+	// WarmClass is the largest size a warm sandbox serves, and the host
+	// memory an idle one is counted for (the agent's pool reserves it
+	// from the host's capacity).
+	WarmClass() WarmClass
+
+	// Warm makes warm sandbox spec.ID and blocks until it is ready.
+	// spec has no Containers and no LogDir; its NetNSPath, EtcDir and
+	// Hostname are those of the network attachment the agent holds for
+	// it (which keeps its namespace's path for the sandbox's whole life),
+	// its size is WarmClass's, and its Labels are kept. List shows it
+	// with Warm set and no containers, also to a runtime started again on
+	// the same state; Delete removes it with everything it holds. An
+	// existing ID is an error of kind errdefs.ErrAlreadyExists.
+	Warm(ctx context.Context, spec Spec) error
+
+	// Claim makes warm sandbox warmID the sandbox of spec, as if
+	// Create(spec) had made it: from then on it is known by spec.ID alone
+	// (warmID is gone from List, Start, Delete...; a runtime started again
+	// on the same state finds it as spec.ID), limited to spec's size,
+	// with spec's containers, log directory and labels. spec.NetNSPath
+	// must be the namespace Warm was given; EtcDir's files may have been
+	// rewritten since (a pod's hostname, its DNS) and the containers see
+	// them as they are at Claim.
+	//
+	// A spec the warm sandbox cannot serve (larger than WarmClass, or a
+	// hostname a booted sandbox cannot take) is an error of kind
+	// errdefs.ErrConflict, and the warm sandbox is left as it was, for
+	// another task or for Delete. A missing or already claimed warmID is
+	// errdefs.ErrNotFound, an existing spec.ID errdefs.ErrAlreadyExists.
+	// After any other error neither warmID nor spec.ID holds anything.
+	Claim(ctx context.Context, warmID string, spec Spec) error
+}
+
+// WarmClass is what a runtime's warm sandboxes are made for.
+type WarmClass struct {
+	// MilliCPU and MemoryMiB are the largest size a warm sandbox serves;
+	// 0 means any size (the runtime sets a claimed sandbox's limits).
+	MilliCPU  int64
+	MemoryMiB int64
+	// IdleMemoryMiB is the host memory one idle warm sandbox is counted
+	// for.
+	IdleMemoryMiB int64
+}
+
+// Serves reports whether a warm sandbox of class c can take a task of
+// the given size.
+func (c WarmClass) Serves(milliCPU, memoryMiB int64) bool {
+	return (c.MilliCPU == 0 || milliCPU <= c.MilliCPU) && (c.MemoryMiB == 0 || memoryMiB <= c.MemoryMiB)
 }
 
 // Simulated is implemented by runtimes whose sandboxes run no process: the

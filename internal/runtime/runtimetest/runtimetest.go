@@ -109,6 +109,7 @@ func Run(t *testing.T, h Harness) {
 		{"VolumeSubPathSwappedBeforeRestart", testSubPathSwappedBeforeRestart},
 	}
 	cases = append(cases, securityCases...)
+	cases = append(cases, warmCases...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := StateDir(t)

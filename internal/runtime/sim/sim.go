@@ -42,6 +42,7 @@ type Runtime struct {
 var (
 	_ runtime.Runtime   = (*Runtime)(nil)
 	_ runtime.Restarter = (*Runtime)(nil)
+	_ runtime.Warmer    = (*Runtime)(nil)
 )
 
 type containerState struct {
@@ -56,6 +57,8 @@ type sandbox struct {
 	Labels     map[string]string          `json:"labels,omitempty"`
 	Containers map[string]*containerState `json:"containers"`
 	Order      []string                   `json:"order"`
+	// Warm marks a warm sandbox no task has claimed (runtime.Warmer).
+	Warm bool `json:"warm,omitempty"`
 
 	// changed is closed and replaced whenever a container's state changes.
 	changed chan struct{}
@@ -153,6 +156,65 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 		return fmt.Errorf("sim runtime: %w", err)
 	}
 	r.sandboxes[spec.ID] = sb
+	return nil
+}
+
+// WarmClass implements runtime.Warmer: a simulated sandbox serves any
+// size and holds no memory.
+func (r *Runtime) WarmClass() runtime.WarmClass { return runtime.WarmClass{} }
+
+// Warm implements runtime.Warmer: the warm sandbox costs CreateDelay, as
+// a sandbox does.
+func (r *Runtime) Warm(ctx context.Context, spec runtime.Spec) error {
+	if len(spec.Containers) > 0 {
+		return errdefs.InvalidArgument("sim runtime: warm sandbox %s: a warm sandbox has no containers", spec.ID)
+	}
+	if err := sleepCtx(ctx, r.cfg.CreateDelay); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.sandboxes[spec.ID]; ok {
+		return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
+	}
+	sb := &sandbox{ID: spec.ID, Labels: spec.Labels, Containers: map[string]*containerState{},
+		Warm: true, changed: make(chan struct{})}
+	if err := r.save(sb); err != nil {
+		return fmt.Errorf("sim runtime: %w", err)
+	}
+	r.sandboxes[spec.ID] = sb
+	return nil
+}
+
+// Claim implements runtime.Warmer: at no cost, the warm sandbox's record
+// becomes the task's.
+func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) error {
+	if err := spec.ValidateSimulated(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	warm, ok := r.sandboxes[warmID]
+	if !ok || !warm.Warm {
+		return errdefs.NotFound("no warm sandbox %s", warmID)
+	}
+	if _, ok := r.sandboxes[spec.ID]; ok {
+		return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
+	}
+	sb := &sandbox{ID: spec.ID, Labels: spec.Labels, Containers: map[string]*containerState{},
+		changed: make(chan struct{})}
+	for _, c := range spec.Containers {
+		sb.Containers[c.Name] = &containerState{Spec: c}
+		sb.Order = append(sb.Order, c.Name)
+	}
+	if err := r.save(sb); err != nil {
+		return fmt.Errorf("sim runtime: %w", err)
+	}
+	r.sandboxes[spec.ID] = sb
+	delete(r.sandboxes, warmID)
+	if err := os.Remove(r.path(warmID)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("sim runtime: %w", err)
+	}
 	return nil
 }
 
@@ -425,7 +487,7 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
 	defer r.mu.Unlock()
 	out := make([]runtime.SandboxInfo, 0, len(r.sandboxes))
 	for _, sb := range r.sandboxes {
-		info := runtime.SandboxInfo{ID: sb.ID, Labels: map[string]string{}}
+		info := runtime.SandboxInfo{ID: sb.ID, Labels: map[string]string{}, Warm: sb.Warm}
 		for k, v := range sb.Labels {
 			info.Labels[k] = v
 		}
