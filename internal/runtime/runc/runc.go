@@ -128,11 +128,12 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 	})
 }
 
-// IdleWarmMemoryMiB is the host memory an idle warm runc sandbox holds:
-// no process runs in it; what it holds is the kernel's (its cgroups, the
-// loop device and the mounted ext4 file system's metadata and caches).
-// Measured in BenchmarkCreateStart (warm-idle-KiB): see
-// docs/benchmarks.md.
+// IdleWarmMemoryMiB is the host memory an idle warm runc sandbox is
+// counted for: no process runs in it; what it holds is the kernel's (its
+// cgroups, the loop device, the mounted ext4 file system's inodes), about
+// 0.2 MiB, beside about 4.4 MiB of page cache the kernel may reclaim
+// (BenchmarkCreateStart's warm-idle-held-KiB and warm-idle-cache-KiB;
+// docs/benchmarks.md), rounded up.
 const IdleWarmMemoryMiB = 1
 
 // WarmClass implements runtime.Warmer: a warm runc sandbox runs nothing

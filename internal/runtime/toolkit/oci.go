@@ -27,7 +27,7 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 // BundleParams is what goes into one container's config.json beyond its
 // ContainerSpec.
 type BundleParams struct {
-	ID, Name   string // the sandbox and the container
+	ID, Name string // the sandbox and the container
 	// Home names the sandbox's cgroup when it is not ID (Record.HomeID:
 	// a claimed warm sandbox's); empty means ID.
 	Home       string
