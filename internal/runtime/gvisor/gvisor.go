@@ -86,11 +86,12 @@ const (
 	DefaultWarmMemoryMiB = 8192
 )
 
-// IdleWarmMemoryMiB is the host memory an idle warm gVisor sandbox holds:
-// its booted sentry, gofer and pause container (their memory cgroup's
-// usage), measured in BenchmarkCreateStart (warm-idle-KiB): see
-// docs/benchmarks.md.
-const IdleWarmMemoryMiB = 64
+// IdleWarmMemoryMiB is the host memory an idle warm gVisor sandbox is
+// counted for: its booted sentry, gofer and stubs, about 42 MiB PSS (64
+// MiB RSS, the runsc binary's pages shared between sandboxes; its memory
+// cgroup is charged about 17 MiB), rounded up (BenchmarkCreateStart's
+// warm-idle rows; docs/benchmarks.md).
+const IdleWarmMemoryMiB = 48
 
 // Runtime runs each sandbox as one gVisor sandbox (one runsc-sandbox
 // process, the user-space kernel) whose root container is a pause process;
