@@ -78,3 +78,17 @@ func TestWarmHostname(t *testing.T) {
 		t.Errorf("left behind under the warm ID: %q", left)
 	}
 }
+
+// TestWarmClaimedCalls: a claimed warm sandbox answers Start, Exec,
+// Stats, Signal, Wait, Restart and Delete by its task's ID only.
+func TestWarmClaimedCalls(t *testing.T) {
+	runsc := runscPath(t)
+	layer := runtimetest.BusyboxLayer(t)
+	rt := newRuntime(t, runsc, t.TempDir())
+	class := rt.WarmClass()
+	w := runtime.Spec{ID: "gwarm-calls-w", MilliCPU: class.MilliCPU, MemoryMiB: class.MemoryMiB, EphemeralStorageGiB: 1}
+	task := runtime.Spec{ID: "gwarm-calls-t", MilliCPU: 1000, MemoryMiB: 512, EphemeralStorageGiB: 1, LogDir: t.TempDir(),
+		Containers: []runtime.ContainerSpec{{Name: "app", Layers: []string{layer},
+			Args: []string{"/bin/sh", "-c", "trap 'exit 143' TERM; echo ready; while true; do sleep 0.1; done"}}}}
+	runtimetest.WarmClaimedCalls(t, rt, w, task)
+}

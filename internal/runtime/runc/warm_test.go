@@ -56,3 +56,16 @@ func (c limitsChecker) Leftovers(id string) []string {
 	}
 	return left
 }
+
+// TestWarmClaimedCalls: a claimed warm sandbox answers Start, Exec,
+// Stats, Signal, Wait, Restart and Delete by its task's ID only.
+func TestWarmClaimedCalls(t *testing.T) {
+	needRunc(t)
+	layer := runtimetest.BusyboxLayer(t)
+	rt := newRuntime(t, t.TempDir())
+	w := runtime.Spec{ID: "warm-calls-w", MilliCPU: 1000, MemoryMiB: 1024, EphemeralStorageGiB: 1}
+	task := runtime.Spec{ID: "warm-calls-t", MilliCPU: 250, MemoryMiB: 512, EphemeralStorageGiB: 1, LogDir: t.TempDir(),
+		Containers: []runtime.ContainerSpec{{Name: "app", Layers: []string{layer},
+			Args: []string{"/bin/sh", "-c", "trap 'exit 143' TERM; echo ready; while true; do sleep 0.1; done"}}}}
+	runtimetest.WarmClaimedCalls(t, rt, w, task)
+}
