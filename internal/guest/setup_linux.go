@@ -102,9 +102,9 @@ func (a *agent) setupTask(cfg *guestproto.Config) error {
 	for d := range want {
 		dir := filepath.Join(imagesDir, d)
 		os.MkdirAll(dir, 0o755)
-		// A warm guest's image disks were read at boot (the kernel's
-		// partition scan) before the host wrote the task's image into
-		// them: what the guest cached of them is dropped first.
+		// A warm guest's image disks were there at boot, before the
+		// host wrote the task's image into them: whatever the kernel
+		// read of them then (a partition scan) is dropped first.
 		if err := dropCache(devs[d]); err != nil {
 			return fmt.Errorf("image disk %s (%s): %w", d, devs[d], err)
 		}

@@ -32,7 +32,7 @@ const (
 	// kernel, initramfs and page tables only (docs/benchmarks.md, "Warm
 	// micro-VMs": QEMU's resident set 170-200 MiB under TCG with its
 	// 64 MiB translation cache, the monitor's 10 MiB).
-	warmIdleMiB = 256
+	warmIdleMiB = 448
 )
 
 // Image slots: a warm VM boots with imageSlots empty read-only disks, as
