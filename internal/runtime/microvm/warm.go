@@ -19,25 +19,25 @@ import (
 )
 
 // The warm class (runtime.Warmer): a warm VM is booted with 2 vCPUs and
-// 4 GiB for its containers, the largest size of Fargate's 2 vCPU class,
-// so that every task of up to that size can take one (most tasks are
-// 0.25 to 2 vCPU). A claimed VM keeps its vCPUs and memory; the task's
-// size is enforced by the guest's cgroup of its containers, and its CPU
-// also by the host's quota of QEMU.
+// 4 GiB for its containers, which covers every Fargate size of 0.25 and
+// 0.5 vCPU, 1 vCPU up to 4 GiB and the smallest of 2 vCPU: most tasks,
+// at the cost of an idle VM a little larger than a small one's (guest
+// memory is allocated on first touch). Larger tasks start cold. A
+// claimed VM keeps its vCPUs and memory; the task's size is enforced by
+// the guest's cgroup of its containers, and its CPU also by the host's
+// quota of QEMU.
 const (
 	warmMilliCPU  = 2000
 	warmMemoryMiB = 4096
-	// warmIdleMiB is the host memory an idle warm VM holds: guest memory
-	// is allocated on first touch, and an idle guest has touched its
-	// kernel, initramfs and page tables only (docs/benchmarks.md, "Warm
-	// micro-VMs": QEMU's resident set 170-200 MiB under TCG with its
-	// 64 MiB translation cache, the monitor's 10 MiB).
+	// warmIdleMiB is the host memory an idle warm VM holds, with some
+	// margin: 409-414 MiB measured under TCG, QEMU and monitor
+	// (docs/benchmarks.md, "Warm micro-VMs").
 	warmIdleMiB = 448
 )
 
 // Image slots: a warm VM boots with imageSlots empty read-only disks, as
-// its task's image disks are unknown and the microvm machine has no
-// hotplug. Claim writes each distinct image's erofs file into a slot
+// its task's image disks are unknown and virtio-mmio, the microvm
+// machine's transport, has no hotplug. Claim writes each distinct image's erofs file into a slot
 // (an in-kernel copy); the guest drops what it had cached of the slot
 // (its partition scan at boot) before it mounts it. A task with more
 // distinct images, or an image over slotBytes, starts cold.
