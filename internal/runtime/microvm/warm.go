@@ -176,6 +176,9 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) (
 		return errdefs.AlreadyExists("microvm runtime: sandbox %s already exists", spec.ID)
 	}
 	toolkit.FillDefaults(&spec)
+	if spec.LogDir == "" {
+		spec.LogDir = filepath.Join(r.dir(spec.ID), "logs")
+	}
 	ws := w.Spec
 	switch {
 	case spec.MilliCPU > ws.MilliCPU || spec.MemoryMiB > ws.MemoryMiB:
