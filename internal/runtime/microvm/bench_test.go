@@ -72,7 +72,8 @@ func BenchmarkCreateStart(b *testing.B) {
 		if err := rt.Warm(ctx, runtime.Spec{ID: wid, MilliCPU: class.MilliCPU, MemoryMiB: class.MemoryMiB, EphemeralStorageGiB: 1}); err != nil {
 			b.Fatal(err)
 		}
-		time.Sleep(500 * time.Millisecond) // idle
+		// Idle, as a warm VM of a pool is before its claim.
+		time.Sleep(2 * time.Second)
 		warmRSS += rss(pidIn(filepath.Join(dir, wid, "qemu.pid"))) + rss(pidIn(filepath.Join(dir, wid, "monitor.pid")))
 		b.StartTimer()
 		id = fmt.Sprintf("bench-claim-%d", i)
