@@ -1,8 +1,9 @@
 // Package guest is the micro-VM's guest agent: PID 1 of each VM, built into
 // the small static binary cmd/vessel-guest (CGO_ENABLED=0). It boots the VM
 // from the initramfs, waits for the host's hello on the control channel
-// (internal/guestproto), sets the sandbox up from the Config it carries,
-// and runs, signals and execs in the containers as the host asks,
+// (internal/guestproto), sets the sandbox up from the Config it carries
+// (a warm one only its network and writable disk, the rest from the hello
+// of the task that claims it), and runs, signals and execs in the containers as the host asks,
 // reporting their logs and exits. Every process of a container is
 // confined as runc confines it (namespaces, pivot_root, masked /proc and
 // /sys, a minimal /dev, capabilities, no_new_privs, seccomp last).

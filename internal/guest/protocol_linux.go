@@ -51,7 +51,10 @@ func (a *agent) handle(m guestproto.Msg) {
 	case guestproto.OpHello:
 		a.mu.Lock()
 		first := a.cfg == nil
-		if first {
+		// A hello with a task's configuration to a guest booted warm
+		// claims it, once.
+		claim := !first && a.cfg.Warm && a.setupErr == "" && m.Config != nil && !m.Config.Warm
+		if first || claim {
 			a.cfg = m.Config
 		}
 		a.mu.Unlock()
@@ -60,9 +63,13 @@ func (a *agent) handle(m guestproto.Msg) {
 		default:
 			close(a.hello)
 		}
-		if first {
+		if first || claim {
 			ev := guestproto.Msg{Op: guestproto.EvReady}
-			if err := a.setup(); err != nil {
+			setup := a.setup
+			if claim {
+				setup = a.claim
+			}
+			if err := setup(); err != nil {
 				ev.Error = err.Error()
 				a.setupErr = ev.Error
 			}

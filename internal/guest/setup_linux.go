@@ -28,6 +28,29 @@ func disks() map[string]string {
 	return out
 }
 
+// waitDisks waits (5 s at most) for the disks of the given serials and
+// returns every disk's device by serial.
+func waitDisks(want map[string]bool) (map[string]string, error) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		devs := disks()
+		missing := ""
+		for d := range want {
+			if devs[d] == "" {
+				missing = d
+			}
+		}
+		if missing == "" {
+			return devs, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no disk with serial %q (found %v)", missing, devs)
+		}
+	}
+}
+
+// setup sets the sandbox up from the first hello's configuration: its
+// hostname, network and writable disk, then (unless the guest is booted
+// warm, for a task to come) the task's part, setupTask.
 func (a *agent) setup() error {
 	cfg := a.cfg
 	if cfg == nil {
@@ -39,39 +62,52 @@ func (a *agent) setup() error {
 	if err := setupNet(cfg.Net); err != nil {
 		return err
 	}
-	// Disks: "rw" (ext4, formatted by the host) and one read-only image per
-	// distinct image of the task.
-	want := map[string]bool{"rw": true}
-	for _, c := range cfg.Containers {
-		want[c.Disk] = true
-	}
-	var devs map[string]string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		devs = disks()
-		missing := ""
-		for d := range want {
-			if devs[d] == "" {
-				missing = d
-			}
-		}
-		if missing == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no disk with serial %q (found %v)", missing, devs)
-		}
+	devs, err := waitDisks(map[string]bool{"rw": true})
+	if err != nil {
+		return err
 	}
 	os.MkdirAll(rwMount, 0o755)
 	if err := unix.Mount(devs["rw"], rwMount, "ext4", unix.MS_NOATIME, ""); err != nil {
 		return fmt.Errorf("mount the writable disk %s: %w", devs["rw"], err)
 	}
+	if cfg.Warm {
+		return nil
+	}
+	return a.setupTask(cfg)
+}
+
+// claim sets up the task of the hello that claimed a guest booted warm:
+// its hostname and setupTask. The network and the writable disk are
+// the warm boot's.
+func (a *agent) claim() error {
+	cfg := a.cfg
+	if cfg.Hostname != "" {
+		unix.Sethostname([]byte(cfg.Hostname))
+	}
+	return a.setupTask(cfg)
+}
+
+// setupTask mounts the task's image disks and sets up its /etc files,
+// volumes, cgroups and containers.
+func (a *agent) setupTask(cfg *guestproto.Config) error {
+	// One read-only image disk per distinct image of the task.
+	want := map[string]bool{}
+	for _, c := range cfg.Containers {
+		want[c.Disk] = true
+	}
+	devs, err := waitDisks(want)
+	if err != nil {
+		return err
+	}
 	for d := range want {
-		if d == "rw" {
-			continue
-		}
 		dir := filepath.Join(imagesDir, d)
 		os.MkdirAll(dir, 0o755)
-		var err error
+		// A warm guest's image disks were there at boot, before the
+		// host wrote the task's image into them: whatever the kernel
+		// read of them then (a partition scan) is dropped first.
+		if err := dropCache(devs[d]); err != nil {
+			return fmt.Errorf("image disk %s (%s): %w", d, devs[d], err)
+		}
 		for _, fs := range []string{"erofs", "ext4"} {
 			if err = unix.Mount(devs[d], dir, fs, unix.MS_RDONLY, ""); err == nil {
 				break
@@ -103,6 +139,16 @@ func (a *agent) setup() error {
 		a.mu.Unlock()
 	}
 	return nil
+}
+
+// dropCache empties the guest's cache of a disk's blocks (BLKFLSBUF).
+func dropCache(dev string) error {
+	f, err := os.Open(dev)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0)
 }
 
 func setupNet(n *guestproto.NetConfig) error {

@@ -10,7 +10,8 @@
 // because QEMU drops what a guest writes while no client holds the socket.
 // The host then sends start, restart, signal, exec, stdin and resize; the
 // guest answers ready (or, to a later hello, state: every container, so
-// that a new monitor catches up), reply, started, log (one line per
+// that a new monitor catches up; a guest booted with a Warm config answers
+// the first later hello with a task's config, its claim, with ready), reply, started, log (one line per
 // message, long lines split and marked partial), exit, output and
 // exec-exit. What the guest sends is untrusted: the host reads it with
 // NewConn (MaxMsg), the guest reads the host with NewConnLimit

@@ -86,6 +86,12 @@ type Usage struct {
 // Config is what the guest needs to set the sandbox up, sent with the first
 // OpHello.
 type Config struct {
+	// Warm boots a guest for a task not known yet (runtime.Warmer): the
+	// guest sets up its network and writable disk only, and takes the
+	// task's configuration from a later hello whose Config is not Warm
+	// (the claim): its hostname, image disks, /etc files, volumes, size
+	// and containers. A guest takes one claim; later hellos get EvState.
+	Warm     bool   `json:"warm,omitempty"`
 	Hostname string `json:"hostname,omitempty"`
 	// MilliCPU, MemoryMiB and PidsLimit are enforced inside the guest with
 	// a cgroup of all containers (the VM has MilliCPU rounded up as vCPUs

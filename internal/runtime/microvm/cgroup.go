@@ -88,6 +88,16 @@ func (cg *cgroups) create(id string, milliCPU, memBytes, pids int64) ([]string, 
 	return procs, nil
 }
 
+// setCPU sets the CPU quota of sandbox id's cgroup to milliCPU.
+func (cg *cgroups) setCPU(id string, milliCPU int64) error {
+	const period = 100_000
+	quota := strconv.FormatInt(milliCPU*period/1000, 10)
+	if cg.host.V2() {
+		return toolkit.WriteCgroupFile(filepath.Join(cgroupRoot, "vessel-microvm", id, "cpu.max"), quota+" "+strconv.Itoa(period))
+	}
+	return toolkit.WriteCgroupFile(filepath.Join(cg.host.Controller("cpu"), cgroupPath(id), "cpu.cfs_quota_us"), quota)
+}
+
 func (cg *cgroups) dirs(id string) []string {
 	var out []string
 	seen := map[string]bool{}
@@ -127,12 +137,13 @@ var _ runtime.Statser = (*Runtime)(nil)
 // host's cgroup of its QEMU process (the VM, guest and monitor together).
 func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usage, bool, error) {
 	if container != "" {
-		if _, err := r.load(id, container); err != nil {
+		rec, err := r.load(id, container)
+		if err != nil {
 			return runtime.Usage{}, false, err
 		}
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		resp, err := r.ask(ctx, id, guestproto.Msg{Op: guestproto.OpStats, Container: container})
+		resp, err := r.ask(ctx, rec, guestproto.Msg{Op: guestproto.OpStats, Container: container})
 		if err != nil {
 			return runtime.Usage{}, false, err
 		}
@@ -142,7 +153,11 @@ func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usag
 		}
 		return runtime.Usage{}, false, fmt.Errorf("microvm runtime: sandbox %s: the guest answered stats of %s without counters", id, container)
 	}
-	u, err := r.cg.host.Usage(cgroupPath(id))
+	vm := id
+	if rec, err := r.load(id, ""); err == nil {
+		vm = rec.vm()
+	}
+	u, err := r.cg.host.Usage(cgroupPath(vm))
 	if errors.Is(err, fs.ErrNotExist) {
 		return u, false, errdefs.NotFound("microvm runtime: sandbox %s has no counters (it does not exist): %v", id, err)
 	}

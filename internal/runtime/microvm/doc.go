@@ -17,6 +17,13 @@
 // are the toolkit's (toolkit.Store, toolkit.WaitExit); the exit files are
 // the monitor's.
 //
+// Warm VMs (runtime.Warmer, warm.go): Warm boots a VM of the warm class
+// (2 vCPU / 4 GiB) with its network, writable disk and empty image slots
+// to its guest agent; Claim writes the task's images into the slots,
+// commits a record under the task's ID that names the VM's warm ID (one
+// rename), and restarts the monitor with the task's configuration, which
+// the guest takes as its claim.
+//
 //	rt, err := microvm.New(microvm.Config{StateDir: filepath.Join(dataDir, "sandboxes", "microvm"),
 //		KernelPath: ".cache/guest-kernel/<version>/vmlinux", GuestBinary: "bin/vessel-guest"})
 //	err = rt.Create(ctx, runtime.Spec{ID: taskID, MilliCPU: 250, MemoryMiB: 512,

@@ -109,6 +109,9 @@ type Runtime struct {
 	mu    sync.Mutex
 	// netns remembers each sandbox's namespace for Leftovers after Delete.
 	netns map[string]string
+	// vms remembers the warm ID of each claimed sandbox's VM, for
+	// Leftovers after Delete.
+	vms map[string]string
 }
 
 var (
@@ -162,7 +165,7 @@ func New(cfg Config) (*Runtime, error) {
 	if os.Geteuid() != 0 {
 		return nil, errdefs.Unavailable("the microvm runtime needs root (cgroups, network namespaces)")
 	}
-	r := &Runtime{cfg: cfg, log: cfg.Logger, netns: map[string]string{},
+	r := &Runtime{cfg: cfg, log: cfg.Logger, netns: map[string]string{}, vms: map[string]string{},
 		store: toolkit.Store{Dir: cfg.StateDir, Reserved: []string{"cache"}}}
 	if cfg.QEMUUser != "root" {
 		if err := ensureSystemUser(cfg.QEMUUser); err != nil {
@@ -198,6 +201,7 @@ func New(cfg Config) (*Runtime, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("microvm runtime: %w", err)
 	}
+	r.removeClaimLeftovers()
 	if r.initrdPath, err = r.initramfs(); err != nil {
 		return nil, errdefs.Unavailable("microvm runtime: initramfs: %v", err)
 	}
@@ -240,7 +244,7 @@ func (r *Runtime) bootProbe() error {
 	id := fmt.Sprintf(".probe-%d", os.Getpid())
 	start := time.Now()
 	err := r.create(ctx, runtime.Spec{ID: id, MilliCPU: 1000, MemoryMiB: 256, EphemeralStorageGiB: 1,
-		LogDir: filepath.Join(r.cfg.StateDir, id+"-logs")})
+		LogDir: filepath.Join(r.cfg.StateDir, id+"-logs")}, false)
 	if err == nil {
 		r.log.Info("microvm: probe VM booted to the guest agent", "accel", r.accel, "took", time.Since(start).Round(time.Millisecond))
 	}
@@ -258,6 +262,27 @@ type record struct {
 	Accel string    `json:"accel"`
 	Net   *netState `json:"net,omitempty"`
 	Disks []vmDisk  `json:"disks,omitempty"`
+	// Warm marks a warm sandbox (runtime.Warmer): a VM booted to its
+	// guest agent for a task not known yet. Its Disks end with the
+	// empty image slots a Claim fills.
+	Warm bool `json:"warm,omitempty"`
+	// ClaimedBy, on a warm sandbox's record, is the task a Claim is
+	// giving it to. The claim counts once that task's record names this
+	// VM (VM): a crash between the two leaves the sandbox warm.
+	ClaimedBy string `json:"claimedBy,omitempty"`
+	// VM, on the record of a task that claimed a warm sandbox, is the
+	// warm ID the VM was booted under: the directory of its QEMU and
+	// monitor files and its host cgroup, which are never renamed.
+	VM string `json:"vm,omitempty"`
+}
+
+// vm is the ID that names the sandbox's VM directory and cgroup: its
+// own, or the warm ID of a claimed warm sandbox.
+func (rec *record) vm() string {
+	if rec.VM != "" {
+		return rec.VM
+	}
+	return rec.Spec.ID
 }
 
 func (r *Runtime) dir(id string) string { return r.store.SandboxDir(id) }
@@ -265,13 +290,25 @@ func (r *Runtime) dir(id string) string { return r.store.SandboxDir(id) }
 func (r *Runtime) save(rec *record) error { return r.store.Save(rec) }
 
 // load reads sandbox id's record; with a container name, a sandbox
-// without it is not found either.
+// without it is not found either. A warm sandbox that a task claimed is
+// not found: it is known by the task's ID alone.
 func (r *Runtime) load(id, container string) (*record, error) {
 	rec := &record{}
+	var err error
 	if container == "" {
-		return rec, r.store.Load(id, rec)
+		err = r.store.Load(id, rec)
+	} else {
+		err = r.store.LoadContainer(id, container, rec)
 	}
-	return rec, r.store.LoadContainer(id, container, rec)
+	if err == nil && rec.Warm && r.claimed(rec) {
+		return nil, runtime.SandboxNotFound(id)
+	}
+	if err == nil && rec.VM != "" {
+		r.mu.Lock()
+		r.vms[id] = rec.VM
+		r.mu.Unlock()
+	}
+	return rec, err
 }
 
 // Create implements runtime.Runtime: it builds the disks, takes eth0's
@@ -282,11 +319,13 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	return r.create(ctx, spec)
+	return r.create(ctx, spec, false)
 }
 
-// create is Create without the spec's validation.
-func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (err error) {
+// create is Create without the spec's validation; with warm, it is
+// Warm's: no containers, empty image slots, and a guest told to wait
+// for its task.
+func (r *Runtime) create(ctx context.Context, spec runtime.Spec, warm bool) (err error) {
 	unlock := r.store.Lock(spec.ID)
 	defer unlock()
 	dir := r.dir(spec.ID)
@@ -294,7 +333,7 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (err error) {
 	if spec.LogDir == "" {
 		spec.LogDir = filepath.Join(dir, "logs")
 	}
-	rec := &record{Record: toolkit.Record{Spec: spec, CreatedAt: time.Now()}, Accel: r.accel}
+	rec := &record{Record: toolkit.Record{Spec: spec, CreatedAt: time.Now()}, Accel: r.accel, Warm: warm}
 	if err := r.store.Make(rec); err != nil {
 		return err
 	}
@@ -310,31 +349,25 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (err error) {
 		return err
 	}
 	rec.Disks = []vmDisk{{Serial: "rw", Path: rw}}
-	gcfg := guestproto.Config{Hostname: spec.Hostname, MilliCPU: spec.MilliCPU, MemoryMiB: spec.MemoryMiB, PidsLimit: spec.PidsLimit}
-	diskOf := map[string]string{}
-	for _, c := range spec.Containers {
-		key := imageKey(c.Layers)
-		if diskOf[key] == "" {
-			img, err := r.rootImage(ctx, c.Layers)
-			if err != nil {
-				return fmt.Errorf("container %s: root image: %w", c.Name, err)
-			}
-			diskOf[key] = fmt.Sprintf("img%d", len(diskOf))
-			rec.Disks = append(rec.Disks, vmDisk{Serial: diskOf[key], Path: img, ReadOnly: true})
-		}
-		sec, err := guestSecurity(c.Security)
+	var gcfg guestproto.Config
+	if warm {
+		slots, err := makeImageSlots(dir)
 		if err != nil {
-			return fmt.Errorf("container %s: %w", c.Name, err)
+			return err
 		}
-		gcfg.Containers = append(gcfg.Containers, guestproto.Container{Name: c.Name, Disk: diskOf[key],
-			Args: c.Args, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
-			NofileSoft: c.NofileSoft, NofileHard: c.NofileHard, Security: sec})
-	}
-	if gcfg.Etc, err = etcFiles(spec); err != nil {
-		return err
-	}
-	if gcfg.Volumes, err = guestVolumes(spec, gcfg.Containers); err != nil {
-		return err
+		rec.Disks = append(rec.Disks, slots...)
+		gcfg = guestproto.Config{Warm: true, Hostname: spec.Hostname}
+	} else {
+		images, err := r.images(ctx, spec)
+		if err != nil {
+			return err
+		}
+		for i, img := range images {
+			rec.Disks = append(rec.Disks, vmDisk{Serial: imageSerial(i), Path: img.path, ReadOnly: true})
+		}
+		if gcfg, err = guestConfig(spec, images); err != nil {
+			return err
+		}
 	}
 	mac := ""
 	if spec.NetNSPath != "" {
@@ -379,6 +412,61 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (err error) {
 	}
 	rec.Ready = true
 	return r.save(rec)
+}
+
+// image is one distinct image of a sandbox: its root image file and the
+// key of its layer list.
+type image struct{ key, path string }
+
+// imageSerial is the virtio-blk serial of a sandbox's i-th image disk.
+func imageSerial(i int) string { return fmt.Sprintf("img%d", i) }
+
+// images builds (or finds in the cache) the root image of each distinct
+// layer list of spec's containers, in the containers' order.
+func (r *Runtime) images(ctx context.Context, spec runtime.Spec) ([]image, error) {
+	var out []image
+	seen := map[string]bool{}
+	for _, c := range spec.Containers {
+		key := imageKey(c.Layers)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		img, err := r.rootImage(ctx, c.Layers)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: root image: %w", c.Name, err)
+		}
+		out = append(out, image{key: key, path: img})
+	}
+	return out, nil
+}
+
+// guestConfig is the guest's configuration of spec's task, whose
+// containers' images are disks imageSerial(i) for images[i]; Net is
+// left to the caller.
+func guestConfig(spec runtime.Spec, images []image) (guestproto.Config, error) {
+	gcfg := guestproto.Config{Hostname: spec.Hostname, MilliCPU: spec.MilliCPU, MemoryMiB: spec.MemoryMiB, PidsLimit: spec.PidsLimit}
+	diskOf := map[string]string{}
+	for i, img := range images {
+		diskOf[img.key] = imageSerial(i)
+	}
+	for _, c := range spec.Containers {
+		sec, err := guestSecurity(c.Security)
+		if err != nil {
+			return gcfg, fmt.Errorf("container %s: %w", c.Name, err)
+		}
+		gcfg.Containers = append(gcfg.Containers, guestproto.Container{Name: c.Name, Disk: diskOf[imageKey(c.Layers)],
+			Args: c.Args, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
+			NofileSoft: c.NofileSoft, NofileHard: c.NofileHard, Security: sec})
+	}
+	var err error
+	if gcfg.Etc, err = etcFiles(spec); err != nil {
+		return gcfg, err
+	}
+	if gcfg.Volumes, err = guestVolumes(spec, gcfg.Containers); err != nil {
+		return gcfg, err
+	}
+	return gcfg, nil
 }
 
 // etcFiles are the hosts, hostname and resolv.conf of the sandbox.
@@ -549,9 +637,10 @@ func alive(pid int, mark string) bool {
 
 // request sends one request to the VM's monitor and returns the connection
 // for its answers.
-func (r *Runtime) request(ctx context.Context, id string, m guestproto.Msg) (*guestproto.Conn, net.Conn, error) {
+func (r *Runtime) request(ctx context.Context, rec *record, m guestproto.Msg) (*guestproto.Conn, net.Conn, error) {
+	id := rec.Spec.ID
 	var d net.Dialer
-	raw, err := d.DialContext(ctx, "unix", filepath.Join(r.dir(id), "mon.sock"))
+	raw, err := d.DialContext(ctx, "unix", filepath.Join(r.dir(rec.vm()), "mon.sock"))
 	if err != nil {
 		return nil, nil, errdefs.Unavailable("sandbox %s: its VM monitor is not reachable: %v", id, err)
 	}
@@ -567,14 +656,15 @@ func (r *Runtime) request(ctx context.Context, id string, m guestproto.Msg) (*gu
 }
 
 // call is request for operations answered by one reply.
-func (r *Runtime) call(ctx context.Context, id string, m guestproto.Msg) error {
-	_, err := r.ask(ctx, id, m)
+func (r *Runtime) call(ctx context.Context, rec *record, m guestproto.Msg) error {
+	_, err := r.ask(ctx, rec, m)
 	return err
 }
 
 // ask is call that returns the reply.
-func (r *Runtime) ask(ctx context.Context, id string, m guestproto.Msg) (guestproto.Msg, error) {
-	conn, raw, err := r.request(ctx, id, m)
+func (r *Runtime) ask(ctx context.Context, rec *record, m guestproto.Msg) (guestproto.Msg, error) {
+	id := rec.Spec.ID
+	conn, raw, err := r.request(ctx, rec, m)
 	if err != nil {
 		return guestproto.Msg{}, err
 	}
@@ -600,7 +690,7 @@ func (r *Runtime) Start(ctx context.Context, id, container string) error {
 	if rec.Started[container] {
 		return runtime.AlreadyStarted(id, container)
 	}
-	if err := r.call(ctx, id, guestproto.Msg{Op: guestproto.OpStart, Container: container}); err != nil {
+	if err := r.call(ctx, rec, guestproto.Msg{Op: guestproto.OpStart, Container: container}); err != nil {
 		if strings.Contains(err.Error(), guestproto.RunAsNonRootError) {
 			return errdefs.InvalidArgument("container %s of sandbox %s: %s", container, id, guestproto.RunAsNonRootError)
 		}
@@ -624,14 +714,14 @@ func (r *Runtime) Restart(ctx context.Context, id, container string) error {
 	if !rec.Started[container] {
 		return runtime.NeverStarted(id, container)
 	}
-	putBack, err := toolkit.SetAsideExit(r.exitFile(id, container))
+	putBack, err := toolkit.SetAsideExit(r.exitFile(rec, container))
 	if errors.Is(err, os.ErrNotExist) {
 		return runtime.StillRuns(id, container)
 	}
 	if err != nil {
 		return err
 	}
-	if err := r.call(ctx, id, guestproto.Msg{Op: guestproto.OpRestart, Container: container}); err != nil {
+	if err := r.call(ctx, rec, guestproto.Msg{Op: guestproto.OpRestart, Container: container}); err != nil {
 		return putBack(err)
 	}
 	rec.CountRestart(container)
@@ -640,12 +730,12 @@ func (r *Runtime) Restart(ctx context.Context, id, container string) error {
 
 // exitFile is where the monitor writes container's exit (a
 // guestproto.ContainerState).
-func (r *Runtime) exitFile(id, container string) string {
-	return filepath.Join(r.dir(id), "exits", container)
+func (r *Runtime) exitFile(rec *record, container string) string {
+	return filepath.Join(r.dir(rec.vm()), "exits", container)
 }
 
-func (r *Runtime) exitOf(id, container string) (*runtime.ExitStatus, error) {
-	data, err := os.ReadFile(r.exitFile(id, container))
+func (r *Runtime) exitOf(rec *record, container string) (*runtime.ExitStatus, error) {
+	data, err := os.ReadFile(r.exitFile(rec, container))
 	if err != nil {
 		return nil, err
 	}
@@ -659,12 +749,13 @@ func (r *Runtime) exitOf(id, container string) (*runtime.ExitStatus, error) {
 // Wait implements runtime.Runtime: it polls the exit file the monitor
 // writes, and checks now and then that the VM still runs.
 func (r *Runtime) Wait(ctx context.Context, id, container string) (runtime.ExitStatus, error) {
-	if _, err := r.load(id, container); err != nil {
+	rec, err := r.load(id, container)
+	if err != nil {
 		return runtime.ExitStatus{}, err
 	}
-	dir := r.dir(id)
+	dir := r.dir(rec.vm())
 	return toolkit.WaitExit(ctx, func() (runtime.ExitStatus, bool, error) {
-		st, err := r.exitOf(id, container)
+		st, err := r.exitOf(rec, container)
 		if err != nil {
 			return runtime.ExitStatus{}, false, nil
 		}
@@ -682,13 +773,14 @@ func (r *Runtime) Wait(ctx context.Context, id, container string) (runtime.ExitS
 
 // Signal implements runtime.Runtime.
 func (r *Runtime) Signal(ctx context.Context, id, container string, sig syscall.Signal) error {
-	if _, err := r.load(id, container); err != nil {
+	rec, err := r.load(id, container)
+	if err != nil {
 		return err
 	}
-	if _, err := r.exitOf(id, container); err == nil {
+	if _, err := r.exitOf(rec, container); err == nil {
 		return nil
 	}
-	return r.call(ctx, id, guestproto.Msg{Op: guestproto.OpSignal, Container: container, Signal: int(sig)})
+	return r.call(ctx, rec, guestproto.Msg{Op: guestproto.OpSignal, Container: container, Signal: int(sig)})
 }
 
 // Exec implements runtime.Execer: the guest agent runs the command in the
@@ -696,7 +788,8 @@ func (r *Runtime) Signal(ctx context.Context, id, container string, sig syscall.
 // p.TTY), relaying its input, output, terminal sizes and exit through the
 // monitor.
 func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.ExecProcess) (int, error) {
-	if _, err := r.load(id, container); err != nil {
+	rec, err := r.load(id, container)
+	if err != nil {
 		return -1, err
 	}
 	if len(p.Args) == 0 {
@@ -713,7 +806,7 @@ func (r *Runtime) Exec(ctx context.Context, id, container string, p runtime.Exec
 		default:
 		}
 	}
-	conn, raw, err := r.request(ctx, id, req)
+	conn, raw, err := r.request(ctx, rec, req)
 	if err != nil {
 		return -1, err
 	}
@@ -793,8 +886,12 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 
 // teardown stops the VM and its monitor, gives eth0 back, removes the
 // cgroups and the sandbox directory (never LogDir).
+//
+// A claimed warm sandbox's VM directory and cgroup are the warm ID's; its
+// own directory, which holds only its record (the mapping), goes last,
+// so that a teardown cut short is done again by the next Delete.
 func (r *Runtime) teardown(rec *record) error {
-	dir := r.dir(rec.Spec.ID)
+	dir := r.dir(rec.vm())
 	var errs []error
 	for _, p := range []struct{ file, mark string }{{"qemu.pid", dir + "/"}, {"monitor.pid", dir + "/"}} {
 		pid := toolkit.ReadPid(filepath.Join(dir, p.file))
@@ -813,11 +910,16 @@ func (r *Runtime) teardown(rec *record) error {
 	if err := giveBackEth0(rec.Net); err != nil {
 		errs = append(errs, fmt.Errorf("network: %w", err))
 	}
-	if err := r.cg.remove(rec.Spec.ID); err != nil {
+	if err := r.cg.remove(rec.vm()); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
 		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 && rec.VM != "" {
+		if err := os.RemoveAll(r.dir(rec.Spec.ID)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -836,22 +938,36 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
 		if err != nil || !rec.Ready {
 			continue
 		}
-		out = append(out, rec.Info(func(st *runtime.ContainerState) {
-			if _, err := os.Stat(filepath.Join(r.dir(id), "started", st.Name)); err == nil {
+		info := rec.Info(func(st *runtime.ContainerState) {
+			if _, err := os.Stat(filepath.Join(r.dir(rec.vm()), "started", st.Name)); err == nil {
 				st.Started = true
 			}
-			if ex, err := r.exitOf(id, st.Name); err == nil {
+			if ex, err := r.exitOf(rec, st.Name); err == nil {
 				st.Exit, st.Started = ex, true
 			}
-		}))
+		})
+		info.Warm = rec.Warm
+		out = append(out, info)
 	}
 	return out, nil
 }
 
 // Leftovers lists what of sandbox id is still on the host: its directory,
 // processes (QEMU, monitor) that mention it, cgroups, and br0/tap0 in its
-// network namespace. After Delete it must be empty.
+// network namespace; for a task that claimed a warm sandbox, those of
+// its VM's warm ID too. After Delete it must be empty.
 func (r *Runtime) Leftovers(id string) []string {
+	r.mu.Lock()
+	vm := r.vms[id]
+	r.mu.Unlock()
+	out := r.leftovers(id)
+	if vm != "" {
+		out = append(out, r.leftovers(vm)...)
+	}
+	return out
+}
+
+func (r *Runtime) leftovers(id string) []string {
 	var out []string
 	dir := r.dir(id)
 	if _, err := os.Stat(dir); err == nil {
