@@ -685,6 +685,14 @@ func (m *Manager) Detach(ctx context.Context, taskID string) error {
 	l, ok := m.leases[taskID]
 	if ok {
 		veth, name = l.HostVeth, l.name()
+	} else {
+		for _, o := range m.leases {
+			if o.name() == taskID {
+				// Moved to another task by Rekey: the namespace is its.
+				m.mu.Unlock()
+				return nil
+			}
+		}
 	}
 	m.mu.Unlock()
 	if err := m.teardown(name, veth); err != nil {

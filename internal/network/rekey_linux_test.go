@@ -128,3 +128,28 @@ func TestRekeyBack(t *testing.T) {
 		t.Errorf("hostname file %q; want %q", hn, warm.Hostname)
 	}
 }
+
+// TestDetachOfMovedName: Detach of the ID an attachment was moved away
+// from (a warm sandbox deleted after its task took its attachment) leaves
+// the task's namespace alone.
+func TestDetachOfMovedName(t *testing.T) {
+	sub := testSubnet(t, 24)
+	m, _ := newTest(t, sub)
+	ctx := context.Background()
+	if _, err := m.Attach(ctx, "warm-x-1", sub.Name, AttachOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := m.Rekey(ctx, "warm-x-1", "task1", AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Detach(ctx, "warm-x-1"); err != nil {
+		t.Fatal(err)
+	}
+	if !isNetNS(moved.NetNSPath) || !linkExists(moved.HostVeth) {
+		t.Fatal("Detach of the old ID removed the task's namespace or veth")
+	}
+	if err := m.Reconcile(ctx, func(id string) bool { return id == "task1" }); err != nil {
+		t.Errorf("task1's attachment is not whole: %v", err)
+	}
+}
