@@ -59,6 +59,10 @@ type pool struct {
 	// Guarded by a.poolMu.
 	ready   []warmEntry // oldest first
 	warming int
+	// claiming counts entries taken by tasks whose claim has not ended:
+	// they count against the target until then, so that a refill does
+	// not replace an entry that may come back (giveBack).
+	claiming int
 	hits    int64
 	misses  int64
 }
@@ -170,7 +174,7 @@ func (a *Agent) placedMemory() int64 {
 func (a *Agent) poolMemoryLocked() int64 {
 	var sum int64
 	for _, p := range a.pools {
-		sum += int64(len(p.ready)+p.warming) * p.class.IdleMemoryMiB
+		sum += int64(len(p.ready)+p.warming+p.claiming) * p.class.IdleMemoryMiB
 	}
 	return sum
 }
@@ -268,7 +272,7 @@ func (p *pool) refill(ctx context.Context) {
 		}
 		placed := a.placedMemory() // a.mu is never taken inside poolMu
 		a.poolMu.Lock()
-		need := len(p.ready)+p.warming < p.target
+		need := len(p.ready)+p.warming+p.claiming < p.target
 		fits := a.poolMemoryLocked()+p.class.IdleMemoryMiB <= a.allocatableMemory()-placed
 		if need && fits {
 			p.warming++
@@ -398,6 +402,7 @@ func (p *pool) take(t *task.Task, subnet string) (warmEntry, string) {
 	// The oldest: it has waited longest.
 	e := p.ready[0]
 	p.ready = p.ready[1:]
+	p.claiming++
 	return e, ""
 }
 
@@ -405,20 +410,28 @@ func (p *pool) take(t *task.Task, subnet string) (warmEntry, string) {
 // task down) to the front of the pool.
 func (p *pool) giveBack(e warmEntry) {
 	p.a.poolMu.Lock()
+	p.claiming--
 	p.ready = append([]warmEntry{e}, p.ready...)
 	p.a.poolMu.Unlock()
 }
 
-// count notes a hit or a miss, and wakes the refill after a hit.
-func (p *pool) count(hit bool) {
+// settle ends the claim of a taken entry: the task took it (a hit), or it
+// was deleted. The refill makes its replacement.
+func (p *pool) settle(hit bool) {
 	p.a.poolMu.Lock()
+	p.claiming--
 	if hit {
 		p.hits++
-	} else {
-		p.misses++
 	}
 	p.a.poolMu.Unlock()
 	p.poke()
+}
+
+// miss counts a task of the runtime that starts cold.
+func (p *pool) miss() {
+	p.a.poolMu.Lock()
+	p.misses++
+	p.a.poolMu.Unlock()
 }
 
 // pokePools wakes every pool's refill (a task ended: memory is free).

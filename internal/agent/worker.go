@@ -172,7 +172,7 @@ func (w *worker) create(ctx context.Context) error {
 			entry = &e
 		} else {
 			w.log.Info("warm pool miss: the task starts cold", "runtime", w.rtName, "why", why)
-			p.count(false)
+			p.miss()
 		}
 	}
 	// An entry taken and then neither claimed nor given back (the start
@@ -181,6 +181,7 @@ func (w *worker) create(ctx context.Context) error {
 	defer func() {
 		if entry != nil {
 			p.destroyRuntimePart(ctx, entry.id)
+			p.settle(false)
 		}
 	}()
 	var mounts map[string][]runtime.Mount
@@ -190,7 +191,8 @@ func (w *worker) create(ctx context.Context) error {
 		// bridge) show it while the images are pulled.
 		if entry != nil {
 			if !w.takeWarmAttachment(ctx, p, *entry, &spec) {
-				p.count(false)
+				p.miss()
+				p.settle(false)
 				entry = nil
 			}
 		}
@@ -219,7 +221,7 @@ func (w *worker) create(ctx context.Context) error {
 		err := p.warmer.Claim(ctx, entry.id, spec)
 		switch {
 		case err == nil:
-			p.count(true)
+			p.settle(true)
 			w.log.Info("warm pool hit: the task took a warm sandbox", "runtime", w.rtName, "warm_sandbox", entry.id, "ip", w.ip, "took", time.Since(began))
 			if w.ip != "" {
 				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
@@ -232,11 +234,12 @@ func (w *worker) create(ctx context.Context) error {
 			// The runtime turned the task down; the warm sandbox is as it
 			// was: back to the pool, with its attachment.
 			w.log.Info("warm pool miss: the runtime turned the task down; the task starts cold", "runtime", w.rtName, "warm_sandbox", entry.id, "why", err)
-			p.count(false)
+			p.miss()
 			if !w.simulated() {
 				if _, rerr := cfg.Network.Rekey(ctx, t.ID, entry.id, network.AttachOptions{}); rerr != nil {
 					w.log.Error("giving the warm sandbox its attachment back failed; deleting it", "warm_sandbox", entry.id, "err", rerr)
 					p.destroyRuntimePart(ctx, entry.id)
+					p.settle(false)
 					if err := cfg.Network.Detach(ctx, t.ID); err != nil {
 						return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
 					}
@@ -261,8 +264,9 @@ func (w *worker) create(ctx context.Context) error {
 			// Nothing is left of the warm sandbox (the runtime's contract);
 			// the task keeps its attachment and starts cold in it.
 			w.log.Warn("warm pool miss: claiming the warm sandbox failed; the task starts cold", "runtime", w.rtName, "warm_sandbox", entry.id, "err", err)
-			p.count(false)
+			p.miss()
 			p.destroyRuntimePart(ctx, entry.id)
+			p.settle(false)
 			entry = nil
 			if w.ip != "" {
 				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
