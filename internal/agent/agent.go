@@ -450,7 +450,7 @@ func (a *Agent) apply(ctx context.Context, as agentproto.Assignments, adopted ma
 			ref = &r
 			rt = r.rt
 		}
-		w := &worker{agent: a, rt: rt, rtName: rtName, task: t, adopted: ref,
+		w := &worker{agent: a, rt: rt, rtName: rtName, task: t, adopted: ref, memoryMiB: t.MemoryMiB,
 			updates: make(chan *task.Task, 1), gone: make(chan struct{}),
 			log: a.log.With("task", t.ID, "cluster", t.Cluster)}
 		a.workers[t.ID] = w

@@ -63,8 +63,8 @@ type pool struct {
 	// they count against the target until then, so that a refill does
 	// not replace an entry that may come back (giveBack).
 	claiming int
-	hits    int64
-	misses  int64
+	hits     int64
+	misses   int64
 }
 
 // ParseWarmPools parses --warm-pool values, RUNTIME=N separated by commas
@@ -164,7 +164,7 @@ func (a *Agent) placedMemory() int64 {
 	defer a.mu.Unlock()
 	var sum int64
 	for _, w := range a.workers {
-		sum += w.task.MemoryMiB
+		sum += w.memoryMiB
 	}
 	return sum
 }

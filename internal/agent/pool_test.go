@@ -47,11 +47,21 @@ type netSim struct {
 	claimNS map[string]string
 }
 
-func (r *netSim) Simulated() bool                  { return false }
-func (r *netSim) WarmClass() runtime.WarmClass     { return r.class }
-func (r *netSim) Unwrap() runtime.Runtime          { return r.Runtime }
-func (r *netSim) warmed(id string) (string, bool)  { r.mu.Lock(); defer r.mu.Unlock(); ns, ok := r.warmNS[id]; return ns, ok }
-func (r *netSim) claimed(id string) (string, bool) { r.mu.Lock(); defer r.mu.Unlock(); ns, ok := r.claimNS[id]; return ns, ok }
+func (r *netSim) Simulated() bool              { return false }
+func (r *netSim) WarmClass() runtime.WarmClass { return r.class }
+func (r *netSim) Unwrap() runtime.Runtime      { return r.Runtime }
+func (r *netSim) warmed(id string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ns, ok := r.warmNS[id]
+	return ns, ok
+}
+func (r *netSim) claimed(id string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ns, ok := r.claimNS[id]
+	return ns, ok
+}
 
 func (r *netSim) Warm(ctx context.Context, spec runtime.Spec) error {
 	if spec.NetNSPath == "" || spec.EtcDir == "" {

@@ -31,6 +31,9 @@ type worker struct {
 	task    *task.Task
 	adopted *sandboxRef
 	log     *slog.Logger
+	// memoryMiB is the task's memory, fixed at placement (placedMemory
+	// reads it from other goroutines; task is the worker's own).
+	memoryMiB int64
 
 	updates  chan *task.Task
 	gone     chan struct{}
