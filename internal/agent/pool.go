@@ -316,7 +316,8 @@ func (p *pool) refill(ctx context.Context) {
 func (p *pool) warm(ctx context.Context, id string) (warmEntry, error) {
 	a := p.a
 	e := warmEntry{id: id}
-	spec := runtime.Spec{ID: id, MilliCPU: p.class.MilliCPU, MemoryMiB: p.class.MemoryMiB,
+	milliCPU, memMiB := p.warmSize()
+	spec := runtime.Spec{ID: id, MilliCPU: milliCPU, MemoryMiB: memMiB,
 		Labels: map[string]string{LabelHost: a.cfg.Host.ID, LabelWarm: p.rtName}}
 	if !p.sim {
 		att, err := a.cfg.Network.Attach(ctx, id, a.cfg.WarmSubnet, network.AttachOptions{})
@@ -334,6 +335,20 @@ func (p *pool) warm(ctx context.Context, id string) (warmEntry, error) {
 		return e, err
 	}
 	return e, nil
+}
+
+// warmSize is the size a warm sandbox is made with: its class's, and
+// where the class says any (0), the largest a task here can have (the
+// host's CPUs, its allocatable memory), which Claim lowers to the task's.
+func (p *pool) warmSize() (milliCPU, memoryMiB int64) {
+	milliCPU, memoryMiB = p.class.MilliCPU, p.class.MemoryMiB
+	if milliCPU <= 0 {
+		milliCPU = max(p.a.cfg.Host.MilliCPU, 1)
+	}
+	if memoryMiB <= 0 {
+		memoryMiB = max(p.a.allocatableMemory(), 1)
+	}
+	return milliCPU, memoryMiB
 }
 
 // destroy deletes warm sandbox id and its attachment, in the background

@@ -51,7 +51,7 @@ func waitWarmMetric(t *testing.T, s *server, name, rt string, want float64) {
 	t.Helper()
 	testutil.Eventually(t, 60*time.Second, func() error {
 		if got := warmMetric(t, s, name, rt); got != want {
-			return fmt.Errorf("%s{runtime=%q} is %v; want %v", name, rt, got, want)
+			return fmt.Errorf("%s{runtime=%q} is %v; want %v; the server's warm pool log:\n%s", name, rt, got, want, logLinesOf(s, []string{"warm"}))
 		}
 		return nil
 	})
@@ -146,7 +146,7 @@ func TestWarmPoolRunc(t *testing.T) {
 	if ipC := taskIP(tc); ipC == ipB || ipC == "" {
 		t.Errorf("the third task's address %q; want one of its own (the second holds %s)", ipC, ipB)
 	}
-	if got := sh(cc, clean+"; nc -w 2 "+ipA+" 8080 </dev/null && echo connected || echo unreachable"); got != "nofile\nnoproc\nunreachable" {
+	if got := sh(cc, clean+"; nc -w 2 "+ipA+" 8080 </dev/null 2>/dev/null && echo connected || echo unreachable"); got != "nofile\nnoproc\nunreachable" {
 		t.Errorf("the third task sees something of the first (file, process, listener at %s:8080): %q", ipA, got)
 	}
 	if m := warmMetric(t, s, "vessel_warm_pool_misses_total", "runc"); m != 0 {
@@ -161,12 +161,15 @@ func TestWarmPoolRunc(t *testing.T) {
 	}
 	s.kill(syscall.SIGKILL)
 	s.start()
+	testutil.Eventually(t, 60*time.Second, func() error {
+		if n := strings.Count(s.log.String(), "adopted warm sandbox"); n != 2 {
+			return fmt.Errorf("the restarted server adopted %d warm sandboxes; want 2:\n%s", n, logLinesOf(s, []string{"warm"}))
+		}
+		return nil
+	})
 	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
 	if again, _ := warmLeases(t, s); !slices.Equal(again, warm) {
-		t.Errorf("warm sandboxes after the restart %v; want the adopted %v", again, warm)
-	}
-	if !strings.Contains(s.log.String(), "adopted warm sandbox") {
-		t.Errorf("the restarted server's log says no warm sandbox was adopted:\n%s", s.log)
+		t.Errorf("warm sandboxes after the restart %v; want the adopted %v:\n%s", again, warm, logLinesOf(s, []string{"warm"}))
 	}
 	// The adopted sandboxes serve.
 	d := runImage(t, c, "warm-fourth", img, "512", "sleep", "1000")
