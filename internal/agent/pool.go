@@ -146,9 +146,6 @@ func newWarmID(rt string) string {
 	return WarmIDPrefix + rt + "-" + hex.EncodeToString(b[:])
 }
 
-// isWarmID reports whether id names a warm sandbox.
-func isWarmID(id string) bool { return strings.HasPrefix(id, WarmIDPrefix) }
-
 // allocatableMemory is the host memory tasks may be given.
 func (a *Agent) allocatableMemory() int64 {
 	r := a.cfg.Host.MemoryAllocationRatio

@@ -94,6 +94,24 @@ func TestWarmPoolRunc(t *testing.T) {
 		t.Skip("runc has no warm sandboxes in this build (runtime.Warmer): the runtime's part of the pools is not merged")
 	}
 	s := startRuncServer(t, "--warm-pool", "runc=2")
+	finished := false
+	t.Cleanup(func() {
+		// A test that failed half way: a start without the pool deletes
+		// the warm sandboxes (they outlive the server, as tasks do).
+		if finished {
+			return
+		}
+		s.kill(syscall.SIGTERM)
+		s.extra = slices.DeleteFunc(slices.Clone(s.extra), func(a string) bool { return a == "--warm-pool" || a == "runc=2" })
+		if s.launch() == nil {
+			testutil.Wait(60*time.Second, func() error {
+				if _, ips := warmLeases(t, s); len(ips) > 0 {
+					return fmt.Errorf("leases left")
+				}
+				return nil
+			})
+		}
+	})
 	reg := newRegistry(t)
 	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
 	c := s.ecsClient()
@@ -188,6 +206,7 @@ func TestWarmPoolRunc(t *testing.T) {
 		return nil
 	})
 	s.kill(syscall.SIGTERM)
+	finished = true
 	after := snapshotHost(t, s.dataDir, s.subnet)
 	var warmCgroups []string
 	for _, root := range []string{"/sys/fs/cgroup/memory/vessel", "/sys/fs/cgroup/pids/vessel", "/sys/fs/cgroup/cpu,cpuacct/vessel", "/sys/fs/cgroup/vessel"} {
