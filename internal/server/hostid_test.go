@@ -89,6 +89,9 @@ func TestHostCredentialIsBoundToItsHost(t *testing.T) {
 	if err := clientA.Heartbeat(c, "host-a"); err != nil {
 		t.Errorf("host A's heartbeat: %v", err)
 	}
+	if err := clientA.ReportWarmPools(c, "host-a", []agentproto.WarmPool{{Runtime: "sim", Target: 1}}); err != nil {
+		t.Errorf("host A reporting its own warm pools: %v", err)
+	}
 	as, err := clientA.Assignments(c, "host-a", -1)
 	if err != nil || len(as.Tasks) != 0 {
 		t.Errorf("host A's assignments: %d tasks, %v; want none", len(as.Tasks), err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,6 +84,8 @@ func warmLeases(t *testing.T, s *server) (warm []string, ips []string) {
 	return warm, ips
 }
 
+var warmIDRE = regexp.MustCompile(`warm-runc-[0-9a-f]{8}`)
+
 // TestWarmPoolRunc runs `vessel server --warm-pool runc=2`: tasks take warm
 // sandboxes (the metrics count the hits), nothing of a task (a file, a
 // process, a listening socket, its address) is visible to the task of the
@@ -116,6 +119,14 @@ func TestWarmPoolRunc(t *testing.T) {
 	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
 	c := s.ecsClient()
 	before := snapshotHost(t, s.dataDir, s.subnet)
+	// Every warm sandbox the server made or adopted, claimed or not: none
+	// may leave a cgroup.
+	seen := map[string]bool{}
+	note := func() {
+		for _, id := range warmIDRE.FindAllString(s.log.String(), -1) {
+			seen[id] = true
+		}
+	}
 	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
 	if out, _, _ := s.vessel("host", "ls"); !strings.Contains(out, "runc 2/2") {
 		t.Errorf("vessel host ls does not show the pool (runc 2/2):\n%s", out)
@@ -177,6 +188,7 @@ func TestWarmPoolRunc(t *testing.T) {
 	if len(warm) != 2 {
 		t.Fatalf("warm sandboxes' leases %v; want 2", warm)
 	}
+	note()
 	s.kill(syscall.SIGKILL)
 	s.start()
 	testutil.Eventually(t, 60*time.Second, func() error {
@@ -196,6 +208,7 @@ func TestWarmPoolRunc(t *testing.T) {
 
 	// Everything stopped, then a start without the pool deletes it.
 	stopAll(t, s)
+	note()
 	s.kill(syscall.SIGTERM)
 	s.extra = slices.DeleteFunc(slices.Clone(s.extra), func(a string) bool { return a == "--warm-pool" || a == "runc=2" })
 	s.start()
@@ -205,12 +218,13 @@ func TestWarmPoolRunc(t *testing.T) {
 		}
 		return nil
 	})
+	note()
 	s.kill(syscall.SIGTERM)
 	finished = true
 	after := snapshotHost(t, s.dataDir, s.subnet)
 	var warmCgroups []string
 	for _, root := range []string{"/sys/fs/cgroup/memory/vessel", "/sys/fs/cgroup/pids/vessel", "/sys/fs/cgroup/cpu,cpuacct/vessel", "/sys/fs/cgroup/vessel"} {
-		for _, id := range warm {
+		for id := range seen {
 			if _, err := os.Stat(filepath.Join(root, id)); err == nil {
 				warmCgroups = append(warmCgroups, filepath.Join(root, id))
 			}
@@ -219,5 +233,8 @@ func TestWarmPoolRunc(t *testing.T) {
 	if len(after.processes) > 0 || len(after.mounts) > 0 || len(after.cgroups) > 0 || len(after.netns) > 0 ||
 		len(after.veths) > 0 || after.leases > 0 || len(warmCgroups) > 0 {
 		t.Fatalf("left behind by the pool:\nbefore:\n%s\nafter:\n%s\nwarm cgroups %v", before, after, warmCgroups)
+	}
+	if len(seen) < 5 {
+		t.Errorf("the servers' logs name %d warm sandboxes (%v); want at least the 5 made", len(seen), seen)
 	}
 }
