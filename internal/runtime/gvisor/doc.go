@@ -16,6 +16,13 @@
 // runs (script.go), the OOM rule (the sandbox's cgroups), destroy's order
 // and runsc's state in Leftovers. runsc withholds CAP_NET_RAW.
 //
+// It keeps warm sandboxes (runtime.Warmer): Warm boots the gVisor sandbox
+// with its pause container at the warm class's size (Config's
+// WarmMilliCPU, WarmMemoryMiB); Claim lowers its host cgroups to the
+// task's and writes the sub-containers' bundles. The sandbox and its root
+// container keep the warm ID for their life; the task's hostname must be
+// the one it booted with.
+//
 //	rt, err := gvisor.New(gvisor.Config{StateDir: filepath.Join(dataDir, "sandboxes", "gvisor"),
 //		RunscPath: runscPath})
 //	err = rt.Create(ctx, runtime.Spec{ID: taskID, MilliCPU: 250, MemoryMiB: 512,

@@ -67,7 +67,31 @@ type Config struct {
 	InitPath string
 	// Logger receives warnings; slog.Default() by default.
 	Logger *slog.Logger
+	// WarmMilliCPU and WarmMemoryMiB are the size warm sandboxes boot
+	// with, the largest a task claiming one may have (WarmClass);
+	// DefaultWarmMilliCPU and DefaultWarmMemoryMiB by default.
+	WarmMilliCPU  int64
+	WarmMemoryMiB int64
 }
+
+// The default warm class: the sentry sizes its CPUs and memory from the
+// sandbox's cgroup when it boots, so a warm sandbox boots at the largest
+// size it serves and Claim lowers the host's limits to the task's. 4 vCPU
+// / 8 GiB serves most Fargate sizes (those up to it); a larger task
+// starts cold. Its containers see the class's CPUs and memory (as in a
+// container that reads the host's) while the host holds them to the
+// task's.
+const (
+	DefaultWarmMilliCPU  = 4000
+	DefaultWarmMemoryMiB = 8192
+)
+
+// IdleWarmMemoryMiB is the host memory an idle warm gVisor sandbox is
+// counted for: its booted sentry, gofer and stubs, about 42 MiB PSS (64
+// MiB RSS, the runsc binary's pages shared between sandboxes; its memory
+// cgroup is charged about 17 MiB), rounded up (BenchmarkCreateStart's
+// warm-idle rows; docs/benchmarks.md).
+const IdleWarmMemoryMiB = 48
 
 // Runtime runs each sandbox as one gVisor sandbox (one runsc-sandbox
 // process, the user-space kernel) whose root container is a pause process;
@@ -87,6 +111,7 @@ var (
 	_ runtime.Runtime   = (*Runtime)(nil)
 	_ runtime.Execer    = (*Runtime)(nil)
 	_ runtime.Restarter = (*Runtime)(nil)
+	_ runtime.Warmer    = (*Runtime)(nil)
 )
 
 // New checks that runsc and conmon are there and that runsc can start a
@@ -106,6 +131,16 @@ func New(cfg Config) (*Runtime, error) {
 	cfg.StateDir = dir
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.WarmMilliCPU == 0 {
+		cfg.WarmMilliCPU = DefaultWarmMilliCPU
+	}
+	if cfg.WarmMemoryMiB == 0 {
+		cfg.WarmMemoryMiB = DefaultWarmMemoryMiB
+	}
+	if cfg.WarmMilliCPU < 0 || cfg.WarmMemoryMiB < 0 {
+		return nil, errdefs.InvalidArgument("gvisor runtime: the warm class's size must be positive, got %d milli-CPU and %d MiB",
+			cfg.WarmMilliCPU, cfg.WarmMemoryMiB)
 	}
 	switch cfg.Platform {
 	case "":
@@ -291,12 +326,8 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 		// the sandbox in: made here so that its CFS period is set before
 		// runsc writes the quota (it writes the quota first, which the
 		// kernel refuses above the parent's share with the default period).
-		l := toolkit.Limits{MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryMiB << 20,
-			Pids: spec.PidsLimit + hostPidsOverhead, CPUPeriodMicros: cpuPeriodMicros}
-		for _, cg := range []string{spec.ID, filepath.Join(spec.ID, pauseCgroup)} {
-			if err := r.cg.Create(cg, l); err != nil {
-				return fmt.Errorf("gvisor runtime: sandbox %s: %w", spec.ID, err)
-			}
+		if err := r.setLimits(spec.ID, spec); err != nil {
+			return fmt.Errorf("gvisor runtime: sandbox %s: %w", spec.ID, err)
 		}
 		rec.OOMBase = r.oomKills(spec.ID)
 		if err := r.sb.Prepare(ctx, rec, nil, r.subContainer); err != nil {
@@ -306,6 +337,85 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 			return fmt.Errorf("gvisor runtime: sandbox %s: %w", spec.ID, err)
 		}
 		return nil
+	})
+}
+
+// setLimits writes spec's size to the cgroups of the sandbox whose home
+// is home: vessel/<home> and vessel/<home>/.sandbox, where runsc puts the
+// sandbox's processes, in that order when they are made, the other way
+// when they are lowered (a claim: a child's CPU quota may not exceed its
+// parent's).
+func (r *Runtime) setLimits(home string, spec runtime.Spec) error {
+	l := toolkit.Limits{MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryMiB << 20,
+		Pids: spec.PidsLimit + hostPidsOverhead, CPUPeriodMicros: cpuPeriodMicros}
+	cgs := []string{home, filepath.Join(home, pauseCgroup)}
+	if len(r.cg.Leftovers(cgs[1])) > 0 {
+		cgs[0], cgs[1] = cgs[1], cgs[0]
+	}
+	for _, cg := range cgs {
+		if err := r.cg.Create(cg, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WarmClass implements runtime.Warmer: the size warm sandboxes boot with
+// (Config's WarmMilliCPU and WarmMemoryMiB).
+func (r *Runtime) WarmClass() runtime.WarmClass {
+	return runtime.WarmClass{MilliCPU: r.cfg.WarmMilliCPU, MemoryMiB: r.cfg.WarmMemoryMiB, IdleMemoryMiB: IdleWarmMemoryMiB}
+}
+
+// Warm implements runtime.Warmer: ahead of its task, the sandbox's
+// cgroups at spec's size (the warm class's), its ephemeral storage, and
+// the gVisor sandbox booted with its pause root container in spec's
+// network namespace, with spec's hostname. A warm sandbox's gVisor
+// sandbox and root container keep its warm ID for their whole life.
+func (r *Runtime) Warm(ctx context.Context, spec runtime.Spec) error {
+	return r.sb.Warm(ctx, spec, func(rec *toolkit.ConmonRecord) error {
+		spec := rec.Spec
+		if err := r.setLimits(spec.ID, spec); err != nil {
+			return fmt.Errorf("gvisor runtime: warm sandbox %s: %w", spec.ID, err)
+		}
+		rec.OOMBase = r.oomKills(spec.ID)
+		if err := r.sb.PrepareSandbox(ctx, rec, nil); err != nil {
+			return err
+		}
+		if err := r.bootSandbox(ctx, spec); err != nil {
+			return fmt.Errorf("gvisor runtime: warm sandbox %s: %w", spec.ID, err)
+		}
+		return nil
+	})
+}
+
+// Claim implements runtime.Warmer: the task's size on the sandbox's host
+// cgroups (the sandbox cannot exceed them, though its sentry was sized
+// for the warm class), then the containers' bundles, as sub-containers
+// of the booted sandbox, which Start adds. A task larger than the warm
+// class, or with another hostname than the sandbox booted with (its UTS
+// name is the whole sandbox's, fixed at boot), is refused with
+// errdefs.ErrConflict; a task without a hostname takes the warm one.
+func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) error {
+	return r.sb.Claim(ctx, warmID, spec, func(warm *toolkit.ConmonRecord, spec *runtime.Spec) error {
+		if !r.WarmClass().Serves(spec.MilliCPU, spec.MemoryMiB) {
+			return errdefs.Conflict("warm gVisor sandbox %s serves at most %d milli-CPU and %d MiB; the task asks for %d and %d",
+				warmID, r.cfg.WarmMilliCPU, r.cfg.WarmMemoryMiB, spec.MilliCPU, spec.MemoryMiB)
+		}
+		if spec.Hostname == "" {
+			spec.Hostname = warm.Spec.Hostname
+		}
+		if spec.Hostname != warm.Spec.Hostname {
+			return errdefs.Conflict("warm gVisor sandbox %s booted with hostname %q, the task asks for %q (a sandbox's hostname is fixed at boot)",
+				warmID, warm.Spec.Hostname, spec.Hostname)
+		}
+		return nil
+	}, func(rec *toolkit.ConmonRecord) error {
+		home := rec.HomeID()
+		if err := r.setLimits(home, rec.Spec); err != nil {
+			return fmt.Errorf("gvisor runtime: sandbox %s (warm %s): %w", rec.Spec.ID, home, err)
+		}
+		rec.OOMBase = r.oomKills(home)
+		return r.sb.PrepareContainers(rec, r.subContainer)
 	})
 }
 
@@ -326,7 +436,8 @@ func (r *Runtime) subContainer(spec runtime.Spec, c runtime.ContainerSpec, b str
 	}
 	s.Annotations = map[string]string{
 		annotationContainerType: containerTypeContainer,
-		annotationSandboxID:     spec.ID,
+		// The sandbox's own ID: a claimed warm sandbox's is its warm ID.
+		annotationSandboxID: r.sb.Home(spec.ID),
 	}
 	cid, flags := containerID(spec.ID, c.Name), r.globalFlags(spec.ID)
 	for name, script := range map[string]string{
@@ -483,7 +594,7 @@ func (r *Runtime) oomKills(id string) int64 {
 // OOM-killed: the host's OOM killer ends the whole sandbox; its
 // containers' monitors then report 137.
 func (r *Runtime) oomKilled(rec *toolkit.ConmonRecord, name string) bool {
-	return r.oomKills(rec.Spec.ID) > rec.OOMBase
+	return r.oomKills(rec.HomeID()) > rec.OOMBase
 }
 
 // Start implements runtime.Runtime: conmon runs the container's runtime
@@ -539,18 +650,19 @@ func (r *Runtime) Delete(ctx context.Context, id string) error { return r.sb.Del
 // conmons and monitors, mounts, loop device, cgroups and its directory. It
 // works on a sandbox in any state, also one whose Create failed half-way.
 func (r *Runtime) destroy(ctx context.Context, rec *toolkit.ConmonRecord) error {
-	id, names := rec.Spec.ID, rec.Names()
+	id, home, names := rec.Spec.ID, rec.HomeID(), rec.Names()
 	var errs []error
-	// Sub-containers first, then the root container, which takes the
+	// Sub-containers first, then the root container (named by the
+	// sandbox's home: a claimed warm sandbox's warm ID), which takes the
 	// sandbox (sentry, gofers) with it.
-	for _, cid := range append(containerIDs(id, names), id) {
+	for _, cid := range append(containerIDs(id, names), home) {
 		if out, err := r.runsc(ctx, id, "delete", "--force", cid); err != nil && r.sb.State(ctx, id, cid) != "" {
 			errs = append(errs, fmt.Errorf("runsc delete %s: %w: %s", cid, err, out))
 		}
 	}
 	// Whatever still runs in the sandbox's cgroups (a sandbox runsc lost
 	// track of, systrap stubs, gofers) is killed.
-	if err := r.killCgroup(id); err != nil {
+	if err := r.killCgroup(home); err != nil {
 		errs = append(errs, err)
 	}
 	// The monitors end once the sandbox is gone; their conmons then exit.
@@ -624,7 +736,7 @@ var _ runtime.Statser = (*Runtime)(nil)
 // own kernel ("runsc events --stats"), its CPU time its processes' alone;
 // should runsc not answer, the sandbox's is given with whole set.
 func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usage, bool, error) {
-	u, err := r.cg.SandboxUsage(id, "")
+	u, err := r.cg.SandboxUsage(r.sb.Home(id), "")
 	if err != nil || container == "" {
 		return u, false, err
 	}

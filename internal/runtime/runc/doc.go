@@ -12,6 +12,12 @@
 // OOM-kill rule (a kill counted in the container's memory cgroup, or more
 // than at Create in the sandbox's) and runc's state in Leftovers.
 //
+// It keeps warm sandboxes (runtime.Warmer, of any size): Warm makes the
+// cgroup and mounts the ephemeral storage ahead; Claim writes the task's
+// limits and adds its overlays and bundles; the sandbox keeps its warm
+// ID's directory and cgroup, found by the task's ID through the toolkit's
+// mapping.
+//
 //	rt, err := runc.New(runc.Config{StateDir: filepath.Join(dataDir, "sandboxes", "runc")})
 //	err = rt.Create(ctx, runtime.Spec{ID: taskID, MilliCPU: 250, MemoryMiB: 512,
 //		NetNSPath: a.NetNSPath, EtcDir: a.EtcDir, LogDir: logDir,

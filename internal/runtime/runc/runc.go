@@ -52,6 +52,7 @@ var (
 	_ runtime.Runtime   = (*Runtime)(nil)
 	_ runtime.Execer    = (*Runtime)(nil)
 	_ runtime.Restarter = (*Runtime)(nil)
+	_ runtime.Warmer    = (*Runtime)(nil)
 )
 
 // New checks that runc and conmon are there and work, and returns the
@@ -119,13 +120,63 @@ func (r *Runtime) Name() string { return Name }
 func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 	return r.sb.Create(ctx, spec, func(rec *toolkit.ConmonRecord) error {
 		spec := rec.Spec
-		if err := r.cg.Create(spec.ID, toolkit.Limits{MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryMiB << 20,
-			Pids: spec.PidsLimit}); err != nil {
+		if err := r.cg.Create(spec.ID, limits(spec)); err != nil {
 			return fmt.Errorf("runc runtime: sandbox %s: %w", spec.ID, err)
 		}
 		rec.OOMBase = r.cg.OOMKills(toolkit.SandboxCgroup(spec.ID))
 		return r.sb.Prepare(ctx, rec, nil, nil)
 	})
+}
+
+// IdleWarmMemoryMiB is the host memory an idle warm runc sandbox is
+// counted for: no process runs in it; what it holds is the kernel's (its
+// cgroups, the loop device, the mounted ext4 file system's inodes), about
+// 0.2 MiB, beside about 4.4 MiB of page cache the kernel may reclaim
+// (BenchmarkCreateStart's warm-idle-held-KiB and warm-idle-cache-KiB;
+// docs/benchmarks.md), rounded up.
+const IdleWarmMemoryMiB = 1
+
+// WarmClass implements runtime.Warmer: a warm runc sandbox runs nothing
+// until its task's containers, so it serves any size (Claim writes the
+// task's limits to its cgroup).
+func (r *Runtime) WarmClass() runtime.WarmClass {
+	return runtime.WarmClass{IdleMemoryMiB: IdleWarmMemoryMiB}
+}
+
+// Warm implements runtime.Warmer: ahead of its task, everything Create
+// does that depends neither on the images nor on the containers: the
+// sandbox's directory and record, its cgroup vessel/<warm ID> with the
+// spec's limits, its ephemeral storage (the ext4 file system mounted) and
+// its exit, socket and container directories.
+func (r *Runtime) Warm(ctx context.Context, spec runtime.Spec) error {
+	return r.sb.Warm(ctx, spec, func(rec *toolkit.ConmonRecord) error {
+		spec := rec.Spec
+		if err := r.cg.Create(spec.ID, limits(spec)); err != nil {
+			return fmt.Errorf("runc runtime: warm sandbox %s: %w", spec.ID, err)
+		}
+		rec.OOMBase = r.cg.OOMKills(toolkit.SandboxCgroup(spec.ID))
+		return r.sb.PrepareSandbox(ctx, rec, nil)
+	})
+}
+
+// Claim implements runtime.Warmer: the task's limits on the warm
+// sandbox's cgroup, then what Create adds for the containers (log
+// directory, overlays, bundles). The sandbox keeps its warm ID's
+// directory and cgroup; runc's containers are named by the task's ID.
+func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) error {
+	return r.sb.Claim(ctx, warmID, spec, nil, func(rec *toolkit.ConmonRecord) error {
+		home := rec.HomeID()
+		if err := r.cg.Create(home, limits(rec.Spec)); err != nil {
+			return fmt.Errorf("runc runtime: sandbox %s (warm %s): %w", rec.Spec.ID, home, err)
+		}
+		rec.OOMBase = r.cg.OOMKills(toolkit.SandboxCgroup(home))
+		return r.sb.PrepareContainers(rec, nil)
+	})
+}
+
+// limits is the cgroup limits of a sandbox of spec's size.
+func limits(spec runtime.Spec) toolkit.Limits {
+	return toolkit.Limits{MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryMiB << 20, Pids: spec.PidsLimit}
 }
 
 // Start implements runtime.Runtime: it launches conmon, which runs
@@ -149,7 +200,7 @@ func (r *Runtime) Restart(ctx context.Context, id, name string) error {
 			return fmt.Errorf("runc delete: %w: %s", err, out)
 		}
 		// An OOM kill of the last run must not mark the next run's 137.
-		rec.OOMBase = r.cg.OOMKills(toolkit.SandboxCgroup(id))
+		rec.OOMBase = r.cg.OOMKills(toolkit.SandboxCgroup(rec.HomeID()))
 		return nil
 	}, func(rec *toolkit.ConmonRecord) error {
 		if err := r.launch(ctx, rec, name); err != nil {
@@ -204,8 +255,8 @@ func (r *Runtime) runc(ctx context.Context, id string, args ...string) ([]byte, 
 // OOM-killed. On cgroup v1 the kernel counts an OOM kill in the victim's
 // cgroup only (the container's); on v2 in it and its parents.
 func (r *Runtime) oomKilled(rec *toolkit.ConmonRecord, name string) bool {
-	return r.cg.OOMKills(toolkit.ContainerCgroup(rec.Spec.ID, name)) > 0 ||
-		r.cg.OOMKills(toolkit.SandboxCgroup(rec.Spec.ID)) > rec.OOMBase
+	return r.cg.OOMKills(toolkit.ContainerCgroup(rec.HomeID(), name)) > 0 ||
+		r.cg.OOMKills(toolkit.SandboxCgroup(rec.HomeID())) > rec.OOMBase
 }
 
 // Wait implements runtime.Runtime. It polls the container's exit file, which
@@ -278,6 +329,6 @@ var _ runtime.Statser = (*Runtime)(nil)
 // Stats implements runtime.Statser from the cgroups of the sandbox and of
 // each container (cpuacct and memory on cgroup v1).
 func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usage, bool, error) {
-	u, err := r.cg.SandboxUsage(id, container)
+	u, err := r.cg.SandboxUsage(r.sb.Home(id), container)
 	return u, false, err
 }

@@ -119,7 +119,8 @@ type Limits struct {
 const defaultCPUPeriodMicros = 100_000
 
 // Create makes the sandbox's cgroup vessel/<id> (id may name a child, as
-// "<id>/<child>") and writes its limits.
+// "<id>/<child>") and writes its limits; on an existing cgroup, it
+// changes them.
 func (cg *Cgroups) Create(id string, l Limits) error {
 	if l.CPUPeriodMicros == 0 {
 		l.CPUPeriodMicros = defaultCPUPeriodMicros
@@ -177,7 +178,15 @@ func (cg *Cgroups) Create(id string, l Limits) error {
 	}
 	if _, err := os.Stat(filepath.Join(mem, "memory.memsw.limit_in_bytes")); err == nil {
 		// Swap accounting is on: memory+swap equal to memory means no swap.
-		files = append(files, [2]string{filepath.Join(mem, "memory.memsw.limit_in_bytes"), strconv.FormatInt(l.MemoryBytes, 10)})
+		memsw := [2]string{filepath.Join(mem, "memory.memsw.limit_in_bytes"), strconv.FormatInt(l.MemoryBytes, 10)}
+		files = append(files, memsw)
+		// A limit raised on an existing cgroup (a claimed warm sandbox's):
+		// memory+swap first, as memory may not go above it.
+		if data, err := os.ReadFile(memsw[0]); err == nil {
+			if cur, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil && cur < l.MemoryBytes {
+				files = append([][2]string{memsw}, files...)
+			}
+		}
 	}
 	for _, f := range files {
 		if err := WriteCgroupFile(f[0], f[1]); err != nil {

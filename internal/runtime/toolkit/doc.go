@@ -25,7 +25,11 @@
 //   - Sandboxes (sandboxes.go, exec.go): the conmon-backed core of the back ends
 //     that run OCI bundles (runc, gvisor): Create's, Start's and
 //     Restart's frames, Wait, List, Signal, Exec, Delete and Leftovers,
-//     with the OCI runtime's commands filled in by the back end.
+//     with the OCI runtime's commands filled in by the back end; and the
+//     frames of warm sandboxes (Warm, Claim): a claimed warm sandbox keeps
+//     its warm ID's directory and cgroup (Record.Home), and its task's ID
+//     maps to it by a link in Dir (Store.Claim: the link, then the record,
+//     which commits; Store.SandboxDir and Store.Home resolve it).
 //
 // A back end built on Sandboxes:
 //

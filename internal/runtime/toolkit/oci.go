@@ -2,6 +2,7 @@ package toolkit
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -26,7 +27,10 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 // BundleParams is what goes into one container's config.json beyond its
 // ContainerSpec.
 type BundleParams struct {
-	ID, Name   string // the sandbox and the container
+	ID, Name string // the sandbox and the container
+	// Home names the sandbox's cgroup when it is not ID (Record.HomeID:
+	// a claimed warm sandbox's); empty means ID.
+	Home       string
 	Rootfs     string
 	Hostname   string
 	NetNSPath  string
@@ -123,7 +127,7 @@ func OCISpec(c runtime.ContainerSpec, p BundleParams) (*specs.Spec, error) {
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		},
 		Linux: &specs.Linux{
-			CgroupsPath: "/" + ContainerCgroup(p.ID, p.Name),
+			CgroupsPath: "/" + ContainerCgroup(cmp.Or(p.Home, p.ID), p.Name),
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 			},

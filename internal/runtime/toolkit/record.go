@@ -29,6 +29,23 @@ type Record struct {
 	Started   map[string]bool `json:"started,omitempty"`
 	// Restarts counts each container's restarts (runtime.Restarter).
 	Restarts map[string]int `json:"restarts,omitempty"`
+	// Warm marks a warm sandbox no task has claimed (runtime.Warmer):
+	// its Spec is Warm's, with no containers.
+	Warm bool `json:"warm,omitempty"`
+	// Home is the ID the sandbox was made under, when it is not Spec.ID:
+	// a claimed warm sandbox keeps its warm ID's directory, cgroup and
+	// the OCI runtime's IDs (processes that run depend on them), and is
+	// known by its task's ID through Store's mapping (Store.Claim).
+	Home string `json:"home,omitempty"`
+}
+
+// HomeID is the ID the sandbox's directory and cgroup are named by:
+// Home for a claimed warm sandbox, else Spec.ID.
+func (rec *Record) HomeID() string {
+	if rec.Home != "" {
+		return rec.Home
+	}
+	return rec.Spec.ID
 }
 
 // Sandbox is a back end's record of a sandbox: a Record, usually
@@ -72,7 +89,7 @@ func (rec *Record) CountRestart(name string) {
 // and each container's Started and Restarts, completed by state (which
 // may be nil) with what the back end knows beyond the record (its exit).
 func (rec *Record) Info(state func(c *runtime.ContainerState)) runtime.SandboxInfo {
-	info := runtime.SandboxInfo{ID: rec.Spec.ID, Labels: map[string]string{}}
+	info := runtime.SandboxInfo{ID: rec.Spec.ID, Labels: map[string]string{}, Warm: rec.Warm}
 	for k, v := range rec.Spec.Labels {
 		info.Labels[k] = v
 	}
@@ -102,8 +119,99 @@ type Store struct {
 	locks Locks
 }
 
-// SandboxDir is sandbox id's directory.
-func (s *Store) SandboxDir(id string) string { return filepath.Join(s.Dir, id) }
+// SandboxDir is sandbox id's directory: <Dir>/<id>, or for a claimed
+// warm sandbox the warm sandbox's directory its task's ID maps to.
+func (s *Store) SandboxDir(id string) string {
+	p := filepath.Join(s.Dir, id)
+	if s.reachable(id) {
+		if target, err := os.Readlink(p); err == nil && s.reachable(target) {
+			return filepath.Join(s.Dir, target)
+		}
+	}
+	return p
+}
+
+// Home is the ID sandbox id's directory is named by: the warm sandbox's
+// for a claimed one (the name of its cgroup and of the OCI runtime's
+// objects made ahead), else id itself.
+func (s *Store) Home(id string) string { return filepath.Base(s.SandboxDir(id)) }
+
+// The mapping of a claimed warm sandbox: <Dir>/<task ID> is a symbolic
+// link to the warm sandbox's directory (a name in Dir), made before the
+// record there becomes the task's (Claim). The record decides: a link
+// whose target's record is not its task's (a Claim that crashed before
+// its record was written, or a Delete after it removed the directory)
+// is stale, names no sandbox, and goes when its ID is made again.
+
+// staleLink reports whether <Dir>/<id> is a mapping that names no sandbox.
+func (s *Store) staleLink(id string) bool {
+	p := filepath.Join(s.Dir, id)
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return false
+	}
+	var rec Record
+	return s.Load(id, &rec) != nil
+}
+
+// Claim makes task ID taskID map to warm sandbox warmID's directory and
+// rewrites the record there as rec (whose Spec.ID is taskID and Home
+// warmID): the link first, synced, then the record, atomically, which is
+// the commit. A crash before the record is written leaves the warm
+// sandbox as it was and a stale link; after, the task's sandbox. An
+// existing taskID is an error of kind errdefs.ErrAlreadyExists. The
+// caller holds both sandboxes' locks and has checked warmID's record.
+func (s *Store) Claim(warmID string, rec Sandbox) error {
+	b := rec.Base()
+	taskID := b.Spec.ID
+	if !s.reachable(taskID) {
+		return errdefs.InvalidArgument("sandbox ID %q is reserved; choose another", taskID)
+	}
+	if b.Home != warmID || taskID == warmID {
+		return fmt.Errorf("claim of warm sandbox %s: the record's home is %q, its ID %q", warmID, b.Home, taskID)
+	}
+	link := filepath.Join(s.Dir, taskID)
+	if s.staleLink(taskID) {
+		if err := os.Remove(link); err != nil {
+			return err
+		}
+	}
+	if err := os.Symlink(warmID, link); err != nil {
+		if os.IsExist(err) {
+			return errdefs.AlreadyExists("sandbox %s already exists", taskID)
+		}
+		return err
+	}
+	if err := syncDir(s.Dir); err != nil {
+		os.Remove(link)
+		return err
+	}
+	if err := s.Save(rec); err != nil {
+		os.Remove(link)
+		return err
+	}
+	return nil
+}
+
+// syncDir makes the entries of dir (a new link) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Unlink removes sandbox id's mapping to a warm sandbox's directory, if
+// it has one (Delete does once the directory is gone).
+func (s *Store) Unlink(id string) error {
+	p := filepath.Join(s.Dir, id)
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return os.Remove(p)
+	}
+	return nil
+}
 
 // Lock serialises what changes sandbox id (Create, Start, Restart,
 // Delete); it blocks until the lock is free and returns the function
@@ -129,6 +237,12 @@ func (s *Store) Make(rec Sandbox) error {
 		return errdefs.InvalidArgument("sandbox ID %q is reserved; choose another", id)
 	}
 	dir := s.SandboxDir(id)
+	if s.staleLink(id) {
+		dir = filepath.Join(s.Dir, id)
+		if err := os.Remove(dir); err != nil {
+			return err
+		}
+	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if os.IsExist(err) {
 			return errdefs.AlreadyExists("sandbox %s already exists", id)
@@ -142,12 +256,13 @@ func (s *Store) Make(rec Sandbox) error {
 	return nil
 }
 
-// Exists reports whether sandbox id has a directory.
+// Exists reports whether sandbox id has a directory (its own, or a warm
+// sandbox's it claimed).
 func (s *Store) Exists(id string) bool {
-	if !s.reachable(id) {
+	if !s.reachable(id) || s.staleLink(id) {
 		return false
 	}
-	_, err := os.Stat(s.SandboxDir(id))
+	_, err := os.Lstat(filepath.Join(s.Dir, id))
 	return err == nil
 }
 
@@ -177,6 +292,11 @@ func (s *Store) Load(id string, rec Sandbox) error {
 	if err := json.Unmarshal(data, rec); err != nil {
 		return fmt.Errorf("sandbox %s: %w", id, err)
 	}
+	// A warm sandbox's directory, once claimed, holds its task's record:
+	// the warm ID names nothing any more (nor does a stale mapping).
+	if b := rec.Base(); b.Spec.ID != id {
+		return runtime.SandboxNotFound(id)
+	}
 	if b := rec.Base(); b.Started == nil {
 		b.Started = map[string]bool{}
 	}
@@ -195,8 +315,10 @@ func (s *Store) LoadContainer(id, name string, rec Sandbox) error {
 	return nil
 }
 
-// IDs lists the sandboxes with a directory in Dir, sorted (reserved and
-// hidden entries left out); the caller loads their records.
+// IDs lists the sandboxes with a directory in Dir and the task IDs that
+// map to a claimed warm sandbox's, sorted (reserved and hidden entries
+// left out); the caller loads their records, which finds nothing for a
+// claimed warm sandbox's own ID or a stale mapping.
 func (s *Store) IDs() ([]string, error) {
 	entries, err := os.ReadDir(s.Dir)
 	if err != nil {
@@ -204,7 +326,7 @@ func (s *Store) IDs() ([]string, error) {
 	}
 	var ids []string
 	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") && s.reachable(e.Name()) {
+		if (e.IsDir() || e.Type()&os.ModeSymlink != 0) && !strings.HasPrefix(e.Name(), ".") && s.reachable(e.Name()) {
 			ids = append(ids, e.Name())
 		}
 	}

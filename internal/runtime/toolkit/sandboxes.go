@@ -196,10 +196,44 @@ func (s *Sandboxes) LoadContainer(id, name string) (*ConmonRecord, error) {
 // half-way), then calls setup with the sandbox's lock held, and marks the
 // record ready. When setup fails, Destroy cleans up.
 func (s *Sandboxes) Create(ctx context.Context, spec runtime.Spec, setup func(rec *ConmonRecord) error) (err error) {
+	return s.create(ctx, spec, false, setup)
+}
+
+// Warm is the frame of runtime.Warmer's Warm: Create's, for a spec
+// without containers, whose record is marked warm (List reports it so).
+// setup makes what the back end does ahead (PrepareSandbox, its cgroup,
+// a booted sandbox).
+func (s *Sandboxes) Warm(ctx context.Context, spec runtime.Spec, setup func(rec *ConmonRecord) error) error {
+	if len(spec.Containers) > 0 {
+		return errdefs.InvalidArgument("warm sandbox %s has %d containers; a warm sandbox has none (Claim adds them)",
+			spec.ID, len(spec.Containers))
+	}
+	spec.LogDir = ""
+	return s.create(ctx, spec, true, setup)
+}
+
+// validateWarm checks a warm sandbox's spec: Validate's rules on the ID
+// and the size (a warm sandbox has no containers).
+func validateWarm(spec runtime.Spec) error {
+	if err := runtime.CheckName(spec.ID); err != nil {
+		return errdefs.InvalidArgument("warm sandbox ID %q is not valid: %v", spec.ID, err)
+	}
+	if spec.MilliCPU <= 0 || spec.MemoryMiB <= 0 {
+		return errdefs.InvalidArgument("warm sandbox %s: MilliCPU and MemoryMiB must be positive (its class's size), got %d and %d",
+			spec.ID, spec.MilliCPU, spec.MemoryMiB)
+	}
+	return nil
+}
+
+func (s *Sandboxes) create(ctx context.Context, spec runtime.Spec, warm bool, setup func(rec *ConmonRecord) error) (err error) {
 	if s.Exists(spec.ID) {
 		return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
 	}
-	if err := spec.Validate(); err != nil {
+	if warm {
+		if err := validateWarm(spec); err != nil {
+			return err
+		}
+	} else if err := spec.Validate(); err != nil {
 		return err
 	}
 	FillDefaults(&spec)
@@ -208,7 +242,7 @@ func (s *Sandboxes) Create(ctx context.Context, spec runtime.Spec, setup func(re
 	}
 	unlock := s.Lock(spec.ID)
 	defer unlock()
-	rec := &ConmonRecord{Record: Record{Spec: spec, CreatedAt: time.Now().UTC(), Started: map[string]bool{}}}
+	rec := &ConmonRecord{Record: Record{Spec: spec, CreatedAt: time.Now().UTC(), Started: map[string]bool{}, Warm: warm}}
 	if err := s.Make(rec); err != nil {
 		if errdefs.IsAlreadyExists(err) || errdefs.IsInvalidArgument(err) {
 			return err
@@ -232,15 +266,97 @@ func (s *Sandboxes) Create(ctx context.Context, spec runtime.Spec, setup func(re
 	return nil
 }
 
-// Prepare sets up what the sandbox's containers run on: the ephemeral
-// storage (rec.Storage); the directories exits, sockets, containers and
-// extraDirs, and the log directory; hosts, hostname and resolv.conf in
-// etc/ when the spec has no EtcDir; and for each container its root file
-// system (the image's layers under upper and work in rw/<name>) and its
-// bundle, whose OCI spec (OCISpec's) adjust may change before it is
-// written; adjust may be nil.
+// Claim is the frame of runtime.Warmer's Claim. With the locks of both
+// IDs held, it checks what the contract refuses: warmID missing or not
+// warm (errdefs.ErrNotFound), spec.ID existing (ErrAlreadyExists), a
+// different network namespace or more ephemeral storage than the warm
+// sandbox has (ErrConflict), and what serve refuses (the back end's own
+// conflicts; serve may complete spec, as its hostname, from the warm
+// record), all before anything changes. Then the warm sandbox becomes the
+// task's, not ready (Store.Claim, the commit), setup adds the task's
+// limits and containers, and the record is marked ready. When setup
+// fails, Destroy removes the sandbox under both IDs.
+func (s *Sandboxes) Claim(ctx context.Context, warmID string, spec runtime.Spec,
+	serve func(warm *ConmonRecord, spec *runtime.Spec) error, setup func(rec *ConmonRecord) error) (err error) {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if spec.ID == warmID {
+		return errdefs.AlreadyExists("sandbox %s already exists (a task cannot take its warm sandbox's ID)", spec.ID)
+	}
+	FillDefaults(&spec)
+	first, second := warmID, spec.ID
+	if second < first {
+		first, second = second, first
+	}
+	defer s.Lock(first)()
+	defer s.Lock(second)()
+	warm, err := s.Load(warmID)
+	if errdefs.IsNotFound(err) || (err == nil && !warm.Warm) {
+		return errdefs.NotFound("no warm sandbox %s (never made, deleted or already claimed)", warmID)
+	}
+	if err != nil {
+		return err
+	}
+	if s.Exists(spec.ID) {
+		return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
+	}
+	if spec.NetNSPath != warm.Spec.NetNSPath {
+		return errdefs.Conflict("warm sandbox %s is in network namespace %q, not %q: claim it with the namespace it was warmed in",
+			warmID, warm.Spec.NetNSPath, spec.NetNSPath)
+	}
+	if spec.EphemeralStorageGiB > warm.Spec.EphemeralStorageGiB {
+		return errdefs.Conflict("warm sandbox %s has %d GiB of ephemeral storage, the task asks for %d GiB",
+			warmID, warm.Spec.EphemeralStorageGiB, spec.EphemeralStorageGiB)
+	}
+	if serve != nil {
+		if err := serve(warm, &spec); err != nil {
+			return err
+		}
+	}
+	if spec.Hostname == "" {
+		spec.Hostname = spec.ID
+	}
+	rec := &ConmonRecord{Record: Record{Spec: spec, CreatedAt: time.Now().UTC(), Started: map[string]bool{}, Home: warmID},
+		Storage: warm.Storage, OOMBase: warm.OOMBase, ExitDir: warm.ExitDir}
+	if err := s.Store.Claim(warmID, rec); err != nil {
+		if errdefs.IsAlreadyExists(err) || errdefs.IsInvalidArgument(err) {
+			return err
+		}
+		return s.errorf("claim of warm sandbox %s: %w", warmID, err)
+	}
+	defer func() {
+		if err != nil {
+			if derr := s.Destroy(context.WithoutCancel(ctx), rec); derr != nil {
+				s.Log.Warn(s.Name+": cleanup after a failed Claim", "task", spec.ID, "warm", warmID, "err", derr)
+			}
+		}
+	}()
+	if err := setup(rec); err != nil {
+		return err
+	}
+	rec.Ready = true
+	if err := s.Save(rec); err != nil {
+		return s.errorf("%w", err)
+	}
+	return nil
+}
+
+// Prepare sets up what the sandbox's containers run on: PrepareSandbox,
+// then PrepareContainers.
 func (s *Sandboxes) Prepare(ctx context.Context, rec *ConmonRecord, extraDirs []string,
 	adjust func(sandbox runtime.Spec, c runtime.ContainerSpec, bundle string, oci *specs.Spec) error) (err error) {
+	if err := s.PrepareSandbox(ctx, rec, extraDirs); err != nil {
+		return err
+	}
+	return s.PrepareContainers(rec, adjust)
+}
+
+// PrepareSandbox sets up what depends neither on the images nor on the
+// containers (what a warm sandbox holds ahead): the ephemeral storage
+// (rec.Storage), and the directories exits, sockets, containers and
+// extraDirs.
+func (s *Sandboxes) PrepareSandbox(ctx context.Context, rec *ConmonRecord, extraDirs []string) (err error) {
 	spec := rec.Spec
 	dir := s.SandboxDir(spec.ID)
 	if rec.Storage, err = setupStorage(ctx, s.Log, dir, spec.EphemeralStorageGiB); err != nil {
@@ -257,6 +373,19 @@ func (s *Sandboxes) Prepare(ctx context.Context, rec *ConmonRecord, extraDirs []
 			return s.errorf("exit directory: %w", err)
 		}
 	}
+	return nil
+}
+
+// PrepareContainers sets up the rest, once PrepareSandbox has: the log
+// directory; hosts, hostname and resolv.conf in etc/ when the spec has
+// no EtcDir; and for each container its root file system (the image's
+// layers under upper and work in rw/<name>) and its bundle, whose OCI
+// spec (OCISpec's) adjust may change before it is written; adjust may be
+// nil.
+func (s *Sandboxes) PrepareContainers(rec *ConmonRecord,
+	adjust func(sandbox runtime.Spec, c runtime.ContainerSpec, bundle string, oci *specs.Spec) error) error {
+	spec := rec.Spec
+	dir := s.SandboxDir(spec.ID)
 	logDir := spec.LogDir
 	if logDir == "" {
 		logDir = filepath.Join(dir, "logs")
@@ -272,7 +401,7 @@ func (s *Sandboxes) Prepare(ctx context.Context, rec *ConmonRecord, extraDirs []
 		}
 	}
 	for _, c := range spec.Containers {
-		b, oci, err := s.prepareContainer(spec, c, etcDir)
+		b, oci, err := s.prepareContainer(rec, c, etcDir)
 		if err != nil {
 			return err
 		}
@@ -291,7 +420,8 @@ func (s *Sandboxes) Prepare(ctx context.Context, rec *ConmonRecord, extraDirs []
 // prepareContainer makes container c's bundle directory, mounts its root
 // file system and resolves its user in the image; it returns the bundle
 // directory and the container's OCI spec.
-func (s *Sandboxes) prepareContainer(spec runtime.Spec, c runtime.ContainerSpec, etcDir string) (string, *specs.Spec, error) {
+func (s *Sandboxes) prepareContainer(rec *ConmonRecord, c runtime.ContainerSpec, etcDir string) (string, *specs.Spec, error) {
+	spec := rec.Spec
 	b := s.BundleDir(spec.ID, c.Name)
 	rootfs := filepath.Join(b, "rootfs")
 	rw := filepath.Join(s.SandboxDir(spec.ID), "rw", c.Name)
@@ -317,7 +447,7 @@ func (s *Sandboxes) prepareContainer(spec runtime.Spec, c runtime.ContainerSpec,
 	if err != nil {
 		return "", nil, containerError(spec.ID, c.Name, err)
 	}
-	oci, err := OCISpec(c, BundleParams{ID: spec.ID, Name: c.Name, Rootfs: rootfs, Hostname: spec.Hostname,
+	oci, err := OCISpec(c, BundleParams{ID: spec.ID, Home: rec.HomeID(), Name: c.Name, Rootfs: rootfs, Hostname: spec.Hostname,
 		NetNSPath: spec.NetNSPath, EtcDir: etcDir, HostNofile: s.HostNofile, User: user, InitPath: s.InitPath})
 	if err != nil {
 		return "", nil, containerError(spec.ID, c.Name, err)
@@ -593,19 +723,20 @@ func (s *Sandboxes) WaitConmon(id, name, after string) {
 // any more, the sandbox's directory. errs are the Destroy's errors so
 // far; the result joins them with TearDown's.
 func (s *Sandboxes) TearDown(rec *ConmonRecord, cgroupChildren []string, errs []error) error {
-	id, dir := rec.Spec.ID, s.SandboxDir(rec.Spec.ID)
+	id, home := rec.Spec.ID, rec.HomeID()
+	dir := filepath.Join(s.Dir, home)
 	for _, n := range rec.Names() {
 		if err := s.unbindSubPaths(id, n); err != nil {
 			errs = append(errs, err)
 		}
-		if err := Unmount(filepath.Join(s.BundleDir(id, n), "rootfs")); err != nil {
+		if err := Unmount(filepath.Join(dir, "containers", n, "rootfs")); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := teardownStorage(dir); err != nil {
 		errs = append(errs, err)
 	}
-	if err := s.Cgroups.Remove(id, cgroupChildren); err != nil {
+	if err := s.Cgroups.Remove(home, cgroupChildren); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
@@ -616,7 +747,7 @@ func (s *Sandboxes) TearDown(rec *ConmonRecord, cgroupChildren []string, errs []
 		} else {
 			// The exit directory, also when the record on disk lost it
 			// (a Create that failed on a full disk).
-			for _, d := range []string{rec.ExitDir, s.exitRootOf(id)} {
+			for _, d := range []string{rec.ExitDir, s.exitRootOf(home)} {
 				if d == "" {
 					continue
 				}
@@ -625,6 +756,11 @@ func (s *Sandboxes) TearDown(rec *ConmonRecord, cgroupChildren []string, errs []
 				}
 				// The back end's own directory goes with its last sandbox.
 				os.Remove(filepath.Dir(d))
+			}
+			// The task's mapping to the warm sandbox's directory, last: a
+			// mapping left by a crash before it names nothing.
+			if err := s.Unlink(id); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -660,8 +796,9 @@ func (s *Sandboxes) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
 	return out, nil
 }
 
-// Leftovers lists what of sandbox id is still on the host: its directory,
-// mounts, loop devices and cgroup directories, then runtimeState (what the
+// Leftovers lists what of sandbox id is still on the host: its directory
+// (a claimed warm sandbox's, and the mapping to it), mounts, loop devices
+// and cgroup directories, then runtimeState (what the
 // back end found of it in its OCI runtime's state), the processes whose
 // command line (arguments joined by spaces) mentions reports, and the
 // processes still in its cgroups. The slice is the caller's.
@@ -670,6 +807,11 @@ func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cm
 	dir := s.SandboxDir(id)
 	if _, err := os.Stat(dir); err == nil {
 		out = append(out, "directory "+dir)
+	}
+	if link := filepath.Join(s.Dir, id); link != dir {
+		out = append(out, "mapping "+link+" to the warm sandbox "+filepath.Base(dir))
+	} else if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		out = append(out, "stale mapping "+link)
 	}
 	if s.ExitRoot != "" {
 		if _, err := os.Stat(filepath.Join(s.ExitRoot, id)); err == nil {
@@ -682,10 +824,11 @@ func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cm
 	for _, d := range loopDevicesOf(filepath.Join(dir, "rw.img")) {
 		out = append(out, "loop device "+d)
 	}
-	out = append(out, s.Cgroups.Leftovers(id)...)
+	home := filepath.Base(dir)
+	out = append(out, s.Cgroups.Leftovers(home)...)
 	out = append(out, runtimeState...)
 	out = append(out, ProcessesMentioning(mentions)...)
 	// Processes whose command line does not name the sandbox: those still
 	// in its cgroups.
-	return append(out, s.Cgroups.Processes(id)...)
+	return append(out, s.Cgroups.Processes(home)...)
 }
