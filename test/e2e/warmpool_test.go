@@ -26,7 +26,7 @@ import (
 
 // warmMetric reads the server's /metrics value of name for runtime rt (any
 // host: the test's server has one); -1 when it has none.
-func warmMetric(t *testing.T, s *server, name, rt string) float64 {
+func warmMetric(t testing.TB, s *server, name, rt string) float64 {
 	t.Helper()
 	resp, err := http.Get(s.endpoint + "/metrics")
 	if err != nil {
@@ -60,7 +60,7 @@ func waitWarmMetric(t *testing.T, s *server, name, rt string, want float64) {
 
 // warmLeases returns the IDs of the warm sandboxes' leases and every
 // leased address of the server's host.
-func warmLeases(t *testing.T, s *server) (warm []string, ips []string) {
+func warmLeases(t testing.TB, s *server) (warm []string, ips []string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(s.dataDir, "network", "leases.json"))
 	if err != nil {
