@@ -30,6 +30,9 @@ type Network interface {
 	Attach(ctx context.Context, taskID, subnet string, o network.AttachOptions) (*network.Attachment, error)
 	Detach(ctx context.Context, taskID string) error
 	Reconcile(ctx context.Context, keep func(taskID string) bool) error
+	// Rekey moves a warm sandbox's attachment to the task that takes it,
+	// or back (network.Manager.Rekey).
+	Rekey(ctx context.Context, fromID, toID string, o network.AttachOptions) (*network.Attachment, error)
 	// Get returns a task's attachment (probes dial from its namespace).
 	Get(taskID string) (*network.Attachment, bool)
 }
@@ -99,8 +102,19 @@ type Config struct {
 	// up to MaxRestartBackoff; 10 s and 5 min by default, as the kubelet.
 	RestartBackoff    time.Duration
 	MaxRestartBackoff time.Duration
-	Logger            *slog.Logger
-	Now               func() time.Time
+	// WarmPools is how many warm sandboxes to keep per runtime name
+	// (pool.go); a runtime absent or at 0 has none. Each must be one of
+	// Runtimes and a runtime.Warmer.
+	WarmPools map[string]int
+	// WarmSubnet is the subnet warm sandboxes attach to: the one tasks get
+	// when they name none (tasks of other subnets start cold). Required
+	// with a pool of a runtime that runs real processes.
+	WarmSubnet string
+	// WarmRetry is the first pause after a failed warm, doubled for each
+	// failure in a row up to a minute; 1 s by default.
+	WarmRetry time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Agent runs the tasks placed on one host.
@@ -119,6 +133,12 @@ type Agent struct {
 	// outbox holds reports of several tasks to be sent in one call
 	// (sendReports).
 	outbox outbox
+
+	// pools are the warm pools by runtime name (pool.go), fixed by New;
+	// poolMu guards their entries and counts. a.mu is never taken while
+	// poolMu is held.
+	pools  map[string]*pool
+	poolMu sync.Mutex
 }
 
 // finishedMemory is how long the agent remembers a task it finished, far
@@ -203,8 +223,15 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With("host", cfg.Host.ID), workers: map[string]*worker{},
-		finished: map[string]time.Time{}}, nil
+	if cfg.WarmRetry <= 0 {
+		cfg.WarmRetry = time.Second
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("host", cfg.Host.ID), workers: map[string]*worker{},
+		finished: map[string]time.Time{}}
+	if err := a.newPools(); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // HostID is the ID the agent registers its host under.
@@ -267,13 +294,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		rev = as.Revision
 		if first {
 			a.deleteOrphans(ctx, as.Tasks, adopted)
-			a.reconcileNetwork(ctx, as.Tasks)
+			a.reconcileNetwork(ctx, as.Tasks, adopted)
 			a.reconcileTaskDirs(as.Tasks)
+			a.adoptPools(ctx, adopted) // pool.go
 		}
 		a.apply(ctx, as, adopted)
+		// The tasks' memory first: warm sandboxes give way (pool.go).
+		a.shrinkPools(ctx)
 		if first {
 			adopted = nil
 			first = false
+			a.runPools(ctx)
 			a.wg.Add(1)
 			go func() {
 				defer a.wg.Done()
@@ -316,8 +347,8 @@ func (a *Agent) deleteOrphans(ctx context.Context, tasks []task.Task, adopted ma
 		placed[t.ID] = true
 	}
 	for id, ref := range adopted {
-		if placed[id] {
-			continue
+		if placed[id] || ref.info.Warm {
+			continue // warm sandboxes are the pools' (adoptPools)
 		}
 		a.log.Info("deleting sandbox whose task is no longer placed on this host", "task", id, "runtime", ref.rt.Name())
 		if err := ref.rt.Delete(ctx, id); err != nil && !errdefs.IsNotFound(err) {
@@ -328,14 +359,21 @@ func (a *Agent) deleteOrphans(ctx context.Context, tasks []task.Task, adopted ma
 
 // reconcileNetwork frees the addresses and namespaces of tasks that are no
 // longer placed here (they stopped while the agent was away, or a crash
-// struck between a lease and its use).
-func (a *Agent) reconcileNetwork(ctx context.Context, tasks []task.Task) {
+// struck between a lease and its use), and of warm sandboxes the runtimes
+// no longer list (a warm that never finished); those of listed warm
+// sandboxes stay for adoptPools.
+func (a *Agent) reconcileNetwork(ctx context.Context, tasks []task.Task, listed map[string]sandboxRef) {
 	if a.cfg.Network == nil {
 		return
 	}
 	placed := map[string]bool{}
 	for _, t := range tasks {
 		placed[t.ID] = true
+	}
+	for id, ref := range listed {
+		if ref.info.Warm {
+			placed[id] = true
+		}
 	}
 	if err := a.cfg.Network.Reconcile(ctx, func(id string) bool { return placed[id] }); err != nil {
 		a.log.Warn("network reconcile found problems; affected tasks are re-attached when they start", "err", err)
@@ -345,6 +383,8 @@ func (a *Agent) reconcileNetwork(ctx context.Context, tasks []task.Task) {
 func (a *Agent) heartbeat(ctx context.Context) {
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
+	var pools []agentproto.WarmPool // as last reported
+	force := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -354,9 +394,14 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		err := a.cfg.ControlPlane.Heartbeat(ctx, a.cfg.Host.ID)
 		if errdefs.IsNotFound(err) {
 			err = a.cfg.ControlPlane.RegisterHost(ctx, a.cfg.Host)
+			force = true // a registration starts the host's record over
 		}
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("heartbeat failed", "err", err)
+			continue
+		}
+		if a.reportPools(ctx, &pools, force) { // pool.go
+			force = false
 		}
 	}
 }
@@ -405,7 +450,7 @@ func (a *Agent) apply(ctx context.Context, as agentproto.Assignments, adopted ma
 			ref = &r
 			rt = r.rt
 		}
-		w := &worker{agent: a, rt: rt, rtName: rtName, task: t, adopted: ref,
+		w := &worker{agent: a, rt: rt, rtName: rtName, task: t, adopted: ref, memoryMiB: t.MemoryMiB,
 			updates: make(chan *task.Task, 1), gone: make(chan struct{}),
 			log: a.log.With("task", t.ID, "cluster", t.Cluster)}
 		a.workers[t.ID] = w
@@ -421,6 +466,7 @@ func (a *Agent) apply(ctx context.Context, as agentproto.Assignments, adopted ma
 				a.finished[t.ID] = time.Now()
 			}
 			a.mu.Unlock()
+			a.pokePools() // its memory is free for warm sandboxes
 		}()
 	}
 	if changes {

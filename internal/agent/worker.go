@@ -18,6 +18,7 @@ import (
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/image"
+	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/task"
 )
@@ -30,6 +31,9 @@ type worker struct {
 	task    *task.Task
 	adopted *sandboxRef
 	log     *slog.Logger
+	// memoryMiB is the task's memory, fixed at placement (placedMemory
+	// reads it from other goroutines; task is the worker's own).
+	memoryMiB int64
 
 	updates  chan *task.Task
 	gone     chan struct{}
@@ -163,21 +167,43 @@ func (w *worker) create(ctx context.Context) error {
 	if err := w.createLogStreams(ctx); err != nil { // shipper.go
 		return err
 	}
+	// A warm sandbox of the task's runtime, if one can serve it (pool.go).
+	var p *pool
+	var entry *warmEntry
+	if p = w.agent.pool(w.rtName); p != nil {
+		if e, why := p.take(t, t.Subnet); why == "" {
+			entry = &e
+		} else {
+			w.log.Info("warm pool miss: the task starts cold", "runtime", w.rtName, "why", why)
+			p.miss()
+		}
+	}
+	// An entry taken and then neither claimed nor given back (the start
+	// failed before the claim) is deleted; its attachment, the task's
+	// since the move, goes with the task.
+	defer func() {
+		if entry != nil {
+			p.destroyRuntimePart(ctx, entry.id)
+			p.settle(false)
+		}
+	}()
 	var mounts map[string][]runtime.Mount
 	if !w.simulated() {
 		// The network first: it does not depend on the images, and the
 		// IP reported early lets the control plane (and the Kubernetes
 		// bridge) show it while the images are pulled.
-		subnet := t.Subnet
-		began := time.Now()
-		att, err := cfg.Network.Attach(ctx, t.ID, subnet, attachOptions(t))
-		w.log.Debug("network attached", "took", time.Since(began))
-		if err != nil {
-			return fmt.Errorf("%s: attaching the task to subnet %s: %v", task.ReasonResourceInitialization, subnet, err)
+		if entry != nil {
+			if !w.takeWarmAttachment(ctx, p, *entry, &spec) {
+				p.miss()
+				p.settle(false)
+				entry = nil
+			}
 		}
-		spec.NetNSPath, spec.EtcDir, spec.Hostname = att.NetNSPath, att.EtcDir, att.Hostname
-		w.ip = att.IP.String()
-		w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
+		if entry == nil {
+			if err := w.attach(ctx, &spec); err != nil {
+				return err
+			}
+		}
 		spec.LogDir = w.agent.taskLogDir(t.ID)
 		if err := os.MkdirAll(spec.LogDir, 0o700); err != nil {
 			return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
@@ -190,6 +216,120 @@ func (w *worker) create(ctx context.Context) error {
 			return fmt.Errorf("%s: %v", task.ReasonCannotCreateVolume, err)
 		}
 	}
+	if err := w.containerSpecs(ctx, &spec, secrets, mounts); err != nil {
+		return err
+	}
+	if entry != nil {
+		began := time.Now()
+		err := p.warmer.Claim(ctx, entry.id, spec)
+		switch {
+		case err == nil:
+			p.settle(true)
+			w.log.Info("warm pool hit: the task took a warm sandbox", "runtime", w.rtName, "warm_sandbox", entry.id, "ip", w.ip, "took", time.Since(began))
+			if w.ip != "" {
+				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
+			}
+			entry = nil
+			return nil
+		case ctx.Err() != nil && !errdefs.IsConflict(err):
+			return ctx.Err()
+		case errdefs.IsConflict(err):
+			// The runtime turned the task down; the warm sandbox is as it
+			// was: back to the pool, with its attachment.
+			w.log.Info("warm pool miss: the runtime turned the task down; the task starts cold", "runtime", w.rtName, "warm_sandbox", entry.id, "why", err)
+			p.miss()
+			if !w.simulated() {
+				if _, rerr := cfg.Network.Rekey(ctx, t.ID, entry.id, network.AttachOptions{}); rerr != nil {
+					w.log.Error("giving the warm sandbox its attachment back failed; deleting it", "warm_sandbox", entry.id, "err", rerr)
+					p.destroyRuntimePart(ctx, entry.id)
+					p.settle(false)
+					if err := cfg.Network.Detach(ctx, t.ID); err != nil {
+						return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
+					}
+				} else {
+					p.giveBack(*entry)
+				}
+				entry = nil
+				// A cold start has its own attachment: a new address, so
+				// the containers' placeholders are expanded again.
+				if err := w.attach(ctx, &spec); err != nil {
+					return err
+				}
+				spec.Containers = nil
+				if err := w.containerSpecs(ctx, &spec, secrets, mounts); err != nil {
+					return err
+				}
+			} else {
+				p.giveBack(*entry)
+			}
+			entry = nil
+		default:
+			// Nothing is left of the warm sandbox (the runtime's contract);
+			// the task keeps its attachment and starts cold in it.
+			w.log.Warn("warm pool miss: claiming the warm sandbox failed; the task starts cold", "runtime", w.rtName, "warm_sandbox", entry.id, "err", err)
+			p.miss()
+			p.destroyRuntimePart(ctx, entry.id)
+			p.settle(false)
+			entry = nil
+			if w.ip != "" {
+				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
+			}
+		}
+	}
+	began := time.Now()
+	if err := w.rt.Create(ctx, spec); err != nil && !errdefs.IsAlreadyExists(err) {
+		return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
+	}
+	w.log.Debug("sandbox created", "took", time.Since(began))
+	return nil
+}
+
+// attach gives the task an attachment of its own (a cold start) and
+// reports its address.
+func (w *worker) attach(ctx context.Context, spec *runtime.Spec) error {
+	t := w.task
+	subnet := t.Subnet
+	began := time.Now()
+	att, err := w.agent.cfg.Network.Attach(ctx, t.ID, subnet, attachOptions(t))
+	w.log.Debug("network attached", "took", time.Since(began))
+	if err != nil {
+		return fmt.Errorf("%s: attaching the task to subnet %s: %v", task.ReasonResourceInitialization, subnet, err)
+	}
+	spec.NetNSPath, spec.EtcDir, spec.Hostname = att.NetNSPath, att.EtcDir, att.Hostname
+	w.ip = att.IP.String()
+	w.note(context.WithoutCancel(ctx), agentproto.StatusUpdate{IP: w.ip})
+	return nil
+}
+
+// takeWarmAttachment makes warm sandbox e's attachment the task's
+// (Rekey, with the task's DNS). On failure the warm sandbox is deleted
+// and false returned: the task starts cold, in the attachment if the move
+// happened before the failure.
+func (w *worker) takeWarmAttachment(ctx context.Context, p *pool, e warmEntry, spec *runtime.Spec) bool {
+	t := w.task
+	nw := w.agent.cfg.Network
+	att, err := nw.Rekey(ctx, e.id, t.ID, attachOptions(t))
+	if err == nil {
+		spec.NetNSPath, spec.EtcDir, spec.Hostname = att.NetNSPath, att.EtcDir, att.Hostname
+		w.ip = att.IP.String()
+		return true
+	}
+	w.log.Warn("warm pool miss: moving the warm sandbox's attachment to the task failed; the task starts cold", "warm_sandbox", e.id, "err", err)
+	if _, moved := nw.Get(t.ID); moved {
+		// The attachment is the task's now (Attach takes it as it is):
+		// only the runtime's part goes.
+		p.destroyRuntimePart(ctx, e.id)
+		return false
+	}
+	p.destroy(ctx, e.id, false)
+	return false
+}
+
+// containerSpecs adds the task's containers to spec: images pulled, their
+// configuration resolved, placeholders expanded with the task's address.
+func (w *worker) containerSpecs(ctx context.Context, spec *runtime.Spec, secrets agentproto.TaskSecrets, mounts map[string][]runtime.Mount) error {
+	t := w.task
+	cfg := &w.agent.cfg
 	var digests []agentproto.ContainerUpdate
 	for _, c := range t.Containers {
 		// A simulated sandbox has no IP: its placeholders stay.
@@ -245,11 +385,6 @@ func (w *worker) create(ctx context.Context) error {
 		spec.Containers = append(spec.Containers, cs)
 	}
 	w.note(ctx, agentproto.StatusUpdate{PullStoppedAt: cfg.Now(), Containers: digests})
-	began := time.Now()
-	if err := w.rt.Create(ctx, spec); err != nil && !errdefs.IsAlreadyExists(err) {
-		return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
-	}
-	w.log.Debug("sandbox created", "took", time.Since(began))
 	return nil
 }
 

@@ -99,3 +99,29 @@ type ControlPlane interface {
 	// caller not allowed) is returned alone.
 	ReportStatuses(ctx context.Context, hostID string, tasks [][]StatusUpdate) ([]error, error)
 }
+
+// WarmPool is a host's pool of warm sandboxes of one runtime (the agent's
+// --warm-pool), as its agent reports it.
+type WarmPool struct {
+	Runtime string `json:"runtime"`
+	// Target is how many warm sandboxes the pool is asked to hold; Ready
+	// how many it holds now (fewer while it refills, or while the host's
+	// memory is taken by tasks).
+	Target int `json:"target"`
+	Ready  int `json:"ready"`
+	// Hits counts the tasks that took a warm sandbox, Misses the tasks of
+	// the runtime that started cold, since the agent started.
+	Hits   int64 `json:"hits"`
+	Misses int64 `json:"misses"`
+	// MemoryMiB is the host memory the ready warm sandboxes are counted
+	// for (runtime.WarmClass.IdleMemoryMiB each).
+	MemoryMiB int64 `json:"memoryMiB"`
+}
+
+// WarmPoolReporter is implemented by control planes that keep hosts' warm
+// pools (the server, and the HTTP client).
+type WarmPoolReporter interface {
+	// ReportWarmPools records the host's warm pools, one per runtime with
+	// a pool, replacing what it reported before.
+	ReportWarmPools(ctx context.Context, hostID string, pools []WarmPool) error
+}

@@ -409,6 +409,11 @@ func (c *Client) Heartbeat(ctx context.Context, hostID string) error {
 	return c.do(ctx, http.MethodPost, "/agent/v1/hosts/"+url.PathEscape(hostID)+"/heartbeat", nil, nil)
 }
 
+// ReportWarmPools implements WarmPoolReporter.
+func (c *Client) ReportWarmPools(ctx context.Context, hostID string, pools []WarmPool) error {
+	return c.do(ctx, http.MethodPost, "/agent/v1/hosts/"+url.PathEscape(hostID)+"/warm-pools", pools, nil)
+}
+
 // Assignments implements ControlPlane.
 func (c *Client) Assignments(ctx context.Context, hostID string, after int64) (Assignments, error) {
 	var out Assignments

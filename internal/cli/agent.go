@@ -103,6 +103,9 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	if err := o.kubeProxy.validate(); err != nil {
 		return err
 	}
+	if err := o.host.parseWarmPools(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
 		return err
 	}

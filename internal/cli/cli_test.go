@@ -42,6 +42,12 @@ var quiet = slog.New(slog.DiscardHandler)
 
 func startVessel(t *testing.T) *vesselEnv {
 	t.Helper()
+	return startVesselWith(t, nil)
+}
+
+// startVesselWith is startVessel with the host's warm pools.
+func startVesselWith(t *testing.T, warmPools map[string]int) *vesselEnv {
+	t.Helper()
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
 	dir := t.TempDir()
@@ -57,7 +63,10 @@ func startVessel(t *testing.T) *vesselEnv {
 		Host:         agentproto.Host{ID: "h1", MilliCPU: 4000, MemoryMiB: 8192, Runtimes: []string{"sim"}},
 		ControlPlane: srv,
 		Runtimes:     map[string]runtime.Runtime{"sim": rt},
+		WarmPools:    warmPools,
 		Logger:       quiet,
+		// Pools reach the control plane with heartbeats.
+		HeartbeatInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

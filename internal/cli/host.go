@@ -24,6 +24,7 @@ import (
 	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/builtin"
+	"vessel.dev/vessel/internal/server"
 )
 
 // hostOptions are the flags that describe the local host, shared by
@@ -45,6 +46,10 @@ type hostOptions struct {
 	guestBinary           string
 	microvmAccel          string
 	offer                 []string
+	// warmPoolFlags are --warm-pool's values, warmPools what they say
+	// (parseWarmPools).
+	warmPoolFlags []string
+	warmPools     map[string]int
 	// endpoint is where a remote agent serves its tasks' logs and execs
 	// (set by `vessel agent`, not a flag of its own).
 	endpoint string
@@ -90,7 +95,22 @@ func (o *hostOptions) addFlags(cmd *cobra.Command, controlPlane bool) {
 	f.StringVar(&o.guestKernel, "guest-kernel", "", "micro-VM guest kernel, an ELF vmlinux (default: the one scripts/build-guest-kernel put in the cache)")
 	f.StringVar(&o.guestBinary, "guest-binary", "", "the static vessel-guest binary (default: vessel-guest next to this binary)")
 	f.StringSliceVar(&o.offer, "runtimes", nil, "runtimes this host offers, if they work (default: "+strings.Join(runtime.Names, ", ")+")")
+	f.StringSliceVar(&o.warmPoolFlags, "warm-pool", nil, "warm sandboxes to keep ready per runtime, as RUNTIME=N[,RUNTIME=N...] (repeatable), e.g. runc=2: "+
+		"tasks of that runtime on the default subnet that fit the runtime's warm size take one and start faster; the pool refills in the background and gives its memory back "+
+		"to tasks before the host runs short. Default: 0 (off) for every runtime; 2 per runtime costs 2 × its idle sandbox's memory (a few MiB for runc and gvisor, the guest's memory for microvm)")
 	f.StringVar(&o.microvmAccel, "microvm-accel", "", "micro-VM accelerator: kvm, tcg, or empty to probe KVM and fall back to emulation (an emulated micro-VM is offered by name, never the default)")
+}
+
+// parseWarmPools checks --warm-pool before anything starts: its form,
+// the runtimes' names and the sizes. Whether each runtime works here and
+// has warm sandboxes is checked when the agent is made.
+func (o *hostOptions) parseWarmPools() error {
+	p, err := agent.ParseWarmPools(o.warmPoolFlags)
+	if err != nil {
+		return err
+	}
+	o.warmPools = p
+	return nil
 }
 
 // probeRuntimes makes every runtime this build has and says which work on
@@ -184,7 +204,13 @@ func (o *hostOptions) newAgent(ctx context.Context, dataDir string, cp agentprot
 			LogsEndpoint: o.endpoint, EndpointCertSHA256: o.endpointPin},
 		ControlPlane: cp, Runtimes: rts, Logger: log, PullBehavior: o.pullBehavior,
 		InsecureRegistries: o.insecureRegistries, LogMaxBytes: o.logMaxBytes,
-		LogDir: filepath.Join(dataDir, "logs"), TaskDir: filepath.Join(dataDir, "tasks")}
+		LogDir: filepath.Join(dataDir, "logs"), TaskDir: filepath.Join(dataDir, "tasks"),
+		WarmPools: o.warmPools}
+	for name, n := range o.warmPools {
+		if n > 0 && rts[name] == nil {
+			return nil, report, fmt.Errorf("--warm-pool %s=%d: runtime %s is not available on this host (%s)", name, n, name, strings.Join(report, "; "))
+		}
+	}
 	if len(names) > 1 || names[0] != runtime.Sim {
 		if cfg.Images, err = image.Open(image.Config{Root: filepath.Join(dataDir, "images"), Logger: log}); err != nil {
 			return nil, report, err
@@ -208,10 +234,29 @@ func (o *hostOptions) newAgent(ctx context.Context, dataDir string, cp agentprot
 		if cfg.Network, err = network.Open(network.Config{StateDir: filepath.Join(dataDir, "network"), Subnets: own, GatewayDNS: o.gatewayDNS, Logger: log}); err != nil {
 			return nil, report, err
 		}
+		cfg.WarmSubnet = warmSubnet(own)
 	}
 	a, err := agent.New(cfg)
 	report = append(report, "default: "+def)
 	return a, report, err
+}
+
+// warmSubnet is the subnet warm sandboxes attach to: the one tasks get
+// when they name none (server.DefaultSubnet) if this host has a slice of
+// it, else its first subnet.
+func warmSubnet(own []network.Subnet) string {
+	names := make([]string, 0, len(own))
+	for _, s := range own {
+		if s.Name == server.DefaultSubnet {
+			return s.Name
+		}
+		names = append(names, s.Name)
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		return ""
+	}
+	return names[0]
 }
 
 // joinFleet registers h, retrying while the control plane does not answer,

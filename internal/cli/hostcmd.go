@@ -122,11 +122,11 @@ func newHostListCommand(g *globals) *cobra.Command {
 			if g.output == "json" {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
-			t := newTable(cmd.OutOrStdout(), "HOST", "ADDRESS", "STATE", "CPU", "MEMORY", "TASKS", "SLICES", "HEARTBEAT", "RUNTIMES")
+			t := newTable(cmd.OutOrStdout(), "HOST", "ADDRESS", "STATE", "CPU", "MEMORY", "TASKS", "SLICES", "HEARTBEAT", "RUNTIMES", "POOLS")
 			now := time.Now()
 			for _, h := range out.Hosts {
 				t.row(h.ID, h.Address, h.State, hostCPU(h), hostMemory(h), hostTasks(h), hostSlices(h),
-					heartbeatAge(h.LastHeartbeat, now), strings.Join(h.Runtimes, ","))
+					heartbeatAge(h.LastHeartbeat, now), strings.Join(h.Runtimes, ","), hostPools(h))
 			}
 			return t.flush()
 		},
@@ -163,6 +163,15 @@ func hostSlices(h server.HostInfo) string {
 	var out []string
 	for _, sl := range h.Slices {
 		out = append(out, sl.CIDR.String())
+	}
+	return strings.Join(out, ",")
+}
+
+// hostPools is each warm pool as "RUNTIME READY/TARGET", e.g. "runc 2/2".
+func hostPools(h server.HostInfo) string {
+	var out []string
+	for _, p := range h.WarmPools {
+		out = append(out, fmt.Sprintf("%s %d/%d", p.Runtime, p.Ready, p.Target))
 	}
 	return strings.Join(out, ",")
 }
@@ -222,6 +231,10 @@ func newHostDescribeCommand(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "Revoked:         %s\n", at(d.RevokedAt))
 			}
 			fmt.Fprintf(w, "Endpoint:        %s\n", or(d.LogsEndpoint))
+			fmt.Fprintf(w, "Warm pools:      %s\n", or(hostPools(d.HostInfo)))
+			for _, p := range d.WarmPools {
+				fmt.Fprintf(w, "  %-14s %d ready of %d, %d MiB held, %d hits, %d misses\n", p.Runtime+":", p.Ready, p.Target, p.MemoryMiB, p.Hits, p.Misses)
+			}
 			fmt.Fprintf(w, "Tasks:           %d\n", len(d.TaskList))
 			if len(d.TaskList) == 0 {
 				return nil

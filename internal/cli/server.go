@@ -127,6 +127,12 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	if err := o.kubeProxy.validate(); err != nil {
 		return err
 	}
+	if err := o.host.parseWarmPools(); err != nil {
+		return err
+	}
+	if len(o.host.warmPools) > 0 && o.noAgent {
+		return errdefs.InvalidArgument("--warm-pool is given with --no-agent: the pools are this server's own host's, which runs no tasks; drop --warm-pool, or give it to the agents (vessel agent --warm-pool)")
+	}
 	if o.kubeProxy.binary != "" && o.noAgent {
 		return errdefs.InvalidArgument("--kube-proxy is given with --no-agent: it serves the sandboxes of this server's own host, which runs none; drop --kube-proxy, or give it to the agents (vessel agent --kube-proxy BIN --kubeconfig FILE)")
 	}

@@ -18,6 +18,9 @@
 //     <StateDir>/etc/<taskID>/, for the runtime to bind-mount;
 //   - the IP leases (<StateDir>/leases.json), written durably before an
 //     address is used, so that a crash never hands one address out twice;
+//     Rekey moves a lease and its attachment to another task ID in one
+//     such write (a warm sandbox's attachment becoming its task's), the
+//     namespace and /etc directory keeping the names they were made under;
 //   - the network boundary (firewall_linux.go): two nftables tables
 //     "vessel-<hash of StateDir>", rebuilt atomically on every change and
 //     on Reconcile; docs/security.md says what a task reaches.

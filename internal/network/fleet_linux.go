@@ -344,7 +344,7 @@ func (m *Manager) setTaskMTU(st *fleetState, mtu int) error {
 				errs = append(errs, fmt.Errorf("set MTU %d on veth %s: %w", mtu, l.HostVeth, err))
 			}
 		}
-		errs = append(errs, setNamespaceMTU(m.netnsPath(l.TaskID), mtu))
+		errs = append(errs, setNamespaceMTU(m.netnsPath(l.name()), mtu))
 		unlock()
 	}
 	return errors.Join(errs...)

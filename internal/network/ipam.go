@@ -17,7 +17,13 @@ import (
 
 // lease is one task's address, as persisted in leases.json.
 type lease struct {
-	TaskID   string       `json:"taskId"`
+	TaskID string `json:"taskId"`
+	// Name is what the attachment's namespace and /etc directory are
+	// called (<StateDir>/netns/<Name>, <StateDir>/etc/<Name>) when it is
+	// not TaskID: an attachment re-keyed to another task (Rekey) keeps
+	// the names it was made under, because a sandbox holds its namespace
+	// by path for its whole life.
+	Name     string       `json:"name,omitempty"`
 	Subnet   string       `json:"subnet"`
 	CIDR     netip.Prefix `json:"cidr"`
 	IP       netip.Addr   `json:"ip"`
@@ -26,6 +32,14 @@ type lease struct {
 	// Attached is set once the namespace, veth and /etc files are in place.
 	Attached bool      `json:"attached"`
 	LeasedAt time.Time `json:"leasedAt"`
+}
+
+// name is what the lease's namespace and /etc directory are called.
+func (l *lease) name() string {
+	if l.Name != "" {
+		return l.Name
+	}
+	return l.TaskID
 }
 
 // leaseFile is the on-disk form of the leases.
@@ -124,6 +138,9 @@ func (m *Manager) allocate(sub *subnetState, taskID, hostname string) (*lease, e
 	used := map[netip.Addr]bool{}
 	vethInUse := map[string]bool{}
 	for _, l := range m.leases {
+		if l.name() == taskID {
+			return nil, errdefs.AlreadyExists("network: %s names the namespace of task %s's attachment (moved to it by Rekey); pick another ID", taskID, l.TaskID)
+		}
 		if l.Subnet == sub.Name || sub.CIDR.Contains(l.IP) {
 			used[l.IP] = true
 		}

@@ -150,7 +150,7 @@ func checkNoOverlap(sub *subnetState, bridgeIndex int) error {
 // plumb builds the task's namespace (keeping one that is already mounted),
 // its veth pair on the bridge, eth0's address and the default route.
 func (m *Manager) plumb(l *lease, sub *subnetState, br netlink.Link) error {
-	nsPath := m.netnsPath(l.TaskID)
+	nsPath := m.netnsPath(l.name())
 	if !isNetNS(nsPath) {
 		if err := removeNetNS(nsPath); err != nil {
 			return err
@@ -281,14 +281,14 @@ func (m *Manager) verify(l *lease) []string {
 	case host.Attrs().Flags&net.FlagUp == 0:
 		problems = append(problems, fmt.Sprintf("veth %s is down", l.HostVeth))
 	}
-	nsPath := m.netnsPath(l.TaskID)
+	nsPath := m.netnsPath(l.name())
 	if !isNetNS(nsPath) {
 		problems = append(problems, fmt.Sprintf("network namespace %s is not mounted", nsPath))
 	} else {
 		problems = append(problems, verifyInside(nsPath, l, sub)...)
 	}
 	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
-		if _, err := os.Stat(filepath.Join(m.etcPath(l.TaskID), f)); err != nil {
+		if _, err := os.Stat(filepath.Join(m.etcPath(l.name()), f)); err != nil {
 			problems = append(problems, fmt.Sprintf("/etc file %s is missing", f))
 		}
 	}
@@ -458,7 +458,7 @@ func (m *Manager) RemoveUnusedBridges(ctx context.Context) error {
 // still holds the task's address (tasks attached before the firewall had a
 // random one); a sandbox that took the address (a micro-VM) is left alone.
 func (m *Manager) fixMAC(l *lease) error {
-	return withEth0(m.netnsPath(l.TaskID), func(h *netlink.Handle, eth0 netlink.Link) error {
+	return withEth0(m.netnsPath(l.name()), func(h *netlink.Handle, eth0 netlink.Link) error {
 		want := taskMAC(l.IP)
 		if eth0.Attrs().HardwareAddr.String() == want.String() {
 			return nil

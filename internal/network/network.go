@@ -389,11 +389,16 @@ func defaultHostname(ip netip.Addr) string {
 }
 
 func (m *Manager) lockTask(id string) func() {
-	h := fnv.New32a()
-	io.WriteString(h, id)
-	mu := &m.taskMu[h.Sum32()%uint32(len(m.taskMu))]
+	mu := &m.taskMu[m.taskStripe(id)]
 	mu.Lock()
 	return mu.Unlock
+}
+
+// taskStripe is the index of the stripe of taskMu that guards task id.
+func (m *Manager) taskStripe(id string) int {
+	h := fnv.New32a()
+	io.WriteString(h, id)
+	return int(h.Sum32() % uint32(len(m.taskMu)))
 }
 
 func (m *Manager) netnsPath(taskID string) string { return filepath.Join(m.netnsDir, taskID) }
@@ -406,11 +411,11 @@ func (m *Manager) attachment(l *lease) *Attachment {
 		IP:        l.IP,
 		Prefix:    l.CIDR,
 		Gateway:   l.CIDR.Addr().Next(),
-		NetNSPath: m.netnsPath(l.TaskID),
+		NetNSPath: m.netnsPath(l.name()),
 		HostVeth:  l.HostVeth,
 		MAC:       taskMAC(l.IP).String(),
 		Hostname:  l.Hostname,
-		EtcDir:    m.etcPath(l.TaskID),
+		EtcDir:    m.etcPath(l.name()),
 	}
 	return a
 }
@@ -496,7 +501,7 @@ func (m *Manager) Attach(ctx context.Context, taskID, subnet string, o AttachOpt
 	}
 
 	fail := func(err error) (*Attachment, error) {
-		if terr := m.teardown(l.TaskID, l.HostVeth); terr != nil {
+		if terr := m.teardown(l.name(), l.HostVeth); terr != nil {
 			m.log.Error("cleaning up after failed attach", "task", taskID, "err", terr)
 			return nil, errors.Join(err, terr)
 		}
@@ -531,7 +536,7 @@ func (m *Manager) Attach(ctx context.Context, taskID, subnet string, o AttachOpt
 	if o.DNS == nil {
 		rc.search = m.search
 	}
-	if err := writeEtcFiles(m.etcPath(taskID), l.IP, l.Hostname, rc); err != nil {
+	if err := writeEtcFiles(m.etcPath(l.name()), l.IP, l.Hostname, rc); err != nil {
 		return fail(fmt.Errorf("network: attach task %s: %w", taskID, err))
 	}
 	if err := m.markAttached(taskID); err != nil {
@@ -540,6 +545,125 @@ func (m *Manager) Attach(ctx context.Context, taskID, subnet string, o AttachOpt
 	m.log.Info("task attached", "task", taskID, "subnet", subnet, "ip", l.IP, "veth", l.HostVeth)
 	l.Attached = true
 	return m.attachment(l), nil
+}
+
+// Rekey moves the attachment of fromID to toID: from then on its lease and
+// its record belong to toID (Get, LookupIP, Detach, Reconcile's keep know
+// it by toID alone), written durably before Rekey returns, so that an agent
+// killed at any point finds it under exactly one of the two IDs. The
+// namespace, veth and /etc directory keep the names they were made under
+// (a sandbox holds its namespace by path for its whole life); Detach(toID)
+// removes them all. The /etc files are rewritten for o: its hostname
+// ("ip-a-b-c-d" when empty) and DNS, as Attach would write them.
+//
+// It is how a warm sandbox's attachment, made before its task was known,
+// becomes its task's (and goes back to the pool when the runtime turns the
+// task down). A fromID that is not attached is ErrNotFound; a toID that
+// already holds a lease, or names another attachment's namespace, is
+// ErrAlreadyExists. Rekey of an attachment already moved (fromID gone,
+// toID made from fromID) returns it: a retry after a crash is harmless.
+func (m *Manager) Rekey(ctx context.Context, fromID, toID string, o AttachOptions) (*Attachment, error) {
+	for _, id := range []string{fromID, toID} {
+		if err := checkTaskID(id); err != nil {
+			return nil, err
+		}
+	}
+	if fromID == toID {
+		return nil, errdefs.InvalidArgument("network: rekey of %s to itself; give two different IDs", fromID)
+	}
+	if o.Hostname != "" && !validHostname(o.Hostname) {
+		return nil, errdefs.InvalidArgument("network: hostname %q is not a valid DNS name (letters, digits, '-' and '.')", o.Hostname)
+	}
+	rc, err := checkDNS(o.DNS)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Both task locks, in the stripes' order (one when they share it).
+	i, j := m.taskStripe(fromID), m.taskStripe(toID)
+	if i > j {
+		i, j = j, i
+	}
+	m.taskMu[i].Lock()
+	defer m.taskMu[i].Unlock()
+	if j != i {
+		m.taskMu[j].Lock()
+		defer m.taskMu[j].Unlock()
+	}
+
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, m.errClosed()
+	}
+	l, ok := m.leases[fromID]
+	if !ok {
+		if done, ok := m.leases[toID]; ok && done.name() == fromID {
+			c := *done
+			m.mu.Unlock()
+			return m.attachment(&c), nil
+		}
+		m.mu.Unlock()
+		return nil, errdefs.NotFound("network: task %s is not attached; nothing to move to %s", fromID, toID)
+	}
+	if !l.Attached {
+		m.mu.Unlock()
+		return nil, errdefs.NotFound("network: task %s's attach never finished; nothing to move to %s", fromID, toID)
+	}
+	if _, taken := m.leases[toID]; taken {
+		m.mu.Unlock()
+		return nil, errdefs.AlreadyExists("network: task %s is already attached; detach it before moving %s's attachment to it", toID, fromID)
+	}
+	for _, o := range m.leases {
+		if o != l && o.name() == toID {
+			m.mu.Unlock()
+			return nil, errdefs.AlreadyExists("network: %s names the namespace of task %s's attachment; pick another ID", toID, o.TaskID)
+		}
+	}
+	prev := *l
+	name := l.name()
+	moved := *l
+	moved.TaskID = toID
+	moved.Name = name
+	if name == toID {
+		moved.Name = "" // back under the name it was made with
+	}
+	hostname := o.Hostname
+	if hostname == "" {
+		hostname = defaultHostname(l.IP)
+	}
+	moved.Hostname = hostname
+	delete(m.leases, fromID)
+	m.leases[toID] = &moved
+	if err := m.persistLocked(); err != nil {
+		delete(m.leases, toID)
+		m.leases[fromID] = &prev
+		m.mu.Unlock()
+		return nil, err
+	}
+	sub := m.subnets[moved.Subnet]
+	c := moved
+	m.mu.Unlock()
+
+	switch {
+	case rc.nameservers != nil:
+	case o.DNS != nil && m.gwDNS && sub != nil:
+		rc.nameservers = []netip.Addr{sub.gateway}
+	case sub != nil:
+		rc.nameservers = m.nameservers(sub)
+	}
+	if o.DNS == nil {
+		rc.search = m.search
+	}
+	if err := writeEtcFiles(m.etcPath(name), c.IP, c.Hostname, rc); err != nil {
+		// The lease is toID's now: its owner detaches it with the rest.
+		return nil, fmt.Errorf("network: rekey %s to %s: %w", fromID, toID, err)
+	}
+	// The firewall knows veths, MACs and addresses, none of which moved.
+	m.log.Info("attachment moved", "from", fromID, "task", toID, "ip", c.IP, "netns", name)
+	return m.attachment(&c), nil
 }
 
 // Detach removes the task's veth, namespace and /etc files and then releases
@@ -557,13 +681,21 @@ func (m *Manager) Detach(ctx context.Context, taskID string) error {
 		m.mu.Unlock()
 		return m.errClosed()
 	}
-	veth := ""
+	veth, name := "", taskID
 	l, ok := m.leases[taskID]
 	if ok {
-		veth = l.HostVeth
+		veth, name = l.HostVeth, l.name()
+	} else {
+		for _, o := range m.leases {
+			if o.name() == taskID {
+				// Moved to another task by Rekey: the namespace is its.
+				m.mu.Unlock()
+				return nil
+			}
+		}
 	}
 	m.mu.Unlock()
-	if err := m.teardown(taskID, veth); err != nil {
+	if err := m.teardown(name, veth); err != nil {
 		return fmt.Errorf("network: detach task %s: %w", taskID, err)
 	}
 	if !ok {
@@ -653,6 +785,7 @@ func (m *Manager) Reconcile(ctx context.Context, keep func(taskID string) bool) 
 	for i := range snapshot {
 		l := &snapshot[i]
 		leased[l.TaskID] = true
+		leased[l.name()] = true
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -72,6 +72,7 @@ var routeActions = map[string]routeAction{
 
 	"POST /agent/v1/hosts":                 {"vessel-agent:RegisterHost", protoVessel},
 	"POST /agent/v1/hosts/{id}/heartbeat":  {"vessel-agent:Heartbeat", protoVessel},
+	"POST /agent/v1/hosts/{id}/warm-pools": {"vessel-agent:ReportWarmPools", protoVessel},
 	"GET /agent/v1/hosts/{id}/assignments": {"vessel-agent:GetAssignments", protoVessel},
 	"GET /agent/v1/hosts/{id}/network":     {"vessel-agent:GetHostNetwork", protoVessel},
 	"POST /agent/v1/hosts/{id}/status":     {"vessel-agent:ReportStatus", protoVessel},

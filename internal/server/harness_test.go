@@ -51,6 +51,8 @@ type envOptions struct {
 	retention                   time.Duration
 	hostTimeout                 time.Duration
 	noAgent                     bool
+	// warmPool is the agent's sim warm pool size.
+	warmPool int
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -98,7 +100,7 @@ func newEnvWith(t testing.TB, o envOptions, configure func(*server.Config)) *env
 		a, err := agent.New(agent.Config{
 			Host:         agentproto.Host{ID: "h1", MilliCPU: o.hostMilliCPU, MemoryMiB: o.hostMemoryMiB, Runtimes: []string{"sim"}},
 			ControlPlane: srv, Runtimes: map[string]runtime.Runtime{"sim": rt}, HeartbeatInterval: 100 * time.Millisecond,
-			Logger: quietLogger()})
+			WarmPools: map[string]int{"sim": o.warmPool}, Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -86,6 +86,9 @@ type HostInfo struct {
 	RevokedAt     time.Time          `json:"revokedAt,omitzero"`
 	LogsEndpoint  string             `json:"logsEndpoint,omitempty"`
 	CredentialAge time.Time          `json:"credentialCreatedAt,omitzero"`
+	// WarmPools are the host's warm sandbox pools as its agent last
+	// reported them (--warm-pool), one per runtime with a pool.
+	WarmPools []agentproto.WarmPool `json:"warmPools,omitempty"`
 }
 
 // HostResources is an amount of CPU (thousandths of a vCPU) and memory.
@@ -189,6 +192,15 @@ func (s *Server) hosts(ctx context.Context) ([]HostInfo, []*task.Task, error) {
 			if u, err := url.Parse(h.LogsEndpoint); err == nil {
 				hi.Address = u.Hostname()
 			}
+		}
+	}
+	pools, err := s.warmPools(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for id, ps := range pools {
+		if hi := by[id]; hi != nil {
+			hi.WarmPools = ps
 		}
 	}
 	sliceRecs, _, err := s.listSlices(ctx, "")
@@ -405,7 +417,7 @@ func (s *Server) RemoveHost(ctx context.Context, id string, force bool) error {
 			return err
 		}
 	}
-	for _, key := range []string{hostKey(id), prefixHeartbeats + id, prefixHostDrains + id} {
+	for _, key := range []string{hostKey(id), prefixHeartbeats + id, prefixHostDrains + id, prefixWarmPools + id} {
 		if err := s.store.Delete(ctx, key, store.AnyRevision); err != nil && !errdefs.IsNotFound(err) {
 			return err
 		}

@@ -75,6 +75,7 @@ func TestHostCredentialIsBoundToItsHost(t *testing.T) {
 	}
 	denied("registering as host B", clientA.RegisterHost(c, host("host-b")))
 	denied("heartbeat as host B", clientA.Heartbeat(c, "host-b"))
+	denied("reporting host B's warm pools", clientA.ReportWarmPools(c, "host-b", []agentproto.WarmPool{{Runtime: "sim", Target: 9}}))
 	_, err = clientA.Assignments(c, "host-b", -1)
 	denied("reading host B's assignments", err)
 	denied("reporting host B's task", clientA.ReportStatus(c, "host-b", agentproto.StatusUpdate{TaskID: taskID, LastStatus: "STOPPED", StopCode: "EssentialContainerExited", StoppedReason: "forged by host A"}))
@@ -87,6 +88,9 @@ func TestHostCredentialIsBoundToItsHost(t *testing.T) {
 	// Host A's own calls work, and its own assignments hold none of B's tasks.
 	if err := clientA.Heartbeat(c, "host-a"); err != nil {
 		t.Errorf("host A's heartbeat: %v", err)
+	}
+	if err := clientA.ReportWarmPools(c, "host-a", []agentproto.WarmPool{{Runtime: "sim", Target: 1}}); err != nil {
+		t.Errorf("host A reporting its own warm pools: %v", err)
 	}
 	as, err := clientA.Assignments(c, "host-a", -1)
 	if err != nil || len(as.Tasks) != 0 {

@@ -258,6 +258,7 @@ func New(cfg Config) (*Server, error) {
 	if err := s.ensureDefaultCluster(context.Background()); err != nil {
 		return nil, err
 	}
+	m.reg.MustRegister(newWarmPoolCollector(s)) // warmpools.go
 	return s, nil
 }
 
@@ -276,6 +277,7 @@ func (s *Server) Handler() http.Handler {
 	api.HandleFunc("POST /{$}", s.serveECS)
 	s.routeEKS(api)
 	s.routeAgent(api)
+	s.routeWarmPools(api)
 	s.routeNames(api)
 	s.routeTaskSecrets(api)
 	s.routeTaskLogEvents(api)

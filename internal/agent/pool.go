@@ -1,0 +1,538 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/network"
+	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/task"
+)
+
+// Warm pools: per runtime that can (runtime.Warmer), the agent keeps
+// Config.WarmPools[runtime] sandboxes made before their tasks are known,
+// each with a network attachment of its own on Config.WarmSubnet. A task
+// of that runtime, subnet and a size the runtime's WarmClass serves takes
+// one (worker.create): its attachment is re-keyed to the task's ID
+// (network.Manager.Rekey), then the runtime's Claim adds the task's size
+// and containers. The pool refills in the background, one warm sandbox at
+// a time per runtime, pausing after a failure (doubling up to
+// maxWarmBackoff). docs/architecture.md says why each piece is as it is.
+
+// WarmIDPrefix begins the ID of every warm sandbox ("warm-<runtime>-<8 hex
+// digits>"), so that neither a task ID (a UUID) nor a person mistakes one
+// for the other.
+const WarmIDPrefix = "warm-"
+
+// LabelWarm marks a warm sandbox with its runtime's name.
+const LabelWarm = "vessel.warm"
+
+// maxWarmBackoff caps the pause between failed warms.
+const maxWarmBackoff = time.Minute
+
+// warmEntry is one warm sandbox of a pool.
+type warmEntry struct {
+	id string
+	// ip is its attachment's address; empty for a simulated runtime.
+	ip string
+}
+
+// pool is the warm pool of one runtime.
+type pool struct {
+	a      *Agent
+	rtName string
+	rt     runtime.Runtime
+	warmer runtime.Warmer
+	class  runtime.WarmClass
+	target int
+	sim    bool
+	kick   chan struct{}
+
+	// Guarded by a.poolMu.
+	ready   []warmEntry // oldest first
+	warming int
+	// claiming counts entries taken by tasks whose claim has not ended:
+	// they count against the target until then, so that a refill does
+	// not replace an entry that may come back (giveBack).
+	claiming int
+	hits     int64
+	misses   int64
+}
+
+// ParseWarmPools parses --warm-pool values, RUNTIME=N separated by commas
+// (flags may repeat): runtime names must be known (runtime.Known) and N a
+// whole number of 0 or more. Whether the runtime has warm sandboxes is
+// checked when the agent is made (New).
+func ParseWarmPools(values []string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, v := range values {
+		for _, item := range strings.Split(v, ",") {
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			name, n, ok := strings.Cut(item, "=")
+			if !ok || name == "" || n == "" {
+				return nil, errdefs.InvalidArgument("--warm-pool %q: use RUNTIME=N, e.g. runc=2 (several separated by commas)", item)
+			}
+			if !runtime.Known(name) {
+				return nil, errdefs.InvalidArgument("--warm-pool %q: runtime %q is not known; the runtimes are %s", item, name, strings.Join(runtime.Names, ", "))
+			}
+			var count int
+			if _, err := fmt.Sscanf(n, "%d", &count); err != nil || fmt.Sprint(count) != strings.TrimPrefix(n, "+") {
+				return nil, errdefs.InvalidArgument("--warm-pool %q: %q is not a whole number of warm sandboxes (0 turns the pool off)", item, n)
+			}
+			if count < 0 {
+				return nil, errdefs.InvalidArgument("--warm-pool %q: the size must be 0 (off) or more, not %d", item, count)
+			}
+			if _, dup := out[name]; dup {
+				return nil, errdefs.InvalidArgument("--warm-pool: runtime %q is given twice; give each runtime once", name)
+			}
+			out[name] = count
+		}
+	}
+	return out, nil
+}
+
+// newPools checks cfg.WarmPools and makes the pools (nothing runs yet).
+func (a *Agent) newPools() error {
+	a.pools = map[string]*pool{}
+	names := make([]string, 0, len(a.cfg.WarmPools))
+	for name := range a.cfg.WarmPools {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		n := a.cfg.WarmPools[name]
+		if n < 0 {
+			return errdefs.InvalidArgument("agent: warm pool of runtime %q: size %d is below 0; give 0 (off) or more", name, n)
+		}
+		if n == 0 {
+			continue
+		}
+		rt := a.cfg.Runtimes[name]
+		if rt == nil {
+			return errdefs.InvalidArgument("agent: warm pool of runtime %q: the runtime is not available on this host; the host's runtimes are %s", name, strings.Join(a.cfg.Host.Runtimes, ", "))
+		}
+		w, ok := rt.(runtime.Warmer)
+		if !ok {
+			return errdefs.InvalidArgument("agent: warm pool of runtime %q: the runtime cannot prepare sandboxes ahead (it has no warm sandboxes); drop it from --warm-pool", name)
+		}
+		s, isSim := rt.(runtime.Simulated)
+		sim := isSim && s.Simulated()
+		if !sim && a.cfg.WarmSubnet == "" {
+			return errdefs.InvalidArgument("agent: warm pool of runtime %q: WarmSubnet is required (the subnet tasks get when they name none)", name)
+		}
+		a.pools[name] = &pool{a: a, rtName: name, rt: rt, warmer: w, class: w.WarmClass(), target: n, sim: sim,
+			kick: make(chan struct{}, 1)}
+	}
+	return nil
+}
+
+// pool returns the warm pool of runtime name, nil if it has none.
+func (a *Agent) pool(name string) *pool { return a.pools[name] }
+
+func newWarmID(rt string) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return WarmIDPrefix + rt + "-" + hex.EncodeToString(b[:])
+}
+
+// allocatableMemory is the host memory tasks may be given.
+func (a *Agent) allocatableMemory() int64 {
+	r := a.cfg.Host.MemoryAllocationRatio
+	if r <= 0 {
+		r = 1
+	}
+	return int64(float64(a.cfg.Host.MemoryMiB) * r)
+}
+
+// placedMemory is what the tasks placed here hold: those with a worker.
+func (a *Agent) placedMemory() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var sum int64
+	for _, w := range a.workers {
+		sum += w.memoryMiB
+	}
+	return sum
+}
+
+// poolMemoryLocked is what the pools hold, ready or being made. a.poolMu
+// is held.
+func (a *Agent) poolMemoryLocked() int64 {
+	var sum int64
+	for _, p := range a.pools {
+		sum += int64(len(p.ready)+p.warming+p.claiming) * p.class.IdleMemoryMiB
+	}
+	return sum
+}
+
+// shrinkPools deletes warm sandboxes, newest first, until the pools and
+// the placed tasks fit the host's allocatable memory: the pools only ever
+// use memory no task was given, so a task is never refused for them (the
+// control plane places by the tasks' memory alone).
+func (a *Agent) shrinkPools(ctx context.Context) {
+	if len(a.pools) == 0 {
+		return
+	}
+	free := a.allocatableMemory() - a.placedMemory()
+	type victim struct {
+		p *pool
+		e warmEntry
+	}
+	var victims []victim
+	a.poolMu.Lock()
+	for a.poolMemoryLocked() > free {
+		// The newest entry of any pool that holds memory.
+		var from *pool
+		for _, name := range a.poolNames() {
+			p := a.pools[name]
+			if len(p.ready) > 0 && p.class.IdleMemoryMiB > 0 && (from == nil || len(p.ready) > len(from.ready)) {
+				from = p
+			}
+		}
+		if from == nil {
+			break // what remains is being made; refill checks again after
+		}
+		e := from.ready[len(from.ready)-1]
+		from.ready = from.ready[:len(from.ready)-1]
+		victims = append(victims, victim{from, e})
+	}
+	a.poolMu.Unlock()
+	for _, v := range victims {
+		a.log.Info("deleting a warm sandbox: the host's memory is needed by its tasks", "runtime", v.p.rtName, "warm_sandbox", v.e.id,
+			"allocatable_mib", a.allocatableMemory(), "tasks_mib", a.allocatableMemory()-free)
+		v.p.destroy(ctx, v.e.id, false)
+	}
+}
+
+func (a *Agent) poolNames() []string {
+	names := make([]string, 0, len(a.pools))
+	for n := range a.pools {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// WarmPools reports the host's warm pools, by runtime name.
+func (a *Agent) WarmPools() []agentproto.WarmPool {
+	a.poolMu.Lock()
+	defer a.poolMu.Unlock()
+	var out []agentproto.WarmPool
+	for _, name := range a.poolNames() {
+		p := a.pools[name]
+		out = append(out, agentproto.WarmPool{Runtime: name, Target: p.target, Ready: len(p.ready), Hits: p.hits,
+			Misses: p.misses, MemoryMiB: int64(len(p.ready)) * p.class.IdleMemoryMiB})
+	}
+	return out
+}
+
+// runPools refills each pool until ctx is done.
+func (a *Agent) runPools(ctx context.Context) {
+	for _, p := range a.pools {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			p.refill(ctx)
+		}()
+	}
+}
+
+func (p *pool) poke() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// refill makes warm sandboxes, one at a time, while the pool holds fewer
+// than its target and the host's memory has room; after a failure it
+// waits (1 s, doubling up to maxWarmBackoff) before the next attempt.
+func (p *pool) refill(ctx context.Context) {
+	a := p.a
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		if backoff > 0 {
+			if sleep(ctx, backoff) != nil {
+				return
+			}
+		}
+		placed := a.placedMemory() // a.mu is never taken inside poolMu
+		a.poolMu.Lock()
+		need := len(p.ready)+p.warming+p.claiming < p.target
+		fits := a.poolMemoryLocked()+p.class.IdleMemoryMiB <= a.allocatableMemory()-placed
+		if need && fits {
+			p.warming++
+		}
+		a.poolMu.Unlock()
+		if !need || !fits {
+			// Wait for a claim, a task's end or a retry of the memory check.
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.kick:
+			case <-time.After(5 * time.Second):
+			}
+			continue
+		}
+		id := newWarmID(p.rtName)
+		e, err := p.warm(ctx, id)
+		a.poolMu.Lock()
+		p.warming--
+		if err == nil {
+			p.ready = append(p.ready, e)
+		}
+		a.poolMu.Unlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(2*backoff, a.cfg.WarmRetry), maxWarmBackoff)
+			a.log.Warn("making a warm sandbox failed; trying again later", "runtime", p.rtName, "err", err, "retry_in", backoff)
+			continue
+		}
+		backoff = 0
+		a.log.Debug("warm sandbox ready", "runtime", p.rtName, "warm_sandbox", id, "ip", e.ip)
+		// A task's assignment may have taken the memory meanwhile.
+		a.shrinkPools(ctx)
+	}
+}
+
+// warm makes warm sandbox id: its attachment, then the runtime's part.
+// On failure nothing of it is left.
+func (p *pool) warm(ctx context.Context, id string) (warmEntry, error) {
+	a := p.a
+	e := warmEntry{id: id}
+	milliCPU, memMiB := p.warmSize()
+	spec := runtime.Spec{ID: id, MilliCPU: milliCPU, MemoryMiB: memMiB,
+		Labels: map[string]string{LabelHost: a.cfg.Host.ID, LabelWarm: p.rtName}}
+	if !p.sim {
+		att, err := a.cfg.Network.Attach(ctx, id, a.cfg.WarmSubnet, network.AttachOptions{})
+		if err != nil {
+			return e, fmt.Errorf("attaching warm sandbox %s to subnet %s: %w", id, a.cfg.WarmSubnet, err)
+		}
+		spec.NetNSPath, spec.EtcDir, spec.Hostname = att.NetNSPath, att.EtcDir, att.Hostname
+		e.ip = att.IP.String()
+	}
+	if err := p.warmer.Warm(ctx, spec); err != nil {
+		// A context ended in the middle may leave a part the runtime made.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		p.destroyWith(dctx, id)
+		return e, err
+	}
+	return e, nil
+}
+
+// warmSize is the size a warm sandbox is made with: its class's, and
+// where the class says any (0), the largest a task here can have (the
+// host's CPUs, its allocatable memory), which Claim lowers to the task's.
+func (p *pool) warmSize() (milliCPU, memoryMiB int64) {
+	milliCPU, memoryMiB = p.class.MilliCPU, p.class.MemoryMiB
+	if milliCPU <= 0 {
+		milliCPU = max(p.a.cfg.Host.MilliCPU, 1)
+	}
+	if memoryMiB <= 0 {
+		memoryMiB = max(p.a.allocatableMemory(), 1)
+	}
+	return milliCPU, memoryMiB
+}
+
+// destroy deletes warm sandbox id and its attachment, in the background
+// unless wait.
+func (p *pool) destroy(ctx context.Context, id string, wait bool) {
+	if wait {
+		p.destroyWith(ctx, id)
+		return
+	}
+	p.a.wg.Add(1)
+	go func() {
+		defer p.a.wg.Done()
+		p.destroyWith(context.WithoutCancel(ctx), id)
+	}()
+}
+
+// destroyRuntimePart deletes warm sandbox id in its runtime only: its
+// attachment was moved to a task, which releases it.
+func (p *pool) destroyRuntimePart(ctx context.Context, id string) {
+	err := p.rt.Delete(context.WithoutCancel(ctx), id)
+	if err != nil && !errdefs.IsNotFound(err) {
+		p.a.log.Error("deleting a warm sandbox failed", "runtime", p.rtName, "warm_sandbox", id, "err", err)
+	}
+}
+
+func (p *pool) destroyWith(ctx context.Context, id string) {
+	err := p.rt.Delete(ctx, id)
+	if errdefs.IsNotFound(err) {
+		err = nil
+	}
+	if err != nil {
+		// Its attachment stays while something may still run in it; the
+		// next start of the agent deletes both.
+		p.a.log.Error("deleting a warm sandbox failed", "runtime", p.rtName, "warm_sandbox", id, "err", err)
+		return
+	}
+	if !p.sim {
+		if err := p.a.cfg.Network.Detach(ctx, id); err != nil {
+			p.a.log.Error("detaching a warm sandbox failed", "runtime", p.rtName, "warm_sandbox", id, "err", err)
+		}
+	}
+}
+
+// take hands out a warm sandbox that can serve t on subnet, or says why
+// none can (the task then starts cold: a miss).
+func (p *pool) take(t *task.Task, subnet string) (warmEntry, string) {
+	if !p.sim && subnet != p.a.cfg.WarmSubnet {
+		return warmEntry{}, fmt.Sprintf("the task's subnet %s is not the pool's %s", subnet, p.a.cfg.WarmSubnet)
+	}
+	if !p.class.Serves(t.MilliCPU(), t.MemoryMiB) {
+		return warmEntry{}, fmt.Sprintf("the task's size (%d milli-CPU, %d MiB) is larger than the warm sandboxes' (%d milli-CPU, %d MiB)",
+			t.MilliCPU(), t.MemoryMiB, p.class.MilliCPU, p.class.MemoryMiB)
+	}
+	if !p.sim {
+		if _, ok := p.a.cfg.Network.Get(t.ID); ok {
+			// A start begun by an agent that went away: the task keeps
+			// the attachment it has.
+			return warmEntry{}, "the task already has a network attachment"
+		}
+	}
+	p.a.poolMu.Lock()
+	defer p.a.poolMu.Unlock()
+	if len(p.ready) == 0 {
+		return warmEntry{}, "the pool is empty"
+	}
+	// The oldest: it has waited longest.
+	e := p.ready[0]
+	p.ready = p.ready[1:]
+	p.claiming++
+	return e, ""
+}
+
+// giveBack returns an entry a claim did not use (the runtime turned the
+// task down) to the front of the pool.
+func (p *pool) giveBack(e warmEntry) {
+	p.a.poolMu.Lock()
+	p.claiming--
+	p.ready = append([]warmEntry{e}, p.ready...)
+	p.a.poolMu.Unlock()
+}
+
+// settle ends the claim of a taken entry: the task took it (a hit), or it
+// was deleted. The refill makes its replacement.
+func (p *pool) settle(hit bool) {
+	p.a.poolMu.Lock()
+	p.claiming--
+	if hit {
+		p.hits++
+	}
+	p.a.poolMu.Unlock()
+	p.poke()
+}
+
+// miss counts a task of the runtime that starts cold.
+func (p *pool) miss() {
+	p.a.poolMu.Lock()
+	p.misses++
+	p.a.poolMu.Unlock()
+}
+
+// pokePools wakes every pool's refill (a task ended: memory is free).
+func (a *Agent) pokePools() {
+	for _, p := range a.pools {
+		p.poke()
+	}
+}
+
+// adoptPools takes the warm sandboxes an earlier agent left (List shows
+// them Warm) into their runtime's pool when their attachment is still
+// there and the pool wants them, and deletes the others with their
+// attachments. It runs after the network's reconcile, which kept the
+// attachments of the warm sandboxes listed (warmKept).
+func (a *Agent) adoptPools(ctx context.Context, listed map[string]sandboxRef) {
+	var ids []string
+	for id, ref := range listed {
+		if ref.info.Warm {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		ref := listed[id]
+		p := a.pools[ref.rt.Name()]
+		why := ""
+		var e warmEntry
+		switch {
+		case p == nil:
+			why = "the runtime has no warm pool now"
+		case !p.sim:
+			att, ok := a.cfg.Network.Get(id)
+			if !ok {
+				why = "its network attachment is gone"
+			} else if att.Subnet != a.cfg.WarmSubnet {
+				why = "its subnet is not the pool's"
+			} else {
+				e = warmEntry{id: id, ip: att.IP.String()}
+			}
+		default:
+			e = warmEntry{id: id}
+		}
+		if why == "" {
+			a.poolMu.Lock()
+			if len(p.ready) < p.target {
+				p.ready = append(p.ready, e)
+			} else {
+				why = "the pool is full"
+			}
+			a.poolMu.Unlock()
+		}
+		if why == "" {
+			a.log.Info("adopted warm sandbox", "runtime", p.rtName, "warm_sandbox", id, "ip", e.ip)
+			continue
+		}
+		a.log.Info("deleting a warm sandbox an earlier agent left", "runtime", ref.rt.Name(), "warm_sandbox", id, "why", why)
+		err := ref.rt.Delete(ctx, id)
+		if err != nil && !errdefs.IsNotFound(err) {
+			a.log.Error("deleting a warm sandbox failed", "warm_sandbox", id, "err", err)
+			continue
+		}
+		if a.cfg.Network != nil && !(p != nil && p.sim) {
+			if s, ok := ref.rt.(runtime.Simulated); !ok || !s.Simulated() {
+				if err := a.cfg.Network.Detach(ctx, id); err != nil {
+					a.log.Error("detaching a warm sandbox failed", "warm_sandbox", id, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// reportPools sends the pools to the control plane when they changed
+// since the last report it took (force: send anyway, after a
+// registration). It reports whether the control plane has them.
+func (a *Agent) reportPools(ctx context.Context, last *[]agentproto.WarmPool, force bool) bool {
+	r, ok := a.cfg.ControlPlane.(agentproto.WarmPoolReporter)
+	if !ok || len(a.pools) == 0 {
+		return true
+	}
+	cur := a.WarmPools()
+	if !force && slices.Equal(cur, *last) {
+		return true
+	}
+	if err := r.ReportWarmPools(ctx, a.cfg.Host.ID, cur); err != nil {
+		if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+			a.log.Warn("reporting the warm pools failed", "err", err)
+		}
+		return false
+	}
+	*last = cur
+	return true
+}

@@ -1,0 +1,135 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/store"
+)
+
+// prefixWarmPools holds each host's warm pools as its agent last reported
+// them: warmpools/<host id>. They live beside the host's registration, not
+// in it, because a change of hosts/ changes every host's network view.
+const prefixWarmPools = "warmpools/"
+
+// warmPoolRecord is a host's reported warm pools.
+type warmPoolRecord struct {
+	HostID     string                `json:"hostId"`
+	Pools      []agentproto.WarmPool `json:"pools"`
+	ReportedAt time.Time             `json:"reportedAt"`
+}
+
+var _ agentproto.WarmPoolReporter = (*Server)(nil)
+
+// ReportWarmPools implements agentproto.WarmPoolReporter: the host's warm
+// pools replace what it reported before. Agents send them when they
+// change, at most once per heartbeat.
+func (s *Server) ReportWarmPools(ctx context.Context, hostID string, pools []agentproto.WarmPool) error {
+	if len(pools) > len(runtime.Names) {
+		return errdefs.InvalidArgument("host %s reports %d warm pools; a host has at most one per runtime (%d)", hostID, len(pools), len(runtime.Names))
+	}
+	seen := map[string]bool{}
+	for _, p := range pools {
+		if !runtime.Known(p.Runtime) || seen[p.Runtime] {
+			return errdefs.InvalidArgument("host %s: warm pool of runtime %q: give each of %s at most once", hostID, p.Runtime, strings.Join(runtime.Names, ", "))
+		}
+		if p.Target < 0 || p.Ready < 0 || p.Hits < 0 || p.Misses < 0 || p.MemoryMiB < 0 {
+			return errdefs.InvalidArgument("host %s: warm pool of runtime %s: counts must not be negative (%+v)", hostID, p.Runtime, p)
+		}
+		seen[p.Runtime] = true
+	}
+	if _, err := s.store.Get(ctx, hostKey(hostID)); err != nil {
+		if errdefs.IsNotFound(err) {
+			return errdefs.NotFound("host %s is not registered", hostID)
+		}
+		return err
+	}
+	_, err := putJSON(ctx, s.store, prefixWarmPools+hostID, warmPoolRecord{HostID: hostID, Pools: pools, ReportedAt: s.cfg.Now()}, store.AnyRevision)
+	return err
+}
+
+// warmPools returns the hosts' reported warm pools by host ID.
+func (s *Server) warmPools(ctx context.Context) (map[string][]agentproto.WarmPool, error) {
+	recs, _, _, err := listJSON[warmPoolRecord](ctx, s.reads(ctx), prefixWarmPools)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]agentproto.WarmPool, len(recs))
+	for _, r := range recs {
+		out[r.HostID] = r.Pools
+	}
+	return out, nil
+}
+
+func (s *Server) routeWarmPools(mux *http.ServeMux) {
+	mux.HandleFunc("POST /agent/v1/hosts/{id}/warm-pools", func(w http.ResponseWriter, r *http.Request) {
+		if err := agentCaller(r, r.PathValue("id")); err != nil {
+			writeAgent(w, nil, err)
+			return
+		}
+		var pools []agentproto.WarmPool
+		if !decodeAgent(w, r, &pools) {
+			return
+		}
+		writeAgent(w, nil, s.ReportWarmPools(r.Context(), r.PathValue("id"), pools))
+	})
+}
+
+// warmPoolCollector serves the hosts' warm pools on /metrics, from the
+// store (any replica shows every host's): vessel_warm_pool_size (ready
+// warm sandboxes), vessel_warm_pool_target, and the hits and misses each
+// host's agent counted since it started (counters: a restart of the
+// agent starts them over, which Prometheus's rate() takes as a reset).
+type warmPoolCollector struct {
+	s                                  *Server
+	size, target, memory, hits, misses *prometheus.Desc
+}
+
+func newWarmPoolCollector(s *Server) *warmPoolCollector {
+	l := []string{"host", "runtime"}
+	return &warmPoolCollector{s: s,
+		size:   prometheus.NewDesc("vessel_warm_pool_size", "Warm sandboxes ready on a host, per runtime.", l, nil),
+		target: prometheus.NewDesc("vessel_warm_pool_target", "Warm sandboxes a host's pool is asked to hold (--warm-pool), per runtime.", l, nil),
+		memory: prometheus.NewDesc("vessel_warm_pool_memory_mib", "Host memory a host's ready warm sandboxes are counted for, per runtime.", l, nil),
+		hits:   prometheus.NewDesc("vessel_warm_pool_hits_total", "Tasks that took a warm sandbox, per host and runtime, since the host's agent started.", l, nil),
+		misses: prometheus.NewDesc("vessel_warm_pool_misses_total", "Tasks of a runtime with a warm pool that started cold, per host and runtime, since the host's agent started.", l, nil),
+	}
+}
+
+func (c *warmPoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.size, c.target, c.memory, c.hits, c.misses} {
+		ch <- d
+	}
+}
+
+func (c *warmPoolCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	byHost, err := c.s.warmPools(ctx)
+	if err != nil {
+		c.s.log.Warn("metrics: reading the hosts' warm pools failed", "err", err)
+		return
+	}
+	hosts := make([]string, 0, len(byHost))
+	for h := range byHost {
+		hosts = append(hosts, h)
+	}
+	slices.Sort(hosts)
+	for _, h := range hosts {
+		for _, p := range byHost[h] {
+			ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(p.Ready), h, p.Runtime)
+			ch <- prometheus.MustNewConstMetric(c.target, prometheus.GaugeValue, float64(p.Target), h, p.Runtime)
+			ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(p.MemoryMiB), h, p.Runtime)
+			ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(p.Hits), h, p.Runtime)
+			ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(p.Misses), h, p.Runtime)
+		}
+	}
+}

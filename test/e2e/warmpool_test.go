@@ -1,0 +1,240 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+
+	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/runtime/runc"
+	"vessel.dev/vessel/internal/testutil"
+)
+
+// warmMetric reads the server's /metrics value of name for runtime rt (any
+// host: the test's server has one); -1 when it has none.
+func warmMetric(t testing.TB, s *server, name, rt string) float64 {
+	t.Helper()
+	resp, err := http.Get(s.endpoint + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, `runtime="`+rt+`"`) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("/metrics line %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return -1
+}
+
+func waitWarmMetric(t *testing.T, s *server, name, rt string, want float64) {
+	t.Helper()
+	testutil.Eventually(t, 60*time.Second, func() error {
+		if got := warmMetric(t, s, name, rt); got != want {
+			return fmt.Errorf("%s{runtime=%q} is %v; want %v; the server's warm pool log:\n%s", name, rt, got, want, logLinesOf(s, []string{"warm"}))
+		}
+		return nil
+	})
+}
+
+// warmLeases returns the IDs of the warm sandboxes' leases and every
+// leased address of the server's host.
+func warmLeases(t testing.TB, s *server) (warm []string, ips []string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dataDir, "network", "leases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Leases map[string]struct {
+			IP string `json:"ip"`
+		} `json:"leases"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	for id, l := range f.Leases {
+		if strings.HasPrefix(id, "warm-") {
+			warm = append(warm, id)
+		}
+		ips = append(ips, l.IP)
+	}
+	slices.Sort(warm)
+	return warm, ips
+}
+
+var warmIDRE = regexp.MustCompile(`warm-runc-[0-9a-f]{8}`)
+
+// TestWarmPoolRunc runs `vessel server --warm-pool runc=2`: tasks take warm
+// sandboxes (the metrics count the hits), nothing of a task (a file, a
+// process, a listening socket, its address) is visible to the task of the
+// next warm sandbox, a kill -9 of the server leaves the pool to the next
+// start, which adopts it, and a start without the pool deletes it: then
+// nothing is left on the host.
+func TestWarmPoolRunc(t *testing.T) {
+	if _, ok := any(&runc.Runtime{}).(runtime.Warmer); !ok {
+		t.Skip("runc has no warm sandboxes in this build (runtime.Warmer): the runtime's part of the pools is not merged")
+	}
+	s := startRuncServer(t, "--warm-pool", "runc=2")
+	finished := false
+	t.Cleanup(func() {
+		// A test that failed half way: a start without the pool deletes
+		// the warm sandboxes (they outlive the server, as tasks do).
+		if finished {
+			return
+		}
+		s.kill(syscall.SIGTERM)
+		s.extra = slices.DeleteFunc(slices.Clone(s.extra), func(a string) bool { return a == "--warm-pool" || a == "runc=2" })
+		if s.launch() == nil {
+			testutil.Wait(60*time.Second, func() error {
+				if _, ips := warmLeases(t, s); len(ips) > 0 {
+					return fmt.Errorf("leases left")
+				}
+				return nil
+			})
+		}
+	})
+	reg := newRegistry(t)
+	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
+	c := s.ecsClient()
+	before := snapshotHost(t, s.dataDir, s.subnet)
+	// Every warm sandbox the server made or adopted, claimed or not: none
+	// may leave a cgroup.
+	seen := map[string]bool{}
+	note := func() {
+		for _, id := range warmIDRE.FindAllString(s.log.String(), -1) {
+			seen[id] = true
+		}
+	}
+	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
+	if out, _, _ := s.vessel("host", "ls"); !strings.Contains(out, "runc 2/2") {
+		t.Errorf("vessel host ls does not show the pool (runc 2/2):\n%s", out)
+	}
+
+	sh := func(arn, script string) string {
+		t.Helper()
+		out, errOut, _ := s.vessel("exec", arn, "--", "sh", "-c", script)
+		return strings.TrimSpace(out + errOut)
+	}
+	// The first task leaves a file, a process and a listener.
+	a := runImage(t, c, "warm-first", img, "512", "sh", "-c",
+		"echo secret > /tmp/secret; sleep 4242 & mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 8080 -h /www")
+	ta := waitFor(t, c, a, "RUNNING", 60*time.Second)
+	ipA := taskIP(ta)
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 1)
+	b := runImage(t, c, "warm-second", img, "512", "sleep", "1000")
+	tb := waitFor(t, c, b, "RUNNING", 60*time.Second)
+	ipB := taskIP(tb)
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 2)
+	if ipA == "" || ipA == ipB {
+		t.Fatalf("two tasks of warm sandboxes hold addresses %q and %q; want two", ipA, ipB)
+	}
+	// The probes see what they look for while the first task runs.
+	if got := sh(b, "nc -w 2 "+ipA+" 8080 </dev/null && echo connected"); !strings.Contains(got, "connected") {
+		t.Fatalf("the second task cannot reach the first's listener at %s:8080 (the probe is broken): %q", ipA, got)
+	}
+	if got := sh(a, "cat /tmp/secret; ps | grep -c 'sleep 424[2]'"); got != "secret\n1" {
+		t.Fatalf("the first task's own file and process: %q", got)
+	}
+	clean := "test ! -e /tmp/secret && echo nofile; ps | grep -q 'sleep 424[2]' || echo noproc"
+	if got := sh(b, clean); got != "nofile\nnoproc" {
+		t.Errorf("the second task sees the first's file or process: %q", got)
+	}
+
+	c.StopTask(context.Background(), &ecs.StopTaskInput{Task: aws.String(a)})
+	waitFor(t, c, a, "STOPPED", 60*time.Second)
+	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
+	if _, ips := warmLeases(t, s); slices.Contains(ips, ipA) {
+		t.Errorf("the stopped task's address %s is still leased", ipA)
+	}
+	// The next warm sandbox's task: nothing of the first.
+	cc := runImage(t, c, "warm-third", img, "512", "sleep", "1000")
+	tc := waitFor(t, c, cc, "RUNNING", 60*time.Second)
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 3)
+	if ipC := taskIP(tc); ipC == ipB || ipC == "" {
+		t.Errorf("the third task's address %q; want one of its own (the second holds %s)", ipC, ipB)
+	}
+	if got := sh(cc, clean+"; nc -w 2 "+ipA+" 8080 </dev/null 2>/dev/null && echo connected || echo unreachable"); got != "nofile\nnoproc\nunreachable" {
+		t.Errorf("the third task sees something of the first (file, process, listener at %s:8080): %q", ipA, got)
+	}
+	if m := warmMetric(t, s, "vessel_warm_pool_misses_total", "runc"); m != 0 {
+		t.Errorf("%v misses; want none", m)
+	}
+
+	// kill -9 with two warm sandboxes: the next start adopts them.
+	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
+	warm, _ := warmLeases(t, s)
+	if len(warm) != 2 {
+		t.Fatalf("warm sandboxes' leases %v; want 2", warm)
+	}
+	note()
+	s.kill(syscall.SIGKILL)
+	s.start()
+	testutil.Eventually(t, 60*time.Second, func() error {
+		if n := strings.Count(s.log.String(), "adopted warm sandbox"); n != 2 {
+			return fmt.Errorf("the restarted server adopted %d warm sandboxes; want 2:\n%s", n, logLinesOf(s, []string{"warm"}))
+		}
+		return nil
+	})
+	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
+	if again, _ := warmLeases(t, s); !slices.Equal(again, warm) {
+		t.Errorf("warm sandboxes after the restart %v; want the adopted %v:\n%s", again, warm, logLinesOf(s, []string{"warm"}))
+	}
+	// The adopted sandboxes serve.
+	d := runImage(t, c, "warm-fourth", img, "512", "sleep", "1000")
+	waitFor(t, c, d, "RUNNING", 60*time.Second)
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 1) // counted since this start
+
+	// Everything stopped, then a start without the pool deletes it.
+	stopAll(t, s)
+	note()
+	s.kill(syscall.SIGTERM)
+	s.extra = slices.DeleteFunc(slices.Clone(s.extra), func(a string) bool { return a == "--warm-pool" || a == "runc=2" })
+	s.start()
+	testutil.Eventually(t, 60*time.Second, func() error {
+		if warm, ips := warmLeases(t, s); len(ips) > 0 {
+			return fmt.Errorf("leases left after a start without the pool: %v (warm %v)", ips, warm)
+		}
+		return nil
+	})
+	note()
+	s.kill(syscall.SIGTERM)
+	finished = true
+	after := snapshotHost(t, s.dataDir, s.subnet)
+	var warmCgroups []string
+	for _, root := range []string{"/sys/fs/cgroup/memory/vessel", "/sys/fs/cgroup/pids/vessel", "/sys/fs/cgroup/cpu,cpuacct/vessel", "/sys/fs/cgroup/vessel"} {
+		for id := range seen {
+			if _, err := os.Stat(filepath.Join(root, id)); err == nil {
+				warmCgroups = append(warmCgroups, filepath.Join(root, id))
+			}
+		}
+	}
+	if len(after.processes) > 0 || len(after.mounts) > 0 || len(after.cgroups) > 0 || len(after.netns) > 0 ||
+		len(after.veths) > 0 || after.leases > 0 || len(warmCgroups) > 0 {
+		t.Fatalf("left behind by the pool:\nbefore:\n%s\nafter:\n%s\nwarm cgroups %v", before, after, warmCgroups)
+	}
+	if len(seen) < 5 {
+		t.Errorf("the servers' logs name %d warm sandboxes (%v); want at least the 5 made", len(seen), seen)
+	}
+}
