@@ -17,6 +17,7 @@ import (
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/cwlogs"
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/fsutil"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -78,7 +79,7 @@ func writeAWSLogsConfig(dir string, t *task.Task) error {
 		return nil
 	}
 	data, _ := json.Marshal(cfg)
-	return writeFileSync(filepath.Join(dir, awslogsConfigFile), data)
+	return fsutil.WriteFileDurable(filepath.Join(dir, awslogsConfigFile), data)
 }
 
 // createLogStreams asks the control plane for the streams of the task's
@@ -167,7 +168,7 @@ func (a *Agent) shipTask(ctx context.Context, sink agentproto.LogSink, taskID, d
 	}
 	if err != nil {
 		log.Error("awslogs configuration of a task is unreadable: its logs are not shipped", "err", err)
-		writeFileSync(filepath.Join(dir, awslogsDoneFile), nil)
+		fsutil.WriteFileDurable(filepath.Join(dir, awslogsDoneFile), nil)
 		return
 	}
 	var ships []*containerShipper
@@ -206,7 +207,7 @@ func (a *Agent) shipTask(ctx context.Context, sink agentproto.LogSink, taskID, d
 			done = done && ok && err == nil
 		}
 		if ended && done {
-			writeFileSync(filepath.Join(dir, awslogsDoneFile), nil)
+			fsutil.WriteFileDurable(filepath.Join(dir, awslogsDoneFile), nil)
 			log.Debug("awslogs shipping done")
 			return
 		}
@@ -261,7 +262,7 @@ func (cs *containerShipper) load() error {
 
 func (cs *containerShipper) save() error {
 	data, _ := json.Marshal(cs.state)
-	return writeFileSync(cs.statePath, data)
+	return fsutil.WriteFileDurable(cs.statePath, data)
 }
 
 // rewind forgets what was read past the acknowledged offset: it is read
@@ -390,33 +391,4 @@ func (cs *containerShipper) addLine(l agentproto.LogEvent, now time.Time) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
-}
-
-// writeFileSync writes path through a temporary file, synced and renamed
-// over it, so that a crash leaves the old content or the new.
-func writeFileSync(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

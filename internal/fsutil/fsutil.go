@@ -34,3 +34,23 @@ func WriteFileAtomic(path string, data []byte, tmpDir string) error {
 	}
 	return os.Rename(f.Name(), path)
 }
+
+// WriteFileDurable is WriteFileAtomic, beside path, whose rename is also
+// durable once it returns: path's directory is synced after it.
+func WriteFileDurable(path string, data []byte) error {
+	if err := WriteFileAtomic(path, data, ""); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir makes dir's entries durable: a file made, renamed or linked
+// in it survives a crash once SyncDir returns.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

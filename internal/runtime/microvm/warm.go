@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/fsutil"
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/microvm/monitor"
 	"vessel.dev/vessel/internal/runtime/toolkit"
@@ -278,7 +279,7 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) (
 	if data, err = json.Marshal(mcfg); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "monitor.json"), data); err != nil {
+	if err := fsutil.WriteFileDurable(filepath.Join(dir, "monitor.json"), data); err != nil {
 		return err
 	}
 	if err := stopProcess(filepath.Join(dir, "monitor.pid"), dir+"/"); err != nil {
@@ -307,7 +308,7 @@ func (r *Runtime) commitClaim(task *record) error {
 	}
 	data, err := json.MarshalIndent(task, "", "  ")
 	if err == nil {
-		err = writeFileAtomic(filepath.Join(tmp, "sandbox.json"), data)
+		err = fsutil.WriteFileDurable(filepath.Join(tmp, "sandbox.json"), data)
 	}
 	if err == nil {
 		err = os.Rename(tmp, r.dir(task.Spec.ID))
@@ -316,7 +317,7 @@ func (r *Runtime) commitClaim(task *record) error {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("microvm runtime: commit the claim of %s: %w", task.Spec.ID, err)
 	}
-	return syncDir(r.cfg.StateDir)
+	return fsutil.SyncDir(r.cfg.StateDir)
 }
 
 // removeClaimLeftovers removes the hidden directories of claims that
@@ -328,40 +329,6 @@ func (r *Runtime) removeClaimLeftovers() {
 			os.RemoveAll(filepath.Join(r.cfg.StateDir, e.Name()))
 		}
 	}
-}
-
-// writeFileAtomic writes path through a synced temporary file and a
-// rename.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // stopProcess kills the process of pid file (checked by mark in its

@@ -182,7 +182,7 @@ func (s *Store) Claim(warmID string, rec Sandbox) error {
 		}
 		return err
 	}
-	if err := syncDir(s.Dir); err != nil {
+	if err := fsutil.SyncDir(s.Dir); err != nil {
 		os.Remove(link)
 		return err
 	}
@@ -191,16 +191,6 @@ func (s *Store) Claim(warmID string, rec Sandbox) error {
 		return err
 	}
 	return nil
-}
-
-// syncDir makes the entries of dir (a new link) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Unlink removes sandbox id's mapping to a warm sandbox's directory, if
