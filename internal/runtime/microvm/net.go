@@ -122,7 +122,10 @@ func giveBackEth0(st *netState) error {
 		var errs []error
 		for _, name := range []string{tapLink, bridgeLink} {
 			if l, err := h.LinkByName(name); err == nil {
-				if err := h.LinkDel(l); err != nil {
+				// tap0 goes by itself once QEMU's descriptor of it is
+				// closed, which may happen after QEMU is seen gone and
+				// after the lookup: gone by then is what was wanted.
+				if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 					errs = append(errs, fmt.Errorf("delete %s: %w", name, err))
 				}
 			}
