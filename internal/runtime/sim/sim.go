@@ -143,11 +143,17 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.addLocked(spec, false)
+}
+
+// addLocked records sandbox spec.ID (warm, or with spec's containers);
+// r.mu is held.
+func (r *Runtime) addLocked(spec runtime.Spec, warm bool) error {
 	if _, ok := r.sandboxes[spec.ID]; ok {
 		return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
 	}
 	sb := &sandbox{ID: spec.ID, Labels: spec.Labels, Containers: map[string]*containerState{},
-		changed: make(chan struct{})}
+		Warm: warm, changed: make(chan struct{})}
 	for _, c := range spec.Containers {
 		sb.Containers[c.Name] = &containerState{Spec: c}
 		sb.Order = append(sb.Order, c.Name)
@@ -174,16 +180,7 @@ func (r *Runtime) Warm(ctx context.Context, spec runtime.Spec) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.sandboxes[spec.ID]; ok {
-		return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
-	}
-	sb := &sandbox{ID: spec.ID, Labels: spec.Labels, Containers: map[string]*containerState{},
-		Warm: true, changed: make(chan struct{})}
-	if err := r.save(sb); err != nil {
-		return fmt.Errorf("sim runtime: %w", err)
-	}
-	r.sandboxes[spec.ID] = sb
-	return nil
+	return r.addLocked(spec, true)
 }
 
 // Claim implements runtime.Warmer: at no cost, the warm sandbox's record
@@ -198,19 +195,9 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) e
 	if !ok || !warm.Warm {
 		return errdefs.NotFound("no warm sandbox %s", warmID)
 	}
-	if _, ok := r.sandboxes[spec.ID]; ok {
-		return errdefs.AlreadyExists("sandbox %s already exists", spec.ID)
+	if err := r.addLocked(spec, false); err != nil {
+		return err
 	}
-	sb := &sandbox{ID: spec.ID, Labels: spec.Labels, Containers: map[string]*containerState{},
-		changed: make(chan struct{})}
-	for _, c := range spec.Containers {
-		sb.Containers[c.Name] = &containerState{Spec: c}
-		sb.Order = append(sb.Order, c.Name)
-	}
-	if err := r.save(sb); err != nil {
-		return fmt.Errorf("sim runtime: %w", err)
-	}
-	r.sandboxes[spec.ID] = sb
 	delete(r.sandboxes, warmID)
 	if err := os.Remove(r.path(warmID)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("sim runtime: %w", err)
