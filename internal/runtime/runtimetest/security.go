@@ -1,12 +1,17 @@
 package runtimetest
 
 import (
+	"bytes"
 	"context"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +37,7 @@ var securityCases = []struct {
 }{
 	{"SecurityCapabilities", testCapabilities},
 	{"SecurityNoNewPrivsAndSeccomp", testNoNewPrivsSeccomp},
+	{"SecurityNo32BitSyscalls", testNo32BitSyscalls},
 	{"SecurityReadOnlyRoot", testReadOnlyRoot},
 	{"SecurityRunAsNonRoot", testRunAsNonRoot},
 	{"SecuritySupplementalGroups", testSupplementalGroups},
@@ -146,6 +152,91 @@ if /bin/busybox unshare -r /bin/true 2>/tmp/err; then echo unshare-allowed; else
 	if !strings.Contains(out, "unshare-refused") || !strings.Contains(out, "not permitted") {
 		s.t.Errorf("unshare -r, a call outside the allow-list, was not refused with EPERM: %q", out)
 	}
+}
+
+// int80Program is a static x86-64 ELF executable that calls getpid
+// through the 32-bit entry point (int 0x80, i386's call 20) and exits
+// with the call's result (its PID when the call is allowed; 255 for
+// -EPERM, 218 for -ENOSYS).
+func int80Program() []byte {
+	code := []byte{
+		0xb8, 0x14, 0x00, 0x00, 0x00, // mov eax, 20 (i386 getpid)
+		0xcd, 0x80, // int 0x80
+		0x89, 0xc7, // mov edi, eax
+		0xb8, 0x3c, 0x00, 0x00, 0x00, // mov eax, 60 (x86-64 exit)
+		0x0f, 0x05, // syscall
+	}
+	const base, headers = 0x400000, 64 + 56
+	size := uint64(headers + len(code))
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, elf.Header64{
+		Ident:     [elf.EI_NIDENT]byte{0x7f, 'E', 'L', 'F', byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)},
+		Type:      uint16(elf.ET_EXEC),
+		Machine:   uint16(elf.EM_X86_64),
+		Version:   uint32(elf.EV_CURRENT),
+		Entry:     base + headers,
+		Phoff:     64,
+		Ehsize:    64,
+		Phentsize: 56,
+		Phnum:     1,
+	})
+	binary.Write(&b, binary.LittleEndian, elf.Prog64{
+		Type: uint32(elf.PT_LOAD), Flags: uint32(elf.PF_R | elf.PF_X),
+		Vaddr: base, Paddr: base, Filesz: size, Memsz: size, Align: 0x1000,
+	})
+	b.Write(code)
+	return b.Bytes()
+}
+
+// testNo32BitSyscalls: the seccomp allow-list covers the native ABI only
+// (package seccomp): a getpid through int 0x80 is refused (EPERM or
+// ENOSYS) or kills the process (SIGSYS), and never returns a PID.
+func testNo32BitSyscalls(s *suite) {
+	s.needReal()
+	if goruntime.GOARCH != "amd64" {
+		s.t.Skipf("the case's program is x86-64 code; this host is %s", goruntime.GOARCH)
+	}
+	if why := host32BitABI(s.t.TempDir()); why != "" {
+		s.t.Skip(why)
+	}
+	var esc strings.Builder
+	for _, c := range int80Program() {
+		fmt.Fprintf(&esc, `\%03o`, c)
+	}
+	out := s.runOK(nil, `printf '`+esc.String()+`' > /tmp/int80 && chmod 755 /tmp/int80
+/tmp/int80 & pid=$!; wait $pid; echo "pid=$pid code=$?"`)
+	var pid, code int
+	if _, err := fmt.Sscanf(strings.TrimSpace(out), "pid=%d code=%d", &pid, &code); err != nil {
+		s.t.Fatalf("output %q: %v", out, err)
+	}
+	switch code {
+	case 255, 218, 128 + int(syscall.SIGSYS):
+	default:
+		s.t.Errorf("a getpid through int 0x80 (the 32-bit ABI) ended with %d (process %d): want it refused (255: EPERM, 218: ENOSYS) or killed (%d: SIGSYS)",
+			code, pid, 128+int(syscall.SIGSYS))
+	}
+}
+
+// host32BitABI runs int80Program on the host: "" when the host's kernel
+// answers its call (there is something for the allow-list to refuse),
+// else why not.
+func host32BitABI(dir string) string {
+	path := filepath.Join(dir, "int80")
+	if err := os.WriteFile(path, int80Program(), 0o755); err != nil {
+		return "writing the int 0x80 program: " + err.Error()
+	}
+	err := exec.Command(path).Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Sprintf("this host's kernel offers no 32-bit system call entry (int 0x80 ends with %s on the host itself): nothing to refuse", ws.Signal())
+		}
+		return ""
+	}
+	if err != nil {
+		return "running the int 0x80 program on the host: " + err.Error()
+	}
+	return ""
 }
 
 func testReadOnlyRoot(s *suite) {

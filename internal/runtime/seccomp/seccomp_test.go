@@ -1,6 +1,7 @@
 package seccomp
 
 import (
+	goruntime "runtime"
 	"slices"
 	"testing"
 
@@ -38,5 +39,15 @@ func TestProfileIsAnAllowList(t *testing.T) {
 	}
 	if !allowed(withPtrace, "kcmp") {
 		t.Error("kcmp must be allowed with CAP_SYS_PTRACE")
+	}
+}
+
+func TestProfileCoversTheNativeABIOnly(t *testing.T) {
+	p, err := Profile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := nativeArch[goruntime.GOARCH]; !slices.Equal(p.Architectures, []specs.Arch{want}) {
+		t.Fatalf("architectures %v; want only the native %s (no 32-bit ABI)", p.Architectures, want)
 	}
 }
