@@ -106,6 +106,9 @@ func ContainerCgroup(id, name string) string { return filepath.Join("vessel", id
 
 // Limits is a sandbox's provisioned size as written to its cgroup.
 type Limits struct {
+	// MilliCPU is the CPU quota; 0 means none yet (SetCPU writes it
+	// later: a back end lets its runtime set a container up at full
+	// speed, and bounds it before its process runs).
 	MilliCPU    int64
 	MemoryBytes int64
 	Pids        int64
@@ -118,14 +121,47 @@ type Limits struct {
 // Limits says otherwise.
 const defaultCPUPeriodMicros = 100_000
 
+// cpuQuota is what the CPU quota's files take for l: the quota and the
+// period in microseconds; a quota of -1 is none.
+func (l Limits) cpuQuota() (quota, period int64) {
+	period = l.CPUPeriodMicros
+	if period == 0 {
+		period = defaultCPUPeriodMicros
+	}
+	if l.MilliCPU <= 0 {
+		return -1, period
+	}
+	return l.MilliCPU * period / 1000, period
+}
+
+// cpuMax is cgroup v2's cpu.max value for l.
+func (l Limits) cpuMax() string {
+	quota, period := l.cpuQuota()
+	if quota < 0 {
+		return fmt.Sprintf("max %d", period)
+	}
+	return fmt.Sprintf("%d %d", quota, period)
+}
+
+// SetCPU writes only the CPU quota of sandbox id's cgroup (made by
+// Create): l.MilliCPU of each l.CPUPeriodMicros.
+func (cg *Cgroups) SetCPU(id string, l Limits) error {
+	if cg.v2 {
+		return WriteCgroupFile(filepath.Join(CgroupRoot, SandboxCgroup(id), "cpu.max"), l.cpuMax())
+	}
+	quota, period := l.cpuQuota()
+	cpu := filepath.Join(cg.v1["cpu"], SandboxCgroup(id))
+	if err := WriteCgroupFile(filepath.Join(cpu, "cpu.cfs_period_us"), strconv.FormatInt(period, 10)); err != nil {
+		return err
+	}
+	return WriteCgroupFile(filepath.Join(cpu, "cpu.cfs_quota_us"), strconv.FormatInt(quota, 10))
+}
+
 // Create makes the sandbox's cgroup vessel/<id> (id may name a child, as
 // "<id>/<child>") and writes its limits; on an existing cgroup, it
 // changes them.
 func (cg *Cgroups) Create(id string, l Limits) error {
-	if l.CPUPeriodMicros == 0 {
-		l.CPUPeriodMicros = defaultCPUPeriodMicros
-	}
-	quota := l.MilliCPU * l.CPUPeriodMicros / 1000
+	quota, period := l.cpuQuota()
 	if cg.v2 {
 		dir := filepath.Join(CgroupRoot, SandboxCgroup(id))
 		// Enable the controllers for the children on the way down.
@@ -145,7 +181,7 @@ func (cg *Cgroups) Create(id string, l Limits) error {
 			return err
 		}
 		files := [][2]string{
-			{"cpu.max", fmt.Sprintf("%d %d", quota, l.CPUPeriodMicros)},
+			{"cpu.max", l.cpuMax()},
 			{"memory.max", strconv.FormatInt(l.MemoryBytes, 10)},
 			{"pids.max", strconv.FormatInt(l.Pids, 10)},
 		}
@@ -170,7 +206,7 @@ func (cg *Cgroups) Create(id string, l Limits) error {
 	cpu := filepath.Join(cg.v1["cpu"], SandboxCgroup(id))
 	mem := filepath.Join(cg.v1["memory"], SandboxCgroup(id))
 	files := [][2]string{
-		{filepath.Join(cpu, "cpu.cfs_period_us"), strconv.FormatInt(l.CPUPeriodMicros, 10)},
+		{filepath.Join(cpu, "cpu.cfs_period_us"), strconv.FormatInt(period, 10)},
 		{filepath.Join(cpu, "cpu.cfs_quota_us"), strconv.FormatInt(quota, 10)},
 		// The memory limit first: memsw may not go below it.
 		{filepath.Join(mem, "memory.limit_in_bytes"), strconv.FormatInt(l.MemoryBytes, 10)},
