@@ -326,7 +326,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 		// the sandbox in: made here so that its CFS period is set before
 		// runsc writes the quota (it writes the quota first, which the
 		// kernel refuses above the parent's share with the default period).
-		if err := r.setLimits(spec.ID, spec); err != nil {
+		if err := r.setLimits(spec.ID, spec, bootMilliCPU(spec)); err != nil {
 			return fmt.Errorf("gvisor runtime: sandbox %s: %w", spec.ID, err)
 		}
 		rec.OOMBase = r.oomKills(spec.ID)
@@ -340,21 +340,51 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) error {
 	})
 }
 
-// setLimits writes spec's size to the cgroups of the sandbox whose home
-// is home: vessel/<home> and vessel/<home>/.sandbox, where runsc puts the
+// setLimits writes spec's memory and pids limits and a CPU quota of
+// milliCPU to the cgroups of the sandbox whose home is home:
+// vessel/<home> and vessel/<home>/.sandbox, where runsc puts the
 // sandbox's processes, in that order when they are made, the other way
 // when they are lowered (a claim: a child's CPU quota may not exceed its
 // parent's).
-func (r *Runtime) setLimits(home string, spec runtime.Spec) error {
-	l := toolkit.Limits{MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryMiB << 20,
+func (r *Runtime) setLimits(home string, spec runtime.Spec, milliCPU int64) error {
+	l := toolkit.Limits{MilliCPU: milliCPU, MemoryBytes: spec.MemoryMiB << 20,
 		Pids: spec.PidsLimit + hostPidsOverhead, CPUPeriodMicros: cpuPeriodMicros}
+	for _, cg := range r.limitOrder(home) {
+		if err := r.cg.Create(cg, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// limitOrder is the sandbox's two cgroups in the order setLimits writes
+// them: the parent first while the child is not made yet, else the child
+// first.
+func (r *Runtime) limitOrder(home string) []string {
 	cgs := []string{home, filepath.Join(home, pauseCgroup)}
 	if len(r.cg.Leftovers(cgs[1])) > 0 {
 		cgs[0], cgs[1] = cgs[1], cgs[0]
 	}
-	for _, cg := range cgs {
-		if err := r.cg.Create(cg, l); err != nil {
-			return err
+	return cgs
+}
+
+// bootMilliCPU is the CPU quota a sandbox has until its first container
+// runs: the task's, but at least one vCPU. The sentry counts its CPUs
+// from the quota at its boot, rounded up, so a task of up to one vCPU
+// sees one CPU either way; below one vCPU the quota would stretch the
+// boot and the container's set-up (gVisor's own work, not the task's) to
+// several times their length. lowerCPU sets the task's quota once the
+// first container runs.
+func bootMilliCPU(spec runtime.Spec) int64 { return max(spec.MilliCPU, 1000) }
+
+// lowerCPU writes the task's CPU quota to the sandbox's cgroups, the
+// child first (it may not exceed its parent's).
+func (r *Runtime) lowerCPU(rec *toolkit.ConmonRecord) error {
+	l := toolkit.Limits{MilliCPU: rec.Spec.MilliCPU, CPUPeriodMicros: cpuPeriodMicros}
+	home := rec.HomeID()
+	for _, cg := range []string{filepath.Join(home, pauseCgroup), home} {
+		if err := r.cg.SetCPU(cg, l); err != nil {
+			return fmt.Errorf("gvisor runtime: sandbox %s: %w", rec.Spec.ID, err)
 		}
 	}
 	return nil
@@ -374,7 +404,7 @@ func (r *Runtime) WarmClass() runtime.WarmClass {
 func (r *Runtime) Warm(ctx context.Context, spec runtime.Spec) error {
 	return r.sb.Warm(ctx, spec, func(rec *toolkit.ConmonRecord) error {
 		spec := rec.Spec
-		if err := r.setLimits(spec.ID, spec); err != nil {
+		if err := r.setLimits(spec.ID, spec, spec.MilliCPU); err != nil {
 			return fmt.Errorf("gvisor runtime: warm sandbox %s: %w", spec.ID, err)
 		}
 		rec.OOMBase = r.oomKills(spec.ID)
@@ -411,7 +441,7 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) e
 		return nil
 	}, func(rec *toolkit.ConmonRecord) error {
 		home := rec.HomeID()
-		if err := r.setLimits(home, rec.Spec); err != nil {
+		if err := r.setLimits(home, rec.Spec, bootMilliCPU(rec.Spec)); err != nil {
 			return fmt.Errorf("gvisor runtime: sandbox %s (warm %s): %w", rec.Spec.ID, home, err)
 		}
 		rec.OOMBase = r.oomKills(home)
@@ -549,7 +579,7 @@ func (r *Runtime) bootSandbox(ctx context.Context, spec runtime.Spec) error {
 		}
 	}
 	s.Mounts = mounts
-	quota, period := spec.MilliCPU*cpuPeriodMicros/1000, uint64(cpuPeriodMicros)
+	quota, period := bootMilliCPU(spec)*cpuPeriodMicros/1000, uint64(cpuPeriodMicros)
 	mem, pids := spec.MemoryMiB<<20, spec.PidsLimit+hostPidsOverhead
 	s.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &mem}
@@ -608,7 +638,7 @@ func (r *Runtime) Start(ctx context.Context, id, name string) error {
 		if _, err := c.Create(ctx); err != nil {
 			return fmt.Errorf("gvisor runtime: start %s/%s: %w %s", id, name, err, toolkit.ReadTail(r.logPath(id)))
 		}
-		return nil
+		return r.lowerCPU(rec)
 	})
 }
 
@@ -628,7 +658,7 @@ func (r *Runtime) Restart(ctx context.Context, id, name string) error {
 		if _, err := c.Create(ctx); err != nil {
 			return fmt.Errorf("gvisor runtime: restart %s/%s: %w %s", id, name, err, toolkit.ReadTail(r.logPath(id)))
 		}
-		return nil
+		return r.lowerCPU(rec)
 	})
 }
 
