@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
@@ -63,8 +64,13 @@ type pool struct {
 	// they count against the target until then, so that a refill does
 	// not replace an entry that may come back (giveBack).
 	claiming int
-	hits     int64
-	misses   int64
+	// launching counts tasks that took a warm sandbox and whose
+	// containers are not started yet: the refill waits for them, as
+	// making a sandbox (booting gVisor's, a VM) would take the host's CPU
+	// from the very start the pool is there to speed up.
+	launching int
+	hits      int64
+	misses    int64
 }
 
 // ParseWarmPools parses --warm-pool values, RUNTIME=N separated by commas
@@ -271,12 +277,14 @@ func (p *pool) refill(ctx context.Context) {
 		a.poolMu.Lock()
 		need := len(p.ready)+p.warming+p.claiming < p.target
 		fits := a.poolMemoryLocked()+p.class.IdleMemoryMiB <= a.allocatableMemory()-placed
-		if need && fits {
+		quiet := p.launching == 0
+		if need && fits && quiet {
 			p.warming++
 		}
 		a.poolMu.Unlock()
-		if !need || !fits {
-			// Wait for a claim, a task's end or a retry of the memory check.
+		if !need || !fits || !quiet {
+			// Wait for a claim, a hit's start, a task's end or a retry of
+			// the memory check.
 			select {
 			case <-ctx.Done():
 				return
@@ -428,15 +436,30 @@ func (p *pool) giveBack(e warmEntry) {
 }
 
 // settle ends the claim of a taken entry: the task took it (a hit), or it
-// was deleted. The refill makes its replacement.
-func (p *pool) settle(hit bool) {
+// was deleted. The refill makes its replacement; after a hit, once the
+// function settle returns has been called (the task's containers
+// started, or its start failed; later calls do nothing).
+func (p *pool) settle(hit bool) (started func()) {
 	p.a.poolMu.Lock()
 	p.claiming--
 	if hit {
 		p.hits++
+		p.launching++
 	}
 	p.a.poolMu.Unlock()
 	p.poke()
+	if !hit {
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.a.poolMu.Lock()
+			p.launching--
+			p.a.poolMu.Unlock()
+			p.poke()
+		})
+	}
 }
 
 // miss counts a task of the runtime that starts cold.

@@ -45,6 +45,30 @@ type netSim struct {
 	warmNS map[string]string
 	// claimNS records the namespace each claim was given, by task.
 	claimNS map[string]string
+	// startGate, when set, holds every Start until it is closed.
+	startGate chan struct{}
+	// warms counts the warm sandboxes made.
+	warms int
+}
+
+func (r *netSim) Start(ctx context.Context, id, name string) error {
+	r.mu.Lock()
+	gate := r.startGate
+	r.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return r.Runtime.Start(ctx, id, name)
+}
+
+func (r *netSim) warmCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.warms
 }
 
 func (r *netSim) Simulated() bool              { return false }
@@ -72,6 +96,7 @@ func (r *netSim) Warm(ctx context.Context, spec runtime.Spec) error {
 	}
 	r.mu.Lock()
 	r.warmNS[spec.ID] = spec.NetNSPath
+	r.warms++
 	r.mu.Unlock()
 	return nil
 }
@@ -338,6 +363,45 @@ func TestWarmPoolClaimAndRefill(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestWarmPoolRefillWaitsForTheHitsStart: the refill of a claimed warm
+// sandbox waits until the task that took it has started its containers
+// (making a sandbox would take the host's CPU from that start), then
+// makes the replacement.
+func TestWarmPoolRefillWaitsForTheHitsStart(t *testing.T) {
+	e := newPoolEnv(t, poolOptions{size: 1, subnet: runtimetest.FreeSubnet(t)})
+	e.waitPool(1)
+	gate := make(chan struct{})
+	e.rt.mu.Lock()
+	e.rt.startGate = gate
+	e.rt.mu.Unlock()
+	warms := e.rt.warmCount()
+	id := e.run("t", 512)
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if _, ok := e.rt.claimed(id); !ok {
+			return fmt.Errorf("task %s has not claimed the warm sandbox yet", id)
+		}
+		return nil
+	})
+	// The claim is made and the start held: long enough for a refill
+	// that did not wait (the pool's heartbeat is 50 ms, a sim sandbox is
+	// made in milliseconds) to have made the replacement.
+	time.Sleep(500 * time.Millisecond)
+	if n := e.rt.warmCount(); n != warms {
+		t.Fatalf("%d warm sandboxes made while the hit's task was still starting; want none until it started", n-warms)
+	}
+	if p := e.pool(); p.Ready != 0 || p.Hits != 1 {
+		t.Fatalf("pool %+v while the hit's task starts; want none ready and 1 hit", p)
+	}
+	close(gate)
+	if got := e.running(id); got.LastStatus != task.StatusRunning {
+		t.Fatalf("task is %s; want RUNNING", got)
+	}
+	e.waitPool(1)
+	if n := e.rt.warmCount(); n != warms+1 {
+		t.Errorf("%d warm sandboxes made after the start; want the one replacement", n-warms)
+	}
 }
 
 // TestWarmPoolMisses: tasks the pool cannot serve (another subnet, larger

@@ -56,6 +56,10 @@ type worker struct {
 	record atomic.Pointer[task.Task]
 	// reports queues the task's status reports (reports.go).
 	reports reports
+	// warmStarted tells the task's warm pool that the task that took one
+	// of its sandboxes has started its containers (or failed to): the
+	// pool's refill waits for it. Nil for a cold start.
+	warmStarted func()
 }
 
 // update hands the worker the latest version of its task, dropping an
@@ -137,6 +141,11 @@ func (w *worker) run(ctx context.Context) {
 	}
 
 	if !exists {
+		defer func() {
+			if w.warmStarted != nil {
+				w.warmStarted()
+			}
+		}()
 		if err := w.create(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
@@ -224,7 +233,7 @@ func (w *worker) create(ctx context.Context) error {
 		err := p.warmer.Claim(ctx, entry.id, spec)
 		switch {
 		case err == nil:
-			p.settle(true)
+			w.warmStarted = p.settle(true)
 			w.log.Info("warm pool hit: the task took a warm sandbox", "runtime", w.rtName, "warm_sandbox", entry.id, "ip", w.ip, "took", time.Since(began))
 			if w.ip != "" {
 				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
@@ -634,7 +643,11 @@ func (w *worker) watch(ctx context.Context) {
 		w.beginRun(wctx, tc, began, tc.Started, &u)
 		w.report(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{u}})
 	}
-	if err := w.startReady(wctx, exits, healths); err != nil {
+	err := w.startReady(wctx, exits, healths)
+	if w.warmStarted != nil {
+		w.warmStarted()
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return
 		}

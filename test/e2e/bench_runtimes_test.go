@@ -111,20 +111,29 @@ func bareRunscRuns(b *testing.B, n int) []time.Duration {
 		// A delete right after the run may find the sandbox still
 		// settling and fail: try again, then say so.
 		var err error
+		var out []byte
 		for try := 0; try < 5; try++ {
-			if err = exec.Command(runsc, "--root", filepath.Join(bundle, "runsc-state"), "delete", "--force", id).Run(); err == nil {
+			if out, err = exec.Command(runsc, "--root", filepath.Join(bundle, "runsc-state"), "delete", "--force", id).CombinedOutput(); err == nil {
 				break
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
 		if err != nil {
-			b.Errorf("runsc delete %s: %v", id, err)
+			b.Logf("runsc delete %s: %v: %s (its processes are killed below)", id, err, out)
 		}
 	}
 	// Whatever of them still runs goes (its state directory goes with
-	// the benchmark's temporary directory).
+	// the benchmark's temporary directory); nothing may be left.
 	exec.Command("pkill", "-9", "-f", "--", bundle).Run()
-	time.Sleep(100 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for exec.Command("pgrep", "-f", "--", bundle).Run() == nil {
+		if time.Now().After(deadline) {
+			out, _ := exec.Command("pgrep", "-af", "--", bundle).Output()
+			b.Errorf("bare runsc sandboxes still run after pkill -9: %s", out)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/bare-gv-*")
 	for _, cg := range cgroups {
 		os.Remove(cg)
