@@ -155,9 +155,10 @@ func benchPods(b *testing.B, rt string, n int) {
 }
 
 // hostDefaultRuntime reads the host's default runtime from the server's
-// start-up line.
+// start-up line, whose last "default: " names it (an emulated
+// micro-VM's line says it is "not the default: ...").
 func hostDefaultRuntime(log string) string {
-	i := strings.Index(log, "default: ")
+	i := strings.LastIndex(log, "default: ")
 	if i < 0 {
 		return "?"
 	}

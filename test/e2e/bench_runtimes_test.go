@@ -97,7 +97,7 @@ func bareRunscRuns(b *testing.B, n int) []time.Duration {
 	bundle := bareBundle(b)
 	var bare []time.Duration
 	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("bare-gv-%d", i)
+		id := fmt.Sprintf("bare-gv-%03d", i) // fixed width: runsc takes an ID's prefix for the ID
 		start := time.Now()
 		cmd := exec.Command(runsc, "--root", filepath.Join(bundle, "runsc-state"), "--network=none", "--platform=systrap",
 			"run", "--detach", "--bundle", bundle, id)
@@ -107,7 +107,7 @@ func bareRunscRuns(b *testing.B, n int) []time.Duration {
 		bare = append(bare, time.Since(start))
 	}
 	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("bare-gv-%d", i)
+		id := fmt.Sprintf("bare-gv-%03d", i) // fixed width: runsc takes an ID's prefix for the ID
 		// A delete right after the run may find the sandbox still
 		// settling and fail: try again, then say so.
 		var err error
