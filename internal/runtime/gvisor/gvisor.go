@@ -628,9 +628,8 @@ func (r *Runtime) oomKilled(rec *toolkit.ConmonRecord, name string) bool {
 }
 
 // Start implements runtime.Runtime: conmon runs the container's runtime
-// script, which adds the container to the sandbox ("runsc create" and
-// "runsc start" with conmon's stdio) and leaves a monitor for conmon to
-// wait on.
+// script, which adds the container to the sandbox ("runsc run --detach"
+// with conmon's stdio) and leaves a monitor for conmon to wait on.
 func (r *Runtime) Start(ctx context.Context, id, name string) error {
 	return r.sb.Start(id, name, func(rec *toolkit.ConmonRecord) error {
 		c := r.sb.Conmon(rec, name)

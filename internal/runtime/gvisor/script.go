@@ -6,8 +6,9 @@ import "strings"
 // (conmon's -r) to create it. conmon waits for the PID in the pid file it
 // names, but runsc writes there the sandbox's PID, which is no child of
 // conmon and outlives the container; and runsc takes a sub-container's
-// stdio at "runsc start", not at "runsc create". So the script runs both
-// with conmon's stdio, then leaves the container's monitor running and
+// stdio at "runsc start", not at "runsc create". So the script runs
+// "runsc run --detach" (create and start in one runsc process, one fewer
+// than the two commands) with conmon's stdio, then leaves the container's monitor running and
 // hands conmon the monitor's PID: the monitor becomes conmon's child
 // (conmon is a subreaper) and ends with the container's exit code.
 func runtimeScript(runsc string, flags []string, bundle, cid string) string {
@@ -24,8 +25,7 @@ if [ -z "$pidfile" ]; then
 	echo "conmon gave no --pid-file: $*" >&2
 	exit 1
 fi
-` + cmd + ` create --bundle ` + b + ` --pid-file ` + quote(bundle+"/runsc.pid") + ` ` + quote(cid) + ` || exit $?
-` + cmd + ` start ` + quote(cid) + ` || exit $?
+` + cmd + ` run --detach --bundle ` + b + ` --pid-file ` + quote(bundle+"/runsc.pid") + ` ` + quote(cid) + ` || exit $?
 ` + quote(bundle+"/monitor") + ` </dev/null >/dev/null 2>>` + quote(bundle+"/monitor.err") + ` &
 echo $! >"$pidfile"
 `
