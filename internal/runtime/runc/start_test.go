@@ -1,4 +1,4 @@
-package runc
+package runc_test
 
 import (
 	"context"
@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/runtime/runtimetest"
-	"vessel.dev/vessel/internal/testenv"
 )
 
 // createdContainer makes a container with "runc create" under r's state
 // root (a bundle of runc spec's defaults over the busybox layer running
 // sleep) and returns its init's PID; the test deletes it.
-func createdContainer(t *testing.T, r *Runtime, cid string) int {
+func createdContainer(t *testing.T, r *runc.Runtime, cid string) int {
 	t.Helper()
 	dir := t.TempDir()
 	if out, err := exec.Command("runc", "spec", "-b", dir).CombinedOutput(); err != nil {
@@ -27,10 +27,10 @@ func createdContainer(t *testing.T, r *Runtime, cid string) int {
 	runtimetest.BareBundle(t, filepath.Join(dir, "config.json"), runtimetest.BusyboxLayer(t))
 	pidFile := filepath.Join(dir, "pid")
 	// The container's stdio is /dev/null, so that nothing waits on it.
-	if err := exec.Command("runc", "--root", r.runcRoot, "create", "--bundle", dir, "--pid-file", pidFile, cid).Run(); err != nil {
+	if err := exec.Command("runc", "--root", r.RuncRoot(), "create", "--bundle", dir, "--pid-file", pidFile, cid).Run(); err != nil {
 		t.Fatalf("runc create: %v", err)
 	}
-	t.Cleanup(func() { exec.Command("runc", "--root", r.runcRoot, "delete", "--force", cid).Run() })
+	t.Cleanup(func() { exec.Command("runc", "--root", r.RuncRoot(), "delete", "--force", cid).Run() })
 	data, err := os.ReadFile(pidFile)
 	if err != nil {
 		t.Fatal(err)
@@ -42,27 +42,15 @@ func createdContainer(t *testing.T, r *Runtime, cid string) int {
 	return pid
 }
 
-func newStartRuntime(t *testing.T) *Runtime {
+func newStartRuntime(t *testing.T) *runc.Runtime {
 	t.Helper()
-	testenv.SkipShort(t, "real runc containers")
-	if os.Geteuid() != 0 {
-		t.Skip("runc needs root")
-	}
-	for _, b := range []string{"runc", "conmon"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed", b)
-		}
-	}
-	r, err := New(Config{StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	needRunc(t)
+	return newRuntime(t, t.TempDir())
 }
 
-func runcStatus(t *testing.T, r *Runtime, cid string) string {
+func runcStatus(t *testing.T, r *runc.Runtime, cid string) string {
 	t.Helper()
-	out, err := exec.Command("runc", "--root", r.runcRoot, "state", cid).Output()
+	out, err := exec.Command("runc", "--root", r.RuncRoot(), "state", cid).Output()
 	if err != nil {
 		t.Fatalf("runc state: %v", err)
 	}
@@ -83,7 +71,7 @@ func TestStartRunsTheCreatedProcess(t *testing.T) {
 	if st := runcStatus(t, r, "start-ok"); st != "created" {
 		t.Fatalf("status before the start %q, want created", st)
 	}
-	if err := r.start(context.Background(), "start-ok", "start-ok", pid); err != nil {
+	if err := r.StartCreated(context.Background(), "start-ok", "start-ok", pid); err != nil {
 		t.Fatal(err)
 	}
 	if st := runcStatus(t, r, "start-ok"); st != "running" {
@@ -112,7 +100,7 @@ func TestStartOfADeadInit(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err := r.start(ctx, "start-dead", "start-dead", pid)
+	err := r.StartCreated(ctx, "start-dead", "start-dead", pid)
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "ended before its process ran") {
 		t.Fatalf("start of a killed init: %v (context: %v); want an error saying it ended", err, ctx.Err())
 	}
@@ -123,17 +111,17 @@ func TestStartOfADeadInit(t *testing.T) {
 // context's deadline, and the start's blocked open is ended too.
 func TestStartGivesUpAtItsDeadline(t *testing.T) {
 	r := newStartRuntime(t)
-	dir := filepath.Join(r.runcRoot, "start-stuck")
+	dir := filepath.Join(r.RuncRoot(), "start-stuck")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	fifo := filepath.Join(dir, execFifo)
+	fifo := filepath.Join(dir, runc.ExecFifo)
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if err := r.start(ctx, "start-stuck", "start-stuck", os.Getpid()); err != context.DeadlineExceeded {
+	if err := r.StartCreated(ctx, "start-stuck", "start-stuck", os.Getpid()); err != context.DeadlineExceeded {
 		t.Fatalf("start: %v; want the context's deadline", err)
 	}
 	// No reader is left on the fifo: a writer's non-blocking open finds none.
