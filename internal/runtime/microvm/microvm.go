@@ -567,6 +567,10 @@ func (r *Runtime) startMonitor(dir string) (<-chan error, error) {
 	return done, os.WriteFile(filepath.Join(dir, "monitor.pid"), []byte(strconv.Itoa(c.Process.Pid)), 0o600)
 }
 
+// errMonitorStopped is waitReady's error for a monitor that ended before
+// the guest's answer.
+var errMonitorStopped = errors.New("the VM's monitor stopped")
+
 // waitReady waits for the guest's answer to the monitor's hello.
 func (r *Runtime) waitReady(ctx context.Context, dir string, monDone <-chan error) error {
 	ctx, cancel := context.WithTimeout(ctx, bootTimeout)
@@ -585,7 +589,7 @@ func (r *Runtime) waitReady(ctx context.Context, dir string, monDone <-chan erro
 		}
 		select {
 		case err := <-monDone:
-			return fmt.Errorf("the VM's monitor stopped (%v): %s", err, tail(filepath.Join(dir, "monitor.log")))
+			return fmt.Errorf("%w (%v): %s", errMonitorStopped, err, tail(filepath.Join(dir, "monitor.log")))
 		case <-ctx.Done():
 			return fmt.Errorf("the guest agent did not answer: %w; console: %s", ctx.Err(), tail(filepath.Join(dir, "console.log")))
 		case <-t.C:

@@ -148,9 +148,9 @@ var errClaimCrash = errors.New("microvm runtime: claim stopped for a test (claim
 // makes the task's directory with its record, naming the warm VM (the
 // record's VM): from then on the sandbox is the task's, found by its ID
 // alone, and the VM's files keep their warm ID's directory. Last, the
-// VM's monitor is started again with the task's configuration (its
-// containers, log directory and the guest's part), and the guest,
-// claimed by its hello, sets the task up.
+// VM's monitor takes the task's configuration (its containers, log
+// directory and the guest's part; reloadMonitor), and the guest, claimed
+// by its new hello, sets the task up.
 //
 // A crash before the rename leaves the warm sandbox (an image in a slot
 // is overwritten by the next Claim); after it, the task's sandbox, which
@@ -282,20 +282,60 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) (
 	if err := fsutil.WriteFileDurable(filepath.Join(dir, "monitor.json"), data); err != nil {
 		return err
 	}
-	if err := stopProcess(filepath.Join(dir, "monitor.pid"), dir+"/"); err != nil {
+	if err := os.Remove(filepath.Join(dir, "ready")); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	if err := os.Remove(filepath.Join(dir, "ready")); err != nil && !os.IsNotExist(err) {
+	if err := r.reloadMonitor(ctx, dir); err != nil {
+		return fmt.Errorf("microvm runtime: claim of warm sandbox %s: %w", warmID, err)
+	}
+	return nil
+}
+
+// reloadMonitor has the VM's running monitor take its rewritten
+// configuration and send the guest a hello with it (SIGHUP, see
+// monitor.Run), and waits for the guest's answer. The control channel's
+// connection stays up through a claim: a monitor stopped and started
+// anew, as claims were served before, once in a few hundred claims got no
+// answer to the new connection's hello. Only a monitor that is not
+// running, or stops before the answer, is started anew (its hello claims
+// the guest too, or gets the state of one already claimed).
+func (r *Runtime) reloadMonitor(ctx context.Context, dir string) error {
+	pidFile := filepath.Join(dir, "monitor.pid")
+	if pid := toolkit.ReadPid(pidFile); alive(pid, dir+"/") && syscall.Kill(pid, syscall.SIGHUP) == nil {
+		wctx, cancel := context.WithCancel(ctx)
+		err := r.waitReady(wctx, dir, watchProcess(wctx, pid, dir+"/"))
+		cancel()
+		if !errors.Is(err, errMonitorStopped) {
+			return err
+		}
+	}
+	if err := stopProcess(pidFile, dir+"/"); err != nil {
 		return err
 	}
 	monDone, err := r.startMonitor(dir)
 	if err != nil {
 		return err
 	}
-	if err := r.waitReady(ctx, dir, monDone); err != nil {
-		return fmt.Errorf("microvm runtime: claim of warm sandbox %s: %w", warmID, err)
-	}
-	return nil
+	return r.waitReady(ctx, dir, monDone)
+}
+
+// watchProcess reports on the returned channel when pid (with mark in its
+// command line, see alive) is gone, checking until ctx ends.
+func watchProcess(ctx context.Context, pid int, mark string) <-chan error {
+	gone := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for alive(pid, mark) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		gone <- errors.New("exited")
+	}()
+	return gone
 }
 
 // commitClaim makes the task's directory with its record in one rename

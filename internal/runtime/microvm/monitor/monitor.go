@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"vessel.dev/vessel/internal/guestproto"
@@ -48,39 +50,28 @@ type Config struct {
 // <config>): it holds the control channel for as long as the VM runs,
 // writes the containers' logs and exit codes to files, and relays the
 // runtime's requests. It returns when the VM's side of the channel closes.
+//
+// On SIGHUP it reads its configuration again and sends the guest a hello
+// with the new guest part: how a warm VM is claimed for a task without
+// the control channel's connection being dropped (see reload).
 func Run(configPath string) error {
-	data, err := os.ReadFile(configPath)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	cfg, err := loadConfig(configPath)
 	if err != nil {
 		return err
-	}
-	var cfg Config
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return fmt.Errorf("%s: %w", configPath, err)
 	}
 	for _, p := range cfg.CgroupProcs {
 		if err := os.WriteFile(p, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 			return fmt.Errorf("join the sandbox's cgroup: %w", err)
 		}
 	}
-	m := &monitor{cfg: cfg, names: map[string]bool{}, logs: map[string]*os.File{}, routes: map[uint64]*route{}}
-	for _, c := range cfg.Guest.Containers {
-		if !safeName(c.Name) {
-			return fmt.Errorf("%s: container name %q: want a plain file name", configPath, c.Name)
-		}
-		m.names[c.Name] = true
+	m := &monitor{logs: map[string]*os.File{}, routes: map[uint64]*route{}}
+	if err := m.configure(cfg); err != nil {
+		return fmt.Errorf("%s: %w", configPath, err)
 	}
-	for _, d := range []struct {
-		path string
-		root **os.Root
-	}{{cfg.LogDir, &m.logDir}, {cfg.ExitDir, &m.exitDir}, {cfg.StartedDir, &m.startedDir}} {
-		if err := os.MkdirAll(d.path, 0o755); err != nil {
-			return err
-		}
-		if *d.root, err = os.OpenRoot(d.path); err != nil {
-			return err
-		}
-		defer (*d.root).Close()
-	}
+	defer m.closeRoots()
 	var conn net.Conn
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		conn, err = net.Dial("unix", cfg.Control)
@@ -102,6 +93,7 @@ func Run(configPath string) error {
 		return err
 	}
 	go m.accept(ln)
+	go m.reloads(configPath, hup)
 	stopConsole := make(chan struct{})
 	defer close(stopConsole)
 	go capConsole(cfg.ConsoleLog, cfg.ConsoleMaxBytes, stopConsole)
@@ -121,6 +113,90 @@ func Run(configPath string) error {
 	return err
 }
 
+func loadConfig(path string) (Config, error) {
+	var cfg Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, err
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// configure takes cfg's containers and directories (checked, the
+// directories made and opened) in place of the ones the monitor had.
+func (m *monitor) configure(cfg Config) error {
+	names := map[string]bool{}
+	for _, c := range cfg.Guest.Containers {
+		if !safeName(c.Name) {
+			return fmt.Errorf("container name %q: want a plain file name", c.Name)
+		}
+		names[c.Name] = true
+	}
+	var roots [3]*os.Root
+	for i, dir := range []string{cfg.LogDir, cfg.ExitDir, cfg.StartedDir} {
+		err := os.MkdirAll(dir, 0o755)
+		if err == nil {
+			roots[i], err = os.OpenRoot(dir)
+		}
+		if err != nil {
+			for _, r := range roots[:i] {
+				r.Close()
+			}
+			return err
+		}
+	}
+	m.cfgMu.Lock()
+	defer m.cfgMu.Unlock()
+	m.closeRoots()
+	m.cfg, m.names = cfg, names
+	m.logDir, m.exitDir, m.startedDir = roots[0], roots[1], roots[2]
+	m.mu.Lock()
+	for name, f := range m.logs {
+		f.Close()
+		delete(m.logs, name)
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *monitor) closeRoots() {
+	for _, r := range []*os.Root{m.logDir, m.exitDir, m.startedDir} {
+		if r != nil {
+			r.Close()
+		}
+	}
+}
+
+// reloads serves SIGHUP: the configuration is read again (its sockets,
+// cgroups and console are kept) and its guest part sent in a new hello,
+// which claims a VM booted warm for the task the configuration now
+// describes. The guest answers on the same connection, and the ready
+// file is written as at the start. A configuration the monitor cannot
+// take is written to the ready file as the error, so that the runtime
+// waiting for it does not wait for a hello never sent.
+func (m *monitor) reloads(path string, hup <-chan os.Signal) {
+	for range hup {
+		cfg, err := loadConfig(path)
+		if err == nil {
+			err = m.configure(cfg)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vessel-guest monitor: reload: %v\n", err)
+			m.cfgMu.Lock()
+			writeAtomic(nil, m.cfg.ReadyFile, []byte("the VM's monitor could not take its new configuration: "+err.Error()))
+			m.cfgMu.Unlock()
+			continue
+		}
+		g := cfg.Guest
+		if err := m.guest.Send(guestproto.Msg{Op: guestproto.OpHello, Config: &g}); err != nil {
+			fmt.Fprintf(os.Stderr, "vessel-guest monitor: reload: hello: %v\n", err)
+		}
+	}
+}
+
 // safeName reports whether name can be a file name in the monitor's
 // directories: not empty, ".", "..", nor with a separator or NUL.
 func safeName(name string) bool {
@@ -132,8 +208,12 @@ func safeName(name string) bool {
 const maxRefusalLogs = 20
 
 type monitor struct {
-	cfg   Config
 	guest *guestproto.Conn
+
+	// cfgMu guards the configuration, which a reload replaces; the
+	// guest's messages are handled under it.
+	cfgMu sync.Mutex
+	cfg   Config
 	// names are the sandbox's containers: the only names the guest's
 	// messages may carry. Files are opened only below these roots.
 	names                       map[string]bool
@@ -196,69 +276,76 @@ func (m *monitor) readGuest() error {
 		if err != nil {
 			return err
 		}
-		switch msg.Op {
-		case guestproto.EvReady:
-			writeAtomic(nil, m.cfg.ReadyFile, []byte(msg.Error))
-		case guestproto.EvState:
-			for _, s := range msg.State {
-				if !m.known(msg.Op, s.Name) {
-					continue
-				}
-				if s.Started {
-					writeAtomic(m.startedDir, s.Name, nil)
-				}
-				if s.Exited {
-					m.writeExit(s)
-				}
-			}
-			if _, err := os.Stat(m.cfg.ReadyFile); err != nil {
-				writeAtomic(nil, m.cfg.ReadyFile, []byte(msg.Error))
-			}
-		case guestproto.EvLog:
-			if !m.known(msg.Op, msg.Container) {
+		m.cfgMu.Lock()
+		m.handle(msg)
+		m.cfgMu.Unlock()
+	}
+}
+
+// handle takes one message of the guest (under cfgMu).
+func (m *monitor) handle(msg guestproto.Msg) {
+	switch msg.Op {
+	case guestproto.EvReady:
+		writeAtomic(nil, m.cfg.ReadyFile, []byte(msg.Error))
+	case guestproto.EvState:
+		for _, s := range msg.State {
+			if !m.known(msg.Op, s.Name) {
 				continue
 			}
-			if msg.Stream != "stdout" && msg.Stream != "stderr" {
-				m.refuse("log of container %s on stream %q", msg.Container, truncate(msg.Stream, 64))
-				continue
+			if s.Started {
+				writeAtomic(m.startedDir, s.Name, nil)
 			}
-			if bytes.IndexByte(msg.Data, '\n') >= 0 {
-				// The agent sends one line per message: a newline
-				// would forge lines of the log file.
-				m.refuse("log of container %s with a newline in its line", msg.Container)
-				continue
+			if s.Exited {
+				m.writeExit(s)
 			}
-			m.writeLog(msg)
-		case guestproto.EvStarted:
-			if m.known(msg.Op, msg.Container) {
-				writeAtomic(m.startedDir, msg.Container, nil)
-			}
-		case guestproto.EvExit:
-			if !m.known(msg.Op, msg.Container) {
-				continue
-			}
-			m.closeLog(msg.Container)
-			m.writeExit(guestproto.ContainerState{Name: msg.Container, Started: true, Exited: true, Code: msg.Code,
-				OOMKilled: msg.OOMKilled, ExitedAt: time.Now()})
-		case guestproto.EvReply, guestproto.EvOutput, guestproto.EvExecExit:
-			m.mu.Lock()
-			r := m.routes[msg.ID]
-			end := msg.Op == guestproto.EvExecExit || (msg.Op == guestproto.EvReply && (!r.isExec() || msg.Error != ""))
-			if end {
-				delete(m.routes, msg.ID)
-			}
-			m.mu.Unlock()
-			if r == nil {
-				continue
-			}
-			msg.ID = r.clientID
-			r.conn.Send(msg)
-			if end {
-				r.raw.Close()
-			}
-		default:
-			m.refuse("unknown event %q", truncate(msg.Op, 64))
 		}
+		if _, err := os.Stat(m.cfg.ReadyFile); err != nil {
+			writeAtomic(nil, m.cfg.ReadyFile, []byte(msg.Error))
+		}
+	case guestproto.EvLog:
+		if !m.known(msg.Op, msg.Container) {
+			return
+		}
+		if msg.Stream != "stdout" && msg.Stream != "stderr" {
+			m.refuse("log of container %s on stream %q", msg.Container, truncate(msg.Stream, 64))
+			return
+		}
+		if bytes.IndexByte(msg.Data, '\n') >= 0 {
+			// The agent sends one line per message: a newline
+			// would forge lines of the log file.
+			m.refuse("log of container %s with a newline in its line", msg.Container)
+			return
+		}
+		m.writeLog(msg)
+	case guestproto.EvStarted:
+		if m.known(msg.Op, msg.Container) {
+			writeAtomic(m.startedDir, msg.Container, nil)
+		}
+	case guestproto.EvExit:
+		if !m.known(msg.Op, msg.Container) {
+			return
+		}
+		m.closeLog(msg.Container)
+		m.writeExit(guestproto.ContainerState{Name: msg.Container, Started: true, Exited: true, Code: msg.Code,
+			OOMKilled: msg.OOMKilled, ExitedAt: time.Now()})
+	case guestproto.EvReply, guestproto.EvOutput, guestproto.EvExecExit:
+		m.mu.Lock()
+		r := m.routes[msg.ID]
+		end := msg.Op == guestproto.EvExecExit || (msg.Op == guestproto.EvReply && (!r.isExec() || msg.Error != ""))
+		if end {
+			delete(m.routes, msg.ID)
+		}
+		m.mu.Unlock()
+		if r == nil {
+			return
+		}
+		msg.ID = r.clientID
+		r.conn.Send(msg)
+		if end {
+			r.raw.Close()
+		}
+	default:
+		m.refuse("unknown event %q", truncate(msg.Op, 64))
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,5 +186,88 @@ func TestMonitorBoundsMessages(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(filepath.Join(cfg.LogDir, "app.log")); len(data) > 0 {
 		t.Errorf("the endless line was logged (%d bytes)", len(data))
+	}
+}
+
+// TestMonitorReload: on SIGHUP the monitor takes its rewritten
+// configuration on the same connection (how a warm VM is claimed): the
+// guest gets a second hello with the new containers, the new log
+// directory receives the new container's log, and a name of the old
+// configuration is refused from then on. A configuration it cannot take
+// is written to the ready file as the error, and no hello is sent for it.
+func TestMonitorReload(t *testing.T) {
+	root, cfg, cfgPath := sandboxLayout(t)
+	newCfg := cfg
+	newCfg.LogDir = filepath.Join(root, "a", "b", "task-logs")
+	newCfg.Guest = guestproto.Config{Containers: []guestproto.Container{{Name: "web", Disk: "img0", Args: []string{"true"}}}}
+	bad := newCfg
+	bad.Guest = guestproto.Config{Containers: []guestproto.Container{{Name: "../web", Disk: "img0", Args: []string{"true"}}}}
+	write := func(c Config) {
+		data, _ := json.Marshal(c)
+		if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+			t.Error(err)
+		}
+	}
+	waitFile := func(path string) []byte {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if data, err := os.ReadFile(path); err == nil {
+				return data
+			}
+		}
+		t.Errorf("%s was not written", path)
+		return nil
+	}
+	hellos := make(chan guestproto.Msg, 4)
+	done := fakeGuest(t, cfg.Control, func(c net.Conn, br *bufio.Reader) {
+		enc := json.NewEncoder(c)
+		enc.Encode(guestproto.Msg{Op: guestproto.EvReady})
+		waitFile(cfg.ReadyFile)
+		os.Remove(cfg.ReadyFile)
+		write(bad)
+		syscall.Kill(os.Getpid(), syscall.SIGHUP)
+		if msg := waitFile(cfg.ReadyFile); !strings.Contains(string(msg), "could not take its new configuration") {
+			t.Errorf("ready after a bad configuration = %q, want the monitor's error", msg)
+		}
+		os.Remove(cfg.ReadyFile)
+		write(newCfg)
+		syscall.Kill(os.Getpid(), syscall.SIGHUP)
+		line, err := br.ReadBytes('\n')
+		var hello guestproto.Msg
+		if err == nil {
+			err = json.Unmarshal(line, &hello)
+		}
+		if err != nil {
+			t.Errorf("the second hello: %v", err)
+			return
+		}
+		hellos <- hello
+		enc.Encode(guestproto.Msg{Op: guestproto.EvReady})
+		waitFile(cfg.ReadyFile)
+		enc.Encode(guestproto.Msg{Op: guestproto.EvLog, Container: "app", Stream: "stdout", Data: []byte("old name")})
+		enc.Encode(guestproto.Msg{Op: guestproto.EvLog, Container: "web", Stream: "stdout", Data: []byte("claimed")})
+		enc.Encode(guestproto.Msg{Op: guestproto.EvExit, Container: "web", Code: 0})
+	})
+	if err := Run(cfgPath); err != nil && err != io.EOF {
+		t.Logf("monitor: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case hello := <-hellos:
+		if hello.Op != guestproto.OpHello || hello.Config == nil || len(hello.Config.Containers) != 1 || hello.Config.Containers[0].Name != "web" {
+			t.Errorf("second hello = %+v, want a hello with container web", hello)
+		}
+	default:
+		t.Fatal("no second hello")
+	}
+	if data, err := os.ReadFile(filepath.Join(newCfg.LogDir, "web.log")); err != nil || !strings.HasSuffix(strings.TrimSpace(string(data)), " stdout F claimed") {
+		t.Errorf("web.log = %q, %v; want the line \"claimed\"", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.LogDir, "app.log")); err == nil {
+		t.Error("a log of the old configuration's container was written after the reload")
+	}
+	if _, err := os.Stat(filepath.Join(cfg.ExitDir, "web")); err != nil {
+		t.Errorf("web's exit: %v", err)
 	}
 }
