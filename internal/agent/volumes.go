@@ -113,7 +113,7 @@ func boundVolumes(ctx context.Context, dir string, sizeGiB int) error {
 	if err := fsutil.MakeExt4Image(ctx, img, sizeGiB); err != nil {
 		return err
 	}
-	if err := fsutil.MountLoop(ctx, img, root); err != nil {
+	if err := fsutil.MountLoop(img, root, unix.MS_NOSUID|unix.MS_NODEV); err != nil {
 		return err
 	}
 	// The root of the file system is the agent's, as the directory it

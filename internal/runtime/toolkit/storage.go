@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,12 +31,7 @@ func setupStorage(ctx context.Context, log *slog.Logger, dir string, sizeGiB int
 		if err := takeExt4Image(ctx, img, sizeGiB); err != nil {
 			return err
 		}
-		// mount(8) finds a free loop device and sets it to detach itself
-		// when unmounted (autoclear).
-		if out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "loop,noatime", img, rw).CombinedOutput(); err != nil {
-			return fmt.Errorf("loop mount: %w: %s", err, strings.TrimSpace(string(out)))
-		}
-		return nil
+		return fsutil.MountLoop(img, rw, 0)
 	}()
 	if err != nil {
 		log.Warn("ephemeral storage is a plain directory without a size limit", "dir", rw, "err", err)
