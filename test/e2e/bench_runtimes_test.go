@@ -62,7 +62,7 @@ func BenchmarkIsolatedRuntimes(b *testing.B) {
 		stopAllB(c)
 		var out []time.Duration
 		for i := 0; i < n; i++ {
-			tk := waitForB(b, c, runOneB(b, c, family), "RUNNING")
+			tk := waitStampedB(b, c, runOneB(b, c, family), "RUNNING")
 			out = append(out, tk.StartedAt.Sub(*tk.CreatedAt))
 		}
 		return out

@@ -71,7 +71,7 @@ func BenchmarkWarmLaunch(b *testing.B) {
 				waitPoolB(b, s, rt, hits0+float64(i), 2)
 			}
 			arn := runOneB(b, c, "idle")
-			tk := waitForB(b, c, arn, "RUNNING")
+			tk := waitStampedB(b, c, arn, "RUNNING")
 			out = append(out, tk.StartedAt.Sub(*tk.CreatedAt))
 		}
 		if warm {
