@@ -23,8 +23,9 @@ import (
 //   - table bridge <name>, chain prerouting (hook prerouting, priority
 //     filter): frames entering a bridge from a task's veth must carry the
 //     task's MAC and, for IPv4 and ARP, its address; anything else (IPv6,
-//     VLAN tags, other ether types) is dropped. A task's rules are in place
-//     before its veth exists; veths on the bridges that no lease accounts
+//     VLAN tags, other ether types) is dropped. The tasks' identities are
+//     elements of the table's sets (portSets), looked up by three rules. A
+//     task's elements are in place before its veth exists; veths on the bridges that no lease accounts
 //     for are deleted by Reconcile (meta ibrname, which would match them,
 //     is not in every kernel);
 //   - table inet <name>, chain input (hook input, priority filter): a task
@@ -145,6 +146,44 @@ type portRule struct {
 	ip   netip.Addr
 }
 
+// reg32 is the first 4-byte register (NFT_REG32_00): a concatenation's
+// parts are loaded into consecutive ones, each padded to a multiple of 4
+// bytes, as the set's key is laid out.
+const reg32 = 8
+
+// The bridge table's sets of task identities (portSets' order).
+const (
+	portSetIPv4  = iota // veth . MAC . IPv4 address
+	portSetARP          // veth . MAC . ARP sender MAC . ARP sender address
+	portSetVeths        // the tasks' veths
+)
+
+// portSets returns the bridge table's sets of task identities.
+func portSets(brt *nftables.Table) []*nftables.Set {
+	ifn, mac, ip := nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIPAddr
+	return []*nftables.Set{
+		portSetIPv4:  {Table: brt, Name: "task_ipv4", Concatenation: true, KeyType: nftables.MustConcatSetType(ifn, mac, ip)},
+		portSetARP:   {Table: brt, Name: "task_arp", Concatenation: true, KeyType: nftables.MustConcatSetType(ifn, mac, mac, ip)},
+		portSetVeths: {Table: brt, Name: "task_veths", KeyType: ifn},
+	}
+}
+
+// portKey is p's element of set i of portSets: the parts in the order of
+// the set's type, each padded to a multiple of 4 bytes.
+func portKey(set int, p portRule) []byte {
+	mac := make([]byte, 8) // 6 bytes and 2 of padding
+	copy(mac, p.mac)
+	ip := p.ip.AsSlice()
+	switch set {
+	case portSetIPv4:
+		return slices.Concat(ifname(p.veth), mac, ip)
+	case portSetARP:
+		return slices.Concat(ifname(p.veth), mac, mac, ip)
+	default:
+		return ifname(p.veth)
+	}
+}
+
 // syncFirewall rebuilds the manager's tables from the subnets and the
 // current leases in one transaction: there is no moment without rules.
 func (m *Manager) syncFirewall() error {
@@ -234,21 +273,48 @@ func (m *Manager) syncFirewall() error {
 		}
 	}
 
-	// No spoofing on the bridges.
+	// No spoofing on the bridges. Each task's identity is an element of
+	// the bridge table's sets (portSets), so that the chain is three
+	// rules whatever the number of tasks: a frame is one hash lookup, and
+	// a rebuild writes three small elements per task, not seven rules.
+	sets := portSets(brt)
+	for i, set := range sets {
+		if err := c.AddSet(set, nil); err != nil {
+			return fmt.Errorf("network: nftables set %s: %w", set.Name, err)
+		}
+		c.FlushSet(set)
+		var elems []nftables.SetElement
+		for _, p := range ports {
+			elems = append(elems, nftables.SetElement{Key: portKey(i, p)})
+		}
+		if len(elems) > 0 {
+			if err := c.SetAddElements(set, elems); err != nil {
+				return fmt.Errorf("network: nftables set %s: %w", set.Name, err)
+			}
+		}
+	}
 	etherType := func(t uint16) []expr.Any {
 		return payloadCmp(expr.PayloadBaseLLHeader, 12, 2, expr.CmpOpEq, binaryutil.BigEndian.PutUint16(t))
 	}
-	for _, p := range ports {
-		in := metaIs(expr.MetaKeyIIFNAME, ifname(p.veth))
-		ip := p.ip.AsSlice()
-		add(pre, brt, rule(in, payloadCmp(expr.PayloadBaseLLHeader, 6, 6, expr.CmpOpNeq, p.mac), verdict(drop)))
-		add(pre, brt, rule(in, etherType(unix.ETH_P_IP), payloadCmp(expr.PayloadBaseNetworkHeader, 12, 4, expr.CmpOpNeq, ip), verdict(drop)))
-		add(pre, brt, rule(in, etherType(unix.ETH_P_IP), verdict(accept)))
-		add(pre, brt, rule(in, etherType(unix.ETH_P_ARP), payloadCmp(expr.PayloadBaseNetworkHeader, 8, 6, expr.CmpOpNeq, p.mac), verdict(drop)))
-		add(pre, brt, rule(in, etherType(unix.ETH_P_ARP), payloadCmp(expr.PayloadBaseNetworkHeader, 14, 4, expr.CmpOpNeq, ip), verdict(drop)))
-		add(pre, brt, rule(in, etherType(unix.ETH_P_ARP), verdict(accept)))
-		add(pre, brt, rule(in, verdict(drop))) // IPv6 (Vessel gives tasks none), VLAN tags, anything else
+	lookup := func(set *nftables.Set) *expr.Lookup {
+		return &expr.Lookup{SourceRegister: reg32, SetName: set.Name, SetID: set.ID}
 	}
+	iif := &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg32}
+	// IPv4 from the veth's task: veth . ether saddr . ip saddr.
+	add(pre, brt, rule(etherType(unix.ETH_P_IP), []expr.Any{iif,
+		&expr.Payload{DestRegister: reg32 + 4, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},
+		&expr.Payload{DestRegister: reg32 + 6, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		lookup(sets[portSetIPv4])}, verdict(accept)))
+	// ARP from the veth's task: veth . ether saddr . sender MAC . sender
+	// address.
+	add(pre, brt, rule(etherType(unix.ETH_P_ARP), []expr.Any{iif,
+		&expr.Payload{DestRegister: reg32 + 4, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},
+		&expr.Payload{DestRegister: reg32 + 6, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 6},
+		&expr.Payload{DestRegister: reg32 + 8, Base: expr.PayloadBaseNetworkHeader, Offset: 14, Len: 4},
+		lookup(sets[portSetARP])}, verdict(accept)))
+	// Anything else from a task's veth: another identity, IPv6 (Vessel
+	// gives tasks none), VLAN tags, other ether types.
+	add(pre, brt, rule([]expr.Any{iif, lookup(sets[portSetVeths])}, verdict(drop)))
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("network: install nftables rules (table %s): %w", m.fwTable, err)
 	}
@@ -274,8 +340,9 @@ func (m *Manager) removeFirewall() error {
 	return errors.Join(errs...)
 }
 
-// firewallRules counts the rules in the manager's tables (tests).
-func (m *Manager) firewallRules() (int, error) {
+// firewallEntries counts the rules and set elements in the manager's
+// tables (tests).
+func (m *Manager) firewallEntries() (int, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return 0, err
@@ -296,6 +363,17 @@ func (m *Manager) firewallRules() (int, error) {
 				return 0, err
 			}
 			n += len(rs)
+		}
+		sets, err := c.GetSets(t)
+		if err != nil {
+			return 0, err
+		}
+		for _, set := range sets {
+			elems, err := c.GetSetElements(set)
+			if err != nil {
+				return 0, err
+			}
+			n += len(elems)
 		}
 	}
 	return n, nil
