@@ -84,8 +84,6 @@ func warmLeases(t testing.TB, s *server) (warm []string, ips []string) {
 	return warm, ips
 }
 
-var warmIDRE = regexp.MustCompile(`warm-runc-[0-9a-f]{8}`)
-
 // TestWarmPoolRunc runs `vessel server --warm-pool runc=2`: tasks take warm
 // sandboxes (the metrics count the hits), nothing of a task (a file, a
 // process, a listening socket, its address) is visible to the task of the
@@ -96,7 +94,20 @@ func TestWarmPoolRunc(t *testing.T) {
 	if _, ok := any(&runc.Runtime{}).(runtime.Warmer); !ok {
 		t.Skip("runc has no warm sandboxes in this build (runtime.Warmer): the runtime's part of the pools is not merged")
 	}
-	s := startRuncServer(t, "--warm-pool", "runc=2")
+	warmPoolTest(t, "runc")
+}
+
+// TestWarmPoolGVisor is TestWarmPoolRunc through `vessel server --runtime
+// gvisor --warm-pool gvisor=2`: a warm gVisor sandbox is booted, its
+// root container started, before its task comes.
+func TestWarmPoolGVisor(t *testing.T) {
+	warmPoolTest(t, "gvisor")
+}
+
+func warmPoolTest(t *testing.T, rt string) {
+	pool := rt + "=2"
+	s := startRuncServer(t, "--runtime", rt, "--runtimes", "sim,"+rt, "--warm-pool", pool)
+	warmIDRE := regexp.MustCompile(`warm-` + rt + `-[0-9a-f]{8}`)
 	finished := false
 	t.Cleanup(func() {
 		// A test that failed half way: a start without the pool deletes
@@ -105,7 +116,7 @@ func TestWarmPoolRunc(t *testing.T) {
 			return
 		}
 		s.kill(syscall.SIGTERM)
-		s.extra = slices.DeleteFunc(slices.Clone(s.extra), func(a string) bool { return a == "--warm-pool" || a == "runc=2" })
+		s.extra = slices.DeleteFunc(slices.Clone(s.extra), func(a string) bool { return a == "--warm-pool" || a == pool })
 		if s.launch() == nil {
 			testutil.Wait(60*time.Second, func() error {
 				if _, ips := warmLeases(t, s); len(ips) > 0 {
@@ -127,9 +138,9 @@ func TestWarmPoolRunc(t *testing.T) {
 			seen[id] = true
 		}
 	}
-	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
-	if out, _, _ := s.vessel("host", "ls"); !strings.Contains(out, "runc 2/2") {
-		t.Errorf("vessel host ls does not show the pool (runc 2/2):\n%s", out)
+	waitWarmMetric(t, s, "vessel_warm_pool_size", rt, 2)
+	if out, _, _ := s.vessel("host", "ls"); !strings.Contains(out, rt+" 2/2") {
+		t.Errorf("vessel host ls does not show the pool (%s 2/2):\n%s", rt, out)
 	}
 
 	sh := func(arn, script string) string {
@@ -142,11 +153,11 @@ func TestWarmPoolRunc(t *testing.T) {
 		"echo secret > /tmp/secret; sleep 4242 & mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 8080 -h /www")
 	ta := waitFor(t, c, a, "RUNNING", 60*time.Second)
 	ipA := taskIP(ta)
-	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 1)
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", rt, 1)
 	b := runImage(t, c, "warm-second", img, "512", "sleep", "1000")
 	tb := waitFor(t, c, b, "RUNNING", 60*time.Second)
 	ipB := taskIP(tb)
-	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 2)
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", rt, 2)
 	if ipA == "" || ipA == ipB {
 		t.Fatalf("two tasks of warm sandboxes hold addresses %q and %q; want two", ipA, ipB)
 	}
@@ -164,26 +175,26 @@ func TestWarmPoolRunc(t *testing.T) {
 
 	c.StopTask(context.Background(), &ecs.StopTaskInput{Task: aws.String(a)})
 	waitFor(t, c, a, "STOPPED", 60*time.Second)
-	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
+	waitWarmMetric(t, s, "vessel_warm_pool_size", rt, 2)
 	if _, ips := warmLeases(t, s); slices.Contains(ips, ipA) {
 		t.Errorf("the stopped task's address %s is still leased", ipA)
 	}
 	// The next warm sandbox's task: nothing of the first.
 	cc := runImage(t, c, "warm-third", img, "512", "sleep", "1000")
 	tc := waitFor(t, c, cc, "RUNNING", 60*time.Second)
-	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 3)
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", rt, 3)
 	if ipC := taskIP(tc); ipC == ipB || ipC == "" {
 		t.Errorf("the third task's address %q; want one of its own (the second holds %s)", ipC, ipB)
 	}
 	if got := sh(cc, clean+"; nc -w 2 "+ipA+" 8080 </dev/null 2>/dev/null && echo connected || echo unreachable"); got != "nofile\nnoproc\nunreachable" {
 		t.Errorf("the third task sees something of the first (file, process, listener at %s:8080): %q", ipA, got)
 	}
-	if m := warmMetric(t, s, "vessel_warm_pool_misses_total", "runc"); m != 0 {
+	if m := warmMetric(t, s, "vessel_warm_pool_misses_total", rt); m != 0 {
 		t.Errorf("%v misses; want none", m)
 	}
 
 	// kill -9 with two warm sandboxes: the next start adopts them.
-	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
+	waitWarmMetric(t, s, "vessel_warm_pool_size", rt, 2)
 	warm, _ := warmLeases(t, s)
 	if len(warm) != 2 {
 		t.Fatalf("warm sandboxes' leases %v; want 2", warm)
@@ -197,20 +208,20 @@ func TestWarmPoolRunc(t *testing.T) {
 		}
 		return nil
 	})
-	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
+	waitWarmMetric(t, s, "vessel_warm_pool_size", rt, 2)
 	if again, _ := warmLeases(t, s); !slices.Equal(again, warm) {
 		t.Errorf("warm sandboxes after the restart %v; want the adopted %v:\n%s", again, warm, logLinesOf(s, []string{"warm"}))
 	}
 	// The adopted sandboxes serve.
 	d := runImage(t, c, "warm-fourth", img, "512", "sleep", "1000")
 	waitFor(t, c, d, "RUNNING", 60*time.Second)
-	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 1) // counted since this start
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", rt, 1) // counted since this start
 
 	// Everything stopped, then a start without the pool deletes it.
 	stopAll(t, s)
 	note()
 	s.kill(syscall.SIGTERM)
-	s.extra = slices.DeleteFunc(slices.Clone(s.extra), func(a string) bool { return a == "--warm-pool" || a == "runc=2" })
+	s.extra = slices.DeleteFunc(slices.Clone(s.extra), func(a string) bool { return a == "--warm-pool" || a == pool })
 	s.start()
 	testutil.Eventually(t, 60*time.Second, func() error {
 		if warm, ips := warmLeases(t, s); len(ips) > 0 {
