@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -90,4 +91,20 @@ func attachAndMount(dev string, f *os.File, dir string, flags uintptr) error {
 		return fmt.Errorf("mount: %w", err)
 	}
 	return nil
+}
+
+// LoopDevicesOf lists the loop devices (/dev/loopN) backed by file.
+func LoopDevicesOf(file string) []string {
+	matches, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var out []string
+	for _, m := range matches {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			continue
+		}
+		if strings.TrimSuffix(strings.TrimSpace(string(data)), " (deleted)") == file {
+			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(m))))
+		}
+	}
+	return out
 }

@@ -13,18 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loopsBacking lists the loop devices whose backing file is file.
-func loopsBacking(file string) []string {
-	matches, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	var out []string
-	for _, m := range matches {
-		if data, err := os.ReadFile(m); err == nil && strings.TrimSpace(string(data)) == file {
-			out = append(out, filepath.Base(filepath.Dir(filepath.Dir(m))))
-		}
-	}
-	return out
-}
-
 // mountOptions returns the options of the mount at dir in /proc/mounts.
 func mountOptions(dir string) (fstype, opts string, ok bool) {
 	data, _ := os.ReadFile("/proc/mounts")
@@ -101,7 +89,7 @@ func TestMountLoop(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dirs[i], "f"), []byte("x"), 0o600); err != nil {
 			t.Errorf("write in %s: %v", dirs[i], err)
 		}
-		loops := loopsBacking(imgs[i])
+		loops := LoopDevicesOf(imgs[i])
 		if len(loops) != 1 {
 			t.Fatalf("%s is backed by loop devices %v, want one", imgs[i], loops)
 		}
@@ -116,12 +104,12 @@ func TestMountLoop(t *testing.T) {
 		}
 	}
 	for i := range n {
-		if loops := loopsBacking(imgs[i]); len(loops) != 0 {
+		if loops := LoopDevicesOf(imgs[i]); len(loops) != 0 {
 			// Autoclear detaches a device right after its unmount, but
 			// the kernel may finish a moment later.
 			for try := 0; try < 200 && len(loops) > 0; try++ {
 				unix.Nanosleep(&unix.Timespec{Nsec: 10e6}, nil)
-				loops = loopsBacking(imgs[i])
+				loops = LoopDevicesOf(imgs[i])
 			}
 			if len(loops) != 0 {
 				t.Errorf("%s still backs %v after its unmount", imgs[i], loops)
@@ -151,7 +139,7 @@ func TestMountLoopNotExt4(t *testing.T) {
 	if !strings.Contains(err.Error(), img) {
 		t.Errorf("error %q does not name the image", err)
 	}
-	if loops := loopsBacking(img); len(loops) != 0 {
+	if loops := LoopDevicesOf(img); len(loops) != 0 {
 		t.Errorf("a failed mount left %v backing %s", loops, img)
 	}
 }

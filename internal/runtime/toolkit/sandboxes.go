@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/fsutil"
 	"vessel.dev/vessel/internal/runtime"
 )
 
@@ -836,7 +837,7 @@ func (s *Sandboxes) Leftovers(id string, runtimeState []string, mentions func(cm
 	for _, m := range MountsUnder(dir) {
 		out = append(out, "mount "+m)
 	}
-	for _, d := range loopDevicesOf(filepath.Join(dir, "rw.img")) {
+	for _, d := range fsutil.LoopDevicesOf(filepath.Join(dir, "rw.img")) {
 		out = append(out, "loop device "+d)
 	}
 	home := filepath.Base(dir)

@@ -213,7 +213,7 @@ func teardownStorage(dir string) error {
 	}
 	// Autoclear detaches the device once unmounted, possibly a moment later.
 	for deadline := time.Now().Add(2 * time.Second); ; {
-		devs := loopDevicesOf(img)
+		devs := fsutil.LoopDevicesOf(img)
 		if len(devs) == 0 {
 			return nil
 		}
@@ -224,7 +224,7 @@ func teardownStorage(dir string) error {
 					unix.Close(fd)
 				}
 			}
-			if devs := loopDevicesOf(img); len(devs) > 0 {
+			if devs := fsutil.LoopDevicesOf(img); len(devs) > 0 {
 				return fmt.Errorf("loop devices %s still back %s", strings.Join(devs, ", "), img)
 			}
 			return nil
@@ -276,20 +276,3 @@ func Unmount(path string) error {
 // MountsUnder lists the mount points at or below dir in this process's
 // mount namespace.
 func MountsUnder(dir string) []string { return fsutil.MountsUnder(dir) }
-
-// loopDevicesOf lists the loop devices backed by file.
-func loopDevicesOf(file string) []string {
-	matches, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	var out []string
-	for _, m := range matches {
-		data, err := os.ReadFile(m)
-		if err != nil {
-			continue
-		}
-		b := strings.TrimSuffix(strings.TrimSpace(string(data)), " (deleted)")
-		if b == file {
-			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(m))))
-		}
-	}
-	return out
-}

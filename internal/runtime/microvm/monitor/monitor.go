@@ -105,11 +105,8 @@ func Run(configPath string) error {
 		r.conn.Send(guestproto.Msg{Op: guestproto.EvReply, ID: r.clientID, Error: "the VM's control channel closed"})
 		r.raw.Close()
 	}
-	for name, f := range m.logs {
-		f.Close()
-		delete(m.logs, name)
-	}
 	m.mu.Unlock()
+	m.closeLogs()
 	return err
 }
 
@@ -153,13 +150,18 @@ func (m *monitor) configure(cfg Config) error {
 	m.closeRoots()
 	m.cfg, m.names = cfg, names
 	m.logDir, m.exitDir, m.startedDir = roots[0], roots[1], roots[2]
+	m.closeLogs()
+	return nil
+}
+
+// closeLogs closes the containers' open log files.
+func (m *monitor) closeLogs() {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	for name, f := range m.logs {
 		f.Close()
 		delete(m.logs, name)
 	}
-	m.mu.Unlock()
-	return nil
 }
 
 func (m *monitor) closeRoots() {
