@@ -35,6 +35,31 @@ func WriteFileAtomic(path string, data []byte, tmpDir string) error {
 	return os.Rename(f.Name(), path)
 }
 
+// ReplaceFile writes data to path through a temporary file beside it
+// (mode perm) renamed over path: a reader sees the old file or the new
+// one, never a part. Nothing is synced, so a machine's crash may leave
+// either: for files rebuilt from other state after one (a task's /etc
+// files, which go with its sandbox), where WriteFileAtomic's fsync would
+// only cost time.
+func ReplaceFile(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
 // WriteFileDurable is WriteFileAtomic, beside path, whose rename is also
 // durable once it returns: path's directory is synced after it.
 func WriteFileDurable(path string, data []byte) error {

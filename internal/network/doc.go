@@ -36,8 +36,9 @@
 // (Docker sets one), traffic between tasks of a bridge is dropped until a
 // rule accepts it; this package adds none.
 //
-// It imports nothing of Vessel's but errdefs; it must not import the
-// server, the agent, the runtimes, the Kubernetes bridge or the CLI.
+// It imports nothing of Vessel's but errdefs and fsutil (atomic file
+// writes); it must not import the server, the agent, the runtimes, the
+// Kubernetes bridge or the CLI.
 //
 //	m, err := network.Open(network.Config{
 //		StateDir: filepath.Join(dataDir, "network"),

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/fsutil"
 )
 
 // resolvConf is the content of a task's resolv.conf.
@@ -76,8 +77,10 @@ func writeEtcFiles(dir string, ip netip.Addr, hostname string, r resolvConf) err
 		"hostname":    hostname + "\n",
 		"resolv.conf": rc.String(),
 	}
+	// Not synced: the files go with the task's sandbox, which a machine's
+	// crash ends too, and Attach writes them again for a lease it rebuilds.
 	for name, content := range files {
-		if err := writeFileDurable(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		if err := fsutil.ReplaceFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 	}

@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/fsutil"
 )
 
 // lease is one task's address, as persisted in leases.json.
@@ -88,43 +88,10 @@ func (m *Manager) persistLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileDurable(m.leasePath, b, 0o600); err != nil {
+	if err := fsutil.WriteFileDurable(m.leasePath, b); err != nil {
 		return fmt.Errorf("network: write leases: %w", err)
 	}
 	return nil
-}
-
-func writeFileDurable(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // allocate leases an address on sub to taskID and writes the lease to disk
