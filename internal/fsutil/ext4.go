@@ -39,7 +39,7 @@ func MakeExt4Image(ctx context.Context, path string, sizeGiB int) error {
 // that detaches itself once unmounted (autoclear), with flags (unix.MS_*)
 // and noatime. It is mount(8)'s "-o loop" done in this process: the
 // device from /dev/loop-control, LOOP_CONFIGURE, then mount(2), without
-// starting mount(8), which took a third of a sandbox's storage set-up
+// starting mount(8), which took most of a sandbox's storage set-up
 // (≈10 of 14 ms). A device another process takes between the two is
 // skipped for the next free one.
 func MountLoop(img, dir string, flags uintptr) error {

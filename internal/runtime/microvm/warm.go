@@ -295,8 +295,10 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) (
 // configuration and send the guest a hello with it (SIGHUP, see
 // monitor.Run), and waits for the guest's answer. The control channel's
 // connection stays up through a claim: a monitor stopped and started
-// anew, as claims were served before, once in a few hundred claims got no
-// answer to the new connection's hello. Only a monitor that is not
+// anew, as claims were served before, now and then got no answer to the
+// new connection's hello (twice in hundreds of claims; the dropped
+// connection is the suspect, its cause in QEMU or the guest was not
+// found). Only a monitor that is not
 // running, or stops before the answer, is started anew (its hello claims
 // the guest too, or gets the state of one already claimed).
 func (r *Runtime) reloadMonitor(ctx context.Context, dir string) error {
