@@ -305,6 +305,7 @@ func (r *Runtime) reloadMonitor(ctx context.Context, dir string) error {
 	pidFile := filepath.Join(dir, "monitor.pid")
 	if pid := toolkit.ReadPid(pidFile); alive(pid, dir+"/") && syscall.Kill(pid, syscall.SIGHUP) == nil {
 		wctx, cancel := context.WithCancel(ctx)
+		go r.helloAgain(wctx, pid, dir)
 		err := r.waitReady(wctx, dir, watchProcess(wctx, pid, dir+"/"))
 		cancel()
 		if !errors.Is(err, errMonitorStopped) {
@@ -318,7 +319,37 @@ func (r *Runtime) reloadMonitor(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	return r.waitReady(ctx, dir, monDone)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go r.helloAgain(wctx, toolkit.ReadPid(pidFile), dir)
+	return r.waitReady(wctx, dir, monDone)
+}
+
+// helloRetry is how long a claim waits for the guest's answer before the
+// monitor sends its hello again. A claim's hello, or its answer, was lost
+// now and then under load, on a new connection and on the one the monitor
+// held alike (cause not found); the guest answers a repeated hello with
+// its state, which the monitor takes as the answer (a claim already done
+// is not done twice). A claim takes well under a second at light load.
+const helloRetry = 10 * time.Second
+
+// helloAgain has monitor pid send its hello again (SIGHUP) every
+// helloRetry until the guest has answered (dir's ready file) or ctx ends.
+func (r *Runtime) helloAgain(ctx context.Context, pid int, dir string) {
+	t := time.NewTicker(helloRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+			return
+		}
+		r.log.Warn("microvm: the guest has not answered a claim's hello; the monitor sends it again", "dir", dir, "after", helloRetry)
+		syscall.Kill(pid, syscall.SIGHUP)
+	}
 }
 
 // watchProcess reports on the returned channel when pid (with mark in its
