@@ -16,23 +16,7 @@ func WriteFileAtomic(path string, data []byte, tmpDir string) error {
 	}
 	base := filepath.Base(path)
 	ext := filepath.Ext(base)
-	f, err := os.CreateTemp(tmpDir, "."+strings.TrimSuffix(base, ext)+"-*"+ext)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return replace(path, data, tmpDir, "."+strings.TrimSuffix(base, ext)+"-*"+ext, 0o600, true)
 }
 
 // ReplaceFile writes data to path through a temporary file beside it
@@ -42,14 +26,23 @@ func WriteFileAtomic(path string, data []byte, tmpDir string) error {
 // files, which go with its sandbox), where WriteFileAtomic's fsync would
 // only cost time.
 func ReplaceFile(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	return replace(path, data, filepath.Dir(path), "."+filepath.Base(path)+"-*", perm, false)
+}
+
+// replace writes data to a temporary file named after pattern in tmpDir
+// (mode perm), syncs it when sync is set, and renames it over path.
+func replace(path string, data []byte, tmpDir, pattern string, perm os.FileMode, sync bool) error {
+	f, err := os.CreateTemp(tmpDir, pattern)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
+	defer os.Remove(f.Name()) // nothing once renamed
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && perm != 0o600 {
 		err = f.Chmod(perm)
+	}
+	if err == nil && sync {
+		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
