@@ -30,8 +30,9 @@ const ProfileDeletedReason = "Fargate profile deleted: "
 // "family:<Family>". The template is not changed; the result is the
 // caller's.
 //
-// A template without containers, or whose Runtime is not one of
-// runtime.Names, is an error of kind errdefs.ErrInvalidArgument.
+// A template without containers, whose Runtime is not one of
+// runtime.Names, or whose Hostname is not accepted
+// (ValidateHostname), is an error of kind errdefs.ErrInvalidArgument.
 func New(template *Task, id, arn string, now time.Time) (*Task, error) {
 	if len(template.Containers) == 0 {
 		return nil, errdefs.InvalidArgument("a task needs at least one container")
@@ -39,6 +40,9 @@ func New(template *Task, id, arn string, now time.Time) (*Task, error) {
 	if template.Runtime != "" && !runtime.Known(template.Runtime) {
 		return nil, errdefs.InvalidArgument("runtime %q is not known: the runtimes are %s",
 			template.Runtime, strings.Join(runtime.Names, ", "))
+	}
+	if err := ValidateHostname(template.Hostname); err != nil {
+		return nil, err
 	}
 	t := template.Clone()
 	t.ID, t.ARN = id, arn
@@ -89,4 +93,24 @@ func ResolveRuntime(launch, definition, cluster []Tag) (string, error) {
 		return name, nil
 	}
 	return "", nil
+}
+
+// ValidateHostname checks a task's hostname: empty (the default,
+// ip-a-b-c-d), or at most 63 letters, digits, '-' and '.', beginning and
+// ending with a letter or digit, as the kubelet names a pod's host (a pod
+// name may have dots). A bad one is an error of kind
+// errdefs.ErrInvalidArgument saying what is accepted.
+func ValidateHostname(h string) error {
+	if h == "" {
+		return nil
+	}
+	alnum := func(b byte) bool { return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' }
+	ok := len(h) <= 63 && alnum(h[0]) && alnum(h[len(h)-1])
+	for i := 0; i < len(h) && ok; i++ {
+		ok = alnum(h[i]) || h[i] == '-' || h[i] == '.'
+	}
+	if !ok {
+		return errdefs.InvalidArgument("hostname %q is not accepted: use at most 63 letters, digits, '-' and '.', beginning and ending with a letter or digit", h)
+	}
+	return nil
 }

@@ -14,7 +14,7 @@ func TestNew(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	then := now.Add(-time.Hour)
 	code := 2
-	template := &Task{Family: "web", Cluster: "c", CPUUnits: 256, MemoryMiB: 512, Runtime: "runc",
+	template := &Task{Family: "web", Cluster: "c", CPUUnits: 256, MemoryMiB: 512, Runtime: "runc", Hostname: "web-0",
 		Subnets: []string{"a"}, StartedBy: "me", Tags: []Tag{{Key: "k", Value: "v"}},
 		HostID: "h", Subnet: "a", IP: "10.0.0.9", PullProgress: "1/2", StopCode: StopCodeUserInitiated, StoppedReason: "r",
 		LastStatus: StatusRunning, DesiredStatus: StatusStopped, Version: 7, CreatedAt: then,
@@ -29,7 +29,7 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Task{ID: "id1", ARN: "arn:id1", Family: "web", Cluster: "c", CPUUnits: 256, MemoryMiB: 512, Runtime: "runc",
+	want := &Task{ID: "id1", ARN: "arn:id1", Family: "web", Cluster: "c", CPUUnits: 256, MemoryMiB: 512, Runtime: "runc", Hostname: "web-0",
 		Subnets: []string{"a"}, StartedBy: "me", Group: "family:web", Tags: []Tag{{Key: "k", Value: "v"}},
 		LastStatus: StatusProvisioning, DesiredStatus: StatusRunning, Version: 1, CreatedAt: now,
 		Containers: []Container{{Name: "app", Image: "busybox", Essential: true, Command: []string{"serve"}, LastStatus: StatusPending}}}
@@ -42,6 +42,13 @@ func TestNew(t *testing.T) {
 	got.Containers[0].Command[0] = "changed"
 	if template.Containers[0].Command[0] != "serve" {
 		t.Error("New's task shares memory with its template")
+	}
+
+	// Hostnames of 63 characters, with dots.
+	for _, h := range []string{strings.Repeat("a", 63), "web.v1-0"} {
+		if g, err := New(&Task{Hostname: h, Containers: want.Containers}, "i", "a", now); err != nil || g.Hostname != h {
+			t.Errorf("hostname %q: %v, %+v", h, err, g)
+		}
 	}
 
 	// A group given is kept; no family, no group.
@@ -59,6 +66,11 @@ func TestNew(t *testing.T) {
 	}{
 		{"no containers", &Task{Family: "web"}, "at least one container"},
 		{"unknown runtime", &Task{Runtime: "docker", Containers: want.Containers}, `runtime "docker" is not known: the runtimes are microvm, gvisor, runc, sim`},
+		{"hostname with _", &Task{Hostname: "web_0", Containers: want.Containers}, `hostname "web_0" is not accepted: use at most 63 letters, digits, '-' and '.', beginning and ending with a letter or digit`},
+		{"hostname too long", &Task{Hostname: strings.Repeat("a", 64), Containers: want.Containers}, "is not accepted"},
+		{"hostname ending in -", &Task{Hostname: "web-", Containers: want.Containers}, "is not accepted"},
+		{"hostname beginning with .", &Task{Hostname: ".web", Containers: want.Containers}, "is not accepted"},
+		{"hostname with a space", &Task{Hostname: "web 0", Containers: want.Containers}, "is not accepted"},
 	} {
 		_, err := New(c.template, "i", "a", now)
 		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), c.want) {

@@ -275,6 +275,12 @@ type Task struct {
 	// DNS, when set, is the task's resolver configuration (dns.go);
 	// otherwise the task gets its host's resolvers.
 	DNS *DNSConfig `json:"dns,omitempty"`
+	// Hostname, when set, is the sandbox's hostname (its UTS name,
+	// /etc/hostname, its /etc/hosts entry and HOSTNAME); otherwise
+	// Fargate's ip-a-b-c-d from its address. A pod's task has the pod's,
+	// as the kubelet gives it (podtask). At most 63 letters, digits, '-'
+	// and '.' (ValidateHostname).
+	Hostname string `json:"hostname,omitempty"`
 	// FSGroup, when set, owns the task's volumes (group, setgid
 	// directories) and is a supplemental group of every container, as a
 	// pod's securityContext.fsGroup.

@@ -90,9 +90,9 @@ func BenchmarkWarmLaunch(b *testing.B) {
 	}
 	for _, rt := range runtimes {
 		ws := startBenchServer(b, "--runtime", rt, "--runtimes", "sim,"+rt, "--warm-pool", rt+"=2")
-		b.Cleanup(func() { dropPoolB(b, ws) })
+		b.Cleanup(func() { dropPool(b, ws) })
 		warmD := measure(ws, rt, true)
-		dropPoolB(b, ws)
+		dropPool(b, ws)
 		cs := startBenchServer(b, "--runtime", rt, "--runtimes", "sim,"+rt)
 		coldD := measure(cs, rt, false)
 
@@ -140,10 +140,10 @@ func waitPoolB(b *testing.B, s *server, rt string, hits, n float64) {
 	}
 }
 
-// dropPoolB starts the server again without its pool, which deletes the
-// warm sandboxes (they outlive the server, as tasks do), and waits until
-// no lease is left.
-func dropPoolB(b *testing.B, s *server) {
+// dropPool stops every task, starts the server again without its pool,
+// which deletes the warm sandboxes (they outlive the server, as tasks
+// do), and waits until no lease is left.
+func dropPool(t testing.TB, s *server) {
 	if s.cmd == nil || !slices.Contains(s.extra, "--warm-pool") {
 		return
 	}
@@ -153,7 +153,7 @@ func dropPoolB(b *testing.B, s *server) {
 	s.extra = slices.Delete(slices.Clone(s.extra), i, i+2)
 	s.start()
 	testutil.Wait(60*time.Second, func() error {
-		if _, ips := warmLeases(b, s); len(ips) > 0 {
+		if _, ips := warmLeases(t, s); len(ips) > 0 {
 			return fmt.Errorf("leases left: %v", ips)
 		}
 		return nil

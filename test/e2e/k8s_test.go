@@ -323,6 +323,11 @@ func TestKubernetesBridge(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(execOut), "hello from "+pod.Metadata.Name) {
 		t.Errorf("kubectl exec: err %v, output %q; want exit 3 and the page", err, execOut)
 	}
+	// The pod's hostname is its name, as a kubelet gives it, in its UTS
+	// name, its HOSTNAME and its /etc/hosts.
+	if out := e.kubectl("exec", pod.Metadata.Name, "--", "sh", "-c", `echo "$(hostname) $HOSTNAME"; grep -c "^`+pod.Status.PodIP+`[[:space:]].*`+pod.Metadata.Name+`" /etc/hosts`); out != pod.Metadata.Name+" "+pod.Metadata.Name+"\n1\n" {
+		t.Errorf("pod %s's hostname, HOSTNAME and /etc/hosts entries for it: %q", pod.Metadata.Name, out)
+	}
 	// kubectl exec -i with stdin.
 	cmd = exec.Command(e.cluster.Bin("kubectl"), "--kubeconfig", e.cluster.Kubeconfig, "exec", "-i", pod.Metadata.Name, "--", "cat")
 	cmd.Stdin = strings.NewReader("piped through exec\n")
@@ -690,7 +695,15 @@ spec:
 func TestKubernetesRuntimeClasses(t *testing.T) {
 	requireRoot(t)
 	buildTools(t)
-	e := startBridge(t, "--runtimes", "microvm,gvisor,runc,sim")
+	// A warm gVisor sandbox for the pods: a pod's hostname is its name,
+	// which the claim gives the booted sandbox.
+	e := startBridge(t, "--runtimes", "microvm,gvisor,runc,sim", "--warm-pool", "gvisor=1")
+	t.Cleanup(func() {
+		// The pods first (their tasks would come back), then the pool.
+		e.cluster.Kubectl("delete", "pods", "--all", "--timeout=60s")
+		dropPool(t, e.server)
+	})
+	waitWarmMetric(t, e.server, "vessel_warm_pool_size", "gvisor", 1)
 	e.profile("create", "sandboxes", "--namespace", "default", "--labels", "app=sandboxed", "--wait")
 	hostKernel, _ := exec.Command("uname", "-r").Output()
 	for _, rc := range []string{"microvm", "gvisor"} {
@@ -714,6 +727,12 @@ func TestKubernetesRuntimeClasses(t *testing.T) {
 			t.Errorf("pod %s sees the host's kernel %s: it is not in its own sandbox", rc, kernel)
 		}
 		t.Logf("runtimeClassName %s: node %s, kernel %s", rc, p.Spec.NodeName, strings.TrimSpace(kernel))
+		if got := strings.TrimSpace(e.kubectl("exec", rc, "--", "hostname")); got != rc {
+			t.Errorf("pod %s has hostname %q, want its name", rc, got)
+		}
+	}
+	if hits := warmMetric(t, e.server, "vessel_warm_pool_hits_total", "gvisor"); hits < 1 {
+		t.Errorf("no gVisor pod took the warm sandbox (hits %v); the server's warm pool log:\n%s", hits, logLinesOf(e.server, []string{"warm"}))
 	}
 
 	// A profile's vessel:runtime tag is the default of the pods it takes.
@@ -724,6 +743,9 @@ func TestKubernetesRuntimeClasses(t *testing.T) {
 	p := e.waitRunning("default", "by-profile")
 	if got := e.kubectl("get", "node", p.Spec.NodeName, "-o", "jsonpath={.metadata.labels.vessel\\.dev/runtime}"); got != "gvisor" {
 		t.Errorf("the pod of a profile tagged vessel:runtime=gvisor runs under %q", got)
+	}
+	if got := strings.TrimSpace(e.kubectl("exec", "by-profile", "--", "hostname")); got != "by-profile" {
+		t.Errorf("pod by-profile has hostname %q, want its name", got)
 	}
 }
 

@@ -195,12 +195,18 @@ type Inputs struct {
 //     nameservers and searches are appended, its options replace those of
 //     the same name; a result no resolver takes (a nameserver that is not
 //     an IP, ...) is an errdefs.ErrInvalidArgument.
+//   - Hostname: spec.hostname, else the pod's name, cut to 63 characters
+//     without a trailing '-' or '.', as the kubelet names a pod's host
+//     (Task.Hostname: the sandbox's UTS name, /etc/hostname, its /etc/hosts
+//     entry and every container's HOSTNAME). A name that is still no DNS
+//     label is an errdefs.ErrInvalidArgument. spec.subdomain (the FQDN in
+//     /etc/hosts) and setHostnameAsFQDN are not mapped.
 //
 // Not mapped (the bridge's job or later): ports (other than to resolve a
 // probe's named port), probes of sidecars (init containers with
 // restartPolicy Always), grpc probes and a probe's own
-// terminationGracePeriodSeconds, per-container limits, hostname and
-// HOSTNAME, service links other than the kubernetes service, ephemeral
+// terminationGracePeriodSeconds, per-container limits, a hostname's
+// subdomain, service links other than the kubernetes service, ephemeral
 // containers.
 //
 // imagePullSecrets (dockerconfigjson or dockercfg secrets in
@@ -252,6 +258,9 @@ func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 		t.FSGroup = &g
 	}
 	t.DNS = dns(pod, in)
+	if t.Hostname, err = hostname(pod); err != nil {
+		return nil, err
+	}
 	r := &resolver{pod: pod, in: in, size: size}
 	if t.Volumes, err = r.volumes(); err != nil {
 		return nil, err

@@ -20,8 +20,10 @@
 // with its pause container at the warm class's size (Config's
 // WarmMilliCPU, WarmMemoryMiB); Claim lowers its host cgroups to the
 // task's and writes the sub-containers' bundles. The sandbox and its root
-// container keep the warm ID for their life; the task's hostname must be
-// the one it booted with.
+// container keep the warm ID for their life. runsc has one hostname per
+// sandbox, set at boot, so a claim for another (a pod's name) runs a tiny
+// hostname setter in the pause container (pause.go) before the task's
+// containers exist.
 //
 //	rt, err := gvisor.New(gvisor.Config{StateDir: filepath.Join(dataDir, "sandboxes", "gvisor"),
 //		RunscPath: runscPath})

@@ -420,23 +420,26 @@ func (r *Runtime) Warm(ctx context.Context, spec runtime.Spec) error {
 
 // Claim implements runtime.Warmer: the task's size on the sandbox's host
 // cgroups (the sandbox cannot exceed them, though its sentry was sized
-// for the warm class), then the containers' bundles, as sub-containers
-// of the booted sandbox, which Start adds. A task larger than the warm
-// class, or with another hostname than the sandbox booted with (its UTS
-// name is the whole sandbox's, fixed at boot), is refused with
+// for the warm class), the task's hostname (setHostname), then the
+// containers' bundles, as sub-containers of the booted sandbox, which
+// Start adds. A task larger than the warm class is refused with
 // errdefs.ErrConflict; a task without a hostname takes the warm one.
 func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) error {
+	var warmHostname string
 	return r.sb.Claim(ctx, warmID, spec, func(warm *toolkit.ConmonRecord, spec *runtime.Spec) error {
 		if !r.WarmClass().Serves(spec.MilliCPU, spec.MemoryMiB) {
 			return errdefs.Conflict("warm gVisor sandbox %s serves at most %d milli-CPU and %d MiB; the task asks for %d and %d",
 				warmID, r.cfg.WarmMilliCPU, r.cfg.WarmMemoryMiB, spec.MilliCPU, spec.MemoryMiB)
 		}
+		warmHostname = warm.Spec.Hostname
 		if spec.Hostname == "" {
-			spec.Hostname = warm.Spec.Hostname
+			spec.Hostname = warmHostname
 		}
-		if spec.Hostname != warm.Spec.Hostname {
-			return errdefs.Conflict("warm gVisor sandbox %s booted with hostname %q, the task asks for %q (a sandbox's hostname is fixed at boot)",
-				warmID, warm.Spec.Hostname, spec.Hostname)
+		if spec.Hostname != warmHostname {
+			if _, err := os.Stat(filepath.Join(r.pauseDir(warmID), "rootfs", sethostnameProgram)); err != nil {
+				return errdefs.Conflict("warm gVisor sandbox %s booted with hostname %q and has no program to change it (an older agent made it); the task asks for %q",
+					warmID, warmHostname, spec.Hostname)
+			}
 		}
 		return nil
 	}, func(rec *toolkit.ConmonRecord) error {
@@ -445,8 +448,32 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) e
 			return fmt.Errorf("gvisor runtime: sandbox %s (warm %s): %w", rec.Spec.ID, home, err)
 		}
 		rec.OOMBase = r.oomKills(home)
+		if rec.Spec.Hostname != warmHostname {
+			if err := r.setHostname(ctx, home, rec.Spec.Hostname); err != nil {
+				return fmt.Errorf("gvisor runtime: sandbox %s (warm %s): %w", rec.Spec.ID, home, err)
+			}
+		}
 		return r.sb.PrepareContainers(rec, r.subContainer)
 	})
+}
+
+// sethostnameProgram is the hostname setter's name (sethostnameELF) in
+// the root container's file system.
+const sethostnameProgram = "sethostname"
+
+// setHostname gives booted sandbox id the hostname name. runsc has no
+// UTS namespace per sub-container: every container of a sandbox has the
+// root container's hostname, set when the sandbox boots. A claim
+// therefore runs the hostname setter in the root (pause) container, with
+// CAP_SYS_ADMIN in the sandbox's own kernel only, before the task's
+// containers exist; they all see the new name, as a pod's containers
+// share its hostname.
+func (r *Runtime) setHostname(ctx context.Context, id, name string) error {
+	out, err := r.runsc(ctx, id, "exec", "--cap", "CAP_SYS_ADMIN", id, "/"+sethostnameProgram, name)
+	if err != nil {
+		return fmt.Errorf("setting hostname %q in the sandbox: %w: %s", name, err, out)
+	}
+	return nil
 }
 
 // subContainer turns a container's bundle (runc's) into one of a
@@ -564,6 +591,11 @@ func (r *Runtime) bootSandbox(ctx context.Context, spec runtime.Spec) error {
 	if err := os.WriteFile(filepath.Join(rootfs, "pause"), elf, 0o755); err != nil {
 		return err
 	}
+	if elf, ok := sethostnameELF(); ok {
+		if err := os.WriteFile(filepath.Join(rootfs, sethostnameProgram), elf, 0o755); err != nil {
+			return err
+		}
+	}
 	s, err := toolkit.OCISpec(runtime.ContainerSpec{Args: []string{"/pause"},
 		Security: runtime.Security{Capabilities: []string{}, ReadOnlyRootfs: true}},
 		toolkit.BundleParams{ID: spec.ID, Name: pauseCgroup, Rootfs: rootfs, Hostname: spec.Hostname,
@@ -579,6 +611,11 @@ func (r *Runtime) bootSandbox(ctx context.Context, spec runtime.Spec) error {
 		}
 	}
 	s.Mounts = mounts
+	// The one call the claim's hostname setter makes, which the default
+	// allow-list grants with CAP_SYS_ADMIN only (the setter gets that
+	// capability, the pause program never has it).
+	s.Linux.Seccomp.Syscalls = append(s.Linux.Seccomp.Syscalls,
+		specs.LinuxSyscall{Names: []string{"sethostname"}, Action: specs.ActAllow})
 	quota, period := bootMilliCPU(spec)*cpuPeriodMicros/1000, uint64(cpuPeriodMicros)
 	mem, pids := spec.MemoryMiB<<20, spec.PidsLimit+hostPidsOverhead
 	s.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}

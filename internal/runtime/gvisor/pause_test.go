@@ -1,9 +1,12 @@
 package gvisor
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,6 +35,37 @@ func TestPauseELF(t *testing.T) {
 	}
 	cmd.Process.Kill()
 	<-done
+}
+
+// TestSethostnameELF runs the hostname setter on the host, in a UTS
+// namespace of its own: the name it is given is the namespace's
+// hostname after it, and a name longer than the kernel takes ends it
+// with EINVAL's number.
+func TestSethostnameELF(t *testing.T) {
+	elf, ok := sethostnameELF()
+	if !ok {
+		t.Skip("no hostname setter for this architecture")
+	}
+	p := filepath.Join(t.TempDir(), "sethostname")
+	if err := os.WriteFile(p, elf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(name string) (string, error) {
+		cmd := exec.Command("/bin/sh", "-c", `"$0" "$1" || exit $?; cat /proc/sys/kernel/hostname`, p, name)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUTS}
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	if got, err := run("pod-7f9c"); err != nil || got != "pod-7f9c" {
+		t.Fatalf("after the setter the hostname is %q (%v), want pod-7f9c", got, err)
+	}
+	var exit *exec.ExitError
+	if _, err := run(strings.Repeat("a", 65)); !errors.As(err, &exit) || exit.ExitCode() != int(syscall.EINVAL) {
+		t.Fatalf("a 65-character name: %v, want exit status %d (EINVAL)", err, syscall.EINVAL)
+	}
+	if host, _ := os.Hostname(); host == "pod-7f9c" {
+		t.Fatal("the setter changed the host's own hostname")
+	}
 }
 
 // TestParseEventStats reads what runsc events --stats printed for a

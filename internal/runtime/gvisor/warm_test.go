@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,64 +32,92 @@ func TestWarmLeftovers(t *testing.T) {
 		[]string{"directory", "mapping", "mount", "loop device", "cgroup", "process"})
 }
 
-// TestWarmHostname: a gVisor sandbox's hostname is fixed when it boots:
-// a task that asks for another is refused with a conflict and the warm
-// sandbox stays for the next; a task without one, or with the same, runs
-// under the warm one.
+// TestWarmHostname: a claim gives the booted sandbox the task's hostname
+// (runsc has one UTS name per sandbox, set at boot), which every
+// container of the task then has; a task without one runs under the
+// warm one; a warm sandbox without the hostname setter (made by an older
+// agent) refuses another hostname with a conflict and stays for the
+// next task.
 func TestWarmHostname(t *testing.T) {
 	runsc := runscPath(t)
 	layer := runtimetest.BusyboxLayer(t)
-	rt := newRuntime(t, runsc, t.TempDir())
+	dir := t.TempDir()
+	rt := newRuntime(t, runsc, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	class := rt.WarmClass()
-	w := runtime.Spec{ID: "gwarm-host-w", MilliCPU: class.MilliCPU, MemoryMiB: class.MemoryMiB, EphemeralStorageGiB: 1, Hostname: "box"}
-	if err := rt.Warm(ctx, w); err != nil {
+	warm := func(id, hostname string) runtime.Spec {
+		w := runtime.Spec{ID: id, MilliCPU: class.MilliCPU, MemoryMiB: class.MemoryMiB, EphemeralStorageGiB: 1, Hostname: hostname}
+		if err := rt.Warm(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rt.Delete(context.Background(), id) })
+		return w
+	}
+	printHostname := func(name string) runtime.ContainerSpec {
+		return runtime.ContainerSpec{Name: name, Layers: []string{layer}, Args: []string{"/bin/sh", "-c", "hostname evil 2>/dev/null; cat /proc/sys/kernel/hostname; hostname"}}
+	}
+	task := func(id, hostname string, names ...string) runtime.Spec {
+		s := runtime.Spec{ID: id, MilliCPU: 250, MemoryMiB: 256, EphemeralStorageGiB: 1, LogDir: t.TempDir(), Hostname: hostname}
+		for _, n := range names {
+			s.Containers = append(s.Containers, printHostname(n))
+		}
+		t.Cleanup(func() { rt.Delete(context.Background(), id) })
+		return s
+	}
+	// run starts every container of claimed task s and returns each one's
+	// output lines.
+	run := func(s runtime.Spec) map[string][]string {
+		out := map[string][]string{}
+		for _, c := range s.Containers {
+			if err := rt.Start(ctx, s.ID, c.Name); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := rt.Wait(ctx, s.ID, c.Name); err != nil || st.Code != 0 {
+				t.Fatalf("%s: Wait = %+v, %v", c.Name, st, err)
+			}
+			data, _ := os.ReadFile(filepath.Join(s.LogDir, c.Name+".log"))
+			for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+				if f := strings.SplitN(line, " ", 4); len(f) == 4 {
+					out[c.Name] = append(out[c.Name], f[3])
+				}
+			}
+		}
+		return out
+	}
+
+	w1 := warm("gwarm-host-w1", "box")
+	pod := task("gwarm-host-t1", "web-7f9c4d-x2x", "app", "sidecar")
+	if err := rt.Claim(ctx, w1.ID, pod); err != nil {
+		t.Fatalf("Claim with another hostname: %v", err)
+	}
+	for name, lines := range run(pod) {
+		if want := []string{"web-7f9c4d-x2x", "web-7f9c4d-x2x"}; !slices.Equal(lines, want) {
+			t.Errorf("container %s of the claimed sandbox: hostname %q, want the task's %q", name, lines, want)
+		}
+	}
+
+	w2 := warm("gwarm-host-w2", "box2")
+	if err := os.Remove(filepath.Join(dir, w2.ID, "pause", "rootfs", "sethostname")); err != nil {
 		t.Fatal(err)
 	}
-	task := runtime.Spec{ID: "gwarm-host-t", MilliCPU: 250, MemoryMiB: 256, EphemeralStorageGiB: 1, LogDir: t.TempDir(), Hostname: "other",
-		Containers: []runtime.ContainerSpec{{Name: "app", Layers: []string{layer}, Args: []string{"/bin/sh", "-c", "cat /proc/sys/kernel/hostname"}}}}
-	t.Cleanup(func() {
-		rt.Delete(context.Background(), task.ID)
-		rt.Delete(context.Background(), w.ID)
-	})
-	if err := rt.Claim(ctx, w.ID, task); !errdefs.IsConflict(err) {
-		t.Fatalf("Claim with another hostname = %v, want a conflict", err)
+	old := task("gwarm-host-t2", "other", "app")
+	if err := rt.Claim(ctx, w2.ID, old); !errdefs.IsConflict(err) {
+		t.Fatalf("Claim with another hostname of a warm sandbox without the setter = %v, want a conflict", err)
 	}
-	task.Hostname = ""
-	if err := rt.Claim(ctx, w.ID, task); err != nil {
+	old.Hostname = ""
+	if err := rt.Claim(ctx, w2.ID, old); err != nil {
 		t.Fatalf("Claim without a hostname after a refused one: %v", err)
 	}
-	if err := rt.Start(ctx, task.ID, "app"); err != nil {
-		t.Fatal(err)
+	if got := run(old)["app"]; !slices.Equal(got, []string{"box2", "box2"}) {
+		t.Errorf("a task without a hostname: %q, want the warm one, box2", got)
 	}
-	if st, err := rt.Wait(ctx, task.ID, "app"); err != nil || st.Code != 0 {
-		t.Fatalf("Wait = %+v, %v", st, err)
+	for _, id := range []string{pod.ID, old.ID} {
+		runtimetest.DeleteLeavesNothing(t, ctx, rt, id)
 	}
-	data, _ := os.ReadFile(filepath.Join(task.LogDir, "app.log"))
-	out := ""
-	if f := strings.SplitN(strings.TrimSpace(string(data)), " ", 4); len(f) == 4 {
-		out = f[3]
+	for _, id := range []string{w1.ID, w2.ID} {
+		if left := rt.Leftovers(id); len(left) > 0 {
+			t.Errorf("left behind under warm ID %s: %q", id, left)
+		}
 	}
-	if out != "box" {
-		t.Errorf("the claimed sandbox's hostname is %q, want the warm one, box", out)
-	}
-	runtimetest.DeleteLeavesNothing(t, ctx, rt, task.ID)
-	if left := rt.Leftovers(w.ID); len(left) > 0 {
-		t.Errorf("left behind under the warm ID: %q", left)
-	}
-}
-
-// TestWarmClaimedCalls: a claimed warm sandbox answers Start, Exec,
-// Stats, Signal, Wait, Restart and Delete by its task's ID only.
-func TestWarmClaimedCalls(t *testing.T) {
-	runsc := runscPath(t)
-	layer := runtimetest.BusyboxLayer(t)
-	rt := newRuntime(t, runsc, t.TempDir())
-	class := rt.WarmClass()
-	w := runtime.Spec{ID: "gwarm-calls-w", MilliCPU: class.MilliCPU, MemoryMiB: class.MemoryMiB, EphemeralStorageGiB: 1}
-	task := runtime.Spec{ID: "gwarm-calls-t", MilliCPU: 1000, MemoryMiB: 512, EphemeralStorageGiB: 1, LogDir: t.TempDir(),
-		Containers: []runtime.ContainerSpec{{Name: "app", Layers: []string{layer},
-			Args: []string{"/bin/sh", "-c", "trap 'exit 143' TERM; echo ready; while true; do sleep 0.1; done"}}}}
-	runtimetest.WarmClaimedCalls(t, rt, w, task)
 }

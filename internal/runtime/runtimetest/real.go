@@ -103,6 +103,31 @@ func testEnv(s *suite) {
 	}
 }
 
+// testHostname: the sandbox's hostname is its containers' UTS name and
+// their HOSTNAME, unless a container sets HOSTNAME itself (as container
+// runtimes do).
+func testHostname(s *suite) {
+	s.needReal()
+	script := `echo "$(cat /proc/sys/kernel/hostname) $(env | grep ^HOSTNAME=)"`
+	for _, c := range []struct{ env, want string }{
+		{"", "web-7f9c4d-x2x HOSTNAME=web-7f9c4d-x2x\n"},
+		{"HOSTNAME=mine", "web-7f9c4d-x2x HOSTNAME=mine\n"},
+	} {
+		spec, st := s.run(func(sp *runtime.Spec) {
+			sp.Hostname = "web-7f9c4d-x2x"
+			if c.env != "" {
+				sp.Containers[0].Env = []string{c.env}
+			}
+		}, script)
+		if st.Code != 0 {
+			s.t.Fatalf("code %d, want 0", st.Code)
+		}
+		if out, _ := s.output(spec, "app"); out != c.want {
+			s.t.Errorf("with env %q: stdout %q, want %q", c.env, out, c.want)
+		}
+	}
+}
+
 func testExec(s *suite) {
 	s.needReal()
 	ex, ok := s.rt.(runtime.Execer)

@@ -93,6 +93,7 @@ func Run(t *testing.T, h Harness) {
 		{"DeleteLeavesNothing", testDelete},
 		{"Output", testOutput},
 		{"EnvWorkingDirUser", testEnv},
+		{"Hostname", testHostname},
 		{"Exec", testExec},
 		{"ExecStdin", testExecStdin},
 		{"ExecTTY", testExecTTY},

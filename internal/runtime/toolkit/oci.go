@@ -47,7 +47,8 @@ type BundleParams struct {
 const initDestination = "/sbin/vessel-init"
 
 // OCISpec returns container c's OCI spec as the conmon-backed back ends
-// run it, in the cgroup vessel/<ID>/<Name>: its capabilities (the default
+// run it, in the cgroup vessel/<ID>/<Name>: the sandbox's hostname (also
+// as HOSTNAME unless c sets it), its capabilities (the default
 // set when c.Security.Capabilities is nil), the seccomp allow-list for
 // them, no new privileges, masked and read-only /proc and /sys paths,
 // RLIMIT_NOFILE, its root read-only when asked, its supplemental groups,
@@ -57,14 +58,18 @@ const initDestination = "/sbin/vessel-init"
 // uid, and the sandbox's pids cgroup already bounds its processes.
 func OCISpec(c runtime.ContainerSpec, p BundleParams) (*specs.Spec, error) {
 	env := append([]string(nil), c.Env...)
-	hasPath := false
+	hasPath, hasHostname := false, false
 	for _, e := range env {
-		if strings.HasPrefix(e, "PATH=") {
-			hasPath = true
-		}
+		hasPath = hasPath || strings.HasPrefix(e, "PATH=")
+		hasHostname = hasHostname || strings.HasPrefix(e, "HOSTNAME=")
 	}
 	if !hasPath {
 		env = append([]string{defaultPath}, env...)
+	}
+	// As container runtimes do (and the micro-VM's guest agent): the
+	// sandbox's hostname, unless the container sets its own.
+	if !hasHostname && p.Hostname != "" {
+		env = append(env, "HOSTNAME="+p.Hostname)
 	}
 	cwd := c.WorkingDir
 	if cwd == "" {
