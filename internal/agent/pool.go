@@ -397,6 +397,28 @@ func (p *pool) destroyWith(ctx context.Context, id string) {
 	}
 }
 
+// DropPools deletes the warm sandboxes the pools hold, with their
+// attachments, once Run has returned: a graceful stop of the agent
+// (SIGTERM) leaves no warm sandbox behind, since a pool is made again at
+// the next start, while a crash leaves them to the next start, which
+// adopts them. Tasks' sandboxes are not touched. It returns how many it
+// deleted.
+func (a *Agent) DropPools(ctx context.Context) int {
+	n := 0
+	for _, name := range a.poolNames() {
+		p := a.pools[name]
+		a.poolMu.Lock()
+		ready := p.ready
+		p.ready = nil
+		a.poolMu.Unlock()
+		for _, e := range ready {
+			p.destroyWith(ctx, e.id)
+			n++
+		}
+	}
+	return n
+}
+
 // take hands out a warm sandbox that can serve t on subnet, or says why
 // none can (the task then starts cold: a miss).
 func (p *pool) take(t *task.Task, subnet string) (warmEntry, string) {

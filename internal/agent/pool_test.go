@@ -124,13 +124,16 @@ func (r *netSim) Claim(ctx context.Context, warmID string, spec runtime.Spec) er
 
 // poolEnv is an agent with a pool of netSim sandboxes, on a real network.
 type poolEnv struct {
-	t      *testing.T
-	dir    string
-	cp     *controlPlane
-	rt     *netSim
-	nm     *network.Manager
-	a      *agent.Agent
-	stop   func() // stops the agent (as a kill: sandboxes and pools stay)
+	t    *testing.T
+	dir  string
+	cp   *controlPlane
+	rt   *netSim
+	nm   *network.Manager
+	a    *agent.Agent
+	stop func() // stops the agent (as a kill: sandboxes and pools stay)
+	// halt stops the agent's Run and leaves its network manager open
+	// (what a graceful stop does before DropPools).
+	halt   func()
 	n      int
 	subnet netip.Prefix
 }
@@ -205,8 +208,9 @@ func newPoolEnv(t *testing.T, o poolOptions) *poolEnv {
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
 	e := &poolEnv{t: t, dir: dir, cp: cp, rt: rt, nm: nm, a: a, subnet: o.subnet}
-	var once sync.Once
-	e.stop = func() { once.Do(func() { cancel(); <-done; nm.Close() }) }
+	var once, halted sync.Once
+	e.halt = func() { halted.Do(func() { cancel(); <-done }) }
+	e.stop = func() { once.Do(func() { e.halt(); nm.Close() }) }
 	if fresh {
 		// After every agent on dir stopped (cleanups run last first).
 		t.Cleanup(func() { cleanupPoolState(t, dir, subnets) })
@@ -540,6 +544,44 @@ func TestWarmPoolAdoption(t *testing.T) {
 	}
 	if att, ok := e4.nm.Get(tk.ID); !ok || att.NetNSPath != moved.NetNSPath {
 		t.Errorf("the task's attachment %+v, %v; want the moved one", att, ok)
+	}
+}
+
+// TestWarmPoolDropOnStop: after the agent's Run returns (a graceful
+// stop), DropPools deletes the ready warm sandboxes and their
+// attachments; a task's sandbox, claimed from the pool, and its
+// attachment stay.
+func TestWarmPoolDropOnStop(t *testing.T) {
+	e := newPoolEnv(t, poolOptions{size: 2, subnet: runtimetest.FreeSubnet(t)})
+	e.waitPool(2)
+	id := e.run("t", 512)
+	e.running(id)
+	e.waitPool(2)
+	warm := e.warmIDs()
+	e.halt()
+	if n := e.a.DropPools(context.Background()); n != 2 {
+		t.Errorf("DropPools deleted %d warm sandboxes; want 2", n)
+	}
+	if left := e.warmIDs(); len(left) > 0 {
+		t.Errorf("warm sandboxes left: %v", left)
+	}
+	for _, w := range warm {
+		if _, ok := e.nm.Get(w); ok {
+			t.Errorf("warm sandbox %s's attachment is left", w)
+		}
+	}
+	infos, err := e.rt.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(infos, func(in runtime.SandboxInfo) bool { return in.ID == id }) {
+		t.Errorf("the task's sandbox %s is gone: %+v", id, infos)
+	}
+	if _, ok := e.nm.Get(id); !ok {
+		t.Errorf("the task's attachment is gone")
+	}
+	if n := e.a.DropPools(context.Background()); n != 0 {
+		t.Errorf("a second DropPools deleted %d", n)
 	}
 }
 

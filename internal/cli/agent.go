@@ -207,7 +207,11 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 		}
 	}()
 	defer httpSrv.Close()
-	return a.Run(ctx)
+	err = a.Run(ctx)
+	if n := a.DropPools(context.Background()); n > 0 {
+		log.Info("warm sandboxes deleted", "count", n)
+	}
+	return err
 }
 
 // credentials returns the key this host signs with and the CA it trusts

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -97,8 +98,40 @@ func (o *hostOptions) addFlags(cmd *cobra.Command, controlPlane bool) {
 	f.StringSliceVar(&o.offer, "runtimes", nil, "runtimes this host offers, if they work (default: "+strings.Join(runtime.Names, ", ")+")")
 	f.StringSliceVar(&o.warmPoolFlags, "warm-pool", nil, "warm sandboxes to keep ready per runtime, as RUNTIME=N[,RUNTIME=N...] (repeatable), e.g. runc=2: "+
 		"tasks of that runtime on the default subnet that fit the runtime's warm size take one and start faster; the pool refills in the background and gives its memory back "+
-		"to tasks before the host runs short. Default: 0 (off) for every runtime; 2 per runtime costs 2 × its idle sandbox's memory (a few MiB for runc and gvisor, the guest's memory for microvm)")
+		"to tasks before the host runs short, and a graceful stop deletes it. Default: 2 for each runtime that works here at native speed (not sim, not an emulated microvm), "+
+		"fewer where they would take more than 1/16 of the host's memory (an idle one takes a few MiB for runc, 48 MiB for gvisor, the guest's memory for microvm); RUNTIME=0 turns one off")
 	f.StringVar(&o.microvmAccel, "microvm-accel", "", "micro-VM accelerator: kvm, tcg, or empty to probe KVM and fall back to emulation (an emulated micro-VM is offered by name, never the default)")
+}
+
+// defaultWarmSandboxes is the warm sandboxes a runtime keeps when
+// --warm-pool does not name it, and warmPoolShare the share of the
+// host's memory (1/16) its idle ones may take at most: fewer on a small
+// host.
+const (
+	defaultWarmSandboxes = 2
+	warmPoolShare        = 16
+)
+
+// defaultWarmPools is the warm pools of a host: the sizes given
+// (--warm-pool), and for every other runtime that works here at native
+// speed and can prepare sandboxes ahead (runtime.Warmer; not sim, not an
+// emulated micro-VM, whose boots would take the host's CPU), as many as
+// fit in 1/16 of the host's memory, at most 2 (runc and gvisor: 2 on
+// any host of 2 GiB or more; a micro-VM under KVM: 2 from 14 GiB).
+func defaultWarmPools(given map[string]int, rts map[string]runtime.Runtime, native map[string]bool, hostMemoryMiB int64) map[string]int {
+	out := maps.Clone(given)
+	if out == nil {
+		out = map[string]int{}
+	}
+	for name, rt := range rts {
+		w, warms := rt.(runtime.Warmer)
+		if _, set := given[name]; set || !warms || !native[name] || name == runtime.Sim {
+			continue
+		}
+		idle := max(w.WarmClass().IdleMemoryMiB, 1)
+		out[name] = int(min(defaultWarmSandboxes, hostMemoryMiB/warmPoolShare/idle))
+	}
+	return out
 }
 
 // parseWarmPools checks --warm-pool before anything starts: its form,
@@ -117,16 +150,19 @@ func (o *hostOptions) parseWarmPools() error {
 // this host and why the others don't, and which of them is the default
 // for tasks that name none when --runtime names none (builtin.Default:
 // the strongest at native speed).
-func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (rts map[string]runtime.Runtime, report []string, def string, err error) {
+//
+// native holds the runtimes that work here at native speed (not an
+// emulated micro-VM).
+func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (rts map[string]runtime.Runtime, native map[string]bool, report []string, def string, err error) {
 	for _, name := range o.offer {
 		if !runtime.Known(name) {
-			return nil, nil, "", fmt.Errorf("runtime %q is not known: the runtimes are %s", name, strings.Join(runtime.Names, ", "))
+			return nil, nil, nil, "", fmt.Errorf("runtime %q is not known: the runtimes are %s", name, strings.Join(runtime.Names, ", "))
 		}
 	}
 	h := builtin.Host{DataDir: dataDir, Logger: log, RunscPath: o.runscPath, GuestKernel: o.guestKernel,
 		GuestBinary: o.guestBinary, MicroVMAccel: o.microvmAccel,
 		SimCreateDelay: o.simCreateDelay, SimStartDelay: o.simStartDelay}
-	rts = map[string]runtime.Runtime{}
+	rts, native = map[string]runtime.Runtime{}, map[string]bool{}
 	var found []builtin.Probed
 	for _, b := range builtin.Backends {
 		if len(o.offer) > 0 && !slices.Contains(o.offer, b.Name) && o.runtime != b.Name {
@@ -136,21 +172,22 @@ func (o *hostOptions) probeRuntimes(dataDir string, log *slog.Logger) (rts map[s
 		p := b.Probe(h)
 		if p.Runtime != nil {
 			rts[b.Name] = p.Runtime
+			native[b.Name] = p.Emulated == ""
 		}
 		found = append(found, p)
 		report = append(report, p.Line)
 	}
 	if len(rts) == 0 {
-		return nil, report, "", fmt.Errorf("no runtime works on this host: %s", strings.Join(report, "; "))
+		return nil, nil, report, "", fmt.Errorf("no runtime works on this host: %s", strings.Join(report, "; "))
 	}
-	return rts, report, builtin.Default(found), nil
+	return rts, native, report, builtin.Default(found), nil
 }
 
 // newAgent builds the host agent for this machine. A host whose runtimes
 // run real processes first registers and asks the control plane for its
 // network (joinFleet), so that its tasks' addresses come from its slices.
 func (o *hostOptions) newAgent(ctx context.Context, dataDir string, cp agentproto.ControlPlane, log *slog.Logger) (*agent.Agent, []string, error) {
-	rts, report, def, err := o.probeRuntimes(dataDir, log)
+	rts, native, report, def, err := o.probeRuntimes(dataDir, log)
 	if err != nil {
 		return nil, report, err
 	}
@@ -235,6 +272,9 @@ func (o *hostOptions) newAgent(ctx context.Context, dataDir string, cp agentprot
 			return nil, report, err
 		}
 		cfg.WarmSubnet = warmSubnet(own)
+		if cfg.WarmSubnet != "" {
+			cfg.WarmPools = defaultWarmPools(o.warmPools, rts, native, mem)
+		}
 	}
 	a, err := agent.New(cfg)
 	report = append(report, "default: "+def)

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -130,7 +132,7 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	if err := o.host.parseWarmPools(); err != nil {
 		return err
 	}
-	if len(o.host.warmPools) > 0 && o.noAgent {
+	if o.noAgent && slices.ContainsFunc(slices.Collect(maps.Values(o.host.warmPools)), func(n int) bool { return n > 0 }) {
 		return errdefs.InvalidArgument("--warm-pool is given with --no-agent: the pools are this server's own host's, which runs no tasks; drop --warm-pool, or give it to the agents (vessel agent --warm-pool)")
 	}
 	if o.kubeProxy.binary != "" && o.noAgent {
@@ -256,13 +258,15 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 		defer wg.Done()
 		srv.Run(ctx)
 	}()
+	var a *agent.Agent
 	if !o.noAgent {
 		if host, _, err := net.SplitHostPort(o.listen); err == nil {
 			if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() && !ip.IsLoopback() {
 				o.host.addressTarget = net.JoinHostPort(ip.String(), "9") // the address the API listens on
 			}
 		}
-		a, names, err := o.host.newAgent(ctx, g.dataDir, srv, log)
+		var names []string
+		a, names, err = o.host.newAgent(ctx, g.dataDir, srv, log)
 		if err != nil {
 			stop()
 			httpSrv.Close()
@@ -289,11 +293,16 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	log.Info("vessel server ready", "endpoint", endpoint, "data_dir", g.dataDir)
 	fmt.Fprintf(out, "Vessel is listening on %s\n", endpoint)
 	<-ctx.Done()
-	log.Info("shutting down; sandboxes keep running and are adopted on the next start")
+	log.Info("shutting down; tasks' sandboxes keep running and are adopted on the next start, warm sandboxes are deleted")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	httpSrv.Shutdown(shutdownCtx)
 	wg.Wait()
+	if a != nil {
+		if n := a.DropPools(context.Background()); n > 0 {
+			log.Info("warm sandboxes deleted", "count", n)
+		}
+	}
 	return nil
 }
 

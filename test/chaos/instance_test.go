@@ -216,7 +216,10 @@ func (in *instance) startAgent() error {
 		"--listen", "127.0.0.1:0", "--host-id", "chaos-host",
 		"--runtimes", strings.Join(in.runtimes, ","), "--runtime", in.runtimes[0],
 		"--subnet", "subnet-default=" + in.subnet,
-		"--cpu-allocation-ratio", "16", "--memory-allocation-ratio", "4", "--token", in.joinToken}
+		"--cpu-allocation-ratio", "16", "--memory-allocation-ratio", "4", "--token", in.joinToken,
+		// No warm pools (a host keeps them by default): the faults hit
+		// the test's own tasks only.
+		"--warm-pool", "microvm=0,gvisor=0,runc=0"}
 	cmd := exec.Command(in.vessel, args...)
 	// No access key: the agent signs with the host credential it got by
 	// joining.

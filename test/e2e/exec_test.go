@@ -46,6 +46,7 @@ func TestExecRemoteAgent(t *testing.T) {
 	agent := exec.Command(vesselBin, "agent", "--server", s.endpoint, "--data-dir", agentDir,
 		"--host-id", "exec-host", "--runtime", "runc", "--runtimes", "runc",
 		"--subnet", "subnet-default="+cidr, "--listen", "127.0.0.1:0", "--token", s.joinToken())
+	agent.Args = append(agent.Args, noWarmPools...)
 	agent.Env = agentEnv()
 	agent.Stdout, agent.Stderr = &log, &log
 	if err := agent.Start(); err != nil {

@@ -72,7 +72,15 @@ type server struct {
 	extra    []string
 	// subnet is the task subnet of a server on a real runtime.
 	subnet string
+	// defaultPools keeps the host's default warm pools; otherwise a
+	// server not given --warm-pool runs none (noWarmPools), so that a
+	// test sees only its own sandboxes and addresses.
+	defaultPools bool
 }
+
+// noWarmPools turns off every runtime's warm pool, which a host keeps by
+// default.
+var noWarmPools = []string{"--warm-pool", "microvm=0,gvisor=0,runc=0"}
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
@@ -126,6 +134,9 @@ func (s *server) start() {
 // goroutine.
 func (s *server) launch() error {
 	args := append([]string{"server", "--data-dir", s.dataDir, "--listen", s.addr}, s.extra...)
+	if !s.defaultPools && !slices.Contains(s.extra, "--warm-pool") {
+		args = append(args, noWarmPools...)
+	}
 	s.cmd = exec.Command(vesselBin, args...)
 	s.log = &bytes.Buffer{}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

@@ -110,6 +110,7 @@ func startReplicatedAgent(t *testing.T, urls []string, token, cidr string) *sync
 	agent := exec.Command(vesselBin, "agent", "--server", strings.Join(urls, ","), "--data-dir", dir,
 		"--host-id", "k8s-replicated-host", "--token", token, "--runtime", "runc", "--runtimes", "runc",
 		"--subnet", "subnet-default="+cidr, "--listen", "127.0.0.1:0")
+	agent.Args = append(agent.Args, noWarmPools...)
 	agent.Env = agentEnv()
 	agent.Stdout, agent.Stderr = log, log
 	if err := agent.Start(); err != nil {

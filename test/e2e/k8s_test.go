@@ -697,7 +697,7 @@ func TestKubernetesRuntimeClasses(t *testing.T) {
 	buildTools(t)
 	// A warm gVisor sandbox for the pods: a pod's hostname is its name,
 	// which the claim gives the booted sandbox.
-	e := startBridge(t, "--runtimes", "microvm,gvisor,runc,sim", "--warm-pool", "gvisor=1")
+	e := startBridge(t, "--runtimes", "microvm,gvisor,runc,sim", "--warm-pool", "gvisor=1,runc=0")
 	t.Cleanup(func() {
 		// The pods first (their tasks would come back), then the pool.
 		e.cluster.Kubectl("delete", "pods", "--all", "--timeout=60s")

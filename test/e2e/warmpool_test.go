@@ -217,10 +217,12 @@ func warmPoolTest(t *testing.T, rt string) {
 	waitFor(t, c, d, "RUNNING", 60*time.Second)
 	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", rt, 1) // counted since this start
 
-	// Everything stopped, then a start without the pool deletes it.
+	// Everything stopped and the server killed (the pool stays), then a
+	// start without the pool deletes it.
 	stopAll(t, s)
+	waitWarmMetric(t, s, "vessel_warm_pool_size", rt, 2)
 	note()
-	s.kill(syscall.SIGTERM)
+	s.kill(syscall.SIGKILL)
 	s.extra = slices.DeleteFunc(slices.Clone(s.extra), func(a string) bool { return a == "--warm-pool" || a == pool })
 	s.start()
 	testutil.Eventually(t, 60*time.Second, func() error {
@@ -230,8 +232,18 @@ func warmPoolTest(t *testing.T, rt string) {
 		return nil
 	})
 	note()
+
+	// A graceful stop (SIGTERM) deletes the pool itself.
+	s.kill(syscall.SIGTERM)
+	s.extra = append(s.extra, "--warm-pool", pool)
+	s.start()
+	waitWarmMetric(t, s, "vessel_warm_pool_size", rt, 2)
+	note()
 	s.kill(syscall.SIGTERM)
 	finished = true
+	if warm, ips := warmLeases(t, s); len(ips) > 0 {
+		t.Errorf("leases left after a graceful stop: %v (warm %v):\n%s", ips, warm, logLinesOf(s, []string{"warm"}))
+	}
 	after := snapshotHost(t, s.dataDir, s.subnet)
 	var warmCgroups []string
 	for _, root := range []string{"/sys/fs/cgroup/memory/vessel", "/sys/fs/cgroup/pids/vessel", "/sys/fs/cgroup/cpu,cpuacct/vessel", "/sys/fs/cgroup/vessel"} {
@@ -247,5 +259,72 @@ func warmPoolTest(t *testing.T, rt string) {
 	}
 	if len(seen) < 5 {
 		t.Errorf("the servers' logs name %d warm sandboxes (%v); want at least the 5 made", len(seen), seen)
+	}
+}
+
+// TestWarmPoolDefaults runs `vessel server` as the README does, without
+// --warm-pool, offering runc and gVisor: the host keeps two warm
+// sandboxes of each (they fit in 1/16 of any test machine's memory),
+// `vessel host ls` shows them, a task takes one, and a graceful stop
+// deletes them all: nothing of the pools is left on the host.
+func TestWarmPoolDefaults(t *testing.T) {
+	requireRoot(t)
+	cidr := freeSubnet(t)
+	s := &server{t: t, dataDir: t.TempDir(), addr: freeAddr(t), subnet: cidr, defaultPools: true,
+		extra: []string{"--subnet", "subnet-default=" + cidr, "--runtime", "runc", "--runtimes", "sim,runc,gvisor"}}
+	s.endpoint = "http://" + s.addr
+	before := snapshotHost(t, s.dataDir, cidr)
+	s.start()
+	t.Cleanup(func() {
+		if s.cmd != nil {
+			stopAll(t, s)
+			s.kill(syscall.SIGTERM)
+		}
+		removeBridges(cidr)
+		s.removeFirewall()
+	})
+	warmIDRE := regexp.MustCompile(`warm-(runc|gvisor)-[0-9a-f]{8}`)
+	for _, rt := range []string{"runc", "gvisor"} {
+		waitWarmMetric(t, s, "vessel_warm_pool_size", rt, 2)
+	}
+	if out, stderr, code := s.vessel("host", "ls"); code != 0 || !strings.Contains(out, "gvisor 2/2,runc 2/2") {
+		t.Errorf("vessel host ls (exit %d) does not show the default pools gvisor 2/2,runc 2/2:\n%s%s", code, out, stderr)
+	}
+	reg := newRegistry(t)
+	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
+	c := s.ecsClient()
+	arn := runImage(t, c, "default-pool", img, "512", "sleep", "1000")
+	waitFor(t, c, arn, "RUNNING", 60*time.Second)
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 1)
+	stopAll(t, s)
+	for _, rt := range []string{"runc", "gvisor"} {
+		waitWarmMetric(t, s, "vessel_warm_pool_size", rt, 2)
+	}
+	seen := map[string]bool{}
+	for _, id := range warmIDRE.FindAllString(s.log.String(), -1) {
+		seen[id] = true
+	}
+	s.kill(syscall.SIGTERM)
+	if !strings.Contains(s.log.String(), `msg="warm sandboxes deleted" count=4`) {
+		t.Errorf("the server's stop does not say it deleted its 4 warm sandboxes:\n%s", logLinesOf(s, []string{"warm"}))
+	}
+	if warm, ips := warmLeases(t, s); len(ips) > 0 {
+		t.Errorf("leases left after a graceful stop: %v (warm %v)", ips, warm)
+	}
+	after := snapshotHost(t, s.dataDir, cidr)
+	var warmCgroups []string
+	for _, root := range []string{"/sys/fs/cgroup/memory/vessel", "/sys/fs/cgroup/pids/vessel", "/sys/fs/cgroup/cpu,cpuacct/vessel", "/sys/fs/cgroup/vessel"} {
+		for id := range seen {
+			if _, err := os.Stat(filepath.Join(root, id)); err == nil {
+				warmCgroups = append(warmCgroups, filepath.Join(root, id))
+			}
+		}
+	}
+	if len(after.processes) > 0 || len(after.mounts) > 0 || len(after.cgroups) > 0 || len(after.netns) > 0 ||
+		len(after.veths) > 0 || after.leases > 0 || len(warmCgroups) > 0 {
+		t.Fatalf("left behind by the default pools:\nbefore:\n%s\nafter:\n%s\nwarm cgroups %v", before, after, warmCgroups)
+	}
+	if len(seen) < 5 {
+		t.Errorf("the server's log names %d warm sandboxes (%v); want at least the 5 made", len(seen), seen)
 	}
 }

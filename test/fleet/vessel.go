@@ -35,6 +35,10 @@ const ServerPort = "8600"
 // AgentPort is the port of every agent's endpoint for logs and execs.
 const AgentPort = "8700"
 
+// noWarmPools turns off every runtime's warm pool, which a host keeps by
+// default: a fleet test sees only its own sandboxes and addresses.
+var noWarmPools = []string{"--warm-pool", "microvm=0,gvisor=0,runc=0"}
+
 // Etcd starts an n-member etcd cluster, each member on a machine of its own
 // (etcd0, etcd1, ...), listening on 2379 and 2380 of the machine's address.
 // The fleet's servers and agents are stopped (and their tasks first) before
@@ -123,6 +127,9 @@ func (f *Fleet) Server(cfg ServerConfig) *Server {
 	}
 	if !slices.Contains(cfg.Args, "--runtimes") {
 		argv = append(argv, "--runtimes", "sim,runc")
+	}
+	if cfg.WithAgent && !slices.Contains(cfg.Args, "--warm-pool") {
+		argv = append(argv, noWarmPools...)
 	}
 	if first != nil {
 		for _, name := range []string{"tls/ca.crt", "tls/ca.key", "master.key"} {
@@ -433,6 +440,9 @@ func (f *Fleet) Agent(servers []*Server, cfg AgentConfig) *Agent {
 		"--listen", m.Addr.String() + ":" + AgentPort, "--runtime", rt, "--runtimes", rt}
 	if cfg.Subnet != "" {
 		argv = append(argv, "--subnet", "subnet-default="+cfg.Subnet)
+	}
+	if !slices.Contains(cfg.Args, "--warm-pool") {
+		argv = append(argv, noWarmPools...)
 	}
 	argv = append(argv, cfg.Args...)
 	a.Process = m.Start(fmt.Sprintf("agent %s", a.HostID), withoutKeys(), argv...)
