@@ -195,7 +195,9 @@ func (m *monitor) reloads(path string, hup <-chan os.Signal) {
 		g := cfg.Guest
 		if err := m.guest.Send(guestproto.Msg{Op: guestproto.OpHello, Config: &g}); err != nil {
 			fmt.Fprintf(os.Stderr, "vessel-guest monitor: reload: hello: %v\n", err)
+			continue
 		}
+		fmt.Fprintf(os.Stderr, "vessel-guest monitor: %s: configuration reloaded, hello sent\n", time.Now().UTC().Format(time.RFC3339Nano))
 	}
 }
 
@@ -288,6 +290,7 @@ func (m *monitor) readGuest() error {
 func (m *monitor) handle(msg guestproto.Msg) {
 	switch msg.Op {
 	case guestproto.EvReady:
+		fmt.Fprintf(os.Stderr, "vessel-guest monitor: %s: the guest is ready (error: %q)\n", time.Now().UTC().Format(time.RFC3339Nano), msg.Error)
 		writeAtomic(nil, m.cfg.ReadyFile, []byte(msg.Error))
 	case guestproto.EvState:
 		for _, s := range msg.State {
