@@ -241,6 +241,15 @@ func warmPoolTest(t *testing.T, rt string) {
 	note()
 	s.kill(syscall.SIGTERM)
 	finished = true
+	poolLeftNothing(t, s, before, seen)
+}
+
+// poolLeftNothing checks, once server s stopped gracefully, that its
+// pools left nothing on the host: no lease, nothing of snapshotHost's
+// beyond before, no cgroup of a warm sandbox the logs named (seen, at
+// least the 5 the tests make).
+func poolLeftNothing(t *testing.T, s *server, before hostState, seen map[string]bool) {
+	t.Helper()
 	if warm, ips := warmLeases(t, s); len(ips) > 0 {
 		t.Errorf("leases left after a graceful stop: %v (warm %v):\n%s", ips, warm, logLinesOf(s, []string{"warm"}))
 	}
@@ -255,7 +264,7 @@ func warmPoolTest(t *testing.T, rt string) {
 	}
 	if len(after.processes) > 0 || len(after.mounts) > 0 || len(after.cgroups) > 0 || len(after.netns) > 0 ||
 		len(after.veths) > 0 || after.leases > 0 || len(warmCgroups) > 0 {
-		t.Fatalf("left behind by the pool:\nbefore:\n%s\nafter:\n%s\nwarm cgroups %v", before, after, warmCgroups)
+		t.Fatalf("left behind by the pools:\nbefore:\n%s\nafter:\n%s\nwarm cgroups %v", before, after, warmCgroups)
 	}
 	if len(seen) < 5 {
 		t.Errorf("the servers' logs name %d warm sandboxes (%v); want at least the 5 made", len(seen), seen)
@@ -308,23 +317,5 @@ func TestWarmPoolDefaults(t *testing.T) {
 	if !strings.Contains(s.log.String(), `msg="warm sandboxes deleted" count=4`) {
 		t.Errorf("the server's stop does not say it deleted its 4 warm sandboxes:\n%s", logLinesOf(s, []string{"warm"}))
 	}
-	if warm, ips := warmLeases(t, s); len(ips) > 0 {
-		t.Errorf("leases left after a graceful stop: %v (warm %v)", ips, warm)
-	}
-	after := snapshotHost(t, s.dataDir, cidr)
-	var warmCgroups []string
-	for _, root := range []string{"/sys/fs/cgroup/memory/vessel", "/sys/fs/cgroup/pids/vessel", "/sys/fs/cgroup/cpu,cpuacct/vessel", "/sys/fs/cgroup/vessel"} {
-		for id := range seen {
-			if _, err := os.Stat(filepath.Join(root, id)); err == nil {
-				warmCgroups = append(warmCgroups, filepath.Join(root, id))
-			}
-		}
-	}
-	if len(after.processes) > 0 || len(after.mounts) > 0 || len(after.cgroups) > 0 || len(after.netns) > 0 ||
-		len(after.veths) > 0 || after.leases > 0 || len(warmCgroups) > 0 {
-		t.Fatalf("left behind by the default pools:\nbefore:\n%s\nafter:\n%s\nwarm cgroups %v", before, after, warmCgroups)
-	}
-	if len(seen) < 5 {
-		t.Errorf("the server's log names %d warm sandboxes (%v); want at least the 5 made", len(seen), seen)
-	}
+	poolLeftNothing(t, s, before, seen)
 }
