@@ -254,16 +254,6 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) (
 	if claimCrash == "committed" {
 		return errClaimCrash
 	}
-	// The host's CPU quota of the VM becomes the task's, as at Create
-	// (memory stays the class's: the guest's page cache may fill the VM's
-	// memory, which the guest's cgroup does not count to the task).
-	quota := spec.MilliCPU
-	if r.accel == AccelTCG {
-		quota = (spec.MilliCPU + 999) / 1000 * 1000
-	}
-	if err := r.cg.setCPU(warmID, quota); err != nil {
-		return err
-	}
 	dir := r.dir(warmID)
 	var mcfg monitor.Config
 	data, err := os.ReadFile(filepath.Join(dir, "monitor.json"))
@@ -287,6 +277,21 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) (
 	}
 	if err := r.reloadMonitor(ctx, dir); err != nil {
 		return fmt.Errorf("microvm runtime: claim of warm sandbox %s: %w", warmID, err)
+	}
+	// Once the guest has set the task up, the host's CPU quota of the VM
+	// becomes the task's, as at Create (memory stays the class's: the
+	// guest's page cache may fill the VM's memory, which the guest's
+	// cgroup does not count to the task). Not before: the claim's set-up
+	// in the guest (its mounts, cgroups, containers) is the platform's
+	// work, and a quota of one core on a VM of two vCPUs stalled it past
+	// the boot timeout under emulation and load (a guest that logged its
+	// claim received and never its set-up done, in a full run).
+	quota := spec.MilliCPU
+	if r.accel == AccelTCG {
+		quota = (spec.MilliCPU + 999) / 1000 * 1000
+	}
+	if err := r.cg.setCPU(warmID, quota); err != nil {
+		return fmt.Errorf("microvm runtime: claim of warm sandbox %s: the task's CPU quota: %w", warmID, err)
 	}
 	return nil
 }
