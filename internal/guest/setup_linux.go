@@ -99,9 +99,6 @@ func (a *agent) setupTask(cfg *guestproto.Config) error {
 	if err != nil {
 		return err
 	}
-	// Each step on the console: a set-up that never ends (seen under
-	// emulation in full runs) then says which step it stopped in.
-	logf("task set-up: image disks %v found", devs)
 	for d := range want {
 		dir := filepath.Join(imagesDir, d)
 		os.MkdirAll(dir, 0o755)
@@ -119,7 +116,6 @@ func (a *agent) setupTask(cfg *guestproto.Config) error {
 		if err != nil {
 			return fmt.Errorf("mount image disk %s (%s): %w", d, devs[d], err)
 		}
-		logf("task set-up: image disk %s mounted", d)
 	}
 	os.MkdirAll(etcDir, 0o755)
 	for name, data := range cfg.Etc {
@@ -133,13 +129,11 @@ func (a *agent) setupTask(cfg *guestproto.Config) error {
 	if err := setupCgroups(cfg); err != nil {
 		return err
 	}
-	logf("task set-up: /etc, volumes and cgroups done")
 	for _, spec := range cfg.Containers {
 		c, err := a.prepare(spec)
 		if err != nil {
 			return fmt.Errorf("container %s: %w", spec.Name, err)
 		}
-		logf("task set-up: container %s prepared", spec.Name)
 		a.mu.Lock()
 		a.containers[spec.Name] = c
 		a.mu.Unlock()
