@@ -15,16 +15,9 @@ import (
 func (a *agent) write() {
 	<-a.hello
 	for m := range a.out {
-		for failed := 0; ; failed++ {
-			err := a.conn.Send(m)
-			if err == nil {
-				if failed > 0 {
-					logf("control channel: %s sent after %d failed attempts", m.Op, failed)
-				}
+		for {
+			if err := a.conn.Send(m); err == nil {
 				break
-			}
-			if failed == 0 {
-				logf("control channel: sending %s: %v; retrying", m.Op, err)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -70,25 +63,19 @@ func (a *agent) handle(m guestproto.Msg) {
 		default:
 			close(a.hello)
 		}
-		// What the console shows of each hello: a claim that the host
-		// times out on says here how far the guest got.
 		if first || claim {
-			kind, setup := "first hello", a.setup
-			if claim {
-				kind, setup = "claim", a.claim
-			}
-			logf("%s received; setting up", kind)
-			began := time.Now()
 			ev := guestproto.Msg{Op: guestproto.EvReady}
+			setup := a.setup
+			if claim {
+				setup = a.claim
+			}
 			if err := setup(); err != nil {
 				ev.Error = err.Error()
 				a.setupErr = ev.Error
 			}
-			logf("%s set up in %s (error: %q); answering", kind, time.Since(began).Round(time.Millisecond), ev.Error)
 			a.send(ev)
 			return
 		}
-		logf("repeated hello received; answering with the state")
 		a.send(guestproto.Msg{Op: guestproto.EvState, State: a.state(), Error: a.setupErr})
 	case guestproto.OpStart:
 		a.reply(m.ID, a.start(m.Container))
