@@ -14,14 +14,15 @@
 // task is still placed here, reporting the exits that happened while it was
 // away with their real codes, and deletes the rest.
 //
-// With Config.WarmPools it keeps, per runtime that can (runtime.Warmer),
-// sandboxes made before their tasks are known (pool.go): a task that fits
-// takes one (its network attachment re-keyed to the task, then the
+// With Config.WarmPools it keeps, per runtime that can (runtime.Warmer)
+// and per size class of a runtime that makes its sandboxes at a size
+// (runtime.SizedWarmer), sandboxes made before their tasks are known
+// (pool.go): a task takes one of its size class's pool (its network attachment re-keyed to the task, then the
 // runtime's Claim), the pool refills in the background, gives way to the
 // host's tasks' memory, is adopted after a restart, and is reported to
 // the control plane (agentproto.WarmPoolReporter).
 //
-// The agent imports agentproto, runtime, task, image, network, fsutil and
+// The agent imports agentproto, runtime, task, sizing, image, network, fsutil and
 // errdefs; it must not import the server, the store, the Kubernetes bridge
 // or the CLI.
 //

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -15,25 +16,30 @@ import (
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/sizing"
 	"vessel.dev/vessel/internal/task"
 )
 
 // Warm pools: per runtime that can (runtime.Warmer), the agent keeps
-// Config.WarmPools[runtime] sandboxes made before their tasks are known,
-// each with a network attachment of its own on Config.WarmSubnet. A task
-// of that runtime, subnet and a size the runtime's WarmClass serves takes
-// one (worker.create): its attachment is re-keyed to the task's ID
+// Config.WarmPools[runtime] sandboxes of the runtime's WarmClass, and per
+// size class a runtime.SizedWarmer was given (Config.WarmPools
+// ["RUNTIME:VCPU/GB"]) sandboxes booted at that size, all made before
+// their tasks are known, each with a network attachment of its own on
+// Config.WarmSubnet. A task of that runtime and subnet takes one of the
+// pool of its size class, the smallest class that serves it
+// (worker.create, takeWarm): its attachment is re-keyed to the task's ID
 // (network.Manager.Rekey), then the runtime's Claim adds the task's size
-// and containers. The pool refills in the background, one warm sandbox at
-// a time per runtime, pausing after a failure (doubling up to
-// maxWarmBackoff). docs/architecture.md says why each piece is as it is.
+// and containers. Each pool refills in the background, one warm sandbox
+// at a time, pausing after a failure (doubling up to maxWarmBackoff).
+// docs/architecture.md says why each piece is as it is.
 
 // WarmIDPrefix begins the ID of every warm sandbox ("warm-<runtime>-<8 hex
 // digits>"), so that neither a task ID (a UUID) nor a person mistakes one
 // for the other.
 const WarmIDPrefix = "warm-"
 
-// LabelWarm marks a warm sandbox with its runtime's name.
+// LabelWarm marks a warm sandbox with its pool's name (its runtime's, or
+// RUNTIME:VCPU/GB for a sized class).
 const LabelWarm = "vessel.warm"
 
 // maxWarmBackoff caps the pause between failed warms.
@@ -46,9 +52,12 @@ type warmEntry struct {
 	ip string
 }
 
-// pool is the warm pool of one runtime.
+// pool is the warm pool of one runtime and class.
 type pool struct {
-	a      *Agent
+	a *Agent
+	// name is the pool's (ParseWarmPools): its runtime's name, or
+	// RUNTIME:VCPU/GB for a sized class.
+	name   string
 	rtName string
 	rt     runtime.Runtime
 	warmer runtime.Warmer
@@ -73,10 +82,15 @@ type pool struct {
 	misses    int64
 }
 
-// ParseWarmPools parses --warm-pool values, RUNTIME=N separated by commas
-// (flags may repeat): runtime names must be known (runtime.Known) and N a
-// whole number of 0 or more. Whether the runtime has warm sandboxes is
-// checked when the agent is made (New).
+// ParseWarmPools parses --warm-pool values, POOL=N separated by commas
+// (flags may repeat). POOL is a runtime's name, for the pool of its
+// WarmClass, or RUNTIME:VCPU/GB, for a pool of that size class (a size of
+// the Fargate table, e.g. gvisor:16/120), which serves the tasks its
+// smaller classes cannot. Runtime names must be known (runtime.Known) and
+// N a whole number of 0 or more. The keys it returns are the pools'
+// names, with the class written as sizing.Size.Class writes it. Whether
+// the runtime has warm sandboxes, and of a size, is checked when the
+// agent is made (New).
 func ParseWarmPools(values []string) (map[string]int, error) {
 	out := map[string]int{}
 	for _, v := range values {
@@ -87,10 +101,18 @@ func ParseWarmPools(values []string) (map[string]int, error) {
 			}
 			name, n, ok := strings.Cut(item, "=")
 			if !ok || name == "" || n == "" {
-				return nil, errdefs.InvalidArgument("--warm-pool %q: use RUNTIME=N, e.g. runc=2 (several separated by commas)", item)
+				return nil, errdefs.InvalidArgument("--warm-pool %q: use RUNTIME=N or RUNTIME:VCPU/GB=N, e.g. runc=2 or gvisor:16/120=1 (several separated by commas)", item)
 			}
-			if !runtime.Known(name) {
-				return nil, errdefs.InvalidArgument("--warm-pool %q: runtime %q is not known; the runtimes are %s", item, name, strings.Join(runtime.Names, ", "))
+			rt, class, sized := strings.Cut(name, ":")
+			if !runtime.Known(rt) {
+				return nil, errdefs.InvalidArgument("--warm-pool %q: runtime %q is not known; the runtimes are %s", item, rt, strings.Join(runtime.Names, ", "))
+			}
+			if sized {
+				size, err := sizing.ParseClass(class)
+				if err != nil {
+					return nil, errdefs.InvalidArgument("--warm-pool %q: %v", item, err)
+				}
+				name = poolName(rt, size)
 			}
 			var count int
 			if _, err := fmt.Sscanf(n, "%d", &count); err != nil || fmt.Sprint(count) != strings.TrimPrefix(n, "+") {
@@ -100,12 +122,31 @@ func ParseWarmPools(values []string) (map[string]int, error) {
 				return nil, errdefs.InvalidArgument("--warm-pool %q: the size must be 0 (off) or more, not %d", item, count)
 			}
 			if _, dup := out[name]; dup {
-				return nil, errdefs.InvalidArgument("--warm-pool: runtime %q is given twice; give each runtime once", name)
+				return nil, errdefs.InvalidArgument("--warm-pool: pool %q is given twice; give each pool once", name)
 			}
 			out[name] = count
 		}
 	}
 	return out, nil
+}
+
+// poolName names the pool of runtime rt's size class size.
+func poolName(rt string, size sizing.Size) string { return rt + ":" + size.Class() }
+
+// PoolRuntime is the runtime of the pool called name (ParseWarmPools).
+func PoolRuntime(name string) string {
+	rt, _, _ := splitPoolName(name)
+	return rt
+}
+
+// splitPoolName returns a pool name's runtime and, for a sized pool, its
+// class (ParseWarmPools has checked it).
+func splitPoolName(name string) (rt string, size sizing.Size, sized bool) {
+	rt, class, sized := strings.Cut(name, ":")
+	if sized {
+		size, _ = sizing.ParseClass(class)
+	}
+	return rt, size, sized
 }
 
 // newPools checks cfg.WarmPools and makes the pools (nothing runs yet).
@@ -119,37 +160,83 @@ func (a *Agent) newPools() error {
 	for _, name := range names {
 		n := a.cfg.WarmPools[name]
 		if n < 0 {
-			return errdefs.InvalidArgument("agent: warm pool of runtime %q: size %d is below 0; give 0 (off) or more", name, n)
+			return errdefs.InvalidArgument("agent: warm pool %q: size %d is below 0; give 0 (off) or more", name, n)
 		}
 		if n == 0 {
 			continue
 		}
-		rt := a.cfg.Runtimes[name]
+		rtName, size, sized := splitPoolName(name)
+		rt := a.cfg.Runtimes[rtName]
 		if rt == nil {
-			return errdefs.InvalidArgument("agent: warm pool of runtime %q: the runtime is not available on this host; the host's runtimes are %s", name, strings.Join(a.cfg.Host.Runtimes, ", "))
+			return errdefs.InvalidArgument("agent: warm pool %q: runtime %s is not available on this host; the host's runtimes are %s", name, rtName, strings.Join(a.cfg.Host.Runtimes, ", "))
 		}
 		w, ok := rt.(runtime.Warmer)
 		if !ok {
-			return errdefs.InvalidArgument("agent: warm pool of runtime %q: the runtime cannot prepare sandboxes ahead (it has no warm sandboxes); drop it from --warm-pool", name)
+			return errdefs.InvalidArgument("agent: warm pool %q: runtime %s cannot prepare sandboxes ahead (it has no warm sandboxes); drop it from --warm-pool", name, rtName)
+		}
+		class := w.WarmClass()
+		if sized {
+			sw, ok := rt.(runtime.SizedWarmer)
+			if !ok {
+				return errdefs.InvalidArgument("agent: warm pool %q: runtime %s's warm sandboxes serve tasks of every size; give %s=N", name, rtName, rtName)
+			}
+			if size.MilliCPU == class.MilliCPU && size.MemoryMiB == class.MemoryMiB {
+				return errdefs.InvalidArgument("agent: warm pool %q: %s is runtime %s's own warm class; give %s=N", name, size.Class(), rtName, rtName)
+			}
+			var err error
+			if class, err = sw.SizedWarmClass(size.MilliCPU, size.MemoryMiB); err != nil {
+				return errdefs.InvalidArgument("agent: warm pool %q: %v", name, err)
+			}
+			if cpu, mem := a.allocatableMilliCPU(), a.allocatableMemory(); size.MilliCPU > cpu || size.MemoryMiB > mem {
+				return errdefs.InvalidArgument("agent: warm pool %q: a task of %s (vCPU/GB) cannot be placed on this host, which can give tasks %d milli-CPU and %d MiB",
+					name, size.Class(), cpu, mem)
+			}
 		}
 		s, isSim := rt.(runtime.Simulated)
 		sim := isSim && s.Simulated()
 		if !sim && a.cfg.WarmSubnet == "" {
-			return errdefs.InvalidArgument("agent: warm pool of runtime %q: WarmSubnet is required (the subnet tasks get when they name none)", name)
+			return errdefs.InvalidArgument("agent: warm pool %q: WarmSubnet is required (the subnet tasks get when they name none)", name)
 		}
-		a.pools[name] = &pool{a: a, rtName: name, rt: rt, warmer: w, class: w.WarmClass(), target: n, sim: sim,
+		a.pools[name] = &pool{a: a, name: name, rtName: rtName, rt: rt, warmer: w, class: class, target: n, sim: sim,
 			kick: make(chan struct{}, 1)}
 	}
 	return nil
 }
 
-// pool returns the warm pool of runtime name, nil if it has none.
-func (a *Agent) pool(name string) *pool { return a.pools[name] }
+// runtimePools returns runtime rt's pools, the smallest class first (a
+// class of any size last).
+func (a *Agent) runtimePools(rt string) []*pool {
+	var out []*pool
+	for _, name := range a.poolNames() {
+		if p := a.pools[name]; p.rtName == rt {
+			out = append(out, p)
+		}
+	}
+	slices.SortStableFunc(out, func(x, y *pool) int {
+		key := func(c runtime.WarmClass) []int64 {
+			if c.MilliCPU == 0 || c.MemoryMiB == 0 {
+				return []int64{math.MaxInt64, math.MaxInt64}
+			}
+			return []int64{c.MemoryMiB, c.MilliCPU}
+		}
+		return slices.Compare(key(x.class), key(y.class))
+	})
+	return out
+}
 
 func newWarmID(rt string) string {
 	var b [4]byte
 	rand.Read(b[:])
 	return WarmIDPrefix + rt + "-" + hex.EncodeToString(b[:])
+}
+
+// allocatableMilliCPU is the host CPU tasks may be given.
+func (a *Agent) allocatableMilliCPU() int64 {
+	r := a.cfg.Host.CPUAllocationRatio
+	if r <= 0 {
+		r = 1
+	}
+	return int64(float64(a.cfg.Host.MilliCPU) * r)
 }
 
 // allocatableMemory is the host memory tasks may be given.
@@ -215,7 +302,7 @@ func (a *Agent) shrinkPools(ctx context.Context) {
 	}
 	a.poolMu.Unlock()
 	for _, v := range victims {
-		a.log.Info("deleting a warm sandbox: the host's memory is needed by its tasks", "runtime", v.p.rtName, "warm_sandbox", v.e.id,
+		a.log.Info("deleting a warm sandbox: the host's memory is needed by its tasks", "pool", v.p.name, "warm_sandbox", v.e.id,
 			"allocatable_mib", a.allocatableMemory(), "tasks_mib", a.allocatableMemory()-free)
 		v.p.destroy(ctx, v.e.id, false)
 	}
@@ -230,17 +317,26 @@ func (a *Agent) poolNames() []string {
 	return names
 }
 
-// WarmPools reports the host's warm pools, by runtime name.
+// WarmPools reports the host's warm pools, by name.
 func (a *Agent) WarmPools() []agentproto.WarmPool {
 	a.poolMu.Lock()
 	defer a.poolMu.Unlock()
 	var out []agentproto.WarmPool
 	for _, name := range a.poolNames() {
 		p := a.pools[name]
-		out = append(out, agentproto.WarmPool{Runtime: name, Target: p.target, Ready: len(p.ready), Hits: p.hits,
+		out = append(out, agentproto.WarmPool{Runtime: p.rtName, Class: p.classText(), Target: p.target, Ready: len(p.ready), Hits: p.hits,
 			Misses: p.misses, MemoryMiB: int64(len(p.ready)) * p.class.IdleMemoryMiB})
 	}
 	return out
+}
+
+// classText is the pool's class as VCPU/GB (sizing.Size.Class), "" for a
+// class of any size.
+func (p *pool) classText() string {
+	if p.class.MilliCPU == 0 || p.class.MemoryMiB == 0 {
+		return ""
+	}
+	return sizing.Size{MilliCPU: p.class.MilliCPU, MemoryMiB: p.class.MemoryMiB}.Class()
 }
 
 // runPools refills each pool until ctx is done.
@@ -306,11 +402,11 @@ func (p *pool) refill(ctx context.Context) {
 				return
 			}
 			backoff = min(max(2*backoff, a.cfg.WarmRetry), maxWarmBackoff)
-			a.log.Warn("making a warm sandbox failed; trying again later", "runtime", p.rtName, "err", err, "retry_in", backoff)
+			a.log.Warn("making a warm sandbox failed; trying again later", "pool", p.name, "err", err, "retry_in", backoff)
 			continue
 		}
 		backoff = 0
-		a.log.Debug("warm sandbox ready", "runtime", p.rtName, "warm_sandbox", id, "ip", e.ip)
+		a.log.Debug("warm sandbox ready", "pool", p.name, "warm_sandbox", id, "ip", e.ip)
 		// A task's assignment may have taken the memory meanwhile.
 		a.shrinkPools(ctx)
 	}
@@ -323,7 +419,7 @@ func (p *pool) warm(ctx context.Context, id string) (warmEntry, error) {
 	e := warmEntry{id: id}
 	milliCPU, memMiB := p.warmSize()
 	spec := runtime.Spec{ID: id, MilliCPU: milliCPU, MemoryMiB: memMiB,
-		Labels: map[string]string{LabelHost: a.cfg.Host.ID, LabelWarm: p.rtName}}
+		Labels: map[string]string{LabelHost: a.cfg.Host.ID, LabelWarm: p.name}}
 	if !p.sim {
 		att, err := a.cfg.Network.Attach(ctx, id, a.cfg.WarmSubnet, network.AttachOptions{})
 		if err != nil {
@@ -375,7 +471,7 @@ func (p *pool) destroy(ctx context.Context, id string, wait bool) {
 func (p *pool) destroyRuntimePart(ctx context.Context, id string) {
 	err := p.rt.Delete(context.WithoutCancel(ctx), id)
 	if err != nil && !errdefs.IsNotFound(err) {
-		p.a.log.Error("deleting a warm sandbox failed", "runtime", p.rtName, "warm_sandbox", id, "err", err)
+		p.a.log.Error("deleting a warm sandbox failed", "pool", p.name, "warm_sandbox", id, "err", err)
 	}
 }
 
@@ -387,12 +483,12 @@ func (p *pool) destroyWith(ctx context.Context, id string) {
 	if err != nil {
 		// Its attachment stays while something may still run in it; the
 		// next start of the agent deletes both.
-		p.a.log.Error("deleting a warm sandbox failed", "runtime", p.rtName, "warm_sandbox", id, "err", err)
+		p.a.log.Error("deleting a warm sandbox failed", "pool", p.name, "warm_sandbox", id, "err", err)
 		return
 	}
 	if !p.sim {
 		if err := p.a.cfg.Network.Detach(ctx, id); err != nil {
-			p.a.log.Error("detaching a warm sandbox failed", "runtime", p.rtName, "warm_sandbox", id, "err", err)
+			p.a.log.Error("detaching a warm sandbox failed", "pool", p.name, "warm_sandbox", id, "err", err)
 		}
 	}
 }
@@ -419,33 +515,50 @@ func (a *Agent) DropPools(ctx context.Context) int {
 	return n
 }
 
-// take hands out a warm sandbox that can serve t on subnet, or says why
-// none can (the task then starts cold: a miss).
-func (p *pool) take(t *task.Task, subnet string) (warmEntry, string) {
-	if !p.sim && subnet != p.a.cfg.WarmSubnet {
-		return warmEntry{}, fmt.Sprintf("the task's subnet %s is not the pool's %s", subnet, p.a.cfg.WarmSubnet)
+// takeWarm hands out a warm sandbox of runtime rt that can serve t on
+// subnet, from the pool of t's size class: the smallest class of the
+// runtime's pools that serves it (a larger class's sandboxes are kept for
+// the larger tasks only they serve, and a small task in a large VM would
+// hold more host memory than it was placed for). Else it says why none
+// can (the task then starts cold: a miss) and returns the pool that
+// counts the miss, nil if the runtime has no pool.
+func (a *Agent) takeWarm(rt string, t *task.Task, subnet string) (*pool, warmEntry, string) {
+	pools := a.runtimePools(rt)
+	if len(pools) == 0 {
+		return nil, warmEntry{}, ""
 	}
-	if !p.class.Serves(t.MilliCPU(), t.MemoryMiB) {
-		return warmEntry{}, fmt.Sprintf("the task's size (%d milli-CPU, %d MiB) is larger than the warm sandboxes' (%d milli-CPU, %d MiB)",
-			t.MilliCPU(), t.MemoryMiB, p.class.MilliCPU, p.class.MemoryMiB)
-	}
-	if !p.sim {
-		if _, ok := p.a.cfg.Network.Get(t.ID); ok {
-			// A start begun by an agent that went away: the task keeps
-			// the attachment it has.
-			return warmEntry{}, "the task already has a network attachment"
+	var p *pool
+	for _, q := range pools {
+		if q.class.Serves(t.MilliCPU(), t.MemoryMiB) {
+			p = q
+			break
 		}
 	}
-	p.a.poolMu.Lock()
-	defer p.a.poolMu.Unlock()
+	if p == nil {
+		p = pools[len(pools)-1]
+		return p, warmEntry{}, fmt.Sprintf("the task's size (%d milli-CPU, %d MiB) is larger than every warm pool's class of the runtime (the largest: %d milli-CPU, %d MiB)",
+			t.MilliCPU(), t.MemoryMiB, p.class.MilliCPU, p.class.MemoryMiB)
+	}
+	if !p.sim && subnet != a.cfg.WarmSubnet {
+		return p, warmEntry{}, fmt.Sprintf("the task's subnet %s is not the pool's %s", subnet, a.cfg.WarmSubnet)
+	}
+	if !p.sim {
+		if _, ok := a.cfg.Network.Get(t.ID); ok {
+			// A start begun by an agent that went away: the task keeps
+			// the attachment it has.
+			return p, warmEntry{}, "the task already has a network attachment"
+		}
+	}
+	a.poolMu.Lock()
+	defer a.poolMu.Unlock()
 	if len(p.ready) == 0 {
-		return warmEntry{}, "the pool is empty"
+		return p, warmEntry{}, fmt.Sprintf("pool %s is empty", p.name)
 	}
 	// The oldest: it has waited longest.
 	e := p.ready[0]
 	p.ready = p.ready[1:]
 	p.claiming++
-	return e, ""
+	return p, e, ""
 }
 
 // giveBack returns an entry a claim did not use (the runtime turned the
@@ -513,12 +626,18 @@ func (a *Agent) adoptPools(ctx context.Context, listed map[string]sandboxRef) {
 	slices.Sort(ids)
 	for _, id := range ids {
 		ref := listed[id]
-		p := a.pools[ref.rt.Name()]
+		// Its pool's name, from its label (one made before sized pools
+		// has its runtime's name there).
+		name := ref.info.Labels[LabelWarm]
+		if rt, _, _ := splitPoolName(name); rt != ref.rt.Name() {
+			name = ref.rt.Name()
+		}
+		p := a.pools[name]
 		why := ""
 		var e warmEntry
 		switch {
 		case p == nil:
-			why = "the runtime has no warm pool now"
+			why = "its pool " + name + " is not kept now"
 		case !p.sim:
 			att, ok := a.cfg.Network.Get(id)
 			if !ok {
@@ -541,7 +660,7 @@ func (a *Agent) adoptPools(ctx context.Context, listed map[string]sandboxRef) {
 			a.poolMu.Unlock()
 		}
 		if why == "" {
-			a.log.Info("adopted warm sandbox", "runtime", p.rtName, "warm_sandbox", id, "ip", e.ip)
+			a.log.Info("adopted warm sandbox", "pool", p.name, "warm_sandbox", id, "ip", e.ip)
 			continue
 		}
 		a.log.Info("deleting a warm sandbox an earlier agent left", "runtime", ref.rt.Name(), "warm_sandbox", id, "why", why)

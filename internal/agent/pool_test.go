@@ -49,6 +49,8 @@ type netSim struct {
 	startGate chan struct{}
 	// warms counts the warm sandboxes made.
 	warms int
+	// warmSize records the size each warm sandbox was made with.
+	warmSize map[string][2]int64
 }
 
 func (r *netSim) Start(ctx context.Context, id, name string) error {
@@ -74,6 +76,13 @@ func (r *netSim) warmCount() int {
 func (r *netSim) Simulated() bool              { return false }
 func (r *netSim) WarmClass() runtime.WarmClass { return r.class }
 func (r *netSim) Unwrap() runtime.Runtime      { return r.Runtime }
+
+// SizedWarmClass makes netSim a runtime.SizedWarmer: its sandboxes of any
+// size are counted for the default class's idle memory.
+func (r *netSim) SizedWarmClass(milliCPU, memoryMiB int64) (runtime.WarmClass, error) {
+	return runtime.WarmClass{MilliCPU: milliCPU, MemoryMiB: memoryMiB, IdleMemoryMiB: r.class.IdleMemoryMiB}, nil
+}
+
 func (r *netSim) warmed(id string) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -96,6 +105,7 @@ func (r *netSim) Warm(ctx context.Context, spec runtime.Spec) error {
 	}
 	r.mu.Lock()
 	r.warmNS[spec.ID] = spec.NetNSPath
+	r.warmSize[spec.ID] = [2]int64{spec.MilliCPU, spec.MemoryMiB}
 	r.warms++
 	r.mu.Unlock()
 	return nil
@@ -109,7 +119,11 @@ func (r *netSim) Claim(ctx context.Context, warmID string, spec runtime.Spec) er
 		return errdefs.Conflict("warm sandbox %s cannot take task %s (injected)", warmID, spec.ID)
 	}
 	want, known := r.warmNS[warmID] // unknown: made by an earlier process
+	size := r.warmSize[warmID]
 	r.mu.Unlock()
+	if known && (spec.MilliCPU > size[0] || spec.MemoryMiB > size[1]) {
+		return fmt.Errorf("claim of %s (made at %v) for %s of %d milli-CPU and %d MiB: the agent picked a warm sandbox too small", warmID, size, spec.ID, spec.MilliCPU, spec.MemoryMiB)
+	}
 	if known && spec.NetNSPath != want {
 		return fmt.Errorf("claim of %s for %s in namespace %s; Warm was given %s", warmID, spec.ID, spec.NetNSPath, want)
 	}
@@ -148,6 +162,8 @@ type poolOptions struct {
 	subnet netip.Prefix
 	// placed are tasks placed on the host before the agent starts.
 	placed []*task.Task
+	// pools are more pools beside the sim's (ParseWarmPools's names).
+	pools map[string]int
 }
 
 func requireNetns(t *testing.T) {
@@ -183,7 +199,7 @@ func newPoolEnv(t *testing.T, o poolOptions) *poolEnv {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	rt := &netSim{Runtime: s, class: o.class, warmNS: map[string]string{}, claimNS: map[string]string{}}
+	rt := &netSim{Runtime: s, class: o.class, warmNS: map[string]string{}, claimNS: map[string]string{}, warmSize: map[string][2]int64{}}
 	subnets := []network.Subnet{{Name: "t", CIDR: o.subnet}, {Name: "u", CIDR: runtimetest.FreeSubnet(t)}}
 	nm, err := network.Open(network.Config{StateDir: filepath.Join(dir, "network"), Subnets: subnets, DNSServers: []string{"10.89.255.53"}, Logger: logger})
 	if err != nil {
@@ -198,7 +214,7 @@ func newPoolEnv(t *testing.T, o poolOptions) *poolEnv {
 		Host:         agentproto.Host{ID: "h1", MilliCPU: 4000, MemoryMiB: o.memoryMiB, Runtimes: []string{"sim"}},
 		ControlPlane: cp, Runtimes: map[string]runtime.Runtime{"sim": rt},
 		Images: images{"/nonexistent"}, Network: nm, LogDir: filepath.Join(dir, "logs"), TaskDir: filepath.Join(dir, "tasks"),
-		WarmPools: map[string]int{"sim": o.size}, WarmSubnet: "t", WarmRetry: 50 * time.Millisecond,
+		WarmPools: poolSizes(o), WarmSubnet: "t", WarmRetry: 50 * time.Millisecond,
 		HeartbeatInterval: 50 * time.Millisecond, Logger: logger,
 	})
 	if err != nil {
@@ -217,6 +233,15 @@ func newPoolEnv(t *testing.T, o poolOptions) *poolEnv {
 	}
 	t.Cleanup(e.stop)
 	return e
+}
+
+// poolSizes is the agent's WarmPools for o.
+func poolSizes(o poolOptions) map[string]int {
+	out := map[string]int{"sim": o.size}
+	for name, n := range o.pools {
+		out[name] = n
+	}
+	return out
 }
 
 // cleanupPoolState deletes every sandbox and attachment left in dir.
@@ -244,10 +269,16 @@ func cleanupPoolState(t *testing.T, dir string, subnets []network.Subnet) {
 // run places a one-container task on subnet with memMiB of memory.
 func (e *poolEnv) run(subnet string, memMiB int64) string {
 	e.t.Helper()
+	return e.runSized(subnet, 256, memMiB)
+}
+
+// runSized places a one-container task on subnet of the given size.
+func (e *poolEnv) runSized(subnet string, cpuUnits, memMiB int64) string {
+	e.t.Helper()
 	e.n++
 	id := fmt.Sprintf("pool-%s-%d-%d", time.Now().Format("150405"), os.Getpid(), e.n)
 	t := &task.Task{ID: id, ARN: "arn:aws:ecs:us-east-1:000000000000:task/default/" + id, Cluster: "default",
-		CPUUnits: 256, MemoryMiB: memMiB, HostID: "h1", Subnet: subnet, Runtime: "sim",
+		CPUUnits: cpuUnits, MemoryMiB: memMiB, HostID: "h1", Subnet: subnet, Runtime: "sim",
 		LastStatus: task.StatusPending, DesiredStatus: task.StatusRunning, CreatedAt: time.Now(),
 		Containers: []task.Container{{Name: "app", Image: "busybox", Essential: true, EntryPoint: []string{"sleep", "1000"}}}}
 	e.cp.add(t)
@@ -547,6 +578,87 @@ func TestWarmPoolAdoption(t *testing.T) {
 	}
 }
 
+// TestWarmPoolSizeClasses: beside the runtime's own class (1 vCPU, 1
+// GiB here), a pool of a size class (2 vCPU, 4 GB) serves the tasks the
+// smaller one cannot; each task takes from the smallest class that serves
+// it, a task larger than every class starts cold, each pool reports its
+// class, hits and misses, and a restart adopts each warm sandbox into its
+// own class's pool.
+func TestWarmPoolSizeClasses(t *testing.T) {
+	cidr := runtimetest.FreeSubnet(t)
+	o := poolOptions{size: 1, subnet: cidr, pools: map[string]int{"sim:2/4": 1}, memoryMiB: 32768}
+	e := newPoolEnv(t, o)
+	pools := func(e *poolEnv) map[string]agentproto.WarmPool {
+		out := map[string]agentproto.WarmPool{}
+		for _, p := range e.a.WarmPools() {
+			out[p.Runtime+" "+p.Class] = p
+		}
+		return out
+	}
+	waitReady := func(e *poolEnv) {
+		t.Helper()
+		testutil.Eventually(t, 30*time.Second, func() error {
+			ps := pools(e)
+			if len(ps) != 2 || ps["sim 1/1"].Ready != 1 || ps["sim 2/4"].Ready != 1 {
+				return fmt.Errorf("pools %+v; want sim 1/1 and sim 2/4 with one ready each", ps)
+			}
+			return nil
+		})
+	}
+	waitReady(e)
+	small := e.runSized("t", 1024, 1024) // 1 vCPU, 1 GiB: the own class
+	mid := e.runSized("t", 2048, 4096)   // 2 vCPU, 4 GiB: only the sized class
+	big := e.runSized("t", 2048, 8192)   // larger than every class
+	for _, id := range []string{small, mid, big} {
+		if got := e.running(id); got.LastStatus != task.StatusRunning {
+			t.Fatalf("task %s is %s; want RUNNING", id, got)
+		}
+	}
+	for id, warm := range map[string]bool{small: true, mid: true, big: false} {
+		if _, claimed := e.rt.claimed(id); claimed != warm {
+			t.Errorf("task %s took a warm sandbox: %v; want %v", id, claimed, warm)
+		}
+	}
+	waitReady(e)
+	ps := pools(e)
+	if p := ps["sim 1/1"]; p.Hits != 1 || p.Misses != 0 {
+		t.Errorf("the own class's pool %+v; want 1 hit (the small task), no miss", p)
+	}
+	if p := ps["sim 2/4"]; p.Hits != 1 || p.Misses != 1 {
+		t.Errorf("the sized pool %+v; want 1 hit (the 2 vCPU task) and 1 miss (the larger one, counted by the largest class)", p)
+	}
+	// Each warm sandbox is labelled with its pool, and a restart adopts
+	// it there.
+	infos, err := e.rt.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]int{}
+	for _, in := range infos {
+		if in.Warm {
+			labels[in.Labels[agent.LabelWarm]]++
+		}
+	}
+	if labels["sim"] != 1 || labels["sim:2/4"] != 1 || len(labels) != 2 {
+		t.Errorf("warm sandboxes by pool label %v; want one of sim and one of sim:2/4", labels)
+	}
+	kept := e.warmIDs()
+	e.stop()
+	o.dir = e.dir
+	e2 := newPoolEnv(t, o)
+	waitReady(e2)
+	if now := e2.warmIDs(); !slices.Equal(now, kept) {
+		t.Errorf("warm sandboxes after the restart %v; want the 2 adopted %v", now, kept)
+	}
+	mid2 := e2.runSized("t", 2048, 4096)
+	if got := e2.running(mid2); got.LastStatus != task.StatusRunning {
+		t.Fatalf("task %s is %s; want RUNNING", mid2, got)
+	}
+	if _, claimed := e2.rt.claimed(mid2); !claimed {
+		t.Error("a 2 vCPU task after the restart did not take the adopted warm sandbox of its class")
+	}
+}
+
 // TestWarmPoolDropOnStop: after the agent's Run returns (a graceful
 // stop), DropPools deletes the ready warm sandboxes and their
 // attachments; a task's sandbox, claimed from the pool, and its
@@ -627,6 +739,18 @@ type noWarm struct{ runtime.Runtime }
 
 func (noWarm) Simulated() bool { return true }
 
+// sizedSim is the sim runtime with warm sandboxes of a size
+// (runtime.SizedWarmer), its own class 0.25 vCPU 0.5 GB.
+type sizedSim struct{ *sim.Runtime }
+
+func (sizedSim) WarmClass() runtime.WarmClass {
+	return runtime.WarmClass{MilliCPU: 250, MemoryMiB: 512, IdleMemoryMiB: 16}
+}
+
+func (sizedSim) SizedWarmClass(milliCPU, memoryMiB int64) (runtime.WarmClass, error) {
+	return runtime.WarmClass{MilliCPU: milliCPU, MemoryMiB: memoryMiB, IdleMemoryMiB: 16}, nil
+}
+
 func TestWarmPoolConfigRefused(t *testing.T) {
 	for _, tc := range []struct {
 		values []string
@@ -638,14 +762,19 @@ func TestWarmPoolConfigRefused(t *testing.T) {
 		{[]string{"nosuch=1"}, "is not known"},
 		{[]string{"runc=1,runc=2"}, "given twice"},
 		{[]string{"=1"}, "use RUNTIME=N"},
+		{[]string{"gvisor:3/4=1"}, "valid cpu values"},
+		{[]string{"gvisor:2/40=1"}, "valid memory values for cpu 2048"},
+		{[]string{"gvisor:2=1"}, "e.g. 2/4"},
+		{[]string{"nosuch:2/4=1"}, "is not known"},
+		{[]string{"gvisor:16/120=1,gvisor:16.0/120=2"}, "\"gvisor:16/120\" is given twice"},
 	} {
 		_, err := agent.ParseWarmPools(tc.values)
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseWarmPools(%q) = %v; want an invalid argument saying %q", tc.values, err, tc.want)
 		}
 	}
-	got, err := agent.ParseWarmPools([]string{"runc=2,gvisor=1", "microvm=0"})
-	if err != nil || got["runc"] != 2 || got["gvisor"] != 1 || got["microvm"] != 0 || len(got) != 3 {
+	got, err := agent.ParseWarmPools([]string{"runc=2,gvisor=1", "microvm=0", "gvisor:.25/.5=3,microvm:16/120=1"})
+	if err != nil || got["runc"] != 2 || got["gvisor"] != 1 || got["microvm"] != 0 || got["gvisor:0.25/0.5"] != 3 || got["microvm:16/120"] != 1 || len(got) != 5 {
 		t.Errorf("ParseWarmPools = %v, %v", got, err)
 	}
 
@@ -662,6 +791,9 @@ func TestWarmPoolConfigRefused(t *testing.T) {
 		{s, map[string]int{"runc": 1}, "not available on this host"},
 		{noWarm{s}, map[string]int{"sim": 1}, "cannot prepare sandboxes ahead"},
 		{s, map[string]int{"sim": -1}, "below 0"},
+		{s, map[string]int{"sim:2/4": 1}, "serve tasks of every size; give sim=N"},
+		{sizedSim{s}, map[string]int{"sim:0.25/0.5": 1}, "runtime sim's own warm class; give sim=N"},
+		{sizedSim{s}, map[string]int{"sim:2/4": 1}, "cannot be placed on this host, which can give tasks 1000 milli-CPU and 1024 MiB"},
 	} {
 		cfg := base
 		cfg.Runtimes = map[string]runtime.Runtime{"sim": tc.rt}
@@ -676,5 +808,10 @@ func TestWarmPoolConfigRefused(t *testing.T) {
 	cfg.WarmPools = map[string]int{"sim": 2}
 	if _, err := agent.New(cfg); err != nil {
 		t.Errorf("New with a sim pool: %v", err)
+	}
+	cfg.Runtimes = map[string]runtime.Runtime{"sim": sizedSim{s}}
+	cfg.WarmPools = map[string]int{"sim": 2, "sim:0.5/1": 1}
+	if _, err := agent.New(cfg); err != nil {
+		t.Errorf("New with a sized sim pool: %v", err)
 	}
 }

@@ -176,16 +176,16 @@ func (w *worker) create(ctx context.Context) error {
 	if err := w.createLogStreams(ctx); err != nil { // shipper.go
 		return err
 	}
-	// A warm sandbox of the task's runtime, if one can serve it (pool.go).
-	var p *pool
+	// A warm sandbox of the task's runtime and size class, if one can
+	// serve it (pool.go).
 	var entry *warmEntry
-	if p = w.agent.pool(w.rtName); p != nil {
-		if e, why := p.take(t, t.Subnet); why == "" {
-			entry = &e
-		} else {
-			w.log.Info("warm pool miss: the task starts cold", "runtime", w.rtName, "why", why)
-			p.miss()
-		}
+	p, e, why := w.agent.takeWarm(w.rtName, t, t.Subnet)
+	switch {
+	case p != nil && why == "":
+		entry = &e
+	case p != nil:
+		w.log.Info("warm pool miss: the task starts cold", "runtime", w.rtName, "why", why)
+		p.miss()
 	}
 	// An entry taken and then neither claimed nor given back (the start
 	// failed before the claim) is deleted; its attachment, the task's
@@ -234,7 +234,7 @@ func (w *worker) create(ctx context.Context) error {
 		switch {
 		case err == nil:
 			w.warmStarted = p.settle(true)
-			w.log.Info("warm pool hit: the task took a warm sandbox", "runtime", w.rtName, "warm_sandbox", entry.id, "ip", w.ip, "took", time.Since(began))
+			w.log.Info("warm pool hit: the task took a warm sandbox", "runtime", w.rtName, "pool", p.name, "warm_sandbox", entry.id, "ip", w.ip, "took", time.Since(began))
 			if w.ip != "" {
 				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
 			}

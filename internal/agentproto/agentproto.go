@@ -104,6 +104,10 @@ type ControlPlane interface {
 // --warm-pool), as its agent reports it.
 type WarmPool struct {
 	Runtime string `json:"runtime"`
+	// Class is the largest size the pool's warm sandboxes serve, as
+	// VCPU/GB ("4/8"); empty for a pool that serves every size. A host
+	// has at most one pool per runtime and class.
+	Class string `json:"class,omitempty"`
 	// Target is how many warm sandboxes the pool is asked to hold; Ready
 	// how many it holds now (fewer while it refills, or while the host's
 	// memory is taken by tasks).
@@ -121,7 +125,7 @@ type WarmPool struct {
 // WarmPoolReporter is implemented by control planes that keep hosts' warm
 // pools (the server, and the HTTP client).
 type WarmPoolReporter interface {
-	// ReportWarmPools records the host's warm pools, one per runtime with
-	// a pool, replacing what it reported before.
+	// ReportWarmPools records the host's warm pools, one per runtime and
+	// class with a pool, replacing what it reported before.
 	ReportWarmPools(ctx context.Context, hostID string, pools []WarmPool) error
 }

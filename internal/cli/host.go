@@ -97,9 +97,11 @@ func (o *hostOptions) addFlags(cmd *cobra.Command, controlPlane bool) {
 	f.StringVar(&o.guestBinary, "guest-binary", "", "the static vessel-guest binary (default: vessel-guest next to this binary)")
 	f.StringSliceVar(&o.offer, "runtimes", nil, "runtimes this host offers, if they work (default: "+strings.Join(runtime.Names, ", ")+")")
 	f.StringSliceVar(&o.warmPoolFlags, "warm-pool", nil, "warm sandboxes to keep ready per runtime, as RUNTIME=N[,RUNTIME=N...] (repeatable), e.g. runc=2: "+
-		"tasks of that runtime on the default subnet that fit the runtime's warm size take one and start faster; the pool refills in the background and gives its memory back "+
-		"to tasks before the host runs short, and a graceful stop deletes it. Default: 2 for each runtime that works here at native speed (not sim, not an emulated microvm), "+
-		"fewer where they would take more than 1/16 of the host's memory (an idle one takes a few MiB for runc, 48 MiB for gvisor, the guest's memory for microvm); RUNTIME=0 turns one off")
+		"tasks of that runtime on the default subnet that fit the runtime's warm class (runc: every size; gvisor: up to 4 vCPU 8 GB; microvm: up to 2 vCPU 4 GB) take one and start faster; "+
+		"RUNTIME:VCPU/GB=N keeps a pool of a larger or smaller size class of gvisor or microvm (a Fargate size, e.g. gvisor:16/120=1), and a task takes from the smallest class that serves it. "+
+		"Pools refill in the background and give their memory back to tasks before the host runs short, and a graceful stop deletes them. "+
+		"Default: 2 of the warm class for each runtime that works here at native speed (not sim, not an emulated microvm), "+
+		"fewer where they would take more than 1/16 of the host's memory (an idle one takes a few MiB for runc, 48 MiB for gvisor, 384 MiB plus 1/64 of the guest's memory for microvm); RUNTIME=0 turns one off")
 	f.StringVar(&o.microvmAccel, "microvm-accel", "", "micro-VM accelerator: kvm, tcg, or empty to probe KVM and fall back to emulation (an emulated micro-VM is offered by name, never the default)")
 }
 
@@ -244,8 +246,8 @@ func (o *hostOptions) newAgent(ctx context.Context, dataDir string, cp agentprot
 		LogDir: filepath.Join(dataDir, "logs"), TaskDir: filepath.Join(dataDir, "tasks"),
 		WarmPools: o.warmPools}
 	for name, n := range o.warmPools {
-		if n > 0 && rts[name] == nil {
-			return nil, report, fmt.Errorf("--warm-pool %s=%d: runtime %s is not available on this host (%s)", name, n, name, strings.Join(report, "; "))
+		if rt := agent.PoolRuntime(name); n > 0 && rts[rt] == nil {
+			return nil, report, fmt.Errorf("--warm-pool %s=%d: runtime %s is not available on this host (%s)", name, n, rt, strings.Join(report, "; "))
 		}
 	}
 	if len(names) > 1 || names[0] != runtime.Sim {

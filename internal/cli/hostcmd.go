@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/server"
 )
 
@@ -167,13 +168,23 @@ func hostSlices(h server.HostInfo) string {
 	return strings.Join(out, ",")
 }
 
-// hostPools is each warm pool as "RUNTIME READY/TARGET", e.g. "runc 2/2".
+// hostPools is each warm pool as "POOL READY/TARGET", e.g. "runc 2/2",
+// "gvisor:4/8 1/2" (poolName).
 func hostPools(h server.HostInfo) string {
 	var out []string
 	for _, p := range h.WarmPools {
-		out = append(out, fmt.Sprintf("%s %d/%d", p.Runtime, p.Ready, p.Target))
+		out = append(out, fmt.Sprintf("%s %d/%d", poolName(p), p.Ready, p.Target))
 	}
 	return strings.Join(out, ",")
+}
+
+// poolName is a warm pool's runtime and, for one of a size class, the
+// largest size it serves: "runc", "gvisor:4/8" (VCPU/GB).
+func poolName(p agentproto.WarmPool) string {
+	if p.Class == "" {
+		return p.Runtime
+	}
+	return p.Runtime + ":" + p.Class
 }
 
 // heartbeatAge is how long ago at was, in whole seconds ("" for never).
@@ -233,7 +244,7 @@ func newHostDescribeCommand(g *globals) *cobra.Command {
 			fmt.Fprintf(w, "Endpoint:        %s\n", or(d.LogsEndpoint))
 			fmt.Fprintf(w, "Warm pools:      %s\n", or(hostPools(d.HostInfo)))
 			for _, p := range d.WarmPools {
-				fmt.Fprintf(w, "  %-14s %d ready of %d, %d MiB held, %d hits, %d misses\n", p.Runtime+":", p.Ready, p.Target, p.MemoryMiB, p.Hits, p.Misses)
+				fmt.Fprintf(w, "  %-18s %d ready of %d, %d MiB held, %d hits, %d misses\n", poolName(p)+":", p.Ready, p.Target, p.MemoryMiB, p.Hits, p.Misses)
 			}
 			fmt.Fprintf(w, "Tasks:           %d\n", len(d.TaskList))
 			if len(d.TaskList) == 0 {

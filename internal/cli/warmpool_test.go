@@ -24,7 +24,7 @@ func TestHostListShowsWarmPools(t *testing.T) {
 		return nil
 	})
 	out := e.must(t, "host", "describe", "h1")
-	if !strings.Contains(out, "Warm pools:      sim 2/2") || !strings.Contains(out, "sim:           2 ready of 2, 0 MiB held, 0 hits, 0 misses") {
+	if !strings.Contains(out, "Warm pools:      sim 2/2") || !strings.Contains(out, "sim:               2 ready of 2, 0 MiB held, 0 hits, 0 misses") {
 		t.Errorf("host describe does not detail the pool:\n%s", out)
 	}
 }
@@ -42,6 +42,7 @@ func TestWarmPoolFlagRefused(t *testing.T) {
 		{[]string{"server", "--warm-pool", "docker=1"}, "runtime \"docker\" is not known"},
 		{[]string{"server", "--warm-pool", "runc=1", "--no-agent"}, "--no-agent"},
 		{[]string{"agent", "--server", "http://127.0.0.1:9", "--warm-pool", "runc=x"}, "not a whole number"},
+		{[]string{"server", "--warm-pool", "gvisor:3/8=1"}, "valid cpu values are"},
 	} {
 		root := NewRootCommand()
 		var out, errOut syncBuffer

@@ -293,6 +293,21 @@ type WarmClass struct {
 	IdleMemoryMiB int64
 }
 
+// SizedWarmer is a Warmer whose warm sandboxes are made at one size each
+// (a gVisor sentry, a VM), so that a task larger than WarmClass's can
+// still take one: the host agent keeps a pool per size class
+// (--warm-pool RUNTIME:VCPU/GB=N) beside the WarmClass pool. Warm makes a
+// sandbox at its spec's size, and Claim serves a task up to the size the
+// warm sandbox was made with.
+type SizedWarmer interface {
+	Warmer
+	// SizedWarmClass is the class of warm sandboxes made at the given
+	// size: it serves tasks up to it, and its IdleMemoryMiB is what one
+	// such sandbox holds idle. A size the runtime cannot make warm
+	// sandboxes of is an error of kind errdefs.ErrInvalidArgument.
+	SizedWarmClass(milliCPU, memoryMiB int64) (WarmClass, error)
+}
+
 // Serves reports whether a warm sandbox of class c can take a task of
 // the given size.
 func (c WarmClass) Serves(milliCPU, memoryMiB int64) bool {

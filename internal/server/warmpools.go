@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,18 +34,25 @@ var _ agentproto.WarmPoolReporter = (*Server)(nil)
 // pools replace what it reported before. Agents send them when they
 // change, at most once per heartbeat.
 func (s *Server) ReportWarmPools(ctx context.Context, hostID string, pools []agentproto.WarmPool) error {
-	if len(pools) > len(runtime.Names) {
-		return errdefs.InvalidArgument("host %s reports %d warm pools; a host has at most one per runtime (%d)", hostID, len(pools), len(runtime.Names))
+	if len(pools) > maxWarmPools {
+		return errdefs.InvalidArgument("host %s reports %d warm pools; a host has at most %d", hostID, len(pools), maxWarmPools)
 	}
 	seen := map[string]bool{}
 	for _, p := range pools {
-		if !runtime.Known(p.Runtime) || seen[p.Runtime] {
-			return errdefs.InvalidArgument("host %s: warm pool of runtime %q: give each of %s at most once", hostID, p.Runtime, strings.Join(runtime.Names, ", "))
+		if !runtime.Known(p.Runtime) {
+			return errdefs.InvalidArgument("host %s: warm pool of runtime %q: the runtimes are %s", hostID, p.Runtime, strings.Join(runtime.Names, ", "))
 		}
+		if len(p.Class) > 32 || !validPoolClass(p.Class) {
+			return errdefs.InvalidArgument("host %s: warm pool of runtime %s: class %.32q is not VCPU/GB (e.g. 4/8), nor empty for every size", hostID, p.Runtime, p.Class)
+		}
+		key := p.Runtime + ":" + p.Class
+		if seen[key] {
+			return errdefs.InvalidArgument("host %s: warm pool of runtime %s and class %q is given twice; give each runtime and class at most once", hostID, p.Runtime, p.Class)
+		}
+		seen[key] = true
 		if p.Target < 0 || p.Ready < 0 || p.Hits < 0 || p.Misses < 0 || p.MemoryMiB < 0 {
 			return errdefs.InvalidArgument("host %s: warm pool of runtime %s: counts must not be negative (%+v)", hostID, p.Runtime, p)
 		}
-		seen[p.Runtime] = true
 	}
 	if _, err := s.store.Get(ctx, hostKey(hostID)); err != nil {
 		if errdefs.IsNotFound(err) {
@@ -54,6 +62,26 @@ func (s *Server) ReportWarmPools(ctx context.Context, hostID string, pools []age
 	}
 	_, err := putJSON(ctx, s.store, prefixWarmPools+hostID, warmPoolRecord{HostID: hostID, Pools: pools, ReportedAt: s.cfg.Now()}, store.AnyRevision)
 	return err
+}
+
+// maxWarmPools bounds the pools one host reports: a pool per runtime and
+// size class of the Fargate table is far fewer.
+const maxWarmPools = 64
+
+// validPoolClass reports whether class is empty or VCPU/GB, each a
+// positive decimal number.
+func validPoolClass(class string) bool {
+	if class == "" {
+		return true
+	}
+	c, m, ok := strings.Cut(class, "/")
+	for _, n := range []string{c, m} {
+		f, err := strconv.ParseFloat(n, 64)
+		if err != nil || !(f > 0 && f < 1e6) || strings.ContainsAny(n, "eEnNxX+ ") {
+			return false
+		}
+	}
+	return ok
 }
 
 // warmPools returns the hosts' reported warm pools by host ID.
@@ -84,7 +112,8 @@ func (s *Server) routeWarmPools(mux *http.ServeMux) {
 }
 
 // warmPoolCollector serves the hosts' warm pools on /metrics, from the
-// store (any replica shows every host's): vessel_warm_pool_size (ready
+// store (any replica shows every host's), per host, runtime and class
+// (VCPU/GB, empty for a pool of every size): vessel_warm_pool_size (ready
 // warm sandboxes), vessel_warm_pool_target, and the hits and misses each
 // host's agent counted since it started (counters: a restart of the
 // agent starts them over, which Prometheus's rate() takes as a reset).
@@ -94,7 +123,7 @@ type warmPoolCollector struct {
 }
 
 func newWarmPoolCollector(s *Server) *warmPoolCollector {
-	l := []string{"host", "runtime"}
+	l := []string{"host", "runtime", "class"}
 	return &warmPoolCollector{s: s,
 		size:   prometheus.NewDesc("vessel_warm_pool_size", "Warm sandboxes ready on a host, per runtime.", l, nil),
 		target: prometheus.NewDesc("vessel_warm_pool_target", "Warm sandboxes a host's pool is asked to hold (--warm-pool), per runtime.", l, nil),
@@ -125,11 +154,11 @@ func (c *warmPoolCollector) Collect(ch chan<- prometheus.Metric) {
 	slices.Sort(hosts)
 	for _, h := range hosts {
 		for _, p := range byHost[h] {
-			ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(p.Ready), h, p.Runtime)
-			ch <- prometheus.MustNewConstMetric(c.target, prometheus.GaugeValue, float64(p.Target), h, p.Runtime)
-			ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(p.MemoryMiB), h, p.Runtime)
-			ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(p.Hits), h, p.Runtime)
-			ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(p.Misses), h, p.Runtime)
+			ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(p.Ready), h, p.Runtime, p.Class)
+			ch <- prometheus.MustNewConstMetric(c.target, prometheus.GaugeValue, float64(p.Target), h, p.Runtime, p.Class)
+			ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(p.MemoryMiB), h, p.Runtime, p.Class)
+			ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(p.Hits), h, p.Runtime, p.Class)
+			ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(p.Misses), h, p.Runtime, p.Class)
 		}
 	}
 }

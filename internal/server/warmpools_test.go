@@ -46,10 +46,10 @@ func TestWarmPoolsReported(t *testing.T) {
 		return err
 	})
 	for name, want := range map[string]string{
-		`vessel_warm_pool_size{host="h1",runtime="sim"}`:         "2",
-		`vessel_warm_pool_target{host="h1",runtime="sim"}`:       "2",
-		`vessel_warm_pool_hits_total{host="h1",runtime="sim"}`:   "1",
-		`vessel_warm_pool_misses_total{host="h1",runtime="sim"}`: "0",
+		`vessel_warm_pool_size{class="",host="h1",runtime="sim"}`:         "2",
+		`vessel_warm_pool_target{class="",host="h1",runtime="sim"}`:       "2",
+		`vessel_warm_pool_hits_total{class="",host="h1",runtime="sim"}`:   "1",
+		`vessel_warm_pool_misses_total{class="",host="h1",runtime="sim"}`: "0",
 	} {
 		if l := metricLine(t, e.url, name); l != name+" "+want {
 			t.Errorf("/metrics: %q; want %q", l, name+" "+want)
@@ -74,9 +74,19 @@ func TestReportWarmPoolsRefused(t *testing.T) {
 		{{Runtime: "nosuch", Target: 1}},
 		{{Runtime: "sim", Target: 1}, {Runtime: "sim", Target: 2}},
 		{{Runtime: "sim", Target: -1}},
+		{{Runtime: "sim", Class: "2/4", Target: 1}, {Runtime: "sim", Class: "2/4", Target: 2}},
+		{{Runtime: "sim", Class: "2", Target: 1}},
+		{{Runtime: "sim", Class: "x/4", Target: 1}},
+		{{Runtime: "sim", Class: "-2/4", Target: 1}},
+		{{Runtime: "sim", Class: strings.Repeat("1", 40) + "/4", Target: 1}},
 	} {
 		if err := e.srv.ReportWarmPools(c, "h2", ps); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "h2") {
 			t.Errorf("ReportWarmPools(%+v) = %v; want an invalid argument", ps, err)
 		}
+	}
+	// One pool per runtime and class.
+	ok := []agentproto.WarmPool{{Runtime: "sim", Target: 1}, {Runtime: "sim", Class: "2/4", Target: 1}, {Runtime: "sim", Class: "0.25/0.5", Target: 1}}
+	if err := e.srv.ReportWarmPools(c, "h2", ok); err != nil {
+		t.Errorf("ReportWarmPools(%+v) = %v; want it taken", ok, err)
 	}
 }

@@ -203,3 +203,33 @@ func parseECS(s, suffix string, mult float64) (int64, error) {
 	}
 	return int64(r), nil
 }
+
+// Class writes the size as a warm pool's size class names it (--warm-pool
+// RUNTIME:VCPU/GB): vCPUs and GiB without trailing zeros, "0.25/0.5",
+// "16/120".
+func (s Size) Class() string { return formatVCPU(s.MilliCPU) + "/" + formatGiB(s.MemoryMiB) }
+
+// ParseClass parses a size class written as Class writes it ("2/4": 2
+// vCPU, 4 GB meaning GiB). It must be one of the table's combinations;
+// an error says which are.
+func ParseClass(s string) (Size, error) {
+	bad := func(format string, args ...any) (Size, error) {
+		return Size{}, errdefs.InvalidArgument("size class %q: "+format+"; write VCPU/GB as a Fargate size, e.g. 2/4 (2 vCPU, 4 GB) or 0.25/0.5", append([]any{s}, args...)...)
+	}
+	c, m, ok := strings.Cut(s, "/")
+	if !ok {
+		return bad("no '/' between the vCPUs and the memory")
+	}
+	units, err := parseECS(c+"vcpu", "vcpu", 1024)
+	if err != nil {
+		return bad("vCPUs: %v", err)
+	}
+	mib, err := parseECS(m+"gb", "gb", 1024)
+	if err != nil {
+		return bad("memory: %v", err)
+	}
+	if err := ValidateTask(units, mib); err != nil {
+		return bad("%v", err)
+	}
+	return Size{MilliCPU: task.UnitsToMilliCPU(units), MemoryMiB: mib}, nil
+}

@@ -256,3 +256,23 @@ func TestSizeString(t *testing.T) {
 		}
 	}
 }
+
+// TestParseClass: every size of the table reads back from its class, and
+// anything else is refused with what is accepted.
+func TestParseClass(t *testing.T) {
+	for _, s := range Table() {
+		got, err := ParseClass(s.Class())
+		if err != nil || got != s {
+			t.Errorf("ParseClass(%q) = %+v, %v; want %+v", s.Class(), got, err, s)
+		}
+	}
+	if got := (Size{MilliCPU: 250, MemoryMiB: 512}).Class(); got != "0.25/0.5" {
+		t.Errorf("Class of 0.25 vCPU 512 MiB = %q, want 0.25/0.5", got)
+	}
+	for _, in := range []string{"", "2", "2/", "/4", "3/4", "2/40", "0.3/1", "a/b", "-1/2", "2/4/8", "1e3/2"} {
+		_, err := ParseClass(in)
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "e.g. 2/4") {
+			t.Errorf("ParseClass(%q) = %v; want an invalid-argument error saying what is accepted", in, err)
+		}
+	}
+}

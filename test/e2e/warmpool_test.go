@@ -18,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"vessel.dev/vessel/internal/runtime"
 	"vessel.dev/vessel/internal/runtime/runc"
@@ -46,6 +47,40 @@ func warmMetric(t testing.TB, s *server, name, rt string) float64 {
 		}
 	}
 	return -1
+}
+
+// warmClassMetric is warmMetric of the pool of runtime rt and class
+// (VCPU/GB).
+func warmClassMetric(t testing.TB, s *server, name, rt, class string) float64 {
+	t.Helper()
+	resp, err := http.Get(s.endpoint + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	want := fmt.Sprintf(`%s{class=%q,host=`, name, class)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, want) && strings.Contains(line, `runtime="`+rt+`"`) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("/metrics line %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return -1
+}
+
+func waitWarmClassMetric(t *testing.T, s *server, name, rt, class string, want float64) {
+	t.Helper()
+	testutil.Eventually(t, 60*time.Second, func() error {
+		if got := warmClassMetric(t, s, name, rt, class); got != want {
+			return fmt.Errorf("%s{runtime=%q,class=%q} is %v; want %v; the server's warm pool log:\n%s", name, rt, class, got, want, logLinesOf(s, []string{"warm"}))
+		}
+		return nil
+	})
 }
 
 func waitWarmMetric(t *testing.T, s *server, name, rt string, want float64) {
@@ -241,14 +276,14 @@ func warmPoolTest(t *testing.T, rt string) {
 	note()
 	s.kill(syscall.SIGTERM)
 	finished = true
-	poolLeftNothing(t, s, before, seen)
+	poolLeftNothing(t, s, before, seen, 5)
 }
 
 // poolLeftNothing checks, once server s stopped gracefully, that its
 // pools left nothing on the host: no lease, nothing of snapshotHost's
 // beyond before, no cgroup of a warm sandbox the logs named (seen, at
-// least the 5 the tests make).
-func poolLeftNothing(t *testing.T, s *server, before hostState, seen map[string]bool) {
+// least the made the test made).
+func poolLeftNothing(t *testing.T, s *server, before hostState, seen map[string]bool, made int) {
 	t.Helper()
 	if warm, ips := warmLeases(t, s); len(ips) > 0 {
 		t.Errorf("leases left after a graceful stop: %v (warm %v):\n%s", ips, warm, logLinesOf(s, []string{"warm"}))
@@ -266,8 +301,8 @@ func poolLeftNothing(t *testing.T, s *server, before hostState, seen map[string]
 		len(after.veths) > 0 || after.leases > 0 || len(warmCgroups) > 0 {
 		t.Fatalf("left behind by the pools:\nbefore:\n%s\nafter:\n%s\nwarm cgroups %v", before, after, warmCgroups)
 	}
-	if len(seen) < 5 {
-		t.Errorf("the servers' logs name %d warm sandboxes (%v); want at least the 5 made", len(seen), seen)
+	if len(seen) < made {
+		t.Errorf("the servers' logs name %d warm sandboxes (%v); want at least the %d made", len(seen), seen, made)
 	}
 }
 
@@ -296,8 +331,8 @@ func TestWarmPoolDefaults(t *testing.T) {
 	for _, rt := range []string{"runc", "gvisor"} {
 		waitWarmMetric(t, s, "vessel_warm_pool_size", rt, 2)
 	}
-	if out, stderr, code := s.vessel("host", "ls"); code != 0 || !strings.Contains(out, "gvisor 2/2,runc 2/2") {
-		t.Errorf("vessel host ls (exit %d) does not show the default pools gvisor 2/2,runc 2/2:\n%s%s", code, out, stderr)
+	if out, stderr, code := s.vessel("host", "ls"); code != 0 || !strings.Contains(out, "gvisor:4/8 2/2,runc 2/2") {
+		t.Errorf("vessel host ls (exit %d) does not show the default pools gvisor:4/8 2/2,runc 2/2:\n%s%s", code, out, stderr)
 	}
 	reg := newRegistry(t)
 	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
@@ -317,5 +352,69 @@ func TestWarmPoolDefaults(t *testing.T) {
 	if !strings.Contains(s.log.String(), `msg="warm sandboxes deleted" count=4`) {
 		t.Errorf("the server's stop does not say it deleted its 4 warm sandboxes:\n%s", logLinesOf(s, []string{"warm"}))
 	}
-	poolLeftNothing(t, s, before, seen)
+	poolLeftNothing(t, s, before, seen, 5)
+}
+
+// TestWarmPoolSizeClasses runs `vessel server --warm-pool
+// gvisor=1,gvisor:8/16=1`: beside gVisor's own class (up to 4 vCPU, 8 GB)
+// the host keeps a sandbox booted at 8 vCPU and 16 GB; a task of that
+// size, which the own class cannot serve, takes it (the host's 2 cores
+// are allocated 8 times over, for both tasks), a small task takes
+// the own class's, each pool counts its own hit on /metrics and in `vessel
+// host ls`, and a graceful stop deletes both pools, leaving nothing.
+func TestWarmPoolSizeClasses(t *testing.T) {
+	requireRoot(t)
+	cidr := freeSubnet(t)
+	s := &server{t: t, dataDir: t.TempDir(), addr: freeAddr(t), subnet: cidr,
+		extra: []string{"--subnet", "subnet-default=" + cidr, "--runtime", "gvisor", "--runtimes", "sim,gvisor",
+			"--warm-pool", "gvisor=1,gvisor:8/16=1", "--cpu-allocation-ratio", "8"}}
+	s.endpoint = "http://" + s.addr
+	before := snapshotHost(t, s.dataDir, cidr)
+	s.start()
+	t.Cleanup(func() {
+		if s.cmd != nil {
+			stopAll(t, s)
+			s.kill(syscall.SIGTERM)
+		}
+		removeBridges(cidr)
+		s.removeFirewall()
+	})
+	waitWarmClassMetric(t, s, "vessel_warm_pool_size", "gvisor", "4/8", 1)
+	waitWarmClassMetric(t, s, "vessel_warm_pool_size", "gvisor", "8/16", 1)
+	if out, stderr, code := s.vessel("host", "ls"); code != 0 || !strings.Contains(out, "gvisor:4/8 1/1,gvisor:8/16 1/1") {
+		t.Errorf("vessel host ls (exit %d) does not show the pools gvisor:4/8 1/1,gvisor:8/16 1/1:\n%s%s", code, out, stderr)
+	}
+	reg := newRegistry(t)
+	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
+	c := s.ecsClient()
+	_, err := c.RegisterTaskDefinition(context.Background(), &ecs.RegisterTaskDefinitionInput{Family: aws.String("large"),
+		Cpu: aws.String("8192"), Memory: aws.String("16384"), NetworkMode: ecstypes.NetworkModeAwsvpc,
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String(img),
+			Command: []string{"sleep", "1000"}, StopTimeout: aws.Int32(2)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	large := runOne(t, c, "large")
+	waitFor(t, c, large, "RUNNING", 60*time.Second)
+	waitWarmClassMetric(t, s, "vessel_warm_pool_hits_total", "gvisor", "8/16", 1)
+	small := runImage(t, c, "small", img, "512", "sleep", "1000")
+	waitFor(t, c, small, "RUNNING", 60*time.Second)
+	waitWarmClassMetric(t, s, "vessel_warm_pool_hits_total", "gvisor", "4/8", 1)
+	for _, class := range []string{"4/8", "8/16"} {
+		if m := warmClassMetric(t, s, "vessel_warm_pool_misses_total", "gvisor", class); m != 0 {
+			t.Errorf("pool gvisor:%s counted %v misses; want none", class, m)
+		}
+	}
+	stopAll(t, s)
+	waitWarmClassMetric(t, s, "vessel_warm_pool_size", "gvisor", "4/8", 1)
+	waitWarmClassMetric(t, s, "vessel_warm_pool_size", "gvisor", "8/16", 1)
+	seen := map[string]bool{}
+	for _, id := range regexp.MustCompile(`warm-gvisor-[0-9a-f]{8}`).FindAllString(s.log.String(), -1) {
+		seen[id] = true
+	}
+	s.kill(syscall.SIGTERM)
+	if !strings.Contains(s.log.String(), `msg="warm sandboxes deleted" count=2`) {
+		t.Errorf("the server's stop does not say it deleted its 2 warm sandboxes:\n%s", logLinesOf(s, []string{"warm"}))
+	}
+	poolLeftNothing(t, s, before, seen, 4) // 2, and a refill after each hit
 }

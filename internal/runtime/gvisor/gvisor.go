@@ -396,6 +396,19 @@ func (r *Runtime) WarmClass() runtime.WarmClass {
 	return runtime.WarmClass{MilliCPU: r.cfg.WarmMilliCPU, MemoryMiB: r.cfg.WarmMemoryMiB, IdleMemoryMiB: IdleWarmMemoryMiB}
 }
 
+var _ runtime.SizedWarmer = (*Runtime)(nil)
+
+// SizedWarmClass implements runtime.SizedWarmer: a warm sandbox booted at
+// the given size serves tasks up to it, and holds IdleWarmMemoryMiB idle
+// whatever its size (its sentry takes host memory as its containers
+// touch it).
+func (r *Runtime) SizedWarmClass(milliCPU, memoryMiB int64) (runtime.WarmClass, error) {
+	if milliCPU <= 0 || memoryMiB <= 0 {
+		return runtime.WarmClass{}, errdefs.InvalidArgument("gvisor runtime: a warm class needs a positive size, not %d milli-CPU and %d MiB", milliCPU, memoryMiB)
+	}
+	return runtime.WarmClass{MilliCPU: milliCPU, MemoryMiB: memoryMiB, IdleMemoryMiB: IdleWarmMemoryMiB}, nil
+}
+
 // Warm implements runtime.Warmer: ahead of its task, the sandbox's
 // cgroups at spec's size (the warm class's), its ephemeral storage, and
 // the gVisor sandbox booted with its pause root container in spec's
@@ -420,16 +433,18 @@ func (r *Runtime) Warm(ctx context.Context, spec runtime.Spec) error {
 
 // Claim implements runtime.Warmer: the task's size on the sandbox's host
 // cgroups (the sandbox cannot exceed them, though its sentry was sized
-// for the warm class), the task's hostname (setHostname), then the
+// for the size the sandbox booted at), the task's hostname (setHostname), then the
 // containers' bundles, as sub-containers of the booted sandbox, which
-// Start adds. A task larger than the warm class is refused with
-// errdefs.ErrConflict; a task without a hostname takes the warm one.
+// Start adds. A task larger than the size the sandbox booted at (the warm
+// class's, or its sized pool's) is refused with errdefs.ErrConflict; a
+// task without a hostname takes the warm one.
 func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) error {
 	var warmHostname string
 	return r.sb.Claim(ctx, warmID, spec, func(warm *toolkit.ConmonRecord, spec *runtime.Spec) error {
-		if !r.WarmClass().Serves(spec.MilliCPU, spec.MemoryMiB) {
+		// The size it booted at (WarmClass's, or a sized pool's).
+		if ws := warm.Spec; spec.MilliCPU > ws.MilliCPU || spec.MemoryMiB > ws.MemoryMiB {
 			return errdefs.Conflict("warm gVisor sandbox %s serves at most %d milli-CPU and %d MiB; the task asks for %d and %d",
-				warmID, r.cfg.WarmMilliCPU, r.cfg.WarmMemoryMiB, spec.MilliCPU, spec.MemoryMiB)
+				warmID, ws.MilliCPU, ws.MemoryMiB, spec.MilliCPU, spec.MemoryMiB)
 		}
 		warmHostname = warm.Spec.Hostname
 		if spec.Hostname == "" {

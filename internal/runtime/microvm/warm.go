@@ -23,18 +23,21 @@ import (
 // 4 GiB for its containers, which covers every Fargate size of 0.25 and
 // 0.5 vCPU, 1 vCPU up to 4 GiB and the smallest of 2 vCPU: most tasks,
 // at the cost of an idle VM a little larger than a small one's (guest
-// memory is allocated on first touch). Larger tasks start cold. A
+// memory is allocated on first touch). Larger tasks take a VM of a sized
+// pool (SizedWarmClass) where the host keeps one, else start cold. A
 // claimed VM keeps its vCPUs and memory; the task's size is enforced by
 // the guest's cgroup of its containers, and its CPU also by the host's
 // quota of QEMU.
 const (
 	warmMilliCPU  = 2000
 	warmMemoryMiB = 4096
-	// warmIdleMiB is the host memory an idle warm VM holds, with some
-	// margin: 409-414 MiB measured under TCG, QEMU and monitor
-	// (docs/benchmarks.md, "Warm micro-VMs").
-	warmIdleMiB = 448
 )
+
+// warmIdleMiB is the host memory an idle warm VM of memoryMiB holds, with
+// some margin: 409-414 MiB measured for 4 GiB under TCG, QEMU and monitor
+// (docs/benchmarks.md, "Warm micro-VMs"), counted as 384 MiB plus 1/64 of
+// the guest's memory, which its kernel's page structures take at boot.
+func warmIdleMiB(memoryMiB int64) int64 { return 384 + memoryMiB/64 }
 
 // Image slots: a warm VM boots with imageSlots empty read-only disks, as
 // its task's image disks are unknown and virtio-mmio, the microvm
@@ -49,9 +52,21 @@ const (
 
 var _ runtime.Warmer = (*Runtime)(nil)
 
+var _ runtime.SizedWarmer = (*Runtime)(nil)
+
 // WarmClass implements runtime.Warmer.
 func (r *Runtime) WarmClass() runtime.WarmClass {
-	return runtime.WarmClass{MilliCPU: warmMilliCPU, MemoryMiB: warmMemoryMiB, IdleMemoryMiB: warmIdleMiB}
+	return runtime.WarmClass{MilliCPU: warmMilliCPU, MemoryMiB: warmMemoryMiB, IdleMemoryMiB: warmIdleMiB(warmMemoryMiB)}
+}
+
+// SizedWarmClass implements runtime.SizedWarmer: a VM booted with the
+// given size's vCPUs and memory (as Create sizes a VM) serves tasks up to
+// it; its idle memory grows with the guest's (warmIdleMiB).
+func (r *Runtime) SizedWarmClass(milliCPU, memoryMiB int64) (runtime.WarmClass, error) {
+	if milliCPU <= 0 || memoryMiB <= 0 {
+		return runtime.WarmClass{}, errdefs.InvalidArgument("microvm runtime: a warm class needs a positive size, not %d milli-CPU and %d MiB", milliCPU, memoryMiB)
+	}
+	return runtime.WarmClass{MilliCPU: milliCPU, MemoryMiB: memoryMiB, IdleMemoryMiB: warmIdleMiB(memoryMiB)}, nil
 }
 
 // slotPath is image slot i of a warm VM whose directory is dir.

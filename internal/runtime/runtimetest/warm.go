@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ var warmCases = []struct {
 	{"WarmAdoptionAfterRestart", testWarmAdoption},
 	{"WarmDeleteLeavesNothing", testWarmDelete},
 	{"WarmClaimRefused", testWarmClaimRefused},
+	{"WarmSizedClass", testWarmSizedClass},
 }
 
 func (s *suite) warmer() runtime.Warmer {
@@ -39,11 +41,18 @@ func (s *suite) warmer() runtime.Warmer {
 // leftovers).
 func (s *suite) warm() runtime.Spec {
 	s.t.Helper()
+	class := s.warmer().WarmClass()
+	return s.warmSized(class.MilliCPU, class.MemoryMiB)
+}
+
+// warmSized is warm with a warm sandbox of the given size (1 vCPU and 1
+// GiB for a 0).
+func (s *suite) warmSized(milliCPU, memoryMiB int64) runtime.Spec {
+	s.t.Helper()
 	w := s.warmer()
 	s.n++
 	id := fmt.Sprintf("rt-%s-%d-w%d", time.Now().Format("150405"), os.Getpid(), s.n)
-	class := w.WarmClass()
-	spec := runtime.Spec{ID: id, MilliCPU: class.MilliCPU, MemoryMiB: class.MemoryMiB,
+	spec := runtime.Spec{ID: id, MilliCPU: milliCPU, MemoryMiB: memoryMiB,
 		Labels: map[string]string{"suite": "runtimetest", "warm": "yes"}}
 	if spec.MilliCPU == 0 {
 		spec.MilliCPU = 1000
@@ -292,4 +301,55 @@ func testWarmClaimRefused(s *suite) {
 		s.t.Errorf("the task that claimed the warm sandbox after refusals exited %d", st.Code)
 	}
 	s.logged(spec.ID, "app", "served")
+}
+
+// testWarmSizedClass: a runtime whose warm sandboxes are each made at one
+// size (runtime.SizedWarmer, a pool per size class) makes one at 1 vCPU
+// and 2 GiB, smaller than its own class: a task of 2 vCPU, which its own
+// class would serve, is refused with a conflict, and a task of the size
+// runs and sees the memory the sandbox was made with, not its own
+// class's.
+func testWarmSizedClass(s *suite) {
+	sw, ok := s.rt.(runtime.SizedWarmer)
+	if !ok {
+		s.t.Skipf("runtime %s's warm sandboxes have no size of their own (runtime.SizedWarmer)", s.rt.Name())
+	}
+	s.needReal()
+	class, err := sw.SizedWarmClass(1000, 2048)
+	if err != nil || class.MilliCPU != 1000 || class.MemoryMiB != 2048 || class.IdleMemoryMiB <= 0 {
+		s.t.Fatalf("SizedWarmClass(1000, 2048) = %+v, %v; want that size, with the idle memory it holds", class, err)
+	}
+	if _, err := sw.SizedWarmClass(0, 2048); !errdefs.IsInvalidArgument(err) {
+		s.t.Errorf("SizedWarmClass(0, 2048) = %v; want an invalid argument", err)
+	}
+	w := s.warmSized(1000, 2048)
+	ctx, cancel := s.ctx()
+	defer cancel()
+	big := s.claimSpec(w, sh("app", "exit 0"))
+	big.MilliCPU, big.MemoryMiB = 2000, 2048
+	if err := sw.Claim(ctx, w.ID, big); !errdefs.IsConflict(err) {
+		s.t.Errorf("Claim of 2 vCPU from a warm sandbox made at 1 vCPU = %v, want a conflict", err)
+	}
+	if _, ok := s.listed(big.ID); ok {
+		s.t.Errorf("a refused Claim left sandbox %s", big.ID)
+	}
+	spec := s.claimSpec(w, sh("app", "cat /proc/meminfo"))
+	spec.MilliCPU, spec.MemoryMiB = 1000, 2048
+	s.claim(w, spec)
+	s.start(spec.ID, "app")
+	if st := s.wait(spec.ID, "app"); st.Code != 0 {
+		s.t.Fatalf("the task of the sized class exited %d", st.Code)
+	}
+	out, _ := s.output(spec, "app")
+	var kb int64
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	// A VM's kernel keeps some of its memory; gVisor shows the size.
+	if mib := kb >> 10; mib < 1024 || mib > 2048+512 {
+		s.t.Errorf("the task sees MemTotal %d MiB; want about the 2048 MiB its warm sandbox was made with (its own class: %d MiB)\n%s",
+			mib, sw.WarmClass().MemoryMiB, out)
+	}
 }
