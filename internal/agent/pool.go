@@ -497,8 +497,8 @@ func (p *pool) destroyWith(ctx context.Context, id string) {
 // attachments, once Run has returned: a graceful stop of the agent
 // (SIGTERM) leaves no warm sandbox behind, since a pool is made again at
 // the next start, while a crash leaves them to the next start, which
-// adopts them. Tasks' sandboxes are not touched. It returns how many it
-// deleted.
+// adopts them. Tasks' sandboxes are not touched. It logs and returns how
+// many it deleted.
 func (a *Agent) DropPools(ctx context.Context) int {
 	n := 0
 	for _, name := range a.poolNames() {
@@ -511,6 +511,9 @@ func (a *Agent) DropPools(ctx context.Context) int {
 			p.destroyWith(ctx, e.id)
 			n++
 		}
+	}
+	if n > 0 {
+		a.log.Info("warm sandboxes deleted", "count", n)
 	}
 	return n
 }

@@ -208,9 +208,7 @@ func (o *agentOptions) run(cmd *cobra.Command, g *globals) error {
 	}()
 	defer httpSrv.Close()
 	err = a.Run(ctx)
-	if n := a.DropPools(context.Background()); n > 0 {
-		log.Info("warm sandboxes deleted", "count", n)
-	}
+	a.DropPools(context.Background())
 	return err
 }
 

@@ -299,9 +299,7 @@ func runServer(cmd *cobra.Command, g *globals, o *serverOptions) error {
 	httpSrv.Shutdown(shutdownCtx)
 	wg.Wait()
 	if a != nil {
-		if n := a.DropPools(context.Background()); n > 0 {
-			log.Info("warm sandboxes deleted", "count", n)
-		}
+		a.DropPools(context.Background())
 	}
 	return nil
 }

@@ -34,7 +34,7 @@ func checkDNS(d *DNS) (resolvConf, error) {
 		rc.nameservers = append(rc.nameservers, a)
 	}
 	for _, s := range d.Searches {
-		if !validHostname(strings.TrimSuffix(s, ".")) {
+		if !validDNSName(strings.TrimSuffix(s, ".")) {
 			return rc, errdefs.InvalidArgument("network: search domain %q is not a valid DNS name", s)
 		}
 		rc.search = append(rc.search, s)

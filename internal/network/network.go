@@ -257,7 +257,7 @@ func Open(cfg Config) (*Manager, error) {
 		m.dns = append(m.dns, a)
 	}
 	for _, d := range cfg.SearchDomains {
-		if !validHostname(d) {
+		if !validDNSName(d) {
 			return nil, errdefs.InvalidArgument("network: search domain %q is not a valid DNS name", d)
 		}
 		m.search = append(m.search, d)
@@ -366,7 +366,25 @@ func checkTaskID(id string) error {
 	return nil
 }
 
-func validHostname(h string) bool {
+// MaxHostname is the longest hostname a sandbox takes: the kernel's UTS
+// name holds 64 bytes, and a kubelet cuts a pod's hostname to 63.
+const MaxHostname = 63
+
+// CheckHostname checks a sandbox's hostname: a DNS name (validDNSName) of
+// at most MaxHostname characters. Every hostname a task or pod is given
+// is checked here (task.New, the bridge, Attach and Rekey), so that a
+// name the network would refuse is refused when the task is made.
+func CheckHostname(h string) error {
+	if len(h) > MaxHostname || !validDNSName(h) {
+		return errdefs.InvalidArgument("hostname %q is not accepted: use at most %d characters, labels of letters, digits and '-' (not at a label's start or end) separated by single dots", h, MaxHostname)
+	}
+	return nil
+}
+
+// validDNSName reports whether h is a DNS name: at most 253 characters, in
+// labels of 1-63 letters, digits and '-', neither beginning nor ending
+// with '-'.
+func validDNSName(h string) bool {
 	if len(h) == 0 || len(h) > 253 {
 		return false
 	}
@@ -443,8 +461,10 @@ func (m *Manager) Attach(ctx context.Context, taskID, subnet string, o AttachOpt
 		return nil, err
 	}
 	hostname := o.Hostname
-	if hostname != "" && !validHostname(hostname) {
-		return nil, errdefs.InvalidArgument("network: hostname %q is not a valid DNS name (letters, digits, '-' and '.')", hostname)
+	if hostname != "" {
+		if err := CheckHostname(hostname); err != nil {
+			return nil, fmt.Errorf("network: %w", err)
+		}
 	}
 	rc, err := checkDNS(o.DNS)
 	if err != nil {
@@ -571,8 +591,10 @@ func (m *Manager) Rekey(ctx context.Context, fromID, toID string, o AttachOption
 	if fromID == toID {
 		return nil, errdefs.InvalidArgument("network: rekey of %s to itself; give two different IDs", fromID)
 	}
-	if o.Hostname != "" && !validHostname(o.Hostname) {
-		return nil, errdefs.InvalidArgument("network: hostname %q is not a valid DNS name (letters, digits, '-' and '.')", o.Hostname)
+	if o.Hostname != "" {
+		if err := CheckHostname(o.Hostname); err != nil {
+			return nil, fmt.Errorf("network: %w", err)
+		}
 	}
 	rc, err := checkDNS(o.DNS)
 	if err != nil {

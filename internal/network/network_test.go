@@ -247,3 +247,18 @@ func TestInvalidTaskIDs(t *testing.T) {
 		t.Errorf("after Close: %v", err)
 	}
 }
+
+// TestCheckHostname: the one rule for a sandbox's hostname, which
+// task.New, the bridge, Attach and Rekey all apply.
+func TestCheckHostname(t *testing.T) {
+	for _, h := range []string{"web-0", "a", "ip-10-0-0-2", "web.svc.local", strings.Repeat("a", 63), "x" + strings.Repeat(".y", 31)} {
+		if err := CheckHostname(h); err != nil {
+			t.Errorf("CheckHostname(%q) = %v; want it accepted", h, err)
+		}
+	}
+	for _, h := range []string{"", strings.Repeat("a", 64), "web_0", "web 0", "-web", "web-", ".web", "web.", "web..0", "web-.a", "a.-b"} {
+		if err := CheckHostname(h); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "at most 63 characters") {
+			t.Errorf("CheckHostname(%q) = %v; want an invalid argument saying what is accepted", h, err)
+		}
+	}
+}

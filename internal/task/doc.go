@@ -14,7 +14,8 @@
 // Hosts own what they observe (ApplyReport's doc lists it), the control
 // plane the rest.
 //
-// It imports internal/errdefs and internal/runtime (the runtimes' names)
+// It imports internal/errdefs, internal/runtime (the runtimes' names) and
+// internal/network (a leaf: the hostname rule, network.CheckHostname)
 // only; the control plane, the agent, the bridge and the API layer all
 // speak it.
 //

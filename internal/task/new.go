@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"vessel.dev/vessel/internal/errdefs"
+	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/runtime"
 )
 
@@ -96,21 +97,12 @@ func ResolveRuntime(launch, definition, cluster []Tag) (string, error) {
 }
 
 // ValidateHostname checks a task's hostname: empty (the default,
-// ip-a-b-c-d), or at most 63 letters, digits, '-' and '.', beginning and
-// ending with a letter or digit, as the kubelet names a pod's host (a pod
-// name may have dots). A bad one is an error of kind
+// ip-a-b-c-d), or a name network.CheckHostname, the rule's one home,
+// accepts (a pod name may have dots). A bad one is an error of kind
 // errdefs.ErrInvalidArgument saying what is accepted.
 func ValidateHostname(h string) error {
 	if h == "" {
 		return nil
 	}
-	alnum := func(b byte) bool { return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' }
-	ok := len(h) <= 63 && alnum(h[0]) && alnum(h[len(h)-1])
-	for i := 0; i < len(h) && ok; i++ {
-		ok = alnum(h[i]) || h[i] == '-' || h[i] == '.'
-	}
-	if !ok {
-		return errdefs.InvalidArgument("hostname %q is not accepted: use at most 63 letters, digits, '-' and '.', beginning and ending with a letter or digit", h)
-	}
-	return nil
+	return network.CheckHostname(h)
 }

@@ -66,11 +66,13 @@ func TestNew(t *testing.T) {
 	}{
 		{"no containers", &Task{Family: "web"}, "at least one container"},
 		{"unknown runtime", &Task{Runtime: "docker", Containers: want.Containers}, `runtime "docker" is not known: the runtimes are microvm, gvisor, runc, sim`},
-		{"hostname with _", &Task{Hostname: "web_0", Containers: want.Containers}, `hostname "web_0" is not accepted: use at most 63 letters, digits, '-' and '.', beginning and ending with a letter or digit`},
+		{"hostname with _", &Task{Hostname: "web_0", Containers: want.Containers}, `hostname "web_0" is not accepted: use at most 63 characters, labels of letters, digits and '-' (not at a label's start or end) separated by single dots`},
 		{"hostname too long", &Task{Hostname: strings.Repeat("a", 64), Containers: want.Containers}, "is not accepted"},
 		{"hostname ending in -", &Task{Hostname: "web-", Containers: want.Containers}, "is not accepted"},
 		{"hostname beginning with .", &Task{Hostname: ".web", Containers: want.Containers}, "is not accepted"},
 		{"hostname with a space", &Task{Hostname: "web 0", Containers: want.Containers}, "is not accepted"},
+		{"hostname with two dots in a row", &Task{Hostname: "web..0", Containers: want.Containers}, "is not accepted"},
+		{"hostname with a label ending in -", &Task{Hostname: "web-.a", Containers: want.Containers}, "is not accepted"},
 	} {
 		_, err := New(c.template, "i", "a", now)
 		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), c.want) {

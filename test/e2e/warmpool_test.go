@@ -349,7 +349,7 @@ func TestWarmPoolDefaults(t *testing.T) {
 		seen[id] = true
 	}
 	s.kill(syscall.SIGTERM)
-	if !strings.Contains(s.log.String(), `msg="warm sandboxes deleted" count=4`) {
+	if !regexp.MustCompile(`msg="warm sandboxes deleted" .*count=4\b`).MatchString(s.log.String()) {
 		t.Errorf("the server's stop does not say it deleted its 4 warm sandboxes:\n%s", logLinesOf(s, []string{"warm"}))
 	}
 	poolLeftNothing(t, s, before, seen, 5)
@@ -413,7 +413,7 @@ func TestWarmPoolSizeClasses(t *testing.T) {
 		seen[id] = true
 	}
 	s.kill(syscall.SIGTERM)
-	if !strings.Contains(s.log.String(), `msg="warm sandboxes deleted" count=2`) {
+	if !regexp.MustCompile(`msg="warm sandboxes deleted" .*count=2\b`).MatchString(s.log.String()) {
 		t.Errorf("the server's stop does not say it deleted its 2 warm sandboxes:\n%s", logLinesOf(s, []string{"warm"}))
 	}
 	poolLeftNothing(t, s, before, seen, 4) // 2, and a refill after each hit
