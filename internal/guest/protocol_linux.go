@@ -69,7 +69,11 @@ func (a *agent) handle(m guestproto.Msg) {
 			if claim {
 				setup = a.claim
 			}
-			if err := setup(); err != nil {
+			done := make(chan struct{})
+			go a.watchStall(done)
+			err := setup()
+			close(done)
+			if err != nil {
 				ev.Error = err.Error()
 				a.setupErr = ev.Error
 			}

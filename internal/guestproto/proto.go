@@ -43,6 +43,11 @@ const (
 	EvExit     = "exit"      // Container, Code, OOMKilled, Time
 	EvOutput   = "output"    // ID, Stream, Data (exec output)
 	EvExecExit = "exec-exit" // ID, Code
+	// EvStall carries, in Error, the guest's dump of a set-up (the first
+	// hello's or a claim's) still running after StallAfter: its
+	// goroutines, its threads' kernel stacks, processes in D state. The
+	// host only stores it, for a person to read.
+	EvStall = "stall"
 )
 
 // Msg is one line of the control protocol; the fields used depend on Op.
@@ -258,3 +263,10 @@ func (c *Conn) Recv() (Msg, error) {
 	}
 	return m, nil
 }
+
+// StallAfter is how long a guest's set-up runs before the guest sends
+// EvStall; the host's wait for the set-up is far longer.
+const StallAfter = 15 * time.Second
+
+// MaxStall bounds EvStall's dump.
+const MaxStall = 256 << 10

@@ -388,7 +388,8 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec, warm bool) (err
 	mcfg := monitor.Config{Control: filepath.Join(dir, "ctl.sock"), Listen: filepath.Join(dir, "mon.sock"),
 		LogDir: spec.LogDir, LogMaxBytes: spec.LogMaxBytes, ExitDir: filepath.Join(dir, "exits"),
 		ConsoleLog: filepath.Join(dir, "console.log"), ConsoleMaxBytes: r.cfg.ConsoleMaxBytes,
-		StartedDir: filepath.Join(dir, "started"), ReadyFile: filepath.Join(dir, "ready"), Guest: gcfg}
+		StartedDir: filepath.Join(dir, "started"), ReadyFile: filepath.Join(dir, "ready"),
+		StallFile: filepath.Join(dir, "guest-stall.log"), Guest: gcfg}
 	procs, err := r.startQEMU(ctx, rec, mac)
 	if err != nil {
 		return err
@@ -591,8 +592,8 @@ func (r *Runtime) waitReady(ctx context.Context, dir string, monDone <-chan erro
 		case err := <-monDone:
 			return fmt.Errorf("%w (%v): %s", errMonitorStopped, err, tail(filepath.Join(dir, "monitor.log")))
 		case <-ctx.Done():
-			return fmt.Errorf("the guest agent did not answer: %w; monitor: %s; console: %s", ctx.Err(),
-				tail(filepath.Join(dir, "monitor.log")), tail(filepath.Join(dir, "console.log")))
+			return fmt.Errorf("the guest agent did not answer: %w; monitor: %s; console: %s%s", ctx.Err(),
+				tail(filepath.Join(dir, "monitor.log")), tail(filepath.Join(dir, "console.log")), stallExcerpt(dir))
 		case <-t.C:
 		}
 	}
@@ -604,6 +605,30 @@ func tail(path string) string {
 		data = data[len(data)-1500:]
 	}
 	return strings.TrimSpace(string(data))
+}
+
+// stallExcerpt is what the guest's stall dump (guest-stall.log, the
+// monitor's StallFile) says of its set-up, for the error of a guest that
+// did not answer: the goroutine in the set-up, the agent's threads'
+// kernel stacks and the processes in D state, a few KiB at most; ""
+// without a dump.
+func stallExcerpt(dir string) string {
+	data, err := os.ReadFile(filepath.Join(dir, "guest-stall.log"))
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, block := range strings.Split(string(data), "\n\n") {
+		if strings.Contains(block, "guest.(*agent).handle(") || strings.HasPrefix(block, "--- threads") ||
+			strings.HasPrefix(block, "--- processes in D state") {
+			out = append(out, block)
+		}
+	}
+	ex := strings.Join(out, "\n\n")
+	if len(ex) > 6000 {
+		ex = ex[:6000]
+	}
+	return "; the guest's stall dump (guest-stall.log): " + ex
 }
 
 // alive reports whether pid runs (not a zombie) with mark in its command

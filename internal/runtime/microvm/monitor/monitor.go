@@ -39,6 +39,10 @@ type Config struct {
 	// ReadyFile is written when the guest has set the sandbox up: empty,
 	// or the guest's error.
 	ReadyFile string `json:"readyFile"`
+	// StallFile receives the guest's dump of a set-up that has not ended
+	// after guestproto.StallAfter (guestproto.EvStall), for a person to
+	// read; none when empty.
+	StallFile string `json:"stallFile,omitempty"`
 	// ConsoleLog is the VM's console file (QEMU appends to it); the
 	// monitor empties it when it is over ConsoleMaxBytes.
 	ConsoleLog      string            `json:"consoleLog,omitempty"`
@@ -348,6 +352,13 @@ func (m *monitor) handle(msg guestproto.Msg) {
 		r.conn.Send(msg)
 		if end {
 			r.raw.Close()
+		}
+	case guestproto.EvStall:
+		// Stored, never parsed: the guest's word for where it waits.
+		if m.cfg.StallFile != "" && len(msg.Error) <= guestproto.MaxStall {
+			writeAtomic(nil, m.cfg.StallFile, []byte(msg.Error))
+			fmt.Fprintf(os.Stderr, "vessel-guest monitor: %s: the guest's set-up has not ended after %v; its dump is in %s\n",
+				time.Now().UTC().Format(time.RFC3339Nano), guestproto.StallAfter, m.cfg.StallFile)
 		}
 	default:
 		m.refuse("unknown event %q", truncate(msg.Op, 64))

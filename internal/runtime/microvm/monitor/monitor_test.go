@@ -271,3 +271,40 @@ func TestMonitorReload(t *testing.T) {
 		t.Errorf("web's exit: %v", err)
 	}
 }
+
+// TestMonitorStoresStall: the guest's dump of a stalled set-up
+// (EvStall) is written to StallFile as it came, for a person to read; a
+// dump over MaxStall is dropped, and none is written without a StallFile.
+func TestMonitorStoresStall(t *testing.T) {
+	for _, withFile := range []bool{true, false} {
+		_, cfg, cfgPath := sandboxLayout(t)
+		if withFile {
+			cfg.StallFile = filepath.Join(filepath.Dir(cfg.ReadyFile), "guest-stall.log")
+			data, _ := json.Marshal(cfg)
+			if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dump := "--- goroutines of the guest agent\ngoroutine 1 [syscall]:\nvessel.dev/vessel/internal/guest.(*agent).setupTask(...)"
+		done := fakeGuest(t, cfg.Control, func(c net.Conn, br *bufio.Reader) {
+			enc := json.NewEncoder(c)
+			enc.Encode(guestproto.Msg{Op: guestproto.EvStall, Error: dump})
+			enc.Encode(guestproto.Msg{Op: guestproto.EvStall, Error: strings.Repeat("x", guestproto.MaxStall+1)})
+			enc.Encode(guestproto.Msg{Op: guestproto.EvReady})
+		})
+		Run(cfgPath)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(filepath.Dir(cfg.ReadyFile), "guest-stall.log"))
+		switch {
+		case withFile && (err != nil || string(got) != dump):
+			t.Errorf("guest-stall.log = %q, %v; want the first dump as sent", got, err)
+		case !withFile && err == nil:
+			t.Errorf("a dump was written without a StallFile: %q", got)
+		}
+		if _, err := os.Stat(cfg.ReadyFile); err != nil {
+			t.Errorf("the ready after the dumps was not handled: %v", err)
+		}
+	}
+}
