@@ -113,6 +113,7 @@ func TestDefaultWarmPools(t *testing.T) {
 		{"1 GiB: one gVisor sandbox, no micro-VM", nil, native, 1 << 10, map[string]int{"microvm": 0, "gvisor": 1, "runc": 2}},
 		{"given sizes stand", map[string]int{"runc": 0, "gvisor": 5}, emulated, 24 << 10, map[string]int{"gvisor": 5, "runc": 0}},
 		{"an emulated micro-VM by name", map[string]int{"microvm": 1}, emulated, 24 << 10, map[string]int{"microvm": 1, "gvisor": 2, "runc": 2}},
+		{"a size class beside the runtime's own pool", map[string]int{"gvisor:16/120": 1}, emulated, 24 << 10, map[string]int{"gvisor:16/120": 1, "gvisor": 2, "runc": 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			given := maps.Clone(tc.given)
