@@ -232,6 +232,7 @@ func waitStampedB(b *testing.B, c *ecs.Client, arn, status string) ecstypes.Task
 
 func pollTaskB(b *testing.B, c *ecs.Client, arn, status string, every time.Duration) ecstypes.Task {
 	deadline := time.Now().Add(120 * time.Second)
+	last := "unknown"
 	for {
 		out, err := c.DescribeTasks(context.Background(), &ecs.DescribeTasksInput{Tasks: []string{arn}})
 		if err == nil && len(out.Tasks) == 1 {
@@ -239,10 +240,12 @@ func pollTaskB(b *testing.B, c *ecs.Client, arn, status string, every time.Durat
 				return out.Tasks[0]
 			} else if s == "STOPPED" {
 				b.Fatalf("task %s stopped: %s", arn, aws.ToString(out.Tasks[0].StoppedReason))
+			} else {
+				last = s
 			}
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("task %s not %s", arn, status)
+			b.Fatalf("task %s not %s within 2 minutes: %s", arn, status, last)
 		}
 		time.Sleep(every)
 	}

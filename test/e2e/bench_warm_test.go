@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"vessel.dev/vessel/internal/sizing"
 	"vessel.dev/vessel/internal/testutil"
 )
 
@@ -24,7 +26,9 @@ import (
 // refilled) and without one (cold), each next to the bare runtime
 // measured in the same run: `runc run -d`, or `runsc run --detach`, of
 // the same root file system. The runtimes are runc and gvisor, or those
-// VESSEL_BENCH_RUNTIMES names. Run it with
+// VESSEL_BENCH_RUNTIMES names. The tasks are of 0.25 vCPU / 512 MiB, or
+// with VESSEL_BENCH_WARM_CLASS=VCPU/GB of that size, served by a pool of
+// that size class alone (RUNTIME=0,RUNTIME:VCPU/GB=2). Run it with
 //
 //	go test -run x -bench WarmLaunch -benchtime 1x ./test/e2e/
 func BenchmarkWarmLaunch(b *testing.B) {
@@ -37,13 +41,29 @@ func BenchmarkWarmLaunch(b *testing.B) {
 		runtimes = strings.Split(env, ",")
 	}
 	const serial = 30
+	// The tasks' size, and the pool: the runtime's own class, or with
+	// VESSEL_BENCH_WARM_CLASS=VCPU/GB (e.g. 8/16) tasks of that size and a
+	// pool of that size class alone.
+	cpu, mem := "256", "512"
+	poolOf := func(rt string) string { return rt + "=2" }
+	// Large tasks are stopped one by one, or the host would be full.
+	stopEach := false
+	if class := os.Getenv("VESSEL_BENCH_WARM_CLASS"); class != "" {
+		stopEach = true
+		size, err := sizing.ParseClass(class)
+		if err != nil {
+			b.Fatalf("VESSEL_BENCH_WARM_CLASS: %v", err)
+		}
+		cpu, mem = strconv.FormatInt(size.CPUUnits(), 10), strconv.FormatInt(size.MemoryMiB, 10)
+		poolOf = func(rt string) string { return rt + "=0," + rt + ":" + class + "=2" }
+	}
 	reg := newRegistry(t)
 	img := reg.push("busybox:1", []string{"sleep", "3600"}, busyboxLayer(t))
 	measure := func(s *server, rt string, warm bool) []time.Duration {
 		c := s.ecsClient()
 		ctx := context.Background()
 		if _, err := c.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{Family: aws.String("idle"),
-			Cpu: aws.String("256"), Memory: aws.String("512"),
+			Cpu: aws.String(cpu), Memory: aws.String(mem),
 			ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String(img),
 				StopTimeout: aws.Int32(1)}}}); err != nil {
 			b.Fatal(err)
@@ -73,6 +93,9 @@ func BenchmarkWarmLaunch(b *testing.B) {
 			arn := runOneB(b, c, "idle")
 			tk := waitStampedB(b, c, arn, "RUNNING")
 			out = append(out, tk.StartedAt.Sub(*tk.CreatedAt))
+			if stopEach {
+				stopAllB(c)
+			}
 		}
 		if warm {
 			waitPoolB(b, s, rt, hits0+serial, 2) // every task a hit
@@ -89,7 +112,7 @@ func BenchmarkWarmLaunch(b *testing.B) {
 		return d[min(len(d)-1, int(q*float64(len(d))))]
 	}
 	for _, rt := range runtimes {
-		ws := startBenchServer(b, "--runtime", rt, "--runtimes", "sim,"+rt, "--warm-pool", rt+"=2")
+		ws := startBenchServer(b, "--runtime", rt, "--runtimes", "sim,"+rt, "--warm-pool", poolOf(rt))
 		b.Cleanup(func() { dropPool(b, ws) })
 		warmD := measure(ws, rt, true)
 		dropPool(b, ws)
@@ -117,8 +140,8 @@ func BenchmarkWarmLaunch(b *testing.B) {
 			name string
 			d    []time.Duration
 		}{{"warm (pool hit)", warmD}, {"cold (no pool)", coldD}} {
-			fmt.Printf("%-6s %-16s RunTask→RUNNING p50 %v p99 %v   bare %s p50 %v p99 %v   ratio p50 %.2f× p99 %.2f×\n",
-				rt, row.name, p(row.d, .5), p(row.d, .99), bareName, p(bare, .5), p(bare, .99),
+			fmt.Printf("%-6s %-16s %s/%s RunTask→RUNNING p50 %v p99 %v   bare %s p50 %v p99 %v   ratio p50 %.2f× p99 %.2f×\n",
+				rt, row.name, cpu, mem, p(row.d, .5), p(row.d, .99), bareName, p(bare, .5), p(bare, .99),
 				float64(p(row.d, .5))/float64(p(bare, .5)), float64(p(row.d, .99))/float64(p(bare, .99)))
 		}
 		b.ReportMetric(float64(p(warmD, .5))/float64(p(bare, .5)), rt+"-warm-x-bare-p50")
