@@ -26,49 +26,47 @@ import (
 )
 
 // warmMetric reads the server's /metrics value of name for runtime rt (any
-// host: the test's server has one); -1 when it has none.
+// host and class: the test's server has one host); -1 when it has none.
 func warmMetric(t testing.TB, s *server, name, rt string) float64 {
 	t.Helper()
-	resp, err := http.Get(s.endpoint + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, name+"{") && strings.Contains(line, `runtime="`+rt+`"`) {
-			f := strings.Fields(line)
-			v, err := strconv.ParseFloat(f[len(f)-1], 64)
-			if err != nil {
-				t.Fatalf("/metrics line %q: %v", line, err)
-			}
-			return v
-		}
-	}
-	return -1
+	return metricOf(t, s, name, `runtime="`+rt+`"`)
 }
 
 // warmClassMetric is warmMetric of the pool of runtime rt and class
 // (VCPU/GB).
 func warmClassMetric(t testing.TB, s *server, name, rt, class string) float64 {
 	t.Helper()
+	return metricOf(t, s, name, fmt.Sprintf("class=%q", class), `runtime="`+rt+`"`)
+}
+
+// metricOf reads the value of the first line of metric name on the
+// server's /metrics that has every label of labels (label="value"); -1
+// when none has.
+func metricOf(t testing.TB, s *server, name string, labels ...string) float64 {
+	t.Helper()
 	resp, err := http.Get(s.endpoint + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	want := fmt.Sprintf(`%s{class=%q,host=`, name, class)
 	sc := bufio.NewScanner(resp.Body)
+lines:
 	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, want) && strings.Contains(line, `runtime="`+rt+`"`) {
-			f := strings.Fields(line)
-			v, err := strconv.ParseFloat(f[len(f)-1], 64)
-			if err != nil {
-				t.Fatalf("/metrics line %q: %v", line, err)
-			}
-			return v
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") {
+			continue
 		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue lines
+			}
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("/metrics line %q: %v", line, err)
+		}
+		return v
 	}
 	return -1
 }
@@ -306,16 +304,17 @@ func poolLeftNothing(t *testing.T, s *server, before hostState, seen map[string]
 	}
 }
 
-// TestWarmPoolDefaults runs `vessel server` as the README does, without
-// --warm-pool, offering runc and gVisor: the host keeps two warm
-// sandboxes of each (they fit in 1/16 of any test machine's memory),
-// `vessel host ls` shows them, a task takes one, and a graceful stop
-// deletes them all: nothing of the pools is left on the host.
-func TestWarmPoolDefaults(t *testing.T) {
+// startPoolServer starts vessel server with args on a subnet of its own
+// (with the host's default pools if defaultPools, as the README's server
+// has them), after a snapshot of the host for poolLeftNothing; the test's
+// end stops its tasks, the server (gracefully: its pools go), and removes
+// its bridge and firewall.
+func startPoolServer(t *testing.T, defaultPools bool, args ...string) (*server, hostState) {
+	t.Helper()
 	requireRoot(t)
 	cidr := freeSubnet(t)
-	s := &server{t: t, dataDir: t.TempDir(), addr: freeAddr(t), subnet: cidr, defaultPools: true,
-		extra: []string{"--subnet", "subnet-default=" + cidr, "--runtime", "runc", "--runtimes", "sim,runc,gvisor"}}
+	s := &server{t: t, dataDir: t.TempDir(), addr: freeAddr(t), subnet: cidr, defaultPools: defaultPools,
+		extra: append([]string{"--subnet", "subnet-default=" + cidr}, args...)}
 	s.endpoint = "http://" + s.addr
 	before := snapshotHost(t, s.dataDir, cidr)
 	s.start()
@@ -327,6 +326,16 @@ func TestWarmPoolDefaults(t *testing.T) {
 		removeBridges(cidr)
 		s.removeFirewall()
 	})
+	return s, before
+}
+
+// TestWarmPoolDefaults runs `vessel server` as the README does, without
+// --warm-pool, offering runc and gVisor: the host keeps two warm
+// sandboxes of each (they fit in 1/16 of any test machine's memory),
+// `vessel host ls` shows them, a task takes one, and a graceful stop
+// deletes them all: nothing of the pools is left on the host.
+func TestWarmPoolDefaults(t *testing.T) {
+	s, before := startPoolServer(t, true, "--runtime", "runc", "--runtimes", "sim,runc,gvisor")
 	warmIDRE := regexp.MustCompile(`warm-(runc|gvisor)-[0-9a-f]{8}`)
 	for _, rt := range []string{"runc", "gvisor"} {
 		waitWarmMetric(t, s, "vessel_warm_pool_size", rt, 2)
@@ -363,22 +372,8 @@ func TestWarmPoolDefaults(t *testing.T) {
 // the own class's, each pool counts its own hit on /metrics and in `vessel
 // host ls`, and a graceful stop deletes both pools, leaving nothing.
 func TestWarmPoolSizeClasses(t *testing.T) {
-	requireRoot(t)
-	cidr := freeSubnet(t)
-	s := &server{t: t, dataDir: t.TempDir(), addr: freeAddr(t), subnet: cidr,
-		extra: []string{"--subnet", "subnet-default=" + cidr, "--runtime", "gvisor", "--runtimes", "sim,gvisor",
-			"--warm-pool", "gvisor=1,gvisor:8/16=1", "--cpu-allocation-ratio", "8"}}
-	s.endpoint = "http://" + s.addr
-	before := snapshotHost(t, s.dataDir, cidr)
-	s.start()
-	t.Cleanup(func() {
-		if s.cmd != nil {
-			stopAll(t, s)
-			s.kill(syscall.SIGTERM)
-		}
-		removeBridges(cidr)
-		s.removeFirewall()
-	})
+	s, before := startPoolServer(t, false, "--runtime", "gvisor", "--runtimes", "sim,gvisor",
+		"--warm-pool", "gvisor=1,gvisor:8/16=1", "--cpu-allocation-ratio", "8")
 	waitWarmClassMetric(t, s, "vessel_warm_pool_size", "gvisor", "4/8", 1)
 	waitWarmClassMetric(t, s, "vessel_warm_pool_size", "gvisor", "8/16", 1)
 	if out, stderr, code := s.vessel("host", "ls"); code != 0 || !strings.Contains(out, "gvisor:4/8 1/1,gvisor:8/16 1/1") {
