@@ -13,6 +13,7 @@ import (
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/runtime"
+	"vessel.dev/vessel/internal/sizing"
 	"vessel.dev/vessel/internal/store"
 )
 
@@ -64,9 +65,9 @@ func (s *Server) ReportWarmPools(ctx context.Context, hostID string, pools []age
 	return err
 }
 
-// maxWarmPools bounds the pools one host reports: a pool per runtime and
-// size class of the Fargate table is far fewer.
-const maxWarmPools = 64
+// maxWarmPools bounds the pools one host reports: per runtime, its own
+// class and one per size of the Fargate table.
+var maxWarmPools = len(runtime.Names) * (len(sizing.Table()) + 1)
 
 // validPoolClass reports whether class is empty or VCPU/GB, each a
 // positive decimal number.
