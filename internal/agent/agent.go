@@ -134,11 +134,13 @@ type Agent struct {
 	// (sendReports).
 	outbox outbox
 
-	// pools are the warm pools by runtime name (pool.go), fixed by New;
+	// pools are the warm pools by name (pool.go), fixed by New, and
+	// byRuntime the same pools per runtime, the smallest class first;
 	// poolMu guards their entries and counts. a.mu is never taken while
 	// poolMu is held.
-	pools  map[string]*pool
-	poolMu sync.Mutex
+	pools     map[string]*pool
+	byRuntime map[string][]*pool
+	poolMu    sync.Mutex
 }
 
 // finishedMemory is how long the agent remembers a task it finished, far

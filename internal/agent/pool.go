@@ -135,7 +135,7 @@ func poolName(rt string, size sizing.Size) string { return rt + ":" + size.Class
 
 // PoolRuntime is the runtime of the pool called name (ParseWarmPools).
 func PoolRuntime(name string) string {
-	rt, _, _ := splitPoolName(name)
+	rt, _, _ := strings.Cut(name, ":")
 	return rt
 }
 
@@ -151,7 +151,7 @@ func splitPoolName(name string) (rt string, size sizing.Size, sized bool) {
 
 // newPools checks cfg.WarmPools and makes the pools (nothing runs yet).
 func (a *Agent) newPools() error {
-	a.pools = map[string]*pool{}
+	a.pools, a.byRuntime = map[string]*pool{}, map[string][]*pool{}
 	names := make([]string, 0, len(a.cfg.WarmPools))
 	for name := range a.cfg.WarmPools {
 		names = append(names, name)
@@ -197,31 +197,24 @@ func (a *Agent) newPools() error {
 		if !sim && a.cfg.WarmSubnet == "" {
 			return errdefs.InvalidArgument("agent: warm pool %q: WarmSubnet is required (the subnet tasks get when they name none)", name)
 		}
-		a.pools[name] = &pool{a: a, name: name, rtName: rtName, rt: rt, warmer: w, class: class, target: n, sim: sim,
+		p := &pool{a: a, name: name, rtName: rtName, rt: rt, warmer: w, class: class, target: n, sim: sim,
 			kick: make(chan struct{}, 1)}
+		a.pools[name] = p
+		a.byRuntime[rtName] = append(a.byRuntime[rtName], p)
+	}
+	// The smallest class first (a class of any size last), for takeWarm.
+	for _, ps := range a.byRuntime {
+		slices.SortStableFunc(ps, func(x, y *pool) int {
+			key := func(c runtime.WarmClass) []int64 {
+				if c.MilliCPU == 0 || c.MemoryMiB == 0 {
+					return []int64{math.MaxInt64, math.MaxInt64}
+				}
+				return []int64{c.MemoryMiB, c.MilliCPU}
+			}
+			return slices.Compare(key(x.class), key(y.class))
+		})
 	}
 	return nil
-}
-
-// runtimePools returns runtime rt's pools, the smallest class first (a
-// class of any size last).
-func (a *Agent) runtimePools(rt string) []*pool {
-	var out []*pool
-	for _, name := range a.poolNames() {
-		if p := a.pools[name]; p.rtName == rt {
-			out = append(out, p)
-		}
-	}
-	slices.SortStableFunc(out, func(x, y *pool) int {
-		key := func(c runtime.WarmClass) []int64 {
-			if c.MilliCPU == 0 || c.MemoryMiB == 0 {
-				return []int64{math.MaxInt64, math.MaxInt64}
-			}
-			return []int64{c.MemoryMiB, c.MilliCPU}
-		}
-		return slices.Compare(key(x.class), key(y.class))
-	})
-	return out
 }
 
 func newWarmID(rt string) string {
@@ -526,7 +519,7 @@ func (a *Agent) DropPools(ctx context.Context) int {
 // can (the task then starts cold: a miss) and returns the pool that
 // counts the miss, nil if the runtime has no pool.
 func (a *Agent) takeWarm(rt string, t *task.Task, subnet string) (*pool, warmEntry, string) {
-	pools := a.runtimePools(rt)
+	pools := a.byRuntime[rt]
 	if len(pools) == 0 {
 		return nil, warmEntry{}, ""
 	}
@@ -632,7 +625,7 @@ func (a *Agent) adoptPools(ctx context.Context, listed map[string]sandboxRef) {
 		// Its pool's name, from its label (one made before sized pools
 		// has its runtime's name there).
 		name := ref.info.Labels[LabelWarm]
-		if rt, _, _ := splitPoolName(name); rt != ref.rt.Name() {
+		if PoolRuntime(name) != ref.rt.Name() {
 			name = ref.rt.Name()
 		}
 		p := a.pools[name]
