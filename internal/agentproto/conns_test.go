@@ -18,13 +18,14 @@ import (
 // opening new ones (with net/http's default of two idle connections per
 // host, 20 rounds of 16 concurrent reports opened 255 connections).
 func TestClientReusesConnections(t *testing.T) {
-	r := newReplica(t, 0, nil)
 	var opened atomic.Int64
-	r.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			opened.Add(1)
+	r := newReplicaWith(t, 0, nil, func(srv *http.Server) {
+		srv.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				opened.Add(1)
+			}
 		}
-	}
+	})
 	c, err := agentproto.NewClient(r.srv.URL, auth.Key{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret"}, "")
 	if err != nil {
 		t.Fatal(err)

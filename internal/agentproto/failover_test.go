@@ -23,8 +23,14 @@ type replica struct {
 }
 
 func newReplica(t *testing.T, status int, hang <-chan struct{}) *replica {
+	return newReplicaWith(t, status, hang, nil)
+}
+
+// newReplicaWith is newReplica whose server configure sets up before it
+// starts (not after: its serving goroutines read the configuration).
+func newReplicaWith(t *testing.T, status int, hang <-chan struct{}, configure func(*http.Server)) *replica {
 	r := &replica{}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.calls.Add(1)
 		if hang != nil {
 			select {
@@ -40,6 +46,10 @@ func newReplica(t *testing.T, status int, hang <-chan struct{}) *replica {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte("{}"))
 	}))
+	if configure != nil {
+		configure(r.srv.Config)
+	}
+	r.srv.Start()
 	t.Cleanup(r.srv.Close)
 	return r
 }
