@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -126,7 +127,8 @@ func TestPullChecksDeclaredSizesBeforeFetching(t *testing.T) {
 // TestPullCapsManifestReads: a registry that answers a manifest request
 // with an endless body is cut off at MaxManifestSize.
 func TestPullCapsManifestReads(t *testing.T) {
-	var sent int64
+	// Atomic: the handler may still be writing when the pull returns.
+	var sent atomic.Int64
 	endless := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !strings.Contains(r.URL.Path, "/manifests/") {
@@ -136,11 +138,11 @@ func TestPullCapsManifestReads(t *testing.T) {
 			w.Header().Set("Content-Type", string(types.OCIManifestSchema1))
 			w.WriteHeader(http.StatusOK)
 			chunk := bytes.Repeat([]byte(" "), 64<<10)
-			for sent < 1<<30 {
+			for sent.Load() < 1<<30 {
 				if _, err := w.Write(chunk); err != nil {
 					return
 				}
-				sent += int64(len(chunk))
+				sent.Add(int64(len(chunk)))
 			}
 		})
 	}
@@ -151,8 +153,8 @@ func TestPullCapsManifestReads(t *testing.T) {
 	}
 	_, err = s.Pull(context.Background(), rg.host+"/endless/app:v1", PullOptions{})
 	requireLimit(t, s, err, "MaxManifestSize")
-	if sent >= 16<<20 {
-		t.Errorf("the registry sent %d bytes before the pull gave up; want the read stopped near 1 MiB", sent)
+	if n := sent.Load(); n >= 16<<20 {
+		t.Errorf("the registry sent %d bytes before the pull gave up; want the read stopped near 1 MiB", n)
 	}
 }
 
