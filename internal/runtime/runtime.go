@@ -308,6 +308,28 @@ type SizedWarmer interface {
 	SizedWarmClass(milliCPU, memoryMiB int64) (WarmClass, error)
 }
 
+// Primer is the optional ability of a Warmer to create a warm sandbox's
+// containers ahead of the task that will claim it, up to their processes
+// (runc: conmon and "runc create" run, init waits for the start).
+type Primer interface {
+	Warmer
+	// Prime creates spec's containers in warm sandbox spec.ID, as Create
+	// and then Start would, but for running their processes. spec has
+	// the warm sandbox's network namespace, EtcDir and hostname, no
+	// LogDir (the task's is given at Claim) and no container with Mounts
+	// (volumes are the task's: errdefs.ErrInvalidArgument). A Claim whose
+	// spec has exactly these containers, hostname, log cap and /etc files
+	// (their content as it was at Prime) takes them as they are: Start
+	// then only lets each process run. A Claim of anything else deletes
+	// them first, and the claim goes on as on a warm sandbox never
+	// primed. Until the claim the sandbox stays warm: List shows it with
+	// no containers, and only Claim or Delete apply. A sandbox not warm,
+	// or primed already, is an error of kind errdefs.ErrNotFound or
+	// errdefs.ErrConflict and is left as it was; after any other error
+	// nothing is left of the warm sandbox.
+	Prime(ctx context.Context, spec Spec) error
+}
+
 // Serves reports whether a warm sandbox of class c can take a task of
 // the given size.
 func (c WarmClass) Serves(milliCPU, memoryMiB int64) bool {

@@ -163,14 +163,55 @@ func (r *Runtime) Warm(ctx context.Context, spec runtime.Spec) error {
 // sandbox's cgroup, then what Create adds for the containers (log
 // directory, overlays, bundles). The sandbox keeps its warm ID's
 // directory and cgroup; runc's containers are named by the task's ID.
+// A primed warm sandbox (Prime) whose containers are exactly the task's
+// keeps them, created and waiting for their start, under their warm
+// names; one primed for other containers has them deleted first.
 func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) error {
-	return r.sb.Claim(ctx, warmID, spec, nil, func(rec *toolkit.ConmonRecord) error {
+	var warm *toolkit.ConmonRecord
+	keep := false
+	return r.sb.Claim(ctx, warmID, spec, func(w *toolkit.ConmonRecord, spec *runtime.Spec) error {
+		warm, keep = w, r.sb.PrimedServes(w, *spec)
+		return nil
+	}, func(rec *toolkit.ConmonRecord) error {
 		home := rec.HomeID()
 		if err := r.cg.Create(home, setupLimits(rec.Spec)); err != nil {
 			return fmt.Errorf("runc runtime: sandbox %s (warm %s): %w", rec.Spec.ID, home, err)
 		}
 		rec.OOMBase = r.cg.OOMKills(toolkit.SandboxCgroup(home))
+		if keep {
+			err := r.sb.AdoptPrimed(rec, warm)
+			if err == nil {
+				return nil
+			}
+			r.cfg.Logger.Warn("runc: keeping a primed sandbox's containers failed; they are deleted and the task's made",
+				"task", rec.Spec.ID, "warm_sandbox", warmID, "err", err)
+		}
+		if len(warm.Spec.Containers) > 0 {
+			if err := r.sb.Unprime(rec, warm, func(cid string) error {
+				if out, err := r.runc(ctx, rec.Spec.ID, "delete", "--force", cid); err != nil && r.sb.State(ctx, rec.Spec.ID, cid) != "" {
+					return fmt.Errorf("runc delete %s: %w: %s", cid, err, out)
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("runc runtime: sandbox %s (warm %s): deleting its primed containers: %w", rec.Spec.ID, home, err)
+			}
+		}
 		return r.sb.PrepareContainers(rec, nil)
+	})
+}
+
+var _ runtime.Primer = (*Runtime)(nil)
+
+// Prime implements runtime.Primer: in warm sandbox spec.ID, for each
+// container, its bundle and conmon, which runs "runc create": runc init
+// has set the container up (namespaces, mounts, the seccomp filter) and
+// waits for the start. A Start after the Claim only writes the task's
+// CPU quota and lets init run the process.
+func (r *Runtime) Prime(ctx context.Context, spec runtime.Spec) error {
+	return r.sb.Prime(ctx, spec, func(rec *toolkit.ConmonRecord, name string) (int, error) {
+		c := r.sb.Conmon(rec, name)
+		c.Path, c.Runtime, c.RuntimeArgs = r.cfg.ConmonPath, r.cfg.RuncPath, []string{"--root=" + r.runcRoot}
+		return c.Create(ctx)
 	})
 }
 
@@ -208,9 +249,12 @@ func (r *Runtime) Start(ctx context.Context, id, name string) error {
 // conmon appends to the container's log.
 func (r *Runtime) Restart(ctx context.Context, id, name string) error {
 	return r.sb.Restart(id, name, func(rec *toolkit.ConmonRecord) error {
-		if out, err := r.runc(ctx, id, "delete", "--force", toolkit.ContainerID(id, name)); err != nil && r.sb.State(ctx, id, toolkit.ContainerID(id, name)) != "" {
+		cid := rec.ContainerID(name)
+		if out, err := r.runc(ctx, id, "delete", "--force", cid); err != nil && r.sb.State(ctx, id, cid) != "" {
 			return fmt.Errorf("runc delete: %w: %s", err, out)
 		}
+		// A primed container's init ran its first start; this one is new.
+		delete(rec.Primed, name)
 		// An OOM kill of the last run must not mark the next run's 137.
 		rec.OOMBase = r.cg.OOMKills(toolkit.SandboxCgroup(rec.HomeID()))
 		return nil
@@ -225,9 +269,15 @@ func (r *Runtime) Restart(ctx context.Context, id, name string) error {
 func (r *Runtime) launch(ctx context.Context, rec *toolkit.ConmonRecord, name string) error {
 	c := r.sb.Conmon(rec, name)
 	c.Path, c.Runtime, c.RuntimeArgs = r.cfg.ConmonPath, r.cfg.RuncPath, []string{"--root=" + r.runcRoot}
-	pid, err := c.Create(ctx)
-	if err != nil {
-		return err
+	pid, primed := rec.Primed[name]
+	if primed && !initAlive(pid) {
+		return fmt.Errorf("container %s was created ahead of its task, and its init (PID %d) is gone", c.ID, pid)
+	}
+	if !primed {
+		var err error
+		if pid, err = c.Create(ctx); err != nil {
+			return err
+		}
 	}
 	kill := func() { r.runc(context.WithoutCancel(ctx), rec.Spec.ID, "kill", c.ID, "KILL") }
 	// The container's init waits for the start before it runs the
@@ -383,14 +433,14 @@ func (r *Runtime) Delete(ctx context.Context, id string) error { return r.sb.Del
 func (r *Runtime) destroy(ctx context.Context, rec *toolkit.ConmonRecord) error {
 	id, names := rec.Spec.ID, rec.Names()
 	for _, n := range names {
-		r.runc(ctx, id, "kill", "--all", toolkit.ContainerID(id, n), "KILL")
+		r.runc(ctx, id, "kill", "--all", rec.ContainerID(n), "KILL")
 	}
 	for _, n := range names {
 		r.sb.WaitConmon(id, n, "its container was killed")
 	}
 	var errs []error
 	for _, n := range names {
-		rid := toolkit.ContainerID(id, n)
+		rid := rec.ContainerID(n)
 		if out, err := r.runc(ctx, id, "delete", "--force", rid); err != nil && r.sb.State(ctx, id, rid) != "" {
 			errs = append(errs, fmt.Errorf("runc delete %s: %w: %s", rid, err, out))
 		}
@@ -415,9 +465,11 @@ func (r *Runtime) Exec(ctx context.Context, id, name string, p runtime.ExecProce
 // agent's self-checks use it.
 func (r *Runtime) Leftovers(id string) []string {
 	var state []string
+	// A claimed primed sandbox's containers have their warm names.
+	home := r.sb.Home(id)
 	if entries, _ := os.ReadDir(r.runcRoot); len(entries) > 0 {
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), id+"-") {
+			if strings.HasPrefix(e.Name(), id+"-") || strings.HasPrefix(e.Name(), home+"-") {
 				state = append(state, "runc state "+filepath.Join(r.runcRoot, e.Name()))
 			}
 		}

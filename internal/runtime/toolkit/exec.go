@@ -57,12 +57,12 @@ func (s *Sandboxes) Exec(ctx context.Context, id, name string, p runtime.ExecPro
 			return -1, err
 		}
 		defer os.Remove(file)
-		args = append(args, "--process", file, ContainerID(id, name))
+		args = append(args, "--process", file, rec.ContainerID(name))
 	} else {
 		for _, e := range p.Env {
 			args = append(args, "--env", e)
 		}
-		args = append(args, ContainerID(id, name))
+		args = append(args, rec.ContainerID(name))
 		args = append(args, p.Args...)
 	}
 	cmd := s.Command(ctx, id, args...)

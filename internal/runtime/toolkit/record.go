@@ -94,6 +94,9 @@ func (rec *Record) Info(state func(c *runtime.ContainerState)) runtime.SandboxIn
 		info.Labels[k] = v
 	}
 	for _, c := range rec.Spec.Containers {
+		if rec.Warm {
+			break // primed ahead: its claim's containers
+		}
 		cs := runtime.ContainerState{Name: c.Name, Started: rec.Started[c.Name], Restarts: rec.Restarts[c.Name]}
 		if state != nil {
 			state(&cs)
@@ -299,7 +302,8 @@ func (s *Store) LoadContainer(id, name string, rec Sandbox) error {
 	if err := s.Load(id, rec); err != nil {
 		return err
 	}
-	if _, ok := rec.Base().Container(name); !ok {
+	// A warm sandbox's containers (primed ahead) are its claim's.
+	if _, ok := rec.Base().Container(name); !ok || rec.Base().Warm {
 		return runtime.ContainerNotFound(id, name)
 	}
 	return nil

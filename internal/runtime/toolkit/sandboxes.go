@@ -1,6 +1,7 @@
 package toolkit
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -96,10 +97,27 @@ type ConmonRecord struct {
 	// persist directories); empty for sandboxes made before it was kept
 	// off the data disk: their SandboxDir's exits.
 	ExitDir string `json:"exitDir,omitempty"`
+	// Primed holds the init PID of each container created ahead of its
+	// task (Prime): its conmon runs, and its init waits for the first
+	// start, which uses it (a restart launches anew and drops it).
+	Primed map[string]int `json:"primed,omitempty"`
+	// PrimedEtc is the digest of the /etc files the primed containers
+	// bound when they were created.
+	PrimedEtc string `json:"primedEtc,omitempty"`
+	// PrimedAs names the OCI runtime's containers (<PrimedAs>-<name>)
+	// when it is not Spec.ID: a claimed primed sandbox's containers keep
+	// the names they were created under, its warm ID's.
+	PrimedAs string `json:"primedAs,omitempty"`
 }
 
 // ContainerID is a container's ID for the OCI runtime and conmon.
 func ContainerID(id, name string) string { return id + "-" + name }
+
+// ContainerID is container name's ID for the OCI runtime and conmon:
+// <PrimedAs or Spec.ID>-<name>.
+func (rec *ConmonRecord) ContainerID(name string) string {
+	return ContainerID(cmp.Or(rec.PrimedAs, rec.Spec.ID), name)
+}
 
 // BundleDir is the OCI bundle directory of container name.
 func (s *Sandboxes) BundleDir(id, name string) string {
@@ -107,7 +125,7 @@ func (s *Sandboxes) BundleDir(id, name string) string {
 }
 
 func (s *Sandboxes) exitFile(rec *ConmonRecord, name string) string {
-	return filepath.Join(s.exitDir(rec), ContainerID(rec.Spec.ID, name))
+	return filepath.Join(s.exitDir(rec), rec.ContainerID(name))
 }
 
 // exitRootOf is sandbox id's directory under ExitRoot, or "".
@@ -153,7 +171,7 @@ func (s *Sandboxes) LogPath(rec *ConmonRecord, name string) string {
 func (s *Sandboxes) Conmon(rec *ConmonRecord, name string) Conmon {
 	id := rec.Spec.ID
 	return Conmon{
-		ID: ContainerID(id, name), Name: name, Bundle: s.BundleDir(id, name),
+		ID: rec.ContainerID(name), Name: name, Bundle: s.BundleDir(id, name),
 		LogPath: s.LogPath(rec, name), LogMaxBytes: rec.Spec.LogMaxBytes,
 		ExitDir: s.exitDir(rec), SocketDir: filepath.Join(s.SandboxDir(id), "sockets"),
 		PersistDir: filepath.Join(s.exitDir(rec), "persist", name),
@@ -691,7 +709,7 @@ func (s *Sandboxes) Signal(ctx context.Context, id, name string, sig syscall.Sig
 	if _, ok, _ := s.ExitStatus(rec, name); ok {
 		return nil
 	}
-	cid := ContainerID(id, name)
+	cid := rec.ContainerID(name)
 	out, err := s.Run(ctx, id, "kill", cid, strconv.Itoa(int(sig)))
 	if err != nil {
 		if _, ok, _ := s.ExitStatus(rec, name); ok {
