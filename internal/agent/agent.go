@@ -48,6 +48,9 @@ const (
 	LabelTaskARN = "vessel.task-arn"
 	LabelCluster = "vessel.cluster"
 	LabelHost    = "vessel.host"
+	// LabelSandboxID is on the sandbox of a task that took a warm one:
+	// the warm sandbox's ID, which its containers' IDs begin with.
+	LabelSandboxID = "vessel.sandbox-id"
 )
 
 // Config configures an agent.
@@ -455,6 +458,11 @@ func (a *Agent) apply(ctx context.Context, as agentproto.Assignments, adopted ma
 		w := &worker{agent: a, rt: rt, rtName: rtName, task: t, adopted: ref, memoryMiB: t.MemoryMiB,
 			updates: make(chan *task.Task, 1), gone: make(chan struct{}),
 			log: a.log.With("task", t.ID, "cluster", t.Cluster)}
+		if ref != nil {
+			if id := ref.info.Labels[LabelSandboxID]; id != "" {
+				w.warmSandbox.Store(&id)
+			}
+		}
 		a.workers[t.ID] = w
 		a.wg.Add(1)
 		go func() {

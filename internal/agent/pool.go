@@ -50,7 +50,17 @@ type warmEntry struct {
 	id string
 	// ip is its attachment's address; empty for a simulated runtime.
 	ip string
+	// primed is the key (primeKey) of the task whose containers it was
+	// primed with (runtime.Primer), "" if none, noPrime if it must not
+	// be primed (one an earlier agent left, which may be primed already);
+	// mem is what the primed containers hold beyond the class's idle
+	// memory.
+	primed string
+	mem    int64
 }
+
+// noPrime marks a warm entry that is not primed.
+const noPrime = "-"
 
 // pool is the warm pool of one runtime and class.
 type pool struct {
@@ -61,6 +71,8 @@ type pool struct {
 	rtName string
 	rt     runtime.Runtime
 	warmer runtime.Warmer
+	// primer is the runtime's, when it can create containers ahead.
+	primer runtime.Primer
 	class  runtime.WarmClass
 	target int
 	sim    bool
@@ -80,6 +92,9 @@ type pool struct {
 	launching int
 	hits      int64
 	misses    int64
+	// recipe is what the pool's warm sandboxes are primed with: the
+	// last task of the pool that could be (learn); nil before one.
+	recipe *primeRecipe
 }
 
 // ParseWarmPools parses --warm-pool values, POOL=N separated by commas
@@ -199,6 +214,9 @@ func (a *Agent) newPools() error {
 		}
 		p := &pool{a: a, name: name, rtName: rtName, rt: rt, warmer: w, class: class, target: n, sim: sim,
 			kick: make(chan struct{}, 1)}
+		if pr, ok := rt.(runtime.Primer); ok && !sim {
+			p.primer = pr
+		}
 		a.pools[name] = p
 		a.byRuntime[rtName] = append(a.byRuntime[rtName], p)
 	}
@@ -258,6 +276,9 @@ func (a *Agent) poolMemoryLocked() int64 {
 	var sum int64
 	for _, p := range a.pools {
 		sum += int64(len(p.ready)+p.warming+p.claiming) * p.class.IdleMemoryMiB
+		for _, e := range p.ready {
+			sum += e.mem
+		}
 	}
 	return sum
 }
@@ -282,7 +303,7 @@ func (a *Agent) shrinkPools(ctx context.Context) {
 		var from *pool
 		for _, name := range a.poolNames() {
 			p := a.pools[name]
-			if len(p.ready) > 0 && p.class.IdleMemoryMiB > 0 && (from == nil || len(p.ready) > len(from.ready)) {
+			if len(p.ready) > 0 && (p.class.IdleMemoryMiB > 0 || p.primer != nil) && (from == nil || len(p.ready) > len(from.ready)) {
 				from = p
 			}
 		}
@@ -317,8 +338,12 @@ func (a *Agent) WarmPools() []agentproto.WarmPool {
 	var out []agentproto.WarmPool
 	for _, name := range a.poolNames() {
 		p := a.pools[name]
+		mem := int64(len(p.ready)) * p.class.IdleMemoryMiB
+		for _, e := range p.ready {
+			mem += e.mem
+		}
 		out = append(out, agentproto.WarmPool{Runtime: p.rtName, Class: p.classText(), Target: p.target, Ready: len(p.ready), Hits: p.hits,
-			Misses: p.misses, MemoryMiB: int64(len(p.ready)) * p.class.IdleMemoryMiB})
+			Misses: p.misses, MemoryMiB: mem})
 	}
 	return out
 }
@@ -370,7 +395,33 @@ func (p *pool) refill(ctx context.Context) {
 		if need && fits && quiet {
 			p.warming++
 		}
+		// A full pool primes the ready sandboxes not primed yet, one at
+		// a time, once it knows what with; then it replaces those primed
+		// for another task definition, one at a time.
+		var unprimed, stale *warmEntry
+		if !need && quiet && p.recipe != nil {
+			if e, ok := p.takeUnprimedLocked(); ok {
+				unprimed = &e
+				p.warming++
+			} else if e, ok := p.takeStaleLocked(); ok {
+				stale = &e
+			}
+		}
+		recipe := p.recipe
+		if p.primedLocked() >= p.maxPrimed() {
+			// The rest stay unprimed, for tasks of other definitions.
+			recipe = nil
+		}
 		a.poolMu.Unlock()
+		if unprimed != nil {
+			p.primeReady(ctx, *unprimed, recipe)
+			continue
+		}
+		if stale != nil {
+			a.log.Debug("deleting a warm sandbox primed for another task definition", "pool", p.name, "warm_sandbox", stale.id)
+			p.destroyWith(context.WithoutCancel(ctx), stale.id)
+			continue
+		}
 		if !need || !fits || !quiet {
 			// Wait for a claim, a hit's start, a task's end or a retry of
 			// the memory check.
@@ -384,6 +435,12 @@ func (p *pool) refill(ctx context.Context) {
 		}
 		id := newWarmID(p.rtName)
 		e, err := p.warm(ctx, id)
+		if err == nil && recipe != nil {
+			var ok bool
+			if e, ok = p.prime(ctx, e, recipe); !ok {
+				err = fmt.Errorf("warm sandbox %s was lost while it was primed", id)
+			}
+		}
 		a.poolMu.Lock()
 		p.warming--
 		if err == nil {
@@ -399,7 +456,7 @@ func (p *pool) refill(ctx context.Context) {
 			continue
 		}
 		backoff = 0
-		a.log.Debug("warm sandbox ready", "pool", p.name, "warm_sandbox", id, "ip", e.ip)
+		a.log.Debug("warm sandbox ready", "pool", p.name, "warm_sandbox", id, "ip", e.ip, "primed", e.primed != "")
 		// A task's assignment may have taken the memory meanwhile.
 		a.shrinkPools(ctx)
 	}
@@ -550,9 +607,23 @@ func (a *Agent) takeWarm(rt string, t *task.Task, subnet string) (*pool, warmEnt
 	if len(p.ready) == 0 {
 		return p, warmEntry{}, fmt.Sprintf("pool %s is empty", p.name)
 	}
-	// The oldest: it has waited longest.
-	e := p.ready[0]
-	p.ready = p.ready[1:]
+	// One primed with the task's containers, else one not primed. One
+	// primed for another task definition is kept for it: its claim would
+	// first delete the primed containers, which takes longer than a cold
+	// start (the refill replaces it once the pool learnt another
+	// definition).
+	i := 0
+	if key := p.primeKey(t); key != "" {
+		i = slices.IndexFunc(p.ready, func(e warmEntry) bool { return e.primed == key })
+		if i < 0 {
+			i = slices.IndexFunc(p.ready, func(e warmEntry) bool { return e.primed == "" || e.primed == noPrime })
+		}
+		if i < 0 {
+			return p, warmEntry{}, fmt.Sprintf("pool %s's warm sandboxes are primed for another task definition", p.name)
+		}
+	}
+	e := p.ready[i]
+	p.ready = slices.Delete(p.ready, i, i+1)
 	p.claiming++
 	return p, e, ""
 }
@@ -645,6 +716,11 @@ func (a *Agent) adoptPools(ctx context.Context, listed map[string]sandboxRef) {
 			}
 		default:
 			e = warmEntry{id: id}
+		}
+		if p != nil && p.primer != nil {
+			// It may hold containers primed for a task this agent does
+			// not know: a claim of other ones deletes them.
+			e.primed = noPrime
 		}
 		if why == "" {
 			a.poolMu.Lock()

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"vessel.dev/vessel/internal/agent/taskmeta"
 	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/errdefs"
 	"vessel.dev/vessel/internal/runtime"
@@ -245,7 +246,7 @@ func (w *worker) restart(ctx, wctx context.Context, name string, exits chan<- ex
 	delete(w.exited, name)
 	rs.restarts[name]++
 	code := st.Code
-	u := agentproto.ContainerUpdate{Name: name, LastStatus: task.StatusRunning, RuntimeID: w.task.ID + "-" + name,
+	u := agentproto.ContainerUpdate{Name: name, LastStatus: task.StatusRunning, RuntimeID: taskmeta.ContainerID(w.sandboxID(), name),
 		RestartCount: rs.restarts[name], LastExitCode: &code, LastReason: containerReason(st),
 		LastStartedAt: rs.started[name], LastFinishedAt: st.ExitedAt}
 	w.beginRun(wctx, c, w.agent.cfg.Now(), false, &u)

@@ -182,12 +182,13 @@ func (i images) Pull(ctx context.Context, ref string, o image.PullOptions) (*ima
 }
 
 type env struct {
-	t  *testing.T
-	cp *controlPlane
-	n  int
-	rt runtime.Runtime
-	nm *network.Manager
-	a  *agent.Agent
+	t   *testing.T
+	dir string // the agent's state
+	cp  *controlPlane
+	n   int
+	rt  runtime.Runtime
+	nm  *network.Manager
+	a   *agent.Agent
 }
 
 func needRunc(t *testing.T) {
@@ -227,6 +228,7 @@ func newEnvWith(t *testing.T, base time.Duration, configure func(*agent.Config))
 		t.Fatal(err)
 	}
 	cp := newControlPlane()
+	cp.rev = 1 // the agent's first poll answers at once, as the server's does
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -247,7 +249,7 @@ func newEnvWith(t *testing.T, base time.Duration, configure func(*agent.Config))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
-	e := &env{t: t, cp: cp, rt: cfg.Runtimes["runc"], nm: nm, a: a}
+	e := &env{t: t, dir: dir, cp: cp, rt: cfg.Runtimes["runc"], nm: nm, a: a}
 	t.Cleanup(func() {
 		cp.mu.Lock()
 		var ids []string
@@ -263,6 +265,7 @@ func newEnvWith(t *testing.T, base time.Duration, configure func(*agent.Config))
 		}
 		cancel()
 		<-done
+		a.DropPools(context.Background()) // as a graceful stop does
 		nm.RemoveUnusedBridges(context.Background())
 		nm.Close()
 	})

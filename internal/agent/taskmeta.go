@@ -64,6 +64,9 @@ func (s metaSource) Caller(ip netip.Addr) (*taskmeta.Caller, bool) {
 	}
 	c := &taskmeta.Caller{Task: t, IP: att.IP, Prefix: att.Prefix, Gateway: att.Gateway, MAC: att.MAC,
 		Hostname: att.Hostname}
+	if id := w.warmSandbox.Load(); id != nil {
+		c.SandboxID = *id
+	}
 	if st, ok := w.rt.(runtime.Statser); ok {
 		c.Stats = st
 	}

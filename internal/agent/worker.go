@@ -56,6 +56,11 @@ type worker struct {
 	record atomic.Pointer[task.Task]
 	// reports queues the task's status reports (reports.go).
 	reports reports
+	// warmSandbox is the ID of the warm sandbox the task took, when it
+	// took one: the ID its sandbox was made under, which its containers'
+	// IDs and metadata URIs begin with. Read by the metadata endpoint's
+	// goroutines; nil for a sandbox made under the task's ID.
+	warmSandbox atomic.Pointer[string]
 	// warmStarted tells the task's warm pool that the task that took one
 	// of its sandboxes has started its containers (or failed to): the
 	// pool's refill waits for it. Nil for a cold start.
@@ -225,8 +230,18 @@ func (w *worker) create(ctx context.Context) error {
 			return fmt.Errorf("%s: %v", task.ReasonCannotCreateVolume, err)
 		}
 	}
+	if entry != nil {
+		w.tookWarm(&spec, entry.id)
+	}
 	if err := w.containerSpecs(ctx, &spec, secrets, mounts); err != nil {
 		return err
+	}
+	// A sandbox made under the task's ID after all: the containers'
+	// IDs and metadata URIs are the task's.
+	coldSpecs := func() error {
+		w.tookWarm(&spec, "")
+		spec.Containers = nil
+		return w.containerSpecs(ctx, &spec, secrets, mounts)
 	}
 	if entry != nil {
 		began := time.Now()
@@ -234,11 +249,13 @@ func (w *worker) create(ctx context.Context) error {
 		switch {
 		case err == nil:
 			w.warmStarted = p.settle(true)
-			w.log.Info("warm pool hit: the task took a warm sandbox", "runtime", w.rtName, "pool", p.name, "warm_sandbox", entry.id, "ip", w.ip, "took", time.Since(began))
+			w.log.Info("warm pool hit: the task took a warm sandbox", "runtime", w.rtName, "pool", p.name, "warm_sandbox", entry.id,
+				"primed", entry.primed != "" && entry.primed == p.primeKey(t), "ip", w.ip, "took", time.Since(began))
 			if w.ip != "" {
 				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
 			}
 			entry = nil
+			p.learn(t, secrets, mounts)
 			return nil
 		case ctx.Err() != nil && !errdefs.IsConflict(err):
 			return ctx.Err()
@@ -264,14 +281,13 @@ func (w *worker) create(ctx context.Context) error {
 				if err := w.attach(ctx, &spec); err != nil {
 					return err
 				}
-				spec.Containers = nil
-				if err := w.containerSpecs(ctx, &spec, secrets, mounts); err != nil {
-					return err
-				}
 			} else {
 				p.giveBack(*entry)
 			}
 			entry = nil
+			if err := coldSpecs(); err != nil {
+				return err
+			}
 		default:
 			// Nothing is left of the warm sandbox (the runtime's contract);
 			// the task keeps its attachment and starts cold in it.
@@ -283,6 +299,9 @@ func (w *worker) create(ctx context.Context) error {
 			if w.ip != "" {
 				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
 			}
+			if err := coldSpecs(); err != nil {
+				return err
+			}
 		}
 	}
 	began := time.Now()
@@ -290,6 +309,7 @@ func (w *worker) create(ctx context.Context) error {
 		return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
 	}
 	w.log.Debug("sandbox created", "took", time.Since(began))
+	p.learn(t, secrets, mounts)
 	return nil
 }
 
@@ -334,25 +354,62 @@ func (w *worker) takeWarmAttachment(ctx context.Context, p *pool, e warmEntry, s
 	return false
 }
 
+// sandboxID is the ID the task's sandbox was made under: the warm
+// sandbox's it took, else the task's.
+func (w *worker) sandboxID() string {
+	if id := w.warmSandbox.Load(); id != nil {
+		return *id
+	}
+	return w.task.ID
+}
+
+// tookWarm records that the task's sandbox is warm sandbox id (on its
+// sandbox's labels too, for an agent started again), or with "" that it
+// is made under the task's ID after all.
+func (w *worker) tookWarm(spec *runtime.Spec, id string) {
+	if id == "" {
+		w.warmSandbox.Store(nil)
+		delete(spec.Labels, LabelSandboxID)
+		return
+	}
+	w.warmSandbox.Store(&id)
+	spec.Labels[LabelSandboxID] = id
+}
+
 // containerSpecs adds the task's containers to spec: images pulled, their
 // configuration resolved, placeholders expanded with the task's address.
 func (w *worker) containerSpecs(ctx context.Context, spec *runtime.Spec, secrets agentproto.TaskSecrets, mounts map[string][]runtime.Mount) error {
-	t := w.task
-	cfg := &w.agent.cfg
+	cs, digests, err := w.agent.containerSpecs(ctx, w.task, w.ip, w.sandboxID(), secrets, mounts, w.simulated(), w.pull)
+	if err != nil {
+		return err
+	}
+	spec.Containers = append(spec.Containers, cs...)
+	w.note(ctx, agentproto.StatusUpdate{PullStoppedAt: w.agent.cfg.Now(), Containers: digests})
+	return nil
+}
+
+// containerSpecs is the runtime's view of t's containers in a sandbox
+// made under sandboxID with address ip ("" for a simulated runtime, whose
+// containers pull nothing): images pulled with pull, their configuration
+// resolved, placeholders expanded with ip, and the digest of each image.
+func (a *Agent) containerSpecs(ctx context.Context, t *task.Task, ip, sandboxID string, secrets agentproto.TaskSecrets,
+	mounts map[string][]runtime.Mount, simulated bool, pull func(context.Context, *task.Container) (*image.Image, error),
+) ([]runtime.ContainerSpec, []agentproto.ContainerUpdate, error) {
+	var out []runtime.ContainerSpec
 	var digests []agentproto.ContainerUpdate
 	for _, c := range t.Containers {
 		// A simulated sandbox has no IP: its placeholders stay.
-		c := task.ExpandPlaceholders(c, w.ip)
+		c := task.ExpandPlaceholders(c, ip)
 		cs := runtime.ContainerSpec{Name: c.Name, Image: c.Image, Args: c.Args(), WorkingDir: c.WorkingDir, User: c.User,
 			Mounts: mounts[c.Name]}
 		env := map[string]string{}
 		if ra, ok := secrets.RegistryAuth[c.Name]; ok {
 			c.RegistryAuth = &ra
 		}
-		if !w.simulated() {
-			img, err := w.pull(ctx, &c)
+		if !simulated {
+			img, err := pull(ctx, &c)
 			if err != nil {
-				return fmt.Errorf("%s: pulling %s for container %s: %v", task.ReasonCannotPullContainer, c.Image, c.Name, err)
+				return nil, nil, fmt.Errorf("%s: pulling %s for container %s: %v", task.ReasonCannotPullContainer, c.Image, c.Name, err)
 			}
 			digests = append(digests, agentproto.ContainerUpdate{Name: c.Name, ImageDigest: img.Digest})
 			cs.Layers = img.Layers
@@ -369,11 +426,11 @@ func (w *worker) containerSpecs(ctx context.Context, spec *runtime.Spec, secrets
 				}
 			}
 			if len(cs.Args) == 0 {
-				return fmt.Errorf("%s: container %s: neither the task nor image %s gives a command to run", task.ReasonCannotStartContainer, c.Name, c.Image)
+				return nil, nil, fmt.Errorf("%s: container %s: neither the task nor image %s gives a command to run", task.ReasonCannotStartContainer, c.Name, c.Image)
 			}
 		}
 		if metadataFor(t) {
-			for k, v := range taskmeta.Env(t.ID, c.Name) {
+			for k, v := range taskmeta.Env(sandboxID, c.Name) {
 				env[k] = v
 			}
 		}
@@ -391,10 +448,9 @@ func (w *worker) containerSpecs(ctx context.Context, spec *runtime.Spec, secrets
 		if c.Nofile != nil {
 			cs.NofileSoft, cs.NofileHard = c.Nofile.Soft, c.Nofile.Hard
 		}
-		spec.Containers = append(spec.Containers, cs)
+		out = append(out, cs)
 	}
-	w.note(ctx, agentproto.StatusUpdate{PullStoppedAt: cfg.Now(), Containers: digests})
-	return nil
+	return out, digests, nil
 }
 
 // containerSecurity is the runtime's confinement of one container of t:
@@ -433,16 +489,7 @@ func resolveArgs(c *task.Container, ic image.ImageConfig) []string {
 // progress while it runs. A cached image is used only if the container's
 // credentials (or none) may pull it: the store checks with the registry.
 func (w *worker) pull(ctx context.Context, c *task.Container) (*image.Image, error) {
-	cfg := &w.agent.cfg
-	o := image.PullOptions{PreferCached: cfg.PullBehavior == PullPreferCached}
-	if c.RegistryAuth != nil {
-		o.Auth = image.Auth{Username: c.RegistryAuth.Username, Password: c.RegistryAuth.Password}
-	}
-	for _, r := range cfg.InsecureRegistries {
-		if strings.HasPrefix(c.Image, r+"/") {
-			o.Insecure = true
-		}
-	}
+	o := w.agent.pullOptions(c)
 	var mu sync.Mutex
 	var last time.Time
 	o.Progress = func(p image.Progress) {
@@ -456,7 +503,24 @@ func (w *worker) pull(ctx context.Context, c *task.Container) (*image.Image, err
 			float64(p.BytesDone)/1e6, float64(p.BytesTotal)/1e6)
 		w.note(ctx, agentproto.StatusUpdate{PullProgress: text})
 	}
-	return cfg.Images.Pull(ctx, c.Image, o)
+	return w.agent.cfg.Images.Pull(ctx, c.Image, o)
+}
+
+// pullOptions are the options container c's image is pulled with: the
+// host's pull behaviour, c's credentials, and whether its registry is
+// one the host reaches without TLS.
+func (a *Agent) pullOptions(c *task.Container) image.PullOptions {
+	cfg := &a.cfg
+	o := image.PullOptions{PreferCached: cfg.PullBehavior == PullPreferCached}
+	if c.RegistryAuth != nil {
+		o.Auth = image.Auth{Username: c.RegistryAuth.Username, Password: c.RegistryAuth.Password}
+	}
+	for _, r := range cfg.InsecureRegistries {
+		if strings.HasPrefix(c.Image, r+"/") {
+			o.Insecure = true
+		}
+	}
+	return o
 }
 
 // depsMet says whether c may start, and whether it never can (a
@@ -531,7 +595,7 @@ func (w *worker) startReady(ctx context.Context, exits chan<- exitEvent, healths
 			progress = true
 			w.waitFor(ctx, c.Name, exits)
 			w.checkHealth(ctx, c, healths)
-			u := agentproto.ContainerUpdate{Name: c.Name, LastStatus: task.StatusRunning, RuntimeID: w.task.ID + "-" + c.Name}
+			u := agentproto.ContainerUpdate{Name: c.Name, LastStatus: task.StatusRunning, RuntimeID: taskmeta.ContainerID(w.sandboxID(), c.Name)}
 			w.beginRun(ctx, c, w.agent.cfg.Now(), false, &u)
 			w.note(ctx, agentproto.StatusUpdate{Containers: []agentproto.ContainerUpdate{u}})
 		}

@@ -323,11 +323,15 @@ type Primer interface {
 	// then only lets each process run. A Claim of anything else deletes
 	// them first, and the claim goes on as on a warm sandbox never
 	// primed. Until the claim the sandbox stays warm: List shows it with
-	// no containers, and only Claim or Delete apply. A sandbox not warm,
-	// or primed already, is an error of kind errdefs.ErrNotFound or
-	// errdefs.ErrConflict and is left as it was; after any other error
-	// nothing is left of the warm sandbox.
+	// no containers, and only Claim or Delete apply. A spec refused
+	// (errdefs.ErrInvalidArgument), a sandbox not warm or primed already
+	// (errdefs.ErrNotFound, errdefs.ErrConflict) leave the sandbox as it
+	// was; after any other error nothing is left of the warm sandbox.
 	Prime(ctx context.Context, spec Spec) error
+	// PrimedMemoryMiB is the host memory a sandbox primed with spec's
+	// containers holds beyond its warm class's IdleMemoryMiB (their
+	// monitors and waiting inits).
+	PrimedMemoryMiB(spec Spec) int64
 }
 
 // Serves reports whether a warm sandbox of class c can take a task of

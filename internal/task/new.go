@@ -61,11 +61,8 @@ func New(template *Task, id, arn string, now time.Time) (*Task, error) {
 	t.Version = 1
 	for i := range t.Containers {
 		c := &t.Containers[i]
+		c.ResetStatus()
 		c.LastStatus = StatusPending
-		c.ExitCode, c.Reason, c.RuntimeID, c.ImageDigest, c.HealthStatus = nil, "", "", "", ""
-		c.RestartCount, c.Ready, c.Started = 0, false, false
-		c.StartedAt, c.FinishedAt = time.Time{}, time.Time{}
-		c.LastExitCode, c.LastReason, c.LastStartedAt, c.LastFinishedAt = nil, "", time.Time{}, time.Time{}
 	}
 	return t, nil
 }
@@ -105,4 +102,15 @@ func ValidateHostname(h string) error {
 		return nil
 	}
 	return network.CheckHostname(h)
+}
+
+// ResetStatus clears what the agent reports of the container (its
+// status, exit, runtime ID, image digest, health, restarts and times),
+// leaving its definition.
+func (c *Container) ResetStatus() {
+	c.LastStatus = ""
+	c.ExitCode, c.Reason, c.RuntimeID, c.ImageDigest, c.HealthStatus = nil, "", "", "", ""
+	c.RestartCount, c.Ready, c.Started = 0, false, false
+	c.StartedAt, c.FinishedAt = time.Time{}, time.Time{}
+	c.LastExitCode, c.LastReason, c.LastStartedAt, c.LastFinishedAt = nil, "", time.Time{}, time.Time{}
 }

@@ -415,3 +415,64 @@ func TestWarmPoolSizeClasses(t *testing.T) {
 	}
 	poolLeftNothing(t, s, before, seen, 4) // 2, and a refill after each hit
 }
+
+// TestWarmPoolPrimedRunc runs `vessel server --warm-pool runc=2`: the
+// first task of a task definition takes a warm sandbox, and the pool
+// primes a warm sandbox with its containers (runc's container created
+// ahead, under the warm sandbox's ID). The next task of the definition
+// takes that one: the agent logs a primed hit, its RuntimeId and its
+// metadata URI are the warm sandbox's container's, it reads its own task
+// from the metadata endpoint and its output reaches `vessel logs`. A
+// graceful stop deletes the pool, primed containers included, leaving
+// nothing.
+func TestWarmPoolPrimedRunc(t *testing.T) {
+	s, before := startPoolServer(t, false, "--runtime", "runc", "--runtimes", "sim,runc", "--warm-pool", "runc=2")
+	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
+	reg := newRegistry(t)
+	img := reg.push("busybox:1", []string{"sh"}, busyboxLayer(t))
+	c := s.ecsClient()
+	if _, err := c.RegisterTaskDefinition(context.Background(), &ecs.RegisterTaskDefinitionInput{Family: aws.String("primed"),
+		Cpu: aws.String("256"), Memory: aws.String("512"), NetworkMode: ecstypes.NetworkModeAwsvpc,
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String(img), StopTimeout: aws.Int32(2),
+			Command: []string{"sh", "-c", `echo "uri=$ECS_CONTAINER_METADATA_URI_V4"; wget -q -O - $ECS_CONTAINER_METADATA_URI_V4/task; echo; echo END; exec sleep 1000`}}}}); err != nil {
+		t.Fatal(err)
+	}
+	first := runOne(t, c, "primed")
+	waitFor(t, c, first, "RUNNING", 60*time.Second)
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 1)
+	// The refill made a sandbox primed for the definition.
+	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
+	second := runOne(t, c, "primed")
+	tk := waitFor(t, c, second, "RUNNING", 60*time.Second)
+	waitWarmMetric(t, s, "vessel_warm_pool_hits_total", "runc", 2)
+	hit := regexp.MustCompile(`msg="warm pool hit[^"]*" .*task=` + taskID(second) + ` .*warm_sandbox=(warm-runc-[0-9a-f]{8}) primed=true`).FindStringSubmatch(s.log.String())
+	if hit == nil {
+		t.Fatalf("the second task's hit is not a primed one:\n%s", logLinesOf(s, []string{"warm"}))
+	}
+	warmID := hit[1]
+	if got := aws.ToString(tk.Containers[0].RuntimeId); got != warmID+"-app" {
+		t.Errorf("RuntimeId %q; want the primed container's %q", got, warmID+"-app")
+	}
+	var log string
+	testutil.Eventually(t, 60*time.Second, func() error {
+		log, _, _ = s.vessel("logs", second)
+		if !strings.Contains(log, "END") {
+			return fmt.Errorf("the task has not read its metadata yet; its log:\n%s", log)
+		}
+		return nil
+	})
+	if !strings.Contains(log, "uri=http://169.254.170.2/v4/"+warmID+"-app") || !strings.Contains(log, `"TaskARN":"`+second+`"`) {
+		t.Errorf("the primed task did not read its own metadata by its container's URI; its log:\n%s", log)
+	}
+	if m := warmMetric(t, s, "vessel_warm_pool_misses_total", "runc"); m != 0 {
+		t.Errorf("%v misses; want none", m)
+	}
+	stopAll(t, s)
+	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
+	seen := map[string]bool{}
+	for _, id := range regexp.MustCompile(`warm-runc-[0-9a-f]{8}`).FindAllString(s.log.String(), -1) {
+		seen[id] = true
+	}
+	s.kill(syscall.SIGTERM)
+	poolLeftNothing(t, s, before, seen, 4) // 2, and a refill after each hit
+}

@@ -55,7 +55,7 @@ func (s *Server) container(c *Caller, i int) ContainerMetadata {
 	ct := &t.Containers[i]
 	prefix := arnPrefix(t.ARN)
 	m := ContainerMetadata{
-		DockerID:   dockerID(t, i),
+		DockerID:   dockerID(c, i),
 		Name:       ct.Name,
 		DockerName: ct.Name,
 		Image:      ct.Image,
@@ -163,7 +163,7 @@ func (s *Server) stats(ctx context.Context, c *Caller, i int) (*Stats, error) {
 		return nil, err
 	}
 	now := s.cfg.Now().UTC()
-	id := dockerID(t, i)
+	id := dockerID(c, i)
 	st := &Stats{
 		Read: now,
 		Name: t.Containers[i].Name,

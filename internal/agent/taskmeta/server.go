@@ -1,6 +1,7 @@
 package taskmeta
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,10 @@ type Caller struct {
 	Gateway  netip.Addr
 	MAC      string
 	Hostname string
+	// SandboxID is the ID the task's sandbox was made under, which its
+	// containers' IDs begin with: the task's, or for a sandbox made
+	// ahead of its task (a warm one) its own. Empty means the task's.
+	SandboxID string
 	// Stats reads the sandbox's counters; nil when its runtime has none.
 	Stats runtime.Statser
 	// Net reads eth0's counters as the task sees them; nil for none.
@@ -170,7 +175,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := c.Task
-	ci := containerIndex(t, id)
+	ci := containerIndex(c, id)
 	if ci < 0 {
 		// The same answer whether id names another task's container or
 		// nothing at all: a task learns nothing of others.
@@ -197,10 +202,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				// A container not started yet, or gone: no counters.
 				s.log.Debug("task metadata endpoint: no counters", "task", t.ID, "container", t.Containers[i].Name, "err", err)
-				out[dockerID(t, i)] = nil
+				out[dockerID(c, i)] = nil
 				continue
 			}
-			out[dockerID(t, i)] = st
+			out[dockerID(c, i)] = st
 		}
 		writeJSON(w, out)
 	}
@@ -218,30 +223,40 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	json.NewEncoder(w).Encode(msg)
 }
 
-// dockerID is container i's ID: the task's ID and the container's name
-// (the RuntimeID DescribeTasks shows).
-func dockerID(t *task.Task, i int) string { return t.ID + "-" + t.Containers[i].Name }
+// dockerID is container i's ID: ContainerID's (the RuntimeID
+// DescribeTasks shows).
+func dockerID(c *Caller, i int) string {
+	return ContainerID(cmp.Or(c.SandboxID, c.Task.ID), c.Task.Containers[i].Name)
+}
 
-func containerIndex(t *task.Task, id string) int {
-	for i := range t.Containers {
-		if dockerID(t, i) == id {
+// ContainerID is the ID of container name of the sandbox made under ID
+// sandboxID (a task's ID, or a warm sandbox's): the runtime's ID of the
+// container, the RuntimeID DescribeTasks shows and the DockerId of the
+// metadata, whose URIs end with it.
+func ContainerID(sandboxID, name string) string { return sandboxID + "-" + name }
+
+func containerIndex(c *Caller, id string) int {
+	for i := range c.Task.Containers {
+		if dockerID(c, i) == id {
 			return i
 		}
 	}
 	return -1
 }
 
-// URI is ECS_CONTAINER_METADATA_URI_V4 of container name of task id
-// (version "v4"), or ECS_CONTAINER_METADATA_URI (version "v3").
-func URI(version, taskID, name string) string {
-	return "http://" + network.MetadataAddr.String() + "/" + version + "/" + taskID + "-" + name
+// URI is ECS_CONTAINER_METADATA_URI_V4 of container name of the sandbox
+// made under sandboxID (version "v4"), or ECS_CONTAINER_METADATA_URI
+// (version "v3").
+func URI(version, sandboxID, name string) string {
+	return "http://" + network.MetadataAddr.String() + "/" + version + "/" + ContainerID(sandboxID, name)
 }
 
-// Env is the environment every container of an ECS task gets.
-func Env(taskID, name string) map[string]string {
+// Env is the environment every container of an ECS task gets, in the
+// sandbox made under sandboxID (Caller.SandboxID).
+func Env(sandboxID, name string) map[string]string {
 	return map[string]string{
-		"ECS_CONTAINER_METADATA_URI_V4": URI("v4", taskID, name),
-		"ECS_CONTAINER_METADATA_URI":    URI("v3", taskID, name),
+		"ECS_CONTAINER_METADATA_URI_V4": URI("v4", sandboxID, name),
+		"ECS_CONTAINER_METADATA_URI":    URI("v3", sandboxID, name),
 		"AWS_EXECUTION_ENV":             "AWS_ECS_FARGATE",
 	}
 }

@@ -250,3 +250,28 @@ func TestEnv(t *testing.T) {
 		t.Errorf("Env = %v", env)
 	}
 }
+
+// TestWarmSandboxIDs: a task in a sandbox made ahead of it (a warm one)
+// has container IDs of that sandbox's ID: its URIs, DockerId and stats
+// use them, and the task's own ID names none of its containers.
+func TestWarmSandboxIDs(t *testing.T) {
+	s, ts := newTestServer(t)
+	ts[netip.MustParseAddr("10.89.0.2")].SandboxID = "warm-runc-0a1b2c3d"
+	code, body := get(t, s, "10.89.0.2", "/v4/warm-runc-0a1b2c3d-app")
+	if code != http.StatusOK {
+		t.Fatalf("GET ${URI} of a warm sandbox's container: %d %s", code, body)
+	}
+	if c := hasFields(t, "container", decode(t, body), "DockerId"); c["DockerId"] != "warm-runc-0a1b2c3d-app" {
+		t.Errorf("DockerId %v, want the warm sandbox's container ID", c["DockerId"])
+	}
+	if want := "http://169.254.170.2/v4/warm-runc-0a1b2c3d-app"; Env("warm-runc-0a1b2c3d", "app")["ECS_CONTAINER_METADATA_URI_V4"] != want {
+		t.Errorf("Env's URI %q, want %q", Env("warm-runc-0a1b2c3d", "app")["ECS_CONTAINER_METADATA_URI_V4"], want)
+	}
+	if code, body := get(t, s, "10.89.0.2", "/v4/aaaa1111-app"); code != http.StatusNotFound {
+		t.Errorf("GET by the task's ID of a warm sandbox's container: %d %s, want 404", code, body)
+	}
+	code, body = get(t, s, "10.89.0.2", "/v4/warm-runc-0a1b2c3d-app/task/stats")
+	if m := hasFields(t, "task stats", decode(t, body), "warm-runc-0a1b2c3d-app"); code != http.StatusOK || len(m) != 2 {
+		t.Errorf("task stats: %d %s", code, body)
+	}
+}

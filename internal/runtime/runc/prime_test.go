@@ -271,3 +271,27 @@ func readLog(t *testing.T, dir string) string {
 	}
 	return out.String()
 }
+
+// TestPrimeFailureDeletes: a Prime that fails once it began (here a
+// layer that is not there) leaves nothing of the warm sandbox, and says
+// so with an error of no kind that would mean it is left as it was.
+func TestPrimeFailureDeletes(t *testing.T) {
+	needRunc(t)
+	rt := newRuntime(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := runtime.Spec{ID: "prime-fail-w", MilliCPU: 250, MemoryMiB: 256, EphemeralStorageGiB: 1}
+	if err := rt.Warm(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Delete(context.Background(), w.ID)
+	spec := w
+	spec.Containers = []runtime.ContainerSpec{{Name: "app", Layers: []string{filepath.Join(t.TempDir(), "missing")}, Args: []string{"true"}}}
+	err := rt.Prime(ctx, spec)
+	if err == nil || errdefs.IsInvalidArgument(err) || errdefs.IsNotFound(err) || errdefs.IsConflict(err) {
+		t.Fatalf("Prime with a missing layer = %v; want an error of no kind (the sandbox is gone)", err)
+	}
+	if left := rt.Leftovers(w.ID); len(left) > 0 {
+		t.Errorf("a failed Prime left %q", left)
+	}
+}

@@ -202,6 +202,17 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) e
 
 var _ runtime.Primer = (*Runtime)(nil)
 
+// PrimedContainerMemoryMiB is the host memory one primed container is
+// counted for: its conmon (≈2 MiB resident) and its runc init waiting
+// for the start (≈10.5 MiB resident, ≈3 MiB of it charged to the
+// container's cgroup), measured on this project's CI host, rounded up.
+const PrimedContainerMemoryMiB = 13
+
+// PrimedMemoryMiB implements runtime.Primer.
+func (r *Runtime) PrimedMemoryMiB(spec runtime.Spec) int64 {
+	return PrimedContainerMemoryMiB * int64(len(spec.Containers))
+}
+
 // Prime implements runtime.Primer: in warm sandbox spec.ID, for each
 // container, its bundle and conmon, which runs "runc create": runc init
 // has set the container up (namespaces, mounts, the seccomp filter) and

@@ -67,6 +67,8 @@ func (s *Sandboxes) Prime(ctx context.Context, spec runtime.Spec, create func(re
 			if derr := s.Destroy(context.WithoutCancel(ctx), rec); derr != nil {
 				s.Log.Warn(s.Name+": cleanup after a failed Prime", "warm_sandbox", spec.ID, "err", derr)
 			}
+			// Of no kind that says the sandbox was left as it was.
+			err = s.errorf("warm sandbox %s was deleted: priming it failed: %v", spec.ID, err)
 		}
 	}()
 	rec.Spec.Containers, rec.Spec.Hostname, rec.Spec.EtcDir, rec.Spec.LogMaxBytes = spec.Containers, spec.Hostname, spec.EtcDir, spec.LogMaxBytes
