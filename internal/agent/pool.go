@@ -395,28 +395,21 @@ func (p *pool) refill(ctx context.Context) {
 		if need && fits && quiet {
 			p.warming++
 		}
-		// A full pool primes the ready sandboxes not primed yet, one at
-		// a time, once it knows what with; then it replaces those primed
-		// for another task definition, one at a time.
-		var unprimed, stale *warmEntry
+		// A full pool replaces the sandboxes primed for another task
+		// definition than its recipe's, one at a time.
+		var stale *warmEntry
 		if !need && quiet && p.recipe != nil {
-			if e, ok := p.takeUnprimedLocked(); ok {
-				unprimed = &e
-				p.warming++
-			} else if e, ok := p.takeStaleLocked(); ok {
+			if e, ok := p.takeStaleLocked(); ok {
 				stale = &e
 			}
 		}
+		// A new sandbox is primed while fewer than maxPrimed are; the
+		// rest stay unprimed, for tasks of other definitions.
 		recipe := p.recipe
 		if p.primedLocked() >= p.maxPrimed() {
-			// The rest stay unprimed, for tasks of other definitions.
 			recipe = nil
 		}
 		a.poolMu.Unlock()
-		if unprimed != nil {
-			p.primeReady(ctx, *unprimed, recipe)
-			continue
-		}
 		if stale != nil {
 			a.log.Debug("deleting a warm sandbox primed for another task definition", "pool", p.name, "warm_sandbox", stale.id)
 			p.destroyWith(context.WithoutCancel(ctx), stale.id)
@@ -434,7 +427,13 @@ func (p *pool) refill(ctx context.Context) {
 			continue
 		}
 		id := newWarmID(p.rtName)
-		e, err := p.warm(ctx, id)
+		// One to be primed is attached as the recipe's task would be
+		// (its DNS settings in its /etc files, which its containers bind).
+		var o network.AttachOptions
+		if recipe != nil {
+			o = attachOptions(recipe.t)
+		}
+		e, err := p.warm(ctx, id, o)
 		if err == nil && recipe != nil {
 			var ok bool
 			if e, ok = p.prime(ctx, e, recipe); !ok {
@@ -462,16 +461,16 @@ func (p *pool) refill(ctx context.Context) {
 	}
 }
 
-// warm makes warm sandbox id: its attachment, then the runtime's part.
-// On failure nothing of it is left.
-func (p *pool) warm(ctx context.Context, id string) (warmEntry, error) {
+// warm makes warm sandbox id: its attachment (with o), then the
+// runtime's part. On failure nothing of it is left.
+func (p *pool) warm(ctx context.Context, id string, o network.AttachOptions) (warmEntry, error) {
 	a := p.a
 	e := warmEntry{id: id}
 	milliCPU, memMiB := p.warmSize()
 	spec := runtime.Spec{ID: id, MilliCPU: milliCPU, MemoryMiB: memMiB,
 		Labels: map[string]string{LabelHost: a.cfg.Host.ID, LabelWarm: p.name}}
 	if !p.sim {
-		att, err := a.cfg.Network.Attach(ctx, id, a.cfg.WarmSubnet, network.AttachOptions{})
+		att, err := a.cfg.Network.Attach(ctx, id, a.cfg.WarmSubnet, o)
 		if err != nil {
 			return e, fmt.Errorf("attaching warm sandbox %s to subnet %s: %w", id, a.cfg.WarmSubnet, err)
 		}

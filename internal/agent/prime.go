@@ -17,8 +17,9 @@ import (
 // Primed warm sandboxes: a pool whose runtime can create containers
 // ahead of their task (runtime.Primer: runc) primes its warm sandboxes
 // with the containers of the last task of the pool that could be
-// (learn): the same task definition run again finds its containers
-// created, and its start only lets them run. The runtime's Claim keeps
+// (learn): the refill attaches a new warm sandbox as that task was (its
+// DNS settings) and primes it, so the same task definition run again
+// finds its containers created, and its start only lets them run. The runtime's Claim keeps
 // primed containers only when they are exactly the task's (the same
 // specs, hostname, /etc files and log cap), else deletes them first, so
 // a recipe that no longer fits (an image tag that moved, settings the
@@ -38,9 +39,10 @@ type primeRecipe struct {
 }
 
 // primeKey is what the containers of a sandbox primed for t depend on
-// beyond the sandbox itself (its address, ID and /etc files): t's
-// container definitions (without their status), fsGroup and restart
-// policy. "" when the pool does not prime.
+// beyond the sandbox itself (its address and ID): t's container
+// definitions (without their status), fsGroup, restart policy and DNS
+// settings (the /etc files they bind). "" when the pool does not
+// prime.
 func (p *pool) primeKey(t *task.Task) string {
 	if p == nil || p.primer == nil {
 		return ""
@@ -54,7 +56,8 @@ func (p *pool) primeKey(t *task.Task) string {
 		Containers    []task.Container
 		FSGroup       *uint32
 		RestartPolicy string
-	}{cs, t.FSGroup, t.RestartPolicy})
+		DNS           *task.DNSConfig
+	}{cs, t.FSGroup, t.RestartPolicy, t.DNS})
 	if err != nil {
 		return ""
 	}
@@ -65,14 +68,14 @@ func (p *pool) primeKey(t *task.Task) string {
 // learn makes t, which has just been given its sandbox, what the pool
 // primes its warm sandboxes with from now on, if its containers can be
 // created ahead of it: it takes the pool's warm sandboxes (its subnet),
-// and neither its volumes, secrets, hostname nor DNS settings are
-// needed (those are a task's own, and a warm sandbox's /etc files are
-// written without them).
+// and needs neither volumes, secrets nor a hostname of its own (those
+// are a task's own; its DNS settings are the cluster's, and the warm
+// sandboxes to be primed are attached with them).
 func (p *pool) learn(t *task.Task, secrets agentproto.TaskSecrets, mounts map[string][]runtime.Mount) {
 	if p == nil || p.primer == nil {
 		return
 	}
-	if t.Subnet != p.a.cfg.WarmSubnet || t.Hostname != "" || t.DNS != nil || len(t.Volumes) > 0 ||
+	if t.Subnet != p.a.cfg.WarmSubnet || t.Hostname != "" || len(t.Volumes) > 0 ||
 		len(secrets.Env) > 0 || len(secrets.RegistryAuth) > 0 {
 		return
 	}
@@ -178,22 +181,6 @@ func (p *pool) primedLocked() int {
 	return n
 }
 
-// takeUnprimedLocked takes the oldest ready entry not primed yet out of
-// the pool, for primeReady, while fewer than maxPrimed are primed.
-// a.poolMu is held.
-func (p *pool) takeUnprimedLocked() (warmEntry, bool) {
-	if p.primedLocked() >= p.maxPrimed() {
-		return warmEntry{}, false
-	}
-	for i, e := range p.ready {
-		if e.primed == "" {
-			p.ready = append(p.ready[:i:i], p.ready[i+1:]...)
-			return e, true
-		}
-	}
-	return warmEntry{}, false
-}
-
 // takeStaleLocked takes the oldest ready entry primed for a task
 // definition that is not the recipe's out of the pool. a.poolMu is held.
 func (p *pool) takeStaleLocked() (warmEntry, bool) {
@@ -204,17 +191,4 @@ func (p *pool) takeStaleLocked() (warmEntry, bool) {
 		}
 	}
 	return warmEntry{}, false
-}
-
-// primeReady primes e, taken out of the pool (counted as warming), and
-// puts it back.
-func (p *pool) primeReady(ctx context.Context, e warmEntry, r *primeRecipe) {
-	e, ok := p.prime(ctx, e, r)
-	p.a.poolMu.Lock()
-	p.warming--
-	if ok {
-		p.ready = append(p.ready, e)
-	}
-	p.a.poolMu.Unlock()
-	p.poke()
 }
