@@ -1,16 +1,13 @@
 package agent_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"vessel.dev/vessel/internal/agentproto"
 	"vessel.dev/vessel/internal/task"
-	"vessel.dev/vessel/internal/testutil"
 )
 
 // TestMetadataEndpointForTasksNotPods: an ECS task's container gets
@@ -38,28 +35,13 @@ func TestMetadataEndpointForTasksNotPods(t *testing.T) {
 	add(podID, task.RestartAlways, `echo "env=${ECS_CONTAINER_METADATA_URI_V4:-none}"
 if wget -q -O - http://169.254.170.2/v4/`+podID+`-app/task; then echo ANSWERED; else echo REFUSED; fi; echo END; exec sleep 1000`)
 
-	logOf := func(id string) string {
-		var b strings.Builder
-		testutil.Eventually(t, 60*time.Second, func() error {
-			b.Reset()
-			err := e.a.Logs(context.Background(), id, agentproto.LogOptions{}, func(l agentproto.LogLine) error {
-				b.WriteString(l.Text + "\n")
-				return nil
-			})
-			if err != nil || !strings.Contains(b.String(), "END") {
-				return fmt.Errorf("task %s has not finished its script (%v); its log:\n%s", id, err, b.String())
-			}
-			return nil
-		})
-		return b.String()
-	}
-	log := logOf(ecsID)
+	log := logOf(t, e, ecsID)
 	if !strings.Contains(log, "env=http://169.254.170.2/v4/"+ecsID+"-app\n") ||
 		!strings.Contains(log, `"TaskARN":"arn:aws:ecs:us-east-1:000000000000:task/default/`+ecsID+`"`) ||
 		!strings.Contains(log, `"Revision":"7"`) {
 		t.Errorf("the ECS task did not read its own metadata; its log:\n%s", log)
 	}
-	log = logOf(podID)
+	log = logOf(t, e, podID)
 	if !strings.Contains(log, "env=none\n") || !strings.Contains(log, "REFUSED") || strings.Contains(log, "TaskARN") {
 		t.Errorf("a pod got the metadata endpoint; its log:\n%s", log)
 	}

@@ -131,13 +131,7 @@ func TestPrimedClaimOfOtherContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Delete(context.Background(), task.ID)
-	if err := rt.Start(ctx, task.ID, "app"); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := rt.Wait(ctx, task.ID, "app"); err != nil || st.Code != 0 {
-		t.Fatalf("Wait = %+v, %v", st, err)
-	}
-	if log := readLog(t, task.LogDir); !strings.Contains(log, "I am another") || strings.Contains(log, "I am task") {
+	if log := runToEnd(t, ctx, rt, task); !strings.Contains(log, "I am another") || strings.Contains(log, "I am task") {
 		t.Errorf("log %q; want the claim's own container's output alone", log)
 	}
 	runtimetest.DeleteLeavesNothing(t, ctx, rt, task.ID)
@@ -182,13 +176,7 @@ func TestPrimedEtcRewritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Delete(context.Background(), task.ID)
-	if err := rt.Start(ctx, task.ID, "app"); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := rt.Wait(ctx, task.ID, "app"); err != nil || st.Code != 0 {
-		t.Fatalf("Wait = %+v, %v", st, err)
-	}
-	if log := readLog(t, task.LogDir); strings.TrimSpace(log) != "after" {
+	if log := runToEnd(t, ctx, rt, task); strings.TrimSpace(log) != "after" {
 		t.Errorf("the container read /etc/hostname %q; want the file as it was at the claim, %q", log, "after")
 	}
 	runtimetest.DeleteLeavesNothing(t, ctx, rt, task.ID)
@@ -256,10 +244,17 @@ func TestPrimeRefused(t *testing.T) {
 	runtimetest.DeleteLeavesNothing(t, ctx, rt, w.ID)
 }
 
-// readLog is the text of <dir>/app.log, one line per record.
-func readLog(t *testing.T, dir string) string {
+// runToEnd starts the task's container "app", waits for it to exit 0
+// and returns the text of its log, one line per record.
+func runToEnd(t *testing.T, ctx context.Context, rt *runc.Runtime, task runtime.Spec) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "app.log"))
+	if err := rt.Start(ctx, task.ID, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := rt.Wait(ctx, task.ID, "app"); err != nil || st.Code != 0 {
+		t.Fatalf("Wait = %+v, %v", st, err)
+	}
+	data, err := os.ReadFile(filepath.Join(task.LogDir, "app.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
