@@ -92,6 +92,8 @@ type pool struct {
 	launching int
 	hits      int64
 	misses    int64
+	// primedHits counts the hits that took a sandbox primed for them.
+	primedHits int64
 	// recipe is what the pool's warm sandboxes are primed with: the
 	// last task of the pool that could be (learn); nil before one.
 	recipe *primeRecipe
@@ -339,11 +341,15 @@ func (a *Agent) WarmPools() []agentproto.WarmPool {
 	for _, name := range a.poolNames() {
 		p := a.pools[name]
 		mem := int64(len(p.ready)) * p.class.IdleMemoryMiB
+		primed := 0
 		for _, e := range p.ready {
 			mem += e.mem
+			if e.primed != "" && e.primed != noPrime {
+				primed++
+			}
 		}
 		out = append(out, agentproto.WarmPool{Runtime: p.rtName, Class: p.classText(), Target: p.target, Ready: len(p.ready), Hits: p.hits,
-			Misses: p.misses, MemoryMiB: mem})
+			Misses: p.misses, MemoryMiB: mem, Primed: primed, PrimedHits: p.primedHits})
 	}
 	return out
 }
@@ -636,16 +642,20 @@ func (p *pool) giveBack(e warmEntry) {
 	p.a.poolMu.Unlock()
 }
 
-// settle ends the claim of a taken entry: the task took it (a hit), or it
-// was deleted. The refill makes its replacement; after a hit, once the
-// function settle returns has been called (the task's containers
-// started, or its start failed; later calls do nothing).
-func (p *pool) settle(hit bool) (started func()) {
+// settle ends the claim of a taken entry: the task took it (a hit, primed
+// if the sandbox was primed for it), or it was deleted. The refill makes
+// its replacement; after a hit, once the function settle returns has
+// been called (the task's containers started, or its start failed; later
+// calls do nothing).
+func (p *pool) settle(hit, primed bool) (started func()) {
 	p.a.poolMu.Lock()
 	p.claiming--
 	if hit {
 		p.hits++
 		p.launching++
+		if primed {
+			p.primedHits++
+		}
 	}
 	p.a.poolMu.Unlock()
 	p.poke()

@@ -142,6 +142,9 @@ func TestWarmPoolPrimedRunc(t *testing.T) {
 		t.Errorf("task %s of c's definition has RuntimeID %q; want the container primed for it, %q", d, got, fresh+"-app")
 	}
 	readyWarm() // primed for c's definition too; the cleanup deletes it
+	if p := e.a.WarmPools()[0]; p.Primed != 1 || p.PrimedHits != 2 || p.Hits != 3 || p.Misses != 1 {
+		t.Errorf("pool %+v; want 1 primed sandbox ready, 3 hits of which 2 primed, 1 miss", p)
+	}
 }
 
 // logOf waits for task id's log to say END and returns it.

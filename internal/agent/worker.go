@@ -198,7 +198,7 @@ func (w *worker) create(ctx context.Context) error {
 	defer func() {
 		if entry != nil {
 			p.destroyRuntimePart(ctx, entry.id)
-			p.settle(false)
+			p.settle(false, false)
 		}
 	}()
 	var mounts map[string][]runtime.Mount
@@ -209,7 +209,7 @@ func (w *worker) create(ctx context.Context) error {
 		if entry != nil {
 			if !w.takeWarmAttachment(ctx, p, *entry, &spec) {
 				p.miss()
-				p.settle(false)
+				p.settle(false, false)
 				entry = nil
 			}
 		}
@@ -248,9 +248,10 @@ func (w *worker) create(ctx context.Context) error {
 		err := p.warmer.Claim(ctx, entry.id, spec)
 		switch {
 		case err == nil:
-			w.warmStarted = p.settle(true)
+			primed := entry.primed != "" && entry.primed == p.primeKey(t)
+			w.warmStarted = p.settle(true, primed)
 			w.log.Info("warm pool hit: the task took a warm sandbox", "runtime", w.rtName, "pool", p.name, "warm_sandbox", entry.id,
-				"primed", entry.primed != "" && entry.primed == p.primeKey(t), "ip", w.ip, "took", time.Since(began))
+				"primed", primed, "ip", w.ip, "took", time.Since(began))
 			if w.ip != "" {
 				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
 			}
@@ -268,7 +269,7 @@ func (w *worker) create(ctx context.Context) error {
 				if _, rerr := cfg.Network.Rekey(ctx, t.ID, entry.id, network.AttachOptions{}); rerr != nil {
 					w.log.Error("giving the warm sandbox its attachment back failed; deleting it", "warm_sandbox", entry.id, "err", rerr)
 					p.destroyRuntimePart(ctx, entry.id)
-					p.settle(false)
+					p.settle(false, false)
 					if err := cfg.Network.Detach(ctx, t.ID); err != nil {
 						return fmt.Errorf("%s: %v", task.ReasonResourceInitialization, err)
 					}
@@ -294,7 +295,7 @@ func (w *worker) create(ctx context.Context) error {
 			w.log.Warn("warm pool miss: claiming the warm sandbox failed; the task starts cold", "runtime", w.rtName, "warm_sandbox", entry.id, "err", err)
 			p.miss()
 			p.destroyRuntimePart(ctx, entry.id)
-			p.settle(false)
+			p.settle(false, false)
 			entry = nil
 			if w.ip != "" {
 				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})

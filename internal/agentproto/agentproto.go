@@ -118,8 +118,15 @@ type WarmPool struct {
 	Hits   int64 `json:"hits"`
 	Misses int64 `json:"misses"`
 	// MemoryMiB is the host memory the ready warm sandboxes are counted
-	// for (runtime.WarmClass.IdleMemoryMiB each).
+	// for (runtime.WarmClass.IdleMemoryMiB each, and what primed
+	// containers hold).
 	MemoryMiB int64 `json:"memoryMiB"`
+	// Primed counts the ready warm sandboxes whose containers were
+	// created ahead for a task definition (runtime.Primer), PrimedHits
+	// the hits that found theirs so, since the agent started. A pool of
+	// a runtime that does not prime reports none.
+	Primed     int   `json:"primed,omitempty"`
+	PrimedHits int64 `json:"primedHits,omitempty"`
 }
 
 // WarmPoolReporter is implemented by control planes that keep hosts' warm

@@ -244,7 +244,11 @@ func newHostDescribeCommand(g *globals) *cobra.Command {
 			fmt.Fprintf(w, "Endpoint:        %s\n", or(d.LogsEndpoint))
 			fmt.Fprintf(w, "Warm pools:      %s\n", or(hostPools(d.HostInfo)))
 			for _, p := range d.WarmPools {
-				fmt.Fprintf(w, "  %-18s %d ready of %d, %d MiB held, %d hits, %d misses\n", poolName(p)+":", p.Ready, p.Target, p.MemoryMiB, p.Hits, p.Misses)
+				primed := ""
+				if p.Primed > 0 || p.PrimedHits > 0 {
+					primed = fmt.Sprintf(" (%d primed, %d primed hits)", p.Primed, p.PrimedHits)
+				}
+				fmt.Fprintf(w, "  %-18s %d ready of %d%s, %d MiB held, %d hits, %d misses\n", poolName(p)+":", p.Ready, p.Target, primed, p.MemoryMiB, p.Hits, p.Misses)
 			}
 			fmt.Fprintf(w, "Tasks:           %d\n", len(d.TaskList))
 			if len(d.TaskList) == 0 {

@@ -54,6 +54,9 @@ func (s *Server) ReportWarmPools(ctx context.Context, hostID string, pools []age
 		if p.Target < 0 || p.Ready < 0 || p.Hits < 0 || p.Misses < 0 || p.MemoryMiB < 0 {
 			return errdefs.InvalidArgument("host %s: warm pool of runtime %s: counts must not be negative (%+v)", hostID, p.Runtime, p)
 		}
+		if p.Primed > p.Ready || p.PrimedHits > p.Hits || p.Primed < 0 || p.PrimedHits < 0 {
+			return errdefs.InvalidArgument("host %s: warm pool of runtime %s: primed counts must be between 0 and the ready sandboxes and hits (%+v)", hostID, p.Runtime, p)
+		}
 	}
 	if _, err := s.store.Get(ctx, hostKey(hostID)); err != nil {
 		if errdefs.IsNotFound(err) {
@@ -121,6 +124,7 @@ func (s *Server) routeWarmPools(mux *http.ServeMux) {
 type warmPoolCollector struct {
 	s                                  *Server
 	size, target, memory, hits, misses *prometheus.Desc
+	primed, primedHits                 *prometheus.Desc
 }
 
 func newWarmPoolCollector(s *Server) *warmPoolCollector {
@@ -131,11 +135,14 @@ func newWarmPoolCollector(s *Server) *warmPoolCollector {
 		memory: prometheus.NewDesc("vessel_warm_pool_memory_mib", "Host memory a host's ready warm sandboxes are counted for, per runtime.", l, nil),
 		hits:   prometheus.NewDesc("vessel_warm_pool_hits_total", "Tasks that took a warm sandbox, per host and runtime, since the host's agent started.", l, nil),
 		misses: prometheus.NewDesc("vessel_warm_pool_misses_total", "Tasks of a runtime with a warm pool that started cold, per host and runtime, since the host's agent started.", l, nil),
+		primed: prometheus.NewDesc("vessel_warm_pool_primed", "Ready warm sandboxes whose containers were created ahead for a task definition, per host and runtime.", l, nil),
+		primedHits: prometheus.NewDesc("vessel_warm_pool_primed_hits_total",
+			"Tasks that took a warm sandbox primed for their task definition, per host and runtime, since the host's agent started.", l, nil),
 	}
 }
 
 func (c *warmPoolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.size, c.target, c.memory, c.hits, c.misses} {
+	for _, d := range []*prometheus.Desc{c.size, c.target, c.memory, c.hits, c.misses, c.primed, c.primedHits} {
 		ch <- d
 	}
 }
@@ -160,6 +167,8 @@ func (c *warmPoolCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(p.MemoryMiB), h, p.Runtime, p.Class)
 			ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(p.Hits), h, p.Runtime, p.Class)
 			ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(p.Misses), h, p.Runtime, p.Class)
+			ch <- prometheus.MustNewConstMetric(c.primed, prometheus.GaugeValue, float64(p.Primed), h, p.Runtime, p.Class)
+			ch <- prometheus.MustNewConstMetric(c.primedHits, prometheus.CounterValue, float64(p.PrimedHits), h, p.Runtime, p.Class)
 		}
 	}
 }

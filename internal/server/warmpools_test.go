@@ -79,13 +79,17 @@ func TestReportWarmPoolsRefused(t *testing.T) {
 		{{Runtime: "sim", Class: "x/4", Target: 1}},
 		{{Runtime: "sim", Class: "-2/4", Target: 1}},
 		{{Runtime: "sim", Class: strings.Repeat("1", 40) + "/4", Target: 1}},
+		{{Runtime: "runc", Target: 2, Ready: 1, Primed: 2}},
+		{{Runtime: "runc", Target: 2, Ready: 2, Hits: 1, PrimedHits: 2}},
+		{{Runtime: "runc", Target: 2, Ready: 2, Primed: -1}},
 	} {
 		if err := e.srv.ReportWarmPools(c, "h2", ps); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "h2") {
 			t.Errorf("ReportWarmPools(%+v) = %v; want an invalid argument", ps, err)
 		}
 	}
 	// One pool per runtime and class.
-	ok := []agentproto.WarmPool{{Runtime: "sim", Target: 1}, {Runtime: "sim", Class: "2/4", Target: 1}, {Runtime: "sim", Class: "0.25/0.5", Target: 1}}
+	ok := []agentproto.WarmPool{{Runtime: "sim", Target: 1}, {Runtime: "sim", Class: "2/4", Target: 1}, {Runtime: "sim", Class: "0.25/0.5", Target: 1},
+		{Runtime: "runc", Target: 2, Ready: 2, Hits: 3, Primed: 1, PrimedHits: 2}}
 	if err := e.srv.ReportWarmPools(c, "h2", ok); err != nil {
 		t.Errorf("ReportWarmPools(%+v) = %v; want it taken", ok, err)
 	}

@@ -467,6 +467,16 @@ func TestWarmPoolPrimedRunc(t *testing.T) {
 	if m := warmMetric(t, s, "vessel_warm_pool_misses_total", "runc"); m != 0 {
 		t.Errorf("%v misses; want none", m)
 	}
+	// One primed hit of two; the refill primes one of the two ready.
+	waitWarmMetric(t, s, "vessel_warm_pool_primed_hits_total", "runc", 1)
+	waitWarmMetric(t, s, "vessel_warm_pool_primed", "runc", 1)
+	host := regexp.MustCompile(`msg="host registered" host=(\S+)`).FindStringSubmatch(s.log.String())
+	if host == nil {
+		t.Fatalf("the server's log does not say which host registered:\n%s", s.log.String())
+	}
+	if out, _, _ := s.vessel("host", "describe", host[1]); !strings.Contains(out, "(1 primed, 1 primed hits)") {
+		t.Errorf("vessel host describe does not show the primed sandbox and hit:\n%s", out)
+	}
 	stopAll(t, s)
 	waitWarmMetric(t, s, "vessel_warm_pool_size", "runc", 2)
 	seen := map[string]bool{}

@@ -187,6 +187,10 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) e
 				"task", rec.Spec.ID, "warm_sandbox", warmID, "err", err)
 		}
 		if len(warm.Spec.Containers) > 0 {
+			if !keep {
+				r.cfg.Logger.Info("runc: the warm sandbox was primed for other containers than the task's; they are deleted first",
+					"task", rec.Spec.ID, "warm_sandbox", warmID)
+			}
 			if err := r.sb.Unprime(rec, warm, func(cid string) error {
 				if out, err := r.runc(ctx, rec.Spec.ID, "delete", "--force", cid); err != nil && r.sb.State(ctx, rec.Spec.ID, cid) != "" {
 					return fmt.Errorf("runc delete %s: %w: %s", cid, err, out)
