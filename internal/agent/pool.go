@@ -94,9 +94,10 @@ type pool struct {
 	misses    int64
 	// primedHits counts the hits that took a sandbox primed for them.
 	primedHits int64
-	// recipe is what the pool's warm sandboxes are primed with: the
-	// last task of the pool that could be (learn); nil before one.
-	recipe *primeRecipe
+	// recipes are what the pool's warm sandboxes are primed with: the
+	// last tasks of the pool that could be (learn), one per task
+	// definition, the latest first, at most maxPrimed.
+	recipes []*primeRecipe
 }
 
 // ParseWarmPools parses --warm-pool values, POOL=N separated by commas
@@ -401,20 +402,18 @@ func (p *pool) refill(ctx context.Context) {
 		if need && fits && quiet {
 			p.warming++
 		}
-		// A full pool replaces the sandboxes primed for another task
-		// definition than its recipe's, one at a time.
+		// A full pool replaces the sandboxes primed for a task
+		// definition it no longer primes for, one at a time.
 		var stale *warmEntry
-		if !need && quiet && p.recipe != nil {
+		if !need && quiet {
 			if e, ok := p.takeStaleLocked(); ok {
 				stale = &e
 			}
 		}
-		// A new sandbox is primed while fewer than maxPrimed are; the
-		// rest stay unprimed, for tasks of other definitions.
-		recipe := p.recipe
-		if p.primedLocked() >= p.maxPrimed() {
-			recipe = nil
-		}
+		// A new sandbox is primed while fewer than maxPrimed are, for the
+		// recipe with the fewest; the rest stay unprimed, for tasks of
+		// other definitions.
+		recipe := p.nextRecipeLocked()
 		a.poolMu.Unlock()
 		if stale != nil {
 			a.log.Debug("deleting a warm sandbox primed for another task definition", "pool", p.name, "warm_sandbox", stale.id)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"vessel.dev/vessel/internal/agentproto"
@@ -26,11 +27,12 @@ import (
 // key does not see) costs time, never correctness. A task of another
 // definition does not take a sandbox primed for one (takeWarm: deleting
 // the primed containers in its claim would take longer than its cold
-// start): it starts cold, teaches the pool its own definition, and the
-// refill replaces the sandboxes primed for the old one, one at a time.
-// Each primed sandbox is still used once, by the one task that claims
-// it. A pool primes all its sandboxes but one (maxPrimed), which stays
-// for the tasks of other definitions.
+// start): it starts cold and teaches the pool its own definition. A
+// pool primes all its sandboxes but one (maxPrimed), which stays for the
+// tasks of other definitions, spread over the last maxPrimed definitions
+// it learnt (the fewest primed first); the refill replaces the sandboxes
+// primed for a definition it no longer keeps, one at a time. Each primed
+// sandbox is still used once, by the one task that claims it.
 
 // primeRecipe is what a pool primes its warm sandboxes with.
 type primeRecipe struct {
@@ -65,8 +67,8 @@ func (p *pool) primeKey(t *task.Task) string {
 	return hex.EncodeToString(sum[:12])
 }
 
-// learn makes t, which has just been given its sandbox, what the pool
-// primes its warm sandboxes with from now on, if its containers can be
+// learn makes t, which has just been given its sandbox, the pool's latest
+// recipe (dropping the oldest beyond maxPrimed), if its containers can be
 // created ahead of it: it takes the pool's warm sandboxes (its subnet),
 // and needs neither volumes, secrets nor a hostname of its own (those
 // are a task's own; its DNS settings are the cluster's, and the warm
@@ -86,9 +88,17 @@ func (p *pool) learn(t *task.Task, secrets agentproto.TaskSecrets, mounts map[st
 	}
 	key := p.primeKey(t)
 	p.a.poolMu.Lock()
-	changed := p.recipe == nil || p.recipe.key != key
+	i := slices.IndexFunc(p.recipes, func(r *primeRecipe) bool { return r.key == key })
+	changed := i != 0
 	if changed {
-		p.recipe = &primeRecipe{key: key, t: t.Clone()}
+		r := &primeRecipe{key: key, t: t.Clone()}
+		if i > 0 {
+			p.recipes = slices.Delete(p.recipes, i, i+1)
+		}
+		p.recipes = slices.Insert(p.recipes, 0, r)
+		if len(p.recipes) > p.maxPrimed() {
+			p.recipes = p.recipes[:p.maxPrimed()]
+		}
 	}
 	p.a.poolMu.Unlock()
 	if changed {
@@ -97,13 +107,11 @@ func (p *pool) learn(t *task.Task, secrets agentproto.TaskSecrets, mounts map[st
 	}
 }
 
-// forget drops the pool's recipe if it is still r (priming with it
-// failed: it is not tried again until a task teaches it anew).
+// forget drops recipe r from the pool's (priming with it failed: it is
+// not tried again until a task teaches it anew).
 func (p *pool) forget(r *primeRecipe) {
 	p.a.poolMu.Lock()
-	if p.recipe == r {
-		p.recipe = nil
-	}
+	p.recipes = slices.DeleteFunc(p.recipes, func(x *primeRecipe) bool { return x == r })
 	p.a.poolMu.Unlock()
 }
 
@@ -166,26 +174,47 @@ func (p *pool) primedSpec(ctx context.Context, e warmEntry, r *primeRecipe) (run
 // pool of one.
 func (p *pool) maxPrimed() int { return max(p.target-1, 1) }
 
-// primedLocked counts the ready entries primed with the pool's recipe.
-// a.poolMu is held.
-func (p *pool) primedLocked() int {
-	if p.recipe == nil {
-		return 0
-	}
+// primedLocked counts the ready entries primed with key. a.poolMu is
+// held.
+func (p *pool) primedLocked(key string) int {
 	n := 0
 	for _, e := range p.ready {
-		if e.primed == p.recipe.key {
+		if e.primed == key {
 			n++
 		}
 	}
 	return n
 }
 
+// nextRecipeLocked is the recipe a new warm sandbox is primed with: while
+// fewer than maxPrimed ready ones are primed with the pool's recipes, the
+// one with the fewest (the latest first among equals); else nil.
+// a.poolMu is held.
+func (p *pool) nextRecipeLocked() *primeRecipe {
+	var next *primeRecipe
+	total, fewest := 0, 0
+	for _, r := range p.recipes {
+		n := p.primedLocked(r.key)
+		total += n
+		if next == nil || n < fewest {
+			next, fewest = r, n
+		}
+	}
+	if total >= p.maxPrimed() {
+		return nil
+	}
+	return next
+}
+
 // takeStaleLocked takes the oldest ready entry primed for a task
-// definition that is not the recipe's out of the pool. a.poolMu is held.
+// definition none of the pool's recipes is out of the pool. a.poolMu is
+// held.
 func (p *pool) takeStaleLocked() (warmEntry, bool) {
 	for i, e := range p.ready {
-		if e.primed != "" && e.primed != noPrime && e.primed != p.recipe.key {
+		if e.primed == "" || e.primed == noPrime {
+			continue
+		}
+		if !slices.ContainsFunc(p.recipes, func(r *primeRecipe) bool { return r.key == e.primed }) {
 			p.ready = append(p.ready[:i:i], p.ready[i+1:]...)
 			return e, true
 		}

@@ -176,3 +176,45 @@ func runcStatus(e *env, cid string) string {
 	st, _, _ := strings.Cut(rest, `"`)
 	return st
 }
+
+// TestWarmPoolPrimedTwoDefinitions: a pool of three primes for the last
+// two task definitions it learnt, one sandbox each, and keeps the third
+// unprimed: tasks of both definitions, interleaved, take sandboxes
+// primed for them.
+func TestWarmPoolPrimedTwoDefinitions(t *testing.T) {
+	e := newEnvWith(t, time.Second, func(c *agent.Config) {
+		c.WarmPools, c.WarmSubnet, c.WarmRetry = map[string]int{"runc": 3}, "t", 50*time.Millisecond
+	})
+	pool := func(ready, primed int) agentproto.WarmPool {
+		t.Helper()
+		var p agentproto.WarmPool
+		testutil.Eventually(t, 30*time.Second, func() error {
+			if p = e.a.WarmPools()[0]; p.Ready != ready || p.Primed != primed {
+				return fmt.Errorf("pool %+v; want %d ready, %d of them primed", p, ready, primed)
+			}
+			return nil
+		})
+		return p
+	}
+	running := func(id string) {
+		t.Helper()
+		e.waitFor(id, 60*time.Second, "RUNNING", func(t *task.Task) bool { return t.LastStatus == task.StatusRunning || t.Stopped() })
+	}
+	pool(3, 0)
+	a, b := `echo A; exec sleep 1000`, `echo B; exec sleep 1000`
+	running(e.run("", a, nil))
+	pool(3, 1)
+	running(e.run("", b, nil))
+	pool(3, 2)
+	for i, script := range []string{a, b, a, b} {
+		id := e.run("", script, nil)
+		running(id)
+		if st := runcStatus(e, e.cp.get(id).Containers[0].RuntimeID); !strings.HasPrefix(e.cp.get(id).Containers[0].RuntimeID, agent.WarmIDPrefix) || st != "running" {
+			t.Errorf("task %d (%s) runs container %s (%q)", i, id, e.cp.get(id).Containers[0].RuntimeID, st)
+		}
+		p := pool(3, 2)
+		if p.PrimedHits != int64(i+1) || p.Misses != 0 {
+			t.Fatalf("after task %d: pool %+v; want %d primed hits, no miss", i, p, i+1)
+		}
+	}
+}
