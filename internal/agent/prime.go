@@ -17,11 +17,12 @@ import (
 
 // Primed warm sandboxes: a pool whose runtime can create containers
 // ahead of their task (runtime.Primer: runc) primes its warm sandboxes
-// with the containers of the last task of the pool that could be
-// (learn): the refill attaches a new warm sandbox as that task was (its
-// DNS settings) and primes it, so the same task definition run again
-// finds its containers created, and its start only lets them run. The runtime's Claim keeps
-// primed containers only when they are exactly the task's (the same
+// with the containers of the last tasks of the pool that could be
+// (learn, one recipe per task definition): the refill attaches a new
+// warm sandbox as such a task was (its DNS settings) and primes it, so
+// the same task definition run again finds its containers created, and
+// its start only lets them run. The runtime's Claim keeps primed
+// containers only when they are exactly the task's (the same
 // specs, hostname, /etc files and log cap), else deletes them first, so
 // a recipe that no longer fits (an image tag that moved, settings the
 // key does not see) costs time, never correctness. A task of another
