@@ -57,6 +57,9 @@ type warmEntry struct {
 	// memory.
 	primed string
 	mem    int64
+	// forTask is set on an entry takeWarm hands to a task it was primed
+	// for.
+	forTask bool
 }
 
 // noPrime marks a warm entry that is not primed.
@@ -616,8 +619,8 @@ func (a *Agent) takeWarm(rt string, t *task.Task, subnet string) (*pool, warmEnt
 	// first delete the primed containers, which takes longer than a cold
 	// start (the refill replaces it once the pool learnt another
 	// definition).
-	i := 0
-	if key := p.primeKey(t); key != "" {
+	i, key := 0, p.primeKey(t)
+	if key != "" {
 		i = slices.IndexFunc(p.ready, func(e warmEntry) bool { return e.primed == key })
 		if i < 0 {
 			i = slices.IndexFunc(p.ready, func(e warmEntry) bool { return e.primed == "" || e.primed == noPrime })
@@ -629,12 +632,14 @@ func (a *Agent) takeWarm(rt string, t *task.Task, subnet string) (*pool, warmEnt
 	e := p.ready[i]
 	p.ready = slices.Delete(p.ready, i, i+1)
 	p.claiming++
+	e.forTask = e.primed != "" && e.primed != noPrime && e.primed == key
 	return p, e, ""
 }
 
 // giveBack returns an entry a claim did not use (the runtime turned the
 // task down) to the front of the pool.
 func (p *pool) giveBack(e warmEntry) {
+	e.forTask = false
 	p.a.poolMu.Lock()
 	p.claiming--
 	p.ready = append([]warmEntry{e}, p.ready...)

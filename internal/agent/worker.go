@@ -248,10 +248,9 @@ func (w *worker) create(ctx context.Context) error {
 		err := p.warmer.Claim(ctx, entry.id, spec)
 		switch {
 		case err == nil:
-			primed := entry.primed != "" && entry.primed == p.primeKey(t)
-			w.warmStarted = p.settle(true, primed)
+			w.warmStarted = p.settle(true, entry.forTask)
 			w.log.Info("warm pool hit: the task took a warm sandbox", "runtime", w.rtName, "pool", p.name, "warm_sandbox", entry.id,
-				"primed", primed, "ip", w.ip, "took", time.Since(began))
+				"primed", entry.forTask, "ip", w.ip, "took", time.Since(began))
 			if w.ip != "" {
 				w.note(ctx, agentproto.StatusUpdate{IP: w.ip})
 			}

@@ -254,17 +254,7 @@ func runToEnd(t *testing.T, ctx context.Context, rt *runc.Runtime, task runtime.
 	if st, err := rt.Wait(ctx, task.ID, "app"); err != nil || st.Code != 0 {
 		t.Fatalf("Wait = %+v, %v", st, err)
 	}
-	data, err := os.ReadFile(filepath.Join(task.LogDir, "app.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if f := strings.SplitN(l, " ", 4); len(f) == 4 {
-			out.WriteString(f[3] + "\n")
-		}
-	}
-	return out.String()
+	return runtimetest.LogText(task.LogDir, "app")
 }
 
 // TestPrimeFailureDeletes: a Prime that fails once it began (here a

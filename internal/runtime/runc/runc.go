@@ -192,10 +192,7 @@ func (r *Runtime) Claim(ctx context.Context, warmID string, spec runtime.Spec) e
 					"task", rec.Spec.ID, "warm_sandbox", warmID)
 			}
 			if err := r.sb.Unprime(rec, warm, func(cid string) error {
-				if out, err := r.runc(ctx, rec.Spec.ID, "delete", "--force", cid); err != nil && r.sb.State(ctx, rec.Spec.ID, cid) != "" {
-					return fmt.Errorf("runc delete %s: %w: %s", cid, err, out)
-				}
-				return nil
+				return r.deleteContainer(ctx, rec.Spec.ID, cid)
 			}); err != nil {
 				return fmt.Errorf("runc runtime: sandbox %s (warm %s): deleting its primed containers: %w", rec.Spec.ID, home, err)
 			}
@@ -224,10 +221,25 @@ func (r *Runtime) PrimedMemoryMiB(spec runtime.Spec) int64 {
 // CPU quota and lets init run the process.
 func (r *Runtime) Prime(ctx context.Context, spec runtime.Spec) error {
 	return r.sb.Prime(ctx, spec, func(rec *toolkit.ConmonRecord, name string) (int, error) {
-		c := r.sb.Conmon(rec, name)
-		c.Path, c.Runtime, c.RuntimeArgs = r.cfg.ConmonPath, r.cfg.RuncPath, []string{"--root=" + r.runcRoot}
-		return c.Create(ctx)
+		return r.conmon(rec, name).Create(ctx)
 	})
+}
+
+// conmon is container name's conmon, running runc with the runtime's
+// state root.
+func (r *Runtime) conmon(rec *toolkit.ConmonRecord, name string) toolkit.Conmon {
+	c := r.sb.Conmon(rec, name)
+	c.Path, c.Runtime, c.RuntimeArgs = r.cfg.ConmonPath, r.cfg.RuncPath, []string{"--root=" + r.runcRoot}
+	return c
+}
+
+// deleteContainer is "runc delete --force" of container cid of sandbox
+// id; a container runc no longer knows is no error.
+func (r *Runtime) deleteContainer(ctx context.Context, id, cid string) error {
+	if out, err := r.runc(ctx, id, "delete", "--force", cid); err != nil && r.sb.State(ctx, id, cid) != "" {
+		return fmt.Errorf("runc delete %s: %w: %s", cid, err, out)
+	}
+	return nil
 }
 
 // limits is the cgroup limits of a sandbox of spec's size.
@@ -264,9 +276,8 @@ func (r *Runtime) Start(ctx context.Context, id, name string) error {
 // conmon appends to the container's log.
 func (r *Runtime) Restart(ctx context.Context, id, name string) error {
 	return r.sb.Restart(id, name, func(rec *toolkit.ConmonRecord) error {
-		cid := rec.ContainerID(name)
-		if out, err := r.runc(ctx, id, "delete", "--force", cid); err != nil && r.sb.State(ctx, id, cid) != "" {
-			return fmt.Errorf("runc delete: %w: %s", err, out)
+		if err := r.deleteContainer(ctx, id, rec.ContainerID(name)); err != nil {
+			return err
 		}
 		// A primed container's init ran its first start; this one is new.
 		delete(rec.Primed, name)
@@ -282,8 +293,7 @@ func (r *Runtime) Restart(ctx context.Context, id, name string) error {
 }
 
 func (r *Runtime) launch(ctx context.Context, rec *toolkit.ConmonRecord, name string) error {
-	c := r.sb.Conmon(rec, name)
-	c.Path, c.Runtime, c.RuntimeArgs = r.cfg.ConmonPath, r.cfg.RuncPath, []string{"--root=" + r.runcRoot}
+	c := r.conmon(rec, name)
 	pid, primed := rec.Primed[name]
 	if primed && !initAlive(pid) {
 		return fmt.Errorf("container %s was created ahead of its task, and its init (PID %d) is gone", c.ID, pid)
@@ -455,9 +465,8 @@ func (r *Runtime) destroy(ctx context.Context, rec *toolkit.ConmonRecord) error 
 	}
 	var errs []error
 	for _, n := range names {
-		rid := rec.ContainerID(n)
-		if out, err := r.runc(ctx, id, "delete", "--force", rid); err != nil && r.sb.State(ctx, id, rid) != "" {
-			errs = append(errs, fmt.Errorf("runc delete %s: %w: %s", rid, err, out))
+		if err := r.deleteContainer(ctx, id, rec.ContainerID(n)); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return r.sb.TearDown(rec, names, errs)

@@ -255,7 +255,14 @@ func RunApp(t *testing.T, ctx context.Context, rt LeftoverLister, spec runtime.S
 	if err != nil || st.Code != 0 {
 		t.Fatalf("Wait = %+v, %v", st, err)
 	}
-	data, _ := os.ReadFile(filepath.Join(spec.LogDir, "app.log"))
+	return LogText(spec.LogDir, "app")
+}
+
+// LogText is the text of container name's log in dir (<dir>/<name>.log,
+// runtime.LogLine), one line per record, both streams; "" when there is
+// none.
+func LogText(dir, name string) string {
+	data, _ := os.ReadFile(filepath.Join(dir, name+".log"))
 	var out strings.Builder
 	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		if f := strings.SplitN(l, " ", 4); len(f) == 4 {

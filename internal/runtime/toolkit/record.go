@@ -93,10 +93,11 @@ func (rec *Record) Info(state func(c *runtime.ContainerState)) runtime.SandboxIn
 	for k, v := range rec.Spec.Labels {
 		info.Labels[k] = v
 	}
-	for _, c := range rec.Spec.Containers {
-		if rec.Warm {
-			break // primed ahead: its claim's containers
-		}
+	containers := rec.Spec.Containers
+	if rec.Warm {
+		containers = nil // primed ahead: its claim's containers
+	}
+	for _, c := range containers {
 		cs := runtime.ContainerState{Name: c.Name, Started: rec.Started[c.Name], Restarts: rec.Restarts[c.Name]}
 		if state != nil {
 			state(&cs)
