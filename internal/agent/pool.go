@@ -732,8 +732,16 @@ func (a *Agent) adoptPools(ctx context.Context, listed map[string]sandboxRef) {
 		}
 		if p != nil && p.primer != nil {
 			// It may hold containers primed for a task this agent does
-			// not know: a claim of other ones deletes them.
+			// not know: a claim of other ones deletes them. What they hold
+			// counts as a primed sandbox's does.
 			e.primed = noPrime
+			if len(ref.info.Primed) > 0 {
+				spec := runtime.Spec{ID: id}
+				for _, n := range ref.info.Primed {
+					spec.Containers = append(spec.Containers, runtime.ContainerSpec{Name: n})
+				}
+				e.mem = p.primer.PrimedMemoryMiB(spec)
+			}
 		}
 		if why == "" {
 			a.poolMu.Lock()

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"vessel.dev/vessel/internal/agent"
 	"vessel.dev/vessel/internal/agentproto"
+	"vessel.dev/vessel/internal/runtime/runc"
 	"vessel.dev/vessel/internal/task"
 	"vessel.dev/vessel/internal/testutil"
 )
@@ -216,5 +218,66 @@ func TestWarmPoolPrimedTwoDefinitions(t *testing.T) {
 		if p.PrimedHits != int64(i+1) || p.Misses != 0 {
 			t.Fatalf("after task %d: pool %+v; want %d primed hits, no miss", i, p, i+1)
 		}
+	}
+}
+
+// TestWarmPoolPrimedAdopted: an agent that restarts after a crash adopts
+// a primed warm sandbox, counts its primed container's memory in the
+// pool, and a task of the definition it was primed for runs that
+// container.
+func TestWarmPoolPrimedAdopted(t *testing.T) {
+	e := newEnvWith(t, time.Second, func(c *agent.Config) {
+		c.WarmPools, c.WarmSubnet, c.WarmRetry = map[string]int{"runc": 1}, "t", 50*time.Millisecond
+	})
+	script := `echo "uri=$ECS_CONTAINER_METADATA_URI_V4"; echo END; exec sleep 1000`
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if p := e.a.WarmPools(); len(p) != 1 || p[0].Ready != 1 {
+			return fmt.Errorf("pool %+v; want one ready", p)
+		}
+		return nil
+	})
+	a := e.run("", script, nil) // takes it; the refill primes the next for its definition
+	e.waitFor(a, 60*time.Second, "RUNNING", func(t *task.Task) bool { return t.LastStatus == task.StatusRunning || t.Stopped() })
+	var primed string
+	var idle int64
+	testutil.Eventually(t, 30*time.Second, func() error {
+		infos, err := e.rt.List(context.Background())
+		if err != nil {
+			return err
+		}
+		primed = ""
+		for _, in := range infos {
+			if in.Warm && slices.Equal(in.Primed, []string{"app"}) {
+				primed = in.ID
+			}
+		}
+		p := e.a.WarmPools()
+		if len(p) != 1 || p[0].Primed != 1 || primed == "" || runcStatus(e, primed+"-app") != "created" {
+			return fmt.Errorf("pool %+v, primed warm sandbox %q; want one primed for a's definition", p, primed)
+		}
+		idle = p[0].MemoryMiB - runc.PrimedContainerMemoryMiB
+		return nil
+	})
+
+	e.restart()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		p := e.a.WarmPools()
+		if len(p) != 1 || p[0].Ready != 1 {
+			return fmt.Errorf("pool %+v after the restart; want the primed sandbox adopted", p)
+		}
+		if p[0].MemoryMiB != idle+runc.PrimedContainerMemoryMiB {
+			return fmt.Errorf("pool %+v after the restart counts %d MiB; want %d, its primed container's memory included",
+				p[0], p[0].MemoryMiB, idle+runc.PrimedContainerMemoryMiB)
+		}
+		return nil
+	})
+	b := e.run("", script, nil)
+	e.waitFor(b, 60*time.Second, "RUNNING", func(t *task.Task) bool { return t.LastStatus == task.StatusRunning || t.Stopped() })
+	if got := e.cp.get(b).Containers[0].RuntimeID; got != primed+"-app" || runcStatus(e, primed+"-app") != "running" {
+		t.Errorf("task %s after the restart has RuntimeID %q (runc: %q); want the adopted primed container %q running",
+			b, got, runcStatus(e, primed+"-app"), primed+"-app")
+	}
+	if log := logOf(t, e, b); !strings.Contains(log, "uri=http://169.254.170.2/v4/"+primed+"-app\n") {
+		t.Errorf("task %s in the adopted primed sandbox logged %q", b, log)
 	}
 }

@@ -189,6 +189,36 @@ type env struct {
 	rt  runtime.Runtime
 	nm  *network.Manager
 	a   *agent.Agent
+	cfg agent.Config
+	// stopAgent ends a's Run as a crash would: its tasks and pools stay.
+	stopAgent func()
+}
+
+// start starts an agent with e.cfg.
+func (e *env) start() {
+	e.t.Helper()
+	a, err := agent.New(e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	e.a, e.rt = a, e.cfg.Runtimes["runc"]
+	e.stopAgent = sync.OnceFunc(func() { cancel(); <-done })
+}
+
+// restart stops e's agent as a crash would and starts a new one on the
+// same state, with a runc runtime of its own.
+func (e *env) restart() {
+	e.t.Helper()
+	e.stopAgent()
+	rt, err := runc.New(runc.Config{StateDir: filepath.Join(e.dir, "runc")})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.cfg.Runtimes = map[string]runtime.Runtime{"runc": rt}
+	e.start()
 }
 
 func needRunc(t *testing.T) {
@@ -242,14 +272,8 @@ func newEnvWith(t *testing.T, base time.Duration, configure func(*agent.Config))
 	if configure != nil {
 		configure(&cfg)
 	}
-	a, err := agent.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.Run(ctx); close(done) }()
-	e := &env{t: t, dir: dir, cp: cp, rt: cfg.Runtimes["runc"], nm: nm, a: a}
+	e := &env{t: t, dir: dir, cp: cp, nm: nm, cfg: cfg}
+	e.start()
 	t.Cleanup(func() {
 		cp.mu.Lock()
 		var ids []string
@@ -263,9 +287,8 @@ func newEnvWith(t *testing.T, base time.Duration, configure func(*agent.Config))
 		for _, id := range ids {
 			e.waitFor(id, 60*time.Second, "STOPPED", func(t *task.Task) bool { return t.Stopped() })
 		}
-		cancel()
-		<-done
-		a.DropPools(context.Background()) // as a graceful stop does
+		e.stopAgent()
+		e.a.DropPools(context.Background()) // as a graceful stop does
 		nm.RemoveUnusedBridges(context.Background())
 		nm.Close()
 	})

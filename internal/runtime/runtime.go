@@ -197,6 +197,9 @@ type SandboxInfo struct {
 	// Warm is set for a warm sandbox (Warmer) that no task has claimed:
 	// it has no containers, and only Claim or Delete apply to it.
 	Warm bool
+	// Primed names a warm sandbox's containers created ahead of a task
+	// (Primer), which Containers does not list.
+	Primed []string
 }
 
 // Runtime runs sandboxes on one host. All methods are safe for concurrent

@@ -181,7 +181,11 @@ func New(cfg Config) (*Runtime, error) {
 	r := &Runtime{cfg: cfg, log: cfg.Logger, cg: cg, runscRoot: filepath.Join(dir, "runsc-root")}
 	r.sb = &toolkit.Sandboxes{Name: Name, Store: toolkit.Store{Dir: dir, Reserved: []string{"runsc-root"}},
 		Log: cfg.Logger, Cgroups: cg, ExitRoot: toolkit.DefaultExitRoot(dir),
-		Command: r.command, Run: r.runsc, OOMKilled: r.oomKilled, Destroy: r.destroy}
+		Command: r.command, Run: r.runsc, OOMKilled: r.oomKilled, Destroy: r.destroy,
+		// runsc takes an ID that no container has for a unique prefix of
+		// one, and one that is a prefix of several for ambiguous: a signal
+		// to container app's ID, once app was deleted, reached apple.
+		IDEnd: idEnd}
 	if err := os.MkdirAll(r.runscRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("gvisor runtime: %w", err)
 	}
@@ -239,9 +243,11 @@ func (r *Runtime) Name() string { return Name }
 func (r *Runtime) sandboxDir(id string) string { return r.sb.SandboxDir(id) }
 func (r *Runtime) pauseDir(id string) string   { return filepath.Join(r.sandboxDir(id), "pause") }
 
-// containerID is a task container's ID for runsc and conmon (as runc's);
-// the root (pause) container's is the sandbox ID itself.
-func containerID(id, name string) string { return toolkit.ContainerID(id, name) }
+// idEnd ends every sub-container's ID for runsc and conmon
+// (ConmonRecord.ContainerID, toolkit.Sandboxes.IDEnd): no sandbox ID or
+// container name holds a '+' (runtime.CheckName). The root (pause)
+// container's ID is the sandbox's home ID itself.
+const idEnd = "+"
 
 // globalFlags are runsc's flags for every command about sandbox id.
 func (r *Runtime) globalFlags(id string) []string {
@@ -495,7 +501,8 @@ func (r *Runtime) setHostname(ctx context.Context, id, name string) error {
 // sub-container of the sandbox: its pids limit and RLIMIT_NPROC, the
 // annotations that put it in the sandbox, and the runtime and monitor
 // scripts conmon runs (script.go).
-func (r *Runtime) subContainer(spec runtime.Spec, c runtime.ContainerSpec, b string, s *specs.Spec) error {
+func (r *Runtime) subContainer(rec *toolkit.ConmonRecord, c runtime.ContainerSpec, b string, s *specs.Spec) error {
+	spec := rec.Spec
 	// The sentry counts RLIMIT_NPROC per user of its own kernel, so within
 	// this sandbox only: the task's pids limit.
 	pl := uint64(spec.PidsLimit)
@@ -511,7 +518,7 @@ func (r *Runtime) subContainer(spec runtime.Spec, c runtime.ContainerSpec, b str
 		// The sandbox's own ID: a claimed warm sandbox's is its warm ID.
 		annotationSandboxID: r.sb.Home(spec.ID),
 	}
-	cid, flags := containerID(spec.ID, c.Name), r.globalFlags(spec.ID)
+	cid, flags := rec.ContainerID(c.Name), r.globalFlags(spec.ID)
 	for name, script := range map[string]string{
 		"runtime": runtimeScript(r.cfg.RunscPath, flags, b, cid),
 		"monitor": monitorScript(r.cfg.RunscPath, flags, cid),
@@ -698,7 +705,7 @@ func (r *Runtime) Start(ctx context.Context, id, name string) error {
 // Start does (same bundle, same overlay root with its writable layer).
 func (r *Runtime) Restart(ctx context.Context, id, name string) error {
 	return r.sb.Restart(id, name, func(rec *toolkit.ConmonRecord) error {
-		cid := containerID(id, name)
+		cid := rec.ContainerID(name)
 		if out, err := r.runsc(ctx, id, "delete", "--force", cid); err != nil && r.sb.State(ctx, id, cid) != "" {
 			return fmt.Errorf("runsc delete: %w: %s", err, out)
 		}
@@ -736,7 +743,11 @@ func (r *Runtime) destroy(ctx context.Context, rec *toolkit.ConmonRecord) error 
 	// Sub-containers first, then the root container (named by the
 	// sandbox's home: a claimed warm sandbox's warm ID), which takes the
 	// sandbox (sentry, gofers) with it.
-	for _, cid := range append(containerIDs(id, names), home) {
+	cids := make([]string, 0, len(names)+1)
+	for _, n := range names {
+		cids = append(cids, rec.ContainerID(n))
+	}
+	for _, cid := range append(cids, home) {
 		if out, err := r.runsc(ctx, id, "delete", "--force", cid); err != nil && r.sb.State(ctx, id, cid) != "" {
 			errs = append(errs, fmt.Errorf("runsc delete %s: %w: %s", cid, err, out))
 		}
@@ -790,14 +801,6 @@ func (r *Runtime) killCgroup(id string) error {
 	}
 }
 
-func containerIDs(id string, names []string) []string {
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = containerID(id, n)
-	}
-	return out
-}
-
 // List implements runtime.Runtime.
 func (r *Runtime) List(ctx context.Context) ([]runtime.SandboxInfo, error) { return r.sb.List(ctx) }
 
@@ -821,7 +824,11 @@ func (r *Runtime) Stats(ctx context.Context, id, container string) (runtime.Usag
 	if err != nil || container == "" {
 		return u, false, err
 	}
-	out, err := r.runsc(ctx, id, "events", "--stats", containerID(id, container))
+	rec, err := r.sb.LoadContainer(id, container)
+	if err != nil {
+		return u, false, err
+	}
+	out, err := r.runsc(ctx, id, "events", "--stats", rec.ContainerID(container))
 	if err != nil {
 		r.sb.Log.Debug("gvisor runtime: runsc events gave no container stats; the sandbox's are given", "task", id, "container", container, "err", err, "output", string(out))
 		return u, true, nil

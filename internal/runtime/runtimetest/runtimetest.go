@@ -85,6 +85,7 @@ func Run(t *testing.T, h Harness) {
 		{"SIGKILLAfterIgnoredSIGTERM", testSIGKILL},
 		{"SignalExitedContainerIsNotAnError", testSignalExited},
 		{"SeveralContainersInOneSandbox", testSeveralContainers},
+		{"ContainerNamesThatArePrefixes", testPrefixNames},
 		{"ErrorsForMissingThings", testMissing},
 		{"InvalidSpecs", testInvalidSpecs},
 		{"AdoptionAfterRestart", testAdoption},
@@ -330,6 +331,54 @@ func testSeveralContainers(s *suite) {
 	defer cancel()
 	if err := s.rt.Start(ctx, id, "side"); !errdefs.IsConflict(err) {
 		s.t.Errorf("second Start of a container = %v, want a conflict", err)
+	}
+}
+
+// testPrefixNames: containers whose names are prefixes of each other
+// (app, apple; their IDs are too) are each reached by their own name, by
+// Start, Signal, Wait and Stats, and once one has exited a signal to it
+// reaches neither (an OCI runtime that takes a unique prefix of an ID for
+// the ID would reach the other).
+func testPrefixNames(s *suite) {
+	id := s.sandbox(sh("app", service), sh("apple", service), sh("ap", service))
+	for _, c := range []string{"app", "apple", "ap"} {
+		s.start(id, c)
+	}
+	for _, c := range []string{"app", "apple", "ap"} {
+		s.logged(id, c, "ready")
+	}
+	if st, ok := s.rt.(runtime.Statser); ok && s.Real {
+		ctx, cancel := s.ctx()
+		for _, c := range []string{"app", "apple", "ap"} {
+			if _, _, err := st.Stats(ctx, id, c); err != nil {
+				s.t.Errorf("Stats(%s, %s): %v", id, c, err)
+			}
+		}
+		cancel()
+	}
+	s.signal(id, "app", syscall.SIGTERM)
+	if st := s.wait(id, "app"); st.Code != 143 {
+		s.t.Fatalf("app: code %d after SIGTERM, want 143", st.Code)
+	}
+	s.running(id, "apple", 300*time.Millisecond)
+	s.running(id, "ap", 10*time.Millisecond)
+	// app has exited (it is still there, not deleted): signals to it reach
+	// nobody.
+	s.signal(id, "app", syscall.SIGTERM)
+	s.signal(id, "app", syscall.SIGKILL)
+	if st := s.wait(id, "app"); st.Code != 143 {
+		s.t.Fatalf("app: code %d after signals to the exited container, want still 143", st.Code)
+	}
+	s.running(id, "apple", 300*time.Millisecond)
+	s.running(id, "ap", 10*time.Millisecond)
+	s.signal(id, "ap", syscall.SIGTERM)
+	if st := s.wait(id, "ap"); st.Code != 143 {
+		s.t.Fatalf("ap: code %d after SIGTERM, want 143", st.Code)
+	}
+	s.running(id, "apple", 300*time.Millisecond)
+	s.signal(id, "apple", syscall.SIGTERM)
+	if st := s.wait(id, "apple"); st.Code != 143 {
+		s.t.Fatalf("apple: code %d after SIGTERM, want 143", st.Code)
 	}
 }
 

@@ -180,7 +180,7 @@ func (s *Sandboxes) AdoptPrimed(rec, warm *ConmonRecord) error {
 		os.Mkdir(old, 0o755)
 		return undo(err)
 	}
-	rec.PrimedAs, rec.Primed, rec.PrimedEtc = warm.Spec.ID, warm.Primed, warm.PrimedEtc
+	rec.PrimedAs, rec.Primed, rec.PrimedEtc, rec.IDEnd = warm.Spec.ID, warm.Primed, warm.PrimedEtc, warm.IDEnd
 	return nil
 }
 

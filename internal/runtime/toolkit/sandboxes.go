@@ -56,6 +56,12 @@ type Sandboxes struct {
 	// container that exits while that disk is full keeps its code. Empty:
 	// in the sandbox's directory.
 	ExitRoot string
+	// IDEnd ends the container IDs of the sandboxes made from now on
+	// (ConmonRecord.IDEnd), for an OCI runtime that takes an ID no
+	// container has for a unique prefix of one (runsc): with an end that
+	// no sandbox ID or container name holds, no container's ID is a
+	// prefix of another's, as <id>-app is of <id>-apple.
+	IDEnd string
 	// InitPath is the static init bound into containers whose
 	// Security.Init is set (FindInit); without it such containers are
 	// refused at Create.
@@ -108,15 +114,19 @@ type ConmonRecord struct {
 	// when it is not Spec.ID: a claimed primed sandbox's containers keep
 	// the names they were created under, its warm ID's.
 	PrimedAs string `json:"primedAs,omitempty"`
+	// IDEnd ends each of the OCI runtime's container IDs: Sandboxes.IDEnd
+	// when the sandbox was made (empty in sandboxes made before it was).
+	IDEnd string `json:"idEnd,omitempty"`
 }
 
-// ContainerID is a container's ID for the OCI runtime and conmon.
+// ContainerID is a container's ID for the OCI runtime and conmon, but
+// for the record's IDEnd (ConmonRecord.ContainerID).
 func ContainerID(id, name string) string { return id + "-" + name }
 
 // ContainerID is container name's ID for the OCI runtime and conmon:
-// <PrimedAs or Spec.ID>-<name>.
+// <PrimedAs or Spec.ID>-<name><IDEnd>.
 func (rec *ConmonRecord) ContainerID(name string) string {
-	return ContainerID(cmp.Or(rec.PrimedAs, rec.Spec.ID), name)
+	return ContainerID(cmp.Or(rec.PrimedAs, rec.Spec.ID), name) + rec.IDEnd
 }
 
 // BundleDir is the OCI bundle directory of container name.
@@ -261,7 +271,7 @@ func (s *Sandboxes) create(ctx context.Context, spec runtime.Spec, warm bool, se
 	}
 	unlock := s.Lock(spec.ID)
 	defer unlock()
-	rec := &ConmonRecord{Record: Record{Spec: spec, CreatedAt: time.Now().UTC(), Started: map[string]bool{}, Warm: warm}}
+	rec := &ConmonRecord{Record: Record{Spec: spec, CreatedAt: time.Now().UTC(), Started: map[string]bool{}, Warm: warm}, IDEnd: s.IDEnd}
 	if err := s.Make(rec); err != nil {
 		if errdefs.IsAlreadyExists(err) || errdefs.IsInvalidArgument(err) {
 			return err
@@ -337,7 +347,7 @@ func (s *Sandboxes) Claim(ctx context.Context, warmID string, spec runtime.Spec,
 		spec.Hostname = spec.ID
 	}
 	rec := &ConmonRecord{Record: Record{Spec: spec, CreatedAt: time.Now().UTC(), Started: map[string]bool{}, Home: warmID},
-		Storage: warm.Storage, OOMBase: warm.OOMBase, ExitDir: warm.ExitDir}
+		Storage: warm.Storage, OOMBase: warm.OOMBase, ExitDir: warm.ExitDir, IDEnd: s.IDEnd}
 	if err := s.Store.Claim(warmID, rec); err != nil {
 		if errdefs.IsAlreadyExists(err) || errdefs.IsInvalidArgument(err) {
 			return err
@@ -364,7 +374,7 @@ func (s *Sandboxes) Claim(ctx context.Context, warmID string, spec runtime.Spec,
 // Prepare sets up what the sandbox's containers run on: PrepareSandbox,
 // then PrepareContainers.
 func (s *Sandboxes) Prepare(ctx context.Context, rec *ConmonRecord, extraDirs []string,
-	adjust func(sandbox runtime.Spec, c runtime.ContainerSpec, bundle string, oci *specs.Spec) error) (err error) {
+	adjust func(rec *ConmonRecord, c runtime.ContainerSpec, bundle string, oci *specs.Spec) error) (err error) {
 	if err := s.PrepareSandbox(ctx, rec, extraDirs); err != nil {
 		return err
 	}
@@ -402,7 +412,7 @@ func (s *Sandboxes) PrepareSandbox(ctx context.Context, rec *ConmonRecord, extra
 // spec (OCISpec's) adjust may change before it is written; adjust may be
 // nil.
 func (s *Sandboxes) PrepareContainers(rec *ConmonRecord,
-	adjust func(sandbox runtime.Spec, c runtime.ContainerSpec, bundle string, oci *specs.Spec) error) error {
+	adjust func(rec *ConmonRecord, c runtime.ContainerSpec, bundle string, oci *specs.Spec) error) error {
 	spec := rec.Spec
 	dir := s.SandboxDir(spec.ID)
 	logDir := spec.LogDir
@@ -425,7 +435,7 @@ func (s *Sandboxes) PrepareContainers(rec *ConmonRecord,
 			return err
 		}
 		if adjust != nil {
-			if err := adjust(spec, c, b, oci); err != nil {
+			if err := adjust(rec, c, b, oci); err != nil {
 				return err
 			}
 		}
@@ -805,8 +815,8 @@ func (s *Sandboxes) TearDown(rec *ConmonRecord, cgroupChildren []string, errs []
 }
 
 // List implements runtime.Runtime's List: the sandboxes with a record in
-// Store.Dir, by ID, with their containers' Started and Exit. The slice is
-// the caller's.
+// Store.Dir, by ID, with their containers' Started and Exit, and a warm
+// sandbox's primed containers. The slice is the caller's.
 func (s *Sandboxes) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
 	ids, err := s.IDs()
 	if err != nil {
@@ -821,11 +831,19 @@ func (s *Sandboxes) List(ctx context.Context) ([]runtime.SandboxInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, rec.Info(func(cs *runtime.ContainerState) {
+		info := rec.Info(func(cs *runtime.ContainerState) {
 			if st, ok, err := s.ExitStatus(rec, cs.Name); err == nil && ok {
 				cs.Exit = &st
 			}
-		}))
+		})
+		if rec.Warm {
+			for _, n := range rec.Names() {
+				if _, ok := rec.Primed[n]; ok {
+					info.Primed = append(info.Primed, n)
+				}
+			}
+		}
+		out = append(out, info)
 	}
 	return out, nil
 }
