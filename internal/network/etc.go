@@ -48,14 +48,20 @@ func checkDNS(d *DNS) (resolvConf, error) {
 	return rc, nil
 }
 
-// writeEtcFiles writes hosts, hostname and resolv.conf into dir.
-func writeEtcFiles(dir string, ip netip.Addr, hostname string, r resolvConf) error {
+// writeEtcFiles writes hosts, hostname and resolv.conf into dir. hosts
+// names ip by its fully qualified name first (hostname.domain, or a
+// hostname with dots), then by the first label alone.
+func writeEtcFiles(dir string, ip netip.Addr, hostname, domain string, r resolvConf) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create /etc directory: %w", err)
 	}
-	short, _, _ := strings.Cut(hostname, ".")
-	names := hostname
-	if short != hostname {
+	fqdn := hostname
+	if domain != "" {
+		fqdn += "." + domain
+	}
+	short, _, _ := strings.Cut(fqdn, ".")
+	names := fqdn
+	if short != fqdn {
 		names += " " + short
 	}
 	hosts := "127.0.0.1\tlocalhost\n" +

@@ -28,7 +28,10 @@ type lease struct {
 	CIDR     netip.Prefix `json:"cidr"`
 	IP       netip.Addr   `json:"ip"`
 	Hostname string       `json:"hostname"`
-	HostVeth string       `json:"hostVeth"`
+	// Domain, when set, makes /etc/hosts name the address
+	// <Hostname>.<Domain> first (AttachOptions.Domain).
+	Domain   string `json:"domain,omitempty"`
+	HostVeth string `json:"hostVeth"`
 	// Attached is set once the namespace, veth and /etc files are in place.
 	Attached bool      `json:"attached"`
 	LeasedAt time.Time `json:"leasedAt"`
@@ -96,7 +99,7 @@ func (m *Manager) persistLocked() error {
 
 // allocate leases an address on sub to taskID and writes the lease to disk
 // before returning it.
-func (m *Manager) allocate(sub *subnetState, taskID, hostname string) (*lease, error) {
+func (m *Manager) allocate(sub *subnetState, taskID, hostname, domain string) (*lease, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -135,6 +138,7 @@ func (m *Manager) allocate(sub *subnetState, taskID, hostname string) (*lease, e
 		CIDR:     sub.CIDR,
 		IP:       ip,
 		Hostname: hostname,
+		Domain:   domain,
 		HostVeth: veth,
 		LeasedAt: now().UTC(),
 	}

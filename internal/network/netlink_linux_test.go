@@ -406,7 +406,7 @@ func TestCrashBetweenLeaseAndAttach(t *testing.T) {
 	m, dir := newTest(t, sub)
 	// "Crash" after writing the lease and creating the namespace, before
 	// the veth: the process state is lost, the disk and mounts remain.
-	l, err := m.allocate(m.subnets[sub.Name], "crashed", "")
+	l, err := m.allocate(m.subnets[sub.Name], "crashed", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +448,7 @@ func TestCrashBetweenLeaseAndAttach(t *testing.T) {
 
 	// A kept task whose attach never finished is reported, and Attach
 	// finishes it with its leased address.
-	l2, err := m.allocate(m.subnets[sub.Name], "half", "")
+	l2, err := m.allocate(m.subnets[sub.Name], "half", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

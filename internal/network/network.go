@@ -139,6 +139,11 @@ type Attachment struct {
 type AttachOptions struct {
 	// Hostname defaults to "ip-a-b-c-d".
 	Hostname string
+	// Domain, when set, is the domain of the task's fully qualified name,
+	// <Hostname>.<Domain>, which /etc/hosts gives its address first, the
+	// hostname after it, as a kubelet does for a pod with a subdomain
+	// (<subdomain>.<namespace>.svc.<cluster domain>). It needs Hostname.
+	Domain string
 	// DNS, when set, is the task's resolv.conf instead of the manager's
 	// (Config.DNSServers and SearchDomains, or the host's resolvers).
 	DNS *DNS
@@ -367,8 +372,9 @@ func checkTaskID(id string) error {
 }
 
 // MaxHostname is the longest hostname a sandbox takes: the kernel's UTS
-// name holds 64 bytes, and a kubelet cuts a pod's hostname to 63.
-const MaxHostname = 63
+// name holds 64 bytes (a kubelet cuts a pod's hostname to 63, and gives
+// a pod a fully qualified one of up to 64 with setHostnameAsFQDN).
+const MaxHostname = 64
 
 // CheckHostname checks a sandbox's hostname: a DNS name (validDNSName) of
 // at most MaxHostname characters. Every hostname a task or pod is given
@@ -377,6 +383,37 @@ const MaxHostname = 63
 func CheckHostname(h string) error {
 	if len(h) > MaxHostname || !validDNSName(h) {
 		return errdefs.InvalidArgument("hostname %q is not accepted: use at most %d characters, labels of letters, digits and '-' (not at a label's start or end) separated by single dots", h, MaxHostname)
+	}
+	return nil
+}
+
+// checkNames checks o's hostname and domain (errors of kind
+// errdefs.ErrInvalidArgument).
+func (o AttachOptions) checkNames() error {
+	if o.Hostname != "" {
+		if err := CheckHostname(o.Hostname); err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
+	}
+	if err := CheckDomain(o.Hostname, o.Domain); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	return nil
+}
+
+// CheckDomain checks the domain of a sandbox's fully qualified name
+// (AttachOptions.Domain): empty, or with a hostname that, with it, makes
+// a DNS name (validDNSName). Errors are of kind
+// errdefs.ErrInvalidArgument.
+func CheckDomain(hostname, domain string) error {
+	if domain == "" {
+		return nil
+	}
+	if hostname == "" {
+		return errdefs.InvalidArgument("domain %q needs a hostname to qualify; give one", domain)
+	}
+	if !validDNSName(hostname + "." + domain) {
+		return errdefs.InvalidArgument("%q is not a DNS name of at most 253 characters: use labels of letters, digits and '-' separated by single dots", hostname+"."+domain)
 	}
 	return nil
 }
@@ -461,10 +498,8 @@ func (m *Manager) Attach(ctx context.Context, taskID, subnet string, o AttachOpt
 		return nil, err
 	}
 	hostname := o.Hostname
-	if hostname != "" {
-		if err := CheckHostname(hostname); err != nil {
-			return nil, fmt.Errorf("network: %w", err)
-		}
+	if err := o.checkNames(); err != nil {
+		return nil, err
 	}
 	rc, err := checkDNS(o.DNS)
 	if err != nil {
@@ -496,6 +531,9 @@ func (m *Manager) Attach(ctx context.Context, taskID, subnet string, o AttachOpt
 		if hostname != "" && hostname != existing.Hostname {
 			return nil, errdefs.Conflict("network: task %s is already attached with hostname %q, not %q", taskID, existing.Hostname, hostname)
 		}
+		if o.Domain != existing.Domain {
+			return nil, errdefs.Conflict("network: task %s is already attached with domain %q, not %q", taskID, existing.Domain, o.Domain)
+		}
 		if existing.Attached {
 			problems := m.verify(existing)
 			if len(problems) == 0 {
@@ -515,7 +553,7 @@ func (m *Manager) Attach(ctx context.Context, taskID, subnet string, o AttachOpt
 
 	l := existing
 	if l == nil {
-		if l, err = m.allocate(sub, taskID, hostname); err != nil {
+		if l, err = m.allocate(sub, taskID, hostname, o.Domain); err != nil {
 			return nil, err
 		}
 	}
@@ -556,7 +594,7 @@ func (m *Manager) Attach(ctx context.Context, taskID, subnet string, o AttachOpt
 	if o.DNS == nil {
 		rc.search = m.search
 	}
-	if err := writeEtcFiles(m.etcPath(l.name()), l.IP, l.Hostname, rc); err != nil {
+	if err := writeEtcFiles(m.etcPath(l.name()), l.IP, l.Hostname, l.Domain, rc); err != nil {
 		return fail(fmt.Errorf("network: attach task %s: %w", taskID, err))
 	}
 	if err := m.markAttached(taskID); err != nil {
@@ -591,10 +629,8 @@ func (m *Manager) Rekey(ctx context.Context, fromID, toID string, o AttachOption
 	if fromID == toID {
 		return nil, errdefs.InvalidArgument("network: rekey of %s to itself; give two different IDs", fromID)
 	}
-	if o.Hostname != "" {
-		if err := CheckHostname(o.Hostname); err != nil {
-			return nil, fmt.Errorf("network: %w", err)
-		}
+	if err := o.checkNames(); err != nil {
+		return nil, err
 	}
 	rc, err := checkDNS(o.DNS)
 	if err != nil {
@@ -656,7 +692,7 @@ func (m *Manager) Rekey(ctx context.Context, fromID, toID string, o AttachOption
 	if hostname == "" {
 		hostname = defaultHostname(l.IP)
 	}
-	moved.Hostname = hostname
+	moved.Hostname, moved.Domain = hostname, o.Domain
 	delete(m.leases, fromID)
 	m.leases[toID] = &moved
 	if err := m.persistLocked(); err != nil {
@@ -679,7 +715,7 @@ func (m *Manager) Rekey(ctx context.Context, fromID, toID string, o AttachOption
 	if o.DNS == nil {
 		rc.search = m.search
 	}
-	if err := writeEtcFiles(m.etcPath(name), c.IP, c.Hostname, rc); err != nil {
+	if err := writeEtcFiles(m.etcPath(name), c.IP, c.Hostname, c.Domain, rc); err != nil {
 		// The lease is toID's now: its owner detaches it with the rest.
 		return nil, fmt.Errorf("network: rekey %s to %s: %w", fromID, toID, err)
 	}

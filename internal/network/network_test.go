@@ -121,7 +121,7 @@ func TestNextFree(t *testing.T) {
 func TestEtcFiles(t *testing.T) {
 	dir := t.TempDir()
 	ip := netip.MustParseAddr("10.89.1.2")
-	err := writeEtcFiles(filepath.Join(dir, "etc"), ip, "web.internal", resolvConf{
+	err := writeEtcFiles(filepath.Join(dir, "etc"), ip, "web.internal", "", resolvConf{
 		nameservers: []netip.Addr{netip.MustParseAddr("10.89.1.1")},
 		search:      []string{"svc.local", "local"},
 		options:     []string{"ndots:5", "edns0"},
@@ -147,6 +147,18 @@ func TestEtcFiles(t *testing.T) {
 	}
 	if got, want := read("resolv.conf"), "nameserver 10.89.1.1\nsearch svc.local local\noptions ndots:5 edns0\n"; got != want {
 		t.Errorf("resolv.conf = %q, want %q", got, want)
+	}
+
+	// A hostname with a domain (a pod's subdomain): the fully qualified
+	// name first, the hostname after it; the UTS name is the hostname.
+	if err := writeEtcFiles(filepath.Join(dir, "etc"), ip, "web-0", "nginx.default.svc.cluster.local", resolvConf{}); err != nil {
+		t.Fatal(err)
+	}
+	if hosts := read("hosts"); !strings.HasSuffix(hosts, "\n10.89.1.2\tweb-0.nginx.default.svc.cluster.local web-0\n") {
+		t.Errorf("hosts of web-0 in nginx.default.svc.cluster.local:\n%s", hosts)
+	}
+	if got := read("hostname"); got != "web-0\n" {
+		t.Errorf("hostname = %q, want web-0", got)
 	}
 }
 
@@ -239,6 +251,12 @@ func TestInvalidTaskIDs(t *testing.T) {
 	if _, err := m.Attach(t.Context(), "t1", "a", AttachOptions{Hostname: "bad host\n"}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("bad hostname: %v", err)
 	}
+	for _, o := range []AttachOptions{{Domain: "svc.local"}, {Hostname: "web-0", Domain: "bad_domain.svc"},
+		{Hostname: "web-0", Domain: strings.Repeat("a.", 124) + "a"}} {
+		if _, err := m.Attach(t.Context(), "t1", "a", o); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "domain") && !strings.Contains(err.Error(), "DNS name") {
+			t.Errorf("Attach with %+v: %v, want invalid argument about the domain", o, err)
+		}
+	}
 	if _, err := m.Attach(t.Context(), "t1", "nope", AttachOptions{}); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "configured subnets: a") {
 		t.Errorf("unknown subnet: %v", err)
 	}
@@ -251,13 +269,13 @@ func TestInvalidTaskIDs(t *testing.T) {
 // TestCheckHostname: the one rule for a sandbox's hostname, which
 // task.New, the bridge, Attach and Rekey all apply.
 func TestCheckHostname(t *testing.T) {
-	for _, h := range []string{"web-0", "a", "ip-10-0-0-2", "web.svc.local", strings.Repeat("a", 63), "x" + strings.Repeat(".y", 31)} {
+	for _, h := range []string{"web-0", "a", "ip-10-0-0-2", "web.svc.local", strings.Repeat("a", 63), "x" + strings.Repeat(".y", 31), "xx" + strings.Repeat(".y", 31)} {
 		if err := CheckHostname(h); err != nil {
 			t.Errorf("CheckHostname(%q) = %v; want it accepted", h, err)
 		}
 	}
-	for _, h := range []string{"", strings.Repeat("a", 64), "web_0", "web 0", "-web", "web-", ".web", "web.", "web..0", "web-.a", "a.-b"} {
-		if err := CheckHostname(h); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "at most 63 characters") {
+	for _, h := range []string{"", strings.Repeat("a", 64), "xxx" + strings.Repeat(".y", 31), "web_0", "web 0", "-web", "web-", ".web", "web.", "web..0", "web-.a", "a.-b"} {
+		if err := CheckHostname(h); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "at most 64 characters") {
 			t.Errorf("CheckHostname(%q) = %v; want an invalid argument saying what is accepted", h, err)
 		}
 	}

@@ -22,7 +22,8 @@ func TestRekey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	moved, err := m.Rekey(ctx, "warm-runc-0a1b", "task1", AttachOptions{Hostname: "web-0", DNS: &DNS{Nameservers: []string{"10.89.255.54"}, Searches: []string{"ns.svc"}}})
+	moved, err := m.Rekey(ctx, "warm-runc-0a1b", "task1", AttachOptions{Hostname: "web-0", Domain: "nginx.ns.svc.cluster.local",
+		DNS: &DNS{Nameservers: []string{"10.89.255.54"}, Searches: []string{"ns.svc"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +40,9 @@ func TestRekey(t *testing.T) {
 	resolv, _ := os.ReadFile(filepath.Join(moved.EtcDir, "resolv.conf"))
 	if string(hostname) != "web-0\n" || !strings.Contains(string(resolv), "nameserver 10.89.255.54") || !strings.Contains(string(resolv), "search ns.svc") {
 		t.Errorf("/etc files not rewritten for the task: hostname %q, resolv.conf %q", hostname, resolv)
+	}
+	if hosts, _ := os.ReadFile(filepath.Join(moved.EtcDir, "hosts")); !strings.HasSuffix(string(hosts), "\n"+warm.IP.String()+"\tweb-0.nginx.ns.svc.cluster.local web-0\n") {
+		t.Errorf("hosts not rewritten with the task's fully qualified name:\n%s", hosts)
 	}
 	// A retry (an agent that crashed after the lease was written) is harmless.
 	if again, err := m.Rekey(ctx, "warm-runc-0a1b", "task1", AttachOptions{}); err != nil || again.IP != warm.IP {

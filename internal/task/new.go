@@ -32,8 +32,9 @@ const ProfileDeletedReason = "Fargate profile deleted: "
 // caller's.
 //
 // A template without containers, whose Runtime is not one of
-// runtime.Names, or whose Hostname is not accepted
-// (ValidateHostname), is an error of kind errdefs.ErrInvalidArgument.
+// runtime.Names, or whose Hostname or HostDomain is not accepted
+// (ValidateHostname, network.CheckDomain), is an error of kind
+// errdefs.ErrInvalidArgument.
 func New(template *Task, id, arn string, now time.Time) (*Task, error) {
 	if len(template.Containers) == 0 {
 		return nil, errdefs.InvalidArgument("a task needs at least one container")
@@ -43,6 +44,9 @@ func New(template *Task, id, arn string, now time.Time) (*Task, error) {
 			template.Runtime, strings.Join(runtime.Names, ", "))
 	}
 	if err := ValidateHostname(template.Hostname); err != nil {
+		return nil, err
+	}
+	if err := network.CheckDomain(template.Hostname, template.HostDomain); err != nil {
 		return nil, err
 	}
 	t := template.Clone()

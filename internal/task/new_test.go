@@ -66,13 +66,17 @@ func TestNew(t *testing.T) {
 	}{
 		{"no containers", &Task{Family: "web"}, "at least one container"},
 		{"unknown runtime", &Task{Runtime: "docker", Containers: want.Containers}, `runtime "docker" is not known: the runtimes are microvm, gvisor, runc, sim`},
-		{"hostname with _", &Task{Hostname: "web_0", Containers: want.Containers}, `hostname "web_0" is not accepted: use at most 63 characters, labels of letters, digits and '-' (not at a label's start or end) separated by single dots`},
+		{"hostname with _", &Task{Hostname: "web_0", Containers: want.Containers}, `hostname "web_0" is not accepted: use at most 64 characters, labels of letters, digits and '-' (not at a label's start or end) separated by single dots`},
 		{"hostname too long", &Task{Hostname: strings.Repeat("a", 64), Containers: want.Containers}, "is not accepted"},
 		{"hostname ending in -", &Task{Hostname: "web-", Containers: want.Containers}, "is not accepted"},
 		{"hostname beginning with .", &Task{Hostname: ".web", Containers: want.Containers}, "is not accepted"},
 		{"hostname with a space", &Task{Hostname: "web 0", Containers: want.Containers}, "is not accepted"},
 		{"hostname with two dots in a row", &Task{Hostname: "web..0", Containers: want.Containers}, "is not accepted"},
 		{"hostname with a label ending in -", &Task{Hostname: "web-.a", Containers: want.Containers}, "is not accepted"},
+		{"host domain without a hostname", &Task{HostDomain: "nginx.default.svc.cluster.local", Containers: want.Containers},
+			`domain "nginx.default.svc.cluster.local" needs a hostname`},
+		{"host domain with _", &Task{Hostname: "web-0", HostDomain: "my_svc.default.svc.cluster.local", Containers: want.Containers},
+			`"web-0.my_svc.default.svc.cluster.local" is not a DNS name`},
 	} {
 		_, err := New(c.template, "i", "a", now)
 		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), c.want) {

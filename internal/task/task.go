@@ -281,6 +281,11 @@ type Task struct {
 	// as the kubelet gives it (podtask). At most 63 letters, digits, '-'
 	// and '.' (ValidateHostname).
 	Hostname string `json:"hostname,omitempty"`
+	// HostDomain, when set, qualifies Hostname: /etc/hosts names the
+	// sandbox's address <Hostname>.<HostDomain> first, then Hostname, as
+	// a kubelet does for a pod with a subdomain (podtask). It needs a
+	// Hostname (network.CheckDomain).
+	HostDomain string `json:"hostDomain,omitempty"`
 	// FSGroup, when set, owns the task's volumes (group, setgid
 	// directories) and is a supplemental group of every container, as a
 	// pod's securityContext.fsGroup.

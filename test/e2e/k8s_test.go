@@ -328,6 +328,24 @@ func TestKubernetesBridge(t *testing.T) {
 	if out := e.kubectl("exec", pod.Metadata.Name, "--", "sh", "-c", `echo "$(hostname) $HOSTNAME"; grep -c "^`+pod.Status.PodIP+`[[:space:]].*`+pod.Metadata.Name+`" /etc/hosts`); out != pod.Metadata.Name+" "+pod.Metadata.Name+"\n1\n" {
 		t.Errorf("pod %s's hostname, HOSTNAME and /etc/hosts entries for it: %q", pod.Metadata.Name, out)
 	}
+	// A pod's subdomain qualifies its name in /etc/hosts, as a kubelet
+	// writes it; with setHostnameAsFQDN that name is its hostname too.
+	e.kubectl("create", "namespace", "peers")
+	e.profile("create", "peers", "--namespace", "peers", "--wait")
+	if out, err := e.apply(fmt.Sprintf(peerPods, e.image, e.image)); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, c := range []struct{ pod, hostname, fqdn, short string }{
+		{"peer-0", "db-0", "db-0.cluster.peers.svc.cluster.local", "db-0"},
+		{"peer-1", "peer-1.cluster.peers.svc.cluster.local", "peer-1.cluster.peers.svc.cluster.local", "peer-1"},
+	} {
+		p := e.waitRunning("peers", c.pod)
+		want := fmt.Sprintf("%s %s\n%s\t%s %s\n", c.hostname, c.hostname, p.Status.PodIP, c.fqdn, c.short)
+		if out := e.kubectl("exec", "-n", "peers", c.pod, "--", "sh", "-c", `echo "$(hostname) $HOSTNAME"; grep "^`+p.Status.PodIP+`[[:space:]]" /etc/hosts`); out != want {
+			t.Errorf("pod %s's hostname, HOSTNAME and /etc/hosts entry: %q, want %q", c.pod, out, want)
+		}
+	}
+	e.kubectl("delete", "pod", "-n", "peers", "peer-0", "peer-1", "--wait=false") // their nodes go with them
 	// kubectl exec -i with stdin.
 	cmd = exec.Command(e.cluster.Bin("kubectl"), "--kubeconfig", e.cluster.Kubeconfig, "exec", "-i", pod.Metadata.Name, "--", "cat")
 	cmd.Stdin = strings.NewReader("piped through exec\n")
@@ -464,6 +482,30 @@ spec:
     image: %s
     command: ["sh", "-c", "echo up; exec sleep 3600"]
     resources: {requests: {cpu: %s, memory: 256Mi}}
+`
+
+// peerPods are two pods of the subdomain "cluster" (a headless Service's
+// name, as a StatefulSet's pods have): peer-0 named db-0 by
+// spec.hostname, peer-1 with setHostnameAsFQDN.
+const peerPods = `apiVersion: v1
+kind: Pod
+metadata: {name: peer-0, namespace: peers}
+spec:
+  hostname: db-0
+  subdomain: cluster
+  terminationGracePeriodSeconds: 2
+  containers:
+  - {name: main, image: %s, command: ["sleep", "3600"], resources: {requests: {cpu: 250m, memory: 256Mi}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: peer-1, namespace: peers}
+spec:
+  subdomain: cluster
+  setHostnameAsFQDN: true
+  terminationGracePeriodSeconds: 2
+  containers:
+  - {name: main, image: %s, command: ["sleep", "3600"], resources: {requests: {cpu: 250m, memory: 256Mi}}}
 `
 
 // TestKubernetesBridgeBehaviours covers what the scheduler does beyond the

@@ -51,10 +51,7 @@ func dns(pod *corev1.Pod, in Inputs) *task.DNSConfig {
 		return mergeDNSConfig(&task.DNSConfig{}, pod.Spec.DNSConfig)
 	}
 	if cluster && len(in.ClusterDNS) > 0 {
-		domain := strings.TrimSuffix(in.ClusterDomain, ".")
-		if domain == "" {
-			domain = DefaultClusterDomain
-		}
+		domain := clusterDomain(in)
 		c := &task.DNSConfig{
 			Nameservers: append([]string(nil), in.ClusterDNS...),
 			Searches:    []string{pod.Namespace + ".svc." + domain, "svc." + domain, domain},
@@ -107,4 +104,13 @@ func appendNew(list []string, add ...string) []string {
 		}
 	}
 	return list
+}
+
+// clusterDomain is in.ClusterDomain without a trailing dot, or
+// DefaultClusterDomain.
+func clusterDomain(in Inputs) string {
+	if d := strings.TrimSuffix(in.ClusterDomain, "."); d != "" {
+		return d
+	}
+	return DefaultClusterDomain
 }

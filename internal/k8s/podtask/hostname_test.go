@@ -39,3 +39,47 @@ func TestConvertHostname(t *testing.T) {
 		t.Errorf("spec.hostname db_0: %v, want an invalid argument naming it", err)
 	}
 }
+
+// TestConvertSubdomain: spec.subdomain qualifies the hostname with
+// <subdomain>.<namespace>.svc.<cluster domain> (Task.HostDomain), as the
+// kubelet's /etc/hosts does; with setHostnameAsFQDN the hostname is that
+// fully qualified name, refused beyond 64 characters as the kubelet does.
+func TestConvertSubdomain(t *testing.T) {
+	yes := true
+	for _, c := range []struct {
+		name, specHostname, subdomain, clusterDomain string
+		fqdn                                         bool
+		wantHost, wantDomain                         string
+	}{
+		{name: "web-0", subdomain: "nginx", wantHost: "web-0", wantDomain: "nginx.shop.svc.cluster.local"},
+		{name: "web-0", specHostname: "db-0", subdomain: "nginx", clusterDomain: "example.org.", wantHost: "db-0", wantDomain: "nginx.shop.svc.example.org"},
+		{name: "web-0", subdomain: "nginx", fqdn: true, wantHost: "web-0.nginx.shop.svc.cluster.local"},
+		{name: "web-0", fqdn: true, wantHost: "web-0"}, // no subdomain: nothing to qualify
+	} {
+		pod := basePod()
+		pod.Name, pod.Spec.Hostname, pod.Spec.Subdomain = c.name, c.specHostname, c.subdomain
+		if c.fqdn {
+			pod.Spec.SetHostnameAsFQDN = &yes
+		}
+		in := baseInputs()
+		in.ClusterDomain = c.clusterDomain
+		got, err := Convert(pod, in)
+		if err != nil {
+			t.Errorf("pod %q (subdomain %q): %v", c.name, c.subdomain, err)
+		} else if got.Hostname != c.wantHost || got.HostDomain != c.wantDomain {
+			t.Errorf("pod %q (subdomain %q, setHostnameAsFQDN %v): hostname %q domain %q, want %q %q",
+				c.name, c.subdomain, c.fqdn, got.Hostname, got.HostDomain, c.wantHost, c.wantDomain)
+		}
+	}
+	pod := basePod()
+	pod.Name, pod.Spec.Subdomain, pod.Spec.SetHostnameAsFQDN = strings.Repeat("w", 37), "nginx", &yes
+	if _, err := Convert(pod, baseInputs()); !errors.Is(err, errdefs.ErrInvalidArgument) ||
+		!strings.Contains(err.Error(), "is too long (64 characters is the max, 66 characters requested)") {
+		t.Errorf("a 66-character FQDN as hostname: %v, want the kubelet's refusal", err)
+	}
+	pod.Spec.Subdomain = "my_svc"
+	pod.Spec.SetHostnameAsFQDN = nil
+	if _, err := Convert(pod, baseInputs()); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "spec.subdomain") {
+		t.Errorf("subdomain my_svc: %v, want an invalid argument naming it", err)
+	}
+}

@@ -199,15 +199,16 @@ type Inputs struct {
 //     without a trailing '-' or '.', as the kubelet names a pod's host
 //     (Task.Hostname: the sandbox's UTS name, /etc/hostname, its /etc/hosts
 //     entry and every container's HOSTNAME). A name that is still no DNS
-//     label is an errdefs.ErrInvalidArgument. spec.subdomain (the FQDN in
-//     /etc/hosts) and setHostnameAsFQDN are not mapped.
+//     label is an errdefs.ErrInvalidArgument. spec.subdomain gives
+//     Task.HostDomain, <subdomain>.<namespace>.svc.<cluster domain>, whose
+//     fully qualified name /etc/hosts gives first; setHostnameAsFQDN makes
+//     that name (at most 64 characters) the hostname itself.
 //
 // Not mapped (the bridge's job or later): ports (other than to resolve a
 // probe's named port), probes of sidecars (init containers with
 // restartPolicy Always), grpc probes and a probe's own
-// terminationGracePeriodSeconds, per-container limits, a hostname's
-// subdomain, service links other than the kubernetes service, ephemeral
-// containers.
+// terminationGracePeriodSeconds, per-container limits, service links
+// other than the kubernetes service, ephemeral containers.
 //
 // imagePullSecrets (dockerconfigjson or dockercfg secrets in
 // Inputs.Secrets) give each container's RegistryAuth, matched to the
@@ -258,7 +259,7 @@ func Convert(pod *corev1.Pod, in Inputs) (*task.Task, error) {
 		t.FSGroup = &g
 	}
 	t.DNS = dns(pod, in)
-	if t.Hostname, err = hostname(pod); err != nil {
+	if t.Hostname, t.HostDomain, err = hostname(pod, in); err != nil {
 		return nil, err
 	}
 	r := &resolver{pod: pod, in: in, size: size}
