@@ -33,7 +33,7 @@ const ProfileDeletedReason = "Fargate profile deleted: "
 //
 // A template without containers, whose Runtime is not one of
 // runtime.Names, or whose Hostname or HostDomain is not accepted
-// (ValidateHostname, network.CheckDomain), is an error of kind
+// (ValidateHostname, ValidateHostDomain), is an error of kind
 // errdefs.ErrInvalidArgument.
 func New(template *Task, id, arn string, now time.Time) (*Task, error) {
 	if len(template.Containers) == 0 {
@@ -46,7 +46,7 @@ func New(template *Task, id, arn string, now time.Time) (*Task, error) {
 	if err := ValidateHostname(template.Hostname); err != nil {
 		return nil, err
 	}
-	if err := network.CheckDomain(template.Hostname, template.HostDomain); err != nil {
+	if err := ValidateHostDomain(template.Hostname, template.HostDomain); err != nil {
 		return nil, err
 	}
 	t := template.Clone()
@@ -95,6 +95,14 @@ func ResolveRuntime(launch, definition, cluster []Tag) (string, error) {
 		return name, nil
 	}
 	return "", nil
+}
+
+// ValidateHostDomain checks the domain that qualifies a task's hostname
+// (Task.HostDomain) by network.CheckDomain, the rule's one home: empty,
+// or with the hostname a DNS name. A bad one is an error of kind
+// errdefs.ErrInvalidArgument saying what is accepted.
+func ValidateHostDomain(hostname, domain string) error {
+	return network.CheckDomain(hostname, domain)
 }
 
 // ValidateHostname checks a task's hostname: empty (the default,

@@ -284,7 +284,7 @@ type Task struct {
 	// HostDomain, when set, qualifies Hostname: /etc/hosts names the
 	// sandbox's address <Hostname>.<HostDomain> first, then Hostname, as
 	// a kubelet does for a pod with a subdomain (podtask). It needs a
-	// Hostname (network.CheckDomain).
+	// Hostname (ValidateHostDomain).
 	HostDomain string `json:"hostDomain,omitempty"`
 	// FSGroup, when set, owns the task's volumes (group, setgid
 	// directories) and is a supplemental group of every container, as a

@@ -7,7 +7,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"vessel.dev/vessel/internal/errdefs"
-	"vessel.dev/vessel/internal/network"
 	"vessel.dev/vessel/internal/task"
 )
 
@@ -26,7 +25,7 @@ const maxFQDNHostname = 64
 // domain> (/etc/hosts names the pod <hostname>.<domain> first); with
 // setHostnameAsFQDN too, the hostname is that fully qualified name (at
 // most 64 characters) and no domain is left to add. A result the task
-// does not accept (task.ValidateHostname, network.CheckDomain) is an
+// does not accept (task.ValidateHostname, task.ValidateHostDomain) is an
 // errdefs.ErrInvalidArgument; the API server's own checks of pod names,
 // spec.hostname and spec.subdomain leave none but a name too long.
 func hostname(pod *corev1.Pod, in Inputs) (host, domain string, err error) {
@@ -44,7 +43,7 @@ func hostname(pod *corev1.Pod, in Inputs) (host, domain string, err error) {
 		return host, "", nil
 	}
 	domain = fmt.Sprintf("%s.%s.svc.%s", pod.Spec.Subdomain, pod.Namespace, clusterDomain(in))
-	if err := network.CheckDomain(host, domain); err != nil {
+	if err := task.ValidateHostDomain(host, domain); err != nil {
 		return "", "", errdefs.InvalidArgument("pod %s/%s: spec.subdomain: %v", pod.Namespace, pod.Name, err)
 	}
 	if fqdn := host + "." + domain; pod.Spec.SetHostnameAsFQDN != nil && *pod.Spec.SetHostnameAsFQDN {
