@@ -2,6 +2,10 @@ package guest
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -11,17 +15,56 @@ import (
 )
 
 // write sends queued messages once the host has said hello, retrying a
-// message while the host side is away.
+// message while the host side is away. A message the port has not taken
+// within writeStall is reported on the console (watchWrites).
 func (a *agent) write() {
 	<-a.hello
+	var since atomic.Int64 // when the Send in progress began (UnixNano), 0 if none
+	go a.watchWrites(&since)
 	for m := range a.out {
+		since.Store(time.Now().UnixNano())
 		for {
 			if err := a.conn.Send(m); err == nil {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+		since.Store(0)
 	}
+}
+
+// writeStall is how long a message may take to leave the guest before
+// watchWrites reports it.
+const writeStall = 10 * time.Second
+
+// watchWrites reports on the console, once per message, a Send that has
+// not returned within writeStall: the control channel no longer moves
+// toward the host, so the host hears nothing more of the guest (neither
+// answers nor a stall dump), and the console is where it can be read
+// (the runtime quotes the console's end in a claim's or boot's timeout).
+func (a *agent) watchWrites(since *atomic.Int64) {
+	var reported int64
+	for range time.Tick(time.Second) {
+		s := since.Load()
+		if s == 0 || s == reported || time.Since(time.Unix(0, s)) < writeStall {
+			continue
+		}
+		reported = s
+		logf("control channel: a message has not left the guest for %v (%d more queued); threads: %s",
+			writeStall, len(a.out), threadWaits())
+	}
+}
+
+// threadWaits is where each thread of the agent waits in the kernel
+// (tid:wchan), for a console line.
+func threadWaits() string {
+	tasks, _ := filepath.Glob("/proc/self/task/*")
+	var out []string
+	for _, t := range tasks {
+		wchan, _ := os.ReadFile(t + "/wchan")
+		out = append(out, filepath.Base(t)+":"+procState(t)+":"+string(wchan))
+	}
+	return strings.Join(out, " ")
 }
 
 func (a *agent) send(m guestproto.Msg) { a.out <- m }

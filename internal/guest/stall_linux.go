@@ -24,6 +24,9 @@ func (a *agent) watchStall(done <-chan struct{}) {
 		return
 	case <-time.After(guestproto.StallAfter):
 	}
+	// On the console too: should the control channel be what stalls,
+	// this line is all the host gets.
+	logf("the set-up of the host's hello has not ended after %v; a dump goes to the host; threads: %s", guestproto.StallAfter, threadWaits())
 	var b strings.Builder
 	buf := make([]byte, 1<<20)
 	n := runtime.Stack(buf, true)

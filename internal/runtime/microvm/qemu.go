@@ -68,6 +68,9 @@ func (r *Runtime) qemuArgs(dir string, vcpus, memMiB int64, disks []vmDisk, mac 
 		"-device", "virtio-serial-device",
 		"-chardev", "socket,id=ctl,path=" + filepath.Join(dir, "ctl.sock") + ",server=on,wait=off",
 		"-device", "virtserialport,chardev=ctl,name=vessel.ctl",
+		// QEMU's view of its queues, for a guest that does not answer
+		// (virtioQueues); in the sandbox's directory, which only root reaches.
+		"-qmp", "unix:" + filepath.Join(dir, qmpSocket) + ",server=on,wait=off",
 		"-daemonize", "-pidfile", filepath.Join(dir, "qemu.pid"),
 		"-sandbox", qemuSandbox,
 	}

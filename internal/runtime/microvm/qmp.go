@@ -1,0 +1,97 @@
+package microvm
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// qmpSocket is the VM's QMP socket in its directory: QEMU's own view of
+// its devices, read when the guest does not answer (virtioQueues).
+const qmpSocket = "qmp.sock"
+
+// virtioQueues is what QEMU says of the VM's virtio-serial queues (the
+// control channel's): for each, the ring indexes that tell whether the
+// guest made buffers available that QEMU has not taken (shadow/last
+// avail), and whether QEMU used buffers the guest was not told of (used,
+// signalled). It is for the error of a guest that did not answer, so it
+// never fails: what it cannot get, it says.
+func virtioQueues(dir string) string {
+	c, err := net.DialTimeout("unix", filepath.Join(dir, qmpSocket), 2*time.Second)
+	if err != nil {
+		return fmt.Sprintf("(QMP: %v)", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	// call sends one command and returns its "return", skipping events.
+	call := func(cmd string, args any) (json.RawMessage, error) {
+		req := map[string]any{"execute": cmd}
+		if args != nil {
+			req["arguments"] = args
+		}
+		if err := json.NewEncoder(c).Encode(req); err != nil {
+			return nil, err
+		}
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				return nil, err
+			}
+			var resp struct {
+				Return json.RawMessage `json:"return"`
+				Error  *struct {
+					Desc string `json:"desc"`
+				} `json:"error"`
+			}
+			if json.Unmarshal(line, &resp) != nil {
+				continue
+			}
+			if resp.Error != nil {
+				return nil, fmt.Errorf("%s: %s", cmd, resp.Error.Desc)
+			}
+			if resp.Return != nil {
+				return resp.Return, nil
+			}
+		}
+	}
+	if _, err := r.ReadBytes('\n'); err != nil { // the greeting
+		return fmt.Sprintf("(QMP: %v)", err)
+	}
+	if _, err := call("qmp_capabilities", nil); err != nil {
+		return fmt.Sprintf("(QMP: %v)", err)
+	}
+	raw, err := call("x-query-virtio", nil)
+	if err != nil {
+		return fmt.Sprintf("(QMP: %v)", err)
+	}
+	var devs []struct {
+		Path string `json:"path"`
+		Name string `json:"name"`
+	}
+	json.Unmarshal(raw, &devs)
+	var out []string
+	for _, d := range devs {
+		if d.Name != "virtio-serial" {
+			continue
+		}
+		for q := 0; q < 8; q++ {
+			raw, err := call("x-query-virtio-queue-status", map[string]any{"path": d.Path, "queue": q})
+			if err != nil {
+				break // past the device's last queue
+			}
+			var st map[string]any
+			json.Unmarshal(raw, &st)
+			out = append(out, fmt.Sprintf("q%d avail %v/%v used %v signalled %v inuse %v", q,
+				st["shadow-avail-idx"], st["last-avail-idx"], st["used-idx"], st["signalled-used"], st["inuse"]))
+		}
+	}
+	if len(out) == 0 {
+		return "(QMP: no virtio-serial device)"
+	}
+	return strings.Join(out, "; ")
+}
