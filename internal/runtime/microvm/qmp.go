@@ -17,9 +17,11 @@ const qmpSocket = "qmp.sock"
 // virtioQueues is what QEMU says of the VM's virtio-serial queues (the
 // control channel's): for each, the ring indexes that tell whether the
 // guest made buffers available that QEMU has not taken (shadow/last
-// avail), and whether QEMU used buffers the guest was not told of (used,
-// signalled). It is for the error of a guest that did not answer, so it
-// never fails: what it cannot get, it says.
+// avail) and whether QEMU used buffers the guest was not told of (used,
+// signalled); then the first vCPU's instruction pointer (EIP before the
+// guest's kernel runs in 64 bits, RIP after) and HLT (halted, waiting for
+// an interrupt). It is for the error of a guest that did not answer, so
+// it never fails: what it cannot get, it says.
 func virtioQueues(dir string) string {
 	c, err := net.DialTimeout("unix", filepath.Join(dir, qmpSocket), 2*time.Second)
 	if err != nil {
@@ -91,7 +93,17 @@ func virtioQueues(dir string) string {
 		}
 	}
 	if len(out) == 0 {
-		return "(QMP: no virtio-serial device)"
+		out = append(out, "(QMP: no virtio-serial device)")
+	}
+	// Whether the guest's CPU runs or waits halted, and where.
+	if raw, err := call("human-monitor-command", map[string]any{"command-line": "info registers"}); err == nil {
+		var regs string
+		json.Unmarshal(raw, &regs)
+		for _, f := range strings.Fields(regs) {
+			if strings.HasPrefix(f, "RIP=") || strings.HasPrefix(f, "EIP=") || strings.HasPrefix(f, "HLT=") {
+				out = append(out, "vCPU "+f)
+			}
+		}
 	}
 	return strings.Join(out, "; ")
 }
