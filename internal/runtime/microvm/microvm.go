@@ -592,8 +592,8 @@ func (r *Runtime) waitReady(ctx context.Context, dir string, monDone <-chan erro
 		case err := <-monDone:
 			return fmt.Errorf("%w (%v): %s", errMonitorStopped, err, tail(filepath.Join(dir, "monitor.log")))
 		case <-ctx.Done():
-			return fmt.Errorf("the guest agent did not answer: %w; monitor: %s; console: %s%s; QEMU's control channel queues: %s", ctx.Err(),
-				tail(filepath.Join(dir, "monitor.log")), tail(filepath.Join(dir, "console.log")), stallExcerpt(dir), virtioQueues(dir))
+			return fmt.Errorf("the guest agent did not answer: %w; monitor: %s; console: %s%s; QEMU's control channel queues: %s; host: %s", ctx.Err(),
+				tail(filepath.Join(dir, "monitor.log")), tail(filepath.Join(dir, "console.log")), stallExcerpt(dir), virtioQueues(dir), r.hostView(dir))
 		case <-t.C:
 		}
 	}

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"vessel.dev/vessel/internal/runtime/toolkit"
 )
 
 // qmpSocket is the VM's QMP socket in its directory: QEMU's own view of
@@ -104,6 +107,47 @@ func virtioQueues(dir string) string {
 				out = append(out, "vCPU "+f)
 			}
 		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// hostView is what the host says of the VM of directory dir (whose name
+// is the VM's sandbox ID, that of its cgroups), for the error of a guest
+// that did not answer: where each of QEMU's threads waits (state and
+// kernel wait channel) and its memory cgroup's use against its limit,
+// with the page cache, dirty and under-writeback bytes it holds: a QEMU
+// stalled in its cgroup's reclaim answers nothing.
+func (r *Runtime) hostView(dir string) string {
+	var out []string
+	if pid := toolkit.ReadPid(filepath.Join(dir, "qemu.pid")); pid > 0 {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+		var threads []string
+		for _, t := range tasks {
+			stat, _ := os.ReadFile(t + "/stat")
+			wchan, _ := os.ReadFile(t + "/wchan")
+			state := "?"
+			if i := strings.LastIndexByte(string(stat), ')'); i > 0 && len(stat) > i+2 {
+				state = string(stat[i+2])
+			}
+			threads = append(threads, filepath.Base(t)+":"+state+":"+string(wchan))
+		}
+		out = append(out, "QEMU threads "+strings.Join(threads, " "))
+	}
+	if r.cg != nil && !r.cg.host.V2() {
+		mem := filepath.Join(r.cg.host.Controller("memory"), cgroupPath(filepath.Base(dir)))
+		read := func(f string) string {
+			data, _ := os.ReadFile(filepath.Join(mem, f))
+			return strings.TrimSpace(string(data))
+		}
+		stat := map[string]string{}
+		for _, l := range strings.Split(read("memory.stat"), "\n") {
+			if k, v, ok := strings.Cut(l, " "); ok {
+				stat[k] = v
+			}
+		}
+		out = append(out, fmt.Sprintf("memory cgroup usage %s of %s (failcnt %s): cache %s rss %s dirty %s writeback %s",
+			read("memory.usage_in_bytes"), read("memory.limit_in_bytes"), read("memory.failcnt"),
+			stat["cache"], stat["rss"], stat["dirty"], stat["writeback"]))
 	}
 	return strings.Join(out, "; ")
 }

@@ -1,8 +1,10 @@
 package microvm
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +14,8 @@ import (
 
 // TestVirtioQueues: a VM's QMP socket gives the state of its control
 // channel's queues (here of a VM that has not started, so every index is
-// 0), and a VM without one is said to be unreachable, not an error.
+// 0), and a VM without one is said to be unreachable, not an error; the
+// host's view lists QEMU's threads.
 func TestVirtioQueues(t *testing.T) {
 	testenv.SkipShort(t, "QEMU")
 	qemu, err := exec.LookPath("qemu-system-x86_64")
@@ -45,5 +48,12 @@ func TestVirtioQueues(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("virtioQueues = %q; want it to hold %q", got, want)
 		}
+	}
+	// The host's view: where each of QEMU's threads waits.
+	if err := os.WriteFile(filepath.Join(dir, "qemu.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := (&Runtime{}).hostView(dir); !strings.HasPrefix(got, "QEMU threads "+strconv.Itoa(cmd.Process.Pid)+":") {
+		t.Errorf("hostView = %q; want QEMU's threads, its main thread first", got)
 	}
 }
