@@ -356,12 +356,19 @@ func testPrefixNames(s *suite) {
 		}
 		cancel()
 	}
-	s.signal(id, "app", syscall.SIGTERM)
-	if st := s.wait(id, "app"); st.Code != 143 {
-		s.t.Fatalf("app: code %d after SIGTERM, want 143", st.Code)
+	// stop ends container c with SIGTERM (code 143), and checks the
+	// others still run.
+	stop := func(c string, others ...string) {
+		s.t.Helper()
+		s.signal(id, c, syscall.SIGTERM)
+		if st := s.wait(id, c); st.Code != 143 {
+			s.t.Fatalf("%s: code %d after SIGTERM, want 143", c, st.Code)
+		}
+		for _, o := range others {
+			s.running(id, o, 200*time.Millisecond)
+		}
 	}
-	s.running(id, "apple", 300*time.Millisecond)
-	s.running(id, "ap", 10*time.Millisecond)
+	stop("app", "apple", "ap")
 	// app has exited (it is still there, not deleted): signals to it reach
 	// nobody.
 	s.signal(id, "app", syscall.SIGTERM)
@@ -370,16 +377,8 @@ func testPrefixNames(s *suite) {
 		s.t.Fatalf("app: code %d after signals to the exited container, want still 143", st.Code)
 	}
 	s.running(id, "apple", 300*time.Millisecond)
-	s.running(id, "ap", 10*time.Millisecond)
-	s.signal(id, "ap", syscall.SIGTERM)
-	if st := s.wait(id, "ap"); st.Code != 143 {
-		s.t.Fatalf("ap: code %d after SIGTERM, want 143", st.Code)
-	}
-	s.running(id, "apple", 300*time.Millisecond)
-	s.signal(id, "apple", syscall.SIGTERM)
-	if st := s.wait(id, "apple"); st.Code != 143 {
-		s.t.Fatalf("apple: code %d after SIGTERM, want 143", st.Code)
-	}
+	stop("ap", "apple")
+	stop("apple")
 }
 
 func testMissing(s *suite) {
