@@ -22,9 +22,10 @@ const qmpSocket = "qmp.sock"
 // guest made buffers available that QEMU has not taken (shadow/last
 // avail) and whether QEMU used buffers the guest was not told of (used,
 // signalled); then the first vCPU's instruction pointer (EIP before the
-// guest's kernel runs in 64 bits, RIP after) and HLT (halted, waiting for
-// an interrupt). It is for the error of a guest that did not answer, so
-// it never fails: what it cannot get, it says.
+// guest's kernel runs in 64 bits, RIP after), flags and HLT (halted,
+// waiting for an interrupt), and its local APIC's timer and pending
+// interrupts. It is for the error of a guest that did not answer, so it
+// never fails: what it cannot get, it says.
 func virtioQueues(dir string) string {
 	c, err := net.DialTimeout("unix", filepath.Join(dir, qmpSocket), 2*time.Second)
 	if err != nil {
@@ -98,13 +99,30 @@ func virtioQueues(dir string) string {
 	if len(out) == 0 {
 		out = append(out, "(QMP: no virtio-serial device)")
 	}
-	// Whether the guest's CPU runs or waits halted, and where.
-	if raw, err := call("human-monitor-command", map[string]any{"command-line": "info registers"}); err == nil {
-		var regs string
-		json.Unmarshal(raw, &regs)
-		for _, f := range strings.Fields(regs) {
-			if strings.HasPrefix(f, "RIP=") || strings.HasPrefix(f, "EIP=") || strings.HasPrefix(f, "HLT=") {
+	// Whether the guest's CPU runs or waits halted, and where, with
+	// interrupts enabled or not (the flags); and its local APIC's timer
+	// and the interrupts it holds pending (IRR) or in service (ISR): a
+	// halted CPU with one pending missed its wake-up.
+	hmp := func(cmd string) string {
+		raw, err := call("human-monitor-command", map[string]any{"command-line": cmd})
+		if err != nil {
+			return ""
+		}
+		var text string
+		json.Unmarshal(raw, &text)
+		return text
+	}
+	for _, f := range strings.Fields(hmp("info registers")) {
+		for _, reg := range []string{"RIP=", "EIP=", "RFL=", "EFL=", "HLT="} {
+			if strings.HasPrefix(f, reg) {
 				out = append(out, "vCPU "+f)
+			}
+		}
+	}
+	for _, l := range strings.Split(hmp("info lapic"), "\n") {
+		for _, p := range []string{"LVTT", "Timer", "ISR", "IRR"} {
+			if strings.HasPrefix(l, p) {
+				out = append(out, "APIC "+strings.Join(strings.Fields(l), " "))
 			}
 		}
 	}
