@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,8 +24,8 @@ const qmpSocket = "qmp.sock"
 // avail) and whether QEMU used buffers the guest was not told of (used,
 // signalled); then the first vCPU's instruction pointer (EIP before the
 // guest's kernel runs in 64 bits, RIP after), flags and HLT (halted,
-// waiting for an interrupt), and its local APIC's timer and pending
-// interrupts. It is for the error of a guest that did not answer, so it
+// waiting for an interrupt), the instructions there, and its local
+// APIC's timer and pending interrupts. It is for the error of a guest that did not answer, so it
 // never fails: what it cannot get, it says.
 func virtioQueues(dir string) string {
 	c, err := net.DialTimeout("unix", filepath.Join(dir, qmpSocket), 2*time.Second)
@@ -119,11 +120,13 @@ func virtioQueues(dir string) string {
 			}
 		}
 	}
+	// What the vCPU executes (a loop it spins in shows here).
+	if code := strings.Fields(strings.ReplaceAll(hmp("x/3i $pc"), "\n", " | ")); len(code) > 0 {
+		out = append(out, "code "+strings.Join(code, " "))
+	}
 	for _, l := range strings.Split(hmp("info lapic"), "\n") {
-		for _, p := range []string{"LVTT", "Timer", "ISR", "IRR"} {
-			if strings.HasPrefix(l, p) {
-				out = append(out, "APIC "+strings.Join(strings.Fields(l), " "))
-			}
+		if f := strings.Fields(l); len(f) > 0 && slices.Contains([]string{"LVTT", "Timer", "ISR", "IRR"}, f[0]) {
+			out = append(out, "APIC "+strings.Join(f, " "))
 		}
 	}
 	return strings.Join(out, "; ")
