@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,43 +15,37 @@ import (
 
 // write sends queued messages once the host has said hello, retrying a
 // message while the host side is away. A message the port has not taken
-// within writeStall is reported on the console (watchWrites).
+// within writeStall is reported on the console (stalledWrite): one timer,
+// armed only while a message is being sent, so an idle guest never wakes
+// for it.
 func (a *agent) write() {
 	<-a.hello
-	var since atomic.Int64 // when the Send in progress began (UnixNano), 0 if none
-	go a.watchWrites(&since)
+	stall := time.AfterFunc(time.Hour, a.stalledWrite)
+	stall.Stop()
 	for m := range a.out {
-		since.Store(time.Now().UnixNano())
+		stall.Reset(writeStall)
 		for {
 			if err := a.conn.Send(m); err == nil {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		since.Store(0)
+		stall.Stop()
 	}
 }
 
 // writeStall is how long a message may take to leave the guest before
-// watchWrites reports it.
+// stalledWrite reports it.
 const writeStall = 10 * time.Second
 
-// watchWrites reports on the console, once per message, a Send that has
-// not returned within writeStall: the control channel no longer moves
-// toward the host, so the host hears nothing more of the guest (neither
-// answers nor a stall dump), and the console is where it can be read
-// (the runtime quotes the console's end in a claim's or boot's timeout).
-func (a *agent) watchWrites(since *atomic.Int64) {
-	var reported int64
-	for range time.Tick(time.Second) {
-		s := since.Load()
-		if s == 0 || s == reported || time.Since(time.Unix(0, s)) < writeStall {
-			continue
-		}
-		reported = s
-		logf("control channel: a message has not left the guest for %v (%d more queued); threads: %s",
-			writeStall, len(a.out), threadWaits())
-	}
+// stalledWrite reports on the console a Send that has not returned within
+// writeStall: the control channel no longer moves toward the host, so the
+// host hears nothing more of the guest (neither answers nor a stall dump),
+// and the console is where it can be read (the runtime quotes the
+// console's end in a claim's or boot's timeout).
+func (a *agent) stalledWrite() {
+	logf("control channel: a message has not left the guest for %v (%d more queued); threads: %s",
+		writeStall, len(a.out), threadWaits())
 }
 
 // threadWaits is where each thread of the agent waits in the kernel
